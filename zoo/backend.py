@@ -1,0 +1,88 @@
+"""The Backend interface: a thin translator between zoo's canonical data and one framework.
+
+A backend receives the canonical :class:`~zoo.dataset.Dataset`, writes whatever its
+framework needs into its own scratch folder, trains, and translates the framework's
+predictions back into canonical ones (:mod:`zoo.predictions`). Splitting, scoring,
+reporting and the run folder are zoo's, never the backend's.
+
+Lifecycle, driven by :mod:`zoo.run`::
+
+    b = BackendClass(task, meta, config, ctx)   # cheap; imports the framework lazily
+    b.fit(train, val)                           # leaves a checkpoint in ctx.checkpoint_dir
+    preds = list(b.predict(val.images))         # canonical predictions, one per image
+
+    b = BackendClass.load(task, meta, config, ctx)   # later: from ctx.checkpoint_dir
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from zoo.config import BackendConfig
+from zoo.dataset import Dataset, ImageRecord
+from zoo.predictions import Prediction
+from zoo.tasks import Task
+
+
+@dataclass
+class RunContext:
+    """Where a backend may write, and on what device it runs.
+
+    A backend writes nothing outside ``run_dir``: its checkpoint into ``checkpoint_dir``,
+    converted data, framework logs and other scratch into ``work_dir``.
+    """
+
+    run_dir: Path
+    device: str = "cpu"  # resolved: "cpu", "cuda", "cuda:1", ... never "auto"
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("zoo"))
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoint"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.run_dir / "work"
+
+
+class Backend(ABC):
+    """Base class of every backend. Subclasses set ``Config`` and implement the four methods."""
+
+    #: The pydantic settings model; extra keys are forbidden (typos are errors).
+    Config: ClassVar[type[BackendConfig]] = BackendConfig
+
+    def __init__(self, task: Task, meta: Dataset, config: BackendConfig, ctx: RunContext):
+        self.task = task
+        self.meta = meta.meta()  # vocabularies only; never the images
+        self.config = config
+        self.ctx = ctx
+
+    @abstractmethod
+    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
+        """Train on ``train`` (``val`` may steer early stopping / checkpoint choice).
+
+        Must leave everything :meth:`load` needs in ``ctx.checkpoint_dir``. Returns the
+        framework's own final numbers, if any, for the log (never used for ranking).
+        """
+
+    @abstractmethod
+    def predict(self, images: Sequence[ImageRecord]) -> Iterator[Prediction]:
+        """One canonical prediction per image, in order, in original-image pixels."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, task: Task, meta: Dataset, config: BackendConfig, ctx: RunContext) -> Backend:
+        """A ready-to-predict backend restored from ``ctx.checkpoint_dir``."""
+
+    def versions(self) -> dict[str, str]:
+        """Framework versions for the run manifest, e.g. ``{"ultralytics": "8.3.0"}``."""
+        return {}
+
+    def num_parameters(self) -> int | None:
+        """Trainable parameter count of the model, for leaderboards (None if unknown)."""
+        return None

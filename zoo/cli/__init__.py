@@ -1,0 +1,89 @@
+"""The ``zoo`` command line (typer + rich).
+
+Each sub-command lives in its own module of this package, registered explicitly below.
+Command modules import only typer at the top; their heavy work is imported inside the
+command function, so ``zoo --help`` and ``zoo list`` never import a framework.
+
+A :class:`zoo.errors.ZooError` becomes one line on stderr and exit status 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from zoo import __version__
+from zoo.cli import check_cmd, compare_cmd, convert_cmd, demo_cmd, eval_cmd, list_cmd, predict_cmd, run_cmd
+
+app = typer.Typer(
+    name="zoo",
+    help="Run established vision models on your labelme / LabelImg folder and score them with one shared evaluator.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.command("run")(run_cmd.run)
+app.command("compare")(compare_cmd.compare)
+app.command("predict")(predict_cmd.predict)
+app.command("eval")(eval_cmd.evaluate)
+app.command("convert")(convert_cmd.convert)
+app.command("check")(check_cmd.check)
+app.command("list")(list_cmd.list_backends)
+app.command("demo")(demo_cmd.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"zoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+) -> None:
+    if debug:
+        os.environ["ZOO_DEBUG"] = "1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``zoo`` command."""
+    from zoo.errors import ZooError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except ZooError as e:
+        if os.environ.get("ZOO_DEBUG"):
+            raise
+        _error_line(str(e))
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        _error_line("interrupted")
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        _error_line("aborted")
+        sys.exit(1)
+    except Exception as e:  # click usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+def _error_line(message: str) -> None:
+    # One line, no traceback: the user fixes their input and runs again.
+    first = " ".join(message.split("\n")).strip()
+    sys.stderr.write(f"zoo: error: {first}\n")

@@ -1,0 +1,38 @@
+"""``zoo compare``: several backends, one split, one evaluator, one leaderboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def compare(
+    task: str = typer.Option(..., "--task", "-t", help="The task all backends are scored on."),
+    backends: str = typer.Option(..., "--backends", help="Comma-separated backend names."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Annotation folder; the demo data when omitted."),
+    fmt: str = typer.Option("auto", "--from", help="Input format; detected when 'auto'."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line."),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    imgsz: Optional[int] = typer.Option(None, "--imgsz"),
+    batch: Optional[int] = typer.Option(None, "--batch"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    seed: int = typer.Option(0, "--seed"),
+    name: Optional[str] = typer.Option(None, "--name", help="Leaderboard name (default: the task)."),
+    out: Path = typer.Option(Path("runs"), "--out"),
+    set_: list[str] = typer.Option([], "--set", help="key=value for every backend (unknown keys fail)."),
+    val: float = typer.Option(0.2, "--val"),
+    rerun: bool = typer.Option(False, "--rerun", help="Train again even where a finished run exists."),
+) -> None:
+    """Run several backends on the same split and rank them."""
+    from zoo.compare import CompareOptions, compare_and_report
+
+    compare_and_report(
+        CompareOptions(
+            task=task, backends=[b.strip() for b in backends.split(",") if b.strip()], data=data,
+            fmt=fmt, labels=labels, seed=seed, name=name, out=out, sets=list(set_), val=val,
+            rerun=rerun,
+            flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "seed": seed},
+        )
+    )

@@ -1,0 +1,42 @@
+"""``zoo run``: annotation folder (or the demo data) -> trained model -> shared scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def run(
+    task: str = typer.Option(..., "--task", "-t", help="classify, detect, semantic-seg, instance-seg or keypoint."),
+    backend: str = typer.Option(..., "--backend", "-b", help="A backend from `zoo list`."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Annotation folder or file; the demo data when omitted."),
+    fmt: str = typer.Option("auto", "--from", help="Input format; detected from the folder when 'auto'."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line (fixes their order)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs."),
+    imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Training image size in pixels."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the split and training."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Start from this local weights file."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default: <backend>-<task>)."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Folder that holds run folders."),
+    config: list[Path] = typer.Option([], "--config", help="YAML config file(s), applied in order."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key: key=value (repeatable)."),
+    val: float = typer.Option(0.2, "--val", help="Fraction of images held out for evaluation."),
+    test: float = typer.Option(0.0, "--test", help="Fraction held out as a test split (not scored by run)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same name."),
+) -> None:
+    """Train a backend on a folder and score it with the shared evaluator."""
+    from zoo.run import RunOptions, run_and_report
+
+    run_and_report(
+        RunOptions(
+            task=task, backend=backend, data=data, fmt=fmt, labels=labels, seed=seed,
+            name=name, out=out, config_files=list(config), sets=list(set_), val=val,
+            test=test, resume=resume,
+            flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device,
+                   "seed": seed, "weights": weights},
+        )
+    )

@@ -1,0 +1,139 @@
+"""Backend configuration: pydantic models filled from layered YAML and the command line.
+
+Layers, later wins:
+
+1. the backend's ``Config`` class defaults;
+2. ``configs/<backend>/<task>.yaml`` shipped with zoo (the tuned defaults);
+3. each ``--config FILE`` in order;
+4. the dedicated flags (``--epochs``, ``--imgsz``, ...);
+5. each ``--set key=value`` in order (value parsed as YAML: ``3``, ``true``, ``s``).
+
+Unknown keys are errors that say where the key came from and suggest the near miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from zoo.errors import ConfigError, did_you_mean
+
+
+class BackendConfig(BaseModel):
+    """Settings every backend understands. Backends subclass it to add their own keys."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    epochs: int = 30
+    imgsz: int = 160
+    batch: int = 16
+    device: str = "auto"  # "auto" = first CUDA GPU when there is one, else "cpu"
+    seed: int = 0
+    workers: int = 0  # data-loading processes; 0 = load in the training process
+    pretrained: bool = False  # opt-in: needs the weights in the local cache (offline here)
+    weights: Path | None = None  # a local weights file to start from
+
+
+def shipped_defaults(backend: str, task: str) -> dict[str, Any]:
+    """The YAML defaults zoo ships for this backend and task ({} when there are none)."""
+    node = resources.files("zoo.configs").joinpath(backend, f"{task}.yaml")
+    if not node.is_file():
+        return {}
+    return _load_yaml_text(node.read_text(encoding="utf-8"), f"configs/{backend}/{task}.yaml")
+
+
+def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
+    return _load_yaml_text(text, str(path))
+
+
+def _load_yaml_text(text: str, where: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        at = f" (line {line + 1})" if line is not None else ""
+        raise ConfigError(f"{where}: not valid YAML{at}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def parse_set(items: Iterable[str]) -> list[tuple[str, Any]]:
+    """``["model=s", "lr=0.01"]`` -> ``[("model", "s"), ("lr", 0.01)]`` (values parsed as YAML)."""
+    import yaml
+
+    out = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out.append((key, value))
+    return out
+
+
+def resolve_config(
+    config_cls: type[BackendConfig],
+    *,
+    backend: str,
+    task: str,
+    files: Iterable[str | Path] = (),
+    flags: Mapping[str, Any] | None = None,
+    sets: Iterable[str] = (),
+    base: Mapping[str, Any] | None = None,
+) -> BackendConfig:
+    """Merge the layers (see module doc) into a validated ``config_cls`` instance.
+
+    ``base`` replaces the shipped defaults: a resolved ``config.yaml`` from an earlier run.
+    """
+    fields = config_cls.model_fields
+    merged: dict[str, Any] = {}
+
+    def apply(values: Mapping[str, Any], where: str) -> None:
+        for key, value in values.items():
+            if key not in fields:
+                raise ConfigError(
+                    f"{where}: unknown key '{key}' for {backend}{did_you_mean(key, fields)}; "
+                    f"known keys: {', '.join(sorted(fields))}"
+                )
+            merged[key] = value
+
+    if base is not None:
+        apply(base, "config.yaml")
+    else:
+        apply(shipped_defaults(backend, task), f"configs/{backend}/{task}.yaml")
+    for f in files:
+        apply(load_yaml_file(f), str(f))
+    apply({k: v for k, v in (flags or {}).items() if v is not None}, "command line")
+    for key, value in parse_set(sets):
+        apply({key: value}, f"--set {key}")
+    try:
+        return config_cls(**merged)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"config: {loc}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def dump_config(config: BaseModel) -> dict[str, Any]:
+    """A YAML-safe dict of a resolved config (paths as strings)."""
+    return config.model_dump(mode="json")
+
+

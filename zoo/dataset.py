@@ -1,0 +1,190 @@
+"""The canonical dataset: one model that every reader fills and every backend and the
+evaluator consume.
+
+Conventions, fixed here once:
+
+* Coordinates are absolute pixels in the image *after* EXIF orientation, as floats, with
+  the origin at the top-left corner of the top-left pixel (COCO's convention). Boxes are
+  ``(x0, y0, x1, y1)``.
+* ``Dataset.categories`` are the instance classes (detect, instance-seg, keypoint,
+  semantic-seg); a category's id is its position in that list. ``Dataset.classes`` are the
+  image-level classes for classify (labelme ``flags``, class folders). Both are ordered
+  explicitly (``--labels`` or sorted names), never by order of first appearance.
+* Semantic label maps put background at 0 and category ``i`` at ``i + 1``; 255 is ignored.
+* A polygon is a flat list ``[x0, y0, x1, y1, ...]`` (COCO's ``segmentation`` format); an
+  instance may have several (labelme ``group_id`` joins parts of one object).
+* A mask is COCO RLE ``{"size": [h, w], "counts": str}`` over the whole image.
+* Keypoints are ``(x, y, v)`` triples in ``Dataset.keypoint_names`` order, COCO visibility:
+  0 not labelled, 1 labelled but hidden, 2 visible.
+
+Plain dataclasses (not pydantic) because readers build hundreds of thousands of these and
+the model carries no user input that needs validating beyond what readers already check.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+Box = tuple[float, float, float, float]
+Keypoint = tuple[float, float, int]
+
+
+@dataclass(slots=True, frozen=True)
+class Source:
+    """Where something came from, so errors and warnings can point at it."""
+
+    file: str
+    shape: int | None = None
+
+    def __str__(self) -> str:
+        return self.file if self.shape is None else f"{self.file} (shape {self.shape})"
+
+
+@dataclass(slots=True)
+class Problem:
+    """A collected warning about the input: file, shape and what is wrong."""
+
+    source: Source
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+@dataclass(slots=True)
+class Instance:
+    """One annotated object."""
+
+    category: int
+    bbox: Box
+    polygons: list[list[float]] = field(default_factory=list)
+    mask: dict | None = None
+    keypoints: list[Keypoint] | None = None
+    ignore: bool = False
+    source: Source | None = None
+
+    @property
+    def box_area(self) -> float:
+        x0, y0, x1, y1 = self.bbox
+        return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+
+
+@dataclass(slots=True)
+class ImageRecord:
+    """One image and its annotations.
+
+    ``id`` is stable and unique within a dataset: the image's path relative to the dataset
+    root, without extension, in POSIX form (``"train/cell_001"``). Pixels come from ``file``
+    or, when that is absent, from the base64 ``imageData`` of the labelme JSON named by
+    ``embedded`` (decoded only when pixels are asked for).
+    """
+
+    id: str
+    width: int
+    height: int
+    file: Path | None = None
+    embedded: Path | None = None
+    labels: list[int] = field(default_factory=list)
+    instances: list[Instance] = field(default_factory=list)
+    source: Source | None = None
+
+    def open(self):
+        """The image as a PIL RGB image, EXIF orientation applied."""
+        from PIL import Image, ImageOps
+
+        if self.file is not None:
+            img = Image.open(self.file)
+        elif self.embedded is not None:
+            img = Image.open(io.BytesIO(embedded_image_bytes(self.embedded)))
+        else:
+            raise ValueError(f"image {self.id!r} has no pixels (no file and no imageData)")
+        img = ImageOps.exif_transpose(img)
+        return img.convert("RGB")
+
+    def load_rgb(self):
+        """The image as an ``(H, W, 3)`` uint8 numpy array."""
+        import numpy as np
+
+        return np.asarray(self.open())
+
+    @property
+    def suffix(self) -> str:
+        """The file extension to use when this image is written out."""
+        return self.file.suffix.lower() if self.file is not None else ".png"
+
+
+def embedded_image_bytes(json_path: Path) -> bytes:
+    """The decoded ``imageData`` of a labelme JSON file."""
+    import orjson
+
+    data = orjson.loads(Path(json_path).read_bytes())
+    return base64.b64decode(data["imageData"])
+
+
+@dataclass(slots=True)
+class Dataset:
+    """An annotated image collection with its class vocabularies."""
+
+    categories: list[str] = field(default_factory=list)
+    images: list[ImageRecord] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    keypoint_names: list[str] = field(default_factory=list)
+    skeleton: list[tuple[int, int]] = field(default_factory=list)
+    oks_sigmas: list[float] | None = None
+    root: Path | None = None
+    format: str = ""
+    warnings: list[Problem] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self):
+        return iter(self.images)
+
+    def meta(self) -> Dataset:
+        """The same dataset without images: the vocabularies a trained model needs."""
+        return replace(self, images=[], warnings=[])
+
+    def subset(self, ids: Iterable[str]) -> Dataset:
+        """The images with these ids, in the order given."""
+        by_id = {r.id: r for r in self.images}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise KeyError(f"images not in dataset: {missing[:5]}")
+        return replace(self, images=[by_id[i] for i in ids], warnings=[])
+
+    def image(self, image_id: str) -> ImageRecord:
+        for r in self.images:
+            if r.id == image_id:
+                return r
+        raise KeyError(image_id)
+
+    def semantic_classes(self) -> list[str]:
+        """Class names of a semantic label map: background first, then the categories."""
+        return ["_background_", *self.categories]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for tables: images, instances per category, image labels per class."""
+        per_cat = [0] * len(self.categories)
+        per_class = [0] * len(self.classes)
+        ignored = 0
+        for r in self.images:
+            for inst in r.instances:
+                if inst.ignore:
+                    ignored += 1
+                else:
+                    per_cat[inst.category] += 1
+            for c in r.labels:
+                per_class[c] += 1
+        return {
+            "images": len(self.images),
+            "instances": dict(zip(self.categories, per_cat)),
+            "ignored": ignored,
+            "labels": dict(zip(self.classes, per_class)),
+            "warnings": len(self.warnings),
+        }

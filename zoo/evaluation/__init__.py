@@ -1,0 +1,1 @@
+"""The shared evaluator: every backend is scored by this code, and only this code."""

@@ -1,0 +1,40 @@
+"""The evaluator interface (reset / process / evaluate), after detectron2's DatasetEvaluator."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from zoo.dataset import Dataset, ImageRecord
+from zoo.predictions import Prediction
+
+
+class Evaluator(ABC):
+    """Accumulates (ground truth, prediction) pairs, then computes metrics.
+
+    Built by :meth:`zoo.tasks.Task.evaluator` as ``Evaluator(meta, task=task, **options)``
+    where ``meta`` carries the vocabularies (categories, classes, keypoint names, sigmas).
+    """
+
+    def __init__(self, meta: Dataset, *, task, **options: Any):
+        self.meta = meta.meta()
+        self.task = task
+        self.options = options
+        self.reset()
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget everything processed so far."""
+
+    @abstractmethod
+    def process(self, gt: ImageRecord, pred: Prediction) -> None:
+        """Add one image's ground truth and prediction."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, Any]:
+        """The metrics dict written to metrics.json, including a ``conventions`` block."""
+
+    def plot(self, out_dir: Path) -> list[Path]:
+        """Write plots (PR curves, confusion matrices) into ``out_dir``; returns their paths."""
+        return []

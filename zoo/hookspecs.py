@@ -1,0 +1,55 @@
+"""Every extension point of zoo, in one documented module.
+
+A plugin is any module with functions named like these and decorated with
+``zoo.hookimpl``, registered through the ``zoo`` entry-point group of its package::
+
+    # your package's pyproject.toml
+    [project.entry-points.zoo]
+    my_backend = "my_package.zoo_plugin"
+
+    # my_package/zoo_plugin.py  -- keep it light: no framework imports here
+    from zoo import hookimpl
+    from zoo.specs import BackendSpec
+
+    @hookimpl
+    def zoo_backends():
+        return [BackendSpec(name="my-net", tasks=("detect",), entry="my_package.net:MyNet",
+                            requires=("torch",), description="My detector")]
+
+zoo's own backends and adapters are registered exactly this way (see its pyproject.toml);
+nothing registers itself as a side effect of being imported. Hooks return *specs*, not
+classes, so listing plugins never imports a framework.
+
+To prove a backend honours the contract, run :func:`zoo.testing.check_backend` on it.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("zoo")
+
+
+@hookspec
+def zoo_backends() -> list:
+    """Return the :class:`zoo.specs.BackendSpec` of every backend this plugin provides.
+
+    A backend class (``BackendSpec.entry``) subclasses :class:`zoo.backend.Backend`.
+    Backend names must be unique across all installed plugins; a clash is an error that
+    names both plugins, never a silent override.
+    """
+
+
+@hookspec
+def zoo_readers() -> list:
+    """Return the :class:`zoo.specs.ReaderSpec` of every annotation format this plugin reads.
+
+    A reader turns a folder or file into a :class:`zoo.dataset.Dataset`, never writes into
+    its input, and reports each problem either as a :class:`zoo.errors.DataError` (fatal)
+    or as a :class:`zoo.dataset.Problem` in ``Dataset.warnings``.
+    """
+
+
+@hookspec
+def zoo_writers() -> list:
+    """Return the :class:`zoo.specs.WriterSpec` of every format this plugin writes."""

@@ -1,0 +1,39 @@
+"""Reading any annotation folder into the canonical Dataset, format detected or named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zoo.dataset import Dataset
+from zoo.errors import ZooError
+from zoo.registry import get_registry
+
+
+def detect_format(path: Path) -> str:
+    """The reader whose sniffer is most confident about ``path``."""
+    registry = get_registry()
+    scores = []
+    for spec in registry.readers.values():
+        sniff = spec.load_sniffer()
+        if sniff is not None:
+            scores.append((float(sniff(path)), spec.name))
+    scores.sort(reverse=True)
+    if not scores or scores[0][0] <= 0:
+        raise ZooError(
+            f"{path}: no annotations found that zoo can read "
+            f"(looked for: {', '.join(registry.readers) or 'no reader installed'}); "
+            "name the format with --from"
+        )
+    return scores[0][1]
+
+
+def read_dataset(path: str | Path, fmt: str = "auto", labels: str | Path | None = None) -> Dataset:
+    """Read ``path`` with the named reader (or the detected one)."""
+    path = Path(path)
+    if not path.exists():
+        raise ZooError(f"{path}: no such file or folder")
+    name = detect_format(path) if fmt == "auto" else fmt
+    reader = get_registry().reader(name).load()
+    dataset = reader(path, labels=labels)
+    dataset.format = dataset.format or name
+    return dataset

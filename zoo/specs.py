@@ -1,0 +1,108 @@
+"""Plugin specs: what a plugin declares about itself *without* importing its framework.
+
+A hook returns specs; ``zoo list`` reads them to show every backend and whether its
+framework is installed (``importlib.util.find_spec``, which does not import). The class or
+function behind a spec is imported only by :meth:`load`, when it is actually used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoo.errors import MissingDependency
+
+
+def _import(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split(".") if attr else ():
+        obj = getattr(obj, part)
+    return obj
+
+
+def _missing(modules: tuple[str, ...]) -> list[str]:
+    out = []
+    for m in modules:
+        try:
+            if importlib.util.find_spec(m) is None:
+                out.append(m)
+        except (ImportError, ValueError):
+            out.append(m)
+    return out
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A trainable model family.
+
+    name:        what users type after ``--backend`` (unique across all plugins)
+    tasks:       the task names it serves
+    entry:       ``"module:Class"`` of its :class:`zoo.backend.Backend` subclass
+    requires:    importable module names it needs (checked without importing)
+    extra:       the pip extra that installs them (``pip install 'zoo[yolo]'``)
+    description: one line for ``zoo list``
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    entry: str
+    requires: tuple[str, ...] = ()
+    extra: str = ""
+    description: str = ""
+    plugin: str = field(default="", compare=False)  # filled by the registry
+
+    def missing(self) -> list[str]:
+        return _missing(self.requires)
+
+    @property
+    def installed(self) -> bool:
+        return not self.missing()
+
+    def load(self):
+        """Import and return the backend class; a clear error when its framework is absent."""
+        missing = self.missing()
+        if missing:
+            how = f"pip install 'zoo[{self.extra}]'" if self.extra else f"pip install {' '.join(missing)}"
+            raise MissingDependency(
+                f"backend '{self.name}' needs {', '.join(missing)}, which is not installed: {how}"
+            )
+        return _import(self.entry)
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """An annotation format zoo can read.
+
+    entry: ``"module:function"`` with signature ``read(path, *, labels=None) -> Dataset``
+    sniff: ``"module:function"`` with signature ``sniff(path) -> float`` (0 = not this
+           format, 1 = certainly this format), used by ``--from auto``
+    """
+
+    name: str
+    entry: str
+    sniff: str = ""
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+
+    def load(self):
+        return _import(self.entry)
+
+    def load_sniffer(self):
+        return _import(self.sniff) if self.sniff else None
+
+
+@dataclass(frozen=True)
+class WriterSpec:
+    """An output format. entry: ``"module:function"``, ``write(dataset, out_dir, *, task) -> Path``."""
+
+    name: str
+    entry: str
+    tasks: tuple[str, ...] = ()
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+
+    def load(self):
+        return _import(self.entry)

@@ -1,0 +1,201 @@
+"""The Task interface: what differs between classify, detect, semantic-seg, instance-seg and
+keypoint, in one place, so the run pipeline, the evaluator and the conformance suite never
+branch on a task name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC
+from typing import Any, ClassVar
+
+from zoo.dataset import Dataset, ImageRecord
+from zoo.errors import ZooError, unknown
+from zoo.predictions import (
+    ClassPrediction,
+    InstancePredictions,
+    Prediction,
+    SemanticPrediction,
+)
+
+
+class Task(ABC):
+    """A vision task: its vocabulary, its prediction type, its evaluator."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    prediction_type: ClassVar[type]
+    #: "module:Class" of the evaluator, imported only when scoring.
+    evaluator_path: ClassVar[str]
+    evaluator_options: ClassVar[dict[str, Any]] = {}
+
+    def class_names(self, meta: Dataset) -> list[str]:
+        """The names a model of this task predicts, index = predicted id."""
+        return meta.categories
+
+    def is_annotated(self, record: ImageRecord) -> bool:
+        """Whether an image carries annotation this task can learn from or be scored on.
+
+        An image with no instances still counts for detection tasks (a negative image); it
+        is the dataset as a whole that must have something (see :meth:`check`).
+        """
+        return True
+
+    def check(self, dataset: Dataset) -> None:
+        """Raise a :class:`ZooError` when the dataset cannot serve this task."""
+        if not dataset.categories or not any(r.instances for r in dataset.images):
+            raise ZooError(f"{self.title} needs annotated objects; {_where(dataset)} has none")
+
+    def stratum(self, record: ImageRecord) -> str:
+        """A key to stratify the train/val split by: the image's most frequent category."""
+        cats = [i.category for i in record.instances if not i.ignore]
+        return str(max(set(cats), key=cats.count)) if cats else "-"
+
+    def validate(self, pred: Prediction, meta: Dataset) -> list[str]:
+        """Problems with a backend's prediction (empty when it is well-formed)."""
+        if not isinstance(pred, self.prediction_type):
+            return [f"expected {self.prediction_type.__name__}, got {type(pred).__name__}"]
+        return []
+
+    def evaluator(self, meta: Dataset, **conventions: Any):
+        """The shared evaluator for this task (see :mod:`zoo.evaluation`)."""
+        module, _, cls = self.evaluator_path.partition(":")
+        factory = getattr(importlib.import_module(module), cls)
+        return factory(meta, task=self, **{**self.evaluator_options, **conventions})
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+
+class _InstanceTask(Task):
+    prediction_type = InstancePredictions
+    evaluator_path = "zoo.evaluation.coco:CocoEvaluator"
+
+    def validate(self, pred, meta):
+        problems = super().validate(pred, meta)
+        if problems:
+            return problems
+        n = len(self.class_names(meta))
+        for k, d in enumerate(pred.detections):
+            x0, y0, x1, y1 = d.bbox
+            if not (0 <= d.category < n):
+                problems.append(f"detection {k}: category {d.category} outside 0..{n - 1}")
+            if not (x1 >= x0 and y1 >= y0):
+                problems.append(f"detection {k}: box {d.bbox} is not x0 <= x1, y0 <= y1")
+            if not (0.0 <= d.score <= 1.0):
+                problems.append(f"detection {k}: score {d.score} outside [0, 1]")
+        return problems
+
+
+class Detect(_InstanceTask):
+    name = "detect"
+    title = "Object detection"
+    evaluator_options = {"iou_type": "bbox"}
+
+
+class InstanceSeg(_InstanceTask):
+    name = "instance-seg"
+    title = "Instance segmentation"
+    evaluator_options = {"iou_type": "segm"}
+
+    def check(self, dataset):
+        super().check(dataset)
+        if not any(i.polygons or i.mask for r in dataset.images for i in r.instances):
+            raise ZooError(f"{self.title} needs polygons or masks; {_where(dataset)} has boxes only")
+
+    def validate(self, pred, meta):
+        problems = super().validate(pred, meta)
+        problems += [f"detection {k}: no mask" for k, d in enumerate(getattr(pred, "detections", [])) if d.mask is None]
+        return problems
+
+
+class Keypoint(_InstanceTask):
+    name = "keypoint"
+    title = "Keypoint detection"
+    evaluator_options = {"iou_type": "keypoints"}
+
+    def check(self, dataset):
+        super().check(dataset)
+        if not dataset.keypoint_names or not any(
+            i.keypoints for r in dataset.images for i in r.instances
+        ):
+            raise ZooError(f"{self.title} needs keypoints; {_where(dataset)} has none")
+
+    def validate(self, pred, meta):
+        problems = super().validate(pred, meta)
+        k = len(meta.keypoint_names)
+        for n, d in enumerate(getattr(pred, "detections", [])):
+            if d.keypoints is None or len(d.keypoints) != k:
+                problems.append(f"detection {n}: expected {k} keypoints")
+        return problems
+
+
+class SemanticSeg(Task):
+    name = "semantic-seg"
+    title = "Semantic segmentation"
+    prediction_type = SemanticPrediction
+    evaluator_path = "zoo.evaluation.semantic:SemanticEvaluator"
+
+    def class_names(self, meta):
+        return meta.semantic_classes()
+
+    def check(self, dataset):
+        super().check(dataset)
+        if not any(i.polygons or i.mask for r in dataset.images for i in r.instances):
+            raise ZooError(f"{self.title} needs polygons or masks; {_where(dataset)} has boxes only")
+
+    def validate(self, pred, meta):
+        problems = super().validate(pred, meta)
+        if problems:
+            return problems
+        m = pred.label_map
+        if getattr(m, "ndim", 0) != 2:
+            return [f"label map must be 2-D, got shape {getattr(m, 'shape', None)}"]
+        n = len(self.class_names(meta))
+        top = int(m.max()) if m.size else 0
+        if top >= n:
+            problems.append(f"label map holds class {top}; only 0..{n - 1} exist")
+        return problems
+
+
+class Classify(Task):
+    name = "classify"
+    title = "Image classification"
+    prediction_type = ClassPrediction
+    evaluator_path = "zoo.evaluation.classify:ClassifyEvaluator"
+
+    def class_names(self, meta):
+        return meta.classes
+
+    def is_annotated(self, record):
+        return len(record.labels) == 1
+
+    def check(self, dataset):
+        if not dataset.classes or not any(len(r.labels) == 1 for r in dataset.images):
+            raise ZooError(
+                f"{self.title} needs image-level labels (labelme flags or class folders); "
+                f"{_where(dataset)} has none"
+            )
+
+    def stratum(self, record):
+        return str(record.labels[0]) if record.labels else "-"
+
+    def validate(self, pred, meta):
+        problems = super().validate(pred, meta)
+        if not problems and not (0 <= pred.label < len(meta.classes)):
+            problems.append(f"label {pred.label} outside 0..{len(meta.classes) - 1}")
+        return problems
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (Classify(), Detect(), SemanticSeg(), InstanceSeg(), Keypoint())}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise unknown("task", name, TASKS) from None
+
+
+def _where(dataset: Dataset) -> str:
+    return str(dataset.root) if dataset.root else "the dataset"
