@@ -1,0 +1,74 @@
+"""The command line: start-up stays light, user errors are one line and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from zoo import __version__
+
+HEAVY = ("torch", "torchvision", "ultralytics", "segmentation_models_pytorch", "cv2", "matplotlib", "pycocotools")
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["--version"]])
+def test_light_commands_import_no_framework(argv):
+    code = (
+        "import sys\n"
+        "from zoo.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = _run_python(code)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout, out.stdout[-500:]
+
+
+def test_version():
+    out = subprocess.run([sys.executable, "-m", "zoo", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"zoo {__version__}"
+
+
+def test_list_shows_every_backend_and_install_state():
+    out = subprocess.run([sys.executable, "-m", "zoo", "list"], capture_output=True, text=True,
+                         env={"COLUMNS": "200", **__import__("os").environ})
+    assert out.returncode == 0, out.stderr
+    assert "yolov8" in out.stdout and "yes" in out.stdout
+
+
+def test_user_error_is_one_line_exit_2_no_traceback(tmp_path):
+    missing = tmp_path / "nowhere"
+    out = subprocess.run(
+        [sys.executable, "-m", "zoo", "run", "--task", "detect", "--backend", "yolov8", "--data", str(missing)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("zoo: error:") and "nowhere" in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_task_suggests(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "zoo", "run", "--task", "detection", "--backend", "yolov8"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 2
+    assert "unknown task 'detection'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "zoo", "--debug", "run", "--task", "detect", "--backend", "nope"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode != 0 and "Traceback" in out.stderr

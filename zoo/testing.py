@@ -1,0 +1,168 @@
+"""A conformance suite any backend can run, after scikit-learn's ``check_estimator``.
+
+A third-party backend proves it honours zoo's contract with one call in its own tests::
+
+    from zoo.testing import check_backend
+
+    def test_my_backend_conforms(tmp_path):
+        check_backend("my-net", "detect", tmp_path)
+
+It trains the backend for one epoch on a tiny demo dataset (learning is not expected; the
+contract is), then checks what zoo relies on: the spec and config are sound, training
+leaves a checkpoint and writes nothing outside the run folder, ``predict`` returns one
+well-formed canonical prediction per image in order, a backend restored with ``load``
+predicts the same, and the shared evaluator accepts the predictions.
+A failed check raises ``AssertionError`` saying which rule was broken.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.backend import Backend, RunContext
+from zoo.config import BackendConfig, resolve_config
+from zoo.dataset import Dataset
+from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
+from zoo.registry import Registry, get_registry
+from zoo.tasks import get_task
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_backend` saw, for tests that want to assert more."""
+
+    backend: str
+    task: str
+    run_dir: Path
+    predictions: list = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def check_backend(
+    backend: str,
+    task: str,
+    tmp_dir: str | Path,
+    *,
+    dataset: Dataset | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    registry: Registry | None = None,
+    imgsz: int = 64,
+) -> CheckReport:
+    """Run the conformance checks for ``backend`` on ``task``; see the module docstring."""
+    tmp_dir = Path(tmp_dir)
+    registry = registry or get_registry()
+    task_obj = get_task(task)
+
+    spec = registry.backend(backend)
+    assert task in spec.tasks, f"{backend}: spec does not list task {task!r} (lists {spec.tasks})"
+    assert spec.description, f"{backend}: spec has no description for `zoo list`"
+    cls = spec.load()
+    assert isinstance(cls, type) and issubclass(cls, Backend), (
+        f"{backend}: {spec.entry} is not a zoo.backend.Backend subclass"
+    )
+    assert issubclass(cls.Config, BackendConfig), f"{backend}: Config must subclass BackendConfig"
+    _check_config_forbids_unknown_keys(backend, cls.Config)
+
+    data = dataset if dataset is not None else _tiny_demo(tmp_dir / "data")
+    task_obj.check(data)
+    usable = [r for r in data.images if task_obj.is_annotated(r)]
+    assert len(usable) >= 4, f"the check needs at least 4 usable images, got {len(usable)}"
+    n_val = max(2, len(usable) // 4)
+    train = data.subset([r.id for r in usable[:-n_val]])
+    val = data.subset([r.id for r in usable[-n_val:]])
+
+    config = resolve_config(
+        cls.Config, backend=backend, task=task, sets=list(sets),
+        flags={"epochs": 1, "imgsz": imgsz, "batch": 2, "device": "cpu", "workers": 0},
+    )
+    run_dir = tmp_dir / "run"
+    ctx = RunContext(run_dir=run_dir, device="cpu")
+    for d in (ctx.checkpoint_dir, ctx.work_dir):
+        d.mkdir(parents=True, exist_ok=True)
+
+    cwd_before = set(os.listdir(Path.cwd()))
+    model = cls(task_obj, data.meta(), config, ctx)
+    model.fit(train, val)
+    assert any(ctx.checkpoint_dir.iterdir()), f"{backend}: fit() left nothing in {ctx.checkpoint_dir}"
+
+    preds = list(model.predict(val.images))
+    _check_predictions(backend, task_obj, data, val, preds)
+
+    restored = cls.load(task_obj, data.meta(), config, ctx)
+    again = list(restored.predict(val.images))
+    _check_predictions(backend, task_obj, data, val, again)
+    for a, b in zip(preds, again):
+        _check_same(backend, a, b)
+
+    new_in_cwd = set(os.listdir(Path.cwd())) - cwd_before
+    assert not new_in_cwd, f"{backend}: wrote into the current directory: {sorted(new_in_cwd)}"
+
+    evaluator = task_obj.evaluator(data.meta())
+    for record, pred in zip(val.images, preds):
+        evaluator.process(record, pred)
+    metrics = evaluator.evaluate()
+    assert "conventions" in metrics, "evaluator returned no conventions block"
+    return CheckReport(backend=backend, task=task, run_dir=run_dir, predictions=preds, metrics=metrics)
+
+
+def _tiny_demo(out: Path) -> Dataset:
+    from zoo.demo import write_demo
+    from zoo.reading import read_dataset
+
+    if not out.exists():
+        write_demo(out, images=8, size=64, seed=0)
+    return read_dataset(out)
+
+
+def _check_config_forbids_unknown_keys(backend: str, config_cls: type[BackendConfig]) -> None:
+    from pydantic import ValidationError
+
+    try:
+        config_cls(definitely_not_a_key=1)
+    except ValidationError:
+        return
+    raise AssertionError(f"{backend}: Config accepts unknown keys; set extra='forbid'")
+
+
+def _check_predictions(backend, task, data, val, preds) -> None:
+    assert len(preds) == len(val.images), (
+        f"{backend}: predict() returned {len(preds)} predictions for {len(val.images)} images"
+    )
+    for record, pred in zip(val.images, preds):
+        assert pred.image_id == record.id, (
+            f"{backend}: prediction for {pred.image_id!r} where {record.id!r} was expected (order matters)"
+        )
+        problems = task.validate(pred, data.meta())
+        assert not problems, f"{backend}: invalid prediction for {record.id}: {problems[:3]}"
+        if isinstance(pred, SemanticPrediction):
+            assert pred.label_map.shape == (record.height, record.width), (
+                f"{backend}: label map {pred.label_map.shape} is not the image size "
+                f"{(record.height, record.width)}"
+            )
+        if isinstance(pred, InstancePredictions):
+            for d in pred.detections:
+                x0, y0, x1, y1 = d.bbox
+                slack = 1.0
+                assert -slack <= x0 and x1 <= record.width + slack and -slack <= y0 and y1 <= record.height + slack, (
+                    f"{backend}: box {d.bbox} outside the {record.width}x{record.height} image {record.id}"
+                    " (boxes must be in original-image pixels)"
+                )
+
+
+def _check_same(backend: str, a, b) -> None:
+    """A restored backend predicts what the trained one did (up to float noise)."""
+    msg = f"{backend}: load() gives different predictions for {a.image_id}"
+    if isinstance(a, ClassPrediction):
+        assert a.label == b.label, msg
+    elif isinstance(a, SemanticPrediction):
+        agree = float((a.label_map == b.label_map).mean()) if a.label_map.size else 1.0
+        assert agree > 0.99, f"{msg} ({agree:.1%} of pixels agree)"
+    else:
+        assert len(a.detections) == len(b.detections), f"{msg} ({len(a.detections)} vs {len(b.detections)})"
+        for da, db in zip(a.detections, b.detections):
+            assert da.category == db.category, msg
+            assert abs(da.score - db.score) < 1e-3, msg
+            assert max(abs(p - q) for p, q in zip(da.bbox, db.bbox)) < 0.5, msg
