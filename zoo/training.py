@@ -1,0 +1,457 @@
+"""The one training loop for plain ``torch.nn.Module`` backends.
+
+Every plugin that trains a plain module (torchvision R-CNNs and classifiers, smp, ...) calls
+:func:`fit` instead of writing its own loop, so epochs, batching, device, AMP, seeding, the
+optimiser and its schedule, gradient clipping, checkpoints, resuming and the progress bar
+behave the same for every backend. torch is imported inside functions only.
+
+How a plugin uses it::
+
+    from zoo.training import TrainConfig, MappedDataset, fit, criterion_loss, collate_lists
+
+    class Config(TrainConfig):          # the backend's settings: epochs, batch, lr, ...
+        backbone: str = "resnet18"
+
+    # classification: model(x) -> logits, scored by a criterion
+    data = MappedDataset(train.images, load_sample)        # load_sample(record) -> (x, y)
+    result = fit(model, data, config=self.config, device=self.ctx.device,
+                 checkpoint_dir=self.ctx.checkpoint_dir,
+                 loss_fn=criterion_loss(torch.nn.CrossEntropyLoss()),
+                 extra={"classes": meta.classes})
+
+    # detection: model(images, targets) -> dict of losses (torchvision's convention,
+    # the default loss_fn), batches kept as lists because images differ in size
+    result = fit(model, data, config=self.config, device=self.ctx.device,
+                 checkpoint_dir=self.ctx.checkpoint_dir, collate=collate_lists)
+
+    # later, in load(): the weights of the best (else last) epoch
+    state = load_checkpoint(best_checkpoint(ctx.checkpoint_dir))
+    model.load_state_dict(state["model"])
+
+Checkpoints: ``last.pt`` after every epoch and ``best.pt`` whenever the epoch's score beats
+the best so far (``val_fn(model)``, higher is better; without one, the lowest mean training
+loss). Both hold ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (0-based,
+completed), ``best_score``, ``history`` and the caller's ``extra`` (plain values only: the
+files are read back with ``torch.load(weights_only=True)``). With ``resume=True`` (the
+default) a ``last.pt`` already in ``checkpoint_dir`` is continued from the next epoch, with
+the data order each epoch would have had (the shuffle is seeded per epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from zoo.config import BackendConfig
+from zoo.errors import ZooError
+from zoo.progress import track
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+_log = logging.getLogger("zoo.training")
+
+
+class TrainConfig(BackendConfig):
+    """The settings :func:`fit` reads; a backend's ``Config`` subclasses this.
+
+    ``lr`` is the peak rate after warm-up; ``schedule`` then lowers it per iteration:
+    ``cosine`` to ``lr * final_lr`` at the end, ``step`` by 10x at 2/3 and 8/9 of the epochs
+    (torchvision's reference recipe), ``constant`` not at all.
+    """
+
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    final_lr: float = 0.01
+    warmup_iters: int = 100
+    grad_clip: float = 10.0  # max L2 norm of all gradients; 0 = no clipping
+    amp: bool = True  # mixed precision, used on CUDA only (never on CPU)
+
+
+@dataclass
+class TrainSettings:
+    """The loop's knobs as plain values (see :class:`TrainConfig` for their meaning)."""
+
+    epochs: int = 30
+    batch: int = 16
+    seed: int = 0
+    workers: int = 0
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    final_lr: float = 0.01
+    warmup_iters: int = 100
+    grad_clip: float = 10.0
+    amp: bool = True
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> TrainSettings:
+        """The same-named attributes of any config object (missing ones keep defaults)."""
+        values = {f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)}
+        return cls(**{**values, **overrides})
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` did: one ``history`` row per epoch run in this call (and before,
+    when resumed), the best epoch and where the checkpoints are."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = -math.inf
+    iterations: int = 0
+    seconds: float = 0.0
+    last_path: Path | None = None
+    best_path: Path | None = None
+    resumed_from: int | None = None  # the completed epoch a resume continued after
+
+    @property
+    def final_loss(self) -> float:
+        return self.history[-1]["loss"] if self.history else math.nan
+
+
+class MappedDataset:
+    """A map-style dataset for ``torch.utils.data.DataLoader``: ``fn(items[i])``.
+
+    ``fn`` turns one item (usually an :class:`~zoo.dataset.ImageRecord`) into one training
+    sample, e.g. ``(image_tensor, target)``; it runs in the loader workers when
+    ``workers > 0``, so it must be picklable then (a module-level function or a
+    :func:`functools.partial`, not a lambda).
+    """
+
+    def __init__(self, items: Sequence[Any], fn: Callable[[Any], Any]):
+        self.items = list(items)
+        self.fn = fn
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.fn(self.items[index])
+
+
+def collate_lists(batch: list[Any]) -> tuple:
+    """Samples ``(a, b, ...)`` -> ``([a...], [b...], ...)``: for images of different sizes
+    (torchvision detection models take a list of images and a list of target dicts)."""
+    return tuple(list(part) for part in zip(*batch))
+
+
+def criterion_loss(criterion: Callable) -> Callable:
+    """A ``loss_fn`` for a model that returns logits: ``criterion(model(x), y)``."""
+
+    def loss_fn(model, batch):
+        inputs, targets = batch[0], batch[1]
+        return criterion(model(inputs), targets)
+
+    return loss_fn
+
+
+def loss_dict_fn(model, batch):
+    """The default ``loss_fn``: ``model(inputs, targets)`` returning a dict of losses (or one
+    loss tensor), torchvision detection's training convention."""
+    inputs, targets = batch[0], batch[1]
+    return model(inputs, targets)
+
+
+def to_device(obj: Any, device: Any) -> Any:
+    """Tensors anywhere in nested lists / tuples / dicts moved to ``device``."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, Mapping):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+def seed_everything(seed: int) -> None:
+    """Python, numpy and torch random generators, all seeded from one number."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model, s: TrainSettings):
+    """SGD (momentum, Nesterov off) or AdamW; no weight decay on biases and norm layers,
+    whose 1-d parameters only shrink toward zero under it."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ZooError("the model has no trainable parameters")
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum)
+    if s.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=s.lr)
+    raise ZooError(f"optimizer {s.optimizer!r}: expected sgd or adamw")
+
+
+def lr_factor(it: int, total: int, s: TrainSettings) -> float:
+    """The learning-rate multiplier at iteration ``it`` of ``total``: linear warm-up from
+    0.001 over ``warmup_iters`` (capped at a fifth of training, so short runs still reach
+    the peak), then the schedule."""
+    warm = min(s.warmup_iters, max(total // 5, 0))
+    w = 1.0
+    if warm > 0 and it < warm:
+        w = 0.001 + (1 - 0.001) * it / warm
+    progress = min(it / max(total, 1), 1.0)
+    if s.schedule == "cosine":
+        f = s.final_lr + (1 - s.final_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+    elif s.schedule == "step":
+        f = 0.1 ** sum(progress >= m for m in (2 / 3, 8 / 9))
+    elif s.schedule == "constant":
+        f = 1.0
+    else:
+        raise ZooError(f"schedule {s.schedule!r}: expected cosine, step or constant")
+    return w * f
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
+    """Write atomically: an interrupted save never leaves a truncated ``last.pt``."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A checkpoint written by :func:`fit` (or any plain state dict), as a dict."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"{path}: no checkpoint there (train first, or point --weights at a .pt file)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt file, pickled objects, not a torch file
+        raise ZooError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+
+
+def best_checkpoint(checkpoint_dir: str | Path) -> Path:
+    """``best.pt`` when there is one, else ``last.pt`` (the path, which may not exist)."""
+    d = Path(checkpoint_dir)
+    return d / BEST if (d / BEST).is_file() else d / LAST
+
+
+def _is_samples(data: Any) -> bool:
+    """Whether ``data`` holds samples to batch here (else it already yields batches)."""
+    from torch.utils.data import Dataset as TorchDataset
+
+    return isinstance(data, (MappedDataset, TorchDataset))
+
+
+def _loader(data: Any, s: TrainSettings, collate: Callable | None, epoch: int):
+    """A DataLoader over ``data`` shuffled by ``seed + epoch``; other iterables as they are."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    if not _is_samples(data):
+        return data
+    g = torch.Generator()
+    g.manual_seed(s.seed + epoch)
+    return DataLoader(
+        data,
+        batch_size=s.batch,
+        shuffle=True,
+        generator=g,
+        collate_fn=collate,
+        num_workers=s.workers,
+        persistent_workers=False,
+        drop_last=len(data) > s.batch and len(data) % s.batch == 1,  # a 1-sample batch breaks BatchNorm
+    )
+
+
+def _iters_per_epoch(data: Any, s: TrainSettings) -> int | None:
+    try:
+        n = len(data)
+    except TypeError:
+        return None
+    if not _is_samples(data):
+        return n
+    drop = n > s.batch and n % s.batch == 1
+    return n // s.batch if drop else math.ceil(n / s.batch)
+
+
+def fit(
+    model,
+    data: Any,
+    *,
+    config: Any = None,
+    settings: TrainSettings | None = None,
+    device: str = "cpu",
+    checkpoint_dir: str | Path | None = None,
+    loss_fn: Callable | None = None,
+    collate: Callable | None = None,
+    val_fn: Callable | None = None,
+    resume: bool = True,
+    max_iters: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+    log: logging.Logger | None = None,
+    description: str = "train",
+) -> TrainResult:
+    """Train ``model`` on ``data`` and leave checkpoints in ``checkpoint_dir``.
+
+    model:      a ``torch.nn.Module`` (moved to ``device`` here)
+    data:       samples: a :class:`MappedDataset` or ``torch.utils.data.Dataset``, batched
+                here with ``collate`` (torch's default stacks tensors; :func:`collate_lists`
+                keeps lists); anything else (a DataLoader, a list of batches) is taken
+                as an iterable of ready batches and used as is every epoch
+    config:     a :class:`TrainConfig` (or anything with the same attribute names);
+                ``settings`` instead gives the values directly
+    loss_fn:    ``loss_fn(model, batch) -> loss tensor | dict of loss tensors`` (summed),
+                ``batch`` already on the device; default :func:`loss_dict_fn`
+    val_fn:     ``val_fn(model) -> float``, higher is better, run after each epoch under
+                ``no_grad`` with the model in eval mode; picks ``best.pt``
+    max_iters:  stop after this many optimiser steps in total (tests, benchmarks); the
+                schedule still spans all epochs
+    extra:      plain values stored in every checkpoint (class names, the resolved config)
+    """
+    import torch
+
+    s = settings or TrainSettings.from_config(config if config is not None else TrainSettings())
+    log = log or _log
+    loss_fn = loss_fn or loss_dict_fn
+    dev = torch.device(device)
+    use_amp = bool(s.amp) and dev.type == "cuda"
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+
+    seed_everything(s.seed)
+    model.to(dev)
+    optimizer = make_optimizer(model, s)
+    per_epoch = _iters_per_epoch(data, s)
+    total = (per_epoch or 1) * s.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, total, s))
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+
+    result = TrainResult()
+    start_epoch = 0
+    if resume and ckpt_dir is not None and (ckpt_dir / LAST).is_file():
+        state = load_checkpoint(ckpt_dir / LAST, map_location=dev)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch = int(state["epoch"]) + 1
+        result.history = list(state.get("history", []))
+        result.best_score = float(state.get("best_score", -math.inf))
+        result.best_epoch = int(state.get("best_epoch", -1))
+        result.iterations = int(state.get("iterations", 0))
+        result.resumed_from = start_epoch - 1
+        log.info("resuming from %s after epoch %d", ckpt_dir / LAST, start_epoch)
+
+    t0 = time.perf_counter()
+    for epoch in range(start_epoch, s.epochs):
+        if max_iters is not None and result.iterations >= max_iters:
+            break
+        model.train()
+        t_epoch = time.perf_counter()
+        sums: dict[str, float] = {}
+        steps = 0
+        loader = _loader(data, s, collate, epoch)
+        for batch in track(loader, f"{description} epoch {epoch + 1}/{s.epochs}", total=per_epoch):
+            batch = to_device(batch, dev)
+            with torch.autocast(dev.type, enabled=use_amp):
+                out = loss_fn(model, batch)
+            parts = out if isinstance(out, Mapping) else {"loss": out}
+            loss = sum(parts.values()) if isinstance(out, Mapping) else out
+            if not torch.isfinite(loss):
+                raise ZooError(
+                    f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, "
+                    f"iteration {steps + 1}; lower lr (now {s.lr}) or raise warmup_iters"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if s.grad_clip and s.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            steps += 1
+            result.iterations += 1
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            if isinstance(out, Mapping):
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+            if max_iters is not None and result.iterations >= max_iters:
+                break
+        if steps == 0:
+            raise ZooError("no training batches: the training set is empty")
+
+        row = {k: v / steps for k, v in sums.items()}
+        row.update(epoch=epoch, iterations=steps, lr=optimizer.param_groups[0]["lr"])
+        if val_fn is not None:
+            model.eval()
+            with torch.no_grad():
+                score = float(val_fn(model))
+            model.train()
+            row["val"] = score
+        else:
+            score = -row["loss"]
+        row["seconds"] = time.perf_counter() - t_epoch
+        result.history.append(row)
+        improved = score > result.best_score
+        if improved:
+            result.best_score, result.best_epoch = score, epoch
+        log.info(
+            "%s epoch %d/%d: loss %.4f%s (%.1f s)",
+            description, epoch + 1, s.epochs, row["loss"],
+            f", val {row['val']:.4f}" if "val" in row else "", row["seconds"],
+        )
+
+        if ckpt_dir is not None:
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if use_amp else {},
+                "epoch": epoch,
+                "iterations": result.iterations,
+                "best_score": result.best_score,
+                "best_epoch": result.best_epoch,
+                "history": result.history,
+                "extra": dict(extra or {}),
+            }
+            result.last_path = save_checkpoint(state, ckpt_dir / LAST)
+            if improved:
+                # best.pt only needs what load() uses; optimizer state would double its size
+                slim = {k: state[k] for k in ("model", "epoch", "best_score", "history", "extra")}
+                result.best_path = save_checkpoint(slim, ckpt_dir / BEST)
+
+    result.seconds = time.perf_counter() - t0
+    if ckpt_dir is not None:
+        result.last_path = result.last_path or (ckpt_dir / LAST if (ckpt_dir / LAST).is_file() else None)
+        result.best_path = result.best_path or (ckpt_dir / BEST if (ckpt_dir / BEST).is_file() else None)
+    return result
+
+
+def predict_batches(items: Sequence[Any], batch: int, description: str = "predict") -> Iterable[list[Any]]:
+    """``items`` in consecutive lists of ``batch`` (the last may be shorter), with a progress bar."""
+    chunks = [list(items[i : i + batch]) for i in range(0, len(items), max(batch, 1))]
+    return track(chunks, description, total=len(chunks))
