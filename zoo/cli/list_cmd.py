@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Short headers so the matrix fits an 80-column terminal.
+_SHORT = {"classify": "classify", "detect": "detect", "semantic-seg": "sem-seg",
+          "instance-seg": "inst-seg", "keypoint": "keypoint"}
+
 
 def list_backends() -> None:
     """List every backend, the tasks it does, and whether its framework is installed."""
@@ -11,16 +15,24 @@ def list_backends() -> None:
     from zoo.registry import get_registry
     from zoo.tasks import TASKS
 
-    registry = get_registry()
+    console = Console()
+    wide = console.width >= 110
     table = Table(title="zoo backends", title_justify="left")
-    table.add_column("backend", style="bold")
+    table.add_column("backend", style="bold", no_wrap=True)
     for name in TASKS:
-        table.add_column(name, justify="center")
-    table.add_column("installed")
-    table.add_column("description")
-    for spec in registry.backends.values():
+        table.add_column(_SHORT.get(name, name), justify="center", no_wrap=True)
+    table.add_column("installed", no_wrap=not wide)
+    if wide:
+        table.add_column("description")
+    specs = get_registry().backends.values()
+    for spec in specs:
         missing = spec.missing()
-        status = "[green]yes[/]" if not missing else f"[red]no[/] (pip install 'zoo[{spec.extra}]')" if spec.extra else "[red]no[/]"
-        marks = ["✓" if t in spec.tasks else "" for t in TASKS]
-        table.add_row(spec.name, *marks, status, spec.description)
-    Console().print(table)
+        if not missing:
+            status = "[green]yes[/]"
+        else:
+            status = f"[red]no[/]: pip install 'zoo[{spec.extra}]'" if spec.extra else f"[red]no[/]: needs {', '.join(missing)}"
+        row = [spec.name, *("✓" if t in spec.tasks else "·" for t in TASKS), status]
+        table.add_row(*row, *([spec.description] if wide else []))
+    console.print(table)
+    if not specs:
+        console.print("no backend is installed; see README.md")
