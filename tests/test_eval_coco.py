@@ -1,0 +1,286 @@
+"""The COCO evaluator against pycocotools on seeded random data: every stat equal to 1e-9.
+
+The random data has several categories, crowd / ignored regions (also category -1, ignored
+for every category), ground truth as polygons and as RLE masks, predictions that are
+jittered copies, wrong-class copies and false positives, and a 4-keypoint skeleton with
+custom sigmas. The reference path is pycocotools itself, fed the same COCO dicts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import io
+import math
+
+import numpy as np
+import pytest
+
+from zoo.dataset import Dataset, ImageRecord, Instance
+from zoo.evaluation.coco import BOX_STATS, KEYPOINT_STATS, CocoEvaluator, coco_ground_truth, oks_sigmas
+from zoo.evaluation.results import coco_results_to_predictions, predictions_to_coco_results
+from zoo.predictions import Detection, InstancePredictions
+from zoo.tasks import get_task
+
+CATS = ["nucleus", "mitosis", "debris", "vessel"]
+KP_NAMES = ["apex", "base", "left", "right"]
+KP_SIGMAS = [0.03, 0.05, 0.08, 0.11]
+
+
+def _polygon(rng, x0, y0, x1, y1) -> list[float]:
+    """A random star-shaped polygon inside the box."""
+    cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+    n = int(rng.integers(5, 12))
+    ang = np.sort(rng.uniform(0, 2 * math.pi, n))
+    r = rng.uniform(0.55, 1.0, n)
+    return [float(v) for a, k in zip(ang, r) for v in (cx + k * rx * math.cos(a), cy + k * ry * math.sin(a))]
+
+
+def _rle(polys, h, w) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.merge(mask_utils.frPyObjects(polys, h, w))
+    return {"size": [int(h), int(w)], "counts": rle["counts"].decode("ascii")}
+
+
+def _box(rng, w, h):
+    bw, bh = rng.uniform(4, w * 0.6), rng.uniform(4, h * 0.6)
+    x0, y0 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+    return float(x0), float(y0), float(x0 + bw), float(y0 + bh)
+
+
+def random_dataset(n_images=200, seed=0, keypoints=False, max_objects=8) -> Dataset:
+    rng = np.random.default_rng(seed)
+    images = []
+    for k in range(n_images):
+        w, h = int(rng.integers(64, 400)), int(rng.integers(64, 400))
+        insts = []
+        for _ in range(int(rng.integers(0, max_objects + 1))):
+            box = _box(rng, w, h)
+            poly = _polygon(rng, *box)
+            roll = rng.random()
+            ignore = roll < 0.08
+            cat = -1 if roll < 0.02 else int(rng.integers(len(CATS)))
+            inst = Instance(cat, box, ignore=ignore)
+            if rng.random() < 0.5:
+                inst.polygons = [poly]
+            else:
+                inst.mask = _rle([poly], h, w)
+            if keypoints:
+                x0, y0, x1, y1 = box
+                inst.keypoints = [
+                    (float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1)), int(rng.choice([0, 1, 2], p=[0.2, 0.2, 0.6])))
+                    for _ in KP_NAMES
+                ]
+            insts.append(inst)
+        images.append(ImageRecord(id=f"img{k:04d}", width=w, height=h, instances=insts))
+    ds = Dataset(categories=list(CATS), images=images)
+    if keypoints:
+        ds.keypoint_names = list(KP_NAMES)
+        ds.skeleton = [(0, 1), (2, 3)]
+        ds.oks_sigmas = list(KP_SIGMAS)
+    return ds
+
+
+def random_predictions(ds: Dataset, seed=1, masks=True, max_fp=4) -> list[InstancePredictions]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for rec in ds.images:
+        w, h = rec.width, rec.height
+        dets = []
+        for inst in rec.instances:
+            if inst.category < 0 or rng.random() < 0.2:
+                continue
+            x0, y0, x1, y1 = inst.bbox
+            s = rng.normal(0, 0.03, 4) * [x1 - x0, y1 - y0, x1 - x0, y1 - y0]
+            box = (max(0.0, x0 + s[0]), max(0.0, y0 + s[1]), min(w, x1 + s[2]), min(h, y1 + s[3]))
+            cat = inst.category if rng.random() > 0.1 else int(rng.integers(len(CATS)))
+            d = _det(rng, cat, box, w, h, False, inst.keypoints)
+            if masks:  # the true shape, shifted by a few pixels
+                d.mask = _shifted(inst, h, w, int(round(s[0])), int(round(s[1])))
+            dets.append(d)
+        for _ in range(int(rng.integers(0, max_fp + 1))):
+            dets.append(_det(rng, int(rng.integers(len(CATS))), _box(rng, w, h), w, h, masks, None, n_kp=len(ds.keypoint_names)))
+        out.append(InstancePredictions(rec.id, dets))
+    return out
+
+
+def _shifted(inst, h, w, dx, dy) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = inst.mask or _rle(inst.polygons, h, w)
+    m = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
+    m = np.roll(m, (dy, dx), axis=(0, 1))
+    out = mask_utils.encode(np.asfortranarray(m))
+    return {"size": [h, w], "counts": out["counts"].decode("ascii")}
+
+
+def _det(rng, cat, box, w, h, masks, gt_kps, n_kp=0):
+    d = Detection(cat, float(rng.uniform(0.05, 1.0)), box)
+    if masks:
+        d.mask = _rle([_polygon(rng, *box)], h, w)
+    if gt_kps is not None:
+        d.keypoints = [(x + rng.normal(0, 3), y + rng.normal(0, 3), float(rng.random())) for x, y, _ in gt_kps]
+    elif n_kp:
+        x0, y0, x1, y1 = box
+        d.keypoints = [(float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1)), float(rng.random())) for _ in range(n_kp)]
+    return d
+
+
+def gt_as_predictions(ds: Dataset, masks=True) -> list[InstancePredictions]:
+    out = []
+    for rec in ds.images:
+        dets = []
+        for inst in rec.instances:
+            if inst.ignore:
+                continue
+            mask = inst.mask or (_rle(inst.polygons, rec.height, rec.width) if masks and inst.polygons else None)
+            kps = [(x, y, 1.0) for x, y, _ in inst.keypoints] if inst.keypoints else None
+            dets.append(Detection(inst.category, 1.0, inst.bbox, mask=mask, keypoints=kps))
+        out.append(InstancePredictions(rec.id, dets))
+    return out
+
+
+def zoo_metrics(ds, preds, iou_type):
+    ev = CocoEvaluator(ds, task=None, iou_type=iou_type)
+    for rec, p in zip(ds.images, preds):
+        ev.process(rec, p)
+    return ev.evaluate()
+
+
+def pycocotools_eval(ds, preds, iou_type, sigmas=None):
+    """The reference: pycocotools on the same COCO dicts."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = copy.deepcopy(coco_ground_truth(ds))
+    ids = {img["file_name"].rsplit(".", 1)[0]: img["id"] for img in gt["images"]}
+    results = predictions_to_coco_results(preds, ids)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(results) if results else COCO()
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        if sigmas is not None:
+            ev.params.kpt_oks_sigmas = np.asarray(sigmas)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+def assert_equal_to_reference(metrics, ref, names):
+    for name, want in zip(names, ref.stats):
+        got = metrics[name]
+        if want == -1:
+            assert got is None, name
+        else:
+            assert got == pytest.approx(want, abs=1e-9), name
+    prec = ref.eval["precision"]
+    for k, cat in enumerate(CATS):
+        p = prec[:, :, k, 0, -1]
+        want = p[p > -1].mean() if (p > -1).any() else None
+        got = metrics["per_class"][cat]["AP"]
+        assert (got is None) if want is None else got == pytest.approx(want, abs=1e-9), cat
+
+
+@pytest.fixture(scope="module")
+def boxes_and_masks():
+    ds = random_dataset(240, seed=3)
+    return ds, random_predictions(ds, seed=4)
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_equal_to_pycocotools(boxes_and_masks, iou_type):
+    ds, preds = boxes_and_masks
+    metrics = zoo_metrics(ds, preds, iou_type)
+    ref = pycocotools_eval(ds, preds, iou_type)
+    assert_equal_to_reference(metrics, ref, BOX_STATS)
+    # the data must exercise what it claims: crowd regions, both shapes, real mistakes
+    gt = coco_ground_truth(ds)
+    assert sum(a["iscrowd"] for a in gt["annotations"]) > 20
+    assert {type(a["segmentation"]) for a in gt["annotations"]} == {list, dict}
+    assert 0.2 < metrics["AP"] < 0.9
+    assert metrics["main"] == "AP" and metrics["conventions"]["max_dets"] == [1, 10, 100]
+
+
+def test_keypoints_equal_to_pycocotools_with_custom_sigmas():
+    ds = random_dataset(200, seed=5, keypoints=True, max_objects=5)
+    preds = random_predictions(ds, seed=6, masks=False)
+    metrics = zoo_metrics(ds, preds, "keypoints")
+    ref = pycocotools_eval(ds, preds, "keypoints", sigmas=KP_SIGMAS)
+    assert_equal_to_reference(metrics, ref, KEYPOINT_STATS)
+    assert 0.05 < metrics["AP"] < 0.95
+    assert metrics["conventions"]["oks_sigmas"] == dict(zip(KP_NAMES, KP_SIGMAS))
+    # the sigmas are used: looser ones score higher
+    loose = zoo_metrics(dataclasses.replace(ds, oks_sigmas=[0.3] * 4), preds, "keypoints")
+    assert loose["AP"] > metrics["AP"]
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm", "keypoints"])
+def test_ground_truth_as_predictions_scores_one(iou_type):
+    ds = random_dataset(60, seed=7, keypoints=iou_type == "keypoints")
+    metrics = zoo_metrics(ds, gt_as_predictions(ds), iou_type)
+    names = KEYPOINT_STATS if iou_type == "keypoints" else BOX_STATS
+    for name in names:
+        if name in ("AR1", "AR10"):  # recall with 1 or 10 detections per image cannot reach 1
+            continue
+        assert metrics[name] in (None, pytest.approx(1.0, abs=1e-12)), name
+    assert metrics["AP"] == pytest.approx(1.0)
+    assert all(v["AP"] == pytest.approx(1.0) for v in metrics["per_class"].values())
+
+
+def test_no_predictions_scores_zero_and_missing_ranges_are_null():
+    ds = Dataset(categories=["a", "b"], images=[ImageRecord("x", 100, 100, instances=[Instance(0, (10, 10, 50, 50))])])
+    metrics = zoo_metrics(ds, [InstancePredictions("x", [])], "bbox")
+    assert metrics["AP"] == 0.0 and metrics["AR100"] == 0.0
+    assert metrics["APs"] is None and metrics["APl"] is None  # 40x40 box: medium only
+    assert metrics["per_class"]["b"]["AP"] is None and metrics["per_class"]["a"]["instances"] == 1
+
+
+def test_detection_on_ignored_region_is_not_a_false_positive():
+    inst = [Instance(0, (10, 10, 50, 50)), Instance(-1, (60, 60, 95, 95), ignore=True)]
+    ds = Dataset(categories=["a", "b"], images=[ImageRecord("x", 100, 100, instances=inst)])
+    hit = Detection(0, 0.5, (10, 10, 50, 50))
+    for cat in (0, 1):  # category -1 is ignored for every category
+        on_ignored = Detection(cat, 0.9, (61, 61, 94, 94))
+        metrics = zoo_metrics(ds, [InstancePredictions("x", [on_ignored, hit])], "bbox")
+        assert metrics["AP"] == pytest.approx(1.0)
+    # the same detection elsewhere is a false positive ranked above the hit
+    fp = Detection(0, 0.9, (0, 60, 30, 95))
+    assert zoo_metrics(ds, [InstancePredictions("x", [fp, hit])], "bbox")["AP50"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_sigmas_coco_names_and_default():
+    coco17 = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+              "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+              "left_knee", "right_knee", "left_ankle", "right_ankle"]  # fmt: skip
+    sig, src = oks_sigmas(Dataset(keypoint_names=list(reversed(coco17))))
+    assert sig[-1] == 0.026 and sig[0] == 0.089 and src.startswith("COCO")
+    sig, src = oks_sigmas(Dataset(keypoint_names=["a", "b"]))
+    assert sig == [0.072, 0.072] and src.startswith("default")
+
+
+def test_results_json_round_trip_is_unrounded(boxes_and_masks):
+    ds, preds = boxes_and_masks
+    ids = {r.id: k + 1 for k, r in enumerate(ds.images)}
+    results = predictions_to_coco_results(preds, ids)
+    x0, y0, x1, y1 = preds[0].detections[0].bbox if preds[0].detections else next(
+        p.detections[0].bbox for p in preds if p.detections
+    )
+    assert any(r["bbox"][:2] == [x0, y0] and r["bbox"][2] == x1 - x0 for r in results)
+    back = coco_results_to_predictions(results, ds)
+    assert [p.image_id for p in back] == [r.id for r in ds.images]
+    for a, b in zip(preds, back):
+        assert len(a.detections) == len(b.detections)
+        for da, db in zip(a.detections, b.detections):
+            assert da.category == db.category and da.score == db.score and da.mask == db.mask
+            assert np.allclose(da.bbox, db.bbox, rtol=0, atol=1e-9)
+
+
+def test_task_builds_the_evaluator():
+    ds = random_dataset(5, seed=9)
+    ev = get_task("instance-seg").evaluator(ds)
+    assert isinstance(ev, CocoEvaluator) and ev.iou_type == "segm"
