@@ -1,0 +1,61 @@
+"""Atomic file writes for run folders: write a temporary file beside the target, then rename.
+
+A run killed mid-write (Ctrl-C, out of memory) leaves either the old file or the new one,
+never half a JSON that ``--resume`` or ``zoo compare`` would choke on.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    import orjson
+
+    opts = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    return write_bytes(path, orjson.dumps(data, option=opts, default=_default) + b"\n")
+
+
+def write_yaml(path: str | Path, data: Any) -> Path:
+    import yaml
+
+    return write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def read_json(path: str | Path) -> Any:
+    import orjson
+
+    return orjson.loads(Path(path).read_bytes())
+
+
+def _default(obj: Any) -> Any:
+    # numpy scalars that OPT_SERIALIZE_NUMPY does not cover, Paths, sets
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    item = getattr(obj, "item", None)
+    if callable(item):
+        return item()
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
