@@ -40,6 +40,9 @@ class RunContext:
     run_dir: Path
     device: str = "cpu"  # resolved: "cpu", "cuda", "cuda:1", ... never "auto"
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("zoo"))
+    #: True when `zoo run --resume` continues an interrupted run whose fit did not finish:
+    #: a backend that can continue training from its own ``work_dir`` state may do so.
+    resume: bool = False
 
     @property
     def checkpoint_dir(self) -> Path:
