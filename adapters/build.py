@@ -1,0 +1,120 @@
+"""Turning what a reader collected (names as strings) into a Dataset (names as indices).
+
+Readers put the label *name* in ``Instance.category`` (``-1`` for "ignored for every
+category"), a ``{name: (x, y, v)}`` dict in ``Instance.keypoints`` and class names in
+``ImageRecord.labels``; :func:`finish` fixes the vocabularies (``--labels`` file, else
+zoo.yaml, else sorted names) and replaces names by positions in one pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zoo.adapters.common import (
+    LabelList,
+    apply_keypoint_meta,
+    keypoint_vocabulary,
+    load_dataset_config,
+    order_vocabulary,
+    warn,
+)
+from zoo.dataset import Dataset, ImageRecord, Problem
+
+
+def finish(
+    records: list[ImageRecord],
+    warnings: list[Problem],
+    *,
+    root: Path,
+    fmt: str,
+    labels: str | Path | LabelList | None = None,
+    categories: list[str] | None = None,
+    classes: list[str] | None = None,
+    class_names_found: set[str] | None = None,
+) -> Dataset:
+    """A Dataset from records holding names. ``categories``/``classes``: an order the
+    format itself fixes (COCO's category list, YOLO's classes.txt, class folders)."""
+    config = load_dataset_config(root)
+    label_list = labels if isinstance(labels, LabelList) or labels is None else LabelList.read(labels)
+
+    found_cats: set[str] = set()
+    found_kpts: set[str] = set()
+    found_classes: set[str] = set(class_names_found or ())
+    for rec in records:
+        for inst in rec.instances:
+            if isinstance(inst.category, str):
+                found_cats.add(inst.category)
+            if isinstance(inst.keypoints, dict):
+                found_kpts.update(inst.keypoints)
+        found_classes.update(rec.labels)
+
+    # --labels names the instance categories, or the image classes of a folder without shapes
+    given_cats = categories
+    given_classes = classes
+    source_of_order = "the dataset"
+    if label_list is not None:
+        if found_cats or not found_classes:
+            given_cats, source_of_order = label_list.names, str(label_list.file)
+        else:
+            given_classes, source_of_order = label_list.names, str(label_list.file)
+    else:
+        if config.get("categories") is not None:
+            given_cats, source_of_order = config["categories"], str(config["_file"])
+        if config.get("classes") is not None:
+            given_classes, source_of_order = config["classes"], str(config["_file"])
+    cat_names = order_vocabulary(found_cats, given_cats)
+    class_names = order_vocabulary(found_classes, given_classes)
+    kpt_names = keypoint_vocabulary(found_kpts, config)
+
+    cat_index = {n: i for i, n in enumerate(cat_names)}
+    class_index = {n: i for i, n in enumerate(class_names)}
+    kpt_index = {n: i for i, n in enumerate(kpt_names)}
+    unknown_cats: dict[str, int] = {}
+    unknown_classes: dict[str, int] = {}
+    for rec in records:
+        kept = []
+        for inst in rec.instances:
+            c = inst.category
+            if isinstance(c, str):
+                if c not in cat_index:
+                    unknown_cats[c] = unknown_cats.get(c, 0) + 1
+                    continue
+                inst.category = cat_index[c]
+            if isinstance(inst.keypoints, dict):
+                kp = [(0.0, 0.0, 0)] * len(kpt_names)
+                for name, xyv in inst.keypoints.items():
+                    if name in kpt_index:
+                        kp[kpt_index[name]] = xyv
+                inst.keypoints = kp
+            kept.append(inst)
+        rec.instances = kept
+        new_labels = []
+        for name in rec.labels:
+            if isinstance(name, str):
+                if name not in class_index:
+                    unknown_classes[name] = unknown_classes.get(name, 0) + 1
+                    continue
+                new_labels.append(class_index[name])
+            else:
+                new_labels.append(name)
+        rec.labels = new_labels
+    for name, n in sorted(unknown_cats.items()):
+        warn(warnings, source_of_order, f"label '{name}' is not in the label list; its {n} shape(s) skipped")
+    for name, n in sorted(unknown_classes.items()):
+        warn(warnings, source_of_order, f"class '{name}' is not in the class list; skipped on {n} image(s)")
+    if kpt_names and config.get("keypoint_names"):
+        extra = sorted(found_kpts - set(kpt_names))
+        if extra:
+            warn(warnings, config["_file"], f"point labels {extra} are not in keypoint_names; skipped")
+
+    ds = Dataset(
+        categories=cat_names,
+        images=records,
+        classes=class_names,
+        keypoint_names=kpt_names,
+        root=root,
+        format=fmt,
+        warnings=warnings,
+    )
+    apply_keypoint_meta(ds, config)
+    return ds

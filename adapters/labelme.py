@@ -1,0 +1,431 @@
+"""labelme JSON in (every schema seen in the wild) and out.
+
+Schemas read: pre-3.x (no ``shape_type``: a polygon; no image size: read from the image
+header), 3.x (``line_color``/``fill_color``), 4.x (``group_id``), 5.x (``description``,
+``mask``), X-AnyLabeling (extra keys such as ``score``, ``difficult``, ``attributes``:
+ignored). One JSON file is one image; its id is the JSON's path relative to the folder,
+without extension.
+
+Shapes:
+
+* ``polygon`` -> a polygon part; ``rectangle`` (2 corners in any order, or 4 points) -> a
+  box; ``circle`` (centre, rim point) -> a polygon of ``max(12, pi / acos(1 - 1/r))``
+  vertices (labelme's own labelme2coco rule: within a pixel of the circle; a mask painted
+  from it differs from labelme's PIL ellipse by a ring of at most one pixel);
+  ``line``/``linestrip`` -> a 10-pixel-wide stroke (one quad per segment: labelme's
+  ``line_width``), ``mask`` -> its base64 PNG placed at its first corner (truncated to
+  whole pixels, as labelme does).
+* ``group_id`` joins shapes with the same (label, group_id) into one instance (labelme's
+  rule); ``point`` shapes with a group_id become keypoints of the instance of that
+  group_id; points without one go to the smallest instance whose polygon or box contains
+  them. The point's label is the keypoint name; visibility is 2.
+* ``__ignore__`` -> an ignored region for every category (``category = -1``).
+* image ``flags`` that are true -> image labels (``__ignore__`` excluded); the class
+  vocabulary is every flag key seen (labelme writes all of flags.txt into each file).
+
+Pixels: ``imagePath`` as written (relative, ``../``, absolute), else its file name beside
+the JSON (Windows / other machines' absolute paths), else a sibling with the JSON's stem
+and an image suffix, else the embedded ``imageData``. The size is ``imageWidth`` /
+``imageHeight`` (labelme writes them after EXIF orientation); older files without them are
+measured from the image header with EXIF orientation applied.
+
+The bad-input policy is in ``adapters/POLICY.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from pathlib import Path
+
+from zoo.adapters.build import finish
+from zoo.adapters.common import IGNORE_LABEL, finite, find_image, image_size, read_json, warn
+from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
+from zoo.errors import DataError
+
+LINE_WIDTH = 10.0
+
+
+def _is_labelme(data) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("shapes"), list)
+
+
+def sniff(path: Path) -> float:
+    """1.0 for a labelme JSON file; 0.9 for a folder holding one (first 20 JSON files looked at)."""
+    path = Path(path)
+    files = [path] if path.is_file() else _first_json(path, 20)
+    for f in files:
+        if f.suffix.lower() != ".json":
+            continue
+        try:
+            head = f.read_bytes()[:4096]
+        except OSError:
+            continue
+        if b'"shapes"' in head or (b'"shapes"' in f.read_bytes() if f.stat().st_size < 1 << 20 else False):
+            return 1.0 if path.is_file() else 0.9
+    return 0.0
+
+
+def _first_json(root: Path, n: int) -> list[Path]:
+    out = []
+    for f in sorted(root.rglob("*.json")):
+        out.append(f)
+        if len(out) >= n:
+            break
+    return out
+
+
+def list_files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    return sorted(root.rglob("*.json"), key=lambda p: p.relative_to(root).as_posix())
+
+
+def read(path: str | Path, *, labels=None) -> Dataset:
+    """Read a labelme folder (all ``*.json`` below it) or a single labelme JSON file."""
+    from zoo.progress import track
+
+    path = Path(path)
+    root = path.parent if path.is_file() else path
+    files = list_files(path)
+    warnings: list[Problem] = []
+    records: list[ImageRecord] = []
+    flag_names: set[str] = set()
+    for f in track(files, "reading labelme", total=len(files)) if len(files) > 200 else files:
+        data = read_json(f)
+        if not _is_labelme(data):
+            warn(warnings, f, "not a labelme file (no 'shapes' list); skipped")
+            continue
+        rec = read_record(f, data, root, warnings, flag_names)
+        if rec is not None:
+            records.append(rec)
+    if not records and files:
+        raise DataError(path, "holds no labelme JSON file zoo could read"
+                        + (f" (first problem: {warnings[0]})" if warnings else ""))
+    return finish(records, warnings, root=root, fmt="labelme", labels=labels, class_names_found=flag_names)
+
+
+def _points(raw, file: Path, idx: int, warnings: list[Problem]) -> list[tuple[float, float]] | None:
+    if not isinstance(raw, list):
+        warn(warnings, file, "'points' is not a list; shape skipped", idx)
+        return None
+    pts = []
+    for p in raw:
+        if not (isinstance(p, (list, tuple)) and len(p) >= 2 and finite(p[0]) and finite(p[1])):
+            warn(warnings, file, f"point {p!r} is not two finite numbers; shape skipped", idx)
+            return None
+        pts.append((float(p[0]), float(p[1])))
+    return pts
+
+
+class _Group:
+    """Shapes that make one instance."""
+
+    __slots__ = ("label", "polygons", "box", "masks", "first", "kpts", "extent")
+
+    def __init__(self, label, first):
+        self.label = label
+        self.polygons: list[list[float]] = []
+        self.box = None
+        self.masks: list = []
+        self.first = first
+        self.kpts: dict | None = None
+        self.extent = [math.inf, math.inf, -math.inf, -math.inf]
+
+    def grow(self, x0, y0, x1, y1):
+        e = self.extent
+        if x0 < e[0]:
+            e[0] = x0
+        if y0 < e[1]:
+            e[1] = y0
+        if x1 > e[2]:
+            e[2] = x1
+        if y1 > e[3]:
+            e[3] = y1
+
+    def contains(self, x, y) -> bool:
+        e = self.extent
+        if not (e[0] <= x <= e[2] and e[1] <= y <= e[3]):
+            return False
+        if self.box is not None and not self.polygons and not self.masks:
+            return True
+        if any(_in_polygon(x, y, p) for p in self.polygons):
+            return True
+        for m, ox, oy in self.masks:
+            r, c = int(y) - oy, int(x) - ox
+            if 0 <= r < m.shape[0] and 0 <= c < m.shape[1] and m[r, c]:
+                return True
+        return self.box is not None and self.box[0] <= x <= self.box[2] and self.box[1] <= y <= self.box[3]
+
+
+def _in_polygon(x, y, poly) -> bool:
+    inside = False
+    n = len(poly) // 2
+    j = n - 1
+    for i in range(n):
+        xi, yi, xj, yj = poly[2 * i], poly[2 * i + 1], poly[2 * j], poly[2 * j + 1]
+        if (yi > y) != (yj > y) and x < (xj - xi) * (y - yi) / (yj - yi) + xi:
+            inside = not inside
+        j = i
+    return inside
+
+
+def circle_polygon(cx, cy, px, py) -> list[float]:
+    r = math.hypot(px - cx, py - cy)
+    n = 12 if r <= 1 else max(int(math.pi / math.acos(1 - 1 / r)), 12)
+    out = []
+    for i in range(n):
+        a = 2 * math.pi * i / n
+        out += (cx + r * math.sin(a), cy + r * math.cos(a))
+    return out
+
+
+def stroke_polygons(pts, width=LINE_WIDTH) -> list[list[float]]:
+    h = width / 2
+    out = []
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        dx, dy = x1 - x0, y1 - y0
+        n = math.hypot(dx, dy)
+        if n == 0:
+            continue
+        nx, ny = -dy / n * h, dx / n * h
+        out.append([x0 + nx, y0 + ny, x1 + nx, y1 + ny, x1 - nx, y1 - ny, x0 - nx, y0 - ny])
+    return out
+
+
+def _decode_mask(b64: str):
+    import numpy as np
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(base64.b64decode(b64)))
+    return np.asarray(img.convert("L")) > 0 if img.mode not in ("1", "L", "P") else np.asarray(img) > 0
+
+
+def _clip(pts, w, h):
+    out, clipped = [], False
+    for x, y in pts:
+        cx = 0.0 if x < 0 else (float(w) if x > w else x)
+        cy = 0.0 if y < 0 else (float(h) if y > h else y)
+        clipped |= cx != x or cy != y
+        out.append((cx, cy))
+    return out, clipped
+
+
+def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_names: set[str]) -> ImageRecord | None:
+    """One labelme file as an ImageRecord holding label names (see adapters.build)."""
+    rel = f.relative_to(root).with_suffix("").as_posix() if f != root else f.stem
+    image_path = data.get("imagePath")
+    file = find_image(f, image_path if isinstance(image_path, str) else None)
+    has_data = bool(data.get("imageData"))
+    if file is None and not has_data:
+        warn(warnings, f, f"image not found (imagePath {image_path!r}, no file named {f.stem}.* beside it) "
+                          "and no imageData; image skipped")
+        return None
+    w, h = data.get("imageWidth"), data.get("imageHeight")
+    if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+        if file is not None:
+            w, h = image_size(file)
+        else:
+            from PIL import Image, ImageOps
+
+            with Image.open(io.BytesIO(base64.b64decode(data["imageData"]))) as img:
+                w, h = ImageOps.exif_transpose(img).size
+    flags = data.get("flags") or {}
+    labels = []
+    if isinstance(flags, dict):
+        for k, v in flags.items():
+            if k == IGNORE_LABEL:
+                continue
+            flag_names.add(k)
+            if v is True:
+                labels.append(k)
+    fstr = str(f)
+    groups: dict = {}
+    points = []  # (label, group_id, x, y, idx)
+    for idx, s in enumerate(data["shapes"]):
+        if not isinstance(s, dict):
+            warn(warnings, f, "shape is not an object; skipped", idx)
+            continue
+        label = s.get("label")
+        if not isinstance(label, str) or not label.strip():
+            warn(warnings, f, f"shape has no label ({label!r}); skipped", idx)
+            continue
+        label = label.strip()
+        st = s.get("shape_type") or "polygon"
+        pts = _points(s.get("points"), f, idx, warnings)
+        if pts is None:
+            continue
+        gid = s.get("group_id")
+        if st == "point":
+            if len(pts) != 1:
+                warn(warnings, f, f"point shape has {len(pts)} points (needs 1); skipped", idx)
+                continue
+            (x, y), clipped = _clip(pts, w, h)[0][0], _clip(pts, w, h)[1]
+            if clipped:
+                warn(warnings, f, f"point ({pts[0][0]:g}, {pts[0][1]:g}) lies outside the {w}x{h} image; clipped", idx)
+            points.append((label, gid, x, y, idx))
+            continue
+        if st not in ("polygon", "rectangle", "circle", "line", "linestrip", "mask"):
+            warn(warnings, f, f"unknown shape type '{st}'; skipped", idx)
+            continue
+        polys: list[list[float]] = []
+        box = None
+        mask = None
+        if st == "polygon":
+            if len(pts) < 3:
+                warn(warnings, f, f"polygon has {len(pts)} point(s) (needs 3); skipped", idx)
+                continue
+        elif st == "rectangle":
+            if len(pts) not in (2, 4):
+                warn(warnings, f, f"rectangle has {len(pts)} points (needs 2 or 4); skipped", idx)
+                continue
+        elif st == "circle":
+            if len(pts) != 2:
+                warn(warnings, f, f"circle has {len(pts)} points (needs centre and rim); skipped", idx)
+                continue
+        elif st in ("line", "linestrip"):
+            if len(pts) < 2:
+                warn(warnings, f, f"{st} has {len(pts)} point(s) (needs 2); skipped", idx)
+                continue
+        elif st == "mask":
+            if len(pts) != 2 or not s.get("mask"):
+                warn(warnings, f, "mask shape needs 2 corner points and a base64 'mask' PNG; skipped", idx)
+                continue
+        pts_c, clipped = _clip(pts, w, h) if st != "circle" else (pts, False)
+        if clipped:
+            warn(warnings, f, f"{st} has points outside the {w}x{h} image; clipped to its edges", idx)
+        if st == "polygon":
+            polys = [[v for p in pts_c for v in p]]
+        elif st == "rectangle":
+            xs = [p[0] for p in pts_c]
+            ys = [p[1] for p in pts_c]
+            box = (min(xs), min(ys), max(xs), max(ys))
+            if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+                warn(warnings, f, f"rectangle has zero area ({box[2] - box[0]:g} x {box[3] - box[1]:g}); skipped", idx)
+                continue
+        elif st == "circle":
+            (cx, cy), (px, py) = pts
+            if math.hypot(px - cx, py - cy) == 0:
+                warn(warnings, f, "circle has radius 0; skipped", idx)
+                continue
+            poly = circle_polygon(cx, cy, px, py)
+            clipped_poly, c2 = _clip(list(zip(poly[0::2], poly[1::2])), w, h)
+            if c2:
+                warn(warnings, f, f"circle reaches outside the {w}x{h} image; clipped to its edges", idx)
+            polys = [[v for p in clipped_poly for v in p]]
+        elif st in ("line", "linestrip"):
+            polys = []
+            for q in stroke_polygons(pts_c):
+                cq, _ = _clip(list(zip(q[0::2], q[1::2])), w, h)
+                polys.append([v for p in cq for v in p])
+            if not polys:
+                warn(warnings, f, f"{st} has zero length; skipped", idx)
+                continue
+        elif st == "mask":
+            try:
+                m = _decode_mask(s["mask"])
+            except Exception as e:  # noqa: BLE001 -- any undecodable payload is the same user problem
+                warn(warnings, f, f"mask is not a base64 PNG ({e}); skipped", idx)
+                continue
+            ox, oy = int(pts[0][0]), int(pts[0][1])
+            mask = (m, ox, oy)
+        key = (label, gid) if gid is not None else (label, ("shape", idx))
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = _Group(label, idx)
+        if polys:
+            g.polygons.extend(polys)
+            for p in polys:
+                g.grow(min(p[0::2]), min(p[1::2]), max(p[0::2]), max(p[1::2]))
+        if box is not None:
+            if g.box is not None or g.polygons or g.masks:
+                g.polygons.append([box[0], box[1], box[2], box[1], box[2], box[3], box[0], box[3]])
+            else:
+                g.box = box
+            g.grow(*box)
+        if mask is not None:
+            m, ox, oy = mask
+            g.masks.append(mask)
+            import numpy as np
+
+            rows = np.flatnonzero(m.any(axis=1))
+            cols = np.flatnonzero(m.any(axis=0))
+            if len(rows):
+                g.grow(max(0, ox + cols[0]), max(0, oy + rows[0]), min(w, ox + cols[-1] + 1), min(h, oy + rows[-1] + 1))
+
+    # keypoints: by group_id, else the smallest object containing the point
+    by_gid: dict = {}
+    for (label, gid), g in groups.items():
+        if not isinstance(gid, tuple) and label != IGNORE_LABEL:
+            by_gid.setdefault(gid, []).append(g)
+    for label, gid, x, y, idx in points:
+        if label == IGNORE_LABEL:
+            continue
+        if gid is not None:
+            owners = by_gid.get(gid)
+            if not owners:
+                warn(warnings, f, f"point '{label}' has group_id {gid} but no box or polygon has it; skipped", idx)
+                continue
+            if len(owners) > 1:
+                warn(warnings, f, f"group_id {gid} has objects of several labels; point '{label}' "
+                                  f"given to the first ('{owners[0].label}')", idx)
+            owner = owners[0]
+        else:
+            inside = [g for g in groups.values() if g.label != IGNORE_LABEL and g.contains(x, y)]
+            if not inside:
+                warn(warnings, f, f"point '{label}' has no group_id and lies in no object; skipped", idx)
+                continue
+            owner = min(inside, key=lambda g: (g.extent[2] - g.extent[0]) * (g.extent[3] - g.extent[1]))
+        if owner.kpts is None:
+            owner.kpts = {}
+        if label in owner.kpts:
+            warn(warnings, f, f"keypoint '{label}' given twice to one object; the first kept", idx)
+            continue
+        owner.kpts[label] = (x, y, 2)
+
+    instances = []
+    for g in sorted(groups.values(), key=lambda g: g.first):
+        x0, y0, x1, y1 = g.extent
+        rle = None
+        if g.masks:
+            import numpy as np
+
+            from zoo import raster
+
+            full = np.zeros((h, w), dtype=bool)
+            for m, ox, oy in g.masks:
+                ys0, xs0 = max(0, oy), max(0, ox)
+                ys1, xs1 = min(h, oy + m.shape[0]), min(w, ox + m.shape[1])
+                if ys1 > ys0 and xs1 > xs0:
+                    full[ys0:ys1, xs0:xs1] |= m[ys0 - oy:ys1 - oy, xs0 - ox:xs1 - ox]
+            if g.polygons:
+                full |= raster.polygons_mask(g.polygons, h, w)
+            if g.box is not None:
+                full |= raster.box_mask(g.box, h, w)
+            rle = raster.mask_to_rle(full)
+            if not full.any():
+                warn(warnings, fstr, "mask is empty; skipped", g.first)
+                continue
+        ignore = g.label == IGNORE_LABEL
+        instances.append(
+            Instance(
+                category=-1 if ignore else g.label,
+                bbox=(x0, y0, x1, y1),
+                polygons=g.polygons if rle is None else [],
+                mask=rle,
+                keypoints=g.kpts,
+                ignore=ignore,
+                source=Source(fstr, g.first),
+            )
+        )
+    return ImageRecord(
+        id=rel,
+        width=w,
+        height=h,
+        file=file,
+        embedded=f if file is None else None,
+        labels=labels,
+        instances=instances,
+        source=Source(fstr),
+    )
