@@ -1,0 +1,204 @@
+"""A trivial, framework-free backend for run-pipeline tests, registered as a plugin object.
+
+``mode: mean`` (default) learns the training set's mean box (relative to image size) per
+category and predicts it on every image (semantic-seg: the box filled with its category;
+classify: the most frequent class). ``mode: oracle`` memorises the annotations of every
+image it sees in ``fit`` (train AND val), so its predictions on the val split are the
+ground truth: the pipeline plus the shared evaluator must score it 1.0.
+
+``ZOO_TOY_FAIL=fit|predict|load`` makes that step raise, to test failures and --resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from zoo import hookimpl
+from zoo.backend import Backend
+from zoo.config import BackendConfig
+from zoo.predictions import ClassPrediction, Detection, InstancePredictions, SemanticPrediction
+from zoo.specs import BackendSpec
+
+TASKS = ("classify", "detect", "semantic-seg", "instance-seg", "keypoint")
+
+
+class ToyConfig(BackendConfig):
+    mode: str = "mean"
+    epochs: int = 1
+
+
+def _fail(step: str) -> None:
+    if os.environ.get("ZOO_TOY_FAIL") == step:
+        raise RuntimeError(f"toy backend told to fail in {step}")
+
+
+class Toy(Backend):
+    Config = ToyConfig
+
+    def fit(self, train, val):
+        _fail("fit")
+        state: dict = {"mode": self.config.mode, "boxes": {}, "classes": [], "memory": {}}
+        per_cat: dict[int, list] = {}
+        for r in train.images:
+            for i in r.instances:
+                if not i.ignore:
+                    x0, y0, x1, y1 = i.bbox
+                    kps = [(x / r.width, y / r.height, v) for x, y, v in (i.keypoints or [])]
+                    per_cat.setdefault(i.category, []).append(
+                        ([x0 / r.width, y0 / r.height, x1 / r.width, y1 / r.height], kps))
+        for c, items in per_cat.items():
+            box = np.mean([b for b, _ in items], axis=0).tolist()
+            kps = [k for _, k in items if k]
+            state["boxes"][str(c)] = {"box": box,
+                                      "kps": np.mean(kps, axis=0).tolist() if kps else None}
+        state["classes"] = Counter(l for r in train.images for l in r.labels).most_common(1)
+        if self.config.mode == "oracle":
+            for r in [*train.images, *val.images]:
+                state["memory"][r.id] = {
+                    "labels": r.labels,
+                    "instances": [
+                        {"category": i.category, "bbox": list(i.bbox), "mask": i.mask,
+                         "polygons": i.polygons, "keypoints": i.keypoints}
+                        for i in r.instances if not i.ignore
+                    ],
+                }
+        self.state = state
+        self.ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        (self.ctx.checkpoint_dir / "toy.json").write_text(json.dumps(state))
+        return {"toy_loss": 0.5}
+
+    @classmethod
+    def load(cls, task, meta, config, ctx):
+        _fail("load")
+        b = cls(task, meta, config, ctx)
+        b.state = json.loads((ctx.checkpoint_dir / "toy.json").read_text())
+        return b
+
+    def num_parameters(self):
+        return 4 * len(self.meta.categories)
+
+    def versions(self):
+        return {"toy": "1.0"}
+
+    def predict(self, images):
+        _fail("predict")
+        for r in images:
+            yield self._one(r)
+
+    def _one(self, r):
+        task = self.task.name
+        mem = self.state["memory"].get(r.id)
+        if task == "classify":
+            if mem is not None:
+                return ClassPrediction(r.id, mem["labels"][0])
+            top = self.state["classes"][0][0] if self.state["classes"] else 0
+            n = len(self.meta.classes)
+            return ClassPrediction(r.id, top, [1.0 if k == top else 0.0 for k in range(n)])
+        if task == "semantic-seg":
+            from zoo.raster import instance_mask
+
+            out = np.zeros((r.height, r.width), dtype=np.uint8)
+            if mem is not None:
+                from zoo.dataset import Instance
+
+                for i in mem["instances"]:
+                    inst = Instance(i["category"], tuple(i["bbox"]), i["polygons"], i["mask"])
+                    out[instance_mask(inst, r.height, r.width)] = i["category"] + 1
+                return SemanticPrediction(r.id, out)
+            for c, b in self.state["boxes"].items():
+                x0, y0, x1, y1 = b["box"]
+                out[int(y0 * r.height):int(y1 * r.height), int(x0 * r.width):int(x1 * r.width)] = int(c) + 1
+            return SemanticPrediction(r.id, out)
+        dets = []
+        if mem is not None:
+            for i in mem["instances"]:
+                mask = None
+                if task == "instance-seg":
+                    # Exactly the COCO ground truth: polygons as pycocotools rasterises them.
+                    from pycocotools import mask as mask_utils
+
+                    rle = i["mask"] or mask_utils.merge(mask_utils.frPyObjects(i["polygons"], r.height, r.width))
+                    counts = rle["counts"]
+                    mask = {"size": list(rle["size"]),
+                            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+                kps = [(x, y, 1.0) for x, y, _ in i["keypoints"]] if task == "keypoint" else None
+                dets.append(Detection(i["category"], 1.0, tuple(i["bbox"]), mask=mask, keypoints=kps))
+            return InstancePredictions(r.id, dets)
+        for c, b in self.state["boxes"].items():
+            x0, y0, x1, y1 = b["box"]
+            box = (x0 * r.width, y0 * r.height, x1 * r.width, y1 * r.height)
+            mask = kps = None
+            if task == "instance-seg":
+                from pycocotools import mask as mask_utils
+
+                m = np.zeros((r.height, r.width), dtype=np.uint8, order="F")
+                m[int(box[1]):int(box[3]) + 1, int(box[0]):int(box[2]) + 1] = 1
+                rle = mask_utils.encode(m)
+                mask = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+            if task == "keypoint":
+                k = len(self.meta.keypoint_names)
+                rel = b["kps"] or [[0.5, 0.5, 2]] * k
+                kps = [(x * r.width, y * r.height, 0.9) for x, y, _ in rel]
+            dets.append(Detection(int(c), 0.5, box, mask=mask, keypoints=kps))
+        return InstancePredictions(r.id, dets)
+
+
+class OracleConfig(ToyConfig):
+    mode: str = "oracle"
+
+
+class Oracle(Toy):
+    Config = OracleConfig
+
+
+def make_dataset(root: Path, n: int = 12, size: int = 48, seed: int = 0):
+    """A small canonical dataset with real PNG files: two categories, boxes, polygons,
+    keypoints (2 per object) and one image-level class per image."""
+    from PIL import Image
+
+    from zoo.dataset import Dataset, ImageRecord, Instance
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    images = []
+    for k in range(n):
+        arr = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        path = root / f"img_{k:03d}.png"
+        Image.fromarray(arr).save(path)
+        instances = []
+        for j in range(1 + k % 2):
+            cat = (k + j) % 2
+            x0, y0 = float(rng.integers(2, size // 2)), float(rng.integers(2, size // 2))
+            w, h = float(rng.integers(6, size // 2 - 2)), float(rng.integers(6, size // 2 - 2))
+            x1, y1 = x0 + w, y0 + h
+            instances.append(Instance(
+                category=cat, bbox=(x0, y0, x1, y1),
+                polygons=[[x0, y0, x1, y0, x1, y1, x0, y1]],
+                keypoints=[(x0 + 1, y0 + 1, 2), (x1 - 1, y1 - 1, 2)],
+            ))
+        images.append(ImageRecord(id=f"img_{k:03d}", width=size, height=size, file=path,
+                                  labels=[k % 3], instances=instances))
+    return Dataset(categories=["cell", "dot"], classes=["a", "b", "c"], keypoint_names=["tl", "br"],
+                   skeleton=[(0, 1)], oks_sigmas=[0.1, 0.1], images=images, root=root, format="synthetic")
+
+
+class ToyPlugin:
+    """Registered with ``Registry(plugins=[ToyPlugin()])``."""
+
+    @hookimpl
+    def zoo_backends(self):
+        return [
+            BackendSpec(name="toy", tasks=TASKS, entry="toy_backend:Toy", description="test backend"),
+            BackendSpec(name="oracle", tasks=TASKS, entry="toy_backend:Oracle", description="predicts the ground truth"),
+        ]
+
+
+def registry():
+    from zoo.registry import Registry
+
+    return Registry(plugins=[ToyPlugin()])

@@ -1,0 +1,159 @@
+"""The human side of a run: ``report.md`` in the run folder and the table on screen.
+
+Reads only what the shared evaluator wrote (``metrics.json``: a ``main`` key naming the
+headline metric, top-level scores, ``per_class``, ``conventions``) and the manifest, so a
+report never disagrees with the files next to it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from zoo.atomic import write_text
+
+# Size-range and recall stats stay in metrics.json; the headline columns are the precision-type
+# scores a reader compares first.
+_SECONDARY = re.compile(r"A[PR][sml]|AR\d*|AR")
+
+
+def _is_score(v: Any) -> bool:
+    return isinstance(v, float) or v is None
+
+
+def headline(metrics: dict[str, Any], n: int = 4) -> dict[str, float | None]:
+    """The task's main metrics: ``metrics["main"]`` first, then other top-level scores."""
+    main = metrics.get("main")
+    keys = [main] if isinstance(main, str) and main in metrics else []
+    for k, v in metrics.items():
+        if k in keys or k == "main" or not _is_score(v) or _SECONDARY.fullmatch(k):
+            continue
+        keys.append(k)
+    return {k: metrics[k] for k in keys[:n]}
+
+
+def all_scores(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """Every top-level score (floats; counts and nested blocks left out)."""
+    return {k: v for k, v in metrics.items() if k != "main" and _is_score(v)}
+
+
+def per_class_main(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """``{class: main metric}`` when the evaluator reports per-class values for it."""
+    main = metrics.get("main")
+    out = {}
+    for name, row in (metrics.get("per_class") or {}).items():
+        if isinstance(row, dict):
+            value = row.get(main) if main in row else next((v for v in row.values() if _is_score(v)), None)
+            out[name] = value
+        elif _is_score(row):
+            out[name] = row
+    return out
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "–"
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset, config: dict, task) -> Path:
+    """Write ``report.md`` for a finished run."""
+    run_dir = Path(run_dir)
+    m = manifest
+    summary = m.get("data", {}).get("summary") or dataset.summary()
+    parts = [f"# {m['backend']} · {task.title} · {run_dir.name}", ""]
+
+    main = metrics.get("main")
+    parts += ["## Scores (validation split, zoo's shared evaluator)", ""]
+    scores = all_scores(metrics)
+    parts += [_md_table(["metric", "value"], [[f"**{k}**" if k == main else k, v] for k, v in scores.items()]), ""]
+
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        cols = sorted({k for row in per_class.values() if isinstance(row, dict) for k in row},
+                      key=lambda k: (k != main, k))
+        rows = [[name, *[(row.get(c) if isinstance(row, dict) else None) for c in cols]]
+                for name, row in per_class.items()]
+        parts += ["### Per class", "", _md_table(["class", *cols], rows), ""]
+
+    conventions = metrics.get("conventions") or {}
+    if conventions:
+        parts += ["### Conventions", ""]
+        parts += [f"- **{k}**: {v}" for k, v in conventions.items()]
+        parts += [""]
+
+    plots = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").is_dir() else []
+    if plots:
+        parts += ["### Plots", ""]
+        parts += [f"![{p.stem}](plots/{p.name})" for p in plots]
+        parts += [""]
+
+    parts += ["## Data", ""]
+    parts += [f"- source: `{m['data']['path']}` (format {m['data'].get('format') or '?'}), "
+              f"hash `{m['data']['hash'][:16]}`"]
+    parts += [f"- {summary.get('images', len(dataset))} images, {summary.get('warnings', 0)} reader warning(s), "
+              f"{summary.get('ignored', 0)} ignored region(s)"]
+    if task.name == "classify" and summary.get("labels"):
+        parts += ["- images per class: " + ", ".join(f"{k} {v}" for k, v in summary["labels"].items())]
+    elif summary.get("instances"):
+        parts += ["- objects per category: " + ", ".join(f"{k} {v}" for k, v in summary["instances"].items())]
+    sizes = split.sizes()
+    parts += [f"- split (seed {split.seed}, key `{split.key}`"
+              f"{', stratified' if split.stratified else ''}): "
+              f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']}"
+              + (f", {sizes['excluded']} excluded (not usable for {task.name})" if sizes["excluded"] else ""), ""]
+
+    parts += ["## Config (resolved)", "", "```yaml"]
+    import yaml
+
+    parts += [yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]
+
+    t = m.get("timings", {})
+    parts += ["## Run", ""]
+    parts += [f"- device: {m.get('device')}; parameters: {fmt(m.get('parameters'))}"]
+    parts += ["- versions: " + ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())]
+    parts += ["- timings: " + ", ".join(
+        f"{k} {fmt_seconds(v)}" for k, v in t.items() if k in ("read", "fit", "predict", "evaluate"))
+        + (f" ({t['predict_per_image_ms']:.1f} ms per image)" if "predict_per_image_ms" in t else "")]
+    own = {k: v for k, v in (m.get("framework_metrics") or {}).items() if k != "note"}
+    if own:
+        parts += [f"- {m['backend']}'s own numbers (not used for ranking): "
+                  + ", ".join(f"{k} {fmt(v)}" for k, v in own.items())]
+    parts += [""]
+    return write_text(run_dir / "report.md", "\n".join(parts))
+
+
+def summary_table(result):
+    """The rich table ``zoo run`` prints at the end."""
+    from rich.table import Table
+
+    metrics, m = result.metrics, result.manifest
+    main = metrics.get("main")
+    table = Table(title=f"{result.backend} · {result.task} · {result.run_dir}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in headline(metrics, n=6).items():
+        table.add_row(f"[bold]{k}[/]" if k == main else k, fmt(v))
+    for name, v in per_class_main(metrics).items():
+        table.add_row(f"  {main or 'score'} {name}", fmt(v))
+    t = m.get("timings", {})
+    table.add_row("train time", fmt_seconds(t.get("fit")))
+    table.add_row("predict time", f"{fmt_seconds(t.get('predict'))}"
+                  + (f" ({t['predict_per_image_ms']:.1f} ms/img)" if "predict_per_image_ms" in t else ""))
+    table.add_row("device", str(m.get("device")))
+    return table

@@ -1,0 +1,492 @@
+"""``zoo run``: annotation folder (or the demo data) -> split -> train -> predict -> shared scores.
+
+The pipeline, backend-agnostic (a backend only ever sees canonical data)::
+
+    prepare   read the folder, report its problems, task.check, split (split.json),
+              resolve the config (config.yaml), ground truth scored (data/val_coco.json)
+    fit       backend.fit(train, val)                      -> checkpoint/
+    predict   backend.predict(val images, annotations removed), each prediction validated
+              by the task                                  -> predictions/
+    evaluate  zoo.evaluation.evaluate (the ONE evaluator)  -> metrics.json, plots/
+    report                                                 -> report.md, a table on screen
+
+Every file is written atomically and ``manifest.json`` records the phases done, so
+``--resume`` continues an interrupted run: a finished ``fit`` is not repeated (the backend
+is restored with ``Backend.load``); an unfinished one starts again, or continues where the
+backend supports it (``RunContext.resume`` is set and its ``work/`` is kept).
+See :mod:`zoo.runfolder` for the folder layout and the naming rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from zoo import __version__
+from zoo.atomic import write_json, write_yaml
+from zoo.dataset import Dataset
+from zoo.errors import ZooError
+from zoo.runfolder import (
+    check_name,
+    default_name,
+    is_finished,
+    next_free,
+    read_manifest,
+    save_predictions,
+    series,
+)
+from zoo.tasks import Task, get_task
+
+log = logging.getLogger("zoo")
+
+
+@dataclass
+class RunOptions:
+    """Everything ``zoo run`` takes; ``zoo compare`` builds these too."""
+
+    task: str
+    backend: str
+    data: Path | None = None  # None: the demo data (zoo.demo.ensure_demo)
+    fmt: str = "auto"
+    labels: Path | None = None
+    seed: int | None = None  # None: the config's seed (default 0)
+    name: str | None = None  # None: <backend>-<task>
+    out: Path = Path("runs")
+    config_files: list[Path] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)
+    val: float = 0.2
+    test: float = 0.0
+    resume: bool = False
+    #: The dedicated flags (epochs, imgsz, batch, device, seed, weights); None = not given.
+    flags: dict[str, Any] = field(default_factory=dict)
+    #: A split.json to reuse (checked against the data), e.g. from another backend's run.
+    split_file: Path | None = None
+    #: The plugin registry (tests inject plugins here); None: the installed plugins.
+    registry: Any = None
+    #: An already-read dataset (zoo compare reads the folder once); ``data`` then only labels it.
+    dataset: Dataset | None = None
+    #: No progress messages or summary table (zoo compare prints its own).
+    quiet: bool = False
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    backend: str
+    task: str
+    metrics: dict[str, Any]
+    manifest: dict[str, Any]
+    resumed: bool = False
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and (when installed) torch, before the backend builds its model."""
+    import importlib.util
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.manual_seed(seed)
+
+
+@contextmanager
+def _log_to(path: Path):
+    """Mirror the ``zoo`` logger (backends log there) into the run's log.txt."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    old_level = log.level
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+        handler.close()
+
+
+def read_input(data: Path | None, fmt: str, labels: Path | None) -> tuple[Dataset, str]:
+    """The dataset and a label for where it came from (``demo`` when --data is omitted)."""
+    from zoo.reading import read_dataset
+
+    if data is None:
+        from zoo.demo import ensure_demo
+
+        return read_dataset(ensure_demo(), "auto", labels), "demo"
+    return read_dataset(data, fmt, labels), str(data)
+
+
+def report_problems(dataset: Dataset, console, quiet: bool, limit: int = 5) -> None:
+    """A short summary of the reader's warnings; all of them go to the log."""
+    if not dataset.warnings:
+        return
+    for w in dataset.warnings:
+        log.warning("%s", w)
+    if quiet:
+        return
+    console.print(f"[yellow]{len(dataset.warnings)} problem(s) in the data[/] (skipped or repaired):")
+    for w in dataset.warnings[:limit]:
+        console.print(f"  {w}", markup=False)
+    if len(dataset.warnings) > limit:
+        console.print(f"  ... and {len(dataset.warnings) - limit} more (see log.txt, or run `zoo check`)")
+
+
+def strip_annotations(dataset: Dataset) -> list:
+    """The images as a backend may see them at prediction time: pixels only."""
+    return [replace(r, instances=[], labels=[]) for r in dataset.images]
+
+
+def check_predictions(task: Task, backend: str, images, preds, meta: Dataset) -> None:
+    """One well-formed prediction per image, in order; else a clear error naming the backend."""
+    if len(preds) != len(images):
+        raise ZooError(f"backend '{backend}' returned {len(preds)} predictions for {len(images)} images")
+    for r, p in zip(images, preds):
+        if getattr(p, "image_id", None) != r.id:
+            raise ZooError(
+                f"backend '{backend}' returned a prediction for '{getattr(p, 'image_id', None)}' "
+                f"where '{r.id}' was expected (predictions must follow the input order)"
+            )
+        problems = task.validate(p, meta)
+        shape = getattr(getattr(p, "label_map", None), "shape", None)
+        if not problems and shape is not None and tuple(shape) != (r.height, r.width):
+            problems = [f"label map is {shape[1]}x{shape[0]}, the image is {r.width}x{r.height}"]
+        if problems:
+            raise ZooError(f"backend '{backend}' returned a bad prediction for image '{r.id}': {problems[0]}")
+
+
+def _config_diff(old: dict, new: dict) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"zoo": __version__, "python": platform.python_version()}
+    for dist in ("torch", "torchvision", "numpy"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+# -- the pipeline --------------------------------------------------------------------------------
+
+
+class _Run:
+    """State of one run while it executes (one object, so phases read like the module doc)."""
+
+    def __init__(self, opts: RunOptions):
+        from zoo.registry import get_registry
+
+        self.opts = opts
+        self.console = _console()
+        self.registry = opts.registry or get_registry()
+        self.task = get_task(opts.task)
+        self.spec = self.registry.backend(opts.backend, self.task.name)
+        self.flags = dict(opts.flags)
+        if opts.seed is not None and self.flags.get("seed") is None:
+            self.flags["seed"] = opts.seed
+        self.manifest: dict[str, Any] = {}
+        self.resumed = False
+
+    def say(self, msg: str) -> None:
+        if not self.opts.quiet:
+            self.console.print(msg)
+
+    # prepare ----------------------------------------------------------------------------------
+
+    def resolve_config(self, base: dict | None = None):
+        from zoo.config import resolve_config
+
+        return resolve_config(
+            self.cls.Config, backend=self.spec.name, task=self.task.name,
+            files=self.opts.config_files, flags=self.flags, sets=self.opts.sets, base=base,
+        )
+
+    def choose_folder(self) -> None:
+        opts = self.opts
+        out = Path(opts.out)
+        base = check_name(opts.name or default_name(self.spec.name, self.task.name))
+        if opts.resume:
+            existing = series(out, base)
+            if not existing:
+                raise ZooError(f"--resume: no run named '{base}' in {out}")
+            self.run_dir = existing[-1]
+            m = read_manifest(self.run_dir)
+            if m is None:
+                raise ZooError(f"--resume: {self.run_dir} has no readable manifest.json; start a new run")
+            if (m.get("backend"), m.get("task")) != (self.spec.name, self.task.name):
+                raise ZooError(
+                    f"--resume: {self.run_dir} is a {m.get('backend')} {m.get('task')} run, "
+                    f"not {self.spec.name} {self.task.name}"
+                )
+            self.manifest = m
+            self.resumed = True
+        else:
+            self.run_dir = next_free(out, base)
+            if self.run_dir.name != base:
+                self.say(f"[dim]{out / base} exists; this run goes to {self.run_dir}[/]")
+
+    def prepare(self) -> None:
+        from zoo.devices import resolve_device
+        from zoo.split import data_hash, load_or_make, write_split
+
+        opts = self.opts
+        self.cls = self.spec.load()
+        t0 = time.perf_counter()
+        self.choose_folder()
+        if self.resumed:
+            self.prepare_resumed()
+            return
+        # Config before data: a typo in --set fails in a second, not after reading 10k files.
+        self.config = self.resolve_config()
+        if opts.dataset is not None:
+            self.dataset, self.data_label = opts.dataset, str(opts.data or opts.dataset.root or "dataset")
+        else:
+            self.dataset, self.data_label = read_input(opts.data, opts.fmt, opts.labels)
+        report_problems(self.dataset, self.console, opts.quiet)
+        self.task.check(self.dataset)
+        t_read = time.perf_counter() - t0
+
+        self.digest = data_hash(self.dataset)
+        self.split = load_or_make(
+            opts.split_file, self.dataset, self.task, val=opts.val, test=opts.test,
+            seed=self.config.seed, digest=self.digest,
+        )
+        self.device = resolve_device(self.config.device)
+        self.run_dir.mkdir(parents=True, exist_ok=False)
+        self.manifest = {
+            "zoo": __version__,
+            "backend": self.spec.name,
+            "task": self.task.name,
+            "status": "running",
+            "done": [],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": " ".join(sys.argv),
+            "data": {
+                "path": self.data_label, "format": self.dataset.format, "hash": self.digest,
+                "summary": self.dataset.summary(),
+            },
+            "seed": self.config.seed,
+            "device": self.device,
+            "split": {"key": self.split.key, **self.split.sizes(),
+                      "val_fraction": self.split.val_fraction, "test_fraction": self.split.test_fraction},
+            "versions": _versions(),
+            "parameters": None,
+            "timings": {"read": round(t_read, 3)},
+        }
+        write_yaml(self.run_dir / "config.yaml", self._config_dump())
+        write_split(self.split, self.run_dir / "split.json")
+        self.make_subsets()
+        self.write_ground_truth()
+        self.phase_done("prepare")
+        self.say(
+            f"[bold]{self.spec.name}[/] {self.task.name} on {self.data_label}: "
+            f"{len(self.train)} train / {len(self.val)} val images, device {self.device}, "
+            f"run folder {self.run_dir}"
+        )
+
+    def prepare_resumed(self) -> None:
+        from zoo.devices import resolve_device
+        from zoo.split import check_split, data_hash, read_split
+
+        opts, m = self.opts, self.manifest
+        import yaml
+
+        saved = yaml.safe_load((self.run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        self.config = self.resolve_config(base=saved)
+        diff = _config_diff(saved, self._config_dump())
+        if diff:
+            raise ZooError(f"--resume: the config differs from the interrupted run's ({'; '.join(diff)}); "
+                           "drop the changed options or start a new run")
+        if opts.dataset is not None:
+            self.dataset, self.data_label = opts.dataset, str(opts.data or "dataset")
+        else:
+            recorded = m.get("data", {}).get("path")
+            data = opts.data if opts.data is not None else (None if recorded == "demo" else Path(recorded))
+            self.dataset, self.data_label = read_input(data, opts.fmt, opts.labels)
+        self.digest = data_hash(self.dataset)
+        if self.digest != m.get("data", {}).get("hash"):
+            raise ZooError(f"--resume: the data changed since {self.run_dir} started; start a new run")
+        self.split = read_split(self.run_dir / "split.json")
+        check_split(self.split, self.dataset, self.task, self.digest, str(self.run_dir / "split.json"))
+        self.device = resolve_device(self.config.device)
+        m["device"] = self.device
+        m["status"] = "running"
+        self.make_subsets()
+        self.say(f"resuming {self.run_dir} (done: {', '.join(m.get('done', [])) or 'nothing'})")
+
+    def _config_dump(self) -> dict:
+        from zoo.config import dump_config
+
+        return dump_config(self.config)
+
+    def make_subsets(self) -> None:
+        self.train = self.dataset.subset(self.split.train)
+        self.val = self.dataset.subset(self.split.val)
+        self.meta = self.dataset.meta()
+
+    def write_ground_truth(self) -> None:
+        # The same conversion the evaluator scores against (zoo.adapters.coco.to_coco).
+        from zoo.evaluation.coco import coco_ground_truth
+
+        m = self.meta
+        write_json(self.run_dir / "data" / "meta.json", {
+            "categories": m.categories, "classes": m.classes, "keypoint_names": m.keypoint_names,
+            "skeleton": [list(s) for s in m.skeleton], "oks_sigmas": m.oks_sigmas,
+        })
+        write_json(self.run_dir / "data" / "val_coco.json", coco_ground_truth(self.val))
+
+    def phase_done(self, phase: str, seconds: float | None = None) -> None:
+        done = self.manifest.setdefault("done", [])
+        if phase not in done:
+            done.append(phase)
+        if seconds is not None:
+            self.manifest.setdefault("timings", {})[phase] = round(seconds, 3)
+        write_json(self.run_dir / "manifest.json", self.manifest)
+
+    # fit / predict / evaluate -------------------------------------------------------------------
+
+    def make_context(self):
+        from zoo.backend import RunContext
+
+        return RunContext(run_dir=self.run_dir.resolve(), device=self.device, log=log, resume=self.resumed)
+
+    def backend_config(self):
+        # The backend gets the device resolved; config.yaml keeps what the user asked ("auto").
+        return self.config.model_copy(update={"device": self.device})
+
+    def fit(self) -> None:
+        ctx = self.make_context()
+        seed_everything(self.config.seed)
+        if "fit" in self.manifest.get("done", []):
+            self.backend = self.cls.load(self.task, self.meta, self.backend_config(), ctx)
+        else:
+            ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            ctx.work_dir.mkdir(parents=True, exist_ok=True)
+            self.backend = self.cls(self.task, self.meta, self.backend_config(), ctx)
+            self.say(f"training {self.spec.name} for {self.config.epochs} epoch(s) ...")
+            t0 = time.perf_counter()
+            own = self.backend.fit(self.train, self.val) or {}
+            self.manifest["framework_metrics"] = {
+                "note": f"{self.spec.name}'s own numbers, for the log only; ranked scores are in metrics.json",
+                **own,
+            }
+            self.manifest["versions"].update(self.backend.versions() or {})
+            self.manifest["parameters"] = self.backend.num_parameters()
+            self.phase_done("fit", time.perf_counter() - t0)
+
+    def predict(self) -> list:
+        from zoo.progress import track
+
+        images = strip_annotations(self.val)
+        t0 = time.perf_counter()
+        preds = list(track(self.backend.predict(images), "predicting", total=len(images)))
+        seconds = time.perf_counter() - t0
+        check_predictions(self.task, self.spec.name, images, preds, self.meta)
+        pred_dir = self.run_dir / "predictions"
+        save_predictions(pred_dir, self.task, preds, self.val)
+        from zoo.predict import write_labelme_predictions
+
+        # For viewing in labelme: the same --conf cut as `zoo predict`; coco_results keeps all.
+        write_labelme_predictions(pred_dir / "labelme", self.task, self.val, preds, conf=0.25,
+                                  copy_images=False)
+        self.manifest["timings"]["predict_per_image_ms"] = round(1000 * seconds / max(1, len(images)), 3)
+        self.phase_done("predict", seconds)
+        return preds
+
+    def evaluate(self, preds: list) -> dict:
+        from zoo.evaluation import evaluate
+
+        t0 = time.perf_counter()
+        plots = self.run_dir / "plots"
+        plots.mkdir(exist_ok=True)
+        metrics = evaluate(self.task, self.val, preds, plots_dir=plots)
+        write_json(self.run_dir / "metrics.json", metrics)
+        self.phase_done("evaluate", time.perf_counter() - t0)
+        return metrics
+
+    def report(self, metrics: dict) -> None:
+        from zoo.report import write_report
+
+        t0 = time.perf_counter()
+        self.manifest["status"] = "finished"
+        self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.manifest["timings"]["report"] = 0.0
+        write_report(self.run_dir, manifest=self.manifest, metrics=metrics, split=self.split,
+                     dataset=self.dataset, config=self._config_dump(), task=self.task)
+        self.manifest["timings"]["report"] = round(time.perf_counter() - t0, 3)
+        self.phase_done("report")
+
+    def fail(self, err: BaseException) -> None:
+        if not self.manifest or not getattr(self, "run_dir", None) or not self.run_dir.is_dir():
+            return
+        self.manifest["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        self.manifest["error"] = f"{type(err).__name__}: {err}"
+        try:
+            write_json(self.run_dir / "manifest.json", self.manifest)
+        except OSError:
+            pass
+
+
+def _finished_result(run_dir: Path, backend: str, task: str) -> RunResult:
+    from zoo.atomic import read_json
+
+    return RunResult(run_dir, backend, task, read_json(run_dir / "metrics.json"),
+                     read_manifest(run_dir) or {}, resumed=True)
+
+
+def execute(opts: RunOptions) -> RunResult:
+    """Run the whole pipeline; returns where it went and what it scored."""
+    run = _Run(opts)
+    run.cls = None
+    try:
+        run.prepare()
+        if run.resumed and is_finished(run.run_dir):
+            run.say(f"{run.run_dir} already finished; nothing to resume")
+            return _finished_result(run.run_dir, run.spec.name, run.task.name)
+        with _log_to(run.run_dir / "log.txt"):
+            run.fit()
+            preds = run.predict()
+            metrics = run.evaluate(preds)
+            run.report(metrics)
+    except BaseException as e:
+        run.fail(e)
+        raise
+    return RunResult(run.run_dir, run.spec.name, run.task.name, metrics, run.manifest, run.resumed)
+
+
+def run_and_report(opts: RunOptions) -> RunResult:
+    """``zoo run``: execute, then print the summary table."""
+    result = execute(opts)
+    if not opts.quiet:
+        from rich.console import Console
+
+        from zoo.report import summary_table
+
+        Console().print(summary_table(result))
+    return result
