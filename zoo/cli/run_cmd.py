@@ -18,15 +18,16 @@ def run(
     imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Training image size in pixels."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the split and training."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the split and training (default 0)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Start from this local weights file."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default: <backend>-<task>)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default: <backend>-<task>; an existing folder gets -2, -3, ...)."),
     out: Path = typer.Option(Path("runs"), "--out", help="Folder that holds run folders."),
     config: list[Path] = typer.Option([], "--config", help="YAML config file(s), applied in order."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: key=value (repeatable)."),
     val: float = typer.Option(0.2, "--val", help="Fraction of images held out for evaluation."),
     test: float = typer.Option(0.0, "--test", help="Fraction held out as a test split (not scored by run)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same name."),
+    split: Optional[Path] = typer.Option(None, "--split", help="Reuse this split.json (e.g. another run's); checked against the data."),
 ) -> None:
     """Train a backend on a folder and score it with the shared evaluator."""
     from zoo.run import RunOptions, run_and_report
@@ -35,7 +36,7 @@ def run(
         RunOptions(
             task=task, backend=backend, data=data, fmt=fmt, labels=labels, seed=seed,
             name=name, out=out, config_files=list(config), sets=list(set_), val=val,
-            test=test, resume=resume,
+            test=test, resume=resume, split_file=split,
             flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device,
                    "seed": seed, "weights": weights},
         )

@@ -1,0 +1,100 @@
+"""`zoo run` through the command line: a labelme folder in, a run folder out; bad input is
+one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import toy_backend
+
+import zoo.registry
+from zoo.cli import main
+
+
+@pytest.fixture
+def toy_registry(monkeypatch):
+    # The toy backend is not installed as an entry point; the CLI asks get_registry().
+    reg = toy_backend.registry()
+    monkeypatch.setattr(zoo.registry, "get_registry", lambda: reg)
+    return reg
+
+
+def _zoo(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+def test_run_on_a_labelme_folder(tmp_path, tiny_demo, toy_registry, capsys):
+    before = sorted(p.name for p in tiny_demo.iterdir())
+    try:
+        main(["run", "--task", "detect", "--backend", "toy", "--data", str(tiny_demo),
+              "--out", str(tmp_path / "runs"), "--device", "cpu", "--seed", "3", "--epochs", "2",
+              "--set", "mode=oracle"])
+    except SystemExit as e:  # typer may exit 0
+        assert e.code in (0, None)
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "toy-detect"
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["status"] == "finished" and m["seed"] == 3 and m["data"]["format"] == "labelme"
+    assert json.loads((run / "split.json").read_text())["seed"] == 3
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["AP"] == pytest.approx(1.0)
+    assert "AP" in out and "1.000" in out  # the summary table
+    assert sorted(p.name for p in tiny_demo.iterdir()) == before  # nothing written into the input
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--backend", "toy", "--task", "detekt"], "unknown task 'detekt' (did you mean 'detect'?)"),
+        (["--backend", "tyo", "--task", "detect"], "unknown backend 'tyo'"),
+        (["--backend", "toy", "--task", "detect", "--set", "mdoe=x"], "did you mean 'mode'"),
+        (["--backend", "toy", "--task", "detect", "--set", "epochs=many"], "epochs"),
+        (["--backend", "toy", "--task", "detect", "--data", "/nonexistent/folder"], "/nonexistent/folder: no such file"),
+        (["--backend", "toy", "--task", "detect", "--val", "1.5"], "--val 1.5"),
+        (["--backend", "toy", "--task", "detect", "--device", "tpu"], "--device 'tpu'"),
+        (["--backend", "toy", "--task", "detect", "--resume"], "no run named 'toy-detect'"),
+        (["--backend", "toy", "--task", "detect", "--name", "a/b"], "one folder name"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_demo, toy_registry, capsys, argv, message):
+    if "--data" not in argv:
+        argv = [*argv, "--data", str(tiny_demo)]
+    code, _, err = _zoo(["run", *argv, "--out", str(tmp_path / "runs")], capsys)
+    assert code == 2, err
+    assert err.startswith("zoo: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert message in err
+
+
+def test_data_that_cannot_serve_the_task(tmp_path, toy_registry, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    (folder / "a.json").write_text(json.dumps({
+        "version": "5.5.0", "flags": {}, "shapes": [
+            {"label": "cell", "points": [[1, 1], [5, 5]], "shape_type": "rectangle", "group_id": None, "flags": {}}],
+        "imagePath": "a.png", "imageData": None, "imageHeight": 8, "imageWidth": 8,
+    }))
+    code, _, err = _zoo(["run", "--task", "keypoint", "--backend", "toy", "--data", str(folder),
+                         "--out", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "needs keypoints" in err
+
+
+def test_subprocess_error_has_no_traceback(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoo", "run", "--task", "detect", "--backend", "no-such-backend",
+         "--data", str(tmp_path), "--out", str(tmp_path / "runs")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "unknown backend 'no-such-backend'" in proc.stderr
