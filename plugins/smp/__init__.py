@@ -1,11 +1,41 @@
-"""segmentation-models-pytorch: U-Net and the other smp architectures for semantic-seg."""
+"""segmentation-models-pytorch: U-Net and the other smp architectures for semantic-seg.
+
+Only specs here (no torch / smp import), so ``zoo list`` stays fast. Each architecture is
+its own backend name; the classes behind them live in :mod:`zoo.plugins.smp.backend`.
+"""
 
 from zoo import hookimpl
 from zoo.specs import BackendSpec
 
 _REQ = ("torch", "segmentation_models_pytorch")
 
+#: backend name -> (class in zoo.plugins.smp.backend, one line for `zoo list`).
+#: Names with "+" are used as they are, also as config folder names (configs/unet++/).
+ARCHITECTURES = {
+    "unet": ("Unet", "U-Net (smp): encoder-decoder with skip connections; resnet18 encoder"),
+    "unet++": ("UnetPlusPlus", "U-Net++ (smp): U-Net with nested dense skip pathways"),
+    "fpn": ("FPN", "Feature Pyramid Network (smp), output at 1/4 scale, upsampled"),
+    "deeplabv3": ("DeepLabV3", "DeepLabV3 (smp): atrous spatial pyramid pooling, output stride 8"),
+    "deeplabv3+": ("DeepLabV3Plus", "DeepLabV3+ (smp): ASPP with a light decoder, output stride 16"),
+    "pspnet": ("PSPNet", "PSPNet (smp): pyramid pooling on a 3-stage encoder, very light"),
+    "linknet": ("Linknet", "LinkNet (smp): U-Net-like with additive skips, light decoder"),
+    "manet": ("MAnet", "MA-Net (smp): U-Net with position and channel attention blocks"),
+    "pan": ("PAN", "Pyramid Attention Network (smp)"),
+    "segformer": ("Segformer", "SegFormer decoder (smp) on any smp encoder (mit_b0..b5 for the original)"),
+    "upernet": ("UPerNet", "UPerNet (smp): pyramid pooling + FPN decoder"),
+}
+
 
 @hookimpl
 def zoo_backends():
-    return []
+    return [
+        BackendSpec(
+            name=name,
+            tasks=("semantic-seg",),
+            entry=f"zoo.plugins.smp.backend:{cls}",
+            requires=_REQ,
+            extra="smp",
+            description=description,
+        )
+        for name, (cls, description) in ARCHITECTURES.items()
+    ]

@@ -1,0 +1,259 @@
+"""The smp backends: one class per architecture, one translator behind them all.
+
+In: canonical images and zoo's semantic label maps, letterboxed onto a square canvas.
+Out: one :class:`~zoo.predictions.SemanticPrediction` per image, a label map at the
+original image size (logits cropped off the canvas and scaled back before the argmax).
+Training is zoo's shared loop (:func:`zoo.training.fit`); the checkpoint it leaves in
+``ctx.checkpoint_dir`` carries the model's class names and architecture, which ``load``
+checks before restoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from zoo.backend import Backend, RunContext
+from zoo.dataset import Dataset, ImageRecord
+from zoo.errors import ZooError
+from zoo.predictions import SemanticPrediction
+from zoo.tasks import Task
+from zoo.training import TrainConfig
+
+
+class SmpConfig(TrainConfig):
+    """Settings of every smp backend (the shipped YAML tunes them per architecture).
+
+    ``encoder``: any smp encoder (``resnet18``, ``resnet34``, ``efficientnet-b0``,
+    ``mit_b0``, ...) or ``tu-<timm model>``. resnet18 by default: on a CPU it trains about
+    twice as fast as resnet34 with plain convolutions that learn well from scratch.
+    Encoder weights: none unless ``pretrained: true`` (``imagenet``) or ``encoder_weights``
+    names a set; they must already be in the local Hugging Face cache.
+    """
+
+    encoder: str = "resnet18"
+    encoder_depth: int | None = Field(None, ge=3, le=5)  # None: the architecture's default
+    encoder_weights: str | None = None
+    loss: Literal["dice+ce", "ce", "dice"] = "dice+ce"
+    keep_aspect: bool = True  # letterbox (pad) instead of stretching to a square
+    flip: bool = True  # random horizontal / vertical flips while training
+    model_args: dict[str, Any] = Field(default_factory=dict)  # passed to the smp class
+    # Adam suits these randomly initialised encoder-decoders better than SGD at 1e-2.
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = 1e-3
+    warmup_iters: int = 20
+
+
+class SmpBackend(Backend):
+    """A segmentation-models-pytorch architecture for semantic-seg."""
+
+    Config: ClassVar[type[SmpConfig]] = SmpConfig
+    #: the smp class name; set by each subclass below
+    architecture: ClassVar[str] = ""
+
+    def __init__(self, task: Task, meta: Dataset, config: SmpConfig, ctx: RunContext):
+        super().__init__(task, meta, config, ctx)
+        from zoo.plugins.smp.geometry import canvas_side
+        from zoo.plugins.smp.models import min_side_of, stride_of
+
+        self.classes = self.meta.semantic_classes()
+        if len(self.classes) > 255:
+            raise ZooError(f"{len(self.classes) - 1} categories: label maps hold at most 254 (255 means ignore)")
+        self.side = canvas_side(
+            config.imgsz, stride_of(self.architecture, config.encoder_depth), min_side_of(self.architecture)
+        )
+        self.model = None
+
+    # -- model -----------------------------------------------------------------------
+
+    def _build(self, *, pretrained: bool):
+        from zoo.plugins.smp.models import build_model
+
+        c = self.config
+        return build_model(
+            self.architecture,
+            encoder=c.encoder,
+            classes=len(self.classes),
+            encoder_depth=c.encoder_depth,
+            pretrained=pretrained and c.pretrained,
+            encoder_weights=c.encoder_weights if pretrained else None,
+            model_args=c.model_args,
+        )
+
+    def _identity(self) -> dict[str, Any]:
+        """What a checkpoint must match to be loaded into this backend."""
+        c = self.config
+        return {
+            "architecture": self.architecture,
+            "encoder": c.encoder,
+            "encoder_depth": c.encoder_depth,
+            "classes": list(self.classes),
+        }
+
+    def _start_from(self, model, path) -> None:
+        """``weights: FILE``: a zoo checkpoint or a plain state dict; layers whose shape
+        differs (another number of classes) keep their fresh initialisation."""
+        from zoo.training import load_checkpoint
+
+        state = load_checkpoint(path)
+        state = state.get("model", state)
+        own = model.state_dict()
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if not usable:
+            raise ZooError(f"{path}: no layer fits {self.architecture} with encoder '{self.config.encoder}'")
+        model.load_state_dict(usable, strict=False)
+        self.ctx.log.info("started from %s (%d of %d tensors)", path, len(usable), len(own))
+
+    # -- Backend ---------------------------------------------------------------------
+
+    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
+        from zoo.plugins.smp.data import SegmentationSamples
+        from zoo.plugins.smp.loss import SegmentationLoss
+        from zoo.training import MappedDataset, fit
+
+        c = self.config
+        model = self._build(pretrained=True)
+        if c.weights is not None:
+            self._start_from(model, c.weights)
+        samples = SegmentationSamples(self.meta, c.imgsz, self.side, c.keep_aspect, c.flip)
+        criterion = SegmentationLoss(c.loss)
+
+        def loss_fn(model, batch):
+            images, targets = batch[0], batch[1]
+            return criterion(model(images), targets)
+
+        result = fit(
+            model,
+            MappedDataset(train.images, samples),
+            config=c,
+            device=self.ctx.device,
+            checkpoint_dir=self.ctx.checkpoint_dir,
+            loss_fn=loss_fn,
+            extra=self._identity(),
+            log=self.ctx.log,
+            description=f"{self.architecture} ({c.encoder})",
+        )
+        self.model = model
+        self._restore(model)  # the best epoch's weights, as load() would give
+        return {"final_loss": result.final_loss, "best_epoch": result.best_epoch,
+                "iterations": result.iterations, "seconds": result.seconds}
+
+    def _restore(self, model) -> None:
+        from zoo.training import best_checkpoint, load_checkpoint
+
+        path = best_checkpoint(self.ctx.checkpoint_dir)
+        state = load_checkpoint(path)
+        saved = state.get("extra", {})
+        mine = self._identity()
+        for key in ("architecture", "encoder", "encoder_depth", "classes"):
+            if key in saved and saved[key] != mine[key]:
+                raise ZooError(
+                    f"{path}: checkpoint was trained with {key} {saved[key]!r}, "
+                    f"but this run has {mine[key]!r}"
+                )
+        model.load_state_dict(state["model"])
+        model.to(self.ctx.device)
+        model.eval()
+
+    @classmethod
+    def load(cls, task: Task, meta: Dataset, config: SmpConfig, ctx: RunContext) -> SmpBackend:
+        backend = cls(task, meta, config, ctx)
+        model = backend._build(pretrained=False)  # the checkpoint holds every weight
+        backend._restore(model)
+        backend.model = model
+        return backend
+
+    def predict(self, images: Sequence[ImageRecord]) -> Iterator[SemanticPrediction]:
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        from zoo.plugins.smp.data import to_tensor
+        from zoo.plugins.smp.geometry import Letterbox
+        from zoo.training import predict_batches
+
+        if self.model is None:
+            raise ZooError(f"{self.architecture}: predict() before fit() or load()")
+        c = self.config
+        model = self.model.eval()
+        device = torch.device(self.ctx.device)
+        dtype = np.uint8 if len(self.classes) <= 255 else np.int32
+        for chunk in predict_batches(images, max(1, c.batch), f"predict {self.architecture}"):
+            boxes, tensors = [], []
+            for record in chunk:
+                rgb = record.load_rgb()
+                box = Letterbox.fit(rgb.shape[0], rgb.shape[1], c.imgsz, self.side, c.keep_aspect)
+                boxes.append(box)
+                tensors.append(to_tensor(box.image(rgb)))
+            with torch.inference_mode():
+                logits = model(torch.stack(tensors).to(device))
+                for record, box, out in zip(chunk, boxes, logits):
+                    # scale logits (not labels) back: smooth borders at the original size
+                    up = F.interpolate(
+                        box.crop(out)[None], size=(box.height, box.width), mode="bilinear", align_corners=False
+                    )
+                    labels = up[0].argmax(0).to("cpu").numpy().astype(dtype)
+                    yield SemanticPrediction(image_id=record.id, label_map=labels)
+
+    def versions(self) -> dict[str, str]:
+        import timm
+        import torch
+
+        from zoo.plugins.smp.models import import_smp
+
+        return {"segmentation_models_pytorch": import_smp().__version__, "timm": timm.__version__,
+                "torch": torch.__version__}
+
+    def num_parameters(self) -> int | None:
+        if self.model is None:
+            return None
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+
+# One class per backend name (see ARCHITECTURES in __init__.py).
+
+
+class Unet(SmpBackend):
+    architecture = "Unet"
+
+
+class UnetPlusPlus(SmpBackend):
+    architecture = "UnetPlusPlus"
+
+
+class FPN(SmpBackend):
+    architecture = "FPN"
+
+
+class DeepLabV3(SmpBackend):
+    architecture = "DeepLabV3"
+
+
+class DeepLabV3Plus(SmpBackend):
+    architecture = "DeepLabV3Plus"
+
+
+class PSPNet(SmpBackend):
+    architecture = "PSPNet"
+
+
+class Linknet(SmpBackend):
+    architecture = "Linknet"
+
+
+class MAnet(SmpBackend):
+    architecture = "MAnet"
+
+
+class PAN(SmpBackend):
+    architecture = "PAN"
+
+
+class Segformer(SmpBackend):
+    architecture = "Segformer"
+
+
+class UPerNet(SmpBackend):
+    architecture = "UPerNet"

@@ -1,0 +1,288 @@
+"""The segmentation-models-pytorch backends: specs, geometry, loss, training, prediction.
+
+Learning is not expected from a step or two; correctness is proven by feeding known logits
+through the prediction path (ground truth back out, scored 1.0 by the shared evaluator) and
+by the conformance suite on a tiny dataset of non-square images.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zoo.backend import RunContext
+from zoo.config import resolve_config, shipped_defaults
+from zoo.dataset import Dataset, ImageRecord, Instance
+from zoo.errors import ZooError
+from zoo.plugins.smp import ARCHITECTURES
+from zoo.plugins.smp.geometry import IGNORE, Letterbox, canvas_side
+from zoo.raster import semantic_label_map
+from zoo.registry import get_registry
+from zoo.tasks import get_task
+
+TASK = get_task("semantic-seg")
+
+
+def square_poly(cx: float, cy: float, r: float) -> list[float]:
+    return [cx - r, cy - r, cx + r, cy - r, cx + r, cy + r, cx - r, cy + r]
+
+
+def tiny_dataset(root: Path, n: int = 8, height: int = 48, width: int = 64) -> Dataset:
+    """``n`` non-square images: a red square (category 0), a blue one (category 1) and, in
+    every other image, an ignored band (category -1) at the bottom."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(n):
+        img = np.full((height, width, 3), 220, np.uint8)
+        instances = []
+        for cat, color in ((0, (200, 30, 30)), (1, (30, 30, 200))):
+            r = 6
+            cx, cy = rng.integers(r, width - r), rng.integers(r, height - r - 8)
+            img[cy - r : cy + r, cx - r : cx + r] = color
+            poly = [float(v) for v in square_poly(cx, cy, r)]
+            instances.append(Instance(category=cat, bbox=(cx - r, cy - r, cx + r, cy + r), polygons=[poly]))
+        if i % 2:
+            band = [0.0, height - 6.0, float(width), height - 6.0, float(width), float(height), 0.0, float(height)]
+            instances.append(Instance(category=-1, bbox=(0, height - 6, width, height), polygons=[band], ignore=True))
+        path = root / f"img{i}.png"
+        Image.fromarray(img).save(path)
+        records.append(ImageRecord(id=f"img{i}", width=width, height=height, file=path, instances=instances))
+    return Dataset(categories=["red", "blue"], images=records, root=root)
+
+
+def make_backend(name: str, data: Dataset, run_dir: Path, **flags):
+    spec = get_registry().backend(name, "semantic-seg")
+    cls = spec.load()
+    config = resolve_config(
+        cls.Config, backend=name, task="semantic-seg",
+        flags={"epochs": 1, "batch": 2, "device": "cpu", **flags},
+    )
+    ctx = RunContext(run_dir=run_dir, device="cpu")
+    ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    return cls, config, ctx, cls(TASK, data.meta(), config, ctx)
+
+
+# -- specs and configs ----------------------------------------------------------------
+
+
+def test_every_architecture_is_a_semantic_seg_backend_with_shipped_defaults():
+    registry = get_registry()
+    for name in ARCHITECTURES:
+        spec = registry.backend(name, "semantic-seg")
+        assert spec.plugin == "smp" and spec.description
+        cls = spec.load()
+        # the folder is named exactly like the backend, "+" included (configs/unet++/)
+        defaults = shipped_defaults(name, "semantic-seg")
+        assert defaults["encoder"] == "resnet18", name
+        config = resolve_config(cls.Config, backend=name, task="semantic-seg", sets=["encoder=resnet34"])
+        assert config.encoder == "resnet34" and config.encoder_weights is None and not config.pretrained
+
+
+def test_spec_module_does_not_import_torch():
+    code = "import sys, zoo.plugins.smp; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_unknown_encoder_is_a_clear_error(tmp_path):
+    data = tiny_dataset(tmp_path / "data", n=2)
+    _, _, _, backend = make_backend("unet", data, tmp_path / "run", imgsz=32)
+    backend.config.encoder = "resnet19"
+    with pytest.raises(ZooError, match="did you mean 'resnet18'"):
+        backend._build(pretrained=False)
+
+
+def test_pretrained_without_cached_weights_fails_fast_without_network(tmp_path):
+    # A fresh process with an empty Hugging Face cache and no HF_HUB_OFFLINE in its
+    # environment: the plugin must switch the hub offline itself and say what to do.
+    code = (
+        "from zoo.plugins.smp.models import build_model\n"
+        "from zoo.errors import ZooError\n"
+        "try:\n"
+        "    build_model('Unet', encoder='resnet18', classes=2, pretrained=True)\n"
+        "except ZooError as e:\n"
+        "    print('ZOOERROR', e)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "ZOOERROR" in out.stdout, out.stdout + out.stderr
+    assert "not in the local Hugging Face cache" in out.stdout and "'imagenet' weights" in out.stdout
+    assert time.perf_counter() - t0 < 30  # no 20-50 s of network retries
+
+
+# -- geometry --------------------------------------------------------------------------
+
+
+def test_canvas_side_rounds_up_to_the_stride_and_minimum():
+    assert canvas_side(160, 32) == 160
+    assert canvas_side(50, 32) == 64
+    assert canvas_side(20, 8) == 24
+    assert canvas_side(64, 32, minimum=128) == 128  # PAN
+
+
+def test_letterbox_keeps_aspect_and_marks_padding_ignored():
+    box = Letterbox.fit(48, 64, imgsz=50, side=64)
+    assert (box.new_h, box.new_w) == (38, 50)
+    labels = np.zeros((48, 64), np.uint8)
+    labels[:24, :32] = 1
+    canvas = box.labels(labels)
+    assert canvas.shape == (64, 64)
+    assert (canvas[38:] == IGNORE).all() and (canvas[:, 50:] == IGNORE).all()
+    assert set(np.unique(canvas[:38, :50])) == {0, 1}
+    assert (canvas[:19, :25] == 1).all()
+    image = box.image(np.full((48, 64, 3), 7, np.uint8))
+    assert image.shape == (64, 64, 3) and (image[:38, :50] == 7).all() and (image[38:] == 0).all()
+    assert box.crop(np.zeros((3, 64, 64))).shape == (3, 38, 50)
+    stretched = Letterbox.fit(48, 64, imgsz=50, side=64, keep_aspect=False)
+    assert (stretched.new_h, stretched.new_w) == (50, 50)
+
+
+# -- loss ------------------------------------------------------------------------------
+
+
+def test_ignored_pixels_do_not_contribute_to_the_loss():
+    import torch
+
+    from zoo.plugins.smp.loss import SegmentationLoss
+
+    torch.manual_seed(0)
+    target = torch.randint(0, 3, (2, 16, 16))
+    target[:, 10:, :] = IGNORE
+    criterion = SegmentationLoss("dice+ce")
+    logits = torch.randn(2, 3, 16, 16, requires_grad=True)
+    parts = criterion(logits, target)
+    assert set(parts) == {"ce", "dice"}
+    total = sum(parts.values())
+    total.backward()
+    assert logits.grad[:, :, 10:, :].abs().max() == 0  # nothing flows from ignored pixels
+    assert logits.grad[:, :, :10, :].abs().max() > 0
+
+    other = logits.detach().clone()
+    other[:, :, 10:, :] = torch.randn(2, 3, 6, 16) * 100  # anything at all in the ignored rows
+    assert torch.allclose(criterion.total(other, target), total.detach())
+
+    # the same loss as on the cropped, ignore-free part (cross-entropy is a mean over pixels)
+    crop = SegmentationLoss("ce")(logits.detach()[:, :, :10], target[:, :10])["ce"]
+    assert torch.allclose(parts["ce"].detach(), crop)
+
+    everything_ignored = torch.full((2, 16, 16), IGNORE)
+    zero = criterion.total(logits, everything_ignored)
+    assert torch.isfinite(zero) and zero.item() == 0.0
+
+
+def test_loss_prefers_the_right_answer():
+    import torch
+
+    from zoo.plugins.smp.loss import SegmentationLoss
+
+    target = torch.randint(0, 3, (1, 8, 8))
+    right = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 10
+    wrong = torch.roll(right, 1, dims=1)
+    for kind in ("dice+ce", "ce", "dice"):
+        criterion = SegmentationLoss(kind)
+        assert criterion.total(right, target) < 0.05 < criterion.total(wrong, target), kind
+
+
+# -- prediction translation -------------------------------------------------------------
+
+
+class _Oracle:
+    """Stands in for the network: returns, per batch, the one-hot logits of the letterboxed
+    ground truth, so predict() must hand the ground truth back at the original size."""
+
+    def __init__(self, backend, records, meta):
+        import torch
+
+        from zoo.plugins.smp.data import letterboxed_pair
+
+        c = backend.config
+        self.queue = []
+        for r in records:
+            _, labels = letterboxed_pair(r, meta, c.imgsz, backend.side, c.keep_aspect)
+            labels = torch.from_numpy(labels.astype(np.int64))
+            labels[labels == IGNORE] = 0
+            self.queue.append(torch.nn.functional.one_hot(labels, len(backend.classes)).permute(2, 0, 1).float())
+
+    def eval(self):
+        return self
+
+    def __call__(self, x):
+        import torch
+
+        out = torch.stack(self.queue[: len(x)])
+        del self.queue[: len(x)]
+        assert out.shape[-2:] == x.shape[-2:]
+        return out
+
+
+@pytest.mark.parametrize(("imgsz", "min_agree"), [(64, 1.0), (32, 0.93)])
+def test_known_logits_come_back_as_the_ground_truth_at_original_size(tmp_path, imgsz, min_agree):
+    data = tiny_dataset(tmp_path / "data", n=4)
+    _, _, _, backend = make_backend("unet", data, tmp_path / "run", imgsz=imgsz)
+    backend.model = _Oracle(backend, data.images, data.meta())
+    preds = list(backend.predict(data.images))
+    evaluator = TASK.evaluator(data.meta())
+    for record, pred in zip(data.images, preds):
+        assert pred.image_id == record.id and not TASK.validate(pred, data.meta())
+        assert pred.label_map.shape == (48, 64) and pred.label_map.dtype == np.uint8
+        truth = semantic_label_map(record, data.meta())
+        scored = truth != IGNORE
+        agree = (pred.label_map[scored] == truth[scored]).mean()
+        assert agree >= min_agree, (record.id, agree)
+        evaluator.process(record, pred)
+    metrics = evaluator.evaluate()
+    if min_agree == 1.0:
+        assert metrics["mIoU"] == pytest.approx(1.0)
+    else:
+        assert metrics["mIoU"] > 0.7
+
+
+# -- training (a step or two) ------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["unet", "deeplabv3+"])
+def test_conformance_after_a_few_training_steps(tmp_path, name):
+    from zoo.testing import check_backend
+
+    data = tiny_dataset(tmp_path / "data", n=8)
+    report = check_backend(name, "semantic-seg", tmp_path / "check", dataset=data, imgsz=40)
+    assert len(report.predictions) == 2
+    assert {"mIoU", "conventions"} <= set(report.metrics)
+    ckpt = report.run_dir / "checkpoint"
+    assert (ckpt / "last.pt").is_file()
+
+    # the checkpoint knows its classes: a dataset with other categories cannot load it
+    cls = get_registry().backend(name).load()
+    config = resolve_config(cls.Config, backend=name, task="semantic-seg", flags={"imgsz": 40})
+    other = Dataset(categories=["red", "blue", "green"])
+    with pytest.raises(ZooError, match="classes"):
+        cls.load(TASK, other, config, RunContext(run_dir=report.run_dir))
+
+
+@pytest.mark.slow
+def test_training_images_of_other_sizes_and_label_maps_at_original_size(tmp_path):
+    small = tiny_dataset(tmp_path / "a", n=4, height=37, width=53)
+    tall = tiny_dataset(tmp_path / "b", n=2, height=70, width=30)
+    for i, r in enumerate(tall.images):
+        r.id = f"tall{i}"
+    data = Dataset(categories=small.categories, images=small.images + tall.images)
+    _, _, _, backend = make_backend("pspnet", data, tmp_path / "run", imgsz=45)
+    result = backend.fit(data, data)
+    assert result["iterations"] == 3 and np.isfinite(result["final_loss"])
+    preds = list(backend.predict(data.images))
+    for record, pred in zip(data.images, preds):
+        assert pred.label_map.shape == (record.height, record.width)
+        assert not TASK.validate(pred, data.meta())
+    assert backend.num_parameters() > 1_000_000
+    assert "segmentation_models_pytorch" in backend.versions()
