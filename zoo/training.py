@@ -28,8 +28,8 @@ How a plugin uses it::
     state = load_checkpoint(best_checkpoint(ctx.checkpoint_dir))
     model.load_state_dict(state["model"])
 
-Checkpoints: ``last.pt`` after every epoch and ``best.pt`` whenever the epoch's score beats
-the best so far (``val_fn(model)``, higher is better; without one, the lowest mean training
+Checkpoints: ``last.pt`` after every epoch and ``best.pt`` whenever the epoch's score equals
+or beats the best so far (``val_fn(model)``, higher is better; without one, the lowest mean training
 loss). Both hold ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (0-based,
 completed), ``best_score``, ``history`` and the caller's ``extra`` (plain values only: the
 files are read back with ``torch.load(weights_only=True)``). With ``resume=True`` (the
@@ -416,7 +416,9 @@ def fit(
             score = -row["loss"]
         row["seconds"] = time.perf_counter() - t_epoch
         result.history.append(row)
-        improved = score > result.best_score
+        # ties go to the later epoch: a from-scratch detector scores AP 0 for many epochs,
+        # and the untrained first one must not win that tie
+        improved = score >= result.best_score
         if improved:
             result.best_score, result.best_epoch = score, epoch
         log.info(

@@ -1,0 +1,217 @@
+"""The classic torchvision classifiers for ``classify``, one backend per architecture.
+
+Trained on the image-level labels (``Dataset.classes`` / ``ImageRecord.labels``: labelme
+``flags``, class folders); an image takes part only with exactly one label
+(:meth:`zoo.tasks.Classify.is_annotated`). Images are resized to ``imgsz`` x ``imgsz`` and
+normalised with ImageNet's mean and std (what pretrained weights expect, harmless from
+scratch); training adds a random resized crop, flips and a little colour jitter.
+The epoch with the best validation accuracy is kept (``best.pt``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from zoo.backend import Backend, RunContext
+from zoo.config import dump_config
+from zoo.dataset import Dataset, ImageRecord
+from zoo.errors import ZooError
+from zoo.predictions import ClassPrediction
+from zoo.tasks import Task
+from zoo.training import (
+    MappedDataset,
+    TrainConfig,
+    best_checkpoint,
+    criterion_loss,
+    fit,
+    load_checkpoint,
+    predict_batches,
+)
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+class ClassifierConfig(TrainConfig):
+    """Settings of the classifier backends (plus those of :class:`zoo.training.TrainConfig`)."""
+
+    crop_scale: float = 0.6  # random resized crop keeps this share of the image or more; 1 = off
+    hflip: float = 0.5
+    vflip: float = 0.0  # smears and slides have no "up": set 0.5 there
+    color_jitter: float = 0.1  # brightness / contrast / saturation strength; 0 = off
+    label_smoothing: float = 0.0
+
+
+def transforms(cfg: ClassifierConfig, train: bool):
+    """The torchvision transform: PIL image -> normalised ``(3, imgsz, imgsz)`` tensor."""
+    import torch
+    from torchvision.transforms import v2
+
+    size = (cfg.imgsz, cfg.imgsz)
+    steps: list[Any] = [v2.ToImage()]
+    if train:
+        if cfg.crop_scale < 1:
+            steps.append(v2.RandomResizedCrop(size, scale=(cfg.crop_scale, 1.0), antialias=True))
+        else:
+            steps.append(v2.Resize(size, antialias=True))
+        if cfg.hflip > 0:
+            steps.append(v2.RandomHorizontalFlip(cfg.hflip))
+        if cfg.vflip > 0:
+            steps.append(v2.RandomVerticalFlip(cfg.vflip))
+        if cfg.color_jitter > 0:
+            j = cfg.color_jitter
+            steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
+    else:
+        steps.append(v2.Resize(size, antialias=True))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
+    return v2.Compose(steps)
+
+
+class ClassSamples:
+    """``record -> (tensor, class index)``; picklable for DataLoader workers."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, record: ImageRecord):
+        return self.transform(record.open()), record.labels[0]
+
+
+def build_classifier(arch: str, num_classes: int, pretrained: bool):
+    """torchvision's ``arch`` with a ``num_classes`` head; ImageNet weights (from the local
+    cache only) under the new head when ``pretrained``."""
+    from torch import nn
+    from torchvision.models import get_model
+
+    if not pretrained:
+        return get_model(arch, weights=None, num_classes=num_classes)
+    from zoo.plugins.tv_models.weights import cached_weights
+
+    model = get_model(arch, weights=cached_weights(arch, what=f"pretrained {arch}"))
+    # the last Linear is the 1000-class ImageNet head in every one of these architectures
+    name, last = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    setattr_name = name.rpartition(".")[2]
+    new = nn.Linear(last.in_features, num_classes)
+    if isinstance(parent, nn.Sequential):
+        parent[int(setattr_name)] = new
+    else:
+        setattr(parent, setattr_name, new)
+    return model
+
+
+class TvClassifier(Backend):
+    """One torchvision classification architecture (``arch``) as a zoo backend."""
+
+    Config = ClassifierConfig
+    arch: ClassVar[str] = "resnet18"
+
+    def __init__(self, task: Task, meta: Dataset, config: ClassifierConfig, ctx: RunContext):
+        super().__init__(task, meta, config, ctx)
+        if not self.meta.classes:
+            raise ZooError(f"{self.arch}: the dataset has no image-level classes (labelme flags or class folders)")
+        self.model = None
+
+    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
+        import torch
+
+        model = build_classifier(self.arch, len(self.meta.classes), self.config.pretrained)
+        if self.config.weights is not None:
+            from zoo.plugins.tv_models.weights import load_matching, read_weights_file
+
+            load_matching(model, read_weights_file(self.config.weights), str(self.config.weights))
+        usable = [r for r in train.images if self.task.is_annotated(r)]
+        if not usable:
+            raise ZooError(f"{self.arch}: no training image has exactly one class label")
+        val_usable = [r for r in val.images if self.task.is_annotated(r)]
+        result = fit(
+            model,
+            MappedDataset(usable, ClassSamples(transforms(self.config, train=True))),
+            config=self.config,
+            device=self.ctx.device,
+            checkpoint_dir=self.ctx.checkpoint_dir,
+            resume=self.ctx.resume,
+            loss_fn=criterion_loss(torch.nn.CrossEntropyLoss(label_smoothing=self.config.label_smoothing)),
+            val_fn=(lambda m: self._accuracy(m, val_usable)) if val_usable else None,
+            log=self.ctx.log,
+            description=self.arch,
+            extra={"backend": self.arch, "classes": list(self.meta.classes), "config": dump_config(self.config)},
+        )
+        model.load_state_dict(load_checkpoint(best_checkpoint(self.ctx.checkpoint_dir))["model"])
+        self.model = model
+        out = {"loss": result.final_loss, "epochs": len(result.history), "train_seconds": round(result.seconds, 2)}
+        if val_usable:
+            out["val_accuracy"] = result.best_score
+        return out
+
+    def _logits(self, model, records: Sequence[ImageRecord]):
+        """Logits for ``records`` (eval transform), in order, batch by batch."""
+        import torch
+
+        tf = transforms(self.config, train=False)
+        for chunk in predict_batches(records, self.config.batch, f"{self.arch} predict"):
+            x = torch.stack([tf(r.open()) for r in chunk]).to(self.ctx.device)
+            with torch.no_grad():
+                yield chunk, model(x).float().cpu()
+
+    def _accuracy(self, model, records: Sequence[ImageRecord]) -> float:
+        right = 0
+        for chunk, logits in self._logits(model, records):
+            right += sum(int(p) == r.labels[0] for p, r in zip(logits.argmax(1), chunk))
+        return right / len(records)
+
+    @classmethod
+    def load(cls, task: Task, meta: Dataset, config: ClassifierConfig, ctx: RunContext) -> TvClassifier:
+        self = cls(task, meta, config, ctx)
+        path = best_checkpoint(ctx.checkpoint_dir)
+        state = load_checkpoint(path)
+        saved = state.get("extra", {}).get("classes")
+        if saved is not None and saved != list(self.meta.classes):
+            raise ZooError(f"{path}: trained on classes {saved}, not {self.meta.classes}")
+        model = build_classifier(cls.arch, len(self.meta.classes), pretrained=False)
+        model.load_state_dict(state["model"])
+        self.model = model
+        return self
+
+    def predict(self, images: Sequence[ImageRecord]) -> Iterator[ClassPrediction]:
+        if self.model is None:
+            raise ZooError(f"{self.arch}: no model; fit() or load() first")
+        model = self.model.to(self.ctx.device).eval()
+        for chunk, logits in self._logits(model, images):
+            probs = logits.softmax(1)
+            for record, p in zip(chunk, probs):
+                yield ClassPrediction(image_id=record.id, label=int(p.argmax()), scores=[float(v) for v in p])
+
+    def num_parameters(self) -> int | None:
+        return None if self.model is None else sum(p.numel() for p in self.model.parameters())
+
+    def versions(self) -> dict[str, str]:
+        import torch
+        import torchvision
+
+        return {"torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+class Resnet18(TvClassifier):
+    arch = "resnet18"
+
+
+class Resnet50(TvClassifier):
+    arch = "resnet50"
+
+
+class Vgg16(TvClassifier):
+    arch = "vgg16"
+
+
+class Alexnet(TvClassifier):
+    arch = "alexnet"
+
+
+class EfficientnetB0(TvClassifier):
+    arch = "efficientnet_b0"
+
+
+class MobilenetV3Small(TvClassifier):
+    arch = "mobilenet_v3_small"

@@ -1,0 +1,446 @@
+"""Faster / Mask / Keypoint R-CNN on torchvision's detection models.
+
+Translation only: canonical instances become torchvision targets (``boxes`` xyxy,
+``labels`` = category + 1 because 0 is torchvision's background, ``masks``, ``keypoints``),
+and torchvision's outputs become canonical detections in original-image pixels (masks as
+COCO RLE over the whole image, keypoints with a score each). Training is
+:func:`zoo.training.fit`.
+
+Image size: each image is shrunk (never enlarged) so that its longer side is at most
+``imgsz`` before it is decoded into a tensor, and the model's own transform gets
+``min_size = max_size = imgsz``, so the network sees images with their longer side at
+``imgsz`` (as YOLO's letterbox does) instead of torchvision's default 800-1333 px.
+Anchor sizes are torchvision's (32-512 px, made for 800-px images) scaled by
+``imgsz / 800``, so objects keep the size relation to anchors the design assumes.
+
+Backbone default ``mobilenet_v3_large_fpn``: torchvision's fast detector backbone, about
+a third of the FLOPs of ``resnet50_fpn`` and half the parameters, which matters on a CPU;
+``resnet18_fpn`` (stride-4 features, better on tiny objects) and the larger ResNets are a
+``--set backbone=...`` away.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from pydantic import field_validator
+
+from zoo.backend import Backend, RunContext
+from zoo.config import dump_config
+from zoo.dataset import Dataset, ImageRecord
+from zoo.errors import ZooError, did_you_mean
+from zoo.predictions import Detection, InstancePredictions
+from zoo.tasks import Task
+from zoo.training import (
+    LAST,
+    MappedDataset,
+    TrainConfig,
+    best_checkpoint,
+    collate_lists,
+    fit,
+    load_checkpoint,
+    predict_batches,
+)
+
+_log = logging.getLogger("zoo.tv_models")
+
+#: backbone name -> (family, torchvision model name)
+BACKBONES: dict[str, tuple[str, str]] = {
+    "mobilenet_v3_large_fpn": ("mobilenet", "mobilenet_v3_large"),
+    "resnet18_fpn": ("resnet", "resnet18"),
+    "resnet34_fpn": ("resnet", "resnet34"),
+    "resnet50_fpn": ("resnet", "resnet50"),
+    "resnet101_fpn": ("resnet", "resnet101"),
+}
+_BASE_ANCHORS = (32, 64, 128, 256, 512)  # torchvision's, for 800-px images
+
+
+class RCNNConfig(TrainConfig):
+    """Settings of the R-CNN backends (plus those of :class:`zoo.training.TrainConfig`)."""
+
+    backbone: str = "mobilenet_v3_large_fpn"
+    trainable_layers: int | None = None  # backbone stages trained; None = all from scratch, 3 pretrained
+    anchor_sizes: list[float] | None = None  # None = torchvision's 32..512 scaled by imgsz / 800
+    hflip: float = 0.5  # probability of a horizontal flip while training
+    score_threshold: float = 0.05  # detections below this are dropped
+    nms_iou: float = 0.5
+    max_detections: int = 100  # per image (COCO's maxDets)
+    mask_threshold: float = 0.5  # mask-rcnn: probability above which a pixel is in the mask
+    best_on_val: bool = True  # keep the epoch with the best val score (zoo's evaluator), else lowest loss
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, v: str) -> str:
+        if v not in BACKBONES:
+            raise ValueError(f"unknown backbone {v!r}{did_you_mean(v, BACKBONES)}; known: {', '.join(BACKBONES)}")
+        return v
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def anchor_sizes(cfg: RCNNConfig) -> tuple[float, ...]:
+    if cfg.anchor_sizes:
+        return tuple(float(s) for s in cfg.anchor_sizes)
+    return tuple(round(s * cfg.imgsz / 800, 2) for s in _BASE_ANCHORS)
+
+
+def build_model(kind: str, cfg: RCNNConfig, num_classes: int, num_keypoints: int = 0, load_pretrained: bool = True):
+    """A torchvision ``FasterRCNN`` / ``MaskRCNN`` / ``KeypointRCNN`` sized for ``cfg.imgsz``.
+
+    ``num_classes`` counts the background. Structure depends on ``cfg.pretrained`` (frozen
+    batch norm under ImageNet weights, trainable batch norm from scratch, as torchvision's
+    own builders do); ``load_pretrained=False`` builds that structure without reading the
+    weights (when a checkpoint will overwrite them anyway).
+    """
+    from torch import nn
+    from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    family, arch = BACKBONES[cfg.backbone]
+    weights = None
+    if cfg.pretrained and load_pretrained:
+        from zoo.plugins.tv_models.weights import cached_weights
+
+        weights = cached_weights(arch, what=f"pretrained backbone {arch}")
+    norm = FrozenBatchNorm2d if cfg.pretrained else nn.BatchNorm2d
+    sizes = anchor_sizes(cfg)
+    if family == "resnet":
+        layers = cfg.trainable_layers if cfg.trainable_layers is not None else (3 if cfg.pretrained else 5)
+        backbone = resnet_fpn_backbone(backbone_name=arch, weights=weights, norm_layer=norm, trainable_layers=min(layers, 5))
+        anchors = AnchorGenerator(tuple((s,) for s in sizes), ((0.5, 1.0, 2.0),) * len(sizes))
+    else:
+        layers = cfg.trainable_layers if cfg.trainable_layers is not None else (3 if cfg.pretrained else 6)
+        backbone = mobilenet_backbone(
+            backbone_name=arch, weights=weights, fpn=True, norm_layer=norm, trainable_layers=min(layers, 6)
+        )
+        anchors = AnchorGenerator((sizes,) * 3, ((0.5, 1.0, 2.0),) * 3)
+    common: dict[str, Any] = dict(
+        num_classes=num_classes,
+        min_size=cfg.imgsz,
+        max_size=cfg.imgsz,
+        rpn_anchor_generator=anchors,
+        box_score_thresh=cfg.score_threshold,
+        box_nms_thresh=cfg.nms_iou,
+        box_detections_per_img=cfg.max_detections,
+    )
+    if kind == "faster":
+        return FasterRCNN(backbone, **common)
+    if kind == "mask":
+        return MaskRCNN(backbone, **common)
+    if kind == "keypoint":
+        return KeypointRCNN(backbone, num_keypoints=num_keypoints, **common)
+    raise ValueError(kind)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def flip_permutation(meta: Dataset) -> list[int] | None:
+    """Which keypoint each one becomes under a horizontal flip, or None when unknown.
+
+    From the dataset's own flip list when a reader provides one, else from the names
+    (``left_eye`` <-> ``right_eye``, ``left`` <-> ``right``). Without either, flipping
+    would silently swap the meaning of asymmetric landmarks, so the caller must not flip.
+    """
+    for attr in ("keypoint_flip", "flip_idx"):
+        given = getattr(meta, attr, None)
+        if given:
+            return [int(i) for i in given]
+    names = [n.lower() for n in meta.keypoint_names]
+    perm = list(range(len(names)))
+    paired = False
+    for i, n in enumerate(names):
+        for a, b in (("left", "right"), ("right", "left")):
+            if a in n and n.replace(a, b) in names:
+                perm[i] = names.index(n.replace(a, b))
+                paired = True
+    return perm if paired else None
+
+
+class DetectionSamples:
+    """``record -> (image tensor, target dict)`` for torchvision's detection models.
+
+    A picklable callable (it runs in DataLoader workers). Ignored instances are left out:
+    torchvision has no notion of an ignored region, and training on them as objects or as
+    background would both be wrong.
+    """
+
+    def __init__(self, kind: str, imgsz: int, hflip: float = 0.0, num_keypoints: int = 0, flip_idx=None):
+        self.kind = kind
+        self.imgsz = imgsz
+        self.hflip = hflip
+        self.num_keypoints = num_keypoints
+        self.flip_idx = flip_idx
+
+    def __call__(self, record: ImageRecord):
+        import numpy as np
+        import torch
+
+        image, sx, sy = load_image(record, self.imgsz)
+        h, w = image.shape[-2:]
+        insts = [i for i in record.instances if not i.ignore and i.category >= 0]
+        boxes = torch.zeros((len(insts), 4), dtype=torch.float32)
+        for k, inst in enumerate(insts):
+            x0, y0, x1, y1 = inst.bbox
+            x0, x1 = sorted((min(max(x0 * sx, 0.0), w), min(max(x1 * sx, 0.0), w)))
+            y0, y1 = sorted((min(max(y0 * sy, 0.0), h), min(max(y1 * sy, 0.0), h)))
+            # torchvision rejects empty boxes; a point-like object keeps a 1-px box
+            if x1 - x0 < 1:
+                c = min(max((x0 + x1) / 2, 0.5), w - 0.5)
+                x0, x1 = c - 0.5, c + 0.5
+            if y1 - y0 < 1:
+                c = min(max((y0 + y1) / 2, 0.5), h - 0.5)
+                y0, y1 = c - 0.5, c + 0.5
+            boxes[k] = torch.tensor([x0, y0, x1, y1])
+        target: dict[str, Any] = {
+            "boxes": boxes,
+            "labels": torch.tensor([i.category + 1 for i in insts], dtype=torch.int64),
+        }
+        if self.kind == "mask":
+            target["masks"] = torch.from_numpy(
+                np.stack([_scaled_mask(i, record, w, h) for i in insts])
+                if insts
+                else np.zeros((0, h, w), dtype=np.uint8)
+            )
+        if self.kind == "keypoint":
+            kps = torch.zeros((len(insts), self.num_keypoints, 3), dtype=torch.float32)
+            for k, inst in enumerate(insts):
+                for j, (x, y, v) in enumerate((inst.keypoints or [])[: self.num_keypoints]):
+                    if v > 0:
+                        kps[k, j] = torch.tensor([x * sx, y * sy, 1.0])
+            target["keypoints"] = kps
+        if self.hflip > 0 and random.random() < self.hflip:
+            image, target = _hflip(image, target, w, self.flip_idx)
+        return image, target
+
+
+def load_image(record: ImageRecord, imgsz: int):
+    """``(3, h, w)`` float tensor in [0, 1] with the longer side at most ``imgsz``, and the
+    scale factors (x, y) from original pixels to tensor pixels."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    img = record.open()
+    W, H = img.size
+    s = min(1.0, imgsz / max(W, H))
+    if s < 1.0:
+        img = img.resize((max(1, round(W * s)), max(1, round(H * s))), Image.BILINEAR)
+    w, h = img.size
+    tensor = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div_(255.0)
+    return tensor, w / W, h / H
+
+
+def _scaled_mask(inst, record: ImageRecord, w: int, h: int):
+    """The instance's mask (zoo's one rasteriser) at the tensor's size, as uint8."""
+    import numpy as np
+    from PIL import Image
+
+    from zoo.raster import instance_mask
+
+    m = instance_mask(inst, record.height, record.width)
+    if m.shape != (h, w):
+        m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((w, h), Image.BILINEAR)) > 127
+    return m.astype(np.uint8)
+
+
+def _hflip(image, target, w: int, flip_idx):
+    image = image.flip(-1)
+    boxes = target["boxes"].clone()
+    boxes[:, 0], boxes[:, 2] = w - target["boxes"][:, 2], w - target["boxes"][:, 0]
+    target = {**target, "boxes": boxes}
+    if "masks" in target:
+        target["masks"] = target["masks"].flip(-1)
+    if "keypoints" in target:
+        kps = target["keypoints"].clone()
+        kps[..., 0] = w - kps[..., 0]
+        kps[..., 0][kps[..., 2] == 0] = 0
+        if flip_idx is not None:
+            kps = kps[:, flip_idx]
+        target["keypoints"] = kps
+    return image, target
+
+
+# ----------------------------------------------------------------------------- backend
+
+
+class RCNNBackend(Backend):
+    """Shared by the three R-CNN backends; subclasses name their model ``kind``."""
+
+    Config = RCNNConfig
+    kind: ClassVar[str] = "faster"
+    name: ClassVar[str] = "faster-rcnn"
+
+    def __init__(self, task: Task, meta: Dataset, config: RCNNConfig, ctx: RunContext):
+        super().__init__(task, meta, config, ctx)
+        self.model = None
+        self.masks = self.kind == "mask" and task.name == "instance-seg"
+        self.num_keypoints = len(self.meta.keypoint_names) if self.kind == "keypoint" else 0
+        if self.kind == "keypoint" and not self.num_keypoints:
+            raise ZooError(f"{self.name} needs keypoint names in the dataset (labelme points or zoo.yaml)")
+
+    # the model kind actually built: mask-rcnn on plain detection trains no mask head
+    def _model_kind(self) -> str:
+        return "mask" if self.masks else ("faster" if self.kind == "mask" else self.kind)
+
+    def _build(self, load_pretrained: bool):
+        return build_model(
+            self._model_kind(), self.config, len(self.meta.categories) + 1, self.num_keypoints, load_pretrained
+        )
+
+    def _samples(self, train: bool) -> DetectionSamples:
+        hflip = self.config.hflip if train else 0.0
+        flip_idx = None
+        if self.kind == "keypoint" and hflip > 0:
+            flip_idx = flip_permutation(self.meta)
+            if flip_idx is None:
+                self.ctx.log.info("%s: no left/right keypoint pairs known; training without flips", self.name)
+                hflip = 0.0
+        kind = self._model_kind()
+        return DetectionSamples(kind if kind != "faster" else "box", self.config.imgsz, hflip, self.num_keypoints, flip_idx)
+
+    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
+        model = self._build(load_pretrained=True)
+        if self.config.weights is not None:
+            from zoo.plugins.tv_models.weights import load_matching, read_weights_file
+
+            load_matching(model, read_weights_file(self.config.weights), str(self.config.weights))
+        result = fit(
+            model,
+            MappedDataset(train.images, self._samples(train=True)),
+            config=self.config,
+            device=self.ctx.device,
+            checkpoint_dir=self.ctx.checkpoint_dir,
+            resume=self.ctx.resume,
+            collate=collate_lists,
+            val_fn=self._val_score(val) if self.config.best_on_val and len(val) else None,
+            log=self.ctx.log,
+            description=self.name,
+            extra=self._extra(),
+        )
+        # predict with what load() will restore, so both give the same answers
+        model.load_state_dict(load_checkpoint(best_checkpoint(self.ctx.checkpoint_dir))["model"])
+        self.model = model
+        return {
+            "loss": result.final_loss,
+            "epochs": len(result.history),
+            "iterations": result.iterations,
+            "train_seconds": round(result.seconds, 2),
+        }
+
+    def _val_score(self, val: Dataset):
+        """``val_fn`` for :func:`zoo.training.fit`: the shared evaluator's main metric (AP)."""
+
+        def score(model) -> float:
+            self.model = model
+            evaluator = self.task.evaluator(self.meta)
+            for record, pred in zip(val.images, self.predict(val.images)):
+                evaluator.process(record, pred)
+            metrics = evaluator.evaluate()
+            value = metrics.get(metrics.get("main", "AP"))
+            return float(value) if value is not None else 0.0
+
+        return score
+
+    def _extra(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "model": self._model_kind(),
+            "categories": list(self.meta.categories),
+            "keypoint_names": list(self.meta.keypoint_names),
+            "config": dump_config(self.config),
+        }
+
+    @classmethod
+    def load(cls, task: Task, meta: Dataset, config: RCNNConfig, ctx: RunContext) -> RCNNBackend:
+        self = cls(task, meta, config, ctx)
+        path = best_checkpoint(ctx.checkpoint_dir)
+        state = load_checkpoint(path)
+        saved = state.get("extra", {}).get("categories")
+        if saved is not None and saved != list(self.meta.categories):
+            raise ZooError(f"{path}: trained on categories {saved}, not {self.meta.categories}")
+        model = self._build(load_pretrained=False)
+        model.load_state_dict(state["model"])
+        self.model = model
+        return self
+
+    def predict(self, images: Sequence[ImageRecord]) -> Iterator[InstancePredictions]:
+        import torch
+
+        if self.model is None:
+            raise ZooError(f"{self.name}: no model; fit() or load() first ({self.ctx.checkpoint_dir / LAST})")
+        model = self.model.to(self.ctx.device).eval()
+        for chunk in predict_batches(images, self.config.batch, f"{self.name} predict"):
+            loaded = [load_image(r, self.config.imgsz) for r in chunk]
+            with torch.no_grad():
+                outs = model([t.to(self.ctx.device) for t, _, _ in loaded])
+            for record, (_, sx, sy), out in zip(chunk, loaded, outs):
+                yield self._translate(record, {k: v.cpu() for k, v in out.items()}, sx, sy)
+
+    def _translate(self, record: ImageRecord, out: dict, sx: float, sy: float) -> InstancePredictions:
+        """torchvision's output for one image -> canonical detections in original pixels."""
+        import torch
+
+        W, H = record.width, record.height
+        boxes = out["boxes"].double()
+        boxes[:, 0::2] = (boxes[:, 0::2] / sx).clamp(0, W)
+        boxes[:, 1::2] = (boxes[:, 1::2] / sy).clamp(0, H)
+        dets = []
+        for k in range(len(boxes)):
+            det = Detection(
+                category=int(out["labels"][k]) - 1,
+                score=float(out["scores"][k]),
+                bbox=tuple(float(v) for v in boxes[k]),
+            )
+            if self.masks:
+                det.mask = self._mask_rle(out["masks"][k], H, W)
+            if self.kind == "keypoint":
+                kp = out["keypoints"][k]
+                conf = torch.sigmoid(out["keypoints_scores"][k])
+                det.keypoints = [
+                    (float(kp[j, 0]) / sx, float(kp[j, 1]) / sy, float(conf[j])) for j in range(kp.shape[0])
+                ]
+            dets.append(det)
+        return InstancePredictions(image_id=record.id, detections=dets)
+
+    def _mask_rle(self, prob, H: int, W: int) -> dict:
+        """A ``(1, h, w)`` probability map -> RLE at the original size, one mask at a time so
+        large images never hold a hundred full-size float masks at once."""
+        import torch.nn.functional as F
+
+        from zoo.raster import mask_to_rle
+
+        full = F.interpolate(prob[None].float(), size=(H, W), mode="bilinear", align_corners=False)[0, 0]
+        return mask_to_rle((full > self.config.mask_threshold).numpy())
+
+    def num_parameters(self) -> int | None:
+        if self.model is None:
+            return None
+        return sum(p.numel() for p in self.model.parameters())
+
+    def versions(self) -> dict[str, str]:
+        import torch
+        import torchvision
+
+        return {"torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+class FasterRCNN(RCNNBackend):
+    kind = "faster"
+    name = "faster-rcnn"
+
+
+class MaskRCNN(RCNNBackend):
+    kind = "mask"
+    name = "mask-rcnn"
+
+
+class KeypointRCNN(RCNNBackend):
+    kind = "keypoint"
+    name = "keypoint-rcnn"
