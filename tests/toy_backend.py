@@ -122,7 +122,9 @@ class Toy(Backend):
                     # Exactly the COCO ground truth: polygons as pycocotools rasterises them.
                     from pycocotools import mask as mask_utils
 
-                    rle = i["mask"] or mask_utils.merge(mask_utils.frPyObjects(i["polygons"], r.height, r.width))
+                    x0, y0, x1, y1 = i["bbox"]
+                    polys = i["polygons"] or [[x0, y0, x1, y0, x1, y1, x0, y1]]  # to_coco's rule
+                    rle = i["mask"] or mask_utils.merge(mask_utils.frPyObjects(polys, r.height, r.width))
                     counts = rle["counts"]
                     mask = {"size": list(rle["size"]),
                             "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
@@ -154,6 +156,11 @@ class OracleConfig(ToyConfig):
 
 class Oracle(Toy):
     Config = OracleConfig
+
+
+class Broken(Toy):
+    def fit(self, train, val):
+        raise RuntimeError("broken on purpose")
 
 
 def make_dataset(root: Path, n: int = 12, size: int = 48, seed: int = 0):
@@ -195,6 +202,9 @@ class ToyPlugin:
         return [
             BackendSpec(name="toy", tasks=TASKS, entry="toy_backend:Toy", description="test backend"),
             BackendSpec(name="oracle", tasks=TASKS, entry="toy_backend:Oracle", description="predicts the ground truth"),
+            BackendSpec(name="broken", tasks=TASKS, entry="toy_backend:Broken", description="fails to train"),
+            BackendSpec(name="absent", tasks=TASKS, entry="toy_backend:Toy", requires=("no_such_module_zoo",),
+                        extra="absent", description="its framework is not installed"),
         ]
 
 

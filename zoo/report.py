@@ -38,17 +38,27 @@ def all_scores(metrics: dict[str, Any]) -> dict[str, float | None]:
     return {k: v for k, v in metrics.items() if k != "main" and _is_score(v)}
 
 
+def per_class_metric(metrics: dict[str, Any]) -> str | None:
+    """Which per-class value stands for the main metric: the main metric itself (AP), its
+    per-class form (mIoU -> IoU), F1 (classify: accuracy has no per-class form), else the
+    first score reported."""
+    rows = [r for r in (metrics.get("per_class") or {}).values() if isinstance(r, dict)]
+    if not rows:
+        return None
+    main = metrics.get("main") or ""
+    keys = [k for k, v in rows[0].items() if _is_score(v)]
+    for cand in (main, main[1:] if main.startswith("m") else None, "f1"):
+        if cand and cand in keys:
+            return cand
+    return keys[0] if keys else None
+
+
 def per_class_main(metrics: dict[str, Any]) -> dict[str, float | None]:
-    """``{class: main metric}`` when the evaluator reports per-class values for it."""
-    main = metrics.get("main")
-    out = {}
-    for name, row in (metrics.get("per_class") or {}).items():
-        if isinstance(row, dict):
-            value = row.get(main) if main in row else next((v for v in row.values() if _is_score(v)), None)
-            out[name] = value
-        elif _is_score(row):
-            out[name] = row
-    return out
+    """``{class: value}`` of :func:`per_class_metric` for every class."""
+    key = per_class_metric(metrics)
+    if key is None:
+        return {}
+    return {name: row.get(key) for name, row in (metrics.get("per_class") or {}).items() if isinstance(row, dict)}
 
 
 def fmt(v: Any, digits: int = 3) -> str:
@@ -149,8 +159,9 @@ def summary_table(result):
     table.add_column("value", justify="right")
     for k, v in headline(metrics, n=6).items():
         table.add_row(f"[bold]{k}[/]" if k == main else k, fmt(v))
+    key = per_class_metric(metrics)
     for name, v in per_class_main(metrics).items():
-        table.add_row(f"  {main or 'score'} {name}", fmt(v))
+        table.add_row(f"  {key} {name}", fmt(v))
     t = m.get("timings", {})
     table.add_row("train time", fmt_seconds(t.get("fit")))
     table.add_row("predict time", f"{fmt_seconds(t.get('predict'))}"

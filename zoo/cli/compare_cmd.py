@@ -18,12 +18,14 @@ def compare(
     imgsz: Optional[int] = typer.Option(None, "--imgsz"),
     batch: Optional[int] = typer.Option(None, "--batch"),
     device: Optional[str] = typer.Option(None, "--device"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="One seed for the split and every backend (default 0)."),
     name: Optional[str] = typer.Option(None, "--name", help="Leaderboard name (default: the task)."),
     out: Path = typer.Option(Path("runs"), "--out"),
-    set_: list[str] = typer.Option([], "--set", help="key=value for every backend (unknown keys fail)."),
+    config: list[Path] = typer.Option([], "--config", help="YAML config file(s) for every backend, applied in order."),
+    set_: list[str] = typer.Option([], "--set", help="key=value for every backend, or BACKEND.key=value for one (unknown keys fail)."),
     val: float = typer.Option(0.2, "--val"),
     rerun: bool = typer.Option(False, "--rerun", help="Train again even where a finished run exists."),
+    samples: int = typer.Option(3, "--samples", help="Validation images shown side by side in samples.png."),
 ) -> None:
     """Run several backends on the same split and rank them."""
     from zoo.compare import CompareOptions, compare_and_report
@@ -32,7 +34,7 @@ def compare(
         CompareOptions(
             task=task, backends=[b.strip() for b in backends.split(",") if b.strip()], data=data,
             fmt=fmt, labels=labels, seed=seed, name=name, out=out, sets=list(set_), val=val,
-            rerun=rerun,
+            rerun=rerun, config_files=list(config), samples=samples,
             flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "seed": seed},
         )
     )

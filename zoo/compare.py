@@ -1,0 +1,580 @@
+"""``zoo compare``: several backends, one split, one seed, one evaluator, one leaderboard.
+
+The data is read once and split once (``<out>/compare/<name>/split.json``); every backend's
+run gets that split, that seed and the same ``--set`` / ``--config`` layers, and is scored
+by the shared evaluator. A finished run of the same backend with the same data hash, split,
+seed and resolved config is reused instead of trained again (``--rerun`` trains anyway).
+
+``--set key=value`` applies to every backend; ``--set BACKEND.key=value`` to one only
+(``--set unet.encoder=resnet18``), so keys that only some backends know can be given.
+A backend that fails (not installed, crashed, bad predictions) gets a leaderboard row with
+its error; the others still run. A typo in a backend name or a config key fails at once,
+before anything trains.
+
+``<out>/compare/<name>/`` holds ``leaderboard.md`` / ``.csv``, ``scores.png`` (bar chart),
+``pr_curves.png`` (detection tasks: every backend's precision-recall curve at IoU 0.50),
+``samples.png`` (a few val images: ground truth and each backend's predictions side by
+side), ``split.json`` and ``errors/<backend>.txt`` (tracebacks). The runs sit beside it, in
+``<out>/<backend>-<task>[-N]``. The compare folder is derived from the runs, so re-running
+compare rewrites it; runs themselves are never overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.atomic import read_json, write_bytes, write_text
+from zoo.errors import MissingDependency, ZooError
+from zoo.report import all_scores, fmt, fmt_seconds, headline, per_class_main, per_class_metric
+from zoo.tasks import Task, get_task
+
+log = logging.getLogger("zoo")
+
+
+@dataclass
+class CompareOptions:
+    task: str
+    backends: list[str]
+    data: Path | None = None
+    fmt: str = "auto"
+    labels: Path | None = None
+    seed: int | None = None
+    name: str | None = None
+    out: Path = Path("runs")
+    sets: list[str] = field(default_factory=list)
+    val: float = 0.2
+    rerun: bool = False
+    flags: dict[str, Any] = field(default_factory=dict)
+    config_files: list[Path] = field(default_factory=list)
+    test: float = 0.0
+    registry: Any = None
+    quiet: bool = False
+    #: How many val images samples.png shows.
+    samples: int = 3
+
+
+@dataclass
+class Row:
+    backend: str
+    status: str  # "trained", "reused" or "failed"
+    run_dir: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    @property
+    def main_value(self) -> float | None:
+        main = self.metrics.get("main")
+        v = self.metrics.get(main) if main else None
+        return v if isinstance(v, (int, float)) else None
+
+
+@dataclass
+class CompareResult:
+    folder: Path
+    task: str
+    rows: list[Row]
+
+
+def split_sets(sets: list[str], backends: list[str]) -> dict[str, list[str]]:
+    """``--set`` items per backend: unscoped ones for all, ``BACKEND.key=v`` for that one."""
+    out: dict[str, list[str]] = {b: [] for b in backends}
+    for item in sets:
+        key = item.partition("=")[0].strip()
+        scope, dot, rest = key.partition(".")
+        if dot and rest:
+            if scope not in out:
+                raise ZooError(f"--set {item!r}: '{scope}' is not one of the compared backends ({', '.join(backends)})")
+            out[scope].append(item.strip()[len(scope) + 1:])
+        else:
+            for b in backends:
+                out[b].append(item)
+    return out
+
+
+def _same_config(run_dir: Path, config: dict) -> bool:
+    import yaml
+
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    except OSError:
+        return False
+    return saved == config
+
+
+def find_reusable(out: Path, backend: str, task: Task, *, digest: str, split_key: str, seed: int,
+                  config: dict) -> Path | None:
+    """The newest finished run of ``backend`` on exactly this data, split, seed and config."""
+    from zoo.runfolder import default_name, read_manifest, series
+
+    for run_dir in reversed(series(out, default_name(backend, task.name))):
+        m = read_manifest(run_dir)
+        if (
+            m and m.get("status") == "finished" and m.get("backend") == backend and m.get("task") == task.name
+            and m.get("data", {}).get("hash") == digest and m.get("split", {}).get("key") == split_key
+            and m.get("seed") == seed and (run_dir / "metrics.json").is_file() and _same_config(run_dir, config)
+        ):
+            return run_dir
+    return None
+
+
+class _Compare:
+    def __init__(self, opts: CompareOptions):
+        from zoo.registry import get_registry
+        from zoo.runfolder import check_name
+
+        self.opts = opts
+        self.registry = opts.registry or get_registry()
+        self.task = get_task(opts.task)
+        self.backends = list(dict.fromkeys(b.strip() for b in opts.backends if b.strip()))
+        if not self.backends:
+            raise ZooError("--backends: name at least one backend (comma-separated)")
+        for b in self.backends:
+            self.registry.backend(b, self.task.name)  # unknown name / wrong task: fail now
+        self.name = check_name(opts.name or self.task.name)
+        self.out = Path(opts.out)
+        self.folder = self.out / "compare" / self.name
+        flags = dict(opts.flags)
+        seed = flags.get("seed") if flags.get("seed") is not None else opts.seed
+        self.seed = 0 if seed is None else int(seed)
+        flags["seed"] = self.seed  # one seed for every backend, whatever their configs say
+        self.flags = flags
+        self.sets = split_sets(list(opts.sets), self.backends)
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+
+    def say(self, msg: str) -> None:
+        if not self.opts.quiet:
+            self.console.print(msg)
+
+    def resolve_configs(self) -> dict[str, Any]:
+        """Each backend's resolved config, or the MissingDependency that stops it."""
+        from zoo.config import resolve_config
+
+        configs: dict[str, Any] = {}
+        for b in self.backends:
+            spec = self.registry.backend(b, self.task.name)
+            try:
+                cls = spec.load()
+            except MissingDependency as e:
+                configs[b] = e
+                continue
+            configs[b] = resolve_config(cls.Config, backend=b, task=self.task.name, files=self.opts.config_files,
+                                        flags=self.flags, sets=self.sets[b])
+        return configs
+
+    def run(self) -> CompareResult:
+        from zoo.atomic import write_json
+        from zoo.config import dump_config
+        from zoo.run import RunOptions, execute, read_input, report_problems
+        from zoo.split import data_hash, make_split, write_split
+
+        opts = self.opts
+        configs = self.resolve_configs()  # config typos fail before the data is even read
+        dataset, label = read_input(opts.data, opts.fmt, opts.labels)
+        report_problems(dataset, self.console, opts.quiet)
+        self.task.check(dataset)
+        digest = data_hash(dataset)
+        split = make_split(dataset, self.task, val=opts.val, test=opts.test, seed=self.seed, digest=digest)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        split_path = self.folder / "split.json"
+        write_split(split, split_path)
+        self.dataset, self.split = dataset, split
+        self.say(f"comparing {', '.join(self.backends)} on {self.task.name}: {label}, "
+                 f"{len(split.train)} train / {len(split.val)} val images, seed {self.seed}")
+
+        rows = []
+        for b in self.backends:
+            cfg = configs[b]
+            if isinstance(cfg, Exception):
+                rows.append(Row(b, "failed", error=str(cfg)))
+                self.say(f"[red]{b}: {cfg}[/]")
+                continue
+            reuse = None if opts.rerun else find_reusable(
+                self.out, b, self.task, digest=digest, split_key=split.key, seed=self.seed, config=dump_config(cfg))
+            if reuse is not None:
+                rows.append(Row(b, "reused", reuse, read_json(reuse / "metrics.json"), read_json(reuse / "manifest.json")))
+                self.say(f"{b}: reusing {reuse}")
+                continue
+            self.say(f"{b}: training ...")
+            try:
+                result = execute(RunOptions(
+                    task=self.task.name, backend=b, data=opts.data, fmt=opts.fmt, labels=opts.labels,
+                    out=self.out, config_files=list(opts.config_files), sets=self.sets[b], flags=self.flags,
+                    split_file=split_path, registry=self.registry, dataset=dataset, quiet=True,
+                ))
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # noqa: BLE001 - one backend's failure must not stop the others
+                err = f"{type(e).__name__}: {e}" if not isinstance(e, ZooError) else str(e)
+                write_text(self.folder / "errors" / f"{b}.txt", traceback.format_exc())
+                run_dir = _failed_run_dir(self.out, b, self.task.name)
+                rows.append(Row(b, "failed", run_dir, error=" ".join(err.split())))
+                self.say(f"[red]{b} failed[/]: {err.splitlines()[0] if err else ''}")
+                continue
+            rows.append(Row(b, "trained", result.run_dir, result.metrics, result.manifest))
+            self.say(f"{b}: {fmt(Row(b, 'trained', metrics=result.metrics).main_value)} "
+                     f"{result.metrics.get('main', '')} ({result.run_dir})")
+
+        rows = rank(rows)
+        write_json(self.folder / "compare.json", {
+            "task": self.task.name, "backends": self.backends, "seed": self.seed, "data_hash": digest,
+            "split_key": split.key, "rows": [
+                {"backend": r.backend, "status": r.status, "run": str(r.run_dir) if r.run_dir else None,
+                 "error": r.error, "main": r.metrics.get("main"), "score": r.main_value} for r in rows],
+        })
+        self.write_plots(rows)
+        self.write_tables(rows)
+        return CompareResult(self.folder, self.task.name, rows)
+
+    # outputs ----------------------------------------------------------------------------------
+
+    def columns(self, rows: list[Row]) -> tuple[list[str], list[str]]:
+        """Headline metric names and class names, from the first successful row."""
+        for r in rows:
+            if r.ok and r.metrics:
+                return list(headline(r.metrics)), list(per_class_main(r.metrics))
+        return [], []
+
+    def write_tables(self, rows: list[Row]) -> None:
+        import csv
+        import io
+
+        metric_cols, class_cols = self.columns(rows)
+        main = next((r.metrics.get("main") for r in rows if r.ok), None)
+        pc_key = next((per_class_metric(r.metrics) for r in rows if r.ok), None)
+
+        # CSV: every score, every per-class value, for spreadsheets.
+        score_cols: list[str] = []
+        pc_cols: list[tuple[str, str]] = []
+        for r in rows:
+            for k in all_scores(r.metrics):
+                if k not in score_cols:
+                    score_cols.append(k)
+            for cname, vals in (r.metrics.get("per_class") or {}).items():
+                for k, v in (vals.items() if isinstance(vals, dict) else []):
+                    if isinstance(v, float) or v is None:
+                        if (cname, k) not in pc_cols:
+                            pc_cols.append((cname, k))
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["rank", "backend", "status", *score_cols, *(f"{k} {c}" for c, k in pc_cols),
+                    "parameters", "train_s", "predict_ms_per_image", "device", "run", "error"])
+        for rank_, r in enumerate(rows, 1):
+            t = r.manifest.get("timings", {})
+            pcs = r.metrics.get("per_class") or {}
+            w.writerow([
+                rank_ if r.ok else "", r.backend, r.status,
+                *(_csv(r.metrics.get(k)) for k in score_cols),
+                *(_csv((pcs.get(c) or {}).get(k)) for c, k in pc_cols),
+                _csv(r.manifest.get("parameters")), _csv(t.get("fit")), _csv(t.get("predict_per_image_ms")),
+                r.manifest.get("device", ""), str(r.run_dir or ""), r.error,
+            ])
+        write_bytes(self.folder / "leaderboard.csv", buf.getvalue().encode())
+
+        # Markdown: the headline metrics and the main metric per class.
+        header = ["#", "backend", *[f"**{k}**" if k == main else k for k in metric_cols],
+                  *[f"{pc_key} {c}" for c in class_cols], "params", "train", "predict / img", "device", "run"]
+        lines = [f"# Leaderboard · {self.task.title} · {self.name}", "",
+                 f"Data `{self.split.data_hash[:16]}`, split `{self.split.key}` (seed {self.seed}): "
+                 f"{len(self.split.train)} train / {len(self.split.val)} val images, scored on val by zoo's "
+                 "shared evaluator. Ranked by " + (f"**{main}**" if main else "the main metric") + ".", "",
+                 "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        for rank_, r in enumerate(rows, 1):
+            if not r.ok:
+                lines.append("| " + " | ".join(["–", r.backend, f"failed: {_md_escape(r.error)}",
+                                                 *[""] * (len(header) - 3)]) + " |")
+                continue
+            t = r.manifest.get("timings", {})
+            pcm = per_class_main(r.metrics)
+            run = f"[{r.run_dir.name}](../../{r.run_dir.name}/report.md)" + (" (reused)" if r.status == "reused" else "")
+            lines.append("| " + " | ".join([
+                str(rank_), r.backend, *[fmt(r.metrics.get(k)) for k in metric_cols],
+                *[fmt(pcm.get(c)) for c in class_cols], _params(r.manifest.get("parameters")),
+                fmt_seconds(t.get("fit")), _ms(t.get("predict_per_image_ms")), str(r.manifest.get("device", "")), run,
+            ]) + " |")
+        plots = [p for p in ("scores.png", "pr_curves.png", "samples.png") if (self.folder / p).is_file()]
+        lines += ["", *[f"![{p[:-4]}]({p})" for p in plots], ""]
+        conventions = next((r.metrics.get("conventions") for r in rows if r.ok and r.metrics.get("conventions")), None)
+        if conventions:
+            lines += ["## Conventions", "", *[f"- **{k}**: {v}" for k, v in conventions.items()], ""]
+        write_text(self.folder / "leaderboard.md", "\n".join(lines))
+
+    def write_plots(self, rows: list[Row]) -> None:
+        ok = [r for r in rows if r.ok and r.metrics]
+        for p in ("scores.png", "pr_curves.png", "samples.png"):
+            (self.folder / p).unlink(missing_ok=True)
+        if not ok:
+            return
+        bar_chart(ok, self.folder / "scores.png", f"{self.task.title} · {self.name}")
+        if self.task.evaluator_options.get("iou_type"):
+            pr_overlay(ok, self.task, self.folder / "pr_curves.png")
+        val = self.dataset.subset(self.split.val)
+        samples_grid(ok, self.task, val, self.folder / "samples.png", n=self.opts.samples)
+
+
+def _failed_run_dir(out: Path, backend: str, task: str) -> Path | None:
+    from zoo.runfolder import default_name, read_manifest, series
+
+    runs = series(out, default_name(backend, task))
+    if runs and (read_manifest(runs[-1]) or {}).get("status") in ("failed", "interrupted"):
+        return runs[-1]
+    return None
+
+
+def rank(rows: list[Row]) -> list[Row]:
+    """Best main metric first; rows without a score (failed) last, in the order given."""
+    order = {id(r): k for k, r in enumerate(rows)}
+    return sorted(rows, key=lambda r: (not r.ok, -(r.main_value if r.main_value is not None else -1.0), order[id(r)]))
+
+
+def _csv(v: Any) -> str:
+    if v is None:
+        return ""
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def _params(n: Any) -> str:
+    if not isinstance(n, int):
+        return "–"
+    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n:,}"
+
+
+def _ms(v: Any) -> str:
+    return "–" if v is None else f"{v:.1f} ms"
+
+
+# -- plots ---------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def bar_chart(rows: list[Row], path: Path, title: str) -> Path:
+    """The headline metrics of every backend, grouped bars."""
+    import numpy as np
+
+    plt = _pyplot()
+    metrics = list(headline(rows[0].metrics, n=3))
+    x = np.arange(len(rows))
+    width = 0.8 / max(1, len(metrics))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2), 4.2), dpi=120)
+    for k, m in enumerate(metrics):
+        vals = [r.metrics.get(m) if isinstance(r.metrics.get(m), (int, float)) else 0.0 for r in rows]
+        bars = ax.bar(x + (k - (len(metrics) - 1) / 2) * width, vals, width, label=m)
+        ax.bar_label(bars, labels=[f"{v:.3f}" for v in vals], fontsize=7, padding=1)
+    ax.set_xticks(x, [r.backend for r in rows], rotation=20 if len(rows) > 4 else 0)
+    ax.set(ylim=(0, 1.08), ylabel="score", title=title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def pr_curve_points(run_dir: Path, task: Task):
+    """(recall, precision) at IoU 0.50, averaged over categories with ground truth, for a run,
+    computed by the shared evaluator's COCOeval from the run's own ground truth and results."""
+    import numpy as np
+
+    from zoo.evaluation.coco import oks_sigmas, run_cocoeval
+    from zoo.predict import load_run_meta
+
+    gt = read_json(run_dir / "data" / "val_coco.json")
+    results = read_json(run_dir / "predictions" / "coco_results.json")
+    iou_type = task.evaluator_options["iou_type"]
+    sigmas = oks_sigmas(load_run_meta(run_dir))[0] if iou_type == "keypoints" else None
+    ev = run_cocoeval(gt, list(results), iou_type, sigmas=sigmas, cat_ids=[c["id"] for c in gt["categories"]])
+    p = ev.eval["precision"][0, :, :, 0, -1]  # [R, K] at IoU .50, all areas, most detections
+    cols = [k for k in range(p.shape[1]) if (p[:, k] > -1).all()]
+    if not cols:
+        return None
+    return np.asarray(ev.params.recThrs), p[:, cols].mean(1)
+
+
+def pr_overlay(rows: list[Row], task: Task, path: Path) -> Path | None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=120)
+    drawn = 0
+    for r in rows:
+        try:
+            pts = pr_curve_points(r.run_dir, task)
+        except (OSError, ZooError, KeyError) as e:
+            log.warning("no PR curve for %s: %s", r.backend, e)
+            continue
+        if pts is None:
+            continue
+        rec, prec = pts
+        ax.plot(rec, prec.clip(0, None), lw=1.8, label=f"{r.backend}  AP50 {prec.mean():.3f}")
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    label = {"bbox": "box", "segm": "mask", "keypoints": "OKS"}[task.evaluator_options["iou_type"]]
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="Recall", ylabel="Precision",
+           title=f"Precision-recall, all backends ({label} IoU 0.50, mean over classes)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _draw(ax, record, pred_or_gt, task: Task, meta, conf: float = 0.25) -> None:
+    """Boxes / masks / keypoints / label map / class of one image on a matplotlib axis."""
+    import numpy as np
+    from matplotlib import patches
+
+    from zoo.dataset import ImageRecord
+    from zoo.predict import _rle_to_mask
+    from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
+
+    cmap = _pyplot().get_cmap("tab10")
+    img = record.load_rgb().astype(np.float32) / 255.0
+    h, w = img.shape[:2]
+    overlay = img.copy()
+    title = ""
+    items = []  # (category, score, box, mask, keypoints)
+    if isinstance(pred_or_gt, ImageRecord):
+        if task.name == "classify":
+            title = ", ".join(meta.classes[c] for c in pred_or_gt.labels)
+        elif task.name == "semantic-seg":
+            from zoo.raster import semantic_label_map
+
+            pred_or_gt = SemanticPrediction(record.id, semantic_label_map(pred_or_gt, meta))
+        else:
+            from zoo.raster import instance_mask
+
+            for i in pred_or_gt.instances:
+                if i.ignore:
+                    continue
+                mask = instance_mask(i, h, w) if task.name == "instance-seg" else None
+                items.append((i.category, None, i.bbox, mask, i.keypoints if task.name == "keypoint" else None))
+    if isinstance(pred_or_gt, InstancePredictions):
+        for d in sorted(pred_or_gt.detections, key=lambda d: -d.score)[:50]:
+            if d.score >= conf:
+                mask = _rle_to_mask(d.mask).astype(bool) if d.mask is not None else None
+                items.append((d.category, d.score, d.bbox, mask, d.keypoints))
+    elif isinstance(pred_or_gt, SemanticPrediction):
+        lm = np.asarray(pred_or_gt.label_map)
+        for c in range(1, len(meta.categories) + 1):
+            sel = lm == c
+            overlay[sel] = 0.5 * overlay[sel] + 0.5 * np.asarray(cmap((c - 1) % 10)[:3])
+    elif isinstance(pred_or_gt, ClassPrediction):
+        title = meta.classes[pred_or_gt.label]
+        if pred_or_gt.scores:
+            title += f" ({max(pred_or_gt.scores):.2f})"
+    for cat, _score, _box, mask, _kps in items:
+        if mask is not None:
+            overlay[mask] = 0.55 * overlay[mask] + 0.45 * np.asarray(cmap(cat % 10)[:3])
+    ax.imshow(overlay)
+    for cat, score, (x0, y0, x1, y1), _mask, kps in items:
+        color = cmap(cat % 10)
+        ax.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.0, ec=color))
+        for x, y, v in kps or []:
+            if v > (0 if score is None else 0.5):
+                ax.plot([x], [y], ".", ms=3, color=color)
+    if title:
+        ax.set_xlabel(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def samples_grid(rows: list[Row], task: Task, val, path: Path, n: int = 3) -> Path | None:
+    """A few val images: ground truth, then each backend's predictions, side by side."""
+    from zoo.runfolder import load_predictions
+
+    if n <= 0 or not val.images:
+        return None
+    plt = _pyplot()
+    # The images with the most annotations show the most: deterministic, by count then id.
+    records = sorted(val.images, key=lambda r: (-len(r.instances), r.id))[:n]
+    meta = val.meta()
+    sub = val.subset([r.id for r in records])
+    preds: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        try:
+            loaded = load_predictions(r.run_dir, val)
+        except (OSError, ZooError) as e:
+            log.warning("no samples for %s: %s", r.backend, e)
+            continue
+        preds[r.backend] = {p.image_id: p for p in loaded}
+    cols = ["ground truth", *preds]
+    size = 2.6
+    fig, axes = plt.subplots(len(records), len(cols), figsize=(size * len(cols), size * len(records) + 0.3),
+                             dpi=110, squeeze=False)
+    for i, rec in enumerate(sub.images):
+        for j, col in enumerate(cols):
+            ax = axes[i][j]
+            _draw(ax, rec, rec if j == 0 else preds[col].get(rec.id), task, meta)
+            if i == 0:
+                ax.set_title(col, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(rec.id, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# -- entry point -----------------------------------------------------------------------------------
+
+
+def leaderboard_table(result: CompareResult):
+    from rich.table import Table
+
+    rows = result.rows
+    first = next((r for r in rows if r.ok and r.metrics), None)
+    metrics = list(headline(first.metrics)) if first else []
+    main = first.metrics.get("main") if first else None
+    table = Table(title=f"zoo compare · {result.task} · {result.folder}", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("backend", style="bold")
+    for m in metrics:
+        table.add_column(m, justify="right", style="bold" if m == main else None)
+    table.add_column("params", justify="right")
+    table.add_column("train", justify="right")
+    table.add_column("predict/img", justify="right")
+    table.add_column("device")
+    for k, r in enumerate(rows, 1):
+        if not r.ok:
+            table.add_row("–", r.backend, f"[red]failed[/]: {r.error}", *[""] * (len(metrics) + 3))
+            continue
+        t = r.manifest.get("timings", {})
+        table.add_row(str(k), r.backend + (" [dim](reused)[/]" if r.status == "reused" else ""),
+                      *[fmt(r.metrics.get(m)) for m in metrics], _params(r.manifest.get("parameters")),
+                      fmt_seconds(t.get("fit")), _ms(t.get("predict_per_image_ms")), str(r.manifest.get("device", "")))
+    return table
+
+
+def compare_and_report(opts: CompareOptions) -> CompareResult:
+    """``zoo compare``: run or reuse each backend, write the leaderboard, print it."""
+    result = _Compare(opts).run()
+    if not opts.quiet:
+        from rich.console import Console
+
+        Console().print(leaderboard_table(result))
+        Console(stderr=True).print(f"leaderboard: {result.folder / 'leaderboard.md'}")
+    return result
