@@ -2,6 +2,10 @@
 
 Registered through the ``zoo`` entry-point group like any plugin; readers and writers are
 imported only when used (this module imports nothing heavy).
+
+Readers (``read(path, *, labels=None) -> Dataset``): labelme, voc, yolo, coco, folders.
+Writers (``write(dataset, out, *, task=None)``): coco, yolo, masks, voc, labelme.
+Bad input: see ``POLICY.md`` beside this file.
 """
 
 from zoo import hookimpl
@@ -15,9 +19,29 @@ def zoo_readers():
     return [
         ReaderSpec(name="labelme", entry=f"{_A}.labelme:read", sniff=f"{_A}.labelme:sniff",
                    description="labelme / X-AnyLabeling JSON (every version)"),
+        ReaderSpec(name="voc", entry=f"{_A}.voc:read", sniff=f"{_A}.voc:sniff",
+                   description="Pascal VOC XML (LabelImg), flat or devkit layout"),
+        ReaderSpec(name="yolo", entry=f"{_A}.yolo:read", sniff=f"{_A}.yolo:sniff",
+                   description="YOLO txt + classes.txt (LabelImg) or data.yaml (ultralytics)"),
+        ReaderSpec(name="coco", entry=f"{_A}.coco:read", sniff=f"{_A}.coco:sniff",
+                   description="COCO JSON (instances, person_keypoints)"),
+        ReaderSpec(name="folders", entry=f"{_A}.folders:read", sniff=f"{_A}.folders:sniff",
+                   description="class folders <class>/<image> (classify)"),
     ]
 
 
 @hookimpl
 def zoo_writers():
-    return []
+    return [
+        WriterSpec(name="coco", entry=f"{_A}.coco:write", tasks=("detect", "instance-seg", "keypoint"),
+                   description="annotations.json + images/"),
+        WriterSpec(name="yolo", entry=f"{_A}.yolo:write", tasks=("detect", "instance-seg", "keypoint", "classify"),
+                   description="ultralytics data.yaml, images/, labels/ (detect, segment, pose, classify)"),
+        WriterSpec(name="masks", entry=f"{_A}.masks:write", tasks=("semantic-seg",),
+                   description="palette PNG label maps (labelme2voc: 0 background, 255 ignore)"),
+        WriterSpec(name="voc", entry=f"{_A}.voc:write", tasks=("detect",),
+                   description="Pascal VOC devkit: Annotations/, JPEGImages/, ImageSets/"),
+        WriterSpec(name="labelme", entry=f"{_A}.labelme_out:write",
+                   tasks=("classify", "detect", "instance-seg", "semantic-seg", "keypoint"),
+                   description="labelme JSON beside each image"),
+    ]

@@ -31,6 +31,8 @@ def finish(
     categories: list[str] | None = None,
     classes: list[str] | None = None,
     class_names_found: set[str] | None = None,
+    splits: dict[str, list[str]] | None = None,
+    keypoint_names: list[str] | None = None,
 ) -> Dataset:
     """A Dataset from records holding names. ``categories``/``classes``: an order the
     format itself fixes (COCO's category list, YOLO's classes.txt, class folders)."""
@@ -45,7 +47,7 @@ def finish(
             if isinstance(inst.category, str):
                 found_cats.add(inst.category)
             if isinstance(inst.keypoints, dict):
-                found_kpts.update(inst.keypoints)
+                found_kpts.update(k for k in inst.keypoints if isinstance(k, str))
         found_classes.update(rec.labels)
 
     # --labels names the instance categories, or the image classes of a folder without shapes
@@ -64,7 +66,7 @@ def finish(
             given_classes, source_of_order = config["classes"], str(config["_file"])
     cat_names = order_vocabulary(found_cats, given_cats)
     class_names = order_vocabulary(found_classes, given_classes)
-    kpt_names = keypoint_vocabulary(found_kpts, config)
+    kpt_names = list(keypoint_names) if keypoint_names is not None else keypoint_vocabulary(found_kpts, config)
 
     cat_index = {n: i for i, n in enumerate(cat_names)}
     class_index = {n: i for i, n in enumerate(class_names)}
@@ -83,8 +85,9 @@ def finish(
             if isinstance(inst.keypoints, dict):
                 kp = [(0.0, 0.0, 0)] * len(kpt_names)
                 for name, xyv in inst.keypoints.items():
-                    if name in kpt_index:
-                        kp[kpt_index[name]] = xyv
+                    k = name if isinstance(name, int) else kpt_index.get(name)
+                    if k is not None and 0 <= k < len(kp):
+                        kp[k] = xyv
                 inst.keypoints = kp
             kept.append(inst)
         rec.instances = kept
@@ -117,4 +120,20 @@ def finish(
         warnings=warnings,
     )
     apply_keypoint_meta(ds, config)
+    ds.splits = splits if splits is not None else folder_splits(records)
     return ds
+
+
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def folder_splits(records: list[ImageRecord]) -> dict[str, list[str]]:
+    """train/ val/ test/ top folders as splits, when every image lies in one of them."""
+    out: dict[str, list[str]] = {}
+    for rec in records:
+        top = rec.id.split("/", 1)[0] if "/" in rec.id else ""
+        name = SPLIT_FOLDERS.get(top.lower())
+        if name is None:
+            return {}
+        out.setdefault(name, []).append(rec.id)
+    return out

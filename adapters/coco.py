@@ -112,3 +112,194 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact") -> dict:
         "annotations": anns,
         "categories": _categories(dataset),
     }
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _is_coco(data) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list)
+
+
+def _coco_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    out = []
+    for f in sorted(path.rglob("*.json")):
+        try:
+            with open(f, "rb") as fh:
+                head = fh.read(65536)
+        except OSError:
+            continue
+        if b'"images"' in head or b'"annotations"' in head or b'"categories"' in head:
+            out.append(f)
+    return out
+
+
+def sniff(path: Path) -> float:
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() != ".json":
+            return 0.0
+        head = path.read_bytes()[:65536]
+        return 0.95 if b'"annotations"' in head or b'"images"' in head else 0.0
+    files = _coco_files(path)
+    return 0.6 if files else 0.0
+
+
+def _split_name(f: Path) -> str | None:
+    s = f.stem.lower()
+    for key, name in (("train", "train"), ("val", "val"), ("test", "test")):
+        if key in s:
+            return name
+    return None
+
+
+def read(path: str | Path, *, labels=None) -> Dataset:
+    """COCO instances / person_keypoints JSON: one file, or every COCO JSON below a folder
+    (``instances_train.json`` / ``instances_val.json`` become splits). Images are looked for
+    by ``file_name`` relative to the JSON's folder, its ``images/`` and ``../images/``, the
+    folder read, and by file name alone."""
+    from zoo import raster
+    from zoo.adapters.build import finish
+    from zoo.adapters.common import read_json, warn
+    from zoo.dataset import Problem, Source
+    from zoo.errors import DataError
+
+    path = Path(path)
+    root = path.parent if path.is_file() else path
+    files = [f for f in _coco_files(path)]
+    warnings: list[Problem] = []
+    records: list[ImageRecord] = []
+    seen: dict[str, Path] = {}
+    cat_order: list[str] | None = None
+    kpt_names: list[str] | None = None
+    skeleton = None
+    splits: dict[str, list[str]] = {}
+    for f in files:
+        data = read_json(f)
+        if not _is_coco(data):
+            if path.is_file():
+                raise DataError(f, "is not a COCO file (needs 'images' and 'annotations' lists)")
+            continue
+        cats = sorted((c for c in data.get("categories") or [] if isinstance(c, dict)), key=lambda c: c.get("id", 0))
+        cat_by_id = {c["id"]: str(c.get("name", c["id"])) for c in cats}
+        names = [cat_by_id[c["id"]] for c in cats]
+        if cat_order is None:
+            cat_order = names
+        else:
+            cat_order += [n for n in names if n not in cat_order]
+        for c in cats:
+            if c.get("keypoints") and kpt_names is None:
+                kpt_names = [str(k) for k in c["keypoints"]]
+                skeleton = [(a - 1, b - 1) for a, b in c.get("skeleton") or []]
+        search = [f.parent, f.parent / "images", f.parent.parent / "images", root, root / "images"]
+        split = _split_name(f)
+        if split is not None:
+            search.insert(1, root / "images" / split)
+            search.insert(1, root / split)
+        fstr = str(f)
+        by_image: dict = {}
+        for idx, a in enumerate(data["annotations"]):
+            by_image.setdefault(a.get("image_id"), []).append((idx, a))
+        for im in data["images"]:
+            fn = str(im.get("file_name", ""))
+            rid = Path(fn.replace("\\", "/")).with_suffix("").as_posix().lstrip("/")
+            file = None
+            for d in search:
+                for cand in (d / fn, d / Path(fn.replace("\\", "/")).name):
+                    if cand.is_file():
+                        file = cand
+                        break
+                if file is not None:
+                    break
+            if file is None:
+                warn(warnings, f, f"image '{fn}' not found (looked beside the JSON and in images/); skipped")
+                continue
+            if rid in seen:
+                warn(warnings, f, f"image '{fn}' appears twice (also in {seen[rid].name}); the first kept")
+                continue
+            seen[rid] = f
+            w, h = int(im.get("width") or 0), int(im.get("height") or 0)
+            if w <= 0 or h <= 0:
+                from zoo.adapters.common import image_size
+
+                w, h = image_size(file)
+            instances = []
+            for idx, a in by_image.get(im.get("id"), []):
+                cid = a.get("category_id")
+                if cid not in cat_by_id:
+                    warn(warnings, f, f"annotation {a.get('id')} has unknown category_id {cid}; skipped", idx)
+                    continue
+                bb = a.get("bbox")
+                seg = a.get("segmentation")
+                polys, rle = [], None
+                if isinstance(seg, list):
+                    polys = [[float(v) for v in p] for p in seg if isinstance(p, list) and len(p) >= 6]
+                elif isinstance(seg, dict) and "counts" in seg:
+                    rle = raster.mask_to_rle(raster.rle_to_mask(seg)) if isinstance(seg["counts"], list) else dict(seg)
+                if bb and len(bb) == 4 and all(isinstance(v, (int, float)) for v in bb):
+                    x, y, bw, bh = (float(v) for v in bb)
+                    box = (x, y, x + bw, y + bh)
+                elif polys:
+                    xs = [v for p in polys for v in p[0::2]]
+                    ys = [v for p in polys for v in p[1::2]]
+                    box = (min(xs), min(ys), max(xs), max(ys))
+                elif rle:
+                    box = raster.rle_bbox(rle)
+                else:
+                    warn(warnings, f, f"annotation {a.get('id')} has no bbox and no segmentation; skipped", idx)
+                    continue
+                c = (max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]), min(float(h), box[3]))
+                if c != box:
+                    warn(warnings, f, f"annotation {a.get('id')} reaches outside the image; box clipped", idx)
+                if (c[2] - c[0] <= 0 or c[3] - c[1] <= 0) and not a.get("iscrowd"):
+                    warn(warnings, f, f"annotation {a.get('id')} has zero area; skipped", idx)
+                    continue
+                kp = a.get("keypoints")
+                kpts = None
+                if kp and kpt_names:
+                    kpts = {}
+                    for k in range(min(len(kpt_names), len(kp) // 3)):
+                        x, y, v = kp[3 * k: 3 * k + 3]
+                        if v > 0:
+                            kpts[kpt_names[k]] = (float(x), float(y), int(v))
+                instances.append(Instance(category=cat_by_id[cid], bbox=c, polygons=polys, mask=rle,
+                                          keypoints=kpts, ignore=bool(a.get("iscrowd")), source=Source(fstr, idx)))
+            records.append(ImageRecord(id=rid, width=w, height=h, file=file, instances=instances, source=Source(fstr)))
+            if split is not None:
+                splits.setdefault(split, []).append(rid)
+    if not records:
+        raise DataError(path, "holds no COCO annotations with images zoo could find"
+                        + (f" (first problem: {warnings[0]})" if warnings else ""))
+    ds = finish(records, warnings, root=root, fmt="coco", labels=labels, categories=cat_order,
+                splits=splits if len(splits) > 1 else None, keypoint_names=kpt_names)
+    if kpt_names and skeleton:
+        ds.skeleton = skeleton
+    return ds
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write(dataset: Dataset, out: Path, *, task: str | None = None, geometry: str = "pixels",
+          copy_images: bool = True) -> Path:
+    """``out/annotations.json`` and the images in ``out/images/`` (COCO ``file_name`` is
+    relative to that folder). The writer's default geometry is ``pixels`` (labelme's
+    labelme2coco convention: area and box of the painted pixels). ``copy_images=False``
+    writes the annotations alone (``file_name`` = record id + suffix)."""
+    import orjson
+
+    from zoo.adapters.writing import copy_image
+    from zoo.progress import track
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    coco = to_coco(dataset, geometry=geometry)
+    if copy_images:
+        images_dir = out / "images"
+        for rec, im in track(zip(dataset.images, coco["images"]), "copying images", total=len(dataset.images)):
+            im["file_name"] = copy_image(rec, images_dir).relative_to(images_dir).as_posix()
+    f = out / "annotations.json"
+    f.write_bytes(orjson.dumps(coco))
+    return f

@@ -63,12 +63,17 @@ def sniff(path: Path) -> float:
         except OSError:
             continue
         if b'"shapes"' in head or (b'"shapes"' in f.read_bytes() if f.stat().st_size < 1 << 20 else False):
-            return 1.0 if path.is_file() else 0.9
+            if path.is_file():
+                return 1.0
+            # annotations at the top of the folder beat formats found only deeper down
+            return 0.97 if f.parent == path else 0.9
     return 0.0
 
 
 def _first_json(root: Path, n: int) -> list[Path]:
-    out = []
+    out = sorted(root.glob("*.json"))[:n]
+    if out:
+        return out
     for f in sorted(root.rglob("*.json")):
         out.append(f)
         if len(out) >= n:
@@ -122,7 +127,7 @@ def _points(raw, file: Path, idx: int, warnings: list[Problem]) -> list[tuple[fl
 class _Group:
     """Shapes that make one instance."""
 
-    __slots__ = ("label", "polygons", "box", "masks", "first", "kpts", "extent")
+    __slots__ = ("label", "polygons", "box", "masks", "first", "kpts", "extent", "difficult")
 
     def __init__(self, label, first):
         self.label = label
@@ -131,6 +136,7 @@ class _Group:
         self.masks: list = []
         self.first = first
         self.kpts: dict | None = None
+        self.difficult = False
         self.extent = [math.inf, math.inf, -math.inf, -math.inf]
 
     def grow(self, x0, y0, x1, y1):
@@ -334,6 +340,8 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
         g = groups.get(key)
         if g is None:
             g = groups[key] = _Group(label, idx)
+        if s.get("difficult") is True:  # X-AnyLabeling: ignored for its own category
+            g.difficult = True
         if polys:
             g.polygons.extend(polys)
             for p in polys:
@@ -415,7 +423,7 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
                 polygons=g.polygons if rle is None else [],
                 mask=rle,
                 keypoints=g.kpts,
-                ignore=ignore,
+                ignore=ignore or g.difficult,
                 source=Source(fstr, g.first),
             )
         )

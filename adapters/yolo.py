@@ -1,0 +1,348 @@
+"""YOLO txt in (LabelImg's YOLO mode and the ultralytics layout) and out (detect, segment,
+pose, classify).
+
+Read:
+
+* class names from ``classes.txt`` (LabelImg; blank lines tolerated) or ``data.yaml`` /
+  ``dataset.yaml`` ``names`` (a list or an ``{id: name}`` mapping);
+* a label file is the image's stem + ``.txt`` beside the image, or in the ``labels/``
+  folder mirroring ``images/`` (ultralytics);
+* a line is ``class cx cy w h`` (a box), ``class x1 y1 x2 y2 ...`` (a polygon; 3+ points),
+  or, when ``data.yaml`` has ``kpt_shape``, ``class cx cy w h`` + keypoints; coordinates
+  are fractions of the image size (after EXIF orientation, as ultralytics measures it);
+* an image without a label file is an image with no objects (a background image).
+
+Written (``write``): ``images/<split>/``, ``labels/<split>/``, ``data.yaml`` (absolute
+``path``, ``names``, and for pose ``kpt_shape`` and ``flip_idx``); classify writes
+``<split>/<class>/<image>``. Splits: ``Dataset.splits`` when the source had them (or the
+``splits`` argument), else everything in ``train`` with ``val`` pointing at it too.
+Ignored instances are left out (YOLO has no ignore).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from zoo.adapters.build import finish
+from zoo.adapters.common import IMAGE_SUFFIXES, flip_index, image_size, load_dataset_config, read_lines, warn
+from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
+from zoo.errors import DataError
+
+
+def _class_file(root: Path) -> Path | None:
+    for name in ("classes.txt", "data.yaml", "dataset.yaml", "obj.names"):
+        f = root / name
+        if f.is_file():
+            return f
+    for f in sorted(root.rglob("classes.txt")):
+        return f
+    return None
+
+
+def sniff(path: Path) -> float:
+    path = Path(path)
+    if not path.is_dir():
+        return 0.0
+    cf = _class_file(path)
+    has_txt = any(True for f in path.rglob("*.txt") if f.name != "classes.txt")
+    if cf is not None and has_txt:
+        return 0.9
+    if (path / "labels").is_dir() and (path / "images").is_dir():
+        return 0.8
+    return 0.0
+
+
+def _read_yaml(f: Path) -> dict:
+    import yaml
+
+    from zoo.adapters.common import decode_text
+
+    try:
+        data = yaml.safe_load(decode_text(f.read_bytes(), f)) or {}
+    except yaml.YAMLError as e:
+        raise DataError(f, f"is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DataError(f, "must be a mapping with 'names'")
+    return data
+
+
+def class_names(root: Path) -> tuple[list[str], list[int] | None, Path | None]:
+    """(names, kpt_shape or None, the file they came from)."""
+    f = _class_file(root)
+    if f is None:
+        return [], None, None
+    if f.suffix in (".yaml", ".yml"):
+        data = _read_yaml(f)
+        names = data.get("names")
+        if isinstance(names, dict):
+            try:
+                names = [str(names[k]) for k in sorted(names, key=int)]
+            except (TypeError, ValueError):
+                raise DataError(f, "'names' keys must be class numbers") from None
+        if not isinstance(names, list):
+            raise DataError(f, "has no 'names' list")
+        return [str(n) for n in names], data.get("kpt_shape"), f
+    return read_lines(f), None, f
+
+
+def _label_file(img: Path, root: Path) -> Path:
+    beside = img.with_suffix(".txt")
+    if beside.is_file():
+        return beside
+    parts = list(img.relative_to(root).parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            cand = (root.joinpath(*parts)).with_suffix(".txt")
+            if cand.is_file():
+                return cand
+            break
+    return beside
+
+
+def read(path: str | Path, *, labels=None) -> Dataset:
+    from zoo.progress import track
+
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(root, "a YOLO dataset is a folder (images, their .txt files and classes.txt)")
+    names, kpt_shape, names_file = class_names(root)
+    if not names:
+        raise DataError(root, "no classes.txt or data.yaml with 'names' found; YOLO class numbers need names")
+    warnings: list[Problem] = []
+    images = sorted((p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                    key=lambda p: p.relative_to(root).as_posix())
+    by_id: dict[str, Path] = {}
+    used_txt: set[Path] = set()
+    records = []
+    for img in track(images, "reading YOLO", total=len(images)) if len(images) > 200 else images:
+        rel = img.relative_to(root).with_suffix("").as_posix()
+        if rel.startswith("images/"):
+            rel = rel[len("images/"):]
+        if rel in by_id:
+            warn(warnings, img, f"shares its name with {by_id[rel].name} (same stem, so the same label "
+                                "file); only the first is read")
+            continue
+        by_id[rel] = img
+        w, h = image_size(img)
+        lf = _label_file(img, root)
+        instances = []
+        if lf.is_file():
+            used_txt.add(lf)
+            instances = _read_labels(lf, w, h, names, kpt_shape, warnings)
+        records.append(ImageRecord(id=rel, width=w, height=h, file=img, instances=instances, source=Source(str(lf))))
+    for txt in sorted(root.rglob("*.txt")):
+        if txt in used_txt or txt == names_file or txt.name in ("classes.txt", "README.txt") or txt.parent.name in ("ImageSets", "Main"):
+            continue
+        if txt.parent.name == "labels" or any(p == "labels" for p in txt.relative_to(root).parts) or _looks_like_labels(txt):
+            warn(warnings, txt, "label file without an image (no image with this stem); skipped")
+    if not records:
+        raise DataError(root, "holds no images")
+    kpt_names = None
+    if kpt_shape:
+        config = load_dataset_config(root)
+        kpt_names = config.get("keypoint_names") or [f"kp{i}" for i in range(int(kpt_shape[0]))]
+    return finish(records, warnings, root=root, fmt="yolo", labels=labels, categories=names,
+                  keypoint_names=kpt_names)
+
+
+def _looks_like_labels(txt: Path) -> bool:
+    try:
+        first = txt.read_text(errors="replace").strip().splitlines()[:1]
+    except OSError:
+        return False
+    if not first:
+        return False
+    parts = first[0].split()
+    try:
+        return len(parts) >= 5 and float(parts[0]).is_integer() and all(0 <= float(p) <= 1.5 for p in parts[1:])
+    except ValueError:
+        return False
+
+
+def _read_labels(lf: Path, w: int, h: int, names: list[str], kpt_shape, warnings) -> list[Instance]:
+    from zoo.adapters.common import decode_text
+
+    out = []
+    fstr = str(lf)
+    nk, kd = (int(kpt_shape[0]), int(kpt_shape[1]) if len(kpt_shape) > 1 else 2) if kpt_shape else (0, 0)
+    for idx, line in enumerate(decode_text(lf.read_bytes(), lf).splitlines()):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            warn(warnings, lf, f"line {idx + 1} is not numbers: {line.strip()[:60]!r}; skipped", idx)
+            continue
+        if not all(math.isfinite(v) for v in vals):
+            warn(warnings, lf, f"line {idx + 1} holds NaN or infinity; skipped", idx)
+            continue
+        c = vals[0]
+        if not c.is_integer() or not 0 <= c < len(names):
+            warn(warnings, lf, f"line {idx + 1}: class {parts[0]} is not in 0..{len(names) - 1}; skipped", idx)
+            continue
+        coords = vals[1:]
+        clipped = False
+        polygons: list[list[float]] = []
+        kpts = None
+        if nk and len(coords) == 4 + nk * kd:
+            box_n, kp = coords[:4], coords[4:]
+            kpts = {}
+            for k in range(nk):
+                x, y = kp[k * kd] * w, kp[k * kd + 1] * h
+                v = int(kp[k * kd + 2]) if kd == 3 else 2
+                if v > 0 or (kd == 2 and (x or y)):
+                    kpts[k] = (x, y, v if v > 0 else 2)
+        elif len(coords) == 4:
+            box_n = coords
+        elif len(coords) >= 6 and len(coords) % 2 == 0:
+            poly = [v * (w if i % 2 == 0 else h) for i, v in enumerate(coords)]
+            polygons = [poly]
+            box_n = None
+        else:
+            warn(warnings, lf, f"line {idx + 1} has {len(coords)} numbers after the class "
+                               "(4 for a box, an even 6+ for a polygon); skipped", idx)
+            continue
+        if box_n is not None:
+            cx, cy, bw, bh = box_n
+            x0, y0, x1, y1 = (cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h
+        else:
+            x0, y0, x1, y1 = min(polygons[0][0::2]), min(polygons[0][1::2]), max(polygons[0][0::2]), max(polygons[0][1::2])
+        c_box = (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
+        if c_box != (x0, y0, x1, y1):
+            clipped = True
+        if polygons:
+            p = polygons[0]
+            q = [min(max(v, 0.0), float(w if i % 2 == 0 else h)) for i, v in enumerate(p)]
+            clipped |= q != p
+            polygons = [q]
+        if clipped:
+            warn(warnings, lf, f"line {idx + 1} reaches outside the image; clipped", idx)
+        if c_box[2] - c_box[0] <= 0 or c_box[3] - c_box[1] <= 0:
+            warn(warnings, lf, f"line {idx + 1} has zero area; skipped", idx)
+            continue
+        out.append(Instance(category=names[int(c)], bbox=c_box, polygons=polygons, keypoints=kpts,
+                            source=Source(fstr, idx)))
+    return out
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _num(v: float) -> str:
+    s = f"{v:.6f}".rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+def _bridge(parts: list[list[float]]) -> list[float]:
+    """Several polygon parts as one YOLO polygon: each part joined to the next by a
+    zero-width corridor between their nearest vertices, and back."""
+    if len(parts) == 1:
+        return parts[0]
+    pts = [list(zip(p[0::2], p[1::2])) for p in parts]
+    out = list(pts[0])
+    for part in pts[1:]:
+        best = None
+        for i, (ax, ay) in enumerate(out):
+            for j, (bx, by) in enumerate(part):
+                d = (ax - bx) ** 2 + (ay - by) ** 2
+                if best is None or d < best[0]:
+                    best = (d, i, j)
+        _, i, j = best
+        rot = part[j:] + part[:j] + [part[j]]
+        out = out[: i + 1] + rot + out[i:]
+    return [v for p in out for v in p]
+
+
+def mask_polygons(rle: dict) -> list[list[float]]:
+    """Outer contours of an RLE mask as flat polygons (pixel-corner coordinates)."""
+    import cv2
+    import numpy as np
+
+    from zoo.raster import rle_to_mask
+
+    m = rle_to_mask(rle).astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for c in contours:
+        c = c.reshape(-1, 2).astype(float)
+        if len(c) >= 3:
+            out.append([float(v) for v in (c + 0.5).ravel()])
+    return out
+
+
+def label_lines(rec: ImageRecord, dataset: Dataset, task: str) -> list[str]:
+    w, h = rec.width, rec.height
+    lines = []
+    nk = len(dataset.keypoint_names)
+    for inst in rec.instances:
+        if inst.ignore or inst.category < 0:
+            continue
+        x0, y0, x1, y1 = inst.bbox
+        box = [(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h]
+        if task == "segment":
+            parts = inst.polygons or (mask_polygons(inst.mask) if inst.mask else [[x0, y0, x1, y0, x1, y1, x0, y1]])
+            if not parts:
+                continue
+            poly = _bridge(parts)
+            vals = [v / (w if i % 2 == 0 else h) for i, v in enumerate(poly)]
+        elif task == "pose":
+            vals = list(box)
+            kps = inst.keypoints or [(0.0, 0.0, 0)] * nk
+            for x, y, v in kps:
+                vals += [x / w, y / h, v] if v > 0 else [0, 0, 0]
+        else:
+            vals = box
+        lines.append(" ".join([str(inst.category)] + [_num(v) if not isinstance(v, int) else str(v) for v in vals]))
+    return lines
+
+
+def write(dataset: Dataset, out: Path, *, task: str | None = None, splits: dict[str, list[str]] | None = None) -> Path:
+    """Write an ultralytics dataset for ``task`` (detect, segment, pose or classify; the
+    zoo task names instance-seg / keypoint are accepted) and return its ``data.yaml``
+    (classify: the folder)."""
+    import yaml
+
+    from zoo.adapters.common import unique_safe_names
+    from zoo.adapters.writing import copy_image, write_text
+    from zoo.progress import track
+
+    out = Path(out)
+    task = {"instance-seg": "segment", "keypoint": "pose", None: "detect"}.get(task, task)
+    if task not in ("detect", "segment", "pose", "classify"):
+        raise DataError(out, f"YOLO writes detect, segment, pose or classify, not '{task}'")
+    if task == "pose" and not dataset.keypoint_names:
+        raise DataError(dataset.root or out, "pose needs keypoints, and this dataset has none")
+    splits = splits or dataset.splits or {"train": [r.id for r in dataset.images]}
+    by_id = {r.id: r for r in dataset.images}
+    if task == "classify":
+        folders = unique_safe_names(dataset.classes)
+        for split, ids in splits.items():
+            for i in track(ids, f"writing YOLO classify {split}", total=len(ids)):
+                rec = by_id[i]
+                if len(rec.labels) != 1:
+                    continue  # classify needs exactly one class per image
+                copy_image(rec, out / split / folders[rec.labels[0]], stem=rec.id.replace("/", "__"))
+        return out
+    for split, ids in splits.items():
+        for i in track(ids, f"writing YOLO {split}", total=len(ids)):
+            rec = by_id[i]
+            copy_image(rec, out / "images" / split)
+            write_text(out / "labels" / split, rec.id, ".txt", "".join(ln + "\n" for ln in label_lines(rec, dataset, task)))
+    data = {
+        "path": str(out.resolve()),
+        "train": f"images/{'train' if 'train' in splits else next(iter(splits))}",
+        "val": f"images/{'val' if 'val' in splits else ('train' if 'train' in splits else next(iter(splits)))}",
+    }
+    if "test" in splits:
+        data["test"] = "images/test"
+    data["names"] = dict(enumerate(dataset.categories))
+    if task == "pose":
+        config = load_dataset_config(dataset.root) if dataset.root else {}
+        data["kpt_shape"] = [len(dataset.keypoint_names), 3]
+        data["flip_idx"] = flip_index(dataset.keypoint_names, config)
+    f = out / "data.yaml"
+    f.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return f
