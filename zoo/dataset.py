@@ -139,6 +139,9 @@ class Dataset:
     root: Path | None = None
     format: str = ""
     warnings: list[Problem] = field(default_factory=list)
+    # Splits the source itself defines (VOC ImageSets/Main, train/ val/ test/ folders, COCO
+    # instances_train/val files): image ids per split name. Informational; empty when none.
+    splits: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.images)
