@@ -9,7 +9,6 @@ custom sigmas. The reference path is pycocotools itself, fed the same COCO dicts
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import io
 import math
@@ -18,9 +17,17 @@ import numpy as np
 import pytest
 
 from zoo.dataset import Dataset, ImageRecord, Instance
-from zoo.evaluation.coco import BOX_STATS, KEYPOINT_STATS, CocoEvaluator, coco_ground_truth, oks_sigmas
+from zoo.evaluation.coco import (
+    BOX_STATS,
+    KEYPOINT_STATS,
+    CocoEvaluator,
+    coco_ground_truth,
+    evaluation_ground_truth,
+    oks_sigmas,
+)
 from zoo.evaluation.results import coco_results_to_predictions, predictions_to_coco_results
 from zoo.predictions import Detection, InstancePredictions
+from zoo.raster import mask_to_rle, polygons_mask
 from zoo.tasks import get_task
 
 CATS = ["nucleus", "mitosis", "debris", "vessel"]
@@ -135,7 +142,7 @@ def gt_as_predictions(ds: Dataset, masks=True) -> list[InstancePredictions]:
         for inst in rec.instances:
             if inst.ignore:
                 continue
-            mask = inst.mask or (_rle(inst.polygons, rec.height, rec.width) if masks and inst.polygons else None)
+            mask = inst.mask or (mask_to_rle(polygons_mask(inst.polygons, rec.height, rec.width)) if masks else None)
             kps = [(x, y, 1.0) for x, y, _ in inst.keypoints] if inst.keypoints else None
             dets.append(Detection(inst.category, 1.0, inst.bbox, mask=mask, keypoints=kps))
         out.append(InstancePredictions(rec.id, dets))
@@ -154,7 +161,7 @@ def pycocotools_eval(ds, preds, iou_type, sigmas=None):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    gt = copy.deepcopy(coco_ground_truth(ds))
+    gt = evaluation_ground_truth(ds, iou_type)
     ids = {img["file_name"].rsplit(".", 1)[0]: img["id"] for img in gt["images"]}
     results = predictions_to_coco_results(preds, ids)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -284,3 +291,20 @@ def test_task_builds_the_evaluator():
     ds = random_dataset(5, seed=9)
     ev = get_task("instance-seg").evaluator(ds)
     assert isinstance(ev, CocoEvaluator) and ev.iou_type == "segm"
+
+
+def test_polygon_raster_convention():
+    """GT polygons are scored as the pixels zoo.raster fills (what masks are trained on);
+    polygon_raster="coco" keeps pycocotools' scan-conversion instead."""
+    poly = [[10, 10, 19, 10, 19, 19, 10, 19]]  # a 10x10-pixel cell outline
+    ds = Dataset(categories=["c"], images=[ImageRecord("x", 40, 40, instances=[Instance(0, (10, 10, 19, 19), polygons=poly)])])
+    zoo_pixels = Detection(0, 1.0, (10, 10, 19, 19), mask=mask_to_rle(polygons_mask(poly, 40, 40)))
+    coco_pixels = Detection(0, 1.0, (10, 10, 19, 19), mask=_rle(poly, 40, 40))
+    preds = [InstancePredictions("x", [zoo_pixels])]
+    assert zoo_metrics(ds, preds, "segm")["AP"] == pytest.approx(1.0)
+    ev = CocoEvaluator(ds, iou_type="segm", polygon_raster="coco")
+    ev.process(ds.images[0], InstancePredictions("x", [coco_pixels]))
+    m = ev.evaluate()
+    assert m["AP"] == pytest.approx(1.0) and m["conventions"]["polygon_raster"].startswith("pycocotools")
+    # the two rules differ by the outline: 100 vs 81 pixels, IoU 0.81 passes 7 of the 10 thresholds
+    assert zoo_metrics(ds, [InstancePredictions("x", [coco_pixels])], "segm")["AP"] == pytest.approx(0.7)

@@ -29,17 +29,19 @@ def default_image_ids(dataset: Dataset) -> dict[str, int]:
 
 def detection_to_coco(det: Detection, image_id: int) -> dict[str, Any]:
     """One COCO result dict for one canonical detection."""
-    x0, y0, x1, y1 = (float(v) for v in det.bbox)
+    x0, y0, x1, y1 = det.bbox
+    x0, y0 = float(x0), float(y0)
     out: dict[str, Any] = {
-        "image_id": int(image_id),
+        "image_id": image_id,
         "category_id": int(det.category) + 1,
-        "bbox": [x0, y0, x1 - x0, y1 - y0],
+        "bbox": [x0, y0, float(x1) - x0, float(y1) - y0],
         "score": float(det.score),
     }
     if det.mask is not None:
         counts = det.mask["counts"]
+        h, w = det.mask["size"]
         out["segmentation"] = {
-            "size": [int(s) for s in det.mask["size"]],
+            "size": [int(h), int(w)],
             "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
         }
     if det.keypoints is not None:
@@ -57,7 +59,8 @@ def predictions_to_coco_results(
             coco_id = image_ids[p.image_id]
         except KeyError:
             raise ZooError(f"prediction for image '{p.image_id}', which is not in the ground truth") from None
-        results.extend(detection_to_coco(d, coco_id) for d in p.detections)
+        coco_id = int(coco_id)
+        results += [detection_to_coco(d, coco_id) for d in p.detections]
     return results
 
 

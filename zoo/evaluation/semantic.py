@@ -72,6 +72,10 @@ def confusion_metrics(conf, names: list[str], background: int | None = 0) -> dic
         "mDice": _nanmean(dice),
         "mDice_foreground": _nanmean(dice[fg]),
         "pixel_accuracy": float(tp.sum() / total) if total else None,
+        "per_class": {
+            n: {"IoU": _num(i), "Dice": _num(d), "pixels": int(p)}
+            for n, i, d, p in zip(names, iou, dice, conf.sum(1))
+        },
         "IoU": {n: _num(v) for n, v in zip(names, iou)},
         "Dice": {n: _num(v) for n, v in zip(names, dice)},
         "pixels": {n: int(v) for n, v in zip(names, conf.sum(1))},
