@@ -66,10 +66,8 @@ def oks_sigmas(meta: Dataset) -> tuple[list[float], str]:
 
 def coco_ground_truth(dataset: Dataset) -> dict[str, Any]:
     """The COCO dict of ``dataset`` through the adapters' ``to_coco`` (the one conversion)."""
-    try:
-        from zoo.adapters.coco import to_coco
-    except ImportError:  # adapters not installed yet: the private stand-in, same contract
-        from zoo.evaluation._coco_gt import to_coco
+    from zoo.adapters.coco import to_coco
+
     return to_coco(dataset)
 
 
