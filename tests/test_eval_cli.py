@@ -122,3 +122,28 @@ def test_bad_results_json_names_the_file(demo, tmp_path, zoo_eval):
     res = zoo_eval("--task", "detect", "--gt", root, "--pred", bad, "--out", tmp_path / "m.json")
     assert res.exit_code == 2 and "bad.json: result 0: image_id 999 matches no ground-truth image" in res.output
     assert not (tmp_path / "m.json").exists()
+
+
+def test_coco_gt_file_keeps_its_own_image_ids(demo, tmp_path, zoo_eval):
+    """Results written against a COCO GT file use that file's image ids, whatever they are."""
+    import shutil
+
+    from zoo.adapters.coco import to_coco
+
+    root, ds = demo
+    gt = to_coco(ds)
+    new_id = {img["id"]: 1000 + 7 * (len(gt["images"]) - k) for k, img in enumerate(gt["images"])}
+    for img in gt["images"]:
+        shutil.copy(root / img["file_name"], tmp_path / img["file_name"])
+        img["id"] = new_id[img["id"]]
+    for a in gt["annotations"]:
+        a["image_id"] = new_id[a["image_id"]]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    results = predictions_to_coco_results(_gt_predictions(ds), default_image_ids(ds))
+    for r in results:
+        r["image_id"] = new_id[r["image_id"]]
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    out = tmp_path / "m.json"
+    res = zoo_eval("--task", "detect", "--gt", tmp_path / "gt.json", "--pred", tmp_path / "res.json", "--out", out)
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["AP"] == pytest.approx(1.0)
