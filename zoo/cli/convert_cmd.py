@@ -9,14 +9,19 @@ import typer
 
 
 def convert(
-    src: Path = typer.Argument(..., help="Annotation folder or file."),
+    src: Path = typer.Argument(..., help="Annotation folder or file (only read, never written)."),
     to: str = typer.Option(..., "--to", help="coco, yolo, masks, voc or labelme."),
-    out: Path = typer.Option(..., "--out", help="Output folder (created; must not be inside SRC)."),
-    fmt: str = typer.Option("auto", "--from", help="Input format; detected from the folder when 'auto'."),
-    task: Optional[str] = typer.Option(None, "--task", help="Shapes the output (e.g. yolo segment vs detect)."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line (fixes their order)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (new or empty; not inside SRC)."),
+    fmt: str = typer.Option("auto", "--from", help="Input format (labelme, voc, yolo, coco, folders); detected when 'auto'."),
+    task: Optional[str] = typer.Option(
+        None, "--task", help="Shapes the output: yolo detect / instance-seg (segment) / keypoint (pose) / classify."
+    ),
+    labels: Optional[Path] = typer.Option(
+        None, "--labels", help="Class names, one per line, fixing their order (labelme labels.txt: __ignore__ and _background_ understood)."
+    ),
+    no_images: bool = typer.Option(False, "--no-images", help="coco / masks: write annotations only, do not copy images."),
 ) -> None:
-    """Convert annotations between formats."""
+    """Convert annotations between formats, with a summary of what was read."""
     from zoo.adapters.convert import convert_folder
 
-    convert_folder(src, to=to, out=out, fmt=fmt, task=task, labels=labels)
+    convert_folder(src, to=to, out=out, fmt=fmt, task=task, labels=labels, copy_images=not no_images)
