@@ -57,9 +57,11 @@ def test_leaderboard_scores_equal_each_runs_metrics(tmp_path, tiny_demo, registr
         if task in ("detect", "instance-seg"):
             # the overlaid PR curve comes from the same evaluation: its mean is the run's AP50
             from zoo.compare import pr_curve_points
+            from zoo.reading import read_dataset
             from zoo.tasks import get_task
 
-            _, precision = pr_curve_points(run, get_task(task))
+            val = read_dataset(tiny_demo).subset(json.loads((run / "split.json").read_text())["val"])
+            _, precision = pr_curve_points(run, get_task(task), val)
             assert precision.clip(0, None).mean() == pytest.approx(metrics["AP50"], abs=1e-9)
         assert row["device"] == "cpu" and int(row["parameters"]) == manifest["parameters"]
     main = json.loads((tmp_path / "runs" / f"oracle-{task}" / "metrics.json").read_text())["main"]

@@ -119,15 +119,13 @@ class Toy(Backend):
             for i in mem["instances"]:
                 mask = None
                 if task == "instance-seg":
-                    # Exactly the COCO ground truth: polygons as pycocotools rasterises them.
-                    from pycocotools import mask as mask_utils
+                    # Exactly the ground truth the evaluator scores: to_coco's segmentation
+                    # (polygons, else the box as a polygon) filled by zoo.raster.
+                    from zoo.raster import mask_to_rle, polygons_mask
 
                     x0, y0, x1, y1 = i["bbox"]
-                    polys = i["polygons"] or [[x0, y0, x1, y0, x1, y1, x0, y1]]  # to_coco's rule
-                    rle = i["mask"] or mask_utils.merge(mask_utils.frPyObjects(polys, r.height, r.width))
-                    counts = rle["counts"]
-                    mask = {"size": list(rle["size"]),
-                            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+                    polys = i["polygons"] or [[x0, y0, x1, y0, x1, y1, x0, y1]]
+                    mask = i["mask"] or mask_to_rle(polygons_mask(polys, r.height, r.width))
                 kps = [(x, y, 1.0) for x, y, _ in i["keypoints"]] if task == "keypoint" else None
                 dets.append(Detection(i["category"], 1.0, tuple(i["bbox"]), mask=mask, keypoints=kps))
             return InstancePredictions(r.id, dets)

@@ -316,9 +316,9 @@ class _Compare:
         if not ok:
             return
         bar_chart(ok, self.folder / "scores.png", f"{self.task.title} · {self.name}")
-        if self.task.evaluator_options.get("iou_type"):
-            pr_overlay(ok, self.task, self.folder / "pr_curves.png")
         val = self.dataset.subset(self.split.val)
+        if self.task.evaluator_options.get("iou_type"):
+            pr_overlay(ok, self.task, val, self.folder / "pr_curves.png")
         samples_grid(ok, self.task, val, self.folder / "samples.png", n=self.opts.samples)
 
 
@@ -393,18 +393,17 @@ def bar_chart(rows: list[Row], path: Path, title: str) -> Path:
     return path
 
 
-def pr_curve_points(run_dir: Path, task: Task):
-    """(recall, precision) at IoU 0.50, averaged over categories with ground truth, for a run,
-    computed by the shared evaluator's COCOeval from the run's own ground truth and results."""
+def pr_curve_points(run_dir: Path, task: Task, val):
+    """(recall, precision) at IoU 0.50, averaged over categories with ground truth, for a run:
+    the shared evaluator's ground truth and COCOeval, on the run's saved results."""
     import numpy as np
 
-    from zoo.evaluation.coco import oks_sigmas, run_cocoeval
-    from zoo.predict import load_run_meta
+    from zoo.evaluation.coco import evaluation_ground_truth, oks_sigmas, run_cocoeval
 
-    gt = read_json(run_dir / "data" / "val_coco.json")
-    results = read_json(run_dir / "predictions" / "coco_results.json")
     iou_type = task.evaluator_options["iou_type"]
-    sigmas = oks_sigmas(load_run_meta(run_dir))[0] if iou_type == "keypoints" else None
+    gt = evaluation_ground_truth(val, iou_type)
+    results = read_json(run_dir / "predictions" / "coco_results.json")
+    sigmas = oks_sigmas(val.meta())[0] if iou_type == "keypoints" else None
     ev = run_cocoeval(gt, list(results), iou_type, sigmas=sigmas, cat_ids=[c["id"] for c in gt["categories"]])
     p = ev.eval["precision"][0, :, :, 0, -1]  # [R, K] at IoU .50, all areas, most detections
     cols = [k for k in range(p.shape[1]) if (p[:, k] > -1).all()]
@@ -413,13 +412,13 @@ def pr_curve_points(run_dir: Path, task: Task):
     return np.asarray(ev.params.recThrs), p[:, cols].mean(1)
 
 
-def pr_overlay(rows: list[Row], task: Task, path: Path) -> Path | None:
+def pr_overlay(rows: list[Row], task: Task, val, path: Path) -> Path | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=120)
     drawn = 0
     for r in rows:
         try:
-            pts = pr_curve_points(r.run_dir, task)
+            pts = pr_curve_points(r.run_dir, task, val)
         except (OSError, ZooError, KeyError) as e:
             log.warning("no PR curve for %s: %s", r.backend, e)
             continue

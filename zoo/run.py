@@ -351,15 +351,15 @@ class _Run:
         self.meta = self.dataset.meta()
 
     def write_ground_truth(self) -> None:
-        # The same conversion the evaluator scores against (zoo.adapters.coco.to_coco).
-        from zoo.evaluation.coco import coco_ground_truth
+        # The one canonical -> COCO conversion, the one the evaluator starts from.
+        from zoo.adapters.coco import to_coco
 
         m = self.meta
         write_json(self.run_dir / "data" / "meta.json", {
             "categories": m.categories, "classes": m.classes, "keypoint_names": m.keypoint_names,
             "skeleton": [list(s) for s in m.skeleton], "oks_sigmas": m.oks_sigmas,
         })
-        write_json(self.run_dir / "data" / "val_coco.json", coco_ground_truth(self.val))
+        write_json(self.run_dir / "data" / "val_coco.json", to_coco(self.val))
 
     def phase_done(self, phase: str, seconds: float | None = None) -> None:
         done = self.manifest.setdefault("done", [])
