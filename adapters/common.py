@@ -62,9 +62,17 @@ def read_json(file: Path):
                 e = e2
         else:
             try:
-                raw.decode("utf-8")
+                text = raw.decode("utf-8")
             except UnicodeDecodeError:
                 decode_text(raw, file)  # raises the encoding error
+            # Python's json (labelme's writer) emits NaN / Infinity, which orjson refuses:
+            # read those files with the standard library, so the bad shape alone is dropped
+            import json
+
+            try:
+                return json.loads(text)
+            except ValueError:
+                pass
         raise DataError(file, f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
 
 
@@ -232,10 +240,9 @@ _UNSAFE = re.compile(r"[^\w\-. ]+", re.UNICODE)
 
 def safe_name(name: str) -> str:
     """A label name made safe as ONE path component (``tv/monitor`` -> ``tv_monitor``,
-    ``../x`` -> ``.._x`` -> ``__x``): never a separator, never ``.``/``..``, never empty."""
+    ``../x`` -> ``__x``): never a separator, never ``.``/``..``, never empty."""
     s = _UNSAFE.sub("_", name.replace("/", "_").replace("\\", "_")).strip()
-    if set(s) <= {"."}:
-        s = s.replace(".", "_")
+    s = re.sub(r"\.{2,}", "_", s)
     s = s.lstrip(".") or "_"
     return s[:200]
 
@@ -243,7 +250,7 @@ def safe_name(name: str) -> str:
 def safe_relpath(rel: str, out: Path) -> Path:
     """``out / rel`` for a record id, proved to stay inside ``out`` (ids come from the
     user's folder structure and could hold ``..``)."""
-    parts = [safe_name(p) for p in PurePosixPath(rel.replace("\\", "/")).parts if p not in ("", ".", "/")]
+    parts = [safe_name(p) for p in PurePosixPath(rel.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
     target = out.joinpath(*parts) if parts else out / "_"
     base = out.resolve()
     if not target.resolve().is_relative_to(base):
