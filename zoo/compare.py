@@ -447,7 +447,7 @@ def _draw(ax, record, pred_or_gt, task: Task, meta, conf: float = 0.25) -> None:
     from matplotlib import patches
 
     from zoo.dataset import ImageRecord
-    from zoo.predict import _rle_to_mask
+    from zoo.raster import rle_to_mask
     from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
 
     cmap = _pyplot().get_cmap("tab10")
@@ -474,7 +474,7 @@ def _draw(ax, record, pred_or_gt, task: Task, meta, conf: float = 0.25) -> None:
     if isinstance(pred_or_gt, InstancePredictions):
         for d in sorted(pred_or_gt.detections, key=lambda d: -d.score)[:50]:
             if d.score >= conf:
-                mask = _rle_to_mask(d.mask).astype(bool) if d.mask is not None else None
+                mask = rle_to_mask(d.mask).astype(bool) if d.mask is not None else None
                 items.append((d.category, d.score, d.bbox, mask, d.keypoints))
     elif isinstance(pred_or_gt, SemanticPrediction):
         lm = np.asarray(pred_or_gt.label_map)
