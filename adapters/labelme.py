@@ -278,6 +278,7 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
         polys: list[list[float]] = []
         box = None
         mask = None
+        circle_box = None
         if st == "polygon":
             if len(pts) < 3:
                 warn(warnings, f, f"polygon has {len(pts)} point(s) (needs 3); skipped", idx)
@@ -316,6 +317,9 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
                 warn(warnings, f, "circle has radius 0; skipped", idx)
                 continue
             poly = circle_polygon(cx, cy, px, py)
+            rad = math.hypot(px - cx, py - cy)
+            # the box of a circle is the circle's, not its polygon's (inside by up to a pixel)
+            circle_box = (max(0.0, cx - rad), max(0.0, cy - rad), min(float(w), cx + rad), min(float(h), cy + rad))
             clipped_poly, c2 = _clip(list(zip(poly[0::2], poly[1::2])), w, h)
             if c2:
                 warn(warnings, f, f"circle reaches outside the {w}x{h} image; clipped to its edges", idx)
@@ -340,6 +344,8 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
         g = groups.get(key)
         if g is None:
             g = groups[key] = _Group(label, idx)
+        if circle_box is not None:
+            g.grow(*circle_box)
         if s.get("difficult") is True:  # X-AnyLabeling: ignored for its own category
             g.difficult = True
         if polys:
