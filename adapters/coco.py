@@ -282,11 +282,11 @@ def read(path: str | Path, *, labels=None) -> Dataset:
 # ---------------------------------------------------------------- writing
 
 
-def write(dataset: Dataset, out: Path, *, task: str | None = None, geometry: str = "pixels",
+def write(dataset: Dataset, out: Path, *, task: str | None = None, geometry: str = "exact",
           copy_images: bool = True) -> Path:
     """``out/annotations.json`` and the images in ``out/images/`` (COCO ``file_name`` is
-    relative to that folder). The writer's default geometry is ``pixels`` (labelme's
-    labelme2coco convention: area and box of the painted pixels). ``copy_images=False``
+    relative to that folder). ``geometry="pixels"`` gives labelme's labelme2coco.py output
+    (area and box of the painted pixels; rasterising every polygon costs ~0.3 ms each). ``copy_images=False``
     writes the annotations alone (``file_name`` = record id + suffix)."""
     import orjson
 
@@ -301,5 +301,5 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, geometry: str
         for rec, im in track(zip(dataset.images, coco["images"]), "copying images", total=len(dataset.images)):
             im["file_name"] = copy_image(rec, images_dir).relative_to(images_dir).as_posix()
     f = out / "annotations.json"
-    f.write_bytes(orjson.dumps(coco))
+    f.write_bytes(orjson.dumps(coco, option=orjson.OPT_SERIALIZE_NUMPY))
     return f

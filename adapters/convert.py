@@ -42,7 +42,8 @@ def _writer_task(to: str, task: str | None, ds: Dataset) -> str | None:
 
 
 def convert_folder(src: str | Path, *, to: str, out: str | Path, fmt: str = "auto", task: str | None = None,
-                   labels: str | Path | None = None, copy_images: bool = True, quiet: bool = False) -> Dataset:
+                   labels: str | Path | None = None, copy_images: bool = True, geometry: str = "exact",
+                   quiet: bool = False) -> Dataset:
     """Read ``src`` and write it as ``to`` under ``out``; returns the dataset read."""
     from zoo.reading import read_dataset
     from zoo.registry import get_registry
@@ -62,6 +63,10 @@ def convert_folder(src: str | Path, *, to: str, out: str | Path, fmt: str = "aut
     kwargs = {"task": wtask}
     if to in ("coco", "masks") and not copy_images:
         kwargs["copy_images"] = False
+    if geometry not in ("exact", "pixels"):
+        raise ZooError(f"--geometry must be 'exact' or 'pixels', not '{geometry}'")
+    if to == "coco":
+        kwargs["geometry"] = geometry
     out.mkdir(parents=True, exist_ok=True)
     writer(ds, out, **kwargs)
     if not quiet:

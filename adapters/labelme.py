@@ -111,17 +111,27 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     return finish(records, warnings, root=root, fmt="labelme", labels=labels, class_names_found=flag_names)
 
 
-def _points(raw, file: Path, idx: int, warnings: list[Problem]) -> list[tuple[float, float]] | None:
+def _points(raw, file: Path, idx: int, warnings: list[Problem]) -> list[list[float]] | None:
+    """The shape's points as ``[[x, y], ...]`` floats, or None (with a warning) when they are
+    not pairs of finite numbers. numpy checks them in one go: this is the hot loop."""
+    import numpy as np
+
     if not isinstance(raw, list):
         warn(warnings, file, "'points' is not a list; shape skipped", idx)
         return None
-    pts = []
-    for p in raw:
-        if not (isinstance(p, (list, tuple)) and len(p) >= 2 and finite(p[0]) and finite(p[1])):
-            warn(warnings, file, f"point {p!r} is not two finite numbers; shape skipped", idx)
-            return None
-        pts.append((float(p[0]), float(p[1])))
-    return pts
+    if not raw:
+        return []
+    try:
+        arr = np.array(raw, dtype=np.float64)
+        ok = arr.ndim == 2 and arr.shape[1] >= 2 and bool(np.isfinite(arr[:, :2]).all())
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        bad = next((p for p in raw if not (isinstance(p, (list, tuple)) and len(p) >= 2
+                                            and finite(p[0]) and finite(p[1]))), raw[0])
+        warn(warnings, file, f"point {bad!r} is not two finite numbers; shape skipped", idx)
+        return None
+    return (arr[:, :2] if arr.shape[1] != 2 else arr).tolist()
 
 
 class _Group:
@@ -366,7 +376,8 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
             rows = np.flatnonzero(m.any(axis=1))
             cols = np.flatnonzero(m.any(axis=0))
             if len(rows):
-                g.grow(max(0, ox + cols[0]), max(0, oy + rows[0]), min(w, ox + cols[-1] + 1), min(h, oy + rows[-1] + 1))
+                g.grow(float(max(0, ox + cols[0])), float(max(0, oy + rows[0])),
+                       float(min(w, ox + cols[-1] + 1)), float(min(h, oy + rows[-1] + 1)))
 
     # keypoints: by group_id, else the smallest object containing the point
     by_gid: dict = {}

@@ -27,7 +27,9 @@ def inst_seg(real_fixtures):
 
 
 def test_instance_segmentation_to_coco_equals_labelme_expected(inst_seg, tmp_path):
-    convert_folder(inst_seg, to="coco", out=tmp_path / "coco", labels=inst_seg / "labels.txt", quiet=True)
+    # --geometry pixels: area and box of the painted pixels, labelme's labelme2coco.py convention
+    convert_folder(inst_seg, to="coco", out=tmp_path / "coco", labels=inst_seg / "labels.txt",
+                   geometry="pixels", quiet=True)
     ours = json.loads((tmp_path / "coco" / "annotations.json").read_text())
     exp = json.loads((inst_seg / "expected" / "data_dataset_coco" / "annotations.json").read_text())
 

@@ -157,9 +157,13 @@ def rle_bbox(rle: dict) -> tuple[float, float, float, float]:
 
 
 def polygon_area(poly: list[float]) -> float:
-    """Geometric (shoelace) area of a flat polygon."""
-    if len(poly) < 6:
+    """Geometric (shoelace) area of a flat polygon (plain Python: polygons are short and
+    numpy's per-call overhead dominated)."""
+    n = len(poly)
+    if n < 6:
         return 0.0
-    xs = np.asarray(poly[0::2], dtype=np.float64)
-    ys = np.asarray(poly[1::2], dtype=np.float64)
-    return float(abs(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))) / 2.0)
+    xs, ys = poly[0::2], poly[1::2]
+    s = xs[-1] * ys[0] - xs[0] * ys[-1]
+    for i in range(len(xs) - 1):
+        s += xs[i] * ys[i + 1] - xs[i + 1] * ys[i]
+    return abs(s) / 2.0

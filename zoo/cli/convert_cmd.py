@@ -20,8 +20,12 @@ def convert(
         None, "--labels", help="Class names, one per line, fixing their order (labelme labels.txt: __ignore__ and _background_ understood)."
     ),
     no_images: bool = typer.Option(False, "--no-images", help="coco / masks: write annotations only, do not copy images."),
+    geometry: str = typer.Option(
+        "exact", "--geometry",
+        help="coco area/bbox: 'exact' (polygon extents, shoelace areas) or 'pixels' (painted pixels, as labelme's labelme2coco.py).",
+    ),
 ) -> None:
     """Convert annotations between formats, with a summary of what was read."""
     from zoo.adapters.convert import convert_folder
 
-    convert_folder(src, to=to, out=out, fmt=fmt, task=task, labels=labels, copy_images=not no_images)
+    convert_folder(src, to=to, out=out, fmt=fmt, task=task, labels=labels, copy_images=not no_images, geometry=geometry)
