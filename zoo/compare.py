@@ -350,7 +350,7 @@ def _md_escape(s: str) -> str:
 def _params(n: Any) -> str:
     if not isinstance(n, int):
         return "–"
-    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n:,}"
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n:,}"
 
 
 def _ms(v: Any) -> str:
@@ -546,25 +546,40 @@ def leaderboard_table(result: CompareResult):
 
     rows = result.rows
     first = next((r for r in rows if r.ok and r.metrics), None)
-    metrics = list(headline(first.metrics)) if first else []
+    # Three headline metrics fit an 80-column terminal; leaderboard.md / .csv have them all.
+    metrics = list(headline(first.metrics, n=3)) if first else []
     main = first.metrics.get("main") if first else None
-    table = Table(title=f"zoo compare · {result.task} · {result.folder}", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("backend", style="bold")
+    devices = {str(r.manifest.get("device", "")) for r in rows if r.ok}
+    one_device = len(devices) == 1
+    title = f"zoo compare · {result.task} · {result.folder}" + (f" · {devices.pop()}" if one_device else "")
+    from rich import box
+
+    reused = any(r.status == "reused" for r in rows)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption="* reused a finished run with the same data, split, seed and config" if reused else None,
+                  caption_justify="left")
+    table.add_column("#", justify="right", min_width=1, no_wrap=True)
+    table.add_column("backend", style="bold", no_wrap=True)
     for m in metrics:
-        table.add_column(m, justify="right", style="bold" if m == main else None)
-    table.add_column("params", justify="right")
-    table.add_column("train", justify="right")
-    table.add_column("predict/img", justify="right")
-    table.add_column("device")
+        table.add_column(m, justify="right", style="bold" if m == main else None, min_width=len(m), no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("train", justify="right", no_wrap=True)
+    table.add_column("ms/img", justify="right", no_wrap=True, min_width=6)
+    if not one_device:
+        table.add_column("device")
+    extra = 3 if one_device else 4
     for k, r in enumerate(rows, 1):
         if not r.ok:
-            table.add_row("–", r.backend, f"[red]failed[/]: {r.error}", *[""] * (len(metrics) + 3))
+            table.add_row("–", r.backend, f"[red]failed[/]: {r.error}", *[""] * (len(metrics) + extra - 1))
             continue
         t = r.manifest.get("timings", {})
-        table.add_row(str(k), r.backend + (" [dim](reused)[/]" if r.status == "reused" else ""),
-                      *[fmt(r.metrics.get(m)) for m in metrics], _params(r.manifest.get("parameters")),
-                      fmt_seconds(t.get("fit")), _ms(t.get("predict_per_image_ms")), str(r.manifest.get("device", "")))
+        ms = t.get("predict_per_image_ms")
+        cells = [str(k), r.backend + ("*" if r.status == "reused" else ""),
+                 *[fmt(r.metrics.get(m)) for m in metrics], _params(r.manifest.get("parameters")),
+                 fmt_seconds(t.get("fit")), "–" if ms is None else f"{ms:.1f}"]
+        if not one_device:
+            cells.append(str(r.manifest.get("device", "")))
+        table.add_row(*cells)
     return table
 
 

@@ -95,8 +95,11 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
 
     per_class = metrics.get("per_class") or {}
     if per_class:
-        cols = sorted({k for row in per_class.values() if isinstance(row, dict) for k in row},
-                      key=lambda k: (k != main, k))
+        cols: list[str] = []
+        for row in per_class.values():
+            cols += [k for k in (row if isinstance(row, dict) else {}) if k not in cols]
+        first = per_class_metric(metrics)
+        cols.sort(key=lambda k: k != first)  # stable: the evaluator's order otherwise
         rows = [[name, *[(row.get(c) if isinstance(row, dict) else None) for c in cols]]
                 for name, row in per_class.items()]
         parts += ["### Per class", "", _md_table(["class", *cols], rows), ""]
