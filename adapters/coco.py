@@ -303,3 +303,128 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, geometry: str
     f = out / "annotations.json"
     f.write_bytes(orjson.dumps(coco, option=orjson.OPT_SERIALIZE_NUMPY))
     return f
+
+
+# ---------------------------------------------------------------- streaming
+
+
+def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, geometry: str = "exact",
+                copy_images: bool = True, fmt: str = "labelme") -> dict:
+    """Write ``out/annotations.json`` from records that still hold label *names* (a
+    reader's :func:`iter_records`), one image at a time: each annotation is serialised as
+    soon as it is read and only its bytes are kept, so memory grows with the output, not
+    with the parsed input. Category and keypoint order are fixed at the end exactly as
+    :func:`zoo.adapters.build.finish` fixes them, and the result equals
+    ``to_coco(read_dataset(...))``. Returns ``Dataset.summary()``-style counts."""
+    import orjson
+
+    from zoo import raster
+    from zoo.adapters.common import (
+        COCO_KEYPOINTS,
+        COCO_SKELETON,
+        LabelList,
+        keypoint_vocabulary,
+        load_dataset_config,
+        warn,
+    )
+    from zoo.adapters.writing import copy_image
+
+    config = load_dataset_config(root)
+    label_list = labels if isinstance(labels, LabelList) or labels is None else LabelList.read(labels)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    images: list[bytes] = []
+    anns: list[tuple] = []  # (category name or None for all, keypoint dict or None, bytes without id/category)
+    found_cats: set[str] = set()
+    found_kpts: set[str] = set()
+    n_images = 0
+    for rec in records:
+        n_images += 1
+        image_id = n_images
+        name = rec.id + rec.suffix
+        if copy_images:
+            name = copy_image(rec, out / "images").relative_to(out / "images").as_posix()
+        images.append(orjson.dumps({"id": image_id, "file_name": name, "width": rec.width, "height": rec.height}))
+        for inst in rec.instances:
+            area, bbox = annotation_geometry(inst, rec, geometry)
+            if inst.ignore:
+                seg = inst.mask or raster.mask_to_rle(raster.instance_mask(inst, rec.height, rec.width))
+                if geometry != "pixels" and inst.mask is None:
+                    area = raster.rle_area(seg)
+                crowd = 1
+            else:
+                seg = inst.polygons or inst.mask or [_box_polygon(inst.bbox)]
+                crowd = 0
+            cat = None if inst.category == -1 else inst.category
+            if cat is not None:
+                found_cats.add(cat)
+            kp = inst.keypoints if isinstance(inst.keypoints, dict) and not inst.ignore else None
+            if kp:
+                found_kpts.update(kp)
+            rest = orjson.dumps({"image_id": image_id, "bbox": bbox, "area": area, "iscrowd": crowd,
+                                 "segmentation": seg}, option=orjson.OPT_SERIALIZE_NUMPY)
+            anns.append((cat, kp, rest))
+
+    given = label_list.names if label_list is not None else config.get("categories")
+    cat_names = list(given) if given is not None else sorted(found_cats)
+    cat_index = {n: i for i, n in enumerate(cat_names)}
+    kpt_names = keypoint_vocabulary(found_kpts, config)
+    kpt_index = {n: i for i, n in enumerate(kpt_names)}
+    counts = dict.fromkeys(cat_names, 0)
+    dropped: dict[str, int] = {}
+    ignored = 0
+    f = out / "annotations.json"
+    with open(f, "wb") as fh:
+        info = {"description": f"written by zoo from {fmt}", "date_created": datetime.date.today().isoformat()}
+        fh.write(b'{"info":' + orjson.dumps(info) + b',"licenses":[],"images":[')
+        for i, b in enumerate(images):
+            fh.write(b"," + b if i else b)
+        images.clear()
+        fh.write(b'],"annotations":[')
+        next_id = 1
+        zero_kp = orjson.dumps([0] * (3 * len(kpt_names)))
+        for cat, kp, rest in anns:
+            if cat is None:
+                targets = range(len(cat_names))
+                ignored += 1
+            elif cat in cat_index:
+                targets = [cat_index[cat]]
+                if b'"iscrowd":1' in rest:
+                    ignored += 1
+                else:
+                    counts[cat] += 1
+            else:
+                dropped[cat] = dropped.get(cat, 0) + 1
+                continue
+            kp_bytes = b""
+            if kpt_names:
+                if kp:
+                    flat = [0] * (3 * len(kpt_names))
+                    num = 0
+                    for k, (x, y, v) in kp.items():
+                        j = kpt_index.get(k)
+                        if j is not None and v > 0:
+                            flat[3 * j: 3 * j + 3] = (x, y, int(v))
+                            num += 1
+                    kp_bytes = b'"keypoints":' + orjson.dumps(flat) + b',"num_keypoints":%d,' % num
+                else:
+                    kp_bytes = b'"keypoints":' + zero_kp + b',"num_keypoints":0,'
+            for c in targets:
+                head = b'{"id":%d,"category_id":%d,' % (next_id, c + 1)
+                fh.write((b"," if next_id > 1 else b"") + head + kp_bytes + rest[1:])
+                next_id += 1
+        anns.clear()
+        cats = []
+        skeleton = config.get("skeleton") or (COCO_SKELETON if kpt_names == COCO_KEYPOINTS else [])
+        for k, n in enumerate(cat_names):
+            c = {"id": k + 1, "name": n, "supercategory": ""}
+            if kpt_names:
+                c["keypoints"] = kpt_names
+                c["skeleton"] = [[a + 1, b + 1] for a, b in skeleton]
+            cats.append(c)
+        fh.write(b'],"categories":' + orjson.dumps(cats) + b"}")
+    where = str(label_list.file) if label_list is not None else str(config.get("_file", "the label list"))
+    for name, n in sorted(dropped.items()):
+        warn(warnings, where, f"label '{name}' is not in the label list; its {n} shape(s) skipped")
+    return {"images": n_images, "instances": counts, "ignored": ignored, "labels": {}, "warnings": len(warnings),
+            "categories": cat_names}

@@ -52,7 +52,16 @@ def convert_folder(src: str | Path, *, to: str, out: str | Path, fmt: str = "aut
     if not src.exists():
         raise ZooError(f"{src}: no such file or folder")
     writer_spec = get_registry().writer(to)  # unknown format: error before any reading
+    if geometry not in ("exact", "pixels"):
+        raise ZooError(f"--geometry must be 'exact' or 'pixels', not '{geometry}'")
     _check_out(src, out)
+    if fmt == "auto":
+        from zoo.reading import detect_format
+
+        fmt = detect_format(src)
+    if to == "coco" and fmt == "labelme" and task in (None, "detect", "instance-seg", "keypoint"):
+        return _stream_labelme_to_coco(src, out, labels=labels, geometry=geometry, copy_images=copy_images,
+                                       quiet=quiet)
     ds = read_dataset(src, fmt=fmt, labels=labels)
     wtask = _writer_task(to, task, ds)
     if wtask is not None:
@@ -63,14 +72,27 @@ def convert_folder(src: str | Path, *, to: str, out: str | Path, fmt: str = "aut
     kwargs = {"task": wtask}
     if to in ("coco", "masks") and not copy_images:
         kwargs["copy_images"] = False
-    if geometry not in ("exact", "pixels"):
-        raise ZooError(f"--geometry must be 'exact' or 'pixels', not '{geometry}'")
     if to == "coco":
         kwargs["geometry"] = geometry
     out.mkdir(parents=True, exist_ok=True)
     writer(ds, out, **kwargs)
     if not quiet:
         print_summary(ds, title=f"{src} ({ds.format}) -> {out} ({to}{', ' + wtask if wtask else ''})")
+    return ds
+
+
+def _stream_labelme_to_coco(src: Path, out: Path, *, labels, geometry: str, copy_images: bool, quiet: bool) -> Dataset:
+    """labelme -> COCO without holding the dataset: memory follows the output's size."""
+    from zoo.adapters.coco import stream_coco
+    from zoo.adapters.labelme import iter_records
+
+    root = src.parent if src.is_file() else src
+    warnings: list = []
+    summary = stream_coco(iter_records(src, warnings, set()), out, root=root, warnings=warnings, labels=labels,
+                          geometry=geometry, copy_images=copy_images)
+    ds = Dataset(categories=summary["categories"], root=root, format="labelme", warnings=warnings)
+    if not quiet:
+        print_summary(ds, title=f"{src} (labelme) -> {out} (coco)", summary=summary)
     return ds
 
 
@@ -98,13 +120,14 @@ def check_folder(data: str | Path, *, fmt: str = "auto", labels: str | Path | No
     return ds
 
 
-def print_summary(ds: Dataset, *, title: str, all_warnings: bool = False, max_warnings: int = 10) -> None:
+def print_summary(ds: Dataset, *, title: str, all_warnings: bool = False, max_warnings: int = 10,
+                  summary: dict | None = None) -> None:
     """The rich table: images, instances per category, image classes, warnings."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    s = ds.summary()
+    s = summary or ds.summary()
     console.print(f"[bold]{title}[/bold]", highlight=False)
     table = Table(show_header=True, header_style="bold")
     table.add_column("")

@@ -87,16 +87,15 @@ def list_files(root: Path) -> list[Path]:
     return sorted(root.rglob("*.json"), key=lambda p: p.relative_to(root).as_posix())
 
 
-def read(path: str | Path, *, labels=None) -> Dataset:
-    """Read a labelme folder (all ``*.json`` below it) or a single labelme JSON file."""
+def iter_records(path: Path, warnings: list[Problem], flag_names: set[str]):
+    """Yield one ImageRecord (holding label names, see adapters.build) per labelme file, in
+    sorted path order; problems go to ``warnings``. Streaming writers use this directly."""
     from zoo.progress import track
 
     path = Path(path)
     root = path.parent if path.is_file() else path
     files = list_files(path)
-    warnings: list[Problem] = []
-    records: list[ImageRecord] = []
-    flag_names: set[str] = set()
+    n = 0
     for f in track(files, "reading labelme", total=len(files)) if len(files) > 200 else files:
         data = read_json(f)
         if not _is_labelme(data):
@@ -104,10 +103,20 @@ def read(path: str | Path, *, labels=None) -> Dataset:
             continue
         rec = read_record(f, data, root, warnings, flag_names)
         if rec is not None:
-            records.append(rec)
-    if not records and files:
+            n += 1
+            yield rec
+    if not n:
         raise DataError(path, "holds no labelme JSON file zoo could read"
                         + (f" (first problem: {warnings[0]})" if warnings else ""))
+
+
+def read(path: str | Path, *, labels=None) -> Dataset:
+    """Read a labelme folder (all ``*.json`` below it) or a single labelme JSON file."""
+    path = Path(path)
+    root = path.parent if path.is_file() else path
+    warnings: list[Problem] = []
+    flag_names: set[str] = set()
+    records = list(iter_records(path, warnings, flag_names))
     return finish(records, warnings, root=root, fmt="labelme", labels=labels, class_names_found=flag_names)
 
 
