@@ -68,6 +68,9 @@ class RCNNConfig(TrainConfig):
     score_threshold: float = 0.05  # detections below this are dropped
     nms_iou: float = 0.5
     max_detections: int = 100  # per image (COCO's maxDets)
+    rois_per_image: int = 512  # proposals sampled per image to train the box head (torchvision's)
+    keypoint_head_layers: int = 8  # keypoint-rcnn: conv layers of the keypoint head (torchvision's 8)
+    keypoint_head_channels: int = 512  # ... and their width; the head dominates keypoint-rcnn's cost
     mask_threshold: float = 0.5  # mask-rcnn: probability above which a pixel is in the mask
     best_on_val: bool = True  # keep the epoch with the best val score (zoo's evaluator), else lowest loss
 
@@ -128,13 +131,19 @@ def build_model(kind: str, cfg: RCNNConfig, num_classes: int, num_keypoints: int
         box_score_thresh=cfg.score_threshold,
         box_nms_thresh=cfg.nms_iou,
         box_detections_per_img=cfg.max_detections,
+        box_batch_size_per_image=cfg.rois_per_image,
     )
     if kind == "faster":
         return FasterRCNN(backbone, **common)
     if kind == "mask":
         return MaskRCNN(backbone, **common)
     if kind == "keypoint":
-        return KeypointRCNN(backbone, num_keypoints=num_keypoints, **common)
+        from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
+
+        layers = (cfg.keypoint_head_channels,) * cfg.keypoint_head_layers
+        head = KeypointRCNNHeads(backbone.out_channels, layers)
+        predictor = KeypointRCNNPredictor(layers[-1], num_keypoints)
+        return KeypointRCNN(backbone, keypoint_head=head, keypoint_predictor=predictor, **common)
     raise ValueError(kind)
 
 

@@ -1,0 +1,273 @@
+"""torchvision R-CNN backends: conformance on the demo data, translation both ways checked
+against known values (ground truth fed through the output translation scores AP 1.0), the
+real labelme / X-AnyLabeling fixtures, offline weights, and a complete run folder."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from zoo.backend import RunContext  # noqa: E402
+from zoo.config import resolve_config  # noqa: E402
+from zoo.dataset import Dataset, ImageRecord, Instance  # noqa: E402
+from zoo.errors import ConfigError, ZooError  # noqa: E402
+from zoo.plugins.tv_models.rcnn import (  # noqa: E402
+    DetectionSamples,
+    KeypointRCNN,
+    MaskRCNN,
+    RCNNConfig,
+    anchor_sizes,
+    build_model,
+    flip_permutation,
+)
+from zoo.raster import instance_mask, rle_to_mask  # noqa: E402
+from zoo.tasks import get_task  # noqa: E402
+from zoo.testing import check_backend  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # conftest's OMP_NUM_THREADS comes too late once torch is imported; on 2 shared cores two
+    # threads spin against each other and a step runs ~10x slower than on one
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Dataset:
+    from zoo.demo import write_demo
+    from zoo.reading import read_dataset
+
+    out = tmp_path_factory.mktemp("tvdemo")
+    write_demo(out, images=8, size=64, seed=0)
+    return read_dataset(out)
+
+
+# torchvision's heads are sized for COCO; tiny tests need far fewer RoIs and a thin keypoint head
+FAST = ["max_detections=20", "rois_per_image=64", "keypoint_head_layers=2", "keypoint_head_channels=64"]
+
+
+def _config(backend: str, task: str, **flags) -> RCNNConfig:
+    from zoo.registry import get_registry
+
+    cls = get_registry().backend(backend).load()
+    base = {"epochs": 1, "imgsz": 64, "batch": 2, "device": "cpu"}
+    return resolve_config(cls.Config, backend=backend, task=task, flags={**base, **flags}, sets=FAST)
+
+
+@pytest.mark.parametrize(
+    "backend,task",
+    [("faster-rcnn", "detect"), ("mask-rcnn", "instance-seg"), ("keypoint-rcnn", "keypoint")],
+)
+def test_conformance_on_demo(backend, task, demo, tmp_path):
+    report = check_backend(backend, task, tmp_path, dataset=demo, sets=FAST)
+    assert (report.run_dir / "checkpoint" / "last.pt").is_file()
+    assert report.metrics["main"] == "AP" and report.predictions
+    if task == "keypoint":
+        # the 4-point skeleton is scored with the dataset's sigmas, not COCO's 17
+        assert report.metrics["conventions"]["oks_sigmas"] == {n: 0.1 for n in ("top", "right", "bottom", "left")}
+        assert all(len(d.keypoints) == 4 for p in report.predictions for d in p.detections)
+    if task == "instance-seg":
+        d = report.predictions[0].detections[0]
+        assert tuple(d.mask["size"]) == (64, 64)
+
+
+def _gt_as_output(samples: DetectionSamples, record: ImageRecord) -> dict:
+    """What a perfect model would output for ``record``: its own training target."""
+    image, target = samples(record)
+    n = len(target["boxes"])
+    out = {"boxes": target["boxes"], "labels": target["labels"], "scores": torch.ones(n)}
+    if "masks" in target:
+        out["masks"] = target["masks"][:, None].float()
+    if "keypoints" in target:
+        out["keypoints"] = target["keypoints"]
+        out["keypoints_scores"] = torch.full(target["keypoints"].shape[:2], 10.0)
+    return out
+
+
+@pytest.mark.parametrize("imgsz", [64, 48])
+@pytest.mark.parametrize("backend,task", [("mask-rcnn", "instance-seg"), ("keypoint-rcnn", "keypoint")])
+def test_ground_truth_through_translation_scores_one(backend, task, imgsz, demo, tmp_path):
+    """targets -> (as if predicted) -> canonical: back in original pixels; AP 1.0 at the
+    images' own size, and close to it when imgsz shrinks them (downscale and inverse)."""
+    from zoo.registry import get_registry
+
+    cls = get_registry().backend(backend).load()
+    task_obj = get_task(task)
+    b = cls(task_obj, demo.meta(), _config(backend, task, imgsz=imgsz), RunContext(run_dir=tmp_path))
+    samples = b._samples(train=False)
+    ev = task_obj.evaluator(demo.meta())
+    for record in demo.images:
+        image, _ = samples(record)
+        assert max(image.shape[-2:]) == imgsz
+        sx = image.shape[-1] / record.width
+        sy = image.shape[-2] / record.height
+        pred = b._translate(record, _gt_as_output(samples, record), sx, sy)
+        assert not task_obj.validate(pred, demo.meta())
+        keep = [i for i in record.instances if not i.ignore]
+        for det, inst in zip(pred.detections, keep):
+            assert det.category == inst.category
+            assert max(abs(p - q) for p, q in zip(det.bbox, inst.bbox)) < 1.5
+        ev.process(record, pred)
+    metrics = ev.evaluate()
+    if imgsz == 64:
+        assert metrics["AP"] == pytest.approx(1.0)
+    else:  # 3-px platelets drawn on a 48-px grid and scaled back lose some overlap
+        assert metrics["AP50"] > 0.85 and metrics["AP"] > 0.6
+
+
+def test_samples_scale_and_flip(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (200, 100)).save(tmp_path / "a.png")
+    rec = ImageRecord(id="a", width=200, height=100, file=tmp_path / "a.png")
+    inst = Instance(0, (10.0, 20.0, 50.0, 60.0), keypoints=[(10.0, 20.0, 2), (50.0, 60.0, 2), (0.0, 0.0, 0)])
+    rec.instances = [inst, Instance(-1, (0.0, 0.0, 5.0, 5.0), ignore=True)]
+    flip = DetectionSamples("keypoint", imgsz=100, hflip=1.0, num_keypoints=3, flip_idx=[1, 0, 2])
+    image, t = flip(rec)
+    assert tuple(image.shape) == (3, 50, 100)
+    # scaled by 0.5 then mirrored in a 100-px wide image; the ignored box is left out
+    assert t["boxes"].tolist() == [[75.0, 10.0, 95.0, 30.0]]
+    assert t["labels"].tolist() == [1]
+    # points swap places (flip_idx) and mirror; an unlabelled point stays (0, 0, 0)
+    assert t["keypoints"][0].tolist() == [[75.0, 30.0, 1.0], [95.0, 10.0, 1.0], [0.0, 0.0, 0.0]]
+
+
+def test_flip_permutation_from_names():
+    meta = Dataset(keypoint_names=["nose", "left_eye", "right_eye", "top"])
+    assert flip_permutation(meta) == [0, 2, 1, 3]
+    assert flip_permutation(Dataset(keypoint_names=["tip", "base"])) is None
+
+
+def test_model_sized_for_imgsz_and_backbones():
+    cfg = RCNNConfig(imgsz=160, backbone="resnet18_fpn")
+    model = build_model("faster", cfg, num_classes=3)
+    assert model.transform.min_size == (160,) and model.transform.max_size == 160
+    assert anchor_sizes(cfg) == (6.4, 12.8, 25.6, 51.2, 102.4)
+    # from scratch: trainable batch norm, all layers trained
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ConfigError, match="did you mean 'resnet50_fpn'"):
+        resolve_config(RCNNConfig, backend="faster-rcnn", task="detect", sets=["backbone=resnet50fpn"])
+
+
+def test_pretrained_offline_is_a_fast_clear_error(tmp_path, monkeypatch, demo):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
+    cfg = _config("faster-rcnn", "detect", pretrained=True)
+    from zoo.plugins.tv_models.rcnn import FasterRCNN
+
+    b = FasterRCNN(get_task("detect"), demo.meta(), cfg, RunContext(run_dir=tmp_path / "run"))
+    t0 = time.perf_counter()
+    with pytest.raises(ZooError, match="not in the local torch cache.*mobilenet_v3_large"):
+        b.fit(demo, demo)
+    assert time.perf_counter() - t0 < 5
+
+
+def test_pretrained_from_cache_and_weights_file(tmp_path, monkeypatch, demo):
+    """A weights file in the torch cache is used without any network; --weights FILE too."""
+    from torchvision.models import get_model, get_model_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    url = get_model_weights("mobilenet_v3_large").DEFAULT.url
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.manual_seed(1)
+    reference = get_model("mobilenet_v3_large", weights=None).state_dict()
+    torch.save(reference, cache / url.rsplit("/", 1)[1])
+
+    cfg = RCNNConfig(imgsz=64, pretrained=True)
+    model = build_model("faster", cfg, num_classes=4)
+    got = model.backbone.body.state_dict()
+    name = next(k for k in got if k.endswith("weight") and got[k].ndim == 4)
+    assert torch.equal(got[name], reference[f"features.{name}"])
+
+    # --weights: a zoo checkpoint of a 3-class model starts a 4-class one (heads left as initialised)
+    from zoo.plugins.tv_models.rcnn import FasterRCNN
+    from zoo.plugins.tv_models.weights import load_matching, read_weights_file
+
+    cfg1 = _config("faster-rcnn", "detect")
+    saved = build_model("faster", cfg1, num_classes=4).state_dict()
+    torch.save({"model": saved, "epoch": 0}, tmp_path / "previous.pt")
+    start = build_model("faster", cfg1, num_classes=5)
+    loaded = load_matching(start, read_weights_file(tmp_path / "previous.pt"), "previous.pt")
+    assert 0 < loaded < len(start.state_dict())
+    assert torch.equal(start.backbone.fpn.inner_blocks[0][0].weight, saved["backbone.fpn.inner_blocks.0.0.weight"])
+    assert start.roi_heads.box_predictor.cls_score.weight.shape[0] == 5
+    meta4 = Dataset(categories=["a", "b", "c", "d"], images=demo.images)
+    second = FasterRCNN(get_task("detect"), meta4, cfg1, RunContext(run_dir=tmp_path / "second"))
+    (tmp_path / "junk.pt").write_bytes(b"nope")
+    second.config = _config("faster-rcnn", "detect", weights=str(tmp_path / "junk.pt"))
+    with pytest.raises(ZooError, match="junk.pt: not a readable checkpoint"):
+        second.fit(demo, demo)
+
+
+def _fit_predict(cls, task_name, data, tmp_path, **flags):
+    task = get_task(task_name)
+    task.check(data)
+    cfg = _config(cls.name, task_name, **flags)
+    b = cls(task, data.meta(), cfg, RunContext(run_dir=tmp_path))
+    b.fit(data, data.subset([]))
+    preds = list(b.predict(data.images))
+    assert [p.image_id for p in preds] == [r.id for r in data.images]
+    for p in preds:
+        assert not task.validate(p, data.meta()), task.validate(p, data.meta())[:3]
+    ev = task.evaluator(data.meta())
+    for r, p in zip(data.images, preds):
+        ev.process(r, p)
+    return preds, ev.evaluate()
+
+
+@pytest.mark.fixtures
+def test_real_labelme_instance_segmentation(real_fixtures, tmp_path):
+    from zoo.reading import read_dataset
+
+    data = read_dataset(real_fixtures / "labelme" / "instance_segmentation")
+    # the person split in two polygons (group_id) is one instance whose target mask covers both
+    rec = next(r for r in data.images if any(len(i.polygons) > 1 for i in r.instances))
+    inst = next(i for i in rec.instances if len(i.polygons) > 1)
+    samples = DetectionSamples("mask", imgsz=rec.width)  # no downscale: compare pixel for pixel
+    _, target = samples(rec)
+    k = [i for i in rec.instances if not i.ignore].index(inst)
+    assert torch.equal(target["masks"][k].bool(), torch.from_numpy(instance_mask(inst, rec.height, rec.width)))
+    preds, metrics = _fit_predict(MaskRCNN, "instance-seg", data, tmp_path, imgsz=96)
+    for r, p in zip(data.images, preds):
+        for d in p.detections[:3]:
+            assert rle_to_mask(d.mask).shape == (r.height, r.width)
+    assert "AP" in metrics
+
+
+@pytest.mark.fixtures
+def test_real_xanylabeling_person_keypoints(real_fixtures, tmp_path):
+    from zoo.reading import read_dataset
+
+    data = read_dataset(real_fixtures / "keypoints" / "X-AnyLabeling_human_pose")
+    assert len(data.keypoint_names) == 17
+    assert flip_permutation(data)[1:3] == [2, 1]  # left_eye <-> right_eye
+    preds, metrics = _fit_predict(KeypointRCNN, "keypoint", data, tmp_path, imgsz=96)
+    assert all(len(d.keypoints) == 17 for p in preds for d in p.detections)
+    assert metrics["conventions"]["oks_sigmas"]["nose"] == pytest.approx(0.026)
+
+
+def test_end_to_end_run_folder(tmp_path):
+    from zoo.demo import write_demo
+    from zoo.run import RunOptions, execute
+
+    write_demo(tmp_path / "data", images=12, size=64, seed=0)
+    result = execute(
+        RunOptions(
+            task="detect", backend="faster-rcnn", data=tmp_path / "data", out=tmp_path / "runs", quiet=True,
+            flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"}, sets=FAST,
+        )
+    )
+    run = result.run_dir
+    for name in ("config.yaml", "split.json", "manifest.json", "metrics.json", "report.md", "checkpoint/last.pt"):
+        assert (run / name).exists(), name
+    assert result.metrics["main"] == "AP"
