@@ -98,3 +98,24 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "unknown backend 'no-such-backend'" in proc.stderr
+
+
+def test_train_val_folders_are_the_split(tmp_path, tiny_demo, toy_registry, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_demo, data)
+    stems = sorted(p.stem for p in data.glob("*.json"))
+    for k, stem in enumerate(stems):
+        part = data / ("val" if k < 3 else "train")
+        part.mkdir(exist_ok=True)
+        for p in data.glob(f"{stem}.*"):
+            shutil.move(p, part / p.name)
+    main(["run", "--task", "detect", "--backend", "toy", "--data", str(data), "--out", str(tmp_path / "runs"),
+          "--device", "cpu"])
+    split = json.loads((tmp_path / "runs/toy-detect/split.json").read_text())
+    assert split["source"] == "data" and split["val"] == [f"val/{s}" for s in stems[:3]]
+    main(["run", "--task", "detect", "--backend", "toy", "--data", str(data), "--out", str(tmp_path / "runs"),
+          "--device", "cpu", "--split", "random"])
+    split = json.loads((tmp_path / "runs/toy-detect-2/split.json").read_text())
+    assert split["source"] == "seeded" and len(split["val"]) == round(len(stems) * 0.2)

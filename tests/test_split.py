@@ -11,7 +11,7 @@ from toy_backend import make_dataset
 
 from zoo.dataset import Dataset, ImageRecord, Instance
 from zoo.errors import ZooError
-from zoo.split import data_hash, load_or_make, make_split, read_split, write_split
+from zoo.split import choose_split, data_hash, make_split, read_split, write_split
 from zoo.tasks import get_task
 
 
@@ -81,13 +81,13 @@ def test_split_round_trips_and_is_refused_for_other_data(tmp_path):
     task = get_task("detect")
     s = make_split(ds, task, val=0.3, seed=1)
     write_split(s, tmp_path / "split.json")
-    again = load_or_make(tmp_path / "split.json", ds, task, val=0.5, test=0, seed=9, digest=data_hash(ds))
+    again = choose_split(tmp_path / "split.json", ds, task, val=0.5, test=0, seed=9, digest=data_hash(ds))
     assert again == s  # the file wins over the options: that is what reuse means
     other = replace(ds, images=ds.images[:-1])
     with pytest.raises(ZooError, match="data changed"):
-        load_or_make(tmp_path / "split.json", other, task, val=0.3, test=0, seed=1, digest=data_hash(other))
+        choose_split(tmp_path / "split.json", other, task, val=0.3, test=0, seed=1, digest=data_hash(other))
     with pytest.raises(ZooError, match="task detect"):
-        load_or_make(tmp_path / "split.json", ds, get_task("classify"), val=0.3, test=0, seed=1, digest=data_hash(ds))
+        choose_split(tmp_path / "split.json", ds, get_task("classify"), val=0.3, test=0, seed=1, digest=data_hash(ds))
     assert read_split(tmp_path / "split.json").key == s.key
 
 
@@ -107,3 +107,23 @@ def test_golden_split_is_stable_across_versions():
 
 
 GOLDEN_VAL = ["im0002", "im0009"]
+
+
+def test_split_the_data_defines_is_used_unless_random():
+    ds = _boxes({0: 12, 1: 8})
+    ids = sorted(r.id for r in ds.images)
+    ds.splits = {"train": ids[:14], "val": ids[14:18], "test": ids[18:]}
+    task = get_task("detect")
+    s = choose_split("auto", ds, task, val=0.2, test=0, seed=0, digest="h")
+    assert (s.source, s.train, s.val, s.test) == ("data", ids[:14], ids[14:18], ids[18:])
+    r = choose_split("random", ds, task, val=0.2, test=0, seed=0, digest="h")
+    assert r.source == "seeded" and r == make_split(ds, task, val=0.2, seed=0, digest="h")
+    # train + test only: scored on test
+    ds.splits = {"train": ids[:15], "test": ids[15:]}
+    s = choose_split("auto", ds, task, val=0.2, test=0, seed=0, digest="h")
+    assert s.val == ids[15:] and s.test == []
+    # a source with one part only is no split
+    ds.splits = {"train": ids}
+    assert choose_split(None, ds, task, val=0.2, test=0, seed=0, digest="h").source == "seeded"
+    with pytest.raises(ZooError, match="expected auto, random or a split.json"):
+        choose_split("nope.json", ds, task, val=0.2, test=0, seed=0, digest="h")

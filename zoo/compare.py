@@ -55,6 +55,8 @@ class CompareOptions:
     quiet: bool = False
     #: How many val images samples.png shows.
     samples: int = 3
+    #: "auto", "random" or a split.json path (see zoo.split).
+    split: str | Path = "auto"
 
 
 @dataclass
@@ -176,7 +178,7 @@ class _Compare:
         from zoo.atomic import write_json
         from zoo.config import dump_config
         from zoo.run import RunOptions, execute, read_input, report_problems
-        from zoo.split import data_hash, make_split, write_split
+        from zoo.split import choose_split, data_hash, write_split
 
         opts = self.opts
         configs = self.resolve_configs()  # config typos fail before the data is even read
@@ -184,7 +186,7 @@ class _Compare:
         report_problems(dataset, self.console, opts.quiet)
         self.task.check(dataset)
         digest = data_hash(dataset)
-        split = make_split(dataset, self.task, val=opts.val, test=opts.test, seed=self.seed, digest=digest)
+        split = choose_split(opts.split, dataset, self.task, val=opts.val, test=opts.test, seed=self.seed, digest=digest)
         self.folder.mkdir(parents=True, exist_ok=True)
         split_path = self.folder / "split.json"
         write_split(split, split_path)

@@ -65,8 +65,9 @@ class RunOptions:
     resume: bool = False
     #: The dedicated flags (epochs, imgsz, batch, device, seed, weights); None = not given.
     flags: dict[str, Any] = field(default_factory=dict)
-    #: A split.json to reuse (checked against the data), e.g. from another backend's run.
-    split_file: Path | None = None
+    #: ``--split``: "auto" (the data's own train/val split if it has one, else seeded),
+    #: "random" (always seeded), or a split.json to reuse (checked against the data).
+    split_file: Path | str | None = None
     #: The plugin registry (tests inject plugins here); None: the installed plugins.
     registry: Any = None
     #: An already-read dataset (zoo compare reads the folder once); ``data`` then only labels it.
@@ -253,7 +254,7 @@ class _Run:
 
     def prepare(self) -> None:
         from zoo.devices import resolve_device
-        from zoo.split import data_hash, load_or_make, write_split
+        from zoo.split import choose_split, data_hash, write_split
 
         opts = self.opts
         self.cls = self.spec.load()
@@ -273,10 +274,12 @@ class _Run:
         t_read = time.perf_counter() - t0
 
         self.digest = data_hash(self.dataset)
-        self.split = load_or_make(
+        self.split = choose_split(
             opts.split_file, self.dataset, self.task, val=opts.val, test=opts.test,
             seed=self.config.seed, digest=self.digest,
         )
+        if self.split.source == "data":
+            self.say("[dim]using the train / val split the data defines (--split random to draw one)[/]")
         self.device = resolve_device(self.config.device)
         self.run_dir.mkdir(parents=True, exist_ok=False)
         self.manifest = {

@@ -13,7 +13,17 @@ for every backend, which is what makes ``zoo compare`` fair.
 * The randomness is ``random.Random(f"{seed}:{stratum}")``: string seeds are hashed with
   SHA-512 by the standard library, stable across Python versions and platforms.
 
-Written to ``split.json`` in each run folder; ``--split FILE`` reuses one from elsewhere.
+Where it comes from (``--split``):
+
+* ``auto`` (default): the split the data itself defines when it has one with both a training
+  and an evaluation part (``train/`` and ``val/`` or ``test/`` folders, VOC ImageSets, COCO
+  ``instances_train`` / ``instances_val`` files; :attr:`zoo.dataset.Dataset.splits`), else a
+  seeded one as above. A source with ``train`` and ``test`` but no ``val`` is scored on
+  ``test``. Images in none of its parts, or unusable for the task, are excluded;
+* ``random``: always the seeded split, whatever the data defines;
+* a ``split.json`` file (e.g. another run's): reused as it is, refused if the data changed.
+
+Written to ``split.json`` in each run folder (``source`` says which of the above).
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ class Split:
     test: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     stratified: bool = True
+    source: str = "seeded"  # "seeded", or "data" (the split the dataset defines)
     version: int = SPLIT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,11 +206,41 @@ def check_split(split: Split, dataset: Dataset, task: Task, digest: str, where: 
         )
 
 
-def load_or_make(path: Path | None, dataset: Dataset, task: Task, *, val: float, test: float,
-                 seed: int, digest: str) -> Split:
-    """The split in ``path`` when given (checked against the data), else a new one."""
-    if path is not None and Path(path).exists():
-        split = read_split(path)
-        check_split(split, dataset, task, digest, str(path))
-        return split
-    return make_split(dataset, task, val=val, test=test, seed=seed, digest=digest)
+def source_split(dataset: Dataset, task: Task, *, seed: int = 0, digest: str | None = None) -> Split | None:
+    """The split the data itself defines (see module doc), or None when it has none usable."""
+    parts = {k.lower(): v for k, v in (dataset.splits or {}).items()}
+    train_ids = parts.get("train") or parts.get("trainval")
+    eval_name = "val" if parts.get("val") else "test" if parts.get("test") else None
+    if not train_ids or eval_name is None:
+        return None
+    usable = {r.id for r in dataset.images if task.is_annotated(r)}
+    train = sorted(set(train_ids) & usable)
+    val = sorted((set(parts[eval_name]) & usable) - set(train))
+    test = sorted((set(parts.get("test") or []) & usable) - set(train) - set(val)) if eval_name == "val" else []
+    if not train or not val:
+        return None
+    placed = set(train) | set(val) | set(test)
+    return Split(
+        task=task.name, seed=seed, val_fraction=round(len(val) / max(1, len(placed)), 4),
+        test_fraction=round(len(test) / max(1, len(placed)), 4), data_hash=digest or data_hash(dataset),
+        train=train, val=val, test=test, excluded=sorted(r.id for r in dataset.images if r.id not in placed),
+        stratified=False, source="data",
+    )
+
+
+def choose_split(how: str | Path | None, dataset: Dataset, task: Task, *, val: float, test: float, seed: int,
+                 digest: str) -> Split:
+    """``--split``: ``auto`` / ``random`` / a split.json path (see module doc)."""
+    how = "auto" if how is None else how
+    if str(how) in ("auto", "random"):
+        if str(how) == "auto":
+            split = source_split(dataset, task, seed=seed, digest=digest)
+            if split is not None:
+                return split
+        return make_split(dataset, task, val=val, test=test, seed=seed, digest=digest)
+    path = Path(how)
+    if not path.is_file():
+        raise ZooError(f"--split {how}: expected auto, random or a split.json file")
+    split = read_split(path)
+    check_split(split, dataset, task, digest, str(path))
+    return split

@@ -23,7 +23,8 @@ def compare(
     out: Path = typer.Option(Path("runs"), "--out"),
     config: list[Path] = typer.Option([], "--config", help="YAML config file(s) for every backend, applied in order."),
     set_: list[str] = typer.Option([], "--set", help="key=value for every backend, or BACKEND.key=value for one (unknown keys fail)."),
-    val: float = typer.Option(0.2, "--val"),
+    val: float = typer.Option(0.2, "--val", help="Fraction of images held out for evaluation."),
+    split: str = typer.Option("auto", "--split", help="auto (the data's own train/val split if any, else seeded), random, or a split.json."),
     rerun: bool = typer.Option(False, "--rerun", help="Train again even where a finished run exists."),
     samples: int = typer.Option(3, "--samples", help="Validation images shown side by side in samples.png."),
 ) -> None:
@@ -34,7 +35,7 @@ def compare(
         CompareOptions(
             task=task, backends=[b.strip() for b in backends.split(",") if b.strip()], data=data,
             fmt=fmt, labels=labels, seed=seed, name=name, out=out, sets=list(set_), val=val,
-            rerun=rerun, config_files=list(config), samples=samples,
+            rerun=rerun, config_files=list(config), samples=samples, split=split,
             flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "seed": seed},
         )
     )

@@ -27,7 +27,7 @@ def run(
     val: float = typer.Option(0.2, "--val", help="Fraction of images held out for evaluation."),
     test: float = typer.Option(0.0, "--test", help="Fraction held out as a test split (not scored by run)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same name."),
-    split: Optional[Path] = typer.Option(None, "--split", help="Reuse this split.json (e.g. another run's); checked against the data."),
+    split: str = typer.Option("auto", "--split", help="auto (the data's own train/val split if any, else seeded), random, or a split.json to reuse."),
 ) -> None:
     """Train a backend on a folder and score it with the shared evaluator."""
     from zoo.run import RunOptions, run_and_report
