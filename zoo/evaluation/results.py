@@ -37,13 +37,13 @@ def detection_to_coco(det: Detection, image_id: int) -> dict[str, Any]:
         "bbox": [x0, y0, float(x1) - x0, float(y1) - y0],
         "score": float(det.score),
     }
-    if det.mask is not None:
-        counts = det.mask["counts"]
-        h, w = det.mask["size"]
-        out["segmentation"] = {
-            "size": [int(h), int(w)],
-            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
-        }
+    mask = det.mask
+    if mask is not None:
+        counts = mask["counts"]
+        if not isinstance(counts, str):  # bytes from pycocotools: JSON needs str
+            h, w = mask["size"]
+            mask = {"size": [int(h), int(w)], "counts": counts.decode("ascii")}
+        out["segmentation"] = mask  # shared, not copied: COCO readers never modify it
     if det.keypoints is not None:
         out["keypoints"] = [float(v) for kp in det.keypoints for v in kp]
     return out
