@@ -1,0 +1,279 @@
+"""YOLOv8 through ultralytics: a thin translator.
+
+fit:     canonical train / val -> ultralytics' folder layout in ``work/data`` (see
+         :mod:`.convert`) -> ``YOLO(...).train(project=work/)`` -> ``checkpoint/model.pt``
+predict: images -> ``YOLO.predict`` -> canonical predictions (see :mod:`.translate`)
+
+Everything ultralytics writes (converted data, its run folder, its settings and font) stays
+under the run folder; it never goes online (see :mod:`.offline`).
+
+Scoring is zoo's: ultralytics' own validation is off during training by default (it costs
+about a third of a CPU epoch on the demo) and runs once at the end on the best weights; its
+numbers are returned from :meth:`fit` for the log only, labelled as ultralytics'.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from zoo.backend import Backend, RunContext
+from zoo.config import BackendConfig
+from zoo.dataset import Dataset, ImageRecord
+from zoo.errors import ConfigError, ZooError
+from zoo.plugins.yolov8.convert import FRAMEWORK_TASK, MODEL_SUFFIX, class_folder_names, write_dataset
+from zoo.predictions import Prediction
+from zoo.tasks import Task
+
+CHECKPOINT = "model.pt"
+
+
+class YoloV8Config(BackendConfig):
+    """Settings of the yolov8 backend (``--set key=value``); ultralytics' names and meaning."""
+
+    model: Literal["n", "s", "m", "l", "x"] = "n"  # model scale: yolov8{model}[-seg|-pose|-cls]
+    optimizer: str = "auto"  # SGD, Adam, AdamW, ...; "auto" lets ultralytics choose (and ignore lr0)
+    lr0: float = 0.01
+    lrf: float = 0.01  # final learning rate, as a fraction of lr0
+    cos_lr: bool = False
+    warmup_epochs: float = 3.0
+    patience: int = 100  # early stopping (only with val: true)
+    mosaic: float = 1.0
+    close_mosaic: int = 10  # last epochs without mosaic
+    fliplr: float = 0.5
+    flipud: float = 0.0
+    degrees: float = 0.0
+    scale: float = 0.5
+    val: bool = False  # ultralytics' validation after every epoch (zoo scores after training anyway)
+    plots: bool = False  # ultralytics' own plots in work/
+    amp: bool = False  # mixed precision on CUDA; true makes ultralytics try to download an AMP check model
+    cache: bool = False  # keep decoded training images in RAM
+    # Prediction (what zoo's evaluator scores): keep low-score boxes for AP, as COCO does.
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 100
+    #: Any other ``model.train`` argument of ultralytics, passed through as is.
+    train_args: dict[str, Any] = Field(default_factory=dict)
+
+
+class YoloV8(Backend):
+    Config = YoloV8Config
+    config: YoloV8Config
+
+    def __init__(self, task: Task, meta: Dataset, config: BackendConfig, ctx: RunContext):
+        super().__init__(task, meta, config, ctx)
+        if task.name not in FRAMEWORK_TASK:
+            raise ZooError(f"yolov8 does not do {task.name}; it does {', '.join(FRAMEWORK_TASK)}")
+        self._model = None
+        self._device = _framework_device(ctx.device)
+
+    # -- environment -----------------------------------------------------------------------
+
+    def _prepare(self):
+        from zoo.plugins.yolov8 import offline
+
+        offline.prepare(self.ctx.work_dir / "ultralytics-config")
+        from ultralytics import YOLO
+
+        return YOLO
+
+    def _start_weights(self) -> str:
+        """What training starts from: the architecture YAML (from scratch), or weights."""
+        suffix = MODEL_SUFFIX[self.task.name]
+        if self.config.weights is not None:
+            w = Path(self.config.weights).expanduser()
+            if not w.is_file():
+                raise ConfigError(f"weights: {w} does not exist")
+            return str(w.resolve())
+        name = f"yolov8{self.config.model}{suffix}"
+        if self.config.pretrained:
+            local = _weights_home() / f"{name}.pt"
+            if local.is_file():
+                return str(local)
+            raise ConfigError(
+                f"pretrained: true needs {name}.pt, which zoo never downloads (it runs offline); "
+                f"fetch it on a machine with network, then pass --weights FILE.pt or put it at {local}"
+            )
+        return f"{name}.yaml"  # built from ultralytics' packaged architecture, random weights
+
+    # -- Backend -----------------------------------------------------------------------------
+
+    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
+        YOLO = self._prepare()
+        work = self.ctx.work_dir.resolve()
+        log = self.ctx.log
+        t0 = time.perf_counter()
+        data = write_dataset(self.task.name, train, val, work / "data")
+        log.info("yolov8: wrote ultralytics data in %.1f s", time.perf_counter() - t0)
+        args = self.train_args(data)
+        last = work / "train" / "weights" / "last.pt"
+        if self.ctx.resume and last.is_file():
+            log.info("yolov8: resuming from %s", last)
+            model = YOLO(str(last), task=FRAMEWORK_TASK[self.task.name])
+            args = {"resume": True}
+        else:
+            model = YOLO(self._start_weights(), task=FRAMEWORK_TASK[self.task.name])
+        model.add_callback("on_fit_epoch_end", _epoch_logger(log, self.config.epochs))
+        try:
+            model.train(**args)
+        except SyntaxError as e:  # ultralytics' way of rejecting an unknown argument
+            raise ConfigError(f"yolov8 train_args: {str(e).strip().splitlines()[0]}") from None
+        trainer = model.trainer
+        best = trainer.best if trainer.best.is_file() else trainer.last
+        self.ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(best, self.ctx.checkpoint_dir / CHECKPOINT)
+        self._model = YOLO(str(self.ctx.checkpoint_dir / CHECKPOINT), task=FRAMEWORK_TASK[self.task.name])
+        own = {k: round(float(v), 5) for k, v in (trainer.metrics or {}).items() if _is_number(v)}
+        return {"ultralytics_val": own} if own else {}
+
+    def train_args(self, data: Path) -> dict[str, Any]:
+        """The ``model.train`` arguments for this config (also used by the overhead benchmark)."""
+        c = self.config
+        args = dict(
+            data=str(data),
+            epochs=c.epochs,
+            imgsz=c.imgsz,
+            batch=c.batch,
+            device=self._device,
+            workers=c.workers,
+            seed=c.seed,
+            deterministic=True,
+            optimizer=c.optimizer,
+            lr0=c.lr0,
+            lrf=c.lrf,
+            cos_lr=c.cos_lr,
+            warmup_epochs=c.warmup_epochs,
+            patience=c.patience,
+            mosaic=c.mosaic,
+            close_mosaic=c.close_mosaic,
+            fliplr=c.fliplr,
+            flipud=c.flipud,
+            degrees=c.degrees,
+            scale=c.scale,
+            val=c.val,
+            plots=c.plots,
+            amp=c.amp and self._device != "cpu",
+            cache=c.cache,
+            pretrained=self.config.weights is not None or self.config.pretrained,
+            # an absolute project inside the run: ultralytics' default is ./runs (or site-packages)
+            project=str(self.ctx.work_dir.resolve()),
+            name="train",
+            exist_ok=True,
+            verbose=False,
+        )
+        args.update(c.train_args)
+        return args
+
+    def predict(self, images: Sequence[ImageRecord]) -> Iterator[Prediction]:
+        from zoo.plugins.yolov8 import translate
+
+        model = self._loaded()
+        c = self.config
+        task = self.task.name
+        class_of_output = self._class_of_output(model) if task == "classify" else None
+        chunk = max(1, c.batch)
+        for start in range(0, len(images), chunk):
+            batch = images[start : start + chunk]
+            # ultralytics takes numpy images as BGR (OpenCV's order)
+            arrays = [r.load_rgb()[..., ::-1].copy() for r in batch]
+            results = model.predict(
+                arrays,
+                imgsz=c.imgsz,
+                conf=c.conf,
+                iou=c.iou,
+                max_det=c.max_det,
+                device=self._device,
+                retina_masks=True,  # masks at the original resolution
+                verbose=False,
+                save=False,
+                project=str(self.ctx.work_dir.resolve()),
+                name="predict",
+            )
+            for rec, res in zip(batch, results):
+                if task == "classify":
+                    yield translate.to_class(res, rec.id, class_of_output, len(self.meta.classes))
+                else:
+                    yield translate.to_instances(
+                        res,
+                        rec.id,
+                        with_masks=task == "instance-seg",
+                        with_keypoints=task == "keypoint",
+                    )
+
+    @classmethod
+    def load(cls, task: Task, meta: Dataset, config: BackendConfig, ctx: RunContext) -> YoloV8:
+        self = cls(task, meta, config, ctx)
+        self._loaded()
+        return self
+
+    def versions(self) -> dict[str, str]:
+        import ultralytics
+
+        return {"ultralytics": ultralytics.__version__}
+
+    def num_parameters(self) -> int | None:
+        model = self._loaded()
+        return int(sum(p.numel() for p in model.model.parameters()))
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _loaded(self):
+        if self._model is None:
+            ckpt = self.ctx.checkpoint_dir / CHECKPOINT
+            if not ckpt.is_file():
+                raise ZooError(f"{ckpt}: no yolov8 checkpoint (was the run trained?)")
+            YOLO = self._prepare()
+            self._model = YOLO(str(ckpt), task=FRAMEWORK_TASK[self.task.name])
+        return self._model
+
+    def _class_of_output(self, model) -> list[int]:
+        """zoo's class index for each output of a classify model (ultralytics names its
+        outputs after the class folders, sorted)."""
+        folder_to_class = {n: i for i, n in enumerate(class_folder_names(self.meta.classes))}
+        names = model.names
+        try:
+            return [folder_to_class[names[i]] for i in range(len(names))]
+        except KeyError as e:
+            raise ZooError(
+                f"yolov8 checkpoint predicts class folder {e.args[0]!r}, which is not one of this "
+                f"dataset's classes ({', '.join(self.meta.classes)})"
+            ) from None
+
+
+def _framework_device(device: str) -> str:
+    """zoo's "cpu" / "cuda" / "cuda:1" -> ultralytics' "cpu" / "0" / "1"."""
+    if device.startswith("cuda"):
+        return device.partition(":")[2] or "0"
+    return device
+
+
+def _weights_home() -> Path:
+    home = os.environ.get("ZOO_HOME")
+    return (Path(home) if home else Path.home() / ".cache" / "zoo") / "weights"
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _epoch_logger(log, epochs: int):
+    """An ultralytics callback: one log line per epoch (ultralytics' own bars are off)."""
+
+    def on_fit_epoch_end(trainer) -> None:
+        if trainer.epoch >= epochs:  # ultralytics' final validation reports as epoch + 1
+            return
+        loss = trainer.tloss if isinstance(trainer.tloss, dict) else {}
+        text = " ".join(f"{k.split('/')[-1]} {float(v):.3f}" for k, v in loss.items())
+        log.info("yolov8: epoch %d/%d %s", trainer.epoch + 1, epochs, text)
+
+    return on_fit_epoch_end
