@@ -344,7 +344,9 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
         name = rec.id + rec.suffix
         if copy_images:
             name = copy_image(rec, out / "images").relative_to(out / "images").as_posix()
-        images.append(orjson.dumps({"id": image_id, "file_name": name, "width": rec.width, "height": rec.height}))
+        # orjson returns bytes with a 4 KiB+ buffer; keep tight copies (memory = output size)
+        images.append(memoryview(orjson.dumps({"id": image_id, "file_name": name, "width": rec.width,
+                                               "height": rec.height})).tobytes())
         for inst in rec.instances:
             area, bbox = annotation_geometry(inst, rec, geometry)
             if inst.ignore:
@@ -361,8 +363,8 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
             kp = inst.keypoints if isinstance(inst.keypoints, dict) and not inst.ignore else None
             if kp:
                 found_kpts.update(kp)
-            rest = orjson.dumps({"image_id": image_id, "bbox": bbox, "area": area, "iscrowd": crowd,
-                                 "segmentation": seg}, option=orjson.OPT_SERIALIZE_NUMPY)
+            rest = memoryview(orjson.dumps({"image_id": image_id, "bbox": bbox, "area": area, "iscrowd": crowd,
+                                            "segmentation": seg}, option=orjson.OPT_SERIALIZE_NUMPY)).tobytes()
             anns.append((cat, kp, rest))
 
     given = label_list.names if label_list is not None else config.get("categories")
