@@ -119,3 +119,18 @@ def test_train_val_folders_are_the_split(tmp_path, tiny_demo, toy_registry, caps
           "--device", "cpu", "--split", "random"])
     split = json.loads((tmp_path / "runs/toy-detect-2/split.json").read_text())
     assert split["source"] == "seeded" and len(split["val"]) == round(len(stems) * 0.2)
+
+
+def test_ctrl_c_keeps_the_run_and_says_how_to_resume(tmp_path, tiny_demo, toy_registry, capsys, monkeypatch):
+    args = ["run", "--task", "detect", "--backend", "toy", "--data", str(tiny_demo), "--out", str(tmp_path / "runs"),
+            "--device", "cpu"]
+    monkeypatch.setenv("ZOO_TOY_FAIL", "interrupt-fit")
+    code, _, err = _zoo(args, capsys)
+    assert code == 130 and "interrupted" in err and "--name toy-detect --resume" in " ".join(err.split())
+    m = json.loads((tmp_path / "runs/toy-detect/manifest.json").read_text())
+    assert m["status"] == "interrupted" and m["done"] == ["prepare"]
+    monkeypatch.delenv("ZOO_TOY_FAIL")
+    main([*args, "--resume"])
+    m = json.loads((tmp_path / "runs/toy-detect/manifest.json").read_text())
+    assert m["status"] == "finished"
+    assert not (tmp_path / "runs/toy-detect-2").exists()

@@ -56,19 +56,31 @@ def test_unet_run_then_predict(tmp_path, tiny_demo):
     assert doc["imageWidth"] == 96 and doc["imagePath"] == docs[0].stem + ".jpg"
 
 
-def test_compare_two_real_classifiers(tmp_path, tiny_demo):
-    _needs("mobilenet_v3_small", "resnet18")
+@pytest.mark.parametrize(
+    ("task", "backends", "imgsz"),
+    [("classify", ["mobilenet_v3_small", "resnet18"], "32"), ("detect", ["yolov8", "faster-rcnn"], "64")],
+)
+def test_compare_two_real_backends(tmp_path, tiny_demo, task, backends, imgsz):
+    _needs(*backends)
     out = tmp_path / "runs"
-    main(["compare", "--task", "classify", "--backends", "mobilenet_v3_small,resnet18", "--data", str(tiny_demo),
-          "--epochs", "1", "--imgsz", "32", "--batch", "4", "--device", "cpu", "--out", str(out)])
-    with open(out / "compare/classify/leaderboard.csv", newline="") as f:
+    main(["compare", "--task", task, "--backends", ",".join(backends), "--data", str(tiny_demo),
+          "--epochs", "1", "--imgsz", imgsz, "--batch", "4", "--device", "cpu", "--out", str(out)])
+    folder = out / "compare" / task
+    with open(folder / "leaderboard.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert sorted(r["backend"] for r in rows) == ["mobilenet_v3_small", "resnet18"]
+    assert sorted(r["backend"] for r in rows) == sorted(backends)
+    assert all(r["status"] == "trained" and not r["error"] for r in rows), rows
     for r in rows:
-        metrics = json.loads((out / f"{r['backend']}-classify/metrics.json").read_text())
-        for k in ("accuracy", "precision", "recall", "f1"):
-            assert float(r[k]) == pytest.approx(metrics[k], rel=1e-5)
-        manifest = json.loads((out / f"{r['backend']}-classify/manifest.json").read_text())
-        assert int(r["parameters"]) == manifest["parameters"] and float(r["train_s"]) == pytest.approx(manifest["timings"]["fit"])
-    splits = {(out / f"{r['backend']}-classify/split.json").read_text() for r in rows}
-    assert splits == {(out / "compare/classify/split.json").read_text()}
+        run = out / f"{r['backend']}-{task}"
+        metrics = json.loads((run / "metrics.json").read_text())
+        scores = {k: v for k, v in metrics.items() if isinstance(v, float)}
+        assert metrics["main"] in scores
+        for k, v in scores.items():
+            assert float(r[k]) == pytest.approx(v, rel=1e-5), k
+        manifest = json.loads((run / "manifest.json").read_text())
+        assert int(r["parameters"]) == manifest["parameters"]
+        assert float(r["train_s"]) == pytest.approx(manifest["timings"]["fit"])
+        assert (run / "split.json").read_text() == (folder / "split.json").read_text()
+    assert (folder / "leaderboard.md").is_file() and (folder / "scores.png").is_file()
+    assert (folder / "samples.png").is_file()
+    assert (folder / "pr_curves.png").is_file() == (task == "detect")

@@ -33,6 +33,8 @@ class ToyConfig(BackendConfig):
 
 
 def _fail(step: str) -> None:
+    if os.environ.get("ZOO_TOY_FAIL") == f"interrupt-{step}":
+        raise KeyboardInterrupt
     if os.environ.get("ZOO_TOY_FAIL") == step:
         raise RuntimeError(f"toy backend told to fail in {step}")
 

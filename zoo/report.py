@@ -143,12 +143,22 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
     parts += ["- timings: " + ", ".join(
         f"{k} {fmt_seconds(v)}" for k, v in t.items() if k in ("read", "fit", "predict", "evaluate"))
         + (f" ({t['predict_per_image_ms']:.1f} ms per image)" if "predict_per_image_ms" in t else "")]
-    own = {k: v for k, v in (m.get("framework_metrics") or {}).items() if k != "note"}
+    own = _flatten({k: v for k, v in (m.get("framework_metrics") or {}).items() if k != "note"})
     if own:
         parts += [f"- {m['backend']}'s own numbers (not used for ranking): "
                   + ", ".join(f"{k} {fmt(v)}" for k, v in own.items())]
     parts += [""]
     return write_text(run_dir / "report.md", "\n".join(parts))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k} "))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def summary_table(result):

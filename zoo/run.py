@@ -479,6 +479,11 @@ def execute(opts: RunOptions) -> RunResult:
             run.report(metrics)
     except BaseException as e:
         run.fail(e)
+        if run.manifest and getattr(run, "run_dir", None) is not None and run.run_dir.is_dir() and not opts.quiet:
+            run.console.print(
+                f"[yellow]run folder kept: {run.run_dir}[/] (done: {', '.join(run.manifest.get('done', [])) or 'nothing'}); "
+                f"continue it with: zoo run --task {run.task.name} --backend {run.spec.name} "
+                f"--out {opts.out} --name {run.run_dir.name} --resume", markup=True, highlight=False)
         raise
     return RunResult(run.run_dir, run.spec.name, run.task.name, metrics, run.manifest, run.resumed)
 
