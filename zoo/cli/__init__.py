@@ -60,7 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     from zoo.errors import ZooError
 
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            # Outside standalone mode typer *returns* exit codes, Ctrl-C included (130).
+            if rc == 130:
+                _error_line("interrupted")
+            sys.exit(rc)
     except ZooError as e:
         if os.environ.get("ZOO_DEBUG"):
             raise
