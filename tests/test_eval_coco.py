@@ -308,3 +308,17 @@ def test_polygon_raster_convention():
     assert m["AP"] == pytest.approx(1.0) and m["conventions"]["polygon_raster"].startswith("pycocotools")
     # the two rules differ by the outline: 100 vs 81 pixels, IoU 0.81 passes 7 of the 10 thresholds
     assert zoo_metrics(ds, [InstancePredictions("x", [coco_pixels])], "segm")["AP"] == pytest.approx(0.7)
+
+
+def test_fast_polygon_rle_is_zoo_raster_pixel_for_pixel():
+    from zoo.evaluation.coco import polygons_rle
+
+    rng = np.random.default_rng(11)
+    for _ in range(400):
+        h, w = (int(v) for v in rng.integers(1, 200, 2))
+        polys = [
+            [float(v) for v in rng.uniform(-10, max(h, w) + 10, int(rng.integers(2, 12)) * 2)]
+            for _ in range(int(rng.integers(1, 3)))
+        ]
+        assert polygons_rle(polys, h, w) == mask_to_rle(polygons_mask(polys, h, w)), (h, w, polys)
+    assert polygons_rle([[-5, -5, -1, -5, -1, -1]], 10, 10) == mask_to_rle(np.zeros((10, 10), bool))

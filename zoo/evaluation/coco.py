@@ -86,14 +86,52 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
         return gt
     if polygon_raster != "zoo":
         raise ValueError(f"polygon_raster must be 'zoo' or 'coco', not {polygon_raster!r}")
-    from zoo.raster import mask_to_rle, polygons_mask
-
     size = {img["id"]: (img["height"], img["width"]) for img in gt["images"]}
     for ann in gt["annotations"]:
         seg = ann.get("segmentation")
         if isinstance(seg, list) and seg:
-            ann["segmentation"] = mask_to_rle(polygons_mask(seg, *size[ann["image_id"]]))
+            ann["segmentation"] = polygons_rle(seg, *size[ann["image_id"]])
     return gt
+
+
+def polygons_rle(polygons: list[list[float]], height: int, width: int) -> dict:
+    """``mask_to_rle(polygons_mask(polygons, height, width))`` of :mod:`zoo.raster`, 3-4x faster.
+
+    The same PIL calls on the same full-size canvas (so the same pixels, checked on thousands
+    of random polygons in tests/test_eval_coco.py), but the RLE is built from the few
+    columns the shape covers instead of encoding the whole image. Scoring masks rasterises
+    every GT polygon, which made this the slowest step of ``segm`` evaluation.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw
+    from pycocotools import mask as mask_utils
+
+    img = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(img)
+    for poly in polygons:  # zoo.raster.polygons_mask's rule: outline included, 2 points a line
+        if len(poly) >= 6:
+            draw.polygon(list(zip(poly[0::2], poly[1::2])), fill=1, outline=1)
+        elif len(poly) >= 4:
+            draw.line(list(zip(poly[0::2], poly[1::2])), fill=1)
+    box = img.getbbox()
+    n = height * width
+    if box is None:
+        counts = [n]
+    else:
+        x0, y0 = box[0], box[1]
+        xs, ys = np.nonzero(np.asarray(img.crop(box)).T)  # column-major, like COCO RLE
+        idx = (xs + x0).astype(np.int64) * height + (ys + y0)
+        br = np.flatnonzero(np.diff(idx) != 1)
+        starts = np.concatenate((idx[:1], idx[br + 1]))
+        ends = np.concatenate((idx[br], idx[-1:])) + 1
+        c = np.empty(2 * len(starts) + 1, np.int64)  # zeros, ones, zeros, ..., zeros
+        c[0] = starts[0]
+        c[1::2] = ends - starts
+        c[2:-1:2] = starts[1:] - ends[:-1]
+        c[-1] = n - ends[-1]
+        counts = (c if c[-1] else c[:-1]).tolist()
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
 def run_cocoeval(gt: dict, results: list[dict], iou_type: str, *, sigmas=None, cat_ids=None):
