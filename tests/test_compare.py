@@ -132,3 +132,14 @@ def test_compare_cli(tmp_path, tiny_demo, registry, monkeypatch, capsys):
               "--out", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("zoo: error: unknown backend 'nope'") and "Traceback" not in err
+
+
+def test_a_zoo_run_with_the_same_settings_is_reused(tmp_path, tiny_demo, registry):
+    from zoo.run import RunOptions, execute
+
+    done = execute(RunOptions(task="detect", backend="oracle", data=tiny_demo, out=tmp_path / "runs", name="mine",
+                              registry=registry, quiet=True, flags={"device": "cpu"}))
+    result = compare_and_report(_opts(tmp_path, tiny_demo, registry))
+    by = {r.backend: r for r in result.rows}
+    assert by["oracle"].status == "reused" and by["oracle"].run_dir == done.run_dir
+    assert by["toy"].status == "trained"

@@ -114,18 +114,19 @@ def _same_config(run_dir: Path, config: dict) -> bool:
 
 def find_reusable(out: Path, backend: str, task: Task, *, digest: str, split_key: str, seed: int,
                   config: dict) -> Path | None:
-    """The newest finished run of ``backend`` on exactly this data, split, seed and config."""
-    from zoo.runfolder import default_name, read_manifest, series
+    """The most recently finished run under ``out`` (any name: ``zoo run --name`` runs count)
+    of ``backend`` on exactly this data, split, seed and resolved config."""
+    from zoo.runfolder import iter_runs
 
-    for run_dir in reversed(series(out, default_name(backend, task.name))):
-        m = read_manifest(run_dir)
+    found = []
+    for run_dir, m in iter_runs(out):
         if (
-            m and m.get("status") == "finished" and m.get("backend") == backend and m.get("task") == task.name
+            m.get("status") == "finished" and m.get("backend") == backend and m.get("task") == task.name
             and m.get("data", {}).get("hash") == digest and m.get("split", {}).get("key") == split_key
             and m.get("seed") == seed and (run_dir / "metrics.json").is_file() and _same_config(run_dir, config)
         ):
-            return run_dir
-    return None
+            found.append((str(m.get("finished", "")), run_dir.stat().st_mtime, run_dir))
+    return max(found)[2] if found else None
 
 
 class _Compare:
