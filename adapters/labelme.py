@@ -39,6 +39,8 @@ import io
 import math
 from pathlib import Path
 
+import numpy as np
+
 from zoo.adapters.build import finish
 from zoo.adapters.common import IGNORE_LABEL, finite, find_image, image_size, read_json, warn
 from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
@@ -120,16 +122,15 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     return finish(records, warnings, root=root, fmt="labelme", labels=labels, class_names_found=flag_names)
 
 
-def _points(raw, file: Path, idx: int, warnings: list[Problem]) -> list[list[float]] | None:
-    """The shape's points as ``[[x, y], ...]`` floats, or None (with a warning) when they are
+def _points(raw, file: Path, idx: int, warnings: list[Problem]):
+    """The shape's points as an ``(n, 2)`` float array, or None (with a warning) when they are
     not pairs of finite numbers. numpy checks them in one go: this is the hot loop."""
-    import numpy as np
 
     if not isinstance(raw, list):
         warn(warnings, file, "'points' is not a list; shape skipped", idx)
         return None
     if not raw:
-        return []
+        return np.zeros((0, 2))
     try:
         arr = np.array(raw, dtype=np.float64)
         ok = arr.ndim == 2 and arr.shape[1] >= 2 and bool(np.isfinite(arr[:, :2]).all())
@@ -140,7 +141,7 @@ def _points(raw, file: Path, idx: int, warnings: list[Problem]) -> list[list[flo
                                             and finite(p[0]) and finite(p[1]))), raw[0])
         warn(warnings, file, f"point {bad!r} is not two finite numbers; shape skipped", idx)
         return None
-    return (arr[:, :2] if arr.shape[1] != 2 else arr).tolist()
+    return arr[:, :2] if arr.shape[1] != 2 else arr
 
 
 class _Group:
@@ -220,7 +221,6 @@ def stroke_polygons(pts, width=LINE_WIDTH) -> list[list[float]]:
 
 
 def _decode_mask(b64: str):
-    import numpy as np
     from PIL import Image
 
     img = Image.open(io.BytesIO(base64.b64decode(b64)))
@@ -281,6 +281,8 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
         pts = _points(s.get("points"), f, idx, warnings)
         if pts is None:
             continue
+        if st != "polygon":
+            pts = pts.tolist()
         gid = s.get("group_id")
         if st == "point":
             if len(pts) != 1:
@@ -318,11 +320,21 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
             if len(pts) != 2 or not s.get("mask"):
                 warn(warnings, f, "mask shape needs 2 corner points and a base64 'mask' PNG; skipped", idx)
                 continue
-        pts_c, clipped = _clip(pts, w, h) if st != "circle" else (pts, False)
+        poly_ext = None
+        if st == "polygon":  # the common case, in numpy: clip, flatten and extent at once
+            mn, mx = pts.min(0), pts.max(0)
+            clipped = bool(mn[0] < 0 or mn[1] < 0 or mx[0] > w or mx[1] > h)
+            if clipped:
+                pts = np.clip(pts, 0.0, (float(w), float(h)))
+                mn, mx = pts.min(0), pts.max(0)
+            pts_c = None
+        else:
+            pts_c, clipped = _clip(pts, w, h) if st != "circle" else (pts, False)
         if clipped:
             warn(warnings, f, f"{st} has points outside the {w}x{h} image; clipped to its edges", idx)
         if st == "polygon":
-            polys = [[v for p in pts_c for v in p]]
+            polys = [pts.ravel().tolist()]
+            poly_ext = (float(mn[0]), float(mn[1]), float(mx[0]), float(mx[1]))
         elif st == "rectangle":
             xs = [p[0] for p in pts_c]
             ys = [p[1] for p in pts_c]
@@ -369,8 +381,11 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
             g.difficult = True
         if polys:
             g.polygons.extend(polys)
-            for p in polys:
-                g.grow(min(p[0::2]), min(p[1::2]), max(p[0::2]), max(p[1::2]))
+            if poly_ext is not None:
+                g.grow(*poly_ext)
+            else:
+                for p in polys:
+                    g.grow(min(p[0::2]), min(p[1::2]), max(p[0::2]), max(p[1::2]))
         if box is not None:
             if g.box is not None or g.polygons or g.masks:
                 g.polygons.append([box[0], box[1], box[2], box[1], box[2], box[3], box[0], box[3]])
@@ -380,7 +395,6 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
         if mask is not None:
             m, ox, oy = mask
             g.masks.append(mask)
-            import numpy as np
 
             rows = np.flatnonzero(m.any(axis=1))
             cols = np.flatnonzero(m.any(axis=0))
@@ -423,7 +437,6 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
         x0, y0, x1, y1 = g.extent
         rle = None
         if g.masks:
-            import numpy as np
 
             from zoo import raster
 
