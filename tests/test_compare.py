@@ -80,17 +80,17 @@ def test_leaderboard_scores_equal_each_runs_metrics(tmp_path, tiny_demo, registr
 
 
 def test_finished_runs_are_reused_unless_rerun(tmp_path, tiny_demo, registry):
-    first = compare_and_report(_opts(tmp_path, tiny_demo, registry))
+    first = compare_and_report(_opts(tmp_path, tiny_demo, registry, samples=0))
     assert {r.status for r in first.rows} == {"trained"}
-    again = compare_and_report(_opts(tmp_path, tiny_demo, registry))
+    again = compare_and_report(_opts(tmp_path, tiny_demo, registry, samples=0))
     assert {r.status for r in again.rows} == {"reused"}
     assert [r.run_dir for r in again.rows] == [r.run_dir for r in first.rows]
     assert [r.metrics for r in again.rows] == [r.metrics for r in first.rows]
     # another config is another experiment: toy retrains, oracle is reused
-    third = compare_and_report(_opts(tmp_path, tiny_demo, registry, sets=["toy.epochs=3"]))
+    third = compare_and_report(_opts(tmp_path, tiny_demo, registry, sets=["toy.epochs=3"], samples=0))
     status = {r.backend: (r.status, r.run_dir.name) for r in third.rows}
     assert status == {"toy": ("trained", "toy-detect-2"), "oracle": ("reused", "oracle-detect")}
-    fourth = compare_and_report(_opts(tmp_path, tiny_demo, registry, rerun=True))
+    fourth = compare_and_report(_opts(tmp_path, tiny_demo, registry, rerun=True, samples=0))
     assert {r.status for r in fourth.rows} == {"trained"}
     assert sorted(r.run_dir.name for r in fourth.rows) == ["oracle-detect-2", "toy-detect-3"]
 

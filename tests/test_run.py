@@ -166,3 +166,15 @@ def test_backend_never_sees_val_annotations_at_predict_time(tmp_path, data, regi
     monkeypatch.setattr(toy_backend.Toy, "predict", spy)
     execute(_opts(tmp_path, data, registry))
     assert seen and all(not r.instances and not r.labels for r in seen)
+
+
+def test_resume_by_name_takes_that_run_not_the_newest(tmp_path, data, registry, monkeypatch):
+    monkeypatch.setenv("ZOO_TOY_FAIL", "predict")
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            execute(_opts(tmp_path, data, registry))
+    monkeypatch.delenv("ZOO_TOY_FAIL")
+    first = execute(_opts(tmp_path, data, registry, resume=True, name="toy-detect"))
+    assert first.run_dir.name == "toy-detect"
+    newest = execute(_opts(tmp_path, data, registry, resume=True))
+    assert newest.run_dir.name == "toy-detect-2"

@@ -233,7 +233,8 @@ class _Run:
         out = Path(opts.out)
         base = check_name(opts.name or default_name(self.spec.name, self.task.name))
         if opts.resume:
-            existing = series(out, base)
+            # --name X resumes X itself; without --name, the newest <backend>-<task>[-N].
+            existing = [out / base] if opts.name and (out / base).is_dir() else series(out, base)
             if not existing:
                 raise ZooError(f"--resume: no run named '{base}' in {out}")
             self.run_dir = existing[-1]
@@ -318,6 +319,9 @@ class _Run:
         from zoo.split import check_split, data_hash, read_split
 
         opts, m = self.opts, self.manifest
+        if "prepare" not in m.get("done", []):
+            raise ZooError(f"--resume: {self.run_dir} stopped before its data was prepared; "
+                           "there is nothing to resume, start a new run")
         import yaml
 
         saved = yaml.safe_load((self.run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
