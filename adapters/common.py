@@ -4,6 +4,7 @@ safe output paths."""
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -282,6 +283,11 @@ def find_image(ann_file: Path, named: str | None, also_dirs: tuple[Path, ...] = 
     folder, ``../`` allowed, or absolute), else that file name beside the annotation (Windows
     or foreign absolute paths), else a file with the annotation's stem and an image suffix."""
     here = ann_file.parent
+    if named and "/" not in named and "\\" not in named and ":" not in named:
+        # the common case (a plain file name beside the annotation), without pathlib's cost
+        c = os.path.join(str(here), named)
+        if not named.lower().endswith(".json") and os.path.isfile(c):
+            return here / named
     cands: list[Path] = []
     if named:
         norm = named.replace("\\", "/")

@@ -122,26 +122,26 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     return finish(records, warnings, root=root, fmt="labelme", labels=labels, class_names_found=flag_names)
 
 
-def _points(raw, file: Path, idx: int, warnings: list[Problem]):
-    """The shape's points as an ``(n, 2)`` float array, or None (with a warning) when they are
-    not pairs of finite numbers. numpy checks them in one go: this is the hot loop."""
-
+def _points(raw, file: Path, idx: int, warnings: list[Problem]) -> list[float] | None:
+    """The shape's points flattened to ``[x0, y0, x1, y1, ...]``, or None (with a warning)
+    when they are not pairs of finite numbers. This is the hot loop: one flattening, one
+    ``sum`` (a TypeError for non-numbers, NaN/inf for non-finite ones) checks them all."""
     if not isinstance(raw, list):
         warn(warnings, file, "'points' is not a list; shape skipped", idx)
         return None
-    if not raw:
-        return np.zeros((0, 2))
     try:
-        arr = np.array(raw, dtype=np.float64)
-        ok = arr.ndim == 2 and arr.shape[1] >= 2 and bool(np.isfinite(arr[:, :2]).all())
-    except (ValueError, TypeError):
+        flat = [c for p in raw for c in p]
+        ok = len(flat) == 2 * len(raw) and math.isfinite(sum(flat))
+    except TypeError:
         ok = False
-    if not ok:
-        bad = next((p for p in raw if not (isinstance(p, (list, tuple)) and len(p) >= 2
-                                            and finite(p[0]) and finite(p[1]))), raw[0])
-        warn(warnings, file, f"point {bad!r} is not two finite numbers; shape skipped", idx)
-        return None
-    return arr[:, :2] if arr.shape[1] != 2 else arr
+    if ok:
+        return flat
+    bad = next((p for p in raw if not (isinstance(p, (list, tuple)) and len(p) >= 2
+                                        and finite(p[0]) and finite(p[1]))), None)
+    if bad is None:  # pairs with extra values ([x, y, z]): keep x, y
+        return [float(c) for p in raw for c in p[:2]]
+    warn(warnings, file, f"point {bad!r} is not two finite numbers; shape skipped", idx)
+    return None
 
 
 class _Group:
@@ -282,8 +282,18 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
         if pts is None:
             continue
         if st != "polygon":
-            pts = pts.tolist()
+            pts = list(zip(pts[0::2], pts[1::2]))
         gid = s.get("group_id")
+        if st == "polygon" and gid is None and len(pts) >= 6:
+            # the common case, kept short: a lone polygon inside the image
+            xs, ys = pts[0::2], pts[1::2]
+            x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
+            if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
+                g = groups[(label, ("shape", idx))] = _Group(label, idx)
+                g.polygons.append(pts)
+                g.extent = [x0, y0, x1, y1]
+                g.difficult = s.get("difficult") is True
+                continue
         if st == "point":
             if len(pts) != 1:
                 warn(warnings, f, f"point shape has {len(pts)} points (needs 1); skipped", idx)
@@ -301,8 +311,8 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
         mask = None
         circle_box = None
         if st == "polygon":
-            if len(pts) < 3:
-                warn(warnings, f, f"polygon has {len(pts)} point(s) (needs 3); skipped", idx)
+            if len(pts) < 6:
+                warn(warnings, f, f"polygon has {len(pts) // 2} point(s) (needs 3); skipped", idx)
                 continue
         elif st == "rectangle":
             if len(pts) not in (2, 4):
@@ -321,20 +331,23 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
                 warn(warnings, f, "mask shape needs 2 corner points and a base64 'mask' PNG; skipped", idx)
                 continue
         poly_ext = None
-        if st == "polygon":  # the common case, in numpy: clip, flatten and extent at once
-            mn, mx = pts.min(0), pts.max(0)
-            clipped = bool(mn[0] < 0 or mn[1] < 0 or mx[0] > w or mx[1] > h)
+        if st == "polygon":  # the common case: extent from the flat list, clip only when needed
+            xs, ys = pts[0::2], pts[1::2]
+            ext = [min(xs), min(ys), max(xs), max(ys)]
+            clipped = ext[0] < 0 or ext[1] < 0 or ext[2] > w or ext[3] > h
             if clipped:
-                pts = np.clip(pts, 0.0, (float(w), float(h)))
-                mn, mx = pts.min(0), pts.max(0)
+                fw, fh = float(w), float(h)
+                pts = [min(max(v, 0.0), fw if i % 2 == 0 else fh) for i, v in enumerate(pts)]
+                xs, ys = pts[0::2], pts[1::2]
+                ext = [min(xs), min(ys), max(xs), max(ys)]
             pts_c = None
         else:
             pts_c, clipped = _clip(pts, w, h) if st != "circle" else (pts, False)
         if clipped:
             warn(warnings, f, f"{st} has points outside the {w}x{h} image; clipped to its edges", idx)
         if st == "polygon":
-            polys = [pts.ravel().tolist()]
-            poly_ext = (float(mn[0]), float(mn[1]), float(mx[0]), float(mx[1]))
+            polys = [pts]
+            poly_ext = tuple(ext)
         elif st == "rectangle":
             xs = [p[0] for p in pts_c]
             ys = [p[1] for p in pts_c]
