@@ -134,3 +134,17 @@ def test_ctrl_c_keeps_the_run_and_says_how_to_resume(tmp_path, tiny_demo, toy_re
     m = json.loads((tmp_path / "runs/toy-detect/manifest.json").read_text())
     assert m["status"] == "finished"
     assert not (tmp_path / "runs/toy-detect-2").exists()
+
+
+def test_without_data_the_demo_is_used(tmp_path, toy_registry, monkeypatch, capsys):
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))  # ensure_demo's cache, not ~/.cache
+    monkeypatch.setenv("ZOO_TOY_FAIL", "predict")
+    args = ["run", "--task", "classify", "--backend", "toy", "--out", str(tmp_path / "runs"), "--device", "cpu"]
+    with pytest.raises(RuntimeError):
+        main(args)
+    m = json.loads((tmp_path / "runs/toy-classify/manifest.json").read_text())
+    assert m["data"]["path"] == "demo" and m["data"]["format"] == "labelme"
+    assert m["split"]["val"] == 24 and m["split"]["train"] == 96  # the 120-image demo, 20 % held out
+    monkeypatch.delenv("ZOO_TOY_FAIL")
+    main([*args, "--resume"])  # no --data: the recorded source (the demo) again
+    assert json.loads((tmp_path / "runs/toy-classify/manifest.json").read_text())["status"] == "finished"
