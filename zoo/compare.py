@@ -525,7 +525,7 @@ def samples_grid(rows: list[Row], task: Task, val, path: Path, n: int = 3) -> Pa
         preds[r.backend] = {p.image_id: p for p in loaded}
     cols = ["ground truth", *preds]
     size = 2.6
-    fig, axes = plt.subplots(len(records), len(cols), figsize=(size * len(cols), size * len(records) + 0.3),
+    fig, axes = plt.subplots(len(records), len(cols), figsize=(size * len(cols), size * len(records) + 0.6),
                              dpi=110, squeeze=False)
     for i, rec in enumerate(sub.images):
         for j, col in enumerate(cols):
@@ -535,7 +535,15 @@ def samples_grid(rows: list[Row], task: Task, val, path: Path, n: int = 3) -> Pa
                 ax.set_title(col, fontsize=9)
             if j == 0:
                 ax.set_ylabel(rec.id, fontsize=7)
-    fig.tight_layout()
+    if task.name != "classify" and meta.categories:
+        from matplotlib.patches import Patch
+
+        cmap = plt.get_cmap("tab10")
+        handles = [Patch(color=cmap(k % 10), label=name) for k, name in enumerate(meta.categories)]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+    else:
+        fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
