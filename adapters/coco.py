@@ -312,10 +312,12 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
                 copy_images: bool = True, fmt: str = "labelme") -> dict:
     """Write ``out/annotations.json`` from records that still hold label *names* (a
     reader's :func:`iter_records`), one image at a time: each annotation is serialised as
-    soon as it is read and only its bytes are kept, so memory grows with the output, not
-    with the parsed input. Category and keypoint order are fixed at the end exactly as
+    soon as it is read and spooled to a temporary file, so memory stays flat in the number
+    of files (one small tuple per annotation). Category and keypoint order are fixed at the end exactly as
     :func:`zoo.adapters.build.finish` fixes them, and the result equals
     ``to_coco(read_dataset(...))``. Returns ``Dataset.summary()``-style counts."""
+    import shutil
+
     import orjson
 
     from zoo import raster
@@ -333,8 +335,13 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
     label_list = labels if isinstance(labels, LabelList) or labels is None else LabelList.read(labels)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    images: list[bytes] = []
-    anns: list[tuple] = []  # (category name or None for all, keypoint dict or None, bytes without id/category)
+    import tempfile
+
+    # Serialised images and annotations wait in a temporary file (outside the source and
+    # --out) until the category order is known; memory keeps one small tuple per annotation.
+    spool = tempfile.TemporaryFile()
+    images = tempfile.TemporaryFile()
+    anns: list[tuple] = []  # (category name or None for all, keypoint dict or None, byte length)
     found_cats: set[str] = set()
     found_kpts: set[str] = set()
     n_images = 0
@@ -344,9 +351,8 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
         name = rec.id + rec.suffix
         if copy_images:
             name = copy_image(rec, out / "images").relative_to(out / "images").as_posix()
-        # orjson returns bytes with a 4 KiB+ buffer; keep tight copies (memory = output size)
-        images.append(memoryview(orjson.dumps({"id": image_id, "file_name": name, "width": rec.width,
-                                               "height": rec.height})).tobytes())
+        images.write((b"," if image_id > 1 else b"") + orjson.dumps(
+            {"id": image_id, "file_name": name, "width": rec.width, "height": rec.height}))
         for inst in rec.instances:
             area, bbox = annotation_geometry(inst, rec, geometry)
             if inst.ignore:
@@ -363,9 +369,10 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
             kp = inst.keypoints if isinstance(inst.keypoints, dict) and not inst.ignore else None
             if kp:
                 found_kpts.update(kp)
-            rest = memoryview(orjson.dumps({"image_id": image_id, "bbox": bbox, "area": area, "iscrowd": crowd,
-                                            "segmentation": seg}, option=orjson.OPT_SERIALIZE_NUMPY)).tobytes()
-            anns.append((cat, kp, rest))
+            rest = orjson.dumps({"image_id": image_id, "bbox": bbox, "area": area, "iscrowd": crowd,
+                                 "segmentation": seg}, option=orjson.OPT_SERIALIZE_NUMPY)
+            spool.write(rest)
+            anns.append((cat, kp, len(rest)))
 
     given = label_list.names if label_list is not None else config.get("categories")
     cat_names = list(given) if given is not None else sorted(found_cats)
@@ -379,13 +386,15 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
     with open(f, "wb") as fh:
         info = {"description": f"written by zoo from {fmt}", "date_created": datetime.date.today().isoformat()}
         fh.write(b'{"info":' + orjson.dumps(info) + b',"licenses":[],"images":[')
-        for i, b in enumerate(images):
-            fh.write(b"," + b if i else b)
-        images.clear()
+        images.seek(0)
+        shutil.copyfileobj(images, fh)
+        images.close()
         fh.write(b'],"annotations":[')
+        spool.seek(0)
         next_id = 1
         zero_kp = orjson.dumps([0] * (3 * len(kpt_names)))
-        for cat, kp, rest in anns:
+        for cat, kp, size in anns:
+            rest = spool.read(size)
             if cat is None:
                 targets = range(len(cat_names))
                 ignored += 1
@@ -416,6 +425,7 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
                 fh.write((b"," if next_id > 1 else b"") + head + kp_bytes + rest[1:])
                 next_id += 1
         anns.clear()
+        spool.close()
         cats = []
         skeleton = config.get("skeleton") or (COCO_SKELETON if kpt_names == COCO_KEYPOINTS else [])
         for k, n in enumerate(cat_names):
