@@ -95,8 +95,10 @@ def test_finished_runs_are_reused_unless_rerun(tmp_path, tiny_demo, registry):
     assert sorted(r.run_dir.name for r in fourth.rows) == ["oracle-detect-2", "toy-detect-3"]
 
 
-def test_a_backend_that_is_not_installed_gets_a_row(tmp_path, tiny_demo, registry):
-    result = compare_and_report(_opts(tmp_path, tiny_demo, registry, backends=["absent", "toy"]))
+def test_a_backend_that_is_not_installed_gets_a_row(tmp_path, tiny_demo, registry, capsys):
+    result = compare_and_report(_opts(tmp_path, tiny_demo, registry, backends=["absent", "toy"], quiet=False))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "pip install 'zoo[absent]'" in out  # shown as text, not eaten as rich markup
     by = {r.backend: r for r in result.rows}
     assert by["toy"].ok and not by["absent"].ok
     assert "no_such_module_zoo" in by["absent"].error and "pip install 'zoo[absent]'" in by["absent"].error

@@ -192,7 +192,7 @@ class _Compare:
         split_path = self.folder / "split.json"
         write_split(split, split_path)
         self.dataset, self.split = dataset, split
-        self.say(f"comparing {', '.join(self.backends)} on {self.task.name}: {label}, "
+        self.say(f"comparing {', '.join(self.backends)} on {self.task.name}: {_esc(label)}, "
                  f"{len(split.train)} train / {len(split.val)} val images, seed {self.seed}")
 
         rows = []
@@ -200,13 +200,13 @@ class _Compare:
             cfg = configs[b]
             if isinstance(cfg, Exception):
                 rows.append(Row(b, "failed", error=str(cfg)))
-                self.say(f"[red]{b}: {cfg}[/]")
+                self.say(f"[red]{b}[/]: {_esc(cfg)}")
                 continue
             reuse = None if opts.rerun else find_reusable(
                 self.out, b, self.task, digest=digest, split_key=split.key, seed=self.seed, config=dump_config(cfg))
             if reuse is not None:
                 rows.append(Row(b, "reused", reuse, read_json(reuse / "metrics.json"), read_json(reuse / "manifest.json")))
-                self.say(f"{b}: reusing {reuse}")
+                self.say(f"{b}: reusing {_esc(reuse)}")
                 continue
             self.say(f"{b}: training ...")
             try:
@@ -222,11 +222,11 @@ class _Compare:
                 write_text(self.folder / "errors" / f"{b}.txt", traceback.format_exc())
                 run_dir = _failed_run_dir(self.out, b, self.task.name)
                 rows.append(Row(b, "failed", run_dir, error=" ".join(err.split())))
-                self.say(f"[red]{b} failed[/]: {err.splitlines()[0] if err else ''}")
+                self.say(f"[red]{b} failed[/]: {_esc(err.splitlines()[0] if err else '')}")
                 continue
             rows.append(Row(b, "trained", result.run_dir, result.metrics, result.manifest))
             self.say(f"{b}: {fmt(Row(b, 'trained', metrics=result.metrics).main_value)} "
-                     f"{result.metrics.get('main', '')} ({result.run_dir})")
+                     f"{result.metrics.get('main', '')} ({_esc(result.run_dir)})")
 
         rows = rank(rows)
         write_json(self.folder / "compare.json", {
@@ -338,6 +338,13 @@ def rank(rows: list[Row]) -> list[Row]:
     """Best main metric first; rows without a score (failed) last, in the order given."""
     order = {id(r): k for k, r in enumerate(rows)}
     return sorted(rows, key=lambda r: (not r.ok, -(r.main_value if r.main_value is not None else -1.0), order[id(r)]))
+
+
+def _esc(v: Any) -> str:
+    """User text (paths, error messages) shown through rich: never read as markup."""
+    from rich.markup import escape
+
+    return escape(str(v))
 
 
 def _csv(v: Any) -> str:
@@ -565,10 +572,11 @@ def leaderboard_table(result: CompareResult):
     title = f"zoo compare · {result.task} · {result.folder}" + (f" · {devices.pop()}" if one_device else "")
     from rich import box
 
-    reused = any(r.status == "reused" for r in rows)
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                  caption="* reused a finished run with the same data, split, seed and config" if reused else None,
-                  caption_justify="left")
+    notes = [f"{r.backend}: {_esc(r.error)}" for r in rows if not r.ok]
+    if any(r.status == "reused" for r in rows):
+        notes.append("* reused a finished run with the same data, split, seed and config")
+    table = Table(title=_esc(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True, caption="\n".join(notes) or None, caption_justify="left")
     table.add_column("#", justify="right", min_width=1, no_wrap=True)
     table.add_column("backend", style="bold", no_wrap=True)
     for m in metrics:
@@ -581,7 +589,7 @@ def leaderboard_table(result: CompareResult):
     extra = 3 if one_device else 4
     for k, r in enumerate(rows, 1):
         if not r.ok:
-            table.add_row("–", r.backend, f"[red]failed[/]: {r.error}", *[""] * (len(metrics) + extra - 1))
+            table.add_row("–", r.backend, "[red]failed[/]", *[""] * (len(metrics) + extra - 1))
             continue
         t = r.manifest.get("timings", {})
         ms = t.get("predict_per_image_ms")

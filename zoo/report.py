@@ -167,14 +167,16 @@ def summary_table(result):
 
     metrics, m = result.metrics, result.manifest
     main = metrics.get("main")
-    table = Table(title=f"{result.backend} · {result.task} · {result.run_dir}", title_justify="left")
+    from rich.markup import escape
+
+    table = Table(title=escape(f"{result.backend} · {result.task} · {result.run_dir}"), title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in headline(metrics, n=6).items():
-        table.add_row(f"[bold]{k}[/]" if k == main else k, fmt(v))
+        table.add_row(f"[bold]{escape(k)}[/]" if k == main else escape(k), fmt(v))
     key = per_class_metric(metrics)
     for name, v in per_class_main(metrics).items():
-        table.add_row(f"  {key} {name}", fmt(v))
+        table.add_row(escape(f"  {key} {name}"), fmt(v))
     t = m.get("timings", {})
     table.add_row("train time", fmt_seconds(t.get("fit")))
     table.add_row("predict time", f"{fmt_seconds(t.get('predict'))}"

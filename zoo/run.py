@@ -95,6 +95,13 @@ def _console():
     return Console(stderr=True, highlight=False)
 
 
+def _esc(v: Any) -> str:
+    """User text (paths, messages) shown through rich: never read as markup."""
+    from rich.markup import escape
+
+    return escape(str(v))
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and (when installed) torch, before the backend builds its model."""
     import importlib.util
@@ -251,7 +258,7 @@ class _Run:
         else:
             self.run_dir = next_free(out, base)
             if self.run_dir.name != base:
-                self.say(f"[dim]{out / base} exists; this run goes to {self.run_dir}[/]")
+                self.say(f"[dim]{_esc(out / base)} exists; this run goes to {_esc(self.run_dir)}[/]")
 
     def prepare(self) -> None:
         from zoo.devices import resolve_device
@@ -309,9 +316,9 @@ class _Run:
         self.write_ground_truth()
         self.phase_done("prepare")
         self.say(
-            f"[bold]{self.spec.name}[/] {self.task.name} on {self.data_label}: "
+            f"[bold]{self.spec.name}[/] {self.task.name} on {_esc(self.data_label)}: "
             f"{len(self.train)} train / {len(self.val)} val images, device {self.device}, "
-            f"run folder {self.run_dir}"
+            f"run folder {_esc(self.run_dir)}"
         )
 
     def prepare_resumed(self) -> None:
@@ -345,7 +352,7 @@ class _Run:
         m["device"] = self.device
         m["status"] = "running"
         self.make_subsets()
-        self.say(f"resuming {self.run_dir} (done: {', '.join(m.get('done', [])) or 'nothing'})")
+        self.say(f"resuming {_esc(self.run_dir)} (done: {', '.join(m.get('done', [])) or 'nothing'})")
 
     def _config_dump(self) -> dict:
         from zoo.config import dump_config
@@ -485,9 +492,9 @@ def execute(opts: RunOptions) -> RunResult:
         run.fail(e)
         if run.manifest and getattr(run, "run_dir", None) is not None and run.run_dir.is_dir() and not opts.quiet:
             run.console.print(
-                f"[yellow]run folder kept: {run.run_dir}[/] (done: {', '.join(run.manifest.get('done', [])) or 'nothing'}); "
+                f"[yellow]run folder kept: {_esc(run.run_dir)}[/] (done: {', '.join(run.manifest.get('done', [])) or 'nothing'}); "
                 f"continue it with: zoo run --task {run.task.name} --backend {run.spec.name} "
-                f"--out {opts.out} --name {run.run_dir.name} --resume", markup=True, highlight=False)
+                f"--out {_esc(opts.out)} --name {_esc(run.run_dir.name)} --resume", markup=True, highlight=False)
         raise
     return RunResult(run.run_dir, run.spec.name, run.task.name, metrics, run.manifest, run.resumed)
 
