@@ -8,13 +8,27 @@ No training here: these run in a second.
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("ultralytics")
+if importlib.util.find_spec("torch") is None:
+    pytest.skip("torch is not installed", allow_module_level=True)
+if importlib.util.find_spec("ultralytics") is None:  # find, not import: importing it unprepared probes the network
+    pytest.skip("ultralytics is not installed", allow_module_level=True)
+
+import torch  # noqa: E402
 
 from zoo.plugins.yolov8 import translate  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ultralytics_offline(tmp_path_factory):
+    # as the backend does before it first imports ultralytics
+    from zoo.plugins.yolov8 import offline
+
+    offline.prepare(tmp_path_factory.mktemp("ultralytics-config"))
 
 
 def _results(h, w, *, boxes=None, masks=None, keypoints=None, probs=None, names=None):
@@ -130,3 +144,24 @@ def test_class_probabilities_follow_zoo_class_order():
     pred = translate.to_class(_results(8, 8, probs=probs), "x", class_of_output, 3)
     assert pred.label == 0
     assert pred.scores == pytest.approx([0.7, 0.2, 0.1])
+
+
+def test_ground_truth_masks_painted_score_one_for_semantic_seg(demo_ds):
+    from zoo.evaluation import evaluate
+    from zoo.raster import semantic_label_map
+
+    preds = [translate.to_label_map(_gt_results(r, with_masks=True), r.id, 0.25) for r in demo_ds.images]
+    for r, p in zip(demo_ds.images, preds):
+        assert np.array_equal(p.label_map, semantic_label_map(r, demo_ds))
+    assert evaluate("semantic-seg", demo_ds, preds)["mIoU"] == pytest.approx(1.0)
+
+
+def test_label_map_paints_confident_masks_most_confident_on_top():
+    m = torch.zeros((3, 10, 10))
+    m[0, 0:6, 0:6] = 1  # class 0, score 0.9
+    m[1, 3:9, 3:9] = 1  # class 2, score 0.5: under the first where they overlap
+    m[2, 8:10, 0:2] = 1  # class 1, score 0.1: below the threshold, not painted
+    boxes = torch.tensor([[0, 0, 6, 6, 0.9, 0], [3, 3, 9, 9, 0.5, 2], [0, 8, 2, 10, 0.1, 1]], dtype=torch.float32)
+    lm = translate.to_label_map(_results(10, 10, boxes=boxes, masks=m), "x", 0.25).label_map
+    assert lm.dtype == np.uint8 and lm.shape == (10, 10)
+    assert lm[0, 0] == 1 and lm[4, 4] == 1 and lm[7, 7] == 3 and lm[9, 0] == 0 and lm[9, 9] == 0

@@ -1,4 +1,5 @@
-"""YOLOv8 through ultralytics: detect, instance-seg, keypoint, classify."""
+"""YOLOv8 through ultralytics: detect, instance-seg, keypoint, classify, and semantic-seg
+derived from the instance-seg model. Kept light: the backend is imported only when used."""
 
 from zoo import hookimpl
 from zoo.specs import BackendSpec
@@ -9,7 +10,7 @@ def zoo_backends():
     return [
         BackendSpec(
             name="yolov8",
-            tasks=("detect", "instance-seg", "keypoint", "classify"),
+            tasks=("detect", "instance-seg", "keypoint", "classify", "semantic-seg"),
             entry="zoo.plugins.yolov8.backend:YoloV8",
             requires=("torch", "ultralytics"),
             extra="yolo",

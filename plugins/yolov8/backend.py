@@ -4,6 +4,9 @@ fit:     canonical train / val -> ultralytics' folder layout in ``work/data`` (s
          :mod:`.convert`) -> ``YOLO(...).train(project=work/)`` -> ``checkpoint/model.pt``
 predict: images -> ``YOLO.predict`` -> canonical predictions (see :mod:`.translate`)
 
+Tasks: detect, instance-seg, keypoint, classify, and semantic-seg derived from the
+instance-seg model (its confident masks painted into a label map; see :mod:`.translate`).
+
 Everything ultralytics writes (converted data, its run folder, its settings and font) stays
 under the run folder; it never goes online (see :mod:`.offline`).
 
@@ -14,6 +17,7 @@ numbers are returned from :meth:`fit` for the log only, labelled as ultralytics'
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -58,6 +62,8 @@ class YoloV8Config(BackendConfig):
     conf: float = 0.001
     iou: float = 0.7
     max_det: int = 100
+    #: semantic-seg only: detections scoring at least this paint the label map.
+    semantic_conf: float = 0.25
     #: Any other ``model.train`` argument of ultralytics, passed through as is.
     train_args: dict[str, Any] = Field(default_factory=dict)
 
@@ -119,6 +125,8 @@ class YoloV8(Backend):
             args = {"resume": True}
         else:
             model = YOLO(self._start_weights(), task=FRAMEWORK_TASK[self.task.name])
+        # What zoo asked of ultralytics, for the record (and for bench/bench_yolov8.py).
+        (work / "train_args.json").write_text(json.dumps(args, indent=2, default=str), encoding="utf-8")
         model.add_callback("on_fit_epoch_end", _epoch_logger(log, self.config.epochs))
         try:
             model.train(**args)
@@ -198,6 +206,8 @@ class YoloV8(Backend):
             for rec, res in zip(batch, results):
                 if task == "classify":
                     yield translate.to_class(res, rec.id, class_of_output, len(self.meta.classes))
+                elif task == "semantic-seg":
+                    yield translate.to_label_map(res, rec.id, c.semantic_conf)
                 else:
                     yield translate.to_instances(
                         res,

@@ -20,8 +20,15 @@ from pathlib import Path
 from zoo.dataset import Dataset, ImageRecord, Instance
 
 # What ultralytics calls each task, and the suffix of its model files.
-FRAMEWORK_TASK = {"detect": "detect", "instance-seg": "segment", "keypoint": "pose", "classify": "classify"}
-MODEL_SUFFIX = {"detect": "", "instance-seg": "-seg", "keypoint": "-pose", "classify": "-cls"}
+# semantic-seg trains the instance-seg model and paints its masks (see translate.to_label_map).
+FRAMEWORK_TASK = {
+    "detect": "detect",
+    "instance-seg": "segment",
+    "semantic-seg": "segment",
+    "keypoint": "pose",
+    "classify": "classify",
+}
+MODEL_SUFFIX = {"detect": "", "instance-seg": "-seg", "semantic-seg": "-seg", "keypoint": "-pose", "classify": "-cls"}
 
 
 def class_folder_names(classes: list[str]) -> list[str]:

@@ -4,6 +4,12 @@ ultralytics already maps boxes and keypoints back to the original image (letterb
 as float pixels with the origin at the image's top-left corner, which is zoo's convention:
 they are passed on unrounded. Masks are taken at the original resolution (``retina_masks``)
 or, when a caller predicted without it, rescaled here the way ultralytics does.
+
+semantic-seg is derived from the instance-seg model: zoo's semantic classes are exactly
+background + the instance categories, and its ground-truth label maps are rasterised from
+the same instances, so painting the confident instance masks (:func:`to_label_map`) answers
+the same question. It suits countable objects (cells, nuclei, lesions), not amorphous
+"stuff" regions that were never drawn as separate objects.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.predictions import ClassPrediction, Detection, InstancePredictions
+from zoo.predictions import ClassPrediction, Detection, InstancePredictions, SemanticPrediction
 
 
 def _np(t: Any) -> np.ndarray:
@@ -73,3 +79,21 @@ def to_class(result: Any, image_id: str, class_of_output: list[int], n_classes: 
     for i, p in enumerate(probs):
         scores[class_of_output[i]] = float(p)
     return ClassPrediction(image_id=image_id, label=int(np.argmax(scores)), scores=scores)
+
+
+def to_label_map(result: Any, image_id: str, min_score: float) -> SemanticPrediction:
+    """A semantic label map from an instance-seg result: every detection scoring at least
+    ``min_score`` paints its mask with its category (``i + 1``; background 0), the least
+    confident first, so where masks overlap the most confident wins."""
+    h, w = result.orig_shape
+    label_map = np.zeros((h, w), dtype=np.uint8)
+    boxes = result.boxes
+    if boxes is None or len(boxes) == 0:
+        return SemanticPrediction(image_id=image_id, label_map=label_map)
+    conf = _np(boxes.conf).astype(float)
+    cls = _np(boxes.cls).astype(int)
+    masks = _masks(result)
+    for k in np.argsort(conf, kind="stable"):
+        if conf[k] >= min_score:
+            label_map[masks[k]] = cls[k] + 1
+    return SemanticPrediction(image_id=image_id, label_map=label_map)

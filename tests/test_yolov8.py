@@ -1,0 +1,181 @@
+"""The yolov8 backend trained for real: one epoch on a tiny demo, every task.
+
+Learning is not expected from one epoch; what is checked is the contract (zoo's conformance
+suite), that predictions are exactly ultralytics' own outputs translated, that nothing is
+written outside the run folder and nothing is tried on the network, and the weight options.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("torch") is None:
+    pytest.skip("torch is not installed", allow_module_level=True)
+if importlib.util.find_spec("ultralytics") is None:  # find, not import: importing it unprepared probes the network
+    pytest.skip("ultralytics is not installed", allow_module_level=True)
+
+from zoo.config import resolve_config  # noqa: E402
+from zoo.errors import ConfigError  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+TASKS = ["detect", "instance-seg", "keypoint", "classify", "semantic-seg"]
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Record (and refuse) every attempt to resolve a host or open a connection."""
+    attempts: list[str] = []
+
+    def refuse(name):
+        def _refuse(*args, **kwargs):
+            attempts.append(f"{name}{args[:2]}")
+            raise OSError(f"network disabled in tests ({name})")
+
+        return _refuse
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
+    return attempts
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from zoo.demo import write_demo
+
+    out = tmp_path_factory.mktemp("yolo-demo")
+    write_demo(out, images=8, size=64)
+    return out
+
+
+def _site_packages_runs() -> list[Path]:
+    import ultralytics
+
+    return [p for p in (Path(ultralytics.__file__).parent / "runs", Path(ultralytics.__file__).parents[1] / "runs") if p.exists()]
+
+
+def _user_config_files() -> set[str]:
+    home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "Ultralytics"
+    return {f"{p}:{p.stat().st_mtime_ns}" for p in home.rglob("*")} if home.exists() else set()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_conformance_offline_and_contained(task, tiny, tmp_path, monkeypatch, no_network):
+    from zoo.reading import read_dataset
+    from zoo.testing import check_backend
+
+    monkeypatch.chdir(tmp_path)  # check_backend asserts nothing lands in the cwd
+    before_user = _user_config_files()
+    report = check_backend("yolov8", task, tmp_path / "check", dataset=read_dataset(tiny), imgsz=64)
+
+    assert no_network == [], f"yolov8 tried the network: {no_network[:3]}"
+    assert not (tmp_path / "runs").exists()
+    assert not _site_packages_runs()
+    assert _user_config_files() == before_user, "ultralytics wrote into ~/.config/Ultralytics"
+    used = report.run_dir / "work" / "ultralytics-config" / "Ultralytics"
+    assert (used / "Arial.ttf").is_file()
+    assert (report.run_dir / "checkpoint" / "model.pt").is_file()
+
+    # The predictions are ultralytics' own outputs, translated: same boxes, scores, classes.
+    from PIL import Image
+    from ultralytics import YOLO
+
+    val_ids = [p.image_id for p in report.predictions]
+    model = YOLO(str(report.run_dir / "checkpoint" / "model.pt"))
+    for image_id, pred in zip(val_ids, report.predictions):
+        # the same pixels zoo feeds (PIL-decoded, as BGR), straight into ultralytics
+        pixels = np.asarray(Image.open(tiny / f"{image_id}.jpg").convert("RGB"))[..., ::-1].copy()
+        raw = model.predict(pixels, imgsz=64, conf=0.001, iou=0.7, max_det=100,
+                            retina_masks=True, verbose=False, device="cpu")[0]
+        if task == "semantic-seg":
+            want = np.zeros(pixels.shape[:2], np.uint8)
+            keep = raw.boxes.conf.numpy() >= 0.25
+            for k in np.argsort(raw.boxes.conf.numpy(), kind="stable"):
+                if keep[k]:
+                    want[raw.masks.data[k].numpy() > 0.5] = int(raw.boxes.cls[k]) + 1
+            assert np.array_equal(pred.label_map, want)
+            continue
+        if task == "classify":
+            probs = raw.probs.data.numpy()
+            assert pred.label == int(np.argmax(pred.scores))
+            assert sorted(pred.scores) == pytest.approx(sorted(probs.tolist()), abs=1e-5)
+            continue
+        assert len(pred.detections) == len(raw.boxes)
+        if len(raw.boxes):
+            got = np.array([d.bbox for d in pred.detections])
+            assert np.allclose(got, raw.boxes.xyxy.numpy(), atol=1e-3)
+            assert np.allclose([d.score for d in pred.detections], raw.boxes.conf.numpy(), atol=1e-5)
+            assert [d.category for d in pred.detections] == raw.boxes.cls.int().tolist()
+        if task == "keypoint" and len(raw.boxes):
+            assert np.allclose(np.array(pred.detections[0].keypoints), raw.keypoints.data[0].numpy(), atol=1e-3)
+        if task == "instance-seg" and len(raw.boxes):
+            from zoo.raster import rle_to_mask
+
+            assert np.array_equal(rle_to_mask(pred.detections[0].mask), raw.masks.data[0].numpy() > 0.5)
+
+
+def test_shipped_defaults_resolve_for_every_task():
+    from zoo.plugins.yolov8.backend import YoloV8Config
+
+    for task in TASKS:
+        cfg = resolve_config(YoloV8Config, backend="yolov8", task=task)
+        assert cfg.model == "n" and cfg.epochs >= 10 and cfg.imgsz % 32 == 0
+    with pytest.raises(ConfigError, match="model"):
+        resolve_config(YoloV8Config, backend="yolov8", task="detect", sets=["model=q"])
+    with pytest.raises(ConfigError, match="did you mean 'mosaic'"):
+        resolve_config(YoloV8Config, backend="yolov8", task="detect", sets=["mosiac=0"])
+
+
+def _backend(task_name, tmp_path, meta=None, **cfg):
+    from zoo.backend import RunContext
+    from zoo.dataset import Dataset
+    from zoo.plugins.yolov8.backend import YoloV8, YoloV8Config
+    from zoo.tasks import get_task
+
+    meta = meta or Dataset(categories=["a"])
+    return YoloV8(get_task(task_name), meta, YoloV8Config(**cfg), RunContext(run_dir=tmp_path))
+
+
+def test_pretrained_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    b = _backend("instance-seg", tmp_path, pretrained=True, model="s")
+    with pytest.raises(ConfigError, match=r"yolov8s-seg\.pt.*never downloads.*--weights"):
+        b._start_weights()
+    # a copy placed in zoo's weights folder is used
+    local = tmp_path / "home" / "weights" / "yolov8s-seg.pt"
+    local.parent.mkdir(parents=True)
+    local.write_bytes(b"x")
+    assert b._start_weights() == str(local)
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    b = _backend("detect", tmp_path, weights=tmp_path / "nope.pt")
+    with pytest.raises(ConfigError, match="nope.pt does not exist"):
+        b._start_weights()
+    assert _backend("keypoint", tmp_path, model="m")._start_weights() == "yolov8m-pose.yaml"
+
+
+def test_unknown_train_arg_is_a_config_error(tiny, tmp_path):
+    from zoo.reading import read_dataset
+
+    ds = read_dataset(tiny)
+    b = _backend("detect", tmp_path, ds, epochs=1, imgsz=64, batch=4, train_args={"mosiac": 0.0})
+    with pytest.raises(ConfigError, match="mosiac"):
+        b.fit(ds.subset([r.id for r in ds.images[:4]]), ds.subset([r.id for r in ds.images[4:]]))
+
+
+def test_plugin_module_stays_light():
+    import subprocess
+
+    code = "import sys, zoo.plugins.yolov8; print(any(m in sys.modules for m in ('torch', 'ultralytics')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
