@@ -127,3 +127,11 @@ def test_split_the_data_defines_is_used_unless_random():
     assert choose_split(None, ds, task, val=0.2, test=0, seed=0, digest="h").source == "seeded"
     with pytest.raises(ZooError, match="expected auto, random or a split.json"):
         choose_split("nope.json", ds, task, val=0.2, test=0, seed=0, digest="h")
+
+
+def test_hash_does_not_care_whether_rle_counts_are_bytes_or_str():
+    a = _boxes({0: 2})
+    b = _boxes({0: 2})
+    a.images[0].instances[0].mask = {"size": [10, 10], "counts": "PPYo0"}
+    b.images[0].instances[0].mask = {"size": [10, 10], "counts": b"PPYo0"}
+    assert data_hash(a) == data_hash(b)

@@ -508,4 +508,5 @@ def run_and_report(opts: RunOptions) -> RunResult:
         from zoo.report import summary_table
 
         Console().print(summary_table(result))
+        _console().print(f"report: {_esc(result.run_dir / 'report.md')}")
     return result

@@ -107,9 +107,16 @@ def data_hash(dataset: Dataset) -> str:
                 for i in r.instances
             ],
         }
-        h.update(orjson.dumps(rec, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY))
+        h.update(orjson.dumps(rec, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY, default=_plain))
         h.update(b"\n")
     return h.hexdigest()
+
+
+def _plain(obj: Any) -> Any:
+    # RLE counts may be bytes (pycocotools' own type); the hash must not care which.
+    if isinstance(obj, (bytes, bytearray)):
+        return obj.decode("ascii")
+    raise TypeError(type(obj).__name__)
 
 
 def _counts(n: int, val: float, test: float) -> tuple[int, int]:
