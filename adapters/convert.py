@@ -59,6 +59,8 @@ def convert_folder(src: str | Path, *, to: str, out: str | Path, fmt: str = "aut
         from zoo.reading import detect_format
 
         fmt = detect_format(src)
+    if task is not None:
+        task = _TASK_ALIASES.get(task, task)
     if to == "coco" and fmt == "labelme" and task in (None, "detect", "instance-seg", "keypoint"):
         return _stream_labelme_to_coco(src, out, labels=labels, geometry=geometry, copy_images=copy_images,
                                        quiet=quiet)
