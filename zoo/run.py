@@ -422,6 +422,7 @@ class _Run:
         preds = list(track(self.backend.predict(images), "predicting", total=len(images)))
         seconds = time.perf_counter() - t0
         check_predictions(self.task, self.spec.name, images, preds, self.meta)
+        t_save = time.perf_counter()
         pred_dir = self.run_dir / "predictions"
         save_predictions(pred_dir, self.task, preds, self.val)
         from zoo.predict import write_labelme_predictions
@@ -430,6 +431,7 @@ class _Run:
         write_labelme_predictions(pred_dir / "labelme", self.task, self.val, preds, conf=0.25,
                                   copy_images=False)
         self.manifest["timings"]["predict_per_image_ms"] = round(1000 * seconds / max(1, len(images)), 3)
+        self.manifest["timings"]["save_predictions"] = round(time.perf_counter() - t_save, 3)
         self.phase_done("predict", seconds)
         return preds
 
