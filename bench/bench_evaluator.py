@@ -112,20 +112,20 @@ def timed(fn, *args):
     return time.perf_counter() - t0, out
 
 
-def coco_part(n_images: int, n_dets: int, repeats: int) -> list[str]:
+def coco_part(n_images: int, n_dets: int, repeats: int, iou_types=("bbox", "segm")) -> list[str]:
     from zoo.evaluation.coco import evaluation_ground_truth
     from zoo.evaluation.results import default_image_ids, predictions_to_coco_results
 
     t0 = time.perf_counter()
     ds, preds = make_data(n_images, n_dets)
-    gts = {t: evaluation_ground_truth(ds, t) for t in ("bbox", "segm")}
-    gt = gts["bbox"]
+    gts = {t: evaluation_ground_truth(ds, t) for t in iou_types}
+    gt = next(iter(gts.values()))
     results = predictions_to_coco_results(preds, default_image_ids(ds))
     print(f"data: {n_images} images, {len(gt['annotations'])} GT annotations "
           f"({sum(a['iscrowd'] for a in gt['annotations'])} crowd), {len(results)} detections "
           f"(made in {time.perf_counter() - t0:.1f} s)")
     lines = []
-    for iou_type in ("bbox", "segm"):
+    for iou_type in iou_types:
         # the references get the very dict zoo scores against (for segm: GT polygons as the
         # RLE of zoo.raster's pixels), prepared outside their timing
         gt = gts[iou_type]
@@ -198,9 +198,13 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--dets", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--iou-types", default="bbox,segm", help="comma-separated; empty skips the COCO part")
+    ap.add_argument("--no-miou", action="store_true")
     a = ap.parse_args()
-    coco_part(a.images, a.dets, a.repeats)
-    miou_part()
+    if a.iou_types:
+        coco_part(a.images, a.dets, a.repeats, tuple(a.iou_types.split(",")))
+    if not a.no_miou:
+        miou_part()
 
 
 if __name__ == "__main__":

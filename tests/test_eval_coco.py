@@ -322,3 +322,6 @@ def test_fast_polygon_rle_is_zoo_raster_pixel_for_pixel():
         ]
         assert polygons_rle(polys, h, w) == mask_to_rle(polygons_mask(polys, h, w)), (h, w, polys)
     assert polygons_rle([[-5, -5, -1, -5, -1, -1]], 10, 10) == mask_to_rle(np.zeros((10, 10), bool))
+    full = [[0, 0, 9, 0, 9, 6, 0, 6]]  # every pixel: runs joined across columns
+    assert polygons_rle(full, 7, 10) == mask_to_rle(np.ones((7, 10), bool))
+    assert polygons_rle([[0, 0, 9, 0, 9, 6]], 7, 10) == mask_to_rle(polygons_mask([[0, 0, 9, 0, 9, 6]], 7, 10))

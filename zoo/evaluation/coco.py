@@ -118,12 +118,22 @@ def polygons_rle(polygons: list[list[float]], height: int, width: int) -> dict:
     if box is None:
         counts = [n]
     else:
-        x0, y0 = box[0], box[1]
-        xs, ys = np.nonzero(np.asarray(img.crop(box)).T)  # column-major, like COCO RLE
-        idx = (xs + x0).astype(np.int64) * height + (ys + y0)
-        br = np.flatnonzero(np.diff(idx) != 1)
-        starts = np.concatenate((idx[:1], idx[br + 1]))
-        ends = np.concatenate((idx[br], idx[-1:])) + 1
+        x0, y0, _, y1 = box
+        # Transposed by PIL so a C-order scan walks columns (COCO RLE's order), with one
+        # zero appended to every column so no run crosses into the next one; then only the
+        # run boundaries (few) are mapped back to whole-image positions.
+        cols = np.asarray(img.crop(box).transpose(Image.Transpose.TRANSPOSE))
+        ch = y1 - y0
+        padded = np.zeros((cols.shape[0], ch + 1), np.int8)
+        padded[:, :ch] = cols
+        t = np.flatnonzero(np.diff(padded.ravel(), prepend=np.int8(0)))
+        q, r = np.divmod(t, ch + 1)
+        pos = (q + x0).astype(np.int64) * height + (r + y0)
+        starts, ends = pos[0::2], pos[1::2]
+        joined = starts[1:] == ends[:-1]  # a run down to the bottom edge going on at the top
+        if joined.any():
+            starts = np.concatenate((starts[:1], starts[1:][~joined]))
+            ends = np.concatenate((ends[:-1][~joined], ends[-1:]))
         c = np.empty(2 * len(starts) + 1, np.int64)  # zeros, ones, zeros, ..., zeros
         c[0] = starts[0]
         c[1::2] = ends - starts
