@@ -148,11 +148,15 @@ def sniff(path: Path) -> float:
 
 
 def _split_name(f: Path) -> str | None:
+    """instances_train2017.json -> train; else the folder's name (Roboflow:
+    train/_annotations.coco.json, valid/..., test/...)."""
+    from zoo.adapters.build import SPLIT_FOLDERS
+
     s = f.stem.lower()
     for key, name in (("train", "train"), ("val", "val"), ("test", "test")):
         if key in s:
             return name
-    return None
+    return SPLIT_FOLDERS.get(f.parent.name.lower())
 
 
 def read(path: str | Path, *, labels=None) -> Dataset:
@@ -195,6 +199,15 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                 skeleton = [(a - 1, b - 1) for a, b in c.get("skeleton") or []]
         search = [f.parent, f.parent / "images", f.parent.parent / "images", root, root / "images"]
         split = _split_name(f)
+        # several COCO files in subfolders (one per split): ids keep the subfolder, so the
+        # same file name in train/ and valid/ stays two images
+        rel_dir = f.parent.relative_to(root).as_posix() if f.parent != root else ""
+        prefix = ""
+        if len(files) > 1:
+            prefix = f"{split}/" if split else (f"{rel_dir}/" if rel_dir else "")
+        # COCO 2017: annotations/instances_train2017.json with the images in train2017/
+        tag = f.stem.split("_", 1)[-1]
+        search += [root / tag, f.parent.parent / tag]
         if split is not None:
             search.insert(1, root / "images" / split)
             search.insert(1, root / split)
@@ -205,6 +218,8 @@ def read(path: str | Path, *, labels=None) -> Dataset:
         for im in data["images"]:
             fn = str(im.get("file_name", ""))
             rid = Path(fn.replace("\\", "/")).with_suffix("").as_posix().lstrip("/")
+            if prefix:
+                rid = prefix + rid
             file = None
             for d in search:
                 for cand in (d / fn, d / Path(fn.replace("\\", "/")).name):

@@ -311,6 +311,32 @@ def find_image(ann_file: Path, named: str | None, also_dirs: tuple[Path, ...] = 
     return None
 
 
+class ImageIndex:
+    """Every image file below a root by lower-cased file name, built on first use: the last
+    resort for an annotation whose image lies elsewhere in the folder (``images/`` beside
+    ``annotations/``, a moved folder). Only an unambiguous name is answered."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._by_name: dict[str, list[Path]] | None = None
+
+    def find(self, name: str | None) -> Path | None:
+        if not name:
+            return None
+        if self._by_name is None:
+            self._by_name = {}
+            for dirpath, _dirs, files in os.walk(self.root):
+                for fn in files:
+                    if os.path.splitext(fn)[1].lower() in IMAGE_SUFFIXES:
+                        self._by_name.setdefault(fn.lower(), []).append(Path(dirpath) / fn)
+        hits = self._by_name.get(basename_any(name).lower(), [])
+        return hits[0] if len(hits) == 1 else None
+
+    def find_stem(self, stem: str) -> Path | None:
+        hits = [p for s in IMAGE_SUFFIXES for p in (self.find(stem + s),) if p is not None]
+        return hits[0] if len(hits) == 1 else None
+
+
 def image_size(file: Path) -> tuple[int, int]:
     """(width, height) after EXIF orientation, reading only the header."""
     from PIL import Image, UnidentifiedImageError

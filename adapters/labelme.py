@@ -98,12 +98,15 @@ def iter_records(path: Path, warnings: list[Problem], flag_names: set[str]):
     root = path.parent if path.is_file() else path
     files = list_files(path)
     n = 0
+    from zoo.adapters.common import ImageIndex
+
+    index = ImageIndex(root)
     for f in track(files, "reading labelme", total=len(files)) if len(files) > 200 else files:
         data = read_json(f)
         if not _is_labelme(data):
             warn(warnings, f, "not a labelme file (no 'shapes' list); skipped")
             continue
-        rec = read_record(f, data, root, warnings, flag_names)
+        rec = read_record(f, data, root, warnings, flag_names, index)
         if rec is not None:
             n += 1
             yield rec
@@ -237,11 +240,14 @@ def _clip(pts, w, h):
     return out, clipped
 
 
-def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_names: set[str]) -> ImageRecord | None:
+def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_names: set[str],
+                index=None) -> ImageRecord | None:
     """One labelme file as an ImageRecord holding label names (see adapters.build)."""
     rel = f.relative_to(root).with_suffix("").as_posix() if f != root else f.stem
     image_path = data.get("imagePath")
     file = find_image(f, image_path if isinstance(image_path, str) else None)
+    if file is None and index is not None and not data.get("imageData"):
+        file = index.find(image_path if isinstance(image_path, str) else None) or index.find_stem(f.stem)
     has_data = bool(data.get("imageData"))
     if file is None and not has_data:
         warn(warnings, f, f"image not found (imagePath {image_path!r}, no file named {f.stem}.* beside it) "
@@ -278,6 +284,8 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
             continue
         label = label.strip()
         st = s.get("shape_type") or "polygon"
+        if st in ("rotation", "quadrilateral"):  # X-AnyLabeling's rotated box: its 4 corners
+            st = "polygon"
         pts = _points(s.get("points"), f, idx, warnings)
         if pts is None:
             continue

@@ -94,8 +94,11 @@ def read(path: str | Path, *, labels=None) -> Dataset:
         else:
             jobs = [(f, f.relative_to(path).with_suffix("").as_posix(), ()) for f in
                     sorted(path.rglob("*.xml"), key=lambda p: p.relative_to(path).as_posix())]
+    from zoo.adapters.common import ImageIndex
+
+    index = ImageIndex(root)
     for f, rid, img_dirs in track(jobs, "reading VOC XML", total=len(jobs)) if len(jobs) > 200 else jobs:
-        rec = read_xml(f, rid, img_dirs, warnings)
+        rec = read_xml(f, rid, img_dirs, warnings, index)
         if rec is not None:
             records.append(rec)
     if not records:
@@ -128,7 +131,7 @@ def _num(el, tag):
     return v if math.isfinite(v) else None
 
 
-def read_xml(f: Path, rid: str, img_dirs: tuple[Path, ...], warnings: list[Problem]) -> ImageRecord | None:
+def read_xml(f: Path, rid: str, img_dirs: tuple[Path, ...], warnings: list[Problem], index=None) -> ImageRecord | None:
     try:
         tree = ET.parse(f)
     except ET.ParseError as e:
@@ -147,6 +150,8 @@ def read_xml(f: Path, rid: str, img_dirs: tuple[Path, ...], warnings: list[Probl
                 break
     if file is None:
         file = find_image(f, None, img_dirs)
+    if file is None and index is not None:
+        file = index.find(filename) or index.find(named) or index.find_stem(f.stem)
     if file is None:
         warn(warnings, f, f"image not found (filename {filename!r}, path {named!r}); skipped")
         return None

@@ -73,7 +73,7 @@ def test_coco_split_files_become_splits(tmp_path):
     data["annotations"] = []
     (tmp_path / "instances_val.json").write_text(json.dumps(data))
     ds = read_dataset(tmp_path)
-    assert ds.splits == {"train": ["a"], "val": ["b"]}
+    assert ds.splits == {"train": ["train/a"], "val": ["val/b"]}
 
 
 def test_labels_file_orders_coco_categories(tmp_path):
@@ -133,3 +133,51 @@ def test_convert_rejects_unknown_format_and_task(tiny_demo, tmp_path):
     with pytest.raises(ZooError):
         convert_folder(tiny_demo, to="yolo", task="segmentt", out=tmp_path / "o2", quiet=True)
     assert np.isfinite(1.0)
+
+
+def test_roboflow_style_exports(tmp_path):
+    """train/ valid/ folders: YOLO with data.yaml, COCO with _annotations.coco.json each."""
+    y = tmp_path / "yolo"
+    for split in ("train", "valid"):
+        (y / split / "images").mkdir(parents=True)
+        (y / split / "labels").mkdir(parents=True)
+        Image.new("RGB", (20, 10)).save(y / split / "images" / "x.jpg")
+        (y / split / "labels" / "x.txt").write_text("1 0.5 0.5 0.5 0.4\n")
+    (y / "data.yaml").write_text("nc: 2\nnames: ['cell', 'dot']\ntrain: train/images\nval: valid/images\n")
+    ds = read_dataset(y)
+    assert ds.format == "yolo" and ds.categories == ["cell", "dot"]
+    assert sorted(ds.splits) == ["train", "val"] and len(ds) == 2
+    assert ds.image("train/images/x").instances[0].bbox == pytest.approx((5.0, 3.0, 15.0, 7.0))
+
+    c = tmp_path / "coco"
+    for split in ("train", "valid"):
+        _coco_folder(c / split, "_annotations.coco.json")
+        (c / split / "images" / "a.jpg").rename(c / split / "a.jpg")
+    ds = read_dataset(c)
+    assert ds.format == "coco" and sorted(r.id for r in ds) == ["train/a", "val/a"]
+    assert ds.splits == {"train": ["train/a"], "val": ["val/a"]}
+
+
+def test_images_in_a_sibling_folder_are_found(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "ann").mkdir()
+    Image.new("RGB", (40, 30)).save(tmp_path / "images" / "p1.png")
+    data = {"shapes": [_poly("a", SQUARE)], "imagePath": "/home/someone/else/p1.png", "imageData": None,
+            "imageHeight": 30, "imageWidth": 40}
+    (tmp_path / "ann" / "p1.json").write_text(json.dumps(data))
+    (tmp_path / "ann" / "p1.xml").write_text(
+        "<annotation><filename>p1.png</filename><size><width>40</width><height>30</height></size>"
+        "<object><name>a</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object>"
+        "</annotation>")
+    ds = read_dataset(tmp_path, "labelme")
+    assert ds.images[0].file == tmp_path / "images" / "p1.png"
+    ds = read_dataset(tmp_path, "voc")
+    assert ds.images[0].file == tmp_path / "images" / "p1.png"
+
+
+def test_xanylabeling_rotation_shape_is_a_polygon(tmp_path):
+    rot = {"label": "ship", "points": [[2, 5], [10, 1], [14, 9], [6, 13]], "shape_type": "rotation",
+           "direction": 0.46}
+    _labelme(tmp_path, "a", [rot])
+    inst = read_dataset(tmp_path).images[0].instances[0]
+    assert inst.polygons == [[2, 5, 10, 1, 14, 9, 6, 13]] and inst.bbox == (2, 1, 14, 13)
