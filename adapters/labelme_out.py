@@ -157,8 +157,15 @@ def prediction_to_labelme(prediction, meta: Dataset, record: ImageRecord, json_p
     from zoo.raster import rle_to_mask
 
     json_path = Path(json_path)
-    target_img = Path(image_path) if image_path is not None else (record.file or record.embedded)
-    rel = os.path.relpath(Path(target_img).resolve(), json_path.parent.resolve()) if target_img else ""
+    target_img = Path(image_path) if image_path is not None else record.file
+    image_data = None
+    if target_img is not None:
+        rel = os.path.relpath(Path(target_img).resolve(), json_path.parent.resolve())
+    else:  # pixels only embedded in a source labelme JSON: embed them again
+        from zoo.dataset import embedded_image_bytes
+
+        rel = json_path.with_suffix(record.suffix).name
+        image_data = base64.b64encode(embedded_image_bytes(record.embedded)).decode("ascii") if record.embedded else None
     shapes: list[dict] = []
     flags = {c: False for c in meta.classes}
     if isinstance(prediction, InstancePredictions):
@@ -186,6 +193,7 @@ def prediction_to_labelme(prediction, meta: Dataset, record: ImageRecord, json_p
     else:
         raise TypeError(f"not a zoo prediction: {type(prediction).__name__}")
     data = labelme_dict(record, meta, rel.replace(os.sep, "/"), shapes, flags=flags)
+    data["imageData"] = image_data
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
     return json_path

@@ -216,3 +216,18 @@ def test_labelme_schemas_old_and_new(tmp_path):
     assert rot.instances[0].polygons == [[1.0, 1.0, 10.0, 2.0, 5.0, 30.0]]
     b = ds.image("b")
     assert b.instances[0].bbox == (5.0, 3.0, 20.0, 25.0) and b.instances[0].ignore  # difficult
+
+
+def test_prediction_for_embedded_pixels_embeds_them(real_fixtures, tmp_path):
+    import shutil
+
+    from zoo.adapters.labelme_out import prediction_to_labelme
+    from zoo.predictions import Detection, InstancePredictions
+
+    shutil.copy(real_fixtures / "labelme" / "tutorial" / "apc2016_obj3.json", tmp_path)
+    ds = read_dataset(tmp_path)
+    r = ds.images[0]
+    pred = InstancePredictions(r.id, [Detection(0, 0.7, (10.0, 20.0, 30.0, 40.0))])
+    f = prediction_to_labelme(pred, ds.meta(), r, tmp_path / "out" / "p.json")
+    back = read_dataset(f)
+    assert back.images[0].load_rgb().shape == (907, 1210, 3) and back.images[0].instances[0].bbox == (10, 20, 30, 40)
