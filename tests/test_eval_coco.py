@@ -211,6 +211,8 @@ def test_equal_to_pycocotools(boxes_and_masks, iou_type):
     assert {type(a["segmentation"]) for a in gt["annotations"]} == {list, dict}
     assert 0.2 < metrics["AP"] < 0.9
     assert metrics["main"] == "AP" and metrics["conventions"]["max_dets"] == [1, 10, 100]
+    if iou_type == "segm":  # masks also report the box AP of the same detections
+        assert metrics["bbox"]["AP"] == pytest.approx(zoo_metrics(ds, preds, "bbox")["AP"], abs=1e-12)
 
 
 def test_keypoints_equal_to_pycocotools_with_custom_sigmas():

@@ -185,11 +185,13 @@ class CocoEvaluator(Evaluator):
     """COCO AP/AR for boxes (``iou_type="bbox"``), masks (``"segm"``) or keypoints (``"keypoints"``)."""
 
     def __init__(self, meta: Dataset, *, task=None, iou_type: str = "bbox", polygon_raster: str = "zoo",
-                 **options: Any):
+                 box_ap: bool = True, **options: Any):
         if iou_type not in IOU_TYPES:
             raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
         self.iou_type = iou_type
         self.polygon_raster = polygon_raster
+        #: masks / keypoints also report box AP under "bbox" (the boxes the same model gave)
+        self.box_ap = box_ap
         self._eval = None
         super().__init__(meta, task=task, **options)
 
@@ -229,6 +231,10 @@ class CocoEvaluator(Evaluator):
         metrics["images"] = len(self._records)
         metrics["detections"] = len(results)
         metrics["conventions"] = self._conventions(ev, sigmas, sigma_source)
+        if self.box_ap and self.iou_type != "bbox":
+            box = run_cocoeval(gt, predictions_to_coco_results(self._preds, image_ids), "bbox", cat_ids=cat_ids)
+            metrics["bbox"] = {k: _num(v) for k, v in zip(BOX_STATS, summary_stats(box))}
+            metrics["bbox"]["per_class"] = {k: v["AP"] for k, v in self._per_class(box, gt).items()}
         return metrics
 
     def _per_class(self, ev, gt: dict) -> dict[str, dict[str, Any]]:
