@@ -96,12 +96,14 @@ def test_finished_runs_are_reused_unless_rerun(tmp_path, tiny_demo, registry):
 
 
 def test_a_backend_that_is_not_installed_gets_a_row(tmp_path, tiny_demo, registry, capsys):
-    result = compare_and_report(_opts(tmp_path, tiny_demo, registry, backends=["absent", "toy"], quiet=False))
+    result = compare_and_report(_opts(tmp_path, tiny_demo, registry, backends=["absent", "toy", "unimportable"],
+                                      quiet=False))
     out = " ".join(capsys.readouterr().out.split())
     assert "pip install 'zoo[absent]'" in out  # shown as text, not eaten as rich markup
     by = {r.backend: r for r in result.rows}
     assert by["toy"].ok and not by["absent"].ok
     assert "no_such_module_zoo" in by["absent"].error and "pip install 'zoo[absent]'" in by["absent"].error
+    assert not by["unimportable"].ok and "NoSuchClass" in by["unimportable"].error
 
 
 def test_scoped_sets():

@@ -205,6 +205,7 @@ class ToyPlugin:
             BackendSpec(name="broken", tasks=TASKS, entry="toy_backend:Broken", description="fails to train"),
             BackendSpec(name="absent", tasks=TASKS, entry="toy_backend:Toy", requires=("no_such_module_zoo",),
                         extra="absent", description="its framework is not installed"),
+            BackendSpec(name="unimportable", tasks=TASKS, entry="toy_backend:NoSuchClass", description="a plugin bug"),
         ]
 
 

@@ -171,6 +171,9 @@ class _Compare:
             except MissingDependency as e:
                 configs[b] = e
                 continue
+            except Exception as e:  # noqa: BLE001 - a broken plugin is that backend's row, not the end
+                configs[b] = ZooError(f"cannot load backend '{b}': {type(e).__name__}: {e}")
+                continue
             configs[b] = resolve_config(cls.Config, backend=b, task=self.task.name, files=self.opts.config_files,
                                         flags=self.flags, sets=self.sets[b])
         return configs
@@ -189,6 +192,9 @@ class _Compare:
         digest = data_hash(dataset)
         split = choose_split(opts.split, dataset, self.task, val=opts.val, test=opts.test, seed=self.seed, digest=digest)
         self.folder.mkdir(parents=True, exist_ok=True)
+        import shutil
+
+        shutil.rmtree(self.folder / "errors", ignore_errors=True)  # this compare's errors only
         split_path = self.folder / "split.json"
         write_split(split, split_path)
         self.dataset, self.split = dataset, split
@@ -318,11 +324,17 @@ class _Compare:
             (self.folder / p).unlink(missing_ok=True)
         if not ok:
             return
-        bar_chart(ok, self.folder / "scores.png", f"{self.task.title} · {self.name}")
         val = self.dataset.subset(self.split.val)
+        plots = [(bar_chart, (ok, self.folder / "scores.png", f"{self.task.title} · {self.name}"))]
         if self.task.evaluator_options.get("iou_type"):
-            pr_overlay(ok, self.task, val, self.folder / "pr_curves.png")
-        samples_grid(ok, self.task, val, self.folder / "samples.png", n=self.opts.samples)
+            plots.append((pr_overlay, (ok, self.task, val, self.folder / "pr_curves.png")))
+        plots.append((samples_grid, (ok, self.task, val, self.folder / "samples.png", self.opts.samples)))
+        for fn, args in plots:
+            try:
+                fn(*args)
+            except Exception as e:  # noqa: BLE001 - a plot must not cost the leaderboard
+                log.warning("%s failed: %s", fn.__name__, e, exc_info=True)
+                self.say(f"[yellow]{fn.__name__} failed[/]: {_esc(e)}")
 
 
 def _failed_run_dir(out: Path, backend: str, task: str) -> Path | None:
