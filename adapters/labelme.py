@@ -64,7 +64,8 @@ def sniff(path: Path) -> float:
             head = f.read_bytes()[:4096]
         except OSError:
             continue
-        if b'"shapes"' in head or (b'"shapes"' in f.read_bytes() if f.stat().st_size < 1 << 20 else False):
+        # pre-3.x files (Python 2 dict order) may put a large imageData before "shapes"
+        if b'"shapes"' in head or (b'"shapes"' in f.read_bytes() if f.stat().st_size < 64 << 20 else False):
             if path.is_file():
                 return 1.0
             # annotations at the top of the folder beat formats found only deeper down

@@ -49,10 +49,11 @@ def sniff(path: Path) -> float:
     if dirs:
         return 0.95 if dirs[0].parent == path else 0.85
     n = 0
-    for f in path.rglob("*.xml"):
+    for f in sorted(path.glob("*.xml"))[:5] + list(path.rglob("*.xml")):
         try:
             if b"<annotation" in f.read_bytes()[:2048]:
-                return 0.85
+                # XML at the top beats YOLO txt beside it (LabelImg users save both)
+                return 0.92 if f.parent == path else 0.85
         except OSError:
             pass
         n += 1

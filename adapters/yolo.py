@@ -45,9 +45,14 @@ def sniff(path: Path) -> float:
     if not path.is_dir():
         return 0.0
     cf = _class_file(path)
-    has_txt = any(True for f in path.rglob("*.txt") if f.name != "classes.txt")
-    if cf is not None and has_txt:
-        return 0.9
+    if cf is not None:
+        n = 0
+        for f in path.rglob("*.txt"):
+            if f.name != "classes.txt" and _looks_like_labels(f):
+                return 0.9
+            n += 1
+            if n > 50:
+                break
     if (path / "labels").is_dir() and (path / "images").is_dir():
         return 0.8
     return 0.0
@@ -148,17 +153,21 @@ def read(path: str | Path, *, labels=None) -> Dataset:
 
 
 def _looks_like_labels(txt: Path) -> bool:
+    """Does one of the first lines read ``class x y ...`` (an integer then 4+ numbers)?"""
     try:
-        first = txt.read_text(errors="replace").strip().splitlines()[:1]
+        with open(txt, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", errors="replace")
     except OSError:
         return False
-    if not first:
-        return False
-    parts = first[0].split()
-    try:
-        return len(parts) >= 5 and float(parts[0]).is_integer() and all(0 <= float(p) <= 1.5 for p in parts[1:])
-    except ValueError:
-        return False
+    for line in [ln for ln in head.splitlines() if ln.strip()][:3]:
+        parts = line.split()
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            continue
+        if len(vals) >= 5 and vals[0].is_integer():
+            return True
+    return False
 
 
 def _read_labels(lf: Path, w: int, h: int, names: list[str], kpt_shape, warnings) -> list[Instance]:

@@ -181,3 +181,18 @@ def test_xanylabeling_rotation_shape_is_a_polygon(tmp_path):
     _labelme(tmp_path, "a", [rot])
     inst = read_dataset(tmp_path).images[0].instances[0]
     assert inst.polygons == [[2, 5, 10, 1, 14, 9, 6, 13]] and inst.bbox == (2, 1, 14, 13)
+
+
+def test_detection_prefers_voc_xml_over_yolo_txt_beside_it(tmp_path):
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.jpg")
+    (tmp_path / "classes.txt").write_text("dog\n")
+    (tmp_path / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><object><name>dog</name><difficult>1</difficult>"
+        "<bndbox><xmin>1.5</xmin><ymin>2</ymin><xmax>9</xmax><ymax>9.25</ymax></bndbox></object></annotation>")
+    assert detect_format(tmp_path) == "voc"
+    ds = read_dataset(tmp_path)
+    inst = ds.images[0].instances[0]
+    assert inst.ignore and inst.bbox == (1.5, 2.0, 9.0, 9.25) and (ds.images[0].width, ds.images[0].height) == (40, 30)
+    (tmp_path / "a.xml").unlink()
+    assert detect_format(tmp_path) == "yolo"
