@@ -52,7 +52,7 @@ def demo(tmp_path_factory) -> Dataset:
 
 
 # torchvision's heads are sized for COCO; tiny tests need far fewer RoIs and a thin keypoint head
-FAST = ["max_detections=20", "rois_per_image=64", "keypoint_head_layers=2", "keypoint_head_channels=64"]
+FAST = ["max_detections=20", "proposals=50", "rois_per_image=32", "keypoint_head_layers=2", "keypoint_head_channels=64"]
 
 
 def _config(backend: str, task: str, **flags) -> RCNNConfig:

@@ -30,7 +30,8 @@ How a plugin uses it::
 
 Checkpoints: ``last.pt`` after every epoch and ``best.pt`` whenever the epoch's score equals
 or beats the best so far (``val_fn(model)``, higher is better; without one, the lowest mean training
-loss). Both hold ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (0-based,
+loss); ``best.pt`` is a hard link to that epoch's ``last.pt`` (a copy where links fail), so
+marking the best costs no second write. Both hold ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (0-based,
 completed), ``best_score``, ``history`` and the caller's ``extra`` (plain values only: the
 files are read back with ``torch.load(weights_only=True)``). With ``resume=True`` (the
 default) a ``last.pt`` already in ``checkpoint_dir`` is continued from the next epoch, with
@@ -238,6 +239,21 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def _same_file(src: Path, dst: Path) -> Path:
+    """``dst`` with ``src``'s content: a hard link where the file system allows (no second
+    write of a large file; a later atomic replace of ``src`` leaves ``dst`` untouched)."""
+    tmp = dst.with_suffix(dst.suffix + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    return dst
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """A checkpoint written by :func:`fit` (or any plain state dict), as a dict."""
     import torch
@@ -442,9 +458,7 @@ def fit(
             }
             result.last_path = save_checkpoint(state, ckpt_dir / LAST)
             if improved:
-                # best.pt only needs what load() uses; optimizer state would double its size
-                slim = {k: state[k] for k in ("model", "epoch", "best_score", "history", "extra")}
-                result.best_path = save_checkpoint(slim, ckpt_dir / BEST)
+                result.best_path = _same_file(ckpt_dir / LAST, ckpt_dir / BEST)
 
     result.seconds = time.perf_counter() - t0
     if ckpt_dir is not None:

@@ -138,7 +138,8 @@ class TvClassifier(Backend):
             description=self.arch,
             extra={"backend": self.arch, "classes": list(self.meta.classes), "config": dump_config(self.config)},
         )
-        model.load_state_dict(load_checkpoint(best_checkpoint(self.ctx.checkpoint_dir))["model"])
+        if result.history and result.best_epoch != result.history[-1]["epoch"]:
+            model.load_state_dict(load_checkpoint(best_checkpoint(self.ctx.checkpoint_dir))["model"])
         self.model = model
         out = {"loss": result.final_loss, "epochs": len(result.history), "train_seconds": round(result.seconds, 2)}
         if val_usable:

@@ -68,7 +68,10 @@ class RCNNConfig(TrainConfig):
     score_threshold: float = 0.05  # detections below this are dropped
     nms_iou: float = 0.5
     max_detections: int = 100  # per image (COCO's maxDets)
-    rois_per_image: int = 512  # proposals sampled per image to train the box head (torchvision's)
+    # torchvision's RoI counts are made for 800-px COCO images (2000 proposals, 512 sampled);
+    # at a few hundred pixels they only cost time: the box head runs once per proposal
+    proposals: int = 300  # region proposals kept per image at test time (twice that in training)
+    rois_per_image: int = 128  # proposals sampled per image to train the box head
     keypoint_head_layers: int = 8  # keypoint-rcnn: conv layers of the keypoint head (torchvision's 8)
     keypoint_head_channels: int = 512  # ... and their width; the head dominates keypoint-rcnn's cost
     mask_threshold: float = 0.5  # mask-rcnn: probability above which a pixel is in the mask
@@ -132,6 +135,10 @@ def build_model(kind: str, cfg: RCNNConfig, num_classes: int, num_keypoints: int
         box_nms_thresh=cfg.nms_iou,
         box_detections_per_img=cfg.max_detections,
         box_batch_size_per_image=cfg.rois_per_image,
+        rpn_pre_nms_top_n_train=2 * cfg.proposals,
+        rpn_post_nms_top_n_train=2 * cfg.proposals,
+        rpn_pre_nms_top_n_test=cfg.proposals,
+        rpn_post_nms_top_n_test=cfg.proposals,
     )
     if kind == "faster":
         return FasterRCNN(backbone, **common)
@@ -334,7 +341,8 @@ class RCNNBackend(Backend):
             extra=self._extra(),
         )
         # predict with what load() will restore, so both give the same answers
-        model.load_state_dict(load_checkpoint(best_checkpoint(self.ctx.checkpoint_dir))["model"])
+        if result.history and result.best_epoch != result.history[-1]["epoch"]:
+            model.load_state_dict(load_checkpoint(best_checkpoint(self.ctx.checkpoint_dir))["model"])
         self.model = model
         return {
             "loss": result.final_loss,
