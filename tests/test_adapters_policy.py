@@ -287,3 +287,27 @@ def test_cli_error_is_one_line_and_exit_2(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("zoo: error: ") and "bad.json" in lines[0]
     assert "Traceback" not in r.stderr
     assert math.isfinite(1.0)
+
+
+def test_unreadable_image_header_when_size_needed_is_fatal(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"not a png at all")
+    data = {"shapes": [_poly("a", SQUARE)], "imagePath": "a.png", "imageData": None}  # no size: must read it
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"a\.png: is not an image PIL can read"):
+        read_dataset(tmp_path, "labelme")
+
+
+def test_yolo_without_class_names_is_fatal(tmp_path):
+    _img(tmp_path / "a.jpg")
+    (tmp_path / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(DataError, match="no classes.txt or data.yaml"):
+        read_dataset(tmp_path, "yolo")
+
+
+def test_xml_declared_encoding_is_honoured(tmp_path):
+    _img(tmp_path / "a.jpg")
+    xml = ('<?xml version="1.0" encoding="ISO-8859-1"?><annotation><filename>a.jpg</filename>'
+           "<object><name>caf\u00e9</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax>"
+           "</bndbox></object></annotation>")
+    (tmp_path / "a.xml").write_bytes(xml.encode("latin-1"))
+    assert read_dataset(tmp_path).categories == ["caf\u00e9"]
