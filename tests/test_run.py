@@ -178,3 +178,21 @@ def test_resume_by_name_takes_that_run_not_the_newest(tmp_path, data, registry, 
     assert first.run_dir.name == "toy-detect"
     newest = execute(_opts(tmp_path, data, registry, resume=True))
     assert newest.run_dir.name == "toy-detect-2"
+
+
+def test_a_name_taken_meanwhile_moves_to_the_next_free_one(tmp_path, data, registry, monkeypatch):
+    import zoo.run
+
+    real = zoo.run.next_free
+    calls = []
+
+    def racing(out, name):  # another process creates the folder right after we chose it
+        path = real(out, name)
+        if not calls:
+            path.mkdir(parents=True)
+        calls.append(path)
+        return path
+
+    monkeypatch.setattr(zoo.run, "next_free", racing)
+    result = execute(_opts(tmp_path, data, registry))
+    assert result.run_dir.name == "toy-detect-2" and (result.run_dir / "manifest.json").is_file()

@@ -238,7 +238,7 @@ class _Run:
     def choose_folder(self) -> None:
         opts = self.opts
         out = Path(opts.out)
-        base = check_name(opts.name or default_name(self.spec.name, self.task.name))
+        base = self.base_name = check_name(opts.name or default_name(self.spec.name, self.task.name))
         if opts.resume:
             # --name X resumes X itself; without --name, the newest <backend>-<task>[-N].
             existing = [out / base] if opts.name and (out / base).is_dir() else series(out, base)
@@ -259,6 +259,16 @@ class _Run:
             self.run_dir = next_free(out, base)
             if self.run_dir.name != base:
                 self.say(f"[dim]{_esc(out / base)} exists; this run goes to {_esc(self.run_dir)}[/]")
+
+    def claim_folder(self) -> None:
+        # Another zoo run may have taken the name since choose_folder: take the next free one.
+        for _ in range(1000):
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=False)
+                return
+            except FileExistsError:
+                self.run_dir = next_free(self.run_dir.parent, self.base_name)
+        raise ZooError(f"{self.run_dir.parent}: could not create a new run folder for {self.base_name}")
 
     def prepare(self) -> None:
         from zoo.devices import resolve_device
@@ -289,7 +299,7 @@ class _Run:
         if self.split.source == "data":
             self.say("[dim]using the train / val split the data defines (--split random to draw one)[/]")
         self.device = resolve_device(self.config.device)
-        self.run_dir.mkdir(parents=True, exist_ok=False)
+        self.claim_folder()
         self.manifest = {
             "zoo": __version__,
             "backend": self.spec.name,
