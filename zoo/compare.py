@@ -494,10 +494,11 @@ def _draw(ax, record, pred_or_gt, task: Task, meta, conf: float = 0.25) -> None:
                 mask = instance_mask(i, h, w) if task.name == "instance-seg" else None
                 items.append((i.category, None, i.bbox, mask, i.keypoints if task.name == "keypoint" else None))
     if isinstance(pred_or_gt, InstancePredictions):
-        for d in sorted(pred_or_gt.detections, key=lambda d: -d.score)[:50]:
-            if d.score >= conf:
-                mask = rle_to_mask(d.mask).astype(bool) if d.mask is not None else None
-                items.append((d.category, d.score, d.bbox, mask, d.keypoints))
+        shown = [d for d in sorted(pred_or_gt.detections, key=lambda d: -d.score) if d.score >= conf][:50]
+        for d in shown:
+            mask = rle_to_mask(d.mask).astype(bool) if d.mask is not None else None
+            items.append((d.category, d.score, d.bbox, mask, d.keypoints))
+        title = f"{len(shown)} of {len(pred_or_gt.detections)} detections (score ≥ {conf:g})"
     elif isinstance(pred_or_gt, SemanticPrediction):
         lm = np.asarray(pred_or_gt.label_map)
         for c in range(1, len(meta.categories) + 1):
