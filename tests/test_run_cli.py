@@ -49,6 +49,16 @@ def test_run_on_a_labelme_folder(tmp_path, tiny_demo, toy_registry, capsys):
     assert "AP" in out and "1.000" in out  # the summary table
     assert sorted(p.name for p in tiny_demo.iterdir()) == before  # nothing written into the input
 
+    # report.md's reproduce line gives the same config, split and scores
+    line = next(l for l in (run / "report.md").read_text().splitlines() if l.startswith("zoo run "))
+    import shlex
+
+    main([*shlex.split(line)[1:], "--out", str(tmp_path / "runs")])
+    again = tmp_path / "runs" / "toy-detect-2"
+    assert (again / "config.yaml").read_text() == (run / "config.yaml").read_text()
+    assert (again / "split.json").read_text() == (run / "split.json").read_text()
+    assert json.loads((again / "metrics.json").read_text()) == metrics
+
 
 @pytest.mark.parametrize(
     ("argv", "message"),

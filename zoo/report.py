@@ -148,7 +148,21 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
         parts += [f"- {m['backend']}'s own numbers (not used for ranking): "
                   + ", ".join(f"{k} {fmt(v)}" for k, v in own.items())]
     parts += [""]
+
+    data = m["data"]["path"]
+    parts += ["## Reproduce, predict", "", "```sh",
+              f"zoo run --task {task.name} --backend {m['backend']}"
+              + ("" if data == "demo" else f" --data {_q(data)}")
+              + f" --config {_q(run_dir / 'config.yaml')} --split {_q(run_dir / 'split.json')}",
+              f"zoo predict --run {_q(run_dir)} IMAGES... --out DIR   # labelme JSON to open and correct",
+              "```", ""]
     return write_text(run_dir / "report.md", "\n".join(parts))
+
+
+def _q(p) -> str:
+    import shlex
+
+    return shlex.quote(str(p))
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

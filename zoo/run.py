@@ -95,6 +95,13 @@ def _console():
     return Console(stderr=True, highlight=False)
 
 
+def _relative(path: str | Path, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _esc(v: Any) -> str:
     """User text (paths, messages) shown through rich: never read as markup."""
     from rich.markup import escape
@@ -452,6 +459,8 @@ class _Run:
         plots = self.run_dir / "plots"
         plots.mkdir(exist_ok=True)
         metrics = evaluate(self.task, self.val, preds, plots_dir=plots)
+        if isinstance(metrics.get("plots"), list):  # relative: a run folder may be moved or shared
+            metrics["plots"] = [_relative(p, self.run_dir) for p in metrics["plots"]]
         write_json(self.run_dir / "metrics.json", metrics)
         self.phase_done("evaluate", time.perf_counter() - t0)
         return metrics
