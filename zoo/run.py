@@ -316,7 +316,9 @@ class _Run:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": " ".join(sys.argv),
             "data": {
-                "path": self.data_label, "format": self.dataset.format, "hash": self.digest,
+                # absolute, so --resume finds it from any working directory ("demo" for the demo)
+                "path": str(Path(opts.data).resolve()) if opts.data is not None else self.data_label,
+                "format": self.dataset.format, "hash": self.digest,
                 "summary": self.dataset.summary(),
             },
             "seed": self.config.seed,
