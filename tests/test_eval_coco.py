@@ -327,3 +327,61 @@ def test_fast_polygon_rle_is_zoo_raster_pixel_for_pixel():
     full = [[0, 0, 9, 0, 9, 6, 0, 6]]  # every pixel: runs joined across columns
     assert polygons_rle(full, 7, 10) == mask_to_rle(np.ones((7, 10), bool))
     assert polygons_rle([[0, 0, 9, 0, 9, 6]], 7, 10) == mask_to_rle(polygons_mask([[0, 0, 9, 0, 9, 6]], 7, 10))
+
+
+def _perturbed(ds, seed, masks):
+    """Predictions from real ground truth: shifted copies (boxes and pixels), misses, false positives."""
+    from zoo.raster import instance_mask
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for rec in ds.images:
+        dets = []
+        for inst in rec.instances:
+            if inst.ignore or rng.random() < 0.15:
+                continue
+            dx, dy = (int(v) for v in rng.integers(-6, 7, 2))
+            x0, y0, x1, y1 = inst.bbox
+            box = (max(0.0, x0 + dx), max(0.0, y0 + dy), min(rec.width, x1 + dx), min(rec.height, y1 + dy))
+            m = None
+            if masks:
+                m = mask_to_rle(np.roll(instance_mask(inst, rec.height, rec.width), (dy, dx), axis=(0, 1)))
+            dets.append(Detection(inst.category, float(rng.random()), box, mask=m))
+        for _ in range(2):
+            box = _box(rng, rec.width, rec.height)
+            m = _rle([_polygon(rng, *box)], rec.height, rec.width) if masks else None
+            dets.append(Detection(int(rng.integers(len(ds.categories))), float(rng.random()), box, mask=m))
+        out.append(InstancePredictions(rec.id, dets))
+    return out
+
+
+@pytest.mark.fixtures
+@pytest.mark.parametrize(
+    "folder, iou_type",
+    [("labelme/instance_segmentation", "segm"), ("labelme/instance_segmentation", "bbox"),
+     ("voc/Tony607_object_detection_demo", "bbox")],
+)  # fmt: skip
+def test_real_annotations_equal_to_pycocotools(real_fixtures, folder, iou_type):
+    """Real labelme (group_id parts, __ignore__) and VOC files, read by zoo's readers."""
+    from zoo.reading import read_dataset
+
+    ds = read_dataset(real_fixtures / folder)
+    preds = _perturbed(ds, seed=0, masks=iou_type == "segm")
+    metrics = zoo_metrics(ds, preds, iou_type)
+    ref = pycocotools_eval(ds, preds, iou_type)
+    for name, want in zip(BOX_STATS, ref.stats):
+        assert metrics[name] == (None if want == -1 else pytest.approx(want, abs=1e-9)), name
+    assert 0.05 < metrics["AP"] < 0.95
+    if folder.startswith("labelme"):
+        assert any(i.ignore for r in ds.images for i in r.instances)
+
+
+@pytest.mark.fixtures
+def test_real_coco_body_keypoints_get_coco_sigmas(real_fixtures):
+    from zoo.reading import read_dataset
+
+    ds = read_dataset(real_fixtures / "keypoints/X-AnyLabeling_human_pose")
+    sigmas, source = oks_sigmas(ds)
+    assert source.startswith("COCO") and sigmas[0] == 0.026 and sigmas[-1] == 0.089
+    gt = gt_as_predictions(ds, masks=False)
+    assert zoo_metrics(ds, gt, "keypoints")["AP"] == pytest.approx(1.0)

@@ -52,15 +52,16 @@ IOU_TYPES = ("bbox", "segm", "keypoints")
 def oks_sigmas(meta: Dataset) -> tuple[list[float], str]:
     """The per-keypoint OKS sigmas for ``meta``'s skeleton and where they came from."""
     names = list(meta.keypoint_names)
+    norm = [n.strip().lower().replace("-", "_").replace(" ", "_") for n in names]
+    coco = len(norm) == 17 and set(norm) == set(COCO_SIGMAS)
+    if coco and (not meta.oks_sigmas or [float(s) for s in meta.oks_sigmas] == [COCO_SIGMAS[n] for n in norm]):
+        return [COCO_SIGMAS[n] for n in norm], "COCO (the 17 COCO body points are named)"
     if meta.oks_sigmas:
         if len(meta.oks_sigmas) != len(names):
             raise ZooError(
                 f"oks_sigmas has {len(meta.oks_sigmas)} values but there are {len(names)} keypoints"
             )
         return [float(s) for s in meta.oks_sigmas], "dataset (zoo.yaml oks_sigmas)"
-    norm = [n.strip().lower().replace("-", "_").replace(" ", "_") for n in names]
-    if len(norm) == 17 and set(norm) == set(COCO_SIGMAS):
-        return [COCO_SIGMAS[n] for n in norm], "COCO (the 17 COCO body points are named)"
     return [DEFAULT_SIGMA] * len(names), f"default {DEFAULT_SIGMA} for every keypoint (mean of COCO's sigmas)"
 
 
