@@ -286,3 +286,46 @@ def test_training_images_of_other_sizes_and_label_maps_at_original_size(tmp_path
         assert not TASK.validate(pred, data.meta())
     assert backend.num_parameters() > 1_000_000
     assert "segmentation_models_pytorch" in backend.versions()
+
+
+# -- end to end -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_zoo_run_unet_leaves_a_complete_run_folder(tmp_path, monkeypatch):
+    import json
+
+    import yaml
+    from PIL import Image
+
+    from zoo.cli import main
+    from zoo.demo import write_demo
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the plugin must switch it on itself
+    data = tmp_path / "demo"
+    write_demo(data, images=8, size=64)
+    out = tmp_path / "runs"
+    try:
+        main(["run", "--task", "semantic-seg", "--backend", "unet", "--data", str(data), "--epochs", "1",
+              "--imgsz", "48", "--batch", "3", "--device", "cpu", "--out", str(out), "--set", "encoder_depth=4"])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    run = out / "unet-semantic-seg"
+    for name in ("config.yaml", "split.json", "manifest.json", "metrics.json", "report.md", "log.txt"):
+        assert (run / name).is_file(), name
+    assert (run / "checkpoint" / "best.pt").is_file() and (run / "checkpoint" / "last.pt").is_file()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    # shipped defaults (configs/unet/semantic-seg.yaml) under the flags and --set
+    assert config["encoder"] == "resnet18" and config["lr"] == 0.003 and config["loss"] == "dice+ce"
+    assert config["epochs"] == 1 and config["imgsz"] == 48 and config["encoder_depth"] == 4
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "finished"
+    assert manifest["versions"]["segmentation_models_pytorch"].startswith("0.")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["IoU"]) == {"_background_", "platelet", "rbc", "wbc"}
+    val = json.loads((run / "split.json").read_text())["val"]
+    masks = sorted((run / "predictions" / "masks").glob("*.png"))
+    assert [p.stem for p in masks] == sorted(val)
+    for p in masks:  # at the image's size, not the 48-px training size
+        mask = np.asarray(Image.open(p))
+        assert mask.shape == (64, 64) and mask.max() <= 3
