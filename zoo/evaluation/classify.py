@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoo import __version__
 from zoo.dataset import ImageRecord
 from zoo.evaluation.base import Evaluator
 from zoo.errors import ZooError
@@ -85,6 +86,8 @@ class ClassifyEvaluator(Evaluator):
                 "the macro means (scikit-learn without labels=)",
                 "matrix": "rows truth, columns prediction",
                 "backend": "numpy",
+                "backend_version": np.__version__,
+                "zoo_version": __version__,
             },
         }
 

@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from zoo import __version__
 from zoo.dataset import Dataset, ImageRecord
 from zoo.evaluation.base import Evaluator
 from zoo.errors import ZooError
@@ -273,6 +274,7 @@ class CocoEvaluator(Evaluator):
             "null": "null where pycocotools reports -1 (no ground truth in that range or class)",
             "backend": "faster-coco-eval",
             "backend_version": faster_coco_eval.__version__,
+            "zoo_version": __version__,
             "reference": "equal to pycocotools to 1e-9 (tests/test_eval_coco.py)",
         }
         if self.iou_type == "segm":

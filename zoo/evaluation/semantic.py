@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoo import __version__
 from zoo.dataset import ImageRecord
 from zoo.evaluation.base import Evaluator
 from zoo.errors import ZooError
@@ -118,6 +119,8 @@ class SemanticEvaluator(Evaluator):
         self.images += 1
 
     def evaluate(self) -> dict[str, Any]:
+        import numpy as np
+
         if not self.images:
             raise ZooError("nothing to evaluate: no images were processed")
         metrics: dict[str, Any] = {"main": "mIoU"}
@@ -134,6 +137,8 @@ class SemanticEvaluator(Evaluator):
             "left out of the means; present in only one of them: 0",
             "background": self.names[0],
             "backend": "numpy bincount",
+            "backend_version": np.__version__,
+            "zoo_version": __version__,
         }
         return metrics
 
