@@ -44,6 +44,10 @@ class YoloV8Config(BackendConfig):
     model: Literal["n", "s", "m", "l", "x"] = "n"  # model scale: yolov8{model}[-seg|-pose|-cls]
     optimizer: str = "auto"  # SGD, Adam, AdamW, ...; "auto" lets ultralytics choose (and ignore lr0)
     lr0: float = 0.01
+    # ultralytics accumulates gradients up to this nominal batch before each optimiser step:
+    # at its default 64, batch 16 steps once every 4 batches, which on a small dataset leaves
+    # a few dozen steps in a whole training. Equal to batch: one step per batch.
+    nbs: int = 64
     lrf: float = 0.01  # final learning rate, as a fraction of lr0
     cos_lr: bool = False
     warmup_epochs: float = 3.0
@@ -154,6 +158,7 @@ class YoloV8(Backend):
             deterministic=True,
             optimizer=c.optimizer,
             lr0=c.lr0,
+            nbs=c.nbs,
             lrf=c.lrf,
             cos_lr=c.cos_lr,
             warmup_epochs=c.warmup_epochs,
