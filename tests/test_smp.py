@@ -120,6 +120,32 @@ def test_pretrained_without_cached_weights_fails_fast_without_network(tmp_path):
     assert time.perf_counter() - t0 < 30  # no 20-50 s of network retries
 
 
+def test_pretrained_loads_encoder_weights_from_the_local_cache(tmp_path):
+    # A Hugging Face cache laid out as smp's hub download leaves it, holding an encoder
+    # whose first convolution is all 0.5: pretrained: true must load exactly that, offline.
+    code = (
+        "import json, os, sys, torch\n"
+        "from safetensors.torch import save_file\n"
+        "from zoo.plugins.smp.models import build_model, import_smp\n"
+        "smp = import_smp()\n"
+        "s = smp.encoders.encoders['resnet18']['pretrained_settings']['imagenet']\n"
+        "snap = os.path.join(os.environ['HF_HOME'], 'hub', 'models--' + s['repo_id'].replace('/', '--'),\n"
+        "                    'snapshots', s['revision'])\n"
+        "os.makedirs(snap)\n"
+        "enc = smp.encoders.get_encoder('resnet18', weights=None)\n"
+        "state = {k: v.clone() for k, v in enc.state_dict().items()}\n"
+        "state['conv1.weight'].fill_(0.5)\n"
+        "save_file(state, os.path.join(snap, 'model.safetensors'))\n"
+        "open(os.path.join(snap, 'config.json'), 'w').write('{}')\n"
+        "m = build_model('Unet', encoder='resnet18', classes=2, pretrained=True)\n"
+        "print('LOADED', bool((m.encoder.conv1.weight == 0.5).all()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "LOADED True" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
 # -- geometry --------------------------------------------------------------------------
 
 
@@ -329,3 +355,40 @@ def test_zoo_run_unet_leaves_a_complete_run_folder(tmp_path, monkeypatch):
     for p in masks:  # at the image's size, not the 48-px training size
         mask = np.asarray(Image.open(p))
         assert mask.shape == (64, 64) and mask.max() <= 3
+
+
+@pytest.mark.fixtures
+@pytest.mark.slow
+def test_real_labelme_photos_with_ignore_regions(real_fixtures, tmp_path):
+    """Other people's labelme files: 500-px VOC photos (not square), __ignore__ regions."""
+    import torch
+
+    from zoo.plugins.smp.data import SegmentationSamples
+    from zoo.reading import read_dataset
+
+    data = read_dataset(real_fixtures / "labelme" / "instance_segmentation", fmt="labelme")
+    assert any(i.ignore for r in data.images for i in r.instances)
+
+    # the training target keeps the ignored region (and the letterbox padding) at 255
+    _, _, _, backend = make_backend("unet", data, tmp_path / "run", imgsz=500)
+    samples = SegmentationSamples(data.meta(), 500, backend.side)
+    for record in data.images:
+        x, y = samples(record)
+        truth = torch.from_numpy(semantic_label_map(record, data.meta()).astype(np.int64))
+        assert x.shape == (3, 512, 512) and y.shape == (512, 512)
+        assert torch.equal(y[: record.height, : record.width], truth)  # scale 1: nothing moves
+        assert (y[record.height :] == IGNORE).all() and (y[:, record.width :] == IGNORE).all()
+
+    # known logits in, the ground truth out at 500 x H; then the real thing for one step
+    backend.model = _Oracle(backend, data.images, data.meta())
+    evaluator = TASK.evaluator(data.meta())
+    for record, pred in zip(data.images, backend.predict(data.images)):
+        assert pred.label_map.shape == (record.height, record.width)
+        evaluator.process(record, pred)
+    assert evaluator.evaluate()["mIoU"] == pytest.approx(1.0)
+
+    _, _, _, backend = make_backend("linknet", data, tmp_path / "run2", imgsz=96)
+    assert backend.fit(data, data)["iterations"] == 1  # 3 images, batch 2: the lone one is dropped
+    for record, pred in zip(data.images, backend.predict(data.images)):
+        assert pred.label_map.shape == (record.height, record.width)
+        assert not TASK.validate(pred, data.meta())
