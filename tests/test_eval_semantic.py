@@ -93,3 +93,20 @@ def test_bad_predictions_are_clear_errors():
         ev.process_maps(np.zeros((4, 5), np.uint8), np.zeros((5, 4), np.uint8), "img1")
     with pytest.raises(ZooError, match="label 7"):
         ev.process_maps(np.zeros((4, 5), np.uint8), np.full((4, 5), 7, np.uint8), "img1")
+    with pytest.raises(ZooError, match="ground truth holds label 9"):
+        ev.process_maps(np.full((4, 5), 9, np.uint8), np.zeros((4, 5), np.uint8), "img1")
+    assert ev.confusion.sum() == 0  # nothing half-added
+
+
+def test_uint8_fast_path_equals_the_general_path():
+    from zoo.evaluation.semantic import confusion_update
+
+    rng = np.random.default_rng(3)
+    for n in (2, 7, 255):
+        gt = rng.integers(0, n, (33, 47)).astype(np.uint8)
+        gt[rng.random(gt.shape) < 0.2] = 255
+        pred = rng.integers(0, n, (33, 47)).astype(np.uint8)
+        fast, slow = np.zeros((n, n), np.int64), np.zeros((n, n), np.int64)
+        confusion_update(fast, gt, pred)
+        confusion_update(slow, gt.astype(np.int32), pred.astype(np.int64))
+        assert np.array_equal(fast, slow) and fast.sum() == (gt != 255).sum()

@@ -29,6 +29,8 @@ def evaluate(task, dataset, predictions: Iterable, plots_dir: str | Path | None 
         task = get_task(task)
     by_id: dict[str, Any] = {}
     for p in predictions:
+        if p.image_id in by_id:
+            raise ZooError(f"two predictions for image '{p.image_id}'")
         by_id[p.image_id] = p
     known = {r.id for r in dataset.images}
     stray = [i for i in by_id if i not in known]
