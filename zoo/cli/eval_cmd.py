@@ -9,7 +9,7 @@ import typer
 
 
 def evaluate(
-    task: str = typer.Option(..., "--task", "-t"),
+    task: str = typer.Option(..., "--task", "-t", help="classify, detect, semantic-seg, instance-seg or keypoint."),
     gt: Path = typer.Option(..., "--gt", help="Ground truth: any folder or file the adapters read."),
     pred: Path = typer.Option(..., "--pred", help="COCO results JSON, mask PNG folder, or CSV image,label."),
     out: Path = typer.Option(Path("metrics.json"), "--out", help="Where to write metrics.json."),
@@ -17,7 +17,14 @@ def evaluate(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for PR curves / confusion matrices."),
 ) -> None:
-    """Score predictions against ground truth."""
+    """Score predictions against ground truth with zoo's shared evaluator.
+
+    PRED: detect / instance-seg / keypoint: a COCO results JSON (image_id = the GT COCO file's
+    ids, or 1..N in zoo's image order; category_id = class index + 1). semantic-seg: a folder
+    of single-channel PNGs named like the images (0 background, class i at i + 1).
+    classify: a CSV 'image,label' (label = class name or index). Writes metrics.json (with a
+    'conventions' block) and prints a table.
+    """
     from zoo.evaluation.cli import evaluate_files
 
     evaluate_files(task=task, gt=gt, pred=pred, out=out, fmt=fmt, labels=labels, plots=plots)
