@@ -19,11 +19,13 @@ def evaluate(
 ) -> None:
     """Score predictions against ground truth with zoo's shared evaluator.
 
-    PRED: detect / instance-seg / keypoint: a COCO results JSON (image_id = the GT COCO file's
-    ids, or 1..N in zoo's image order; category_id = class index + 1). semantic-seg: a folder
-    of single-channel PNGs named like the images (0 background, class i at i + 1).
-    classify: a CSV 'image,label' (label = class name or index). Writes metrics.json (with a
-    'conventions' block) and prints a table.
+    detect / instance-seg / keypoint: PRED is a COCO results JSON (category_id = class index + 1).
+
+    semantic-seg: PRED is a folder of single-channel PNGs named like the images.
+
+    classify: PRED is a CSV 'image,label' (label = class name or index).
+
+    Writes metrics.json with a 'conventions' block and prints a table.
     """
     from zoo.evaluation.cli import evaluate_files
 
