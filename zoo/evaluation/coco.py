@@ -11,6 +11,10 @@ Conventions (also written into every metrics dict under ``conventions``):
   its summary is defined only at 20).
 * ``Instance.ignore`` becomes ``iscrowd=1``: a detection that overlaps it is neither a true
   nor a false positive. ``category == -1`` is an ignored region for every category.
+* ``segm``: ground-truth polygons are scored as the pixels :mod:`zoo.raster` fills for them
+  (labelme's rule, the pixels mask models are trained on), not pycocotools' own polygon
+  scan-conversion (``polygon_raster="coco"`` restores that). Instance-seg and keypoint
+  metrics also carry the box AP of the same detections under ``"bbox"``.
 * A stat pycocotools reports as ``-1`` (nothing to measure: no ground truth in that area
   range) is ``None`` (JSON ``null``), never averaged in as a number.
 * Keypoint OKS sigmas: the dataset's (``oks_sigmas``, from ``zoo.yaml``) when given; COCO's
