@@ -101,7 +101,7 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
 
 
 def polygons_rle(polygons: list[list[float]], height: int, width: int) -> dict:
-    """``mask_to_rle(polygons_mask(polygons, height, width))`` of :mod:`zoo.raster`, 3-4x faster.
+    """``mask_to_rle(polygons_mask(polygons, height, width))`` of :mod:`zoo.raster`, 2-3x faster.
 
     The same PIL calls on the same full-size canvas (so the same pixels, checked on thousands
     of random polygons in tests/test_eval_coco.py), but the RLE is built from the few
