@@ -92,12 +92,14 @@ def test_spec_module_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_unknown_encoder_is_a_clear_error(tmp_path):
-    data = tiny_dataset(tmp_path / "data", n=2)
-    _, _, _, backend = make_backend("unet", data, tmp_path / "run", imgsz=32)
-    backend.config.encoder = "resnet19"
+def test_unknown_encoder_is_a_clear_error_when_the_config_is_resolved():
+    cls = get_registry().backend("unet").load()
     with pytest.raises(ZooError, match="did you mean 'resnet18'"):
-        backend._build(pretrained=False)
+        resolve_config(cls.Config, backend="unet", task="semantic-seg", sets=["encoder=resnet19"])
+    with pytest.raises(ZooError, match="timm has no model"):
+        resolve_config(cls.Config, backend="unet", task="semantic-seg", sets=["encoder=tu-resnet19x"])
+    config = resolve_config(cls.Config, backend="unet", task="semantic-seg", sets=["encoder=tu-resnet18"])
+    assert config.encoder == "tu-resnet18"
 
 
 def test_pretrained_without_cached_weights_fails_fast_without_network(tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from zoo.backend import Backend, RunContext
 from zoo.dataset import Dataset, ImageRecord
@@ -47,6 +47,18 @@ class SmpConfig(TrainConfig):
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = 3e-3
     warmup_iters: int = 20
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, name: str) -> str:
+        # Checked when the config is resolved, so a typo fails before a run folder exists.
+        from zoo.plugins.smp.models import check_encoder
+
+        try:
+            check_encoder(name)
+        except ZooError as e:
+            raise ValueError(str(e)) from None
+        return name
 
 
 class SmpBackend(Backend):

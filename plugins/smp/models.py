@@ -49,6 +49,11 @@ def min_side_of(architecture: str) -> int:
     return MIN_SIDE.get(architecture, 0)
 
 
+def check_encoder(encoder: str) -> None:
+    """A :class:`ZooError` (with the near miss) unless smp or timm knows ``encoder``."""
+    _check_encoder(import_smp(), encoder)
+
+
 def _check_encoder(smp, encoder: str) -> None:
     if encoder.startswith("tu-"):
         import timm
