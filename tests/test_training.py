@@ -167,3 +167,17 @@ def test_schedule_shapes():
     assert [lr_factor(i, 90, step) for i in (0, 59, 60, 80)] == pytest.approx([1, 1, 0.1, 0.01])
     # warm-up never takes more than a fifth of a short run
     assert lr_factor(2, 10, TrainSettings(warmup_iters=1000, schedule="constant")) == 1.0
+
+
+def test_val_every_scores_some_epochs_and_the_last(tmp_path):
+    samples = _blobs(16)
+    calls = []
+
+    def val(model):
+        calls.append(1)
+        return [0.5, 0.1][len(calls) - 1]
+
+    result = fit(_classifier(), MappedDataset(samples, lambda s: s), settings=TrainSettings(epochs=5, batch=8, val_every=3),
+                 loss_fn=criterion_loss(torch.nn.CrossEntropyLoss()), val_fn=val, checkpoint_dir=tmp_path)
+    assert [("val" in r) for r in result.history] == [False, False, True, False, True]
+    assert result.best_epoch == 2 and load_checkpoint(tmp_path / BEST)["epoch"] == 2

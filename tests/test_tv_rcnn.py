@@ -141,10 +141,14 @@ def test_samples_scale_and_flip(tmp_path):
     assert t["keypoints"][0].tolist() == [[75.0, 30.0, 1.0], [95.0, 10.0, 1.0], [0.0, 0.0, 0.0]]
 
 
-def test_flip_permutation_from_names():
+def test_flip_permutation(demo, tmp_path):
+    assert flip_permutation(demo) == [0, 3, 2, 1]  # the demo's zoo.yaml flip_idx
     meta = Dataset(keypoint_names=["nose", "left_eye", "right_eye", "top"])
-    assert flip_permutation(meta) == [0, 2, 1, 3]
+    assert flip_permutation(meta) == [0, 2, 1, 3]  # from the names
+    # no flip_idx and no left/right names: unknown, so training does not flip
     assert flip_permutation(Dataset(keypoint_names=["tip", "base"])) is None
+    (tmp_path / "zoo.yaml").write_text("keypoint_names: [tip, base]\nflip_idx: [0, 1]\n")
+    assert flip_permutation(Dataset(keypoint_names=["tip", "base"], root=tmp_path)) == [0, 1]
 
 
 def test_model_sized_for_imgsz_and_backbones():

@@ -77,6 +77,7 @@ class TrainConfig(BackendConfig):
     warmup_iters: int = 100
     grad_clip: float = 10.0  # max L2 norm of all gradients; 0 = no clipping
     amp: bool = True  # mixed precision, used on CUDA only (never on CPU)
+    val_every: int = 1  # score val (val_fn) every this many epochs and after the last one
 
 
 @dataclass
@@ -96,6 +97,7 @@ class TrainSettings:
     warmup_iters: int = 100
     grad_clip: float = 10.0
     amp: bool = True
+    val_every: int = 1
 
     @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> TrainSettings:
@@ -340,8 +342,9 @@ def fit(
                 ``settings`` instead gives the values directly
     loss_fn:    ``loss_fn(model, batch) -> loss tensor | dict of loss tensors`` (summed),
                 ``batch`` already on the device; default :func:`loss_dict_fn`
-    val_fn:     ``val_fn(model) -> float``, higher is better, run after each epoch under
-                ``no_grad`` with the model in eval mode; picks ``best.pt``
+    val_fn:     ``val_fn(model) -> float``, higher is better, run every ``val_every``
+                epochs and after the last under ``no_grad`` with the model in eval mode;
+                picks ``best.pt``
     max_iters:  stop after this many optimiser steps in total (tests, benchmarks); the
                 schedule still spans all epochs
     extra:      plain values stored in every checkpoint (class names, the resolved config)
@@ -422,19 +425,22 @@ def fit(
 
         row = {k: v / steps for k, v in sums.items()}
         row.update(epoch=epoch, iterations=steps, lr=optimizer.param_groups[0]["lr"])
-        if val_fn is not None:
+        validate = val_fn is not None and ((epoch + 1) % max(s.val_every, 1) == 0 or epoch == s.epochs - 1)
+        if validate:
             model.eval()
             with torch.no_grad():
                 score = float(val_fn(model))
             model.train()
             row["val"] = score
+        elif val_fn is not None:
+            score = -math.inf  # not scored this epoch: cannot become the best
         else:
             score = -row["loss"]
         row["seconds"] = time.perf_counter() - t_epoch
         result.history.append(row)
         # ties go to the later epoch: a from-scratch detector scores AP 0 for many epochs,
         # and the untrained first one must not win that tie
-        improved = score >= result.best_score
+        improved = score > -math.inf and score >= result.best_score
         if improved:
             result.best_score, result.best_epoch = score, epoch
         log.info(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import field_validator
@@ -160,23 +161,23 @@ def build_model(kind: str, cfg: RCNNConfig, num_classes: int, num_keypoints: int
 def flip_permutation(meta: Dataset) -> list[int] | None:
     """Which keypoint each one becomes under a horizontal flip, or None when unknown.
 
-    From the dataset's own flip list when a reader provides one, else from the names
-    (``left_eye`` <-> ``right_eye``, ``left`` <-> ``right``). Without either, flipping
-    would silently swap the meaning of asymmetric landmarks, so the caller must not flip.
+    The dataset's ``zoo.yaml`` ``flip_idx`` when it has one, else left/right pairs in the
+    names (``left_eye`` <-> ``right_eye``), both through the adapters' ``flip_index``.
+    With neither, flipping would silently swap the meaning of asymmetric landmarks, so the
+    caller must not flip.
     """
-    for attr in ("keypoint_flip", "flip_idx"):
-        given = getattr(meta, attr, None)
-        if given:
-            return [int(i) for i in given]
-    names = [n.lower() for n in meta.keypoint_names]
-    perm = list(range(len(names)))
-    paired = False
-    for i, n in enumerate(names):
-        for a, b in (("left", "right"), ("right", "left")):
-            if a in n and n.replace(a, b) in names:
-                perm[i] = names.index(n.replace(a, b))
-                paired = True
-    return perm if paired else None
+    from zoo.adapters.common import flip_index, load_dataset_config
+
+    config: dict = {}
+    if meta.root is not None:
+        try:
+            config = load_dataset_config(Path(meta.root))
+        except ZooError:
+            config = {}  # the reader already reported a bad zoo.yaml
+    perm = flip_index(list(meta.keypoint_names), config)
+    if config.get("flip_idx") or perm != list(range(len(perm))):
+        return perm
+    return None
 
 
 class DetectionSamples:
