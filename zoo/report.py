@@ -138,7 +138,9 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
 
     t = m.get("timings", {})
     parts += ["## Run", ""]
-    parts += [f"- device: {m.get('device')}; parameters: {fmt(m.get('parameters'))}"]
+    n = m.get("parameters")
+    params = f"{n / 1e6:.2f} M ({n:,})" if isinstance(n, int) and n >= 100_000 else fmt(n)
+    parts += [f"- device: {m.get('device')}; parameters: {params}"]
     parts += ["- versions: " + ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())]
     parts += ["- timings: " + ", ".join(
         f"{k} {fmt_seconds(v)}" for k, v in t.items() if k in ("read", "fit", "predict", "evaluate"))
