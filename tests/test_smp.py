@@ -275,6 +275,25 @@ def test_known_logits_come_back_as_the_ground_truth_at_original_size(tmp_path, i
         assert metrics["mIoU"] > 0.7
 
 
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_every_architecture_takes_an_odd_imgsz_and_learns_from_the_canvas(tmp_path, name):
+    import torch
+
+    from zoo.plugins.smp.data import SegmentationSamples
+    from zoo.plugins.smp.loss import SegmentationLoss
+
+    data = tiny_dataset(tmp_path / "data", n=2)
+    _, config, _, backend = make_backend(name, data, tmp_path / "run", imgsz=40)
+    model = backend._build(pretrained=False).train()
+    samples = SegmentationSamples(data.meta(), config.imgsz, backend.side, flip=True)
+    x, y = (torch.stack(t) for t in zip(*(samples(r) for r in data.images)))
+    logits = model(x)
+    assert logits.shape == (2, 3, backend.side, backend.side)
+    loss = SegmentationLoss().total(logits, y)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
 # -- training (a step or two) ------------------------------------------------------------
 
 
@@ -394,3 +413,32 @@ def test_real_labelme_photos_with_ignore_regions(real_fixtures, tmp_path):
     for record, pred in zip(data.images, backend.predict(data.images)):
         assert pred.label_map.shape == (record.height, record.width)
         assert not TASK.validate(pred, data.meta())
+
+
+@pytest.mark.slow
+def test_resume_continues_an_interrupted_fit_from_its_last_epoch(tmp_path, monkeypatch):
+    import zoo.training
+    from zoo.run import RunOptions, execute
+
+    data = tiny_dataset(tmp_path / "data", n=8)
+    opts = dict(task="semantic-seg", backend="linknet", dataset=data, data=tmp_path / "data",
+                out=tmp_path / "runs", quiet=True,
+                flags={"epochs": 2, "imgsz": 32, "batch": 4, "device": "cpu"})
+    save = zoo.training.save_checkpoint
+
+    def save_then_stop(state, path):  # the machine goes down right after epoch 1 is saved
+        out = save(state, path)
+        if path.name == "last.pt":
+            raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(zoo.training, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        execute(RunOptions(**opts))
+    monkeypatch.setattr(zoo.training, "save_checkpoint", save)
+
+    result = execute(RunOptions(**opts, resume=True))
+    assert result.manifest["status"] == "finished"
+    state = zoo.training.load_checkpoint(result.run_dir / "checkpoint" / "last.pt")
+    assert [row["epoch"] for row in state["history"]] == [0, 1]  # epoch 0 kept, not redone
+    assert "resuming from" in (result.run_dir / "log.txt").read_text()
