@@ -24,6 +24,7 @@ Conventions (also written into every metrics dict under ``conventions``):
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -103,16 +104,22 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
 def polygons_rle(polygons: list[list[float]], height: int, width: int) -> dict:
     """``mask_to_rle(polygons_mask(polygons, height, width))`` of :mod:`zoo.raster`, 2-3x faster.
 
-    The same PIL calls on the same full-size canvas (so the same pixels, checked on thousands
-    of random polygons in tests/test_eval_coco.py), but the RLE is built from the few
-    columns the shape covers instead of encoding the whole image. Scoring masks rasterises
+    The same PIL calls with the same origin (so the same pixels, checked on thousands of
+    random polygons in tests/test_eval_coco.py), on a canvas that ends where the shape does,
+    and the RLE is built from the columns the shape covers instead of encoding the image. Scoring masks rasterises
     every GT polygon, which made this the slowest step of ``segm`` evaluation.
     """
     import numpy as np
     from PIL import Image, ImageDraw
     from pycocotools import mask as mask_utils
 
-    img = Image.new("L", (width, height), 0)
+    # The canvas stops just past the shape's right and bottom ends: PIL clips there without
+    # moving any pixel (only a shift of the origin would), so the pixels are the full image's.
+    xs = [v for p in polygons if len(p) >= 4 for v in p[0::2]]
+    ys = [v for p in polygons if len(p) >= 4 for v in p[1::2]]
+    cw = min(width, max(1, math.ceil(max(xs, default=0)) + 3))
+    ch = min(height, max(1, math.ceil(max(ys, default=0)) + 3))
+    img = Image.new("L", (cw, ch), 0)
     draw = ImageDraw.Draw(img)
     for poly in polygons:  # zoo.raster.polygons_mask's rule: outline included, 2 points a line
         if len(poly) >= 6:
@@ -129,11 +136,11 @@ def polygons_rle(polygons: list[list[float]], height: int, width: int) -> dict:
         # zero appended to every column so no run crosses into the next one; then only the
         # run boundaries (few) are mapped back to whole-image positions.
         cols = np.asarray(img.crop(box).transpose(Image.Transpose.TRANSPOSE))
-        ch = y1 - y0
-        padded = np.zeros((cols.shape[0], ch + 1), np.int8)
-        padded[:, :ch] = cols
+        bh = y1 - y0
+        padded = np.zeros((cols.shape[0], bh + 1), np.int8)
+        padded[:, :bh] = cols
         t = np.flatnonzero(np.diff(padded.ravel(), prepend=np.int8(0)))
-        q, r = np.divmod(t, ch + 1)
+        q, r = np.divmod(t, bh + 1)
         pos = (q + x0).astype(np.int64) * height + (r + y0)
         starts, ends = pos[0::2], pos[1::2]
         joined = starts[1:] == ends[:-1]  # a run down to the bottom edge going on at the top
