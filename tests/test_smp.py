@@ -316,6 +316,20 @@ def test_conformance_after_a_few_training_steps(tmp_path, name):
     with pytest.raises(ZooError, match="classes"):
         cls.load(TASK, other, config, RunContext(run_dir=report.run_dir))
 
+    # ... but can start from it (weights: FILE): every layer but the 3-class head
+    import torch
+
+    config = resolve_config(cls.Config, backend=name, task="semantic-seg",
+                            flags={"imgsz": 40, "weights": ckpt / "last.pt"})
+    fresh = cls(TASK, other, config, RunContext(run_dir=tmp_path / "other"))
+    model = fresh._build(pretrained=False)
+    fresh._start_from(model, config.weights)
+    trained = torch.load(ckpt / "last.pt", weights_only=True)["model"]
+    mine = model.state_dict()
+    assert torch.equal(mine["encoder.conv1.weight"], trained["encoder.conv1.weight"])
+    head = [k for k in mine if k.startswith("segmentation_head") and k.endswith("weight")][0]
+    assert mine[head].shape[0] == 4 and trained[head].shape[0] == 3
+
 
 @pytest.mark.slow
 def test_training_images_of_other_sizes_and_label_maps_at_original_size(tmp_path):
