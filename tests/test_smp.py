@@ -332,14 +332,16 @@ def test_conformance_after_a_few_training_steps(tmp_path, name):
 
 
 @pytest.mark.slow
-def test_training_images_of_other_sizes_and_label_maps_at_original_size(tmp_path):
+def test_training_images_of_other_sizes_and_label_maps_at_original_size(tmp_path, caplog):
     small = tiny_dataset(tmp_path / "a", n=4, height=37, width=53)
     tall = tiny_dataset(tmp_path / "b", n=2, height=70, width=30)
     for i, r in enumerate(tall.images):
         r.id = f"tall{i}"
-    data = Dataset(categories=small.categories, images=small.images + tall.images)
+    data = Dataset(categories=["left red", "blue"], images=small.images + tall.images)
     _, _, _, backend = make_backend("pspnet", data, tmp_path / "run", imgsz=45)
-    result = backend.fit(data, data)
+    with caplog.at_level("WARNING", logger="zoo"):
+        result = backend.fit(data, data)
+    assert "left red" in caplog.text and "flip=false" in caplog.text  # flips would swap sides
     assert result["iterations"] == 3 and np.isfinite(result["final_loss"])
     preds = list(backend.predict(data.images))
     for record, pred in zip(data.images, preds):

@@ -129,6 +129,13 @@ class SmpBackend(Backend):
         from zoo.training import MappedDataset, fit
 
         c = self.config
+        sided = [n for n in self.meta.categories if any(w in n.lower() for w in ("left", "right"))]
+        if c.flip and sided:
+            # a mirrored left kidney looks like a right one: flipping would teach the swap
+            self.ctx.log.warning(
+                "categories %s name a side, and random flips swap sides; consider --set flip=false",
+                ", ".join(sided[:3]),
+            )
         model = self._build(pretrained=True)
         if c.weights is not None:
             self._start_from(model, c.weights)
