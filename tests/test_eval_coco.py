@@ -26,6 +26,7 @@ from zoo.evaluation.coco import (
     oks_sigmas,
 )
 from zoo.evaluation.results import coco_results_to_predictions, predictions_to_coco_results
+from zoo.errors import ZooError
 from zoo.predictions import Detection, InstancePredictions
 from zoo.raster import mask_to_rle, polygons_mask
 from zoo.tasks import get_task
@@ -385,3 +386,20 @@ def test_real_coco_body_keypoints_get_coco_sigmas(real_fixtures):
     assert source.startswith("COCO") and sigmas[0] == 0.026 and sigmas[-1] == 0.089
     gt = gt_as_predictions(ds, masks=False)
     assert zoo_metrics(ds, gt, "keypoints")["AP"] == pytest.approx(1.0)
+
+
+def test_evaluators_compose(tmp_path):
+    from zoo.evaluation.base import Evaluators
+
+    ds = random_dataset(30, seed=13)
+    preds = random_predictions(ds, seed=14)
+    group = Evaluators({"mask": CocoEvaluator(ds, iou_type="segm", box_ap=False), "box": CocoEvaluator(ds, iou_type="bbox")})
+    for rec, p in zip(ds.images, preds):
+        group.process(rec, p)
+    m = group.evaluate()
+    assert m["mask"]["AP"] == zoo_metrics(ds, preds, "segm")["AP"]
+    assert m["box"]["AP"] == zoo_metrics(ds, preds, "bbox")["AP"]
+    assert [p.relative_to(tmp_path).as_posix() for p in group.plot(tmp_path)] == ["mask/pr_curve.png", "box/pr_curve.png"]
+    group.reset()
+    with pytest.raises(ZooError, match="nothing to evaluate"):
+        group.evaluate()

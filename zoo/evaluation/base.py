@@ -38,3 +38,29 @@ class Evaluator(ABC):
     def plot(self, out_dir: Path) -> list[Path]:
         """Write plots (PR curves, confusion matrices) into ``out_dir``; returns their paths."""
         return []
+
+
+class Evaluators(Evaluator):
+    """Several evaluators fed the same (ground truth, prediction) pairs, like detectron2's
+    ``DatasetEvaluators``: ``evaluate`` merges their metrics under each one's ``name``
+    (e.g. ``Evaluators({"mask": segm, "box": bbox})``), ``plot`` writes each one's plots
+    into its own sub-folder."""
+
+    def __init__(self, evaluators: dict[str, Evaluator]):
+        if not evaluators:
+            raise ValueError("Evaluators needs at least one evaluator")
+        self.evaluators = dict(evaluators)
+
+    def reset(self) -> None:
+        for ev in self.evaluators.values():
+            ev.reset()
+
+    def process(self, gt: ImageRecord, pred: Prediction) -> None:
+        for ev in self.evaluators.values():
+            ev.process(gt, pred)
+
+    def evaluate(self) -> dict[str, Any]:
+        return {name: ev.evaluate() for name, ev in self.evaluators.items()}
+
+    def plot(self, out_dir: Path) -> list[Path]:
+        return [p for name, ev in self.evaluators.items() for p in ev.plot(Path(out_dir) / name)]
