@@ -200,6 +200,9 @@ def print_metrics(metrics: dict[str, Any], out: Path | None = None) -> None:
     for k, v in scalars.items():
         style = "bold" if k == main else None
         table.add_row(k, _fmt(v), style=style)
+    for k in ("AP", "AP50", "AP75"):  # masks / keypoints: the box AP of the same detections
+        if isinstance(metrics.get("bbox"), dict):
+            table.add_row(f"box {k}", _fmt(metrics["bbox"].get(k)), style="dim")
     console.print(table)
     per_class = metrics.get("per_class")
     if per_class:
