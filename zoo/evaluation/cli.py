@@ -194,7 +194,8 @@ def print_metrics(metrics: dict[str, Any], out: Path | None = None) -> None:
     console = Console()
     main = metrics.get("main")
     scalars = {k: v for k, v in metrics.items() if isinstance(v, float) or (v is None and k[:1].isupper())}
-    table = Table(title=f"{metrics.get('task', '')}: {metrics.get('images', '?')} images", show_header=True, min_width=36)
+    title = f"{metrics.get('task', '')}: {metrics.get('images', '?')} images"
+    table = Table(title=title, show_header=True, min_width=36)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in scalars.items():
