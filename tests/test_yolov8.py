@@ -179,3 +179,35 @@ def test_plugin_module_stays_light():
     code = "import sys, zoo.plugins.yolov8; print(any(m in sys.modules for m in ('torch', 'ultralytics')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_resume_continues_an_interrupted_training(tiny, tmp_path, monkeypatch):
+    from zoo.backend import RunContext
+    from zoo.plugins.yolov8.backend import YoloV8, YoloV8Config
+    from zoo.reading import read_dataset
+    from zoo.tasks import get_task
+
+    ds = read_dataset(tiny)
+    train, val = ds.subset([r.id for r in ds.images[:6]]), ds.subset([r.id for r in ds.images[6:]])
+    config = YoloV8Config(epochs=2, imgsz=64, batch=4, nbs=4)
+    run = tmp_path / "run"
+
+    # Ctrl-C after the first epoch was saved (ultralytics' own callback hook, not a mock).
+    from ultralytics.utils.callbacks import base
+
+    def interrupt(trainer):
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(base.default_callbacks, "on_fit_epoch_end", [*base.default_callbacks["on_fit_epoch_end"], interrupt])
+    with pytest.raises(KeyboardInterrupt):
+        YoloV8(get_task("detect"), ds, config, RunContext(run_dir=run)).fit(train, val)
+    assert not (run / "checkpoint" / "model.pt").exists()
+    monkeypatch.setitem(base.default_callbacks, "on_fit_epoch_end", base.default_callbacks["on_fit_epoch_end"][:-1])
+
+    resumed = YoloV8(get_task("detect"), ds, config, RunContext(run_dir=run, resume=True))
+    resumed.fit(train, val)
+    assert (run / "checkpoint" / "model.pt").is_file()
+    rows = (run / "work" / "train" / "results.csv").read_text().strip().splitlines()[1:]
+    assert [r.split(",")[0].strip() for r in rows] == ["1", "2"]  # epoch 1 kept, epoch 2 added
+    assert len(list(resumed.predict(val.images))) == len(val.images)

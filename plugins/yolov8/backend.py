@@ -122,27 +122,39 @@ class YoloV8(Backend):
         data = write_dataset(self.task.name, train, val, work / "data")
         log.info("yolov8: wrote ultralytics data in %.1f s", time.perf_counter() - t0)
         args = self.train_args(data)
-        last = work / "train" / "weights" / "last.pt"
-        if self.ctx.resume and last.is_file():
-            log.info("yolov8: resuming from %s", last)
-            model = YOLO(str(last), task=FRAMEWORK_TASK[self.task.name])
+        weights = work / "train" / "weights"
+        resumed = self.ctx.resume and (weights / "last.pt").is_file()
+        if resumed:  # an interrupted run: ultralytics continues from its last epoch
+            log.info("yolov8: resuming from %s", weights / "last.pt")
+            model = YOLO(str(weights / "last.pt"), task=FRAMEWORK_TASK[self.task.name])
             args = {"resume": True}
         else:
             model = YOLO(self._start_weights(), task=FRAMEWORK_TASK[self.task.name])
-        # What zoo asked of ultralytics, for the record (and for bench/bench_yolov8.py).
-        (work / "train_args.json").write_text(json.dumps(args, indent=2, default=str), encoding="utf-8")
+            # What zoo asked of ultralytics, for the record (and for bench/bench_yolov8.py).
+            (work / "train_args.json").write_text(json.dumps(args, indent=2, default=str), encoding="utf-8")
         model.add_callback("on_fit_epoch_end", _epoch_logger(log, self.config.epochs))
+        t_train = time.perf_counter()
         try:
             model.train(**args)
         except SyntaxError as e:  # ultralytics' way of rejecting an unknown argument
             raise ConfigError(f"yolov8 train_args: {str(e).strip().splitlines()[0]}") from None
-        trainer = model.trainer
-        best = trainer.best if trainer.best.is_file() else trainer.last
+        except AssertionError as e:
+            # interrupted after the last epoch but before zoo copied the checkpoint
+            if not (resumed and "nothing to resume" in str(e)):
+                raise
+            log.info("yolov8: training had already finished; keeping its weights")
+        t_train = time.perf_counter() - t_train
+        log.info("yolov8: ultralytics trained in %.1f s", t_train)
+        best = weights / "best.pt" if (weights / "best.pt").is_file() else weights / "last.pt"
         self.ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(best, self.ctx.checkpoint_dir / CHECKPOINT)
         self._model = YOLO(str(self.ctx.checkpoint_dir / CHECKPOINT), task=FRAMEWORK_TASK[self.task.name])
-        own = {k: round(float(v), 5) for k, v in (trainer.metrics or {}).items() if _is_number(v)}
-        return {"ultralytics_val": own} if own else {}
+        trainer = getattr(model, "trainer", None)
+        own = {k: round(float(v), 5) for k, v in (getattr(trainer, "metrics", None) or {}).items() if _is_number(v)}
+        out: dict[str, Any] = {"ultralytics_train_s": round(t_train, 3)}
+        if own:
+            out["ultralytics_val"] = own
+        return out
 
     def train_args(self, data: Path) -> dict[str, Any]:
         """The ``model.train`` arguments for this config (also used by the overhead benchmark)."""
