@@ -48,3 +48,15 @@ def test_run_leaves_a_complete_folder(task, tmp_path, tiny_demo, monkeypatch):
     assert (run / "report.md").is_file()
     # ultralytics wrote nowhere but the run folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+    if task in ("detect", "classify"):
+        # the checkpoint reloads and labels new images as labelme JSON
+        images = tmp_path / "new"
+        images.mkdir()
+        for p in sorted(tiny_demo.glob("*.jpg"))[:2]:
+            (images / p.name).write_bytes(p.read_bytes())
+        main(["predict", "--run", str(run), str(images), "--out", str(tmp_path / "pred"), "--device", "cpu"])
+        docs = sorted((tmp_path / "pred").glob("*.json"))
+        assert len(docs) == 2
+        doc = json.loads(docs[0].read_text())
+        assert doc["imageWidth"] == 96 and doc["imagePath"] == docs[0].stem + ".jpg"
