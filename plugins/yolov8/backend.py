@@ -10,8 +10,8 @@ instance-seg model (its confident masks painted into a label map; see :mod:`.tra
 Everything ultralytics writes (converted data, its run folder, its settings and font) stays
 under the run folder; it never goes online (see :mod:`.offline`).
 
-Scoring is zoo's: ultralytics' own validation is off during training by default (it costs
-about a third of a CPU epoch on the demo) and runs once at the end on the best weights; its
+Scoring is zoo's: ultralytics' own validation is off during training by default (``val:
+true`` turns it on, with early stopping) and runs once at the end on the final weights; its
 numbers are returned from :meth:`fit` for the log only, labelled as ultralytics'.
 """
 
