@@ -133,6 +133,10 @@ class YoloV8(Backend):
             # What zoo asked of ultralytics, for the record (and for bench/bench_yolov8.py).
             (work / "train_args.json").write_text(json.dumps(args, indent=2, default=str), encoding="utf-8")
         model.add_callback("on_fit_epoch_end", _epoch_logger(log, self.config.epochs))
+        bar = _EpochBar(self.config.epochs)
+        model.add_callback("on_train_start", bar.start)
+        model.add_callback("on_fit_epoch_end", bar.advance)
+        model.add_callback("on_train_end", bar.stop)
         t_train, cpu_train = time.perf_counter(), time.process_time()
         try:
             model.train(**args)
@@ -143,6 +147,8 @@ class YoloV8(Backend):
             if not (resumed and "nothing to resume" in str(e)):
                 raise
             log.info("yolov8: training had already finished; keeping its weights")
+        finally:
+            bar.stop()
         t_train, cpu_train = time.perf_counter() - t_train, time.process_time() - cpu_train
         log.info("yolov8: ultralytics trained in %.1f s", t_train)
         best = weights / "best.pt" if (weights / "best.pt").is_file() else weights / "last.pt"
@@ -304,3 +310,35 @@ def _epoch_logger(log, epochs: int):
         log.info("yolov8: epoch %d/%d %s", trainer.epoch + 1, epochs, text)
 
     return on_fit_epoch_end
+
+
+class _EpochBar:
+    """zoo's progress bar (rich, on stderr, only on a terminal; see :mod:`zoo.progress`)
+    over ultralytics' epochs, driven by its callbacks since the loop is ultralytics'."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+        self._progress = None
+        self._task = None
+
+    def start(self, trainer=None) -> None:
+        from zoo.progress import enabled
+
+        if not enabled() or self._progress is not None:
+            return
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._progress = Progress(*Progress.get_default_columns(), console=Console(stderr=True), transient=True)
+        self._progress.start()
+        done = getattr(trainer, "start_epoch", 0) or 0  # a resumed training starts part-way
+        self._task = self._progress.add_task("training yolov8", total=self.epochs, completed=done)
+
+    def advance(self, trainer) -> None:
+        if self._progress is not None and trainer.epoch < self.epochs:
+            self._progress.update(self._task, completed=trainer.epoch + 1)
+
+    def stop(self, trainer=None) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
