@@ -60,24 +60,46 @@ def annotation_geometry(inst: Instance, rec: ImageRecord, geometry: str = "exact
 
 
 def to_coco(dataset: Dataset, *, geometry: str = "exact") -> dict:
-    """The COCO dict of a canonical dataset (conventions in the module docstring)."""
+    """The COCO dict of a canonical dataset (conventions in the module docstring).
+
+    The evaluator converts its ground truth through here on every evaluation, so the
+    per-instance work is kept to plain Python, and what needs C (pixel counts of RLE masks,
+    rasterising ignored polygons) is collected and done in one batched call at the end:
+    the same values as :func:`annotation_geometry` and ``mask_to_rle(instance_mask(...))``.
+    """
     from zoo import raster
 
     if geometry not in ("exact", "pixels"):
         raise ValueError(f"geometry must be 'exact' or 'pixels', not {geometry!r}")
+    exact = geometry == "exact"
     n_kpt = len(dataset.keypoint_names)
+    all_cats = range(len(dataset.categories))
+    polygon_area = raster.polygon_area
     images, anns = [], []
+    rle_area_of: list[tuple[list[dict], dict]] = []  # (annotations, RLE): area = its pixel count
+    crowd_polygons: list[tuple[list[dict], tuple]] = []  # (annotations, (polygons, h, w)) to rasterise
     for image_id, rec in enumerate(dataset.images, start=1):
         images.append(
             {"id": image_id, "file_name": rec.id + rec.suffix, "width": rec.width, "height": rec.height}
         )
         for inst in rec.instances:
-            area, bbox = annotation_geometry(inst, rec, geometry)
+            if exact:
+                x0, y0, x1, y1 = inst.bbox
+                bbox = [x0, y0, x1 - x0, y1 - y0]
+                if inst.mask is not None:
+                    area = None  # filled in below
+                elif inst.polygons:
+                    area = sum(polygon_area(p) for p in inst.polygons)
+                else:
+                    area = inst.box_area
+            else:
+                area, bbox = annotation_geometry(inst, rec, geometry)
             if inst.ignore:
-                seg = inst.mask or raster.mask_to_rle(raster.instance_mask(inst, rec.height, rec.width))
-                if geometry != "pixels" and inst.mask is None:
-                    area = raster.rle_area(seg)
-                cats = range(len(dataset.categories)) if inst.category < 0 else [inst.category]
+                seg = inst.mask
+                if seg is None and not inst.polygons:
+                    seg = raster.mask_to_rle(raster.instance_mask(inst, rec.height, rec.width))
+                cats = all_cats if inst.category < 0 else [inst.category]
+                group = []
                 for c in cats:
                     a = {"id": len(anns) + 1, "image_id": image_id, "category_id": c + 1,
                          "bbox": bbox, "area": area, "iscrowd": 1, "segmentation": seg}
@@ -85,6 +107,11 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact") -> dict:
                         a["keypoints"] = [0] * (3 * n_kpt)
                         a["num_keypoints"] = 0
                     anns.append(a)
+                    group.append(a)
+                if seg is None:  # ignored polygons: rasterised with the others below
+                    crowd_polygons.append((group, (inst.polygons, rec.height, rec.width)))
+                elif exact:
+                    rle_area_of.append((group, seg))
                 continue
             if inst.polygons:
                 seg = inst.polygons
@@ -94,6 +121,8 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact") -> dict:
                 seg = [_box_polygon(inst.bbox)]
             a = {"id": len(anns) + 1, "image_id": image_id, "category_id": inst.category + 1,
                  "bbox": bbox, "area": area, "iscrowd": 0, "segmentation": seg}
+            if area is None:
+                rle_area_of.append(([a], seg))
             if n_kpt:
                 flat: list[float] = []
                 num = 0
@@ -104,6 +133,17 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact") -> dict:
                 a["keypoints"] = flat
                 a["num_keypoints"] = num
             anns.append(a)
+    # an ignored region is scored as its pixels: polygons rasterised (zoo.raster's rule) and
+    # its area the pixel count, except under geometry="pixels", which already counted them
+    rles = raster.polygons_rles([item for _, item in crowd_polygons])
+    for (group, _), rle in zip(crowd_polygons, rles):
+        for a in group:
+            a["segmentation"] = rle
+        if exact:
+            rle_area_of.append((group, rle))
+    for (group, _), area in zip(rle_area_of, raster.rle_areas([rle for _, rle in rle_area_of])):
+        for a in group:
+            a["area"] = area
     return {
         "info": {"description": f"written by zoo from {dataset.format or 'a dataset'}",
                  "date_created": datetime.date.today().isoformat()},

@@ -24,7 +24,11 @@ Conventions (also written into every metrics dict under ``conventions``):
 
 from __future__ import annotations
 
-import math
+import contextlib
+import copy
+import functools
+import gc
+import itertools
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -93,86 +97,92 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
         return gt
     if polygon_raster != "zoo":
         raise ValueError(f"polygon_raster must be 'zoo' or 'coco', not {polygon_raster!r}")
+    from zoo.raster import polygons_rles
+
     size = {img["id"]: (img["height"], img["width"]) for img in gt["images"]}
-    for ann in gt["annotations"]:
-        seg = ann.get("segmentation")
-        if isinstance(seg, list) and seg:
-            ann["segmentation"] = polygons_rle(seg, *size[ann["image_id"]])
+    polygonal = [ann for ann in gt["annotations"] if isinstance(ann.get("segmentation"), list) and ann["segmentation"]]
+    # one batched rasterisation for all polygons: the slowest step of segm evaluation
+    rles = polygons_rles([(ann["segmentation"], *size[ann["image_id"]]) for ann in polygonal])
+    for ann, rle in zip(polygonal, rles):
+        ann["segmentation"] = rle
     return gt
 
 
 def polygons_rle(polygons: list[list[float]], height: int, width: int) -> dict:
-    """``mask_to_rle(polygons_mask(polygons, height, width))`` of :mod:`zoo.raster`, 2-3x faster.
+    """``mask_to_rle(polygons_mask(polygons, height, width))`` of :mod:`zoo.raster`, faster
+    (one item of :func:`zoo.raster.polygons_rles`)."""
+    from zoo.raster import polygons_rles
 
-    The same PIL calls with the same origin (so the same pixels, checked on thousands of
-    random polygons in tests/test_eval_coco.py), on a canvas that ends where the shape does,
-    and the RLE is built from the columns the shape covers instead of encoding the image. Scoring masks rasterises
-    every GT polygon, which made this the slowest step of ``segm`` evaluation.
+    return polygons_rles([(polygons, height, width)])[0]
+
+
+def scoring_results(preds, image_ids, iou_type: str) -> list[dict[str, Any]]:
+    """The COCO results of canonical predictions as ``loadRes`` leaves them, made in one pass.
+
+    Each dict is :func:`zoo.evaluation.results.detection_to_coco`'s plus what
+    faster-coco-eval's (and pycocotools') ``loadRes`` adds to a result with a box: ``id``
+    1..M, ``area`` = box width * height, ``iscrowd`` 0 and, for ``segm``, the box as the
+    polygon of a detection without a mask (loadRes writes that polygon for every iou_type;
+    box and OKS scoring never read it, so it is left out there). Hand the list to :func:`run_cocoeval` with
+    ``loaded=True``: converting and then re-walking 100,000 detections in ``loadRes`` cost
+    more than the box matching itself (bench/bench_evaluator.py).
     """
-    import numpy as np
-    from PIL import Image, ImageDraw
-    from pycocotools import mask as mask_utils
-
-    # The canvas stops just past the shape's right and bottom ends: PIL clips there without
-    # moving any pixel (only a shift of the origin would), so the pixels are the full image's.
-    xs = [v for p in polygons if len(p) >= 4 for v in p[0::2]]
-    ys = [v for p in polygons if len(p) >= 4 for v in p[1::2]]
-    cw = min(width, max(1, math.ceil(max(xs, default=0)) + 3))
-    ch = min(height, max(1, math.ceil(max(ys, default=0)) + 3))
-    img = Image.new("L", (cw, ch), 0)
-    draw = ImageDraw.Draw(img)
-    for poly in polygons:  # zoo.raster.polygons_mask's rule: outline included, 2 points a line
-        if len(poly) >= 6:
-            draw.polygon(list(zip(poly[0::2], poly[1::2])), fill=1, outline=1)
-        elif len(poly) >= 4:
-            draw.line(list(zip(poly[0::2], poly[1::2])), fill=1)
-    box = img.getbbox()
-    n = height * width
-    if box is None:
-        counts = [n]
-    else:
-        x0, y0, _, y1 = box
-        # Transposed by PIL so a C-order scan walks columns (COCO RLE's order), with one
-        # zero appended to every column so no run crosses into the next one; then only the
-        # run boundaries (few) are mapped back to whole-image positions.
-        cols = np.asarray(img.crop(box).transpose(Image.Transpose.TRANSPOSE))
-        bh = y1 - y0
-        padded = np.zeros((cols.shape[0], bh + 1), np.int8)
-        padded[:, :bh] = cols
-        t = np.flatnonzero(np.diff(padded.ravel(), prepend=np.int8(0)))
-        q, r = np.divmod(t, bh + 1)
-        pos = (q + x0).astype(np.int64) * height + (r + y0)
-        starts, ends = pos[0::2], pos[1::2]
-        joined = starts[1:] == ends[:-1]  # a run down to the bottom edge going on at the top
-        if joined.any():
-            starts = np.concatenate((starts[:1], starts[1:][~joined]))
-            ends = np.concatenate((ends[:-1][~joined], ends[-1:]))
-        c = np.empty(2 * len(starts) + 1, np.int64)  # zeros, ones, zeros, ..., zeros
-        c[0] = starts[0]
-        c[1::2] = ends - starts
-        c[2:-1:2] = starts[1:] - ends[:-1]
-        c[-1] = n - ends[-1]
-        counts = (c if c[-1] else c[:-1]).tolist()
-    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+    results: list[dict[str, Any]] = []
+    append = results.append
+    n = 0
+    for p in preds:
+        try:
+            coco_id = int(image_ids[p.image_id])
+        except KeyError:
+            raise ZooError(f"prediction for image '{p.image_id}', which is not in the ground truth") from None
+        for det in p.detections:
+            n += 1
+            x0, y0, x1, y1 = det.bbox
+            x0, y0 = float(x0), float(y0)
+            w, h = float(x1) - x0, float(y1) - y0
+            out: dict[str, Any] = {"image_id": coco_id, "category_id": int(det.category) + 1,
+                                   "bbox": [x0, y0, w, h], "score": float(det.score),
+                                   "area": w * h, "id": n, "iscrowd": 0}
+            mask = det.mask
+            if mask is not None:
+                counts = mask["counts"]
+                if not isinstance(counts, str):  # bytes from pycocotools
+                    mask = {"size": [int(v) for v in mask["size"]], "counts": counts.decode("ascii")}
+                out["segmentation"] = mask
+            elif iou_type == "segm":
+                xe, ye = x0 + w, y0 + h  # loadRes's corners, computed as it does
+                out["segmentation"] = [[x0, y0, x0, ye, xe, ye, xe, y0]]
+            if det.keypoints is not None:
+                out["keypoints"] = [float(v) for kp in det.keypoints for v in kp]
+            append(out)
+    return results
 
 
-def run_cocoeval(gt: dict, results: list[dict], iou_type: str, *, sigmas=None, cat_ids=None):
+def run_cocoeval(gt: dict, results: list[dict], iou_type: str, *, sigmas=None, cat_ids=None,
+                 loaded: bool = False):
     """faster-coco-eval's COCOeval, evaluated and accumulated (not summarised).
 
     ``gt`` and ``results`` are not copied; ``results`` is modified (``loadRes`` adds ids and
-    areas), so pass a list made for this call.
+    areas), so pass a list made for this call. ``loaded=True``: ``results`` comes from
+    :func:`scoring_results`, which already holds what ``loadRes`` would add.
     """
     import numpy as np
-    from faster_coco_eval import COCO, COCOeval_faster
+    from faster_coco_eval import COCO
 
     coco_gt = COCO(gt)
-    coco_dt = coco_gt.loadRes(results)
+    if loaded:
+        # what loadRes does besides filling in the fields scoring_results already wrote
+        coco_dt = COCO()
+        coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": results,
+                           "categories": copy.deepcopy(coco_gt.dataset["categories"])}
+        coco_dt.createIndex()
+    else:
+        coco_dt = coco_gt.loadRes(results)
     # Mask IoUs run in a thread pool; on a machine with a couple of (shared) cores the pool
     # costs more than it gives (measured in bench/bench_evaluator.py), so scale it to the cores.
     workers = max(1, min(8, (os.cpu_count() or 1) // 2))
-    ev = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=_quiet, kpt_oks_sigmas=sigmas,
-                         rle_iou_max_workers=workers)
+    ev = _batched_cocoeval()(coco_gt, coco_dt, iou_type, print_function=_quiet, kpt_oks_sigmas=sigmas,
+                             rle_iou_max_workers=workers)
     # faster-coco-eval keeps only categories with keypoint annotations; pin all of them so
     # per-class rows line up with the category list (absent ones stay -1, as in pycocotools).
     ev.params.catIds = sorted(cat_ids if cat_ids is not None else coco_gt.getCatIds())
@@ -183,11 +193,169 @@ def run_cocoeval(gt: dict, results: list[dict], iou_type: str, *, sigmas=None, c
     return ev
 
 
+@functools.cache
+def _batched_cocoeval():
+    """faster-coco-eval's ``COCOeval_faster`` with its IoU step done for all (image,
+    category) pairs at once instead of one Python call per pair.
+
+    ``COCOeval_faster.computeIoU`` fetches a pair's annotations from its C++ index, sorts the
+    detections by score, and calls the C IoU: ~25 us of Python per pair, 16,000 pairs in
+    the 5,000-image benchmark. Here the pairs are formed once with numpy from the same
+    annotations in the same order (ground truth in annotation order; detections stably
+    sorted by descending score, cut at ``maxDets[-1]``: ``computeIoU``'s order, which the
+    C++ matching relies on), box IoUs are computed in one vectorised pass with
+    pycocotools' ``bbIou`` arithmetic (same operations, same order, so the same doubles:
+    tests/test_eval_coco.py compares every matrix), and mask IoUs are the same C call per
+    pair, without the per-pair lookups. Everything else (matching, accumulation) is
+    faster-coco-eval's own.
+    """
+    import numpy as np
+    from faster_coco_eval import COCOeval_faster
+    from faster_coco_eval.core import mask as mask_utils
+
+    class BatchedIoUCOCOeval(COCOeval_faster):
+        def _prepare(self):
+            p = self.params
+            self._pair_ious = None
+            if self.lvis_style or not p.useCats or p.iouType not in ("bbox", "segm") or p.compute_boundary:
+                return super()._prepare()
+            # COCOeval_faster._prepare for this case, step for step, except that the
+            # annotations are taken from the dataset list in one pass instead of through
+            # getAnnIds / loadAnns (same annotations, same order within each pair: the only
+            # order the C++ index keeps)
+            self.gt_dataset.clean()
+            self.dt_dataset.clean()
+            gts, dts = self._annotations(self.cocoGt), self._annotations(self.cocoDt)
+            for gt in gts:
+                gt["ignore"] = int(gt.get("iscrowd", 0))  # iscrowd wins over a given ignore flag
+            sizes = {}
+            if p.compute_rle:
+                imgs = self.cocoGt.imgs
+                for a in gts:
+                    if a["image_id"] not in sizes:
+                        sizes[a["image_id"]] = imgs[a["image_id"]]["height"], imgs[a["image_id"]]["width"]
+            mask_utils.calculateRleForAllAnnotations(gts, sizes, p.compute_rle, False, self.boundary_dilation_ratio,
+                                                     self.boundary_cpu_count)
+            if p.compute_rle:
+                imgs = self.cocoDt.imgs
+                for a in dts:
+                    if a["image_id"] not in sizes:
+                        sizes[a["image_id"]] = imgs[a["image_id"]]["height"], imgs[a["image_id"]]["width"]
+            mask_utils.calculateRleForAllAnnotations(dts, sizes, p.compute_rle, False, self.boundary_dilation_ratio,
+                                                     self.boundary_cpu_count)
+            gt_pairs, dt_pairs = set(), set()
+            for anns, index, pairs in ((gts, self.gt_dataset, gt_pairs), (dts, self.dt_dataset, dt_pairs)):
+                for a in anns:
+                    index.append_ref(a["image_id"], a["category_id"], a)
+                    pairs.add((a["image_id"], a["category_id"]))
+            self._nonempty_iou_pairs = gt_pairs & dt_pairs
+            self._pair_ious = self._all_pair_ious(gts, dts)
+
+        def computeIoU(self, imgId, catId):
+            if self._pair_ious is None:
+                return super().computeIoU(imgId, catId)
+            return self._pair_ious.get((imgId, catId), [])
+
+        def _annotations(self, coco):
+            # the annotations getAnnIds(imgIds, catIds) would give, in annotation order
+            p = self.params
+            anns = coco.dataset["annotations"]
+            imgs = set(p.imgIds)
+            cats = set(p.catIds) if p.catIds else None
+            if imgs.issuperset({a["image_id"] for a in anns}) and (
+                cats is None or cats.issuperset({a["category_id"] for a in anns})
+            ):
+                return list(anns)  # every annotation passes (the usual case)
+            return [a for a in anns if a["image_id"] in imgs and (cats is None or a["category_id"] in cats)]
+
+        def _all_pair_ious(self, gts, dts) -> dict:
+            p = self.params
+            if not gts or not dts:
+                return {}
+            # (image, category) as one integer key; _annotations kept only p.catIds when given
+            top = max(p.catIds) if p.catIds else max(a["category_id"] for a in itertools.chain(gts, dts))
+            n_cat = int(top) + 1
+            g_key = np.array([a["image_id"] * n_cat + a["category_id"] for a in gts], np.int64)
+            d_key = np.array([a["image_id"] * n_cat + a["category_id"] for a in dts], np.int64)
+            d_score = np.array([a["score"] for a in dts], np.float64)
+            g_order = np.argsort(g_key, kind="stable")  # annotation order within a pair
+            d_order = np.lexsort((-d_score, d_key))  # stable: computeIoU's mergesort on -score
+            g_key, d_key = g_key[g_order], d_key[d_order]
+            pairs, g_start, g_count = np.unique(g_key, return_index=True, return_counts=True)
+            # each detection's pair among the ground-truth pairs, and its rank by score
+            d_pair = np.searchsorted(pairs, d_key)
+            d_pair[d_pair == len(pairs)] = 0
+            has_gt = pairs[d_pair] == d_key
+            first = np.searchsorted(d_key, d_key, side="left")
+            keep = has_gt & (np.arange(len(d_key)) - first < p.maxDets[-1])
+            d_order, d_key, d_pair = d_order[keep], d_key[keep], d_pair[keep]
+            if not len(d_order):
+                return {}
+            d_pairs, d_start, d_count = np.unique(d_key, return_index=True, return_counts=True)
+            pair_of = np.searchsorted(pairs, d_pairs)
+            n_g_of = g_count[pair_of]
+            keys = [(key // n_cat, key % n_cat) for key in d_pairs.tolist()]
+            if p.iouType == "bbox":
+                ious = self._box_ious(gts, dts, g_order, d_order, d_pair, g_start, g_count)
+                size = (d_count * n_g_of).tolist()  # one block of the flat IoUs per pair, in order
+                start = (np.cumsum(d_count * n_g_of) - d_count * n_g_of).tolist()
+                return {key: ious[o:o + k].reshape(n_d, k // n_d)
+                        for key, o, k, n_d in zip(keys, start, size, d_count.tolist())}
+            out = {}
+            g_order, d_order = g_order.tolist(), d_order.tolist()
+            for key, g0, n_g, d0, n_d in zip(keys, g_start[pair_of].tolist(), n_g_of.tolist(),
+                                             d_start.tolist(), d_count.tolist()):
+                g = [gts[i] for i in g_order[g0:g0 + n_g]]
+                d = [dts[i] for i in d_order[d0:d0 + n_d]]
+                out[key] = mask_utils.iou([a["rle"] for a in d], [a["rle"] for a in g],
+                                          [int(a.get("iscrowd", 0)) for a in g])
+            return out
+
+        @staticmethod
+        def _box_ious(gts, dts, g_order, d_order, d_pair, g_start, g_count):
+            # every (detection, ground truth) of a pair, detection-major: the rows of its matrix
+            gb = np.array([a["bbox"] for a in gts], np.float64).reshape(-1, 4)[g_order]
+            db = np.array([a["bbox"] for a in dts], np.float64).reshape(-1, 4)[d_order]
+            crowd = np.array([a.get("iscrowd", 0) for a in gts], bool)[g_order]
+            reps = g_count[d_pair]
+            di = np.repeat(np.arange(len(d_order)), reps)
+            gi = np.repeat(g_start[d_pair] - (np.cumsum(reps) - reps), reps) + np.arange(int(reps.sum()))
+            D, G = db[di], gb[gi]
+            # pycocotools' bbIou, operation for operation
+            w = np.minimum(D[:, 2] + D[:, 0], G[:, 2] + G[:, 0]) - np.maximum(D[:, 0], G[:, 0])
+            h = np.minimum(D[:, 3] + D[:, 1], G[:, 3] + G[:, 1]) - np.maximum(D[:, 1], G[:, 1])
+            i = w * h
+            da, ga = D[:, 2] * D[:, 3], G[:, 2] * G[:, 3]
+            u = np.where(crowd[gi], da, da + ga - i)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where((w > 0) & (h > 0), i / u, 0.0)
+
+    return BatchedIoUCOCOeval
+
+
 def summary_stats(ev) -> list[float]:
     """The standard COCO summary (pycocotools' ``stats`` order) of an accumulated evaluation."""
     ev.summarize()
     n = len(KEYPOINT_STATS) if ev.params.iouType == "keypoints" else len(BOX_STATS)
     return [float(s) for s in ev.all_stats[:n]]
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector off for a block that builds many small objects.
+
+    Converting 5,000 images to COCO dicts and indexing them creates a few hundred thousand
+    dicts and lists, none of them in reference cycles; the collector still walked all of them
+    several times (~20% of an evaluation in bench/bench_evaluator.py). Reference counting
+    frees everything as usual; the previous state is restored afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _quiet(*_args, **_kwargs) -> None:
@@ -222,19 +390,21 @@ class CocoEvaluator(Evaluator):
         self._preds.append(pred)
 
     def evaluate(self) -> dict[str, Any]:
-        from zoo.evaluation.results import predictions_to_coco_results
-
         if not self._records:
             raise ZooError("nothing to evaluate: no images were processed")
+        with gc_paused():
+            return self._evaluate()
+
+    def _evaluate(self) -> dict[str, Any]:
         dataset = replace(self.meta, images=list(self._records))
         gt = evaluation_ground_truth(dataset, self.iou_type, self.polygon_raster)
         image_ids = {r.id: img["id"] for r, img in zip(self._records, gt["images"])}
-        results = predictions_to_coco_results(self._preds, image_ids)
+        results = scoring_results(self._preds, image_ids, self.iou_type)
         sigmas, sigma_source = (None, None)
         if self.iou_type == "keypoints":
             sigmas, sigma_source = oks_sigmas(self.meta)
         cat_ids = [c["id"] for c in gt["categories"]]
-        ev = run_cocoeval(gt, results, self.iou_type, sigmas=sigmas, cat_ids=cat_ids)
+        ev = run_cocoeval(gt, results, self.iou_type, sigmas=sigmas, cat_ids=cat_ids, loaded=True)
         stats = summary_stats(ev)
         names = KEYPOINT_STATS if self.iou_type == "keypoints" else BOX_STATS
         self._eval = ev
@@ -245,7 +415,8 @@ class CocoEvaluator(Evaluator):
         metrics["detections"] = len(results)
         metrics["conventions"] = self._conventions(ev, sigmas, sigma_source)
         if self.box_ap and self.iou_type != "bbox":
-            box = run_cocoeval(gt, predictions_to_coco_results(self._preds, image_ids), "bbox", cat_ids=cat_ids)
+            box = run_cocoeval(gt, scoring_results(self._preds, image_ids, "bbox"), "bbox", cat_ids=cat_ids,
+                               loaded=True)
             metrics["bbox"] = {k: _num(v) for k, v in zip(BOX_STATS, summary_stats(box))}
             metrics["bbox"]["per_class"] = {k: v["AP"] for k, v in self._per_class(box, gt).items()}
         return metrics

@@ -1,0 +1,178 @@
+"""The evaluator's fast paths equal the slow ones they replace, value for value.
+
+* ``zoo.raster.polygons_rles`` (batched, cached) == ``mask_to_rle(polygons_mask(...))``;
+* ``zoo.raster.rle_areas`` == ``rle_area`` one by one;
+* ``to_coco`` (areas and ignored regions batched) == a per-instance reference built from
+  ``annotation_geometry`` and ``instance_mask``;
+* ``scoring_results`` == ``detection_to_coco`` + faster-coco-eval's ``loadRes``;
+* the batched IoU step == ``COCOeval_faster.computeIoU``, matrix for matrix, bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+
+import numpy as np
+import pytest
+from test_eval_coco import CATS, _rle, random_dataset, random_predictions
+
+from zoo import raster
+from zoo.adapters.coco import annotation_geometry, to_coco
+from zoo.dataset import Dataset, ImageRecord, Instance
+from zoo.evaluation.coco import _batched_cocoeval, evaluation_ground_truth, gc_paused, scoring_results
+from zoo.evaluation.results import default_image_ids, detection_to_coco
+from zoo.predictions import Detection, InstancePredictions
+
+
+def _random_items(rng, n):
+    items = []
+    for _ in range(n):
+        h, w = (int(v) for v in rng.integers(1, 120, 2))
+        polys = [
+            [float(v) for v in rng.uniform(-10, max(h, w) + 10, int(rng.integers(2, 12)) * 2)]
+            for _ in range(int(rng.integers(1, 3)))
+        ]
+        items.append((polys, h, w))
+    return items
+
+
+def test_polygons_rles_is_the_rasteriser_pixel_for_pixel_cached_or_not():
+    rng = np.random.default_rng(5)
+    items = _random_items(rng, 600) + [
+        ([[-5, -5, -1, -5, -1, -1]], 10, 10),  # wholly outside: no pixels
+        ([[0, 0, 9, 0, 9, 6, 0, 6]], 7, 10),  # every pixel: one run across all columns
+        ([[0, 0, 9, 0, 9, 6]], 7, 10),  # reaches the last pixel
+        ([[2, 2, 6, 5]], 7, 10),  # 2 points: a line
+        ([], 4, 4),  # nothing at all
+        ([[0.5, 0.5, 3.5, 0.5, 3.5, 3.5], [1, 1, 2, 1, 2, 2]], 5, 5),  # two parts OR-ed
+    ]
+    expected = [raster.mask_to_rle(raster.polygons_mask(p, h, w)) for p, h, w in items]
+    assert raster.rasterise_polygons_rles(items) == expected
+    raster.clear_rle_cache()
+    assert raster.polygons_rles(items[:300]) == expected[:300]  # half cached ...
+    got = raster.polygons_rles(items)  # ... half new
+    assert got == expected
+    got[0]["counts"] = "edited"  # callers get copies: the cache stays right
+    assert raster.polygons_rles(items[:1]) == expected[:1]
+    assert raster.polygons_rles([]) == []
+
+
+def test_rle_areas_equal_rle_area_one_by_one():
+    rng = np.random.default_rng(1)
+    rles = [raster.mask_to_rle(rng.random((int(rng.integers(1, 30)), 17)) > 0.5) for _ in range(600)]
+    rles.append({"size": [3, 4], "counts": [2, 5, 5]})  # uncompressed counts
+    assert raster.rle_areas(rles) == [raster.rle_area(r) for r in rles]  # more than 255 RLEs at once
+    assert raster.rle_areas([]) == []
+
+
+def _reference_to_coco_annotations(ds: Dataset, geometry: str) -> list[dict]:
+    """to_coco's annotation rules, one instance at a time through the slow functions."""
+    anns = []
+    for image_id, rec in enumerate(ds.images, start=1):
+        for inst in rec.instances:
+            area, bbox = annotation_geometry(inst, rec, geometry)
+            if inst.ignore:
+                seg = inst.mask or raster.mask_to_rle(raster.instance_mask(inst, rec.height, rec.width))
+                if geometry != "pixels" and inst.mask is None:
+                    area = raster.rle_area(seg)
+                for c in range(len(ds.categories)) if inst.category < 0 else [inst.category]:
+                    anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": c + 1, "bbox": bbox,
+                                 "area": area, "iscrowd": 1, "segmentation": seg})
+                continue
+            seg = inst.polygons or inst.mask or [[bbox[0], bbox[1], inst.bbox[2], bbox[1], inst.bbox[2],
+                                                  inst.bbox[3], bbox[0], inst.bbox[3]]]
+            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": inst.category + 1,
+                         "bbox": bbox, "area": area, "iscrowd": 0, "segmentation": seg})
+    return anns
+
+
+@pytest.mark.parametrize("geometry", ["exact", "pixels"])
+def test_to_coco_batched_equals_instance_by_instance(geometry):
+    ds = random_dataset(60, seed=3)
+    rec = ds.images[0]
+    rec.instances += [
+        Instance(1, (2.0, 3.0, 20.5, 30.0)),  # box only
+        Instance(0, (2.0, 3.0, 20.5, 30.0), ignore=True),  # ignored box
+        Instance(-1, (5.0, 5.0, 15.0, 15.0), ignore=True, polygons=[[5, 5, 15, 5, 15, 15]]),  # every category
+        Instance(2, (1.0, 1.0, 4.0, 3.0), mask={"size": [rec.height, rec.width],
+                                                    "counts": [rec.height + 1, 2, rec.height * rec.width - rec.height - 3]}),
+    ]
+    assert to_coco(ds, geometry=geometry)["annotations"] == _reference_to_coco_annotations(ds, geometry)
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm", "keypoints"])
+def test_scoring_results_are_detection_to_coco_then_load_res(iou_type):
+    from faster_coco_eval import COCO
+
+    ds = random_dataset(30, seed=4, keypoints=iou_type == "keypoints")
+    preds = random_predictions(ds, seed=5, masks=iou_type == "segm")
+    if iou_type == "segm":  # mask-less detections get their box as a polygon; bytes counts become str
+        preds[0].detections.append(Detection(1, 0.5, (3.25, 4.5, 17.0, 20.125)))
+        m = preds[1].detections[-1].mask
+        preds[1].detections[-1].mask = {"size": m["size"], "counts": m["counts"].encode("ascii")}
+    ids = default_image_ids(ds)
+    plain = [detection_to_coco(d, ids[p.image_id]) for p in preds for d in p.detections]
+    loaded = COCO(evaluation_ground_truth(ds, iou_type)).loadRes(plain).dataset["annotations"]
+    if iou_type != "segm":  # loadRes also gives every box a polygon, which only segm reads
+        for a in loaded:
+            assert a.pop("segmentation") == [[a["bbox"][0], a["bbox"][1], a["bbox"][0], a["bbox"][1] + a["bbox"][3],
+                                              a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3],
+                                              a["bbox"][0] + a["bbox"][2], a["bbox"][1]]]
+    assert scoring_results(preds, ids, iou_type) == loaded
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_batched_ious_are_compute_iou_bit_for_bit(iou_type):
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    ds = random_dataset(120, seed=6, max_objects=10)
+    preds = random_predictions(ds, seed=7, masks=True, max_fp=6)
+    for p in preds[::7]:  # equal scores: the stable order decides
+        for d in p.detections:
+            d.score = 0.5
+    gt = evaluation_ground_truth(ds, iou_type)
+    results = scoring_results(preds, default_image_ids(ds), iou_type)
+    coco_gt = COCO(gt)
+    coco_dt = coco_gt.loadRes(copy.deepcopy(results))
+    quiet = {"print_function": lambda *a: None}
+    ref, fast = COCOeval_faster(coco_gt, coco_dt, iou_type, **quiet), _batched_cocoeval()(coco_gt, coco_dt, iou_type, **quiet)
+    for ev in (ref, fast):
+        ev.params.maxDets = [1, 2, 3]  # detections beyond maxDets[-1] are cut from the matrices
+        ev._prepare()
+    pairs = {(a["image_id"], a["category_id"]) for a in gt["annotations"] + results}
+    compared = 0
+    for pair in pairs:
+        a, b = ref.computeIoU(*pair), fast.computeIoU(*pair)
+        if len(a) == 0:
+            assert len(b) == 0, pair
+            continue
+        assert np.asarray(b).shape == np.asarray(a).shape and np.array_equal(np.asarray(b), np.asarray(a)), pair
+        compared += 1
+    assert compared > 100
+
+
+def test_gc_paused_restores_the_collector():
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_box_only_detection_in_segm_is_scored_as_its_box():
+    """loadRes's rule kept: a detection without a mask is its box in segm (the same as before)."""
+    ds = Dataset(categories=list(CATS), images=[ImageRecord("a", 50, 50, instances=[
+        Instance(0, (10, 10, 30, 30), polygons=[[10, 10, 30, 10, 30, 30, 10, 30]])])])
+    from zoo.evaluation.coco import CocoEvaluator
+
+    ev = CocoEvaluator(ds, iou_type="segm")
+    ev.process(ds.images[0], InstancePredictions("a", [Detection(0, 0.9, (10, 10, 30, 30))]))
+    m = ev.evaluate()
+    assert 0 < m["AP"] < 1  # the box polygon (pycocotools' fill) misses the outline pixels zoo counts
