@@ -51,8 +51,9 @@ def demo(tmp_path_factory) -> Dataset:
     return read_dataset(out)
 
 
-# torchvision's heads are sized for COCO; tiny tests need far fewer RoIs and a thin keypoint head
-FAST = ["max_detections=20", "proposals=50", "rois_per_image=32", "keypoint_head_layers=2", "keypoint_head_channels=64"]
+# torchvision's heads are sized for COCO; tiny tests need far fewer RoIs, a thin keypoint head
+# and the cheapest backbone
+FAST = ["backbone=mobilenet_v3_large_fpn", "max_detections=20", "proposals=50", "rois_per_image=32", "keypoint_head_layers=2", "keypoint_head_channels=64"]
 
 
 def _config(backend: str, task: str, **flags) -> RCNNConfig:
@@ -187,7 +188,7 @@ def test_pretrained_from_cache_and_weights_file(tmp_path, monkeypatch, demo):
     reference = get_model("mobilenet_v3_large", weights=None).state_dict()
     torch.save(reference, cache / url.rsplit("/", 1)[1])
 
-    cfg = RCNNConfig(imgsz=64, pretrained=True)
+    cfg = RCNNConfig(imgsz=64, pretrained=True, backbone="mobilenet_v3_large_fpn")
     model = build_model("faster", cfg, num_classes=4)
     got = model.backbone.body.state_dict()
     name = next(k for k in got if k.endswith("weight") and got[k].ndim == 4)
