@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-# Short headers so the matrix fits an 80-column terminal.
-_SHORT = {"classify": "classify", "detect": "detect", "semantic-seg": "sem-seg",
-          "instance-seg": "inst-seg", "keypoint": "keypoint"}
+# Three-letter headers (explained under the table) so the matrix fits 80 columns.
+_SHORT = {"classify": "cls", "detect": "det", "semantic-seg": "sem",
+          "instance-seg": "ins", "keypoint": "kpt"}
 
 
 def list_backends() -> None:
@@ -34,5 +34,6 @@ def list_backends() -> None:
         row = [spec.name, *("✓" if t in spec.tasks else "·" for t in TASKS), status]
         table.add_row(*row, *([spec.description] if wide else []))
     console.print(table)
+    console.print(" " + " · ".join(f"{_SHORT.get(t, t)} {t}" for t in TASKS), style="dim")
     if not specs:
         console.print("no backend is installed; see README.md")
