@@ -125,7 +125,7 @@ def timed(fn, *args):
 
 
 def coco_part(n_images: int, n_dets: int, repeats: int, iou_types=("bbox", "segm")) -> list[str]:
-    from zoo.evaluation.coco import evaluation_ground_truth, scoring_results
+    from zoo.evaluation.coco import evaluation_ground_truth, gc_paused, scoring_results
     from zoo.evaluation.results import default_image_ids, predictions_to_coco_results
     from zoo.raster import clear_rle_cache
 
@@ -165,9 +165,10 @@ def coco_part(n_images: int, n_dets: int, repeats: int, iou_types=("bbox", "segm
             clear_rle_cache()
             return evaluation_ground_truth(ds, iou_type)
 
-        conv_gt = min(timed(gt_cold)[0] for _ in range(2))
-        conv_warm = min(timed(evaluation_ground_truth, ds, iou_type)[0] for _ in range(2))
-        conv_res = min(timed(scoring_results, preds, default_image_ids(ds), iou_type)[0] for _ in range(2))
+        with gc_paused():  # as inside CocoEvaluator.evaluate
+            conv_gt = min(timed(gt_cold)[0] for _ in range(2))
+            conv_warm = min(timed(evaluation_ground_truth, ds, iou_type)[0] for _ in range(2))
+            conv_res = min(timed(scoring_results, preds, default_image_ids(ds), iou_type)[0] for _ in range(2))
         fce = best["faster-coco-eval"]
         line = (f"{iou_type}: pycocotools {best['pycocotools']:.2f} s, faster-coco-eval {fce:.2f} s, "
                 f"zoo cold {best['zoo cold']:.2f} s, zoo warm {best['zoo warm']:.2f} s; zoo / faster-coco-eval = "

@@ -248,7 +248,7 @@ def rasterise_polygons_rles(items: list[tuple[list[list[float]], int, int]]) -> 
         x0 = max(0, math.floor(min(xs)) - 2)
         y0 = max(0, math.floor(min(ys)) - 2)
         if x0 >= cw or y0 >= ch:
-            continue  # wholly left of or above the image: no pixels
+            continue  # wholly right of or below the image: no pixels
         img = Image.new("L", (cw, ch), 0)
         draw = ImageDraw.Draw(img)
         for poly in drawn:  # polygons_mask's rule: outline included, 2 points a line

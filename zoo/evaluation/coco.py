@@ -243,13 +243,12 @@ def _batched_cocoeval():
                         sizes[a["image_id"]] = imgs[a["image_id"]]["height"], imgs[a["image_id"]]["width"]
             mask_utils.calculateRleForAllAnnotations(dts, sizes, p.compute_rle, False, self.boundary_dilation_ratio,
                                                      self.boundary_cpu_count)
-            gt_pairs, dt_pairs = set(), set()
-            for anns, index, pairs in ((gts, self.gt_dataset, gt_pairs), (dts, self.dt_dataset, dt_pairs)):
+            for anns, index in ((gts, self.gt_dataset), (dts, self.dt_dataset)):
                 for a in anns:
                     index.append_ref(a["image_id"], a["category_id"], a)
-                    pairs.add((a["image_id"], a["category_id"]))
-            self._nonempty_iou_pairs = gt_pairs & dt_pairs
             self._pair_ious = self._all_pair_ious(gts, dts)
+            # the pairs with both ground truth and detections: exactly those with an IoU matrix
+            self._nonempty_iou_pairs = set(self._pair_ious)
 
         def computeIoU(self, imgId, catId):
             if self._pair_ious is None:
