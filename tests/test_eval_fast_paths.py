@@ -176,3 +176,25 @@ def test_box_only_detection_in_segm_is_scored_as_its_box():
     ev.process(ds.images[0], InstancePredictions("a", [Detection(0, 0.9, (10, 10, 30, 30))]))
     m = ev.evaluate()
     assert 0 < m["AP"] < 1  # the box polygon (pycocotools' fill) misses the outline pixels zoo counts
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_batched_evaluation_equals_faster_coco_eval_on_a_subset_of_images_and_categories(iou_type):
+    """params.imgIds / catIds narrowed: the batched _prepare keeps exactly what getAnnIds keeps."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    ds = random_dataset(80, seed=8)
+    preds = random_predictions(ds, seed=9, masks=True)
+    gt = evaluation_ground_truth(ds, iou_type)
+    results = scoring_results(preds, default_image_ids(ds), iou_type)
+    stats = []
+    for cls in (COCOeval_faster, _batched_cocoeval()):
+        coco_gt = COCO(copy.deepcopy(gt))
+        ev = cls(coco_gt, coco_gt.loadRes(copy.deepcopy(results)), iou_type, print_function=lambda *a: None)
+        ev.params.imgIds = list(range(1, 81, 3))
+        ev.params.catIds = [1, 3]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        stats.append(np.asarray(ev.stats))
+    assert np.array_equal(stats[0], stats[1]) and stats[0][0] > 0

@@ -259,13 +259,14 @@ def _batched_cocoeval():
             # the annotations getAnnIds(imgIds, catIds) would give, in annotation order
             p = self.params
             anns = coco.dataset["annotations"]
-            imgs = set(p.imgIds)
-            cats = set(p.catIds) if p.catIds else None
-            if imgs.issuperset({a["image_id"] for a in anns}) and (
+            imgs = set(p.imgIds) if len(p.imgIds) else None  # empty: no filter, as in getAnnIds
+            cats = set(p.catIds) if len(p.catIds) else None
+            if (imgs is None or imgs.issuperset({a["image_id"] for a in anns})) and (
                 cats is None or cats.issuperset({a["category_id"] for a in anns})
             ):
                 return list(anns)  # every annotation passes (the usual case)
-            return [a for a in anns if a["image_id"] in imgs and (cats is None or a["category_id"] in cats)]
+            return [a for a in anns if (imgs is None or a["image_id"] in imgs)
+                    and (cats is None or a["category_id"] in cats)]
 
         def _all_pair_ious(self, gts, dts) -> dict:
             p = self.params
