@@ -178,8 +178,10 @@ def run_cocoeval(gt: dict, results: list[dict], iou_type: str, *, sigmas=None, c
         coco_dt.createIndex()
     else:
         coco_dt = coco_gt.loadRes(results)
-    # Mask IoUs run in a thread pool; on a machine with a couple of (shared) cores the pool
-    # costs more than it gives (measured in bench/bench_evaluator.py), so scale it to the cores.
+    # faster-coco-eval runs its per-pair IoU calls in a thread pool; on a machine with a couple
+    # of (shared) cores the pool costs more than it gives (measured in bench/bench_evaluator.py),
+    # so scale it to the cores. (Box and mask IoUs are computed up front by _batched_cocoeval,
+    # the pool then only hands them out.)
     workers = max(1, min(8, (os.cpu_count() or 1) // 2))
     ev = _batched_cocoeval()(coco_gt, coco_dt, iou_type, print_function=_quiet, kpt_oks_sigmas=sigmas,
                              rle_iou_max_workers=workers)
