@@ -100,8 +100,7 @@ class InstanceSeg(_InstanceTask):
 
     def check(self, dataset):
         super().check(dataset)
-        if not any(i.polygons or i.mask for r in dataset.images for i in r.instances):
-            raise ZooError(f"{self.title} needs polygons or masks; {_where(dataset)} has boxes only")
+        _require_shapes(self, dataset)
 
     def validate(self, pred, meta):
         problems = super().validate(pred, meta)
@@ -141,8 +140,7 @@ class SemanticSeg(Task):
 
     def check(self, dataset):
         super().check(dataset)
-        if not any(i.polygons or i.mask for r in dataset.images for i in r.instances):
-            raise ZooError(f"{self.title} needs polygons or masks; {_where(dataset)} has boxes only")
+        _require_shapes(self, dataset)
 
     def validate(self, pred, meta):
         problems = super().validate(pred, meta)
@@ -195,6 +193,12 @@ def get_task(name: str) -> Task:
         return TASKS[name]
     except KeyError:
         raise unknown("task", name, TASKS) from None
+
+
+def _require_shapes(task: Task, dataset: Dataset) -> None:
+    """Pixel-level tasks learn from outlines: boxes alone cannot serve them."""
+    if not any(i.polygons or i.mask for r in dataset.images for i in r.instances):
+        raise ZooError(f"{task.title} needs polygons or masks; {_where(dataset)} has boxes only")
 
 
 def _where(dataset: Dataset) -> str:
