@@ -72,3 +72,10 @@ def test_debug_shows_the_traceback(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+@pytest.mark.parametrize("argv", [["run", "--task", "detect"], ["run", "--task", "detect", "--backend", "x", "--bogus"]])
+def test_usage_errors_exit_2_without_traceback(argv):
+    out = subprocess.run([sys.executable, "-m", "zoo", *argv], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "Usage: zoo run" in out.stderr

@@ -56,35 +56,23 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``zoo`` command."""
+    """Entry point of the ``zoo`` command; returns normally on success."""
     from zoo.errors import ZooError
 
     try:
-        rc = app(args=argv, standalone_mode=False)
-        if isinstance(rc, int) and rc:
-            # Outside standalone mode typer *returns* exit codes, Ctrl-C included (130).
-            if rc == 130:
-                _error_line("interrupted")
-            sys.exit(rc)
+        # Standalone mode: typer/click report usage errors (unknown option, missing value)
+        # themselves, with the usage line, and exit 2.
+        app(args=argv, prog_name="zoo")
     except ZooError as e:
         if os.environ.get("ZOO_DEBUG"):
             raise
         _error_line(str(e))
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        _error_line("interrupted")
-        sys.exit(130)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        _error_line("aborted")
-        sys.exit(1)
-    except Exception as e:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
+    except SystemExit as e:
+        if e.code in (0, None):
+            return
+        if e.code == 130:  # typer turns Ctrl-C into exit status 130
+            _error_line("interrupted")
         raise
 
 
