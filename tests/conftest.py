@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# One BLAS / OpenMP thread per test process: two cores, and torch runs many small ops where
+# a second thread costs more in hand-offs than it gains. Set before any test imports torch
+# (torch reads it once, at import); subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_FIXTURES = REPO.parent / "shared" / "fixtures" / "real"
 
@@ -25,13 +30,6 @@ def real_fixtures() -> Path:
             pytest.fail(msg + "; ZOO_REQUIRE_FIXTURES=1 makes this an error")
         pytest.skip(msg)
     return REAL_FIXTURES
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    # Two cores on CI: keep each test's torch / BLAS to one thread so tests behave the same
-    # whatever else runs. Frameworks read these when they are first imported.
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
 
 
 @pytest.fixture(scope="session")
