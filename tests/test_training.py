@@ -25,16 +25,6 @@ from zoo.training import (  # noqa: E402
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # conftest's OMP_NUM_THREADS comes too late once torch is imported; on 2 shared cores two
-    # threads spin against each other and a step runs ~10x slower than on one
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _blobs(n=64, seed=0):
     """Two well separated Gaussian blobs in 8-d: any working loop learns them in a few epochs."""
     g = torch.Generator().manual_seed(seed)

@@ -20,16 +20,6 @@ from zoo.testing import check_backend  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # conftest's OMP_NUM_THREADS comes too late once torch is imported; on 2 shared cores two
-    # threads spin against each other and a step runs ~10x slower than on one
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     from zoo.demo import write_demo
