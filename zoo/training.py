@@ -275,6 +275,23 @@ def best_checkpoint(checkpoint_dir: str | Path) -> Path:
     return d / BEST if (d / BEST).is_file() else d / LAST
 
 
+def restore(model: Any, checkpoint_dir: str | Path, expect: dict[str, Any] | None = None) -> Path:
+    """Load the best (else last) checkpoint in ``checkpoint_dir`` into ``model``.
+
+    A checkpoint records what it was trained for in ``extra`` (classes, architecture, ...);
+    each key of ``expect`` that it records must match, so a model is never silently
+    restored onto another dataset's vocabulary. Returns the checkpoint's path.
+    """
+    path = best_checkpoint(checkpoint_dir)
+    state = load_checkpoint(path)
+    saved = state.get("extra", {})
+    for key, value in (expect or {}).items():
+        if key in saved and saved[key] != value:
+            raise ZooError(f"{path}: checkpoint was trained on {key} {saved[key]!r}, but this run has {value!r}")
+    model.load_state_dict(state["model"])
+    return path
+
+
 def _is_samples(data: Any) -> bool:
     """Whether ``data`` holds samples to batch here (else it already yields batches)."""
     from torch.utils.data import Dataset as TorchDataset

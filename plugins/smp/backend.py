@@ -164,19 +164,10 @@ class SmpBackend(Backend):
                 "iterations": result.iterations, "seconds": result.seconds}
 
     def _restore(self, model) -> None:
-        from zoo.training import best_checkpoint, load_checkpoint
+        from zoo.training import restore
 
-        path = best_checkpoint(self.ctx.checkpoint_dir)
-        state = load_checkpoint(path)
-        saved = state.get("extra", {})
         mine = self._identity()
-        for key in ("architecture", "encoder", "encoder_depth", "classes"):
-            if key in saved and saved[key] != mine[key]:
-                raise ZooError(
-                    f"{path}: checkpoint was trained with {key} {saved[key]!r}, "
-                    f"but this run has {mine[key]!r}"
-                )
-        model.load_state_dict(state["model"])
+        restore(model, self.ctx.checkpoint_dir, {k: mine[k] for k in ("architecture", "encoder", "encoder_depth", "classes")})
         model.to(self.ctx.device)
         model.eval()
 

@@ -22,11 +22,10 @@ from zoo.tasks import Task
 from zoo.training import (
     MappedDataset,
     TrainConfig,
-    best_checkpoint,
     criterion_loss,
     fit,
-    load_checkpoint,
     predict_batches,
+    restore,
 )
 
 MEAN = (0.485, 0.456, 0.406)
@@ -139,7 +138,7 @@ class TvClassifier(Backend):
             extra={"backend": self.arch, "classes": list(self.meta.classes), "config": dump_config(self.config)},
         )
         if result.history and result.best_epoch != result.history[-1]["epoch"]:
-            model.load_state_dict(load_checkpoint(best_checkpoint(self.ctx.checkpoint_dir))["model"])
+            restore(model, self.ctx.checkpoint_dir)
         self.model = model
         out = {"loss": result.final_loss, "epochs": len(result.history), "train_seconds": round(result.seconds, 2)}
         if val_usable:
@@ -165,13 +164,8 @@ class TvClassifier(Backend):
     @classmethod
     def load(cls, task: Task, meta: Dataset, config: ClassifierConfig, ctx: RunContext) -> TvClassifier:
         self = cls(task, meta, config, ctx)
-        path = best_checkpoint(ctx.checkpoint_dir)
-        state = load_checkpoint(path)
-        saved = state.get("extra", {}).get("classes")
-        if saved is not None and saved != list(self.meta.classes):
-            raise ZooError(f"{path}: trained on classes {saved}, not {self.meta.classes}")
         model = build_classifier(cls.arch, len(self.meta.classes), pretrained=False)
-        model.load_state_dict(state["model"])
+        restore(model, ctx.checkpoint_dir, {"classes": list(self.meta.classes)})
         self.model = model
         return self
 

@@ -42,11 +42,10 @@ from zoo.training import (
     LAST,
     MappedDataset,
     TrainConfig,
-    best_checkpoint,
     collate_lists,
     fit,
-    load_checkpoint,
     predict_batches,
+    restore,
 )
 
 _log = logging.getLogger("zoo.tv_models")
@@ -346,7 +345,7 @@ class RCNNBackend(Backend):
         )
         # predict with what load() will restore, so both give the same answers
         if result.history and result.best_epoch != result.history[-1]["epoch"]:
-            model.load_state_dict(load_checkpoint(best_checkpoint(self.ctx.checkpoint_dir))["model"])
+            restore(model, self.ctx.checkpoint_dir)
         self.model = model
         return {
             "loss": result.final_loss,
@@ -381,13 +380,8 @@ class RCNNBackend(Backend):
     @classmethod
     def load(cls, task: Task, meta: Dataset, config: RCNNConfig, ctx: RunContext) -> RCNNBackend:
         self = cls(task, meta, config, ctx)
-        path = best_checkpoint(ctx.checkpoint_dir)
-        state = load_checkpoint(path)
-        saved = state.get("extra", {}).get("categories")
-        if saved is not None and saved != list(self.meta.categories):
-            raise ZooError(f"{path}: trained on categories {saved}, not {self.meta.categories}")
         model = self._build(load_pretrained=False)
-        model.load_state_dict(state["model"])
+        restore(model, ctx.checkpoint_dir, {"categories": list(self.meta.categories)})
         self.model = model
         return self
 
