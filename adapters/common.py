@@ -114,6 +114,19 @@ class LabelList:
         return out
 
 
+def read_yaml_mapping(f: Path, what: str) -> dict:
+    """A YAML file that must hold a mapping; a DataError naming the file otherwise."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(decode_text(f.read_bytes(), f)) or {}
+    except yaml.YAMLError as e:
+        raise DataError(f, f"is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DataError(f, f"must be a mapping of {what}")
+    return data
+
+
 def load_dataset_config(root: Path) -> dict:
     """The optional ``zoo.yaml`` at a dataset's root::
 
@@ -125,19 +138,12 @@ def load_dataset_config(root: Path) -> dict:
         flip_idx: [0, 1]                     # keypoint index after a horizontal flip
 
     Unknown keys are errors (a typo must not silently change the class order)."""
-    import yaml
-
     if root.is_file():
         root = root.parent
     f = root / "zoo.yaml"
     if not f.is_file():
         return {}
-    try:
-        data = yaml.safe_load(decode_text(f.read_bytes(), f)) or {}
-    except yaml.YAMLError as e:
-        raise DataError(f, f"is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise DataError(f, "must be a mapping of keys (categories, classes, keypoint_names, ...)")
+    data = read_yaml_mapping(f, "keys (categories, classes, keypoint_names, ...)")
     aliases = {"keypoints": "keypoint_names", "sigmas": "oks_sigmas"}
     known = {"categories", "classes", "keypoint_names", "skeleton", "oks_sigmas", "flip_idx"}
     out = {}

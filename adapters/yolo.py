@@ -59,17 +59,9 @@ def sniff(path: Path) -> float:
 
 
 def _read_yaml(f: Path) -> dict:
-    import yaml
+    from zoo.adapters.common import read_yaml_mapping
 
-    from zoo.adapters.common import decode_text
-
-    try:
-        data = yaml.safe_load(decode_text(f.read_bytes(), f)) or {}
-    except yaml.YAMLError as e:
-        raise DataError(f, f"is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise DataError(f, "must be a mapping with 'names'")
-    return data
+    return read_yaml_mapping(f, "keys with 'names'")
 
 
 def class_names(root: Path) -> tuple[list[str], list[int] | None, Path | None]:
