@@ -198,3 +198,48 @@ def test_batched_evaluation_equals_faster_coco_eval_on_a_subset_of_images_and_ca
         ev.summarize()
         stats.append(np.asarray(ev.stats))
     assert np.array_equal(stats[0], stats[1]) and stats[0][0] > 0
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_run_cocoeval_without_annotation_index_equals_load_res(iou_type):
+    """loaded=True skips faster-coco-eval's annotation index (images and categories only):
+    the same evaluation, array for array, as COCO(gt) + loadRes."""
+    from zoo.evaluation.coco import run_cocoeval
+
+    ds = random_dataset(60, seed=10)
+    preds = random_predictions(ds, seed=11, masks=True)
+    gt = evaluation_ground_truth(ds, iou_type)
+    ids = default_image_ids(ds)
+    plain = [detection_to_coco(d, ids[p.image_id]) for p in preds for d in p.detections]
+    ref = run_cocoeval(copy.deepcopy(gt), plain, iou_type)
+    fast = run_cocoeval(copy.deepcopy(gt), scoring_results(preds, ids, iou_type), iou_type, loaded=True)
+    assert getattr(fast.cocoDt, "_zoo_images_only", False) and not fast.cocoDt.anns
+    for key in ("precision", "recall", "scores"):
+        assert np.array_equal(ref.eval[key], fast.eval[key]), key
+    assert ref.eval["precision"].max() > 0
+
+
+def test_images_only_coco_gets_its_full_index_on_the_fallback_path():
+    """Any _prepare other than the batched one (here: useCats=0) indexes the annotations first."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    from zoo.evaluation.coco import _images_only_coco
+
+    ds = random_dataset(30, seed=12)
+    preds = random_predictions(ds, seed=13)
+    gt = evaluation_ground_truth(ds, "bbox")
+    results = scoring_results(preds, default_image_ids(ds), "bbox")
+    stats = []
+    for light in (False, True):
+        g = copy.deepcopy(gt)
+        dt = {"images": list(g["images"]), "annotations": copy.deepcopy(results),
+              "categories": copy.deepcopy(g["categories"])}
+        coco_gt, coco_dt = (_images_only_coco(g), _images_only_coco(dt)) if light else (COCO(g), COCO(dt))
+        cls = _batched_cocoeval() if light else COCOeval_faster
+        ev = cls(coco_gt, coco_dt, "bbox", print_function=lambda *a: None)
+        ev.params.useCats = 0
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        stats.append(np.asarray(ev.stats))
+    assert np.array_equal(stats[0], stats[1]) and stats[0][0] > 0

@@ -169,14 +169,21 @@ def run_cocoeval(gt: dict, results: list[dict], iou_type: str, *, sigmas=None, c
     import numpy as np
     from faster_coco_eval import COCO
 
-    coco_gt = COCO(gt)
-    if loaded:
+    if loaded and iou_type in ("bbox", "segm"):
+        # _batched_cocoeval's _prepare reads the annotations straight from the dataset lists and
+        # only images / categories through the index: skip indexing 100,000+ annotations twice
+        coco_gt = _images_only_coco(gt)
+        coco_dt = _images_only_coco({"images": list(gt["images"]), "annotations": results,
+                                     "categories": copy.deepcopy(gt["categories"])})
+    elif loaded:
+        coco_gt = COCO(gt)
         # what loadRes does besides filling in the fields scoring_results already wrote
         coco_dt = COCO()
         coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": results,
                            "categories": copy.deepcopy(coco_gt.dataset["categories"])}
         coco_dt.createIndex()
     else:
+        coco_gt = COCO(gt)
         coco_dt = coco_gt.loadRes(results)
     # faster-coco-eval runs its per-pair IoU calls in a thread pool; on a machine with a couple
     # of (shared) cores the pool costs more than it gives (measured in bench/bench_evaluator.py),
@@ -193,6 +200,26 @@ def run_cocoeval(gt: dict, results: list[dict], iou_type: str, *, sigmas=None, c
     ev.evaluate()
     ev.accumulate()
     return ev
+
+
+def _images_only_coco(dataset: dict):
+    """A faster-coco-eval ``COCO`` over ``dataset`` with only its image and category index
+    (what ``COCOeval.__init__`` and :func:`_batched_cocoeval`'s ``_prepare`` read); marked, so
+    that any other path builds the full index first (``_full_index``)."""
+    from faster_coco_eval import COCO
+
+    coco = COCO()
+    coco.dataset = dataset
+    coco.imgs = {img["id"]: img for img in dataset["images"]}
+    coco.cats = {cat["id"]: cat for cat in dataset["categories"]}
+    coco._zoo_images_only = True
+    return coco
+
+
+def _full_index(coco) -> None:
+    if getattr(coco, "_zoo_images_only", False):
+        coco.createIndex()
+        coco._zoo_images_only = False
 
 
 @functools.cache
@@ -220,6 +247,8 @@ def _batched_cocoeval():
             p = self.params
             self._pair_ious = None
             if self.lvis_style or not p.useCats or p.iouType not in ("bbox", "segm") or p.compute_boundary:
+                _full_index(self.cocoGt)
+                _full_index(self.cocoDt)
                 return super()._prepare()
             # COCOeval_faster._prepare for this case, step for step, except that the
             # annotations are taken from the dataset list in one pass instead of through
