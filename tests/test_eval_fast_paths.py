@@ -243,3 +243,29 @@ def test_images_only_coco_gets_its_full_index_on_the_fallback_path():
         ev.summarize()
         stats.append(np.asarray(ev.stats))
     assert np.array_equal(stats[0], stats[1]) and stats[0][0] > 0
+
+
+def test_rasteriser_shared_canvas_leaves_nothing_behind():
+    """rasterise_polygons_rles draws every shape of one image size on one canvas and wipes
+    it after each: thousands of random shapes in a row on a few image sizes (crossing the
+    edges, overlapping, several parts, 2-point lines, far outside) are each the pixels of
+    their own full-image polygons_mask."""
+    rng = np.random.default_rng(21)
+    items = []
+    for _ in range(60):  # 60 images, ~40 shapes each, consecutive
+        h, w = (int(v) for v in rng.integers(1, 160, 2))
+        for _ in range(int(rng.integers(1, 80))):
+            polys = []
+            for _ in range(int(rng.integers(1, 4))):
+                cx, cy = rng.uniform(-20, w + 20), rng.uniform(-20, h + 20)
+                r = rng.uniform(0.2, max(h, w) / 2)
+                n = int(rng.integers(2, 14))
+                polys.append([float(v) for v in np.column_stack(
+                    (cx + rng.uniform(-r, r, n), cy + rng.uniform(-r, r, n))).ravel()])
+            items.append((polys, h, w))
+    items.append(([[-300.0, -300.0, -250.0, -300.0, -250.0, -250.0]], 20, 30))  # wholly outside
+    items.append(([[0.0, 0.0, 29.0, 0.0, 29.0, 19.0, 0.0, 19.0]], 20, 30))  # the whole image
+    items.append(([[3.0, 3.0, 4.0, 4.0]], 20, 30))  # a line, right after the whole image
+    assert len(items) > 2000
+    expected = [raster.mask_to_rle(raster.polygons_mask(p, h, w)) for p, h, w in items]
+    assert raster.rasterise_polygons_rles(items) == expected

@@ -235,30 +235,46 @@ def rasterise_polygons_rles(items: list[tuple[list[list[float]], int, int]]) -> 
         owners.clear()
 
     buffered = 0
+    canvas = draw = None
+    canvas_size = None
     for i, (polygons, height, width) in enumerate(items):
         drawn = [p for p in polygons if len(p) >= 4]
-        xs = [v for p in drawn for v in p[0::2]]
-        ys = [v for p in drawn for v in p[1::2]]
-        if not xs:
+        if not drawn:
             continue
-        # the canvas stops just past the shape's right and bottom ends (PIL's outline
-        # reaches the rounded end pixel); the crop starts 2 pixels before its left and top
-        cw = min(width, max(1, math.ceil(max(xs)) + 3))
-        ch = min(height, max(1, math.ceil(max(ys)) + 3))
-        x0 = max(0, math.floor(min(xs)) - 2)
-        y0 = max(0, math.floor(min(ys)) - 2)
+        if len(drawn) == 1:
+            xs, ys = drawn[0][0::2], drawn[0][1::2]
+            x_min, x_max, y_min, y_max = min(xs), max(xs), min(ys), max(ys)
+        else:
+            x_min = min(min(p[0::2]) for p in drawn)
+            x_max = max(max(p[0::2]) for p in drawn)
+            y_min = min(min(p[1::2]) for p in drawn)
+            y_max = max(max(p[1::2]) for p in drawn)
+        # the pixels lie within 2 pixels of the shape's extent (PIL's outline reaches the
+        # rounded end pixel): crop from 2 before its left and top to 2 past its right and bottom
+        cw = min(width, max(1, math.ceil(x_max) + 3))
+        ch = min(height, max(1, math.ceil(y_max) + 3))
+        x0 = max(0, math.floor(x_min) - 2)
+        y0 = max(0, math.floor(y_min) - 2)
         if x0 >= cw or y0 >= ch:
             continue  # wholly right of or below the image: no pixels
-        img = Image.new("L", (cw, ch), 0)
-        draw = ImageDraw.Draw(img)
+        # one whole-image canvas per image size, wiped after each shape (only where it
+        # drew): the same origin and right/bottom clipping as a canvas of its own
+        if canvas_size != (width, height):
+            canvas = Image.new("L", (width, height), 0)
+            draw = ImageDraw.Draw(canvas)
+            canvas_size = (width, height)
         for poly in drawn:  # polygons_mask's rule: outline included, 2 points a line
             if len(poly) >= 6:  # (PIL takes the flat list as the same points)
                 draw.polygon(poly, fill=1, outline=1)
             else:
                 draw.line(poly, fill=1)
         # the shape's surroundings, columns as rows (COCO RLE runs down columns), with one
-        # zero row below the canvas (PIL pads a crop past the edge with 0) ending every column
-        part = img.crop((x0, y0, cw, ch + 1)).transpose(Image.Transpose.TRANSPOSE).tobytes()
+        # zero row below (a row the shape does not reach, or PIL's 0 padding past the edge)
+        # ending every column
+        # (transposed by numpy: the same bytes as PIL's transpose, a third of the time)
+        rows = canvas.crop((x0, y0, cw, ch + 1)).tobytes()
+        part = np.frombuffer(rows, np.uint8).reshape(ch + 1 - y0, cw - x0).T.tobytes()
+        canvas.paste(0, (x0, y0, cw, ch))
         parts.append(part)
         owners.append(i)
         origin[i] = x0, y0, ch - y0 + 1
