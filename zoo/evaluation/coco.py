@@ -404,13 +404,13 @@ class CocoEvaluator(Evaluator):
         self.polygon_raster = polygon_raster
         #: masks / keypoints also report box AP under "bbox" (the boxes the same model gave)
         self.box_ap = box_ap
-        self._eval = None
+        self._curves = None
         super().__init__(meta, task=task, **options)
 
     def reset(self) -> None:
         self._records: list[ImageRecord] = []
         self._preds: list[InstancePredictions] = []
-        self._eval = None
+        self._curves = None
 
     def process(self, gt: ImageRecord, pred: InstancePredictions | None) -> None:
         if pred is None:
@@ -438,7 +438,9 @@ class CocoEvaluator(Evaluator):
         ev = run_cocoeval(gt, results, self.iou_type, sigmas=sigmas, cat_ids=cat_ids, loaded=True)
         stats = summary_stats(ev)
         names = KEYPOINT_STATS if self.iou_type == "keypoints" else BOX_STATS
-        self._eval = ev
+        # only what plot() needs: keeping the COCOeval (its two COCO indexes, every annotation
+        # and result dict) would make the collector walk all of them as soon as it is back on
+        self._curves = ev.eval["precision"], ev.params.recThrs
         metrics: dict[str, Any] = {"main": "AP"}
         metrics.update({k: _num(v) for k, v in zip(names, stats)})
         metrics["per_class"] = self._per_class(ev, gt)
@@ -503,11 +505,12 @@ class CocoEvaluator(Evaluator):
     def plot(self, out_dir: Path) -> list[Path]:
         from zoo.evaluation.plots import pr_curves
 
-        if self._eval is None:
+        if self._curves is None:
             self.evaluate()
         names = self.task.class_names(self.meta) if self.task is not None else self.meta.categories
         label = {"bbox": "box", "segm": "mask", "keypoints": "OKS"}[self.iou_type]
-        return pr_curves(self._eval.eval["precision"], self._eval.params.recThrs, names, Path(out_dir), label)
+        precision, rec_thrs = self._curves
+        return pr_curves(precision, rec_thrs, names, Path(out_dir), label)
 
 
 def _mean_valid(a) -> float | None:
