@@ -59,8 +59,13 @@ def annotation_geometry(inst: Instance, rec: ImageRecord, geometry: str = "exact
     return inst.box_area, box
 
 
-def to_coco(dataset: Dataset, *, geometry: str = "exact") -> dict:
+def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool = True) -> dict:
     """The COCO dict of a canonical dataset (conventions in the module docstring).
+
+    ``ignored_pixels=False`` (box evaluation only, not for files): an ignored polygon region
+    keeps its polygons and its shoelace area instead of being rasterised. Box scoring never
+    reads a crowd annotation's segmentation, and its area neither (a crowd region is ignored
+    in every area range), so the metrics are the same without the rasterisation.
 
     The evaluator converts its ground truth through here on every evaluation, so the
     per-instance work is kept to plain Python, and what needs C (pixel counts of RLE masks,
@@ -96,6 +101,8 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact") -> dict:
                 area, bbox = annotation_geometry(inst, rec, geometry)
             if inst.ignore:
                 seg = inst.mask
+                if seg is None and inst.polygons and not ignored_pixels:
+                    seg = inst.polygons  # area: the shoelace area computed above
                 if seg is None and not inst.polygons:
                     seg = raster.mask_to_rle(raster.instance_mask(inst, rec.height, rec.width))
                 cats = all_cats if inst.category < 0 else [inst.category]
@@ -110,7 +117,7 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact") -> dict:
                     group.append(a)
                 if seg is None:  # ignored polygons: rasterised with the others below
                     crowd_polygons.append((group, (inst.polygons, rec.height, rec.width)))
-                elif exact:
+                elif exact and seg is not inst.polygons:  # an RLE: its area is its pixel count
                     rle_area_of.append((group, seg))
                 continue
             if inst.polygons:

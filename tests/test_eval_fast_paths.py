@@ -269,3 +269,36 @@ def test_rasteriser_shared_canvas_leaves_nothing_behind():
     assert len(items) > 2000
     expected = [raster.mask_to_rle(raster.polygons_mask(p, h, w)) for p, h, w in items]
     assert raster.rasterise_polygons_rles(items) == expected
+
+
+def test_box_ground_truth_without_rasterised_ignored_regions_scores_the_same():
+    """evaluation_ground_truth(..., "bbox") keeps ignored polygons as polygons (no pixels, the
+    shoelace area): pycocotools gives the same 12 stats as on to_coco's full dict."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    ds = random_dataset(120, seed=14)
+    preds = random_predictions(ds, seed=15)
+    light, full = evaluation_ground_truth(ds, "bbox"), to_coco(ds)
+    crowd_polys = [a for a in light["annotations"] if a["iscrowd"] and isinstance(a["segmentation"], list)]
+    assert crowd_polys  # the case under test is there
+    assert [{k: v for k, v in a.items() if k not in ("segmentation", "area")} for a in light["annotations"]] == \
+        [{k: v for k, v in a.items() if k not in ("segmentation", "area")} for a in full["annotations"]]
+    assert all(a == b for a, b in zip(light["annotations"], full["annotations"]) if not a["iscrowd"])
+    ids = default_image_ids(ds)
+    results = [detection_to_coco(d, ids[p.image_id]) for p in preds for d in p.detections]
+    stats = []
+    for gt in (light, full):
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO()
+            coco.dataset = copy.deepcopy(gt)
+            coco.createIndex()
+            ev = COCOeval(coco, coco.loadRes(copy.deepcopy(results)), "bbox")
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        stats.append(ev.stats)
+    assert np.array_equal(stats[0], stats[1]) and stats[0][0] > 0

@@ -92,6 +92,12 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
     costs a perfect mask ~10 points of AP. ``polygon_raster="coco"`` keeps the polygons, for
     numbers comparable with labelme2coco + pycocotools.
     """
+    if iou_type == "bbox":
+        from zoo.adapters.coco import to_coco
+
+        # ignored polygons are not rasterised: box scoring reads neither a crowd region's
+        # mask nor its area (tests/test_eval_fast_paths.py: the same stats as with them)
+        return to_coco(dataset, ignored_pixels=False)
     gt = coco_ground_truth(dataset)
     if iou_type != "segm" or polygon_raster == "coco":
         return gt
