@@ -256,12 +256,17 @@ def _draw_rbc(img, rng, c: _Cell, pale: bool) -> None:
     c.keypoints = [(c.cx, c.cy - c.r), (c.cx + c.r, c.cy), (c.cx, c.cy + c.r), (c.cx - c.r, c.cy)]
 
 
+def _irregular_body(img, c: _Cell, margin: float):
+    """The window around a cell with an irregular outline, and its anti-aliased coverage."""
+    where, dx, dy = _window(img, c, margin)
+    theta = np.arctan2(dy, dx)
+    alpha = np.clip(_radius_at(c, theta) - np.hypot(dx, dy) + 0.5, 0.0, 1.0)
+    return where, dx, dy, alpha
+
+
 def _draw_wbc(img, rng, c: _Cell) -> None:
     c.phases = _irregular(rng, c.r, 0.07)
-    where, dx, dy = _window(img, c, c.r * 1.2 + 2)
-    d = np.hypot(dx, dy)
-    theta = np.arctan2(dy, dx)
-    alpha = np.clip(_radius_at(c, theta) - d + 0.5, 0.0, 1.0)
+    where, dx, dy, alpha = _irregular_body(img, c, c.r * 1.2 + 2)
     _blend(img, where, alpha, np.array([212.0, 188.0, 226.0]) + rng.uniform(-8, 8, 3))
     # A segmented nucleus: 2-4 overlapping lobes near the centre.
     nucleus = np.array([104.0, 44.0, 136.0]) + rng.uniform(-12, 12, 3)
@@ -284,10 +289,7 @@ def _draw_wbc(img, rng, c: _Cell) -> None:
 
 def _draw_platelet(img, rng, c: _Cell) -> None:
     c.phases = _irregular(rng, c.r, 0.18)
-    where, dx, dy = _window(img, c, c.r * 1.5 + 2)
-    d = np.hypot(dx, dy)
-    theta = np.arctan2(dy, dx)
-    alpha = np.clip(_radius_at(c, theta) - d + 0.5, 0.0, 1.0)
+    where, _, _, alpha = _irregular_body(img, c, c.r * 1.5 + 2)
     _blend(img, where, alpha, np.array([128.0, 70.0, 162.0]) + rng.uniform(-10, 10, 3))
     # The box and extreme points come from the drawn outline, sampled finely.
     angles = np.linspace(0, 2 * math.pi, 360, endpoint=False)
