@@ -197,18 +197,3 @@ def prediction_to_labelme(prediction, meta: Dataset, record: ImageRecord, json_p
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
     return json_path
-
-
-def predictions_to_labelme(predictions, meta: Dataset, records, out_dir: str | Path, *,
-                           min_score: float = 0.0) -> list[Path]:
-    """:func:`prediction_to_labelme` for many images: ``out_dir/<image id>.json`` each."""
-    from zoo.adapters.common import safe_relpath
-
-    by_id = {r.id: r for r in records}
-    out_dir = Path(out_dir)
-    written = []
-    for p in predictions:
-        rec = by_id[p.image_id]
-        written.append(prediction_to_labelme(p, meta, rec, safe_relpath(rec.id + ".json", out_dir),
-                                             min_score=min_score))
-    return written

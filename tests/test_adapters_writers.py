@@ -127,7 +127,7 @@ def test_labelme_mask_ignore_and_difficult_round_trip(real_fixtures, tmp_path):
 
 def test_predictions_to_labelme_read_back_as_annotations(tiny_demo, demo, tmp_path):
     """Ground truth fed through the prediction writer reads back as the same objects."""
-    from zoo.adapters.labelme_out import predictions_to_labelme
+    from zoo.predict import write_labelme_predictions
     from zoo.predictions import ClassPrediction, Detection, InstancePredictions, SemanticPrediction
     from zoo.raster import instance_mask, mask_to_rle, semantic_label_map
 
@@ -135,7 +135,7 @@ def test_predictions_to_labelme_read_back_as_annotations(tiny_demo, demo, tmp_pa
     preds = [InstancePredictions(r.id, [Detection(i.category, 0.9, i.bbox,
                                                   keypoints=[(x, y, 0.8) for x, y, _ in i.keypoints])
                                         for i in r.instances]) for r in recs]
-    files = predictions_to_labelme(preds, demo.meta(), recs, tmp_path / "p")
+    files = write_labelme_predictions(tmp_path / "p", demo.subset([r.id for r in recs]), preds, conf=0.0, copy_images=False)
     data = json.loads(files[0].read_text())
     assert data["imagePath"].endswith(recs[0].file.name) and data["shapes"][0]["score"] == 0.9
     (tmp_path / "p" / "zoo.yaml").write_text((tiny_demo / "zoo.yaml").read_text())
@@ -152,16 +152,16 @@ def test_predictions_to_labelme_read_back_as_annotations(tiny_demo, demo, tmp_pa
     big = max(r.instances, key=lambda i: i.box_area)
     m = instance_mask(big, r.height, r.width)
     pm = InstancePredictions(r.id, [Detection(big.category, 0.5, big.bbox, mask=mask_to_rle(m))])
-    f = predictions_to_labelme([pm], demo.meta(), [r], tmp_path / "q")[0]
+    f = write_labelme_predictions(tmp_path / "q", demo.subset([r.id]), [pm], conf=0.0, copy_images=False)[0]
     shapes = json.loads(f.read_text())["shapes"]
     assert shapes[0]["shape_type"] == "polygon"
     back_m = instance_mask(read_dataset(f).images[0].instances[0], r.height, r.width)
     assert (back_m & m).sum() / (back_m | m).sum() > 0.85
 
     sem = SemanticPrediction(r.id, semantic_label_map(r, demo))
-    f = predictions_to_labelme([sem], demo.meta(), [r], tmp_path / "s")[0]
+    f = write_labelme_predictions(tmp_path / "s", demo.subset([r.id]), [sem], conf=0.0, copy_images=False)[0]
     assert {s["label"] for s in json.loads(f.read_text())["shapes"]} <= set(demo.categories)
-    f = predictions_to_labelme([ClassPrediction(r.id, 2)], demo.meta(), [r], tmp_path / "k")[0]
+    f = write_labelme_predictions(tmp_path / "k", demo.subset([r.id]), [ClassPrediction(r.id, 2)], conf=0.0, copy_images=False)[0]
     assert json.loads(f.read_text())["flags"] == {"anemia": False, "leukocytosis": False, "normal": True}
 
 

@@ -118,6 +118,16 @@ class ImageRecord:
         return self.file.suffix.lower() if self.file is not None else ".png"
 
 
+def id_path(image_id: str, suffix: str) -> Path:
+    """A record id as a relative file path with ``suffix`` (``"a/b"`` -> ``a/b.json``).
+
+    Ids come from the user's folder structure: ``.``/``..`` parts are dropped so the path
+    can never climb out of the folder it is joined to.
+    """
+    parts = [p for p in image_id.split("/") if p not in ("", ".", "..")] or ["_"]
+    return Path(*parts[:-1], parts[-1] + suffix)
+
+
 def embedded_image_bytes(json_path: Path) -> bytes:
     """The decoded ``imageData`` of a labelme JSON file."""
     import orjson

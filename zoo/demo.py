@@ -62,7 +62,6 @@ class _Cell:
     cx: float
     cy: float
     r: float  # nominal radius, for spacing
-    radii: np.ndarray | None = None  # outline radius per angle (irregular cells)
     phases: tuple = ()
     shape: dict[str, Any] = field(default_factory=dict)
     keypoints: list[tuple[float, float]] = field(default_factory=list)

@@ -19,19 +19,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.dataset import Dataset, ImageRecord
+from zoo.dataset import Dataset, ImageRecord, id_path
 from zoo.errors import ZooError
 from zoo.predictions import InstancePredictions, Prediction
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def _rel(image_id: str, suffix: str) -> Path:
-    parts = [p for p in image_id.split("/") if p not in ("", ".", "..")] or ["image"]
-    return Path(*parts[:-1], parts[-1] + suffix)
-
-
-def write_labelme_predictions(out: Path, task, images: Dataset, preds: Sequence[Prediction], *,
+def write_labelme_predictions(out: Path, images: Dataset, preds: Sequence[Prediction], *,
                               conf: float, copy_images: bool) -> list[Path]:
     """One labelme JSON per prediction under ``out``, mirroring the image ids.
 
@@ -46,7 +41,7 @@ def write_labelme_predictions(out: Path, task, images: Dataset, preds: Sequence[
     meta = images.meta()
     written = []
     for record, pred in zip(images.images, preds):
-        json_path = Path(out) / _rel(record.id, ".json")
+        json_path = Path(out) / id_path(record.id, ".json")
         image_path = None
         if record.file is None:
             image_path = write_bytes(json_path.with_suffix(record.suffix), embedded_image_bytes(record.embedded))
@@ -162,7 +157,7 @@ def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf
     records = [_record(f, rid) for f, rid in files]
     preds = list(track(backend.predict(records), "predicting", total=len(records)))
     check_predictions(task, name, records, preds, meta)
-    written = write_labelme_predictions(out, task, Dataset(**{**_vocab(meta), "images": records}), preds,
+    written = write_labelme_predictions(out, Dataset(**{**_vocab(meta), "images": records}), preds,
                                         conf=conf, copy_images=True)
     if not quiet:
         from rich.console import Console

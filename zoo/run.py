@@ -447,7 +447,7 @@ class _Run:
         from zoo.predict import write_labelme_predictions
 
         # For viewing in labelme: the same --conf cut as `zoo predict`; coco_results keeps all.
-        write_labelme_predictions(pred_dir / "labelme", self.task, self.val, preds, conf=0.25,
+        write_labelme_predictions(pred_dir / "labelme", self.val, preds, conf=0.25,
                                   copy_images=False)
         self.manifest["timings"]["predict_per_image_ms"] = round(1000 * seconds / max(1, len(images)), 3)
         self.manifest["timings"]["save_predictions"] = round(time.perf_counter() - t_save, 3)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.atomic import read_json, write_bytes, write_json
-from zoo.dataset import Dataset
+from zoo.dataset import Dataset, id_path
 from zoo.errors import ZooError
 from zoo.predictions import ClassPrediction, InstancePredictions, Prediction, SemanticPrediction
 
@@ -104,12 +104,6 @@ def require_run(run_dir: Path) -> dict[str, Any]:
 # -- predictions on disk ---------------------------------------------------------------------
 
 
-def _safe_rel(image_id: str, suffix: str) -> Path:
-    # Record ids are POSIX relative paths; never let one climb out of the folder.
-    parts = [p for p in image_id.split("/") if p not in ("", ".", "..")]
-    return Path(*parts).with_name(parts[-1] + suffix) if parts else Path("_" + suffix)
-
-
 def save_predictions(pred_dir: Path, task, preds: Sequence[Prediction], gt: Dataset) -> list[Path]:
     """Write predictions in the task's exchange format (the ones ``zoo eval --pred`` reads)."""
     written = []
@@ -128,7 +122,7 @@ def save_predictions(pred_dir: Path, task, preds: Sequence[Prediction], gt: Data
         for p in preds:
             buf = io.BytesIO()
             Image.fromarray(np.asarray(p.label_map).astype(np.uint8)).save(buf, format="PNG")
-            written.append(write_bytes(pred_dir / "masks" / _safe_rel(p.image_id, ".png"), buf.getvalue()))
+            written.append(write_bytes(pred_dir / "masks" / id_path(p.image_id, ".png"), buf.getvalue()))
     elif kind is ClassPrediction:
         import csv
         import io
@@ -157,7 +151,7 @@ def load_predictions(run_dir: Path, gt: Dataset) -> list[Prediction]:
 
         out = []
         for r in gt.images:
-            path = pred_dir / "masks" / _safe_rel(r.id, ".png")
+            path = pred_dir / "masks" / id_path(r.id, ".png")
             if not path.is_file():
                 raise ZooError(f"{path}: missing prediction for image {r.id}")
             out.append(SemanticPrediction(r.id, np.asarray(Image.open(path))))

@@ -36,11 +36,6 @@ def cached_weights(name: str, what: str = "pretrained"):
     return weights
 
 
-def weights_state_dict(weights) -> dict[str, Any]:
-    """The state dict of a cached weights enum (checked by :func:`cached_weights` first)."""
-    return weights.get_state_dict(progress=False, check_hash=False)
-
-
 def read_weights_file(path: str | Path) -> dict[str, Any]:
     """A state dict from ``path``: a zoo checkpoint (its ``model``) or a plain state dict."""
     from zoo.training import load_checkpoint
