@@ -40,3 +40,20 @@ def tiny_demo(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
     write_demo(out, images=12, size=96, seed=0)
     return out
+
+
+@pytest.fixture
+def predict_new_images(tiny_demo, tmp_path):
+    """A function running ``zoo predict --run RUN`` on copies of two demo images; it
+    returns the labelme JSON files written (sorted) in its output folder."""
+    from zoo.cli import main
+
+    def predict(run_dir: Path) -> list[Path]:
+        images = tmp_path / "new"
+        images.mkdir()
+        for p in sorted(tiny_demo.glob("*.jpg"))[:2]:
+            (images / p.name).write_bytes(p.read_bytes())
+        main(["predict", "--run", str(run_dir), str(images), "--out", str(tmp_path / "pred"), "--device", "cpu"])
+        return sorted((tmp_path / "pred").glob("*.json"))
+
+    return predict

@@ -27,7 +27,7 @@ def _offline(monkeypatch):
     monkeypatch.setenv("YOLO_OFFLINE", "1")
 
 
-def test_unet_run_then_predict(tmp_path, tiny_demo):
+def test_unet_run_then_predict(tmp_path, tiny_demo, predict_new_images):
     _needs("unet")
     out = tmp_path / "runs"
     main(["run", "--task", "semantic-seg", "--backend", "unet", "--data", str(tiny_demo), "--epochs", "1",
@@ -44,12 +44,7 @@ def test_unet_run_then_predict(tmp_path, tiny_demo):
     assert (run / "plots").is_dir() and "mIoU" in (run / "report.md").read_text()
 
     # the checkpoint reloads (Backend.load) and predicts new images as labelme JSON
-    images = tmp_path / "new"
-    images.mkdir()
-    for p in sorted(tiny_demo.glob("*.jpg"))[:2]:
-        (images / p.name).write_bytes(p.read_bytes())
-    main(["predict", "--run", str(run), str(images), "--out", str(tmp_path / "pred"), "--device", "cpu"])
-    docs = sorted((tmp_path / "pred").glob("*.json"))
+    docs = predict_new_images(run)
     assert len(docs) == 2 and len(list((tmp_path / "pred").glob("*.jpg"))) == 2
     doc = json.loads(docs[0].read_text())
     assert doc["imageWidth"] == 96 and doc["imagePath"] == docs[0].stem + ".jpg"

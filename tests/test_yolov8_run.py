@@ -20,7 +20,7 @@ MAIN = {"detect": "AP", "instance-seg": "AP", "keypoint": "AP", "classify": "acc
 
 
 @pytest.mark.parametrize("task", list(MAIN))
-def test_run_leaves_a_complete_folder(task, tmp_path, tiny_demo, monkeypatch):
+def test_run_leaves_a_complete_folder(task, tmp_path, tiny_demo, monkeypatch, predict_new_images):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "runs"
     main(["run", "--task", task, "--backend", "yolov8", "--data", str(tiny_demo), "--epochs", "1",
@@ -51,12 +51,7 @@ def test_run_leaves_a_complete_folder(task, tmp_path, tiny_demo, monkeypatch):
 
     if task in ("detect", "classify"):
         # the checkpoint reloads and labels new images as labelme JSON
-        images = tmp_path / "new"
-        images.mkdir()
-        for p in sorted(tiny_demo.glob("*.jpg"))[:2]:
-            (images / p.name).write_bytes(p.read_bytes())
-        main(["predict", "--run", str(run), str(images), "--out", str(tmp_path / "pred"), "--device", "cpu"])
-        docs = sorted((tmp_path / "pred").glob("*.json"))
+        docs = predict_new_images(run)
         assert len(docs) == 2
         doc = json.loads(docs[0].read_text())
         assert doc["imageWidth"] == 96 and doc["imagePath"] == docs[0].stem + ".jpg"
