@@ -20,6 +20,10 @@ from zoo.adapters.common import (
 )
 from zoo.dataset import Dataset, ImageRecord, Problem
 
+#: ``labels=EVERY_LABEL``: keep every label found, whatever ``--labels`` or zoo.yaml list
+#: (``zoo check`` reads this way to point at each shape a label list would drop).
+EVERY_LABEL = LabelList(names=[])
+
 
 def finish(
     records: list[ImageRecord],
@@ -37,6 +41,8 @@ def finish(
     """A Dataset from records holding names. ``categories``/``classes``: an order the
     format itself fixes (COCO's category list, YOLO's classes.txt, class folders)."""
     config = load_dataset_config(root)
+    if labels is EVERY_LABEL:
+        labels, config = None, {k: v for k, v in config.items() if k not in ("categories", "classes")}
     label_list = labels if isinstance(labels, LabelList) or labels is None else LabelList.read(labels)
 
     found_cats: set[str] = set()

@@ -74,6 +74,8 @@ class RunOptions:
     dataset: Dataset | None = None
     #: No progress messages or summary table (zoo compare prints its own).
     quiet: bool = False
+    #: ``--strict``: refuse data in which ``zoo check`` finds errors (zoo.lint).
+    strict: bool = False
 
 
 @dataclass
@@ -290,6 +292,12 @@ class _Run:
             return
         # Config before data: a typo in --set fails in a second, not after reading 10k files.
         self.config = self.resolve_config()
+        if opts.strict:
+            from zoo.demo import ensure_demo
+            from zoo.lint import refuse_errors
+
+            refuse_errors(opts.data or ensure_demo(), fmt=opts.fmt, labels=opts.labels, task=self.task.name,
+                          val=opts.val, test=opts.test)
         if opts.dataset is not None:
             self.dataset, self.data_label = opts.dataset, str(opts.data or opts.dataset.root or "dataset")
         else:

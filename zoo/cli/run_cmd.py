@@ -28,6 +28,7 @@ def run(
     test: float = typer.Option(0.0, "--test", help="Fraction held out as a test split (not scored by run)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same name."),
     split: str = typer.Option("auto", "--split", help="auto (the data's own train/val split if any, else seeded), random, or a split.json to reuse."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse data in which `zoo check` finds errors."),
 ) -> None:
     """Train a backend on a folder and score it with the shared evaluator."""
     from zoo.run import RunOptions, run_and_report
@@ -36,7 +37,7 @@ def run(
         RunOptions(
             task=task, backend=backend, data=data, fmt=fmt, labels=labels, seed=seed,
             name=name, out=out, config_files=list(config), sets=list(set_), val=val,
-            test=test, resume=resume, split_file=split,
+            test=test, resume=resume, split_file=split, strict=strict,
             flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device,
                    "seed": seed, "weights": weights},
         )

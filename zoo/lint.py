@@ -1,0 +1,627 @@
+"""``zoo check``: an annotation linter.
+
+It reads a folder as ``zoo run`` would (every label kept, so a label a list would drop can
+be pointed at shape by shape) and runs one small check per kind of mistake annotators make.
+Each check returns :class:`Finding` objects (file, shape index, what is wrong, a suggested
+fix); the CLI paints them. Levels:
+
+* ``error`` — the data as read trains something else than meant: a class split in two
+  (``'Person'`` beside ``'person'``), shapes a label list drops, a class too rare to be
+  both trained and scored. ``zoo run --strict`` refuses data with any.
+* ``warning`` — worth a look: duplicates, tiny objects, imbalance, unannotated images,
+  points outside their object, everything the readers repair or skip (adapters/POLICY.md).
+
+:func:`fix_dataset` applies what can be fixed without a person (label merges, exact
+duplicates dropped) to a copy of the dataset; :func:`write_fixed` writes it in the source's
+format. The source is never modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from zoo.dataset import Dataset, ImageRecord, Instance
+from zoo.errors import ZooError
+
+ERROR, WARNING = "error", "warning"
+
+#: Overlap above which two shapes of one label on one image are the same object twice.
+DUPLICATE_IOU = 0.95
+#: A class this many times rarer than the most frequent one is "heavily" imbalanced.
+IMBALANCE_RATIO = 10.0
+#: Instances with a box smaller than this (pixels, either side) or area are too small to learn.
+MIN_SIDE = 2.0
+MIN_AREA = 16.0
+
+
+@dataclass(slots=True)
+class Finding:
+    """One problem: where (file, shape index), what, and how to fix it.
+
+    ``rename`` / ``drop``: what ``zoo check --fix`` does about it, when it can
+    (``rename = (old, new)`` label names; ``drop = ("image", id)`` or ``("instance", id, index)``).
+    """
+
+    check: str
+    level: str
+    file: str
+    shape: int | None
+    message: str
+    fix: str = ""
+    rename: tuple[str, str] | None = None
+    drop: tuple | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "level": self.level, "file": self.file, "shape": self.shape,
+                "message": self.message, "fix": self.fix}
+
+
+@dataclass
+class LintContext:
+    """What every check may look at."""
+
+    dataset: Dataset
+    path: Path
+    declared_categories: list[str] | None = None  # --labels / zoo.yaml, when given
+    declared_classes: list[str] | None = None
+    declared_in: str = ""
+    task: Any = None  # a zoo.tasks.Task, when --task is given
+    val: float = 0.2
+    test: float = 0.0
+
+
+@dataclass
+class LintReport:
+    dataset: Dataset
+    findings: list[Finding]
+
+    def count(self, level: str) -> int:
+        return sum(1 for f in self.findings if f.level == level)
+
+    @property
+    def exit_status(self) -> int:
+        """0 clean, 1 findings (linters' convention; unreadable input is a ZooError: 2)."""
+        return 1 if self.findings else 0
+
+
+# -- where things are --------------------------------------------------------------------------
+
+
+def _record_file(rec: ImageRecord) -> str:
+    return rec.source.file if rec.source is not None else str(rec.file or rec.id)
+
+
+def _instance_where(rec: ImageRecord, inst: Instance) -> tuple[str, int | None]:
+    if inst.source is not None:
+        return inst.source.file, inst.source.shape
+    return _record_file(rec), None
+
+
+def _counted(dataset: Dataset) -> tuple[Counter, Counter]:
+    """Instances per category name (ignored regions left out) and images per class name."""
+    cats: Counter = Counter()
+    classes: Counter = Counter()
+    for rec in dataset.images:
+        for inst in rec.instances:
+            if not inst.ignore and inst.category >= 0:
+                cats[dataset.categories[inst.category]] += 1
+        for c in rec.labels:
+            classes[dataset.classes[c]] += 1
+    return cats, classes
+
+
+# -- label names ---------------------------------------------------------------------------------
+
+
+def normalised(name: str) -> str:
+    """A label as annotators mean it: case, surrounding space and ``_``/``-``/space ignored."""
+    return re.sub(r"[\s_\-]+", " ", name.casefold()).strip()
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (names are short: the plain dynamic programme is enough)."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _typo_of(a: str, b: str) -> bool:
+    """Whether ``a`` looks like a typo of ``b``: a small edit distance on names long enough
+    for one (``rbc``/``wbc`` are two classes), and not a different number (``cell1``/``cell2``)."""
+    na, nb = normalised(a), normalised(b)
+    if min(len(na), len(nb)) < 5 or re.sub(r"\d", "", na) == re.sub(r"\d", "", nb):
+        return False
+    return edit_distance(na, nb) <= (2 if min(len(na), len(nb)) >= 10 else 1)
+
+
+def look_alike(name: str, candidates: Counter | dict[str, int] | list[str]) -> tuple[str, bool] | None:
+    """The candidate ``name`` is probably meant to be, and whether the match is exact up to
+    case / spacing (True) or a likely typo (False); None when nothing is close."""
+    same = [c for c in candidates if c != name and normalised(c) == normalised(name)]
+    if same:
+        return sorted(same, key=lambda c: (-_count(candidates, c), c != normalised(c), c))[0], True
+    typos = [c for c in candidates if c != name and _typo_of(name, c)]
+    if typos:
+        return sorted(typos, key=lambda c: (-_count(candidates, c), c))[0], False
+    return None
+
+
+def _count(candidates, c) -> int:
+    return candidates.get(c, 0) if isinstance(candidates, dict) else 0
+
+
+def _canonical_of(name: str, counts: Counter) -> tuple[str, bool] | None:
+    """The label ``name`` should be merged into: a look-alike used more often (a tie goes to
+    the tidier spelling, then the sorted first), else None. A typo needs 3x the uses."""
+    match = look_alike(name, counts)
+    if match is None:
+        return None
+    other, exact = match
+    n, m = counts[name], counts[other]
+    if exact:
+        tidier = (other == normalised(other), other) < (name == normalised(name), name)
+        keep_other = m > n or (m == n and not tidier)
+        return (other, True) if keep_other else None
+    return (other, False) if m >= 3 * n else None
+
+
+# -- the checks ----------------------------------------------------------------------------------
+
+
+def check_reader_problems(ctx: LintContext) -> list[Finding]:
+    """Everything the readers repaired or skipped (adapters/POLICY.md), as findings."""
+    out = []
+    for p in ctx.dataset.warnings:
+        missing = "image not found" in p.reason or "without an image" in p.reason or "not found" in p.reason
+        fix = ("put the image beside its annotation (or correct imagePath)" if missing
+               else "correct it in your annotation tool; zoo skips or repairs it as described")
+        out.append(Finding("missing-image" if missing else "reader", WARNING, p.source.file, p.source.shape,
+                           p.reason, fix))
+    return out
+
+
+def check_near_duplicate_labels(ctx: LintContext) -> list[Finding]:
+    """A rare label that looks like a frequent one ('Person' (1) beside 'person' (9))."""
+    ds = ctx.dataset
+    cats, classes = _counted(ds)
+    out = []
+    if ctx.declared_categories is None:
+        merges = {n: m for n in cats if (m := _canonical_of(n, cats))}
+        for rec in ds.images:
+            for inst in rec.instances:
+                name = ds.categories[inst.category] if inst.category >= 0 else None
+                if name in merges:
+                    out.append(_label_finding(name, cats, merges[name], *_instance_where(rec, inst)))
+    if ctx.declared_classes is None:
+        merges = {n: m for n in classes if (m := _canonical_of(n, classes))}
+        for rec in ds.images:
+            for c in rec.labels:
+                if ds.classes[c] in merges:
+                    out.append(_label_finding(ds.classes[c], classes, merges[ds.classes[c]], _record_file(rec), None))
+    return out
+
+
+def _label_finding(name: str, counts: Counter, merge: tuple[str, bool], file: str, shape: int | None) -> Finding:
+    other, exact = merge
+    return Finding("near-duplicate-label", ERROR if exact else WARNING, file, shape,
+                   f"'{name}' ({counts[name]}) looks like '{other}' ({counts[other]})",
+                   f"relabel as '{other}' (zoo check --fix, or --map '{name}={other}')", rename=(name, other))
+
+
+def check_undeclared_labels(ctx: LintContext) -> list[Finding]:
+    """Labels the --labels file or zoo.yaml does not list: zoo run would drop their shapes."""
+    ds = ctx.dataset
+    out = []
+    if ctx.declared_categories is not None:
+        allowed = set(ctx.declared_categories)
+        for rec in ds.images:
+            for inst in rec.instances:
+                if inst.category >= 0 and ds.categories[inst.category] not in allowed:
+                    name = ds.categories[inst.category]
+                    out.append(_undeclared(name, ctx.declared_categories, ctx.declared_in, *_instance_where(rec, inst)))
+    if ctx.declared_classes is not None:
+        allowed = set(ctx.declared_classes)
+        for rec in ds.images:
+            for c in rec.labels:
+                if ds.classes[c] not in allowed:
+                    out.append(_undeclared(ds.classes[c], ctx.declared_classes, ctx.declared_in, _record_file(rec), None))
+    return out
+
+
+def _undeclared(name: str, declared: list[str], where: str, file: str, shape: int | None) -> Finding:
+    match = look_alike(name, declared)
+    msg = f"label '{name}' is not in {where}; zoo run skips it"
+    if match is None:
+        return Finding("undeclared-label", ERROR, file, shape, msg, f"add '{name}' to {where}, or relabel it")
+    return Finding("undeclared-label", ERROR, file, shape, msg + f" (did you mean '{match[0]}'?)",
+                   f"relabel as '{match[0]}' (zoo check --fix)", rename=(name, match[0]))
+
+
+def _pixel_digest(rec: ImageRecord) -> str | None:
+    try:
+        img = rec.open()
+    except Exception:  # noqa: BLE001 -- an unreadable image is the reader's finding, not this one's
+        return None
+    return hashlib.blake2b(f"{img.size}".encode() + img.tobytes(), digest_size=16).hexdigest()
+
+
+def _annotation_key(rec: ImageRecord) -> tuple:
+    return (tuple(sorted(rec.labels)), tuple(sorted(map(_instance_key, rec.instances))))
+
+
+def _instance_key(inst: Instance) -> tuple:
+    r = lambda vs: tuple(round(float(v), 3) for v in vs)  # noqa: E731
+    return (inst.category, inst.ignore, r(inst.bbox), tuple(r(p) for p in inst.polygons),
+            None if inst.mask is None else str(inst.mask.get("counts")),
+            None if not inst.keypoints else tuple(r(k) for k in inst.keypoints))
+
+
+def check_duplicate_images(ctx: LintContext) -> list[Finding]:
+    """The same pixels under two names (they would leak between train and val)."""
+    from zoo.progress import track
+
+    ds = ctx.dataset
+    seen: dict[str, ImageRecord] = {}
+    out = []
+    images = track(ds.images, "hashing pixels", total=len(ds.images)) if len(ds.images) > 200 else ds.images
+    for rec in images:
+        digest = _pixel_digest(rec)
+        if digest is None:
+            continue
+        first = seen.setdefault(digest, rec)
+        if first is rec:
+            continue
+        msg = f"same pixels as {_record_file(first)}"
+        if _annotation_key(first) == _annotation_key(rec):
+            out.append(Finding("duplicate-image", WARNING, _record_file(rec), None, msg + ", annotated the same",
+                               "delete this copy (zoo check --fix drops it)", drop=("image", rec.id)))
+        else:
+            out.append(Finding("duplicate-image", WARNING, _record_file(rec), None, msg + ", annotated differently",
+                               "keep one copy, with the right annotation"))
+    return out
+
+
+def box_iou(a, b) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _shape_iou(rec: ImageRecord, a: Instance, b: Instance) -> float:
+    """Box IoU; for two outlines (polygons, masks) their pixels' IoU."""
+    iou = box_iou(a.bbox, b.bbox)
+    if iou <= DUPLICATE_IOU or not ((a.polygons or a.mask) and (b.polygons or b.mask)):
+        return iou
+    from zoo.raster import instance_mask
+
+    ma, mb = instance_mask(a, rec.height, rec.width), instance_mask(b, rec.height, rec.width)
+    union = (ma | mb).sum()
+    return float((ma & mb).sum() / union) if union else iou
+
+
+def check_duplicate_shapes(ctx: LintContext) -> list[Finding]:
+    """One object drawn twice: same label, IoU > 0.95 on one image."""
+    out = []
+    for rec in ctx.dataset.images:
+        by_cat: dict[int, list[int]] = defaultdict(list)
+        for k, inst in enumerate(rec.instances):
+            by_cat[inst.category].append(k)
+        for ks in by_cat.values():
+            dropped: set[int] = set()
+            for i, ka in enumerate(ks):
+                for kb in ks[i + 1:]:
+                    if kb in dropped:
+                        continue
+                    a, b = rec.instances[ka], rec.instances[kb]
+                    iou = _shape_iou(rec, a, b)
+                    if iou <= DUPLICATE_IOU:
+                        continue
+                    file, shape = _instance_where(rec, b)
+                    first = _instance_where(rec, a)[1]
+                    if _instance_key(a) == _instance_key(b):
+                        dropped.add(kb)
+                        out.append(Finding("duplicate-shape", WARNING, file, shape, f"exact copy of shape {first}",
+                                           "delete it (zoo check --fix drops it)", drop=("instance", rec.id, kb)))
+                    else:
+                        out.append(Finding("duplicate-shape", WARNING, file, shape,
+                                           f"overlaps shape {first} of the same label (IoU {iou:.2f})",
+                                           "delete one of the two"))
+    return out
+
+
+def check_unannotated_images(ctx: LintContext) -> list[Finding]:
+    """Images in the folder that no annotation covers (zoo run trains without them)."""
+    return [Finding("unannotated-image", WARNING, str(f), None, "image has no annotation",
+                    "annotate it (zoo predict --run RUN DIR --rank says which to do first), or move it out")
+            for f in unannotated_images(ctx.dataset, ctx.path)]
+
+
+def unannotated_images(dataset: Dataset, path: Path | None = None) -> list[Path]:
+    """Image files below the dataset's folder that are not one of its records, sorted."""
+    from zoo.adapters.common import IMAGE_SUFFIXES
+
+    root = Path(path) if path is not None else dataset.root
+    if root is None or not root.is_dir():
+        return []
+    used = {os.path.realpath(r.file) for r in dataset.images if r.file is not None}
+    out = []
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for fn in sorted(files):
+            if os.path.splitext(fn)[1].lower() in IMAGE_SUFFIXES:
+                f = os.path.join(dirpath, fn)
+                if os.path.realpath(f) not in used:
+                    out.append(Path(f))
+    return out
+
+
+def check_tiny_instances(ctx: LintContext) -> list[Finding]:
+    """Objects a few pixels big: nothing a model can learn from (often a slipped click)."""
+    out = []
+    for rec in ctx.dataset.images:
+        for inst in rec.instances:
+            if inst.ignore:
+                continue
+            w, h = inst.bbox[2] - inst.bbox[0], inst.bbox[3] - inst.bbox[1]
+            if min(w, h) < MIN_SIDE or w * h < MIN_AREA:
+                out.append(Finding("tiny-instance", WARNING, *_instance_where(rec, inst),
+                                   f"object is {w:.3g} x {h:.3g} px", "delete it if it is a slip, or mark it __ignore__"))
+    return out
+
+
+def check_class_balance(ctx: LintContext) -> list[Finding]:
+    """Heavy imbalance, and classes too rare for the split asked for (--val / --test)."""
+    ds = ctx.dataset
+    cats, classes = _counted(ds)
+    use_classes = ctx.task is not None and ctx.task.name == "classify"
+    use_cats = not use_classes and (ctx.task is not None or ds.categories)
+    out = []
+    # a misspelt or undeclared label is already a finding: it is not a rare class as well
+    if use_cats:
+        kept = _meant_labels(cats, ctx.declared_categories)
+        out += _balance(kept, _images_per(ds, classes=False), "instance", ctx)
+    if use_classes or (ctx.task is None and ds.classes):
+        kept = _meant_labels(classes, ctx.declared_classes)
+        out += _balance(kept, _images_per(ds, classes=True), "image", ctx)
+    return out
+
+
+def _meant_labels(counts: Counter, declared: list[str] | None) -> Counter:
+    """The counts without the labels other checks call mistakes (look-alikes, undeclared)."""
+    if declared is not None:
+        return Counter({n: c for n, c in counts.items() if n in set(declared)})
+    return Counter({n: c for n, c in counts.items() if _canonical_of(n, counts) is None})
+
+
+def _images_per(ds: Dataset, classes: bool) -> Counter:
+    n: Counter = Counter()
+    for rec in ds.images:
+        names = ({ds.classes[c] for c in rec.labels} if classes else
+                 {ds.categories[i.category] for i in rec.instances if not i.ignore and i.category >= 0})
+        n.update(names)
+    return n
+
+
+def _balance(counts: Counter, images: Counter, unit: str, ctx: LintContext) -> list[Finding]:
+    out = []
+    where = str(ctx.path)
+    if not counts:
+        return out
+    top, n_top = counts.most_common(1)[0]
+    need = math.ceil(1 / ctx.val) if ctx.val > 0 else 1
+    for name, n in sorted(counts.items()):
+        if n_top >= IMBALANCE_RATIO * n:
+            out.append(Finding("class-imbalance", WARNING, where, None,
+                               f"'{name}' has {n} {unit}(s) against '{top}' {n_top} ({n_top / n:.0f}x fewer)",
+                               f"annotate more '{name}', or merge it into another class"))
+        k = images[name]
+        if k < 2:
+            out.append(Finding("too-few-to-split", ERROR, where, None,
+                               f"'{name}' is on {k} image(s): it cannot be in both train and val",
+                               f"annotate '{name}' on more images (at least {need} for --val {ctx.val:g})"))
+        elif k < need:
+            out.append(Finding("too-few-to-split", WARNING, where, None,
+                               f"'{name}' is on {k} images: --val {ctx.val:g} expects {k * ctx.val:.1f} of them "
+                               "in val, so it may not be scored", f"annotate '{name}' on at least {need} images"))
+    return out
+
+
+def check_keypoints_outside(ctx: LintContext) -> list[Finding]:
+    """Keypoints off their object's box (a wrong group_id, or a point dragged away)."""
+    ds = ctx.dataset
+    out = []
+    for rec in ds.images:
+        for inst in rec.instances:
+            x0, y0, x1, y1 = inst.bbox
+            for name, kp in zip(ds.keypoint_names, inst.keypoints or []):
+                x, y, v = kp
+                if v > 0 and not (x0 - 1 <= x <= x1 + 1 and y0 - 1 <= y <= y1 + 1):
+                    out.append(Finding("keypoint-outside", WARNING, *_instance_where(rec, inst),
+                                       f"keypoint '{name}' at ({x:g}, {y:g}) lies outside its object "
+                                       f"({x0:g}, {y0:g})-({x1:g}, {y1:g})",
+                                       "move the point onto its object, or give it the object's group_id"))
+    return out
+
+
+CHECKS: list[Callable[[LintContext], list[Finding]]] = [
+    check_reader_problems,
+    check_near_duplicate_labels,
+    check_undeclared_labels,
+    check_duplicate_images,
+    check_duplicate_shapes,
+    check_unannotated_images,
+    check_tiny_instances,
+    check_class_balance,
+    check_keypoints_outside,
+]
+
+
+# -- the pipeline --------------------------------------------------------------------------------
+
+
+def declared_vocabularies(path: Path, labels: str | Path | None, dataset: Dataset) -> tuple[list | None, list | None, str]:
+    """The label lists the user gave (--labels, else zoo.yaml), as ``adapters.build.finish``
+    applies them: (categories, classes, where they come from)."""
+    from zoo.adapters.common import LabelList, load_dataset_config
+
+    if labels is not None:
+        names = LabelList.read(labels).names
+        shapes_found = any(r.instances for r in dataset.images)
+        if shapes_found or not dataset.classes:
+            return names, None, str(labels)
+        return None, names, str(labels)
+    config = load_dataset_config(path)
+    where = str(config.get("_file", ""))
+    return config.get("categories"), config.get("classes"), where
+
+
+def lint_dataset(ctx: LintContext, checks=None) -> list[Finding]:
+    findings = []
+    for check in checks or CHECKS:
+        findings += check(ctx)
+    return findings
+
+
+def lint_folder(path: str | Path, *, fmt: str = "auto", labels: str | Path | None = None, task: str | None = None,
+                val: float = 0.2, test: float = 0.0) -> LintReport:
+    """Read ``path`` (every label kept) and run every check."""
+    from zoo.adapters.build import EVERY_LABEL
+    from zoo.reading import read_dataset
+
+    path = Path(path)
+    if not 0 < val < 1 or not 0 <= test < 1 or val + test >= 1:
+        raise ZooError(f"--val {val:g} / --test {test:g}: expected fractions with val > 0 and val + test < 1")
+    dataset = read_dataset(path, fmt=fmt, labels=EVERY_LABEL)
+    cats, classes, where = declared_vocabularies(path, labels, dataset)
+    t = None
+    if task is not None:
+        from zoo.tasks import get_task
+
+        t = get_task(task)
+        t.check(dataset)
+    ctx = LintContext(dataset, path, cats, classes, where, t, val, test)
+    return LintReport(dataset, lint_dataset(ctx))
+
+
+def refuse_errors(path: str | Path, *, fmt: str = "auto", labels: str | Path | None = None, task: str | None = None,
+                  val: float = 0.2, test: float = 0.0) -> None:
+    """``zoo run --strict``: a ZooError when ``zoo check`` finds anything of error level."""
+    report = lint_folder(path, fmt=fmt, labels=labels, task=task, val=val, test=test)
+    errors = [f for f in report.findings if f.level == ERROR]
+    if errors:
+        first = errors[0]
+        where = first.file if first.shape is None else f"{first.file} (shape {first.shape})"
+        raise ZooError(f"--strict: {len(errors)} error(s) in the data, first: {where}: {first.message}; "
+                       f"run `zoo check {path}` for all of them")
+
+
+# -- fixing --------------------------------------------------------------------------------------
+
+
+def parse_map(items: list[str]) -> dict[str, str]:
+    """``--map 'Person =person'`` entries: old name (surrounding space ignored, as the readers
+    strip it) -> new name."""
+    out = {}
+    for item in items:
+        old, sep, new = item.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise ZooError(f"--map {item!r}: expected OLD=NEW")
+        out[old.strip()] = new.strip()
+    return out
+
+
+def fix_dataset(dataset: Dataset, findings: list[Finding], mapping: dict[str, str] | None = None
+                ) -> tuple[Dataset, list[str]]:
+    """A corrected copy: labels renamed (``mapping`` first, then the findings' suggestions),
+    exact duplicate images and shapes dropped. Returns it and one line per change."""
+    renames = {f.rename[0]: f.rename[1] for f in findings if f.rename}
+    renames.update(mapping or {})
+    renames = {a: _follow(a, renames) for a in renames}
+    renames = {a: b for a, b in renames.items() if a != b}
+    drop_images = {f.drop[1] for f in findings if f.drop and f.drop[0] == "image"}
+    drop_instances = {(f.drop[1], f.drop[2]) for f in findings if f.drop and f.drop[0] == "instance"}
+    categories, cat_index = _renamed(dataset.categories, renames)
+    classes, class_index = _renamed(dataset.classes, renames)
+    changes: list[str] = []
+    images = []
+    for rec in dataset.images:
+        if rec.id in drop_images:
+            changes.append(f"{_record_file(rec)}: dropped (same pixels and annotation as another image)")
+            continue
+        instances = []
+        for k, inst in enumerate(rec.instances):
+            file, shape = _instance_where(rec, inst)
+            where = file if shape is None else f"{file} (shape {shape})"
+            if (rec.id, k) in drop_instances:
+                changes.append(f"{where}: dropped (exact copy of another shape)")
+                continue
+            if inst.category >= 0:
+                old = dataset.categories[inst.category]
+                if old in renames:
+                    changes.append(f"{where}: label '{old}' -> '{renames[old]}'")
+                inst = replace(inst, category=cat_index[inst.category])
+            instances.append(inst)
+        labels = []
+        for c in rec.labels:
+            if dataset.classes[c] in renames:
+                changes.append(f"{_record_file(rec)}: class '{dataset.classes[c]}' -> '{renames[dataset.classes[c]]}'")
+            if class_index[c] not in labels:
+                labels.append(class_index[c])
+        images.append(replace(rec, instances=instances, labels=labels))
+    return replace(dataset, categories=categories, classes=classes, images=images, warnings=[]), changes
+
+
+def _follow(name: str, renames: dict[str, str]) -> str:
+    """Where a chain of renames ends (a -> b, b -> c: c); a cycle stops where it started."""
+    seen = {name}
+    while renames.get(name, name) not in seen:
+        name = renames[name]
+        seen.add(name)
+    return name
+
+
+def _renamed(names: list[str], renames: dict[str, str]) -> tuple[list[str], dict[int, int]]:
+    """The vocabulary after renames (a name merged into one that exists keeps that one's
+    place; a name renamed to a new one takes its place) and old -> new index."""
+    new_names: list[str] = []
+    for n in names:
+        target = renames.get(n, n)
+        if (target == n or target not in names) and target not in new_names:
+            new_names.append(target)
+    pos = {n: i for i, n in enumerate(new_names)}
+    return new_names, {i: pos[renames.get(n, n)] for i, n in enumerate(names)}
+
+
+FIX_WRITERS = {"labelme": "labelme", "voc": "voc", "coco": "coco", "yolo": "yolo"}
+
+
+def write_fixed(dataset: Dataset, src: Path, out: Path) -> None:
+    """The corrected dataset written under ``out`` in its source's format (zoo's writer of
+    that format: shapes as zoo reads them, e.g. a labelme circle becomes its polygon)."""
+    from zoo.adapters.convert import _check_out, _writer_task
+    from zoo.registry import get_registry
+
+    to = FIX_WRITERS.get(dataset.format)
+    if to is None:
+        raise ZooError(f"--fix writes labelme, voc, coco or yolo folders, not {dataset.format}; "
+                       "convert it first (zoo convert)")
+    _check_out(src, out)
+    writer = get_registry().writer(to).load()
+    out.mkdir(parents=True, exist_ok=True)
+    writer(dataset, out, task=_writer_task(to, None, dataset))
