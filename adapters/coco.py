@@ -2,8 +2,12 @@
 
 Conventions of :func:`to_coco` (the evaluator scores against exactly this):
 
-* ``categories[k].id = k + 1`` for ``Dataset.categories[k]`` (COCO reserves 0); a dataset
-  with keypoint names gives every category ``keypoints`` and a 1-based ``skeleton``;
+* ``categories[k].id`` is ``Dataset.coco_category_ids()[k]``: a COCO source's own id,
+  else ``k + 1`` (COCO reserves 0); a dataset with keypoint names gives every category
+  ``keypoints`` and a 1-based ``skeleton``;
+* an instance read from a COCO file (``Instance.coco``) is written as the file gave it
+  (its bbox, area, iscrowd, segmentation, keypoints): only the ids are renumbered, and only
+  fields the file lacked are filled in as below;
 * image ids are ``1..N`` in dataset order; ``file_name`` is the record id plus its suffix
   (``"train/cell_001.png"``); annotation ids are ``1..M`` in image then instance order;
 * ``bbox`` is ``[x, y, w, h]`` of ``Instance.bbox`` (unrounded floats);
@@ -30,8 +34,8 @@ from zoo.dataset import Dataset, ImageRecord, Instance
 
 def _categories(dataset: Dataset) -> list[dict]:
     cats = []
-    for k, name in enumerate(dataset.categories):
-        c = {"id": k + 1, "name": name, "supercategory": ""}
+    for cid, name in zip(dataset.coco_category_ids(), dataset.categories):
+        c = {"id": cid, "name": name, "supercategory": ""}
         if dataset.keypoint_names:
             c["keypoints"] = list(dataset.keypoint_names)
             c["skeleton"] = [[a + 1, b + 1] for a, b in dataset.skeleton]
@@ -59,6 +63,25 @@ def annotation_geometry(inst: Instance, rec: ImageRecord, geometry: str = "exact
     return inst.box_area, box
 
 
+def given_annotation(inst: Instance, rec: ImageRecord, ann_id: int, image_id: int, category_id: int,
+                     n_kpt: int) -> dict:
+    """The COCO annotation of an instance read from a COCO file: the file's fields as given
+    (shared, not copied: nothing writes into them), with new ids; a field the file lacked
+    is computed as for any other source."""
+    a = {"id": ann_id, "image_id": image_id, "category_id": category_id, **inst.coco}
+    if "bbox" not in a or "area" not in a:
+        area, box = annotation_geometry(inst, rec)
+        a.setdefault("bbox", box)
+        a.setdefault("area", area)
+    a.setdefault("iscrowd", int(inst.ignore))
+    a.setdefault("segmentation", inst.polygons or inst.mask or [_box_polygon(inst.bbox)])
+    if n_kpt and "keypoints" not in a:
+        a["keypoints"], a["num_keypoints"] = [0] * (3 * n_kpt), 0
+    elif n_kpt and "num_keypoints" not in a:
+        a["num_keypoints"] = sum(1 for v in a["keypoints"][2::3] if v > 0)
+    return a
+
+
 def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool = True) -> dict:
     """The COCO dict of a canonical dataset (conventions in the module docstring).
 
@@ -78,6 +101,7 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool =
         raise ValueError(f"geometry must be 'exact' or 'pixels', not {geometry!r}")
     exact = geometry == "exact"
     n_kpt = len(dataset.keypoint_names)
+    cat_ids = dataset.coco_category_ids()
     all_cats = range(len(dataset.categories))
     polygon_area = raster.polygon_area
     images, anns = [], []
@@ -88,6 +112,9 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool =
             {"id": image_id, "file_name": rec.id + rec.suffix, "width": rec.width, "height": rec.height}
         )
         for inst in rec.instances:
+            if inst.coco is not None:
+                anns.append(given_annotation(inst, rec, len(anns) + 1, image_id, cat_ids[inst.category], n_kpt))
+                continue
             if exact:
                 x0, y0, x1, y1 = inst.bbox
                 bbox = [x0, y0, x1 - x0, y1 - y0]
@@ -108,7 +135,7 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool =
                 cats = all_cats if inst.category < 0 else [inst.category]
                 group = []
                 for c in cats:
-                    a = {"id": len(anns) + 1, "image_id": image_id, "category_id": c + 1,
+                    a = {"id": len(anns) + 1, "image_id": image_id, "category_id": cat_ids[c],
                          "bbox": bbox, "area": area, "iscrowd": 1, "segmentation": seg}
                     if n_kpt:
                         a["keypoints"] = [0] * (3 * n_kpt)
@@ -126,7 +153,7 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool =
                 seg = inst.mask
             else:
                 seg = [_box_polygon(inst.bbox)]
-            a = {"id": len(anns) + 1, "image_id": image_id, "category_id": inst.category + 1,
+            a = {"id": len(anns) + 1, "image_id": image_id, "category_id": cat_ids[inst.category],
                  "bbox": bbox, "area": area, "iscrowd": 0, "segmentation": seg}
             if area is None:
                 rle_area_of.append(([a], seg))
@@ -162,6 +189,10 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool =
 
 
 # ---------------------------------------------------------------- reading
+
+#: The annotation fields a COCO reader keeps as given (``Instance.coco``): what pycocotools
+#: scores a ground-truth annotation by.
+GIVEN_FIELDS = ("bbox", "area", "iscrowd", "segmentation", "keypoints", "num_keypoints")
 
 
 def _is_coco(data) -> bool:
@@ -227,6 +258,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     kpt_names: list[str] | None = None
     skeleton = None
     splits: dict[str, list[str]] = {}
+    category_ids: dict[str, int] = {}  # the file's own ids (the first file's, for a name in several)
     for f in files:
         data = read_json(f)
         if not _is_coco(data):
@@ -259,6 +291,9 @@ def read(path: str | Path, *, labels=None) -> Dataset:
             search.insert(1, root / "images" / split)
             search.insert(1, root / split)
         fstr = str(f)
+        no_pixels: list[str] = []
+        for c in cats:
+            category_ids.setdefault(cat_by_id[c["id"]], c["id"])
         by_image: dict = {}
         for idx, a in enumerate(data["annotations"]):
             by_image.setdefault(a.get("image_id"), []).append((idx, a))
@@ -275,15 +310,19 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                         break
                 if file is not None:
                     break
-            if file is None:
-                warn(warnings, f, f"image '{fn}' not found (looked beside the JSON and in images/); skipped")
+            w, h = int(im.get("width") or 0), int(im.get("height") or 0)
+            if file is None and (w <= 0 or h <= 0):
+                warn(warnings, f, f"image '{fn}' not found (looked beside the JSON and in images/) and "
+                     "the JSON gives no width/height; skipped")
                 continue
             if rid in seen:
                 warn(warnings, f, f"image '{fn}' appears twice (also in {seen[rid].name}); the first kept")
                 continue
             seen[rid] = f
-            w, h = int(im.get("width") or 0), int(im.get("height") or 0)
-            if w <= 0 or h <= 0:
+            if file is None:
+                # scored from the JSON's size; pixels are needed only to train or draw
+                no_pixels.append(fn)
+            elif w <= 0 or h <= 0:
                 from zoo.adapters.common import image_size
 
                 w, h = image_size(file)
@@ -326,11 +365,16 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                         x, y, v = kp[3 * k: 3 * k + 3]
                         if v > 0:
                             kpts[kpt_names[k]] = (float(x), float(y), int(v))
+                given = {k: a[k] for k in GIVEN_FIELDS if k in a}
                 instances.append(Instance(category=cat_by_id[cid], bbox=c, polygons=polys, mask=rle,
-                                          keypoints=kpts, ignore=bool(a.get("iscrowd")), source=Source(fstr, idx)))
+                                          keypoints=kpts, ignore=bool(a.get("iscrowd")), source=Source(fstr, idx),
+                                          coco=given))
             records.append(ImageRecord(id=rid, width=w, height=h, file=file, instances=instances, source=Source(fstr)))
             if split is not None:
                 splits.setdefault(split, []).append(rid)
+        if no_pixels:
+            warn(warnings, f, f"{len(no_pixels)} image(s) not found (looked beside the JSON and in images/), "
+                 f"e.g. '{no_pixels[0]}': kept for scoring (sizes from the JSON); training or drawing needs them")
     if not records:
         raise DataError(path, "holds no COCO annotations with images zoo could find"
                         + (f" (first problem: {warnings[0]})" if warnings else ""))
@@ -338,6 +382,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                 splits=splits if len(splits) > 1 else None, keypoint_names=kpt_names)
     if kpt_names and skeleton:
         ds.skeleton = skeleton
+    ds.category_ids = {n: category_ids[n] for n in ds.categories if n in category_ids}
     return ds
 
 

@@ -16,6 +16,13 @@ Conventions, fixed here once:
 * A mask is COCO RLE ``{"size": [h, w], "counts": str}`` over the whole image.
 * Keypoints are ``(x, y, v)`` triples in ``Dataset.keypoint_names`` order, COCO visibility:
   0 not labelled, 1 labelled but hidden, 2 visible.
+* Ground truth read from a COCO file is also kept exactly as the file gives it
+  (``Instance.coco``, ``Dataset.category_ids``): the evaluator scores a COCO source against
+  the file's own annotations (its ``area``, crowd regions, polygons filled by pycocotools'
+  rule), so zoo's numbers equal pycocotools' on that file. Sources without such fields
+  (labelme, VOC, YOLO) get areas computed and polygons filled by zoo (:mod:`zoo.raster`).
+* An image needs no pixels to be scored (its size is enough); pixels (``file`` or labelme
+  ``imageData``) are needed only to train, predict or draw.
 
 Plain dataclasses (not pydantic) because readers build hundreds of thousands of these and
 the model carries no user input that needs validating beyond what readers already check.
@@ -58,7 +65,15 @@ class Problem:
 
 @dataclass(slots=True)
 class Instance:
-    """One annotated object."""
+    """One annotated object.
+
+    ``coco`` is the annotation as a COCO source wrote it (its ``bbox``, ``area``,
+    ``iscrowd``, ``segmentation`` and, for keypoints, ``keypoints`` / ``num_keypoints``;
+    keys the file lacks are absent), ``None`` for every other source. Nothing edits it:
+    :func:`zoo.adapters.coco.to_coco` writes it back as given, so the ground truth scored is
+    the file's own. The canonical fields hold the same object in zoo's form (box clipped to
+    the image, RLE compressed) for training and drawing.
+    """
 
     category: int
     bbox: Box
@@ -67,6 +82,7 @@ class Instance:
     keypoints: list[Keypoint] | None = None
     ignore: bool = False
     source: Source | None = None
+    coco: dict | None = None
 
     @property
     def box_area(self) -> float:
@@ -102,7 +118,10 @@ class ImageRecord:
         elif self.embedded is not None:
             img = Image.open(io.BytesIO(embedded_image_bytes(self.embedded)))
         else:
-            raise ValueError(f"image {self.id!r} has no pixels (no file and no imageData)")
+            from zoo.errors import ZooError
+
+            raise ZooError(f"image '{self.id}' has no pixels (no image file was found and no imageData); "
+                           "pixels are needed to train, predict or draw, not to score")
         img = ImageOps.exif_transpose(img)
         return img.convert("RGB")
 
@@ -111,6 +130,10 @@ class ImageRecord:
         import numpy as np
 
         return np.asarray(self.open())
+
+    @property
+    def has_pixels(self) -> bool:
+        return self.file is not None or self.embedded is not None
 
     @property
     def suffix(self) -> str:
@@ -152,6 +175,10 @@ class Dataset:
     # Splits the source itself defines (VOC ImageSets/Main, train/ val/ test/ folders, COCO
     # instances_train/val files): image ids per split name. Informational; empty when none.
     splits: dict[str, list[str]] = field(default_factory=dict)
+    # A COCO source's own category ids, by category name (COCO's 1..90 with gaps). Results
+    # files and to_coco use them (coco_category_ids), so predictions carry the ground-truth
+    # file's ids. Empty for other sources: category k is id k + 1.
+    category_ids: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -176,6 +203,22 @@ class Dataset:
             if r.id == image_id:
                 return r
         raise KeyError(image_id)
+
+    def coco_category_ids(self) -> list[int]:
+        """The COCO ``category_id`` of each category, in ``categories`` order: the source's own
+        id where it has one, else the smallest positive id not taken (``k + 1`` when the
+        source numbers nothing)."""
+        taken = set(self.category_ids.values())
+        out, free = [], 1
+        for name in self.categories:
+            cid = self.category_ids.get(name)
+            if cid is None:
+                while free in taken:
+                    free += 1
+                cid = free
+                taken.add(cid)
+            out.append(int(cid))
+        return out
 
     def semantic_classes(self) -> list[str]:
         """Class names of a semantic label map: background first, then the categories."""

@@ -25,6 +25,9 @@ class Detection:
     bbox: Box
     mask: dict | None = None  # COCO RLE over the whole image
     keypoints: list[tuple[float, float, float]] | None = None  # (x, y, score)
+    # Only for a COCO result given without a bbox: the area pycocotools' loadRes gives it (the
+    # mask's pixel count; keypoints: the box of the points, = bbox). None: the box's area.
+    area: float | None = None
 
 
 @dataclass(slots=True)

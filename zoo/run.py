@@ -304,6 +304,7 @@ class _Run:
             self.dataset, self.data_label = read_input(opts.data, opts.fmt, opts.labels)
         report_problems(self.dataset, self.console, opts.quiet)
         self.task.check(self.dataset)
+        check_pixels(self.dataset, self.data_label)
         t_read = time.perf_counter() - t0
 
         self.digest = data_hash(self.dataset)
@@ -392,15 +393,17 @@ class _Run:
         self.meta = self.dataset.meta()
 
     def write_ground_truth(self) -> None:
-        # The one canonical -> COCO conversion, the one the evaluator starts from.
-        from zoo.adapters.coco import to_coco
+        # The ground truth exactly as the evaluator scores it (zoo-filled polygons as RLE, a
+        # COCO file's own annotations as given): pycocotools on this file and
+        # predictions/coco_results.json gives metrics.json.
+        from zoo.evaluation.coco import evaluation_ground_truth
 
         m = self.meta
         write_json(self.run_dir / "data" / "meta.json", {
             "categories": m.categories, "classes": m.classes, "keypoint_names": m.keypoint_names,
             "skeleton": [list(s) for s in m.skeleton], "oks_sigmas": m.oks_sigmas,
         })
-        write_json(self.run_dir / "data" / "val_coco.json", to_coco(self.val))
+        write_json(self.run_dir / "data" / "val_coco.json", evaluation_ground_truth(self.val, "segm"))
 
     def phase_done(self, phase: str, seconds: float | None = None) -> None:
         done = self.manifest.setdefault("done", [])
@@ -496,6 +499,15 @@ class _Run:
             write_json(self.run_dir / "manifest.json", self.manifest)
         except OSError:
             pass
+
+
+def check_pixels(dataset, label: str) -> None:
+    """Training and predicting need every image's pixels (a COCO file's ground truth is
+    scored without them, ``zoo eval``)."""
+    missing = [r.id for r in dataset.images if not r.has_pixels]
+    if missing:
+        raise ZooError(f"{label}: {len(missing)} image(s) have no image file (e.g. '{missing[0]}'): "
+                       "training needs the pixels; `zoo eval` scores predictions without them")
 
 
 def _finished_result(run_dir: Path, backend: str, task: str) -> RunResult:

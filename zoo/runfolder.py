@@ -111,7 +111,7 @@ def save_predictions(pred_dir: Path, task, preds: Sequence[Prediction], gt: Data
     if kind is InstancePredictions:
         from zoo.evaluation.results import default_image_ids, predictions_to_coco_results
 
-        results = predictions_to_coco_results(preds, default_image_ids(gt))
+        results = predictions_to_coco_results(preds, default_image_ids(gt), gt.coco_category_ids())
         written.append(write_json(pred_dir / "coco_results.json", results))
     elif kind is SemanticPrediction:
         import io

@@ -11,10 +11,15 @@ Conventions (also written into every metrics dict under ``conventions``):
   its summary is defined only at 20).
 * ``Instance.ignore`` becomes ``iscrowd=1``: a detection that overlaps it is neither a true
   nor a false positive. ``category == -1`` is an ignored region for every category.
-* ``segm``: ground-truth polygons are scored as the pixels :mod:`zoo.raster` fills for them
+* Ground truth read from a COCO file is scored as the file gives it (``Instance.coco``: its
+  ``area``, ``iscrowd``, boxes, polygons and keypoints), so the numbers are pycocotools' on
+  that file; category ids are the file's own.
+* ``segm``: a COCO file's polygons are filled as pycocotools fills them. Polygons from other
+  sources (labelme, VOC, YOLO) are scored as the pixels :mod:`zoo.raster` fills for them
   (labelme's rule, the pixels mask models are trained on), not pycocotools' own polygon
-  scan-conversion (``polygon_raster="coco"`` restores that). Instance-seg and keypoint
-  metrics also carry the box AP of the same detections under ``"bbox"``.
+  scan-conversion (``polygon_raster="coco"`` restores that); ``data/val_coco.json`` holds
+  those pixels as RLE. Instance-seg and keypoint metrics also carry the box AP of the same
+  detections under ``"bbox"``.
 * A stat pycocotools reports as ``-1`` (nothing to measure: no ground truth in that area
   range) is ``None`` (JSON ``null``), never averaged in as a number.
 * Keypoint OKS sigmas: the dataset's (``oks_sigmas``, from ``zoo.yaml``) when given; COCO's
@@ -106,7 +111,11 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
     from zoo.raster import polygons_rles
 
     size = {img["id"]: (img["height"], img["width"]) for img in gt["images"]}
-    polygonal = [ann for ann in gt["annotations"] if isinstance(ann.get("segmentation"), list) and ann["segmentation"]]
+    # a COCO file's own polygons stay polygons: pycocotools fills them by its rule
+    given = {id(i.coco["segmentation"]) for r in dataset.images for i in r.instances
+             if i.coco is not None and "segmentation" in i.coco}
+    polygonal = [ann for ann in gt["annotations"] if isinstance(ann.get("segmentation"), list) and ann["segmentation"]
+                 and id(ann["segmentation"]) not in given]
     # one batched rasterisation for all polygons: the slowest step of segm evaluation
     rles = polygons_rles([(ann["segmentation"], *size[ann["image_id"]]) for ann in polygonal])
     for ann, rle in zip(polygonal, rles):
@@ -122,17 +131,20 @@ def polygons_rle(polygons: list[list[float]], height: int, width: int) -> dict:
     return polygons_rles([(polygons, height, width)])[0]
 
 
-def scoring_results(preds, image_ids, iou_type: str) -> list[dict[str, Any]]:
+def scoring_results(preds, image_ids, iou_type: str, category_ids: list[int] | None = None) -> list[dict[str, Any]]:
     """The COCO results of canonical predictions as ``loadRes`` leaves them, made in one pass.
 
     Each dict is :func:`zoo.evaluation.results.detection_to_coco`'s plus what
     faster-coco-eval's (and pycocotools') ``loadRes`` adds to a result with a box: ``id``
-    1..M, ``area`` = box width * height, ``iscrowd`` 0 and, for ``segm``, the box as the
+    1..M, ``area`` = box width * height (or the detection's own ``area``, which a result
+    without a box had: pycocotools takes the mask's), ``iscrowd`` 0 and, for ``segm``, the box as the
     polygon of a detection without a mask (loadRes writes that polygon for every iou_type;
     box and OKS scoring never read it, so it is left out there). Hand the list to :func:`run_cocoeval` with
     ``loaded=True``: converting and then re-walking 100,000 detections in ``loadRes`` cost
     more than the box matching itself (bench/bench_evaluator.py).
     """
+    if category_ids is None:  # index + 1, as detection_to_coco's default
+        category_ids = range(1, 1 + 1 + max((d.category for p in preds for d in p.detections), default=0))
     results: list[dict[str, Any]] = []
     append = results.append
     n = 0
@@ -146,9 +158,9 @@ def scoring_results(preds, image_ids, iou_type: str) -> list[dict[str, Any]]:
             x0, y0, x1, y1 = det.bbox
             x0, y0 = float(x0), float(y0)
             w, h = float(x1) - x0, float(y1) - y0
-            out: dict[str, Any] = {"image_id": coco_id, "category_id": int(det.category) + 1,
+            out: dict[str, Any] = {"image_id": coco_id, "category_id": category_ids[det.category],
                                    "bbox": [x0, y0, w, h], "score": float(det.score),
-                                   "area": w * h, "id": n, "iscrowd": 0}
+                                   "area": w * h if det.area is None else det.area, "id": n, "iscrowd": 0}
             mask = det.mask
             if mask is not None:
                 counts = mask["counts"]
@@ -436,7 +448,8 @@ class CocoEvaluator(Evaluator):
         dataset = replace(self.meta, images=list(self._records))
         gt = evaluation_ground_truth(dataset, self.iou_type, self.polygon_raster)
         image_ids = {r.id: img["id"] for r, img in zip(self._records, gt["images"])}
-        results = scoring_results(self._preds, image_ids, self.iou_type)
+        category_ids = self.meta.coco_category_ids()
+        results = scoring_results(self._preds, image_ids, self.iou_type, category_ids)
         sigmas, sigma_source = (None, None)
         if self.iou_type == "keypoints":
             sigmas, sigma_source = oks_sigmas(self.meta)
@@ -454,7 +467,7 @@ class CocoEvaluator(Evaluator):
         metrics["detections"] = len(results)
         metrics["conventions"] = self._conventions(ev, sigmas, sigma_source)
         if self.box_ap and self.iou_type != "bbox":
-            box = run_cocoeval(gt, scoring_results(self._preds, image_ids, "bbox"), "bbox", cat_ids=cat_ids,
+            box = run_cocoeval(gt, scoring_results(self._preds, image_ids, "bbox", category_ids), "bbox", cat_ids=cat_ids,
                                loaded=True)
             metrics["bbox"] = {k: _num(v) for k, v in zip(BOX_STATS, summary_stats(box))}
             metrics["bbox"]["per_class"] = {k: v["AP"] for k, v in self._per_class(box, gt).items()}
@@ -496,12 +509,24 @@ class CocoEvaluator(Evaluator):
             "backend": "faster-coco-eval",
             "backend_version": faster_coco_eval.__version__,
             "zoo_version": __version__,
-            "reference": "equal to pycocotools to 1e-9 (tests/test_eval_coco.py)",
+            "reference": "pycocotools' COCOeval on the same ground truth (a COCO source: its own annotations; "
+            "a run: data/val_coco.json) and results (predictions/coco_results.json) gives these numbers "
+            "to 1e-9 (tests/test_eval_coco.py, tests/test_eval_coco_files.py)",
         }
+        given = sum(1 for r in self._records for i in r.instances if i.coco is not None)
+        conv["ground_truth"] = (
+            f"{self.meta.format or 'COCO'} file annotations as given (area, iscrowd, bbox, segmentation, "
+            "keypoints; no image files needed)" if given else
+            f"{self.meta.format or 'dataset'} shapes; area computed by zoo (polygon shoelace area, RLE pixel "
+            "count, else box area)"
+        )
         if self.iou_type == "segm":
+            source = self.meta.format or "dataset"
             conv["polygon_raster"] = (
-                "zoo.raster (labelme's rule, outline pixels included; the pixels masks are trained on)"
-                if self.polygon_raster == "zoo" else "pycocotools (polygons passed to COCO as they are)"
+                f"pycocotools (the {source} file's own polygons, filled as pycocotools fills them)" if given
+                else f"zoo.raster (labelme's rule, outline pixels included; the pixels masks are trained on) "
+                f"for the {source} polygons" if self.polygon_raster == "zoo"
+                else f"pycocotools (the {source} polygons passed to COCO as they are)"
             )
         if sigmas is not None:
             conv["oks_sigmas"] = dict(zip(self.meta.keypoint_names, sigmas))

@@ -4,12 +4,18 @@ Conventions:
 
 * ``bbox`` is ``[x, y, w, h]`` in pixels, **unrounded** (rounding boxes to whole pixels is a
   known source of mAP drift between tools);
-* ``category_id`` is the canonical category index + 1 (the ids ``to_coco`` writes);
+* ``category_id`` is the ground truth's own id (``Dataset.coco_category_ids()``, the ids
+  ``to_coco`` writes: a COCO source's ids, else category index + 1);
 * ``image_id`` is the COCO image id of the record: by default ``1..N`` in dataset order,
   the numbering ``zoo.adapters.coco.to_coco`` uses;
 * ``segmentation`` is the detection's RLE mask (``counts`` as str), written only when present;
 * ``keypoints`` is the flat ``[x0, y0, s0, x1, y1, s1, ...]`` list, the third value being the
   keypoint's score (COCO's OKS ignores it), written only when present.
+
+Read back, a results file is taken as pycocotools' ``loadRes`` takes it: a result without a
+``bbox`` gets the box of its mask (and the mask's pixel count as its area) or of its
+keypoints (area = that box's); ``segmentation`` may be an RLE with ``counts`` as a string or
+a list, or polygons; an empty list is no detections.
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ def default_image_ids(dataset: Dataset) -> dict[str, int]:
     return {r.id: k + 1 for k, r in enumerate(dataset.images)}
 
 
-def detection_to_coco(det: Detection, image_id: int) -> dict[str, Any]:
-    """One COCO result dict for one canonical detection."""
+def detection_to_coco(det: Detection, image_id: int, category_ids: list[int] | None = None) -> dict[str, Any]:
+    """One COCO result dict for one canonical detection (``category_ids``: the ground truth's
+    ids by category index, ``Dataset.coco_category_ids()``; default index + 1)."""
     x0, y0, x1, y1 = det.bbox
     x0, y0 = float(x0), float(y0)
     out: dict[str, Any] = {
         "image_id": image_id,
-        "category_id": int(det.category) + 1,
+        "category_id": category_ids[det.category] if category_ids is not None else int(det.category) + 1,
         "bbox": [x0, y0, float(x1) - x0, float(y1) - y0],
         "score": float(det.score),
     }
@@ -50,9 +57,10 @@ def detection_to_coco(det: Detection, image_id: int) -> dict[str, Any]:
 
 
 def predictions_to_coco_results(
-    preds: Iterable[InstancePredictions], image_ids: Mapping[str, int]
+    preds: Iterable[InstancePredictions], image_ids: Mapping[str, int], category_ids: list[int] | None = None
 ) -> list[dict[str, Any]]:
-    """COCO results list for canonical predictions; ``image_ids`` maps record id -> COCO id."""
+    """COCO results list for canonical predictions; ``image_ids`` maps record id -> COCO id,
+    ``category_ids`` category index -> COCO id (default index + 1)."""
     results = []
     for p in preds:
         try:
@@ -60,7 +68,7 @@ def predictions_to_coco_results(
         except KeyError:
             raise ZooError(f"prediction for image '{p.image_id}', which is not in the ground truth") from None
         coco_id = int(coco_id)
-        results += [detection_to_coco(d, coco_id) for d in p.detections]
+        results += [detection_to_coco(d, coco_id, category_ids) for d in p.detections]
     return results
 
 
@@ -74,54 +82,87 @@ def coco_results_to_predictions(
     """Canonical predictions (one per dataset image, possibly empty) from a COCO results list.
 
     ``image_ids`` maps a result's ``image_id`` to a record id; by default ``1..N`` in dataset
-    order. A string ``image_id`` equal to a record id is accepted as it is. ``source`` names
-    the file in error messages.
+    order. A string ``image_id`` equal to a record id is accepted as it is. ``category_id``
+    is the ground truth's own (``dataset.coco_category_ids()``). ``source`` names the file
+    in error messages.
     """
     if not isinstance(results, list):
         raise ZooError(f"{source}: a COCO results file is a JSON list of detections, got {type(results).__name__}")
     if image_ids is None:
         image_ids = {k + 1: r.id for k, r in enumerate(dataset.images)}
-    record_ids = {r.id for r in dataset.images}
+    records = {r.id: r for r in dataset.images}
     by_image: dict[str, list[Detection]] = {r.id: [] for r in dataset.images}
-    n_cats = len(dataset.categories)
+    category_of = {cid: k for k, cid in enumerate(dataset.coco_category_ids())}
     k_names = len(dataset.keypoint_names)
     for n, res in enumerate(results):
         where = f"{source}: result {n}"
         if not isinstance(res, dict):
             raise ZooError(f"{where}: expected an object, got {type(res).__name__}")
         try:
-            raw_id, cat, score = res["image_id"], int(res["category_id"]), float(res.get("score", 1.0))
+            raw_id, cid, score = res["image_id"], int(res["category_id"]), float(res.get("score", 1.0))
         except (KeyError, TypeError, ValueError) as e:
             raise ZooError(f"{where}: needs image_id, category_id and score ({e})") from None
         rid = image_ids.get(raw_id)
-        if rid is None and isinstance(raw_id, str) and raw_id in record_ids:
+        if rid is None and isinstance(raw_id, str) and raw_id in records:
             rid = raw_id
         if rid is None:
             raise ZooError(f"{where}: image_id {raw_id!r} matches no ground-truth image")
-        if not 1 <= cat <= n_cats:
-            raise ZooError(f"{where}: category_id {cat} outside 1..{n_cats} (ids are category index + 1)")
-        mask = res.get("segmentation")
-        if mask is not None and not (isinstance(mask, dict) and "counts" in mask):
-            raise ZooError(f"{where}: segmentation must be an RLE dict with 'size' and 'counts'")
-        bbox = res.get("bbox")
-        if bbox is None and mask is not None:
-            bbox = _rle_box(mask)
-        if bbox is None or len(bbox) != 4:
-            raise ZooError(f"{where}: needs a bbox [x, y, w, h]")
-        x, y, w, h = (float(v) for v in bbox)
+        if cid not in category_of:
+            known = ", ".join(map(str, sorted(category_of)))
+            raise ZooError(f"{where}: category_id {cid} is not a category of the ground truth (its ids: {known})")
+        rec = records[rid]
+        mask = _result_mask(res.get("segmentation"), rec.height, rec.width, where)
         kps = res.get("keypoints")
         keypoints = None
         if kps is not None:
-            if len(kps) % 3 or (k_names and len(kps) != 3 * k_names):
-                raise ZooError(f"{where}: {len(kps)} keypoint values, expected {3 * k_names} (x, y, score each)")
+            if not isinstance(kps, list) or len(kps) % 3 or (k_names and len(kps) != 3 * k_names):
+                n_kps = len(kps) if isinstance(kps, list) else kps
+                raise ZooError(f"{where}: {n_kps} keypoint values, expected {3 * k_names} (x, y, score each)")
             keypoints = [(float(kps[i]), float(kps[i + 1]), float(kps[i + 2])) for i in range(0, len(kps), 3)]
-        by_image[rid].append(Detection(cat - 1, score, (x, y, x + w, y + h), mask=mask, keypoints=keypoints))
+        bbox, area = res.get("bbox"), None
+        if not bbox:  # as loadRes: the mask's box and pixel count, else the keypoints' box
+            if mask is not None:
+                bbox, area = _rle_box(mask), _rle_area(mask)
+            elif keypoints:
+                xs, ys = [k[0] for k in keypoints], [k[1] for k in keypoints]
+                bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+            raise ZooError(f"{where}: needs a bbox [x, y, w, h] (or a segmentation or keypoints to take it from)")
+        x, y, w, h = (float(v) for v in bbox)
+        by_image[rid].append(Detection(category_of[cid], score, (x, y, x + w, y + h), mask=mask,
+                                       keypoints=keypoints, area=area))
     return [InstancePredictions(rid, dets) for rid, dets in by_image.items()]
+
+
+def _result_mask(seg, height: int, width: int, where: str) -> dict | None:
+    """A result's ``segmentation`` as a compressed RLE with ``counts`` a str (pycocotools'
+    ``annToRLE`` accepts polygons, an uncompressed RLE with list counts, or a compressed one)."""
+    if seg is None:
+        return None
+    from pycocotools import mask as mask_utils
+
+    if isinstance(seg, dict) and "counts" in seg and "size" in seg:
+        if isinstance(seg["counts"], str):
+            return seg
+        if isinstance(seg["counts"], bytes):
+            return {"size": [int(v) for v in seg["size"]], "counts": seg["counts"].decode("ascii")}
+        if isinstance(seg["counts"], list):
+            rle = mask_utils.frPyObjects(seg, *(int(v) for v in seg["size"]))
+            return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    elif isinstance(seg, list) and seg and all(isinstance(p, list) and len(p) >= 6 for p in seg):
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+        return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    raise ZooError(f"{where}: segmentation must be an RLE {{'size', 'counts'}} (counts a string or a list) "
+                   "or a list of polygons")
+
+
+def _rle_area(rle: dict) -> float:
+    from pycocotools import mask as mask_utils
+
+    return float(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")}))
 
 
 def _rle_box(rle: dict) -> list[float]:
     from pycocotools import mask as mask_utils
 
-    counts = rle["counts"]
-    rle = {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return [float(v) for v in mask_utils.toBbox(rle)]
+    return [float(v) for v in mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode("ascii")})]
