@@ -124,6 +124,7 @@ def finish(
         root=root,
         format=fmt,
         warnings=warnings,
+        pixel_spacing=config.get("pixel_spacing"),
     )
     apply_keypoint_meta(ds, config)
     ds.splits = splits if splits is not None else folder_splits(records)

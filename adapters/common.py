@@ -136,6 +136,7 @@ def load_dataset_config(root: Path) -> dict:
         skeleton: [[head, tail]]             # pairs of names or 0-based indices
         oks_sigmas: [0.05, 0.05]             # one per keypoint (alias: sigmas)
         flip_idx: [0, 1]                     # keypoint index after a horizontal flip
+        pixel_spacing: [0.5, 0.5]            # mm per pixel, row then column (or one number)
 
     Unknown keys are errors (a typo must not silently change the class order)."""
     if root.is_file():
@@ -145,7 +146,7 @@ def load_dataset_config(root: Path) -> dict:
         return {}
     data = read_yaml_mapping(f, "keys (categories, classes, keypoint_names, ...)")
     aliases = {"keypoints": "keypoint_names", "sigmas": "oks_sigmas"}
-    known = {"categories", "classes", "keypoint_names", "skeleton", "oks_sigmas", "flip_idx"}
+    known = {"categories", "classes", "keypoint_names", "skeleton", "oks_sigmas", "flip_idx", "pixel_spacing"}
     out = {}
     for k, v in data.items():
         k = aliases.get(k, k)
@@ -178,8 +179,21 @@ def load_dataset_config(root: Path) -> dict:
     for k in ("oks_sigmas", "flip_idx"):
         if k in out and names and len(out[k]) != len(names):
             raise DataError(f, f"'{k}' has {len(out[k])} entries for {len(names)} keypoint_names")
+    if "pixel_spacing" in out:
+        out["pixel_spacing"] = _pixel_spacing(out["pixel_spacing"], f)
     out["_file"] = f
     return out
+
+
+def _pixel_spacing(value, f: Path) -> tuple[float, float]:
+    """zoo.yaml's ``pixel_spacing``: one positive number, or [row, column] (DICOM's order)."""
+    values = value if isinstance(value, list) else [value]
+    ok = len(values) in (1, 2) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf") for v in values
+    )
+    if not ok:
+        raise DataError(f, f"'pixel_spacing' must be a positive number or [row, column] numbers, got {value!r}")
+    return (float(values[0]), float(values[-1]))
 
 
 def order_vocabulary(found: set[str], given: list[str] | None) -> list[str]:

@@ -20,10 +20,13 @@ def test_hand_computed_example(tmp_path):
     m = evaluate("classify", ds, preds, plots_dir=tmp_path)
     assert m["accuracy"] == pytest.approx(3 / 5)
     assert m["confusion_matrix"] == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
-    assert m["per_class"]["a"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
-    assert m["per_class"]["b"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
-    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
-    assert m["per_class"]["d"]["f1"] is None
+    assert m["per_class"]["a"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2, "sensitivity": 0.5,
+                                   "specificity": pytest.approx(2 / 3), "roc_auc": None}  # no scores given
+    assert m["per_class"]["b"]["f1"] == pytest.approx(0.8) and m["per_class"]["b"]["specificity"] == pytest.approx(2 / 3)
+    assert m["per_class"]["c"]["recall"] == 0.0 and m["per_class"]["c"]["specificity"] == 1.0
+    assert m["per_class"]["d"]["f1"] is None and m["per_class"]["d"]["sensitivity"] is None
+    assert m["per_class"]["d"]["specificity"] == 1.0  # never predicted: no false positive
+    assert m["balanced_accuracy"] == pytest.approx((0.5 + 1.0 + 0.0) / 3) and m["roc_auc"] is None
     assert m["precision"] == pytest.approx((0.5 + 2 / 3) / 3)
     assert m["recall"] == pytest.approx(0.5)
     assert m["f1"] == pytest.approx((0.5 + 0.8) / 3)
@@ -46,6 +49,48 @@ def test_random_labels_against_sklearn():
         assert m["per_class"][c]["f1"] == pytest.approx(Fc[k], abs=1e-12)
         assert m["per_class"][c]["support"] == S[k]
     assert np.array_equal(m["confusion_matrix"], confusion_matrix(y, p, labels=range(7)))
+
+
+def _scored_predictions(y, n_classes, rng, ties=False):
+    logits = rng.normal(size=(len(y), n_classes)) + 1.5 * np.eye(n_classes)[y]
+    if ties:
+        logits = np.round(logits)  # many equal scores: ties must count half, as scikit-learn does
+    scores = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return scores, [ClassPrediction(f"i{k}", int(s.argmax()), scores=s.tolist()) for k, s in enumerate(scores)]
+
+
+@pytest.mark.parametrize("n_classes,ties", [(2, False), (5, False), (5, True)])
+def test_sensitivity_specificity_balanced_accuracy_and_roc_auc_against_sklearn(n_classes, ties):
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, recall_score, roc_auc_score
+
+    rng = np.random.default_rng(n_classes)
+    classes = [f"c{k}" for k in range(n_classes)]
+    y = rng.integers(0, n_classes, 300)
+    scores, preds = _scored_predictions(y, n_classes, rng, ties)
+    m = evaluate("classify", _dataset(y.tolist(), classes), preds)
+    p = scores.argmax(1)
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p), abs=1e-6)
+    want_auc = roc_auc_score(y, scores[:, 1] if n_classes == 2 else scores, multi_class="ovr", average="macro")
+    assert m["roc_auc"] == pytest.approx(want_auc, abs=1e-6)
+    sens = recall_score(y, p, average=None, labels=range(n_classes))
+    conf = confusion_matrix(y, p, labels=range(n_classes))
+    for k, c in enumerate(classes):
+        row = m["per_class"][c]
+        negatives = np.delete(np.delete(conf, k, 0), k, 1).sum()
+        assert row["sensitivity"] == pytest.approx(sens[k], abs=1e-6)
+        assert row["specificity"] == pytest.approx(negatives / (negatives + np.delete(conf[:, k], k).sum()), abs=1e-6)
+        assert row["roc_auc"] == pytest.approx(roc_auc_score(y == k, scores[:, k]), abs=1e-6)
+
+
+def test_roc_auc_leaves_out_a_class_without_positives():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 100)  # class 3 never true: its one-vs-rest AUC is undefined
+    scores, preds = _scored_predictions(y, 4, rng)
+    m = evaluate("classify", _dataset(y.tolist(), ["a", "b", "c", "d"]), preds)
+    assert m["per_class"]["d"]["roc_auc"] is None
+    assert m["roc_auc"] == pytest.approx(np.mean([roc_auc_score(y == k, scores[:, k]) for k in range(3)]), abs=1e-12)
 
 
 def test_missing_prediction_and_stray_prediction_are_errors():

@@ -169,6 +169,9 @@ class Dataset:
     keypoint_names: list[str] = field(default_factory=list)
     skeleton: list[tuple[int, int]] = field(default_factory=list)
     oks_sigmas: list[float] | None = None
+    # Physical size of a pixel, (row, column) in millimetres, from zoo.yaml: boundary
+    # distances (HD95, ASSD) are reported in millimetres when given, else in pixels.
+    pixel_spacing: tuple[float, float] | None = None
     root: Path | None = None
     format: str = ""
     warnings: list[Problem] = field(default_factory=list)

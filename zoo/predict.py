@@ -112,6 +112,7 @@ def load_run_meta(run_dir: Path) -> Dataset:
         categories=m.get("categories", []), classes=m.get("classes", []),
         keypoint_names=m.get("keypoint_names", []),
         skeleton=[tuple(s) for s in m.get("skeleton", [])], oks_sigmas=m.get("oks_sigmas"),
+        pixel_spacing=tuple(m["pixel_spacing"]) if m.get("pixel_spacing") else None,
     )
 
 
@@ -170,4 +171,4 @@ def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf
 
 def _vocab(meta: Dataset) -> dict[str, Any]:
     return {"categories": meta.categories, "classes": meta.classes, "keypoint_names": meta.keypoint_names,
-            "skeleton": meta.skeleton, "oks_sigmas": meta.oks_sigmas}
+            "skeleton": meta.skeleton, "oks_sigmas": meta.oks_sigmas, "pixel_spacing": meta.pixel_spacing}

@@ -402,6 +402,7 @@ class _Run:
         write_json(self.run_dir / "data" / "meta.json", {
             "categories": m.categories, "classes": m.classes, "keypoint_names": m.keypoint_names,
             "skeleton": [list(s) for s in m.skeleton], "oks_sigmas": m.oks_sigmas,
+            "pixel_spacing": m.pixel_spacing,
         })
         write_json(self.run_dir / "data" / "val_coco.json", evaluation_ground_truth(self.val, "segm"))
 

@@ -9,6 +9,15 @@ Conventions (also written into every metrics dict under ``conventions``):
   F1, not the F1 of macro P and R) over the classes that occur in the truth *or* the
   predictions; a class absent from both is ``null`` and left out -- scikit-learn's
   behaviour when no ``labels=`` are given.
+* sensitivity = TP / (TP + FN) (= recall), specificity = TN / (TN + FP) per class, one
+  class against the rest; 0/0 is ``null``.
+* ``balanced_accuracy`` = the mean of per-class recall over the classes present in the truth
+  (scikit-learn's ``balanced_accuracy_score``).
+* ``roc_auc``: one-vs-rest ROC-AUC per class from the backends' class scores (the area under
+  the ROC curve, ties counted half: the Mann-Whitney statistic), macro-averaged over the
+  classes that have both positive and negative images (scikit-learn's
+  ``roc_auc_score(multi_class="ovr", average="macro")`` when every class occurs). ``null``
+  when a prediction carries no scores.
 """
 
 from __future__ import annotations
@@ -31,20 +40,26 @@ class ClassifyEvaluator(Evaluator):
 
         self.names = self.task.class_names(self.meta) if self.task is not None else self.meta.classes
         self.confusion = np.zeros((len(self.names), len(self.names)), dtype=np.int64)
+        self.truths: list[int] = []
+        self.scores: list[list[float] | None] = []
 
     def process(self, gt: ImageRecord, pred: ClassPrediction | None) -> None:
         if len(gt.labels) != 1:
             return  # unlabelled or multi-label image: not scored by single-label classification
         if pred is None:
             raise ZooError(f"no prediction for image '{gt.id}'")
-        self.add(gt.labels[0], pred.label, gt.id)
+        self.add(gt.labels[0], pred.label, gt.id, scores=pred.scores)
 
-    def add(self, truth: int, predicted: int, image_id: str = "?") -> None:
+    def add(self, truth: int, predicted: int, image_id: str = "?", scores: list[float] | None = None) -> None:
         n = len(self.names)
         for what, v in (("label", truth), ("prediction", predicted)):
             if not 0 <= int(v) < n:
                 raise ZooError(f"image '{image_id}': {what} {v} outside 0..{n - 1}")
+        if scores is not None and len(scores) != n:
+            raise ZooError(f"image '{image_id}': {len(scores)} class scores for {n} classes")
         self.confusion[int(truth), int(predicted)] += 1
+        self.truths.append(int(truth))
+        self.scores.append(scores)
 
     def evaluate(self) -> dict[str, Any]:
         import numpy as np
@@ -60,20 +75,33 @@ class ClassifyEvaluator(Evaluator):
         pr = precision + recall
         f1 = np.divide(2 * precision * recall, pr, out=np.zeros_like(tp), where=pr > 0)
         seen = (predicted + true) > 0
+        negatives = total - true
+        specificity = np.divide(negatives - (predicted - tp), negatives, out=np.full_like(tp, np.nan), where=negatives > 0)
+        auc = self.roc_auc_per_class()
         per_class = {
             name: (
                 {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
                 if ok
                 else {"precision": None, "recall": None, "f1": None, "support": 0}
             )
-            for name, p, r, f, s, ok in zip(self.names, precision, recall, f1, true, seen)
+            | {
+                "sensitivity": float(r) if s else None,
+                "specificity": None if sp != sp else float(sp),
+                "roc_auc": None if a is None or a != a else float(a),
+            }
+            for name, p, r, f, s, ok, sp, a in zip(
+                self.names, precision, recall, f1, true, seen, specificity, auc if auc is not None else [None] * len(tp)
+            )
         }
+        valid_auc = [a for a in (auc if auc is not None else []) if a == a]
         return {
             "main": "accuracy",
             "accuracy": float(tp.sum() / total),
             "precision": float(precision[seen].mean()),
             "recall": float(recall[seen].mean()),
             "f1": float(f1[seen].mean()),
+            "balanced_accuracy": float(recall[true > 0].mean()),
+            "roc_auc": float(np.mean(valid_auc)) if valid_auc else None,
             "per_class": per_class,
             "confusion_matrix": self.confusion.tolist(),
             "classes": list(self.names),
@@ -84,12 +112,36 @@ class ClassifyEvaluator(Evaluator):
                 "zero_division": 0,
                 "absent_classes": "a class absent from truth and predictions is null and left out of "
                 "the macro means (scikit-learn without labels=)",
+                "sensitivity_specificity": "per class, one against the rest: TP/(TP+FN), TN/(TN+FP); 0/0 null",
+                "balanced_accuracy": "mean recall over classes present in the truth (scikit-learn)",
+                "roc_auc": "one-vs-rest per class from the predictions' class scores (ties count half), "
+                "macro mean over classes with positive and negative images; null without scores",
                 "matrix": "rows truth, columns prediction",
                 "backend": "numpy",
                 "backend_version": np.__version__,
                 "zoo_version": __version__,
             },
         }
+
+    def roc_auc_per_class(self):
+        """One-vs-rest ROC-AUC of every class (``nan`` without both positives and negatives),
+        or ``None`` when some prediction gave no class scores."""
+        import numpy as np
+        from scipy.stats import rankdata
+
+        if not self.scores or any(s is None for s in self.scores):
+            return None
+        truth = np.asarray(self.truths)
+        scores = np.asarray(self.scores, dtype=np.float64)
+        out = np.full(len(self.names), np.nan)
+        for c in range(len(self.names)):
+            positive = truth == c
+            n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+            if n_pos and n_neg:
+                # Mann-Whitney U over average ranks = the trapezoidal area under the ROC curve.
+                ranks = rankdata(scores[:, c])
+                out[c] = (ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        return out
 
     def plot(self, out_dir: Path) -> list[Path]:
         from zoo.evaluation.plots import confusion_matrix_plot

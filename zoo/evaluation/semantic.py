@@ -1,4 +1,5 @@
-"""Semantic segmentation: one streaming confusion matrix, IoU / Dice per class, mIoU.
+"""Semantic segmentation: one streaming confusion matrix (IoU, Dice, sensitivity,
+specificity), and per-image boundary distances (HD95, ASSD).
 
 Conventions (also written into every metrics dict under ``conventions``):
 
@@ -14,6 +15,21 @@ Conventions (also written into every metrics dict under ``conventions``):
 * ``mIoU`` / ``mDice`` average over every class *including* background (the torchmetrics and
   mmsegmentation convention); ``mIoU_foreground`` / ``mDice_foreground`` exclude it, which is
   what a small-lesion task usually means. ``pixel_accuracy`` = trace / total.
+* sensitivity = TP / (TP + FN), specificity = TN / (TN + FP) per class, from the same
+  matrix (0/0 is ``null``); ``sensitivity`` / ``specificity`` at the top level are their
+  means over the foreground classes.
+* HD95 and ASSD (:mod:`.surface`, equal to MONAI's ``compute_hausdorff_distance(percentile=95)``
+  and ``compute_average_surface_distance(symmetric=True)``) are computed per image and
+  foreground class, then averaged over images, then (``mHD95`` / ``mASSD``) over foreground
+  classes. Distances are in pixels, or in the unit of ``pixel_spacing`` from ``zoo.yaml``
+  (millimetres, row then column spacing). Predicted pixels under an ignored (255) truth
+  pixel are treated as background before the edges are found.
+* Empty masks, as MONAI: a class absent from both truth and prediction in an image has no
+  distance (MONAI: ``nan``) and that image is left out of the class's average; a class in only
+  one of them is infinitely far (MONAI's ASSD and Hausdorff distance: ``inf``; its HD95 reads
+  ``nan`` there, ``torch.quantile`` of infinities). zoo leaves such an image out of the class's
+  average too -- an ``inf`` would swamp every mean -- and counts it per class under
+  ``one_side_empty``; Dice already charges the miss.
 """
 
 from __future__ import annotations
@@ -67,34 +83,81 @@ def confusion_update(conf, gt, pred) -> None:
 
 
 def confusion_metrics(conf, names: list[str], background: int | None = 0) -> dict[str, Any]:
-    """IoU, Dice, their means with and without ``background``, pixel accuracy, from ``conf``."""
+    """IoU, Dice, their means with and without ``background``, pixel accuracy, sensitivity and
+    specificity (means over the foreground), from ``conf``."""
     import numpy as np
 
     conf = np.asarray(conf, dtype=np.float64)
     tp = np.diag(conf)
     fp = conf.sum(0) - tp
     fn = conf.sum(1) - tp
+    total = conf.sum()
+    tn = total - tp - fp - fn
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = tp / (tp + fp + fn)
         dice = 2 * tp / (2 * tp + fp + fn)
+        sensitivity = tp / (tp + fn)
+        specificity = tn / (tn + fp)
     fg = np.ones(len(names), bool)
     if background is not None:
         fg[background] = False
-    total = conf.sum()
     return {
         "mIoU": _nanmean(iou),
-        "mIoU_foreground": _nanmean(iou[fg]),
         "mDice": _nanmean(dice),
+        "mIoU_foreground": _nanmean(iou[fg]),
         "mDice_foreground": _nanmean(dice[fg]),
         "pixel_accuracy": float(tp.sum() / total) if total else None,
+        "sensitivity": _nanmean(sensitivity[fg]),
+        "specificity": _nanmean(specificity[fg]),
         "per_class": {
-            n: {"IoU": _num(i), "Dice": _num(d), "pixels": int(p)}
-            for n, i, d, p in zip(names, iou, dice, conf.sum(1))
+            n: {"IoU": _num(i), "Dice": _num(d), "sensitivity": _num(se), "specificity": _num(sp), "pixels": int(p)}
+            for n, i, d, se, sp, p in zip(names, iou, dice, sensitivity, specificity, conf.sum(1))
         },
         "IoU": {n: _num(v) for n, v in zip(names, iou)},
         "Dice": {n: _num(v) for n, v in zip(names, dice)},
         "pixels": {n: int(v) for n, v in zip(names, conf.sum(1))},
     }
+
+
+class BoundaryDistances:
+    """Per-image HD95 and ASSD of every foreground class, averaged over images on demand."""
+
+    def __init__(self, n_classes: int, spacing=None):
+        self.n = n_classes
+        self.spacing = spacing
+        self.hd95: list[list[float]] = [[] for _ in range(n_classes)]
+        self.assd: list[list[float]] = [[] for _ in range(n_classes)]
+        self.one_side_empty = [0] * n_classes
+
+    def add(self, gt_map, pred_map) -> None:
+        """One image's label maps (truth may hold 255, which is neither side's class)."""
+        import numpy as np
+
+        from zoo.evaluation.surface import hd95_assd
+
+        pred_map = np.where(gt_map == IGNORE, 0, pred_map)
+        present = np.bincount(gt_map.ravel(), minlength=256)[: self.n] + np.bincount(pred_map.ravel(), minlength=self.n)
+        for c in np.flatnonzero(present[1:]) + 1:  # foreground classes on either side
+            hd, asd = hd95_assd(pred_map == c, gt_map == c, self.spacing)
+            if np.isinf(hd):
+                self.one_side_empty[c] += 1
+            else:
+                self.hd95[c].append(hd)
+                self.assd[c].append(asd)
+
+    def metrics(self, names: list[str]) -> dict[str, Any]:
+        """``mHD95`` / ``mASSD`` and the per-class averages (``None`` for background and for a
+        class never present on both sides of one image)."""
+        hd = [_mean(v) if c else None for c, v in enumerate(self.hd95)]
+        asd = [_mean(v) if c else None for c, v in enumerate(self.assd)]
+        return {
+            "mHD95": _mean([v for v in hd if v is not None]),
+            "mASSD": _mean([v for v in asd if v is not None]),
+            "per_class": {
+                n: {"HD95": h, "ASSD": a, "distance_images": len(self.hd95[c]), "one_side_empty": self.one_side_empty[c]}
+                for c, (n, h, a) in enumerate(zip(names, hd, asd))
+            },
+        }
 
 
 class SemanticEvaluator(Evaluator):
@@ -105,6 +168,7 @@ class SemanticEvaluator(Evaluator):
 
         self.names = self.task.class_names(self.meta) if self.task is not None else self.meta.semantic_classes()
         self.confusion = np.zeros((len(self.names), len(self.names)), dtype=np.int64)
+        self.distances = BoundaryDistances(len(self.names), self.meta.pixel_spacing)
         self.images = 0
 
     def process(self, gt: ImageRecord, pred: SemanticPrediction | None) -> None:
@@ -132,6 +196,7 @@ class SemanticEvaluator(Evaluator):
             confusion_update(self.confusion, gt_map, pred_map)
         except ValueError as e:
             raise ZooError(f"image '{image_id}': {e}") from None
+        self.distances.add(gt_map, pred_map)
         self.images += 1
 
     def evaluate(self) -> dict[str, Any]:
@@ -141,6 +206,12 @@ class SemanticEvaluator(Evaluator):
             raise ZooError("nothing to evaluate: no images were processed")
         metrics: dict[str, Any] = {"main": "mIoU"}
         metrics.update(confusion_metrics(self.confusion, self.names, background=0))
+        distances = self.distances.metrics(self.names)
+        # HD95 next to Dice: the headline columns are the first top-level scores.
+        metrics = _insert_after(metrics, "mDice", {"mHD95": distances["mHD95"]})
+        metrics["mASSD"] = distances["mASSD"]
+        for name, row in distances["per_class"].items():
+            metrics["per_class"][name].update(row)
         metrics["confusion_matrix"] = self.confusion.tolist()
         metrics["classes"] = list(self.names)
         metrics["images"] = self.images
@@ -152,6 +223,17 @@ class SemanticEvaluator(Evaluator):
             "absent_classes": "a class absent from both truth and prediction has IoU/Dice null and is "
             "left out of the means; present in only one of them: 0",
             "background": self.names[0],
+            "sensitivity_specificity": "per class from the matrix, TP/(TP+FN) and TN/(TN+FP); top-level: "
+            "mean over foreground classes",
+            "distances": "HD95 (95th percentile Hausdorff, symmetric: max of both directions) and ASSD "
+            "(mean of both directions' edge distances) per image and foreground class, as MONAI's "
+            "compute_hausdorff_distance(percentile=95) / compute_average_surface_distance(symmetric=True); "
+            "averaged over images, then (mHD95, mASSD) over foreground classes",
+            "distance_unit": _unit(self.meta.pixel_spacing),
+            "empty_masks": "class absent from both truth and prediction of an image: no distance (MONAI nan), "
+            "image left out; present in only one: infinite (MONAI inf; its HD95 gives nan), image left "
+            "out of the average and counted in per_class one_side_empty",
+            "distance_ignore": "predicted pixels under ignored (255) truth are background for distances",
             "backend": "numpy bincount",
             "backend_version": np.__version__,
             "zoo_version": __version__,
@@ -163,6 +245,23 @@ class SemanticEvaluator(Evaluator):
 
         return [confusion_matrix_plot(self.confusion, self.names, Path(out_dir) / "confusion_matrix.png",
                                       title="Semantic segmentation: pixels (row-normalised)")]
+
+
+def _insert_after(d: dict, key: str, new: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        out[k] = v
+        if k == key:
+            out.update(new)
+    return out
+
+
+def _unit(spacing) -> str:
+    return f"millimetres (pixel_spacing {list(spacing)} from zoo.yaml)" if spacing else "pixels"
+
+
+def _mean(values) -> float | None:
+    return float(sum(values) / len(values)) if values else None
 
 
 def _nanmean(a) -> float | None:
