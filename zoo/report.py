@@ -125,6 +125,10 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
         parts += ["- images per class: " + ", ".join(f"{k} {v}" for k, v in summary["labels"].items())]
     elif summary.get("instances"):
         parts += ["- objects per category: " + ", ".join(f"{k} {v}" for k, v in summary["instances"].items())]
+    unlabelled = m["data"].get("unlabelled") or []
+    if unlabelled:
+        parts += [f"- {len(unlabelled)} image(s) without annotation, not trained on: "
+                  + ", ".join(f"`{u}`" for u in unlabelled[:20]) + (" ..." if len(unlabelled) > 20 else "")]
     sizes = split.sizes()
     parts += [f"- split (seed {split.seed}, key `{split.key}`"
               f"{', stratified' if split.stratified else ''}): "
@@ -151,6 +155,7 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
                   + ", ".join(f"{k} {fmt(v)}" for k, v in own.items())]
     parts += [""]
 
+    parts += _label_next(run_dir)
     data = m["data"]["path"]
     parts += ["## Reproduce, predict", "", "```sh",
               f"zoo run --task {task.name} --backend {m['backend']}"
@@ -159,6 +164,21 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
               f"zoo predict --run {_q(run_dir)} IMAGES... --out DIR   # labelme JSON to open and correct",
               "```", ""]
     return write_text(run_dir / "report.md", "\n".join(parts))
+
+
+def _label_next(run_dir: Path, n: int = 10) -> list[str]:
+    """--rank: the first rows of ``ranking/ranking.csv``."""
+    import csv
+
+    path = run_dir / "ranking" / "ranking.csv"
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return ["## Label next", "",
+            f"The unlabelled images, most useful to annotate first (`ranking/ranking.csv`, {len(rows)} rows; "
+            "the first ones pre-filled as labelme JSON in `ranking/`):", "",
+            _md_table(["image", "score", "why"], [[r["image"], r["score"], r["why"]] for r in rows[:n]]), ""]
 
 
 def _q(p) -> str:

@@ -76,6 +76,9 @@ class RunOptions:
     quiet: bool = False
     #: ``--strict``: refuse data in which ``zoo check`` finds errors (zoo.lint).
     strict: bool = False
+    #: ``--rank``: end by ranking the folder's unlabelled images (zoo.ranking); ``top`` pre-filled.
+    rank: bool = False
+    top: int = 10
 
 
 @dataclass
@@ -86,6 +89,7 @@ class RunResult:
     metrics: dict[str, Any]
     manifest: dict[str, Any]
     resumed: bool = False
+    ranked: list | None = None  # --rank: zoo.ranking.Ranked, most useful first
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -229,6 +233,11 @@ class _Run:
             self.flags["seed"] = opts.seed
         self.manifest: dict[str, Any] = {}
         self.resumed = False
+        self.ranked = None
+        if opts.rank:
+            from zoo.ranking import require_scores
+
+            require_scores(self.task)
 
     def say(self, msg: str) -> None:
         if not self.opts.quiet:
@@ -329,6 +338,7 @@ class _Run:
                 "path": str(Path(opts.data).resolve()) if opts.data is not None else self.data_label,
                 "format": self.dataset.format, "hash": self.digest,
                 "summary": self.dataset.summary(),
+                "unlabelled": self.unlabelled_images(),
             },
             "seed": self.config.seed,
             "device": self.device,
@@ -348,6 +358,24 @@ class _Run:
             f"{len(self.train)} train / {len(self.val)} val images, device {self.device}, "
             f"run folder {_esc(self.run_dir)}"
         )
+
+    def unlabelled_images(self) -> list[str]:
+        """Images in the data folder no annotation covers (not trained on; --rank ranks them)."""
+        from zoo.lint import unannotated_images
+
+        root = self.dataset.root
+        if root is None or not root.is_dir():
+            return []
+        return [p.relative_to(root).as_posix() for p in unannotated_images(self.dataset, root)]
+
+    def rank_unlabelled(self) -> None:
+        from zoo.ranking import rank_unlabelled_of_run
+
+        unlabelled = self.manifest.get("data", {}).get("unlabelled") or []
+        if unlabelled:
+            self.say(f"ranking {len(unlabelled)} unlabelled image(s) ...")
+            self.ranked = rank_unlabelled_of_run(self.run_dir, self.backend, self.task, self.meta, self.spec.name,
+                                                 self.dataset.root, unlabelled, top=self.opts.top)
 
     def prepare_resumed(self) -> None:
         from zoo.devices import resolve_device
@@ -531,6 +559,8 @@ def execute(opts: RunOptions) -> RunResult:
             run.fit()
             preds = run.predict()
             metrics = run.evaluate(preds)
+            if opts.rank:
+                run.rank_unlabelled()
             run.report(metrics)
     except BaseException as e:
         run.fail(e)
@@ -540,7 +570,7 @@ def execute(opts: RunOptions) -> RunResult:
                 f"continue it with: zoo run --task {run.task.name} --backend {run.spec.name} "
                 f"--out {_esc(opts.out)} --name {_esc(run.run_dir.name)} --resume", markup=True, highlight=False)
         raise
-    return RunResult(run.run_dir, run.spec.name, run.task.name, metrics, run.manifest, run.resumed)
+    return RunResult(run.run_dir, run.spec.name, run.task.name, metrics, run.manifest, run.resumed, run.ranked)
 
 
 def run_and_report(opts: RunOptions) -> RunResult:
@@ -552,5 +582,9 @@ def run_and_report(opts: RunOptions) -> RunResult:
         from zoo.report import summary_table
 
         Console().print(summary_table(result))
+        if result.ranked:
+            from zoo.ranking import ranking_table
+
+            Console().print(ranking_table(result.ranked, opts.top))
         _console().print(f"report: {_esc(result.run_dir / 'report.md')}")
     return result

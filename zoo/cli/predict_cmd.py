@@ -13,8 +13,21 @@ def predict(
     out: Path = typer.Option(..., "--out", help="Folder for the image copies and their labelme JSON."),
     conf: float = typer.Option(0.25, "--conf", help="Drop detections scoring below this."),
     device: str = typer.Option("auto", "--device", help="auto (the run's own setting), cpu, cuda or cuda:N."),
+    rank: bool = typer.Option(False, "--rank", help="Rank the unlabelled images by the model's uncertainty: "
+                              "ranking.csv, and labelme JSON for the --top N only."),
+    top: int = typer.Option(10, "--top", help="With --rank: pre-fill labelme JSON for this many, most useful first."),
 ) -> None:
     """Predict with a trained run; open the results in labelme to correct them."""
+    if rank:
+        from rich.console import Console
+
+        from zoo.ranking import rank_folder, ranking_table
+
+        ranked = rank_folder(run_dir, images, out, top=top, conf=conf, device=device)
+        Console().print(ranking_table(ranked, top))
+        Console(stderr=True).print(f"{out / 'ranking.csv'}: {len(ranked)} image(s) ranked; the first {min(top, len(ranked))} "
+                                   f"pre-filled as labelme JSON in {out}: open them with `labelme {out}`", highlight=False)
+        return
     from zoo.predict import predict_to_labelme
 
     predict_to_labelme(run_dir, images, out, conf=conf, device=device)

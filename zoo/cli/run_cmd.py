@@ -29,6 +29,8 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same name."),
     split: str = typer.Option("auto", "--split", help="auto (the data's own train/val split if any, else seeded), random, or a split.json to reuse."),
     strict: bool = typer.Option(False, "--strict", help="Refuse data in which `zoo check` finds errors."),
+    rank: bool = typer.Option(False, "--rank", help="End by ranking the folder's unlabelled images: what to annotate next."),
+    top: int = typer.Option(10, "--top", help="With --rank: pre-fill labelme JSON for this many."),
 ) -> None:
     """Train a backend on a folder and score it with the shared evaluator."""
     from zoo.run import RunOptions, run_and_report
@@ -37,7 +39,7 @@ def run(
         RunOptions(
             task=task, backend=backend, data=data, fmt=fmt, labels=labels, seed=seed,
             name=name, out=out, config_files=list(config), sets=list(set_), val=val,
-            test=test, resume=resume, split_file=split, strict=strict,
+            test=test, resume=resume, split_file=split, strict=strict, rank=rank, top=top,
             flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device,
                    "seed": seed, "weights": weights},
         )
