@@ -13,12 +13,14 @@ from pathlib import Path
 from zoo.adapters.common import (
     LabelList,
     apply_keypoint_meta,
+    has_control_char,
     keypoint_vocabulary,
     load_dataset_config,
     order_vocabulary,
     warn,
 )
 from zoo.dataset import Dataset, ImageRecord, Problem
+from zoo.errors import DataError
 
 #: ``labels=EVERY_LABEL``: keep every label found, whatever ``--labels`` or zoo.yaml list
 #: (``zoo check`` reads this way to point at each shape a label list would drop).
@@ -40,6 +42,9 @@ def finish(
 ) -> Dataset:
     """A Dataset from records holding names. ``categories``/``classes``: an order the
     format itself fixes (COCO's category list, YOLO's classes.txt, class folders)."""
+    if not records:
+        raise DataError(root, f"holds no image zoo could read ({fmt})"
+                        + (f" (first problem: {warnings[0]})" if warnings else ""))
     config = load_dataset_config(root)
     if labels is EVERY_LABEL:
         labels, config = None, {k: v for k, v in config.items() if k not in ("categories", "classes")}
@@ -70,8 +75,8 @@ def finish(
             given_cats, source_of_order = config["categories"], str(config["_file"])
         if config.get("classes") is not None:
             given_classes, source_of_order = config["classes"], str(config["_file"])
-    cat_names = order_vocabulary(found_cats, given_cats)
-    class_names = order_vocabulary(found_classes, given_classes)
+    cat_names = _writable_names(order_vocabulary(found_cats, given_cats), warnings, source_of_order)
+    class_names = _writable_names(order_vocabulary(found_classes, given_classes), warnings, source_of_order)
     kpt_names = list(keypoint_names) if keypoint_names is not None else keypoint_vocabulary(found_kpts, config)
 
     cat_index = {n: i for i, n in enumerate(cat_names)}
@@ -129,6 +134,20 @@ def finish(
     apply_keypoint_meta(ds, config)
     ds.splits = splits if splits is not None else folder_splits(records)
     return ds
+
+
+def _writable_names(names: list[str], warnings: list[Problem], where: str) -> list[str]:
+    """The vocabulary without names that a line-per-name file cannot hold (a line break
+    would shift every class index after it) and without repeats (the first kept). Shapes
+    with a dropped name are then skipped, with the 'not in the label list' warning."""
+    out, seen = [], set()
+    for n in names:
+        if has_control_char(n):
+            warn(warnings, where, f"label {n!r} holds a line break or control character; its shapes are skipped")
+        elif n not in seen:
+            seen.add(n)
+            out.append(n)
+    return out
 
 
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}

@@ -199,6 +199,103 @@ def _is_coco(data) -> bool:
     return isinstance(data, dict) and isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list)
 
 
+def _is_id(v) -> bool:
+    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, str)
+
+
+def _size_or_none(v):
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+def well_formed(data: dict, f: Path, warnings: list) -> tuple[list[dict], list[tuple[int, dict]], list[dict]]:
+    """(images, (index, annotation) pairs, categories) of a COCO dict, keeping only entries
+    of the right JSON types, each left-out entry a warning naming it: an image needs an id
+    and a ``file_name``, an annotation an ``image_id`` found among the images, a category
+    an id; a size that is not a positive integer counts as absent (read from the image)."""
+    from zoo.adapters.common import warn
+
+    images, ids = [], set()
+    for k, im in enumerate(data["images"]):
+        if not (isinstance(im, dict) and _is_id(im.get("id")) and isinstance(im.get("file_name"), str)
+                and im["file_name"].strip()):
+            warn(warnings, f, f"images[{k}] is not an object with an id and a file_name; skipped")
+            continue
+        if im["id"] in ids:
+            warn(warnings, f, f"images[{k}] repeats image id {im['id']!r}; skipped")
+            continue
+        ids.add(im["id"])
+        images.append({**im, "width": _size_or_none(im.get("width")), "height": _size_or_none(im.get("height"))})
+    annotations = []
+    for k, a in enumerate(data["annotations"]):
+        if not isinstance(a, dict):
+            warn(warnings, f, f"annotations[{k}] is not an object; skipped", k)
+        elif not _is_id(a.get("image_id")) or a["image_id"] not in ids:
+            warn(warnings, f, f"annotation {a.get('id')!r} refers to image_id {a.get('image_id')!r}, "
+                              "which is not in 'images'; skipped", k)
+        else:
+            annotations.append((k, a))
+    cats, cat_ids = [], set()
+    raw_cats = data.get("categories")
+    for k, c in enumerate(raw_cats if isinstance(raw_cats, list) else []):
+        if not (isinstance(c, dict) and isinstance(c.get("id"), int) and not isinstance(c["id"], bool)):
+            warn(warnings, f, f"categories[{k}] is not an object with an integer id; skipped")
+            continue
+        if c["id"] in cat_ids:
+            warn(warnings, f, f"categories[{k}] repeats category id {c['id']}; skipped")
+            continue
+        cat_ids.add(c["id"])
+        c = dict(c)
+        kp, sk = c.get("keypoints"), c.get("skeleton")
+        if kp is not None and not (isinstance(kp, list) and all(isinstance(n, str) for n in kp)):
+            warn(warnings, f, f"categories[{k}] keypoints is not a list of names; ignored")
+            c.pop("keypoints")
+            kp = None
+        if sk is not None and not (isinstance(sk, list) and all(
+                isinstance(e, list) and len(e) == 2 and all(isinstance(i, int) and 1 <= i <= len(kp or [])
+                                                            for i in e) for e in sk)):
+            warn(warnings, f, f"categories[{k}] skeleton is not pairs of 1-based keypoint numbers; ignored")
+            c.pop("skeleton")
+        cats.append(c)
+    return images, annotations, cats
+
+
+def annotation_problem(a: dict, height: int, width: int) -> str | None:
+    """Why a COCO annotation cannot be read on a ``height x width`` image, or None: a bbox
+    that is not 4 finite numbers, polygon coordinates that are not finite numbers, an RLE
+    that does not fit the image (checked before pycocotools decodes it, see
+    :func:`zoo.raster.rle_problem`), keypoints that are not numbers in threes."""
+    from zoo import raster
+    from zoo.adapters.common import finite
+
+    bb = a.get("bbox")
+    if bb is not None and not (isinstance(bb, list) and len(bb) == 4 and all(finite(v) for v in bb)):
+        return f"bbox {bb!r} is not 4 finite numbers"
+    seg = a.get("segmentation")
+    if isinstance(seg, list):
+        for p in seg:
+            if not (isinstance(p, list) and all(finite(v) for v in p)):
+                return "a segmentation polygon holds something other than finite numbers"
+    elif isinstance(seg, dict):
+        problem = raster.rle_problem(seg, height, width)
+        if problem is not None:
+            return problem
+    elif seg is not None:
+        return f"segmentation is a {type(seg).__name__}, not polygons or an RLE"
+    kp = a.get("keypoints")
+    if kp is not None and not (isinstance(kp, list) and len(kp) % 3 == 0 and all(finite(v) for v in kp)):
+        return "keypoints is not a list of x, y, v numbers"
+    # kept as given (Instance.coco) and scored by pycocotools: they must be what it expects
+    area = a.get("area")
+    if area is not None and not (finite(area) and area >= 0):
+        return f"area {area!r} is not a finite number >= 0"
+    if a.get("iscrowd") not in (None, 0, 1):
+        return f"iscrowd {a.get('iscrowd')!r} is not 0 or 1"
+    nk = a.get("num_keypoints")
+    if nk is not None and not (finite(nk) and nk >= 0):
+        return f"num_keypoints {nk!r} is not a number >= 0"
+    return None
+
+
 def _coco_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
@@ -244,7 +341,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     folder read, and by file name alone."""
     from zoo import raster
     from zoo.adapters.build import finish
-    from zoo.adapters.common import read_json, warn
+    from zoo.adapters.common import checked_image_size, is_file, max_image_pixels, read_json, warn
     from zoo.dataset import Problem, Source
     from zoo.errors import DataError
 
@@ -265,7 +362,8 @@ def read(path: str | Path, *, labels=None) -> Dataset:
             if path.is_file():
                 raise DataError(f, "is not a COCO file (needs 'images' and 'annotations' lists)")
             continue
-        cats = sorted((c for c in data.get("categories") or [] if isinstance(c, dict)), key=lambda c: c.get("id", 0))
+        images, annotations, cats = well_formed(data, f, warnings)
+        cats = sorted(cats, key=lambda c: c["id"])
         cat_by_id = {c["id"]: str(c.get("name", c["id"])) for c in cats}
         names = [cat_by_id[c["id"]] for c in cats]
         if cat_order is None:
@@ -295,22 +393,25 @@ def read(path: str | Path, *, labels=None) -> Dataset:
         for c in cats:
             category_ids.setdefault(cat_by_id[c["id"]], c["id"])
         by_image: dict = {}
-        for idx, a in enumerate(data["annotations"]):
-            by_image.setdefault(a.get("image_id"), []).append((idx, a))
-        for im in data["images"]:
-            fn = str(im.get("file_name", ""))
+        for idx, a in annotations:
+            by_image.setdefault(a["image_id"], []).append((idx, a))
+        for im in images:
+            fn = im["file_name"]
+            if not Path(fn.replace("\\", "/")).name:
+                warn(warnings, f, f"image file_name {fn!r} is not a file name; skipped")
+                continue
             rid = Path(fn.replace("\\", "/")).with_suffix("").as_posix().lstrip("/")
             if prefix:
                 rid = prefix + rid
             file = None
             for d in search:
                 for cand in (d / fn, d / Path(fn.replace("\\", "/")).name):
-                    if cand.is_file():
+                    if is_file(cand):
                         file = cand
                         break
                 if file is not None:
                     break
-            w, h = int(im.get("width") or 0), int(im.get("height") or 0)
+            w, h = im["width"] or 0, im["height"] or 0  # positive integers or None (well_formed)
             if file is None and (w <= 0 or h <= 0):
                 warn(warnings, f, f"image '{fn}' not found (looked beside the JSON and in images/) and "
                      "the JSON gives no width/height; skipped")
@@ -320,17 +421,27 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                 continue
             seen[rid] = f
             if file is None:
+                if w * h > max_image_pixels():
+                    warn(warnings, f, f"image '{fn}' is not found and declares {w}x{h} pixels, more than zoo's "
+                                      f"limit of {max_image_pixels():,}; skipped")
+                    continue
                 # scored from the JSON's size; pixels are needed only to train or draw
                 no_pixels.append(fn)
-            elif w <= 0 or h <= 0:
-                from zoo.adapters.common import image_size
-
-                w, h = image_size(file)
+            else:
+                try:
+                    w, h = checked_image_size(file, (im["width"], im["height"]), f, warnings)
+                except DataError as e:  # never used or copied: not an image (or a bomb)
+                    warn(warnings, f, f"image '{fn}': {e.reason}; skipped")
+                    continue
             instances = []
-            for idx, a in by_image.get(im.get("id"), []):
+            for idx, a in by_image.get(im["id"], []):
                 cid = a.get("category_id")
-                if cid not in cat_by_id:
+                if not _is_id(cid) or cid not in cat_by_id:
                     warn(warnings, f, f"annotation {a.get('id')} has unknown category_id {cid}; skipped", idx)
+                    continue
+                problem = annotation_problem(a, h, w)
+                if problem is not None:
+                    warn(warnings, f, f"annotation {a.get('id')}: {problem}; skipped", idx)
                     continue
                 bb = a.get("bbox")
                 seg = a.get("segmentation")

@@ -74,6 +74,8 @@ def read_json(file: Path):
                 return json.loads(text)
             except ValueError:
                 pass
+            except RecursionError:
+                raise DataError(file, "is not valid JSON (nested too deeply)") from None
         raise DataError(file, f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
 
 
@@ -122,6 +124,8 @@ def read_yaml_mapping(f: Path, what: str) -> dict:
         data = yaml.safe_load(decode_text(f.read_bytes(), f)) or {}
     except yaml.YAMLError as e:
         raise DataError(f, f"is not valid YAML ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise DataError(f, "is not valid YAML (nested too deeply)") from None
     if not isinstance(data, dict):
         raise DataError(f, f"must be a mapping of {what}")
     return data
@@ -256,6 +260,23 @@ def finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def number(v) -> float | None:
+    """``v`` as a finite float when it is a JSON number (not a bool, string or NaN), else None."""
+    return float(v) if finite(v) else None
+
+
+def is_file(p: str | Path) -> bool:
+    """A regular file at ``p``; False (not an exception) for names the filesystem refuses
+    (too long, a NUL byte), which come from the user's annotation files."""
+    return os.path.isfile(p)
+
+
+def has_control_char(name: str) -> bool:
+    """A line break, tab or other control character: such a name would shift every line of
+    the line-per-name files zoo writes (class_names.txt, classes.txt, labels.txt)."""
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+
+
 _UNSAFE = re.compile(r"[^\w\-. ]+", re.UNICODE)
 
 
@@ -265,7 +286,24 @@ def safe_name(name: str) -> str:
     s = _UNSAFE.sub("_", name.replace("/", "_").replace("\\", "_")).strip()
     s = re.sub(r"\.{2,}", "_", s)
     s = s.lstrip(".") or "_"
-    return s[:200]
+    return shorten_name(s)
+
+
+MAX_NAME_BYTES = 200  # of one path component: filesystems allow 255 bytes, and _2 may be added
+
+
+def shorten_name(name: str, limit: int = MAX_NAME_BYTES) -> str:
+    """``name`` cut to ``limit`` UTF-8 bytes, keeping its extension (``.jpg``) and whole
+    characters."""
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext) > 10:
+        stem, ext = name, ""
+    else:
+        ext = "." + ext
+    budget = limit - len(ext.encode("utf-8"))
+    return stem.encode("utf-8")[:budget].decode("utf-8", errors="ignore") + ext
 
 
 def safe_relpath(rel: str, out: Path) -> Path:
@@ -320,13 +358,13 @@ def find_image(ann_file: Path, named: str | None, also_dirs: tuple[Path, ...] = 
             cands.append(here / name)
             cands.extend(d / name for d in also_dirs)
     for c in cands:
-        if c.suffix.lower() != ".json" and c.is_file():
+        if c.suffix.lower() != ".json" and is_file(c):
             return c
     for d in (here, *also_dirs):
         for suf in IMAGE_SUFFIXES:
             for s in (suf, suf.upper()):
                 c = d / (ann_file.stem + s)
-                if c.is_file():
+                if is_file(c):
                     return c
     return None
 
@@ -357,20 +395,88 @@ class ImageIndex:
         return hits[0] if len(hits) == 1 else None
 
 
-def image_size(file: Path) -> tuple[int, int]:
-    """(width, height) after EXIF orientation, reading only the header."""
-    from PIL import Image, UnidentifiedImageError
+def max_image_pixels() -> int:
+    """The largest image zoo opens: PIL's decompression-bomb limit (89.5 M pixels)."""
+    from PIL import Image
 
+    return int(Image.MAX_IMAGE_PIXELS or 2**31)
+
+
+def image_size(file: Path | bytes, name: object = None) -> tuple[int, int]:
+    """(width, height) after EXIF orientation, reading only the header of a file (or of
+    bytes, such as a labelme ``imageData``; ``name`` is then the file to blame). A DataError
+    when it is not an image, or when it is larger than :func:`max_image_pixels` (a
+    decompression bomb: rasterising or decoding it would exhaust memory)."""
+    import io
+    import warnings as pywarnings
+
+    from PIL import Image
+
+    what = name if name is not None else file
+    src = io.BytesIO(file) if isinstance(file, (bytes, bytearray)) else file
     try:
-        with Image.open(file) as img:
-            w, h = img.size
-            try:
-                orient = img.getexif().get(0x0112, 1)
-            except Exception:  # a broken EXIF block must not hide the image
-                orient = 1
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(file, f"is not an image PIL can read ({e})") from None
+        with pywarnings.catch_warnings():
+            pywarnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(src) as img:
+                w, h = img.size
+                try:
+                    orient = img.getexif().get(0x0112, 1)
+                except Exception:  # a broken EXIF block must not hide the image
+                    orient = 1
+    except Image.DecompressionBombError:
+        raise DataError(what, f"declares more than {2 * max_image_pixels():,} pixels (a decompression bomb?); "
+                              "not opened") from None
+    except Exception as e:  # noqa: BLE001 -- PIL raises many types on hostile bytes; all mean "not an image"
+        raise DataError(what, f"is not an image PIL can read ({type(e).__name__}: {e})") from None
+    if w <= 0 or h <= 0 or w * h > max_image_pixels():
+        raise DataError(what, f"is {w}x{h} pixels, more than zoo's limit of {max_image_pixels():,} "
+                              "(a decompression bomb?); not opened")
     return (h, w) if orient in (5, 6, 7, 8) else (w, h)
+
+
+def decode_image_data(data, file: Path) -> bytes:
+    """The bytes of a labelme ``imageData`` (base64), checked to be an image within
+    :func:`max_image_pixels` and to decode whole; a DataError naming the JSON file otherwise."""
+    import base64
+    import binascii
+    import io
+    import warnings as pywarnings
+
+    from PIL import Image
+
+    if not isinstance(data, str):
+        raise DataError(file, f"imageData is a {type(data).__name__}, not base64 text")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise DataError(file, f"imageData is not base64 ({e})") from None
+    image_size(raw, f"{file} (imageData)")
+    try:  # the header alone would let a truncated image through to the writers
+        with pywarnings.catch_warnings():
+            pywarnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as img:
+                img.load()
+    except Exception as e:  # noqa: BLE001 -- PIL raises many types on hostile bytes
+        raise DataError(file, f"imageData does not decode ({type(e).__name__}: {e})") from None
+    return raw
+
+
+def checked_image_size(image: Path | bytes, declared: tuple, source: Path, warnings: list[Problem]) -> tuple[int, int]:
+    """The size of ``image`` (a file, or the bytes of an ``imageData``), from its header: a
+    file that is not an image never passes, whatever its name. ``declared`` is the
+    annotation's (width, height), or (None, None). A declared size that is neither the
+    image's size nor its size before EXIF rotation is a warning, and the image's own size
+    is used, so memory follows the real image."""
+    is_bytes = isinstance(image, (bytes, bytearray))
+    w, h = image_size(image, f"{source} (imageData)" if is_bytes else None)
+    dw, dh = declared
+    if dw is None or dh is None:
+        return w, h
+    if (dw, dh) in ((w, h), (h, w)):
+        return dw, dh
+    what = "its imageData" if is_bytes else Path(image).name
+    warn(warnings, source, f"declares the image {dw}x{dh} but {what} is {w}x{h}; the image's size is used")
+    return w, h
 
 
 def warn(dataset_warnings: list[Problem], file, reason: str, shape: int | None = None) -> None:

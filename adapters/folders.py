@@ -20,9 +20,32 @@ def _images(root: Path) -> list[Path]:
                   key=lambda p: p.relative_to(root).as_posix())
 
 
+ANNOTATION_SUFFIXES = (".json", ".xml", ".yaml", ".yml")
+
+
+def holds_annotation_files(root: Path, limit: int = 2000) -> bool:
+    """Does the folder hold files that look like annotations (JSON, XML, YAML, or a .txt
+    beside an image of its stem)? Then it is not a folder of unannotated images: its
+    annotations were not understood by any reader, and reading it as class folders would
+    drop them without a word."""
+    stems = set()
+    txts = []
+    for k, p in enumerate(root.rglob("*")):
+        if k > limit:
+            break
+        suffix = p.suffix.lower()
+        if suffix in ANNOTATION_SUFFIXES and p.name != "zoo.yaml":  # zoo.yaml: the class order
+            return True
+        if suffix == ".txt":
+            txts.append(p.with_suffix(""))
+        elif suffix in IMAGE_SUFFIXES:
+            stems.add(p.with_suffix(""))
+    return any(t in stems or t.name == "classes" for t in txts)
+
+
 def sniff(path: Path) -> float:
     path = Path(path)
-    if not path.is_dir():
+    if not path.is_dir() or holds_annotation_files(path):
         return 0.0
     subdirs = [d for d in path.iterdir() if d.is_dir()]
     for d in subdirs:

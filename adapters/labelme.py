@@ -45,11 +45,23 @@ from pathlib import Path
 import numpy as np
 
 from zoo.adapters.build import finish
-from zoo.adapters.common import IGNORE_LABEL, finite, find_image, image_size, read_json, warn
+from zoo.adapters.common import (
+    IGNORE_LABEL,
+    checked_image_size,
+    decode_image_data,
+    find_image,
+    finite,
+    read_json,
+    warn,
+)
 from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
 from zoo.errors import DataError
 
 LINE_WIDTH = 10.0
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
 def _is_labelme(data) -> bool:
@@ -204,9 +216,15 @@ def _in_polygon(x, y, poly) -> bool:
     return inside
 
 
+MAX_CIRCLE_VERTICES = 2048  # labelme's rule keeps a circle within a pixel up to r ~ 850,000 px
+
+
 def circle_polygon(cx, cy, px, py) -> list[float]:
     r = math.hypot(px - cx, py - cy)
-    n = 12 if r <= 1 else max(int(math.pi / math.acos(1 - 1 / r)), 12)
+    # 1 - 1/r rounds to 1 (acos 0, a division by zero) for r past ~1e16, and a huge radius
+    # would ask for millions of vertices: capped, the circle is clipped to the image anyway
+    n = 12 if r <= 1 else (MAX_CIRCLE_VERTICES if r > 1e6 else max(int(math.pi / math.acos(1 - 1 / r)), 12))
+    n = min(n, MAX_CIRCLE_VERTICES)
     out = []
     for i in range(n):
         a = 2 * math.pi * i / n
@@ -249,23 +267,33 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
     """One labelme file as an ImageRecord holding label names (see adapters.build)."""
     rel = f.relative_to(root).with_suffix("").as_posix() if f != root else f.stem
     image_path = data.get("imagePath")
-    file = find_image(f, image_path if isinstance(image_path, str) else None)
-    if file is None and index is not None and not data.get("imageData"):
-        file = index.find(image_path if isinstance(image_path, str) else None) or index.find_stem(f.stem)
-    has_data = bool(data.get("imageData"))
-    if file is None and not has_data:
-        warn(warnings, f, f"image not found (imagePath {image_path!r}, no file named {f.stem}.* beside it) "
-                          "and no imageData; image skipped")
-        return None
-    w, h = data.get("imageWidth"), data.get("imageHeight")
-    if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
-        if file is not None:
-            w, h = image_size(file)
-        else:
-            from PIL import Image, ImageOps
-
-            with Image.open(io.BytesIO(base64.b64decode(data["imageData"]))) as img:
-                w, h = ImageOps.exif_transpose(img).size
+    named = image_path if isinstance(image_path, str) else None
+    image_data = data.get("imageData")
+    file = find_image(f, named)
+    if file is None and index is not None and not image_data:
+        file = index.find(named) or index.find_stem(f.stem)
+    dw, dh = data.get("imageWidth"), data.get("imageHeight")
+    declared = (dw, dh) if _positive_int(dw) and _positive_int(dh) else (None, None)
+    w = h = None
+    if file is not None:
+        try:
+            w, h = checked_image_size(file, declared, f, warnings)
+        except DataError as e:  # never used or copied: it is not an image (or is a bomb)
+            warn(warnings, f, f"image {file}: {e.reason}" + ("; its imageData is used" if image_data else "; image skipped"))
+            if not image_data:
+                return None
+            file = None
+    if file is None:
+        if not image_data:
+            warn(warnings, f, f"image not found (imagePath {image_path!r}, no file named {f.stem}.* beside it) "
+                              "and no imageData; image skipped")
+            return None
+        try:
+            raw = decode_image_data(image_data, f)
+        except DataError as e:
+            warn(warnings, f, f"{e.reason}; image skipped")
+            return None
+        w, h = checked_image_size(raw, declared, f, warnings)
     flags = data.get("flags") or {}
     labels = []
     if isinstance(flags, dict):
@@ -296,6 +324,9 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
         if st != "polygon":
             pts = list(zip(pts[0::2], pts[1::2]))
         gid = s.get("group_id")
+        if not (gid is None or isinstance(gid, str) or finite(gid)):
+            warn(warnings, f, f"group_id {gid!r} is not a number; shape skipped", idx)
+            continue
         if st == "polygon" and gid is None and len(pts) >= 6:
             # the common case, kept short: a lone polygon inside the image
             xs, ys = pts[0::2], pts[1::2]
@@ -395,6 +426,12 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
                 warn(warnings, f, f"mask is not a base64 PNG ({e}); skipped", idx)
                 continue
             ox, oy = int(pts[0][0]), int(pts[0][1])
+            # only the part over the image is kept: memory follows the image, not the PNG
+            m = m[max(0, -oy):max(0, h - oy), max(0, -ox):max(0, w - ox)]
+            ox, oy = max(0, ox), max(0, oy)
+            if not m.any():
+                warn(warnings, f, "mask lies outside the image; skipped", idx)
+                continue
             mask = (m, ox, oy)
         key = (label, gid) if gid is not None else (label, ("shape", idx))
         g = groups.get(key)

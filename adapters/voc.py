@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from zoo.adapters.build import finish
-from zoo.adapters.common import IGNORE_LABEL, find_image, image_size, warn
+from zoo.adapters.common import IGNORE_LABEL, checked_image_size, find_image, warn
 from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
 from zoo.errors import DataError
 
@@ -83,7 +83,10 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                 prefix = "" if len(ann_dirs) == 1 else base.relative_to(root).as_posix() + "/"
                 img_dirs = tuple(d for d in (base / "JPEGImages", base / "images", base / "Images") if d.is_dir())
                 for f in sorted(ad.rglob("*.xml")):
-                    jobs.append((f, prefix + f.relative_to(ad).with_suffix("").as_posix(), img_dirs))
+                    sub = f.parent.relative_to(ad)
+                    # JPEGImages/ mirrors Annotations/ (zoo's own VOC output of ids in subfolders)
+                    dirs = tuple(d / sub for d in img_dirs) + img_dirs if sub.parts else img_dirs
+                    jobs.append((f, prefix + f.relative_to(ad).with_suffix("").as_posix(), dirs))
                 main = base / "ImageSets" / "Main"
                 for name in ("train", "val", "trainval", "test"):
                     sf = main / f"{name}.txt"
@@ -157,10 +160,14 @@ def read_xml(f: Path, rid: str, img_dirs: tuple[Path, ...], warnings: list[Probl
         warn(warnings, f, f"image not found (filename {filename!r}, path {named!r}); skipped")
         return None
     size = ann.find("size")
-    w = int(_num(size, "width") or 0) if size is not None else 0
-    h = int(_num(size, "height") or 0) if size is not None else 0
-    if w <= 0 or h <= 0:
-        w, h = image_size(file)
+    dw = _num(size, "width") if size is not None else None
+    dh = _num(size, "height") if size is not None else None
+    declared = (int(dw), int(dh)) if dw and dh and dw >= 1 and dh >= 1 else (None, None)
+    try:
+        w, h = checked_image_size(file, declared, f, warnings)
+    except DataError as e:  # never used or copied: not an image (or a bomb)
+        warn(warnings, f, f"image {file}: {e.reason}; skipped")
+        return None
     fstr = str(f)
     instances = []
     for idx, obj in enumerate(ann.iter("object")):

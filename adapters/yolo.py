@@ -64,6 +64,19 @@ def _read_yaml(f: Path) -> dict:
     return read_yaml_mapping(f, "keys with 'names'")
 
 
+MAX_KEYPOINTS = 1000  # per object; COCO-WholeBody has 133
+
+
+def _kpt_shape(v, f: Path) -> list[int] | None:
+    """data.yaml's ``kpt_shape`` checked: [number of keypoints, 2 or 3], or None when absent."""
+    if v is None:
+        return None
+    if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+            and 1 <= v[0] <= MAX_KEYPOINTS and v[1] in (2, 3)):
+        raise DataError(f, f"kpt_shape {v!r} must be [number of keypoints (1..{MAX_KEYPOINTS}), 2 or 3]")
+    return v
+
+
 def class_names(root: Path) -> tuple[list[str], list[int] | None, Path | None]:
     """(names, kpt_shape or None, the file they came from)."""
     f = _class_file(root)
@@ -79,7 +92,7 @@ def class_names(root: Path) -> tuple[list[str], list[int] | None, Path | None]:
                 raise DataError(f, "'names' keys must be class numbers") from None
         if not isinstance(names, list):
             raise DataError(f, "has no 'names' list")
-        return [str(n) for n in names], data.get("kpt_shape"), f
+        return [str(n) for n in names], _kpt_shape(data.get("kpt_shape"), f), f
     return read_lines(f), None, f
 
 
@@ -122,7 +135,11 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                                 "file); only the first is read")
             continue
         by_id[rel] = img
-        w, h = image_size(img)
+        try:
+            w, h = image_size(img)
+        except DataError as e:  # never used or copied
+            warn(warnings, img, f"{e.reason}; skipped")
+            continue
         lf = _label_file(img, root)
         instances = []
         if lf.is_file():
@@ -167,7 +184,7 @@ def _read_labels(lf: Path, w: int, h: int, names: list[str], kpt_shape, warnings
 
     out = []
     fstr = str(lf)
-    nk, kd = (int(kpt_shape[0]), int(kpt_shape[1]) if len(kpt_shape) > 1 else 2) if kpt_shape else (0, 0)
+    nk, kd = kpt_shape or (0, 0)
     for idx, line in enumerate(decode_text(lf.read_bytes(), lf).splitlines()):
         if not line.strip():
             continue

@@ -139,6 +139,61 @@ def rle_to_mask(rle: dict) -> np.ndarray:
     return mask_utils.decode(rle).astype(bool)
 
 
+def rle_counts(counts: str) -> list[int] | None:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``, in
+    Python), or None when the string is not a well-formed encoding."""
+    out: list[int] = []
+    p, n = 0, len(counts)
+    while p < n:
+        x = k = 0
+        more = True
+        while more:
+            if p >= n:
+                return None  # the string ends inside a number
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                return None
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(out) > 2:
+            x += out[-2]
+        out.append(x)
+    return out
+
+
+def rle_problem(rle, height: int, width: int) -> str | None:
+    """Why a COCO RLE read from a user's file cannot be used on a ``height x width`` image,
+    or None. pycocotools trusts ``size`` and ``counts``: runs summing past the image write
+    past its buffer (a segfault) and runs summing short give a wrong area, so both are
+    checked here before anything is decoded."""
+    size = rle.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                             for v in size)):
+        return f"RLE size {size!r} is not [height, width]"
+    if size != [height, width]:
+        return f"RLE size {size} is not the image's [{height}, {width}]"
+    counts = rle.get("counts")
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii", errors="replace")
+    if isinstance(counts, str):
+        runs = rle_counts(counts)
+        if runs is None:
+            return "RLE counts is not a valid compressed string"
+    elif isinstance(counts, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+        runs = counts
+    else:
+        return "RLE counts is neither a string nor a list of integers"
+    if any(v < 0 for v in runs):
+        return "RLE counts holds a negative run"
+    if sum(runs) != height * width:
+        return f"RLE runs cover {sum(runs):,} pixels, not the image's {height * width:,}"
+    return None
+
+
 def rle_area(rle: dict) -> float:
     from pycocotools import mask as mask_utils
 

@@ -19,12 +19,27 @@ def detect_format(path: Path) -> str:
             scores.append((float(sniff(path)), spec.name))
     scores.sort(reverse=True)
     if not scores or scores[0][0] <= 0:
+        example = _first_annotation_like(path)
         raise ZooError(
             f"{path}: no annotations found that zoo can read "
-            f"(looked for: {', '.join(registry.readers) or 'no reader installed'}); "
-            "name the format with --from"
+            f"(looked for: {', '.join(registry.readers) or 'no reader installed'})"
+            + (f"; {example} is in none of these formats (empty, or not what its format needs)" if example else "")
+            + "; name the format with --from to see what is wrong"
         )
     return scores[0][1]
+
+
+def _first_annotation_like(path: Path) -> Path | None:
+    """A file below ``path`` that looks like annotations (text, JSON, XML, YAML), to name in
+    the error when no reader took the folder."""
+    if path.is_file():
+        return path
+    for k, p in enumerate(sorted(path.rglob("*"))):
+        if k > 2000:
+            break
+        if p.suffix.lower() in (".json", ".xml", ".txt", ".yaml", ".yml") and p.is_file():
+            return p
+    return None
 
 
 def read_dataset(path: str | Path, fmt: str = "auto", labels: str | Path | None = None) -> Dataset:
