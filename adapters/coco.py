@@ -508,7 +508,7 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, geometry: str
     writes the annotations alone (``file_name`` = record id + suffix)."""
     import orjson
 
-    from zoo.adapters.writing import copy_image
+    from zoo.adapters.writing import OutputNames, copy_image
     from zoo.progress import track
 
     out = Path(out)
@@ -516,8 +516,9 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, geometry: str
     coco = to_coco(dataset, geometry=geometry)
     if copy_images:
         images_dir = out / "images"
+        names = OutputNames()
         for rec, im in track(zip(dataset.images, coco["images"]), "copying images", total=len(dataset.images)):
-            im["file_name"] = copy_image(rec, images_dir).relative_to(images_dir).as_posix()
+            im["file_name"] = copy_image(rec, images_dir, names(rec.id)).relative_to(images_dir).as_posix()
     f = out / "annotations.json"
     f.write_bytes(orjson.dumps(coco, option=orjson.OPT_SERIALIZE_NUMPY))
     return f
@@ -547,9 +548,10 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
         load_dataset_config,
         warn,
     )
-    from zoo.adapters.writing import copy_image
+    from zoo.adapters.writing import OutputNames, copy_image
 
     config = load_dataset_config(root)
+    names = OutputNames()
     label_list = labels if isinstance(labels, LabelList) or labels is None else LabelList.read(labels)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -568,7 +570,7 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
         image_id = n_images
         name = rec.id + rec.suffix
         if copy_images:
-            name = copy_image(rec, out / "images").relative_to(out / "images").as_posix()
+            name = copy_image(rec, out / "images", names(rec.id)).relative_to(out / "images").as_posix()
         images.write((b"," if image_id > 1 else b"") + orjson.dumps(
             {"id": image_id, "file_name": name, "width": rec.width, "height": rec.height}))
         for inst in rec.instances:

@@ -7,6 +7,7 @@ it, or already hold files.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from zoo.dataset import Dataset
@@ -25,6 +26,17 @@ def _check_out(src: Path, out: Path) -> None:
                        "choose a folder outside it")
     if o.exists() and (not o.is_dir() or any(o.iterdir())):
         raise ZooError(f"--out {out} already exists and is not empty; choose a new folder (or delete it)")
+
+
+@contextmanager
+def _writing_to(out: Path):
+    """A disk that refuses a write (read-only or full --out, a path longer than the
+    filesystem allows) is the user's to fix: one line naming the file, not a traceback."""
+    try:
+        yield
+    except OSError as e:
+        where = e.filename if e.filename is not None else out
+        raise ZooError(f"cannot write {where} under --out {out}: {e.strerror or e}") from None
 
 
 def _writer_task(to: str, task: str | None, ds: Dataset) -> str | None:
@@ -62,8 +74,9 @@ def convert_folder(src: str | Path, *, to: str, out: str | Path, fmt: str = "aut
     if task is not None:
         task = _TASK_ALIASES.get(task, task)
     if to == "coco" and fmt == "labelme" and task in (None, "detect", "instance-seg", "keypoint"):
-        return _stream_labelme_to_coco(src, out, labels=labels, geometry=geometry, copy_images=copy_images,
-                                       quiet=quiet)
+        with _writing_to(out):
+            return _stream_labelme_to_coco(src, out, labels=labels, geometry=geometry, copy_images=copy_images,
+                                           quiet=quiet)
     ds = read_dataset(src, fmt=fmt, labels=labels)
     wtask = _writer_task(to, task, ds)
     if wtask is not None:
@@ -76,8 +89,9 @@ def convert_folder(src: str | Path, *, to: str, out: str | Path, fmt: str = "aut
         kwargs["copy_images"] = False
     if to == "coco":
         kwargs["geometry"] = geometry
-    out.mkdir(parents=True, exist_ok=True)
-    writer(ds, out, **kwargs)
+    with _writing_to(out):
+        out.mkdir(parents=True, exist_ok=True)
+        writer(ds, out, **kwargs)
     if not quiet:
         print_summary(ds, title=f"{src} ({ds.format}) -> {out} ({to}{', ' + wtask if wtask else ''})")
     return ds

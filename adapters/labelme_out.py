@@ -108,17 +108,18 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None) -> Path:
     """One ``<id>.json`` beside a copy of its image ``<id><suffix>`` under ``out``."""
     import orjson
 
-    from zoo.adapters.writing import copy_image, write_bytes
+    from zoo.adapters.writing import OutputNames, copy_image, write_bytes
     from zoo.progress import track
 
     out = Path(out)
+    names = OutputNames()
     for rec in track(dataset.images, "writing labelme", total=len(dataset.images)):
-        img = copy_image(rec, out)
+        img = copy_image(rec, out, names(rec.id))
         shapes = []
         for g, inst in enumerate(rec.instances):
             shapes += instance_shapes(inst, dataset, g)
         data = labelme_dict(rec, dataset, img.name, shapes)
-        write_bytes(out, rec.id, ".json", orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        write_bytes(out, names(rec.id), ".json", orjson.dumps(data, option=orjson.OPT_INDENT_2))
     return out
 
 

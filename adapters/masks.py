@@ -43,16 +43,17 @@ def save_label_png(label_map, target: Path) -> None:
 
 def write(dataset: Dataset, out: Path, *, task: str | None = None, copy_images: bool = True) -> Path:
     from zoo.adapters.common import safe_relpath
-    from zoo.adapters.writing import copy_image
+    from zoo.adapters.writing import OutputNames, copy_image
     from zoo.progress import track
     from zoo.raster import semantic_label_map
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    names = OutputNames()
     for rec in track(dataset.images, "writing masks", total=len(dataset.images)):
         lm = semantic_label_map(rec, dataset)
-        save_label_png(lm, safe_relpath(rec.id + ".png", out / "SegmentationClass"))
+        save_label_png(lm, safe_relpath(names(rec.id) + ".png", out / "SegmentationClass"))
         if copy_images:
-            copy_image(rec, out / "JPEGImages")
+            copy_image(rec, out / "JPEGImages", names(rec.id))
     (out / "class_names.txt").write_text("".join(n + "\n" for n in dataset.semantic_classes()), encoding="utf-8")
     return out

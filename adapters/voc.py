@@ -243,17 +243,18 @@ def voc_xml(rec: ImageRecord, dataset: Dataset, filename: str) -> str:
 def write(dataset: Dataset, out: Path, *, task: str | None = None) -> Path:
     """VOC devkit layout: ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/*.txt``,
     ``class_names.txt``."""
-    from zoo.adapters.writing import copy_image, write_text
+    from zoo.adapters.writing import OutputNames, copy_image, write_text
     from zoo.progress import track
 
     out = Path(out)
+    names = OutputNames()
     for rec in track(dataset.images, "writing VOC", total=len(dataset.images)):
-        img = copy_image(rec, out / "JPEGImages")
-        write_text(out / "Annotations", rec.id, ".xml", voc_xml(rec, dataset, img.name))
+        img = copy_image(rec, out / "JPEGImages", names(rec.id))
+        write_text(out / "Annotations", names(rec.id), ".xml", voc_xml(rec, dataset, img.name))
     main = out / "ImageSets" / "Main"
     main.mkdir(parents=True, exist_ok=True)
     splits = dataset.splits or {"trainval": [r.id for r in dataset.images]}
     for name, ids in splits.items():
-        (main / f"{name}.txt").write_text("".join(i + "\n" for i in ids), encoding="utf-8")
+        (main / f"{name}.txt").write_text("".join(names(i) + "\n" for i in ids), encoding="utf-8")
     (out / "class_names.txt").write_text("".join(n + "\n" for n in dataset.categories), encoding="utf-8")
     return out

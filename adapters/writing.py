@@ -5,8 +5,46 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from zoo.adapters.common import safe_relpath
+from pathlib import PurePosixPath
+
+from zoo.adapters.common import MAX_NAME_BYTES, safe_name, safe_relpath, shorten_name
 from zoo.dataset import ImageRecord
+from zoo.errors import ZooError
+
+
+class OutputNames:
+    """The output name (a safe relative path, no suffix) of each record id within one
+    write, never two the same: ids that become one safe name (``..a`` and ``_a``) or differ
+    only in case (a case-insensitive disk) get ``_2``, ``_3``, ...; a long name is cut to
+    fit the filesystem, keeping room for that number and the file's suffix."""
+
+    def __init__(self) -> None:
+        self._of: dict[str, str] = {}
+        self._taken: set[str] = set()
+
+    def __call__(self, rid: str) -> str:
+        name = self._of.get(rid)
+        if name is not None:
+            return name
+        parts = [safe_name(p) for p in PurePosixPath(rid.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
+        parts = parts or ["_"]
+        parts[-1] = shorten_name(parts[-1], MAX_NAME_BYTES - 30)
+        base = name = "/".join(parts)
+        k = 2
+        while name.lower() in self._taken:
+            name = f"{base}_{k}"
+            k += 1
+        self._taken.add(name.lower())
+        self._of[rid] = name
+        return name
+
+
+def _new_file(target: Path) -> Path:
+    """``target``, its folder made; an error rather than overwriting a file this write made."""
+    if target.exists():
+        raise ZooError(f"{target} was already written by this conversion; two images map to one name")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
 
 
 def _exif_rotated(file: Path) -> bool:
@@ -29,8 +67,7 @@ def copy_image(rec: ImageRecord, folder: Path, stem: str | None = None) -> Path:
     rotation, else the rotated pixels (so that annotation coordinates, which are after EXIF,
     match); an embedded labelme ``imageData`` is decoded to PNG. Never links (a link would
     let a later write reach the user's file)."""
-    target = image_target(rec, folder, stem)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = _new_file(image_target(rec, folder, stem))
     if rec.file is not None and not _exif_rotated(rec.file):
         shutil.copyfile(rec.file, target)
     else:
@@ -43,14 +80,12 @@ def copy_image(rec: ImageRecord, folder: Path, stem: str | None = None) -> Path:
 
 
 def write_text(folder: Path, rel_id: str, suffix: str, text: str) -> Path:
-    target = safe_relpath(rel_id + suffix, folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = _new_file(safe_relpath(rel_id + suffix, folder))
     target.write_text(text, encoding="utf-8")
     return target
 
 
 def write_bytes(folder: Path, rel_id: str, suffix: str, data: bytes) -> Path:
-    target = safe_relpath(rel_id + suffix, folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = _new_file(safe_relpath(rel_id + suffix, folder))
     target.write_bytes(data)
     return target

@@ -324,7 +324,7 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, splits: dict[
     import yaml
 
     from zoo.adapters.common import unique_safe_names
-    from zoo.adapters.writing import copy_image, write_text
+    from zoo.adapters.writing import OutputNames, copy_image, write_text
     from zoo.progress import track
 
     out = Path(out)
@@ -335,6 +335,7 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, splits: dict[
         raise DataError(dataset.root or out, "pose needs keypoints, and this dataset has none")
     splits = splits or dataset.splits or {"train": [r.id for r in dataset.images]}
     by_id = {r.id: r for r in dataset.images}
+    names = OutputNames()
     if task == "classify":
         folders = unique_safe_names(dataset.classes)
         for split, ids in splits.items():
@@ -342,13 +343,13 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, splits: dict[
                 rec = by_id[i]
                 if len(rec.labels) != 1:
                     continue  # classify needs exactly one class per image
-                copy_image(rec, out / split / folders[rec.labels[0]], stem=rec.id.replace("/", "__"))
+                copy_image(rec, out / split / folders[rec.labels[0]], stem=names(rec.id.replace("/", "__")))
         return out
     for split, ids in splits.items():
         for i in track(ids, f"writing YOLO {split}", total=len(ids)):
             rec = by_id[i]
-            copy_image(rec, out / "images" / split)
-            write_text(out / "labels" / split, rec.id, ".txt", "".join(ln + "\n" for ln in label_lines(rec, dataset, task)))
+            copy_image(rec, out / "images" / split, names(rec.id))
+            write_text(out / "labels" / split, names(rec.id), ".txt", "".join(ln + "\n" for ln in label_lines(rec, dataset, task)))
     data = {
         "path": str(out.resolve()),
         "train": f"images/{'train' if 'train' in splits else next(iter(splits))}",

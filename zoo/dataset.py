@@ -152,11 +152,10 @@ def id_path(image_id: str, suffix: str) -> Path:
 
 
 def embedded_image_bytes(json_path: Path) -> bytes:
-    """The decoded ``imageData`` of a labelme JSON file."""
-    import orjson
+    """The decoded ``imageData`` of a labelme JSON file (the reader checked it decodes)."""
+    from zoo.adapters.common import read_json  # the reader's parser: BOMs, UTF-16, NaN as labelme writes them
 
-    data = orjson.loads(Path(json_path).read_bytes())
-    return base64.b64decode(data["imageData"])
+    return base64.b64decode(read_json(Path(json_path))["imageData"])
 
 
 @dataclass(slots=True)
