@@ -155,11 +155,10 @@ def _points(raw, file: Path, idx: int, warnings: list[Problem]) -> list[float] |
         ok = False
     if ok:
         return flat
-    bad = next((p for p in raw if not (isinstance(p, (list, tuple)) and len(p) >= 2
-                                        and finite(p[0]) and finite(p[1]))), None)
-    if bad is None:  # pairs with extra values ([x, y, z]): keep x, y
+    bads = [p for p in raw if not (isinstance(p, (list, tuple)) and len(p) >= 2 and finite(p[0]) and finite(p[1]))]
+    if not bads:  # pairs with extra values ([x, y, z]): keep x, y
         return [float(c) for p in raw for c in p[:2]]
-    warn(warnings, file, f"point {bad!r} is not two finite numbers; shape skipped", idx)
+    warn(warnings, file, f"point {bads[0]!r} is not two finite numbers; shape skipped", idx)
     return None
 
 
