@@ -440,21 +440,25 @@ def test_resume_continues_an_interrupted_fit_from_its_last_epoch(tmp_path, monke
     opts = dict(task="semantic-seg", backend="linknet", dataset=data, data=tmp_path / "data",
                 out=tmp_path / "runs", quiet=True,
                 flags={"epochs": 2, "imgsz": 32, "batch": 4, "device": "cpu"})
-    save = zoo.training.save_checkpoint
+    loader = zoo.training._loader
 
-    def save_then_stop(state, path):  # the machine goes down right after epoch 1 is saved
-        out = save(state, path)
-        if path.name == "last.pt":
+    def stop_in_epoch_2(data, s, collate, epoch):  # the machine goes down after epoch 1 was saved
+        if epoch == 1:
             raise KeyboardInterrupt
-        return out
+        return loader(data, s, collate, epoch)
 
-    monkeypatch.setattr(zoo.training, "save_checkpoint", save_then_stop)
+    monkeypatch.setattr(zoo.training, "_loader", stop_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         execute(RunOptions(**opts))
-    monkeypatch.setattr(zoo.training, "save_checkpoint", save)
+    monkeypatch.setattr(zoo.training, "_loader", loader)
 
     result = execute(RunOptions(**opts, resume=True))
     assert result.manifest["status"] == "finished"
     state = zoo.training.load_checkpoint(result.run_dir / "checkpoint" / "last.pt")
     assert [row["epoch"] for row in state["history"]] == [0, 1]  # epoch 0 kept, not redone
     assert "resuming from" in (result.run_dir / "log.txt").read_text()
+    # training time: the interrupted part (up to its checkpoint) plus the resumed one
+    timings = result.manifest["timings"]
+    assert len(timings["fit_parts"]) == 2 and all(t > 0 for t in timings["fit_parts"])
+    assert timings["fit"] == pytest.approx(sum(timings["fit_parts"]), abs=0.002)
+    assert timings["fit"] > timings["fit_parts"][1]

@@ -85,12 +85,20 @@ def test_conformance_offline_and_contained(task, tiny, tmp_path, monkeypatch, no
     assert (used / "Arial.ttf").is_file()
     assert (report.run_dir / "checkpoint" / "model.pt").is_file()
 
-    # The predictions are ultralytics' own outputs, translated: same boxes, scores, classes.
+    # zoo's checkpoint is tensors only (no pickled objects), so it loads with weights_only
+    import torch
+
+    state = torch.load(report.run_dir / "checkpoint" / "model.pt", weights_only=True)
+    assert set(state) == {"model", "extra"} and state["extra"]["architecture"].startswith("yolov8n")
+
+    # The predictions are ultralytics' own outputs, translated: same boxes, scores, classes,
+    # from ultralytics' own best weights (the pickle it wrote) and zoo's rebuilt network alike.
     from PIL import Image
     from ultralytics import YOLO
 
     val_ids = [p.image_id for p in report.predictions]
-    model = YOLO(str(report.run_dir / "checkpoint" / "model.pt"))
+    weights = report.run_dir / "work" / "train" / "weights"
+    model = YOLO(str(weights / "best.pt" if (weights / "best.pt").is_file() else weights / "last.pt"))
     for image_id, pred in zip(val_ids, report.predictions):
         # the same pixels zoo feeds (PIL-decoded, as BGR), straight into ultralytics
         pixels = np.asarray(Image.open(tiny / f"{image_id}.jpg").convert("RGB"))[..., ::-1].copy()
@@ -135,14 +143,15 @@ def test_shipped_defaults_resolve_for_every_task():
         resolve_config(YoloV8Config, backend="yolov8", task="detect", sets=["mosiac=0"])
 
 
-def _backend(task_name, tmp_path, meta=None, **cfg):
+def _backend(task_name, tmp_path, meta=None, trust_weights=False, **cfg):
     from zoo.backend import RunContext
     from zoo.dataset import Dataset
     from zoo.plugins.yolov8.backend import YoloV8, YoloV8Config
     from zoo.tasks import get_task
 
     meta = meta or Dataset(categories=["a"])
-    return YoloV8(get_task(task_name), meta, YoloV8Config(**cfg), RunContext(run_dir=tmp_path))
+    ctx = RunContext(run_dir=tmp_path, trust_weights=trust_weights)
+    return YoloV8(get_task(task_name), meta, YoloV8Config(**cfg), ctx)
 
 
 def test_pretrained_offline_is_a_clear_error(tmp_path, monkeypatch):
@@ -150,11 +159,14 @@ def test_pretrained_offline_is_a_clear_error(tmp_path, monkeypatch):
     b = _backend("instance-seg", tmp_path, pretrained=True, model="s")
     with pytest.raises(ConfigError, match=r"yolov8s-seg\.pt.*never downloads.*--weights"):
         b._start_weights()
-    # a copy placed in zoo's weights folder is used
+    # a copy placed in zoo's weights folder is used, but it is a pickle: only when trusted
     local = tmp_path / "home" / "weights" / "yolov8s-seg.pt"
     local.parent.mkdir(parents=True)
     local.write_bytes(b"x")
-    assert b._start_weights() == str(local)
+    with pytest.raises(ConfigError, match=r"yolov8s-seg\.pt: an ultralytics \.pt file is a pickle.*--trust-weights"):
+        b._start_weights()
+    trusted = _backend("instance-seg", tmp_path, pretrained=True, model="s", trust_weights=True)
+    assert trusted._start_weights() == str(local)
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
@@ -187,10 +199,13 @@ def test_resume_continues_an_interrupted_training(tiny, tmp_path, monkeypatch):
     from zoo.reading import read_dataset
     from zoo.tasks import get_task
 
+    from zoo.checksums import Ledger
+
     ds = read_dataset(tiny)
     train, val = ds.subset([r.id for r in ds.images[:6]]), ds.subset([r.id for r in ds.images[6:]])
     config = YoloV8Config(epochs=2, imgsz=64, batch=4, nbs=4)
     run = tmp_path / "run"
+    ledger = Ledger(run, {})  # what `zoo run` keeps in the manifest: the sha256 of ultralytics' last.pt
 
     # Ctrl-C after the first epoch was saved (ultralytics' own callback hook, not a mock).
     from ultralytics.utils.callbacks import base
@@ -201,11 +216,12 @@ def test_resume_continues_an_interrupted_training(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setitem(base.default_callbacks, "on_fit_epoch_end", [*base.default_callbacks["on_fit_epoch_end"], interrupt])
     with pytest.raises(KeyboardInterrupt):
-        YoloV8(get_task("detect"), ds, config, RunContext(run_dir=run)).fit(train, val)
+        YoloV8(get_task("detect"), ds, config, RunContext(run_dir=run, ledger=ledger)).fit(train, val)
     assert not (run / "checkpoint" / "model.pt").exists()
     monkeypatch.setitem(base.default_callbacks, "on_fit_epoch_end", base.default_callbacks["on_fit_epoch_end"][:-1])
 
-    resumed = YoloV8(get_task("detect"), ds, config, RunContext(run_dir=run, resume=True))
+    assert "work/train/weights/last.pt" in ledger.hashes
+    resumed = YoloV8(get_task("detect"), ds, config, RunContext(run_dir=run, resume=True, ledger=ledger))
     resumed.fit(train, val)
     assert (run / "checkpoint" / "model.pt").is_file()
     rows = (run / "work" / "train" / "results.csv").read_text().strip().splitlines()[1:]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from zoo.checksums import Ledger
 from zoo.config import BackendConfig
 from zoo.dataset import Dataset, ImageRecord
 from zoo.predictions import Prediction
@@ -43,6 +44,13 @@ class RunContext:
     #: True when `zoo run --resume` continues an interrupted run whose fit did not finish:
     #: a backend that can continue training from its own ``work_dir`` state may do so.
     resume: bool = False
+    #: True with ``--trust-weights``: a starting-weights file (``weights``, ``pretrained``)
+    #: that is a pickle may be unpickled. Never applies to the run's own checkpoints.
+    trust_weights: bool = False
+    #: The sha256 of each checkpoint the run writes: a backend records a file it will read
+    #: back (``ledger.record(path)``) and checks it before reading (``ledger.verify(path)``).
+    #: Untracked (records and checks nothing) outside a run.
+    ledger: Ledger = field(default_factory=Ledger)
 
     @property
     def checkpoint_dir(self) -> Path:

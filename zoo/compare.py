@@ -53,6 +53,8 @@ class CompareOptions:
     test: float = 0.0
     registry: Any = None
     quiet: bool = False
+    #: ``--trust-weights``: a starting-weights file that is a pickle may be unpickled.
+    trust_weights: bool = False
     #: How many val images samples.png shows.
     samples: int = 3
     #: "auto", "random" or a split.json path (see zoo.split).
@@ -220,6 +222,7 @@ class _Compare:
                     task=self.task.name, backend=b, data=opts.data, fmt=opts.fmt, labels=opts.labels,
                     out=self.out, config_files=list(opts.config_files), sets=self.sets[b], flags=self.flags,
                     split_file=split_path, registry=self.registry, dataset=dataset, quiet=True,
+                    trust_weights=opts.trust_weights,
                 ))
             except KeyboardInterrupt:
                 raise

@@ -124,7 +124,7 @@ def load_backend(run_dir: Path, device: str = "auto", registry=None):
     from zoo.config import resolve_config
     from zoo.devices import resolve_device
     from zoo.registry import get_registry
-    from zoo.runfolder import require_run
+    from zoo.runfolder import checkpoint_ledger, require_run
     from zoo.tasks import get_task
 
     run_dir = Path(run_dir)
@@ -139,7 +139,13 @@ def load_backend(run_dir: Path, device: str = "auto", registry=None):
     meta = load_run_meta(run_dir)
     import logging
 
-    ctx = RunContext(run_dir=run_dir.resolve(), device=dev, log=logging.getLogger("zoo"))
+    # the checkpoints must be the ones the run wrote (sha256 in its manifest)
+    ledger = checkpoint_ledger(run_dir, manifest)
+    if not ledger.tracked:
+        logging.getLogger("zoo").warning("%s was written before zoo recorded checkpoint checksums; "
+                                         "they are not verified", run_dir)
+    ledger.verify_all("checkpoint")
+    ctx = RunContext(run_dir=run_dir.resolve(), device=dev, log=logging.getLogger("zoo"), ledger=ledger)
     return cls.load(task, meta, config, ctx), task, meta, spec.name
 
 

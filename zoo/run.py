@@ -33,7 +33,9 @@ from zoo.atomic import write_json, write_yaml
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
 from zoo.runfolder import (
+    RunLock,
     check_name,
+    checkpoint_ledger,
     default_name,
     is_finished,
     next_free,
@@ -79,6 +81,8 @@ class RunOptions:
     #: ``--rank``: end by ranking the folder's unlabelled images (zoo.ranking); ``top`` pre-filled.
     rank: bool = False
     top: int = 10
+    #: ``--trust-weights``: a starting-weights file that is a pickle may be unpickled.
+    trust_weights: bool = False
 
 
 @dataclass
@@ -238,6 +242,9 @@ class _Run:
             from zoo.ranking import require_scores
 
             require_scores(self.task)
+        self.lock: RunLock | None = None
+        self.ledger = None  # the checkpoints' sha256 (zoo.checksums), once the manifest exists
+        self.fit_started: float | None = None  # perf_counter at the start of this fit part
 
     def say(self, msg: str) -> None:
         if not self.opts.quiet:
@@ -271,22 +278,31 @@ class _Run:
                     f"--resume: {self.run_dir} is a {m.get('backend')} {m.get('task')} run, "
                     f"not {self.spec.name} {self.task.name}"
                 )
-            self.manifest = m
+            self.lock = RunLock(self.run_dir).acquire()  # before anything reads or writes the run
+            self.manifest = read_manifest(self.run_dir) or m  # as the holder before us left it
             self.resumed = True
         else:
             self.run_dir = next_free(out, base)
-            if self.run_dir.name != base:
-                self.say(f"[dim]{_esc(out / base)} exists; this run goes to {_esc(self.run_dir)}[/]")
 
     def claim_folder(self) -> None:
         # Another zoo run may have taken the name since choose_folder: take the next free one.
+        # Announced only now: a mistake in the input fails before, with its one line.
         for _ in range(1000):
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=False)
-                return
+                break
             except FileExistsError:
                 self.run_dir = next_free(self.run_dir.parent, self.base_name)
-        raise ZooError(f"{self.run_dir.parent}: could not create a new run folder for {self.base_name}")
+        else:
+            raise ZooError(f"{self.run_dir.parent}: could not create a new run folder for {self.base_name}")
+        self.lock = RunLock(self.run_dir).acquire()
+        if self.run_dir.name != self.base_name:
+            self.say(f"[dim]{_esc(self.run_dir.parent / self.base_name)} exists; this run goes to {_esc(self.run_dir)}[/]")
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def prepare(self) -> None:
         from zoo.devices import resolve_device
@@ -347,6 +363,7 @@ class _Run:
             "versions": _versions(),
             "parameters": None,
             "timings": {"read": round(t_read, 3)},
+            "checkpoints": {},  # path -> sha256 of each checkpoint written (zoo.checksums)
         }
         write_yaml(self.run_dir / "config.yaml", self._config_dump())
         write_split(self.split, self.run_dir / "split.json")
@@ -444,10 +461,23 @@ class _Run:
 
     # fit / predict / evaluate -------------------------------------------------------------------
 
+    def save_progress(self) -> None:
+        """The manifest after a checkpoint was written: its sha256, and the training time
+        so far (what a resume after a crash adds its own part to)."""
+        if self.fit_started is not None:
+            self.manifest["timings"]["fit_parts"][-1] = round(time.perf_counter() - self.fit_started, 3)
+        write_json(self.run_dir / "manifest.json", self.manifest)
+
     def make_context(self):
         from zoo.backend import RunContext
 
-        return RunContext(run_dir=self.run_dir.resolve(), device=self.device, log=log, resume=self.resumed)
+        if self.ledger is None:
+            self.ledger = checkpoint_ledger(self.run_dir, self.manifest, save=self.save_progress)
+            if not self.ledger.tracked:
+                log.warning("%s was written before zoo recorded checkpoint checksums; they are not verified",
+                            self.run_dir)
+        return RunContext(run_dir=self.run_dir.resolve(), device=self.device, log=log, resume=self.resumed,
+                          trust_weights=self.opts.trust_weights, ledger=self.ledger)
 
     def backend_config(self):
         # The backend gets the device resolved; config.yaml keeps what the user asked ("auto").
@@ -457,21 +487,30 @@ class _Run:
         ctx = self.make_context()
         seed_everything(self.config.seed)
         if "fit" in self.manifest.get("done", []):
+            ctx.ledger.verify_all("checkpoint")
             self.backend = self.cls.load(self.task, self.meta, self.backend_config(), ctx)
         else:
             ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             ctx.work_dir.mkdir(parents=True, exist_ok=True)
             self.backend = self.cls(self.task, self.meta, self.backend_config(), ctx)
             self.say(f"training {self.spec.name} for {self.config.epochs} epoch(s) ...")
-            t0 = time.perf_counter()
+            # Training time is the sum of its parts: an interrupted part counts up to its
+            # last checkpoint (what the resumed part continues from), then this one.
+            parts = self.manifest["timings"].setdefault("fit_parts", [])
+            parts.append(0.0)
+            self.fit_started = t0 = time.perf_counter()
             own = self.backend.fit(self.train, self.val) or {}
+            self.fit_started = None
+            parts[-1] = round(time.perf_counter() - t0, 3)
+            # every file the backend left in checkpoint/, whether or not it recorded it itself
+            ctx.ledger.record(*sorted(p for p in ctx.checkpoint_dir.rglob("*") if p.is_file()))
             self.manifest["framework_metrics"] = {
                 "note": f"{self.spec.name}'s own numbers, for the log only; ranked scores are in metrics.json",
                 **own,
             }
             self.manifest["versions"].update(self.backend.versions() or {})
             self.manifest["parameters"] = self.backend.num_parameters()
-            self.phase_done("fit", time.perf_counter() - t0)
+            self.phase_done("fit", sum(parts))
 
     def predict(self) -> list:
         from zoo.progress import track
@@ -526,7 +565,7 @@ class _Run:
         self.manifest["error"] = f"{type(err).__name__}: {err}"
         try:
             write_json(self.run_dir / "manifest.json", self.manifest)
-        except OSError:
+        except (OSError, ZooError):  # a full disk: the error that got us here says so
             pass
 
 
@@ -570,6 +609,8 @@ def execute(opts: RunOptions) -> RunResult:
                 f"continue it with: zoo run --task {run.task.name} --backend {run.spec.name} "
                 f"--out {_esc(opts.out)} --name {_esc(run.run_dir.name)} --resume", markup=True, highlight=False)
         raise
+    finally:
+        run.release()
     return RunResult(run.run_dir, run.spec.name, run.task.name, metrics, run.manifest, run.resumed, run.ranked)
 
 

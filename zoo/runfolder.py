@@ -14,25 +14,36 @@ Layout of ``<out>/<name>/`` (see :mod:`zoo.run` for who writes what)::
     plots/                 the evaluator's plots
     report.md              human-readable summary
     log.txt                the run's log
+    .zoo.lock              while a zoo process works on the run: its pid and host
 
 Naming rule: the default name is ``<backend>-<task>``. A folder that already exists is never
 overwritten: the run goes to the first free ``<name>-2``, ``<name>-3``, ... (printed at the
 start). ``--resume`` continues the newest existing one of that series instead.
+
+One process at a time: a run holds ``.zoo.lock`` while it works, so a second ``--resume`` of
+the same run is refused instead of racing the first on its files. A lock left by a process
+that died (kill -9, power cut) is taken over.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from zoo.atomic import read_json, write_bytes, write_json
+from zoo.checksums import KEY as CHECKSUMS_KEY
+from zoo.checksums import Ledger
 from zoo.dataset import Dataset, id_path
 from zoo.errors import ZooError
 from zoo.predictions import ClassPrediction, InstancePredictions, Prediction, SemanticPrediction
 
 MANIFEST = "manifest.json"
+LOCK = ".zoo.lock"
 #: Phases in order; the manifest's ``done`` lists those finished.
 PHASES = ("prepare", "fit", "predict", "evaluate", "report")
 
@@ -99,6 +110,78 @@ def require_run(run_dir: Path) -> dict[str, Any]:
     if "fit" not in m.get("done", []):
         raise ZooError(f"{run_dir}: this run never finished training; continue it with `zoo run --resume`")
     return m
+
+
+def checkpoint_ledger(run_dir: Path, manifest: dict[str, Any], save=None) -> Ledger:
+    """The sha256 records of the run's checkpoints (``manifest["checkpoints"]``, updated in
+    place; ``save`` persists the manifest). Untracked for a run written before zoo kept them."""
+    hashes = manifest.get(CHECKSUMS_KEY)
+    return Ledger(run_dir, hashes if isinstance(hashes, dict) else None, save=save)
+
+
+class RunLock:
+    """``<run>/.zoo.lock``, created exclusively, holding ``pid host`` of the zoo process at work."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        me = f"{os.getpid()} {socket.gethostname()}"
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is None and self._age() > 10:  # its writer died between create and write
+                    holder = (0, socket.gethostname())
+                if holder is None or (holder[0] and _alive(*holder)):
+                    who = f"zoo process {holder[0]} on {holder[1]}" if holder else "another zoo process"
+                    raise ZooError(f"{self.path.parent} is in use by {who} (lock file {self.path}); "
+                                   "wait for it to finish, or delete the lock file if that process is gone") from None
+                logging.getLogger("zoo").warning("%s: taking over the lock of process %s, which is gone",
+                                                 self.path.parent, holder[0])
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(me + "\n")
+            self.held = True
+            return self
+        raise ZooError(f"{self.path}: could not take the run's lock")
+
+    def _holder(self) -> tuple[int, str] | None:
+        """(pid, host) of the lock's holder; None while it is being written or unreadable."""
+        try:
+            pid, host = self.path.read_text(encoding="utf-8").split()
+            return int(pid), host
+        except (OSError, ValueError):
+            return None
+
+    def _age(self) -> float:
+        import time
+
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def release(self) -> None:
+        if self.held and self._holder() == (os.getpid(), socket.gethostname()):
+            self.path.unlink(missing_ok=True)
+        self.held = False
+
+
+def _alive(pid: int, host: str) -> bool:
+    """Whether process ``pid`` runs; one on another host is taken to run (it cannot be asked)."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's process
+        return True
+    return True
 
 
 # -- predictions on disk ---------------------------------------------------------------------

@@ -17,23 +17,23 @@ How a plugin uses it::
     result = fit(model, data, config=self.config, device=self.ctx.device,
                  checkpoint_dir=self.ctx.checkpoint_dir,
                  loss_fn=criterion_loss(torch.nn.CrossEntropyLoss()),
-                 extra={"classes": meta.classes})
+                 extra={"classes": meta.classes}, ledger=self.ctx.ledger)
 
     # detection: model(images, targets) -> dict of losses (torchvision's convention,
     # the default loss_fn), batches kept as lists because images differ in size
     result = fit(model, data, config=self.config, device=self.ctx.device,
                  checkpoint_dir=self.ctx.checkpoint_dir, collate=collate_lists)
 
-    # later, in load(): the weights of the best (else last) epoch
-    state = load_checkpoint(best_checkpoint(ctx.checkpoint_dir))
-    model.load_state_dict(state["model"])
+    # later, in load(): the weights of the best (else last) epoch, checked against the
+    # sha256 the run recorded when it wrote them
+    restore(model, ctx.checkpoint_dir, {"classes": meta.classes}, ledger=ctx.ledger)
 
 Checkpoints: ``last.pt`` after every epoch and ``best.pt`` whenever the epoch's score equals
 or beats the best so far (``val_fn(model)``, higher is better; without one, the lowest mean training
 loss); ``best.pt`` is a hard link to that epoch's ``last.pt`` (a copy where links fail), so
 marking the best costs no second write. Both hold ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (0-based,
 completed), ``best_score``, ``history`` and the caller's ``extra`` (plain values only: the
-files are read back with ``torch.load(weights_only=True)``). With ``resume=True`` (the
+files are read back with ``torch.load(weights_only=True)``, which unpickles no code). With ``resume=True`` (the
 default) a ``last.pt`` already in ``checkpoint_dir`` is continued from the next epoch, with
 the data order each epoch would have had (the shuffle is seeded per epoch).
 """
@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from zoo.checksums import Ledger
 from zoo.config import BackendConfig
 from zoo.errors import ZooError
 from zoo.progress import track
@@ -231,14 +232,17 @@ def lr_factor(it: int, total: int, s: TrainSettings) -> float:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
-    """Write atomically: an interrupted save never leaves a truncated ``last.pt``."""
+    """Write atomically (a temporary file beside it, then a rename): an interrupted or failed
+    save (a full disk) never leaves a truncated ``last.pt`` nor a temporary file behind."""
+    import io
+
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    from zoo.atomic import write_bytes
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return write_bytes(path, buf.getvalue())
 
 
 def _same_file(src: Path, dst: Path) -> Path:
@@ -247,26 +251,65 @@ def _same_file(src: Path, dst: Path) -> Path:
     tmp = dst.with_suffix(dst.suffix + ".tmp")
     tmp.unlink(missing_ok=True)
     try:
-        os.link(src, tmp)
-    except OSError:
-        import shutil
+        try:
+            os.link(src, tmp)
+        except OSError:
+            import shutil
 
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave best.pt.tmp behind
+        raise
     return dst
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """A checkpoint written by :func:`fit` (or any plain state dict), as a dict."""
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", *, trust: bool = False) -> dict[str, Any]:
+    """A checkpoint written by :func:`fit` (or any plain state dict), as a dict.
+
+    Only tensors and plain values are read (``weights_only``): unpickling a file can run any
+    code in it. ``trust=True`` (``--trust-weights``, for a user's own starting weights) lifts
+    that for a file that needs it.
+    """
+    import pickle
+    import warnings
+
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise ZooError(f"{path}: no checkpoint there (train first, or point --weights at a .pt file)")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt file, pickled objects, not a torch file
-        raise ZooError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's pickle-protocol warnings: the error below says it all
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            if not trust:
+                raise ZooError(f"{path}: not a readable checkpoint: {_refused(e)}; zoo reads only tensors, since "
+                               "unpickling can run any code (a starting-weights file you trust loads with "
+                               "--trust-weights)") from None
+        except Exception as e:  # corrupt file, not a torch file
+            raise ZooError(f"{path}: not a readable checkpoint ({_first_line(e)})") from None
+        try:
+            return torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as e:
+            raise ZooError(f"{path}: not a readable checkpoint ({_first_line(e)})") from None
+
+
+def _refused(err: Exception) -> str:
+    """What torch's weights-only reader refused, in a few words (its message is a page long)."""
+    import re
+
+    m = re.search(r"GLOBAL ([\w.]+)", str(err))
+    if m:
+        return f"it holds a pickled object ({m.group(1)})"
+    m = re.search(r"WeightsUnpickler error: (.+)", str(err), re.DOTALL)
+    return f"not plain tensors ({m.group(1).strip().splitlines()[0] if m else 'a pickle or not a torch file'})"
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
 def best_checkpoint(checkpoint_dir: str | Path) -> Path:
@@ -275,14 +318,18 @@ def best_checkpoint(checkpoint_dir: str | Path) -> Path:
     return d / BEST if (d / BEST).is_file() else d / LAST
 
 
-def restore(model: Any, checkpoint_dir: str | Path, expect: dict[str, Any] | None = None) -> Path:
+def restore(model: Any, checkpoint_dir: str | Path, expect: dict[str, Any] | None = None,
+            ledger: Ledger | None = None) -> Path:
     """Load the best (else last) checkpoint in ``checkpoint_dir`` into ``model``.
 
     A checkpoint records what it was trained for in ``extra`` (classes, architecture, ...);
     each key of ``expect`` that it records must match, so a model is never silently
-    restored onto another dataset's vocabulary. Returns the checkpoint's path.
+    restored onto another dataset's vocabulary. ``ledger`` (the run's checksums) refuses a
+    file changed since the run wrote it. Returns the checkpoint's path.
     """
     path = best_checkpoint(checkpoint_dir)
+    if ledger is not None:
+        ledger.verify(path)
     state = load_checkpoint(path)
     saved = state.get("extra", {})
     for key, value in (expect or {}).items():
@@ -347,6 +394,7 @@ def fit(
     extra: Mapping[str, Any] | None = None,
     log: logging.Logger | None = None,
     description: str = "train",
+    ledger: Ledger | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` and leave checkpoints in ``checkpoint_dir``.
 
@@ -365,6 +413,8 @@ def fit(
     max_iters:  stop after this many optimiser steps in total (tests, benchmarks); the
                 schedule still spans all epochs
     extra:      plain values stored in every checkpoint (class names, the resolved config)
+    ledger:     the run's checksums (``RunContext.ledger``): each checkpoint written is
+                recorded, and ``last.pt`` is checked before a resume reads it
     """
     import torch
 
@@ -387,6 +437,8 @@ def fit(
     result = TrainResult()
     start_epoch = 0
     if resume and ckpt_dir is not None and (ckpt_dir / LAST).is_file():
+        if ledger is not None:
+            ledger.verify(ckpt_dir / LAST)
         state = load_checkpoint(ckpt_dir / LAST, map_location=dev)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -482,6 +534,8 @@ def fit(
             result.last_path = save_checkpoint(state, ckpt_dir / LAST)
             if improved:
                 result.best_path = _same_file(ckpt_dir / LAST, ckpt_dir / BEST)
+            if ledger is not None:
+                ledger.record(*(p for p in (ckpt_dir / LAST, ckpt_dir / BEST) if p.is_file()))
 
     result.seconds = time.perf_counter() - t0
     if ckpt_dir is not None:

@@ -112,7 +112,7 @@ class SmpBackend(Backend):
         differs (another number of classes) keep their fresh initialisation."""
         from zoo.training import load_checkpoint
 
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, trust=self.ctx.trust_weights)
         state = state.get("model", state)
         own = model.state_dict()
         usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -157,6 +157,7 @@ class SmpBackend(Backend):
             extra=self._identity(),
             log=self.ctx.log,
             description=f"{self.architecture} ({c.encoder})",
+            ledger=self.ctx.ledger,
         )
         self.model = model
         self._restore(model)  # the best epoch's weights, as load() would give
@@ -167,7 +168,8 @@ class SmpBackend(Backend):
         from zoo.training import restore
 
         mine = self._identity()
-        restore(model, self.ctx.checkpoint_dir, {k: mine[k] for k in ("architecture", "encoder", "encoder_depth", "classes")})
+        restore(model, self.ctx.checkpoint_dir, {k: mine[k] for k in ("architecture", "encoder", "encoder_depth", "classes")},
+                ledger=self.ctx.ledger)
         model.to(self.ctx.device)
         model.eval()
 

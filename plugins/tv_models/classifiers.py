@@ -119,7 +119,8 @@ class TvClassifier(Backend):
         if self.config.weights is not None:
             from zoo.plugins.tv_models.weights import load_matching, read_weights_file
 
-            load_matching(model, read_weights_file(self.config.weights), str(self.config.weights))
+            load_matching(model, read_weights_file(self.config.weights, trust=self.ctx.trust_weights),
+                          str(self.config.weights))
         usable = [r for r in train.images if self.task.is_annotated(r)]
         if not usable:
             raise ZooError(f"{self.arch}: no training image has exactly one class label")
@@ -136,9 +137,10 @@ class TvClassifier(Backend):
             log=self.ctx.log,
             description=self.arch,
             extra={"backend": self.arch, "classes": list(self.meta.classes), "config": dump_config(self.config)},
+            ledger=self.ctx.ledger,
         )
         if result.history and result.best_epoch != result.history[-1]["epoch"]:
-            restore(model, self.ctx.checkpoint_dir)
+            restore(model, self.ctx.checkpoint_dir, ledger=self.ctx.ledger)
         self.model = model
         out = {"loss": result.final_loss, "epochs": len(result.history), "train_seconds": round(result.seconds, 2)}
         if val_usable:
@@ -165,7 +167,7 @@ class TvClassifier(Backend):
     def load(cls, task: Task, meta: Dataset, config: ClassifierConfig, ctx: RunContext) -> TvClassifier:
         self = cls(task, meta, config, ctx)
         model = build_classifier(cls.arch, len(self.meta.classes), pretrained=False)
-        restore(model, ctx.checkpoint_dir, {"classes": list(self.meta.classes)})
+        restore(model, ctx.checkpoint_dir, {"classes": list(self.meta.classes)}, ledger=ctx.ledger)
         self.model = model
         return self
 

@@ -329,7 +329,8 @@ class RCNNBackend(Backend):
         if self.config.weights is not None:
             from zoo.plugins.tv_models.weights import load_matching, read_weights_file
 
-            load_matching(model, read_weights_file(self.config.weights), str(self.config.weights))
+            load_matching(model, read_weights_file(self.config.weights, trust=self.ctx.trust_weights),
+                          str(self.config.weights))
         result = fit(
             model,
             MappedDataset(train.images, self._samples(train=True)),
@@ -342,10 +343,11 @@ class RCNNBackend(Backend):
             log=self.ctx.log,
             description=self.name,
             extra=self._extra(),
+            ledger=self.ctx.ledger,
         )
         # predict with what load() will restore, so both give the same answers
         if result.history and result.best_epoch != result.history[-1]["epoch"]:
-            restore(model, self.ctx.checkpoint_dir)
+            restore(model, self.ctx.checkpoint_dir, ledger=self.ctx.ledger)
         self.model = model
         return {
             "loss": result.final_loss,
@@ -381,7 +383,7 @@ class RCNNBackend(Backend):
     def load(cls, task: Task, meta: Dataset, config: RCNNConfig, ctx: RunContext) -> RCNNBackend:
         self = cls(task, meta, config, ctx)
         model = self._build(load_pretrained=False)
-        restore(model, ctx.checkpoint_dir, {"categories": list(self.meta.categories)})
+        restore(model, ctx.checkpoint_dir, {"categories": list(self.meta.categories)}, ledger=ctx.ledger)
         self.model = model
         return self
 

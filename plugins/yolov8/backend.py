@@ -4,6 +4,16 @@ fit:     canonical train / val -> ultralytics' folder layout in ``work/data`` (s
          :mod:`.convert`) -> ``YOLO(...).train(project=work/)`` -> ``checkpoint/model.pt``
 predict: images -> ``YOLO.predict`` -> canonical predictions (see :mod:`.translate`)
 
+Checkpoints and pickles: an ultralytics ``.pt`` is a pickle of the whole model, and
+unpickling a file runs whatever code it names. So zoo's ``checkpoint/model.pt`` holds
+tensors only (the state dict, read back with ``weights_only``) plus plain values naming the
+architecture: a packaged ultralytics model YAML (``yolov8n.yaml``, ...), the class count,
+the keypoint shape and the output names; :meth:`YoloV8.load` rebuilds the network from those
+and loads the tensors. Ultralytics' own ``work/train/weights/last.pt`` (which ``--resume``
+continues) is a pickle: its sha256 is recorded in the run's manifest each time ultralytics
+writes it, and it is unpickled only when it still matches. A user's ``--weights`` file or
+a cached pretrained ``.pt`` is unpickled only with ``--trust-weights``.
+
 Tasks: detect, instance-seg, keypoint, classify, and semantic-seg derived from the
 instance-seg model (its confident masks painted into a label map; see :mod:`.translate`).
 
@@ -19,7 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,6 +46,9 @@ from zoo.predictions import Prediction
 from zoo.tasks import Task
 
 CHECKPOINT = "model.pt"
+#: The packaged architecture files a checkpoint may name (never a path: only a file name
+#: that ultralytics resolves inside its own package).
+_ARCH_NAME = re.compile(r"^yolo(v\d+|\d+)[nsmlx](-seg|-pose|-cls)?\.yaml$")
 
 
 class YoloV8Config(BackendConfig):
@@ -100,17 +113,26 @@ class YoloV8(Backend):
             w = Path(self.config.weights).expanduser()
             if not w.is_file():
                 raise ConfigError(f"weights: {w} does not exist")
-            return str(w.resolve())
+            return self._trusted(w.resolve())
         name = f"yolov8{self.config.model}{suffix}"
         if self.config.pretrained:
             local = _weights_home() / f"{name}.pt"
             if local.is_file():
-                return str(local)
+                return self._trusted(local)
             raise ConfigError(
                 f"pretrained: true needs {name}.pt, which zoo never downloads (it runs offline); "
                 f"fetch it on a machine with network, then pass --weights FILE.pt or put it at {local}"
             )
         return f"{name}.yaml"  # built from ultralytics' packaged architecture, random weights
+
+    def _trusted(self, path: Path) -> str:
+        """An ultralytics ``.pt`` is a pickle: it is unpickled only when the user trusts it."""
+        if not self.ctx.trust_weights:
+            raise ConfigError(
+                f"{path}: an ultralytics .pt file is a pickle, and unpickling can run any code in it; "
+                "zoo loads it only with --trust-weights (pass it if you trust this file)"
+            )
+        return str(path)
 
     # -- Backend -----------------------------------------------------------------------------
 
@@ -123,15 +145,25 @@ class YoloV8(Backend):
         log.info("yolov8: wrote ultralytics data in %.1f s", time.perf_counter() - t0)
         args = self.train_args(data)
         weights = work / "train" / "weights"
+        ledger = self.ctx.ledger
         resumed = self.ctx.resume and (weights / "last.pt").is_file()
+        if resumed and not ledger.recorded(weights / "last.pt"):
+            # a pickle zoo cannot vouch for (no sha256 of it in the manifest): never unpickled
+            log.warning("yolov8: %s has no recorded sha256; training starts again", weights / "last.pt")
+            resumed = False
         if resumed:  # an interrupted run: ultralytics continues from its last epoch
-            log.info("yolov8: resuming from %s", weights / "last.pt")
-            model = YOLO(str(weights / "last.pt"), task=FRAMEWORK_TASK[self.task.name])
-            args = {"resume": True}
+            last = ledger.verify(weights / "last.pt")
+            log.info("yolov8: resuming from %s", last)
+            model = YOLO(str(last), task=FRAMEWORK_TASK[self.task.name])
+            args = {"resume": str(last)}
         else:
             model = YOLO(self._start_weights(), task=FRAMEWORK_TASK[self.task.name])
             # What zoo asked of ultralytics, for the record (and for bench/bench_yolov8.py).
             (work / "train_args.json").write_text(json.dumps(args, indent=2, default=str), encoding="utf-8")
+        # every time ultralytics (re)writes its pickles, zoo records their sha256
+        record = _recorder(ledger, weights)
+        model.add_callback("on_model_save", record)
+        model.add_callback("on_train_end", record)
         model.add_callback("on_fit_epoch_end", _epoch_logger(log, self.config.epochs))
         bar = _EpochBar(self.config.epochs)
         model.add_callback("on_train_start", bar.start)
@@ -152,9 +184,9 @@ class YoloV8(Backend):
         t_train, cpu_train = time.perf_counter() - t_train, time.process_time() - cpu_train
         log.info("yolov8: ultralytics trained in %.1f s", t_train)
         best = weights / "best.pt" if (weights / "best.pt").is_file() else weights / "last.pt"
-        self.ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(best, self.ctx.checkpoint_dir / CHECKPOINT)
-        self._model = YOLO(str(self.ctx.checkpoint_dir / CHECKPOINT), task=FRAMEWORK_TASK[self.task.name])
+        self._write_checkpoint(ledger.verify(best))
+        self._model = None
+        self._loaded()  # predict with what load() gives
         trainer = getattr(model, "trainer", None)
         own = {k: round(float(v), 5) for k, v in (getattr(trainer, "metrics", None) or {}).items() if _is_number(v)}
         out: dict[str, Any] = {"ultralytics_train_s": round(t_train, 3), "ultralytics_train_cpu_s": round(cpu_train, 3)}
@@ -256,14 +288,59 @@ class YoloV8(Backend):
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _write_checkpoint(self, best: Path) -> Path:
+        """ultralytics' best weights (a pickle this run wrote, checked) -> zoo's tensors-only
+        ``checkpoint/model.pt``, naming the architecture it rebuilds from."""
+        from ultralytics.nn.tasks import load_checkpoint as load_ultralytics
+
+        from zoo.training import save_checkpoint
+
+        net, _ = load_ultralytics(str(best))
+        yaml = getattr(net, "yaml", None) or {}
+        extra = {
+            "architecture": Path(str(yaml.get("yaml_file", ""))).name,
+            "nc": int(yaml.get("nc", len(net.names))),
+            "kpt_shape": [int(v) for v in yaml["kpt_shape"]] if yaml.get("kpt_shape") else None,
+            "names": {int(k): str(v) for k, v in dict(net.names).items()},
+            "task": FRAMEWORK_TASK[self.task.name],
+        }
+        path = save_checkpoint({"model": net.float().state_dict(), "extra": extra},
+                               self.ctx.checkpoint_dir / CHECKPOINT)
+        self.ctx.ledger.record(path)
+        return path
+
     def _loaded(self):
         if self._model is None:
-            ckpt = self.ctx.checkpoint_dir / CHECKPOINT
-            if not ckpt.is_file():
-                raise ZooError(f"{ckpt}: no yolov8 checkpoint (was the run trained?)")
-            YOLO = self._prepare()
-            self._model = YOLO(str(ckpt), task=FRAMEWORK_TASK[self.task.name])
+            self._model = self._rebuild(self.ctx.checkpoint_dir / CHECKPOINT)
         return self._model
+
+    def _rebuild(self, ckpt: Path):
+        """A YOLO model from zoo's checkpoint: tensors into the architecture it names; no
+        unpickling, and no model definition taken from the file beyond a packaged name."""
+        from zoo.training import load_checkpoint
+
+        if not ckpt.is_file():
+            raise ZooError(f"{ckpt}: no yolov8 checkpoint (was the run trained?)")
+        state = load_checkpoint(self.ctx.ledger.verify(ckpt))
+        extra = state.get("extra") if isinstance(state, dict) else None
+        arch = (extra or {}).get("architecture")
+        if not isinstance(arch, str) or not _ARCH_NAME.match(arch) or extra.get("task") != FRAMEWORK_TASK[self.task.name]:
+            raise ZooError(f"{ckpt}: not a zoo yolov8 {self.task.name} checkpoint (no known architecture "
+                           "recorded); train the run again")
+        YOLO = self._prepare()
+        model = YOLO(arch, task=extra["task"])  # the wrapper; its network is replaced below
+        kwargs: dict[str, Any] = {"nc": int(extra["nc"]), "verbose": False}
+        if extra.get("kpt_shape"):
+            kwargs["data_kpt_shape"] = tuple(int(v) for v in extra["kpt_shape"])
+        net = model._smart_load("model")(arch, **kwargs)
+        try:
+            net.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, TypeError) as e:
+            raise ZooError(f"{ckpt}: its tensors do not fit {arch} ({str(e).splitlines()[0]})") from None
+        net.names = {int(k): str(v) for k, v in extra["names"].items()}
+        net.args, net.task = model.model.args, model.task
+        model.model = net.eval()
+        return model
 
     def _class_of_output(self, model) -> list[int]:
         """zoo's class index for each output of a classify model (ultralytics names its
@@ -297,6 +374,15 @@ def _is_number(v: Any) -> bool:
         return True
     except (TypeError, ValueError):
         return False
+
+
+def _recorder(ledger, weights: Path):
+    """An ultralytics callback: the sha256 of its ``last.pt`` / ``best.pt`` into the ledger."""
+
+    def record(trainer=None) -> None:
+        ledger.record(*(p for p in (weights / "last.pt", weights / "best.pt") if p.is_file()))
+
+    return record
 
 
 def _epoch_logger(log, epochs: int):

@@ -19,6 +19,7 @@ def compare(
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size, every backend."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, "--seed", help="One seed for the split and every backend (default 0)."),
+    trust_weights: bool = typer.Option(False, "--trust-weights", help="Unpickle a weights / pretrained file that needs it (a pickle can run code: only files you trust)."),
     name: Optional[str] = typer.Option(None, "--name", help="Leaderboard name (default: the task)."),
     out: Path = typer.Option(Path("runs"), "--out", help="Runs go to OUT/<backend>-<task>[-N], the leaderboard to OUT/compare/<name>."),
     config: list[Path] = typer.Option([], "--config", help="YAML config file(s) for every backend, applied in order."),
@@ -35,7 +36,7 @@ def compare(
         CompareOptions(
             task=task, backends=[b.strip() for b in backends.split(",") if b.strip()], data=data,
             fmt=fmt, labels=labels, seed=seed, name=name, out=out, sets=list(set_), val=val,
-            rerun=rerun, config_files=list(config), samples=samples, split=split,
+            rerun=rerun, config_files=list(config), samples=samples, split=split, trust_weights=trust_weights,
             flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "seed": seed},
         )
     )

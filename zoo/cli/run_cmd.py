@@ -20,6 +20,7 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the split and training (default 0)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Start from this local weights file."),
+    trust_weights: bool = typer.Option(False, "--trust-weights", help="Unpickle a --weights / pretrained file that needs it (a pickle can run code: only files you trust)."),
     name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default: <backend>-<task>; an existing folder gets -2, -3, ...)."),
     out: Path = typer.Option(Path("runs"), "--out", help="Folder that holds run folders."),
     config: list[Path] = typer.Option([], "--config", help="YAML config file(s), applied in order."),
@@ -40,6 +41,7 @@ def run(
             task=task, backend=backend, data=data, fmt=fmt, labels=labels, seed=seed,
             name=name, out=out, config_files=list(config), sets=list(set_), val=val,
             test=test, resume=resume, split_file=split, strict=strict, rank=rank, top=top,
+            trust_weights=trust_weights,
             flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device,
                    "seed": seed, "weights": weights},
         )

@@ -1,0 +1,90 @@
+"""The sha256 of every checkpoint a run wrote, so that a file changed since is never loaded.
+
+A run folder is something people copy, share and unpack; a checkpoint in it could be swapped
+for another file. zoo therefore records each checkpoint's sha256 in the run's
+``manifest.json`` (key ``checkpoints``: path relative to the run folder -> hex digest) when
+it writes it, and checks it before reading it back (``zoo predict --run``, ``zoo run
+--resume``). zoo's own checkpoints hold tensors only, read without unpickling code; the
+check matters most where a framework's resume file is a pickle (ultralytics' ``last.pt``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from zoo.errors import ZooError
+
+#: The manifest key that holds the records.
+KEY = "checkpoints"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Ledger:
+    """The checksums of one run folder's checkpoints.
+
+    ``hashes`` is the manifest's ``checkpoints`` dict itself (updated in place) and ``save``
+    writes the manifest after each record. ``hashes=None`` is an untracked ledger (a backend
+    used outside a run, or a run written before zoo recorded checksums): it records nothing
+    and checks nothing, and :attr:`tracked` tells callers that nothing was verified.
+    """
+
+    def __init__(self, root: str | Path | None = None, hashes: dict[str, str] | None = None,
+                 save: Callable[[], None] | None = None):
+        self.root = Path(root).resolve() if root is not None else None
+        self.hashes = hashes
+        self._save = save
+
+    @property
+    def tracked(self) -> bool:
+        return self.hashes is not None and self.root is not None
+
+    def _key(self, path: Path) -> str:
+        try:
+            return Path(path).resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            raise ZooError(f"{path}: a checkpoint outside the run folder {self.root}") from None
+
+    def record(self, *paths: str | Path) -> None:
+        """Remember the current content of each file (call right after writing it)."""
+        if not self.tracked:
+            return
+        for p in paths:
+            self.hashes[self._key(Path(p))] = sha256_file(p)
+        if self._save is not None:
+            self._save()
+
+    def recorded(self, path: str | Path) -> bool:
+        return self.tracked and self._key(Path(path)) in self.hashes
+
+    def verify(self, path: str | Path) -> Path:
+        """``path`` if it is the file this run wrote, else a :class:`ZooError` saying why."""
+        path = Path(path)
+        if not self.tracked:
+            return path
+        key = self._key(path)
+        want = self.hashes.get(key)
+        if want is None:
+            raise ZooError(f"{path}: not a checkpoint this run wrote (no sha256 of it in "
+                           f"{self.root / 'manifest.json'}); refusing to load it")
+        if not path.is_file():
+            raise ZooError(f"{path}: missing; this run folder is incomplete")
+        if sha256_file(path) != want:
+            raise ZooError(f"{path}: changed since its run wrote it (sha256 differs from the one in "
+                           f"{self.root / 'manifest.json'}); refusing to load it")
+        return path
+
+    def verify_all(self, under: str = "") -> list[Path]:
+        """Every recorded file (below ``under``, a folder relative to the run), checked."""
+        if not self.tracked:
+            return []
+        prefix = under.rstrip("/") + "/" if under else ""
+        return [self.verify(self.root / k) for k in sorted(self.hashes) if k.startswith(prefix)]
