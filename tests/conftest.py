@@ -21,6 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_FIXTURES = REPO.parent / "shared" / "fixtures" / "real"
 
 
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path_factory, monkeypatch):
+    """Every test runs in a fresh, empty working directory (subprocesses inherit it): what
+    the checkout holds (a runs/ left by the README's demo run, say) never changes a result,
+    and a command without --out writes nowhere near the checkout."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture(scope="session")
 def real_fixtures() -> Path:
     """Path of ``../shared/fixtures/real`` (read-only: copy before writing)."""

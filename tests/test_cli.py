@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,15 @@ def test_usage_errors_exit_2_without_traceback(argv):
     out = subprocess.run([sys.executable, "-m", "zoo", *argv], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "Usage: zoo run" in out.stderr
+
+
+def test_ci_runs_the_readme_commands_verbatim_and_in_order():
+    """README's "Two commands for a fresh machine" are what .ci/run runs, in that order."""
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Two commands for a fresh machine", 1)[1].split("\n## ", 1)[0]
+    commands = [line.strip() for line in section.splitlines() if line.startswith("    ")]
+    assert len(commands) == 2 and "zoo run" in commands[0] and "pytest" in commands[1]
+    ci = (repo / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    where = [next(i for i, line in enumerate(ci) if not line.startswith("#") and command in line) for command in commands]
+    assert where == sorted(where)

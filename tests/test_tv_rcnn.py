@@ -186,13 +186,14 @@ def test_pretrained_from_cache_and_weights_file(tmp_path, monkeypatch, demo):
 
     # --weights: a zoo checkpoint of a 3-class model starts a 4-class one (heads left as initialised)
     from zoo.plugins.tv_models.rcnn import FasterRCNN
-    from zoo.plugins.tv_models.weights import load_matching, read_weights_file
+    from zoo.plugins.tv_models.weights import load_matching
+    from zoo.training import weights_of
 
     cfg1 = _config("faster-rcnn", "detect")
     saved = build_model("faster", cfg1, num_classes=4).state_dict()
     torch.save({"model": saved, "epoch": 0}, tmp_path / "previous.pt")
     start = build_model("faster", cfg1, num_classes=5)
-    loaded = load_matching(start, read_weights_file(tmp_path / "previous.pt"), "previous.pt")
+    loaded = load_matching(start, weights_of(tmp_path / "previous.pt"), "previous.pt")
     assert 0 < loaded < len(start.state_dict())
     assert torch.equal(start.backbone.fpn.inner_blocks[0][0].weight, saved["backbone.fpn.inner_blocks.0.0.weight"])
     assert start.roi_heads.box_predictor.cls_score.weight.shape[0] == 5

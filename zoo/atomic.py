@@ -1,15 +1,26 @@
 """Atomic file writes for run folders: write a temporary file beside the target, then rename.
 
 A run killed mid-write (Ctrl-C, out of memory) leaves either the old file or the new one,
-never half a JSON that ``--resume`` or ``zoo compare`` would choke on.
+never half a JSON that ``--resume`` or ``zoo compare`` would choke on. A write the file
+system refuses (a full disk) removes its temporary file and is one clear error.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from zoo.errors import ZooError
+
+#: errno -> what a write that the file system refused means for the user.
+_NO_ROOM = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system (or this process's file-size limit)",
+}
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
@@ -20,8 +31,10 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)  # a full disk must not keep a half-written .tmp either
+        if isinstance(e, OSError) and e.errno in _NO_ROOM:
+            raise ZooError(f"{path}: could not be written: {_NO_ROOM[e.errno]}") from None
         raise
     return path
 

@@ -296,6 +296,19 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", *, trust: bool 
             raise ZooError(f"{path}: not a readable checkpoint ({_first_line(e)})") from None
 
 
+def weights_of(path: str | Path, trust: bool = False) -> dict[str, Any]:
+    """The state dict in a starting-weights file: a zoo checkpoint (its ``model``), a plain
+    state dict, or (``trust`` only: a pickle) a whole saved module."""
+    state = load_checkpoint(path, trust=trust)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if callable(getattr(state, "state_dict", None)):
+        state = state.state_dict()
+    if not isinstance(state, dict) or not state:
+        raise ZooError(f"{path}: holds no model weights (expected a state dict)")
+    return state
+
+
 def _refused(err: Exception) -> str:
     """What torch's weights-only reader refused, in a few words (its message is a page long)."""
     import re

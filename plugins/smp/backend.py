@@ -110,10 +110,9 @@ class SmpBackend(Backend):
     def _start_from(self, model, path) -> None:
         """``weights: FILE``: a zoo checkpoint or a plain state dict; layers whose shape
         differs (another number of classes) keep their fresh initialisation."""
-        from zoo.training import load_checkpoint
+        from zoo.training import weights_of
 
-        state = load_checkpoint(path, trust=self.ctx.trust_weights)
-        state = state.get("model", state)
+        state = weights_of(path, trust=self.ctx.trust_weights)
         own = model.state_dict()
         usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         if not usable:

@@ -117,9 +117,10 @@ class TvClassifier(Backend):
 
         model = build_classifier(self.arch, len(self.meta.classes), self.config.pretrained)
         if self.config.weights is not None:
-            from zoo.plugins.tv_models.weights import load_matching, read_weights_file
+            from zoo.plugins.tv_models.weights import load_matching
+            from zoo.training import weights_of
 
-            load_matching(model, read_weights_file(self.config.weights, trust=self.ctx.trust_weights),
+            load_matching(model, weights_of(self.config.weights, trust=self.ctx.trust_weights),
                           str(self.config.weights))
         usable = [r for r in train.images if self.task.is_annotated(r)]
         if not usable:

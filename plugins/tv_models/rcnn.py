@@ -327,9 +327,10 @@ class RCNNBackend(Backend):
     def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
         model = self._build(load_pretrained=True)
         if self.config.weights is not None:
-            from zoo.plugins.tv_models.weights import load_matching, read_weights_file
+            from zoo.plugins.tv_models.weights import load_matching
+            from zoo.training import weights_of
 
-            load_matching(model, read_weights_file(self.config.weights, trust=self.ctx.trust_weights),
+            load_matching(model, weights_of(self.config.weights, trust=self.ctx.trust_weights),
                           str(self.config.weights))
         result = fit(
             model,

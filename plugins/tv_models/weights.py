@@ -36,19 +36,6 @@ def cached_weights(name: str, what: str = "pretrained"):
     return weights
 
 
-def read_weights_file(path: str | Path, trust: bool = False) -> dict[str, Any]:
-    """A state dict from ``path``: a zoo checkpoint (its ``model``) or a plain state dict.
-    A file that needs unpickling is read only with ``trust`` (``--trust-weights``)."""
-    from zoo.training import load_checkpoint
-
-    state = load_checkpoint(path, trust=trust)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not state:
-        raise ZooError(f"{path}: holds no model weights (expected a state dict)")
-    return state
-
-
 def load_matching(model, state: dict[str, Any], source: str) -> int:
     """Copy every tensor of ``state`` whose name and shape match into ``model``.
 

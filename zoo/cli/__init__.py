@@ -10,6 +10,7 @@ shows the traceback instead.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Optional
@@ -70,12 +71,21 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _error_line(str(e))
         sys.exit(e.exit_code)
+    except OSError as e:
+        # a full disk under a framework's own writes (zoo's are ZooErrors already): one line too
+        if e.errno not in _NO_ROOM or os.environ.get("ZOO_DEBUG"):
+            raise
+        _error_line(f"{e.filename or 'writing a file'}: {os.strerror(e.errno)}")
+        sys.exit(2)
     except SystemExit as e:
         if e.code in (0, None):
             return
         if e.code == 130:  # typer turns Ctrl-C into exit status 130
             _error_line("interrupted")
         raise
+
+
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def _error_line(message: str) -> None:
