@@ -66,6 +66,12 @@ class Backend(ABC):
 
     #: The pydantic settings model; extra keys are forbidden (typos are errors).
     Config: ClassVar[type[BackendConfig]] = BackendConfig
+    #: ``imgsz: auto`` is rounded up to a multiple of this (the network's largest stride).
+    stride: ClassVar[int] = 32
+    #: ``epochs: auto`` gives at least this many optimiser steps from scratch ...
+    auto_steps: ClassVar[int] = 300
+    #: ... and never fewer epochs than this (see zoo.autoconfig).
+    auto_min_epochs: ClassVar[int] = 30
 
     def __init__(self, task: Task, meta: Dataset, config: BackendConfig, ctx: RunContext):
         self.task = task

@@ -176,13 +176,15 @@ class _Compare:
             except Exception as e:  # noqa: BLE001 - a broken plugin is that backend's row, not the end
                 configs[b] = ZooError(f"cannot load backend '{b}': {type(e).__name__}: {e}")
                 continue
-            configs[b] = resolve_config(cls.Config, backend=b, task=self.task.name, files=self.opts.config_files,
-                                        flags=self.flags, sets=self.sets[b])
+            configs[b] = (cls, resolve_config(cls.Config, backend=b, task=self.task.name, files=self.opts.config_files,
+                                              flags=self.flags, sets=self.sets[b], demo=self.opts.data is None))
         return configs
 
     def run(self) -> CompareResult:
         from zoo.atomic import write_json
+        from zoo.autoconfig import fill_auto
         from zoo.config import dump_config
+        from zoo.devices import resolve_device
         from zoo.run import RunOptions, execute, read_input, report_problems
         from zoo.split import choose_split, data_hash, write_split
 
@@ -200,6 +202,7 @@ class _Compare:
         split_path = self.folder / "split.json"
         write_split(split, split_path)
         self.dataset, self.split = dataset, split
+        train = dataset.subset(split.train)
         self.say(f"comparing {', '.join(self.backends)} on {self.task.name}: {_esc(label)}, "
                  f"{len(split.train)} train / {len(split.val)} val images, seed {self.seed}")
 
@@ -210,6 +213,9 @@ class _Compare:
                 rows.append(Row(b, "failed", error=str(cfg)))
                 self.say(f"[red]{b}[/]: {_esc(cfg)}")
                 continue
+            cls, cfg = cfg
+            # the same data-derived choices the run would make, so a finished run is recognised
+            cfg, _ = fill_auto(cfg, cls, self.task, train, resolve_device(cfg.device))
             reuse = None if opts.rerun else find_reusable(
                 self.out, b, self.task, digest=digest, split_key=split.key, seed=self.seed, config=dump_config(cfg))
             if reuse is not None:
@@ -221,7 +227,7 @@ class _Compare:
                 result = execute(RunOptions(
                     task=self.task.name, backend=b, data=opts.data, fmt=opts.fmt, labels=opts.labels,
                     out=self.out, config_files=list(opts.config_files), sets=self.sets[b], flags=self.flags,
-                    split_file=split_path, registry=self.registry, dataset=dataset, quiet=True,
+                    split_file=split_path, registry=self.registry, dataset=dataset, demo=opts.data is None, quiet=True,
                     trust_weights=opts.trust_weights,
                 ))
             except KeyboardInterrupt:

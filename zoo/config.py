@@ -3,12 +3,15 @@
 Layers, later wins:
 
 1. the backend's ``Config`` class defaults;
-2. ``configs/<backend>/<task>.yaml`` shipped with zoo (the tuned defaults);
+2. ``configs/<backend>/<task>.yaml`` shipped with zoo (what is true of the backend);
+   on the demo data only, then ``configs/demo.yaml`` (the demo's small preset);
 3. each ``--config FILE`` in order;
 4. the dedicated flags (``--epochs``, ``--imgsz``, ...);
 5. each ``--set key=value`` in order (value parsed as YAML: ``3``, ``true``, ``s``).
 
 Unknown keys are errors that say where the key came from and suggest the near miss.
+``epochs`` and ``imgsz`` default to ``auto``: chosen from the data once it is read
+(:mod:`zoo.autoconfig`), unless a layer sets them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -28,8 +31,9 @@ class BackendConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
-    epochs: int = 30
-    imgsz: int = 160
+    # "auto": chosen from the training images (zoo.autoconfig) -- a backend only ever sees ints
+    epochs: Union[int, Literal["auto"]] = "auto"
+    imgsz: Union[int, Literal["auto"]] = "auto"
     batch: int = 16
     device: str = "auto"  # "auto" = first CUDA GPU when there is one, else "cpu"
     seed: int = 0
@@ -44,6 +48,23 @@ def shipped_defaults(backend: str, task: str) -> dict[str, Any]:
     if not node.is_file():
         return {}
     return _load_yaml_text(node.read_text(encoding="utf-8"), f"configs/{backend}/{task}.yaml")
+
+
+def demo_preset(backend: str, task: str) -> dict[str, Any]:
+    """The demo data's small preset for this backend and task (``configs/demo.yaml``).
+
+    The file maps ``"*"`` (every backend) and backend names to keys, or to per-task mappings of
+    keys; the more specific entry wins.
+    """
+    node = resources.files("zoo.configs").joinpath("demo.yaml")
+    if not node.is_file():
+        return {}
+    table = _load_yaml_text(node.read_text(encoding="utf-8"), "configs/demo.yaml")
+    preset: dict[str, Any] = {}
+    for entry in (table.get("*") or {}, table.get(backend) or {}):
+        preset.update({k: v for k, v in entry.items() if not isinstance(v, dict)})
+        preset.update(entry.get(task) or {})
+    return preset
 
 
 def load_yaml_file(path: str | Path) -> dict[str, Any]:
@@ -98,10 +119,12 @@ def resolve_config(
     flags: Mapping[str, Any] | None = None,
     sets: Iterable[str] = (),
     base: Mapping[str, Any] | None = None,
+    demo: bool = False,
 ) -> BackendConfig:
     """Merge the layers (see module doc) into a validated ``config_cls`` instance.
 
     ``base`` replaces the shipped defaults: a resolved ``config.yaml`` from an earlier run.
+    ``demo`` adds the demo data's preset after the shipped defaults.
     """
     fields = config_cls.model_fields
     merged: dict[str, Any] = {}
@@ -119,6 +142,8 @@ def resolve_config(
         apply(base, "config.yaml")
     else:
         apply(shipped_defaults(backend, task), f"configs/{backend}/{task}.yaml")
+        if demo:
+            apply(demo_preset(backend, task), "configs/demo.yaml")
     for f in files:
         apply(load_yaml_file(f), str(f))
     apply({k: v for k, v in (flags or {}).items() if v is not None}, "command line")

@@ -139,6 +139,11 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
     import yaml
 
     parts += [yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]
+    choices = m.get("choices") or {}
+    if choices:
+        parts += ["Chosen from the training images (`auto`; set the key to override):", ""]
+        parts += [f"- **{k}** {c['value']}: {c['reason']}" for k, c in choices.items()]
+        parts += [""]
 
     t = m.get("timings", {})
     parts += ["## Run", ""]

@@ -74,6 +74,8 @@ class RunOptions:
     registry: Any = None
     #: An already-read dataset (zoo compare reads the folder once); ``data`` then only labels it.
     dataset: Dataset | None = None
+    #: ``dataset`` is the demo data (the demo's preset applies, configs/demo.yaml).
+    demo: bool = False
     #: No progress messages or summary table (zoo compare prints its own).
     quiet: bool = False
     #: ``--strict``: refuse data in which ``zoo check`` finds errors (zoo.lint).
@@ -258,7 +260,25 @@ class _Run:
         return resolve_config(
             self.cls.Config, backend=self.spec.name, task=self.task.name,
             files=self.opts.config_files, flags=self.flags, sets=self.opts.sets, base=base,
+            demo=self.opts.demo or (self.opts.data is None and self.opts.dataset is None),
         )
+
+    def choose_auto(self) -> None:
+        """Fill ``imgsz``/``epochs: auto`` from the training images; say and record why."""
+        from zoo.autoconfig import fill_auto, vanishing_instances
+
+        self.config, choices = fill_auto(self.config, self.cls, self.task, self.train, self.device)
+        if choices:
+            self.manifest["choices"] = {c.key: c.to_dict() for c in choices}
+        for c in choices:
+            log.info("chose %s", c)
+            self.say(f"[dim]{_esc(c)}[/]")
+        tiny = vanishing_instances(self.train, self.config.imgsz) if isinstance(self.config.imgsz, int) else {}
+        for name, count in tiny.items():
+            msg = (f"{count} '{name}' instance(s) are under 4 px at imgsz {self.config.imgsz}: "
+                   "the model can hardly see them (raise --imgsz)")
+            log.warning("%s", msg)
+            self.say(f"[yellow]{_esc(msg)}[/]")
 
     def choose_folder(self) -> None:
         opts = self.opts
@@ -365,9 +385,10 @@ class _Run:
             "timings": {"read": round(t_read, 3)},
             "checkpoints": {},  # path -> sha256 of each checkpoint written (zoo.checksums)
         }
+        self.make_subsets()
+        self.choose_auto()
         write_yaml(self.run_dir / "config.yaml", self._config_dump())
         write_split(self.split, self.run_dir / "split.json")
-        self.make_subsets()
         self.write_ground_truth()
         self.phase_done("prepare")
         self.say(

@@ -28,6 +28,9 @@ class Task(ABC):
     #: "module:Class" of the evaluator, imported only when scoring.
     evaluator_path: ClassVar[str]
     evaluator_options: ClassVar[dict[str, Any]] = {}
+    #: ``imgsz: auto`` per device: (cap, ceiling) -- the size used when the objects allow, and
+    #: the most small objects may raise it to (see zoo.autoconfig).
+    imgsz_caps: ClassVar[dict[str, tuple[int, int]]] = {"cpu": (416, 640), "gpu": (1024, 1280)}
 
     def class_names(self, meta: Dataset) -> list[str]:
         """The names a model of this task predicts, index = predicted id."""
@@ -161,6 +164,8 @@ class Classify(Task):
     title = "Image classification"
     prediction_type = ClassPrediction
     evaluator_path = "zoo.evaluation.classify:ClassifyEvaluator"
+    # a whole-image label needs no fine detail: ImageNet's 224 on a CPU, a little more on a GPU
+    imgsz_caps = {"cpu": (224, 224), "gpu": (384, 384)}
 
     def class_names(self, meta):
         return meta.classes
