@@ -136,7 +136,9 @@ def test_shipped_defaults_resolve_for_every_task():
 
     for task in TASKS:
         cfg = resolve_config(YoloV8Config, backend="yolov8", task=task)
-        assert cfg.model == "n" and cfg.epochs >= 10 and cfg.imgsz % 32 == 0
+        assert cfg.model == "n" and cfg.epochs == "auto" and cfg.imgsz == "auto"  # chosen from the data
+        demo = resolve_config(YoloV8Config, backend="yolov8", task=task, demo=True)
+        assert demo.epochs >= 10 and demo.imgsz % 32 == 0
     with pytest.raises(ConfigError, match="model"):
         resolve_config(YoloV8Config, backend="yolov8", task="detect", sets=["model=q"])
     with pytest.raises(ConfigError, match="did you mean 'mosaic'"):
