@@ -13,14 +13,17 @@ def assemble(prototypes, coefficients):
 
 
 def crop(masks, boxes):
-    """Zero each mask ``(n, h, w)`` outside its box ``(n, 4)`` (normalised xyxy): a pixel is
-    inside when its centre is. Works at any resolution, since boxes are normalised."""
+    """Zero each mask ``(n, h, w)`` outside its box ``(n, 4)`` (normalised xyxy). A pixel
+    stays when it overlaps the box at all: a box drawn through a pixel of the object (boxes
+    are unrounded) must not cut that pixel off, as the authors' one-pixel padding ensures.
+    Works at any resolution, since boxes are normalised."""
     import torch
 
     n, h, w = masks.shape
-    xs = (torch.arange(w, device=masks.device, dtype=masks.dtype) + 0.5) / w
-    ys = (torch.arange(h, device=masks.device, dtype=masks.dtype) + 0.5) / h
+    xs = torch.arange(w, device=masks.device, dtype=masks.dtype)
+    ys = torch.arange(h, device=masks.device, dtype=masks.dtype)
     boxes = boxes.to(masks.dtype)
-    inside_x = (xs[None] >= boxes[:, 0:1]) & (xs[None] <= boxes[:, 2:3])  # (n, w)
-    inside_y = (ys[None] >= boxes[:, 1:2]) & (ys[None] <= boxes[:, 3:4])  # (n, h)
+    # pixel j spans [j, j + 1) / w: it overlaps [x0, x1] when (j + 1) / w > x0 and j / w < x1
+    inside_x = ((xs[None] + 1) / w > boxes[:, 0:1]) & (xs[None] / w < boxes[:, 2:3])  # (n, w)
+    inside_y = ((ys[None] + 1) / h > boxes[:, 1:2]) & (ys[None] / h < boxes[:, 3:4])  # (n, h)
     return masks * (inside_y[:, :, None] & inside_x[:, None, :]).to(masks.dtype)
