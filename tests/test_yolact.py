@@ -331,3 +331,20 @@ def test_spec_module_and_backend_module_do_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.slow
+def test_end_to_end_run_folder(tmp_path):
+    from zoo.demo import write_demo
+    from zoo.run import RunOptions, execute
+
+    write_demo(tmp_path / "data", images=8, size=64, seed=0)
+    result = execute(
+        RunOptions(
+            task="instance-seg", backend="yolact", data=tmp_path / "data", out=tmp_path / "runs", quiet=True,
+            flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"}, sets=["fpn_channels=32", "k=8"],
+        )
+    )
+    for name in ("config.yaml", "metrics.json", "report.md", "checkpoint/last.pt"):
+        assert (result.run_dir / name).exists(), name
+    assert result.metrics["main"] == "AP"

@@ -232,9 +232,10 @@ class Yolact(Backend):
         self.ctx.log.info("%s: anchor sizes P3..P7 %s px at imgsz %d", self.name, sizes, self.config.imgsz)
         model = self.build(sizes)
         if self.config.weights is not None:
-            from zoo.plugins.tv_models.weights import load_matching, read_weights_file
+            from zoo.plugins.tv_models.weights import load_matching
+            from zoo.training import weights_of
 
-            load_matching(model, read_weights_file(self.config.weights), str(self.config.weights))
+            load_matching(model, weights_of(self.config.weights, trust=self.ctx.trust_weights), str(self.config.weights))
         criterion = self.criterion()
 
         def loss_fn(net, batch):
@@ -255,9 +256,10 @@ class Yolact(Backend):
             log=self.ctx.log,
             description=self.name,
             extra=self._extra(),
+            ledger=self.ctx.ledger,
         )
         if result.history and result.best_epoch != result.history[-1]["epoch"]:
-            restore(model, self.ctx.checkpoint_dir)  # predict with what load() restores
+            restore(model, self.ctx.checkpoint_dir, ledger=self.ctx.ledger)  # predict with what load() restores
         self.model = model
         return {
             "loss": result.final_loss,
@@ -287,7 +289,7 @@ class Yolact(Backend):
     def load(cls, task: Task, meta: Dataset, config: YolactConfig, ctx: RunContext) -> Yolact:
         self = cls(task, meta, config, ctx)
         model = self.build([1.0] * 5, load_pretrained=False)  # the checkpoint holds the anchor sizes
-        restore(model, ctx.checkpoint_dir, {"categories": list(self.meta.categories)})
+        restore(model, ctx.checkpoint_dir, {"categories": list(self.meta.categories)}, ledger=ctx.ledger)
         self.model = model
         return self
 
