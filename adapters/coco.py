@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+from zoo.atomic import write_bytes, writing
 from zoo.dataset import Dataset, ImageRecord, Instance
 
 
@@ -520,7 +521,7 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, geometry: str
         for rec, im in track(zip(dataset.images, coco["images"]), "copying images", total=len(dataset.images)):
             im["file_name"] = copy_image(rec, images_dir, names(rec.id)).relative_to(images_dir).as_posix()
     f = out / "annotations.json"
-    f.write_bytes(orjson.dumps(coco, option=orjson.OPT_SERIALIZE_NUMPY))
+    write_bytes(f, orjson.dumps(coco, option=orjson.OPT_SERIALIZE_NUMPY))  # atomic: never half a JSON
     return f
 
 
@@ -603,7 +604,7 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
     dropped: dict[str, int] = {}
     ignored = 0
     f = out / "annotations.json"
-    with open(f, "wb") as fh:
+    with writing(f) as fh:  # atomic: annotations.json appears whole, or not at all
         info = {"description": f"written by zoo from {fmt}", "date_created": datetime.date.today().isoformat()}
         fh.write(b'{"info":' + orjson.dumps(info) + b',"licenses":[],"images":[')
         images.seek(0)

@@ -25,15 +25,26 @@ def _check_out(src: Path, out: Path) -> None:
         raise ZooError(f"--out {out} lies inside the source folder {src}; zoo never writes into your data: "
                        "choose a folder outside it")
     if o.exists() and (not o.is_dir() or any(o.iterdir())):
-        raise ZooError(f"--out {out} already exists and is not empty; choose a new folder (or delete it)")
+        from zoo.reading import UNFINISHED
+
+        what = "holds an unfinished conversion" if (o / UNFINISHED).exists() else "already exists and is not empty"
+        raise ZooError(f"--out {out} {what}; choose a new folder (or delete it)")
 
 
 @contextmanager
 def _writing_to(out: Path):
-    """A disk that refuses a write (read-only or full --out, a path longer than the
-    filesystem allows) is the user's to fix: one line naming the file, not a traceback."""
+    """``out`` marked unfinished (:data:`zoo.reading.UNFINISHED`) until the writer is done, so
+    a killed or failed conversion is never read as a whole dataset. A disk that refuses a
+    write (read-only or full --out, a path longer than the filesystem allows) is the user's to
+    fix: one line naming the file, not a traceback."""
+    from zoo.reading import UNFINISHED
+
+    marker = out / UNFINISHED
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text("zoo convert has not finished writing this folder\n", encoding="utf-8")
         yield
+        marker.unlink()
     except OSError as e:
         where = e.filename if e.filename is not None else out
         raise ZooError(f"cannot write {where} under --out {out}: {e.strerror or e}") from None

@@ -80,12 +80,10 @@ def copy_image(rec: ImageRecord, folder: Path, stem: str | None = None) -> Path:
 
 
 def write_text(folder: Path, rel_id: str, suffix: str, text: str) -> Path:
-    target = _new_file(safe_relpath(rel_id + suffix, folder))
-    target.write_text(text, encoding="utf-8")
-    return target
+    return write_bytes(folder, rel_id, suffix, text.encode("utf-8"))
 
 
 def write_bytes(folder: Path, rel_id: str, suffix: str, data: bytes) -> Path:
-    target = _new_file(safe_relpath(rel_id + suffix, folder))
-    target.write_bytes(data)
-    return target
+    from zoo import atomic
+
+    return atomic.write_bytes(_new_file(safe_relpath(rel_id + suffix, folder)), data)  # whole, or not at all

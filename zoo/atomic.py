@@ -10,8 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from zoo.errors import ZooError
 
@@ -23,20 +25,28 @@ _NO_ROOM = {
 }
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
+@contextmanager
+def writing(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file handle whose content becomes ``path`` only when the block ends without
+    an error (for files written piece by piece; :func:`write_bytes` for bytes at hand)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)  # a full disk must not keep a half-written .tmp either
         if isinstance(e, OSError) and e.errno in _NO_ROOM:
             raise ZooError(f"{path}: could not be written: {_NO_ROOM[e.errno]}") from None
         raise
-    return path
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    with writing(path) as f:
+        f.write(data)
+    return Path(path)
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -614,7 +614,7 @@ FIX_WRITERS = {"labelme": "labelme", "voc": "voc", "coco": "coco", "yolo": "yolo
 def write_fixed(dataset: Dataset, src: Path, out: Path) -> None:
     """The corrected dataset written under ``out`` in its source's format (zoo's writer of
     that format: shapes as zoo reads them, e.g. a labelme circle becomes its polygon)."""
-    from zoo.adapters.convert import _check_out, _writer_task
+    from zoo.adapters.convert import _check_out, _writer_task, _writing_to
     from zoo.registry import get_registry
 
     to = FIX_WRITERS.get(dataset.format)
@@ -623,5 +623,5 @@ def write_fixed(dataset: Dataset, src: Path, out: Path) -> None:
                        "convert it first (zoo convert)")
     _check_out(src, out)
     writer = get_registry().writer(to).load()
-    out.mkdir(parents=True, exist_ok=True)
-    writer(dataset, out, task=_writer_task(to, None, dataset))
+    with _writing_to(out):  # marked unfinished until written
+        writer(dataset, out, task=_writer_task(to, None, dataset))

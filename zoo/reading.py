@@ -5,12 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from zoo.dataset import Dataset
-from zoo.errors import ZooError
+from zoo.errors import DataError, ZooError
 from zoo.registry import get_registry
+
+#: Left in an output folder while ``zoo convert`` writes it, removed when it has finished: a
+#: folder holding it is a partial output (the conversion was killed or failed) and is not read.
+UNFINISHED = ".zoo-unfinished"
+
+
+def refuse_unfinished(path: Path) -> None:
+    """A :class:`DataError` when ``path`` (or the folder of a file) is an unfinished output."""
+    folder = path if path.is_dir() else path.parent
+    if (folder / UNFINISHED).exists():
+        raise DataError(folder, f"an unfinished `zoo convert` output ({UNFINISHED} is there: the conversion "
+                                "was interrupted or failed); convert again into a new folder")
 
 
 def detect_format(path: Path) -> str:
     """The reader whose sniffer is most confident about ``path``."""
+    refuse_unfinished(path)
     registry = get_registry()
     scores = []
     for spec in registry.readers.values():
@@ -47,6 +60,7 @@ def read_dataset(path: str | Path, fmt: str = "auto", labels: str | Path | None 
     path = Path(path)
     if not path.exists():
         raise ZooError(f"{path}: no such file or folder")
+    refuse_unfinished(path)
     name = detect_format(path) if fmt == "auto" else fmt
     reader = get_registry().reader(name).load()
     dataset = reader(path, labels=labels)
