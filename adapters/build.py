@@ -75,8 +75,8 @@ def finish(
             given_cats, source_of_order = config["categories"], str(config["_file"])
         if config.get("classes") is not None:
             given_classes, source_of_order = config["classes"], str(config["_file"])
-    cat_names = _writable_names(order_vocabulary(found_cats, given_cats), warnings, source_of_order)
-    class_names = _writable_names(order_vocabulary(found_classes, given_classes), warnings, source_of_order)
+    cat_names = writable_names(order_vocabulary(found_cats, given_cats), warnings, source_of_order)
+    class_names = writable_names(order_vocabulary(found_classes, given_classes), warnings, source_of_order)
     kpt_names = list(keypoint_names) if keypoint_names is not None else keypoint_vocabulary(found_kpts, config)
 
     cat_index = {n: i for i, n in enumerate(cat_names)}
@@ -136,7 +136,7 @@ def finish(
     return ds
 
 
-def _writable_names(names: list[str], warnings: list[Problem], where: str) -> list[str]:
+def writable_names(names: list[str], warnings: list[Problem], where: str) -> list[str]:
     """The vocabulary without names that a line-per-name file cannot hold (a line break
     would shift every class index after it) and without repeats (the first kept). Shapes
     with a dropped name are then skipped, with the 'not in the label list' warning."""

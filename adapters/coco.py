@@ -596,7 +596,10 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
             anns.append((cat, kp, len(rest)))
 
     given = label_list.names if label_list is not None else config.get("categories")
-    cat_names = list(given) if given is not None else sorted(found_cats)
+    from zoo.adapters.build import writable_names
+
+    cat_names = writable_names(list(given) if given is not None else sorted(found_cats), warnings,
+                               str(label_list.file) if label_list is not None else "the labels")
     cat_index = {n: i for i, n in enumerate(cat_names)}
     kpt_names = keypoint_vocabulary(found_kpts, config)
     kpt_index = {n: i for i, n in enumerate(kpt_names)}

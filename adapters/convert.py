@@ -50,6 +50,18 @@ def _writing_to(out: Path):
         raise ZooError(f"cannot write {where} under --out {out}: {e.strerror or e}") from None
 
 
+def _check_pixels(ds: Dataset, to: str, copy_images: bool) -> None:
+    """Images known only by their size (a COCO file without its image files) cannot be
+    copied: an error before anything is written, not half way."""
+    if to in ("coco", "masks") and not copy_images:
+        return
+    missing = [r.id for r in ds.images if r.file is None and r.embedded is None]
+    if missing:
+        hint = "; add --no-images to write the annotations alone" if to in ("coco", "masks") else ""
+        raise ZooError(f"{len(missing)} image(s) have no image file (e.g. {missing[0]!r}) and {to} output "
+                       f"copies the images{hint}")
+
+
 def _writer_task(to: str, task: str | None, ds: Dataset) -> str | None:
     if task is not None:
         task = _TASK_ALIASES.get(task, task)
@@ -89,6 +101,7 @@ def convert_folder(src: str | Path, *, to: str, out: str | Path, fmt: str = "aut
             return _stream_labelme_to_coco(src, out, labels=labels, geometry=geometry, copy_images=copy_images,
                                            quiet=quiet)
     ds = read_dataset(src, fmt=fmt, labels=labels)
+    _check_pixels(ds, to, copy_images)
     wtask = _writer_task(to, task, ds)
     if wtask is not None:
         from zoo.tasks import get_task

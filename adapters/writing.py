@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 
 from zoo.adapters.common import MAX_NAME_BYTES, safe_name, safe_relpath, shorten_name
 from zoo.dataset import ImageRecord
-from zoo.errors import ZooError
+from zoo.errors import DataError, ZooError
 
 
 class OutputNames:
@@ -71,7 +71,11 @@ def copy_image(rec: ImageRecord, folder: Path, stem: str | None = None) -> Path:
     if rec.file is not None and not _exif_rotated(rec.file):
         shutil.copyfile(rec.file, target)
     else:
-        img = rec.open()
+        try:
+            img = rec.open()
+        except Exception as e:  # noqa: BLE001 -- PIL raises many types on a damaged image
+            raise DataError(rec.file or rec.embedded or rec.id,
+                            f"image does not decode ({type(e).__name__}: {e}); nothing more was written") from None
         if target.suffix in (".jpg", ".jpeg"):
             img.save(target, quality=95)
         else:

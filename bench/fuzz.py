@@ -4,8 +4,9 @@ For each reader (labelme, coco, voc, yolo, folders) a small seed dataset is buil
 temporary folder; each case copies it, mutates one file (a JSON value swapped for a hostile
 one, an XML text or attribute changed, a YOLO line rewritten, bytes cut or flipped, an
 image swapped for a non-image or a decompression bomb), then reads it with
-``zoo.reading.read_dataset`` and converts it to COCO, masks and VOC with
-``zoo.adapters.convert.convert_folder``. Outcomes:
+``zoo.reading.read_dataset`` (format named, and detected) and converts it with
+``zoo.adapters.convert.convert_folder`` to one writer's format (coco, masks, voc, yolo,
+labelme in turn). Outcomes:
 
 * ``ok``: a Dataset (and the writes) came back;
 * ``clean``: a ``ZooError`` (one line for the user);
@@ -16,8 +17,8 @@ Cases run in worker processes under ``RLIMIT_AS`` (memory) and a per-case alarm 
 worker that dies is counted as one crash for the case it was on and a new worker goes on
 from the next case. Peak memory is the largest worker's maximum RSS.
 
-Usage: ``python bench/fuzz.py [CASES_PER_READER] [--readers labelme,coco] [--seed N]``
-(default 10,000 cases per reader). Prints one table row per reader and the first crash of
+Usage: ``python bench/fuzz.py [CASES_PER_READER] [--readers labelme,coco] [--seed N]
+[--jobs N]`` (default 10,000 cases per reader; ``--jobs``: readers fuzzed at once). Prints one table row per reader and the first crash of
 each kind (exception type and place).
 """
 
@@ -39,6 +40,7 @@ import traceback
 from pathlib import Path
 
 READERS = ("labelme", "coco", "voc", "yolo", "folders")
+WRITERS = ("coco", "masks", "voc", "yolo", "labelme")  # one per case, in turn
 MEMORY_CAP = 3 << 30  # bytes of address space per worker
 TIME_CAP = 20  # seconds per case
 
@@ -343,12 +345,16 @@ def run_case(reader: str, seed_root: Path, work: Path, case: int, seed: int) -> 
     what = mutate_case(reader, src, rng)
     before = tree_hash(src)
     try:
+        try:
+            read_dataset(src)  # detection too: a folder must not silently become another format
+        except ZooError:
+            pass
+        to = WRITERS[case % len(WRITERS)]
+        try:
+            convert_folder(src, to=to, out=work / "out", fmt=reader, quiet=True)
+        except ZooError:
+            pass
         read_dataset(src, fmt=reader)
-        for to in ("coco", "masks", "voc"):
-            try:
-                convert_folder(src, to=to, out=work / f"out-{to}", fmt=reader, quiet=True)
-            except ZooError:
-                pass
         outcome = ("ok", what)
     except ZooError as e:
         outcome = ("clean", f"{what}: {str(e)[:120]}")
@@ -438,14 +444,16 @@ def main() -> None:
     ap.add_argument("cases", nargs="?", type=int, default=10_000)
     ap.add_argument("--readers", default=",".join(READERS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args()
+    from concurrent.futures import ThreadPoolExecutor
+
     print("| reader | cases | ok | clean errors | crashes | peak memory | time |")
     print("|---|---|---|---|---|---|---|")
-    results = []
-    for reader in args.readers.split(","):
-        r = fuzz_reader(reader, args.cases, args.seed)
-        results.append(r)
-        print(f"| {reader} | {r['cases']:,} | {r['ok']:,} | {r['clean']:,} | {r['crash']} | "
+    with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait: the work is in the workers
+        results = list(pool.map(lambda reader: fuzz_reader(reader, args.cases, args.seed), args.readers.split(",")))
+    for r in results:
+        print(f"| {r['reader']} | {r['cases']:,} | {r['ok']:,} | {r['clean']:,} | {r['crash']} | "
               f"{r['peak_rss'] / 2**20:.0f} MiB | {r['seconds']:.0f} s |", flush=True)
     for r in results:
         for _, first in list(r["crashes"].items())[:20]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -70,7 +71,9 @@ def seeds(tmp_path_factory):
 
 
 @pytest.mark.parametrize("reader", FUZZ.READERS)
-@settings(max_examples=40, deadline=None, derandomize=True,
+# ZOO_FUZZ_EXAMPLES=2000 for a longer, randomised search (the suite's run is fixed and short)
+@settings(max_examples=int(os.environ.get("ZOO_FUZZ_EXAMPLES", 40)), deadline=None,
+          derandomize="ZOO_FUZZ_EXAMPLES" not in os.environ,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_file_gives_dataset_or_zoo_error(seeds, reader, data):

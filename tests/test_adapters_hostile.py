@@ -281,6 +281,14 @@ def test_full_disk_under_out_is_one_line_exit_2(tmp_path):
     assert len(lines) == 1 and "cannot write" in lines[0] and "Traceback" not in r.stderr
 
 
+def test_coco_images_known_only_by_size_fail_before_writing(tmp_path):
+    _coco(tmp_path / "src", [GOOD], images=[{"id": 1, "file_name": "gone.png", "width": W, "height": H}])
+    with pytest.raises(ZooError, match="1 image.s. have no image file .* yolo output copies the images"):
+        convert_folder(tmp_path / "src", to="yolo", out=tmp_path / "out", quiet=True)
+    assert not (tmp_path / "out").exists()
+    convert_folder(tmp_path / "src", to="coco", out=tmp_path / "out2", copy_images=False, quiet=True)
+
+
 # ------------------------------------------------------------ defect 4: silent corruption
 
 
@@ -301,6 +309,10 @@ def test_label_with_a_line_break_is_dropped_not_shifting_class_lines(tmp_path):
     ds = convert_folder(tmp_path / "src", to="voc", out=tmp_path / "out", quiet=True)
     assert ds.categories == ["a", "z"] and "line break" in _reasons(ds)
     assert (tmp_path / "out" / "class_names.txt").read_text().splitlines() == ["a", "z"]
+    ds = convert_folder(tmp_path / "src", to="coco", out=tmp_path / "out-coco", quiet=True)  # the streaming path
+    coco = json.loads((tmp_path / "out-coco" / "annotations.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["a", "z"] and len(coco["annotations"]) == 2
+    assert "line break" in _reasons(ds)
 
 
 def test_voc_output_of_two_subfolders_with_one_file_name_reads_back(tmp_path):
