@@ -244,10 +244,14 @@ def stroke_polygons(pts, width=LINE_WIDTH) -> list[list[float]]:
     return out
 
 
-def _decode_mask(b64: str):
+def _decode_mask(b64: str, w: int, h: int):
+    """A labelme ``mask`` (a crop of the image as a PNG) as a bool array; an error when it
+    is larger than the image (decoding a bomb would exhaust memory)."""
     from PIL import Image
 
     img = Image.open(io.BytesIO(base64.b64decode(b64)))
+    if img.width > w or img.height > h:
+        raise ValueError(f"it is {img.width}x{img.height}, larger than the {w}x{h} image")
     return np.asarray(img.convert("L")) > 0 if img.mode not in ("1", "L", "P") else np.asarray(img) > 0
 
 
@@ -420,7 +424,7 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
                 continue
         elif st == "mask":
             try:
-                m = _decode_mask(s["mask"])
+                m = _decode_mask(s["mask"], w, h)
             except Exception as e:  # noqa: BLE001 -- any undecodable payload is the same user problem
                 warn(warnings, f, f"mask is not a base64 PNG ({e}); skipped", idx)
                 continue

@@ -6,7 +6,7 @@ one, an XML text or attribute changed, a YOLO line rewritten, bytes cut or flipp
 image swapped for a non-image or a decompression bomb), then reads it with
 ``zoo.reading.read_dataset`` (format named, and detected) and converts it with
 ``zoo.adapters.convert.convert_folder`` to one writer's format (coco, masks, voc, yolo,
-labelme in turn). Outcomes:
+labelme in turn) and lints it with ``zoo.lint.lint_folder`` (``zoo check``). Outcomes:
 
 * ``ok``: a Dataset (and the writes) came back;
 * ``clean``: a ``ZooError`` (one line for the user);
@@ -336,6 +336,7 @@ def run_case(reader: str, seed_root: Path, work: Path, case: int, seed: int) -> 
     """('ok' | 'clean' | 'crash', detail)."""
     from zoo.adapters.convert import convert_folder
     from zoo.errors import ZooError
+    from zoo.lint import lint_folder
     from zoo.reading import read_dataset
 
     rng = random.Random(f"{seed}-{reader}-{case}")
@@ -354,7 +355,7 @@ def run_case(reader: str, seed_root: Path, work: Path, case: int, seed: int) -> 
             convert_folder(src, to=to, out=work / "out", fmt=reader, quiet=True)
         except ZooError:
             pass
-        read_dataset(src, fmt=reader)
+        lint_folder(src, fmt=reader)  # zoo check: the same readers, then its own checks
         outcome = ("ok", what)
     except ZooError as e:
         outcome = ("clean", f"{what}: {str(e)[:120]}")
