@@ -53,3 +53,12 @@ def zoo_readers() -> list:
 @hookspec
 def zoo_writers() -> list:
     """Return the :class:`zoo.specs.WriterSpec` of every format this plugin writes."""
+
+
+@hookspec
+def zoo_installers() -> list:
+    """Return the :class:`zoo.specs.InstallerSpec` of every framework this plugin can install.
+
+    For frameworks a pip extra cannot install (not on PyPI under their own name, or only as
+    a wheel that needs care): ``zoo install NAME`` runs the installer's function.
+    """

@@ -14,7 +14,7 @@ import pluggy
 
 from zoo import hookspecs
 from zoo.errors import ZooError, unknown
-from zoo.specs import BackendSpec, ReaderSpec, WriterSpec
+from zoo.specs import BackendSpec, InstallerSpec, ReaderSpec, WriterSpec
 
 ENTRY_POINT_GROUP = "zoo"
 
@@ -58,6 +58,10 @@ class Registry:
     def writers(self) -> dict[str, WriterSpec]:
         return self._collect("zoo_writers")
 
+    @functools.cached_property
+    def installers(self) -> dict[str, InstallerSpec]:
+        return self._collect("zoo_installers")
+
     def backend(self, name: str, task: str | None = None) -> BackendSpec:
         try:
             spec = self.backends[name]
@@ -76,6 +80,12 @@ class Registry:
             return self.readers[name]
         except KeyError:
             raise unknown("input format", name, self.readers) from None
+
+    def installer(self, name: str) -> InstallerSpec:
+        try:
+            return self.installers[name]
+        except KeyError:
+            raise unknown("installable framework", name, self.installers) from None
 
     def writer(self, name: str) -> WriterSpec:
         try:

@@ -43,6 +43,7 @@ class BackendSpec:
     entry:       ``"module:Class"`` of its :class:`zoo.backend.Backend` subclass
     requires:    importable module names it needs (checked without importing)
     extra:       the pip extra that installs them (``pip install 'zoo[yolo]'``)
+    install:     the command that installs them when an extra cannot (``zoo install detectron2``)
     description: one line for ``zoo list``
     """
 
@@ -52,7 +53,17 @@ class BackendSpec:
     requires: tuple[str, ...] = ()
     extra: str = ""
     description: str = ""
+    install: str = ""
     plugin: str = field(default="", compare=False)  # filled by the registry
+
+    @property
+    def install_hint(self) -> str:
+        """How to install what is missing, as a command line."""
+        if self.install:
+            return self.install
+        if self.extra:
+            return f"pip install 'zoo[{self.extra}]'"
+        return f"pip install {' '.join(self.missing())}"
 
     def missing(self) -> list[str]:
         return _missing(self.requires)
@@ -65,9 +76,8 @@ class BackendSpec:
         """Import and return the backend class; a clear error when its framework is absent."""
         missing = self.missing()
         if missing:
-            how = f"pip install 'zoo[{self.extra}]'" if self.extra else f"pip install {' '.join(missing)}"
             raise MissingDependency(
-                f"backend '{self.name}' needs {', '.join(missing)}, which is not installed: {how}"
+                f"backend '{self.name}' needs {', '.join(missing)}, which is not installed: {self.install_hint}"
             )
         return _import(self.entry)
 
@@ -101,6 +111,24 @@ class WriterSpec:
     name: str
     entry: str
     tasks: tuple[str, ...] = ()
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+
+    def load(self):
+        return _import(self.entry)
+
+
+@dataclass(frozen=True)
+class InstallerSpec:
+    """A framework ``zoo install NAME`` can install into the running interpreter's environment.
+
+    entry: ``"module:function"``, ``install(say) -> str``: ``say(text)`` reports each step,
+           the result is a one-line summary; it does nothing when the framework is already
+           importable, and raises a ZooError when it cannot install it
+    """
+
+    name: str
+    entry: str
     description: str = ""
     plugin: str = field(default="", compare=False)
 

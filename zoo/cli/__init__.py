@@ -18,7 +18,9 @@ from typing import Optional
 import typer
 
 from zoo import __version__
-from zoo.cli import check_cmd, compare_cmd, convert_cmd, demo_cmd, eval_cmd, list_cmd, predict_cmd, run_cmd
+from zoo.cli import (
+    check_cmd, compare_cmd, convert_cmd, demo_cmd, eval_cmd, install_cmd, list_cmd, predict_cmd, run_cmd,
+)
 
 app = typer.Typer(
     name="zoo",
@@ -39,6 +41,7 @@ app.command("convert")(convert_cmd.convert)
 app.command("check")(check_cmd.check)
 app.command("list")(list_cmd.list_backends)
 app.command("demo")(demo_cmd.demo)
+app.command("install")(install_cmd.install)
 
 
 def _version(value: bool) -> None:

@@ -30,7 +30,7 @@ def list_backends() -> None:
         if not missing:
             status = "[green]yes[/]"
         else:
-            status = f"[red]no[/]: pip install 'zoo[{spec.extra}]'" if spec.extra else f"[red]no[/]: needs {', '.join(missing)}"
+            status = f"[red]no[/]: {spec.install_hint}" if spec.extra or spec.install else f"[red]no[/]: needs {', '.join(missing)}"
         row = [spec.name, *("✓" if t in spec.tasks else "·" for t in TASKS), status]
         table.add_row(*row, *([spec.description] if wide else []))
     console.print(table)

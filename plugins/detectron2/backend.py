@@ -1,0 +1,270 @@
+"""detectron2's model-zoo detectors as zoo backends: a thin translator.
+
+fit:     canonical split -> dataset dicts registered in memory (:mod:`.data`) -> the
+         model-zoo config with zoo's settings mapped in (:mod:`.settings`) -> detectron2's
+         own ``SimpleTrainer`` (``AMPTrainer`` on CUDA with amp), its data loader, optimizer,
+         LR schedule and gradient clipping, plus zoo's hooks: progress bar, checkpoints,
+         a log line per epoch.
+predict: records -> detectron2's test-time resize -> ``Instances`` -> canonical predictions
+         (:mod:`.translate`), scored by zoo's evaluator like every other backend.
+
+Checkpoints are zoo's own ``checkpoint/last.pt`` (model, optimizer and scheduler state
+dicts, the iteration, the resolved detectron2 config as YAML text), written every epoch and
+read back with ``torch.load(weights_only=True)``: detectron2's ``Checkpointer`` pickles, and
+zoo unpickles nothing it did not write. ``--resume`` continues from the last epoch saved.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from zoo.backend import Backend, RunContext
+from zoo.config import dump_config
+from zoo.dataset import Dataset, ImageRecord
+from zoo.errors import ZooError
+from zoo.plugins.detectron2.settings import DEFAULT_CONFIGS, D2Config, build_cfg
+from zoo.predictions import InstancePredictions
+from zoo.tasks import Task
+from zoo.training import LAST, load_checkpoint, predict_batches, restore, save_checkpoint, seed_everything
+
+
+class D2Backend(Backend):
+    """Shared by the detectron2 backends; subclasses name their model ``kind``."""
+
+    Config = D2Config
+    kind: ClassVar[str] = "faster"
+    name: ClassVar[str] = "d2-faster-rcnn"
+
+    def __init__(self, task: Task, meta: Dataset, config: D2Config, ctx: RunContext):
+        super().__init__(task, meta, config, ctx)
+        self.model = None
+        self.cfg = None
+        self.num_keypoints = len(self.meta.keypoint_names) if self.kind == "keypoint" else 0
+        if self.kind == "keypoint" and not self.num_keypoints:
+            raise ZooError(f"{self.name} needs keypoint names in the dataset (labelme points or zoo.yaml)")
+
+    @property
+    def config_name(self) -> str:
+        return self.config.config or DEFAULT_CONFIGS[self.kind]
+
+    def _cfg(self, max_iter: int = 1):
+        from_weights = self.config.pretrained or self.config.weights is not None
+        config = self.config
+        if self.num_keypoints and config.hflip and self._flip_idx() is None:
+            # flipping would swap the meaning of asymmetric landmarks
+            self.ctx.log.info("%s: no left/right keypoint pairs known; training without flips", self.name)
+            config = config.model_copy(update={"hflip": False})
+        return build_cfg(
+            self.kind, self.task.name, self.meta, config, self.ctx.device,
+            from_weights=from_weights, max_iter=max_iter,
+        )
+
+    # -- training ------------------------------------------------------------------------------
+
+    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
+        from detectron2.data import get_detection_dataset_dicts
+
+        from zoo.plugins.detectron2.data import registered
+
+        seed_everything(self.config.seed)
+        masks = self.task.name == "instance-seg"
+        flip_idx = self._flip_idx()
+        with registered(self.kind, train.images, self.meta, masks=masks,
+                        num_keypoints=self.num_keypoints, flip_idx=flip_idx) as name:
+            probe = self._cfg()
+            dicts = get_detection_dataset_dicts(
+                [name],
+                filter_empty=probe.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+                min_keypoints=probe.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if self.num_keypoints else 0,
+            )
+            per_epoch = math.ceil(len(dicts) / self.config.batch)
+            cfg = self._cfg(max_iter=per_epoch * self.config.epochs)
+            cfg.defrost()
+            cfg.DATASETS.TRAIN = (name,)
+            cfg.freeze()
+            return self._train(cfg, dicts, per_epoch, train.images)
+
+    def _flip_idx(self) -> list[int] | None:
+        if not self.num_keypoints or not self.config.hflip:
+            return None
+        from zoo.plugins.tv_models.rcnn import flip_permutation
+
+        return flip_permutation(self.meta)
+
+    def _train(self, cfg, dicts, per_epoch: int, records) -> dict[str, Any]:
+        from detectron2.data import build_detection_train_loader
+        from detectron2.data.samplers import TrainingSampler
+        from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
+        from detectron2.modeling import build_model
+        from detectron2.solver import build_lr_scheduler, build_optimizer
+
+        from zoo.plugins.detectron2.data import RecordMapper
+        from zoo.plugins.detectron2.hooks import EpochCheckpoints, ProgressBar
+
+        model = build_model(cfg)
+        self._start_weights(model)
+        optimizer = clip_all_gradients(build_optimizer(cfg, model), self.config.grad_clip)
+        scheduler = build_lr_scheduler(cfg, optimizer)
+        loader = build_detection_train_loader(
+            cfg, dataset=dicts, mapper=RecordMapper(cfg, True, records),
+            sampler=TrainingSampler(len(dicts), seed=cfg.SEED),  # seeded: the same order every run
+        )
+        trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        trainer = trainer_cls(model, loader, optimizer)
+        start = self._resume(model, optimizer, scheduler)
+        checkpoints = EpochCheckpoints(
+            self.ctx.checkpoint_dir / LAST, per_epoch, scheduler, self._extra(cfg), self.ctx.log, self.name,
+        )
+        trainer.register_hooks([
+            hooks.IterationTimer(),
+            hooks.LRScheduler(optimizer, scheduler),
+            ProgressBar(f"{self.name} train"),
+            checkpoints,
+        ])
+        t0 = time.perf_counter()
+        if start < cfg.SOLVER.MAX_ITER:
+            try:
+                trainer.train(start, cfg.SOLVER.MAX_ITER)
+            except FloatingPointError as e:
+                raise ZooError(
+                    f"{self.name}: training diverged ({str(e).splitlines()[0]}); "
+                    f"lower lr (now {self.config.lr}) or raise warmup_iters"
+                ) from None
+        self.model, self.cfg = model.eval(), cfg
+        return {
+            "loss": checkpoints.last_loss,
+            "epochs": self.config.epochs,
+            "iterations": cfg.SOLVER.MAX_ITER,
+            "train_seconds": round(time.perf_counter() - t0, 2),
+        }
+
+    def _start_weights(self, model) -> None:
+        from zoo.plugins.detectron2.weights import cached_model_zoo_weights, load_into, read_weights
+
+        if self.config.weights is not None:
+            load_into(model, read_weights(self.config.weights), str(self.config.weights))
+        elif self.config.pretrained:
+            path = cached_model_zoo_weights(self.config_name)
+            load_into(model, read_weights(path), str(path))
+
+    def _resume(self, model, optimizer, scheduler) -> int:
+        """The iteration to start from: after the last saved epoch with ``--resume``, else 0."""
+        path = self.ctx.checkpoint_dir / LAST
+        if not (self.ctx.resume and path.is_file()):
+            return 0
+        state = load_checkpoint(path, map_location=self.ctx.device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        self.ctx.log.info("%s: resuming from %s at iteration %d", self.name, path, state["iteration"])
+        return int(state["iteration"])
+
+    def _extra(self, cfg) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "categories": list(self.meta.categories),
+            "keypoint_names": list(self.meta.keypoint_names),
+            "config": dump_config(self.config),
+            "detectron2_config": cfg.dump(),  # YAML text: load() rebuilds exactly this model
+        }
+
+    # -- inference -----------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, task: Task, meta: Dataset, config: D2Config, ctx: RunContext) -> D2Backend:
+        from detectron2.config import CfgNode, get_cfg
+        from detectron2.modeling import build_model
+
+        self = cls(task, meta, config, ctx)
+        path = ctx.checkpoint_dir / LAST
+        saved = load_checkpoint(path).get("extra", {}).get("detectron2_config")
+        if not saved:
+            raise ZooError(f"{path}: not a checkpoint of a detectron2 backend (no detectron2_config)")
+        cfg = get_cfg()
+        cfg.merge_from_other_cfg(CfgNode.load_cfg(saved))
+        cfg.MODEL.DEVICE = ctx.device
+        cfg.freeze()
+        model = build_model(cfg)
+        restore(model, ctx.checkpoint_dir, {"categories": list(self.meta.categories)})
+        self.model, self.cfg = model.eval(), cfg
+        return self
+
+    def predict(self, images: Sequence[ImageRecord]) -> Iterator[InstancePredictions]:
+        import torch
+
+        from zoo.plugins.detectron2.data import RecordMapper
+        from zoo.plugins.detectron2.translate import instances_to_prediction
+
+        if self.model is None:
+            raise ZooError(f"{self.name}: no model; fit() or load() first ({self.ctx.checkpoint_dir / LAST})")
+        mapper = RecordMapper(self.cfg, False, images)
+        model = self.model.eval()
+        for chunk in predict_batches(images, self.config.batch, f"{self.name} predict"):
+            with torch.no_grad():
+                outs = model([mapper.inference_input(r) for r in chunk])
+            for record, out in zip(chunk, outs):
+                yield instances_to_prediction(record.id, out["instances"], record.width, record.height)
+
+    def num_parameters(self) -> int | None:
+        if self.model is None:
+            return None
+        return sum(p.numel() for p in self.model.parameters())
+
+    def versions(self) -> dict[str, str]:
+        import detectron2
+        import torch
+        import torchvision
+
+        return {"detectron2": detectron2.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+class D2FasterRCNN(D2Backend):
+    kind = "faster"
+    name = "d2-faster-rcnn"
+
+
+class D2MaskRCNN(D2Backend):
+    kind = "mask"
+    name = "d2-mask-rcnn"
+
+
+class D2KeypointRCNN(D2Backend):
+    kind = "keypoint"
+    name = "d2-keypoint-rcnn"
+
+
+class D2RetinaNet(D2Backend):
+    kind = "retinanet"
+    name = "d2-retinanet"
+
+
+class D2CascadeRCNN(D2Backend):
+    kind = "cascade"
+    name = "d2-cascade-rcnn"
+
+
+def clip_all_gradients(optimizer, max_norm: float):
+    """``optimizer`` whose ``step`` first clips the L2 norm of all gradients together to
+    ``max_norm`` (0: unchanged). The class swap is how detectron2 adds its own clipping; its
+    yacs options only clip each parameter on its own. Under AMP the scaler unscales the
+    gradients before ``step``, so the norm is the true one."""
+    import itertools
+
+    import torch
+
+    if max_norm <= 0:
+        return optimizer
+    base = type(optimizer)
+
+    class ClippedOptimizer(base):
+        def step(self, closure=None):
+            params = itertools.chain.from_iterable(g["params"] for g in self.param_groups)
+            torch.nn.utils.clip_grad_norm_(list(params), max_norm)
+            return super().step(closure)
+
+    ClippedOptimizer.__name__ = f"{base.__name__}WithFullModelClipping"
+    optimizer.__class__ = ClippedOptimizer
+    return optimizer
