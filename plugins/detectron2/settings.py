@@ -86,6 +86,7 @@ def config_file(name: str) -> Path:
             "pick a .yaml one"
         )
     if local.is_file():
+        _check_plain_yaml(local)
         return local
     root = model_zoo_root()
     path = root / name
@@ -94,6 +95,24 @@ def config_file(name: str) -> Path:
     known = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.yaml"))
     hint = did_you_mean(name, known) or f"; e.g. {', '.join(DEFAULT_CONFIGS.values())}"
     raise ConfigError(f"config: {name!r} is neither a local YAML file nor a detectron2 model-zoo config{hint}")
+
+
+def _check_plain_yaml(path: Path) -> None:
+    """A user's YAML (and each local ``_BASE_`` it names) must load with ``yaml.safe_load``:
+    detectron2's loader falls back to ``yaml.unsafe_load``, which can run code from the file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(
+            f"config: {path}: not plain YAML ({type(e).__name__}); zoo never loads YAML with Python tags"
+        ) from None
+    base = data.get("_BASE_") if isinstance(data, dict) else None
+    if isinstance(base, str) and not base.startswith(("detectron2://", "http://", "https://")):
+        parent = (path.parent / base).resolve()
+        if parent.is_file() and not parent.is_relative_to(model_zoo_root().resolve()):
+            _check_plain_yaml(parent)
 
 
 # ----------------------------------------------------------------------------- the detectron2 config
