@@ -318,3 +318,24 @@ def test_real_xanylabeling_person_keypoints(real_fixtures, tmp_path):
     preds, metrics = _fit_predict("d2-keypoint-rcnn", "keypoint", data, tmp_path, sets=[THIN_KEYPOINT_HEAD], imgsz=96)
     assert all(len(d.keypoints) == 17 for p in preds for d in p.detections)
     assert metrics["conventions"]["oks_sigmas"]["nose"] == pytest.approx(0.026)
+
+
+@needs_d2
+@pytest.mark.slow
+def test_compare_puts_frameworks_on_one_split_and_names_them(tiny_demo, tmp_path):
+    import csv
+
+    from zoo.compare import CompareOptions, compare_and_report
+
+    sets = [f"{b}.{s}" for b in ("faster-rcnn", "d2-faster-rcnn") for s in FAST] + ["faster-rcnn.backbone=mobilenet_v3_large_fpn"]
+    result = compare_and_report(CompareOptions(
+        task="detect", backends=["faster-rcnn", "d2-faster-rcnn", "yolov8"], data=tiny_demo, out=tmp_path / "runs",
+        quiet=True, sets=sets, flags={"device": "cpu", "epochs": 1, "imgsz": 64, "batch": 4},
+    ))
+    with open(result.folder / "leaderboard.csv", newline="") as f:
+        rows = {r["backend"]: r for r in csv.DictReader(f)}
+    assert {b: r["framework"] for b, r in rows.items()} == {
+        "faster-rcnn": "torchvision", "d2-faster-rcnn": "detectron2", "yolov8": "ultralytics"}
+    assert all(r["status"] == "trained" for r in rows.values()), rows
+    splits = {(tmp_path / "runs" / f"{b}-detect" / "split.json").read_text() for b in rows}
+    assert len(splits) == 1  # one split for every framework

@@ -285,13 +285,13 @@ class _Compare:
                             pc_cols.append((cname, k))
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["rank", "backend", "status", *score_cols, *(f"{k} {c}" for c, k in pc_cols),
+        w.writerow(["rank", "backend", "framework", "status", *score_cols, *(f"{k} {c}" for c, k in pc_cols),
                     "parameters", "train_s", "predict_ms_per_image", "device", "run", "error"])
         for rank_, r in enumerate(rows, 1):
             t = r.manifest.get("timings", {})
             pcs = r.metrics.get("per_class") or {}
             w.writerow([
-                rank_ if r.ok else "", r.backend, r.status,
+                rank_ if r.ok else "", r.backend, r.manifest.get("framework", ""), r.status,
                 *(_csv(r.metrics.get(k)) for k in score_cols),
                 *(_csv((pcs.get(c) or {}).get(k)) for c, k in pc_cols),
                 _csv(r.manifest.get("parameters")), _csv(t.get("fit")), _csv(t.get("predict_per_image_ms")),
@@ -300,7 +300,7 @@ class _Compare:
         write_bytes(self.folder / "leaderboard.csv", buf.getvalue().encode())
 
         # Markdown: the headline metrics and the main metric per class.
-        header = ["#", "backend", *[f"**{k}**" if k == main else k for k in metric_cols],
+        header = ["#", "backend", "framework", *[f"**{k}**" if k == main else k for k in metric_cols],
                   *[f"{pc_key} {c}" for c in class_cols], "params", "train", "predict / img", "device", "run"]
         lines = [f"# Leaderboard · {self.task.title} · {self.name}", "",
                  f"Data `{self.split.data_hash[:16]}`, split `{self.split.key}` (seed {self.seed}): "
@@ -309,14 +309,14 @@ class _Compare:
                  "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for rank_, r in enumerate(rows, 1):
             if not r.ok:
-                lines.append("| " + " | ".join(["–", r.backend, f"failed: {_md_escape(r.error)}",
-                                                 *[""] * (len(header) - 3)]) + " |")
+                lines.append("| " + " | ".join(["–", r.backend, "", f"failed: {_md_escape(r.error)}",
+                                                 *[""] * (len(header) - 4)]) + " |")
                 continue
             t = r.manifest.get("timings", {})
             pcm = per_class_main(r.metrics)
             run = f"[{r.run_dir.name}](../../{r.run_dir.name}/report.md)" + (" (reused)" if r.status == "reused" else "")
             lines.append("| " + " | ".join([
-                str(rank_), r.backend, *[fmt(r.metrics.get(k)) for k in metric_cols],
+                str(rank_), r.backend, str(r.manifest.get("framework", "")), *[fmt(r.metrics.get(k)) for k in metric_cols],
                 *[fmt(pcm.get(c)) for c in class_cols], _params(r.manifest.get("parameters")),
                 fmt_seconds(t.get("fit")), _ms(t.get("predict_per_image_ms")), str(r.manifest.get("device", "")), run,
             ]) + " |")
@@ -591,6 +591,8 @@ def leaderboard_table(result: CompareResult):
     main = first.metrics.get("main") if first else None
     devices = {str(r.manifest.get("device", "")) for r in rows if r.ok}
     one_device = len(devices) == 1
+    # the framework column only when rows come from more than one (it costs terminal width)
+    mixed = len({r.manifest.get("framework", "") for r in rows if r.ok}) > 1
     title = f"zoo compare · {result.task} · {result.folder}" + (f" · {devices.pop()}" if one_device else "")
     from rich import box
 
@@ -601,6 +603,8 @@ def leaderboard_table(result: CompareResult):
                   collapse_padding=True, caption="\n".join(notes) or None, caption_justify="left")
     table.add_column("#", justify="right", min_width=1, no_wrap=True)
     table.add_column("backend", style="bold", no_wrap=True)
+    if mixed:
+        table.add_column("framework", no_wrap=True)
     for m in metrics:
         table.add_column(m, justify="right", style="bold" if m == main else None, min_width=len(m), no_wrap=True)
     table.add_column("params", justify="right", no_wrap=True)
@@ -611,11 +615,12 @@ def leaderboard_table(result: CompareResult):
     extra = 3 if one_device else 4
     for k, r in enumerate(rows, 1):
         if not r.ok:
-            table.add_row("–", r.backend, "[red]failed[/]", *[""] * (len(metrics) + extra - 1))
+            table.add_row("–", r.backend, *([""] if mixed else []), "[red]failed[/]", *[""] * (len(metrics) + extra - 1))
             continue
         t = r.manifest.get("timings", {})
         ms = t.get("predict_per_image_ms")
         cells = [str(k), r.backend + ("*" if r.status == "reused" else ""),
+                 *([str(r.manifest.get("framework", ""))] if mixed else []),
                  *[fmt(r.metrics.get(m)) for m in metrics], _params(r.manifest.get("parameters")),
                  fmt_seconds(t.get("fit")), "–" if ms is None else f"{ms:.1f}"]
         if not one_device:

@@ -364,6 +364,7 @@ class _Run:
         self.manifest = {
             "zoo": __version__,
             "backend": self.spec.name,
+            "framework": self.spec.framework_name,
             "task": self.task.name,
             "status": "running",
             "done": [],

@@ -44,6 +44,7 @@ class BackendSpec:
     requires:    importable module names it needs (checked without importing)
     extra:       the pip extra that installs them (``pip install 'zoo[yolo]'``)
     install:     the command that installs them when an extra cannot (``zoo install detectron2``)
+    framework:   the framework behind it, shown on leaderboards (default: the plugin's name)
     description: one line for ``zoo list``
     """
 
@@ -54,7 +55,12 @@ class BackendSpec:
     extra: str = ""
     description: str = ""
     install: str = ""
+    framework: str = ""
     plugin: str = field(default="", compare=False)  # filled by the registry
+
+    @property
+    def framework_name(self) -> str:
+        return self.framework or self.plugin
 
     @property
     def install_hint(self) -> str:

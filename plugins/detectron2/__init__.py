@@ -15,7 +15,7 @@ _HERE = "zoo.plugins.detectron2"
 def _spec(name, tasks, cls, description):
     return BackendSpec(
         name=name, tasks=tasks, entry=f"{_HERE}.backend:{cls}", requires=_REQ, extra="detectron2",
-        install="zoo install detectron2", description=description,
+        install="zoo install detectron2", framework="detectron2", description=description,
     )
 
 

@@ -35,6 +35,7 @@ def zoo_backends():
             entry=f"zoo.plugins.smp.backend:{cls}",
             requires=_REQ,
             extra="smp",
+            framework="segmentation-models-pytorch",
             description=description,
         )
         for name, (cls, description) in ARCHITECTURES.items()

@@ -14,6 +14,7 @@ def zoo_backends():
             entry="zoo.plugins.yolov8.backend:YoloV8",
             requires=("torch", "ultralytics"),
             extra="yolo",
+            framework="ultralytics",
             description="YOLOv8 (ultralytics), from scratch unless weights are given",
         )
     ]
