@@ -62,6 +62,7 @@ def install(say: Callable[[str], None] = print) -> str:
         say(f"installing {wheel.name} without its dependencies")
         _pip("install", "--no-deps", str(wheel))
         say(f"installing what detectron2 imports: {', '.join(DEPENDENCIES)}")
+        say("(pip will say black, tensorboard and numpy<2 are missing: detectron2 trains and predicts without them)")
         _pip("install", "--constraint", str(_constraints(tmp / "held.txt")), *DEPENDENCIES)
     compiled = _check_import()
     if compiled:
