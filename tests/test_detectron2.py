@@ -339,3 +339,46 @@ def test_compare_puts_frameworks_on_one_split_and_names_them(tiny_demo, tmp_path
     assert all(r["status"] == "trained" for r in rows.values()), rows
     splits = {(tmp_path / "runs" / f"{b}-detect" / "split.json").read_text() for b in rows}
     assert len(splits) == 1  # one split for every framework
+
+
+@needs_d2
+def test_model_zoo_weights_offline_arrays_only(demo, tmp_path, monkeypatch):
+    """pretrained: the model zoo's checkpoint from the local cache or one clear error; a
+    .pkl is read with an unpickler that builds numpy arrays and nothing else."""
+    import pickle
+
+    import numpy as np
+    from detectron2.modeling import build_model
+
+    from zoo.errors import ZooError
+    from zoo.plugins.detectron2.settings import build_cfg
+    from zoo.plugins.detectron2.weights import cached_model_zoo_weights, load_into, read_weights
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    with pytest.raises(ConfigError, match=r"not in the local cache .*home/weights/detectron2/COCO-Detection/"
+                                          r"faster_rcnn_R_50_FPN_3x/137849458/model_final_280758.pkl"):
+        cached_model_zoo_weights("COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml")
+
+    cfg = build_cfg("retinanet", "detect", demo.meta(), _config("d2-retinanet", "detect"), "cpu", from_weights=True)
+    model = build_model(cfg)
+    # a model-zoo style file: {"model": name -> ndarray}, for another number of classes
+    arrays = {k: v.numpy() + 1.0 for k, v in model.state_dict().items() if "cls_score" not in k}
+    arrays["head.cls_score.weight"] = np.zeros((9 * 80, 256, 3, 3), dtype=np.float32)
+    local = tmp_path / "home/weights/detectron2/COCO-Detection/retinanet_R_50_FPN_3x/190397829/model_final_5bd44e.pkl"
+    local.parent.mkdir(parents=True)
+    local.write_bytes(pickle.dumps({"model": arrays, "__author__": "Detectron2 Model Zoo"}))
+    assert cached_model_zoo_weights("COCO-Detection/retinanet_R_50_FPN_3x.yaml") == local
+    before = model.head.cls_score.weight.detach().clone()
+    load_into(model, read_weights(local), str(local))
+    name = "backbone.fpn_output3.weight"
+    assert np.allclose(model.state_dict()[name].numpy(), arrays[name])
+    assert model.head.cls_score.weight.equal(before)  # 80 COCO classes do not fit: left as initialised
+
+    class Hostile:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(pickle.dumps({"model": {"x": Hostile()}}))
+    with pytest.raises(ZooError, match=r"bad.pkl: not a readable detectron2 weights file.*refusing to load builtins.print"):
+        read_weights(bad)

@@ -116,7 +116,7 @@ class D2Backend(Backend):
         trainer = trainer_cls(model, loader, optimizer)
         start = self._resume(model, optimizer, scheduler)
         checkpoints = EpochCheckpoints(
-            self.ctx.checkpoint_dir / LAST, per_epoch, scheduler, self._extra(cfg), self.ctx.log, self.name,
+            self.ctx.checkpoint_dir / LAST, per_epoch, scheduler, self._extra(cfg), self.ctx, self.name,
         )
         trainer.register_hooks([
             hooks.IterationTimer(),
@@ -145,7 +145,8 @@ class D2Backend(Backend):
         from zoo.plugins.detectron2.weights import cached_model_zoo_weights, load_into, read_weights
 
         if self.config.weights is not None:
-            load_into(model, read_weights(self.config.weights), str(self.config.weights))
+            weights = read_weights(self.config.weights, trust=self.ctx.trust_weights)
+            load_into(model, weights, str(self.config.weights))
         elif self.config.pretrained:
             path = cached_model_zoo_weights(self.config_name)
             load_into(model, read_weights(path), str(path))
@@ -155,7 +156,7 @@ class D2Backend(Backend):
         path = self.ctx.checkpoint_dir / LAST
         if not (self.ctx.resume and path.is_file()):
             return 0
-        state = load_checkpoint(path, map_location=self.ctx.device)
+        state = load_checkpoint(self.ctx.ledger.verify(path), map_location=self.ctx.device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -180,7 +181,7 @@ class D2Backend(Backend):
 
         self = cls(task, meta, config, ctx)
         path = ctx.checkpoint_dir / LAST
-        saved = load_checkpoint(path).get("extra", {}).get("detectron2_config")
+        saved = load_checkpoint(ctx.ledger.verify(path)).get("extra", {}).get("detectron2_config")
         if not saved:
             raise ZooError(f"{path}: not a checkpoint of a detectron2 backend (no detectron2_config)")
         cfg = get_cfg()
@@ -188,7 +189,7 @@ class D2Backend(Backend):
         cfg.MODEL.DEVICE = ctx.device
         cfg.freeze()
         model = build_model(cfg)
-        restore(model, ctx.checkpoint_dir, {"categories": list(self.meta.categories)})
+        restore(model, ctx.checkpoint_dir, {"categories": list(self.meta.categories)}, ledger=ctx.ledger)
         self.model, self.cfg = model.eval(), cfg
         return self
 

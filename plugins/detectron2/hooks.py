@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +33,16 @@ class ProgressBar(HookBase):
 
 class EpochCheckpoints(HookBase):
     """Every ``per_epoch`` iterations and at the end: a log line with the epoch's mean loss,
-    and zoo's tensor-only checkpoint (state dicts, the iteration, ``extra``) at ``path``."""
+    and zoo's tensor-only checkpoint (state dicts, the iteration, ``extra``) at ``path``,
+    its sha256 recorded in the run's ledger."""
 
-    def __init__(self, path: Path, per_epoch: int, scheduler, extra: dict[str, Any], log: logging.Logger, name: str):
+    def __init__(self, path: Path, per_epoch: int, scheduler, extra: dict[str, Any], ctx, name: str):
         self.path = path
         self.per_epoch = per_epoch
         self.scheduler = scheduler
         self.extra = extra
-        self.log = log
+        self.ctx = ctx
+        self.log = ctx.log
         self.name = name
         self.last_loss = float("nan")
 
@@ -63,3 +64,4 @@ class EpochCheckpoints(HookBase):
             },
             self.path,
         )
+        self.ctx.ledger.record(self.path)

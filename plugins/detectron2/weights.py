@@ -69,10 +69,11 @@ def cached_model_zoo_weights(config_name: str) -> Path:
     return local
 
 
-def read_weights(path: str | Path) -> dict[str, Any]:
+def read_weights(path: str | Path, trust: bool = False) -> dict[str, Any]:
     """A state dict (name -> tensor or array) from a model-zoo ``.pkl``, a detectron2 or zoo
-    ``.pth``/``.pt`` checkpoint, or a plain state dict; nothing but arrays is unpickled."""
-    from zoo.training import load_checkpoint
+    ``.pth``/``.pt`` checkpoint, or a plain state dict; nothing but arrays is unpickled
+    (``trust``, ``--trust-weights``: a ``.pth`` may hold pickled objects)."""
+    from zoo.training import weights_of
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -82,13 +83,12 @@ def read_weights(path: str | Path) -> dict[str, Any]:
             state = _ArraysOnly(io.BytesIO(path.read_bytes()), encoding="latin1").load()
         except Exception as e:  # noqa: BLE001 - a corrupt or hostile file is the user's input
             raise ZooError(f"{path}: not a readable detectron2 weights file ({type(e).__name__}: {e})") from None
-    else:
-        state = load_checkpoint(path)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not state:
-        raise ZooError(f"{path}: holds no model weights (expected a state dict)")
-    return state
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]
+        if not isinstance(state, dict) or not state:
+            raise ZooError(f"{path}: holds no model weights (expected a state dict)")
+        return state
+    return weights_of(path, trust=trust)
 
 
 def load_into(model, state: dict[str, Any], source: str) -> None:
