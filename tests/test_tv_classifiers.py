@@ -70,6 +70,14 @@ def test_pretrained_only_from_local_cache(tmp_path, monkeypatch):
     assert torch.equal(model.features[0][0].weight, imagenet["features.0.0.weight"])
     assert model.classifier[-1].out_features == 3  # the ImageNet head was replaced
 
+    # a cache file swapped for a pickle that runs a command: refused before torchvision opens it
+    from test_checkpoints import hostile_pickle
+
+    hostile_pickle(cache / get_model_weights("mobilenet_v3_small").DEFAULT.url.rsplit("/", 1)[1], tmp_path / "marker")
+    with pytest.raises(ZooError, match=r"pickled object \(posix.system\)"):
+        build_classifier("mobilenet_v3_small", 3, pretrained=True)
+    assert not (tmp_path / "marker").exists()
+
 
 def test_best_epoch_by_val_accuracy_and_load(demo, tmp_path):
     task = get_task("classify")

@@ -9,7 +9,8 @@ A third-party backend proves it honours zoo's contract with one call in its own 
 
 It trains the backend for one epoch on a tiny demo dataset (learning is not expected; the
 contract is), then checks what zoo relies on: the spec and config are sound, training
-leaves a checkpoint and writes nothing outside the run folder, ``predict`` returns one
+leaves a checkpoint that loads without unpickling code (every ``.pt`` / ``.pth`` reads with
+``torch.load(weights_only=True)``) and writes nothing outside the run folder, ``predict`` returns one
 well-formed canonical prediction per image in order, a backend restored with ``load``
 predicts the same, and the shared evaluator accepts the predictions.
 A failed check raises ``AssertionError`` saying which rule was broken.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.backend import Backend, RunContext
+from zoo.checksums import Ledger
 from zoo.config import BackendConfig, resolve_config
 from zoo.dataset import Dataset
 from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
@@ -79,7 +81,8 @@ def check_backend(
         flags={"epochs": 1, "imgsz": imgsz, "batch": 2, "device": "cpu", "workers": 0},
     )
     run_dir = tmp_dir / "run"
-    ctx = RunContext(run_dir=run_dir, device="cpu")
+    # a ledger as `zoo run` keeps one: what the backend records, it must find unchanged on load
+    ctx = RunContext(run_dir=run_dir, device="cpu", ledger=Ledger(run_dir, {}))
     for d in (ctx.checkpoint_dir, ctx.work_dir):
         d.mkdir(parents=True, exist_ok=True)
 
@@ -87,6 +90,7 @@ def check_backend(
     model = cls(task_obj, data.meta(), config, ctx)
     model.fit(train, val)
     assert any(ctx.checkpoint_dir.iterdir()), f"{backend}: fit() left nothing in {ctx.checkpoint_dir}"
+    _check_tensors_only(backend, ctx.checkpoint_dir)
 
     preds = list(model.predict(val.images))
     _check_predictions(backend, task_obj, data, val, preds)
@@ -166,3 +170,16 @@ def _check_same(backend: str, a, b) -> None:
             assert da.category == db.category, msg
             assert abs(da.score - db.score) < 1e-3, msg
             assert max(abs(p - q) for p, q in zip(da.bbox, db.bbox)) < 0.5, msg
+
+
+def _check_tensors_only(backend: str, checkpoint_dir: Path) -> None:
+    """Every torch file in the checkpoint loads with ``weights_only``: reading a run folder
+    back never unpickles code (a pickle there could be swapped for one that runs a command)."""
+    for path in sorted(p for p in checkpoint_dir.rglob("*") if p.suffix in (".pt", ".pth")):
+        import torch
+
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any refusal breaks the rule
+            raise AssertionError(f"{backend}: {path} does not load with torch.load(weights_only=True) "
+                                 f"({type(e).__name__}); save a state dict of tensors and plain values") from None

@@ -33,6 +33,11 @@ def cached_weights(name: str, what: str = "pretrained"):
             "zoo does not download at run time: copy that file there (from "
             f"{weights.url}), pass --weights FILE, or set pretrained: false"
         )
+    # torchvision unpickles this file in full; torchvision's own files are plain tensors, so
+    # one that is not (a swapped cache file) is refused before torchvision ever opens it
+    from zoo.training import load_checkpoint
+
+    load_checkpoint(path)
     return weights
 
 
