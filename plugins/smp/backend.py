@@ -6,6 +6,10 @@ original image size (logits cropped off the canvas and scaled back before the ar
 Training is zoo's shared loop (:func:`zoo.training.fit`); the checkpoint it leaves in
 ``ctx.checkpoint_dir`` carries the model's class names and architecture, which ``load``
 checks before restoring.
+
+:class:`SegmentationBackend` is that translator without smp: any plugin with a dense
+network (``(N, 3, S, S) -> (N, classes, S, S)``) subclasses it and says only how to build
+the network (the MONAI networks do).
 """
 
 from __future__ import annotations
@@ -23,7 +27,23 @@ from zoo.tasks import Task
 from zoo.training import TrainConfig
 
 
-class SmpConfig(TrainConfig):
+class SegmentationConfig(TrainConfig):
+    """What every letterboxed semantic-seg backend reads (smp's, and the plugins that reuse
+    :class:`SegmentationBackend`): loss, letterbox, flips, the constructor's extra arguments."""
+
+    loss: Literal["dice+ce", "ce", "dice"] = "dice+ce"
+    keep_aspect: bool = True  # letterbox (pad) instead of stretching to a square
+    flip: bool = True  # random horizontal / vertical flips while training
+    model_args: dict[str, Any] = Field(default_factory=dict)  # passed to the network's class
+    # Tuned on the demo data (bench/README.md): AdamW at 3e-3 reaches in 20 epochs what 1e-3
+    # reaches in 30 (the demo's preset, configs/demo.yaml, keeps the 20 epochs).
+    batch: int = 8
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = 3e-3
+    warmup_iters: int = 20
+
+
+class SmpConfig(SegmentationConfig):
     """Settings of every smp backend (the shipped YAML tunes them per architecture).
 
     ``encoder``: any smp encoder (``resnet18``, ``resnet34``, ``efficientnet-b0``,
@@ -36,16 +56,6 @@ class SmpConfig(TrainConfig):
     encoder: str = "resnet18"
     encoder_depth: int | None = Field(None, ge=3, le=5)  # None: the architecture's default
     encoder_weights: str | None = None
-    loss: Literal["dice+ce", "ce", "dice"] = "dice+ce"
-    keep_aspect: bool = True  # letterbox (pad) instead of stretching to a square
-    flip: bool = True  # random horizontal / vertical flips while training
-    model_args: dict[str, Any] = Field(default_factory=dict)  # passed to the smp class
-    # Tuned on the demo data (bench/README.md): AdamW at 3e-3 reaches in 20 epochs what 1e-3
-    # reaches in 30 (the demo's preset, configs/demo.yaml, keeps the 20 epochs).
-    batch: int = 8
-    optimizer: Literal["sgd", "adamw"] = "adamw"
-    lr: float = 3e-3
-    warmup_iters: int = 20
 
     @field_validator("encoder")
     @classmethod
@@ -60,51 +70,45 @@ class SmpConfig(TrainConfig):
         return name
 
 
-class SmpBackend(Backend):
-    """A segmentation-models-pytorch architecture for semantic-seg."""
+class SegmentationBackend(Backend):
+    """A dense network ``(N, 3, S, S) -> (N, classes, S, S) logits`` for semantic-seg on zoo's
+    shared loop: letterboxed samples, Dice + CE with 255 ignored, logits scaled back.
 
-    Config: ClassVar[type[SmpConfig]] = SmpConfig
-    #: the smp class name; set by each subclass below
+    A subclass names the network: :meth:`_build`, :meth:`_identity` (what a checkpoint must
+    match), :meth:`_canvas` (the stride both input sides must be multiples of, and a minimum
+    side), :meth:`_title` and :meth:`versions`."""
+
+    Config: ClassVar[type[SegmentationConfig]] = SegmentationConfig
+    #: the network's class name; set by each subclass
     architecture: ClassVar[str] = ""
 
-    def __init__(self, task: Task, meta: Dataset, config: SmpConfig, ctx: RunContext):
+    def __init__(self, task: Task, meta: Dataset, config: SegmentationConfig, ctx: RunContext):
         super().__init__(task, meta, config, ctx)
         from zoo.plugins.smp.geometry import canvas_side
-        from zoo.plugins.smp.models import min_side_of, stride_of
 
         self.classes = self.meta.semantic_classes()
         if len(self.classes) > 255:
             raise ZooError(f"{len(self.classes) - 1} categories: label maps hold at most 254 (255 means ignore)")
-        self.side = canvas_side(
-            config.imgsz, stride_of(self.architecture, config.encoder_depth), min_side_of(self.architecture)
-        )
+        self.side = canvas_side(config.imgsz, *self._canvas())
         self.model = None
 
-    # -- model -----------------------------------------------------------------------
+    # -- the network (a subclass says which) -------------------------------------------
+
+    def _canvas(self) -> tuple[int, int]:
+        """``(stride, minimum side)`` of the square canvas the network accepts."""
+        raise NotImplementedError
 
     def _build(self, *, pretrained: bool):
-        from zoo.plugins.smp.models import build_model
-
-        c = self.config
-        return build_model(
-            self.architecture,
-            encoder=c.encoder,
-            classes=len(self.classes),
-            encoder_depth=c.encoder_depth,
-            pretrained=pretrained and c.pretrained,
-            encoder_weights=c.encoder_weights if pretrained else None,
-            model_args=c.model_args,
-        )
+        """The network, freshly initialised (``pretrained``: with the weights it starts from)."""
+        raise NotImplementedError
 
     def _identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be loaded into this backend."""
-        c = self.config
-        return {
-            "architecture": self.architecture,
-            "encoder": c.encoder,
-            "encoder_depth": c.encoder_depth,
-            "classes": list(self.classes),
-        }
+        raise NotImplementedError
+
+    def _title(self) -> str:
+        return self.architecture
+
 
     def _start_from(self, model, path) -> None:
         """``weights: FILE``: a zoo checkpoint or a plain state dict; layers whose shape
@@ -115,7 +119,7 @@ class SmpBackend(Backend):
         own = model.state_dict()
         usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         if not usable:
-            raise ZooError(f"{path}: no layer fits {self.architecture} with encoder '{self.config.encoder}'")
+            raise ZooError(f"{path}: no layer fits {self._title()}")
         model.load_state_dict(usable, strict=False)
         self.ctx.log.info("started from %s (%d of %d tensors)", path, len(usable), len(own))
 
@@ -154,7 +158,7 @@ class SmpBackend(Backend):
             resume=self.ctx.resume,  # continue last.pt only when `zoo run --resume` says so
             extra=self._identity(),
             log=self.ctx.log,
-            description=f"{self.architecture} ({c.encoder})",
+            description=self._title(),
             ledger=self.ctx.ledger,
         )
         self.model = model
@@ -165,14 +169,12 @@ class SmpBackend(Backend):
     def _restore(self, model) -> None:
         from zoo.training import restore
 
-        mine = self._identity()
-        restore(model, self.ctx.checkpoint_dir, {k: mine[k] for k in ("architecture", "encoder", "encoder_depth", "classes")},
-                ledger=self.ctx.ledger)
+        restore(model, self.ctx.checkpoint_dir, self._identity(), ledger=self.ctx.ledger)
         model.to(self.ctx.device)
         model.eval()
 
     @classmethod
-    def load(cls, task: Task, meta: Dataset, config: SmpConfig, ctx: RunContext) -> SmpBackend:
+    def load(cls, task: Task, meta: Dataset, config: SegmentationConfig, ctx: RunContext) -> SegmentationBackend:
         backend = cls(task, meta, config, ctx)
         model = backend._build(pretrained=False)  # the checkpoint holds every weight
         backend._restore(model)
@@ -211,6 +213,51 @@ class SmpBackend(Backend):
                     labels = up[0].argmax(0).to("cpu").numpy().astype(dtype)
                     yield SemanticPrediction(image_id=record.id, label_map=labels)
 
+    def num_parameters(self) -> int | None:
+        if self.model is None:
+            return None
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+
+
+
+class SmpBackend(SegmentationBackend):
+    """A segmentation-models-pytorch architecture for semantic-seg."""
+
+    Config: ClassVar[type[SmpConfig]] = SmpConfig
+
+    def _canvas(self) -> tuple[int, int]:
+        from zoo.plugins.smp.models import min_side_of, stride_of
+
+        return stride_of(self.architecture, self.config.encoder_depth), min_side_of(self.architecture)
+
+    def _title(self) -> str:
+        return f"{self.architecture} ({self.config.encoder})"
+
+    def _build(self, *, pretrained: bool):
+        from zoo.plugins.smp.models import build_model
+
+        c = self.config
+        return build_model(
+            self.architecture,
+            encoder=c.encoder,
+            classes=len(self.classes),
+            encoder_depth=c.encoder_depth,
+            pretrained=pretrained and c.pretrained,
+            encoder_weights=c.encoder_weights if pretrained else None,
+            model_args=c.model_args,
+        )
+
+    def _identity(self) -> dict[str, Any]:
+        """What a checkpoint must match to be loaded into this backend."""
+        c = self.config
+        return {
+            "architecture": self.architecture,
+            "encoder": c.encoder,
+            "encoder_depth": c.encoder_depth,
+            "classes": list(self.classes),
+        }
+
     def versions(self) -> dict[str, str]:
         import timm
         import torch
@@ -219,11 +266,6 @@ class SmpBackend(Backend):
 
         return {"segmentation_models_pytorch": import_smp().__version__, "timm": timm.__version__,
                 "torch": torch.__version__}
-
-    def num_parameters(self) -> int | None:
-        if self.model is None:
-            return None
-        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
 
 # One class per backend name (see ARCHITECTURES in __init__.py).
