@@ -323,21 +323,25 @@ def check_duplicate_shapes(ctx: LintContext) -> list[Finding]:
         for k, inst in enumerate(rec.instances):
             by_cat[inst.category].append(k)
         for ks in by_cat.values():
+            ks.sort(key=lambda k: (rec.instances[k].bbox[0], k))  # a sweep along x: only overlapping boxes are paired
             dropped: set[int] = set()
             for i, ka in enumerate(ks):
                 for kb in ks[i + 1:]:
-                    if kb in dropped:
+                    if rec.instances[kb].bbox[0] >= rec.instances[ka].bbox[2]:
+                        break
+                    if kb in dropped or ka in dropped:
                         continue
-                    a, b = rec.instances[ka], rec.instances[kb]
+                    lo, hi = min(ka, kb), max(ka, kb)  # the later shape is the copy
+                    a, b = rec.instances[lo], rec.instances[hi]
                     iou = _shape_iou(rec, a, b)
                     if iou <= DUPLICATE_IOU:
                         continue
                     file, shape = _instance_where(rec, b)
                     first = _instance_where(rec, a)[1]
                     if _instance_key(a) == _instance_key(b):
-                        dropped.add(kb)
+                        dropped.add(hi)
                         out.append(Finding("duplicate-shape", WARNING, file, shape, f"exact copy of shape {first}",
-                                           "delete it (zoo check --fix drops it)", drop=("instance", rec.id, kb)))
+                                           "delete it (zoo check --fix drops it)", drop=("instance", rec.id, hi)))
                     else:
                         out.append(Finding("duplicate-shape", WARNING, file, shape,
                                            f"overlaps shape {first} of the same label (IoU {iou:.2f})",
