@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from zoo.cli import main
-from zoo.lint import fix_dataset, lint_folder
+from zoo.lint import lint_folder
+from zoo.lint_fix import fix_dataset, plan_fixes
 
 
 def rect(label, x0, y0, x1, y1, gid=None):
@@ -156,13 +157,18 @@ def test_fix_writes_a_copy_that_rechecks_clean_and_leaves_the_source(tmp_path):
     assert tree_digest(folder) == before
     assert lint_folder(out).findings == []
     report = lint_folder(folder)
-    _, changes = fix_dataset(report.dataset, report.findings)
+    _, changes = fix_dataset(report.dataset, plan_fixes(report.findings))
     assert sorted(c.split(": ", 1)[1] for c in changes) == [
         "dropped (exact copy of another shape)",
         "dropped (same pixels and annotation as another image)",
         "label 'Cell' -> 'cell'",
     ]
-    assert not (out / "img_03_copy.json").exists()
+    assert not (out / "img_03_copy.json").exists() and not (out / "img_03_copy.png").exists()
+    # labelme is copied file for file: what no fix touched is byte for byte the source
+    assert (out / "img_05.json").read_bytes() == (folder / "img_05.json").read_bytes()
+    fixed = json.loads((out / "img_00.json").read_text())
+    assert [s["label"] for s in fixed["shapes"]] == ["cell", "cell", "dot", "cell"]
+    assert len(json.loads((out / "img_01.json").read_text())["shapes"]) == 3
 
 
 def test_fix_map_renames_as_told(tmp_path):
@@ -199,3 +205,18 @@ def test_zoo_run_strict_refuses_before_training(tmp_path, capsys):
     assert exit_status(argv) == 2
     assert "--strict: 2 error(s)" in capsys.readouterr().err
     assert not runs.exists()
+
+
+def test_fix_other_formats_through_their_writer(tmp_path):
+    from zoo.adapters.convert import convert_folder
+
+    voc = tmp_path / "voc"
+    convert_folder(fixable_mistakes(tmp_path / "data"), to="voc", out=voc, quiet=True)
+    before = tree_digest(voc)
+    report = lint_folder(voc)
+    assert {f.check for f in report.findings} == {"near-duplicate-label", "duplicate-shape", "duplicate-image"}
+    assert exit_status(["check", str(voc), "--fix", "--out", str(tmp_path / "fixed")]) == 0
+    assert tree_digest(voc) == before
+    fixed = lint_folder(tmp_path / "fixed")
+    assert fixed.dataset.format == "voc" and fixed.dataset.categories == ["cell", "dot"]
+    assert len(fixed.dataset) == 10

@@ -11,9 +11,7 @@ fix); the CLI paints them. Levels:
 * ``warning`` — worth a look: duplicates, tiny objects, imbalance, unannotated images,
   points outside their object, everything the readers repair or skip (adapters/POLICY.md).
 
-:func:`fix_dataset` applies what can be fixed without a person (label merges, exact
-duplicates dropped) to a copy of the dataset; :func:`write_fixed` writes it in the source's
-format. The source is never modified.
+What can be repaired without a person (``zoo check --fix``) is in :mod:`zoo.lint_fix`.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -533,99 +531,3 @@ def refuse_errors(path: str | Path, *, fmt: str = "auto", labels: str | Path | N
         where = first.file if first.shape is None else f"{first.file} (shape {first.shape})"
         raise ZooError(f"--strict: {len(errors)} error(s) in the data, first: {where}: {first.message}; "
                        f"run `zoo check {path}` for all of them")
-
-
-# -- fixing --------------------------------------------------------------------------------------
-
-
-def parse_map(items: list[str]) -> dict[str, str]:
-    """``--map 'Person =person'`` entries: old name (surrounding space ignored, as the readers
-    strip it) -> new name."""
-    out = {}
-    for item in items:
-        old, sep, new = item.partition("=")
-        if not sep or not old.strip() or not new.strip():
-            raise ZooError(f"--map {item!r}: expected OLD=NEW")
-        out[old.strip()] = new.strip()
-    return out
-
-
-def fix_dataset(dataset: Dataset, findings: list[Finding], mapping: dict[str, str] | None = None
-                ) -> tuple[Dataset, list[str]]:
-    """A corrected copy: labels renamed (``mapping`` first, then the findings' suggestions),
-    exact duplicate images and shapes dropped. Returns it and one line per change."""
-    renames = {f.rename[0]: f.rename[1] for f in findings if f.rename}
-    renames.update(mapping or {})
-    renames = {a: _follow(a, renames) for a in renames}
-    renames = {a: b for a, b in renames.items() if a != b}
-    drop_images = {f.drop[1] for f in findings if f.drop and f.drop[0] == "image"}
-    drop_instances = {(f.drop[1], f.drop[2]) for f in findings if f.drop and f.drop[0] == "instance"}
-    categories, cat_index = _renamed(dataset.categories, renames)
-    classes, class_index = _renamed(dataset.classes, renames)
-    changes: list[str] = []
-    images = []
-    for rec in dataset.images:
-        if rec.id in drop_images:
-            changes.append(f"{_record_file(rec)}: dropped (same pixels and annotation as another image)")
-            continue
-        instances = []
-        for k, inst in enumerate(rec.instances):
-            file, shape = _instance_where(rec, inst)
-            where = file if shape is None else f"{file} (shape {shape})"
-            if (rec.id, k) in drop_instances:
-                changes.append(f"{where}: dropped (exact copy of another shape)")
-                continue
-            if inst.category >= 0:
-                old = dataset.categories[inst.category]
-                if old in renames:
-                    changes.append(f"{where}: label '{old}' -> '{renames[old]}'")
-                inst = replace(inst, category=cat_index[inst.category])
-            instances.append(inst)
-        labels = []
-        for c in rec.labels:
-            if dataset.classes[c] in renames:
-                changes.append(f"{_record_file(rec)}: class '{dataset.classes[c]}' -> '{renames[dataset.classes[c]]}'")
-            if class_index[c] not in labels:
-                labels.append(class_index[c])
-        images.append(replace(rec, instances=instances, labels=labels))
-    return replace(dataset, categories=categories, classes=classes, images=images, warnings=[]), changes
-
-
-def _follow(name: str, renames: dict[str, str]) -> str:
-    """Where a chain of renames ends (a -> b, b -> c: c); a cycle stops where it started."""
-    seen = {name}
-    while renames.get(name, name) not in seen:
-        name = renames[name]
-        seen.add(name)
-    return name
-
-
-def _renamed(names: list[str], renames: dict[str, str]) -> tuple[list[str], dict[int, int]]:
-    """The vocabulary after renames (a name merged into one that exists keeps that one's
-    place; a name renamed to a new one takes its place) and old -> new index."""
-    new_names: list[str] = []
-    for n in names:
-        target = renames.get(n, n)
-        if (target == n or target not in names) and target not in new_names:
-            new_names.append(target)
-    pos = {n: i for i, n in enumerate(new_names)}
-    return new_names, {i: pos[renames.get(n, n)] for i, n in enumerate(names)}
-
-
-FIX_WRITERS = {"labelme": "labelme", "voc": "voc", "coco": "coco", "yolo": "yolo"}
-
-
-def write_fixed(dataset: Dataset, src: Path, out: Path) -> None:
-    """The corrected dataset written under ``out`` in its source's format (zoo's writer of
-    that format: shapes as zoo reads them, e.g. a labelme circle becomes its polygon)."""
-    from zoo.adapters.convert import _check_out, _writer_task, _writing_to
-    from zoo.registry import get_registry
-
-    to = FIX_WRITERS.get(dataset.format)
-    if to is None:
-        raise ZooError(f"--fix writes labelme, voc, coco or yolo folders, not {dataset.format}; "
-                       "convert it first (zoo convert)")
-    _check_out(src, out)
-    writer = get_registry().writer(to).load()
-    with _writing_to(out):  # marked unfinished until written
-        writer(dataset, out, task=_writer_task(to, None, dataset))

@@ -34,9 +34,9 @@ def check(
         raise ZooError("--fix and --out go together: zoo check --fix --out NEW_FOLDER")
     if map_ and not fix:
         raise ZooError("--map renames labels in the copy --fix writes: add --fix --out NEW_FOLDER")
-    from zoo import lint
+    from zoo import lint, lint_fix
 
-    mapping = lint.parse_map(map_)
+    mapping = lint_fix.parse_map(map_)
     if fix:
         from zoo.adapters.convert import _check_out
 
@@ -45,8 +45,9 @@ def check(
     changes: list[str] | None = None
     final = report
     if fix:
-        fixed, changes = lint.fix_dataset(report.dataset, report.findings, mapping)
-        lint.write_fixed(fixed, data, out)
+        plan = lint_fix.plan_fixes(report.findings, mapping)
+        fixed, changes = lint_fix.fix_dataset(report.dataset, plan)
+        lint_fix.write_fixed(report.dataset, plan, data, out)
         final = lint.lint_folder(out, fmt=fixed.format, labels=labels, task=task, val=val, test=test)
     if output == "json":
         _print_json(data, report, changes, final if fix else None)
