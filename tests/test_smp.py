@@ -19,6 +19,7 @@ import pytest
 from zoo.backend import RunContext
 from zoo.config import resolve_config, shipped_defaults
 from zoo.dataset import Dataset, ImageRecord, Instance
+from zoo.selection import Selection
 from zoo.errors import ZooError
 from zoo.plugins.smp import ARCHITECTURES
 from zoo.plugins.smp.geometry import IGNORE, Letterbox, canvas_side
@@ -340,7 +341,7 @@ def test_training_images_of_other_sizes_and_label_maps_at_original_size(tmp_path
     data = Dataset(categories=["left red", "blue"], images=small.images + tall.images)
     _, _, _, backend = make_backend("pspnet", data, tmp_path / "run", imgsz=45)
     with caplog.at_level("WARNING", logger="zoo"):
-        result = backend.fit(data, data)
+        result = backend.fit(data, Selection.of(TASK))
     assert "left red" in caplog.text and "flip=false" in caplog.text  # flips would swap sides
     assert result["iterations"] == 3 and np.isfinite(result["final_loss"])
     preds = list(backend.predict(data.images))
@@ -370,7 +371,7 @@ def test_zoo_run_unet_leaves_a_complete_run_folder(tmp_path, monkeypatch):
     out = tmp_path / "runs"
     try:
         main(["run", "--task", "semantic-seg", "--backend", "unet", "--data", str(data), "--epochs", "1",
-              "--imgsz", "48", "--batch", "3", "--device", "cpu", "--out", str(out), "--set", "encoder_depth=4"])
+              "--imgsz", "48", "--batch", "3", "--device", "cpu", "--out", str(out), "--set", "encoder_depth=4", "--select", "best"])
     except SystemExit as e:
         assert e.code in (0, None)
     run = out / "unet-semantic-seg"
@@ -384,6 +385,9 @@ def test_zoo_run_unet_leaves_a_complete_run_folder(tmp_path, monkeypatch):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished"
     assert manifest["versions"]["segmentation_models_pytorch"].startswith("0.")
+    # --select best: one epoch, scored once on the 1-image selection split carved from train
+    assert manifest["selection"]["chosen_epoch"] == 1 and manifest["selection"]["times_scored"] == 1
+    assert manifest["selection"]["selection_images"] == 1 == len(json.loads((run / "split.json").read_text())["selection"])
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["IoU"]) == {"_background_", "platelet", "rbc", "wbc"}
     val = json.loads((run / "split.json").read_text())["val"]
@@ -425,7 +429,7 @@ def test_real_labelme_photos_with_ignore_regions(real_fixtures, tmp_path):
     assert evaluator.evaluate()["mIoU"] == pytest.approx(1.0)
 
     _, _, _, backend = make_backend("linknet", data, tmp_path / "run2", imgsz=96)
-    assert backend.fit(data, data)["iterations"] == 1  # 3 images, batch 2: the lone one is dropped
+    assert backend.fit(data, Selection.of(TASK))["iterations"] == 1  # 3 images, batch 2: the lone one is dropped
     for record, pred in zip(data.images, backend.predict(data.images)):
         assert pred.label_map.shape == (record.height, record.width)
         assert not TASK.validate(pred, data.meta())

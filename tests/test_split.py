@@ -11,7 +11,7 @@ from toy_backend import make_dataset
 
 from zoo.dataset import Dataset, ImageRecord, Instance
 from zoo.errors import ZooError
-from zoo.split import choose_split, data_hash, make_split, read_split, write_split
+from zoo.split import carve_selection, choose_split, data_hash, make_split, read_split, write_split
 from zoo.tasks import get_task
 
 
@@ -135,3 +135,25 @@ def test_hash_does_not_care_whether_rle_counts_are_bytes_or_str():
     a.images[0].instances[0].mask = {"size": [10, 10], "counts": "PPYo0"}
     b.images[0].instances[0].mask = {"size": [10, 10], "counts": b"PPYo0"}
     assert data_hash(a) == data_hash(b)
+
+
+def test_selection_split_comes_from_train_seeded_and_stratified():
+    ds, task = _boxes({0: 50, 1: 30, 2: 20}), get_task("detect")
+    base = make_split(ds, task, val=0.2, test=0.1, seed=0)
+    s = carve_selection(base, ds, task, 0.1)
+    assert len(s.selection) == round(len(base.train) * 0.1) and s.selection_fraction == 0.1
+    assert set(s.selection) <= set(base.train) and not set(s.selection) & set(s.train)
+    assert sorted(s.train + s.selection) == sorted(base.train)
+    assert (s.val, s.test) == (base.val, base.test)  # the scored splits are untouched
+    cat = {r.id: r.instances[0].category for r in ds.images}
+    assert Counter(cat[i] for i in s.selection) == {0: 4, 1: 2, 2: 1}  # 7 of 70, by share
+    # seeded: same seed -> same selection, again and from its own result; another -> another
+    assert carve_selection(base, ds, task, 0.1) == s == carve_selection(s, ds, task, 0.1)
+    other = carve_selection(make_split(ds, task, val=0.2, test=0.1, seed=1), ds, task, 0.1)
+    assert other.selection != s.selection
+    # none asked: every training image trains, and the split keeps the key it always had
+    back = carve_selection(s, ds, task, 0.0)
+    assert back.selection == [] and sorted(back.train) == sorted(base.train) and back.key == base.key
+    assert s.key != base.key
+    with pytest.raises(ZooError, match="cannot spare a selection split"):
+        carve_selection(make_split(_boxes({0: 2}), task, val=0.5), _boxes({0: 2}), task, 0.5)

@@ -12,6 +12,7 @@ pytest.importorskip("torchvision")
 from zoo.backend import RunContext  # noqa: E402
 from zoo.config import resolve_config  # noqa: E402
 from zoo.errors import ZooError  # noqa: E402
+from zoo.selection import Selection  # noqa: E402
 from zoo.plugins.tv_models import CLASSIFIERS  # noqa: E402
 from zoo.plugins.tv_models.classifiers import ClassifierConfig, Resnet18, build_classifier, transforms  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
@@ -79,7 +80,7 @@ def test_pretrained_only_from_local_cache(tmp_path, monkeypatch):
     assert not (tmp_path / "marker").exists()
 
 
-def test_best_epoch_by_val_accuracy_and_load(demo, tmp_path):
+def test_best_epoch_on_the_selection_split_and_load(demo, tmp_path):
     task = get_task("classify")
     cfg = resolve_config(
         Resnet18.Config, backend="resnet18", task="classify",
@@ -87,11 +88,14 @@ def test_best_epoch_by_val_accuracy_and_load(demo, tmp_path):
     )
     ctx = RunContext(run_dir=tmp_path)
     b = Resnet18(task, demo.meta(), cfg, ctx)
-    out = b.fit(demo.subset([r.id for r in demo.images[:6]]), demo.subset([r.id for r in demo.images[6:]]))
-    assert 0.0 <= out["val_accuracy"] <= 1.0
+    selection = Selection.of(task, demo.subset([r.id for r in demo.images[6:]]))
+    b.fit(demo.subset([r.id for r in demo.images[:6]]), selection)
     best = torch.load(ctx.checkpoint_dir / "best.pt", weights_only=True)
     assert best["extra"]["classes"] == demo.classes
-    assert max(r["val"] for r in best["history"]) == pytest.approx(out["val_accuracy"])
+    # the kept epoch scored best on the selection split (zoo's accuracy); ties to the later one
+    scores = [s["score"] for s in selection.scored]
+    assert len(scores) == 2 and all(0.0 <= v <= 1.0 for v in scores)
+    assert selection.chosen_epoch == best["epoch"] == max(range(2), key=lambda e: (scores[e], e))
     restored = Resnet18.load(task, demo.meta(), cfg, ctx)
     a = [s for p in b.predict(demo.images) for s in p.scores]
     c = [s for p in restored.predict(demo.images) for s in p.scores]

@@ -14,6 +14,7 @@ pytest.importorskip("torchvision")
 from zoo.backend import RunContext  # noqa: E402
 from zoo.config import resolve_config  # noqa: E402
 from zoo.dataset import Dataset, ImageRecord, Instance  # noqa: E402
+from zoo.selection import Selection  # noqa: E402
 from zoo.errors import ConfigError, ZooError  # noqa: E402
 from zoo.plugins.tv_models.rcnn import (  # noqa: E402
     DetectionSamples,
@@ -162,7 +163,7 @@ def test_pretrained_offline_is_a_fast_clear_error(tmp_path, monkeypatch, demo):
     b = FasterRCNN(get_task("detect"), demo.meta(), cfg, RunContext(run_dir=tmp_path / "run"))
     t0 = time.perf_counter()
     with pytest.raises(ZooError, match="not in the local torch cache.*mobilenet_v3_large"):
-        b.fit(demo, demo)
+        b.fit(demo, Selection.of(get_task("detect")))
     assert time.perf_counter() - t0 < 5
 
 
@@ -202,7 +203,7 @@ def test_pretrained_from_cache_and_weights_file(tmp_path, monkeypatch, demo):
     (tmp_path / "junk.pt").write_bytes(b"nope")
     second.config = _config("faster-rcnn", "detect", weights=str(tmp_path / "junk.pt"))
     with pytest.raises(ZooError, match="junk.pt: not a readable checkpoint"):
-        second.fit(demo, demo)
+        second.fit(demo, Selection.of(get_task("detect")))
 
 
 def _fit_predict(cls, task_name, data, tmp_path, **flags):
@@ -210,7 +211,7 @@ def _fit_predict(cls, task_name, data, tmp_path, **flags):
     task.check(data)
     cfg = _config(cls.name, task_name, **flags)
     b = cls(task, data.meta(), cfg, RunContext(run_dir=tmp_path))
-    b.fit(data, data.subset([]))
+    b.fit(data, Selection.of(task))
     preds = list(b.predict(data.images))
     assert [p.image_id for p in preds] == [r.id for r in data.images]
     for p in preds:

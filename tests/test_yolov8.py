@@ -24,6 +24,8 @@ if importlib.util.find_spec("ultralytics") is None:  # find, not import: importi
 
 from zoo.config import resolve_config  # noqa: E402
 from zoo.errors import ConfigError  # noqa: E402
+from zoo.selection import Selection  # noqa: E402
+from zoo.tasks import get_task  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -184,7 +186,7 @@ def test_unknown_train_arg_is_a_config_error(tiny, tmp_path):
     ds = read_dataset(tiny)
     b = _backend("detect", tmp_path, ds, epochs=1, imgsz=64, batch=4, train_args={"mosiac": 0.0})
     with pytest.raises(ConfigError, match="mosiac"):
-        b.fit(ds.subset([r.id for r in ds.images[:4]]), ds.subset([r.id for r in ds.images[4:]]))
+        b.fit(ds.subset([r.id for r in ds.images[:4]]), Selection.of(get_task("detect")))
 
 
 def test_plugin_module_stays_light():
@@ -218,13 +220,14 @@ def test_resume_continues_an_interrupted_training(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setitem(base.default_callbacks, "on_fit_epoch_end", [*base.default_callbacks["on_fit_epoch_end"], interrupt])
     with pytest.raises(KeyboardInterrupt):
-        YoloV8(get_task("detect"), ds, config, RunContext(run_dir=run, ledger=ledger)).fit(train, val)
+        YoloV8(get_task("detect"), ds, config, RunContext(run_dir=run, ledger=ledger)).fit(
+            train, Selection.of(get_task("detect"), val))
     assert not (run / "checkpoint" / "model.pt").exists()
     monkeypatch.setitem(base.default_callbacks, "on_fit_epoch_end", base.default_callbacks["on_fit_epoch_end"][:-1])
 
     assert "work/train/weights/last.pt" in ledger.hashes
     resumed = YoloV8(get_task("detect"), ds, config, RunContext(run_dir=run, resume=True, ledger=ledger))
-    resumed.fit(train, val)
+    resumed.fit(train, Selection.of(get_task("detect"), val))
     assert (run / "checkpoint" / "model.pt").is_file()
     rows = (run / "work" / "train" / "results.csv").read_text().strip().splitlines()[1:]
     assert [r.split(",")[0].strip() for r in rows] == ["1", "2"]  # epoch 1 kept, epoch 2 added

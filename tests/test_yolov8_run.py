@@ -24,14 +24,23 @@ def test_run_leaves_a_complete_folder(task, tmp_path, tiny_demo, monkeypatch, pr
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "runs"
     main(["run", "--task", task, "--backend", "yolov8", "--data", str(tiny_demo), "--epochs", "1",
-          "--imgsz", "64", "--batch", "4", "--device", "cpu", "--out", str(out), "--set", "model=n"])
+          "--imgsz", "64", "--batch", "4", "--device", "cpu", "--out", str(out), "--set", "model=n",
+          "--select", "best" if task == "detect" else "last"])
     run = out / f"yolov8-{task}"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished"
     assert manifest["versions"].get("ultralytics")
     assert manifest["parameters"] > 100_000
     own = manifest["framework_metrics"]
-    assert "ultralytics_val" in own and "for the log only" in own["note"]
+    assert "for the log only" in own["note"]
+    chosen = manifest["selection"]
+    if task == "detect":  # ultralytics validated on the selection split, and only there
+        assert "ultralytics_val" in own and chosen["times_scored"] == 1 and chosen["chosen_epoch"] == 1
+        assert chosen["selection_images"] == len(json.loads((run / "split.json").read_text())["selection"]) > 0
+        assert "ultralytics" in chosen["criterion"]
+    else:  # --select last: nothing scored during training, no selection split
+        assert "ultralytics_val_on_train_images" in own and chosen["times_scored"] == 0
+        assert chosen["selection_images"] == 0 and chosen["chosen_epoch"] == 1
     assert (run / "checkpoint" / "model.pt").is_file()
     assert (run / "config.yaml").read_text().count("model: n") == 1
     metrics = json.loads((run / "metrics.json").read_text())

@@ -2,9 +2,12 @@
 
 ``mode: mean`` (default) learns the training set's mean box (relative to image size) per
 category and predicts it on every image (semantic-seg: the box filled with its category;
-classify: the most frequent class). ``mode: oracle`` memorises the annotations of every
-image it sees in ``fit`` (train AND val), so its predictions on the val split are the
-ground truth: the pipeline plus the shared evaluator must score it 1.0.
+classify: the most frequent class). ``mode: oracle`` predicts the ground truth: it
+memorises the training and selection images it gets in ``fit`` and, for any other image,
+peeks at the dataset's answer key when it predicts (:func:`answer_key`: the annotations
+under the dataset's root). ``fit`` never gets the scored split (zoo's selection protocol),
+so the peek is the oracle's deliberate cheat: the pipeline plus the shared evaluator must
+score it 1.0.
 
 ``ZOO_TOY_FAIL=fit|predict|load`` makes that step raise, to test failures and --resume.
 """
@@ -42,9 +45,10 @@ def _fail(step: str) -> None:
 class Toy(Backend):
     Config = ToyConfig
 
-    def fit(self, train, val):
+    def fit(self, train, selection):
         _fail("fit")
-        state: dict = {"mode": self.config.mode, "boxes": {}, "classes": [], "memory": {}}
+        root = str(Path(self.meta.root).resolve()) if self.meta.root is not None else None
+        state: dict = {"mode": self.config.mode, "boxes": {}, "classes": [], "memory": {}, "root": root}
         per_cat: dict[int, list] = {}
         for r in train.images:
             for i in r.instances:
@@ -60,15 +64,8 @@ class Toy(Backend):
                                       "kps": np.mean(kps, axis=0).tolist() if kps else None}
         state["classes"] = Counter(l for r in train.images for l in r.labels).most_common(1)
         if self.config.mode == "oracle":
-            for r in [*train.images, *val.images]:
-                state["memory"][r.id] = {
-                    "labels": r.labels,
-                    "instances": [
-                        {"category": i.category, "bbox": list(i.bbox), "mask": i.mask,
-                         "polygons": i.polygons, "keypoints": i.keypoints}
-                        for i in r.instances if not i.ignore
-                    ],
-                }
+            for r in [*train.images, *selection.images]:
+                state["memory"][r.id] = _memo(r)
         self.state = state
         self.ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         (self.ctx.checkpoint_dir / "toy.json").write_text(json.dumps(state))
@@ -95,6 +92,9 @@ class Toy(Backend):
     def _one(self, r):
         task = self.task.name
         mem = self.state["memory"].get(r.id)
+        if mem is None and self.state["mode"] == "oracle" and self.state.get("root"):
+            truth = answer_key(self.state["root"]).get(r.id)
+            mem = _memo(truth) if truth is not None else None
         if task == "classify":
             if mem is not None:
                 return ClassPrediction(r.id, mem["labels"][0])
@@ -150,6 +150,33 @@ class Toy(Backend):
         return InstancePredictions(r.id, dets)
 
 
+def _memo(r) -> dict:
+    """What the oracle keeps of an image: its labels and usable instances, as plain values."""
+    return {
+        "labels": r.labels,
+        "instances": [
+            {"category": i.category, "bbox": list(i.bbox), "mask": i.mask,
+             "polygons": i.polygons, "keypoints": i.keypoints}
+            for i in r.instances if not i.ignore
+        ],
+    }
+
+
+#: Ground truth by dataset root, then image id: make_dataset's in-memory datasets, and
+#: folders read once (see answer_key).
+_ANSWER_KEYS: dict[str, dict] = {}
+
+
+def answer_key(root: str | Path) -> dict:
+    """Every image's annotations under ``root``, by id (what the oracle peeks at)."""
+    key = str(Path(root).resolve())
+    if key not in _ANSWER_KEYS:
+        from zoo.reading import read_dataset
+
+        _ANSWER_KEYS[key] = {r.id: r for r in read_dataset(Path(key)).images}
+    return _ANSWER_KEYS[key]
+
+
 class OracleConfig(ToyConfig):
     mode: str = "oracle"
 
@@ -158,8 +185,22 @@ class Oracle(Toy):
     Config = OracleConfig
 
 
+class Peeker(Toy):
+    """Breaks zoo's selection protocol on purpose: during ``fit`` it opens every image file
+    in the dataset's folder, the scored split's included (check_backend must catch it)."""
+
+    def fit(self, train, selection):
+        from PIL import Image
+
+        for path in sorted(Path(self.meta.root).rglob("*")):
+            if path.suffix.lower() in (".png", ".jpg"):
+                with Image.open(path) as im:
+                    im.load()
+        return super().fit(train, selection)
+
+
 class Broken(Toy):
-    def fit(self, train, val):
+    def fit(self, train, selection):
         raise RuntimeError("broken on purpose")
 
 
@@ -190,6 +231,7 @@ def make_dataset(root: Path, n: int = 12, size: int = 48, seed: int = 0):
             ))
         images.append(ImageRecord(id=f"img_{k:03d}", width=size, height=size, file=path,
                                   labels=[k % 3], instances=instances))
+    _ANSWER_KEYS[str(root.resolve())] = {r.id: r for r in images}
     return Dataset(categories=["cell", "dot"], classes=["a", "b", "c"], keypoint_names=["tl", "br"],
                    skeleton=[(0, 1)], oks_sigmas=[0.1, 0.1], images=images, root=root, format="synthetic")
 
@@ -203,6 +245,8 @@ class ToyPlugin:
             BackendSpec(name="toy", tasks=TASKS, entry="toy_backend:Toy", description="test backend"),
             BackendSpec(name="oracle", tasks=TASKS, entry="toy_backend:Oracle", description="predicts the ground truth"),
             BackendSpec(name="broken", tasks=TASKS, entry="toy_backend:Broken", description="fails to train"),
+            BackendSpec(name="peeker", tasks=TASKS, entry="toy_backend:Peeker",
+                        description="reads the scored images while training"),
             BackendSpec(name="absent", tasks=TASKS, entry="toy_backend:Toy", requires=("no_such_module_zoo",),
                         extra="absent", description="its framework is not installed"),
             BackendSpec(name="unimportable", tasks=TASKS, entry="toy_backend:NoSuchClass", description="a plugin bug"),

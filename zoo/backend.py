@@ -8,8 +8,14 @@ reporting and the run folder are zoo's, never the backend's.
 Lifecycle, driven by :mod:`zoo.run`::
 
     b = BackendClass(task, meta, config, ctx)   # cheap; imports the framework lazily
-    b.fit(train, val)                           # leaves a checkpoint in ctx.checkpoint_dir
+    b.fit(train, selection)                     # leaves a checkpoint in ctx.checkpoint_dir
     preds = list(b.predict(val.images))         # canonical predictions, one per image
+
+``fit`` never receives the split that is scored: model selection (which epoch's weights
+to keep, early stopping) is zoo's protocol, the same for every backend, played on a
+selection split carved from the training images (:class:`zoo.selection.Selection`).
+:func:`zoo.testing.check_backend` fails a backend that reads a scored image before
+``predict``.
 
     b = BackendClass.load(task, meta, config, ctx)   # later: from ctx.checkpoint_dir
 """
@@ -27,6 +33,7 @@ from zoo.checksums import Ledger
 from zoo.config import BackendConfig
 from zoo.dataset import Dataset, ImageRecord
 from zoo.predictions import Prediction
+from zoo.selection import Selection
 from zoo.tasks import Task
 
 
@@ -80,8 +87,16 @@ class Backend(ABC):
         self.ctx = ctx
 
     @abstractmethod
-    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
-        """Train on ``train`` (``val`` may steer early stopping / checkpoint choice).
+    def fit(self, train: Dataset, selection: Selection) -> dict[str, Any]:
+        """Train on ``train`` and keep the weights ``selection.protocol`` asks for.
+
+        ``selection`` (:class:`zoo.selection.Selection`) holds the protocol, the selection
+        images (``selection.images``; none when nothing is scored during training) and
+        zoo's scorer. On :func:`zoo.training.fit` pass ``selection=selection,
+        val_fn=selection.scorer(self.predict)`` and the loop does the rest; a framework
+        with its own loop gets ``selection.images`` as its validation data, reports each
+        scored epoch with ``selection.record`` and the kept one with ``selection.choose``.
+        A backend without epochs may ignore it.
 
         Must leave everything :meth:`load` needs in ``ctx.checkpoint_dir``. Returns the
         framework's own final numbers, if any, for the log (never used for ranking).

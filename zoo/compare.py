@@ -2,8 +2,11 @@
 
 The data is read once and split once (``<out>/compare/<name>/split.json``); every backend's
 run gets that split, that seed and the same ``--set`` / ``--config`` layers, and is scored
-by the shared evaluator. A finished run of the same backend with the same data hash, split,
-seed and resolved config is reused instead of trained again (``--rerun`` trains anyway).
+by the shared evaluator. Every backend follows one model-selection protocol (``--select``,
+``--select-frac``, ``--patience``; :mod:`zoo.selection`), named in the leaderboard's header;
+runs made under different protocols are never ranked together. A finished run of the same
+backend with the same data hash, split, seed, protocol and resolved config is reused instead
+of trained again (``--rerun`` trains anyway).
 
 ``--set key=value`` applies to every backend; ``--set BACKEND.key=value`` to one only
 (``--set unet.encoder=resnet18``), so keys that only some backends know can be given.
@@ -59,6 +62,10 @@ class CompareOptions:
     samples: int = 3
     #: "auto", "random" or a split.json path (see zoo.split).
     split: str | Path = "auto"
+    #: The model-selection protocol every backend follows (zoo.selection).
+    select: str = "last"
+    select_frac: float = 0.1
+    patience: int | None = None
 
 
 @dataclass
@@ -115,9 +122,9 @@ def _same_config(run_dir: Path, config: dict) -> bool:
 
 
 def find_reusable(out: Path, backend: str, task: Task, *, digest: str, split_key: str, seed: int,
-                  config: dict) -> Path | None:
+                  config: dict, protocol: dict) -> Path | None:
     """The most recently finished run under ``out`` (any name: ``zoo run --name`` runs count)
-    of ``backend`` on exactly this data, split, seed and resolved config."""
+    of ``backend`` on exactly this data, split, seed, selection protocol and resolved config."""
     from zoo.runfolder import iter_runs
 
     found = []
@@ -125,7 +132,8 @@ def find_reusable(out: Path, backend: str, task: Task, *, digest: str, split_key
         if (
             m.get("status") == "finished" and m.get("backend") == backend and m.get("task") == task.name
             and m.get("data", {}).get("hash") == digest and m.get("split", {}).get("key") == split_key
-            and m.get("seed") == seed and (run_dir / "metrics.json").is_file() and _same_config(run_dir, config)
+            and m.get("seed") == seed and (m.get("selection") or {}).get("protocol") == protocol
+            and (run_dir / "metrics.json").is_file() and _same_config(run_dir, config)
         ):
             found.append((str(m.get("finished", "")), run_dir.stat().st_mtime, run_dir))
     return max(found)[2] if found else None
@@ -153,6 +161,9 @@ class _Compare:
         flags["seed"] = self.seed  # one seed for every backend, whatever their configs say
         self.flags = flags
         self.sets = split_sets(list(opts.sets), self.backends)
+        from zoo.selection import Protocol
+
+        self.protocol = Protocol(opts.select, opts.select_frac, opts.patience)
         from rich.console import Console
 
         self.console = Console(stderr=True, highlight=False)
@@ -186,7 +197,7 @@ class _Compare:
         from zoo.config import dump_config
         from zoo.devices import resolve_device
         from zoo.run import RunOptions, execute, read_input, report_problems
-        from zoo.split import choose_split, data_hash, write_split
+        from zoo.split import carve_selection, choose_split, data_hash, write_split
 
         opts = self.opts
         configs = self.resolve_configs()  # config typos fail before the data is even read
@@ -195,6 +206,7 @@ class _Compare:
         self.task.check(dataset)
         digest = data_hash(dataset)
         split = choose_split(opts.split, dataset, self.task, val=opts.val, test=opts.test, seed=self.seed, digest=digest)
+        split = carve_selection(split, dataset, self.task, self.protocol.split_fraction)
         self.folder.mkdir(parents=True, exist_ok=True)
         import shutil
 
@@ -204,7 +216,8 @@ class _Compare:
         self.dataset, self.split = dataset, split
         train = dataset.subset(split.train)
         self.say(f"comparing {', '.join(self.backends)} on {self.task.name}: {_esc(label)}, "
-                 f"{len(split.train)} train / {len(split.val)} val images, seed {self.seed}")
+                 f"{len(split.train)} train / {len(split.val)} val images, seed {self.seed}; "
+                 f"model selection: {self.protocol.describe()}")
 
         rows = []
         for b in self.backends:
@@ -217,7 +230,8 @@ class _Compare:
             # the same data-derived choices the run would make, so a finished run is recognised
             cfg, _ = fill_auto(cfg, cls, self.task, train, resolve_device(cfg.device))
             reuse = None if opts.rerun else find_reusable(
-                self.out, b, self.task, digest=digest, split_key=split.key, seed=self.seed, config=dump_config(cfg))
+                self.out, b, self.task, digest=digest, split_key=split.key, seed=self.seed, config=dump_config(cfg),
+                protocol=self.protocol.to_dict())
             if reuse is not None:
                 rows.append(Row(b, "reused", reuse, read_json(reuse / "metrics.json"), read_json(reuse / "manifest.json")))
                 self.say(f"{b}: reusing {_esc(reuse)}")
@@ -229,6 +243,7 @@ class _Compare:
                     out=self.out, config_files=list(opts.config_files), sets=self.sets[b], flags=self.flags,
                     split_file=split_path, registry=self.registry, dataset=dataset, demo=opts.data is None, quiet=True,
                     trust_weights=opts.trust_weights,
+                    select=opts.select, select_frac=opts.select_frac, patience=opts.patience,
                 ))
             except KeyboardInterrupt:
                 raise
@@ -243,9 +258,11 @@ class _Compare:
             self.say(f"{b}: {fmt(Row(b, 'trained', metrics=result.metrics).main_value)} "
                      f"{result.metrics.get('main', '')} ({_esc(result.run_dir)})")
 
+        check_one_protocol(rows, self.protocol.to_dict())
         rows = rank(rows)
         write_json(self.folder / "compare.json", {
             "task": self.task.name, "backends": self.backends, "seed": self.seed, "data_hash": digest,
+            "selection": self.protocol.to_dict(),
             "split_key": split.key, "rows": [
                 {"backend": r.backend, "status": r.status, "run": str(r.run_dir) if r.run_dir else None,
                  "error": r.error, "main": r.metrics.get("main"), "score": r.main_value} for r in rows],
@@ -306,6 +323,8 @@ class _Compare:
                  f"Data `{self.split.data_hash[:16]}`, split `{self.split.key}` (seed {self.seed}): "
                  f"{len(self.split.train)} train / {len(self.split.val)} val images, scored on val by zoo's "
                  "shared evaluator. Ranked by " + (f"**{main}**" if main else "the main metric") + ".", "",
+                 f"Model selection, the same for every backend: {self.protocol.describe()}"
+                 + (f" ({len(self.split.selection)} selection images)" if self.split.selection else "") + ".", "",
                  "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for rank_, r in enumerate(rows, 1):
             if not r.ok:
@@ -353,6 +372,22 @@ def _failed_run_dir(out: Path, backend: str, task: str) -> Path | None:
     if runs and (read_manifest(runs[-1]) or {}).get("status") in ("failed", "interrupted"):
         return runs[-1]
     return None
+
+
+def check_one_protocol(rows: list[Row], protocol: dict) -> None:
+    """Refuse a leaderboard whose runs chose their weights under different protocols: a row
+    tuned on another rule is not comparable (zoo.selection)."""
+    from zoo.selection import describe
+
+    other = [r for r in rows if r.ok and (r.manifest.get("selection") or {}).get("protocol") != protocol]
+    if other:
+        r = other[0]
+        raise ZooError(
+            f"cannot rank {r.backend} ({r.run_dir}) with the others: it chose its weights by "
+            f"'{describe((r.manifest.get('selection') or {}).get('protocol'))}', this comparison by "
+            f"'{describe(protocol)}'; runs made under different model-selection protocols are not comparable "
+            "(use the same --select / --select-frac / --patience, or --rerun)"
+        )
 
 
 def rank(rows: list[Row]) -> list[Row]:

@@ -34,7 +34,9 @@ hookspec = pluggy.HookspecMarker("zoo")
 def zoo_backends() -> list:
     """Return the :class:`zoo.specs.BackendSpec` of every backend this plugin provides.
 
-    A backend class (``BackendSpec.entry``) subclasses :class:`zoo.backend.Backend`.
+    A backend class (``BackendSpec.entry``) subclasses :class:`zoo.backend.Backend`; its
+    ``fit(train, selection)`` follows zoo's model-selection protocol (:mod:`zoo.selection`)
+    and never sees the split that is scored.
     Backend names must be unique across all installed plugins; a clash is an error that
     names both plugins, never a silent override.
     """

@@ -92,6 +92,9 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
     parts += ["## Scores (validation split, zoo's shared evaluator)", ""]
     scores = all_scores(metrics)
     parts += [_md_table(["metric", "value"], [[f"**{k}**" if k == main else k, v] for k, v in scores.items()]), ""]
+    from zoo.selection import statement
+
+    parts += [f"Model selection: {statement(m.get('selection'))}.", ""]
 
     per_class = metrics.get("per_class") or {}
     if per_class:
@@ -132,7 +135,9 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
     sizes = split.sizes()
     parts += [f"- split (seed {split.seed}, key `{split.key}`"
               f"{', stratified' if split.stratified else ''}): "
-              f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']}"
+              f"train {sizes['train']}"
+              + (f", selection {sizes['selection']} (carved from train)" if sizes.get("selection") else "")
+              + f", val {sizes['val']}, test {sizes['test']}"
               + (f", {sizes['excluded']} excluded (not usable for {task.name})" if sizes["excluded"] else ""), ""]
 
     parts += ["## Config (resolved)", "", "```yaml"]
@@ -165,7 +170,8 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
     parts += ["## Reproduce, predict", "", "```sh",
               f"zoo run --task {task.name} --backend {m['backend']}"
               + ("" if data == "demo" else f" --data {_q(data)}")
-              + f" --config {_q(run_dir / 'config.yaml')} --split {_q(run_dir / 'split.json')}",
+              + f" --config {_q(run_dir / 'config.yaml')} --split {_q(run_dir / 'split.json')}"
+              + _select_flags((m.get("selection") or {}).get("protocol")),
               f"zoo predict --run {_q(run_dir)} IMAGES... --out DIR   # labelme JSON to open and correct",
               "```", ""]
     return write_text(run_dir / "report.md", "\n".join(parts))
@@ -184,6 +190,18 @@ def _label_next(run_dir: Path, n: int = 10) -> list[str]:
             f"The unlabelled images, most useful to annotate first (`ranking/ranking.csv`, {len(rows)} rows; "
             "the first ones pre-filled as labelme JSON in `ranking/`):", "",
             _md_table(["image", "score", "why"], [[r["image"], r["score"], r["why"]] for r in rows[:n]]), ""]
+
+
+def _select_flags(protocol: dict | None) -> str:
+    """The ``--select`` options that reproduce a run's model-selection protocol."""
+    if not protocol:
+        return ""
+    out = f" --select {protocol['rule']}"
+    if protocol.get("selection_fraction"):
+        out += f" --select-frac {protocol['selection_fraction']:g}"
+    if protocol.get("patience") is not None:
+        out += f" --patience {protocol['patience']}"
+    return out
 
 
 def _q(p) -> str:

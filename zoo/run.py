@@ -2,9 +2,11 @@
 
 The pipeline, backend-agnostic (a backend only ever sees canonical data)::
 
-    prepare   read the folder, report its problems, task.check, split (split.json),
+    prepare   read the folder, report its problems, task.check, split (split.json; the
+              selection split carved from train when the protocol scores, zoo.selection),
               resolve the config (config.yaml), ground truth scored (data/val_coco.json)
-    fit       backend.fit(train, val)                      -> checkpoint/
+    fit       backend.fit(train, selection)                -> checkpoint/
+              (never the scored split: the selection protocol is zoo's, see zoo.selection)
     predict   backend.predict(val images, annotations removed), each prediction validated
               by the task                                  -> predictions/
     evaluate  zoo.evaluation.evaluate (the ONE evaluator)  -> metrics.json, plots/
@@ -85,6 +87,12 @@ class RunOptions:
     top: int = 10
     #: ``--trust-weights``: a starting-weights file that is a pickle may be unpickled.
     trust_weights: bool = False
+    #: Model selection (zoo.selection): ``--select last|best``, ``--select-frac``,
+    #: ``--patience``. None = not given: the defaults for a new run (last, 0.1, no early
+    #: stopping), the interrupted run's own protocol for ``--resume``.
+    select: str | None = None
+    select_frac: float | None = None
+    patience: int | None = None
 
 
 @dataclass
@@ -247,6 +255,23 @@ class _Run:
         self.lock: RunLock | None = None
         self.ledger = None  # the checkpoints' sha256 (zoo.checksums), once the manifest exists
         self.fit_started: float | None = None  # perf_counter at the start of this fit part
+        self.protocol = self.asked_protocol()  # a bad --select fails before anything is read
+
+    def asked_protocol(self, recorded: dict | None = None):
+        """The selection protocol from the options; on ``--resume``, the recorded one, which
+        an option given now must not contradict."""
+        from zoo.selection import Protocol
+
+        o = self.opts
+        asked = {"rule": o.select, "fraction": o.select_frac, "patience": o.patience}
+        if recorded is None:
+            return Protocol(**{k: v for k, v in asked.items() if v is not None})
+        old = Protocol.from_dict(recorded)
+        for key, value in asked.items():
+            if value is not None and value != getattr(old, key):
+                raise ZooError(f"--resume: the interrupted run's model selection was {old.describe()}; "
+                               f"drop the changed --select / --select-frac / --patience or start a new run")
+        return old
 
     def say(self, msg: str) -> None:
         if not self.opts.quiet:
@@ -326,7 +351,7 @@ class _Run:
 
     def prepare(self) -> None:
         from zoo.devices import resolve_device
-        from zoo.split import choose_split, data_hash, write_split
+        from zoo.split import carve_selection, choose_split, data_hash, write_split
 
         opts = self.opts
         self.cls = self.spec.load()
@@ -357,6 +382,7 @@ class _Run:
             opts.split_file, self.dataset, self.task, val=opts.val, test=opts.test,
             seed=self.config.seed, digest=self.digest,
         )
+        self.split = carve_selection(self.split, self.dataset, self.task, self.protocol.split_fraction)
         if self.split.source == "data":
             self.say("[dim]using the train / val split the data defines (--split random to draw one)[/]")
         self.device = resolve_device(self.config.device)
@@ -380,7 +406,9 @@ class _Run:
             "seed": self.config.seed,
             "device": self.device,
             "split": {"key": self.split.key, **self.split.sizes(),
-                      "val_fraction": self.split.val_fraction, "test_fraction": self.split.test_fraction},
+                      "val_fraction": self.split.val_fraction, "test_fraction": self.split.test_fraction,
+                      "selection_fraction": self.split.selection_fraction},
+            "selection": {"protocol": self.protocol.to_dict(), "description": self.protocol.describe()},
             "versions": _versions(),
             "parameters": None,
             "timings": {"read": round(t_read, 3)},
@@ -394,7 +422,9 @@ class _Run:
         self.phase_done("prepare")
         self.say(
             f"[bold]{self.spec.name}[/] {self.task.name} on {_esc(self.data_label)}: "
-            f"{len(self.train)} train / {len(self.val)} val images, device {self.device}, "
+            f"{len(self.train)} train"
+            + (f" / {len(self.selection_data)} selection" if len(self.selection_data) else "")
+            + f" / {len(self.val)} val images, device {self.device}, "
             f"run folder {_esc(self.run_dir)}"
         )
 
@@ -443,6 +473,7 @@ class _Run:
             raise ZooError(f"--resume: the data changed since {self.run_dir} started; start a new run")
         self.split = read_split(self.run_dir / "split.json")
         check_split(self.split, self.dataset, self.task, self.digest, str(self.run_dir / "split.json"))
+        self.protocol = self.asked_protocol(m.get("selection", {}).get("protocol") or {})
         self.device = resolve_device(self.config.device)
         m["device"] = self.device
         m["status"] = "running"
@@ -456,6 +487,7 @@ class _Run:
 
     def make_subsets(self) -> None:
         self.train = self.dataset.subset(self.split.train)
+        self.selection_data = self.dataset.subset(self.split.selection)
         self.val = self.dataset.subset(self.split.val)
         self.meta = self.dataset.meta()
 
@@ -506,6 +538,8 @@ class _Run:
         return self.config.model_copy(update={"device": self.device})
 
     def fit(self) -> None:
+        from zoo.selection import Selection
+
         ctx = self.make_context()
         seed_everything(self.config.seed)
         if "fit" in self.manifest.get("done", []):
@@ -521,11 +555,16 @@ class _Run:
             parts = self.manifest["timings"].setdefault("fit_parts", [])
             parts.append(0.0)
             self.fit_started = t0 = time.perf_counter()
-            own = self.backend.fit(self.train, self.val) or {}
+            selection = Selection(self.protocol, self.selection_data, self.task)
+            own = self.backend.fit(self.train, selection) or {}
             self.fit_started = None
             parts[-1] = round(time.perf_counter() - t0, 3)
             # every file the backend left in checkpoint/, whether or not it recorded it itself
             ctx.ledger.record(*sorted(p for p in ctx.checkpoint_dir.rglob("*") if p.is_file()))
+            self.manifest["selection"] = selection.summary()
+            if selection.active and not selection.scored:
+                log.warning("%s scored nothing on the selection split: its weights are not chosen by "
+                            "the protocol (%s)", self.spec.name, self.protocol.describe())
             self.manifest["framework_metrics"] = {
                 "note": f"{self.spec.name}'s own numbers, for the log only; ranked scores are in metrics.json",
                 **own,
@@ -557,11 +596,13 @@ class _Run:
 
     def evaluate(self, preds: list) -> dict:
         from zoo.evaluation import evaluate
+        from zoo.selection import statement
 
         t0 = time.perf_counter()
         plots = self.run_dir / "plots"
         plots.mkdir(exist_ok=True)
         metrics = evaluate(self.task, self.val, preds, plots_dir=plots)
+        metrics.setdefault("conventions", {})["model selection"] = statement(self.manifest.get("selection"))
         if isinstance(metrics.get("plots"), list):  # relative: a run folder may be moved or shared
             metrics["plots"] = [_relative(p, self.run_dir) for p in metrics["plots"]]
         write_json(self.run_dir / "metrics.json", metrics)

@@ -23,6 +23,11 @@ Where it comes from (``--split``):
 * ``random``: always the seeded split, whatever the data defines;
 * a ``split.json`` file (e.g. another run's): reused as it is, refused if the data changed.
 
+Model selection (:mod:`zoo.selection`) takes its images from the training part, never from
+val or test: :func:`carve_selection` sets aside ``--select-frac`` of the training images,
+seeded and stratified like the rest, as ``selection`` (empty when the protocol scores
+nothing during training).
+
 Written to ``split.json`` in each run folder (``source`` says which of the above).
 """
 
@@ -32,7 +37,7 @@ import hashlib
 import math
 import random
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,9 @@ class Split:
     val: list[str] = field(default_factory=list)
     test: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
+    #: carved from the training images for model selection (zoo.selection); never scored
+    selection: list[str] = field(default_factory=list)
+    selection_fraction: float = 0.0
     stratified: bool = True
     source: str = "seeded"  # "seeded", or "data" (the split the dataset defines)
     version: int = SPLIT_VERSION
@@ -77,11 +85,13 @@ class Split:
         for part in (self.train, self.val, self.test):
             h.update("\n".join(part).encode())
             h.update(b"\0")
+        if self.selection:  # only then: splits without one keep the key they always had
+            h.update(b"selection\0" + "\n".join(self.selection).encode())
         return h.hexdigest()[:16]
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "val": len(self.val), "test": len(self.test),
-                "excluded": len(self.excluded)}
+        return {"train": len(self.train), "selection": len(self.selection), "val": len(self.val),
+                "test": len(self.test), "excluded": len(self.excluded)}
 
 
 def data_hash(dataset: Dataset) -> str:
@@ -178,6 +188,41 @@ def make_split(dataset: Dataset, task: Task, *, val: float = 0.2, test: float = 
     )
 
 
+def carve_selection(split: Split, dataset: Dataset, task: Task, fraction: float) -> Split:
+    """``split`` with ``fraction`` of its training images set aside as the selection split.
+
+    Seeded (``seed:selection:stratum``) and stratified like :func:`make_split`, drawn from
+    the training images only (any earlier selection goes back into that pool first, so the
+    result depends only on the split's training part, the seed and ``fraction``). At least
+    one image is set aside and at least one left to train on. ``fraction`` 0: no selection
+    split, every training image trains.
+    """
+    pool = sorted(split.train + split.selection)
+    if fraction <= 0:
+        return replace(split, train=pool, selection=[], selection_fraction=0.0)
+    if not fraction < 1:
+        raise ZooError(f"--select-frac {fraction:g}: expected a fraction of the training images, below 1")
+    n = max(1, round(len(pool) * fraction))
+    if n >= len(pool):
+        raise ZooError(
+            f"{len(pool)} training image(s) cannot spare a selection split (--select-frac {fraction:g}): "
+            "add images, or use --select last"
+        )
+    by_id = {r.id: r for r in dataset.images}
+    strata: dict[str, list[str]] = defaultdict(list)
+    for image_id in pool:
+        strata[task.stratum(by_id[image_id])].append(image_id)
+    share = _largest_remainder(n, {s: len(ids) for s, ids in strata.items()})
+    chosen: list[str] = []
+    for s in sorted(strata):
+        ids = list(strata[s])
+        random.Random(f"{split.seed}:selection:{s}").shuffle(ids)
+        chosen += ids[: share[s]]
+    taken = set(chosen)
+    return replace(split, train=[i for i in pool if i not in taken], selection=sorted(chosen),
+                   selection_fraction=fraction)
+
+
 def write_split(split: Split, path: Path) -> None:
     from zoo.atomic import write_json
 
@@ -205,7 +250,7 @@ def check_split(split: Split, dataset: Dataset, task: Task, digest: str, where: 
         raise ZooError(f"{where}: split was made for task {split.task}, not {task.name}")
     if split.data_hash != digest:
         ids = {r.id for r in dataset.images}
-        missing = [i for i in (*split.train, *split.val, *split.test) if i not in ids]
+        missing = [i for i in (*split.train, *split.selection, *split.val, *split.test) if i not in ids]
         detail = f" ({len(missing)} of its images are gone, e.g. {missing[0]})" if missing else ""
         raise ZooError(
             f"{where}: the data changed since this split was made{detail}; "

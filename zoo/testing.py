@@ -13,12 +13,22 @@ leaves a checkpoint that loads without unpickling code (every ``.pt`` / ``.pth``
 ``torch.load(weights_only=True)``) and writes nothing outside the run folder, ``predict`` returns one
 well-formed canonical prediction per image in order, a backend restored with ``load``
 predicts the same, and the shared evaluator accepts the predictions.
+
+It also checks that the backend never reads the scored split before prediction. ``fit``
+gets the training images and a selection split (protocol ``best``), never the scored
+images; while it runs, every file the process opens, links or copies through Python
+(``sys.addaudithook``: ``open``, ``os.link``, ``os.symlink``, ``shutil.copyfile``...) is
+traced, and opening a scored image's file fails the check, whether for training or for
+selection. (Reads that bypass Python's file layer, such as OpenCV's ``imread``, are beyond
+the trace.)
 A failed check raises ``AssertionError`` saying which rule was broken.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +39,7 @@ from zoo.config import BackendConfig, resolve_config
 from zoo.dataset import Dataset
 from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
 from zoo.registry import Registry, get_registry
+from zoo.selection import Protocol, Selection
 from zoo.tasks import get_task
 
 
@@ -73,7 +84,10 @@ def check_backend(
     usable = [r for r in data.images if task_obj.is_annotated(r)]
     assert len(usable) >= 4, f"the check needs at least 4 usable images, got {len(usable)}"
     n_val = max(2, len(usable) // 4)
-    train = data.subset([r.id for r in usable[:-n_val]])
+    n_selection = max(1, (len(usable) - n_val) // 4)
+    train = data.subset([r.id for r in usable[: -n_val - n_selection]])
+    selection = Selection(Protocol(rule="best"), data.subset([r.id for r in usable[-n_val - n_selection : -n_val]]),
+                          task_obj)
     val = data.subset([r.id for r in usable[-n_val:]])
 
     config = resolve_config(
@@ -88,7 +102,13 @@ def check_backend(
 
     cwd_before = set(os.listdir(Path.cwd()))
     model = cls(task_obj, data.meta(), config, ctx)
-    model.fit(train, val)
+    with traced_reads(image_files(val)) as reads:
+        model.fit(train, selection)
+    assert not reads, (
+        f"{backend}: fit() read {len(reads)} image(s) of the scored split before prediction "
+        f"(e.g. {sorted(reads)[0]}): training and model selection may use only the training images "
+        "and the selection split zoo gives fit()"
+    )
     assert any(ctx.checkpoint_dir.iterdir()), f"{backend}: fit() left nothing in {ctx.checkpoint_dir}"
     _check_tensors_only(backend, ctx.checkpoint_dir)
 
@@ -110,6 +130,49 @@ def check_backend(
     metrics = evaluator.evaluate()
     assert "conventions" in metrics, "evaluator returned no conventions block"
     return CheckReport(backend=backend, task=task, run_dir=run_dir, predictions=preds, metrics=metrics)
+
+
+def image_files(data: Dataset) -> set[str]:
+    """The files that hold ``data``'s pixels (image files, or labelme JSONs with imageData)."""
+    files = {f for r in data.images for f in (r.file, r.embedded) if f is not None}
+    return {os.path.realpath(f) for f in files} | {os.path.abspath(f) for f in files}
+
+
+_AUDITED = ("open", "os.link", "os.symlink", "shutil.copyfile", "shutil.copymode", "shutil.copystat", "os.rename")
+_watches: list[tuple[set[str], set[str]]] = []  # (files watched, files seen) of each active trace
+_hooked = False
+
+
+def _audit(event: str, args: tuple) -> None:
+    # Called on every audited event in the process: return at once unless a trace is on.
+    if not _watches or event not in _AUDITED or not args:
+        return
+    path = args[0]
+    if isinstance(path, int) or path is None:
+        return
+    try:
+        name = os.path.abspath(os.fsdecode(path))
+    except (TypeError, ValueError):
+        return
+    for watched, seen in _watches:
+        if name in watched:
+            seen.add(name)
+
+
+@contextmanager
+def traced_reads(files: set[str]):
+    """Yields the set of ``files`` opened (or linked, copied) through Python while inside."""
+    global _hooked
+    if not _hooked:
+        sys.addaudithook(_audit)  # permanent by design of audit hooks; idle outside a trace
+        _hooked = True
+    seen: set[str] = set()
+    entry = (set(files), seen)
+    _watches.append(entry)
+    try:
+        yield seen
+    finally:
+        _watches.remove(entry)
 
 
 def _tiny_demo(out: Path) -> Dataset:

@@ -24,13 +24,22 @@ How a plugin uses it::
     result = fit(model, data, config=self.config, device=self.ctx.device,
                  checkpoint_dir=self.ctx.checkpoint_dir, collate=collate_lists)
 
-    # later, in load(): the weights of the best (else last) epoch, checked against the
-    # sha256 the run recorded when it wrote them
+    # model selection is zoo's protocol (zoo.selection): pass what fit() got
+    result = fit(model, data, ..., selection=selection, val_fn=selection.scorer(self.predict))
+
+    # later, in load(): the weights the protocol kept (best.pt, else last.pt), checked against
+    # the sha256 the run recorded when it wrote them
     restore(model, ctx.checkpoint_dir, {"classes": meta.classes}, ledger=ctx.ledger)
 
-Checkpoints: ``last.pt`` after every epoch and ``best.pt`` whenever the epoch's score equals
-or beats the best so far (``val_fn(model)``, higher is better; without one, the lowest mean training
-loss); ``best.pt`` is a hard link to that epoch's ``last.pt`` (a copy where links fail), so
+Model selection: with a :class:`~zoo.selection.Selection`, the protocol decides. ``last``
+scores nothing (``val_fn`` is never called) and keeps the final weights; ``best`` scores
+the selection split with ``val_fn`` every ``val_every`` epochs and after the last one, and
+keeps the best; ``patience`` stops training that many epochs after the best score. Without
+a selection, a given ``val_fn`` picks the best epoch (direct use, tests).
+
+Checkpoints: ``last.pt`` after every epoch and, when the best epoch is kept, ``best.pt``
+whenever the epoch's score equals or beats the best so far (higher is better); ``best.pt``
+is a hard link to that epoch's ``last.pt`` (a copy where links fail), so
 marking the best costs no second write. Both hold ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (0-based,
 completed), ``best_score``, ``history`` and the caller's ``extra`` (plain values only: the
 files are read back with ``torch.load(weights_only=True)``, which unpickles no code). With ``resume=True`` (the
@@ -78,7 +87,7 @@ class TrainConfig(BackendConfig):
     warmup_iters: int = 100
     grad_clip: float = 10.0  # max L2 norm of all gradients; 0 = no clipping
     amp: bool = True  # mixed precision, used on CUDA only (never on CPU)
-    val_every: int = 1  # score val (val_fn) every this many epochs and after the last one
+    val_every: int = 1  # score the selection split (val_fn) every this many epochs and after the last one
 
 
 @dataclass
@@ -402,6 +411,7 @@ def fit(
     loss_fn: Callable | None = None,
     collate: Callable | None = None,
     val_fn: Callable | None = None,
+    selection: Any = None,
     resume: bool = True,
     max_iters: int | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -423,6 +433,9 @@ def fit(
     val_fn:     ``val_fn(model) -> float``, higher is better, run every ``val_every``
                 epochs and after the last under ``no_grad`` with the model in eval mode;
                 picks ``best.pt``
+    selection:  the :class:`~zoo.selection.Selection` the backend's ``fit`` got: whether
+                ``val_fn`` runs at all, which epoch is kept, early stopping; each score and
+                the kept epoch are recorded in it
     max_iters:  stop after this many optimiser steps in total (tests, benchmarks); the
                 schedule still spans all epochs
     extra:      plain values stored in every checkpoint (class names, the resolved config)
@@ -448,6 +461,12 @@ def fit(
     params = [p for g in optimizer.param_groups for p in g["params"]]
 
     result = TrainResult()
+    # the protocol (zoo.selection): score only when it asks; keep the best, or the last
+    scoring = val_fn is not None and (selection is None or selection.active)
+    keep_best = scoring and (selection is None or selection.protocol.rule == "best")
+    if selection is not None:
+        selection.every = max(s.val_every, 1)
+    stopped_after = None
     start_epoch = 0
     if resume and ckpt_dir is not None and (ckpt_dir / LAST).is_file():
         if ledger is not None:
@@ -465,6 +484,9 @@ def fit(
         result.iterations = int(state.get("iterations", 0))
         result.resumed_from = start_epoch - 1
         log.info("resuming from %s after epoch %d", ckpt_dir / LAST, start_epoch)
+        for row in result.history:
+            if selection is not None and "val" in row:
+                selection.record(int(row["epoch"]), row["val"])
 
     t0 = time.perf_counter()
     for epoch in range(start_epoch, s.epochs):
@@ -507,24 +529,25 @@ def fit(
 
         row = {k: v / steps for k, v in sums.items()}
         row.update(epoch=epoch, iterations=steps, lr=optimizer.param_groups[0]["lr"])
-        validate = val_fn is not None and ((epoch + 1) % max(s.val_every, 1) == 0 or epoch == s.epochs - 1)
+        validate = scoring and ((epoch + 1) % max(s.val_every, 1) == 0 or epoch == s.epochs - 1)
+        score = -math.inf  # not scored this epoch: cannot become the best
         if validate:
             model.eval()
             with torch.no_grad():
                 score = float(val_fn(model))
             model.train()
             row["val"] = score
-        elif val_fn is not None:
-            score = -math.inf  # not scored this epoch: cannot become the best
-        else:
-            score = -row["loss"]
+            if selection is not None:
+                selection.record(epoch, score)
         row["seconds"] = time.perf_counter() - t_epoch
         result.history.append(row)
         # ties go to the later epoch: a from-scratch detector scores AP 0 for many epochs,
         # and the untrained first one must not win that tie
-        improved = score > -math.inf and score >= result.best_score
+        improved = keep_best and score > -math.inf and score >= result.best_score
         if improved:
             result.best_score, result.best_epoch = score, epoch
+        if not keep_best:
+            result.best_epoch = epoch  # the protocol keeps the last weights
         log.info(
             "%s epoch %d/%d: loss %.4f%s (%.1f s)",
             description, epoch + 1, s.epochs, row["loss"],
@@ -549,8 +572,15 @@ def fit(
                 result.best_path = _same_file(ckpt_dir / LAST, ckpt_dir / BEST)
             if ledger is not None:
                 ledger.record(*(p for p in (ckpt_dir / LAST, ckpt_dir / BEST) if p.is_file()))
+        if validate and selection is not None and selection.should_stop(epoch):
+            stopped_after = epoch
+            log.info("%s: early stopping after epoch %d (%d epoch(s) without improvement on the selection split)",
+                     description, epoch + 1, selection.protocol.patience)
+            break
 
     result.seconds = time.perf_counter() - t0
+    if selection is not None and result.history:
+        selection.choose(result.best_epoch, stopped_after)
     if ckpt_dir is not None:
         result.last_path = result.last_path or (ckpt_dir / LAST if (ckpt_dir / LAST).is_file() else None)
         result.best_path = result.best_path or (ckpt_dir / BEST if (ckpt_dir / BEST).is_file() else None)

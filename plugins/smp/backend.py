@@ -23,6 +23,7 @@ from zoo.backend import Backend, RunContext
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
 from zoo.predictions import SemanticPrediction
+from zoo.selection import Selection
 from zoo.tasks import Task
 from zoo.training import TrainConfig
 
@@ -125,7 +126,7 @@ class SegmentationBackend(Backend):
 
     # -- Backend ---------------------------------------------------------------------
 
-    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
+    def fit(self, train: Dataset, selection: Selection) -> dict[str, Any]:
         from zoo.plugins.smp.data import SegmentationSamples
         from zoo.plugins.smp.loss import SegmentationLoss
         from zoo.training import MappedDataset, fit
@@ -148,10 +149,13 @@ class SegmentationBackend(Backend):
             images, targets = batch[0], batch[1]
             return criterion(model(images), targets)
 
+        self.model = model  # what predict() runs while the selection split is scored
         result = fit(
             model,
             MappedDataset(train.images, samples),
             config=c,
+            selection=selection,
+            val_fn=selection.scorer(self.predict),
             device=self.ctx.device,
             checkpoint_dir=self.ctx.checkpoint_dir,
             loss_fn=loss_fn,
@@ -161,8 +165,7 @@ class SegmentationBackend(Backend):
             description=self._title(),
             ledger=self.ctx.ledger,
         )
-        self.model = model
-        self._restore(model)  # the best epoch's weights, as load() would give
+        self._restore(model)  # the kept epoch's weights, as load() would give
         return {"final_loss": result.final_loss, "best_epoch": result.best_epoch,
                 "iterations": result.iterations, "seconds": result.seconds}
 

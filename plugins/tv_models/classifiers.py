@@ -5,7 +5,7 @@ Trained on the image-level labels (``Dataset.classes`` / ``ImageRecord.labels``:
 (:meth:`zoo.tasks.Classify.is_annotated`). Images are resized to ``imgsz`` x ``imgsz`` and
 normalised with ImageNet's mean and std (what pretrained weights expect, harmless from
 scratch); training adds a random resized crop, flips and a little colour jitter.
-The epoch with the best validation accuracy is kept (``best.pt``).
+Which epoch is kept is zoo's selection protocol (:mod:`zoo.selection`), as for every backend.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from zoo.config import dump_config
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
 from zoo.predictions import ClassPrediction
+from zoo.selection import Selection
 from zoo.tasks import Task
 from zoo.training import (
     MappedDataset,
@@ -112,7 +113,7 @@ class TvClassifier(Backend):
             raise ZooError(f"{self.arch}: the dataset has no image-level classes (labelme flags or class folders)")
         self.model = None
 
-    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
+    def fit(self, train: Dataset, selection: Selection) -> dict[str, Any]:
         import torch
 
         model = build_classifier(self.arch, len(self.meta.classes), self.config.pretrained)
@@ -125,7 +126,7 @@ class TvClassifier(Backend):
         usable = [r for r in train.images if self.task.is_annotated(r)]
         if not usable:
             raise ZooError(f"{self.arch}: no training image has exactly one class label")
-        val_usable = [r for r in val.images if self.task.is_annotated(r)]
+        self.model = model  # what predict() runs while the selection split is scored
         result = fit(
             model,
             MappedDataset(usable, ClassSamples(transforms(self.config, train=True))),
@@ -134,7 +135,8 @@ class TvClassifier(Backend):
             checkpoint_dir=self.ctx.checkpoint_dir,
             resume=self.ctx.resume,
             loss_fn=criterion_loss(torch.nn.CrossEntropyLoss(label_smoothing=self.config.label_smoothing)),
-            val_fn=(lambda m: self._accuracy(m, val_usable)) if val_usable else None,
+            selection=selection,
+            val_fn=selection.scorer(self.predict),
             log=self.ctx.log,
             description=self.arch,
             extra={"backend": self.arch, "classes": list(self.meta.classes), "config": dump_config(self.config)},
@@ -143,10 +145,7 @@ class TvClassifier(Backend):
         if result.history and result.best_epoch != result.history[-1]["epoch"]:
             restore(model, self.ctx.checkpoint_dir, ledger=self.ctx.ledger)
         self.model = model
-        out = {"loss": result.final_loss, "epochs": len(result.history), "train_seconds": round(result.seconds, 2)}
-        if val_usable:
-            out["val_accuracy"] = result.best_score
-        return out
+        return {"loss": result.final_loss, "epochs": len(result.history), "train_seconds": round(result.seconds, 2)}
 
     def _logits(self, model, records: Sequence[ImageRecord]):
         """Logits for ``records`` (eval transform), in order, batch by batch."""
@@ -157,12 +156,6 @@ class TvClassifier(Backend):
             x = torch.stack([tf(r.open()) for r in chunk]).to(self.ctx.device)
             with torch.no_grad():
                 yield chunk, model(x).float().cpu()
-
-    def _accuracy(self, model, records: Sequence[ImageRecord]) -> float:
-        right = 0
-        for chunk, logits in self._logits(model, records):
-            right += sum(int(p) == r.labels[0] for p, r in zip(logits.argmax(1), chunk))
-        return right / len(records)
 
     @classmethod
     def load(cls, task: Task, meta: Dataset, config: ClassifierConfig, ctx: RunContext) -> TvClassifier:

@@ -37,6 +37,7 @@ from zoo.config import dump_config
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError, did_you_mean
 from zoo.predictions import Detection, InstancePredictions
+from zoo.selection import Selection
 from zoo.tasks import Task
 from zoo.training import (
     LAST,
@@ -78,7 +79,6 @@ class RCNNConfig(TrainConfig):
     keypoint_head_layers: int = 8  # keypoint-rcnn: conv layers of the keypoint head (torchvision's 8)
     keypoint_head_channels: int = 512  # ... and their width; the head dominates keypoint-rcnn's cost
     mask_threshold: float = 0.5  # mask-rcnn: probability above which a pixel is in the mask
-    best_on_val: bool = True  # keep the epoch with the best val score (zoo's evaluator), else lowest loss
 
     @field_validator("backbone")
     @classmethod
@@ -324,7 +324,7 @@ class RCNNBackend(Backend):
         kind = self._model_kind()
         return DetectionSamples(kind if kind != "faster" else "box", self.config.imgsz, hflip, self.num_keypoints, flip_idx)
 
-    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
+    def fit(self, train: Dataset, selection: Selection) -> dict[str, Any]:
         model = self._build(load_pretrained=True)
         if self.config.weights is not None:
             from zoo.plugins.tv_models.weights import load_matching
@@ -332,6 +332,7 @@ class RCNNBackend(Backend):
 
             load_matching(model, weights_of(self.config.weights, trust=self.ctx.trust_weights),
                           str(self.config.weights))
+        self.model = model  # what predict() runs while the selection split is scored
         result = fit(
             model,
             MappedDataset(train.images, self._samples(train=True)),
@@ -340,7 +341,8 @@ class RCNNBackend(Backend):
             checkpoint_dir=self.ctx.checkpoint_dir,
             resume=self.ctx.resume,
             collate=collate_lists,
-            val_fn=self._val_score(val) if self.config.best_on_val and len(val) else None,
+            selection=selection,
+            val_fn=selection.scorer(self.predict),
             log=self.ctx.log,
             description=self.name,
             extra=self._extra(),
@@ -356,20 +358,6 @@ class RCNNBackend(Backend):
             "iterations": result.iterations,
             "train_seconds": round(result.seconds, 2),
         }
-
-    def _val_score(self, val: Dataset):
-        """``val_fn`` for :func:`zoo.training.fit`: the shared evaluator's main metric (AP)."""
-
-        def score(model) -> float:
-            self.model = model
-            evaluator = self.task.evaluator(self.meta)
-            for record, pred in zip(val.images, self.predict(val.images)):
-                evaluator.process(record, pred)
-            metrics = evaluator.evaluate()
-            value = metrics.get(metrics.get("main", "AP"))
-            return float(value) if value is not None else 0.0
-
-        return score
 
     def _extra(self) -> dict[str, Any]:
         return {

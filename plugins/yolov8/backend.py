@@ -1,6 +1,6 @@
 """YOLOv8 through ultralytics: a thin translator.
 
-fit:     canonical train / val -> ultralytics' folder layout in ``work/data`` (see
+fit:     canonical train / selection -> ultralytics' folder layout in ``work/data`` (see
          :mod:`.convert`) -> ``YOLO(...).train(project=work/)`` -> ``checkpoint/model.pt``
 predict: images -> ``YOLO.predict`` -> canonical predictions (see :mod:`.translate`)
 
@@ -20,9 +20,12 @@ instance-seg model (its confident masks painted into a label map; see :mod:`.tra
 Everything ultralytics writes (converted data, its run folder, its settings and font) stays
 under the run folder; it never goes online (see :mod:`.offline`).
 
-Scoring is zoo's: ultralytics' own validation is off during training by default (``val:
-true`` turns it on, with early stopping) and runs once at the end on the final weights; its
-numbers are returned from :meth:`fit` for the log only, labelled as ultralytics'.
+Scoring is zoo's, and so is model selection (:mod:`zoo.selection`): ultralytics' ``val``
+data is zoo's selection split, never the scored one, so its ``best.pt`` and early stopping
+(``--patience``) see only that. Under ``--select last`` nothing is validated per epoch and
+``last.pt`` is kept; ultralytics still insists on a validation pass after the last epoch,
+which then runs on the training images. Its numbers are returned from :meth:`fit` for the
+log only, labelled as ultralytics'.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ConfigError, ZooError
 from zoo.plugins.yolov8.convert import FRAMEWORK_TASK, MODEL_SUFFIX, class_folder_names, write_dataset
 from zoo.predictions import Prediction
+from zoo.selection import Selection
 from zoo.tasks import Task
 
 CHECKPOINT = "model.pt"
@@ -64,14 +68,12 @@ class YoloV8Config(BackendConfig):
     lrf: float = 0.01  # final learning rate, as a fraction of lr0
     cos_lr: bool = False
     warmup_epochs: float = 3.0
-    patience: int = 100  # early stopping (only with val: true)
     mosaic: float = 1.0
     close_mosaic: int = 10  # last epochs without mosaic
     fliplr: float = 0.5
     flipud: float = 0.0
     degrees: float = 0.0
     scale: float = 0.5
-    val: bool = False  # ultralytics' validation after every epoch (zoo scores after training anyway)
     plots: bool = False  # ultralytics' own plots in work/
     amp: bool = False  # mixed precision on CUDA; true makes ultralytics try to download an AMP check model
     cache: bool = False  # keep decoded training images in RAM
@@ -136,14 +138,17 @@ class YoloV8(Backend):
 
     # -- Backend -----------------------------------------------------------------------------
 
-    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
+    def fit(self, train: Dataset, selection: Selection) -> dict[str, Any]:
         YOLO = self._prepare()
         work = self.ctx.work_dir.resolve()
         log = self.ctx.log
         t0 = time.perf_counter()
-        data = write_dataset(self.task.name, train, val, work / "data")
+        # ultralytics needs validation data: the selection split, else (nothing scored) the
+        # training images for the one pass it makes after the last epoch; never the scored split
+        data = write_dataset(self.task.name, train, selection.data if selection.active else train, work / "data")
         log.info("yolov8: wrote ultralytics data in %.1f s", time.perf_counter() - t0)
-        args = self.train_args(data)
+        args = self.train_args(data, selection)
+        selection.criterion = ULTRALYTICS_CRITERION
         weights = work / "train" / "weights"
         ledger = self.ctx.ledger
         resumed = self.ctx.resume and (weights / "last.pt").is_file()
@@ -165,6 +170,7 @@ class YoloV8(Backend):
         model.add_callback("on_model_save", record)
         model.add_callback("on_train_end", record)
         model.add_callback("on_fit_epoch_end", _epoch_logger(log, self.config.epochs))
+        model.add_callback("on_model_save", _selection_recorder(selection))
         bar = _EpochBar(self.config.epochs)
         model.add_callback("on_train_start", bar.start)
         model.add_callback("on_fit_epoch_end", bar.advance)
@@ -183,20 +189,24 @@ class YoloV8(Backend):
             bar.stop()
         t_train, cpu_train = time.perf_counter() - t_train, time.process_time() - cpu_train
         log.info("yolov8: ultralytics trained in %.1f s", t_train)
-        best = weights / "best.pt" if (weights / "best.pt").is_file() else weights / "last.pt"
-        self._write_checkpoint(ledger.verify(best))
+        kept = weights / "best.pt" if selection.keeps_best and (weights / "best.pt").is_file() else weights / "last.pt"
+        _record_choice(selection, model, self.config.epochs)
+        self._write_checkpoint(ledger.verify(kept))
         self._model = None
         self._loaded()  # predict with what load() gives
         trainer = getattr(model, "trainer", None)
         own = {k: round(float(v), 5) for k, v in (getattr(trainer, "metrics", None) or {}).items() if _is_number(v)}
         out: dict[str, Any] = {"ultralytics_train_s": round(t_train, 3), "ultralytics_train_cpu_s": round(cpu_train, 3)}
         if own:
-            out["ultralytics_val"] = own
+            out["ultralytics_val" if selection.active else "ultralytics_val_on_train_images"] = own
         return out
 
-    def train_args(self, data: Path) -> dict[str, Any]:
-        """The ``model.train`` arguments for this config (also used by the overhead benchmark)."""
+    def train_args(self, data: Path, selection: Selection | None = None) -> dict[str, Any]:
+        """The ``model.train`` arguments for this config and selection protocol (also used by
+        the overhead benchmark; no selection: nothing scored during training)."""
         c = self.config
+        scoring = selection is not None and selection.active
+        patience = selection.protocol.patience if scoring else None
         args = dict(
             data=str(data),
             epochs=c.epochs,
@@ -212,14 +222,14 @@ class YoloV8(Backend):
             lrf=c.lrf,
             cos_lr=c.cos_lr,
             warmup_epochs=c.warmup_epochs,
-            patience=c.patience,
+            patience=patience or 0,  # 0: ultralytics never stops early
             mosaic=c.mosaic,
             close_mosaic=c.close_mosaic,
             fliplr=c.fliplr,
             flipud=c.flipud,
             degrees=c.degrees,
             scale=c.scale,
-            val=c.val,
+            val=scoring,  # per-epoch validation (on the selection split) only when the protocol scores
             plots=c.plots,
             amp=c.amp and self._device != "cpu",
             cache=c.cache,
@@ -230,6 +240,12 @@ class YoloV8(Backend):
             exist_ok=True,
             verbose=False,
         )
+        owned = sorted(set(c.train_args) & {"val", "patience"})
+        if owned:
+            raise ConfigError(
+                f"yolov8 train_args: {', '.join(owned)} belong to zoo's model-selection protocol "
+                "(--select, --select-frac, --patience), the same for every backend"
+            )
         args.update(c.train_args)
         return args
 
@@ -354,6 +370,30 @@ class YoloV8(Backend):
                 f"yolov8 checkpoint predicts class folder {e.args[0]!r}, which is not one of this "
                 f"dataset's classes ({', '.join(self.meta.classes)})"
             ) from None
+
+
+ULTRALYTICS_CRITERION = "ultralytics' own validation fitness (its mAP mix, or top-1 for classify)"
+
+
+def _selection_recorder(selection: Selection):
+    """An ultralytics callback: each epoch's fitness on the selection split, once per epoch
+    (``on_model_save`` follows that epoch's validation; the final re-validation of best.pt
+    does not trigger it)."""
+
+    def on_model_save(trainer) -> None:
+        if selection.active and trainer.fitness is not None:
+            selection.record(int(trainer.epoch), float(trainer.fitness))
+
+    return on_model_save
+
+
+def _record_choice(selection: Selection, model, epochs: int) -> None:
+    """Which epoch's weights were kept, and whether ultralytics stopped early."""
+    trainer = getattr(model, "trainer", None)
+    last = int(getattr(trainer, "epoch", epochs - 1)) if trainer is not None else epochs - 1
+    stopped = last if last < epochs - 1 else None
+    best = selection.best_epoch() if selection.keeps_best else None
+    selection.choose(best if best is not None else last, stopped)
 
 
 def _framework_device(device: str) -> str:

@@ -26,6 +26,9 @@ def compare(
     set_: list[str] = typer.Option([], "--set", help="key=value for every backend, or BACKEND.key=value for one (unknown keys fail)."),
     val: float = typer.Option(0.2, "--val", help="Fraction of images held out for evaluation."),
     split: str = typer.Option("auto", "--split", help="auto (the data's own train/val split if any, else seeded), random, or a split.json."),
+    select: Optional[str] = typer.Option(None, "--select", help="Model selection, the same for every backend: last (final weights, the default) or best (best epoch on a selection split carved from train, never the scored split)."),
+    select_frac: Optional[float] = typer.Option(None, "--select-frac", help="Share of the training images set aside as the selection split (default 0.1; only when something is scored during training)."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: stop after N epochs without improvement on the selection split."),
     rerun: bool = typer.Option(False, "--rerun", help="Train again even where a finished run with the same data, split, seed and config exists."),
     samples: int = typer.Option(3, "--samples", help="Validation images shown side by side in samples.png."),
 ) -> None:
@@ -37,6 +40,7 @@ def compare(
             task=task, backends=[b.strip() for b in backends.split(",") if b.strip()], data=data,
             fmt=fmt, labels=labels, seed=seed, name=name, out=out, sets=list(set_), val=val,
             rerun=rerun, config_files=list(config), samples=samples, split=split, trust_weights=trust_weights,
+            select=select or "last", select_frac=select_frac or 0.1, patience=patience,
             flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "seed": seed},
         )
     )

@@ -32,6 +32,9 @@ def run(
     strict: bool = typer.Option(False, "--strict", help="Refuse data in which `zoo check` finds errors."),
     rank: bool = typer.Option(False, "--rank", help="End by ranking the folder's unlabelled images: what to annotate next."),
     top: int = typer.Option(10, "--top", help="With --rank: pre-fill labelme JSON for this many."),
+    select: Optional[str] = typer.Option(None, "--select", help="Model selection, the same for every backend: last (final weights, the default) or best (best epoch on a selection split carved from train, never the scored split)."),
+    select_frac: Optional[float] = typer.Option(None, "--select-frac", help="Share of the training images set aside as the selection split (default 0.1; only when something is scored during training)."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: stop after N epochs without improvement on the selection split."),
 ) -> None:
     """Train a backend on a folder and score it with the shared evaluator."""
     from zoo.run import RunOptions, run_and_report
@@ -42,6 +45,7 @@ def run(
             name=name, out=out, config_files=list(config), sets=list(set_), val=val,
             test=test, resume=resume, split_file=split, strict=strict, rank=rank, top=top,
             trust_weights=trust_weights,
+            select=select, select_frac=select_frac, patience=patience,
             flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device,
                    "seed": seed, "weights": weights},
         )

@@ -10,7 +10,7 @@ from zoo.predictions import Detection, InstancePredictions
 class MeanBox(Backend):
     Config = BackendConfig
 
-    def fit(self, train, val):
+    def fit(self, train, selection):  # no epochs: nothing to select
         sums = {}
         for record in train.images:
             for inst in record.instances:
