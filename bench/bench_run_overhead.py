@@ -25,11 +25,16 @@ from zoo.predictions import ClassPrediction, Detection, InstancePredictions, Sem
 from zoo.specs import BackendSpec
 
 
-class Instant(Backend):
-    """Remembers every annotation it is shown in fit; predicts it back."""
+#: Every image's annotations by id, read before anything is timed: fit never gets the scored
+#: split (zoo's selection protocol), so the instant backend peeks here to predict it back.
+ANSWERS: dict = {}
 
-    def fit(self, train, val):
-        self.memory = {r.id: r for r in [*train.images, *val.images]}
+
+class Instant(Backend):
+    """Predicts each image's ground truth (from :data:`ANSWERS`); trains nothing."""
+
+    def fit(self, train, selection):
+        self.memory = ANSWERS
         (self.ctx.checkpoint_dir / "none").write_text("")
         return {}
 
@@ -81,6 +86,7 @@ def main() -> None:
     registry = Registry(plugins=[Plugin()])
     tmp = Path(tempfile.mkdtemp(prefix="zoo-bench-run-"))
     write_demo(tmp / "demo", images=args.images, size=args.size)
+    ANSWERS.update({r.id: r for r in read_dataset(tmp / "demo").images})
     print(f"demo: {args.images} images of {args.size} px; {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}")
     # warm-up: first imports (torch for seeding, faster-coco-eval, matplotlib) are not overhead per run

@@ -47,10 +47,10 @@ def _instrument_fit() -> None:
 
     plain = YoloV8.fit
 
-    def fit(self, train, val):
+    def fit(self, train, selection):
         c0 = _cpu()
         try:
-            return plain(self, train, val)
+            return plain(self, train, selection)
         finally:
             _FIT_CPU.append(_cpu() - c0)
 
