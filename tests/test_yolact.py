@@ -31,6 +31,7 @@ from zoo.plugins.yolact.loss import (  # noqa: E402
 )
 from zoo.plugins.yolact.masks import assemble, crop  # noqa: E402
 from zoo.plugins.yolact.nms import fast_nms, standard_nms  # noqa: E402
+from zoo.selection import Selection  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
 
 
@@ -310,7 +311,7 @@ def test_real_labelme_instance_segmentation(real_fixtures, tmp_path):
     task.check(data)
     cls, cfg = _config("yolact", "instance-seg", imgsz=96)
     b = cls(task, data.meta(), cfg, RunContext(run_dir=tmp_path))
-    b.fit(data, data.subset([]))
+    b.fit(data, Selection.of(task))
     preds = list(b.predict(data.images))
     assert [p.image_id for p in preds] == [r.id for r in data.images]
     ev = task.evaluator(data.meta())

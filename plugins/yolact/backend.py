@@ -25,6 +25,7 @@ from zoo.config import dump_config
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError, did_you_mean
 from zoo.predictions import Detection, InstancePredictions
+from zoo.selection import Selection
 from zoo.tasks import Task
 from zoo.training import LAST, MappedDataset, TrainConfig, fit, predict_batches, restore
 
@@ -60,7 +61,6 @@ class YolactConfig(TrainConfig):
     max_detections: int = 100
     mask_threshold: float = 0.5
     hflip: float = 0.5
-    best_on_val: bool = True  # keep the epoch with the best val score (zoo's evaluator)
 
     @field_validator("backbone")
     @classmethod
@@ -227,7 +227,7 @@ class Yolact(Backend):
 
     # training -----------------------------------------------------------------
 
-    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
+    def fit(self, train: Dataset, selection: Selection) -> dict[str, Any]:
         sizes = self.anchor_sizes(train)
         self.ctx.log.info("%s: anchor sizes P3..P7 %s px at imgsz %d", self.name, sizes, self.config.imgsz)
         model = self.build(sizes)
@@ -243,6 +243,7 @@ class Yolact(Backend):
             out = net(images)
             return criterion(out, targets, net.anchors(out), net.maskiou)
 
+        self.model = model  # what predict() runs while the selection split is scored
         result = fit(
             model,
             MappedDataset(train.images, YolactSamples(self.config.imgsz, self.config.hflip)),
@@ -252,7 +253,8 @@ class Yolact(Backend):
             resume=self.ctx.resume,
             loss_fn=loss_fn,
             collate=collate,
-            val_fn=self._val_score(val) if self.config.best_on_val and len(val) else None,
+            selection=selection,
+            val_fn=selection.scorer(self.predict),
             log=self.ctx.log,
             description=self.name,
             extra=self._extra(),
@@ -267,20 +269,6 @@ class Yolact(Backend):
             "iterations": result.iterations,
             "train_seconds": round(result.seconds, 2),
         }
-
-    def _val_score(self, val: Dataset):
-        """``val_fn`` for :func:`zoo.training.fit`: the shared evaluator's main metric."""
-
-        def score(model) -> float:
-            self.model = model
-            evaluator = self.task.evaluator(self.meta)
-            for record, pred in zip(val.images, self.predict(val.images)):
-                evaluator.process(record, pred)
-            metrics = evaluator.evaluate()
-            value = metrics.get(metrics.get("main", "AP"))
-            return float(value) if value is not None else 0.0
-
-        return score
 
     def _extra(self) -> dict[str, Any]:
         return {"backend": self.name, "categories": list(self.meta.categories), "config": dump_config(self.config)}
