@@ -19,6 +19,7 @@ from zoo.config import resolve_config
 from zoo.dataset import Dataset
 from zoo.errors import ConfigError, MissingDependency
 from zoo.registry import get_registry
+from zoo.selection import Selection
 from zoo.tasks import get_task
 
 HAVE_D2 = importlib.util.find_spec("detectron2") is not None
@@ -243,6 +244,8 @@ def test_conformance_on_demo(backend, task, demo, tmp_path):
     report = check_backend(backend, task, tmp_path, dataset=demo, sets=sets)
     state = load_checkpoint(report.run_dir / "checkpoint" / "last.pt")  # weights_only=True
     assert state["iteration"] == 3 and state["extra"]["backend"] == backend
+    # check_backend plays --select best: the epoch scored on the selection split is best.pt
+    assert load_checkpoint(report.run_dir / "checkpoint" / "best.pt")["iteration"] == 3
     assert report.metrics["main"] == "AP"
     for p in report.predictions:
         for d in p.detections:
@@ -262,13 +265,13 @@ def test_resume_continues_from_zoos_checkpoint(demo, tmp_path, caplog):
 
     task = get_task("detect")
     first = D2RetinaNet(task, demo.meta(), _config("d2-retinanet", "detect"), RunContext(run_dir=tmp_path))
-    first.fit(demo, demo.subset([]))
+    first.fit(demo, Selection.of(first.task))
     after_one = load_checkpoint(tmp_path / "checkpoint" / "last.pt")
     assert after_one["iteration"] == 4  # 8 images, batch 2
     ctx = RunContext(run_dir=tmp_path, resume=True)
     second = D2RetinaNet(task, demo.meta(), _config("d2-retinanet", "detect", epochs=2), ctx)
     with caplog.at_level(logging.INFO, logger="zoo"):
-        own = second.fit(demo, demo.subset([]))
+        own = second.fit(demo, Selection.of(second.task))
     assert own["iterations"] == 8 and math.isfinite(own["loss"])
     assert "resuming from" in caplog.text and "at iteration 4" in caplog.text
     after_two = load_checkpoint(tmp_path / "checkpoint" / "last.pt")
@@ -282,7 +285,7 @@ def _fit_predict(backend, task_name, data, tmp_path, sets=(), **flags):
     task = get_task(task_name)
     task.check(data)
     b = cls(task, data.meta(), _config(backend, task_name, sets=sets, **flags), RunContext(run_dir=tmp_path))
-    b.fit(data, data.subset([]))
+    b.fit(data, Selection.of(task))
     preds = list(b.predict(data.images))
     assert [p.image_id for p in preds] == [r.id for r in data.images]
     ev = task.evaluator(data.meta())

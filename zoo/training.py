@@ -254,7 +254,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
     return write_bytes(path, buf.getvalue())
 
 
-def _same_file(src: Path, dst: Path) -> Path:
+def copy_checkpoint(src: Path, dst: Path) -> Path:
     """``dst`` with ``src``'s content: a hard link where the file system allows (no second
     write of a large file; a later atomic replace of ``src`` leaves ``dst`` untouched)."""
     tmp = dst.with_suffix(dst.suffix + ".tmp")
@@ -569,7 +569,7 @@ def fit(
             }
             result.last_path = save_checkpoint(state, ckpt_dir / LAST)
             if improved:
-                result.best_path = _same_file(ckpt_dir / LAST, ckpt_dir / BEST)
+                result.best_path = copy_checkpoint(ckpt_dir / LAST, ckpt_dir / BEST)
             if ledger is not None:
                 ledger.record(*(p for p in (ckpt_dir / LAST, ckpt_dir / BEST) if p.is_file()))
         if validate and selection is not None and selection.should_stop(epoch):

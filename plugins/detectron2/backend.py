@@ -8,6 +8,10 @@ fit:     canonical split -> dataset dicts registered in memory (:mod:`.data`) ->
 predict: records -> detectron2's test-time resize -> ``Instances`` -> canonical predictions
          (:mod:`.translate`), scored by zoo's evaluator like every other backend.
 
+Model selection is zoo's protocol (:mod:`zoo.selection`): under ``--select best`` /
+``--patience`` a hook scores the selection split with zoo's evaluator after each epoch,
+keeps that epoch's checkpoint as ``best.pt`` when it is the best, and stops early.
+
 Checkpoints are zoo's own ``checkpoint/last.pt`` (model, optimizer and scheduler state
 dicts, the iteration, the resolved detectron2 config as YAML text), written every epoch and
 read back with ``torch.load(weights_only=True)``: detectron2's ``Checkpointer`` pickles, and
@@ -27,6 +31,7 @@ from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
 from zoo.plugins.detectron2.settings import DEFAULT_CONFIGS, D2Config, build_cfg
 from zoo.predictions import InstancePredictions
+from zoo.selection import Selection
 from zoo.tasks import Task
 from zoo.training import LAST, load_checkpoint, predict_batches, restore, save_checkpoint, seed_everything
 
@@ -64,7 +69,7 @@ class D2Backend(Backend):
 
     # -- training ------------------------------------------------------------------------------
 
-    def fit(self, train: Dataset, val: Dataset) -> dict[str, Any]:
+    def fit(self, train: Dataset, selection: Selection) -> dict[str, Any]:
         from detectron2.data import get_detection_dataset_dicts
 
         from zoo.plugins.detectron2.data import registered
@@ -85,7 +90,7 @@ class D2Backend(Backend):
             cfg.defrost()
             cfg.DATASETS.TRAIN = (name,)
             cfg.freeze()
-            return self._train(cfg, dicts, per_epoch, train.images)
+            return self._train(cfg, dicts, per_epoch, train.images, selection)
 
     def _flip_idx(self) -> list[int] | None:
         if not self.num_keypoints or not self.config.hflip:
@@ -94,7 +99,7 @@ class D2Backend(Backend):
 
         return flip_permutation(self.meta)
 
-    def _train(self, cfg, dicts, per_epoch: int, records) -> dict[str, Any]:
+    def _train(self, cfg, dicts, per_epoch: int, records, selection: Selection) -> dict[str, Any]:
         from detectron2.data import build_detection_train_loader
         from detectron2.data.samplers import TrainingSampler
         from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
@@ -102,7 +107,7 @@ class D2Backend(Backend):
         from detectron2.solver import build_lr_scheduler, build_optimizer
 
         from zoo.plugins.detectron2.data import RecordMapper
-        from zoo.plugins.detectron2.hooks import EpochCheckpoints, ProgressBar
+        from zoo.plugins.detectron2.hooks import EpochCheckpoints, EpochSelection, ProgressBar, StopEarly
 
         model = build_model(cfg)
         self._start_weights(model)
@@ -118,22 +123,33 @@ class D2Backend(Backend):
         checkpoints = EpochCheckpoints(
             self.ctx.checkpoint_dir / LAST, per_epoch, scheduler, self._extra(cfg), self.ctx, self.name,
         )
+        self.model, self.cfg = model, cfg  # what predict() runs while the selection split is scored
+        chooser = EpochSelection(selection, selection.scorer(self.predict), per_epoch,
+                                 self.ctx.checkpoint_dir / LAST, self.ctx)
         trainer.register_hooks([
             hooks.IterationTimer(),
             hooks.LRScheduler(optimizer, scheduler),
             ProgressBar(f"{self.name} train"),
             checkpoints,
+            chooser,  # after the checkpoint: best.pt is a copy of that epoch's last.pt
         ])
         t0 = time.perf_counter()
         if start < cfg.SOLVER.MAX_ITER:
             try:
                 trainer.train(start, cfg.SOLVER.MAX_ITER)
+            except StopEarly:
+                self.ctx.log.info("%s: early stopping after epoch %d", self.name, chooser.stopped_after + 1)
             except FloatingPointError as e:
                 raise ZooError(
                     f"{self.name}: training diverged ({str(e).splitlines()[0]}); "
                     f"lower lr (now {self.config.lr}) or raise warmup_iters"
                 ) from None
-        self.model, self.cfg = model.eval(), cfg
+        best = selection.best_epoch() if selection.keeps_best else None
+        last = chooser.epoch if chooser.epoch >= 0 else self.config.epochs - 1
+        selection.choose(best if best is not None else last, chooser.stopped_after)
+        if best is not None and best != last:
+            restore(model, self.ctx.checkpoint_dir, ledger=self.ctx.ledger)  # predict with what load() gives
+        self.model = model.eval()
         return {
             "loss": checkpoints.last_loss,
             "epochs": self.config.epochs,

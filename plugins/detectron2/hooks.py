@@ -8,7 +8,7 @@ from typing import Any
 from detectron2.engine import HookBase
 
 from zoo.progress import track
-from zoo.training import save_checkpoint
+from zoo.training import BEST, copy_checkpoint, save_checkpoint
 
 
 class ProgressBar(HookBase):
@@ -65,3 +65,46 @@ class EpochCheckpoints(HookBase):
             self.path,
         )
         self.ctx.ledger.record(self.path)
+
+
+class StopEarly(BaseException):
+    """Raised by :class:`EpochSelection` to end detectron2's loop (which has no stop flag).
+    Not an ``Exception``, so detectron2 does not log it as a crash; ``after_train`` still runs."""
+
+
+class EpochSelection(HookBase):
+    """zoo's model-selection protocol (zoo.selection) on detectron2's loop. Registered after
+    :class:`EpochCheckpoints`: at the end of each epoch, when the protocol scores, the model
+    being trained is scored on the selection split (``val_fn``: zoo's evaluator), the best
+    epoch's ``last.pt`` becomes ``best.pt``, and ``patience`` ends training."""
+
+    def __init__(self, selection, val_fn, per_epoch: int, last: Path, ctx):
+        self.selection = selection
+        self.val_fn = val_fn
+        self.per_epoch = per_epoch
+        self.last = last
+        self.ctx = ctx
+        self.epoch = -1  # the last epoch completed
+        self.stopped_after: int | None = None
+
+    def after_step(self):
+        import torch
+
+        done = self.trainer.iter + 1
+        if done % self.per_epoch and done != self.trainer.max_iter:
+            return
+        self.epoch = -(-done // self.per_epoch) - 1
+        if not self.selection.active:
+            return
+        model = self.trainer.model
+        model.eval()
+        with torch.no_grad():
+            score = float(self.val_fn(model))
+        model.train()
+        self.selection.record(self.epoch, score)
+        self.ctx.log.info("selection split: %.4f after epoch %d", score, self.epoch + 1)
+        if self.selection.keeps_best and self.selection.best_epoch() == self.epoch:
+            self.ctx.ledger.record(copy_checkpoint(self.last, self.last.parent / BEST))
+        if self.selection.should_stop(self.epoch) and done != self.trainer.max_iter:
+            self.stopped_after = self.epoch
+            raise StopEarly
