@@ -11,7 +11,7 @@ import toy_backend
 import yaml
 from toy_backend import make_dataset
 
-from zoo.compare import CompareOptions, Row, check_one_protocol, compare_and_report
+from zoo.compare import CompareOptions, Row, check_one_protocol, compare_and_report, leaderboard_table
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
 from zoo.run import RunOptions, execute
@@ -130,6 +130,7 @@ def test_compare_states_one_protocol_and_refuses_to_mix(tmp_path, tiny_demo, reg
     md = (best.folder / "leaderboard.md").read_text()
     assert "Model selection, the same for every backend: best epoch on a selection split" in md
     assert json.loads((best.folder / "compare.json").read_text())["selection"]["rule"] == "best"
+    assert "model selection, every backend: best epoch" in leaderboard_table(best).caption  # on screen
     # another protocol is another experiment: nothing is reused across protocols
     last = compare_and_report(CompareOptions(**opts))
     assert {r.status for r in last.rows} == {"trained"}

@@ -93,6 +93,8 @@ class CompareResult:
     folder: Path
     task: str
     rows: list[Row]
+    #: the model-selection protocol every row followed (zoo.selection.Protocol.to_dict)
+    selection: dict[str, Any] | None = None
 
 
 def split_sets(sets: list[str], backends: list[str]) -> dict[str, list[str]]:
@@ -269,7 +271,7 @@ class _Compare:
         })
         self.write_plots(rows)
         self.write_tables(rows)
-        return CompareResult(self.folder, self.task.name, rows)
+        return CompareResult(self.folder, self.task.name, rows, self.protocol.to_dict())
 
     # outputs ----------------------------------------------------------------------------------
 
@@ -631,7 +633,10 @@ def leaderboard_table(result: CompareResult):
     title = f"zoo compare · {result.task} · {result.folder}" + (f" · {devices.pop()}" if one_device else "")
     from rich import box
 
-    notes = [f"{r.backend}: {_esc(r.error)}" for r in rows if not r.ok]
+    from zoo.selection import describe
+
+    notes = [f"model selection, every backend: {describe(result.selection)}"] if result.selection else []
+    notes += [f"{r.backend}: {_esc(r.error)}" for r in rows if not r.ok]
     if any(r.status == "reused" for r in rows):
         notes.append("* reused a finished run with the same data, split, seed and config")
     table = Table(title=_esc(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
