@@ -11,8 +11,9 @@ R-CNN, and what Fast NMS saves against standard NMS.
 2. speed: per-image inference time (batch 1, ``predict`` of one image: resize, network,
    post-processing, masks back at the image's size as RLE) of YOLACT against ``mask-rcnn``
    at the same backbone (ResNet-18, FPN) and ``imgsz``, alternating rounds over the same
-   images in one process. Both untrained, with the score threshold at 0 so each returns its
-   full 100 detections with masks: the worst case for both, and the same count.
+   images in one process. Both untrained, with the score threshold at 0 so each returns
+   exactly ``--detections`` masks per image (100, COCO's cap and the worst case; 20, about
+   the demo's cells per image): the same count for both.
    YOLACT is timed at the paper's 256 FPN channels and at the shipped 128.
 3. Fast NMS: on the learned model's own candidates for the evaluation images, the time of
    Fast NMS against standard (sequential, torchvision) NMS, and the mask / box AP with each.
@@ -82,19 +83,20 @@ def learning(name: str, task, dataset, train, val, run_dir: Path, sets) -> tuple
     return b, result
 
 
-def speed(task, dataset, val, imgsz: int, rounds: int) -> dict:
+def speed(task, dataset, val, imgsz: int, rounds: int, detections: int) -> dict:
     """Median per-image predict() seconds of untrained yolact (fpn 256, fpn 128) and
-    mask-rcnn (resnet18_fpn), batch 1, alternating."""
+    mask-rcnn (resnet18_fpn), batch 1, alternating, each returning ``detections`` masks."""
     import torch
 
-    images = val.images[:12]
+    images = val.images[:8]
     contenders = {}
     with tempfile.TemporaryDirectory() as tmp:
         sizes = {"imgsz": imgsz, "batch": 1, "epochs": 1}
+        common = ["score_threshold=0.0", f"max_detections={detections}"]
         for label, name, sets in (
-            ("yolact fpn256", "yolact", ["fpn_channels=256", "score_threshold=0.0"]),
-            ("yolact fpn128", "yolact", ["fpn_channels=128", "score_threshold=0.0"]),
-            ("mask-rcnn", "mask-rcnn", ["backbone=resnet18_fpn", "score_threshold=0.0"]),
+            ("yolact fpn256", "yolact", ["fpn_channels=256", *common]),
+            ("yolact fpn128", "yolact", ["fpn_channels=128", *common]),
+            ("mask-rcnn", "mask-rcnn", ["backbone=resnet18_fpn", *common]),
         ):
             _, b = _backend(name, task, dataset.meta(), Path(tmp) / label, sets, sizes, demo=False)
             torch.manual_seed(0)
@@ -119,6 +121,7 @@ def speed(task, dataset, val, imgsz: int, rounds: int) -> dict:
     med = {label: statistics.median(t) for label, t in times.items()}
     return {
         "imgsz": imgsz,
+        "max_detections": detections,
         "ms_per_image": {k: round(v * 1000, 1) for k, v in med.items()},
         "detections_per_image": {k: statistics.mean(v) for k, v in counts.items()},
         "mask_rcnn_over_yolact": {k: round(med["mask-rcnn"] / v, 2) for k, v in med.items() if k != "mask-rcnn"},
@@ -173,7 +176,8 @@ def main() -> None:
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--checkpoint", help="a run dir with checkpoint/ (skips learning; used for the NMS part)")
     ap.add_argument("--speed-imgsz", type=int, nargs="+", default=[160, 550])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--detections", type=int, nargs="+", default=[100, 20], help="masks returned per image")
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -197,7 +201,9 @@ def main() -> None:
             report["nms"] = nms_comparison(b, dataset, val)
             print(json.dumps(report["nms"], indent=1), flush=True)
         if not args.skip_speed:
-            report["speed"] = [speed(task, dataset, val, s, args.rounds) for s in args.speed_imgsz]
+            report["speed"] = [
+                speed(task, dataset, val, s, args.rounds, n) for s in args.speed_imgsz for n in args.detections
+            ]
             print(json.dumps(report["speed"], indent=1), flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
