@@ -342,7 +342,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     folder read, and by file name alone."""
     from zoo import raster
     from zoo.adapters.build import finish
-    from zoo.adapters.common import checked_image_size, is_file, max_image_pixels, read_json, warn
+    from zoo.adapters.common import checked_image_size, is_file, max_image_pixels, read_json, visibility, warn
     from zoo.dataset import Problem, Source
     from zoo.errors import DataError
 
@@ -476,7 +476,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                     for k in range(min(len(kpt_names), len(kp) // 3)):
                         x, y, v = kp[3 * k: 3 * k + 3]
                         if v > 0:
-                            kpts[kpt_names[k]] = (float(x), float(y), int(v))
+                            kpts[kpt_names[k]] = (float(x), float(y), visibility(v))
                 given = {k: a[k] for k in GIVEN_FIELDS if k in a}
                 instances.append(Instance(category=cat_by_id[cid], bbox=c, polygons=polys, mask=rle,
                                           keypoints=kpts, ignore=bool(a.get("iscrowd")), source=Source(fstr, idx),

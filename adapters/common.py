@@ -265,6 +265,11 @@ def number(v) -> float | None:
     return float(v) if finite(v) else None
 
 
+def visibility(v: float) -> int:
+    """A keypoint visibility as COCO's 0 / 1 / 2 (a file may hold 7 or 1e308)."""
+    return min(max(int(v), 0), 2)
+
+
 def is_file(p: str | Path) -> bool:
     """A regular file at ``p``; False (not an exception) for names the filesystem refuses
     (too long, a NUL byte), which come from the user's annotation files."""

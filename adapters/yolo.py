@@ -25,7 +25,15 @@ import math
 from pathlib import Path
 
 from zoo.adapters.build import finish
-from zoo.adapters.common import IMAGE_SUFFIXES, flip_index, image_size, load_dataset_config, read_lines, warn
+from zoo.adapters.common import (
+    IMAGE_SUFFIXES,
+    flip_index,
+    image_size,
+    load_dataset_config,
+    read_lines,
+    visibility,
+    warn,
+)
 from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
 from zoo.errors import DataError
 
@@ -210,9 +218,11 @@ def _read_labels(lf: Path, w: int, h: int, names: list[str], kpt_shape, warnings
             kpts = {}
             for k in range(nk):
                 x, y = kp[k * kd] * w, kp[k * kd + 1] * h
-                v = int(kp[k * kd + 2]) if kd == 3 else 2
+                v = visibility(kp[k * kd + 2]) if kd == 3 else 2
                 if v > 0 or (kd == 2 and (x or y)):
-                    kpts[k] = (x, y, v if v > 0 else 2)
+                    cx, cy = min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h))
+                    clipped |= (cx, cy) != (x, y)  # (a huge fraction times the width is inf)
+                    kpts[k] = (cx, cy, v if v > 0 else 2)
         elif len(coords) == 4:
             box_n = coords
         elif len(coords) >= 6 and len(coords) % 2 == 0:

@@ -250,6 +250,18 @@ def test_yolo_bad_kpt_shape_is_fatal(tmp_path, kpt_shape):
         read_dataset(tmp_path, "yolo")
 
 
+def test_yolo_keypoint_of_huge_values_is_clipped_with_a_coco_visibility(tmp_path):
+    """1e308 x the width is inf (written as null) and 1e308 as a visibility overflowed the
+    JSON writer."""
+    _img(tmp_path / "src" / "images" / "a.png")
+    (tmp_path / "src" / "labels").mkdir()
+    (tmp_path / "src" / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2 1e308 0.5 1e308\n")
+    (tmp_path / "src" / "data.yaml").write_text("names: [p]\nkpt_shape: [1, 3]\n")
+    ds = convert_folder(tmp_path / "src", to="coco", out=tmp_path / "out", quiet=True)
+    (ann,) = json.loads((tmp_path / "out" / "annotations.json").read_text())["annotations"]
+    assert ann["keypoints"] == [float(W), H / 2, 2] and "clipped" in _reasons(ds)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_out_is_one_line(tmp_path):
     _labelme(tmp_path / "src", "a", [_shape("a", SQUARE)])
