@@ -47,6 +47,11 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, copy_images: 
     from zoo.progress import track
     from zoo.raster import semantic_label_map
 
+    from zoo.errors import DataError
+
+    if len(dataset.categories) > 254:
+        raise DataError(dataset.root or out, f"has {len(dataset.categories)} categories; a mask PNG holds at most "
+                                             "254 (0 is background, 255 ignored)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = OutputNames()

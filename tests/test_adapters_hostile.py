@@ -262,6 +262,12 @@ def test_yolo_keypoint_of_huge_values_is_clipped_with_a_coco_visibility(tmp_path
     assert ann["keypoints"] == [float(W), H / 2, 2] and "clipped" in _reasons(ds)
 
 
+def test_masks_of_more_categories_than_a_png_holds_is_one_line(tmp_path):
+    _labelme(tmp_path / "src", "a", [_shape(f"c{i}", [[1, 1], [5, 5]], "rectangle") for i in range(255)])
+    with pytest.raises(DataError, match="has 255 categories; a mask PNG holds at most 254"):
+        convert_folder(tmp_path / "src", to="masks", out=tmp_path / "out", quiet=True)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_out_is_one_line(tmp_path):
     _labelme(tmp_path / "src", "a", [_shape("a", SQUARE)])
