@@ -401,10 +401,11 @@ class ImageIndex:
 
 
 def max_image_pixels() -> int:
-    """The largest image zoo opens: PIL's decompression-bomb limit (89.5 M pixels)."""
+    """The largest image zoo opens: the size past which PIL itself refuses to open one as a
+    decompression bomb (2 x ``Image.MAX_IMAGE_PIXELS``, 179 M pixels; a 108 MP photo opens)."""
     from PIL import Image
 
-    return int(Image.MAX_IMAGE_PIXELS or 2**31)
+    return 2 * int(Image.MAX_IMAGE_PIXELS or 2**30)
 
 
 def image_size(file: Path | bytes, name: object = None) -> tuple[int, int]:
@@ -429,7 +430,7 @@ def image_size(file: Path | bytes, name: object = None) -> tuple[int, int]:
                 except Exception:  # a broken EXIF block must not hide the image
                     orient = 1
     except Image.DecompressionBombError:
-        raise DataError(what, f"declares more than {2 * max_image_pixels():,} pixels (a decompression bomb?); "
+        raise DataError(what, f"declares more than {max_image_pixels():,} pixels (a decompression bomb?); "
                               "not opened") from None
     except Exception as e:  # noqa: BLE001 -- PIL raises many types on hostile bytes; all mean "not an image"
         raise DataError(what, f"is not an image PIL can read ({type(e).__name__}: {e})") from None
