@@ -181,6 +181,34 @@ def coco_part(n_images: int, n_dets: int, repeats: int, iou_types=("bbox", "segm
     return lines
 
 
+def ci_part(n_images: int, n_dets: int, repeats: int, resamples: int, iou_types=("bbox",)) -> list[str]:
+    """The cost of ``ci95`` (bootstrap.RESAMPLES resamples of the 5,000 images): zoo's
+    evaluation with and without it, best of ``repeats`` each, alternating."""
+    from zoo.evaluation import bootstrap
+    from zoo.evaluation.coco import CocoEvaluator
+
+    bootstrap.RESAMPLES = resamples
+    ds, preds = make_data(n_images, n_dets)
+    lines = []
+    for iou_type in iou_types:
+        best: dict[bool, float] = {}
+        for _ in range(repeats):
+            for ci in (False, True):
+                ev = CocoEvaluator(ds, iou_type=iou_type, box_ap=False, ci95=ci)
+                for rec, p in zip(ds.images, preds):
+                    ev.process(rec, p)
+                sec, m = timed(ev.evaluate)
+                best[ci] = min(best.get(ci, sec), sec)
+        extra = best[True] - best[False]
+        ci = m["ci95"]["AP"]
+        line = (f"ci95 {iou_type}: {n_images} images, {resamples} resamples: evaluation {best[False]:.2f} s, "
+                f"with ci95 {best[True]:.2f} s; the interval costs {extra:.2f} s = {extra / best[False]:.2f}x "
+                f"one evaluation; AP {m['AP']:.4f} ({ci[0]:.4f}-{ci[1]:.4f})")
+        print(line)
+        lines.append(line)
+    return lines
+
+
 def miou_part(n_images: int = 40, size: int = 512, classes: int = 6) -> list[str]:
     import torch
     from torchmetrics.classification import MulticlassJaccardIndex
@@ -225,7 +253,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--iou-types", default="bbox,segm", help="comma-separated; empty skips the COCO part")
     ap.add_argument("--no-miou", action="store_true")
+    ap.add_argument("--ci", type=int, default=0, metavar="RESAMPLES",
+                    help="time ci95 with this many resamples instead (bbox and --iou-types)")
     a = ap.parse_args()
+    if a.ci:
+        ci_part(a.images, a.dets, a.repeats, a.ci, tuple(a.iou_types.split(",")))
+        return
     if a.iou_types:
         coco_part(a.images, a.dets, a.repeats, tuple(a.iou_types.split(",")))
     if not a.no_miou:

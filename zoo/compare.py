@@ -32,7 +32,7 @@ from typing import Any
 
 from zoo.atomic import read_json, write_bytes, write_text
 from zoo.errors import MissingDependency, ZooError
-from zoo.report import all_scores, fmt, fmt_seconds, headline, per_class_main, per_class_metric
+from zoo.report import all_scores, fmt, fmt_ci, fmt_seconds, headline, per_class_main, per_class_metric
 from zoo.tasks import Task, get_task
 
 log = logging.getLogger("zoo")
@@ -302,9 +302,13 @@ class _Compare:
                     if isinstance(v, float) or v is None:
                         if (cname, k) not in pc_cols:
                             pc_cols.append((cname, k))
+        ci_cols = [k for k in score_cols if any((r.metrics.get("ci95") or {}).get(k) for r in rows)]
+        test_cols = [k for k in score_cols if any(k in (r.metrics.get("test") or {}) for r in rows)]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["rank", "backend", "framework", "status", *score_cols, *(f"{k} {c}" for c, k in pc_cols),
+        w.writerow(["rank", "backend", "framework", "status", *score_cols,
+                    *(f"{k} ci95 {end}" for k in ci_cols for end in ("low", "high")),
+                    *(f"test {k}" for k in test_cols), *(f"{k} {c}" for c, k in pc_cols),
                     "parameters", "train_s", "predict_ms_per_image", "device", "run", "error"])
         for rank_, r in enumerate(rows, 1):
             t = r.manifest.get("timings", {})
@@ -312,19 +316,27 @@ class _Compare:
             w.writerow([
                 rank_ if r.ok else "", r.backend, r.manifest.get("framework", ""), r.status,
                 *(_csv(r.metrics.get(k)) for k in score_cols),
+                *(_csv(((r.metrics.get("ci95") or {}).get(k) or [None, None])[end]) for k in ci_cols for end in (0, 1)),
+                *(_csv((r.metrics.get("test") or {}).get(k)) for k in test_cols),
                 *(_csv((pcs.get(c) or {}).get(k)) for c, k in pc_cols),
                 _csv(r.manifest.get("parameters")), _csv(t.get("fit")), _csv(t.get("predict_per_image_ms")),
                 r.manifest.get("device", ""), str(r.run_dir or ""), r.error,
             ])
         write_bytes(self.folder / "leaderboard.csv", buf.getvalue().encode())
 
-        # Markdown: the headline metrics and the main metric per class.
-        header = ["#", "backend", "framework", *[f"**{k}**" if k == main else k for k in metric_cols],
+        # Markdown: the headline metrics (with their intervals), the main metric on test beside
+        # val when there is a test split, and the main metric per class.
+        has_test = any(r.ok and r.metrics.get("test") for r in rows)
+        test_col = [f"**{main}** test"] if has_test and main else []
+        header = ["#", "backend", "framework", *[f"**{k}**" if k == main else k for k in metric_cols], *test_col,
                   *[f"{pc_key} {c}" for c in class_cols], "params", "train", "predict / img", "device", "run"]
         lines = [f"# Leaderboard · {self.task.title} · {self.name}", "",
                  f"Data `{self.split.data_hash[:16]}`, split `{self.split.key}` (seed {self.seed}): "
-                 f"{len(self.split.train)} train / {len(self.split.val)} val images, scored on val by zoo's "
-                 "shared evaluator. Ranked by " + (f"**{main}**" if main else "the main metric") + ".", "",
+                 f"{len(self.split.train)} train / {len(self.split.val)} val"
+                 + (f" / {len(self.split.test)} test" if self.split.test else "")
+                 + " images, scored on val" + (" (and once on test)" if has_test else "") + " by zoo's "
+                 "shared evaluator, 95% bootstrap interval over images in brackets. Ranked by "
+                 + (f"**{main}**" if main else "the main metric") + " on val.", "",
                  f"Model selection, the same for every backend: {self.protocol.describe()}"
                  + (f" ({len(self.split.selection)} selection images)" if self.split.selection else "") + ".", "",
                  "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -337,7 +349,8 @@ class _Compare:
             pcm = per_class_main(r.metrics)
             run = f"[{r.run_dir.name}](../../{r.run_dir.name}/report.md)" + (" (reused)" if r.status == "reused" else "")
             lines.append("| " + " | ".join([
-                str(rank_), r.backend, str(r.manifest.get("framework", "")), *[fmt(r.metrics.get(k)) for k in metric_cols],
+                str(rank_), r.backend, str(r.manifest.get("framework", "")), *[fmt_ci(r.metrics, k) for k in metric_cols],
+                *[fmt_ci(r.metrics.get("test") or {}, main) for _ in test_col],
                 *[fmt(pcm.get(c)) for c in class_cols], _params(r.manifest.get("parameters")),
                 fmt_seconds(t.get("fit")), _ms(t.get("predict_per_image_ms")), str(r.manifest.get("device", "")), run,
             ]) + " |")
@@ -647,6 +660,9 @@ def leaderboard_table(result: CompareResult):
         table.add_column("framework", no_wrap=True)
     for m in metrics:
         table.add_column(m, justify="right", style="bold" if m == main else None, min_width=len(m), no_wrap=True)
+    test = [main] if main and any(r.ok and r.metrics.get("test") for r in rows) else []
+    for m in test:
+        table.add_column(f"{m} test", justify="right", min_width=len(m) + 5, no_wrap=True)
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("train", justify="right", no_wrap=True)
     table.add_column("ms/img", justify="right", no_wrap=True, min_width=6)
@@ -655,13 +671,15 @@ def leaderboard_table(result: CompareResult):
     extra = 3 if one_device else 4
     for k, r in enumerate(rows, 1):
         if not r.ok:
-            table.add_row("–", r.backend, *([""] if mixed else []), "[red]failed[/]", *[""] * (len(metrics) + extra - 1))
+            table.add_row("–", r.backend, *([""] if mixed else []), "[red]failed[/]",
+                          *[""] * (len(metrics) + len(test) + extra - 1))
             continue
         t = r.manifest.get("timings", {})
         ms = t.get("predict_per_image_ms")
         cells = [str(k), r.backend + ("*" if r.status == "reused" else ""),
                  *([str(r.manifest.get("framework", ""))] if mixed else []),
-                 *[fmt(r.metrics.get(m)) for m in metrics], _params(r.manifest.get("parameters")),
+                 *[fmt_ci(r.metrics, m) for m in metrics], *[fmt_ci(r.metrics.get("test") or {}, m) for m in test],
+                 _params(r.manifest.get("parameters")),
                  fmt_seconds(t.get("fit")), "–" if ms is None else f"{ms:.1f}"]
         if not one_device:
             cells.append(str(r.manifest.get("device", "")))

@@ -69,6 +69,15 @@ def fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+def fmt_ci(metrics: dict[str, Any], key: str, digits: int = 3) -> str:
+    """A score with its bootstrap interval when metrics.json has one: ``0.757 (0.70–0.81)``."""
+    v = metrics.get(key)
+    ci = (metrics.get("ci95") or {}).get(key)
+    if v is None or not ci:
+        return fmt(v, digits)
+    return f"{fmt(v, digits)} ({ci[0]:.2f}–{ci[1]:.2f})"
+
+
 def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "–"
@@ -89,12 +98,18 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
     parts = [f"# {m['backend']} · {task.title} · {run_dir.name}", ""]
 
     main = metrics.get("main")
-    parts += ["## Scores (validation split, zoo's shared evaluator)", ""]
-    scores = all_scores(metrics)
-    parts += [_md_table(["metric", "value"], [[f"**{k}**" if k == main else k, v] for k, v in scores.items()]), ""]
+    test = metrics.get("test")
+    parts += ["## Scores (" + ("validation and test splits" if test else "validation split")
+              + ", zoo's shared evaluator; 95% bootstrap interval over images in brackets)", ""]
+    header = ["metric", "val", *(["test"] if test else [])]
+    rows = [[f"**{k}**" if k == main else k, fmt_ci(metrics, k), *([fmt_ci(test, k)] if test else [])]
+            for k in all_scores(metrics)]
+    parts += [_md_table(header, rows), ""]
     from zoo.selection import statement
 
-    parts += [f"Model selection: {statement(m.get('selection'))}.", ""]
+    parts += [f"Model selection: {statement(m.get('selection'))}."
+              + (" Test was predicted and scored once, after the model was chosen; training and "
+                 "selection never saw it." if test else ""), ""]
 
     per_class = metrics.get("per_class") or {}
     if per_class:
@@ -231,8 +246,12 @@ def summary_table(result):
     table = Table(title=escape(f"{result.backend} · {result.task} · {result.run_dir}"), title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for k, v in headline(metrics, n=6).items():
-        table.add_row(f"[bold]{escape(k)}[/]" if k == main else escape(k), fmt(v))
+    test = metrics.get("test")
+    if test:
+        table.add_column("test", justify="right")
+    for k in headline(metrics, n=6):
+        table.add_row(f"[bold]{escape(k)}[/]" if k == main else escape(k), fmt_ci(metrics, k),
+                      *([fmt_ci(test, k)] if test else []))
     key = per_class_metric(metrics)
     for name, v in per_class_main(metrics).items():
         table.add_row(escape(f"  {key} {name}"), fmt(v))

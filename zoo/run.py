@@ -489,6 +489,8 @@ class _Run:
         self.train = self.dataset.subset(self.split.train)
         self.selection_data = self.dataset.subset(self.split.selection)
         self.val = self.dataset.subset(self.split.val)
+        # test is predicted and scored once, after the model is chosen; fit never sees it
+        self.test = self.dataset.subset(self.split.test) if self.split.test else None
         self.meta = self.dataset.meta()
 
     def write_ground_truth(self) -> None:
@@ -504,6 +506,8 @@ class _Run:
             "pixel_spacing": m.pixel_spacing,
         })
         write_json(self.run_dir / "data" / "val_coco.json", evaluation_ground_truth(self.val, "segm"))
+        if self.test is not None:
+            write_json(self.run_dir / "data" / "test_coco.json", evaluation_ground_truth(self.test, "segm"))
 
     def phase_done(self, phase: str, seconds: float | None = None) -> None:
         done = self.manifest.setdefault("done", [])
@@ -594,17 +598,38 @@ class _Run:
         self.phase_done("predict", seconds)
         return preds
 
-    def evaluate(self, preds: list) -> dict:
+    def predict_test(self) -> list | None:
+        """The chosen model's predictions on the test split (None without one), saved under
+        predictions/test/ in the same formats as val's."""
+        from zoo.progress import track
+
+        if self.test is None:
+            return None
+        images = strip_annotations(self.test)
+        t0 = time.perf_counter()
+        preds = list(track(self.backend.predict(images), "predicting test", total=len(images)))
+        check_predictions(self.task, self.spec.name, images, preds, self.meta)
+        save_predictions(self.run_dir / "predictions" / "test", self.task, preds, self.test)
+        self.manifest["timings"]["predict_test"] = round(time.perf_counter() - t0, 3)
+        return preds
+
+    def score(self, dataset: Dataset, preds: list, plots: Path) -> dict:
         from zoo.evaluation import evaluate
         from zoo.selection import statement
 
-        t0 = time.perf_counter()
-        plots = self.run_dir / "plots"
-        plots.mkdir(exist_ok=True)
-        metrics = evaluate(self.task, self.val, preds, plots_dir=plots)
+        plots.mkdir(parents=True, exist_ok=True)
+        metrics = evaluate(self.task, dataset, preds, plots_dir=plots)
         metrics.setdefault("conventions", {})["model selection"] = statement(self.manifest.get("selection"))
         if isinstance(metrics.get("plots"), list):  # relative: a run folder may be moved or shared
             metrics["plots"] = [_relative(p, self.run_dir) for p in metrics["plots"]]
+        return metrics
+
+    def evaluate(self, preds: list, test_preds: list | None = None) -> dict:
+        """val scores; with test predictions, the same evaluator on test under ``"test"``."""
+        t0 = time.perf_counter()
+        metrics = self.score(self.val, preds, self.run_dir / "plots")
+        if test_preds is not None:
+            metrics["test"] = self.score(self.test, test_preds, self.run_dir / "plots" / "test")
         write_json(self.run_dir / "metrics.json", metrics)
         self.phase_done("evaluate", time.perf_counter() - t0)
         return metrics
@@ -660,7 +685,7 @@ def execute(opts: RunOptions) -> RunResult:
         with _log_to(run.run_dir / "log.txt"):
             run.fit()
             preds = run.predict()
-            metrics = run.evaluate(preds)
+            metrics = run.evaluate(preds, run.predict_test())
             if opts.rank:
                 run.rank_unlabelled()
             run.report(metrics)

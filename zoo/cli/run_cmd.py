@@ -26,7 +26,7 @@ def run(
     config: list[Path] = typer.Option([], "--config", help="YAML config file(s), applied in order."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: key=value (repeatable)."),
     val: float = typer.Option(0.2, "--val", help="Fraction of images held out for evaluation."),
-    test: float = typer.Option(0.0, "--test", help="Fraction held out as a test split (not scored by run)."),
+    test: float = typer.Option(0.0, "--test", help="Fraction held out as a test split: never seen by training, the chosen model is scored on it once."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same name."),
     split: str = typer.Option("auto", "--split", help="auto (the data's own train/val split if any, else seeded), random, or a split.json to reuse."),
     strict: bool = typer.Option(False, "--strict", help="Refuse data in which `zoo check` finds errors."),

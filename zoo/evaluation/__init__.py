@@ -14,14 +14,17 @@ from typing import Any
 from zoo.errors import ZooError
 
 
-def evaluate(task, dataset, predictions: Iterable, plots_dir: str | Path | None = None) -> dict[str, Any]:
+def evaluate(task, dataset, predictions: Iterable, plots_dir: str | Path | None = None,
+             ci95: bool = True) -> dict[str, Any]:
     """Score ``predictions`` (canonical, one per image) against ``dataset`` for ``task``.
 
     ``task`` is a :class:`zoo.tasks.Task` (or its name). Every image of ``dataset`` that the
     task can score is processed; an instance task's image without a prediction counts as
     "nothing detected", a semantic-seg or classify image without one is an error, and a
     prediction for an image not in ``dataset`` is an error. With ``plots_dir`` the PR curves
-    or confusion matrix are written there and listed under ``"plots"``.
+    or confusion matrix are written there and listed under ``"plots"``. ``ci95``: a bootstrap
+    interval over images of the headline numbers under ``"ci95"``
+    (:mod:`zoo.evaluation.bootstrap`).
     """
     from zoo.tasks import get_task
 
@@ -38,7 +41,7 @@ def evaluate(task, dataset, predictions: Iterable, plots_dir: str | Path | None 
         raise ZooError(
             f"{len(stray)} prediction(s) for images not in the ground truth, e.g. {', '.join(map(repr, stray[:3]))}"
         )
-    evaluator = task.evaluator(dataset)
+    evaluator = task.evaluator(dataset, ci95=ci95)
     for record in dataset.images:
         if task.is_annotated(record):
             evaluator.process(record, by_id.get(record.id))

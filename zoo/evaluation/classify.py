@@ -42,6 +42,7 @@ class ClassifyEvaluator(Evaluator):
         self.confusion = np.zeros((len(self.names), len(self.names)), dtype=np.int64)
         self.truths: list[int] = []
         self.scores: list[list[float] | None] = []
+        self.correct: list[bool] = []  # each image right or wrong, for ci95
 
     def process(self, gt: ImageRecord, pred: ClassPrediction | None) -> None:
         if len(gt.labels) != 1:
@@ -60,6 +61,7 @@ class ClassifyEvaluator(Evaluator):
         self.confusion[int(truth), int(predicted)] += 1
         self.truths.append(int(truth))
         self.scores.append(scores)
+        self.correct.append(int(truth) == int(predicted))
 
     def evaluate(self) -> dict[str, Any]:
         import numpy as np
@@ -94,7 +96,7 @@ class ClassifyEvaluator(Evaluator):
             )
         }
         valid_auc = [a for a in (auc if auc is not None else []) if a == a]
-        return {
+        metrics = {
             "main": "accuracy",
             "accuracy": float(tp.sum() / total),
             "precision": float(precision[seen].mean()),
@@ -122,6 +124,13 @@ class ClassifyEvaluator(Evaluator):
                 "zoo_version": __version__,
             },
         }
+        if self.options.get("ci95"):
+            from zoo.evaluation import bootstrap
+
+            weights = bootstrap.image_weights(len(self.correct))
+            metrics["ci95"] = {"accuracy": bootstrap.interval(bootstrap.accuracy_samples(self.correct, weights))}
+            metrics["conventions"]["ci95"] = bootstrap.method()
+        return metrics
 
     def roc_auc_per_class(self):
         """One-vs-rest ROC-AUC of every class (``nan`` without both positives and negatives),

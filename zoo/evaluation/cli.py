@@ -191,6 +191,8 @@ def print_metrics(metrics: dict[str, Any], out: Path | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from zoo.report import fmt_ci
+
     console = Console()
     main = metrics.get("main")
     scalars = {k: v for k, v in metrics.items() if isinstance(v, float) or (v is None and k[:1].isupper())}
@@ -200,7 +202,7 @@ def print_metrics(metrics: dict[str, Any], out: Path | None = None) -> None:
     table.add_column("value", justify="right")
     for k, v in scalars.items():
         style = "bold" if k == main else None
-        table.add_row(k, _fmt(v), style=style)
+        table.add_row(k, fmt_ci(metrics, k, 4), style=style)  # "0.7570 (0.70–0.81)" 
     for k in ("AP", "AP50", "AP75"):  # masks / keypoints: the box AP of the same detections
         if isinstance(metrics.get("bbox"), dict):
             table.add_row(f"box {k}", _fmt(metrics["bbox"].get(k)), style="dim")

@@ -41,6 +41,7 @@ from typing import Any
 
 from zoo import __version__
 from zoo.dataset import Dataset, ImageRecord
+from zoo.evaluation import bootstrap
 from zoo.evaluation.base import Evaluator
 from zoo.errors import ZooError
 from zoo.predictions import InstancePredictions
@@ -177,8 +178,11 @@ def scoring_results(preds, image_ids, iou_type: str, category_ids: list[int] | N
 
 
 def run_cocoeval(gt: dict, results: list[dict], iou_type: str, *, sigmas=None, cat_ids=None,
-                 loaded: bool = False):
+                 loaded: bool = False, keep_matching: bool = False):
     """faster-coco-eval's COCOeval, evaluated and accumulated (not summarised).
+
+    ``keep_matching``: evaluate and accumulate as two steps, so that the per-image matching
+    stays readable afterwards (:func:`zoo.evaluation.bootstrap.coco_matching`).
 
     ``gt`` and ``results`` are not copied; ``results`` is modified (``loadRes`` adds ids and
     areas), so pass a list made for this call. ``loaded=True``: ``results`` comes from
@@ -209,7 +213,7 @@ def run_cocoeval(gt: dict, results: list[dict], iou_type: str, *, sigmas=None, c
     # the pool then only hands them out.)
     workers = max(1, min(8, (os.cpu_count() or 1) // 2))
     ev = _batched_cocoeval()(coco_gt, coco_dt, iou_type, print_function=_quiet, kpt_oks_sigmas=sigmas,
-                             rle_iou_max_workers=workers)
+                             rle_iou_max_workers=workers, separate_eval=keep_matching)
     # faster-coco-eval keeps only categories with keypoint annotations; pin all of them so
     # per-class rows line up with the category list (absent ones stay -1, as in pycocotools).
     ev.params.catIds = sorted(cat_ids if cat_ids is not None else coco_gt.getCatIds())
@@ -422,6 +426,8 @@ class CocoEvaluator(Evaluator):
         self.polygon_raster = polygon_raster
         #: masks / keypoints also report box AP under "bbox" (the boxes the same model gave)
         self.box_ap = box_ap
+        #: a bootstrap interval of the headline numbers under "ci95" (zoo.evaluation.bootstrap)
+        self.ci95 = bool(options.get("ci95", False))
         self._curves = None
         super().__init__(meta, task=task, **options)
 
@@ -454,7 +460,8 @@ class CocoEvaluator(Evaluator):
         if self.iou_type == "keypoints":
             sigmas, sigma_source = oks_sigmas(self.meta)
         cat_ids = [c["id"] for c in gt["categories"]]
-        ev = run_cocoeval(gt, results, self.iou_type, sigmas=sigmas, cat_ids=cat_ids, loaded=True)
+        ev = run_cocoeval(gt, results, self.iou_type, sigmas=sigmas, cat_ids=cat_ids, loaded=True,
+                          keep_matching=self.ci95)
         stats = summary_stats(ev)
         names = KEYPOINT_STATS if self.iou_type == "keypoints" else BOX_STATS
         # only what plot() needs: keeping the COCOeval (its two COCO indexes, every annotation
@@ -466,12 +473,21 @@ class CocoEvaluator(Evaluator):
         metrics["images"] = len(self._records)
         metrics["detections"] = len(results)
         metrics["conventions"] = self._conventions(ev, sigmas, sigma_source)
+        if self.ci95:
+            metrics["ci95"] = self._intervals(ev)
+            metrics["conventions"]["ci95"] = bootstrap.method()
         if self.box_ap and self.iou_type != "bbox":
             box = run_cocoeval(gt, scoring_results(self._preds, image_ids, "bbox", category_ids), "bbox", cat_ids=cat_ids,
                                loaded=True)
             metrics["bbox"] = {k: _num(v) for k, v in zip(BOX_STATS, summary_stats(box))}
             metrics["bbox"]["per_class"] = {k: v["AP"] for k, v in self._per_class(box, gt).items()}
         return metrics
+
+    def _intervals(self, ev) -> dict[str, list[float] | None]:
+        """Bootstrap intervals of AP and AP50 from the matching ``ev`` already made."""
+        weights = bootstrap.image_weights(len(ev._paramsEval.imgIds))
+        samples = bootstrap.coco_samples(bootstrap.coco_matching(ev), ev.params.recThrs, weights)
+        return bootstrap.intervals(samples)
 
     def _per_class(self, ev, gt: dict) -> dict[str, dict[str, Any]]:
         precision = ev.eval["precision"]  # [T, R, K, A, M]

@@ -170,6 +170,7 @@ class SemanticEvaluator(Evaluator):
         self.confusion = np.zeros((len(self.names), len(self.names)), dtype=np.int64)
         self.distances = BoundaryDistances(len(self.names), self.meta.pixel_spacing)
         self.images = 0
+        self.per_image: list = []  # each image's confusion matrix, kept for ci95 only
 
     def process(self, gt: ImageRecord, pred: SemanticPrediction | None) -> None:
         self.process_maps(label_map_for(gt, self.meta), pred, gt.id)
@@ -192,11 +193,16 @@ class SemanticEvaluator(Evaluator):
                 raise ZooError(
                     f"prediction for image '{image_id}' holds label {hi if hi >= n else lo}; only 0..{n - 1} exist"
                 )
+        ci95 = self.options.get("ci95")
+        target = np.zeros_like(self.confusion) if ci95 else self.confusion
         try:
-            confusion_update(self.confusion, gt_map, pred_map)
+            confusion_update(target, gt_map, pred_map)
         except ValueError as e:
             raise ZooError(f"image '{image_id}': {e}") from None
         self.distances.add(gt_map, pred_map)
+        if ci95:
+            self.confusion += target
+            self.per_image.append(target)
         self.images += 1
 
     def evaluate(self) -> dict[str, Any]:
@@ -238,6 +244,12 @@ class SemanticEvaluator(Evaluator):
             "backend_version": np.__version__,
             "zoo_version": __version__,
         }
+        if self.per_image:
+            from zoo.evaluation import bootstrap
+
+            weights = bootstrap.image_weights(len(self.per_image))
+            metrics["ci95"] = bootstrap.intervals(bootstrap.confusion_samples(self.per_image, weights))
+            metrics["conventions"]["ci95"] = bootstrap.method()
         return metrics
 
     def plot(self, out_dir: Path) -> list[Path]:

@@ -1,0 +1,63 @@
+"""``--test``: the chosen model is scored once on the test split by the same evaluator; the
+scores sit beside val's in metrics.json, report.md and the leaderboard; training never sees
+a test image."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import toy_backend
+from toy_backend import make_dataset
+
+from zoo.compare import CompareOptions, compare_and_report
+from zoo.run import RunOptions, execute
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("toydata"), n=16)
+
+
+@pytest.mark.parametrize("task", ["detect", "semantic-seg", "classify"])
+def test_test_split_is_scored_once_beside_val(tmp_path, data, monkeypatch, task):
+    seen: list[str] = []
+    fit = toy_backend.Toy.fit
+
+    def spy(self, train, val):
+        seen.extend(r.id for r in (*train.images, *val.images))
+        return fit(self, train, val)
+
+    monkeypatch.setattr(toy_backend.Toy, "fit", spy)
+    result = execute(RunOptions(task=task, backend="toy", out=tmp_path / "runs", dataset=data, val=0.25, test=0.25,
+                                registry=toy_backend.registry(), quiet=True, flags={"device": "cpu"}))
+    run, metrics = result.run_dir, result.metrics
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["test"]) == 4 and not set(seen) & set(split["test"])
+    test = metrics["test"]
+    assert set(test) == set(metrics) - {"test"}  # the same keys
+    assert test["images"] == 4 and metrics["images"] == 4 and test["main"] == metrics["main"]
+    main = metrics["main"]
+    assert metrics["ci95"][main] and test["ci95"][main]
+    report = (run / "report.md").read_text()
+    assert "| metric | val | test |" in report
+    lo, hi = test["ci95"][main]
+    assert f"{test[main]:.3f} ({lo:.2f}–{hi:.2f})" in report
+    pred = {"detect": "coco_results.json", "semantic-seg": "masks", "classify": "predictions.csv"}[task]
+    assert (run / "predictions" / "test" / pred).exists()
+    if task == "detect":
+        gt = json.loads((run / "data" / "test_coco.json").read_text())
+        assert [i["file_name"].rsplit(".", 1)[0] for i in gt["images"]] == split["test"]
+
+
+def test_leaderboard_shows_val_and_test(tmp_path, tiny_demo):
+    result = compare_and_report(CompareOptions(task="detect", backends=["toy", "oracle"], out=tmp_path / "runs",
+                                               data=tiny_demo, val=0.25, test=0.25, registry=toy_backend.registry(),
+                                               quiet=True, flags={"device": "cpu"}))
+    board = (result.folder / "leaderboard.md").read_text()
+    assert "**AP** test" in board and "/ 3 test images" in board
+    # the oracle memorises every image fit shows it: 1 on val, 0 on test, which fit never saw
+    oracle = next(r for r in result.rows if r.backend == "oracle")
+    assert oracle.metrics["AP"] == pytest.approx(1.0) and oracle.metrics["test"]["AP"] == 0.0
+    csv = (result.folder / "leaderboard.csv").read_text().splitlines()[0]
+    assert "test AP" in csv and "AP ci95 low" in csv
