@@ -179,7 +179,9 @@ def _category_precision(cat: dict[str, Any], w, rec_thrs):
         # row (resample b shifted by b * span, whole numbers: exact) for one searchsorted
         span = float(positives.max()) + 1.0
         shift = span * np.arange(n_res)
-        queries = (_needed_true_positives(positives, rec_thrs) + shift[:, None]).ravel()
+        # whole numbers: exact in float32 below 2**24 (half the memory traffic), else float64
+        exact = np.float32 if span * n_res < 2**24 else np.float64
+        queries = (_needed_true_positives(positives, rec_thrs) + shift[:, None]).ravel().astype(exact)
         for t in range(n_thr):
             tp_pos = np.flatnonzero(matched[t] & ~ignored[t])
             if tp_pos.size:
@@ -218,8 +220,8 @@ def _interpolated_precision(wd, seen_all, tp_pos, ign_pos, shift, queries):
         np.divide(tp, seen, out=seen)
     # the envelope (best precision at this recall or beyond), in reversed order
     envelope = np.fmax.accumulate(seen[::-1], axis=0)
-    rows = np.empty((n_res, n_tp))
-    np.add(tp.T, shift[:, None], out=rows)
+    rows = np.empty((n_res, n_tp), queries.dtype)
+    np.add(tp.T, shift[:, None].astype(queries.dtype), out=rows)
     idx = np.searchsorted(rows.ravel(), queries, side="left").reshape(n_res, -1)
     idx -= (np.arange(n_res) * n_tp)[:, None]
     # reversed index of the first true positive at each recall; past the last: precision 0
