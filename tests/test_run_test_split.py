@@ -56,8 +56,10 @@ def test_leaderboard_shows_val_and_test(tmp_path, tiny_demo):
                                                quiet=True, flags={"device": "cpu"}))
     board = (result.folder / "leaderboard.md").read_text()
     assert "**AP** test" in board and "/ 3 test images" in board
-    # the oracle memorises every image fit shows it: 1 on val, 0 on test, which fit never saw
+    # the oracle answers from the ground truth on disk: 1 on val and on test alike
     oracle = next(r for r in result.rows if r.backend == "oracle")
-    assert oracle.metrics["AP"] == pytest.approx(1.0) and oracle.metrics["test"]["AP"] == 0.0
+    assert oracle.metrics["AP"] == pytest.approx(1.0) and oracle.metrics["test"]["AP"] == pytest.approx(1.0)
+    lo, hi = oracle.metrics["test"]["ci95"]["AP"]
+    assert f"1.000 ({lo:.2f}–{hi:.2f})" in board
     csv = (result.folder / "leaderboard.csv").read_text().splitlines()[0]
     assert "test AP" in csv and "AP ci95 low" in csv
