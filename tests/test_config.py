@@ -60,3 +60,15 @@ def test_parse_set_types():
     ]
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_set(["novalue"])
+
+
+def test_budget_reads_durations():
+    from zoo.config import BackendConfig, resolve_config
+
+    assert resolve_config(BackendConfig, backend="x", task="detect", sets=["budget=15m"]).budget == 900.0
+    assert resolve_config(BackendConfig, backend="x", task="detect", flags={"budget": "1h30m"}).budget == 5400.0
+    assert resolve_config(BackendConfig, backend="x", task="detect").budget is None
+    with pytest.raises(ConfigError, match="budget.*not a duration"):
+        resolve_config(BackendConfig, backend="x", task="detect", sets=["budget=soon"])
+    with pytest.raises(ConfigError, match="budget"):
+        resolve_config(BackendConfig, backend="x", task="detect", sets=["budget=0s"])

@@ -195,3 +195,10 @@ def test_a_name_taken_meanwhile_moves_to_the_next_free_one(tmp_path, data, regis
     monkeypatch.setattr(zoo.run, "next_free", racing)
     result = execute(_opts(tmp_path, data, registry))
     assert result.run_dir.name == "toy-detect-2" and (result.run_dir / "manifest.json").is_file()
+
+
+def test_a_budget_is_recorded_in_the_manifest(tmp_path, data, registry):
+    result = execute(_opts(tmp_path, data, registry, sets=["budget=90s"]))
+    budget = json.loads((result.run_dir / "manifest.json").read_text())["budget"]
+    assert budget["seconds"] == 90.0 and 0 <= budget["fit_seconds"] < 90
+    assert yaml.safe_load((result.run_dir / "config.yaml").read_text())["budget"] == 90.0

@@ -169,3 +169,49 @@ def test_val_every_scores_some_epochs_and_the_last(tmp_path):
                  loss_fn=criterion_loss(torch.nn.CrossEntropyLoss()), val_fn=val, checkpoint_dir=tmp_path)
     assert [("val" in r) for r in result.history] == [False, False, True, False, True]
     assert result.best_epoch == 2 and load_checkpoint(tmp_path / BEST)["epoch"] == 2
+
+
+def _slow_loss(seconds):
+    """Cross-entropy that takes ``seconds`` of wall clock per batch, so epochs have a known length."""
+    import time
+
+    ce = criterion_loss(torch.nn.CrossEntropyLoss())
+
+    def loss(model, batch):
+        time.sleep(seconds)
+        return ce(model, batch)
+
+    return loss
+
+
+def test_a_budget_sets_the_epochs_stretches_the_schedule_and_ends_on_time(tmp_path):
+    # 4 batches of 0.05 s: about 0.2 s an epoch, so a 1.2 s budget fits about 6 of the 1000 asked
+    cfg = TrainConfig(epochs=1000, batch=16, lr=0.05, warmup_iters=0, final_lr=0.01, budget=1.2)
+    result = fit(_classifier(), MappedDataset(_blobs(), lambda s: s), config=cfg, checkpoint_dir=tmp_path,
+                 loss_fn=_slow_loss(0.05))
+    epochs = len(result.history)
+    longest = max(row["seconds"] for row in result.history)
+    assert 2 <= epochs <= 7
+    assert result.seconds <= 1.2 + longest + 0.3  # within the budget plus one epoch
+    # the cosine schedule spans the planned epochs: the last step is near lr * final_lr, not near lr
+    assert result.history[-1]["lr"] < 0.05 * 0.35
+    assert load_checkpoint(tmp_path / LAST)["planned_epochs"] >= epochs
+
+
+def test_epoch_plan_rules():
+    import logging
+
+    from zoo.training import EpochPlan
+
+    log = logging.getLogger("test")
+    plan = EpochPlan(epochs=30, iters_per_epoch=10, budget=100.0)
+    plan.after_epoch(0, elapsed=9.0, log=log)  # 9 s an epoch: 1 done + 91 s left = 10 more
+    assert plan.epochs == 11 and plan.total_iters == 110
+    plan.after_epoch(1, elapsed=30.0, log=log)  # slower now (15 s mean): the next would end at 45 s, fine
+    assert plan.epochs == 11
+    plan.after_epoch(5, elapsed=92.0, log=log)  # 92 + 15.3 > 100: this is the last epoch
+    assert plan.epochs == 6
+    assert EpochPlan(epochs=30, iters_per_epoch=10).total_iters == 300  # no budget: as asked
+    tight = EpochPlan(epochs=30, iters_per_epoch=10, budget=5.0)
+    tight.after_epoch(0, elapsed=9.0, log=log)  # one epoch already overran: it is the only one
+    assert tight.epochs == 1

@@ -232,3 +232,9 @@ def test_resume_continues_an_interrupted_training(tiny, tmp_path, monkeypatch):
     rows = (run / "work" / "train" / "results.csv").read_text().strip().splitlines()[1:]
     assert [r.split(",")[0].strip() for r in rows] == ["1", "2"]  # epoch 1 kept, epoch 2 added
     assert len(list(resumed.predict(val.images))) == len(val.images)
+
+
+def test_a_budget_is_ultralytics_time(tmp_path):
+    b = _backend("detect", tmp_path, epochs=30, imgsz=64, budget="15m")
+    assert b.train_args(tmp_path / "data.yaml")["time"] == 0.25
+    assert _backend("detect", tmp_path, epochs=30, imgsz=64).train_args(tmp_path / "d.yaml")["time"] is None

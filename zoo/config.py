@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from zoo.errors import ConfigError, did_you_mean
 
@@ -38,8 +38,32 @@ class BackendConfig(BaseModel):
     device: str = "auto"  # "auto" = first CUDA GPU when there is one, else "cpu"
     seed: int = 0
     workers: int = 0  # data-loading processes; 0 = load in the training process
+    #: Wall-clock seconds for training ("15m", "1h30m" and "90s" are read too): the epochs are
+    #: set to what fits after the first one is timed (zoo.training.EpochPlan); None = no budget.
+    budget: Optional[float] = None
     pretrained: bool = False  # opt-in: needs the weights in the local cache (offline here)
     weights: Path | None = None  # a local weights file to start from
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        seconds = parse_duration(value)
+        if seconds is not None and seconds <= 0:
+            raise ValueError("a budget must be more than 0 seconds")
+        return seconds
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from ``"15m"``, ``"1h30m"``, ``"90s"``, ``"1.5h"`` or a number of seconds."""
+    import re
+
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None if value is None else float(value)
+    text = str(value).strip().lower().replace(" ", "")
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{value!r} is not a duration (write 15m, 1h30m or 90s)")
+    return float(sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts))
 
 
 def shipped_defaults(backend: str, task: str) -> dict[str, Any]:

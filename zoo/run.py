@@ -553,7 +553,9 @@ class _Run:
             ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             ctx.work_dir.mkdir(parents=True, exist_ok=True)
             self.backend = self.cls(self.task, self.meta, self.backend_config(), ctx)
-            self.say(f"training {self.spec.name} for {self.config.epochs} epoch(s) ...")
+            budget = self.config.budget
+            self.say(f"training {self.spec.name} for "
+                     + (f"a budget of {budget / 60:.1f} min ..." if budget else f"{self.config.epochs} epoch(s) ..."))
             # Training time is the sum of its parts: an interrupted part counts up to its
             # last checkpoint (what the resumed part continues from), then this one.
             parts = self.manifest["timings"].setdefault("fit_parts", [])
@@ -575,7 +577,18 @@ class _Run:
             }
             self.manifest["versions"].update(self.backend.versions() or {})
             self.manifest["parameters"] = self.backend.num_parameters()
+            self.record_budget(sum(parts))
             self.phase_done("fit", sum(parts))
+
+    def record_budget(self, fit_seconds: float) -> None:
+        """The budget and what training took, in the manifest; an overrun is a warning (a
+        backend whose framework has its own loop may not honour the budget)."""
+        budget = self.config.budget
+        if not budget:
+            return
+        self.manifest["budget"] = {"seconds": budget, "fit_seconds": round(fit_seconds, 3)}
+        if fit_seconds > 1.25 * budget:
+            log.warning("%s trained for %.0f s against a budget of %.0f s", self.spec.name, fit_seconds, budget)
 
     def predict(self) -> list:
         from zoo.progress import track

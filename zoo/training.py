@@ -108,6 +108,7 @@ class TrainSettings:
     grad_clip: float = 10.0
     amp: bool = True
     val_every: int = 1
+    budget: float | None = None
 
     @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> TrainSettings:
@@ -400,6 +401,49 @@ def _iters_per_epoch(data: Any, s: TrainSettings) -> int | None:
     return n // s.batch if drop else math.ceil(n / s.batch)
 
 
+class EpochPlan:
+    """How many epochs this training runs, re-planned once by a wall-clock ``budget``.
+
+    Without a budget it is ``epochs``. With one, the first epoch (of this call) is timed, the
+    epochs are set to what fits in the budget, and the learning-rate schedule, which reads
+    :attr:`total_iters`, stretches to them; any later epoch that would overrun ends training
+    after itself. ``spent`` carries the seconds of earlier, interrupted parts of the same run.
+    """
+
+    def __init__(self, epochs: int, iters_per_epoch: int, budget: float | None = None, spent: float = 0.0):
+        self.epochs = int(epochs)
+        self.iters_per_epoch = max(1, int(iters_per_epoch))
+        self.budget = budget
+        self.spent = spent
+        self.replanned = False
+        self.first_epoch = 0  # the first epoch of this call (a resumed run starts later)
+
+    @property
+    def total_iters(self) -> int:
+        return self.iters_per_epoch * self.epochs
+
+    def after_epoch(self, epoch: int, elapsed: float, log: logging.Logger) -> None:
+        """Re-plan after the first timed epoch; end at ``epoch`` if the next one would overrun.
+
+        ``elapsed`` is this call's training time so far (every epoch including ``epoch``).
+        Called before the epoch is scored, so the last epoch is the one the protocol scores."""
+        if not self.budget:
+            return
+        used = self.spent + elapsed
+        if not self.replanned:
+            self.replanned = True
+            per_epoch = elapsed  # the first epoch of this call
+            fit = epoch + 1 + int(max(0.0, self.budget - used) // max(per_epoch, 1e-9))
+            log.info("budget %.0f s: the first epoch took %.1f s, so %d epoch(s) in all (was %d)",
+                     self.budget, per_epoch, fit, self.epochs)
+            self.epochs = max(epoch + 1, fit)
+        mean = elapsed / max(1, epoch + 1 - self.first_epoch)
+        if epoch + 1 < self.epochs and used + mean > self.budget:
+            log.info("budget %.0f s: ending after epoch %d (another would end at %.0f s)",
+                     self.budget, epoch + 1, used + mean)
+            self.epochs = epoch + 1
+
+
 def fit(
     model,
     data: Any,
@@ -455,8 +499,8 @@ def fit(
     model.to(dev)
     optimizer = make_optimizer(model, s)
     per_epoch = _iters_per_epoch(data, s)
-    total = (per_epoch or 1) * s.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, total, s))
+    plan = EpochPlan(s.epochs, per_epoch or 1, s.budget)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, plan.total_iters, s))
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     params = [p for g in optimizer.param_groups for p in g["params"]]
 
@@ -483,13 +527,18 @@ def fit(
         result.best_epoch = int(state.get("best_epoch", -1))
         result.iterations = int(state.get("iterations", 0))
         result.resumed_from = start_epoch - 1
+        plan.epochs = max(plan.epochs, int(state.get("planned_epochs", 0)))
+        plan.spent = float(state.get("train_seconds", 0.0))
         log.info("resuming from %s after epoch %d", ckpt_dir / LAST, start_epoch)
         for row in result.history:
             if selection is not None and "val" in row:
                 selection.record(int(row["epoch"]), row["val"])
 
     t0 = time.perf_counter()
-    for epoch in range(start_epoch, s.epochs):
+    plan.first_epoch = start_epoch
+    epoch = start_epoch - 1
+    while epoch + 1 < plan.epochs:
+        epoch += 1
         if max_iters is not None and result.iterations >= max_iters:
             break
         model.train()
@@ -497,7 +546,7 @@ def fit(
         sums: dict[str, float] = {}
         steps = 0
         loader = _loader(data, s, collate, epoch)
-        for batch in track(loader, f"{description} epoch {epoch + 1}/{s.epochs}", total=per_epoch):
+        for batch in track(loader, f"{description} epoch {epoch + 1}/{plan.epochs}", total=per_epoch):
             batch = to_device(batch, dev)
             with torch.autocast(dev.type, enabled=use_amp):
                 out = loss_fn(model, batch)
@@ -529,7 +578,8 @@ def fit(
 
         row = {k: v / steps for k, v in sums.items()}
         row.update(epoch=epoch, iterations=steps, lr=optimizer.param_groups[0]["lr"])
-        validate = scoring and ((epoch + 1) % max(s.val_every, 1) == 0 or epoch == s.epochs - 1)
+        plan.after_epoch(epoch, time.perf_counter() - t0, log)
+        validate = scoring and ((epoch + 1) % max(s.val_every, 1) == 0 or epoch == plan.epochs - 1)
         score = -math.inf  # not scored this epoch: cannot become the best
         if validate:
             model.eval()
@@ -550,7 +600,7 @@ def fit(
             result.best_epoch = epoch  # the protocol keeps the last weights
         log.info(
             "%s epoch %d/%d: loss %.4f%s (%.1f s)",
-            description, epoch + 1, s.epochs, row["loss"],
+            description, epoch + 1, plan.epochs, row["loss"],
             f", val {row['val']:.4f}" if "val" in row else "", row["seconds"],
         )
 
@@ -565,6 +615,8 @@ def fit(
                 "best_score": result.best_score,
                 "best_epoch": result.best_epoch,
                 "history": result.history,
+                "planned_epochs": plan.epochs,
+                "train_seconds": plan.spent + time.perf_counter() - t0,
                 "extra": dict(extra or {}),
             }
             result.last_path = save_checkpoint(state, ckpt_dir / LAST)

@@ -223,6 +223,9 @@ class YoloV8(Backend):
             cos_lr=c.cos_lr,
             warmup_epochs=c.warmup_epochs,
             patience=patience or 0,  # 0: ultralytics never stops early
+            # ultralytics' own budget (hours): it times the first epoch, sets the epochs to fit
+            # and stretches its schedule to them, then stops on time -- zoo's rule for --budget
+            time=c.budget / 3600 if c.budget else None,
             mosaic=c.mosaic,
             close_mosaic=c.close_mosaic,
             fliplr=c.fliplr,

@@ -16,6 +16,7 @@ def compare(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line."),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="Training epochs, every backend, or auto: enough optimiser steps for the number of training images (the default)."),
     imgsz: Optional[str] = typer.Option(None, "--imgsz", help="Training image size in pixels, every backend, or auto: from the images' median size, the device and the smallest objects (the default)."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Train for this wall-clock time, the same for every backend (the fair comparison when their speeds differ) (15m, 1h30m, 90s): the epochs are set to what fits once the first is timed."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size, every backend."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, "--seed", help="One seed for the split and every backend (default 0)."),
@@ -41,6 +42,6 @@ def compare(
             fmt=fmt, labels=labels, seed=seed, name=name, out=out, sets=list(set_), val=val,
             rerun=rerun, config_files=list(config), samples=samples, split=split, trust_weights=trust_weights,
             select=select or "last", select_frac=select_frac or 0.1, patience=patience,
-            flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "seed": seed},
+            flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device, "seed": seed},
         )
     )

@@ -16,6 +16,7 @@ def run(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line (fixes their order)."),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="Training epochs, or auto: enough optimiser steps for the number of training images (the default)."),
     imgsz: Optional[str] = typer.Option(None, "--imgsz", help="Training image size in pixels, or auto: from the images' median size, the device and the smallest objects (the default)."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Train for this wall-clock time (15m, 1h30m, 90s): the epochs are set to what fits once the first is timed."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the split and training (default 0)."),
@@ -46,7 +47,7 @@ def run(
             test=test, resume=resume, split_file=split, strict=strict, rank=rank, top=top,
             trust_weights=trust_weights,
             select=select, select_frac=select_frac, patience=patience,
-            flags={"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device,
+            flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device,
                    "seed": seed, "weights": weights},
         )
     )
