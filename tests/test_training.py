@@ -91,6 +91,36 @@ def test_resume_continues_where_it_stopped(tmp_path):
     assert third.resumed_from is None and third.iterations == 1
 
 
+def test_checkpoints_are_recorded_and_a_kill_mid_save_still_resumes(tmp_path, monkeypatch):
+    from zoo.checksums import Ledger, sha256_file
+
+    data = MappedDataset(_blobs(16), lambda s: s)
+    loss = criterion_loss(torch.nn.CrossEntropyLoss())
+    settings = TrainSettings(epochs=3, batch=8, lr=0.05, warmup_iters=0)
+    ledger = Ledger(tmp_path, {})  # as `zoo run` keeps it in the manifest
+    fit(_classifier(), data, settings=settings, loss_fn=loss, checkpoint_dir=tmp_path, ledger=ledger, max_iters=2)
+    assert ledger.hashes == {LAST: sha256_file(tmp_path / LAST), BEST: sha256_file(tmp_path / BEST)}
+
+    # killed after the new last.pt replaced the old one, before the ledger dropped the old digest
+    def killed(digests):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ledger, "settle", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_classifier(), data, settings=settings, loss_fn=loss, checkpoint_dir=tmp_path, ledger=ledger, max_iters=4)
+    monkeypatch.undo()
+    assert len(ledger.hashes[LAST]) == 2 and ledger.verify(tmp_path / LAST)  # old or new: both the run's
+    done = fit(_classifier(), data, settings=settings, loss_fn=loss, checkpoint_dir=tmp_path, ledger=ledger)
+    assert done.resumed_from == 1 and ledger.hashes[LAST] == sha256_file(tmp_path / LAST)
+
+    # a last.pt changed since is refused before it is read
+    state = load_checkpoint(tmp_path / LAST)
+    state["epoch"] = 0
+    torch.save(state, tmp_path / LAST)
+    with pytest.raises(ZooError, match="last.pt: changed since its run wrote it"):
+        fit(_classifier(), data, settings=settings, loss_fn=loss, checkpoint_dir=tmp_path, ledger=ledger)
+
+
 class _DictLossModel(torch.nn.Module):
     """torchvision-detection style: ``model(images, targets)`` -> dict of losses in training."""
 

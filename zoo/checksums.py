@@ -55,10 +55,28 @@ class Ledger:
 
     def record(self, *paths: str | Path) -> None:
         """Remember the current content of each file (call right after writing it)."""
+        self.settle({p: sha256_file(p) for p in paths} if self.tracked else {})
+
+    def expect(self, digest: str, *paths: str | Path) -> None:
+        """Before replacing ``paths`` with content of sha256 ``digest``: accept the old
+        content or the new one, so that a kill between the write and :meth:`settle` leaves
+        a file the run still accepts."""
         if not self.tracked:
             return
         for p in paths:
-            self.hashes[self._key(Path(p))] = sha256_file(p)
+            old = self.hashes.get(self._key(Path(p)))
+            self.hashes[self._key(Path(p))] = [*([old] if isinstance(old, str) else old or []), digest]
+        self._persist()
+
+    def settle(self, digests: dict[str | Path, str]) -> None:
+        """The files written: each path now has exactly the content of its digest."""
+        if not self.tracked:
+            return
+        for p, digest in digests.items():
+            self.hashes[self._key(Path(p))] = digest
+        self._persist()
+
+    def _persist(self) -> None:
         if self._save is not None:
             self._save()
 
@@ -72,12 +90,12 @@ class Ledger:
             return path
         key = self._key(path)
         want = self.hashes.get(key)
-        if want is None:
+        if not want:
             raise ZooError(f"{path}: not a checkpoint this run wrote (no sha256 of it in "
                            f"{self.root / 'manifest.json'}); refusing to load it")
         if not path.is_file():
             raise ZooError(f"{path}: missing; this run folder is incomplete")
-        if sha256_file(path) != want:
+        if sha256_file(path) not in ([want] if isinstance(want, str) else want):
             raise ZooError(f"{path}: changed since its run wrote it (sha256 differs from the one in "
                            f"{self.root / 'manifest.json'}); refusing to load it")
         return path

@@ -241,9 +241,16 @@ def lr_factor(it: int, total: int, s: TrainSettings) -> float:
     return w * f
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
+def save_checkpoint(state: dict[str, Any], path: Path, *, copies: Sequence[Path] = (),
+                    ledger: Ledger | None = None) -> Path:
     """Write atomically (a temporary file beside it, then a rename): an interrupted or failed
-    save (a full disk) never leaves a truncated ``last.pt`` nor a temporary file behind."""
+    save (a full disk) never leaves a truncated ``last.pt`` nor a temporary file behind.
+
+    ``copies`` get the same content (hard links, see :func:`copy_checkpoint`). With ``ledger``
+    (the run's checksums) the new sha256 is recorded before the files are replaced, the old
+    one dropped after: killed at any moment, the run holds checkpoints its ledger accepts.
+    """
+    import hashlib
     import io
 
     import torch
@@ -252,7 +259,16 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
 
     buf = io.BytesIO()
     torch.save(state, buf)
-    return write_bytes(path, buf.getvalue())
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    if ledger is not None:
+        ledger.expect(digest, path, *copies)
+    write_bytes(path, data)
+    for copy in copies:
+        copy_checkpoint(path, copy)
+    if ledger is not None:
+        ledger.settle(dict.fromkeys([path, *copies], digest))
+    return path
 
 
 def copy_checkpoint(src: Path, dst: Path) -> Path:
@@ -619,11 +635,9 @@ def fit(
                 "train_seconds": plan.spent + time.perf_counter() - t0,
                 "extra": dict(extra or {}),
             }
-            result.last_path = save_checkpoint(state, ckpt_dir / LAST)
-            if improved:
-                result.best_path = copy_checkpoint(ckpt_dir / LAST, ckpt_dir / BEST)
-            if ledger is not None:
-                ledger.record(*(p for p in (ckpt_dir / LAST, ckpt_dir / BEST) if p.is_file()))
+            best = [ckpt_dir / BEST] if improved else []
+            result.last_path = save_checkpoint(state, ckpt_dir / LAST, copies=best, ledger=ledger)
+            result.best_path = best[0] if best else result.best_path
         if validate and selection is not None and selection.should_stop(epoch):
             stopped_after = epoch
             log.info("%s: early stopping after epoch %d (%d epoch(s) without improvement on the selection split)",

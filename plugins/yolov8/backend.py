@@ -323,10 +323,8 @@ class YoloV8(Backend):
             "names": {int(k): str(v) for k, v in dict(net.names).items()},
             "task": FRAMEWORK_TASK[self.task.name],
         }
-        path = save_checkpoint({"model": net.float().state_dict(), "extra": extra},
-                               self.ctx.checkpoint_dir / CHECKPOINT)
-        self.ctx.ledger.record(path)
-        return path
+        return save_checkpoint({"model": net.float().state_dict(), "extra": extra},
+                               self.ctx.checkpoint_dir / CHECKPOINT, ledger=self.ctx.ledger)
 
     def _loaded(self):
         if self._model is None:
