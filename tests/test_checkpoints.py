@@ -166,14 +166,14 @@ def test_a_full_disk_fails_the_run_cleanly(tmp_path, tiny_demo):
         resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))
 
     out = subprocess.run(
-        [sys.executable, "-m", "zoo", "run", "--task", "classify", "--backend", "resnet18", "--data", str(tiny_demo),
+        [sys.executable, "-m", "zoo", "run", "--task", "classify", "--backend", "mobilenet_v3_small", "--data", str(tiny_demo),
          "--out", str(tmp_path / "runs"), "--device", "cpu", "--epochs", "1", "--imgsz", "32", "--batch", "4"],
         capture_output=True, text=True, timeout=300, preexec_fn=small_files_only, cwd=tmp_path,
     )
     assert out.returncode == 2, out.stderr
     line = _error_line(out.stderr)
     assert "last.pt" in line and "too large" in line
-    run = tmp_path / "runs" / "resnet18-classify"
+    run = tmp_path / "runs" / "mobilenet_v3_small-classify"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "fit" not in manifest["done"]
     assert not [p for p in run.rglob("*") if p.name.endswith(".tmp") or p.name == ".zoo.lock"]
