@@ -20,8 +20,11 @@ zoo unpickles nothing it did not write. ``--resume`` continues from the last epo
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -34,6 +37,25 @@ from zoo.predictions import InstancePredictions
 from zoo.selection import Selection
 from zoo.tasks import Task
 from zoo.training import LAST, load_checkpoint, predict_batches, restore, save_checkpoint, seed_everything
+
+
+#: What detectron2 and torch print on every run that says nothing about the user's run:
+#: deprecations inside detectron2 0.7 (pkg_resources, torch.jit.script, meshgrid's indexing).
+_NOISE = r"(?s).*(pkg_resources is deprecated|torch\.jit\.script. is deprecated|torch\.meshgrid: in an upcoming)"
+
+
+@contextlib.contextmanager
+def quiet_framework():
+    """Silence :data:`_NOISE` and torch.fx's "is_fx_tracing" log line; everything else shows."""
+    fx = logging.getLogger("torch.fx._symbolic_trace")
+    level = fx.level
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_NOISE)
+        fx.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            fx.setLevel(level)
 
 
 class D2Backend(Backend):
@@ -70,6 +92,10 @@ class D2Backend(Backend):
     # -- training ------------------------------------------------------------------------------
 
     def fit(self, train: Dataset, selection: Selection) -> dict[str, Any]:
+        with quiet_framework():
+            return self._fit(train, selection)
+
+    def _fit(self, train: Dataset, selection: Selection) -> dict[str, Any]:
         from detectron2.data import get_detection_dataset_dicts
 
         from zoo.plugins.detectron2.data import registered
@@ -192,6 +218,11 @@ class D2Backend(Backend):
 
     @classmethod
     def load(cls, task: Task, meta: Dataset, config: D2Config, ctx: RunContext) -> D2Backend:
+        with quiet_framework():
+            return cls._load(task, meta, config, ctx)
+
+    @classmethod
+    def _load(cls, task: Task, meta: Dataset, config: D2Config, ctx: RunContext) -> D2Backend:
         from detectron2.config import CfgNode, get_cfg
         from detectron2.modeling import build_model
 
@@ -220,7 +251,7 @@ class D2Backend(Backend):
         mapper = RecordMapper(self.cfg, False, images)
         model = self.model.eval()
         for chunk in predict_batches(images, self.config.batch, f"{self.name} predict"):
-            with torch.no_grad():
+            with torch.no_grad(), quiet_framework():
                 outs = model([mapper.inference_input(r) for r in chunk])
             for record, out in zip(chunk, outs):
                 yield instances_to_prediction(record.id, out["instances"], record.width, record.height)

@@ -16,6 +16,7 @@ detectron2 is imported inside functions only.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from importlib import resources
 from pathlib import Path
@@ -49,6 +50,7 @@ _MODEL_ZOO_SIZE = 800  # the short side model-zoo configs train at; their anchor
 class D2Config(BackendConfig):
     """Settings of the detectron2 backends (the common ones are :class:`zoo.config.BackendConfig`'s)."""
 
+    batch: int = 4  # images per step, as the torchvision R-CNNs ship (an R50-FPN step is heavy on a CPU)
     config: str = ""  # a model-zoo config ("COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml") or a local YAML; "" = the backend's
     lr: float = 0.01  # SOLVER.BASE_LR, the peak after warm-up
     momentum: float = 0.9
@@ -130,7 +132,12 @@ def build_cfg(
     name = config.config or DEFAULT_CONFIGS[kind]
     cfg = get_cfg()
     try:
-        cfg.merge_from_file(str(config_file(name)))
+        path = config_file(name)  # a local YAML is checked to be plain YAML here
+        with _quiet("fvcore.common.config"):
+            # Model-zoo YAMLs such as Base-RetinaNet.yaml compute their anchors with a Python
+            # tag; fvcore loads those with unsafe_load and warns "your machine may be at risk"
+            # on every run. They are detectron2's own files, installed with it.
+            cfg.merge_from_file(str(path))
     except (KeyError, ValueError, AssertionError) as e:
         raise ConfigError(f"config: {name}: detectron2 cannot read it ({e})") from None
     _check_architecture(kind, cfg, name)
@@ -142,6 +149,19 @@ def build_cfg(
     refuse_unavailable(cfg, f"config {name}")
     cfg.freeze()
     return cfg
+
+
+@contextlib.contextmanager
+def _quiet(logger: str):
+    import logging
+
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _check_architecture(kind: str, cfg, name: str) -> None:
