@@ -44,18 +44,26 @@ from zoo.training import LAST, load_checkpoint, predict_batches, restore, save_c
 _NOISE = r"(?s).*(pkg_resources is deprecated|torch\.jit\.script. is deprecated|torch\.meshgrid: in an upcoming)"
 
 
+#: loggers -> the level they are raised to: torch.fx's "is_fx_tracing" line, and the trainer's
+#: "Exception during training" traceback (the exception itself still reaches zoo, which
+#: turns a diverged loss into one line and shows anything else with its traceback)
+_QUIET_LOGGERS = {"torch.fx._symbolic_trace": logging.ERROR, "detectron2.engine.train_loop": logging.CRITICAL}
+
+
 @contextlib.contextmanager
 def quiet_framework():
-    """Silence :data:`_NOISE` and torch.fx's "is_fx_tracing" log line; everything else shows."""
-    fx = logging.getLogger("torch.fx._symbolic_trace")
-    level = fx.level
+    """Silence :data:`_NOISE` and :data:`_QUIET_LOGGERS`; everything else shows."""
+    loggers = {logging.getLogger(name): level for name, level in _QUIET_LOGGERS.items()}
+    before = {log: log.level for log in loggers}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_NOISE)
-        fx.setLevel(logging.ERROR)
+        for log, level in loggers.items():
+            log.setLevel(level)
         try:
             yield
         finally:
-            fx.setLevel(level)
+            for log, level in before.items():
+                log.setLevel(level)
 
 
 class D2Backend(Backend):
