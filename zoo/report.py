@@ -165,6 +165,11 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
         parts += [f"- **{k}** {c['value']}: {c['reason']}" for k, c in choices.items()]
         parts += [""]
 
+    plan = m.get("plan") or {}
+    if plan:
+        parts += [f"## Plan ({m['backend']} chose it from the training images)", ""]
+        parts += [_md_table(["setting", "value"], [[k, _plain(v)] for k, v in plan.items()]), ""]
+
     t = m.get("timings", {})
     parts += ["## Run", ""]
     n = m.get("parameters")
@@ -223,6 +228,15 @@ def _q(p) -> str:
     import shlex
 
     return shlex.quote(str(p))
+
+
+def _plain(v: Any) -> str:
+    """A plan value in one table cell: lists and dicts as compact JSON-like text."""
+    if isinstance(v, (list, tuple, dict)):
+        import json
+
+        return json.dumps(v, separators=(", ", ": "))
+    return fmt(v)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

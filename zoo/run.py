@@ -562,7 +562,7 @@ class _Run:
             parts.append(0.0)
             self.fit_started = t0 = time.perf_counter()
             selection = Selection(self.protocol, self.selection_data, self.task)
-            own = self.backend.fit(self.train, selection) or {}
+            own = dict(self.backend.fit(self.train, selection) or {})
             self.fit_started = None
             parts[-1] = round(time.perf_counter() - t0, 3)
             # every file the backend left in checkpoint/, whether or not it recorded it itself
@@ -571,6 +571,11 @@ class _Run:
             if selection.active and not selection.scored:
                 log.warning("%s scored nothing on the selection split: its weights are not chosen by "
                             "the protocol (%s)", self.spec.name, self.protocol.describe())
+            # What a self-configuring framework chose (patch size, batch, topology): the
+            # report shows it as the backend's plan, not as scores.
+            plan = own.pop("plan", None)
+            if plan:
+                self.manifest["plan"] = plan
             self.manifest["framework_metrics"] = {
                 "note": f"{self.spec.name}'s own numbers, for the log only; ranked scores are in metrics.json",
                 **own,

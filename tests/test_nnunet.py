@@ -1,0 +1,86 @@
+"""The nnunet backend: zoo's split as an nnU-Net raw dataset (fast, no nnunetv2), then one
+real run through `zoo compare` -- nnU-Net's own fingerprint, plan, preprocessing, trainer
+(1 epoch of 2 iterations) and predictor -- giving a run folder, a leaderboard row and
+nnU-Net's plan in the report. Learning is not expected from 2 iterations."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoo.dataset import Dataset, ImageRecord, Instance
+from zoo.plugins.nnunet.raw import label_names, write_raw_dataset
+
+
+def test_label_names_put_ignore_last_and_keep_reserved_names_apart():
+    assert label_names(["a", "b"]) == {"background": 0, "a": 1, "b": 2, "ignore": 3}
+    assert label_names(["background", "ignore"]) == {"background": 0, "background_1": 1, "ignore_2": 2, "ignore": 3}
+
+
+def test_raw_dataset_holds_images_label_maps_and_nnunets_ignore_label(tmp_path):
+    img = np.zeros((20, 30, 3), np.uint8)
+    img[:, :, 0] = 200
+    Image.fromarray(img).save(tmp_path / "a.png")
+    square = [2.0, 2.0, 12.0, 2.0, 12.0, 12.0, 2.0, 12.0]
+    band = [0.0, 15.0, 30.0, 15.0, 30.0, 20.0, 0.0, 20.0]
+    record = ImageRecord("dir/a", 30, 20, file=tmp_path / "a.png", instances=[
+        Instance(1, (2, 2, 12, 12), polygons=[square]),
+        Instance(-1, (0, 15, 30, 20), polygons=[band], ignore=True),
+    ])
+    meta = Dataset(categories=["x", "y"])
+    raw = write_raw_dataset(tmp_path / "raw", meta, [record])
+    folder = tmp_path / "raw" / "Dataset001_zoo"
+    spec = json.loads((folder / "dataset.json").read_text())
+    assert spec["labels"] == {"background": 0, "x": 1, "y": 2, "ignore": 3} and spec["file_ending"] == ".png"
+    assert spec["channel_names"] == {"0": "R", "1": "G", "2": "B"} and spec["numTraining"] == 1
+    labels = np.array(Image.open(folder / "labelsTr" / "case_00000.png"))
+    assert labels[5, 5] == 2 and labels[18, 5] == 3 and labels[13, 25] == 0  # y, ignored band, background
+    assert set(np.unique(labels)) == {0, 2, 3}
+    assert np.array_equal(np.array(Image.open(folder / "imagesTr" / "case_00000_0000.png")), img)
+    assert raw.cases == {"case_00000": "dir/a"} == json.loads((folder / "zoo_cases.json").read_text())
+
+
+@pytest.mark.slow
+def test_one_epoch_through_zoo_compare(tmp_path, tiny_demo):
+    pytest.importorskip("nnunetv2")
+    import torch
+
+    from zoo.cli import main
+
+    out = tmp_path / "runs"
+    main(["compare", "--task", "semantic-seg", "--backends", "nnunet", "--data", str(tiny_demo), "--epochs", "1",
+          "--device", "cpu", "--out", str(out), "--set", "nnunet.iterations_per_epoch=2",
+          "--set", "nnunet.val_iterations_per_epoch=1", "--set", "nnunet.mirroring=false"])
+    run = out / "nnunet-semantic-seg"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and "nnunetv2" in manifest["versions"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["mIoU"] <= 1.0 and "mHD95" in metrics
+
+    # nnU-Net's three folders live in the run folder; it trained on zoo's training images only
+    nnunet = run / "work" / "nnunet"
+    assert all((nnunet / f).is_dir() for f in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"))
+    cases = json.loads((nnunet / "nnUNet_raw" / "Dataset001_zoo" / "zoo_cases.json").read_text())
+    split = json.loads((run / "split.json").read_text())
+    scored = set(split["val"])
+    assert not scored & set(cases.values()) and len(cases) == len(split["train"])
+    folds = json.loads((nnunet / "nnUNet_preprocessed" / "Dataset001_zoo" / "splits_final.json").read_text())
+    assert sorted(folds[0]["train"] + folds[0]["val"]) == sorted(cases) and folds[0]["val"]
+    assert json.loads((nnunet / "nnUNet_raw" / "Dataset001_zoo" / "dataset.json").read_text())["labels"]["ignore"] == 4
+
+    # zoo's checkpoint: tensors and nnU-Net's plans as text, no pickle
+    state = torch.load(run / "checkpoint" / "last.pt", weights_only=True)
+    assert json.loads(state["extra"]["plans"])["configurations"]["2d"]["patch_size"]
+    assert len(state["history"]) == 1
+
+    # the plan nnU-Net chose is in the report, and the leaderboard has the row
+    report = (run / "report.md").read_text()
+    assert "## Plan (nnunet" in report and "| patch_size |" in report and "PlainConvUNet" in report
+    assert manifest["plan"]["batch_size"] >= 1 and manifest["plan"]["stages"] >= 2
+    with open(out / "compare" / "semantic-seg" / "leaderboard.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["backend"] for r in rows] == ["nnunet"] and float(rows[0]["mIoU"]) == pytest.approx(metrics["mIoU"])
