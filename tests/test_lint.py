@@ -220,3 +220,10 @@ def test_fix_other_formats_through_their_writer(tmp_path):
     fixed = lint_folder(tmp_path / "fixed")
     assert fixed.dataset.format == "voc" and fixed.dataset.categories == ["cell", "dot"]
     assert len(fixed.dataset) == 10
+
+
+def test_the_split_asked_for_sets_how_rare_is_too_rare(tmp_path):
+    folder = clean_folder(tmp_path / "data", n=6)
+    assert lint_folder(folder, val=0.2).findings == []
+    (f,) = [f for f in lint_folder(folder, val=0.2, test=0.1).findings if f.check == "too-few-to-split"][:1]
+    assert f.level == "warning" and "at least 10 images" in f.fix

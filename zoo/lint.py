@@ -426,7 +426,10 @@ def _balance(counts: Counter, images: Counter, unit: str, ctx: LintContext) -> l
     if not counts:
         return out
     top, n_top = counts.most_common(1)[0]
-    need = math.ceil(1 / ctx.val) if ctx.val > 0 else 1
+    # one image in every held-out split on average (val, and test when asked for)
+    smallest = min(f for f in (ctx.val, ctx.test) if f > 0)
+    need = math.ceil(1 / smallest)
+    split = f"--val {ctx.val:g}" + (f" --test {ctx.test:g}" if ctx.test > 0 else "")
     for name, n in sorted(counts.items()):
         if n_top >= IMBALANCE_RATIO * n:
             out.append(Finding("class-imbalance", WARNING, where, None,
@@ -436,11 +439,11 @@ def _balance(counts: Counter, images: Counter, unit: str, ctx: LintContext) -> l
         if k < 2:
             out.append(Finding("too-few-to-split", ERROR, where, None,
                                f"'{name}' is on {k} image(s): it cannot be in both train and val",
-                               f"annotate '{name}' on more images (at least {need} for --val {ctx.val:g})"))
+                               f"annotate '{name}' on more images (at least {need} for {split})"))
         elif k < need:
             out.append(Finding("too-few-to-split", WARNING, where, None,
-                               f"'{name}' is on {k} images: --val {ctx.val:g} expects {k * ctx.val:.1f} of them "
-                               "in val, so it may not be scored", f"annotate '{name}' on at least {need} images"))
+                               f"'{name}' is on {k} images: {split} expects {k * smallest:.1f} of them "
+                               "in a held-out split, so it may not be scored", f"annotate '{name}' on at least {need} images"))
     return out
 
 
