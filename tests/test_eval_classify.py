@@ -101,3 +101,12 @@ def test_missing_prediction_and_stray_prediction_are_errors():
         evaluate("classify", ds, [ClassPrediction("i0", 0)])
     with pytest.raises(ZooError, match="not in the ground truth"):
         evaluate("classify", ds, [ClassPrediction("i0", 0), ClassPrediction("i1", 0), ClassPrediction("zz", 1)])
+
+
+def test_class_scores_of_the_wrong_length_are_an_invalid_prediction():
+    from zoo.tasks import get_task
+
+    meta = Dataset(classes=["a", "b", "c"])
+    task = get_task("classify")
+    assert task.validate(ClassPrediction("i", 0, scores=[0.5, 0.3, 0.2]), meta) == []
+    assert task.validate(ClassPrediction("i", 0, scores=[0.5, 0.5]), meta) == ["2 class scores for 3 classes"]

@@ -187,6 +187,9 @@ class Classify(Task):
         problems = super().validate(pred, meta)
         if not problems and not (0 <= pred.label < len(meta.classes)):
             problems.append(f"label {pred.label} outside 0..{len(meta.classes) - 1}")
+        if not problems and pred.scores is not None and len(pred.scores) != len(meta.classes):
+            # ROC-AUC reads score k as class k's: a short or long list would misalign them
+            problems.append(f"{len(pred.scores)} class scores for {len(meta.classes)} classes")
         return problems
 
 
