@@ -304,3 +304,43 @@ def test_a_runs_own_files_reproduce_its_metrics(tmp_path, real_fixtures, monkeyp
     gt = json.loads((run / "data/val_coco.json").read_text())
     assert_same_as_pycocotools(metrics, ev, gt, KEYPOINT_STATS if task == "keypoint" else BOX_STATS)
     assert 0.05 < metrics["AP"] < 0.99
+
+
+@pytest.mark.fixtures
+@pytest.mark.parametrize(
+    "folder, task, iou_type",
+    [("labelme/instance_segmentation", "instance-seg", "segm"), ("labelme/instance_segmentation", "detect", "bbox"),
+     ("keypoints/X-AnyLabeling_human_pose", "keypoint", "keypoints")],
+)  # fmt: skip
+def test_real_fixtures_as_coco_files_score_as_pycocotools(tmp_path, real_fixtures, folder, task, iou_type):
+    """Real annotations written as a COCO file (no images beside it), perturbed results as
+    a results file: zoo eval on the two files equals pycocotools on them."""
+    from zoo.adapters.coco import write
+    from zoo.reading import read_dataset
+
+    ds = read_dataset(real_fixtures / folder)
+    gt_path = write(ds, tmp_path / "coco", copy_images=False)
+    gt = json.loads(gt_path.read_text())
+    rng = np.random.default_rng(3)
+    res = []
+    for a in gt["annotations"]:
+        if a["iscrowd"]:
+            continue
+        x, y, w, h = a["bbox"]
+        dx, dy = rng.uniform(-5, 5, 2)
+        r = {"image_id": a["image_id"], "category_id": a["category_id"], "score": float(rng.random()),
+             "bbox": [x + dx, y + dy, w, h]}
+        if iou_type == "segm":
+            im = next(i for i in gt["images"] if i["id"] == a["image_id"])
+            poly = a["segmentation"] if isinstance(a["segmentation"], list) else [[x, y, x + w, y, x + w, y + h]]
+            r["segmentation"] = _rle_str([[v + (dx if k % 2 == 0 else dy) for k, v in enumerate(p)] for p in poly],
+                                         im["height"], im["width"])
+        if iou_type == "keypoints":
+            kp = a["keypoints"]
+            r["keypoints"] = [v + (rng.normal(0, 3) if k % 3 < 2 else 0) for k, v in enumerate(kp)]
+            del r["bbox"]
+        res.append(r)
+    metrics, pred = _zoo_eval(task, gt_path, res, tmp_path)
+    ref = pycocotools_on_files(gt_path, pred, iou_type)
+    assert_same_as_pycocotools(metrics, ref, gt, KEYPOINT_STATS if iou_type == "keypoints" else BOX_STATS)
+    assert metrics["AP"] > 0.05
