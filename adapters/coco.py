@@ -301,12 +301,10 @@ def _coco_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     out = []
+    from zoo.adapters.common import read_head
+
     for f in sorted(path.rglob("*.json")):
-        try:
-            with open(f, "rb") as fh:
-                head = fh.read(65536)
-        except OSError:
-            continue
+        head = read_head(f, 65536)
         if b'"images"' in head or b'"annotations"' in head or b'"categories"' in head:
             out.append(f)
     return out
@@ -317,7 +315,9 @@ def sniff(path: Path) -> float:
     if path.is_file():
         if path.suffix.lower() != ".json":
             return 0.0
-        head = path.read_bytes()[:65536]
+        from zoo.adapters.common import read_head
+
+        head = read_head(path, 65536)
         return 0.95 if b'"annotations"' in head or b'"images"' in head else 0.0
     files = _coco_files(path)
     return 0.6 if files else 0.0

@@ -48,11 +48,31 @@ def decode_text(raw: bytes, file: Path) -> str:
                               "re-save it as UTF-8") from None
 
 
+def read_head(file: Path, n: int) -> bytes:
+    """The first ``n`` bytes of a regular file, for sniffing; ``b""`` for anything else (a
+    FIFO named ``a.json`` would block, a link to /dev/zero never ends)."""
+    if not is_file(file):
+        return b""
+    try:
+        with open(file, "rb") as fh:
+            return fh.read(n)
+    except OSError:
+        return b""
+
+
+def read_bytes(file: Path) -> bytes:
+    """The bytes of an annotation file; a DataError for one that is not a regular file (a
+    FIFO or a device: reading it would block or never end)."""
+    if not is_file(file):
+        raise DataError(file, "is not a regular file")
+    return Path(file).read_bytes()
+
+
 def read_json(file: Path):
     """Parsed JSON of a file; a DataError naming the file when it is not valid JSON."""
     import orjson
 
-    raw = file.read_bytes()
+    raw = read_bytes(file)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -84,7 +104,7 @@ def read_lines(file: Path) -> list[str]:
     file = Path(file)
     if not file.is_file():
         raise DataError(file, "no such file")
-    return [ln.strip() for ln in decode_text(file.read_bytes(), file).splitlines() if ln.strip()]
+    return [ln.strip() for ln in decode_text(read_bytes(file), file).splitlines() if ln.strip()]
 
 
 @dataclass
@@ -121,7 +141,7 @@ def read_yaml_mapping(f: Path, what: str) -> dict:
     import yaml
 
     try:
-        data = yaml.safe_load(decode_text(f.read_bytes(), f)) or {}
+        data = yaml.safe_load(decode_text(read_bytes(f), f)) or {}
     except yaml.YAMLError as e:
         raise DataError(f, f"is not valid YAML ({str(e).splitlines()[0]})") from None
     except RecursionError:

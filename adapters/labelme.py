@@ -51,6 +51,8 @@ from zoo.adapters.common import (
     decode_image_data,
     find_image,
     finite,
+    is_file,
+    read_head,
     read_json,
     warn,
 )
@@ -75,12 +77,9 @@ def sniff(path: Path) -> float:
     for f in files:
         if f.suffix.lower() != ".json":
             continue
-        try:
-            head = f.read_bytes()[:4096]
-        except OSError:
-            continue
+        head = read_head(f, 4096)
         # pre-3.x files (Python 2 dict order) may put a large imageData before "shapes"
-        if b'"shapes"' in head or (b'"shapes"' in f.read_bytes() if f.stat().st_size < 64 << 20 else False):
+        if b'"shapes"' in head or (len(head) == 4096 and b'"shapes"' in read_head(f, 64 << 20)):
             if path.is_file():
                 return 1.0
             # annotations at the top of the folder beat formats found only deeper down
@@ -102,7 +101,8 @@ def _first_json(root: Path, n: int) -> list[Path]:
 def list_files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
-    return sorted(root.rglob("*.json"), key=lambda p: p.relative_to(root).as_posix())
+    # regular files only: a FIFO or a link to a device named *.json is not an annotation
+    return sorted((p for p in root.rglob("*.json") if is_file(p)), key=lambda p: p.relative_to(root).as_posix())
 
 
 def iter_records(path: Path, warnings: list[Problem], flag_names: set[str]):

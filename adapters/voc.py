@@ -23,7 +23,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from zoo.adapters.build import finish
-from zoo.adapters.common import IGNORE_LABEL, checked_image_size, find_image, warn
+from zoo.adapters.common import (
+    IGNORE_LABEL,
+    checked_image_size,
+    find_image,
+    is_file,
+    read_bytes,
+    read_head,
+    warn,
+)
 from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
 from zoo.errors import DataError
 
@@ -44,18 +52,15 @@ def _annotation_dirs(root: Path) -> list[Path]:
 def sniff(path: Path) -> float:
     path = Path(path)
     if path.is_file():
-        return 1.0 if path.suffix.lower() == ".xml" and b"<annotation" in path.read_bytes()[:2048] else 0.0
+        return 1.0 if path.suffix.lower() == ".xml" and b"<annotation" in read_head(path, 2048) else 0.0
     dirs = _annotation_dirs(path)
     if dirs:
         return 0.95 if dirs[0].parent == path else 0.85
     n = 0
     for f in sorted(path.glob("*.xml"))[:5] + list(path.rglob("*.xml")):
-        try:
-            if b"<annotation" in f.read_bytes()[:2048]:
-                # XML at the top beats YOLO txt beside it (LabelImg users save both)
-                return 0.92 if f.parent == path else 0.85
-        except OSError:
-            pass
+        if b"<annotation" in read_head(f, 2048):
+            # XML at the top beats YOLO txt beside it (LabelImg users save both)
+            return 0.92 if f.parent == path else 0.85
         n += 1
         if n > 20:
             break
@@ -82,7 +87,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                 base = ad.parent
                 prefix = "" if len(ann_dirs) == 1 else base.relative_to(root).as_posix() + "/"
                 img_dirs = tuple(d for d in (base / "JPEGImages", base / "images", base / "Images") if d.is_dir())
-                for f in sorted(ad.rglob("*.xml")):
+                for f in sorted(p for p in ad.rglob("*.xml") if is_file(p)):
                     sub = f.parent.relative_to(ad)
                     # JPEGImages/ mirrors Annotations/ (zoo's own VOC output of ids in subfolders)
                     dirs = tuple(d / sub for d in img_dirs) + img_dirs if sub.parts else img_dirs
@@ -97,7 +102,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                 splits.pop("trainval")
         else:
             jobs = [(f, f.relative_to(path).with_suffix("").as_posix(), ()) for f in
-                    sorted(path.rglob("*.xml"), key=lambda p: p.relative_to(path).as_posix())]
+                    sorted((p for p in path.rglob("*.xml") if is_file(p)), key=lambda p: p.relative_to(path).as_posix())]
     from zoo.adapters.common import ImageIndex
 
     index = ImageIndex(root)
@@ -137,10 +142,9 @@ def _num(el, tag):
 
 def read_xml(f: Path, rid: str, img_dirs: tuple[Path, ...], warnings: list[Problem], index=None) -> ImageRecord | None:
     try:
-        tree = ET.parse(f)
+        ann = ET.fromstring(read_bytes(f))
     except ET.ParseError as e:
         raise DataError(f, f"is not valid XML ({e})") from None
-    ann = tree.getroot()
     if ann.tag != "annotation":
         warn(warnings, f, f"not a VOC annotation (root element <{ann.tag}>); skipped")
         return None

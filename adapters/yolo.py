@@ -30,6 +30,8 @@ from zoo.adapters.common import (
     flip_index,
     image_size,
     load_dataset_config,
+    read_bytes,
+    read_head,
     read_lines,
     visibility,
     warn,
@@ -171,11 +173,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
 
 def _looks_like_labels(txt: Path) -> bool:
     """Does one of the first lines read ``class x y ...`` (an integer then 4+ numbers)?"""
-    try:
-        with open(txt, "rb") as fh:
-            head = fh.read(4096).decode("utf-8", errors="replace")
-    except OSError:
-        return False
+    head = read_head(txt, 4096).decode("utf-8", errors="replace")
     for line in [ln for ln in head.splitlines() if ln.strip()][:3]:
         parts = line.split()
         try:
@@ -193,7 +191,7 @@ def _read_labels(lf: Path, w: int, h: int, names: list[str], kpt_shape, warnings
     out = []
     fstr = str(lf)
     nk, kd = kpt_shape or (0, 0)
-    for idx, line in enumerate(decode_text(lf.read_bytes(), lf).splitlines()):
+    for idx, line in enumerate(decode_text(read_bytes(lf), lf).splitlines()):
         if not line.strip():
             continue
         parts = line.split()

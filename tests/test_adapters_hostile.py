@@ -368,3 +368,18 @@ def test_folder_without_a_readable_image_is_fatal(tmp_path):
     (tmp_path / "cat" / "a.png").write_text("not a png")
     with pytest.raises(DataError, match="holds no image zoo could read"):
         read_dataset(tmp_path, "folders")
+
+
+@pytest.mark.parametrize("fmt", ["labelme", "coco", "voc", "auto"])
+def test_fifo_and_device_named_as_annotations_are_never_read(tmp_path, fmt):
+    """A FIFO would block the reader for ever and /dev/zero would fill memory."""
+    src = tmp_path / "src"
+    _labelme(src, "a", [_shape("a", SQUARE)])
+    os.mkfifo(src / "pipe.json")
+    os.mkfifo(src / "pipe.xml")
+    (src / "zero.json").symlink_to("/dev/zero")
+    if fmt in ("labelme", "auto"):
+        assert [r.id for r in read_dataset(src, fmt)] == ["a"]
+    else:
+        with pytest.raises(ZooError):
+            read_dataset(src, fmt)
