@@ -1,6 +1,7 @@
 """The nnunet backend: zoo's split as an nnU-Net raw dataset (fast, no nnunetv2), then one
 real run through `zoo compare` -- nnU-Net's own fingerprint, plan, preprocessing, trainer
-(1 epoch of 2 iterations) and predictor -- giving a run folder, a leaderboard row and
+(1 epoch of 2 iterations: --epochs 2, ended after one by a --budget the preprocessing alone
+spends) and predictor -- giving a run folder, a leaderboard row and
 nnU-Net's plan in the report. Learning is not expected from 2 iterations."""
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def test_one_epoch_through_zoo_compare(tmp_path, tiny_demo):
     from zoo.cli import main
 
     out = tmp_path / "runs"
-    main(["compare", "--task", "semantic-seg", "--backends", "nnunet", "--data", str(tiny_demo), "--epochs", "1",
-          "--device", "cpu", "--out", str(out), "--set", "nnunet.iterations_per_epoch=2",
+    main(["compare", "--task", "semantic-seg", "--backends", "nnunet", "--data", str(tiny_demo), "--epochs", "2",
+          "--budget", "1s", "--device", "cpu", "--out", str(out), "--set", "nnunet.iterations_per_epoch=2",
           "--set", "nnunet.val_iterations_per_epoch=1", "--set", "nnunet.mirroring=false"])
     run = out / "nnunet-semantic-seg"
     manifest = json.loads((run / "manifest.json").read_text())
@@ -75,7 +76,8 @@ def test_one_epoch_through_zoo_compare(tmp_path, tiny_demo):
     # zoo's checkpoint: tensors and nnU-Net's plans as text, no pickle
     state = torch.load(run / "checkpoint" / "last.pt", weights_only=True)
     assert json.loads(state["extra"]["plans"])["configurations"]["2d"]["patch_size"]
-    assert len(state["history"]) == 1
+    assert len(state["history"]) == 1  # the budget ended nnU-Net's loop after its first epoch
+    assert "so 1 epoch(s) in all (was 2)" in (nnunet / "nnunet.log").read_text()
 
     # the plan nnU-Net chose is in the report, and the leaderboard has the row
     report = (run / "report.md").read_text()

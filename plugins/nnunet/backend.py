@@ -9,7 +9,9 @@ fit
     validates on zoo's selection split (``--select best`` / ``--patience``), else on images
     held out of the training images (``holdout``): the split zoo scores is never seen.
     ``--epochs`` sets nnU-Net's epochs and ``iterations_per_epoch`` its iterations per epoch
-    (nnU-Net: 1000 x 250). All of it runs in a child process (:mod:`.worker`).
+    (nnU-Net: 1000 x 250); ``--budget`` replans the epochs after the first one as zoo's shared
+    loop does (planning and preprocessing count). All of it runs in a child process
+    (:mod:`.worker`).
 predict
     nnU-Net's own predictor (sliding window, Gaussian weighting, mirroring) on each image,
     set up from zoo's checkpoint; its label map is zoo's (background 0, category i at i + 1).
@@ -98,7 +100,10 @@ class NnUNet(Backend):
     def fit(self, train: Dataset, selection) -> dict[str, Any]:
         from zoo.plugins.nnunet.raw import DATASET_ID, DATASET_NAME, write_raw_dataset
 
+        import time
+
         c = self.config
+        started = time.time()  # --budget covers all of fit: nnU-Net's planning and preprocessing too
         fit_records, check_records = self.validation_split(train, selection)
         raw = write_raw_dataset(self.folder / "nnUNet_raw", self.meta, fit_records + check_records)
         case_of = {rid: case for case, rid in raw.cases.items()}
@@ -111,6 +116,8 @@ class NnUNet(Backend):
             "train_cases": [case_of[r.id] for r in fit_records],
             "val_cases": [case_of[r.id] for r in check_records],
             "epochs": c.epochs,
+            "budget": c.budget,
+            "started": started,
             "iterations_per_epoch": c.iterations_per_epoch,
             "val_iterations_per_epoch": c.val_iterations_per_epoch,
             "device": self.ctx.device,

@@ -55,7 +55,7 @@ def train(job: dict) -> None:
     trainer.num_epochs = job["epochs"]
     trainer.num_iterations_per_epoch = job["iterations_per_epoch"]
     trainer.num_val_iterations_per_epoch = job["val_iterations_per_epoch"]
-    trainer.run_training()
+    run_within_budget(trainer, job)
 
     network = trainer.network
     network = getattr(network, "_orig_mod", network)  # torch.compile's wrapper
@@ -77,6 +77,51 @@ def train(job: dict) -> None:
             "mirroring_axes": [int(a) for a in (trainer.inference_allowed_mirroring_axes or ())],
         },
     }, job["checkpoint"])
+
+
+class _BudgetSpent(Exception):
+    """Raised after the epoch that ends a budgeted training (nnU-Net's loop has a fixed range)."""
+
+
+def run_within_budget(trainer, job: dict) -> None:
+    """``trainer.run_training()``, with ``--budget`` as zoo's shared loop applies it
+    (:class:`zoo.training.EpochPlan`): the first epoch is timed, the epochs are set to what
+    fits (the time since fit started counting as spent), nnU-Net's poly learning-rate schedule
+    stretches to them, and training ends after the last epoch that fits."""
+    import logging
+    import time
+
+    from zoo.training import EpochPlan
+
+    budget = job.get("budget")
+    if not budget:
+        trainer.run_training()
+        return
+    plan = EpochPlan(job["epochs"], job["iterations_per_epoch"], budget, spent=time.time() - job["started"])
+    log = logging.getLogger("zoo.nnunet")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    trainer.num_epochs = 10**6  # nnU-Net's loop range is fixed at its start: the plan ends it
+    start_training, end_epoch = trainer.on_train_start, trainer.on_epoch_end
+    t0 = [0.0]
+
+    def on_train_start():
+        start_training()
+        t0[0] = time.time()
+
+    def on_epoch_end():
+        epoch = trainer.current_epoch
+        end_epoch()
+        plan.after_epoch(epoch, time.time() - t0[0], log)
+        trainer.lr_scheduler.max_steps = plan.epochs  # poly schedule over the planned epochs
+        if epoch + 1 >= plan.epochs:
+            raise _BudgetSpent
+
+    trainer.on_train_start, trainer.on_epoch_end = on_train_start, on_epoch_end
+    try:
+        trainer.run_training()
+    except _BudgetSpent:
+        trainer.num_epochs = plan.epochs
+        trainer.on_train_end()  # nnU-Net's own wrap-up: final checkpoint, loaders shut down
 
 
 def main(argv: list[str]) -> int:
