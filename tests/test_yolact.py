@@ -77,6 +77,18 @@ def test_fast_nms_agrees_with_standard_nms_when_suppressed_boxes_suppress_nothin
     assert sorted(sc.tolist(), reverse=True) == pytest.approx([0.9, 0.7, 0.6])
 
 
+def test_batched_iou_is_torchvisions_per_row():
+    from torchvision.ops import box_iou
+
+    from zoo.plugins.yolact.nms import batched_iou
+
+    torch.manual_seed(0)
+    corner = torch.rand(2, 7, 2)
+    boxes = torch.cat([corner, corner + torch.rand(2, 7, 2)], -1)
+    got = batched_iou(boxes)
+    assert torch.allclose(got[1], box_iou(boxes[1], boxes[1]), atol=1e-6)
+
+
 def test_fast_nms_keeps_top_k_per_class():
     boxes = torch.tensor([[10.0 * i, 0.0, 10.0 * i + 5, 5.0] for i in range(5)])  # disjoint
     scores = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5]])
