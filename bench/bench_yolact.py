@@ -6,8 +6,8 @@ R-CNN, and what Fast NMS saves against standard NMS.
 
 1. learning: the backend with its shipped defaults and the demo preset (configs/demo.yaml),
    trained by zoo.training on the demo's 96 training images and scored by zoo's evaluator
-   on the 24 evaluation images (mask AP and box AP from the same predictions); the fit time
-   and the val AP at each scored epoch.
+   on the 24 evaluation images (mask AP and box AP from the same predictions) with the last
+   epoch's weights (zoo's default selection protocol); the fit time.
 2. speed: per-image inference time (batch 1, ``predict`` of one image: resize, network,
    post-processing, masks back at the image's size as RLE) of YOLACT against ``mask-rcnn``
    at the same backbone (ResNet-18, FPN) and ``imgsz``, alternating rounds over the same
@@ -70,16 +70,14 @@ def score(backend, dataset, val) -> dict:
 
 
 def learning(name: str, task, dataset, train, val, run_dir: Path, sets) -> tuple:
+    from zoo.selection import Selection
+
     _, b = _backend(name, task, dataset.meta(), run_dir, sets)
     t0 = time.perf_counter()
-    fit = b.fit(train, val)
+    fit = b.fit(train, Selection.of(task))  # zoo's default protocol: the last epoch's weights
     seconds = time.perf_counter() - t0
-    from zoo.training import load_checkpoint
-
-    history = load_checkpoint(run_dir / "checkpoint" / "last.pt")["history"]
-    vals = {int(r["epoch"]) + 1: round(r["val"], 3) for r in history if "val" in r}
     result = {"backend": name, "config": b.config.model_dump(mode="json"), "fit_seconds": round(seconds, 1),
-              "iterations": fit["iterations"], "val_AP_by_epoch": vals, **score(b, dataset, val)}
+              "iterations": fit["iterations"], "loss": round(fit["loss"], 4), **score(b, dataset, val)}
     return b, result
 
 
