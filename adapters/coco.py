@@ -83,6 +83,27 @@ def given_annotation(inst: Instance, rec: ImageRecord, ann_id: int, image_id: in
     return a
 
 
+def scored_instances(rec: ImageRecord) -> list[Instance]:
+    """The image's ground truth as scored: its instances and its ``scored_only`` ones, in the
+    COCO file's annotation order (the order pycocotools matches equal overlaps in)."""
+    if not rec.scored_only:
+        return rec.instances
+    # one with no geometry at all is not written (evaluation refuses it first: unscorable)
+    kept = [i for i in rec.scored_only if "bbox" in i.coco or "segmentation" in i.coco]
+    return sorted(rec.instances + kept, key=lambda i: i.source.shape)
+
+
+def unscorable(dataset: Dataset) -> str | None:
+    """Why pycocotools cannot score this ground truth, or None: a COCO annotation with no
+    bbox and no segmentation (pycocotools raises KeyError on it)."""
+    for rec in dataset.images:
+        for inst in rec.scored_only:
+            if "bbox" not in inst.coco and "segmentation" not in inst.coco:  # the reader's test
+                return (f"{inst.source}: annotation on image '{rec.id}' has no bbox and no segmentation; "
+                        "pycocotools cannot score it (KeyError 'bbox'), nor does zoo: give it one or remove it")
+    return None
+
+
 def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool = True) -> dict:
     """The COCO dict of a canonical dataset (conventions in the module docstring).
 
@@ -112,7 +133,7 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool =
         images.append(
             {"id": image_id, "file_name": rec.id + rec.suffix, "width": rec.width, "height": rec.height}
         )
-        for inst in rec.instances:
+        for inst in scored_instances(rec):
             if inst.coco is not None:
                 anns.append(given_annotation(inst, rec, len(anns) + 1, image_id, cat_ids[inst.category], n_kpt))
                 continue
@@ -214,17 +235,24 @@ def well_formed(data: dict, f: Path, warnings: list) -> tuple[list[dict], list[t
     and a ``file_name``, an annotation an ``image_id`` found among the images, a category
     an id; a size that is not a positive integer counts as absent (read from the image)."""
     from zoo.adapters.common import warn
+    from zoo.errors import DataError
 
-    images, ids = [], set()
+    images, ids = [], {}
     for k, im in enumerate(data["images"]):
         if not (isinstance(im, dict) and _is_id(im.get("id")) and isinstance(im.get("file_name"), str)
                 and im["file_name"].strip()):
             warn(warnings, f, f"images[{k}] is not an object with an id and a file_name; skipped")
             continue
         if im["id"] in ids:
-            warn(warnings, f, f"images[{k}] repeats image id {im['id']!r}; skipped")
+            # pycocotools keeps one image per id (the last entry) with all its annotations:
+            # the same when the entries agree, and a different image when they do not
+            first = ids[im["id"]]
+            if any(first.get(key) != im.get(key) for key in ("file_name", "width", "height")):
+                raise DataError(f, f"images[{k}] repeats image id {im['id']!r} with another file_name or size "
+                                   "than the first entry; give each image one entry")
+            warn(warnings, f, f"images[{k}] repeats image id {im['id']!r}; counted once (as pycocotools does)")
             continue
-        ids.add(im["id"])
+        ids[im["id"]] = im
         images.append({**im, "width": _size_or_none(im.get("width")), "height": _size_or_none(im.get("height"))})
     annotations = []
     for k, a in enumerate(data["annotations"]):
@@ -351,12 +379,13 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     files = [f for f in _coco_files(path)]
     warnings: list[Problem] = []
     records: list[ImageRecord] = []
-    seen: dict[str, Path] = {}
+    seen: dict[str, tuple[Path, object]] = {}  # record id -> (COCO file, image id)
     cat_order: list[str] | None = None
     kpt_names: list[str] | None = None
     skeleton = None
     splits: dict[str, list[str]] = {}
     category_ids: dict[str, int] = {}  # the file's own ids (the first file's, for a name in several)
+    scored_only: set[int] = set()  # id() of instances pycocotools scores but nothing trains on
     for f in files:
         data = read_json(f)
         if not _is_coco(data):
@@ -418,9 +447,12 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                      "the JSON gives no width/height; skipped")
                 continue
             if rid in seen:
-                warn(warnings, f, f"image '{fn}' appears twice (also in {seen[rid].name}); the first kept")
+                if seen[rid][0] == f:  # pycocotools would score two images: zoo holds one per file
+                    raise DataError(f, f"image id {im['id']!r} has the file_name '{fn}' of image id {seen[rid][1]!r} "
+                                       f"(both read as image '{rid}'); give each image its own file_name")
+                warn(warnings, f, f"image '{fn}' appears twice (also in {seen[rid][0].name}); the first kept")
                 continue
-            seen[rid] = f
+            seen[rid] = (f, im["id"])
             if file is None:
                 if w * h > max_image_pixels():
                     warn(warnings, f, f"image '{fn}' is not found and declares {w}x{h} pixels, more than zoo's "
@@ -461,13 +493,24 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                 elif rle:
                     box = raster.rle_bbox(rle)
                 else:
-                    warn(warnings, f, f"annotation {a.get('id')} has no bbox and no segmentation; skipped", idx)
-                    continue
-                c = (max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]), min(float(h), box[3]))
-                if c != box:
-                    warn(warnings, f, f"annotation {a.get('id')} reaches outside the image; box clipped", idx)
-                if (c[2] - c[0] <= 0 or c[3] - c[1] <= 0) and not a.get("iscrowd"):
-                    warn(warnings, f, f"annotation {a.get('id')} has zero area; skipped", idx)
+                    box = None
+                given = {k: a[k] for k in GIVEN_FIELDS if k in a}
+                unusable = None  # why pycocotools scores it but nothing can train on it
+                c = (0.0, 0.0, 0.0, 0.0)
+                if box is None:
+                    unusable = ("has no bbox and no segmentation; not trained on, and scoring it is refused "
+                                "(pycocotools cannot score it)")
+                else:
+                    c = (max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]), min(float(h), box[3]))
+                    if c != box:
+                        warn(warnings, f, f"annotation {a.get('id')} reaches outside the image; box clipped", idx)
+                    if (c[2] - c[0] <= 0 or c[3] - c[1] <= 0) and not a.get("iscrowd"):
+                        unusable = "has zero area; not trained on, kept for scoring (pycocotools counts it)"
+                if unusable is not None:
+                    warn(warnings, f, f"annotation {a.get('id')} {unusable}", idx)
+                    inst = Instance(category=cat_by_id[cid], bbox=c, source=Source(fstr, idx), coco=given)
+                    instances.append(inst)
+                    scored_only.add(id(inst))
                     continue
                 kp = a.get("keypoints")
                 kpts = None
@@ -477,7 +520,6 @@ def read(path: str | Path, *, labels=None) -> Dataset:
                         x, y, v = kp[3 * k: 3 * k + 3]
                         if v > 0:
                             kpts[kpt_names[k]] = (float(x), float(y), visibility(v))
-                given = {k: a[k] for k in GIVEN_FIELDS if k in a}
                 instances.append(Instance(category=cat_by_id[cid], bbox=c, polygons=polys, mask=rle,
                                           keypoints=kpts, ignore=bool(a.get("iscrowd")), source=Source(fstr, idx),
                                           coco=given))
@@ -495,6 +537,11 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     if kpt_names and skeleton:
         ds.skeleton = skeleton
     ds.category_ids = {n: category_ids[n] for n in ds.categories if n in category_ids}
+    if scored_only:  # through finish() with the others (category names to indices), then set apart
+        for rec in ds.images:
+            rec.scored_only = [i for i in rec.instances if id(i) in scored_only]
+            if rec.scored_only:
+                rec.instances = [i for i in rec.instances if id(i) not in scored_only]
     return ds
 
 

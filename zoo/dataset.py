@@ -108,6 +108,11 @@ class ImageRecord:
     labels: list[int] = field(default_factory=list)
     instances: list[Instance] = field(default_factory=list)
     source: Source | None = None
+    #: Ground truth that is scored but never trained on or drawn: a COCO file's annotations
+    #: that pycocotools counts though they hold no usable shape (zero area, no geometry).
+    #: Only :func:`zoo.adapters.coco.to_coco` reads them, in the file's order among
+    #: ``instances``.
+    scored_only: list[Instance] = field(default_factory=list)
 
     def open(self):
         """The image as a PIL RGB image, EXIF orientation applied."""

@@ -117,6 +117,8 @@ def data_hash(dataset: Dataset) -> str:
                 for i in r.instances
             ],
         }
+        if r.scored_only:  # a COCO file's zero-area annotations: the scored ground truth changes
+            rec["scored_only"] = [i.coco for i in r.scored_only]
         h.update(orjson.dumps(rec, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY, default=_plain))
         h.update(b"\n")
     return h.hexdigest()

@@ -13,7 +13,10 @@ Conventions (also written into every metrics dict under ``conventions``):
   nor a false positive. ``category == -1`` is an ignored region for every category.
 * Ground truth read from a COCO file is scored as the file gives it (``Instance.coco``: its
   ``area``, ``iscrowd``, boxes, polygons and keypoints), so the numbers are pycocotools' on
-  that file; category ids are the file's own.
+  that file; category ids are the file's own. Annotations zoo cannot train on (zero area, a box
+  outside the image) are scored too (``ImageRecord.scored_only``), as pycocotools counts them; a
+  field pycocotools needs and the file lacks is filled by the rule ``ground_truth`` states
+  (pycocotools raises KeyError there); an annotation with no bbox and no segmentation is refused.
 * ``segm``: a COCO file's polygons are filled as pycocotools fills them. Polygons from other
   sources (labelme, VOC, YOLO) are scored as the pixels :mod:`zoo.raster` fills for them
   (labelme's rule, the pixels mask models are trained on), not pycocotools' own polygon
@@ -97,7 +100,14 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
     scan-conversion leaves most outline pixels out, which on small objects (a 10-pixel cell)
     costs a perfect mask ~10 points of AP. ``polygon_raster="coco"`` keeps the polygons, for
     numbers comparable with labelme2coco + pycocotools.
+
+    A COCO annotation pycocotools cannot score (no bbox and no segmentation) is refused.
     """
+    from zoo.adapters.coco import unscorable
+
+    problem = unscorable(dataset)
+    if problem is not None:
+        raise ZooError(problem)
     if iou_type == "bbox":
         from zoo.adapters.coco import to_coco
 
@@ -532,7 +542,10 @@ class CocoEvaluator(Evaluator):
         given = sum(1 for r in self._records for i in r.instances if i.coco is not None)
         conv["ground_truth"] = (
             f"{self.meta.format or 'COCO'} file annotations as given (area, iscrowd, bbox, segmentation, "
-            "keypoints; no image files needed)" if given else
+            "keypoints; no image files needed), zero-area ones included (scored, not trained on). A field an "
+            "annotation lacks, on which pycocotools raises KeyError, is filled by zoo: iscrowd 0, area the "
+            "polygons' shoelace area (an RLE's pixel count, else the box's w*h), bbox the box of the "
+            "segmentation clipped to the image, segmentation the box as a polygon" if given else
             f"{self.meta.format or 'dataset'} shapes; area computed by zoo (polygon shoelace area, RLE pixel "
             "count, else box area)"
         )
