@@ -7,7 +7,9 @@ Conventions of :func:`to_coco` (the evaluator scores against exactly this):
   ``keypoints`` and a 1-based ``skeleton``;
 * an instance read from a COCO file (``Instance.coco``) is written as the file gave it
   (its bbox, area, iscrowd, segmentation, keypoints): only the ids are renumbered, and only
-  fields the file lacked are filled in as below;
+  fields the file lacked are filled in as below (``iscrowd`` 0); an image's
+  ``scored_only`` annotations (zero area: not trained on) are written too, in the file's
+  order among the others (:func:`scored_instances`);
 * image ids are ``1..N`` in dataset order; ``file_name`` is the record id plus its suffix
   (``"train/cell_001.png"``); annotation ids are ``1..M`` in image then instance order;
 * ``bbox`` is ``[x, y, w, h]`` of ``Instance.bbox`` (unrounded floats);
