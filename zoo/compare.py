@@ -66,6 +66,10 @@ class CompareOptions:
     select: str = "last"
     select_frac: float = 0.1
     patience: int | None = None
+    #: ``--folds K``: K-fold cross-validation (zoo.folds); None or 1: one split.
+    folds: int | None = None
+    #: ``--seeds``: training repeated with each seed (None: the one --seed).
+    seeds: list[int] | None = None
 
 
 @dataclass
@@ -76,6 +80,10 @@ class Row:
     metrics: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    fold: int | None = None
+    seed: int | None = None
+    #: a backend's leaderboard row over several folds / seeds: the single runs behind it
+    runs: list[Row] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -95,6 +103,8 @@ class CompareResult:
     rows: list[Row]
     #: the model-selection protocol every row followed (zoo.selection.Protocol.to_dict)
     selection: dict[str, Any] | None = None
+    #: every single run (backend × fold × seed); ``rows`` holds one row per backend
+    runs: list[Row] = field(default_factory=list)
 
 
 def split_sets(sets: list[str], backends: list[str]) -> dict[str, list[str]]:
@@ -162,6 +172,10 @@ class _Compare:
         self.seed = 0 if seed is None else int(seed)
         flags["seed"] = self.seed  # one seed for every backend, whatever their configs say
         self.flags = flags
+        self.seeds = list(opts.seeds) if opts.seeds else [self.seed]
+        self.folds = int(opts.folds or 1)
+        if self.folds > 1 and opts.test:
+            raise ZooError("--folds and --test: cross-validation scores every image once on val; drop --test")
         self.sets = split_sets(list(opts.sets), self.backends)
         from zoo.selection import Protocol
 
@@ -193,13 +207,87 @@ class _Compare:
                                               flags=self.flags, sets=self.sets[b], demo=self.opts.data is None))
         return configs
 
+    def splits(self, dataset, digest: str) -> list:
+        """One split, or one per fold (``--folds K``), each with its selection split carved
+        from its training part; written to ``split.json`` / ``fold-<i>/split.json``."""
+        from zoo.split import carve_selection, choose_split, write_split
+
+        opts = self.opts
+        if self.folds > 1:
+            from zoo.folds import make_folds
+
+            splits = make_folds(dataset, self.task, self.folds, seed=self.seed, digest=digest)
+            paths = [self.folder / f"fold-{i}" / "split.json" for i in range(self.folds)]
+        else:
+            splits = [choose_split(opts.split, dataset, self.task, val=opts.val, test=opts.test, seed=self.seed,
+                                   digest=digest)]
+            paths = [self.folder / "split.json"]
+        splits = [carve_selection(sp, dataset, self.task, self.protocol.split_fraction) for sp in splits]
+        for sp, path in zip(splits, paths):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_split(sp, path)
+        return list(zip(splits, paths))
+
+    def cells(self, splits) -> list[tuple[str, int | None, int, Any, Path]]:
+        """Every (backend, fold, seed) run of this compare, with the fold's split and its file."""
+        fold_of = (lambda i: i) if self.folds > 1 else (lambda i: None)
+        return [(b, fold_of(i), s, sp, path) for s in self.seeds for i, (sp, path) in enumerate(splits)
+                for b in self.backends]
+
+    def run_cell(self, b: str, fold: int | None, seed: int, split, split_path: Path, configs, dataset,
+                 digest: str) -> Row:
+        """Reuse or train one (backend, fold, seed) run; its row, failed or not."""
+        from zoo.autoconfig import fill_auto
+        from zoo.config import dump_config, resolve_config
+        from zoo.devices import resolve_device
+        from zoo.run import RunOptions, execute
+
+        opts = self.opts
+        where = "".join([f" fold {fold}" if fold is not None else "", f" seed {seed}" if len(self.seeds) > 1 else ""])
+        cfg = configs[b]
+        if isinstance(cfg, Exception):
+            self.say(f"[red]{b}[/]{where}: {_esc(cfg)}")
+            return Row(b, "failed", error=str(cfg), fold=fold, seed=seed)
+        cls, cfg = cfg
+        flags = {**self.flags, "seed": seed}
+        if seed != self.seed:
+            cfg = resolve_config(cls.Config, backend=b, task=self.task.name, files=opts.config_files, flags=flags,
+                                 sets=self.sets[b], demo=opts.data is None)
+        # the same data-derived choices the run would make, so a finished run is recognised
+        cfg, _ = fill_auto(cfg, cls, self.task, dataset.subset(split.train), resolve_device(cfg.device))
+        reuse = None if opts.rerun else find_reusable(
+            self.out, b, self.task, digest=digest, split_key=split.key, seed=seed, config=dump_config(cfg),
+            protocol=self.protocol.to_dict())
+        if reuse is not None:
+            self.say(f"{b}{where}: reusing {_esc(reuse)}")
+            return Row(b, "reused", reuse, read_json(reuse / "metrics.json"), read_json(reuse / "manifest.json"),
+                       fold=fold, seed=seed)
+        self.say(f"{b}{where}: training ...")
+        try:
+            result = execute(RunOptions(
+                task=self.task.name, backend=b, data=opts.data, fmt=opts.fmt, labels=opts.labels,
+                out=self.out, config_files=list(opts.config_files), sets=self.sets[b], flags=flags,
+                split_file=split_path, registry=self.registry, dataset=dataset, demo=opts.data is None, quiet=True,
+                trust_weights=opts.trust_weights,
+                select=opts.select, select_frac=opts.select_frac, patience=opts.patience,
+            ))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - one backend's failure must not stop the others
+            err = f"{type(e).__name__}: {e}" if not isinstance(e, ZooError) else str(e)
+            suffix = "".join([f"-fold{fold}" if fold is not None else "", f"-seed{seed}" if len(self.seeds) > 1 else ""])
+            write_text(self.folder / "errors" / f"{b}{suffix}.txt", traceback.format_exc())
+            run_dir = _failed_run_dir(self.out, b, self.task.name)
+            self.say(f"[red]{b}{where} failed[/]: {_esc(err.splitlines()[0] if err else '')}")
+            return Row(b, "failed", run_dir, error=" ".join(err.split()), fold=fold, seed=seed)
+        self.say(f"{b}{where}: {fmt(Row(b, 'trained', metrics=result.metrics).main_value)} "
+                 f"{result.metrics.get('main', '')} ({_esc(result.run_dir)})")
+        return Row(b, "trained", result.run_dir, result.metrics, result.manifest, fold=fold, seed=seed)
+
     def run(self) -> CompareResult:
         from zoo.atomic import write_json
-        from zoo.autoconfig import fill_auto
-        from zoo.config import dump_config
-        from zoo.devices import resolve_device
-        from zoo.run import RunOptions, execute, read_input, report_problems
-        from zoo.split import carve_selection, choose_split, data_hash, write_split
+        from zoo.run import read_input, report_problems
+        from zoo.split import data_hash
 
         opts = self.opts
         configs = self.resolve_configs()  # config typos fail before the data is even read
@@ -207,71 +295,37 @@ class _Compare:
         report_problems(dataset, self.console, opts.quiet)
         self.task.check(dataset)
         digest = data_hash(dataset)
-        split = choose_split(opts.split, dataset, self.task, val=opts.val, test=opts.test, seed=self.seed, digest=digest)
-        split = carve_selection(split, dataset, self.task, self.protocol.split_fraction)
         self.folder.mkdir(parents=True, exist_ok=True)
         import shutil
 
         shutil.rmtree(self.folder / "errors", ignore_errors=True)  # this compare's errors only
-        split_path = self.folder / "split.json"
-        write_split(split, split_path)
+        splits = self.splits(dataset, digest)
+        split = splits[0][0]
         self.dataset, self.split = dataset, split
-        train = dataset.subset(split.train)
-        self.say(f"comparing {', '.join(self.backends)} on {self.task.name}: {_esc(label)}, "
-                 f"{len(split.train)} train / {len(split.val)} val images, seed {self.seed}; "
+        how = (f"{self.folds}-fold cross-validation, ~{len(split.train)} train / {len(split.val)} val images a fold"
+               if self.folds > 1 else f"{len(split.train)} train / {len(split.val)} val images")
+        self.say(f"comparing {', '.join(self.backends)} on {self.task.name}: {_esc(label)}, {how}, "
+                 f"seed{'s' if len(self.seeds) > 1 else ''} {','.join(map(str, self.seeds))}; "
                  f"model selection: {self.protocol.describe()}")
 
-        rows = []
-        for b in self.backends:
-            cfg = configs[b]
-            if isinstance(cfg, Exception):
-                rows.append(Row(b, "failed", error=str(cfg)))
-                self.say(f"[red]{b}[/]: {_esc(cfg)}")
-                continue
-            cls, cfg = cfg
-            # the same data-derived choices the run would make, so a finished run is recognised
-            cfg, _ = fill_auto(cfg, cls, self.task, train, resolve_device(cfg.device))
-            reuse = None if opts.rerun else find_reusable(
-                self.out, b, self.task, digest=digest, split_key=split.key, seed=self.seed, config=dump_config(cfg),
-                protocol=self.protocol.to_dict())
-            if reuse is not None:
-                rows.append(Row(b, "reused", reuse, read_json(reuse / "metrics.json"), read_json(reuse / "manifest.json")))
-                self.say(f"{b}: reusing {_esc(reuse)}")
-                continue
-            self.say(f"{b}: training ...")
-            try:
-                result = execute(RunOptions(
-                    task=self.task.name, backend=b, data=opts.data, fmt=opts.fmt, labels=opts.labels,
-                    out=self.out, config_files=list(opts.config_files), sets=self.sets[b], flags=self.flags,
-                    split_file=split_path, registry=self.registry, dataset=dataset, demo=opts.data is None, quiet=True,
-                    trust_weights=opts.trust_weights,
-                    select=opts.select, select_frac=opts.select_frac, patience=opts.patience,
-                ))
-            except KeyboardInterrupt:
-                raise
-            except Exception as e:  # noqa: BLE001 - one backend's failure must not stop the others
-                err = f"{type(e).__name__}: {e}" if not isinstance(e, ZooError) else str(e)
-                write_text(self.folder / "errors" / f"{b}.txt", traceback.format_exc())
-                run_dir = _failed_run_dir(self.out, b, self.task.name)
-                rows.append(Row(b, "failed", run_dir, error=" ".join(err.split())))
-                self.say(f"[red]{b} failed[/]: {_esc(err.splitlines()[0] if err else '')}")
-                continue
-            rows.append(Row(b, "trained", result.run_dir, result.metrics, result.manifest))
-            self.say(f"{b}: {fmt(Row(b, 'trained', metrics=result.metrics).main_value)} "
-                     f"{result.metrics.get('main', '')} ({_esc(result.run_dir)})")
-
-        check_one_protocol(rows, self.protocol.to_dict())
-        rows = rank(rows)
+        runs = [self.run_cell(b, fold, seed, sp, path, configs, dataset, digest)
+                for b, fold, seed, sp, path in self.cells(splits)]
+        check_one_protocol(runs, self.protocol.to_dict())
+        rows = rank(by_backend(runs, self.backends))
         write_json(self.folder / "compare.json", {
-            "task": self.task.name, "backends": self.backends, "seed": self.seed, "data_hash": digest,
-            "selection": self.protocol.to_dict(),
-            "split_key": split.key, "rows": [
+            "task": self.task.name, "backends": self.backends, "seed": self.seed, "seeds": self.seeds,
+            "folds": self.folds, "data_hash": digest, "selection": self.protocol.to_dict(),
+            "split_key": split.key, "split_keys": [sp.key for sp, _ in splits], "rows": [
                 {"backend": r.backend, "status": r.status, "run": str(r.run_dir) if r.run_dir else None,
                  "error": r.error, "main": r.metrics.get("main"), "score": r.main_value} for r in rows],
+            "runs": [
+                {"backend": r.backend, "fold": r.fold, "seed": r.seed, "status": r.status,
+                 "run": str(r.run_dir) if r.run_dir else None, "error": r.error, "score": r.main_value}
+                for r in runs],
         })
         self.write_plots(rows)
         self.write_tables(rows)
-        return CompareResult(self.folder, self.task.name, rows, self.protocol.to_dict())
+        return CompareResult(self.folder, self.task.name, rows, self.protocol.to_dict(), runs)
 
     # outputs ----------------------------------------------------------------------------------
 
@@ -293,7 +347,8 @@ class _Compare:
         # CSV: every score, every per-class value, for spreadsheets.
         score_cols: list[str] = []
         pc_cols: list[tuple[str, str]] = []
-        for r in rows:
+        singles = [run for r in rows for run in (r.runs or [r])]
+        for r in singles:
             for k in all_scores(r.metrics):
                 if k not in score_cols:
                     score_cols.append(k)
@@ -302,19 +357,22 @@ class _Compare:
                     if isinstance(v, float) or v is None:
                         if (cname, k) not in pc_cols:
                             pc_cols.append((cname, k))
-        ci_cols = [k for k in score_cols if any((r.metrics.get("ci95") or {}).get(k) for r in rows)]
-        test_cols = [k for k in score_cols if any(k in (r.metrics.get("test") or {}) for r in rows)]
+        ci_cols = [k for k in score_cols if any((r.metrics.get("ci95") or {}).get(k) for r in singles)]
+        test_cols = [k for k in score_cols if any(k in (r.metrics.get("test") or {}) for r in singles)]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["rank", "backend", "framework", "status", *score_cols,
+        many = any(r.runs for r in rows)  # folds / seeds: one CSV line per single run
+        w.writerow(["rank", "backend", *(["fold", "seed"] if many else []), "framework", "status", *score_cols,
                     *(f"{k} ci95 {end}" for k in ci_cols for end in ("low", "high")),
                     *(f"test {k}" for k in test_cols), *(f"{k} {c}" for c, k in pc_cols),
                     "parameters", "train_s", "predict_ms_per_image", "device", "run", "error"])
-        for rank_, r in enumerate(rows, 1):
+        lines_ = [(rank_, run) for rank_, r in enumerate(rows, 1) for run in (r.runs or [r])]
+        for rank_, r in lines_:
             t = r.manifest.get("timings", {})
             pcs = r.metrics.get("per_class") or {}
             w.writerow([
-                rank_ if r.ok else "", r.backend, r.manifest.get("framework", ""), r.status,
+                rank_ if r.ok else "", r.backend, *([_csv(r.fold), _csv(r.seed)] if many else []),
+                r.manifest.get("framework", ""), r.status,
                 *(_csv(r.metrics.get(k)) for k in score_cols),
                 *(_csv(((r.metrics.get("ci95") or {}).get(k) or [None, None])[end]) for k in ci_cols for end in (0, 1)),
                 *(_csv((r.metrics.get("test") or {}).get(k)) for k in test_cols),
@@ -331,11 +389,7 @@ class _Compare:
         header = ["#", "backend", "framework", *[f"**{k}**" if k == main else k for k in metric_cols], *test_col,
                   *[f"{pc_key} {c}" for c in class_cols], "params", "train", "predict / img", "device", "run"]
         lines = [f"# Leaderboard · {self.task.title} · {self.name}", "",
-                 f"Data `{self.split.data_hash[:16]}`, split `{self.split.key}` (seed {self.seed}): "
-                 f"{len(self.split.train)} train / {len(self.split.val)} val"
-                 + (f" / {len(self.split.test)} test" if self.split.test else "")
-                 + " images, scored on val" + (" (and once on test)" if has_test else "") + " by zoo's "
-                 "shared evaluator, 95% bootstrap interval over images in brackets. Ranked by "
+                 self.design_sentence(has_test) + " Ranked by "
                  + (f"**{main}**" if main else "the main metric") + " on val.", "",
                  f"Model selection, the same for every backend: {self.protocol.describe()}"
                  + (f" ({len(self.split.selection)} selection images)" if self.split.selection else "") + ".", "",
@@ -360,6 +414,24 @@ class _Compare:
         if conventions:
             lines += ["## Conventions", "", *[f"- **{k}**: {v}" for k, v in conventions.items()], ""]
         write_text(self.folder / "leaderboard.md", "\n".join(lines))
+
+    def design_sentence(self, has_test: bool) -> str:
+        """How the rows were scored: one split (with bootstrap intervals) or folds × seeds
+        (mean ± standard deviation over the runs)."""
+        sp = self.split
+        if self.folds == 1 and len(self.seeds) == 1:
+            return (f"Data `{sp.data_hash[:16]}`, split `{sp.key}` (seed {self.seed}): "
+                    f"{len(sp.train)} train / {len(sp.val)} val" + (f" / {len(sp.test)} test" if sp.test else "")
+                    + " images, scored on val" + (" (and once on test)" if has_test else "") + " by zoo's "
+                    "shared evaluator, 95% bootstrap interval over images in brackets.")
+        design = (f"{self.folds}-fold cross-validation (stratified, folds seeded by {self.seed}; "
+                  f"`fold-<i>/split.json`), every image scored once on val per seed"
+                  if self.folds > 1 else
+                  f"split `{sp.key}` (seed {self.seed}): {len(sp.train)} train / {len(sp.val)} val images")
+        runs = self.folds * len(self.seeds)
+        return (f"Data `{sp.data_hash[:16]}`, {design}; training seeds {', '.join(map(str, self.seeds))}. "
+                f"Scores are the mean ± standard deviation over each backend's {runs} runs "
+                "(leaderboard.csv has every run's own values), by zoo's shared evaluator.")
 
     def write_plots(self, rows: list[Row]) -> None:
         ok = [r for r in rows if r.ok and r.metrics]
@@ -403,6 +475,31 @@ def check_one_protocol(rows: list[Row], protocol: dict) -> None:
             f"'{describe(protocol)}'; runs made under different model-selection protocols are not comparable "
             "(use the same --select / --select-frac / --patience, or --rerun)"
         )
+
+
+def by_backend(runs: list[Row], backends: list[str]) -> list[Row]:
+    """One leaderboard row per backend. A single run is its own row; several (folds × seeds)
+    give the mean of every score with its standard deviation (zoo.folds.aggregate_metrics),
+    and the row fails when any of its runs failed (a mean over the survivors would flatter it)."""
+    from zoo.folds import aggregate_metrics
+
+    rows = []
+    for b in backends:
+        mine = [r for r in runs if r.backend == b]
+        if len(mine) == 1:
+            rows.append(mine[0])
+            continue
+        failed = [r for r in mine if not r.ok]
+        first = mine[0]
+        if failed:
+            f = failed[0]
+            where = " ".join(x for x in (f"fold {f.fold}" if f.fold is not None else "", f"seed {f.seed}") if x)
+            rows.append(Row(b, "failed", f.run_dir, error=f"{where}: {f.error}", runs=mine))
+            continue
+        status = "reused" if all(r.status == "reused" for r in mine) else "trained"
+        rows.append(Row(b, status, first.run_dir, aggregate_metrics([r.metrics for r in mine]), first.manifest,
+                        runs=mine))
+    return rows
 
 
 def rank(rows: list[Row]) -> list[Row]:

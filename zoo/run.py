@@ -93,6 +93,9 @@ class RunOptions:
     select: str | None = None
     select_frac: float | None = None
     patience: int | None = None
+    #: ``--fold i --folds K``: score on fold i of stratified K-fold cross-validation (zoo.folds)
+    fold: int | None = None
+    folds: int | None = None
 
 
 @dataclass
@@ -257,6 +260,22 @@ class _Run:
         self.fit_started: float | None = None  # perf_counter at the start of this fit part
         self.protocol = self.asked_protocol()  # a bad --select fails before anything is read
 
+    def choose_split(self):
+        """``--split``, or fold i of ``--folds K`` (zoo.folds), before the selection split."""
+        from zoo.split import choose_split
+
+        opts = self.opts
+        if opts.fold is None and opts.folds is None:
+            return choose_split(opts.split_file, self.dataset, self.task, val=opts.val, test=opts.test,
+                                seed=self.config.seed, digest=self.digest)
+        if opts.fold is None or opts.folds is None:
+            raise ZooError("--fold and --folds go together: --fold i --folds K")
+        if opts.test:
+            raise ZooError("--folds and --test: cross-validation scores every image once on val; drop --test")
+        from zoo.folds import fold_split
+
+        return fold_split(self.dataset, self.task, opts.fold, opts.folds, seed=self.config.seed, digest=self.digest)
+
     def asked_protocol(self, recorded: dict | None = None):
         """The selection protocol from the options; on ``--resume``, the recorded one, which
         an option given now must not contradict."""
@@ -378,10 +397,7 @@ class _Run:
         t_read = time.perf_counter() - t0
 
         self.digest = data_hash(self.dataset)
-        self.split = choose_split(
-            opts.split_file, self.dataset, self.task, val=opts.val, test=opts.test,
-            seed=self.config.seed, digest=self.digest,
-        )
+        self.split = self.choose_split()
         self.split = carve_selection(self.split, self.dataset, self.task, self.protocol.split_fraction)
         if self.split.source == "data":
             self.say("[dim]using the train / val split the data defines (--split random to draw one)[/]")

@@ -31,10 +31,13 @@ def compare(
     select_frac: Optional[float] = typer.Option(None, "--select-frac", help="Share of the training images set aside as the selection split (default 0.1; only when something is scored during training)."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: stop after N epochs without improvement on the selection split."),
     rerun: bool = typer.Option(False, "--rerun", help="Train again even where a finished run with the same data, split, seed and config exists."),
+    folds: Optional[int] = typer.Option(None, "--folds", help="K-fold cross-validation: K stratified, seeded folds, the same for every backend; the leaderboard shows mean ± std."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Repeat training with each of these seeds (0,1,2); the leaderboard shows mean ± std."),
     samples: int = typer.Option(3, "--samples", help="Validation images shown side by side in samples.png."),
 ) -> None:
     """Run several backends on the same split and rank them."""
     from zoo.compare import CompareOptions, compare_and_report
+    from zoo.folds import parse_seeds
 
     compare_and_report(
         CompareOptions(
@@ -42,6 +45,7 @@ def compare(
             fmt=fmt, labels=labels, seed=seed, name=name, out=out, sets=list(set_), val=val,
             rerun=rerun, config_files=list(config), samples=samples, split=split, trust_weights=trust_weights,
             select=select or "last", select_frac=select_frac or 0.1, patience=patience,
+            folds=folds, seeds=parse_seeds(seeds),
             flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device, "seed": seed},
         )
     )

@@ -30,6 +30,8 @@ def run(
     test: float = typer.Option(0.0, "--test", help="Fraction held out as a test split: never seen by training, the chosen model is scored on it once."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same name."),
     split: str = typer.Option("auto", "--split", help="auto (the data's own train/val split if any, else seeded), random, or a split.json to reuse."),
+    fold: Optional[int] = typer.Option(None, "--fold", help="With --folds K: train on the other folds and score on fold i (0..K-1), as `zoo compare --folds K` does."),
+    folds: Optional[int] = typer.Option(None, "--folds", help="K-fold cross-validation folds (stratified, seeded by --seed); used with --fold."),
     strict: bool = typer.Option(False, "--strict", help="Refuse data in which `zoo check` finds errors."),
     rank: bool = typer.Option(False, "--rank", help="End by ranking the folder's unlabelled images: what to annotate next."),
     top: int = typer.Option(10, "--top", help="With --rank: pre-fill labelme JSON for this many."),
@@ -46,7 +48,7 @@ def run(
             name=name, out=out, config_files=list(config), sets=list(set_), val=val,
             test=test, resume=resume, split_file=split, strict=strict, rank=rank, top=top,
             trust_weights=trust_weights,
-            select=select, select_frac=select_frac, patience=patience,
+            select=select, select_frac=select_frac, patience=patience, fold=fold, folds=folds,
             flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device,
                    "seed": seed, "weights": weights},
         )
