@@ -173,3 +173,29 @@ def test_an_image_id_or_file_name_given_twice_differently_is_refused(tmp_path):
     gt_path.write_text(json.dumps(same_name))
     with pytest.raises(DataError, match="has the file_name .* of image id"):
         read_dataset(gt_path)
+
+
+def test_zero_area_keypoint_annotations_score_as_pycocotools(tmp_path):
+    """A labelled person of zero area (OKS divides by area) and one with no labelled point
+    (pycocotools ignores it), kept as given."""
+    from test_eval_coco_files import KEYPOINTS
+
+    from zoo.evaluation.coco import KEYPOINT_STATS
+
+    gt_path, gt = make_files(tmp_path, n_images=30, seed=19, keypoints=True)
+    res = make_results(gt, seed=20, bbox=False, keypoints=True)
+    for k, im in enumerate(gt["images"][:8]):
+        x, y = 12.0 + k, 30.0
+        kp = [0] * (3 * len(KEYPOINTS))
+        if k % 2 == 0:
+            kp[0:3], kp[3:6] = [x, y, 2], [x, y + 9, 1]
+        gt["annotations"].append({"id": 10**6 + k, "image_id": im["id"], "category_id": 1, "iscrowd": 0,
+                                  "bbox": [x, y, 0.0, 9.0], "area": 0.0, "keypoints": kp,
+                                  "num_keypoints": sum(v > 0 for v in kp[2::3]),
+                                  "segmentation": [[x, y, x, y + 9, x, y + 4]]})
+        res.append({"image_id": im["id"], "category_id": 1, "score": 0.8,
+                    "keypoints": [v + (0.5 if j % 3 < 2 else 0) for j, v in enumerate(kp)]})
+    gt_path.write_text(json.dumps(gt))
+    metrics, pred = _zoo_eval("keypoint", gt_path, res, tmp_path)
+    assert_same_as_pycocotools(metrics, pycocotools_on_files(gt_path, pred, "keypoints"), gt, KEYPOINT_STATS)
+    assert 0.1 < metrics["AP"] < 0.95
