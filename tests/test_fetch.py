@@ -1,0 +1,136 @@
+"""zoo.fetch against a local HTTP server on 127.0.0.1 standing in for a mirror: never the internet."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+from zoo import fetch
+from zoo.errors import ZooError
+
+
+class _Mirror:
+    """A folder served over HTTP on 127.0.0.1; ``requests`` lists the paths asked for."""
+
+    def __init__(self, root: Path):
+        self.requests: list[str] = []
+        mirror = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *a, **kw):
+                super().__init__(*a, directory=str(root), **kw)
+
+            def do_GET(self):  # noqa: N802 - http.server's name
+                mirror.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    root = tmp_path / "mirror"
+    root.mkdir()
+    m = _Mirror(root)
+    m.root = root
+    monkeypatch.setenv("ZOO_WEIGHTS_MIRROR", m.url)
+    monkeypatch.delenv("ZOO_OFFLINE", raising=False)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo-home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    yield m
+    m.close()
+
+
+def _publish(mirror, name: str, data: bytes) -> str:
+    (mirror.root / name).write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+UPSTREAM = "https://example.invalid/releases/v1"
+
+
+def test_fetches_from_the_mirror_verifies_and_records(mirror, tmp_path):
+    data = b"weights" * 50_000
+    digest = _publish(mirror, "net.pt", data)
+    dest = tmp_path / "cache" / "net.pt"
+    start = fetch.mark()
+    assert fetch.fetch(f"{UPSTREAM}/net.pt", dest, sha256=digest) == dest
+    assert dest.read_bytes() == data
+    assert mirror.requests == ["/net.pt"]  # the mirror's URL for the upstream file name
+    assert fetch.records_since(start) == [
+        {"file": str(dest), "url": f"{mirror.url}/net.pt", "sha256": digest, "fetched": True}
+    ]
+    assert [p.name for p in dest.parent.iterdir()] == ["net.pt"]  # no temporary file left
+
+
+def test_the_cache_is_reused_without_a_request(mirror, tmp_path):
+    digest = _publish(mirror, "net.pt", b"abc" * 1000)
+    dest = tmp_path / "cache" / "net.pt"
+    fetch.fetch(f"{UPSTREAM}/net.pt", dest, sha256=digest)
+    start = fetch.mark()
+    fetch.fetch(f"{UPSTREAM}/net.pt", dest, sha256=digest)
+    assert mirror.requests == ["/net.pt"]
+    assert fetch.records_since(start)[0]["fetched"] is False
+    assert fetch.records_since(start)[0]["sha256"] == digest
+
+
+def test_a_hash_mismatch_is_refused_and_nothing_kept(mirror, tmp_path):
+    _publish(mirror, "net-0123abcd.pth", b"not what was published")
+    dest = tmp_path / "cache" / "net-0123abcd.pth"
+    with pytest.raises(ZooError, match="sha256.*0123abcd"):
+        fetch.fetch(f"{UPSTREAM}/net-0123abcd.pth", dest, sha256_prefix="0123abcd")
+    assert not dest.parent.exists() or list(dest.parent.iterdir()) == []
+
+
+def test_a_substituted_cached_file_is_refused(mirror, tmp_path):
+    dest = tmp_path / "cache" / "net.pt"
+    dest.parent.mkdir()
+    dest.write_bytes(b"swapped")
+    with pytest.raises(ZooError, match="cached"):
+        fetch.fetch(f"{UPSTREAM}/net.pt", dest, sha256="ab" * 32)
+    assert mirror.requests == []
+
+
+def test_offline_fails_at_once_naming_file_url_and_place(mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    monkeypatch.delenv("ZOO_WEIGHTS_MIRROR")
+    dest = tmp_path / "cache" / "net.pt"
+    with pytest.raises(ZooError) as e:
+        fetch.fetch(f"{UPSTREAM}/net.pt", dest)
+    msg = str(e.value)
+    assert "\n" not in msg and f"{UPSTREAM}/net.pt" in msg and str(dest) in msg
+    assert mirror.requests == []
+
+
+def test_no_network_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("ZOO_OFFLINE", raising=False)
+    monkeypatch.delenv("ZOO_WEIGHTS_MIRROR", raising=False)
+    dest = tmp_path / "net.pt"
+    # a port nothing listens on: the connection is refused at once, as without a network
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ZooError, match=f"cannot fetch http://127.0.0.1:{port}/net.pt.*put it at {dest}"):
+        fetch.fetch(f"http://127.0.0.1:{port}/net.pt", dest)
+    assert not dest.exists()
+
+
+def test_a_missing_file_on_the_mirror_is_one_line(mirror, tmp_path):
+    with pytest.raises(ZooError, match="HTTP 404"):
+        fetch.fetch(f"{UPSTREAM}/absent.pt", tmp_path / "absent.pt")
