@@ -16,6 +16,9 @@ import pytest
 # a second thread costs more in hand-offs than it gains. Set before any test imports torch
 # (torch reads it once, at import); subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tests never reach the internet: pretrained weights not in a test's cache fail at once
+# (zoo.fetch); tests/test_fetch.py serves its files from 127.0.0.1 with this unset.
+os.environ["ZOO_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_FIXTURES = REPO.parent / "shared" / "fixtures" / "real"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,18 +42,28 @@ class _Mirror:
         self.server.server_close()
 
 
-@pytest.fixture
-def mirror(tmp_path, monkeypatch):
-    root = tmp_path / "mirror"
-    root.mkdir()
+@contextmanager
+def serve(root: Path, files: dict[str, bytes]):
+    """A mirror on 127.0.0.1 serving ``files`` from ``root`` (for other tests, too)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (root / name).write_bytes(data)
     m = _Mirror(root)
     m.root = root
-    monkeypatch.setenv("ZOO_WEIGHTS_MIRROR", m.url)
-    monkeypatch.delenv("ZOO_OFFLINE", raising=False)
-    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo-home"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    yield m
-    m.close()
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    with serve(tmp_path / "mirror", {}) as m:
+        monkeypatch.setenv("ZOO_WEIGHTS_MIRROR", m.url)
+        monkeypatch.delenv("ZOO_OFFLINE", raising=False)
+        monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo-home"))
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+        yield m
 
 
 def _publish(mirror, name: str, data: bytes) -> str:
@@ -134,3 +145,20 @@ def test_no_network_is_one_line(tmp_path, monkeypatch):
 def test_a_missing_file_on_the_mirror_is_one_line(mirror, tmp_path):
     with pytest.raises(ZooError, match="HTTP 404"):
         fetch.fetch(f"{UPSTREAM}/absent.pt", tmp_path / "absent.pt")
+
+
+def test_torchvision_weights_with_the_wrong_hash_never_reach_the_cache(mirror, tmp_path):
+    """A mirror serving a file that is not torchvision's (the hash in its name differs) is
+    refused, as torch.hub refuses it, and the torch cache stays empty."""
+    torch = pytest.importorskip("torch")
+    from torchvision.models import get_model_weights
+
+    from zoo.plugins.tv_models.classifiers import build_classifier
+
+    name = get_model_weights("mobilenet_v3_small").DEFAULT.url.rsplit("/", 1)[1]
+    torch.save({"w": torch.zeros(2)}, mirror.root / name)
+    with pytest.raises(ZooError, match=f"{mirror.url}/{name} has sha256 .* the source publishes"):
+        build_classifier("mobilenet_v3_small", 3, pretrained=True)
+    assert mirror.requests == [f"/{name}"]
+    cache = tmp_path / "torch-home" / "hub" / "checkpoints"
+    assert not cache.exists() or list(cache.iterdir()) == []

@@ -23,7 +23,7 @@ if importlib.util.find_spec("ultralytics") is None:  # find, not import: importi
     pytest.skip("ultralytics is not installed", allow_module_level=True)
 
 from zoo.config import resolve_config  # noqa: E402
-from zoo.errors import ConfigError  # noqa: E402
+from zoo.errors import ConfigError, ZooError  # noqa: E402
 from zoo.selection import Selection  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
 
@@ -158,19 +158,31 @@ def _backend(task_name, tmp_path, meta=None, trust_weights=False, **cfg):
     return YoloV8(get_task(task_name), meta, YoloV8Config(**cfg), ctx)
 
 
-def test_pretrained_offline_is_a_clear_error(tmp_path, monkeypatch):
+def test_pretrained_needs_trust_then_fetches_the_asset(tmp_path, monkeypatch):
+    """--pretrained fetches ultralytics' release asset into $ZOO_HOME/weights, but only with
+    --trust-weights (the asset is a pickle); offline it is one line naming file, URL, place."""
+    from test_fetch import serve
+
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
-    b = _backend("instance-seg", tmp_path, pretrained=True, model="s")
-    with pytest.raises(ConfigError, match=r"yolov8s-seg\.pt.*never downloads.*--weights"):
-        b._start_weights()
-    # a copy placed in zoo's weights folder is used, but it is a pickle: only when trusted
     local = tmp_path / "home" / "weights" / "yolov8s-seg.pt"
-    local.parent.mkdir(parents=True)
-    local.write_bytes(b"x")
-    with pytest.raises(ConfigError, match=r"yolov8s-seg\.pt: an ultralytics \.pt file is a pickle.*--trust-weights"):
+    b = _backend("instance-seg", tmp_path, pretrained=True, model="s")
+    with pytest.raises(ConfigError, match=r"--pretrained for yolov8 needs --trust-weights.*yolov8s-seg\.pt.*pickles"):
         b._start_weights()
     trusted = _backend("instance-seg", tmp_path, pretrained=True, model="s", trust_weights=True)
-    assert trusted._start_weights() == str(local)
+    with pytest.raises(ZooError, match=r"yolov8s-seg\.pt is not cached.*download "
+                       r"https://github\.com/ultralytics/assets/releases/download/v[\d.]+/yolov8s-seg\.pt"
+                       rf" and put it at {local}"):
+        trusted._start_weights()
+
+    monkeypatch.delenv("ZOO_OFFLINE")
+    with serve(tmp_path / "mirror", {"yolov8s-seg.pt": b"x" * 1000}) as mirror:
+        monkeypatch.setenv("ZOO_WEIGHTS_MIRROR", mirror.url)
+        assert trusted._start_weights() == str(local) and local.read_bytes() == b"x" * 1000
+        assert trusted._start_weights() == str(local)  # the second time from the cache
+        assert mirror.requests == ["/yolov8s-seg.pt"]
+    # a copy already there is still a pickle: refused untrusted, before anything is read
+    with pytest.raises(ConfigError, match="--trust-weights"):
+        b._start_weights()
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):

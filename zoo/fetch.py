@@ -60,16 +60,18 @@ def source_url(url: str) -> str:
 
 
 def fetch(url: str, dest: str | Path, *, sha256: str | None = None, sha256_prefix: str | None = None,
-          what: str = "pretrained weights") -> Path:
+          check_cached: bool = True, what: str = "pretrained weights") -> Path:
     """``dest``, downloaded from ``url`` (or the mirror) unless it is already there.
 
     ``sha256`` (the full digest) or ``sha256_prefix`` (what torch hub checks: the hex
     after the last ``-`` of the file name) is what the source publishes; a file that does
-    not match it, cached or fetched, is refused.
+    not match it, cached or fetched, is refused. ``check_cached=False`` checks only what
+    is downloaded, as torch.hub does (a file someone put in its cache is taken as theirs).
     """
     dest = Path(dest)
     if dest.is_file():
-        digest = _check(dest, url, sha256, sha256_prefix, what, cached=True)
+        digest = _check(dest, url, sha256 if check_cached else None,
+                        sha256_prefix if check_cached else None, what, cached=True)
         _record(dest, url, digest, fetched=False)
         return dest
     src = source_url(url)

@@ -1,6 +1,6 @@
-"""Starting weights, offline: torchvision's pretrained weights only from the local torch hub
-cache, a user's ``--weights`` file only from disk. zoo never downloads at run time, so a
-missing file is one clear error instead of a download that retries for twenty seconds.
+"""Starting weights: torchvision's pretrained weights in the torch hub cache (fetched there by
+:mod:`zoo.fetch` when missing, the hash prefix of the file name checked as torch.hub does),
+a user's ``--weights`` file only from disk.
 """
 
 from __future__ import annotations
@@ -15,30 +15,37 @@ _log = logging.getLogger("zoo.tv_models")
 
 
 def cached_weights(name: str, what: str = "pretrained"):
-    """The torchvision weights enum of model ``name`` (its DEFAULT), if its file is cached.
-
-    Raises a :class:`ZooError` naming the file and where it must be when it is not.
+    """The torchvision weights enum of model ``name`` (its DEFAULT), its file in the torch hub
+    cache (``$TORCH_HOME/hub/checkpoints``), fetched there if missing (:func:`zoo.fetch.fetch`:
+    ``ZOO_OFFLINE`` / no network is one clear error naming the file and where to put it).
     """
     import torch
     from torchvision.models import get_model_weights
+
+    from zoo.fetch import fetch
 
     try:
         weights = get_model_weights(name).DEFAULT
     except (ValueError, KeyError):
         raise ZooError(f"{what}: torchvision has no pretrained weights for {name!r}") from None
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    if not path.is_file():
-        raise ZooError(
-            f"{what}: the ImageNet weights of {name} are not in the local torch cache ({path}); "
-            "zoo does not download at run time: copy that file there (from "
-            f"{weights.url}), pass --weights FILE, or set pretrained: false"
-        )
+    # torch.hub checks the hash of what it downloads, and takes a cached file as the user's
+    fetch(weights.url, path, sha256_prefix=hash_prefix(path.name), check_cached=False, what=what)
     # torchvision unpickles this file in full; torchvision's own files are plain tensors, so
     # one that is not (a swapped cache file) is refused before torchvision ever opens it
     from zoo.training import load_checkpoint
 
     load_checkpoint(path)
     return weights
+
+
+def hash_prefix(file_name: str) -> str | None:
+    """The sha256 prefix torchvision publishes in its file names (``resnet18-f37072fd.pth``),
+    found the way torch.hub's ``check_hash`` finds it."""
+    from torch.hub import HASH_REGEX
+
+    found = HASH_REGEX.search(file_name)
+    return found.group(1) if found else None
 
 
 def load_matching(model, state: dict[str, Any], source: str) -> int:

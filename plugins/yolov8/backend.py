@@ -12,7 +12,8 @@ the keypoint shape and the output names; :meth:`YoloV8.load` rebuilds the networ
 and loads the tensors. Ultralytics' own ``work/train/weights/last.pt`` (which ``--resume``
 continues) is a pickle: its sha256 is recorded in the run's manifest each time ultralytics
 writes it, and it is unpickled only when it still matches. A user's ``--weights`` file or
-a cached pretrained ``.pt`` is unpickled only with ``--trust-weights``.
+a pretrained ``.pt`` (fetched into ``$ZOO_HOME/weights`` by zoo.fetch) is unpickled only with
+``--trust-weights``, and is not even fetched without it.
 
 Tasks: detect, instance-seg, keypoint, classify, and semantic-seg derived from the
 instance-seg model (its confident masks painted into a label map; see :mod:`.translate`).
@@ -118,14 +119,21 @@ class YoloV8(Backend):
             return self._trusted(w.resolve())
         name = f"yolov8{self.config.model}{suffix}"
         if self.config.pretrained:
-            local = _weights_home() / f"{name}.pt"
-            if local.is_file():
-                return self._trusted(local)
-            raise ConfigError(
-                f"pretrained: true needs {name}.pt, which zoo never downloads (it runs offline); "
-                f"fetch it on a machine with network, then pass --weights FILE.pt or put it at {local}"
-            )
+            return self._trusted(self._fetch_asset(f"{name}.pt"))
         return f"{name}.yaml"  # built from ultralytics' packaged architecture, random weights
+
+    def _fetch_asset(self, file: str) -> Path:
+        """Ultralytics' published ``file`` (its GitHub release asset), fetched once into
+        ``$ZOO_HOME/weights`` (zoo.fetch). Refused before any download without
+        ``--trust-weights``: the asset is a pickle."""
+        if not self.ctx.trust_weights:
+            raise ConfigError(
+                f"--pretrained for yolov8 needs --trust-weights: ultralytics ships its weights "
+                f"({file}) as pickles, and unpickling can run any code in them"
+            )
+        from zoo.fetch import fetch
+
+        return fetch(_asset_url(file), _weights_home() / file, what=f"pretrained {file}")
 
     def _trusted(self, path: Path) -> str:
         """An ultralytics ``.pt`` is a pickle: it is unpickled only when the user trusts it."""
@@ -402,6 +410,17 @@ def _framework_device(device: str) -> str:
     if device.startswith("cuda"):
         return device.partition(":")[2] or "0"
     return device
+
+
+def _asset_url(file: str) -> str:
+    """Where ultralytics itself downloads ``file`` from: its assets repository's release
+    (the one ``attempt_download_asset`` defaults to in the installed ultralytics)."""
+    import inspect
+
+    from ultralytics.utils import downloads
+
+    release = inspect.signature(downloads.attempt_download_asset).parameters["release"].default
+    return f"https://github.com/{downloads.GITHUB_ASSETS_REPO}/releases/download/{release}/{file}"
 
 
 def _weights_home() -> Path:
