@@ -346,7 +346,7 @@ def test_compare_puts_frameworks_on_one_split_and_names_them(tiny_demo, tmp_path
 
 @needs_d2
 def test_model_zoo_weights_offline_arrays_only(demo, tmp_path, monkeypatch):
-    """pretrained: the model zoo's checkpoint from the local cache or one clear error; a
+    """pretrained: the model zoo's checkpoint fetched into the cache (offline: one clear error); a
     .pkl is read with an unpickler that builds numpy arrays and nothing else."""
     import pickle
 
@@ -358,8 +358,10 @@ def test_model_zoo_weights_offline_arrays_only(demo, tmp_path, monkeypatch):
     from zoo.plugins.detectron2.weights import cached_model_zoo_weights, load_into, read_weights
 
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
-    with pytest.raises(ConfigError, match=r"not in the local cache .*home/weights/detectron2/COCO-Detection/"
-                                          r"faster_rcnn_R_50_FPN_3x/137849458/model_final_280758.pkl"):
+    with pytest.raises(ZooError, match=r"model_final_280758.pkl is not cached.*download https://dl.fbaipublicfiles.com/"
+                                       r"detectron2/COCO-Detection/faster_rcnn_R_50_FPN_3x/137849458/model_final_280758.pkl"
+                                       r" and put it at .*home/weights/detectron2/COCO-Detection/"
+                                       r"faster_rcnn_R_50_FPN_3x/137849458/model_final_280758.pkl"):
         cached_model_zoo_weights("COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml")
 
     cfg = build_cfg("retinanet", "detect", demo.meta(), _config("d2-retinanet", "detect"), "cpu", from_weights=True)
@@ -368,9 +370,15 @@ def test_model_zoo_weights_offline_arrays_only(demo, tmp_path, monkeypatch):
     arrays = {k: v.numpy() + 1.0 for k, v in model.state_dict().items() if "cls_score" not in k}
     arrays["head.cls_score.weight"] = np.zeros((9 * 80, 256, 3, 3), dtype=np.float32)
     local = tmp_path / "home/weights/detectron2/COCO-Detection/retinanet_R_50_FPN_3x/190397829/model_final_5bd44e.pkl"
-    local.parent.mkdir(parents=True)
-    local.write_bytes(pickle.dumps({"model": arrays, "__author__": "Detectron2 Model Zoo"}))
-    assert cached_model_zoo_weights("COCO-Detection/retinanet_R_50_FPN_3x.yaml") == local
+    # fetched from a mirror on 127.0.0.1 into the cache, at the path of its model-zoo URL
+    from test_fetch import serve
+
+    monkeypatch.delenv("ZOO_OFFLINE")
+    published = pickle.dumps({"model": arrays, "__author__": "Detectron2 Model Zoo"})
+    with serve(tmp_path / "mirror", {local.name: published}) as mirror:
+        monkeypatch.setenv("ZOO_WEIGHTS_MIRROR", mirror.url)
+        assert cached_model_zoo_weights("COCO-Detection/retinanet_R_50_FPN_3x.yaml") == local
+    assert local.read_bytes() == published and mirror.requests == [f"/{local.name}"]
     before = model.head.cls_score.weight.detach().clone()
     load_into(model, read_weights(local), str(local))
     name = "backbone.fpn_output3.weight"

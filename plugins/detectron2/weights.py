@@ -1,10 +1,11 @@
-"""Starting weights for the detectron2 backends, offline.
+"""Starting weights for the detectron2 backends.
 
 ``pretrained: true`` uses the model zoo's checkpoint for the run's config (COCO-trained; the
-layers that depend on the number of classes are left as initialised), found in the local
-cache ``$ZOO_HOME/weights/detectron2/`` (default ``~/.cache/zoo/weights/detectron2/``) at
-the path of its URL after ``/detectron2/``. zoo never downloads here: a missing file is one
-error saying where to put it.
+layers that depend on the number of classes are left as initialised), kept in the cache
+``$ZOO_HOME/weights/detectron2/`` (default ``~/.cache/zoo/weights/detectron2/``) at the path
+of its URL after ``/detectron2/``, and fetched there from detectron2's model-zoo URL when
+missing (zoo.fetch: ``ZOO_WEIGHTS_MIRROR``, ``ZOO_OFFLINE``; the model zoo publishes no
+checksum, so the file's sha256 is recorded, not checked).
 
 Model-zoo checkpoints are Python pickles of numpy arrays. zoo unpickles them with an
 unpickler that can build nothing but numpy arrays, dicts and plain values, so a file
@@ -51,7 +52,7 @@ def weights_home() -> Path:
 
 
 def cached_model_zoo_weights(config_name: str) -> Path:
-    """The local copy of the model zoo's checkpoint for ``config_name``, or a clear error."""
+    """The local copy of the model zoo's checkpoint for ``config_name``, fetched if missing."""
     from detectron2.model_zoo.model_zoo import _ModelZooUrls
 
     url = _ModelZooUrls.query(config_name)
@@ -60,13 +61,10 @@ def cached_model_zoo_weights(config_name: str) -> Path:
             f"pretrained: the detectron2 model zoo has no checkpoint for {config_name}; "
             "pass --weights FILE or set pretrained: false"
         )
+    from zoo.fetch import fetch
+
     local = weights_home() / url.split("/detectron2/", 1)[-1]
-    if not local.is_file():
-        raise ConfigError(
-            f"pretrained: the model zoo's checkpoint for {config_name} is not in the local cache ({local}); "
-            f"zoo does not download at run time: fetch {url} there, pass --weights FILE, or set pretrained: false"
-        )
-    return local
+    return fetch(url, local, what=f"pretrained {config_name}")
 
 
 def read_weights(path: str | Path, trust: bool = False) -> dict[str, Any]:
