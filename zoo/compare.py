@@ -105,6 +105,8 @@ class CompareResult:
     selection: dict[str, Any] | None = None
     #: every single run (backend × fold × seed); ``rows`` holds one row per backend
     runs: list[Row] = field(default_factory=list)
+    #: the paired verdict, winner against each other backend (zoo.verdict), by backend
+    verdicts: dict[str, Any] = field(default_factory=dict)
 
 
 def split_sets(sets: list[str], backends: list[str]) -> dict[str, list[str]]:
@@ -312,6 +314,7 @@ class _Compare:
                 for b, fold, seed, sp, path in self.cells(splits)]
         check_one_protocol(runs, self.protocol.to_dict())
         rows = rank(by_backend(runs, self.backends))
+        self.verdicts = self.paired_verdict(rows, [sp for sp, _ in splits])
         write_json(self.folder / "compare.json", {
             "task": self.task.name, "backends": self.backends, "seed": self.seed, "seeds": self.seeds,
             "folds": self.folds, "data_hash": digest, "selection": self.protocol.to_dict(),
@@ -322,10 +325,29 @@ class _Compare:
                 {"backend": r.backend, "fold": r.fold, "seed": r.seed, "status": r.status,
                  "run": str(r.run_dir) if r.run_dir else None, "error": r.error, "score": r.main_value}
                 for r in runs],
+            "verdict": [v.to_dict() for v in self.verdicts.values()],
         })
         self.write_plots(rows)
         self.write_tables(rows)
-        return CompareResult(self.folder, self.task.name, rows, self.protocol.to_dict(), runs)
+        return CompareResult(self.folder, self.task.name, rows, self.protocol.to_dict(), runs, self.verdicts)
+
+    def paired_verdict(self, rows: list[Row], splits: list) -> dict[str, Any]:
+        """The winner against each other scored backend, on the same images (zoo.verdict)."""
+        from zoo.verdict import verdicts
+
+        ok = [r for r in rows if r.ok and r.main_value is not None]
+        if len(ok) < 2:
+            return {}
+        main = ok[0].metrics["main"]
+        folds = [self.dataset.subset(sp.val) for sp in splits]
+        runs = {r.backend: [(run.fold or 0, run.run_dir) for run in (r.runs or [r])] for r in ok}
+        try:
+            found = verdicts(self.task, folds, runs, {r.backend: r.main_value for r in ok}, main, ok[0].backend)
+        except Exception as e:  # noqa: BLE001 - the verdict must not cost the leaderboard
+            log.warning("paired verdict failed: %s", e, exc_info=True)
+            self.say(f"[yellow]paired verdict failed[/]: {_esc(e)}")
+            return {}
+        return {v.backend: v for v in found}
 
     # outputs ----------------------------------------------------------------------------------
 
@@ -388,6 +410,9 @@ class _Compare:
         test_col = [f"**{main}** test"] if has_test and main else []
         header = ["#", "backend", "framework", *[f"**{k}**" if k == main else k for k in metric_cols], *test_col,
                   *[f"{pc_key} {c}" for c in class_cols], "params", "train", "predict / img", "device", "run"]
+        verdict_col = bool(self.verdicts)
+        if verdict_col:
+            header.insert(3 + len(metric_cols) + len(test_col), f"winner − this, {main} (95%), P(winner better)")
         lines = [f"# Leaderboard · {self.task.title} · {self.name}", "",
                  self.design_sentence(has_test) + " Ranked by "
                  + (f"**{main}**" if main else "the main metric") + " on val.", "",
@@ -402,9 +427,12 @@ class _Compare:
             t = r.manifest.get("timings", {})
             pcm = per_class_main(r.metrics)
             run = f"[{r.run_dir.name}](../../{r.run_dir.name}/report.md)" + (" (reused)" if r.status == "reused" else "")
+            v = self.verdicts.get(r.backend)
             lines.append("| " + " | ".join([
-                str(rank_), r.backend, str(r.manifest.get("framework", "")), *[fmt_ci(r.metrics, k) for k in metric_cols],
+                str(rank_), r.backend + (" ≈" if v is not None and not v.distinguishable else ""),
+                str(r.manifest.get("framework", "")), *[fmt_ci(r.metrics, k) for k in metric_cols],
                 *[fmt_ci(r.metrics.get("test") or {}, main) for _ in test_col],
+                *([fmt_verdict(v) if v is not None else "winner"] if verdict_col else []),
                 *[fmt(pcm.get(c)) for c in class_cols], _params(r.manifest.get("parameters")),
                 fmt_seconds(t.get("fit")), _ms(t.get("predict_per_image_ms")), str(r.manifest.get("device", "")), run,
             ]) + " |")
@@ -412,6 +440,10 @@ class _Compare:
         lines += ["", *[f"![{p[:-4]}]({p})" for p in plots], ""]
         conventions = next((r.metrics.get("conventions") for r in rows if r.ok and r.metrics.get("conventions")), None)
         if conventions:
+            if self.verdicts:
+                from zoo.verdict import method
+
+                conventions = {**conventions, "paired verdict": method(main)}
             lines += ["## Conventions", "", *[f"- **{k}**: {v}" for k, v in conventions.items()], ""]
         write_text(self.folder / "leaderboard.md", "\n".join(lines))
 
@@ -506,6 +538,13 @@ def rank(rows: list[Row]) -> list[Row]:
     """Best main metric first; rows without a score (failed) last, in the order given."""
     order = {id(r): k for k, r in enumerate(rows)}
     return sorted(rows, key=lambda r: (not r.ok, -(r.main_value if r.main_value is not None else -1.0), order[id(r)]))
+
+
+def fmt_verdict(v) -> str:
+    """``+0.123 (0.05–0.20), P 0.99`` (winner minus this backend)."""
+    ci = f" ({v.ci95[0]:+.3f}–{v.ci95[1]:+.3f})" if v.ci95 else ""
+    p = f", P {v.p_better:.2f}" if v.p_better is not None else ""
+    return f"{v.difference:+.3f}{ci}{p}"
 
 
 def _esc(v: Any) -> str:
@@ -749,6 +788,9 @@ def leaderboard_table(result: CompareResult):
     notes += [f"{r.backend}: {_esc(r.error)}" for r in rows if not r.ok]
     if any(r.status == "reused" for r in rows):
         notes.append("* reused a finished run with the same data, split, seed and config")
+    if result.verdicts:
+        notes.append("≈ not distinguishable from the winner (paired bootstrap over images: "
+                     + "; ".join(f"{b} {fmt_verdict(v)}" for b, v in result.verdicts.items()) + ")")
     table = Table(title=_esc(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True, caption="\n".join(notes) or None, caption_justify="left")
     table.add_column("#", justify="right", min_width=1, no_wrap=True)
@@ -773,7 +815,9 @@ def leaderboard_table(result: CompareResult):
             continue
         t = r.manifest.get("timings", {})
         ms = t.get("predict_per_image_ms")
-        cells = [str(k), r.backend + ("*" if r.status == "reused" else ""),
+        v = result.verdicts.get(r.backend)
+        cells = [str(k), r.backend + ("*" if r.status == "reused" else "")
+                 + (" ≈" if v is not None and not v.distinguishable else ""),
                  *([str(r.manifest.get("framework", ""))] if mixed else []),
                  *[fmt_ci(r.metrics, m) for m in metrics], *[fmt_ci(r.metrics.get("test") or {}, m) for m in test],
                  _params(r.manifest.get("parameters")),

@@ -39,6 +39,13 @@ class Evaluator(ABC):
         """Write plots (PR curves, confusion matrices) into ``out_dir``; returns their paths."""
         return []
 
+    def resampled(self, weights) -> dict[str, Any]:
+        """After ``evaluate()`` with ``ci95``: the headline scores of each resample for image
+        ``weights`` ``(resamples, images)`` in processing order (zoo.evaluation.bootstrap).
+        The same weights given to two evaluators of the same images pair their resamples
+        (zoo.verdict)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no per-image results")
+
 
 class Evaluators(Evaluator):
     """Several evaluators fed the same (ground truth, prediction) pairs, like detectron2's

@@ -128,9 +128,14 @@ class ClassifyEvaluator(Evaluator):
             from zoo.evaluation import bootstrap
 
             weights = bootstrap.image_weights(len(self.correct))
-            metrics["ci95"] = {"accuracy": bootstrap.interval(bootstrap.accuracy_samples(self.correct, weights))}
+            metrics["ci95"] = bootstrap.intervals(self.resampled(weights))
             metrics["conventions"]["ci95"] = bootstrap.method()
         return metrics
+
+    def resampled(self, weights) -> dict[str, Any]:
+        from zoo.evaluation import bootstrap
+
+        return {"accuracy": bootstrap.accuracy_samples(self.correct, weights)}
 
     def roc_auc_per_class(self):
         """One-vs-rest ROC-AUC of every class (``nan`` without both positives and negatives),

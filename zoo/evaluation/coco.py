@@ -445,6 +445,7 @@ class CocoEvaluator(Evaluator):
         self._records: list[ImageRecord] = []
         self._preds: list[InstancePredictions] = []
         self._curves = None
+        self._matching = None
 
     def process(self, gt: ImageRecord, pred: InstancePredictions | None) -> None:
         if pred is None:
@@ -495,9 +496,13 @@ class CocoEvaluator(Evaluator):
 
     def _intervals(self, ev) -> dict[str, list[float] | None]:
         """Bootstrap intervals of AP and AP50 from the matching ``ev`` already made."""
-        weights = bootstrap.image_weights(len(ev._paramsEval.imgIds))
-        samples = bootstrap.coco_samples(bootstrap.coco_matching(ev), ev.params.recThrs, weights)
-        return bootstrap.intervals(samples)
+        # the per-image matching, kept (small arrays, not the COCOeval) for resampled()
+        self._matching = bootstrap.coco_matching(ev), ev.params.recThrs
+        return bootstrap.intervals(self.resampled(bootstrap.image_weights(len(ev._paramsEval.imgIds))))
+
+    def resampled(self, weights) -> dict[str, Any]:
+        matching, rec_thrs = self._matching
+        return bootstrap.coco_samples(matching, rec_thrs, weights)
 
     def _per_class(self, ev, gt: dict) -> dict[str, dict[str, Any]]:
         precision = ev.eval["precision"]  # [T, R, K, A, M]

@@ -248,9 +248,14 @@ class SemanticEvaluator(Evaluator):
             from zoo.evaluation import bootstrap
 
             weights = bootstrap.image_weights(len(self.per_image))
-            metrics["ci95"] = bootstrap.intervals(bootstrap.confusion_samples(self.per_image, weights))
+            metrics["ci95"] = bootstrap.intervals(self.resampled(weights))
             metrics["conventions"]["ci95"] = bootstrap.method()
         return metrics
+
+    def resampled(self, weights) -> dict[str, Any]:
+        from zoo.evaluation import bootstrap
+
+        return bootstrap.confusion_samples(self.per_image, weights)
 
     def plot(self, out_dir: Path) -> list[Path]:
         from zoo.evaluation.plots import confusion_matrix_plot
