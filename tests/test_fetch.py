@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -162,3 +163,59 @@ def test_torchvision_weights_with_the_wrong_hash_never_reach_the_cache(mirror, t
     assert mirror.requests == [f"/{name}"]
     cache = tmp_path / "torch-home" / "hub" / "checkpoints"
     assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_a_run_records_the_fetched_weights_and_compare_applies_one_setting(mirror, tmp_path, tiny_demo):
+    """--pretrained (flags) on a run: the file, its URL and sha256 in manifest.json; on a
+    compare: every backend the same, said in the leaderboard and compare.json."""
+    import toy_backend
+
+    from zoo.compare import CompareOptions, compare_and_report
+    from zoo.run import RunOptions, execute
+
+    digest = _publish(mirror, "toy-weights.bin", b"published" * 100)
+    data = toy_backend.make_dataset(tmp_path / "data", n=8)
+    registry = toy_backend.registry()
+    result = execute(RunOptions(task="detect", backend="toy", out=tmp_path / "runs", dataset=data,
+                                registry=registry, quiet=True, flags={"device": "cpu", "pretrained": True}))
+    cached = tmp_path / "zoo-home" / "weights" / "toy" / "toy-weights.bin"
+    assert result.manifest["weights"] == [
+        {"file": str(cached), "url": f"{mirror.url}/toy-weights.bin", "sha256": digest, "fetched": True}]
+    assert json.loads((result.run_dir / "manifest.json").read_text())["weights"][0]["sha256"] == digest
+
+    compared = compare_and_report(CompareOptions(
+        task="detect", backends=["toy", "oracle"], data=tiny_demo, out=tmp_path / "runs", registry=registry,
+        quiet=True, samples=0, flags={"device": "cpu", "pretrained": True}))
+    assert compared.pretrained and all(r.ok for r in compared.rows)
+    assert mirror.requests == ["/toy-weights.bin"]  # every later run found it in the cache
+    md = (compared.folder / "leaderboard.md").read_text()
+    assert "Starting weights, the same for every backend: pretrained" in md
+    assert json.loads((compared.folder / "compare.json").read_text())["pretrained"] is True
+    scratch = compare_and_report(CompareOptions(
+        task="detect", backends=["toy"], data=tiny_demo, out=tmp_path / "runs", registry=registry,
+        quiet=True, samples=0, flags={"device": "cpu", "pretrained": False}, name="scratch"))
+    assert "same for every backend: from scratch" in (scratch.folder / "leaderboard.md").read_text()
+    assert "weights" not in scratch.rows[0].manifest
+
+
+def test_pretrained_flag_on_the_command_line_offline(tmp_path, tiny_demo, capsys, monkeypatch):
+    """`zoo run --pretrained` offline: one line with the file, its URL and where to put it;
+    yolov8 says first that its pickled weights need --trust-weights."""
+    from zoo.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo-home"))
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--task", "classify", "--backend", "mobilenet_v3_small", "--data", str(tiny_demo),
+              "--out", str(tmp_path / "runs"), "--device", "cpu", "--epochs", "1", "--pretrained"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    line = next(l for l in err.splitlines() if l.startswith("zoo: error:"))
+    assert "is not cached and ZOO_OFFLINE is set; download https://download.pytorch.org/models/mobilenet_v3_small-" in line
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in line
+
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--task", "detect", "--backend", "yolov8", "--data", str(tiny_demo),
+              "--out", str(tmp_path / "runs"), "--device", "cpu", "--epochs", "1", "--pretrained"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--pretrained for yolov8 needs --trust-weights" in err

@@ -10,6 +10,9 @@ so the peek is the oracle's deliberate cheat: the pipeline plus the shared evalu
 score it 1.0.
 
 ``ZOO_TOY_FAIL=fit|predict|load`` makes that step raise, to test failures and --resume.
+
+``pretrained: true`` fetches ``weights_url`` into ``$ZOO_HOME/weights/toy/`` through
+zoo.fetch, as a real backend fetches its framework's published weights.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ TASKS = ("classify", "detect", "semantic-seg", "instance-seg", "keypoint")
 class ToyConfig(BackendConfig):
     mode: str = "mean"
     epochs: int = 1
+    weights_url: str = "https://example.invalid/toy/toy-weights.bin"
 
 
 def _fail(step: str) -> None:
@@ -47,6 +51,11 @@ class Toy(Backend):
 
     def fit(self, train, selection):
         _fail("fit")
+        if self.config.pretrained:
+            from zoo.fetch import fetch
+
+            home = Path(os.environ.get("ZOO_HOME", Path.home() / ".cache" / "zoo"))
+            fetch(self.config.weights_url, home / "weights" / "toy" / self.config.weights_url.rsplit("/", 1)[-1])
         root = str(Path(self.meta.root).resolve()) if self.meta.root is not None else None
         state: dict = {"mode": self.config.mode, "boxes": {}, "classes": [], "memory": {}, "root": root}
         per_cat: dict[int, list] = {}

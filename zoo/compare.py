@@ -107,6 +107,12 @@ class CompareResult:
     runs: list[Row] = field(default_factory=list)
     #: the paired verdict, winner against each other backend (zoo.verdict), by backend
     verdicts: dict[str, Any] = field(default_factory=dict)
+    #: ``--pretrained``: every backend started from published weights (else from scratch)
+    pretrained: bool = False
+
+
+def starting_weights(pretrained: bool) -> str:
+    return "pretrained (published weights, --pretrained)" if pretrained else "from scratch (random init)"
 
 
 def split_sets(sets: list[str], backends: list[str]) -> dict[str, list[str]]:
@@ -308,7 +314,7 @@ class _Compare:
                if self.folds > 1 else f"{len(split.train)} train / {len(split.val)} val images")
         self.say(f"comparing {', '.join(self.backends)} on {self.task.name}: {_esc(label)}, {how}, "
                  f"seed{'s' if len(self.seeds) > 1 else ''} {','.join(map(str, self.seeds))}; "
-                 f"model selection: {self.protocol.describe()}")
+                 f"model selection: {self.protocol.describe()}; {starting_weights(self.pretrained)}")
 
         runs = [self.run_cell(b, fold, seed, sp, path, configs, dataset, digest)
                 for b, fold, seed, sp, path in self.cells(splits)]
@@ -318,6 +324,7 @@ class _Compare:
         write_json(self.folder / "compare.json", {
             "task": self.task.name, "backends": self.backends, "seed": self.seed, "seeds": self.seeds,
             "folds": self.folds, "data_hash": digest, "selection": self.protocol.to_dict(),
+            "pretrained": self.pretrained,
             "split_key": split.key, "split_keys": [sp.key for sp, _ in splits], "rows": [
                 {"backend": r.backend, "status": r.status, "run": str(r.run_dir) if r.run_dir else None,
                  "error": r.error, "main": r.metrics.get("main"), "score": r.main_value} for r in rows],
@@ -329,7 +336,8 @@ class _Compare:
         })
         self.write_plots(rows)
         self.write_tables(rows)
-        return CompareResult(self.folder, self.task.name, rows, self.protocol.to_dict(), runs, self.verdicts)
+        return CompareResult(self.folder, self.task.name, rows, self.protocol.to_dict(), runs, self.verdicts,
+                             self.pretrained)
 
     def paired_verdict(self, rows: list[Row], splits: list) -> dict[str, Any]:
         """The winner against each other scored backend, on the same images (zoo.verdict)."""
@@ -348,6 +356,12 @@ class _Compare:
             self.say(f"[yellow]paired verdict failed[/]: {_esc(e)}")
             return {}
         return {v.backend: v for v in found}
+
+    @property
+    def pretrained(self) -> bool:
+        """``--pretrained``: one setting for every backend (the command line's flag wins over
+        each backend's config)."""
+        return bool(self.flags.get("pretrained"))
 
     # outputs ----------------------------------------------------------------------------------
 
@@ -418,6 +432,7 @@ class _Compare:
                  + (f"**{main}**" if main else "the main metric") + " on val.", "",
                  f"Model selection, the same for every backend: {self.protocol.describe()}"
                  + (f" ({len(self.split.selection)} selection images)" if self.split.selection else "") + ".", "",
+                 f"Starting weights, the same for every backend: {starting_weights(self.pretrained)}.", "",
                  "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for rank_, r in enumerate(rows, 1):
             if not r.ok:
@@ -785,6 +800,7 @@ def leaderboard_table(result: CompareResult):
     from zoo.selection import describe
 
     notes = [f"model selection, every backend: {describe(result.selection)}"] if result.selection else []
+    notes.append(f"starting weights, every backend: {starting_weights(result.pretrained)}")
     notes += [f"{r.backend}: {_esc(r.error)}" for r in rows if not r.ok]
     if any(r.status == "reused" for r in rows):
         notes.append("* reused a finished run with the same data, split, seed and config")

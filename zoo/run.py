@@ -67,7 +67,7 @@ class RunOptions:
     val: float = 0.2
     test: float = 0.0
     resume: bool = False
-    #: The dedicated flags (epochs, imgsz, batch, device, seed, weights); None = not given.
+    #: The dedicated flags (epochs, imgsz, batch, device, seed, weights, pretrained); None = not given.
     flags: dict[str, Any] = field(default_factory=dict)
     #: ``--split``: "auto" (the data's own train/val split if it has one, else seeded),
     #: "random" (always seeded), or a split.json to reuse (checked against the data).
@@ -558,6 +558,7 @@ class _Run:
         return self.config.model_copy(update={"device": self.device})
 
     def fit(self) -> None:
+        from zoo import fetch
         from zoo.selection import Selection
 
         ctx = self.make_context()
@@ -578,7 +579,11 @@ class _Run:
             parts.append(0.0)
             self.fit_started = t0 = time.perf_counter()
             selection = Selection(self.protocol, self.selection_data, self.task)
+            fetched = fetch.mark()
             own = dict(self.backend.fit(self.train, selection) or {})
+            # the published weights training started from: file, URL, sha256 (zoo.fetch)
+            if fetch.records_since(fetched):
+                self.manifest["weights"] = fetch.records_since(fetched)
             self.fit_started = None
             parts[-1] = round(time.perf_counter() - t0, 3)
             # every file the backend left in checkpoint/, whether or not it recorded it itself

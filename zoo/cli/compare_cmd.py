@@ -20,6 +20,7 @@ def compare(
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size, every backend."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, "--seed", help="One seed for the split and every backend (default 0)."),
+    pretrained: bool = typer.Option(False, "--pretrained", help="Every backend starts from the framework's published pretrained weights, fetched once into its own cache (ZOO_WEIGHTS_MIRROR=URL: from a mirror; ZOO_OFFLINE=1: never fetch). Default: from scratch."),
     trust_weights: bool = typer.Option(False, "--trust-weights", help="Unpickle a weights / pretrained file that needs it (a pickle can run code: only files you trust)."),
     name: Optional[str] = typer.Option(None, "--name", help="Leaderboard name (default: the task)."),
     out: Path = typer.Option(Path("runs"), "--out", help="Runs go to OUT/<backend>-<task>[-N], the leaderboard to OUT/compare/<name>."),
@@ -46,6 +47,6 @@ def compare(
             rerun=rerun, config_files=list(config), samples=samples, split=split, trust_weights=trust_weights,
             select=select or "last", select_frac=select_frac or 0.1, patience=patience,
             folds=folds, seeds=parse_seeds(seeds),
-            flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device, "seed": seed},
+            flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device, "seed": seed, "pretrained": pretrained},
         )
     )

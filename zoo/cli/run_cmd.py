@@ -21,6 +21,7 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the split and training (default 0)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Start from this local weights file."),
+    pretrained: bool = typer.Option(False, "--pretrained", help="Start from the framework's published pretrained weights, fetched once into its own cache (ZOO_WEIGHTS_MIRROR=URL: from a mirror; ZOO_OFFLINE=1: never fetch). Default: from scratch."),
     trust_weights: bool = typer.Option(False, "--trust-weights", help="Unpickle a --weights / pretrained file that needs it (a pickle can run code: only files you trust)."),
     name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default: <backend>-<task>; an existing folder gets -2, -3, ...)."),
     out: Path = typer.Option(Path("runs"), "--out", help="Folder that holds run folders."),
@@ -50,6 +51,6 @@ def run(
             trust_weights=trust_weights,
             select=select, select_frac=select_frac, patience=patience, fold=fold, folds=folds,
             flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device,
-                   "seed": seed, "weights": weights},
+                   "seed": seed, "weights": weights, "pretrained": True if pretrained else None},
         )
     )
