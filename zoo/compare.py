@@ -70,6 +70,11 @@ class CompareOptions:
     folds: int | None = None
     #: ``--seeds``: training repeated with each seed (None: the one --seed).
     seeds: list[int] | None = None
+    #: ``--jobs N``: runs at once on this machine (zoo.executors)
+    jobs: int = 1
+    #: ``--executor local|ray``, ``--address`` of an existing Ray cluster (zoo.executors_ray)
+    executor: str = "local"
+    address: str | None = None
 
 
 @dataclass
@@ -182,6 +187,10 @@ class _Compare:
         self.flags = flags
         self.seeds = list(opts.seeds) if opts.seeds else [self.seed]
         self.folds = int(opts.folds or 1)
+        if opts.executor not in ("local", "ray"):
+            raise ZooError(f"--executor {opts.executor}: expected local or ray")
+        if opts.jobs < 1:
+            raise ZooError(f"--jobs {opts.jobs}: expected 1 or more")
         if self.folds > 1 and opts.test:
             raise ZooError("--folds and --test: cross-validation scores every image once on val; drop --test")
         self.sets = split_sets(list(opts.sets), self.backends)
@@ -242,16 +251,22 @@ class _Compare:
         return [(b, fold_of(i), s, sp, path) for s in self.seeds for i, (sp, path) in enumerate(splits)
                 for b in self.backends]
 
-    def run_cell(self, b: str, fold: int | None, seed: int, split, split_path: Path, configs, dataset,
-                 digest: str) -> Row:
-        """Reuse or train one (backend, fold, seed) run; its row, failed or not."""
+    def where(self, fold: int | None, seed: int) -> str:
+        """`` fold 1 seed 2``: which cell, as far as the compare has more than one."""
+        return "".join([f" fold {fold}" if fold is not None else "", f" seed {seed}" if len(self.seeds) > 1 else ""])
+
+    def prepare_cell(self, index: int, b: str, fold: int | None, seed: int, split, split_path: Path, configs,
+                     dataset, digest: str):
+        """A (backend, fold, seed) cell: its row when it needs no training (failed config,
+        reusable finished run), else the job that trains it (zoo.executors.Job)."""
         from zoo.autoconfig import fill_auto
         from zoo.config import dump_config, resolve_config
         from zoo.devices import resolve_device
-        from zoo.run import RunOptions, execute
+        from zoo.executors import Job
+        from zoo.run import RunOptions
 
         opts = self.opts
-        where = "".join([f" fold {fold}" if fold is not None else "", f" seed {seed}" if len(self.seeds) > 1 else ""])
+        where = self.where(fold, seed)
         cfg = configs[b]
         if isinstance(cfg, Exception):
             self.say(f"[red]{b}[/]{where}: {_esc(cfg)}")
@@ -270,27 +285,54 @@ class _Compare:
             self.say(f"{b}{where}: reusing {_esc(reuse)}")
             return Row(b, "reused", reuse, read_json(reuse / "metrics.json"), read_json(reuse / "manifest.json"),
                        fold=fold, seed=seed)
-        self.say(f"{b}{where}: training ...")
-        try:
-            result = execute(RunOptions(
-                task=self.task.name, backend=b, data=opts.data, fmt=opts.fmt, labels=opts.labels,
-                out=self.out, config_files=list(opts.config_files), sets=self.sets[b], flags=flags,
-                split_file=split_path, registry=self.registry, dataset=dataset, demo=opts.data is None, quiet=True,
-                trust_weights=opts.trust_weights,
-                select=opts.select, select_frac=opts.select_frac, patience=opts.patience,
-            ))
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # noqa: BLE001 - one backend's failure must not stop the others
-            err = f"{type(e).__name__}: {e}" if not isinstance(e, ZooError) else str(e)
-            suffix = "".join([f"-fold{fold}" if fold is not None else "", f"-seed{seed}" if len(self.seeds) > 1 else ""])
-            write_text(self.folder / "errors" / f"{b}{suffix}.txt", traceback.format_exc())
-            run_dir = _failed_run_dir(self.out, b, self.task.name)
+        run_opts = RunOptions(
+            task=self.task.name, backend=b, data=opts.data, fmt=opts.fmt, labels=opts.labels,
+            out=self.out, config_files=list(opts.config_files), sets=self.sets[b], flags=flags,
+            split_file=split_path, registry=self.registry, dataset=dataset, demo=opts.data is None, quiet=True,
+            trust_weights=opts.trust_weights,
+            select=opts.select, select_frac=opts.select_frac, patience=opts.patience,
+        )
+        return Job(index, b, fold, seed, run_opts, self.folder / "logs" / f"{b}{where.replace(' ', '-')}.txt")
+
+    def finish_cell(self, job, outcome) -> Row:
+        """The row of a job that ran, with one line on the screen."""
+        b, fold, seed = job.backend, job.fold, job.seed
+        where = self.where(fold, seed)
+        if not outcome.ok:
+            write_text(self.folder / "errors" / f"{b}{where.replace(' ', '-')}.txt", outcome.traceback)
+            run_dir = outcome.run_dir or _failed_run_dir(self.out, b, self.task.name)
+            err = outcome.error
             self.say(f"[red]{b}{where} failed[/]: {_esc(err.splitlines()[0] if err else '')}")
             return Row(b, "failed", run_dir, error=" ".join(err.split()), fold=fold, seed=seed)
-        self.say(f"{b}{where}: {fmt(Row(b, 'trained', metrics=result.metrics).main_value)} "
-                 f"{result.metrics.get('main', '')} ({_esc(result.run_dir)})")
-        return Row(b, "trained", result.run_dir, result.metrics, result.manifest, fold=fold, seed=seed)
+        self.say(f"{b}{where}: {fmt(Row(b, 'trained', metrics=outcome.metrics).main_value)} "
+                 f"{outcome.metrics.get('main', '')} ({_esc(outcome.run_dir)})")
+        return Row(b, "trained", outcome.run_dir, outcome.metrics, outcome.manifest, fold=fold, seed=seed)
+
+    def run_cells(self, cells, configs, dataset, digest: str) -> list[Row]:
+        """Every cell's row, in the compare's order; the training done by the executor."""
+        from zoo.executors import Job
+
+        planned = [self.prepare_cell(k, b, fold, seed, sp, path, configs, dataset, digest)
+                   for k, (b, fold, seed, sp, path) in enumerate(cells)]
+        jobs = [p for p in planned if isinstance(p, Job)]
+        if jobs:
+            self.say(f"training {len(jobs)} run(s)" + (f", {self.opts.jobs} at a time" if self.opts.jobs > 1 else "")
+                     + (" on Ray" if self.opts.executor == "ray" else "") + " ...")
+        for job, outcome in self.execute(jobs):
+            planned[job.index] = self.finish_cell(job, outcome)
+        return planned
+
+    def execute(self, jobs):
+        if self.opts.executor == "ray":
+            from zoo.executors_ray import run_ray
+
+            return run_ray(jobs, self.opts.address, self.out)
+        from zoo.executors import run_local
+
+        if self.opts.jobs <= 1:
+            for job in jobs:
+                job.log = None  # in this process: its output shows as before
+        return run_local(jobs, self.opts.jobs)
 
     def run(self) -> CompareResult:
         from zoo.atomic import write_json
@@ -316,8 +358,7 @@ class _Compare:
                  f"seed{'s' if len(self.seeds) > 1 else ''} {','.join(map(str, self.seeds))}; "
                  f"model selection: {self.protocol.describe()}; {starting_weights(self.pretrained)}")
 
-        runs = [self.run_cell(b, fold, seed, sp, path, configs, dataset, digest)
-                for b, fold, seed, sp, path in self.cells(splits)]
+        runs = self.run_cells(self.cells(splits), configs, dataset, digest)
         check_one_protocol(runs, self.protocol.to_dict())
         rows = rank(by_backend(runs, self.backends))
         self.verdicts = self.paired_verdict(rows, [sp for sp, _ in splits])

@@ -23,6 +23,8 @@ class Registry:
     """All installed plugins and the specs they declare."""
 
     def __init__(self, plugins: Iterable[Any] = (), entry_points: bool = True):
+        plugins = list(plugins)
+        self._args = (plugins, entry_points)  # to rebuild it in another process (__reduce__)
         self.pm = pluggy.PluginManager("zoo")
         self.pm.add_hookspecs(hookspecs)
         if entry_points:
@@ -30,6 +32,11 @@ class Registry:
         for p in plugins:
             self.pm.register(p)
         self.pm.check_pending()
+
+    def __reduce__(self):
+        # a worker process (zoo compare --jobs, Ray) rebuilds it: the same plugin objects
+        # (pickled) and the same entry points, loaded there
+        return Registry, self._args
 
     def _collect(self, hook_name: str) -> dict[str, Any]:
         hook = getattr(self.pm.hook, hook_name)

@@ -34,6 +34,9 @@ def compare(
     rerun: bool = typer.Option(False, "--rerun", help="Train again even where a finished run with the same data, split, seed and config exists."),
     folds: Optional[int] = typer.Option(None, "--folds", help="K-fold cross-validation: K stratified, seeded folds, the same for every backend; the leaderboard shows mean ± std."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Repeat training with each of these seeds (0,1,2); the leaderboard shows mean ± std."),
+    jobs: int = typer.Option(1, "--jobs", help="Runs at once on this machine (processes; one GPU each when there are GPUs, the CPU threads divided)."),
+    executor: str = typer.Option("local", "--executor", help="local (this machine, the default) or ray (each run a task on an existing Ray cluster; pip install 'zoo[ray]')."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --executor ray: the cluster's address (default: RAY_ADDRESS, else auto)."),
     samples: int = typer.Option(3, "--samples", help="Validation images shown side by side in samples.png."),
 ) -> None:
     """Run several backends on the same split and rank them."""
@@ -46,7 +49,7 @@ def compare(
             fmt=fmt, labels=labels, seed=seed, name=name, out=out, sets=list(set_), val=val,
             rerun=rerun, config_files=list(config), samples=samples, split=split, trust_weights=trust_weights,
             select=select or "last", select_frac=select_frac or 0.1, patience=patience,
-            folds=folds, seeds=parse_seeds(seeds),
+            folds=folds, seeds=parse_seeds(seeds), jobs=jobs, executor=executor, address=address,
             flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device, "seed": seed, "pretrained": pretrained},
         )
     )
