@@ -172,7 +172,7 @@ def nms_comparison(b, dataset, val, reps: int = 20) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--backend", default="yolact")
+    ap.add_argument("--backend", default="yolact", help="yolact, yolact++, or mask-rcnn for its learning figures")
     ap.add_argument("--skip-learning", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--checkpoint", help="a run dir with checkpoint/ (skips learning; used for the NMS part)")
@@ -198,7 +198,7 @@ def main() -> None:
         elif not args.skip_learning:
             b, report["learned"] = learning(args.backend, task, dataset, train, val, Path(tmp) / "learn", args.sets)
         print(json.dumps(report, indent=1), flush=True)
-        if b is not None:
+        if b is not None and hasattr(b.config, "nms"):  # --backend mask-rcnn: learning only
             report["nms"] = nms_comparison(b, dataset, val)
             print(json.dumps(report["nms"], indent=1), flush=True)
         if not args.skip_speed:
