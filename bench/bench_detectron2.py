@@ -156,12 +156,12 @@ def scratch(iters: int, images: int) -> dict:
     return out
 
 
-def learning(epochs: int | None) -> dict:
+def learning(epochs: int | None, backends: list[str]) -> dict:
     from zoo.run import RunOptions, execute
 
     flags = {"device": "cpu", **({"epochs": epochs} if epochs else {})}
     out = {}
-    for backend in ("faster-rcnn", "d2-faster-rcnn"):
+    for backend in backends:
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             result = execute(RunOptions(task="detect", backend=backend, out=Path(tmp), flags=flags, quiet=True))
@@ -179,6 +179,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=48, help="training images of the overhead and scratch runs")
     ap.add_argument("--scratch-iters", type=int, default=20)
     ap.add_argument("--learn-epochs", type=int, default=None, help="override the shipped epochs (learning)")
+    ap.add_argument("--learn-backends", default="faster-rcnn,d2-faster-rcnn", help="backends of the learning runs")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 on a shared machine)")
     ap.add_argument("--skip-overhead", action="store_true")
     ap.add_argument("--skip-scratch", action="store_true")
@@ -202,7 +203,7 @@ def main() -> None:
         out["scratch"] = scratch(args.scratch_iters, args.images)
     if not args.skip_learning:
         print("learning (zoo run, shipped defaults, demo data):", flush=True)
-        out["learning"] = learning(args.learn_epochs)
+        out["learning"] = learning(args.learn_epochs, args.learn_backends.split(","))
     print(json.dumps(out, indent=1))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
