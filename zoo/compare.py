@@ -17,7 +17,8 @@ before anything trains.
 ``<out>/compare/<name>/`` holds ``leaderboard.md`` / ``.csv``, ``scores.png`` (bar chart),
 ``pr_curves.png`` (detection tasks: every backend's precision-recall curve at IoU 0.50),
 ``samples.png`` (a few val images: ground truth and each backend's predictions side by
-side), ``split.json`` and ``errors/<backend>.txt`` (tracebacks). The runs sit beside it, in
+side), ``report.html`` (all of it in one self-contained page, with every backend on the
+same hardest val images, :mod:`zoo.failures`), ``split.json`` and ``errors/<backend>.txt`` (tracebacks). The runs sit beside it, in
 ``<out>/<backend>-<task>[-N]``. The compare folder is derived from the runs, so re-running
 compare rewrites it; runs themselves are never overwritten.
 """
@@ -475,23 +476,30 @@ class _Compare:
                  + (f" ({len(self.split.selection)} selection images)" if self.split.selection else "") + ".", "",
                  f"Starting weights, the same for every backend: {starting_weights(self.pretrained)}.", "",
                  "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        cells = []  # the table's rows, for leaderboard.md and report.html
         for rank_, r in enumerate(rows, 1):
             if not r.ok:
-                lines.append("| " + " | ".join(["–", r.backend, "", f"failed: {_md_escape(r.error)}",
-                                                 *[""] * (len(header) - 4)]) + " |")
+                cells.append(["–", r.backend, "", f"failed: {r.error}", *[""] * (len(header) - 4)])
                 continue
             t = r.manifest.get("timings", {})
             pcm = per_class_main(r.metrics)
-            run = f"[{r.run_dir.name}](../../{r.run_dir.name}/report.md)" + (" (reused)" if r.status == "reused" else "")
             v = self.verdicts.get(r.backend)
-            lines.append("| " + " | ".join([
+            cells.append([
                 str(rank_), r.backend + (" ≈" if v is not None and not v.distinguishable else ""),
                 str(r.manifest.get("framework", "")), *[fmt_ci(r.metrics, k) for k in metric_cols],
                 *[fmt_ci(r.metrics.get("test") or {}, main) for _ in test_col],
                 *([fmt_verdict(v) if v is not None else "winner"] if verdict_col else []),
                 *[fmt(pcm.get(c)) for c in class_cols], _params(r.manifest.get("parameters")),
-                fmt_seconds(t.get("fit")), _ms(t.get("predict_per_image_ms")), str(r.manifest.get("device", "")), run,
-            ]) + " |")
+                fmt_seconds(t.get("fit")), _ms(t.get("predict_per_image_ms")), str(r.manifest.get("device", "")),
+                r.run_dir.name + (" (reused)" if r.status == "reused" else ""),
+            ])
+        for r, row in zip(rows, cells):
+            if not r.ok:
+                row = [*row[:3], f"failed: {_md_escape(r.error)}", *row[4:]]
+            else:  # the run column links the run's report
+                row = [*row[:-1], f"[{r.run_dir.name}](../../{r.run_dir.name}/report.md)"
+                       + (" (reused)" if r.status == "reused" else "")]
+            lines.append("| " + " | ".join(row) + " |")
         plots = [p for p in ("scores.png", "pr_curves.png", "samples.png") if (self.folder / p).is_file()]
         lines += ["", *[f"![{p[:-4]}]({p})" for p in plots], ""]
         conventions = next((r.metrics.get("conventions") for r in rows if r.ok and r.metrics.get("conventions")), None)
@@ -502,6 +510,31 @@ class _Compare:
                 conventions = {**conventions, "paired verdict": method(main)}
             lines += ["## Conventions", "", *[f"- **{k}**: {v}" for k, v in conventions.items()], ""]
         write_text(self.folder / "leaderboard.md", "\n".join(lines))
+        self.write_html([h.replace("**", "") for h in header], cells, rows, has_test)
+
+    def write_html(self, header: list[str], cells: list[list[str]], rows: list[Row], has_test: bool) -> None:
+        """report.html: the leaderboard, its plots, every backend on the same hard images."""
+        from zoo.failures import failures_figure
+        from zoo.report_html import write_compare_html
+        from zoo.runfolder import load_predictions
+
+        failures = (None, [])
+        if self.opts.samples > 0:
+            val = self.dataset.subset(self.split.val)
+            columns = {}
+            for r in rows:
+                # one split's predictions: folds score different images, so only one-split compares
+                if r.ok and not r.runs and r.run_dir is not None:
+                    try:
+                        columns[r.backend] = {p.image_id: p for p in load_predictions(r.run_dir, val)}
+                    except (OSError, ZooError) as e:
+                        log.warning("no hard images for %s: %s", r.backend, e)
+            try:
+                failures = failures_figure(self.task, val, columns, n=self.opts.samples) if columns else failures
+            except Exception as e:  # noqa: BLE001 - a picture must not cost the leaderboard
+                log.warning("hard images failed: %s", e, exc_info=True)
+        write_compare_html(self.folder, title=f"Leaderboard · {self.task.title} · {self.name}",
+                           design=self.design_sentence(has_test), header=header, rows=cells, failures=failures)
 
     def design_sentence(self, has_test: bool) -> str:
         """How the rows were scored: one split (with bootstrap intervals) or folds × seeds

@@ -10,7 +10,8 @@ The pipeline, backend-agnostic (a backend only ever sees canonical data)::
     predict   backend.predict(val images, annotations removed), each prediction validated
               by the task                                  -> predictions/
     evaluate  zoo.evaluation.evaluate (the ONE evaluator)  -> metrics.json, plots/
-    report                                                 -> report.md, a table on screen
+    report                                                 -> report.md, report.html,
+              plots/samples.png (the hardest val images), a table on screen
 
 Every file is written atomically and ``manifest.json`` records the phases done, so
 ``--resume`` continues an interrupted run: a finished ``fit`` is not repeated (the backend
@@ -673,17 +674,32 @@ class _Run:
         self.phase_done("evaluate", time.perf_counter() - t0)
         return metrics
 
-    def report(self, metrics: dict) -> None:
+    def report(self, metrics: dict, preds: list) -> None:
         from zoo.report import write_report
 
         t0 = time.perf_counter()
         self.manifest["status"] = "finished"
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.manifest["timings"]["report"] = 0.0
+        self.write_html(metrics, preds)  # first: report.md lists plots/samples.png
         write_report(self.run_dir, manifest=self.manifest, metrics=metrics, split=self.split,
                      dataset=self.dataset, config=self._config_dump(), task=self.task)
         self.manifest["timings"]["report"] = round(time.perf_counter() - t0, 3)
         self.phase_done("report")
+
+    def write_html(self, metrics: dict, preds: list) -> None:
+        """plots/samples.png (the hardest val images, overlays) and report.html; a drawing
+        that fails costs the pictures, never the run."""
+        from zoo.failures import failures_figure
+        from zoo.report_html import write_run_html
+
+        try:
+            failures = failures_figure(self.task, self.val, {self.spec.name: {p.image_id: p for p in preds}},
+                                       path=self.run_dir / "plots" / "samples.png")
+        except Exception as e:  # noqa: BLE001 - a picture must not cost the scores
+            log.warning("plots/samples.png failed: %s", e, exc_info=True)
+            failures = (None, [])
+        write_run_html(self.run_dir, manifest=self.manifest, metrics=metrics, failures=failures)
 
     def fail(self, err: BaseException) -> None:
         if not self.manifest or not getattr(self, "run_dir", None) or not self.run_dir.is_dir():
@@ -727,7 +743,7 @@ def execute(opts: RunOptions) -> RunResult:
             metrics = run.evaluate(preds, run.predict_test())
             if opts.rank:
                 run.rank_unlabelled()
-            run.report(metrics)
+            run.report(metrics, preds)
     except BaseException as e:
         run.fail(e)
         if run.manifest and getattr(run, "run_dir", None) is not None and run.run_dir.is_dir() and not opts.quiet:

@@ -1,0 +1,161 @@
+"""The validation images a model gets most wrong, and pictures of them.
+
+A per-image failure score, deliberately simple so a reader can check it by eye:
+
+- detect / instance-seg / keypoint: the predictions scored at least ``conf`` (0.25, the
+  cut ``zoo predict`` uses) are matched greedily, highest score first, to unmatched ground
+  truth of the same category at box IoU >= 0.5. The score is false positives + misses;
+  ignored (crowd / difficult) ground truth is neither a miss nor a match target, and a
+  prediction lying on it is not a false positive.
+- semantic-seg: the fraction of pixels whose class is wrong (0..1).
+- classify: 1 when the class is wrong, plus the prediction's confidence when known (a
+  confident mistake ranks first).
+
+This ranks images for people to look at; the scores in metrics.json are the shared
+evaluator's (:mod:`zoo.evaluation`), never these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONF = 0.25
+IOU = 0.5
+
+
+@dataclass
+class ImageFailure:
+    image_id: str
+    score: float
+    false_positives: list = field(default_factory=list)  # boxes (x0, y0, x1, y1)
+    misses: list = field(default_factory=list)  # ground-truth boxes nothing found
+
+    def describe(self) -> str:
+        if self.score == 0:
+            return "no mistake"
+        if self.false_positives or self.misses:
+            return f"{len(self.false_positives)} false positive(s), {len(self.misses)} miss(es)"
+        return f"failure score {self.score:.2f}"
+
+
+def box_iou(a, b) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _instance_failure(record, pred, conf: float) -> ImageFailure:
+    gts = [i for i in record.instances if not i.ignore]
+    ignored = [i for i in record.instances if i.ignore]
+    dets = sorted((d for d in (pred.detections if pred else []) if d.score >= conf), key=lambda d: -d.score)
+    matched: set[int] = set()
+    fps = []
+    for d in dets:
+        best, best_iou = None, IOU
+        for k, g in enumerate(gts):
+            if k not in matched and g.category == d.category:
+                iou = box_iou(d.bbox, g.bbox)
+                if iou >= best_iou:
+                    best, best_iou = k, iou
+        if best is not None:
+            matched.add(best)
+        elif not any(g.category == d.category and box_iou(d.bbox, g.bbox) >= IOU for g in ignored):
+            fps.append(tuple(d.bbox))
+    misses = [tuple(g.bbox) for k, g in enumerate(gts) if k not in matched]
+    return ImageFailure(record.id, float(len(fps) + len(misses)), fps, misses)
+
+
+def image_failure(task, record, pred, meta, conf: float = CONF) -> ImageFailure:
+    """How badly ``pred`` gets one image wrong (see the module doc)."""
+    import numpy as np
+
+    if task.name == "classify":
+        wrong = pred is None or pred.label not in record.labels
+        confidence = max(pred.scores) if pred is not None and pred.scores else 0.0
+        return ImageFailure(record.id, float(wrong) * (1.0 + confidence))
+    if task.name == "semantic-seg":
+        from zoo.raster import semantic_label_map
+
+        truth = np.asarray(semantic_label_map(record, meta))
+        guess = np.asarray(pred.label_map) if pred is not None else np.zeros_like(truth)
+        return ImageFailure(record.id, float((truth != guess).mean()) if truth.size else 0.0)
+    return _instance_failure(record, pred, conf)
+
+
+def worst_images(task, dataset, preds_by_id: list[dict[str, Any]], n: int) -> list[tuple[Any, float]]:
+    """The ``n`` images with the highest failure score (summed over the prediction sets
+    given: one for a run, one per backend for a compare), worst first, then by id; images
+    nothing gets wrong are left out."""
+    meta = dataset.meta()
+    scored = []
+    for rec in dataset.images:
+        total = sum(image_failure(task, rec, preds.get(rec.id), meta).score for preds in preds_by_id)
+        if total > 0:
+            scored.append((rec, total))
+    scored.sort(key=lambda t: (-t[1], t[0].id))
+    return scored[:n]
+
+
+def failures_figure(task, dataset, columns: dict[str, dict[str, Any]], n: int = 6, path: Path | None = None):
+    """A grid, worst image first: ground truth, then each column's predictions with its
+    false positives (red, dashed) and misses (orange, dotted) marked. Returns
+    ``(png bytes, [(image id, {column: ImageFailure})])``, or ``(None, [])`` when no image
+    is wrong; with ``path``, also writes the PNG there."""
+    import io
+
+    from matplotlib import patches
+
+    from zoo.compare import _draw, _pyplot
+
+    worst = worst_images(task, dataset, list(columns.values()), n)
+    if not worst:
+        return None, []
+    plt = _pyplot()
+    meta = dataset.meta()
+    cols = ["ground truth", *columns]
+    size = 2.8
+    fig, axes = plt.subplots(len(worst), len(cols), figsize=(size * len(cols), size * len(worst) + 0.6),
+                             dpi=100, squeeze=False)
+    listing = []
+    for i, (rec, total) in enumerate(worst):
+        found = {}
+        for j, col in enumerate(cols):
+            ax = axes[i][j]
+            pred = rec if j == 0 else columns[col].get(rec.id)
+            _draw(ax, rec, pred, task, meta)
+            if j > 0:
+                fail = found[col] = image_failure(task, rec, pred, meta)
+                for style, color, boxes in (("--", "red", fail.false_positives), (":", "orange", fail.misses)):
+                    for x0, y0, x1, y1 in boxes:
+                        ax.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=2.0, ec=color,
+                                                       ls=style))
+                ax.set_xlabel(fail.describe(), fontsize=7)
+            if i == 0:
+                ax.set_title(col, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"{rec.id} ({total:g})", fontsize=7)
+        listing.append((rec.id, found))
+    if task.name not in ("classify", "semantic-seg"):
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color="red", ls="--", label="false positive"),
+                   Line2D([], [], color="orange", ls=":", label="missed ground truth")]
+        fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
+    else:
+        fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    png = buf.getvalue()
+    if path is not None:
+        from zoo.atomic import write_bytes
+
+        write_bytes(path, png)
+    return png, listing
