@@ -219,3 +219,27 @@ def test_pretrained_flag_on_the_command_line_offline(tmp_path, tiny_demo, capsys
               "--out", str(tmp_path / "runs"), "--device", "cpu", "--epochs", "1", "--pretrained"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "--pretrained for yolov8 needs --trust-weights" in err
+
+
+def test_smp_encoder_weights_from_a_hub_mirror_into_the_hugging_face_cache(mirror, tmp_path, monkeypatch):
+    """smp's encoder files, served at the hub's <repo>/resolve/<revision>/<file> paths by the
+    mirror, land in the Hugging Face cache's snapshot where smp loads them offline."""
+    pytest.importorskip("segmentation_models_pytorch")
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    from zoo.plugins.smp.models import build_model, import_smp
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))  # what HF_HOME sets at import
+    smp = import_smp()
+    s = smp.encoders.encoders["resnet18"]["pretrained_settings"]["imagenet"]
+    served = mirror.root / s["repo_id"] / "resolve" / s["revision"]
+    served.mkdir(parents=True)
+    state = {k: v.clone() for k, v in smp.encoders.get_encoder("resnet18", weights=None).state_dict().items()}
+    state["conv1.weight"].fill_(0.5)
+    save_file(state, served / "model.safetensors")
+    (served / "config.json").write_text("{}")
+    model = build_model("Unet", encoder="resnet18", classes=2, pretrained=True)
+    assert bool((model.encoder.conv1.weight == 0.5).all())
+    build_model("Unet", encoder="resnet18", classes=2, pretrained=True)  # the second time: the cache
+    assert mirror.requests == [f"/{s['repo_id']}/resolve/{s['revision']}/{f}" for f in ("config.json", "model.safetensors")]

@@ -104,8 +104,8 @@ def test_unknown_encoder_is_a_clear_error_when_the_config_is_resolved():
 
 
 def test_pretrained_without_cached_weights_fails_fast_without_network(tmp_path):
-    # A fresh process with an empty Hugging Face cache and no HF_HUB_OFFLINE in its
-    # environment: the plugin must switch the hub offline itself and say what to do.
+    # A fresh process with an empty Hugging Face cache, no HF_HUB_OFFLINE in its
+    # environment and ZOO_OFFLINE (conftest): one line saying what to fetch and where.
     code = (
         "from zoo.plugins.smp.models import build_model\n"
         "from zoo.errors import ZooError\n"
@@ -119,7 +119,9 @@ def test_pretrained_without_cached_weights_fails_fast_without_network(tmp_path):
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "ZOOERROR" in out.stdout, out.stdout + out.stderr
-    assert "not in the local Hugging Face cache" in out.stdout and "'imagenet' weights" in out.stdout
+    assert "'imagenet' weights: config.json is not cached and ZOO_OFFLINE is set; download " \
+           "https://huggingface.co/smp-hub/resnet18.imagenet/resolve/" in out.stdout
+    assert str(tmp_path / "hf" / "hub" / "models--smp-hub--resnet18.imagenet" / "snapshots") in out.stdout
     assert time.perf_counter() - t0 < 30  # no 20-50 s of network retries
 
 

@@ -51,22 +51,25 @@ def offline() -> bool:
     return os.environ.get("ZOO_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def source_url(url: str) -> str:
-    """Where the file is fetched from: ``url``, or the same file name on the mirror."""
+def source_url(url: str, mirror_path: str | None = None) -> str:
+    """Where the file is fetched from: ``url``, or on the mirror ``mirror_path`` (default:
+    the same file name)."""
     mirror = os.environ.get("ZOO_WEIGHTS_MIRROR", "").strip()
     if not mirror:
         return url
-    return f"{mirror.rstrip('/')}/{url.rsplit('/', 1)[-1]}"
+    return f"{mirror.rstrip('/')}/{mirror_path or url.rsplit('/', 1)[-1]}"
 
 
 def fetch(url: str, dest: str | Path, *, sha256: str | None = None, sha256_prefix: str | None = None,
-          check_cached: bool = True, what: str = "pretrained weights") -> Path:
+          check_cached: bool = True, mirror_path: str | None = None, what: str = "pretrained weights") -> Path:
     """``dest``, downloaded from ``url`` (or the mirror) unless it is already there.
 
     ``sha256`` (the full digest) or ``sha256_prefix`` (what torch hub checks: the hex
     after the last ``-`` of the file name) is what the source publishes; a file that does
     not match it, cached or fetched, is refused. ``check_cached=False`` checks only what
     is downloaded, as torch.hub does (a file someone put in its cache is taken as theirs).
+    ``mirror_path``: the file's path on a mirror when its name alone is not unique (the
+    Hugging Face hub's ``<repo>/resolve/<revision>/<file>``).
     """
     dest = Path(dest)
     if dest.is_file():
@@ -74,7 +77,7 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None, sha256_prefi
                         sha256_prefix if check_cached else None, what, cached=True)
         _record(dest, url, digest, fetched=False)
         return dest
-    src = source_url(url)
+    src = source_url(url, mirror_path)
     if offline():
         raise ZooError(f"{what}: {dest.name} is not cached and ZOO_OFFLINE is set; "
                        f"download {src} and put it at {dest}")

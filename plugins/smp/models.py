@@ -1,15 +1,19 @@
-"""Building an smp model offline, with errors a user can act on.
+"""Building an smp model, with errors a user can act on.
 
 smp and timm fetch pretrained encoder weights from the Hugging Face hub, and without
-``HF_HUB_OFFLINE`` they retry the network for 20-50 s before failing. zoo never downloads
-at run time, so the hub is switched offline here, before smp / timm are imported, and a
-missing cached weight file becomes a :class:`ZooError` that says what to do.
+``HF_HUB_OFFLINE`` they retry the network for 20-50 s before failing. So the hub is
+switched offline here, before smp / timm are imported, and zoo fetches what smp's own
+encoders need itself (:func:`fetch_encoder_weights`, through zoo.fetch: progress,
+``ZOO_WEIGHTS_MIRROR``, ``ZOO_OFFLINE``) into the Hugging Face cache, at the revision smp
+pins, where smp then finds it offline. timm encoders (``tu-...``) are read from the local
+Hugging Face cache only; a missing file is a :class:`ZooError` that says what to do.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, did_you_mean
@@ -86,6 +90,23 @@ def _weights_arg(smp, encoder: str, encoder_weights: str | None) -> Any:
     return name
 
 
+def fetch_encoder_weights(smp, encoder: str, weights: str) -> None:
+    """The two files smp's hub download reads (``config.json``, ``model.safetensors`` of the
+    repository and revision smp pins for ``encoder``'s ``weights``), fetched into the Hugging
+    Face cache's snapshot folder. Safetensors hold tensors only; nothing is unpickled."""
+    from huggingface_hub import constants
+
+    from zoo.fetch import fetch
+
+    settings = smp.encoders.encoders[encoder]["pretrained_settings"][weights]
+    repo, revision = settings["repo_id"], settings["revision"]
+    snapshot = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "snapshots" / revision
+    for file in ("config.json", "model.safetensors"):
+        path = f"{repo}/resolve/{revision}/{file}"
+        fetch(f"{constants.ENDPOINT}/{path}", snapshot / file, mirror_path=path,
+              what=f"encoder '{encoder}' '{weights}' weights")
+
+
 def build_model(
     architecture: str,
     *,
@@ -99,7 +120,7 @@ def build_model(
     """An ``smp.<architecture>`` with ``classes`` output channels.
 
     Encoder weights are loaded only when asked for (``pretrained`` or ``encoder_weights``),
-    and only from the local Hugging Face cache.
+    fetched into the Hugging Face cache if missing (timm encoders: only from that cache).
     """
     smp = import_smp()
     _check_encoder(smp, encoder)
@@ -110,6 +131,8 @@ def build_model(
         kwargs["decoder_channels"] = _STAGE_CHANNELS[-depth:]
     want_weights = pretrained or encoder_weights is not None
     weights = _weights_arg(smp, encoder, encoder_weights) if want_weights else None
+    if isinstance(weights, str):
+        fetch_encoder_weights(smp, encoder, weights)
     cls = getattr(smp, architecture)
     try:
         return cls(encoder_name=encoder, encoder_weights=weights, in_channels=3, classes=classes, **kwargs)
