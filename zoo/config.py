@@ -41,7 +41,7 @@ class BackendConfig(BaseModel):
     #: Wall-clock seconds for training ("15m", "1h30m" and "90s" are read too): the epochs are
     #: set to what fits after the first one is timed (zoo.training.EpochPlan); None = no budget.
     budget: Optional[float] = None
-    pretrained: bool = False  # opt-in: needs the weights in the local cache (offline here)
+    pretrained: bool = False  # opt-in (--pretrained): published weights, fetched once by zoo.fetch
     weights: Path | None = None  # a local weights file to start from
 
     @field_validator("budget", mode="before")
