@@ -241,6 +241,11 @@ class _Run:
     def __init__(self, opts: RunOptions):
         from zoo.registry import get_registry
 
+        from zoo.distributed import world
+
+        self.world = world()  # under torchrun & co: rank 0 writes, the others train along
+        if not self.world.main:
+            opts = replace(opts, quiet=True)
         self.opts = opts
         self.console = _console()
         self.registry = opts.registry or get_registry()
@@ -376,9 +381,13 @@ class _Run:
         opts = self.opts
         self.cls = self.spec.load()
         t0 = time.perf_counter()
+        if not self.world.main:
+            self.follow()
+            return
         self.choose_folder()
         if self.resumed:
             self.prepare_resumed()
+            self.lead()
             return
         # Config before data: a typo in --set fails in a second, not after reading 10k files.
         self.config = self.resolve_config()
@@ -437,6 +446,7 @@ class _Run:
         write_split(self.split, self.run_dir / "split.json")
         self.write_ground_truth()
         self.phase_done("prepare")
+        self.lead()
         self.say(
             f"[bold]{self.spec.name}[/] {self.task.name} on {_esc(self.data_label)}: "
             f"{len(self.train)} train"
@@ -444,6 +454,25 @@ class _Run:
             + f" / {len(self.val)} val images, device {self.device}, "
             f"run folder {_esc(self.run_dir)}"
         )
+
+    def lead(self) -> None:
+        """Rank 0, its folder prepared: tell the other ranks where it is (no-op alone)."""
+        from zoo.distributed import share
+
+        if self.world.distributed:
+            self.manifest["world_size"] = self.world.size
+        share((str(self.run_dir), self.resumed))
+
+    def follow(self) -> None:
+        """A rank other than 0: read the folder rank 0 prepared, as a resume reads it, and
+        write nothing (no lock either: rank 0 holds it for the whole group)."""
+        from zoo.distributed import share
+
+        run_dir, resumed = share(None)
+        self.run_dir = Path(run_dir)
+        self.manifest = read_manifest(self.run_dir) or {}
+        self.prepare_resumed()
+        self.resumed = resumed
 
     def unlabelled_images(self) -> list[str]:
         """Images in the data folder no annotation covers (not trained on; --rank ranks them)."""
@@ -546,17 +575,26 @@ class _Run:
     def make_context(self):
         from zoo.backend import RunContext
 
+        if self.ledger is None and not self.world.main:
+            from zoo.checksums import FollowerLedger
+
+            self.ledger = FollowerLedger(self.run_dir)
         if self.ledger is None:
             self.ledger = checkpoint_ledger(self.run_dir, self.manifest, save=self.save_progress)
             if not self.ledger.tracked:
                 log.warning("%s was written before zoo recorded checkpoint checksums; they are not verified",
                             self.run_dir)
-        return RunContext(run_dir=self.run_dir.resolve(), device=self.device, log=log, resume=self.resumed,
+        from zoo.distributed import local_device
+
+        return RunContext(run_dir=self.run_dir.resolve(), device=local_device(self.device), log=log, resume=self.resumed,
                           trust_weights=self.opts.trust_weights, ledger=self.ledger)
 
     def backend_config(self):
         # The backend gets the device resolved; config.yaml keeps what the user asked ("auto").
-        return self.config.model_copy(update={"device": self.device})
+        # Under a launcher each rank trains on its own GPU (cuda:LOCAL_RANK).
+        from zoo.distributed import local_device
+
+        return self.config.model_copy(update={"device": local_device(self.device)})
 
     def fit(self) -> None:
         from zoo import fetch
@@ -567,6 +605,10 @@ class _Run:
         if "fit" in self.manifest.get("done", []):
             ctx.ledger.verify_all("checkpoint")
             self.backend = self.cls.load(self.task, self.meta, self.backend_config(), ctx)
+        elif not self.world.main:
+            # train along (zoo.training.fit shares the epochs and gradients); rank 0 records
+            self.backend = self.cls(self.task, self.meta, self.backend_config(), ctx)
+            self.backend.fit(self.train, Selection(self.protocol, self.selection_data, self.task))
         else:
             ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -702,6 +744,8 @@ class _Run:
         write_run_html(self.run_dir, manifest=self.manifest, metrics=metrics, failures=failures)
 
     def fail(self, err: BaseException) -> None:
+        if not self.world.main:
+            return
         if not self.manifest or not getattr(self, "run_dir", None) or not self.run_dir.is_dir():
             return
         self.manifest["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -730,13 +774,19 @@ def _finished_result(run_dir: Path, backend: str, task: str) -> RunResult:
 
 def execute(opts: RunOptions) -> RunResult:
     """Run the whole pipeline; returns where it went and what it scored."""
+    from zoo import distributed
+
     run = _Run(opts)
     run.cls = None
     try:
+        distributed.join()
         run.prepare()
         if run.resumed and is_finished(run.run_dir):
             run.say(f"{run.run_dir} already finished; nothing to resume")
             return _finished_result(run.run_dir, run.spec.name, run.task.name)
+        if not run.world.main:
+            run.fit()  # trains along; prediction and scores are rank 0's, once
+            return RunResult(run.run_dir, run.spec.name, run.task.name, {}, run.manifest, run.resumed)
         with _log_to(run.run_dir / "log.txt"):
             run.fit()
             preds = run.predict()
@@ -754,13 +804,16 @@ def execute(opts: RunOptions) -> RunResult:
         raise
     finally:
         run.release()
+        distributed.leave()
     return RunResult(run.run_dir, run.spec.name, run.task.name, metrics, run.manifest, run.resumed, run.ranked)
 
 
 def run_and_report(opts: RunOptions) -> RunResult:
     """``zoo run``: execute, then print the summary table."""
+    from zoo.distributed import world
+
     result = execute(opts)
-    if not opts.quiet:
+    if not opts.quiet and world().main:  # under a launcher, one summary: rank 0's
         from rich.console import Console
 
         from zoo.report import summary_table

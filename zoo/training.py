@@ -386,24 +386,49 @@ def _is_samples(data: Any) -> bool:
 
 
 def _loader(data: Any, s: TrainSettings, collate: Callable | None, epoch: int):
-    """A DataLoader over ``data`` shuffled by ``seed + epoch``; other iterables as they are."""
+    """A DataLoader over ``data`` shuffled by ``seed + epoch``; other iterables as they are.
+
+    Under a launcher with several processes (zoo.distributed) each rank gets its own part of
+    the epoch's order (DistributedSampler, seeded the same way): the parts are disjoint and
+    together the whole epoch (the last few samples repeat when the ranks don't divide it)."""
     import torch
     from torch.utils.data import DataLoader
 
+    from zoo.distributed import initialised
+
     if not _is_samples(data):
         return data
-    g = torch.Generator()
-    g.manual_seed(s.seed + epoch)
+    order: dict[str, Any] = {}
+    if initialised():
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(data, shuffle=True, seed=s.seed)
+        sampler.set_epoch(epoch)
+        order["sampler"] = sampler
+    else:
+        g = torch.Generator()
+        g.manual_seed(s.seed + epoch)
+        order.update(shuffle=True, generator=g)
     return DataLoader(
-        data,
+        _SeenLog.wrap(data, epoch),
         batch_size=s.batch,
-        shuffle=True,
-        generator=g,
         collate_fn=collate,
         num_workers=s.workers,
         persistent_workers=False,
-        drop_last=len(data) > s.batch and len(data) % s.batch == 1,  # a 1-sample batch breaks BatchNorm
+        drop_last=_drops_last(_rank_share(len(data)), s),
+        **order,
     )
+
+
+def _rank_share(n: int) -> int:
+    """How many of ``n`` samples one rank sees per epoch (DistributedSampler pads to even parts)."""
+    from zoo.distributed import initialised, world
+
+    return math.ceil(n / world().size) if initialised() else n
+
+
+def _drops_last(n: int, s: TrainSettings) -> bool:
+    return n > s.batch and n % s.batch == 1  # a 1-sample batch breaks BatchNorm
 
 
 def _iters_per_epoch(data: Any, s: TrainSettings) -> int | None:
@@ -413,8 +438,41 @@ def _iters_per_epoch(data: Any, s: TrainSettings) -> int | None:
         return None
     if not _is_samples(data):
         return n
-    drop = n > s.batch and n % s.batch == 1
-    return n // s.batch if drop else math.ceil(n / s.batch)
+    n = _rank_share(n)
+    return n // s.batch if _drops_last(n, s) else math.ceil(n / s.batch)
+
+
+class _SeenLog:
+    """With ``ZOO_DEBUG_SEEN=<folder>``: the ids of the samples this rank loaded, per epoch,
+    appended to ``<folder>/seen-rank<R>.jsonl`` (how tests see that ranks split an epoch).
+    Off (the data as it is) without the variable; in-process loading only (workers=0)."""
+
+    def __init__(self, data: Any, epoch: int, path: Path):
+        self.data, self.epoch, self.path, self.ids = data, epoch, path, []
+
+    @classmethod
+    def wrap(cls, data: Any, epoch: int) -> Any:
+        folder = os.environ.get("ZOO_DEBUG_SEEN")
+        if not folder:
+            return data
+        from zoo.distributed import world
+
+        return cls(data, epoch, Path(folder) / f"seen-rank{world().rank}.jsonl")
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> Any:
+        items = getattr(self.data, "items", None)
+        self.ids.append(str(getattr(items[index], "id", index)) if items is not None else int(index))
+        return self.data[index]
+
+    def flush(self) -> None:
+        import json
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"epoch": self.epoch, "ids": self.ids}) + "\n")
 
 
 class EpochPlan:
@@ -504,10 +562,16 @@ def fit(
     """
     import torch
 
+    from zoo.distributed import initialised, share, world
+
     s = settings or TrainSettings.from_config(config if config is not None else TrainSettings())
     log = log or _log
     loss_fn = loss_fn or loss_dict_fn
+    if "," in device:
+        raise ZooError(f"--device {device}: this backend trains one device per process; start one process "
+                       "per GPU with torchrun (see the README, 'Training on several GPUs')")
     dev = torch.device(device)
+    writer = world().main  # under a launcher, rank 0 alone writes checkpoints
     use_amp = bool(s.amp) and dev.type == "cuda"
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
@@ -550,6 +614,19 @@ def fit(
             if selection is not None and "val" in row:
                 selection.record(int(row["epoch"]), row["val"])
 
+    # several processes: gradients averaged across ranks by DistributedDataParallel; the
+    # plain module keeps being what is saved, scored and restored
+    trained = model
+    if initialised():
+        from torch.nn.parallel import DistributedDataParallel
+
+        # find_unused_parameters: backends build models with parts a forward may skip (an
+        # encoder cut short by encoder_depth, a detector's unused heads); DDP must not wait
+        # for their gradients. It costs one graph walk per step.
+        trained = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                          find_unused_parameters=True)
+        log.info("%s: DistributedDataParallel, rank %d of %d", description, world().rank, world().size)
+
     t0 = time.perf_counter()
     plan.first_epoch = start_epoch
     epoch = start_epoch - 1
@@ -565,7 +642,7 @@ def fit(
         for batch in track(loader, f"{description} epoch {epoch + 1}/{plan.epochs}", total=per_epoch):
             batch = to_device(batch, dev)
             with torch.autocast(dev.type, enabled=use_amp):
-                out = loss_fn(model, batch)
+                out = loss_fn(trained, batch)
             parts = out if isinstance(out, Mapping) else {"loss": out}
             loss = sum(parts.values()) if isinstance(out, Mapping) else out
             if not torch.isfinite(loss):
@@ -591,16 +668,20 @@ def fit(
                 break
         if steps == 0:
             raise ZooError("no training batches: the training set is empty")
+        if isinstance(getattr(loader, "dataset", None), _SeenLog):
+            loader.dataset.flush()
 
         row = {k: v / steps for k, v in sums.items()}
         row.update(epoch=epoch, iterations=steps, lr=optimizer.param_groups[0]["lr"])
         plan.after_epoch(epoch, time.perf_counter() - t0, log)
+        if s.budget:
+            plan.epochs = share(plan.epochs)  # every rank stops where rank 0's clock says
         validate = scoring and ((epoch + 1) % max(s.val_every, 1) == 0 or epoch == plan.epochs - 1)
         score = -math.inf  # not scored this epoch: cannot become the best
         if validate:
             model.eval()
             with torch.no_grad():
-                score = float(val_fn(model))
+                score = share(float(val_fn(model)))  # one verdict for all ranks (early stopping)
             model.train()
             row["val"] = score
             if selection is not None:
@@ -620,7 +701,7 @@ def fit(
             f", val {row['val']:.4f}" if "val" in row else "", row["seconds"],
         )
 
-        if ckpt_dir is not None:
+        if ckpt_dir is not None and writer:
             state = {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -638,6 +719,8 @@ def fit(
             best = [ckpt_dir / BEST] if improved else []
             result.last_path = save_checkpoint(state, ckpt_dir / LAST, copies=best, ledger=ledger)
             result.best_path = best[0] if best else result.best_path
+        if ckpt_dir is not None:
+            _wait_for_writer()  # every rank leaves the epoch with the checkpoint on disk
         if validate and selection is not None and selection.should_stop(epoch):
             stopped_after = epoch
             log.info("%s: early stopping after epoch %d (%d epoch(s) without improvement on the selection split)",
@@ -651,6 +734,12 @@ def fit(
         result.last_path = result.last_path or (ckpt_dir / LAST if (ckpt_dir / LAST).is_file() else None)
         result.best_path = result.best_path or (ckpt_dir / BEST if (ckpt_dir / BEST).is_file() else None)
     return result
+
+
+def _wait_for_writer() -> None:
+    from zoo.distributed import barrier
+
+    barrier()
 
 
 def predict_batches(items: Sequence[Any], batch: int, description: str = "predict") -> Iterable[list[Any]]:
