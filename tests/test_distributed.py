@@ -146,3 +146,19 @@ def test_world_from_the_launcher_variables(monkeypatch):
     # one GPU per process: cuda:LOCAL_RANK; CPU stays CPU
     assert local_device("cuda") == "cuda:1" == local_device("cuda:0")
     assert local_device("cpu") == "cpu"
+
+
+def test_several_gpus_go_to_ultralytics_as_a_device_list():
+    from zoo.plugins.yolov8.backend import _framework_device
+
+    assert _framework_device("cuda:0,1") == "0,1" and _framework_device("cuda:1") == "1"
+
+
+def test_zoo_own_loop_refuses_a_device_list():
+    import torch
+
+    from zoo.errors import ZooError
+    from zoo.training import TrainSettings, fit
+
+    with pytest.raises(ZooError, match="torchrun"):
+        fit(torch.nn.Linear(2, 1), [], settings=TrainSettings(epochs=1), device="cuda:0,1")

@@ -23,4 +23,11 @@ def resolve_device(name: str | None) -> str:
         return name
     if name.isdigit():
         return resolve_device(f"cuda:{name}")
-    raise ZooError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    indices = name.removeprefix("cuda:").split(",")
+    if len(indices) > 1 and all(i.strip().isdigit() for i in indices):
+        # several GPUs for one process: for a framework with its own multi-GPU training
+        # (ultralytics' DDP); zoo's own loop refuses it and points at torchrun
+        for i in indices:
+            resolve_device(f"cuda:{i.strip()}")
+        return "cuda:" + ",".join(i.strip() for i in indices)
+    raise ZooError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or N,M (several GPUs)")

@@ -96,6 +96,11 @@ class YoloV8(Backend):
         super().__init__(task, meta, config, ctx)
         if task.name not in FRAMEWORK_TASK:
             raise ZooError(f"yolov8 does not do {task.name}; it does {', '.join(FRAMEWORK_TASK)}")
+        from zoo.distributed import world
+
+        if world().distributed:
+            raise ZooError("yolov8 trains on several GPUs itself (ultralytics' DDP): run zoo run --device 0,1 "
+                           "in one process, not under torchrun")
         self._model = None
         self._device = _framework_device(ctx.device)
 
@@ -278,7 +283,7 @@ class YoloV8(Backend):
                 conf=c.conf,
                 iou=c.iou,
                 max_det=c.max_det,
-                device=self._device,
+                device=self._device.split(",")[0],  # --device 0,1 trains on both (DDP), predicts on one
                 retina_masks=True,  # masks at the original resolution
                 verbose=False,
                 save=False,
@@ -406,7 +411,8 @@ def _record_choice(selection: Selection, model, epochs: int) -> None:
 
 
 def _framework_device(device: str) -> str:
-    """zoo's "cpu" / "cuda" / "cuda:1" -> ultralytics' "cpu" / "0" / "1"."""
+    """zoo's "cpu" / "cuda" / "cuda:1" / "cuda:0,1" -> ultralytics' "cpu" / "0" / "1" / "0,1"
+    (several GPUs: ultralytics trains with its own DistributedDataParallel)."""
     if device.startswith("cuda"):
         return device.partition(":")[2] or "0"
     return device
