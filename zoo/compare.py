@@ -61,6 +61,8 @@ class CompareOptions:
     trust_weights: bool = False
     #: How many val images samples.png shows.
     samples: int = 3
+    #: ``--track mlflow|tensorboard`` (zoo.tracking): a parent run, one child per run.
+    track: str | None = None
     #: "auto", "random" or a split.json path (see zoo.split).
     split: str | Path = "auto"
     #: The model-selection protocol every backend follows (zoo.selection).
@@ -292,6 +294,7 @@ class _Compare:
             split_file=split_path, registry=self.registry, dataset=dataset, demo=opts.data is None, quiet=True,
             trust_weights=opts.trust_weights,
             select=opts.select, select_frac=opts.select_frac, patience=opts.patience,
+            track=opts.track, track_parent=self.tracker.run_id,
         )
         return Job(index, b, fold, seed, run_opts, self.folder / "logs" / f"{b}{where.replace(' ', '-')}.txt")
 
@@ -359,7 +362,12 @@ class _Compare:
                  f"seed{'s' if len(self.seeds) > 1 else ''} {','.join(map(str, self.seeds))}; "
                  f"model selection: {self.protocol.describe()}; {starting_weights(self.pretrained)}")
 
-        runs = self.run_cells(self.cells(splits), configs, dataset, digest)
+        self.start_tracking(digest, split)
+        try:
+            runs = self.run_cells(self.cells(splits), configs, dataset, digest)
+        except BaseException:
+            self.tracker.end(ok=False)
+            raise
         check_one_protocol(runs, self.protocol.to_dict())
         rows = rank(by_backend(runs, self.backends))
         self.verdicts = self.paired_verdict(rows, [sp for sp, _ in splits])
@@ -378,6 +386,7 @@ class _Compare:
         })
         self.write_plots(rows)
         self.write_tables(rows)
+        self.track_results(rows)
         return CompareResult(self.folder, self.task.name, rows, self.protocol.to_dict(), runs, self.verdicts,
                              self.pretrained)
 
@@ -511,6 +520,26 @@ class _Compare:
             lines += ["## Conventions", "", *[f"- **{k}**: {v}" for k, v in conventions.items()], ""]
         write_text(self.folder / "leaderboard.md", "\n".join(lines))
         self.write_html([h.replace("**", "") for h in header], cells, rows, has_test)
+
+    def start_tracking(self, digest: str, split) -> None:
+        """--track: the compare's parent run; each backend × fold × seed run is a child."""
+        from zoo.tracking import open_tracker
+
+        self.tracker = open_tracker(self.opts.track, self.out)
+        self.tracker.start(self.folder, f"compare-{self.name}", params={
+            "task": self.task.name, "backends": ",".join(self.backends), "seeds": ",".join(map(str, self.seeds)),
+            "folds": str(self.folds), "selection": self.protocol.describe(), "pretrained": str(self.pretrained),
+        }, tags={"task": self.task.name, "data_hash": digest, "split": split.key})
+
+    def track_results(self, rows: list[Row]) -> None:
+        """The parent run: every backend's main score, the leaderboard and its pictures."""
+        from zoo.tracking import metric_name
+
+        self.tracker.final({metric_name(f"{r.backend}/{r.metrics.get('main')}"): float(r.main_value)
+                            for r in rows if r.ok and r.main_value is not None})
+        self.tracker.artifacts([self.folder / n for n in ("leaderboard.md", "leaderboard.csv", "report.html",
+                                                          "scores.png", "pr_curves.png", "samples.png")])
+        self.tracker.end(ok=True)
 
     def write_html(self, header: list[str], cells: list[list[str]], rows: list[Row], has_test: bool) -> None:
         """report.html: the leaderboard, its plots, every backend on the same hard images."""

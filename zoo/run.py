@@ -97,6 +97,9 @@ class RunOptions:
     #: ``--fold i --folds K``: score on fold i of stratified K-fold cross-validation (zoo.folds)
     fold: int | None = None
     folds: int | None = None
+    #: ``--track mlflow|tensorboard`` (zoo.tracking); ``track_parent``: a compare's parent run id.
+    track: str | None = None
+    track_parent: str | None = None
 
 
 @dataclass
@@ -640,6 +643,10 @@ class _Run:
             plan = own.pop("plan", None)
             if plan:
                 self.manifest["plan"] = plan
+            # Per-epoch rows ({"epoch": n, "loss": ...}) a backend reports: for --track.
+            history = own.pop("history", None)
+            if history:
+                self.manifest["history"] = history
             self.manifest["framework_metrics"] = {
                 "note": f"{self.spec.name}'s own numbers, for the log only; ranked scores are in metrics.json",
                 **own,
@@ -743,6 +750,27 @@ class _Run:
             failures = (None, [])
         write_run_html(self.run_dir, manifest=self.manifest, metrics=metrics, failures=failures)
 
+    def start_tracking(self) -> None:
+        from zoo.tracking import flat_params, open_tracker
+
+        self.tracker = open_tracker(self.opts.track, Path(self.opts.out))
+        m = self.manifest
+        self.tracker.start(self.run_dir, self.run_dir.name, params=flat_params(self._config_dump()),
+                           tags={"backend": self.spec.name, "task": self.task.name,
+                                 "data_hash": m["data"]["hash"], "split": m["split"]["key"],
+                                 **{f"split.{k}": m["split"].get(k) for k in ("train", "selection", "val", "test")},
+                                 **({"fold": self.opts.fold} if self.opts.fold is not None else {}),
+                                 "seed": self.config.seed},
+                           parent=self.opts.track_parent)
+
+    def track_results(self, metrics: dict) -> None:
+        from zoo.tracking import history_metrics, score_metrics
+
+        self.tracker.history(history_metrics(self.manifest))
+        self.tracker.final(score_metrics(metrics))
+        self.tracker.artifacts([self.run_dir / n for n in ("report.md", "report.html", "metrics.json",
+                                                           "config.yaml", "split.json", "plots")])
+
     def fail(self, err: BaseException) -> None:
         if not self.world.main:
             return
@@ -778,6 +806,7 @@ def execute(opts: RunOptions) -> RunResult:
 
     run = _Run(opts)
     run.cls = None
+    run.tracker = None
     try:
         distributed.join()
         run.prepare()
@@ -788,13 +817,18 @@ def execute(opts: RunOptions) -> RunResult:
             run.fit()  # trains along; prediction and scores are rank 0's, once
             return RunResult(run.run_dir, run.spec.name, run.task.name, {}, run.manifest, run.resumed)
         with _log_to(run.run_dir / "log.txt"):
+            run.start_tracking()
             run.fit()
             preds = run.predict()
             metrics = run.evaluate(preds, run.predict_test())
             if opts.rank:
                 run.rank_unlabelled()
             run.report(metrics, preds)
+            run.track_results(metrics)
+            run.tracker.end(ok=True)
     except BaseException as e:
+        if getattr(run, "tracker", None) is not None:
+            run.tracker.end(ok=False)
         run.fail(e)
         if run.manifest and getattr(run, "run_dir", None) is not None and run.run_dir.is_dir() and not opts.quiet:
             run.console.print(

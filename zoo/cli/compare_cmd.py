@@ -38,6 +38,7 @@ def compare(
     executor: str = typer.Option("local", "--executor", help="local (this machine, the default) or ray (each run a task on an existing Ray cluster; pip install 'zoo[ray]')."),
     address: Optional[str] = typer.Option(None, "--address", help="With --executor ray: the cluster's address (default: RAY_ADDRESS, else auto)."),
     samples: int = typer.Option(3, "--samples", help="Validation images shown side by side in samples.png."),
+    track: Optional[str] = typer.Option(None, "--track", help="Log to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else OUT/mlruns; pip install 'zoo[mlflow]') or tensorboard (event files in the run folder; 'zoo[tensorboard]')."),
 ) -> None:
     """Run several backends on the same split and rank them."""
     from zoo.compare import CompareOptions, compare_and_report
@@ -47,7 +48,7 @@ def compare(
         CompareOptions(
             task=task, backends=[b.strip() for b in backends.split(",") if b.strip()], data=data,
             fmt=fmt, labels=labels, seed=seed, name=name, out=out, sets=list(set_), val=val,
-            rerun=rerun, config_files=list(config), samples=samples, split=split, trust_weights=trust_weights,
+            rerun=rerun, config_files=list(config), samples=samples, split=split, trust_weights=trust_weights, track=track,
             select=select or "last", select_frac=select_frac or 0.1, patience=patience,
             folds=folds, seeds=parse_seeds(seeds), jobs=jobs, executor=executor, address=address,
             flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device, "seed": seed, "pretrained": pretrained},

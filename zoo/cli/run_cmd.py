@@ -39,6 +39,7 @@ def run(
     select: Optional[str] = typer.Option(None, "--select", help="Model selection, the same for every backend: last (final weights, the default) or best (best epoch on a selection split carved from train, never the scored split)."),
     select_frac: Optional[float] = typer.Option(None, "--select-frac", help="Share of the training images set aside as the selection split (default 0.1; only when something is scored during training)."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: stop after N epochs without improvement on the selection split."),
+    track: Optional[str] = typer.Option(None, "--track", help="Log to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else OUT/mlruns; pip install 'zoo[mlflow]') or tensorboard (event files in the run folder; 'zoo[tensorboard]')."),
 ) -> None:
     """Train a backend on a folder and score it with the shared evaluator."""
     from zoo.run import RunOptions, run_and_report
@@ -48,7 +49,7 @@ def run(
             task=task, backend=backend, data=data, fmt=fmt, labels=labels, seed=seed,
             name=name, out=out, config_files=list(config), sets=list(set_), val=val,
             test=test, resume=resume, split_file=split, strict=strict, rank=rank, top=top,
-            trust_weights=trust_weights,
+            trust_weights=trust_weights, track=track,
             select=select, select_frac=select_frac, patience=patience, fold=fold, folds=folds,
             flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device,
                    "seed": seed, "weights": weights, "pretrained": True if pretrained else None},
