@@ -13,7 +13,7 @@ memory is the process's ``ru_maxrss``, interpreter and imports included):
 A stage whose time grows faster than the images (per-image time rising with n) is what to
 fix; memory should grow with the annotations, never with the pixels.
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_scale.py [--sizes 1000,10000] [--work /tmp/zoo-scale]``
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_scale.py [--sizes 1000,10000] [--size 32] [--work /tmp/zoo-scale]``
 """
 
 from __future__ import annotations
@@ -85,12 +85,12 @@ def child(stage: str, data: Path, work: Path) -> None:
     print(json.dumps({"seconds": seconds, "peak_mb": peak_mb}))
 
 
-def make_set(n: int, work: Path) -> Path:
+def make_set(n: int, work: Path, size: int = 32) -> Path:
     from zoo.demo import write_demo
 
-    out = work / f"labelme-{n}"
+    out = work / (f"labelme-{n}" if size == 32 else f"labelme-{n}-{size}px")
     if not (out / ".complete").is_file():
-        write_demo(out, images=n, size=32, seed=0)
+        write_demo(out, images=n, size=size, seed=0)
         (out / ".complete").write_text("ok")
     return out
 
@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--work", type=Path, default=Path("/tmp/zoo-scale"))
+    # larger images, same count: a stage holding every image's pixels shows as memory growing with the size
+    ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--stage")  # internal: run one stage in this process
     ap.add_argument("--data", type=Path)
     a = ap.parse_args()
@@ -108,13 +110,13 @@ def main() -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     rows = []
     for n in [int(s) for s in a.sizes.split(",")]:
-        data = make_set(n, a.work)
+        data = make_set(n, a.work, a.size)
         for stage in a.stages.split(","):
             out = subprocess.run([sys.executable, __file__, "--stage", stage, "--data", str(data), "--work", str(a.work)],
                                  capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append((stage, n, r["seconds"], r["peak_mb"]))
-            print(f"{stage:9s} {n:>7d} images  {r['seconds']:8.2f} s  {1000 * r['seconds'] / n:7.3f} ms/image  "
+            print(f"{stage:9s} {n:>7d} images of {a.size} px  {r['seconds']:8.2f} s  {1000 * r['seconds'] / n:7.3f} ms/image  "
                   f"peak {r['peak_mb']:7.0f} MB", flush=True)
 
 
