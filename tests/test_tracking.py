@@ -134,3 +134,21 @@ def test_unknown_tracker_is_one_clear_error(tmp_path, data):
 
     with pytest.raises(ZooError, match="--track wandb: unknown tracker"):
         execute(_opts(tmp_path, data, track="wandb"))
+
+
+@pytest.mark.slow
+def test_a_real_backend_reports_its_epochs_to_tensorboard(tmp_path, tiny_demo):
+    """torchvision's mobilenet, 2 epochs on tiny images: its training loop's losses, one per epoch."""
+    pytest.importorskip("torchvision")
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = execute(RunOptions(task="classify", backend="mobilenet_v3_small", data=tiny_demo, out=tmp_path / "runs",
+                                quiet=True, flags={"device": "cpu", "epochs": 2, "imgsz": 32, "batch": 4},
+                                track="tensorboard"))
+    history = result.manifest["history"]
+    assert [row["epoch"] for row in history] == [1, 2]
+    acc = EventAccumulator(str(result.run_dir / "tensorboard"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [
+        (row["epoch"], pytest.approx(row["loss"], rel=1e-6)) for row in history]

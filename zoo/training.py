@@ -135,6 +135,12 @@ class TrainResult:
     def final_loss(self) -> float:
         return self.history[-1]["loss"] if self.history else math.nan
 
+    @property
+    def reported_history(self) -> list[dict[str, float]]:
+        """``history`` with 1-based epochs, as a backend's ``fit`` returns it (``"history"``,
+        logged per epoch by ``--track``, zoo.tracking)."""
+        return [{**row, "epoch": row["epoch"] + 1} for row in self.history]
+
 
 class MappedDataset:
     """A map-style dataset for ``torch.utils.data.DataLoader``: ``fn(items[i])``.

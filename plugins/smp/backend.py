@@ -167,7 +167,7 @@ class SegmentationBackend(Backend):
         )
         self._restore(model)  # the kept epoch's weights, as load() would give
         return {"final_loss": result.final_loss, "best_epoch": result.best_epoch,
-                "iterations": result.iterations, "seconds": result.seconds}
+                "iterations": result.iterations, "seconds": result.seconds, "history": result.reported_history}
 
     def _restore(self, model) -> None:
         from zoo.training import restore

@@ -145,7 +145,8 @@ class TvClassifier(Backend):
         if result.history and result.best_epoch != result.history[-1]["epoch"]:
             restore(model, self.ctx.checkpoint_dir, ledger=self.ctx.ledger)
         self.model = model
-        return {"loss": result.final_loss, "epochs": len(result.history), "train_seconds": round(result.seconds, 2)}
+        return {"loss": result.final_loss, "epochs": len(result.history), "train_seconds": round(result.seconds, 2),
+                "history": result.reported_history}
 
     def _logits(self, model, records: Sequence[ImageRecord]):
         """Logits for ``records`` (eval transform), in order, batch by batch."""

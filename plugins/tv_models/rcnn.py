@@ -357,6 +357,7 @@ class RCNNBackend(Backend):
             "epochs": len(result.history),
             "iterations": result.iterations,
             "train_seconds": round(result.seconds, 2),
+            "history": result.reported_history,
         }
 
     def _extra(self) -> dict[str, Any]:
