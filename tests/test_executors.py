@@ -50,3 +50,76 @@ def test_jobs_run_in_processes_with_the_same_numbers(tmp_path, tiny_demo, regist
     # reused as ever
     again = _compare(tmp_path / "par", tiny_demo, registry, jobs=2)
     assert {r.status for r in again.runs} == {"reused"}
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop_processes_under(temp):
+    """Stop, by pid, the processes whose command line names ``temp`` (this cluster's)."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    def pids():
+        found = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and int(proc.name) != os.getpid():
+                try:
+                    if str(temp).encode() in (proc / "cmdline").read_bytes():
+                        found.append(int(proc.name))
+                except OSError:
+                    pass
+        return found
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids():
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        time.sleep(2)
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """A real one-node Ray cluster on 127.0.0.1, stopped at the end. Its workers import the
+    toy plugin from tests/ (as a real cluster's nodes would have the plugins installed)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("ray")
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command of this interpreter
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(toy_backend.__file__).parent),
+                                                        os.environ.get("PYTHONPATH", "")]),
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    temp = Path("/tmp") / f"zr{port}"  # Ray's socket paths must stay short
+    start = [*ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+             "--include-dashboard=false", "--num-cpus", "2", "--num-gpus", "0", "--temp-dir", str(temp),
+             "--disable-usage-stats"]
+    subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop_processes_under(temp)  # this cluster's only (`ray stop` would stop every Ray of the user)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_cluster_runs_the_compare_with_the_same_rows_and_numbers(tmp_path, tiny_demo, registry, ray_cluster):
+    local = _compare(tmp_path / "local", tiny_demo, registry)
+    on_ray = _compare(tmp_path / "ray", tiny_demo, registry, executor="ray", address=ray_cluster)
+    assert {r.status for r in on_ray.runs} == {"trained"}
+    assert per_run_numbers(on_ray) == per_run_numbers(local)
+    assert [(r.backend, r.metrics) for r in on_ray.rows] == [(r.backend, r.metrics) for r in local.rows]
+    assert sorted(r.run_dir.name for r in on_ray.runs) == sorted(r.run_dir.name for r in local.runs)
+

@@ -172,6 +172,12 @@ class _Compare:
         from zoo.registry import get_registry
         from zoo.runfolder import check_name
 
+        if opts.executor == "ray":
+            # the workers run elsewhere: every path they are given must be absolute
+            from dataclasses import replace
+
+            opts = replace(opts, out=Path(opts.out).resolve(),
+                           data=None if opts.data is None else Path(opts.data).resolve())
         self.opts = opts
         self.registry = opts.registry or get_registry()
         self.task = get_task(opts.task)
