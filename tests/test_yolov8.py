@@ -250,3 +250,20 @@ def test_a_budget_is_ultralytics_time(tmp_path):
     b = _backend("detect", tmp_path, epochs=30, imgsz=64, budget="15m")
     assert b.train_args(tmp_path / "data.yaml")["time"] == 0.25
     assert _backend("detect", tmp_path, epochs=30, imgsz=64).train_args(tmp_path / "d.yaml")["time"] is None
+
+
+def test_ultralytics_trackers_are_off(tmp_path):
+    # with mlflow installed (zoo[mlflow]), ultralytics' own MLflow callback would log every yolov8
+    # training to ./mlruns, outside the run folder; its trainer registers no tracker callback now
+    from zoo.plugins.yolov8 import offline
+
+    offline.prepare(tmp_path / "cfg")
+    from ultralytics.utils.callbacks.base import add_integration_callbacks, get_default_callbacks
+
+    class DetectionTrainer:  # what add_integration_callbacks reads of a trainer: its name, callbacks
+        callbacks = get_default_callbacks()
+
+    trainer = DetectionTrainer()
+    add_integration_callbacks(trainer)
+    modules = {f.__module__ for fns in trainer.callbacks.values() for f in fns}
+    assert not {m for m in modules if m.rsplit(".", 1)[-1] in offline._INTEGRATIONS}, modules

@@ -22,6 +22,9 @@ from pathlib import Path
 from zoo.errors import ZooError
 
 _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")  # the latter for non-ASCII class names
+# ultralytics' own experiment trackers, on whenever their package is installed: MLflow logs to
+# ./mlruns in the working directory, Ray Tune, ClearML, Comet and DVC to their own places.
+_INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")
 
 
 def _bundled_font() -> Path:
@@ -58,4 +61,15 @@ def prepare(config_dir: Path) -> Path:
         # Analytics and hub calls are gated on ONLINE, measured at import.
         uu.ONLINE = False
         uc.ONLINE = False
+    _integrations_off()
     return used
+
+
+def _integrations_off() -> None:
+    """Switch ultralytics' experiment trackers off: they would write outside the run folder
+    (zoo's ``--track`` logs runs itself). In memory only: ``SETTINGS.update`` would also save the
+    file of whichever run's config folder this process imported ultralytics with first. Done
+    before any trainer exists, since ultralytics registers its tracker callbacks then."""
+    from ultralytics.utils import SETTINGS
+
+    dict.update(SETTINGS, {name: False for name in _INTEGRATIONS})
