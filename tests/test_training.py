@@ -152,11 +152,16 @@ def test_val_fn_picks_best_and_iterable_batches(tmp_path):
     batches = [(torch.stack([s[0] for s in samples[i : i + 8]]), torch.tensor([s[1] for s in samples[i : i + 8]]))
                for i in (0, 8)]
     scores = iter([0.2, 0.9, 0.5, 0.9, 0.0])
-    result = fit(_classifier(), batches, settings=TrainSettings(epochs=5, lr=0.01),
+    model = _classifier()
+    result = fit(model, batches, settings=TrainSettings(epochs=5, lr=0.01),
                  loss_fn=criterion_loss(torch.nn.CrossEntropyLoss()), val_fn=lambda m: next(scores),
                  checkpoint_dir=tmp_path)
     assert result.iterations == 10 and result.best_epoch == 3  # a tie goes to the later epoch
-    assert load_checkpoint(tmp_path / BEST)["epoch"] == 3
+    best = load_checkpoint(tmp_path / BEST)
+    assert best["epoch"] == 3
+    # fit returns with the kept (best) weights in the model, not the last epoch's
+    assert all(torch.equal(v, best["model"][k]) for k, v in model.state_dict().items())
+    assert not all(torch.equal(v, load_checkpoint(tmp_path / LAST)["model"][k]) for k, v in model.state_dict().items())
 
 
 def test_divergence_and_bad_checkpoint_are_clear_errors(tmp_path):

@@ -31,7 +31,8 @@ How a plugin uses it::
     # the sha256 the run recorded when it wrote them
     restore(model, ctx.checkpoint_dir, {"classes": meta.classes}, ledger=ctx.ledger)
 
-Model selection: with a :class:`~zoo.selection.Selection`, the protocol decides. ``last``
+Model selection: with a :class:`~zoo.selection.Selection`, the protocol decides (and ``fit``
+returns with the model holding the weights it kept, as ``restore`` gives them later). ``last``
 scores nothing (``val_fn`` is never called) and keeps the final weights; ``best`` scores
 the selection split with ``val_fn`` every ``val_every`` epochs and after the last one, and
 keeps the best; ``patience`` stops training that many epochs after the best score. Without
@@ -739,6 +740,10 @@ def fit(
     if ckpt_dir is not None:
         result.last_path = result.last_path or (ckpt_dir / LAST if (ckpt_dir / LAST).is_file() else None)
         result.best_path = result.best_path or (ckpt_dir / BEST if (ckpt_dir / BEST).is_file() else None)
+        # the model leaves fit() holding the weights the protocol kept, as load() restores them,
+        # so a backend predicts the same before and after a reload
+        if result.history and result.best_epoch != result.history[-1]["epoch"] and result.best_path:
+            model.load_state_dict(load_checkpoint(result.best_path, map_location=dev)["model"])
     return result
 
 

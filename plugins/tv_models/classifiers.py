@@ -142,8 +142,6 @@ class TvClassifier(Backend):
             extra={"backend": self.arch, "classes": list(self.meta.classes), "config": dump_config(self.config)},
             ledger=self.ctx.ledger,
         )
-        if result.history and result.best_epoch != result.history[-1]["epoch"]:
-            restore(model, self.ctx.checkpoint_dir, ledger=self.ctx.ledger)
         self.model = model
         return {"loss": result.final_loss, "epochs": len(result.history), "train_seconds": round(result.seconds, 2),
                 "history": result.reported_history}

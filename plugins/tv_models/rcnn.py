@@ -348,9 +348,6 @@ class RCNNBackend(Backend):
             extra=self._extra(),
             ledger=self.ctx.ledger,
         )
-        # predict with what load() will restore, so both give the same answers
-        if result.history and result.best_epoch != result.history[-1]["epoch"]:
-            restore(model, self.ctx.checkpoint_dir, ledger=self.ctx.ledger)
         self.model = model
         return {
             "loss": result.final_loss,

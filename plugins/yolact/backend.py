@@ -260,8 +260,6 @@ class Yolact(Backend):
             extra=self._extra(),
             ledger=self.ctx.ledger,
         )
-        if result.history and result.best_epoch != result.history[-1]["epoch"]:
-            restore(model, self.ctx.checkpoint_dir, ledger=self.ctx.ledger)  # predict with what load() restores
         self.model = model
         return {
             "loss": result.final_loss,
