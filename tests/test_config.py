@@ -68,7 +68,7 @@ def test_budget_reads_durations():
     assert resolve_config(BackendConfig, backend="x", task="detect", sets=["budget=15m"]).budget == 900.0
     assert resolve_config(BackendConfig, backend="x", task="detect", flags={"budget": "1h30m"}).budget == 5400.0
     assert resolve_config(BackendConfig, backend="x", task="detect").budget is None
-    with pytest.raises(ConfigError, match="budget.*not a duration"):
+    with pytest.raises(ConfigError, match=r"^config: budget: .soon. is not a duration"):
         resolve_config(BackendConfig, backend="x", task="detect", sets=["budget=soon"])
     with pytest.raises(ConfigError, match="budget"):
         resolve_config(BackendConfig, backend="x", task="detect", sets=["budget=0s"])

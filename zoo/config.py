@@ -178,7 +178,8 @@ def resolve_config(
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"config: {loc}: {err['msg']} (got {err.get('input')!r})") from None
+        msg = err["msg"].removeprefix("Value error, ")  # pydantic's wrapper of a validator's ValueError
+        raise ConfigError(f"config: {loc}: {msg} (got {err.get('input')!r})") from None
 
 
 def dump_config(config: BaseModel) -> dict[str, Any]:
