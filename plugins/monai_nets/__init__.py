@@ -29,6 +29,7 @@ def zoo_backends():
             entry=f"zoo.plugins.monai_nets.backend:{cls}",
             requires=_REQ,
             extra="monai",
+            framework="monai",
             description=description,
         )
         for name, (cls, description) in NETWORKS.items()

@@ -17,6 +17,7 @@ def zoo_backends():
             entry="zoo.plugins.nnunet.backend:NnUNet",
             requires=("torch", "nnunetv2"),
             extra="nnunet",
+            framework="nnunetv2",
             description="nnU-Net 2d (nnunetv2): self-configuring U-Net; its own planning, trainer and predictor",
         )
     ]
