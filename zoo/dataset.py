@@ -41,6 +41,17 @@ Box = tuple[float, float, float, float]
 Keypoint = tuple[float, float, int]
 
 
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (0 when they do not overlap)."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 @dataclass(slots=True, frozen=True)
 class Source:
     """Where something came from, so errors and warnings can point at it."""

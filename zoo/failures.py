@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo.dataset import box_iou
+
 CONF = 0.25
 IOU = 0.5
 
@@ -38,16 +40,6 @@ class ImageFailure:
         if self.false_positives or self.misses:
             return f"{len(self.false_positives)} false positive(s), {len(self.misses)} miss(es)"
         return f"failure score {self.score:.2f}"
-
-
-def box_iou(a, b) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _instance_failure(record, pred, conf: float) -> ImageFailure:

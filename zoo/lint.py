@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.dataset import Dataset, ImageRecord, Instance
+from zoo.dataset import Dataset, ImageRecord, Instance, box_iou
 from zoo.errors import ZooError
 
 ERROR, WARNING = "error", "warning"
@@ -289,16 +289,6 @@ def check_duplicate_images(ctx: LintContext) -> list[Finding]:
             out.append(Finding("duplicate-image", WARNING, _record_file(rec), None, msg + ", annotated differently",
                                "keep one copy, with the right annotation"))
     return out
-
-
-def box_iou(a, b) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _shape_iou(rec: ImageRecord, a: Instance, b: Instance) -> float:

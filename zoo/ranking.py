@@ -75,7 +75,7 @@ def _entropy(pred: ClassPrediction, meta: Dataset) -> tuple[float, str]:
 
 
 def _detection_uncertainty(pred: InstancePredictions, meta: Dataset) -> tuple[float, str]:
-    from zoo.lint import box_iou
+    from zoo.dataset import box_iou
 
     dets = sorted((d for d in pred.detections if d.score >= MIN_SCORE), key=lambda d: -d.score)
     rivalled: set[int] = set()
