@@ -16,7 +16,7 @@ Conventions of :func:`to_coco` (the evaluator scores against exactly this):
 * ``area`` (``geometry="exact"``, the default): the shoelace area of the polygons (parts
   summed), the pixel count of an RLE mask, else ``w * h`` of the box.
   ``geometry="pixels"`` instead takes area *and* bbox from the rasterised mask
-  (:func:`zoo.raster.pixel_geometry`), which is what labelme's ``labelme2coco.py`` writes;
+  (:func:`zoo.data.raster.pixel_geometry`), which is what labelme's ``labelme2coco.py`` writes;
 * ``segmentation``: the polygons, else the RLE mask, else the box as a 4-corner polygon
   (so ``segm`` evaluation works on box-only data);
 * an ignored instance is ``iscrowd=1`` with an RLE segmentation; ``category == -1``
@@ -53,7 +53,7 @@ def _box_polygon(b) -> list[float]:
 
 def annotation_geometry(inst: Instance, rec: ImageRecord, geometry: str = "exact") -> tuple[float, list[float]]:
     """(area, [x, y, w, h]) of an instance under the named convention (see module doc)."""
-    from zoo import raster
+    from zoo.data import raster
 
     if geometry == "pixels" and (inst.polygons or inst.mask is not None):
         return raster.pixel_geometry(inst, rec.height, rec.width)
@@ -119,7 +119,7 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool =
     rasterising ignored polygons) is collected and done in one batched call at the end:
     the same values as :func:`annotation_geometry` and ``mask_to_rle(instance_mask(...))``.
     """
-    from zoo import raster
+    from zoo.data import raster
 
     if geometry not in ("exact", "pixels"):
         raise ValueError(f"geometry must be 'exact' or 'pixels', not {geometry!r}")
@@ -191,7 +191,7 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool =
                 a["keypoints"] = flat
                 a["num_keypoints"] = num
             anns.append(a)
-    # an ignored region is scored as its pixels: polygons rasterised (zoo.raster's rule) and
+    # an ignored region is scored as its pixels: polygons rasterised (zoo.data.raster's rule) and
     # its area the pixel count, except under geometry="pixels", which already counted them
     rles = raster.polygons_rles([item for _, item in crowd_polygons])
     for (group, _), rle in zip(crowd_polygons, rles):
@@ -294,8 +294,8 @@ def annotation_problem(a: dict, height: int, width: int) -> str | None:
     """Why a COCO annotation cannot be read on a ``height x width`` image, or None: a bbox
     that is not 4 finite numbers, polygon coordinates that are not finite numbers, an RLE
     that does not fit the image (checked before pycocotools decodes it, see
-    :func:`zoo.raster.rle_problem`), keypoints that are not numbers in threes."""
-    from zoo import raster
+    :func:`zoo.data.raster.rle_problem`), keypoints that are not numbers in threes."""
+    from zoo.data import raster
     from zoo.adapters.common import finite
 
     bb = a.get("bbox")
@@ -370,7 +370,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     (``instances_train.json`` / ``instances_val.json`` become splits). Images are looked for
     by ``file_name`` relative to the JSON's folder, its ``images/`` and ``../images/``, the
     folder read, and by file name alone."""
-    from zoo import raster
+    from zoo.data import raster
     from zoo.adapters.build import finish
     from zoo.adapters.common import checked_image_size, is_file, max_image_pixels, read_json, visibility, warn
     from zoo.dataset import Problem, Source
@@ -589,7 +589,7 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
 
     import orjson
 
-    from zoo import raster
+    from zoo.data import raster
     from zoo.adapters.common import (
         COCO_KEYPOINTS,
         COCO_SKELETON,

@@ -25,7 +25,7 @@ def _check_out(src: Path, out: Path) -> None:
         raise ZooError(f"--out {out} lies inside the source folder {src}; zoo never writes into your data: "
                        "choose a folder outside it")
     if o.exists() and (not o.is_dir() or any(o.iterdir())):
-        from zoo.reading import UNFINISHED
+        from zoo.data.reading import UNFINISHED
 
         what = "holds an unfinished conversion" if (o / UNFINISHED).exists() else "already exists and is not empty"
         raise ZooError(f"--out {out} {what}; choose a new folder (or delete it)")
@@ -33,11 +33,11 @@ def _check_out(src: Path, out: Path) -> None:
 
 @contextmanager
 def _writing_to(out: Path):
-    """``out`` marked unfinished (:data:`zoo.reading.UNFINISHED`) until the writer is done, so
+    """``out`` marked unfinished (:data:`zoo.data.reading.UNFINISHED`) until the writer is done, so
     a killed or failed conversion is never read as a whole dataset. A disk that refuses a
     write (read-only or full --out, a path longer than the filesystem allows) is the user's to
     fix: one line naming the file, not a traceback."""
-    from zoo.reading import UNFINISHED
+    from zoo.data.reading import UNFINISHED
 
     marker = out / UNFINISHED
     try:
@@ -80,7 +80,7 @@ def convert_folder(src: str | Path, *, to: str, out: str | Path, fmt: str = "aut
                    labels: str | Path | None = None, copy_images: bool = True, geometry: str = "exact",
                    quiet: bool = False) -> Dataset:
     """Read ``src`` and write it as ``to`` under ``out``; returns the dataset read."""
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
     from zoo.registry import get_registry
 
     src, out = Path(src), Path(out)
@@ -91,7 +91,7 @@ def convert_folder(src: str | Path, *, to: str, out: str | Path, fmt: str = "aut
         raise ZooError(f"--geometry must be 'exact' or 'pixels', not '{geometry}'")
     _check_out(src, out)
     if fmt == "auto":
-        from zoo.reading import detect_format
+        from zoo.data.reading import detect_format
 
         fmt = detect_format(src)
     if task is not None:
@@ -140,7 +140,7 @@ def check_folder(data: str | Path, *, fmt: str = "auto", labels: str | Path | No
                  task: str | None = None, quiet: bool = False) -> Dataset:
     """Read ``data`` as ``zoo run`` would, print what is there and every warning; with
     ``task``, also check the data can serve that task (an error when it cannot)."""
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     ds = read_dataset(data, fmt=fmt, labels=labels)
     if not quiet:

@@ -503,7 +503,7 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
         rle = None
         if g.masks:
 
-            from zoo import raster
+            from zoo.data import raster
 
             full = np.zeros((h, w), dtype=bool)
             for m, ox, oy in g.masks:

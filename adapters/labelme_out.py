@@ -45,7 +45,7 @@ def _mask_shape(rle: dict, label: str, group_id, **extra) -> dict | None:
     import numpy as np
     from PIL import Image
 
-    from zoo.raster import rle_to_mask
+    from zoo.data.raster import rle_to_mask
 
     m = rle_to_mask(rle)
     rows = np.flatnonzero(m.any(axis=1))
@@ -155,7 +155,7 @@ def prediction_to_labelme(prediction, meta: Dataset, record: ImageRecord, json_p
     import orjson
 
     from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
-    from zoo.raster import rle_to_mask
+    from zoo.data.raster import rle_to_mask
 
     json_path = Path(json_path)
     target_img = Path(image_path) if image_path is not None else record.file

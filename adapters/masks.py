@@ -4,7 +4,7 @@
 index: 0 background, category ``i`` at ``i + 1``, 255 ignored (labelme ``__ignore__``,
 COCO crowd, VOC difficult); the palette is the Pascal VOC colour map (255 = cream, as in
 VOC). ``JPEGImages/<id><suffix>`` holds the images, ``class_names.txt`` the names by index
-(``_background_`` first). Pixels come from :func:`zoo.raster.semantic_label_map`.
+(``_background_`` first). Pixels come from :func:`zoo.data.raster.semantic_label_map`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, copy_images: 
     from zoo.adapters.common import safe_relpath
     from zoo.adapters.writing import OutputNames, copy_image
     from zoo.progress import track
-    from zoo.raster import semantic_label_map
+    from zoo.data.raster import semantic_label_map
 
     from zoo.errors import DataError
 

@@ -287,7 +287,7 @@ def mask_polygons(rle: dict) -> list[list[float]]:
     import cv2
     import numpy as np
 
-    from zoo.raster import rle_to_mask
+    from zoo.data.raster import rle_to_mask
 
     m = rle_to_mask(rle).astype(np.uint8)
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)

@@ -47,7 +47,7 @@ def build_round(src: Path, folder: Path, pool: list[str], labelled: set[str], va
 def train_and_score(data: Path, runs: Path, name: str, seed: int, rank: bool, epochs: int,
                     batch: int) -> tuple[float, float, list[str], float]:
     """AP, AP50, the unlabelled pool images most useful first (when ``rank``), fit seconds."""
-    from zoo.run import RunOptions, execute
+    from zoo.pipeline.run import RunOptions, execute
 
     result = execute(RunOptions(task="detect", backend="yolov8", data=data, out=runs, name=name, seed=seed,
                                 quiet=True, rank=rank, top=0,
@@ -149,7 +149,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4,
                     help="4 (the preset: 16): 20 images make 5 optimiser steps an epoch, not 2 (nbs follows)")
     args = ap.parse_args()
-    from zoo.demo import write_demo
+    from zoo.data.demo import write_demo
 
     args.out.mkdir(parents=True, exist_ok=True)
     src = args.out / "demo"

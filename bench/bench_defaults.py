@@ -6,7 +6,7 @@ Settings compared, per backend and dataset:
 
 * ``demo-tuned`` -- what zoo 0.1.0 shipped for every dataset: ``imgsz 160`` and the demo's epochs
   (``configs/demo.yaml``);
-* ``auto`` -- no flags: ``imgsz`` / ``epochs`` chosen from the training images (zoo.autoconfig);
+* ``auto`` -- no flags: ``imgsz`` / ``epochs`` chosen from the training images (zoo.training.autoconfig);
 * ``budget`` -- ``--budget`` (``--minutes``, default 10): the epochs set to fit that time.
 
 Usage::
@@ -42,11 +42,11 @@ def _flags(setting: str, backend: str, task: str, minutes: float) -> dict:
 
 
 def run_one(backend: str, data: str, setting: str, minutes: float, out: Path) -> dict:
-    from zoo.run import RunOptions, execute
+    from zoo.pipeline.run import RunOptions, execute
 
     import yaml
 
-    from zoo.demo import ensure_demo
+    from zoo.data.demo import ensure_demo
 
     task = TASK[backend]
     # the demo is passed as a folder, like anyone's data: its preset must not apply to the

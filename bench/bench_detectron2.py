@@ -38,9 +38,9 @@ def _cpu() -> float:
 
 
 def _data(images: int):
-    from zoo.demo import ensure_demo
-    from zoo.reading import read_dataset
-    from zoo.split import make_split
+    from zoo.data.demo import ensure_demo
+    from zoo.data.reading import read_dataset
+    from zoo.data.split import make_split
     from zoo.tasks import get_task
 
     task = get_task("detect")
@@ -157,7 +157,7 @@ def scratch(iters: int, images: int) -> dict:
 
 
 def learning(epochs: int | None, backends: list[str]) -> dict:
-    from zoo.run import RunOptions, execute
+    from zoo.pipeline.run import RunOptions, execute
 
     flags = {"device": "cpu", **({"epochs": epochs} if epochs else {})}
     out = {}

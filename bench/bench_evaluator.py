@@ -8,9 +8,9 @@ regions), evaluated for ``bbox`` and ``segm``:
   user of either library would;
 * zoo starts from canonical records and predictions, so its time *includes* the
   conversion to COCO dicts (``to_coco``, for segm the rasterisation of GT polygons by
-  ``zoo.raster``, and the results list), which the others are handed for free.
+  ``zoo.data.raster``, and the results list), which the others are handed for free.
 
-zoo is timed twice: *cold* (``zoo.raster``'s polygon RLE cache emptied before every run:
+zoo is timed twice: *cold* (``zoo.data.raster``'s polygon RLE cache emptied before every run:
 the first evaluation of a ground truth) and *warm* (the same ground truth scored again, as
 ``zoo compare`` does for every backend on one split, or a run every epoch: GT polygons come
 from the cache; everything else, ``to_coco`` and the results included, is redone).
@@ -102,7 +102,7 @@ def run_faster(gt, results, iou_type):
 
 
 def run_zoo_cold(ds, preds, iou_type):
-    from zoo.raster import clear_rle_cache
+    from zoo.data.raster import clear_rle_cache
 
     clear_rle_cache()
     return run_zoo(ds, preds, iou_type)
@@ -127,7 +127,7 @@ def timed(fn, *args):
 def coco_part(n_images: int, n_dets: int, repeats: int, iou_types=("bbox", "segm")) -> list[str]:
     from zoo.evaluation.coco import evaluation_ground_truth, gc_paused, scoring_results
     from zoo.evaluation.results import default_image_ids, predictions_to_coco_results
-    from zoo.raster import clear_rle_cache
+    from zoo.data.raster import clear_rle_cache
 
     t0 = time.perf_counter()
     ds, preds = make_data(n_images, n_dets)
@@ -140,7 +140,7 @@ def coco_part(n_images: int, n_dets: int, repeats: int, iou_types=("bbox", "segm
     lines = []
     for iou_type in iou_types:
         # the references get the very dict zoo scores against (for segm: GT polygons as the
-        # RLE of zoo.raster's pixels), prepared outside their timing
+        # RLE of zoo.data.raster's pixels), prepared outside their timing
         gt = gts[iou_type]
         best = {}
         stats = {}

@@ -29,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from zoo.cli import main as zoo
-    from zoo.demo import write_demo
+    from zoo.data.demo import write_demo
 
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_medical_"))
     data = out / "demo"

@@ -43,7 +43,7 @@ class Instant(Backend):
         raise NotImplementedError
 
     def predict(self, images):
-        from zoo.raster import instance_mask, mask_to_rle, semantic_label_map
+        from zoo.data.raster import instance_mask, mask_to_rle, semantic_label_map
 
         for r in images:
             gt = self.memory[r.id]
@@ -75,12 +75,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=160)
     args = ap.parse_args()
 
-    from zoo.demo import write_demo
+    from zoo.data.demo import write_demo
     from zoo.evaluation import evaluate
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
     from zoo.registry import Registry
-    from zoo.run import RunOptions, execute
-    from zoo.split import read_split
+    from zoo.pipeline.run import RunOptions, execute
+    from zoo.data.split import read_split
     from zoo.tasks import get_task
 
     registry = Registry(plugins=[Plugin()])

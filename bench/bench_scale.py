@@ -1,6 +1,6 @@
 """Cost as the data grows: time and peak memory of zoo's data stages on 1k, 10k (100k) images.
 
-Synthetic labelme sets (``zoo.demo.write_demo``: small blood-smear images with several
+Synthetic labelme sets (``zoo.data.demo.write_demo``: small blood-smear images with several
 polygon cells each) of each size; every stage runs in a fresh process (its peak resident
 memory is the process's ``ru_maxrss``, interpreter and imports included):
 
@@ -47,7 +47,7 @@ def stage_convert(data: Path, work: Path) -> None:
 
 
 def stage_prepare(data: Path, work: Path) -> None:
-    from zoo.run import RunOptions, _Run
+    from zoo.pipeline.run import RunOptions, _Run
 
     run = _Run(RunOptions(task="instance-seg", backend="mask-rcnn", data=data, out=work / "runs", quiet=True,
                           flags={"epochs": 1, "imgsz": 64, "device": "cpu"}))
@@ -62,7 +62,7 @@ def stage_evaluate(data: Path, work: Path) -> float:
     from zoo.evaluation import evaluate
     from zoo.evaluation.coco import evaluation_ground_truth
     from zoo.predictions import Detection, InstancePredictions
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
     from zoo.tasks import get_task
 
     ds = read_dataset(data)
@@ -93,7 +93,7 @@ def child(stage: str, data: Path, work: Path) -> None:
 
 
 def make_set(n: int, work: Path, size: int = 32) -> Path:
-    from zoo.demo import write_demo
+    from zoo.data.demo import write_demo
 
     out = work / (f"labelme-{n}" if size == 32 else f"labelme-{n}-{size}px")
     if not (out / ".complete").is_file():

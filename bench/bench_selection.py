@@ -29,9 +29,9 @@ from pathlib import Path
 
 
 def _splits(seed: int):
-    from zoo.demo import ensure_demo
-    from zoo.reading import read_dataset
-    from zoo.split import carve_selection, make_split
+    from zoo.data.demo import ensure_demo
+    from zoo.data.reading import read_dataset
+    from zoo.data.split import carve_selection, make_split
     from zoo.tasks import get_task
 
     task = get_task("detect")
@@ -52,7 +52,7 @@ def trajectory(epochs: int, device: str, seed: int) -> dict:
     from zoo.backend import RunContext
     from zoo.config import resolve_config
     from zoo.plugins.tv_models.rcnn import FasterRCNN
-    from zoo.run import strip_annotations
+    from zoo.pipeline.run import strip_annotations
     from zoo.selection import Protocol, Selection
 
     task, dataset, parts = _splits(seed)

@@ -36,9 +36,9 @@ def _cpu() -> float:
 
 
 def _data():
-    from zoo.demo import ensure_demo
-    from zoo.reading import read_dataset
-    from zoo.split import make_split
+    from zoo.data.demo import ensure_demo
+    from zoo.data.reading import read_dataset
+    from zoo.data.split import make_split
     from zoo.tasks import get_task
 
     task = get_task("detect")
@@ -145,7 +145,7 @@ def overhead(epochs: int, device: str, rounds: int) -> dict:
 def learning(device: str, epochs: int | None, sets: list[str]) -> dict:
     import torch
 
-    from zoo.run import RunOptions, execute
+    from zoo.pipeline.run import RunOptions, execute
 
     flags = {"device": device}
     if epochs:

@@ -69,11 +69,11 @@ def main() -> None:
     import torch
 
     from zoo.config import resolve_config
-    from zoo.devices import resolve_device
-    from zoo.demo import ensure_demo
+    from zoo.training.devices import resolve_device
+    from zoo.data.demo import ensure_demo
     from zoo.plugins.smp.backend import Unet
-    from zoo.reading import read_dataset
-    from zoo.run import RunOptions, execute
+    from zoo.data.reading import read_dataset
+    from zoo.pipeline.run import RunOptions, execute
 
     data = read_dataset(ensure_demo())
     config = resolve_config(Unet.Config, backend="unet", task="semantic-seg",

@@ -32,9 +32,9 @@ from pathlib import Path
 
 
 def _data():
-    from zoo.demo import ensure_demo
-    from zoo.reading import read_dataset
-    from zoo.split import make_split
+    from zoo.data.demo import ensure_demo
+    from zoo.data.reading import read_dataset
+    from zoo.data.split import make_split
     from zoo.tasks import get_task
 
     task = get_task("instance-seg")

@@ -32,7 +32,7 @@ def _cpu() -> float:
 
 
 def _zoo_run(out: Path, name: str, task: str, flags: dict | None = None):
-    from zoo.run import RunOptions, execute
+    from zoo.pipeline.run import RunOptions, execute
 
     opts = RunOptions(task=task, backend="yolov8", out=out, name=name, flags=flags or {}, quiet=True)
     return execute(opts)

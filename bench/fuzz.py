@@ -4,9 +4,9 @@ For each reader (labelme, coco, voc, yolo, folders) a small seed dataset is buil
 temporary folder; each case copies it, mutates one file (a JSON value swapped for a hostile
 one, an XML text or attribute changed, a YOLO line rewritten, bytes cut or flipped, an
 image swapped for a non-image or a decompression bomb), then reads it with
-``zoo.reading.read_dataset`` (format named, and detected) and converts it with
+``zoo.data.reading.read_dataset`` (format named, and detected) and converts it with
 ``zoo.adapters.convert.convert_folder`` to one writer's format (coco, masks, voc, yolo,
-labelme in turn) and lints it with ``zoo.lint.lint_folder`` (``zoo check``). Outcomes:
+labelme in turn) and lints it with ``zoo.data.lint.lint_folder`` (``zoo check``). Outcomes:
 
 * ``ok``: a Dataset (and the writes) came back;
 * ``clean``: a ``ZooError`` (one line for the user);
@@ -240,7 +240,7 @@ def build_seed(reader: str, root: Path) -> Path:
     elif reader == "coco":
         for stem in ("a", "b"):
             _img(root / "images" / f"{stem}.png")
-        from zoo.raster import mask_to_rle
+        from zoo.data.raster import mask_to_rle
         import numpy as np
 
         m = np.zeros((48, 64), dtype=bool)
@@ -338,8 +338,8 @@ def run_case(reader: str, seed_root: Path, work: Path, case: int, seed: int) -> 
     """('ok' | 'clean' | 'crash', detail)."""
     from zoo.adapters.convert import convert_folder
     from zoo.errors import ZooError
-    from zoo.lint import lint_folder
-    from zoo.reading import read_dataset
+    from zoo.data.lint import lint_folder
+    from zoo.data.reading import read_dataset
 
     rng = random.Random(f"{seed}-{reader}-{case}")
     src = work / "src"

@@ -17,7 +17,7 @@ import pytest
 # (torch reads it once, at import); subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Tests never reach the internet: pretrained weights not in a test's cache fail at once
-# (zoo.fetch); tests/test_fetch.py serves its files from 127.0.0.1 with this unset.
+# (zoo.training.fetch); tests/test_fetch.py serves its files from 127.0.0.1 with this unset.
 os.environ["ZOO_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def real_fixtures() -> Path:
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:
     """A small demo dataset (labelme format) written once per session."""
-    from zoo.demo import write_demo
+    from zoo.data.demo import write_demo
 
     out = tmp_path_factory.mktemp("demo")
     write_demo(out, images=12, size=96, seed=0)

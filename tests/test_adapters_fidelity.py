@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from zoo.adapters.convert import convert_folder
-from zoo.reading import read_dataset
+from zoo.data.reading import read_dataset
 
 pytestmark = pytest.mark.fixtures
 
@@ -220,7 +220,7 @@ def test_quirk_primitives_every_shape_type(real_fixtures):
     assert circle.bbox == pytest.approx((195 - r_, 84 - r_, 195 + r_, 84 + r_), abs=0.05)
     assert len(by["polygon"].polygons[0]) == 8
     assert len(by["line"].polygons) == 1 and len(by["line_strip"].polygons) == 2  # 10-px strokes
-    from zoo.raster import rle_area
+    from zoo.data.raster import rle_area
 
     octagon = by["octagon"]
     assert octagon.mask is not None and not octagon.polygons

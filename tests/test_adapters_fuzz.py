@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from zoo.adapters.common import max_image_pixels
 from zoo.errors import ZooError
-from zoo.reading import read_dataset
+from zoo.data.reading import read_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

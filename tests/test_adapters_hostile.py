@@ -15,7 +15,7 @@ from PIL import Image
 
 from zoo.adapters.convert import check_folder, convert_folder
 from zoo.errors import DataError, ZooError
-from zoo.reading import read_dataset
+from zoo.data.reading import read_dataset
 
 W, H = 40, 30
 SQUARE = [[2, 2], [12, 2], [12, 12], [2, 12]]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from zoo.errors import DataError, ZooError
-from zoo.reading import read_dataset
+from zoo.data.reading import read_dataset
 
 W, H = 40, 30
 

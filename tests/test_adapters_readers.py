@@ -13,7 +13,7 @@ from PIL import Image
 
 from zoo.adapters.convert import check_folder
 from zoo.errors import ZooError
-from zoo.reading import detect_format, read_dataset
+from zoo.data.reading import detect_format, read_dataset
 
 
 SQUARE = [[2, 2], [12, 2], [12, 12], [2, 12]]
@@ -58,7 +58,7 @@ def test_coco_reader_categories_by_id_keypoints_and_crowd(tmp_path):
     assert zebra.category == 1 and zebra.bbox == (1.0, 1.0, 6.0, 5.0)
     assert zebra.keypoints == [(2.0, 2.0, 2), (0.0, 0.0, 0)]
     assert crowd.ignore and crowd.category == 0 and crowd.mask is not None
-    from zoo.raster import rle_to_mask
+    from zoo.data.raster import rle_to_mask
 
     m = rle_to_mask(crowd.mask)
     assert m.sum() == 9 and m[2:5, 2].all()

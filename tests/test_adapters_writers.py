@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from zoo.adapters.convert import convert_folder
-from zoo.reading import read_dataset
+from zoo.data.reading import read_dataset
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_voc_round_trip_keeps_difficult(tiny_demo, demo, tmp_path):
 
 
 def test_masks_are_the_rasteriser_output(tiny_demo, demo, tmp_path):
-    from zoo.raster import semantic_label_map
+    from zoo.data.raster import semantic_label_map
 
     convert_folder(tiny_demo, to="masks", out=tmp_path / "m", quiet=True)
     assert (tmp_path / "m" / "class_names.txt").read_text().split() == ["_background_", *demo.categories]
@@ -113,7 +113,7 @@ def test_labelme_mask_ignore_and_difficult_round_trip(real_fixtures, tmp_path):
     ds = read_dataset(src)
     convert_folder(src, to="labelme", out=tmp_path / "l", quiet=True)
     back = read_dataset(tmp_path / "l")
-    from zoo.raster import rle_to_mask
+    from zoo.data.raster import rle_to_mask
 
     octa = [i for i in ds.images[0].instances if i.mask is not None][0]
     octb = [i for i in back.images[0].instances if i.mask is not None][0]
@@ -127,9 +127,9 @@ def test_labelme_mask_ignore_and_difficult_round_trip(real_fixtures, tmp_path):
 
 def test_predictions_to_labelme_read_back_as_annotations(tiny_demo, demo, tmp_path):
     """Ground truth fed through the prediction writer reads back as the same objects."""
-    from zoo.predict import write_labelme_predictions
+    from zoo.pipeline.predict import write_labelme_predictions
     from zoo.predictions import ClassPrediction, Detection, InstancePredictions, SemanticPrediction
-    from zoo.raster import instance_mask, mask_to_rle, semantic_label_map
+    from zoo.data.raster import instance_mask, mask_to_rle, semantic_label_map
 
     recs = demo.images[:3]
     preds = [InstancePredictions(r.id, [Detection(i.category, 0.9, i.bbox,

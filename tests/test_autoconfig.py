@@ -1,4 +1,4 @@
-"""``imgsz: auto`` and ``epochs: auto``: the data-derived defaults (zoo.autoconfig)."""
+"""``imgsz: auto`` and ``epochs: auto``: the data-derived defaults (zoo.training.autoconfig)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import toy_backend
 import yaml
 
-from zoo.autoconfig import choose_epochs, choose_imgsz, fill_auto, vanishing_instances
+from zoo.training.autoconfig import choose_epochs, choose_imgsz, fill_auto, vanishing_instances
 from zoo.config import BackendConfig, demo_preset, resolve_config
 from zoo.dataset import Dataset, ImageRecord, Instance
-from zoo.run import RunOptions, execute
+from zoo.pipeline.run import RunOptions, execute
 from zoo.tasks import get_task
 
 CPU = get_task("detect").imgsz_caps["cpu"]

@@ -182,7 +182,7 @@ def test_a_full_disk_fails_the_run_cleanly(tmp_path, tiny_demo):
 @pytest.fixture(scope="module")
 def yolo_run(tmp_path_factory, tiny_demo) -> Path:
     """A finished yolov8 detect run (1 epoch, tiny images)."""
-    from zoo.run import RunOptions, execute
+    from zoo.pipeline.run import RunOptions, execute
 
     out = tmp_path_factory.mktemp("yolo")
     return execute(RunOptions(task="detect", backend="yolov8", data=tiny_demo, out=out / "runs", quiet=True,

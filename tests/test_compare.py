@@ -11,7 +11,7 @@ import toy_backend
 
 import zoo.registry
 from zoo.cli import main
-from zoo.compare import CompareOptions, compare_and_report, split_sets
+from zoo.pipeline.compare import CompareOptions, compare_and_report, split_sets
 from zoo.errors import ZooError
 
 
@@ -56,8 +56,8 @@ def test_leaderboard_scores_equal_each_runs_metrics(tmp_path, tiny_demo, registr
         manifest = json.loads((run / "manifest.json").read_text())
         if task in ("detect", "instance-seg"):
             # the overlaid PR curve comes from the same evaluation: its mean is the run's AP50
-            from zoo.compare import pr_curve_points
-            from zoo.reading import read_dataset
+            from zoo.pipeline.compare import pr_curve_points
+            from zoo.data.reading import read_dataset
             from zoo.tasks import get_task
 
             val = read_dataset(tiny_demo).subset(json.loads((run / "split.json").read_text())["val"])
@@ -139,7 +139,7 @@ def test_compare_cli(tmp_path, tiny_demo, registry, monkeypatch, capsys):
 
 
 def test_a_zoo_run_with_the_same_settings_is_reused(tmp_path, tiny_demo, registry):
-    from zoo.run import RunOptions, execute
+    from zoo.pipeline.run import RunOptions, execute
 
     done = execute(RunOptions(task="detect", backend="oracle", data=tiny_demo, out=tmp_path / "runs", name="mine",
                               registry=registry, quiet=True, flags={"device": "cpu"}))

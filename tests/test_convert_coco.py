@@ -9,7 +9,7 @@ import pytest
 
 from zoo.adapters.coco import to_coco
 from zoo.adapters.convert import convert_folder
-from zoo.reading import read_dataset
+from zoo.data.reading import read_dataset
 
 
 def _strip(coco: dict) -> dict:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from zoo.demo import CATEGORIES, CLASSES, DEFAULT_IMAGES, DEFAULT_SIZE, KEYPOINT_NAMES, ensure_demo, write_demo
+from zoo.data.demo import CATEGORIES, CLASSES, DEFAULT_IMAGES, DEFAULT_SIZE, KEYPOINT_NAMES, ensure_demo, write_demo
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -135,7 +135,7 @@ def test_demo_reads_through_zoo_reading(tiny_demo):
 
     if "labelme" not in get_registry().readers:
         pytest.skip("the labelme reader has not landed yet")
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     ds = read_dataset(tiny_demo)
     assert ds.categories == CATEGORIES

@@ -33,8 +33,8 @@ BACKENDS = ("d2-faster-rcnn", "d2-mask-rcnn", "d2-keypoint-rcnn", "d2-retinanet"
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Dataset:
-    from zoo.demo import write_demo
-    from zoo.reading import read_dataset
+    from zoo.data.demo import write_demo
+    from zoo.data.reading import read_dataset
 
     out = tmp_path_factory.mktemp("d2demo")
     write_demo(out, images=8, size=64, seed=0)
@@ -299,8 +299,8 @@ def _fit_predict(backend, task_name, data, tmp_path, sets=(), **flags):
 @pytest.mark.slow
 @pytest.mark.fixtures
 def test_real_labelme_instance_segmentation(real_fixtures, tmp_path):
-    from zoo.raster import rle_to_mask
-    from zoo.reading import read_dataset
+    from zoo.data.raster import rle_to_mask
+    from zoo.data.reading import read_dataset
 
     data = read_dataset(real_fixtures / "labelme" / "instance_segmentation")
     preds, metrics = _fit_predict("d2-mask-rcnn", "instance-seg", data, tmp_path, imgsz=96)
@@ -314,7 +314,7 @@ def test_real_labelme_instance_segmentation(real_fixtures, tmp_path):
 @pytest.mark.slow
 @pytest.mark.fixtures
 def test_real_xanylabeling_person_keypoints(real_fixtures, tmp_path):
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     data = read_dataset(real_fixtures / "keypoints" / "X-AnyLabeling_human_pose")
     assert len(data.keypoint_names) == 17
@@ -328,7 +328,7 @@ def test_real_xanylabeling_person_keypoints(real_fixtures, tmp_path):
 def test_compare_puts_frameworks_on_one_split_and_names_them(tiny_demo, tmp_path):
     import csv
 
-    from zoo.compare import CompareOptions, compare_and_report
+    from zoo.pipeline.compare import CompareOptions, compare_and_report
 
     sets = [f"{b}.{s}" for b in ("faster-rcnn", "d2-faster-rcnn") for s in FAST] + ["faster-rcnn.backbone=mobilenet_v3_large_fpn"]
     result = compare_and_report(CompareOptions(

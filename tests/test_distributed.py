@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from zoo.distributed import World, local_device, world
+from zoo.training.distributed import World, local_device, world
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    from zoo.demo import write_demo
+    from zoo.data.demo import write_demo
 
     out = tmp_path_factory.mktemp("ddp-demo")
     # 12 images: 10 train, 5 per rank (one batch of 5: no sample dropped to spare BatchNorm)

@@ -11,8 +11,8 @@ from PIL import Image
 from zoo.cli import main
 from zoo.evaluation.results import default_image_ids, predictions_to_coco_results
 from zoo.predictions import Detection, InstancePredictions
-from zoo.raster import instance_mask, mask_to_rle, semantic_label_map
-from zoo.reading import read_dataset
+from zoo.data.raster import instance_mask, mask_to_rle, semantic_label_map
+from zoo.data.reading import read_dataset
 
 
 @pytest.fixture(scope="module")

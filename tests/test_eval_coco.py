@@ -28,7 +28,7 @@ from zoo.evaluation.coco import (
 from zoo.evaluation.results import coco_results_to_predictions, predictions_to_coco_results
 from zoo.errors import ZooError
 from zoo.predictions import Detection, InstancePredictions
-from zoo.raster import mask_to_rle, polygons_mask
+from zoo.data.raster import mask_to_rle, polygons_mask
 from zoo.tasks import get_task
 
 CATS = ["nucleus", "mitosis", "debris", "vessel"]
@@ -297,7 +297,7 @@ def test_task_builds_the_evaluator():
 
 
 def test_polygon_raster_convention():
-    """GT polygons are scored as the pixels zoo.raster fills (what masks are trained on);
+    """GT polygons are scored as the pixels zoo.data.raster fills (what masks are trained on);
     polygon_raster="coco" keeps pycocotools' scan-conversion instead."""
     poly = [[10, 10, 19, 10, 19, 19, 10, 19]]  # a 10x10-pixel cell outline
     ds = Dataset(categories=["c"], images=[ImageRecord("x", 40, 40, instances=[Instance(0, (10, 10, 19, 19), polygons=poly)])])
@@ -332,7 +332,7 @@ def test_fast_polygon_rle_is_zoo_raster_pixel_for_pixel():
 
 def _perturbed(ds, seed, masks):
     """Predictions from real ground truth: shifted copies (boxes and pixels), misses, false positives."""
-    from zoo.raster import instance_mask
+    from zoo.data.raster import instance_mask
 
     rng = np.random.default_rng(seed)
     out = []
@@ -364,7 +364,7 @@ def _perturbed(ds, seed, masks):
 )  # fmt: skip
 def test_real_annotations_equal_to_pycocotools(real_fixtures, folder, iou_type):
     """Real labelme (group_id parts, __ignore__) and VOC files, read by zoo's readers."""
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     ds = read_dataset(real_fixtures / folder)
     preds = _perturbed(ds, seed=0, masks=iou_type == "segm")
@@ -379,7 +379,7 @@ def test_real_annotations_equal_to_pycocotools(real_fixtures, folder, iou_type):
 
 @pytest.mark.fixtures
 def test_real_coco_body_keypoints_get_coco_sigmas(real_fixtures):
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     ds = read_dataset(real_fixtures / "keypoints/X-AnyLabeling_human_pose")
     sigmas, source = oks_sigmas(ds)

@@ -75,7 +75,7 @@ def _degenerate_file(tmp_path):
 
 @pytest.mark.parametrize("task, iou_type", [("detect", "bbox"), ("instance-seg", "segm")])
 def test_annotations_zoo_does_not_train_on_are_scored_as_pycocotools_scores_them(tmp_path, task, iou_type):
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     gt_path, gt, res = _degenerate_file(tmp_path)
     metrics, pred = _zoo_eval(task, gt_path, res, tmp_path)
@@ -139,7 +139,7 @@ def test_an_annotation_without_bbox_or_segmentation_is_refused_as_pycocotools_re
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     gt_path, gt = make_files(tmp_path, n_images=6, seed=16)
     res = make_results(gt, seed=17)
@@ -160,7 +160,7 @@ def test_an_annotation_without_bbox_or_segmentation_is_refused_as_pycocotools_re
 def test_an_image_id_or_file_name_given_twice_differently_is_refused(tmp_path):
     """pycocotools keeps one image per id (the last entry) and one per id, whatever its
     file_name; zoo keeps one image per file: where the two differ, zoo refuses."""
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     gt_path, gt = make_files(tmp_path, n_images=6, seed=18)
     other_size = json.loads(json.dumps(gt))

@@ -227,7 +227,7 @@ def test_ground_truth_file_is_not_rederived(tmp_path):
     """The reader keeps each annotation as given; zoo's own COCO dict of the dataset writes
     the file's area, crowd RLE and ids back unchanged."""
     from zoo.adapters.coco import to_coco
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     gt_path, gt = make_files(tmp_path, n_images=12, seed=10)
     ds = read_dataset(gt_path)
@@ -243,7 +243,7 @@ def _jittered_ground_truth(dataset, seed):
     """A Toy.predict that returns each image's ground truth a few pixels off (masks and
     keypoints moved with the box), misses some, adds a false positive: a real mix of scores."""
     from zoo.predictions import Detection, InstancePredictions
-    from zoo.raster import instance_mask, mask_to_rle
+    from zoo.data.raster import instance_mask, mask_to_rle
 
     truth = {r.id: r for r in dataset.images}
     rng = np.random.default_rng(seed)
@@ -281,8 +281,8 @@ def test_a_runs_own_files_reproduce_its_metrics(tmp_path, real_fixtures, monkeyp
     metrics.json states)."""
     import toy_backend
 
-    from zoo.reading import read_dataset
-    from zoo.run import RunOptions, execute
+    from zoo.data.reading import read_dataset
+    from zoo.pipeline.run import RunOptions, execute
 
     data = read_dataset(real_fixtures / folder) if folder else toy_backend.make_dataset(tmp_path / "d", n=16)
     monkeypatch.setattr(toy_backend.Toy, "predict", _jittered_ground_truth(data, seed=2))
@@ -316,7 +316,7 @@ def test_real_fixtures_as_coco_files_score_as_pycocotools(tmp_path, real_fixture
     """Real annotations written as a COCO file (no images beside it), perturbed results as
     a results file: zoo eval on the two files equals pycocotools on them."""
     from zoo.adapters.coco import write
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     ds = read_dataset(real_fixtures / folder)
     gt_path = write(ds, tmp_path / "coco", copy_images=False)

@@ -1,7 +1,7 @@
 """The evaluator's fast paths equal the slow ones they replace, value for value.
 
-* ``zoo.raster.polygons_rles`` (batched, cached) == ``mask_to_rle(polygons_mask(...))``;
-* ``zoo.raster.rle_areas`` == ``rle_area`` one by one;
+* ``zoo.data.raster.polygons_rles`` (batched, cached) == ``mask_to_rle(polygons_mask(...))``;
+* ``zoo.data.raster.rle_areas`` == ``rle_area`` one by one;
 * ``to_coco`` (areas and ignored regions batched) == a per-instance reference built from
   ``annotation_geometry`` and ``instance_mask``;
 * ``scoring_results`` == ``detection_to_coco`` + faster-coco-eval's ``loadRes``;
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from test_eval_coco import CATS, _rle, random_dataset, random_predictions
 
-from zoo import raster
+from zoo.data import raster
 from zoo.adapters.coco import annotation_geometry, to_coco
 from zoo.dataset import Dataset, ImageRecord, Instance
 from zoo.evaluation.coco import _batched_cocoeval, evaluation_ground_truth, gc_paused, scoring_results

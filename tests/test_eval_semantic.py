@@ -1,5 +1,5 @@
 """Semantic-seg metrics: a hand-computed example, then random maps against torchmetrics and
-scikit-learn, then the whole path from canonical records through zoo.raster."""
+scikit-learn, then the whole path from canonical records through zoo.data.raster."""
 
 from __future__ import annotations
 
@@ -73,13 +73,13 @@ def test_from_records_through_the_rasteriser(tmp_path):
         ImageRecord("b", 40, 30, instances=[Instance(1, (0, 0, 9, 9), polygons=[[0, 0, 9, 0, 9, 9, 0, 9]])]),
     ]
     ds = Dataset(categories=["cell", "vessel"], images=recs)
-    from zoo.raster import semantic_label_map
+    from zoo.data.raster import semantic_label_map
 
     perfect = [SemanticPrediction(r.id, np.where(semantic_label_map(r, ds) == 255, 0, semantic_label_map(r, ds))) for r in recs]
     m = evaluate("semantic-seg", ds, perfect, plots_dir=tmp_path)
     assert m["mIoU"] == 1.0 and m["pixel_accuracy"] == 1.0 and m["task"] == "semantic-seg"
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
-    assert m["pixels"]["cell"] == 11 * 11  # box pixels, both ends included (zoo.raster's rule)
+    assert m["pixels"]["cell"] == 11 * 11  # box pixels, both ends included (zoo.data.raster's rule)
     blank = [SemanticPrediction(r.id, np.zeros((30, 40), np.uint8)) for r in recs]
     m = evaluate("semantic-seg", ds, blank)
     assert m["IoU"]["cell"] == 0.0 and m["mIoU_foreground"] == 0.0

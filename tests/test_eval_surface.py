@@ -168,9 +168,9 @@ def test_sensitivity_specificity_against_sklearn():
 
 
 def test_pixel_spacing_from_zoo_yaml(tmp_path):
-    from zoo.demo import write_demo
+    from zoo.data.demo import write_demo
     from zoo.errors import DataError
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     write_demo(tmp_path / "d", images=2, size=48, seed=0)
     yaml_file = tmp_path / "d" / "zoo.yaml"

@@ -7,8 +7,8 @@ import json
 import pytest
 import toy_backend
 
-from zoo.compare import CompareOptions, compare_and_report
-from zoo.executors import slot_environment
+from zoo.pipeline.compare import CompareOptions, compare_and_report
+from zoo.pipeline.executors import slot_environment
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""zoo.fetch against a local HTTP server on 127.0.0.1 standing in for a mirror: never the internet."""
+"""zoo.training.fetch against a local HTTP server on 127.0.0.1 standing in for a mirror: never the internet."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo import fetch
+from zoo.training import fetch
 from zoo.errors import ZooError
 
 
@@ -170,8 +170,8 @@ def test_a_run_records_the_fetched_weights_and_compare_applies_one_setting(mirro
     compare: every backend the same, said in the leaderboard and compare.json."""
     import toy_backend
 
-    from zoo.compare import CompareOptions, compare_and_report
-    from zoo.run import RunOptions, execute
+    from zoo.pipeline.compare import CompareOptions, compare_and_report
+    from zoo.pipeline.run import RunOptions, execute
 
     digest = _publish(mirror, "toy-weights.bin", b"published" * 100)
     data = toy_backend.make_dataset(tmp_path / "data", n=8)

@@ -11,10 +11,10 @@ from collections import Counter
 import pytest
 import toy_backend
 
-from zoo.compare import CompareOptions, compare_and_report
+from zoo.pipeline.compare import CompareOptions, compare_and_report
 from zoo.errors import ZooError
-from zoo.folds import make_folds, parse_seeds
-from zoo.reading import read_dataset
+from zoo.data.folds import make_folds, parse_seeds
+from zoo.data.reading import read_dataset
 from zoo.tasks import get_task
 
 
@@ -82,7 +82,7 @@ def test_cross_validated_leaderboard_is_mean_and_std_of_the_runs(tmp_path, tiny_
 
 
 def test_zoo_run_one_fold_is_the_compare_cell(tmp_path, tiny_demo, registry):
-    from zoo.run import RunOptions, execute
+    from zoo.pipeline.run import RunOptions, execute
 
     done = execute(RunOptions(task="detect", backend="toy", data=tiny_demo, out=tmp_path / "runs", registry=registry,
                               quiet=True, flags={"device": "cpu"}, fold=1, folds=2))

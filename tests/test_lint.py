@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from zoo.cli import main
-from zoo.lint import lint_folder
-from zoo.lint_fix import fix_dataset, plan_fixes
+from zoo.data.lint import lint_folder
+from zoo.data.lint_fix import fix_dataset, plan_fixes
 
 
 def rect(label, x0, y0, x1, y1, gid=None):
@@ -191,7 +191,7 @@ def test_cli_exit_status_and_json(tmp_path, capsys):
 
 def test_run_strict_refuses_errors(tmp_path):
     from zoo.errors import ZooError
-    from zoo.lint import refuse_errors
+    from zoo.data.lint import refuse_errors
 
     refuse_errors(clean_folder(tmp_path / "clean"))
     with pytest.raises(ZooError, match="--strict: 2 error"):

@@ -14,9 +14,9 @@ import toy_backend
 import zoo.registry
 from zoo.cli import main
 from zoo.errors import ZooError
-from zoo.predict import predict_to_labelme
-from zoo.reading import read_dataset
-from zoo.run import RunOptions, execute
+from zoo.pipeline.predict import predict_to_labelme
+from zoo.data.reading import read_dataset
+from zoo.pipeline.run import RunOptions, execute
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ import zoo.registry
 from zoo.cli import main
 from zoo.dataset import Dataset, ImageRecord
 from zoo.predictions import ClassPrediction, Detection, InstancePredictions
-from zoo.ranking import rank, uncertainty
-from zoo.run import RunOptions, execute
+from zoo.pipeline.ranking import rank, uncertainty
+from zoo.pipeline.run import RunOptions, execute
 
 META = Dataset(categories=["rbc", "wbc"], classes=["a", "b", "c"])
 

@@ -1,4 +1,4 @@
-"""zoo/raster.py: the one rasteriser."""
+"""zoo/data/raster.py: the one rasteriser."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from zoo import raster
+from zoo.data import raster
 from zoo.dataset import Dataset, ImageRecord, Instance
 
 

@@ -1,6 +1,6 @@
 """report.html, opened in a real browser (headless Chromium): it renders, logs no console
 error, loads nothing but its embedded images, is not blank, and its tables hold the numbers
-of metrics.json. The hardest-images ranking (zoo.failures) is checked on known cases."""
+of metrics.json. The hardest-images ranking (zoo.pipeline.failures) is checked on known cases."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import pytest
 import toy_backend
 from toy_backend import make_dataset
 
-from zoo.failures import image_failure, worst_images
+from zoo.pipeline.failures import image_failure, worst_images
 from zoo.predictions import Detection, InstancePredictions
-from zoo.report import all_scores, fmt_ci
-from zoo.run import RunOptions, execute
+from zoo.pipeline.report import all_scores, fmt_ci
+from zoo.pipeline.run import RunOptions, execute
 from zoo.tasks import get_task
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -134,7 +134,7 @@ def test_the_browser_check_sees_a_page_that_fetches(tmp_path):
 
 @needs_chromium
 def test_compare_report_in_a_browser(tmp_path, tiny_demo):
-    from zoo.compare import CompareOptions, compare_and_report
+    from zoo.pipeline.compare import CompareOptions, compare_and_report
 
     result = compare_and_report(CompareOptions(
         task="detect", backends=["toy", "oracle"], data=tiny_demo, out=tmp_path / "runs",
@@ -155,7 +155,7 @@ def test_compare_report_in_a_browser(tmp_path, tiny_demo):
 
 
 def test_failure_score_counts_false_positives_and_misses(tiny_demo):
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     ds = read_dataset(tiny_demo, "auto", None)
     task, meta = get_task("detect"), ds.meta()

@@ -8,7 +8,7 @@ import json
 import pytest
 import toy_backend
 
-from zoo.run import RunOptions, execute
+from zoo.pipeline.run import RunOptions, execute
 
 pytestmark = pytest.mark.fixtures
 

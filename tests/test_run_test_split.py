@@ -10,8 +10,8 @@ import pytest
 import toy_backend
 from toy_backend import make_dataset
 
-from zoo.compare import CompareOptions, compare_and_report
-from zoo.run import RunOptions, execute
+from zoo.pipeline.compare import CompareOptions, compare_and_report
+from zoo.pipeline.run import RunOptions, execute
 
 
 @pytest.fixture(scope="module")

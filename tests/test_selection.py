@@ -11,10 +11,10 @@ import toy_backend
 import yaml
 from toy_backend import make_dataset
 
-from zoo.compare import CompareOptions, Row, check_one_protocol, compare_and_report, leaderboard_table
+from zoo.pipeline.compare import CompareOptions, Row, check_one_protocol, compare_and_report, leaderboard_table
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
-from zoo.run import RunOptions, execute
+from zoo.pipeline.run import RunOptions, execute
 from zoo.selection import Protocol, Selection
 from zoo.tasks import get_task
 from zoo.testing import check_backend
@@ -93,8 +93,8 @@ def test_select_best_keeps_the_epoch_scored_best_on_the_selection_split(tmp_path
     from zoo.backend import RunContext
     from zoo.config import resolve_config
     from zoo.plugins.tv_models.classifiers import Resnet18
-    from zoo.reading import read_dataset
-    from zoo.run import strip_annotations
+    from zoo.data.reading import read_dataset
+    from zoo.pipeline.run import strip_annotations
 
     ds, task = read_dataset(tiny_demo), get_task("classify")
     saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())

@@ -23,7 +23,7 @@ from zoo.selection import Selection
 from zoo.errors import ZooError
 from zoo.plugins.smp import ARCHITECTURES
 from zoo.plugins.smp.geometry import IGNORE, Letterbox, canvas_side
-from zoo.raster import semantic_label_map
+from zoo.data.raster import semantic_label_map
 from zoo.registry import get_registry
 from zoo.tasks import get_task
 
@@ -365,7 +365,7 @@ def test_zoo_run_unet_leaves_a_complete_run_folder(tmp_path, monkeypatch):
     from PIL import Image
 
     from zoo.cli import main
-    from zoo.demo import write_demo
+    from zoo.data.demo import write_demo
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the plugin must switch it on itself
     data = tmp_path / "demo"
@@ -407,7 +407,7 @@ def test_real_labelme_photos_with_ignore_regions(real_fixtures, tmp_path):
     import torch
 
     from zoo.plugins.smp.data import SegmentationSamples
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     data = read_dataset(real_fixtures / "labelme" / "instance_segmentation", fmt="labelme")
     assert any(i.ignore for r in data.images for i in r.instances)
@@ -440,7 +440,7 @@ def test_real_labelme_photos_with_ignore_regions(real_fixtures, tmp_path):
 @pytest.mark.slow
 def test_resume_continues_an_interrupted_fit_from_its_last_epoch(tmp_path, monkeypatch):
     import zoo.training
-    from zoo.run import RunOptions, execute
+    from zoo.pipeline.run import RunOptions, execute
 
     data = tiny_dataset(tmp_path / "data", n=8)
     opts = dict(task="semantic-seg", backend="linknet", dataset=data, data=tmp_path / "data",

@@ -11,7 +11,7 @@ from toy_backend import make_dataset
 
 from zoo.dataset import Dataset, ImageRecord, Instance
 from zoo.errors import ZooError
-from zoo.split import carve_selection, choose_split, data_hash, make_split, read_split, write_split
+from zoo.data.split import carve_selection, choose_split, data_hash, make_split, read_split, write_split
 from zoo.tasks import get_task
 
 

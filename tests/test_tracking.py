@@ -14,8 +14,8 @@ import pytest
 import toy_backend
 from toy_backend import make_dataset
 
-from zoo.report import all_scores
-from zoo.run import RunOptions, execute
+from zoo.pipeline.report import all_scores
+from zoo.pipeline.run import RunOptions, execute
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_compare_logs_a_parent_and_one_child_per_backend_to_an_mlflow_server(tmp
                                                                             monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from zoo.compare import CompareOptions, compare_and_report
+    from zoo.pipeline.compare import CompareOptions, compare_and_report
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     result = compare_and_report(CompareOptions(

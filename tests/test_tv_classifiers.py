@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from zoo.demo import write_demo
-    from zoo.reading import read_dataset
+    from zoo.data.demo import write_demo
+    from zoo.data.reading import read_dataset
 
     out = tmp_path_factory.mktemp("tvcls")
     write_demo(out, images=8, size=64, seed=0)

@@ -25,7 +25,7 @@ from zoo.plugins.tv_models.rcnn import (  # noqa: E402
     build_model,
     flip_permutation,
 )
-from zoo.raster import instance_mask, rle_to_mask  # noqa: E402
+from zoo.data.raster import instance_mask, rle_to_mask  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
 from zoo.testing import check_backend  # noqa: E402
 
@@ -34,8 +34,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Dataset:
-    from zoo.demo import write_demo
-    from zoo.reading import read_dataset
+    from zoo.data.demo import write_demo
+    from zoo.data.reading import read_dataset
 
     out = tmp_path_factory.mktemp("tvdemo")
     write_demo(out, images=8, size=64, seed=0)
@@ -224,7 +224,7 @@ def _fit_predict(cls, task_name, data, tmp_path, **flags):
 
 @pytest.mark.fixtures
 def test_real_labelme_instance_segmentation(real_fixtures, tmp_path):
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     data = read_dataset(real_fixtures / "labelme" / "instance_segmentation")
     # the person split in two polygons (group_id) is one instance whose target mask covers both
@@ -243,7 +243,7 @@ def test_real_labelme_instance_segmentation(real_fixtures, tmp_path):
 
 @pytest.mark.fixtures
 def test_real_xanylabeling_person_keypoints(real_fixtures, tmp_path):
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     data = read_dataset(real_fixtures / "keypoints" / "X-AnyLabeling_human_pose")
     assert len(data.keypoint_names) == 17
@@ -254,8 +254,8 @@ def test_real_xanylabeling_person_keypoints(real_fixtures, tmp_path):
 
 
 def test_end_to_end_run_folder(tmp_path):
-    from zoo.demo import write_demo
-    from zoo.run import RunOptions, execute
+    from zoo.data.demo import write_demo
+    from zoo.pipeline.run import RunOptions, execute
 
     write_demo(tmp_path / "data", images=12, size=64, seed=0)
     result = execute(

@@ -42,7 +42,7 @@ def _convert_with_file_limit(src, out, to: str, limit: int, cwd):
 def test_a_failed_convert_leaves_an_output_nothing_reads(to, tmp_path):
     """The disk refuses the big annotation file (a real file-size limit, as a full disk would)."""
     from zoo.adapters.convert import check_folder, convert_folder
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     src = _labelme_folder(tmp_path / "src", points=20000)  # a polygon of ~700 KB as text
     out = tmp_path / "out"

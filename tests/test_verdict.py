@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import toy_backend
 
-from zoo.compare import CompareOptions, compare_and_report
-from zoo.reading import read_dataset
-from zoo.split import read_split
+from zoo.pipeline.compare import CompareOptions, compare_and_report
+from zoo.data.reading import read_dataset
+from zoo.data.split import read_split
 from zoo.tasks import get_task
-from zoo.verdict import paired, verdicts
+from zoo.pipeline.verdict import paired, verdicts
 
 
 @pytest.fixture(scope="module")

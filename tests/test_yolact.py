@@ -37,8 +37,8 @@ from zoo.tasks import get_task  # noqa: E402
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from zoo.demo import write_demo
-    from zoo.reading import read_dataset
+    from zoo.data.demo import write_demo
+    from zoo.data.reading import read_dataset
 
     out = tmp_path_factory.mktemp("yolactdemo")
     write_demo(out, images=8, size=64, seed=0)
@@ -315,8 +315,8 @@ def test_conformance_one_training_epoch_and_checkpoint_predicts_the_same(backend
 @pytest.mark.slow
 @pytest.mark.fixtures
 def test_real_labelme_instance_segmentation(real_fixtures, tmp_path):
-    from zoo.raster import rle_to_mask
-    from zoo.reading import read_dataset
+    from zoo.data.raster import rle_to_mask
+    from zoo.data.reading import read_dataset
 
     data = read_dataset(real_fixtures / "labelme" / "instance_segmentation")
     task = get_task("instance-seg")
@@ -348,8 +348,8 @@ def test_spec_module_and_backend_module_do_not_import_torch():
 
 @pytest.mark.slow
 def test_end_to_end_run_folder(tmp_path):
-    from zoo.demo import write_demo
-    from zoo.run import RunOptions, execute
+    from zoo.data.demo import write_demo
+    from zoo.pipeline.run import RunOptions, execute
 
     write_demo(tmp_path / "data", images=8, size=64, seed=0)
     result = execute(

@@ -52,7 +52,7 @@ def no_network(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from zoo.demo import write_demo
+    from zoo.data.demo import write_demo
 
     out = tmp_path_factory.mktemp("yolo-demo")
     write_demo(out, images=8, size=64)
@@ -72,7 +72,7 @@ def _user_config_files() -> set[str]:
 
 @pytest.mark.parametrize("task", TASKS)
 def test_conformance_offline_and_contained(task, tiny, tmp_path, monkeypatch, no_network):
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
     from zoo.testing import check_backend
 
     monkeypatch.chdir(tmp_path)  # check_backend asserts nothing lands in the cwd
@@ -128,7 +128,7 @@ def test_conformance_offline_and_contained(task, tiny, tmp_path, monkeypatch, no
         if task == "keypoint" and len(raw.boxes):
             assert np.allclose(np.array(pred.detections[0].keypoints), raw.keypoints.data[0].numpy(), atol=1e-3)
         if task == "instance-seg" and len(raw.boxes):
-            from zoo.raster import rle_to_mask
+            from zoo.data.raster import rle_to_mask
 
             assert np.array_equal(rle_to_mask(pred.detections[0].mask), raw.masks.data[0].numpy() > 0.5)
 
@@ -193,7 +193,7 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 
 
 def test_unknown_train_arg_is_a_config_error(tiny, tmp_path):
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     ds = read_dataset(tiny)
     b = _backend("detect", tmp_path, ds, epochs=1, imgsz=64, batch=4, train_args={"mosiac": 0.0})
@@ -212,7 +212,7 @@ def test_plugin_module_stays_light():
 def test_resume_continues_an_interrupted_training(tiny, tmp_path, monkeypatch):
     from zoo.backend import RunContext
     from zoo.plugins.yolov8.backend import YoloV8, YoloV8Config
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
     from zoo.tasks import get_task
 
     from zoo.checksums import Ledger

@@ -47,8 +47,8 @@ def _results(h, w, *, boxes=None, masks=None, keypoints=None, probs=None, names=
 
 @pytest.fixture(scope="module")
 def demo_ds(tmp_path_factory):
-    from zoo.demo import write_demo
-    from zoo.reading import read_dataset
+    from zoo.data.demo import write_demo
+    from zoo.data.reading import read_dataset
 
     out = tmp_path_factory.mktemp("demo")
     write_demo(out, images=4, size=96)
@@ -56,7 +56,7 @@ def demo_ds(tmp_path_factory):
 
 
 def _gt_results(rec, *, with_masks=False, with_keypoints=False):
-    from zoo.raster import instance_mask
+    from zoo.data.raster import instance_mask
 
     insts = [i for i in rec.instances if not i.ignore]
     boxes = torch.tensor([[*i.bbox, 1.0, float(i.category)] for i in insts], dtype=torch.float32)
@@ -103,7 +103,7 @@ def test_ground_truth_through_translation_scores_one(demo_ds, task, kwargs):
 
 
 def test_masks_and_keypoints_match_the_tensors(demo_ds):
-    from zoo.raster import instance_mask, rle_to_mask
+    from zoo.data.raster import instance_mask, rle_to_mask
 
     rec = demo_ds.images[0]
     res = _gt_results(rec, with_masks=True, with_keypoints=True)
@@ -120,7 +120,7 @@ def test_letterboxed_masks_are_mapped_back_to_the_original_image():
     m[0, 48:64, 32:64] = 1.0
     boxes = torch.tensor([[50.0, 25.0, 100.0, 50.0, 0.9, 1.0]])
     pred = translate.to_instances(_results(100, 200, boxes=boxes, masks=m), "x", with_masks=True)
-    from zoo.raster import rle_to_mask
+    from zoo.data.raster import rle_to_mask
 
     got = rle_to_mask(pred.detections[0].mask)
     assert got.shape == (100, 200)
@@ -148,7 +148,7 @@ def test_class_probabilities_follow_zoo_class_order():
 
 def test_ground_truth_masks_painted_score_one_for_semantic_seg(demo_ds):
     from zoo.evaluation import evaluate
-    from zoo.raster import semantic_label_map
+    from zoo.data.raster import semantic_label_map
 
     preds = [translate.to_label_map(_gt_results(r, with_masks=True), r.id, 0.25) for r in demo_ds.images]
     for r, p in zip(demo_ds.images, preds):

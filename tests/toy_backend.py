@@ -12,7 +12,7 @@ score it 1.0.
 ``ZOO_TOY_FAIL=fit|predict|load`` makes that step raise, to test failures and --resume.
 
 ``pretrained: true`` fetches ``weights_url`` into ``$ZOO_HOME/weights/toy/`` through
-zoo.fetch, as a real backend fetches its framework's published weights.
+zoo.training.fetch, as a real backend fetches its framework's published weights.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Toy(Backend):
     def fit(self, train, selection):
         _fail("fit")
         if self.config.pretrained:
-            from zoo.fetch import fetch
+            from zoo.training.fetch import fetch
 
             home = Path(os.environ.get("ZOO_HOME", Path.home() / ".cache" / "zoo"))
             fetch(self.config.weights_url, home / "weights" / "toy" / self.config.weights_url.rsplit("/", 1)[-1])
@@ -78,7 +78,7 @@ class Toy(Backend):
         self.state = state
         self.ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         (self.ctx.checkpoint_dir / "toy.json").write_text(json.dumps(state))
-        # one row per configured epoch, as a training loop reports them (zoo.tracking logs them)
+        # one row per configured epoch, as a training loop reports them (zoo.pipeline.tracking logs them)
         history = [{"epoch": e, "loss": 1.0 / e} for e in range(1, self.config.epochs + 1)]
         return {"toy_loss": 0.5, "history": history}
 
@@ -113,7 +113,7 @@ class Toy(Backend):
             n = len(self.meta.classes)
             return ClassPrediction(r.id, top, [1.0 if k == top else 0.0 for k in range(n)])
         if task == "semantic-seg":
-            from zoo.raster import instance_mask
+            from zoo.data.raster import instance_mask
 
             out = np.zeros((r.height, r.width), dtype=np.uint8)
             if mem is not None:
@@ -133,8 +133,8 @@ class Toy(Backend):
                 mask = None
                 if task == "instance-seg":
                     # Exactly the ground truth the evaluator scores: to_coco's segmentation
-                    # (polygons, else the box as a polygon) filled by zoo.raster.
-                    from zoo.raster import mask_to_rle, polygons_mask
+                    # (polygons, else the box as a polygon) filled by zoo.data.raster.
+                    from zoo.data.raster import mask_to_rle, polygons_mask
 
                     x0, y0, x1, y1 = i["bbox"]
                     polys = i["polygons"] or [[x0, y0, x1, y0, x1, y1, x0, y1]]
@@ -182,7 +182,7 @@ def answer_key(root: str | Path) -> dict:
     """Every image's annotations under ``root``, by id (what the oracle peeks at)."""
     key = str(Path(root).resolve())
     if key not in _ANSWER_KEYS:
-        from zoo.reading import read_dataset
+        from zoo.data.reading import read_dataset
 
         _ANSWER_KEYS[key] = {r.id: r for r in read_dataset(Path(key)).images}
     return _ANSWER_KEYS[key]

@@ -5,7 +5,7 @@ framework needs into its own scratch folder, trains, and translates the framewor
 predictions back into canonical ones (:mod:`zoo.predictions`). Splitting, scoring,
 reporting and the run folder are zoo's, never the backend's.
 
-Lifecycle, driven by :mod:`zoo.run`::
+Lifecycle, driven by :mod:`zoo.pipeline.run`::
 
     b = BackendClass(task, meta, config, ctx)   # cheap; imports the framework lazily
     b.fit(train, selection)                     # leaves a checkpoint in ctx.checkpoint_dir
@@ -77,7 +77,7 @@ class Backend(ABC):
     stride: ClassVar[int] = 32
     #: ``epochs: auto`` gives at least this many optimiser steps from scratch ...
     auto_steps: ClassVar[int] = 300
-    #: ... and never fewer epochs than this (see zoo.autoconfig).
+    #: ... and never fewer epochs than this (see zoo.training.autoconfig).
     auto_min_epochs: ClassVar[int] = 30
 
     def __init__(self, task: Task, meta: Dataset, config: BackendConfig, ctx: RunContext):

@@ -110,7 +110,7 @@ class Ledger:
 
 class FollowerLedger(Ledger):
     """The ledger of a process that reads a run another process writes (a rank other than 0
-    under a launcher, zoo.distributed): it records nothing, and checks each file against
+    under a launcher, zoo.training.distributed): it records nothing, and checks each file against
     the sha256 the writer has saved in ``manifest.json`` by then."""
 
     def __init__(self, root: str | Path, key: str = KEY):

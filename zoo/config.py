@@ -11,7 +11,7 @@ Layers, later wins:
 
 Unknown keys are errors that say where the key came from and suggest the near miss.
 ``epochs`` and ``imgsz`` default to ``auto``: chosen from the data once it is read
-(:mod:`zoo.autoconfig`), unless a layer sets them.
+(:mod:`zoo.training.autoconfig`), unless a layer sets them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class BackendConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
-    # "auto": chosen from the training images (zoo.autoconfig) -- a backend only ever sees ints
+    # "auto": chosen from the training images (zoo.training.autoconfig) -- a backend only ever sees ints
     epochs: Union[int, Literal["auto"]] = "auto"
     imgsz: Union[int, Literal["auto"]] = "auto"
     batch: int = 16
@@ -41,7 +41,7 @@ class BackendConfig(BaseModel):
     #: Wall-clock seconds for training ("15m", "1h30m" and "90s" are read too): the epochs are
     #: set to what fits after the first one is timed (zoo.training.EpochPlan); None = no budget.
     budget: Optional[float] = None
-    pretrained: bool = False  # opt-in (--pretrained): published weights, fetched once by zoo.fetch
+    pretrained: bool = False  # opt-in (--pretrained): published weights, fetched once by zoo.training.fetch
     weights: Path | None = None  # a local weights file to start from
 
     @field_validator("budget", mode="before")

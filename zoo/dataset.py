@@ -20,7 +20,7 @@ Conventions, fixed here once:
   (``Instance.coco``, ``Dataset.category_ids``): the evaluator scores a COCO source against
   the file's own annotations (its ``area``, crowd regions, polygons filled by pycocotools'
   rule), so zoo's numbers equal pycocotools' on that file. Sources without such fields
-  (labelme, VOC, YOLO) get areas computed and polygons filled by zoo (:mod:`zoo.raster`).
+  (labelme, VOC, YOLO) get areas computed and polygons filled by zoo (:mod:`zoo.data.raster`).
 * An image needs no pixels to be scored (its size is enough); pixels (``file`` or labelme
   ``imageData``) are needed only to train, predict or draw.
 

@@ -8,7 +8,7 @@ The protocol (``zoo run`` / ``zoo compare``: ``--select``, ``--select-frac``, ``
 * ``--patience N``: early stopping, on the same selection split, after N epochs without
   improvement (with ``last``, the weights where training stopped are kept).
 
-The selection split is carved from the training images (:func:`zoo.split.carve_selection`,
+The selection split is carved from the training images (:func:`zoo.data.split.carve_selection`,
 seeded and stratified, ``--select-frac`` of them, recorded in ``split.json``) only when the
 protocol scores something. It is never the validation or test split that gets reported: a
 backend's ``fit(train, selection)`` receives a :class:`Selection`, never the scored split,
@@ -153,7 +153,7 @@ class Selection:
         being trained) on the selection images without their annotations, scored by zoo."""
 
         def val_fn(model: Any = None) -> float:
-            from zoo.run import strip_annotations
+            from zoo.pipeline.run import strip_annotations
 
             return self.score(list(predict(strip_annotations(self.data))))
 

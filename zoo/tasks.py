@@ -29,7 +29,7 @@ class Task(ABC):
     evaluator_path: ClassVar[str]
     evaluator_options: ClassVar[dict[str, Any]] = {}
     #: ``imgsz: auto`` per device: (cap, ceiling) -- the size used when the objects allow, and
-    #: the most small objects may raise it to (see zoo.autoconfig).
+    #: the most small objects may raise it to (see zoo.training.autoconfig).
     imgsz_caps: ClassVar[dict[str, tuple[int, int]]] = {"cpu": (416, 640), "gpu": (1024, 1280)}
 
     def class_names(self, meta: Dataset) -> list[str]:

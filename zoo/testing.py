@@ -176,8 +176,8 @@ def traced_reads(files: set[str]):
 
 
 def _tiny_demo(out: Path) -> Dataset:
-    from zoo.demo import write_demo
-    from zoo.reading import read_dataset
+    from zoo.data.demo import write_demo
+    from zoo.data.reading import read_dataset
 
     if not out.exists():
         write_demo(out, images=8, size=64, seed=0)

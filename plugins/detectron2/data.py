@@ -34,7 +34,7 @@ def dataset_dicts(records: Sequence[ImageRecord], *, masks: bool, num_keypoints:
 def record_dict(record: ImageRecord, *, masks: bool, num_keypoints: int) -> dict[str, Any]:
     from detectron2.structures import BoxMode
 
-    from zoo.raster import instance_mask, mask_to_rle
+    from zoo.data.raster import instance_mask, mask_to_rle
 
     annotations = []
     for inst in record.instances:

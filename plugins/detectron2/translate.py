@@ -13,7 +13,7 @@ from zoo.predictions import Detection, InstancePredictions
 def instances_to_prediction(image_id: str, instances, width: int, height: int) -> InstancePredictions:
     """One image's ``Instances`` (on any device) as canonical detections; a mask or keypoints
     field is translated when the model predicts it."""
-    from zoo.raster import mask_to_rle
+    from zoo.data.raster import mask_to_rle
 
     instances = instances.to("cpu")
     boxes = instances.pred_boxes.tensor.double()

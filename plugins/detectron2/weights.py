@@ -4,7 +4,7 @@
 layers that depend on the number of classes are left as initialised), kept in the cache
 ``$ZOO_HOME/weights/detectron2/`` (default ``~/.cache/zoo/weights/detectron2/``) at the path
 of its URL after ``/detectron2/``, and fetched there from detectron2's model-zoo URL when
-missing (zoo.fetch: ``ZOO_WEIGHTS_MIRROR``, ``ZOO_OFFLINE``; the model zoo publishes no
+missing (zoo.training.fetch: ``ZOO_WEIGHTS_MIRROR``, ``ZOO_OFFLINE``; the model zoo publishes no
 checksum, so the file's sha256 is recorded, not checked).
 
 Model-zoo checkpoints are Python pickles of numpy arrays. zoo unpickles them with an
@@ -61,7 +61,7 @@ def cached_model_zoo_weights(config_name: str) -> Path:
             f"pretrained: the detectron2 model zoo has no checkpoint for {config_name}; "
             "pass --weights FILE or set pretrained: false"
         )
-    from zoo.fetch import fetch
+    from zoo.training.fetch import fetch
 
     local = weights_home() / url.split("/detectron2/", 1)[-1]
     return fetch(url, local, what=f"pretrained {config_name}")

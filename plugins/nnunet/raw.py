@@ -2,7 +2,7 @@
 
 * ``imagesTr/<case>_0000.png``: the image as RGB (nnU-Net's natural-image reader takes the
   three colours of one PNG as three channels, ``channel_names`` R, G, B);
-* ``labelsTr/<case>.png``: zoo's label map (:func:`zoo.raster.semantic_label_map`), with
+* ``labelsTr/<case>.png``: zoo's label map (:func:`zoo.data.raster.semantic_label_map`), with
   zoo's ignore value 255 rewritten to nnU-Net's ignore label, which must be the highest
   label (one past the last class);
 * ``dataset.json``: channels, labels (``background`` 0, each category, ``ignore``), the
@@ -53,7 +53,7 @@ def write_raw_dataset(root: Path, meta: Dataset, records: Sequence[ImageRecord])
     from PIL import Image
 
     from zoo.atomic import write_json
-    from zoo.raster import semantic_label_map
+    from zoo.data.raster import semantic_label_map
 
     folder = Path(root) / DATASET_NAME
     (folder / "imagesTr").mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Canonical images -> the tensors an smp model trains on.
 
-The target is zoo's one semantic label map (:func:`zoo.raster.semantic_label_map`:
+The target is zoo's one semantic label map (:func:`zoo.data.raster.semantic_label_map`:
 background 0, category i at i + 1, ignored regions 255), letterboxed like the image with
 the padding marked ignored (see :mod:`zoo.plugins.smp.geometry`).
 """
@@ -33,7 +33,7 @@ def to_tensor(rgb):
 
 def letterboxed_pair(record: ImageRecord, meta: Dataset, imgsz: int, side: int, keep_aspect: bool):
     """The image and its label map on the canvas, both uint8."""
-    from zoo.raster import semantic_label_map
+    from zoo.data.raster import semantic_label_map
 
     rgb = record.load_rgb()
     labels = semantic_label_map(record, meta)

@@ -3,7 +3,7 @@
 smp and timm fetch pretrained encoder weights from the Hugging Face hub, and without
 ``HF_HUB_OFFLINE`` they retry the network for 20-50 s before failing. So the hub is
 switched offline here, before smp / timm are imported, and zoo fetches what smp's own
-encoders need itself (:func:`fetch_encoder_weights`, through zoo.fetch: progress,
+encoders need itself (:func:`fetch_encoder_weights`, through zoo.training.fetch: progress,
 ``ZOO_WEIGHTS_MIRROR``, ``ZOO_OFFLINE``) into the Hugging Face cache, at the revision smp
 pins, where smp then finds it offline. timm encoders (``tu-...``) are read from the local
 Hugging Face cache only; a missing file is a :class:`ZooError` that says what to do.
@@ -96,7 +96,7 @@ def fetch_encoder_weights(smp, encoder: str, weights: str) -> None:
     Face cache's snapshot folder. Safetensors hold tensors only; nothing is unpickled."""
     from huggingface_hub import constants
 
-    from zoo.fetch import fetch
+    from zoo.training.fetch import fetch
 
     settings = smp.encoders.encoders[encoder]["pretrained_settings"][weights]
     repo, revision = settings["repo_id"], settings["revision"]

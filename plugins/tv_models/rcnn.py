@@ -261,7 +261,7 @@ def _scaled_mask(inst, record: ImageRecord, w: int, h: int):
     import numpy as np
     from PIL import Image
 
-    from zoo.raster import instance_mask
+    from zoo.data.raster import instance_mask
 
     m = instance_mask(inst, record.height, record.width)
     if m.shape != (h, w):
@@ -418,7 +418,7 @@ class RCNNBackend(Backend):
         large images never hold a hundred full-size float masks at once."""
         import torch.nn.functional as F
 
-        from zoo.raster import mask_to_rle
+        from zoo.data.raster import mask_to_rle
 
         full = F.interpolate(prob[None].float(), size=(H, W), mode="bilinear", align_corners=False)[0, 0]
         return mask_to_rle((full > self.config.mask_threshold).numpy())

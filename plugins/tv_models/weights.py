@@ -1,5 +1,5 @@
 """Starting weights: torchvision's pretrained weights in the torch hub cache (fetched there by
-:mod:`zoo.fetch` when missing, the hash prefix of the file name checked as torch.hub does),
+:mod:`zoo.training.fetch` when missing, the hash prefix of the file name checked as torch.hub does),
 a user's ``--weights`` file only from disk.
 """
 
@@ -16,13 +16,13 @@ _log = logging.getLogger("zoo.tv_models")
 
 def cached_weights(name: str, what: str = "pretrained"):
     """The torchvision weights enum of model ``name`` (its DEFAULT), its file in the torch hub
-    cache (``$TORCH_HOME/hub/checkpoints``), fetched there if missing (:func:`zoo.fetch.fetch`:
+    cache (``$TORCH_HOME/hub/checkpoints``), fetched there if missing (:func:`zoo.training.fetch.fetch`:
     ``ZOO_OFFLINE`` / no network is one clear error naming the file and where to put it).
     """
     import torch
     from torchvision.models import get_model_weights
 
-    from zoo.fetch import fetch
+    from zoo.training.fetch import fetch
 
     try:
         weights = get_model_weights(name).DEFAULT

@@ -149,7 +149,7 @@ def _mask(inst, record: ImageRecord, size: int):
     import numpy as np
     from PIL import Image
 
-    from zoo.raster import instance_mask
+    from zoo.data.raster import instance_mask
 
     m = instance_mask(inst, record.height, record.width).astype(np.uint8) * 255
     return (np.asarray(Image.fromarray(m).resize((size, size), Image.BILINEAR)) > 127).astype(np.uint8)
@@ -326,7 +326,7 @@ class Yolact(Backend):
         import torch.nn.functional as F
 
         from zoo.plugins.yolact.masks import crop
-        from zoo.raster import mask_to_rle
+        from zoo.data.raster import mask_to_rle
 
         full = F.interpolate(prob[None, None].float(), size=(H, W), mode="bilinear", align_corners=False)[0]
         full = crop(full, box[None].float())[0]

@@ -12,7 +12,7 @@ the keypoint shape and the output names; :meth:`YoloV8.load` rebuilds the networ
 and loads the tensors. Ultralytics' own ``work/train/weights/last.pt`` (which ``--resume``
 continues) is a pickle: its sha256 is recorded in the run's manifest each time ultralytics
 writes it, and it is unpickled only when it still matches. A user's ``--weights`` file or
-a pretrained ``.pt`` (fetched into ``$ZOO_HOME/weights`` by zoo.fetch) is unpickled only with
+a pretrained ``.pt`` (fetched into ``$ZOO_HOME/weights`` by zoo.training.fetch) is unpickled only with
 ``--trust-weights``, and is not even fetched without it.
 
 Tasks: detect, instance-seg, keypoint, classify, and semantic-seg derived from the
@@ -96,7 +96,7 @@ class YoloV8(Backend):
         super().__init__(task, meta, config, ctx)
         if task.name not in FRAMEWORK_TASK:
             raise ZooError(f"yolov8 does not do {task.name}; it does {', '.join(FRAMEWORK_TASK)}")
-        from zoo.distributed import world
+        from zoo.training.distributed import world
 
         if world().distributed:
             raise ZooError("yolov8 trains on several GPUs itself (ultralytics' DDP): run zoo run --device 0,1 "
@@ -129,14 +129,14 @@ class YoloV8(Backend):
 
     def _fetch_asset(self, file: str) -> Path:
         """Ultralytics' published ``file`` (its GitHub release asset), fetched once into
-        ``$ZOO_HOME/weights`` (zoo.fetch). Refused before any download without
+        ``$ZOO_HOME/weights`` (zoo.training.fetch). Refused before any download without
         ``--trust-weights``: the asset is a pickle."""
         if not self.ctx.trust_weights:
             raise ConfigError(
                 f"--pretrained for yolov8 needs --trust-weights: ultralytics ships its weights "
                 f"({file}) as pickles, and unpickling can run any code in them"
             )
-        from zoo.fetch import fetch
+        from zoo.training.fetch import fetch
 
         return fetch(_asset_url(file), _weights_home() / file, what=f"pretrained {file}")
 

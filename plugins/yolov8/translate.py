@@ -42,7 +42,7 @@ def to_instances(result: Any, image_id: str, *, with_masks: bool = False, with_k
             data = np.concatenate([data, np.ones(data.shape[:-1] + (1,))], axis=-1)
         kps = data
     if masks is not None:
-        from zoo.raster import mask_to_rle
+        from zoo.data.raster import mask_to_rle
     for k in range(len(conf)):
         det = Detection(
             category=int(cls[k]),

@@ -34,7 +34,7 @@ def check(
         raise ZooError("--fix and --out go together: zoo check --fix --out NEW_FOLDER")
     if map_ and not fix:
         raise ZooError("--map renames labels in the copy --fix writes: add --fix --out NEW_FOLDER")
-    from zoo import lint, lint_fix
+    from zoo.data import lint, lint_fix
 
     mapping = lint_fix.parse_map(map_)
     if fix:

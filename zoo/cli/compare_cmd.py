@@ -41,8 +41,8 @@ def compare(
     track: Optional[str] = typer.Option(None, "--track", help="Log to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else OUT/mlruns; pip install 'zoo[mlflow]') or tensorboard (event files in the run folder; 'zoo[tensorboard]')."),
 ) -> None:
     """Run several backends on the same split and rank them."""
-    from zoo.compare import CompareOptions, compare_and_report
-    from zoo.folds import parse_seeds
+    from zoo.pipeline.compare import CompareOptions, compare_and_report
+    from zoo.data.folds import parse_seeds
 
     compare_and_report(
         CompareOptions(

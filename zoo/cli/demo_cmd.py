@@ -13,7 +13,7 @@ def demo(
     """Write the built-in blood-smear demo dataset (labelme format, all five tasks)."""
     from rich.console import Console
 
-    from zoo.demo import write_demo
+    from zoo.data.demo import write_demo
 
     summary = write_demo(out)
     Console(stderr=True).print(

@@ -21,13 +21,13 @@ def predict(
     if rank:
         from rich.console import Console
 
-        from zoo.ranking import rank_folder, ranking_table
+        from zoo.pipeline.ranking import rank_folder, ranking_table
 
         ranked = rank_folder(run_dir, images, out, top=top, conf=conf, device=device)
         Console().print(ranking_table(ranked, top))
         Console(stderr=True).print(f"{out / 'ranking.csv'}: {len(ranked)} image(s) ranked; the first {min(top, len(ranked))} "
                                    f"pre-filled as labelme JSON in {out}: open them with `labelme {out}`", highlight=False)
         return
-    from zoo.predict import predict_to_labelme
+    from zoo.pipeline.predict import predict_to_labelme
 
     predict_to_labelme(run_dir, images, out, conf=conf, device=device)

@@ -42,7 +42,7 @@ def run(
     track: Optional[str] = typer.Option(None, "--track", help="Log to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else OUT/mlruns; pip install 'zoo[mlflow]') or tensorboard (event files in the run folder; 'zoo[tensorboard]')."),
 ) -> None:
     """Train a backend on a folder and score it with the shared evaluator."""
-    from zoo.run import RunOptions, run_and_report
+    from zoo.pipeline.run import RunOptions, run_and_report
 
     run_and_report(
         RunOptions(

@@ -43,7 +43,7 @@ class Evaluator(ABC):
         """After ``evaluate()`` with ``ci95``: the headline scores of each resample for image
         ``weights`` ``(resamples, images)`` in processing order (zoo.evaluation.bootstrap).
         The same weights given to two evaluators of the same images pair their resamples
-        (zoo.verdict)."""
+        (zoo.pipeline.verdict)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no per-image results")
 
 

@@ -30,7 +30,7 @@ def evaluate_files(task: str, gt: Path, pred: Path, out: Path, fmt: str = "auto"
     """Read GT and PRED, score them, write ``out`` (metrics.json), print a table; the metrics."""
     from zoo.atomic import write_json
     from zoo.evaluation import evaluate
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
     from zoo.tasks import get_task
 
     t = get_task(task)
@@ -191,7 +191,7 @@ def print_metrics(metrics: dict[str, Any], out: Path | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from zoo.report import fmt_ci
+    from zoo.pipeline.report import fmt_ci
 
     console = Console()
     main = metrics.get("main")

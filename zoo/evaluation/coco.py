@@ -18,7 +18,7 @@ Conventions (also written into every metrics dict under ``conventions``):
   field pycocotools needs and the file lacks is filled by the rule ``ground_truth`` states
   (pycocotools raises KeyError there); an annotation with no bbox and no segmentation is refused.
 * ``segm``: a COCO file's polygons are filled as pycocotools fills them. Polygons from other
-  sources (labelme, VOC, YOLO) are scored as the pixels :mod:`zoo.raster` fills for them
+  sources (labelme, VOC, YOLO) are scored as the pixels :mod:`zoo.data.raster` fills for them
   (labelme's rule, the pixels mask models are trained on), not pycocotools' own polygon
   scan-conversion (``polygon_raster="coco"`` restores that); ``data/val_coco.json`` holds
   those pixels as RLE. Instance-seg and keypoint metrics also carry the box AP of the same
@@ -95,7 +95,7 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
     """The COCO dict the evaluator scores against.
 
     For ``segm`` with ``polygon_raster="zoo"`` every polygon is replaced by the RLE of the
-    pixels :mod:`zoo.raster` fills for it (labelme's rule, outline included) -- the same
+    pixels :mod:`zoo.data.raster` fills for it (labelme's rule, outline included) -- the same
     pixels semantic label maps and mask targets are made of. pycocotools' own polygon
     scan-conversion leaves most outline pixels out, which on small objects (a 10-pixel cell)
     costs a perfect mask ~10 points of AP. ``polygon_raster="coco"`` keeps the polygons, for
@@ -119,7 +119,7 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
         return gt
     if polygon_raster != "zoo":
         raise ValueError(f"polygon_raster must be 'zoo' or 'coco', not {polygon_raster!r}")
-    from zoo.raster import polygons_rles
+    from zoo.data.raster import polygons_rles
 
     size = {img["id"]: (img["height"], img["width"]) for img in gt["images"]}
     # a COCO file's own polygons stay polygons: pycocotools fills them by its rule
@@ -135,9 +135,9 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
 
 
 def polygons_rle(polygons: list[list[float]], height: int, width: int) -> dict:
-    """``mask_to_rle(polygons_mask(polygons, height, width))`` of :mod:`zoo.raster`, faster
-    (one item of :func:`zoo.raster.polygons_rles`)."""
-    from zoo.raster import polygons_rles
+    """``mask_to_rle(polygons_mask(polygons, height, width))`` of :mod:`zoo.data.raster`, faster
+    (one item of :func:`zoo.data.raster.polygons_rles`)."""
+    from zoo.data.raster import polygons_rles
 
     return polygons_rles([(polygons, height, width)])[0]
 
@@ -558,7 +558,7 @@ class CocoEvaluator(Evaluator):
             source = self.meta.format or "dataset"
             conv["polygon_raster"] = (
                 f"pycocotools (the {source} file's own polygons, filled as pycocotools fills them)" if given
-                else f"zoo.raster (labelme's rule, outline pixels included; the pixels masks are trained on) "
+                else f"zoo.data.raster (labelme's rule, outline pixels included; the pixels masks are trained on) "
                 f"for the {source} polygons" if self.polygon_raster == "zoo"
                 else f"pycocotools (the {source} polygons passed to COCO as they are)"
             )

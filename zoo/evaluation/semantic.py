@@ -5,7 +5,7 @@ Conventions (also written into every metrics dict under ``conventions``):
 
 * Label maps put background at 0 and category ``i`` at ``i + 1``; ground-truth pixels equal
   to 255 (ignored regions) are left out of every count. Ground truth comes from
-  ``zoo.raster.semantic_label_map`` -- the one rasteriser backends train on.
+  ``zoo.data.raster.semantic_label_map`` -- the one rasteriser backends train on.
 * One confusion matrix over all pixels of all images (rows truth, columns prediction), so
   every metric is dataset-level ("micro over pixels, macro over classes"), not an average of
   per-image scores.
@@ -48,7 +48,7 @@ IGNORE = 255
 
 def label_map_for(record: ImageRecord, meta):
     """The ground-truth label map of ``record`` (background 0, category i at i+1, 255 ignored)."""
-    from zoo.raster import semantic_label_map
+    from zoo.data.raster import semantic_label_map
 
     return semantic_label_map(record, meta)
 

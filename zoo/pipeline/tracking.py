@@ -1,6 +1,6 @@
 """Experiment tracking: ``--track mlflow`` and ``--track tensorboard`` on run and compare.
 
-The pipeline calls a :class:`Tracker` at its phase boundaries (zoo.run, zoo.compare):
+The pipeline calls a :class:`Tracker` at its phase boundaries (zoo.pipeline.run, zoo.pipeline.compare):
 ``start`` once the run folder exists, ``history`` after fit, ``final`` after evaluate,
 ``artifacts`` after the report, ``end``. Each tracker imports its library only when asked
 for (extras ``zoo[mlflow]``, ``zoo[tensorboard]``).
@@ -47,7 +47,7 @@ def metric_name(key: str) -> str:
 
 def score_metrics(metrics: dict) -> dict[str, float]:
     """metrics.json as flat scalars: scores, their intervals, test's, per class."""
-    from zoo.report import all_scores
+    from zoo.pipeline.report import all_scores
 
     out: dict[str, float] = {}
     for k, v in all_scores(metrics).items():

@@ -1,6 +1,6 @@
 """``report.html``: the run's (or compare's) report as one self-contained page.
 
-The same numbers as report.md / leaderboard.md (the helpers of :mod:`zoo.report` format
+The same numbers as report.md / leaderboard.md (the helpers of :mod:`zoo.pipeline.report` format
 them), plus the pictures: every PNG embedded as base64 data, no script, nothing fetched. A
 Content-Security-Policy forbids any load but the embedded images, so the page opens from
 disk, offline, and a file that tried to fetch something would show it as a console error.
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.atomic import write_text
-from zoo.report import all_scores, fmt, fmt_ci, per_class_metric
+from zoo.pipeline.report import all_scores, fmt, fmt_ci, per_class_metric
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -88,7 +88,7 @@ def failures_section(png: bytes | None, listing: list, what: str) -> list[str]:
     out += [f"<p class=note>The validation images {what} most wrong, worst first: ground truth, then the "
             "predictions (score ≥ 0.25) with false positives dashed red and missed objects dotted orange. "
             "The failure score (in brackets) is false positives + misses (segmentation: the fraction of wrong "
-            "pixels; classification: 1 + the confidence of a wrong class), see <code>zoo/failures.py</code>; "
+            "pixels; classification: 1 + the confidence of a wrong class), see <code>zoo/pipeline/failures.py</code>; "
             "the scores above are the shared evaluator's.</p>", figure(png, "hardest validation images")]
     cols = list(listing[0][1]) if listing else []
     rows = [[image_id, *[found[c].describe() for c in cols]] for image_id, found in listing]
@@ -96,7 +96,7 @@ def failures_section(png: bytes | None, listing: list, what: str) -> list[str]:
 
 
 def write_run_html(run_dir: Path, *, manifest: dict, metrics: dict, failures: tuple) -> Path:
-    """``report.html`` of a finished run (``failures``: :func:`zoo.failures.failures_figure`)."""
+    """``report.html`` of a finished run (``failures``: :func:`zoo.pipeline.failures.failures_figure`)."""
     run_dir = Path(run_dir)
     m = manifest
     title = f"{m.get('backend')} · {m.get('task')} · {run_dir.name}"

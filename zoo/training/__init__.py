@@ -139,7 +139,7 @@ class TrainResult:
     @property
     def reported_history(self) -> list[dict[str, float]]:
         """``history`` with 1-based epochs, as a backend's ``fit`` returns it (``"history"``,
-        logged per epoch by ``--track``, zoo.tracking)."""
+        logged per epoch by ``--track``, zoo.pipeline.tracking)."""
         return [{**row, "epoch": row["epoch"] + 1} for row in self.history]
 
 
@@ -395,13 +395,13 @@ def _is_samples(data: Any) -> bool:
 def _loader(data: Any, s: TrainSettings, collate: Callable | None, epoch: int):
     """A DataLoader over ``data`` shuffled by ``seed + epoch``; other iterables as they are.
 
-    Under a launcher with several processes (zoo.distributed) each rank gets its own part of
+    Under a launcher with several processes (zoo.training.distributed) each rank gets its own part of
     the epoch's order (DistributedSampler, seeded the same way): the parts are disjoint and
     together the whole epoch (the last few samples repeat when the ranks don't divide it)."""
     import torch
     from torch.utils.data import DataLoader
 
-    from zoo.distributed import initialised
+    from zoo.training.distributed import initialised
 
     if not _is_samples(data):
         return data
@@ -429,7 +429,7 @@ def _loader(data: Any, s: TrainSettings, collate: Callable | None, epoch: int):
 
 def _rank_share(n: int) -> int:
     """How many of ``n`` samples one rank sees per epoch (DistributedSampler pads to even parts)."""
-    from zoo.distributed import initialised, world
+    from zoo.training.distributed import initialised, world
 
     return math.ceil(n / world().size) if initialised() else n
 
@@ -462,7 +462,7 @@ class _SeenLog:
         folder = os.environ.get("ZOO_DEBUG_SEEN")
         if not folder:
             return data
-        from zoo.distributed import world
+        from zoo.training.distributed import world
 
         return cls(data, epoch, Path(folder) / f"seen-rank{world().rank}.jsonl")
 
@@ -569,7 +569,7 @@ def fit(
     """
     import torch
 
-    from zoo.distributed import initialised, share, world
+    from zoo.training.distributed import initialised, share, world
 
     s = settings or TrainSettings.from_config(config if config is not None else TrainSettings())
     log = log or _log
@@ -748,7 +748,7 @@ def fit(
 
 
 def _wait_for_writer() -> None:
-    from zoo.distributed import barrier
+    from zoo.training.distributed import barrier
 
     barrier()
 

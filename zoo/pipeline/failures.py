@@ -72,7 +72,7 @@ def image_failure(task, record, pred, meta, conf: float = CONF) -> ImageFailure:
         confidence = max(pred.scores) if pred is not None and pred.scores else 0.0
         return ImageFailure(record.id, float(wrong) * (1.0 + confidence))
     if task.name == "semantic-seg":
-        from zoo.raster import semantic_label_map
+        from zoo.data.raster import semantic_label_map
 
         truth = np.asarray(semantic_label_map(record, meta))
         guess = np.asarray(pred.label_map) if pred is not None else np.zeros_like(truth)
@@ -103,7 +103,7 @@ def failures_figure(task, dataset, columns: dict[str, dict[str, Any]], n: int = 
 
     from matplotlib import patches
 
-    from zoo.compare import _draw, _pyplot
+    from zoo.pipeline.compare import _draw, _pyplot
 
     worst = worst_images(task, dataset, list(columns.values()), n)
     if not worst:

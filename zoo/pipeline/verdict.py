@@ -56,7 +56,7 @@ def method(main: str) -> str:
 def run_samples(task, val, run_dir, main: str, weights):
     """A run's ``main`` for each resample of ``weights`` over ``val``'s scored images,
     re-scored from the run folder's saved predictions by the shared evaluator."""
-    from zoo.runfolder import load_predictions
+    from zoo.pipeline.runfolder import load_predictions
 
     by_id = {p.image_id: p for p in load_predictions(run_dir, val)}
     evaluator = task.evaluator(val, ci95=True)

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from zoo.errors import ZooError
-from zoo.executors import Job, Outcome, execute_job
+from zoo.pipeline.executors import Job, Outcome, execute_job
 
 #: a task whose worker dies is tried this many more times, resuming its run folder
 RETRIES = 2
@@ -88,7 +88,7 @@ def check_shared_paths(out: Path, data: Path | None) -> None:
 
 def cell_names(out: Path, jobs: list[Job], task: str) -> list[str]:
     """A free run-folder name for each job, chosen up front so that a retry can resume it."""
-    from zoo.runfolder import default_name
+    from zoo.pipeline.runfolder import default_name
 
     taken: set[str] = set()
     names = []
@@ -106,7 +106,7 @@ def cell_names(out: Path, jobs: list[Job], task: str) -> list[str]:
 def run_cell_task(opts) -> Outcome:
     """The task body: a new run under its name, or, when an earlier attempt of this task left
     that folder with a manifest (its worker died), the same run resumed."""
-    from zoo.runfolder import read_manifest
+    from zoo.pipeline.runfolder import read_manifest
 
     run_dir = Path(opts.out) / opts.name
     m = read_manifest(run_dir) if run_dir.is_dir() else None

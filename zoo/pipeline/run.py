@@ -17,7 +17,7 @@ Every file is written atomically and ``manifest.json`` records the phases done, 
 ``--resume`` continues an interrupted run: a finished ``fit`` is not repeated (the backend
 is restored with ``Backend.load``); an unfinished one starts again, or continues where the
 backend supports it (``RunContext.resume`` is set and its ``work/`` is kept).
-See :mod:`zoo.runfolder` for the folder layout and the naming rule.
+See :mod:`zoo.pipeline.runfolder` for the folder layout and the naming rule.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from zoo import __version__
 from zoo.atomic import write_json, write_yaml
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
-from zoo.runfolder import (
+from zoo.pipeline.runfolder import (
     RunLock,
     check_name,
     checkpoint_ledger,
@@ -57,7 +57,7 @@ class RunOptions:
 
     task: str
     backend: str
-    data: Path | None = None  # None: the demo data (zoo.demo.ensure_demo)
+    data: Path | None = None  # None: the demo data (zoo.data.demo.ensure_demo)
     fmt: str = "auto"
     labels: Path | None = None
     seed: int | None = None  # None: the config's seed (default 0)
@@ -81,9 +81,9 @@ class RunOptions:
     demo: bool = False
     #: No progress messages or summary table (zoo compare prints its own).
     quiet: bool = False
-    #: ``--strict``: refuse data in which ``zoo check`` finds errors (zoo.lint).
+    #: ``--strict``: refuse data in which ``zoo check`` finds errors (zoo.data.lint).
     strict: bool = False
-    #: ``--rank``: end by ranking the folder's unlabelled images (zoo.ranking); ``top`` pre-filled.
+    #: ``--rank``: end by ranking the folder's unlabelled images (zoo.pipeline.ranking); ``top`` pre-filled.
     rank: bool = False
     top: int = 10
     #: ``--trust-weights``: a starting-weights file that is a pickle may be unpickled.
@@ -94,10 +94,10 @@ class RunOptions:
     select: str | None = None
     select_frac: float | None = None
     patience: int | None = None
-    #: ``--fold i --folds K``: score on fold i of stratified K-fold cross-validation (zoo.folds)
+    #: ``--fold i --folds K``: score on fold i of stratified K-fold cross-validation (zoo.data.folds)
     fold: int | None = None
     folds: int | None = None
-    #: ``--track mlflow|tensorboard`` (zoo.tracking); ``track_parent``: a compare's parent run id.
+    #: ``--track mlflow|tensorboard`` (zoo.pipeline.tracking); ``track_parent``: a compare's parent run id.
     track: str | None = None
     track_parent: str | None = None
 
@@ -110,7 +110,7 @@ class RunResult:
     metrics: dict[str, Any]
     manifest: dict[str, Any]
     resumed: bool = False
-    ranked: list | None = None  # --rank: zoo.ranking.Ranked, most useful first
+    ranked: list | None = None  # --rank: zoo.pipeline.ranking.Ranked, most useful first
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -171,10 +171,10 @@ def _log_to(path: Path):
 
 def read_input(data: Path | None, fmt: str, labels: Path | None) -> tuple[Dataset, str]:
     """The dataset and a label for where it came from (``demo`` when --data is omitted)."""
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     if data is None:
-        from zoo.demo import ensure_demo
+        from zoo.data.demo import ensure_demo
 
         return read_dataset(ensure_demo(), "auto", labels), "demo"
     return read_dataset(data, fmt, labels), str(data)
@@ -244,7 +244,7 @@ class _Run:
     def __init__(self, opts: RunOptions):
         from zoo.registry import get_registry
 
-        from zoo.distributed import world
+        from zoo.training.distributed import world
 
         self.world = world()  # under torchrun & co: rank 0 writes, the others train along
         if not self.world.main:
@@ -261,7 +261,7 @@ class _Run:
         self.resumed = False
         self.ranked = None
         if opts.rank:
-            from zoo.ranking import require_scores
+            from zoo.pipeline.ranking import require_scores
 
             require_scores(self.task)
         self.lock: RunLock | None = None
@@ -270,8 +270,8 @@ class _Run:
         self.protocol = self.asked_protocol()  # a bad --select fails before anything is read
 
     def choose_split(self):
-        """``--split``, or fold i of ``--folds K`` (zoo.folds), before the selection split."""
-        from zoo.split import choose_split
+        """``--split``, or fold i of ``--folds K`` (zoo.data.folds), before the selection split."""
+        from zoo.data.split import choose_split
 
         opts = self.opts
         if opts.fold is None and opts.folds is None:
@@ -281,7 +281,7 @@ class _Run:
             raise ZooError("--fold and --folds go together: --fold i --folds K")
         if opts.test:
             raise ZooError("--folds and --test: cross-validation scores every image once on val; drop --test")
-        from zoo.folds import fold_split
+        from zoo.data.folds import fold_split
 
         return fold_split(self.dataset, self.task, opts.fold, opts.folds, seed=self.config.seed, digest=self.digest)
 
@@ -318,7 +318,7 @@ class _Run:
 
     def choose_auto(self) -> None:
         """Fill ``imgsz``/``epochs: auto`` from the training images; say and record why."""
-        from zoo.autoconfig import fill_auto, vanishing_instances
+        from zoo.training.autoconfig import fill_auto, vanishing_instances
 
         self.config, choices = fill_auto(self.config, self.cls, self.task, self.train, self.device)
         if choices:
@@ -378,8 +378,8 @@ class _Run:
             self.lock = None
 
     def prepare(self) -> None:
-        from zoo.devices import resolve_device
-        from zoo.split import carve_selection, choose_split, data_hash, write_split
+        from zoo.training.devices import resolve_device
+        from zoo.data.split import carve_selection, choose_split, data_hash, write_split
 
         opts = self.opts
         self.cls = self.spec.load()
@@ -395,8 +395,8 @@ class _Run:
         # Config before data: a typo in --set fails in a second, not after reading 10k files.
         self.config = self.resolve_config()
         if opts.strict:
-            from zoo.demo import ensure_demo
-            from zoo.lint import refuse_errors
+            from zoo.data.demo import ensure_demo
+            from zoo.data.lint import refuse_errors
 
             refuse_errors(opts.data or ensure_demo(), fmt=opts.fmt, labels=opts.labels, task=self.task.name,
                           val=opts.val, test=opts.test)
@@ -460,7 +460,7 @@ class _Run:
 
     def lead(self) -> None:
         """Rank 0, its folder prepared: tell the other ranks where it is (no-op alone)."""
-        from zoo.distributed import share
+        from zoo.training.distributed import share
 
         if self.world.distributed:
             self.manifest["world_size"] = self.world.size
@@ -469,7 +469,7 @@ class _Run:
     def follow(self) -> None:
         """A rank other than 0: read the folder rank 0 prepared, as a resume reads it, and
         write nothing (no lock either: rank 0 holds it for the whole group)."""
-        from zoo.distributed import share
+        from zoo.training.distributed import share
 
         run_dir, resumed = share(None)
         self.run_dir = Path(run_dir)
@@ -479,7 +479,7 @@ class _Run:
 
     def unlabelled_images(self) -> list[str]:
         """Images in the data folder no annotation covers (not trained on; --rank ranks them)."""
-        from zoo.lint import unannotated_images
+        from zoo.data.lint import unannotated_images
 
         root = self.dataset.root
         if root is None or not root.is_dir():
@@ -487,7 +487,7 @@ class _Run:
         return [p.relative_to(root).as_posix() for p in unannotated_images(self.dataset, root)]
 
     def rank_unlabelled(self) -> None:
-        from zoo.ranking import rank_unlabelled_of_run
+        from zoo.pipeline.ranking import rank_unlabelled_of_run
 
         unlabelled = self.manifest.get("data", {}).get("unlabelled") or []
         if unlabelled:
@@ -496,8 +496,8 @@ class _Run:
                                                  self.dataset.root, unlabelled, top=self.opts.top)
 
     def prepare_resumed(self) -> None:
-        from zoo.devices import resolve_device
-        from zoo.split import check_split, data_hash, read_split
+        from zoo.training.devices import resolve_device
+        from zoo.data.split import check_split, data_hash, read_split
 
         opts, m = self.opts, self.manifest
         if "prepare" not in m.get("done", []):
@@ -587,7 +587,7 @@ class _Run:
             if not self.ledger.tracked:
                 log.warning("%s was written before zoo recorded checkpoint checksums; they are not verified",
                             self.run_dir)
-        from zoo.distributed import local_device
+        from zoo.training.distributed import local_device
 
         return RunContext(run_dir=self.run_dir.resolve(), device=local_device(self.device), log=log, resume=self.resumed,
                           trust_weights=self.opts.trust_weights, ledger=self.ledger)
@@ -595,12 +595,12 @@ class _Run:
     def backend_config(self):
         # The backend gets the device resolved; config.yaml keeps what the user asked ("auto").
         # Under a launcher each rank trains on its own GPU (cuda:LOCAL_RANK).
-        from zoo.distributed import local_device
+        from zoo.training.distributed import local_device
 
         return self.config.model_copy(update={"device": local_device(self.device)})
 
     def fit(self) -> None:
-        from zoo import fetch
+        from zoo.training import fetch
         from zoo.selection import Selection
 
         ctx = self.make_context()
@@ -627,7 +627,7 @@ class _Run:
             selection = Selection(self.protocol, self.selection_data, self.task)
             fetched = fetch.mark()
             own = dict(self.backend.fit(self.train, selection) or {})
-            # the published weights training started from: file, URL, sha256 (zoo.fetch)
+            # the published weights training started from: file, URL, sha256 (zoo.training.fetch)
             if fetch.records_since(fetched):
                 self.manifest["weights"] = fetch.records_since(fetched)
             self.fit_started = None
@@ -677,7 +677,7 @@ class _Run:
         t_save = time.perf_counter()
         pred_dir = self.run_dir / "predictions"
         save_predictions(pred_dir, self.task, preds, self.val)
-        from zoo.predict import write_labelme_predictions
+        from zoo.pipeline.predict import write_labelme_predictions
 
         # For viewing in labelme: the same --conf cut as `zoo predict`; coco_results keeps all.
         write_labelme_predictions(pred_dir / "labelme", self.val, preds, conf=0.25,
@@ -724,7 +724,7 @@ class _Run:
         return metrics
 
     def report(self, metrics: dict, preds: list) -> None:
-        from zoo.report import write_report
+        from zoo.pipeline.report import write_report
 
         t0 = time.perf_counter()
         self.manifest["status"] = "finished"
@@ -739,8 +739,8 @@ class _Run:
     def write_html(self, metrics: dict, preds: list) -> None:
         """plots/samples.png (the hardest val images, overlays) and report.html; a drawing
         that fails costs the pictures, never the run."""
-        from zoo.failures import failures_figure
-        from zoo.report_html import write_run_html
+        from zoo.pipeline.failures import failures_figure
+        from zoo.pipeline.report_html import write_run_html
 
         try:
             failures = failures_figure(self.task, self.val, {self.spec.name: {p.image_id: p for p in preds}},
@@ -751,7 +751,7 @@ class _Run:
         write_run_html(self.run_dir, manifest=self.manifest, metrics=metrics, failures=failures)
 
     def start_tracking(self) -> None:
-        from zoo.tracking import flat_params, open_tracker
+        from zoo.pipeline.tracking import flat_params, open_tracker
 
         self.tracker = open_tracker(self.opts.track, Path(self.opts.out))
         m = self.manifest
@@ -764,7 +764,7 @@ class _Run:
                            parent=self.opts.track_parent)
 
     def track_results(self, metrics: dict) -> None:
-        from zoo.tracking import history_metrics, score_metrics
+        from zoo.pipeline.tracking import history_metrics, score_metrics
 
         self.tracker.history(history_metrics(self.manifest))
         self.tracker.final(score_metrics(metrics))
@@ -802,7 +802,7 @@ def _finished_result(run_dir: Path, backend: str, task: str) -> RunResult:
 
 def execute(opts: RunOptions) -> RunResult:
     """Run the whole pipeline; returns where it went and what it scored."""
-    from zoo import distributed
+    from zoo.training import distributed
 
     run = _Run(opts)
     run.cls = None
@@ -844,17 +844,17 @@ def execute(opts: RunOptions) -> RunResult:
 
 def run_and_report(opts: RunOptions) -> RunResult:
     """``zoo run``: execute, then print the summary table."""
-    from zoo.distributed import world
+    from zoo.training.distributed import world
 
     result = execute(opts)
     if not opts.quiet and world().main:  # under a launcher, one summary: rank 0's
         from rich.console import Console
 
-        from zoo.report import summary_table
+        from zoo.pipeline.report import summary_table
 
         Console().print(summary_table(result))
         if result.ranked:
-            from zoo.ranking import ranking_table
+            from zoo.pipeline.ranking import ranking_table
 
             Console().print(ranking_table(result.ranked, opts.top))
         _console().print(f"report: {_esc(result.run_dir / 'report.md')}")

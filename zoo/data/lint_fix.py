@@ -20,7 +20,7 @@ from pathlib import Path
 
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
-from zoo.lint import Finding, _instance_where, _record_file
+from zoo.data.lint import Finding, _instance_where, _record_file
 
 FIX_WRITERS = {"voc": "voc", "coco": "coco", "yolo": "yolo"}
 

@@ -7,9 +7,9 @@
   (``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` / torch's threads = cores // N). A run's own output
   goes to its ``log.txt`` and the worker's stdout/stderr to ``<compare>/logs/<cell>.txt``, so
   nothing interleaves; the parent prints one line per finished run.
-* ``ray`` (:mod:`zoo.executors_ray`): each run a task on an existing Ray cluster.
+* ``ray`` (:mod:`zoo.pipeline.executors_ray`): each run a task on an existing Ray cluster.
 
-A job is a :class:`zoo.run.RunOptions`; its outcome a :class:`Outcome` (the run's folder and
+A job is a :class:`zoo.pipeline.run.RunOptions`; its outcome a :class:`Outcome` (the run's folder and
 metrics, or its error and traceback).
 """
 
@@ -32,7 +32,7 @@ class Job:
     backend: str
     fold: int | None
     seed: int
-    opts: Any  # zoo.run.RunOptions
+    opts: Any  # zoo.pipeline.run.RunOptions
     #: where the worker's stdout / stderr go (processes only)
     log: Path | None = None
 
@@ -52,7 +52,7 @@ class Outcome:
 
 def execute_job(opts) -> Outcome:
     """Run one job (``zoo run``), turning its failure into an :class:`Outcome`."""
-    from zoo.run import execute
+    from zoo.pipeline.run import execute
 
     try:
         result = execute(opts)

@@ -125,9 +125,9 @@ def rank_and_prefill(backend, task, meta: Dataset, backend_name: str, records: l
                      top: int, conf: float = 0.25) -> list[Ranked]:
     """Predict ``records``, write ``out/ranking.csv`` (every image) and, for the ``top``
     first, a copy of the image with its pre-filled labelme JSON under ``out``."""
-    from zoo.predict import write_labelme_predictions
+    from zoo.pipeline.predict import write_labelme_predictions
     from zoo.progress import track
-    from zoo.run import check_predictions
+    from zoo.pipeline.run import check_predictions
 
     preds = list(track(backend.predict(records), "predicting", total=len(records)))
     check_predictions(task, backend_name, records, preds, meta)
@@ -147,7 +147,7 @@ def _annotated_files(inputs: Sequence[Path]) -> set[str]:
     """Image files an annotation in one of the input folders already covers."""
     import os
 
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     done: set[str] = set()
     for p in map(Path, inputs):
@@ -167,7 +167,7 @@ def rank_folder(run_dir: Path, inputs: Sequence[Path], out: Path, *, top: int = 
     in DIR covers) ranked; ranking.csv and the top N pre-filled in ``out``."""
     import os
 
-    from zoo.predict import _check_out, _collect_images, _record, load_backend
+    from zoo.pipeline.predict import _check_out, _collect_images, _record, load_backend
 
     if top < 0:
         raise ZooError(f"--top {top}: expected 0 or more")
@@ -201,7 +201,7 @@ def rank_unlabelled_of_run(run_dir: Path, backend, task, meta: Dataset, backend_
                            unlabelled: Sequence[str], *, top: int) -> list[Ranked]:
     """``zoo run --rank``: the data folder's unlabelled images (paths relative to it) ranked
     by the model just trained; ranking.csv and the top N pre-filled in ``RUN/ranking/``."""
-    from zoo.predict import _record
+    from zoo.pipeline.predict import _record
 
     records = [_record(Path(data_root) / rel, Path(rel).with_suffix("").as_posix()) for rel in unlabelled]
     return rank_and_prefill(backend, task, meta, backend_name, records, Path(run_dir) / "ranking", top=top)

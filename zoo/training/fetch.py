@@ -29,7 +29,7 @@ from typing import Any
 
 from zoo.errors import ZooError
 
-_log = logging.getLogger("zoo.fetch")
+_log = logging.getLogger("zoo.training.fetch")
 
 #: Seconds to wait for a server before calling the network unreachable.
 TIMEOUT = 15

@@ -71,7 +71,7 @@ def fmt(v: Any, digits: int = 3) -> str:
 
 def fmt_ci(metrics: dict[str, Any], key: str, digits: int = 3) -> str:
     """A score with its bootstrap interval when metrics.json has one: ``0.757 (0.70–0.81)``;
-    a mean over several runs (zoo.folds) with its standard deviation: ``0.757 ± 0.021``."""
+    a mean over several runs (zoo.data.folds) with its standard deviation: ``0.757 ± 0.021``."""
     v = metrics.get(key)
     std = (metrics.get("std") or {}).get(key)
     if v is not None and std is not None:

@@ -122,9 +122,9 @@ def load_backend(run_dir: Path, device: str = "auto", registry=None):
 
     from zoo.backend import RunContext
     from zoo.config import resolve_config
-    from zoo.devices import resolve_device
+    from zoo.training.devices import resolve_device
     from zoo.registry import get_registry
-    from zoo.runfolder import checkpoint_ledger, require_run
+    from zoo.pipeline.runfolder import checkpoint_ledger, require_run
     from zoo.tasks import get_task
 
     run_dir = Path(run_dir)
@@ -153,7 +153,7 @@ def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf
                        device: str = "auto", registry=None, quiet: bool = False) -> list[Path]:
     """``zoo predict``: copies of ``images`` in ``out``, each with its labelme JSON."""
     from zoo.progress import track
-    from zoo.run import check_predictions
+    from zoo.pipeline.run import check_predictions
 
     if not 0.0 <= conf <= 1.0:
         raise ZooError(f"--conf {conf}: expected a score between 0 and 1")

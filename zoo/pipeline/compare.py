@@ -18,7 +18,7 @@ before anything trains.
 ``pr_curves.png`` (detection tasks: every backend's precision-recall curve at IoU 0.50),
 ``samples.png`` (a few val images: ground truth and each backend's predictions side by
 side), ``report.html`` (all of it in one self-contained page, with every backend on the
-same hardest val images, :mod:`zoo.failures`), ``split.json`` and ``errors/<backend>.txt`` (tracebacks). The runs sit beside it, in
+same hardest val images, :mod:`zoo.pipeline.failures`), ``split.json`` and ``errors/<backend>.txt`` (tracebacks). The runs sit beside it, in
 ``<out>/<backend>-<task>[-N]``. The compare folder is derived from the runs, so re-running
 compare rewrites it; runs themselves are never overwritten.
 """
@@ -33,7 +33,7 @@ from typing import Any
 
 from zoo.atomic import read_json, write_bytes, write_text
 from zoo.errors import MissingDependency, ZooError
-from zoo.report import all_scores, fmt, fmt_ci, fmt_seconds, headline, per_class_main, per_class_metric
+from zoo.pipeline.report import all_scores, fmt, fmt_ci, fmt_seconds, headline, per_class_main, per_class_metric
 from zoo.tasks import Task, get_task
 
 log = logging.getLogger("zoo")
@@ -61,21 +61,21 @@ class CompareOptions:
     trust_weights: bool = False
     #: How many val images samples.png shows.
     samples: int = 3
-    #: ``--track mlflow|tensorboard`` (zoo.tracking): a parent run, one child per run.
+    #: ``--track mlflow|tensorboard`` (zoo.pipeline.tracking): a parent run, one child per run.
     track: str | None = None
-    #: "auto", "random" or a split.json path (see zoo.split).
+    #: "auto", "random" or a split.json path (see zoo.data.split).
     split: str | Path = "auto"
     #: The model-selection protocol every backend follows (zoo.selection).
     select: str = "last"
     select_frac: float = 0.1
     patience: int | None = None
-    #: ``--folds K``: K-fold cross-validation (zoo.folds); None or 1: one split.
+    #: ``--folds K``: K-fold cross-validation (zoo.data.folds); None or 1: one split.
     folds: int | None = None
     #: ``--seeds``: training repeated with each seed (None: the one --seed).
     seeds: list[int] | None = None
-    #: ``--jobs N``: runs at once on this machine (zoo.executors)
+    #: ``--jobs N``: runs at once on this machine (zoo.pipeline.executors)
     jobs: int = 1
-    #: ``--executor local|ray``, ``--address`` of an existing Ray cluster (zoo.executors_ray)
+    #: ``--executor local|ray``, ``--address`` of an existing Ray cluster (zoo.pipeline.executors_ray)
     executor: str = "local"
     address: str | None = None
 
@@ -113,7 +113,7 @@ class CompareResult:
     selection: dict[str, Any] | None = None
     #: every single run (backend × fold × seed); ``rows`` holds one row per backend
     runs: list[Row] = field(default_factory=list)
-    #: the paired verdict, winner against each other backend (zoo.verdict), by backend
+    #: the paired verdict, winner against each other backend (zoo.pipeline.verdict), by backend
     verdicts: dict[str, Any] = field(default_factory=dict)
     #: ``--pretrained``: every backend started from published weights (else from scratch)
     pretrained: bool = False
@@ -153,7 +153,7 @@ def find_reusable(out: Path, backend: str, task: Task, *, digest: str, split_key
                   config: dict, protocol: dict) -> Path | None:
     """The most recently finished run under ``out`` (any name: ``zoo run --name`` runs count)
     of ``backend`` on exactly this data, split, seed, selection protocol and resolved config."""
-    from zoo.runfolder import iter_runs
+    from zoo.pipeline.runfolder import iter_runs
 
     found = []
     for run_dir, m in iter_runs(out):
@@ -170,7 +170,7 @@ def find_reusable(out: Path, backend: str, task: Task, *, digest: str, split_key
 class _Compare:
     def __init__(self, opts: CompareOptions):
         from zoo.registry import get_registry
-        from zoo.runfolder import check_name
+        from zoo.pipeline.runfolder import check_name
 
         if opts.executor == "ray":
             # the workers run elsewhere: every path they are given must be absolute
@@ -236,11 +236,11 @@ class _Compare:
     def splits(self, dataset, digest: str) -> list:
         """One split, or one per fold (``--folds K``), each with its selection split carved
         from its training part; written to ``split.json`` / ``fold-<i>/split.json``."""
-        from zoo.split import carve_selection, choose_split, write_split
+        from zoo.data.split import carve_selection, choose_split, write_split
 
         opts = self.opts
         if self.folds > 1:
-            from zoo.folds import make_folds
+            from zoo.data.folds import make_folds
 
             splits = make_folds(dataset, self.task, self.folds, seed=self.seed, digest=digest)
             paths = [self.folder / f"fold-{i}" / "split.json" for i in range(self.folds)]
@@ -267,12 +267,12 @@ class _Compare:
     def prepare_cell(self, index: int, b: str, fold: int | None, seed: int, split, split_path: Path, configs,
                      dataset, digest: str):
         """A (backend, fold, seed) cell: its row when it needs no training (failed config,
-        reusable finished run), else the job that trains it (zoo.executors.Job)."""
-        from zoo.autoconfig import fill_auto
+        reusable finished run), else the job that trains it (zoo.pipeline.executors.Job)."""
+        from zoo.training.autoconfig import fill_auto
         from zoo.config import dump_config, resolve_config
-        from zoo.devices import resolve_device
-        from zoo.executors import Job
-        from zoo.run import RunOptions
+        from zoo.training.devices import resolve_device
+        from zoo.pipeline.executors import Job
+        from zoo.pipeline.run import RunOptions
 
         opts = self.opts
         where = self.where(fold, seed)
@@ -320,7 +320,7 @@ class _Compare:
 
     def run_cells(self, cells, configs, dataset, digest: str) -> list[Row]:
         """Every cell's row, in the compare's order; the training done by the executor."""
-        from zoo.executors import Job
+        from zoo.pipeline.executors import Job
 
         planned = [self.prepare_cell(k, b, fold, seed, sp, path, configs, dataset, digest)
                    for k, (b, fold, seed, sp, path) in enumerate(cells)]
@@ -334,10 +334,10 @@ class _Compare:
 
     def execute(self, jobs):
         if self.opts.executor == "ray":
-            from zoo.executors_ray import run_ray
+            from zoo.pipeline.executors_ray import run_ray
 
             return run_ray(jobs, self.opts.address, self.out)
-        from zoo.executors import run_local
+        from zoo.pipeline.executors import run_local
 
         if self.opts.jobs <= 1:
             for job in jobs:
@@ -346,8 +346,8 @@ class _Compare:
 
     def run(self) -> CompareResult:
         from zoo.atomic import write_json
-        from zoo.run import read_input, report_problems
-        from zoo.split import data_hash
+        from zoo.pipeline.run import read_input, report_problems
+        from zoo.data.split import data_hash
 
         opts = self.opts
         configs = self.resolve_configs()  # config typos fail before the data is even read
@@ -397,8 +397,8 @@ class _Compare:
                              self.pretrained)
 
     def paired_verdict(self, rows: list[Row], splits: list) -> dict[str, Any]:
-        """The winner against each other scored backend, on the same images (zoo.verdict)."""
-        from zoo.verdict import verdicts
+        """The winner against each other scored backend, on the same images (zoo.pipeline.verdict)."""
+        from zoo.pipeline.verdict import verdicts
 
         ok = [r for r in rows if r.ok and r.main_value is not None]
         if len(ok) < 2:
@@ -520,7 +520,7 @@ class _Compare:
         conventions = next((r.metrics.get("conventions") for r in rows if r.ok and r.metrics.get("conventions")), None)
         if conventions:
             if self.verdicts:
-                from zoo.verdict import method
+                from zoo.pipeline.verdict import method
 
                 conventions = {**conventions, "paired verdict": method(main)}
             lines += ["## Conventions", "", *[f"- **{k}**: {v}" for k, v in conventions.items()], ""]
@@ -529,7 +529,7 @@ class _Compare:
 
     def start_tracking(self, digest: str, split) -> None:
         """--track: the compare's parent run; each backend × fold × seed run is a child."""
-        from zoo.tracking import open_tracker
+        from zoo.pipeline.tracking import open_tracker
 
         self.tracker = open_tracker(self.opts.track, self.out)
         self.tracker.start(self.folder, f"compare-{self.name}", params={
@@ -539,7 +539,7 @@ class _Compare:
 
     def track_results(self, rows: list[Row]) -> None:
         """The parent run: every backend's main score, the leaderboard and its pictures."""
-        from zoo.tracking import metric_name
+        from zoo.pipeline.tracking import metric_name
 
         self.tracker.final({metric_name(f"{r.backend}/{r.metrics.get('main')}"): float(r.main_value)
                             for r in rows if r.ok and r.main_value is not None})
@@ -549,9 +549,9 @@ class _Compare:
 
     def write_html(self, header: list[str], cells: list[list[str]], rows: list[Row], has_test: bool) -> None:
         """report.html: the leaderboard, its plots, every backend on the same hard images."""
-        from zoo.failures import failures_figure
-        from zoo.report_html import write_compare_html
-        from zoo.runfolder import load_predictions
+        from zoo.pipeline.failures import failures_figure
+        from zoo.pipeline.report_html import write_compare_html
+        from zoo.pipeline.runfolder import load_predictions
 
         failures = (None, [])
         if self.opts.samples > 0:
@@ -609,7 +609,7 @@ class _Compare:
 
 
 def _failed_run_dir(out: Path, backend: str, task: str) -> Path | None:
-    from zoo.runfolder import default_name, read_manifest, series
+    from zoo.pipeline.runfolder import default_name, read_manifest, series
 
     runs = series(out, default_name(backend, task))
     if runs and (read_manifest(runs[-1]) or {}).get("status") in ("failed", "interrupted"):
@@ -635,9 +635,9 @@ def check_one_protocol(rows: list[Row], protocol: dict) -> None:
 
 def by_backend(runs: list[Row], backends: list[str]) -> list[Row]:
     """One leaderboard row per backend. A single run is its own row; several (folds × seeds)
-    give the mean of every score with its standard deviation (zoo.folds.aggregate_metrics),
+    give the mean of every score with its standard deviation (zoo.data.folds.aggregate_metrics),
     and the row fails when any of its runs failed (a mean over the survivors would flatter it)."""
-    from zoo.folds import aggregate_metrics
+    from zoo.data.folds import aggregate_metrics
 
     rows = []
     for b in backends:
@@ -788,7 +788,7 @@ def _draw(ax, record, pred_or_gt, task: Task, meta, conf: float = 0.25) -> None:
     from matplotlib import patches
 
     from zoo.dataset import ImageRecord
-    from zoo.raster import rle_to_mask
+    from zoo.data.raster import rle_to_mask
     from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
 
     cmap = _pyplot().get_cmap("tab10")
@@ -801,11 +801,11 @@ def _draw(ax, record, pred_or_gt, task: Task, meta, conf: float = 0.25) -> None:
         if task.name == "classify":
             title = ", ".join(meta.classes[c] for c in pred_or_gt.labels)
         elif task.name == "semantic-seg":
-            from zoo.raster import semantic_label_map
+            from zoo.data.raster import semantic_label_map
 
             pred_or_gt = SemanticPrediction(record.id, semantic_label_map(pred_or_gt, meta))
         else:
-            from zoo.raster import instance_mask
+            from zoo.data.raster import instance_mask
 
             for i in pred_or_gt.instances:
                 if i.ignore:
@@ -845,7 +845,7 @@ def _draw(ax, record, pred_or_gt, task: Task, meta, conf: float = 0.25) -> None:
 
 def samples_grid(rows: list[Row], task: Task, val, path: Path, n: int = 3) -> Path | None:
     """A few val images: ground truth, then each backend's predictions, side by side."""
-    from zoo.runfolder import load_predictions
+    from zoo.pipeline.runfolder import load_predictions
 
     if n <= 0 or not val.images:
         return None

@@ -367,7 +367,7 @@ def _zoo_yaml() -> str:
         return "[" + ", ".join(str(i) for i in items) + "]"
 
     return (
-        "# zoo dataset settings for the built-in demo (see zoo/demo.py).\n"
+        "# zoo dataset settings for the built-in demo (see zoo/data/demo.py).\n"
         f"categories: {flow(CATEGORIES)}\n"
         f"classes: {flow(CLASSES)}\n"
         f"keypoint_names: {flow(KEYPOINT_NAMES)}\n"

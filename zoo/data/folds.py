@@ -1,12 +1,12 @@
 """K-fold cross-validation and repeated seeds for ``zoo compare --folds K --seeds 0,1,2``.
 
 * :func:`make_folds` deals the task's usable images into K folds, stratified by
-  :meth:`zoo.tasks.Task.stratum` and seeded like :func:`zoo.split.make_split`: each stratum
+  :meth:`zoo.tasks.Task.stratum` and seeded like :func:`zoo.data.split.make_split`: each stratum
   is shuffled with ``random.Random(f"{seed}:fold:{stratum}")`` and dealt round-robin, the
   dealing continuing from one stratum to the next, so every stratum is spread as evenly as
   it can be and fold sizes differ by at most one. Fold ``i`` scores on its own images and
   trains on the others; the model-selection split is then carved from that training part
-  (:func:`zoo.split.carve_selection`). The folds depend only on the data, the task, K and
+  (:func:`zoo.data.split.carve_selection`). The folds depend only on the data, the task, K and
   the seed: the same for every backend and every training seed.
 * :func:`aggregate` folds a backend's runs (one per fold and seed) into one leaderboard row:
   the mean of every score, with the standard deviation (``ddof=1``, over all of that
@@ -22,7 +22,7 @@ from typing import Any
 
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
-from zoo.split import Split, data_hash
+from zoo.data.split import Split, data_hash
 from zoo.tasks import Task
 
 

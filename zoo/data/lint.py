@@ -11,7 +11,7 @@ fix); the CLI paints them. Levels:
 * ``warning`` — worth a look: duplicates, tiny objects, imbalance, unannotated images,
   points outside their object, everything the readers repair or skip (adapters/POLICY.md).
 
-What can be repaired without a person (``zoo check --fix``) is in :mod:`zoo.lint_fix`.
+What can be repaired without a person (``zoo check --fix``) is in :mod:`zoo.data.lint_fix`.
 """
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ def _shape_iou(rec: ImageRecord, a: Instance, b: Instance) -> float:
     iou = box_iou(a.bbox, b.bbox)
     if iou <= DUPLICATE_IOU or not ((a.polygons or a.mask) and (b.polygons or b.mask)):
         return iou
-    from zoo.raster import instance_mask
+    from zoo.data.raster import instance_mask
 
     ma, mb = instance_mask(a, rec.height, rec.width), instance_mask(b, rec.height, rec.width)
     union = (ma | mb).sum()
@@ -497,7 +497,7 @@ def lint_folder(path: str | Path, *, fmt: str = "auto", labels: str | Path | Non
                 val: float = 0.2, test: float = 0.0) -> LintReport:
     """Read ``path`` (every label kept) and run every check."""
     from zoo.adapters.build import EVERY_LABEL
-    from zoo.reading import read_dataset
+    from zoo.data.reading import read_dataset
 
     path = Path(path)
     if not 0 < val < 1 or not 0 <= test < 1 or val + test >= 1:

@@ -1,9 +1,9 @@
 """The run folder on disk: its layout, its name, its manifest, its saved predictions.
 
-Layout of ``<out>/<name>/`` (see :mod:`zoo.run` for who writes what)::
+Layout of ``<out>/<name>/`` (see :mod:`zoo.pipeline.run` for who writes what)::
 
     config.yaml            resolved config (device as the user gave it, e.g. "auto")
-    split.json             the train / val / test ids (zoo.split)
+    split.json             the train / val / test ids (zoo.data.split)
     manifest.json          versions, data hash, seed, device, timings, status, phases done
     checkpoint/            the backend's checkpoint (Backend.load reads it)
     work/                  the backend's scratch (converted data, framework logs)

@@ -1,0 +1,1 @@
+"""The pipeline room: `zoo run`, compare and predict, and the run folder they write and read."""
