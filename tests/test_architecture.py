@@ -1,0 +1,122 @@
+"""The import rules ARCHITECTURE.md states, enforced: each room imports only the rooms below it.
+
+Imports are read from the source (every ``import``/``from`` statement, including those inside
+functions, which is where zoo imports heavy frameworks), so a rule broken lazily still fails.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import zoo
+
+ROOT = Path(zoo.__file__).resolve().parent  # zoo/
+REPO = ROOT.parent
+
+#: room -> the rooms its modules may import (its own included). "contract" is the top level of
+#: zoo/: the types every room and every plugin shares.
+MAY_IMPORT = {
+    "contract": {"contract"},
+    "data": {"contract", "data"},
+    "training": {"contract", "data", "training"},
+    "evaluation": {"contract", "data", "evaluation"},
+    "pipeline": {"contract", "data", "training", "evaluation", "pipeline"},
+    "cli": {"contract", "data", "training", "evaluation", "pipeline", "cli"},
+    # first-party plugins, registered as a third party's are: never the pipeline or the CLI
+    "adapters": {"contract", "data", "evaluation", "adapters"},
+    "plugins": {"contract", "data", "training", "evaluation", "plugins"},
+}
+#: zoo.testing is the plugin author's kit: it drives a backend through data, training and scoring.
+EXCEPTIONS = {"zoo.testing": {"data", "training", "evaluation"}}
+#: Known breaks, each removed as issue 15 lands. Empty is the goal; never add to it.
+KNOWN = {
+    "zoo.dataset -> zoo.adapters.common",
+    "zoo.data.lint -> zoo.adapters.common",
+    "zoo.data.lint -> zoo.adapters.build",
+    "zoo.data.lint_fix -> zoo.adapters.convert",
+    "zoo.data.lint_fix -> zoo.adapters.common",
+    "zoo.evaluation.coco -> zoo.adapters.coco",
+    "zoo.evaluation.cli -> zoo.pipeline.report",
+    "zoo.pipeline.predict -> zoo.adapters.labelme_out",
+    "zoo.selection -> zoo.pipeline.run",
+    "zoo.cli.check_cmd -> zoo.adapters.convert",
+    "zoo.cli.convert_cmd -> zoo.adapters.convert",
+    "zoo.plugins.tv_models.rcnn -> zoo.adapters.common",
+    "zoo.plugins.yolov8.convert -> zoo.adapters.common",
+    "zoo.plugins.yolov8.convert -> zoo.adapters.yolo",
+}
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "zoo":
+        return None
+    if len(parts) == 1:
+        return "contract"
+    if parts[1] == "__main__":  # python -m zoo: the CLI's front door
+        return "cli"
+    if parts[1] in {"data", "training", "evaluation", "pipeline", "cli", "adapters", "plugins"}:
+        return parts[1]
+    if parts[1] == "configs":
+        return "contract"
+    return "contract"
+
+
+def _sources():
+    for base, pkg in ((ROOT, "zoo"), (REPO / "adapters", "zoo.adapters"), (REPO / "plugins", "zoo.plugins")):
+        for path in sorted(base.rglob("*.py")):
+            rel = path.relative_to(base).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            yield path, ".".join([pkg, *parts])
+
+
+def _imports(path: Path, module: str):
+    tree = ast.parse(path.read_text(), str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield node.lineno, a.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target == "zoo":  # from zoo import x: x may be a room
+                for a in node.names:
+                    yield node.lineno, f"zoo.{a.name}" if a.name in MAY_IMPORT else "zoo"
+            else:
+                yield node.lineno, target
+
+
+def _breaks():
+    for path, module in _sources():
+        room = _room(module)
+        allowed = MAY_IMPORT[room] | EXCEPTIONS.get(module, set())
+        for line, target in _imports(path, module):
+            to = _room(target)
+            if to is not None and to not in allowed:
+                yield f"{module} -> {target}", f"{path.relative_to(REPO)}:{line}"
+
+
+def test_every_room_imports_only_what_architecture_md_allows():
+    found = {}
+    for edge, where in _breaks():
+        found.setdefault(edge, where)
+    new = {e: w for e, w in found.items() if e not in KNOWN}
+    assert not new, "imports ARCHITECTURE.md forbids:\n" + "\n".join(f"  {w}: {e}" for e, w in sorted(new.items(), key=lambda x: x[1]))
+
+
+def test_known_breaks_are_still_there():
+    """A fixed break leaves KNOWN, so the list only shrinks."""
+    found = {edge for edge, _ in _breaks()}
+    assert not (KNOWN - found), f"fixed, remove from KNOWN: {sorted(KNOWN - found)}"
+
+
+@pytest.mark.parametrize("room", ["data", "training", "evaluation", "pipeline", "cli"])
+def test_each_room_is_a_package(room):
+    assert (ROOT / room / "__init__.py").is_file()
