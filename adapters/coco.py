@@ -1,30 +1,7 @@
-"""COCO JSON: the canonical dataset to a COCO dict (and a writer), and COCO files in.
-
-Conventions of :func:`to_coco` (the evaluator scores against exactly this):
-
-* ``categories[k].id`` is ``Dataset.coco_category_ids()[k]``: a COCO source's own id,
-  else ``k + 1`` (COCO reserves 0); a dataset with keypoint names gives every category
-  ``keypoints`` and a 1-based ``skeleton``;
-* an instance read from a COCO file (``Instance.coco``) is written as the file gave it
-  (its bbox, area, iscrowd, segmentation, keypoints): only the ids are renumbered, and only
-  fields the file lacked are filled in as below (``iscrowd`` 0); an image's
-  ``scored_only`` annotations (zero area: not trained on) are written too, in the file's
-  order among the others (:func:`scored_instances`);
-* image ids are ``1..N`` in dataset order; ``file_name`` is the record id plus its suffix
-  (``"train/cell_001.png"``); annotation ids are ``1..M`` in image then instance order;
-* ``bbox`` is ``[x, y, w, h]`` of ``Instance.bbox`` (unrounded floats);
-* ``area`` (``geometry="exact"``, the default): the shoelace area of the polygons (parts
-  summed), the pixel count of an RLE mask, else ``w * h`` of the box.
-  ``geometry="pixels"`` instead takes area *and* bbox from the rasterised mask
-  (:func:`zoo.data.raster.pixel_geometry`), which is what labelme's ``labelme2coco.py`` writes;
-* ``segmentation``: the polygons, else the RLE mask, else the box as a 4-corner polygon
-  (so ``segm`` evaluation works on box-only data);
-* an ignored instance is ``iscrowd=1`` with an RLE segmentation; ``category == -1``
-  (ignored for every category, labelme's ``__ignore__``) is expanded to one crowd
-  annotation per category;
-* keypoints are flat ``[x, y, v, ...]`` with ``num_keypoints`` = labelled points (v > 0);
-  instances without keypoints in a keypoint dataset get all zeros.
-"""
+"""COCO JSON in and out: COCO files read into the canonical dataset (:func:`read`, instances
+and person_keypoints), and the dataset written as ``annotations.json`` (:func:`write`, through
+:func:`zoo.evaluation.ground_truth.to_coco`, whose conventions are the evaluator's; and
+:func:`stream_coco` for labelme folders too large to hold)."""
 
 from __future__ import annotations
 
@@ -33,184 +10,7 @@ from pathlib import Path
 
 from zoo.atomic import write_bytes, writing
 from zoo.dataset import Dataset, ImageRecord, Instance
-
-
-def _categories(dataset: Dataset) -> list[dict]:
-    cats = []
-    for cid, name in zip(dataset.coco_category_ids(), dataset.categories):
-        c = {"id": cid, "name": name, "supercategory": ""}
-        if dataset.keypoint_names:
-            c["keypoints"] = list(dataset.keypoint_names)
-            c["skeleton"] = [[a + 1, b + 1] for a, b in dataset.skeleton]
-        cats.append(c)
-    return cats
-
-
-def _box_polygon(b) -> list[float]:
-    x0, y0, x1, y1 = b
-    return [x0, y0, x1, y0, x1, y1, x0, y1]
-
-
-def annotation_geometry(inst: Instance, rec: ImageRecord, geometry: str = "exact") -> tuple[float, list[float]]:
-    """(area, [x, y, w, h]) of an instance under the named convention (see module doc)."""
-    from zoo.data import raster
-
-    if geometry == "pixels" and (inst.polygons or inst.mask is not None):
-        return raster.pixel_geometry(inst, rec.height, rec.width)
-    x0, y0, x1, y1 = inst.bbox
-    box = [x0, y0, x1 - x0, y1 - y0]
-    if inst.mask is not None:
-        return raster.rle_area(inst.mask), box
-    if inst.polygons:
-        return sum(raster.polygon_area(p) for p in inst.polygons), box
-    return inst.box_area, box
-
-
-def given_annotation(inst: Instance, rec: ImageRecord, ann_id: int, image_id: int, category_id: int,
-                     n_kpt: int) -> dict:
-    """The COCO annotation of an instance read from a COCO file: the file's fields as given
-    (shared, not copied: nothing writes into them), with new ids; a field the file lacked
-    is computed as for any other source."""
-    a = {"id": ann_id, "image_id": image_id, "category_id": category_id, **inst.coco}
-    if "bbox" not in a or "area" not in a:
-        area, box = annotation_geometry(inst, rec)
-        a.setdefault("bbox", box)
-        a.setdefault("area", area)
-    a.setdefault("iscrowd", int(inst.ignore))
-    a.setdefault("segmentation", inst.polygons or inst.mask or [_box_polygon(inst.bbox)])
-    if n_kpt and "keypoints" not in a:
-        a["keypoints"], a["num_keypoints"] = [0] * (3 * n_kpt), 0
-    elif n_kpt and "num_keypoints" not in a:
-        a["num_keypoints"] = sum(1 for v in a["keypoints"][2::3] if v > 0)
-    return a
-
-
-def scored_instances(rec: ImageRecord) -> list[Instance]:
-    """The image's ground truth as scored: its instances and its ``scored_only`` ones, in the
-    COCO file's annotation order (the order pycocotools matches equal overlaps in)."""
-    if not rec.scored_only:
-        return rec.instances
-    # one with no geometry at all is not written (evaluation refuses it first: unscorable)
-    kept = [i for i in rec.scored_only if "bbox" in i.coco or "segmentation" in i.coco]
-    return sorted(rec.instances + kept, key=lambda i: i.source.shape)
-
-
-def unscorable(dataset: Dataset) -> str | None:
-    """Why pycocotools cannot score this ground truth, or None: a COCO annotation with no
-    bbox and no segmentation (pycocotools raises KeyError on it)."""
-    for rec in dataset.images:
-        for inst in rec.scored_only:
-            if "bbox" not in inst.coco and "segmentation" not in inst.coco:  # the reader's test
-                return (f"{inst.source}: annotation on image '{rec.id}' has no bbox and no segmentation; "
-                        "pycocotools cannot score it (KeyError 'bbox'), nor does zoo: give it one or remove it")
-    return None
-
-
-def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool = True) -> dict:
-    """The COCO dict of a canonical dataset (conventions in the module docstring).
-
-    ``ignored_pixels=False`` (box evaluation only, not for files): an ignored polygon region
-    keeps its polygons and its shoelace area instead of being rasterised. Box scoring never
-    reads a crowd annotation's segmentation, and its area neither (a crowd region is ignored
-    in every area range), so the metrics are the same without the rasterisation.
-
-    The evaluator converts its ground truth through here on every evaluation, so the
-    per-instance work is kept to plain Python, and what needs C (pixel counts of RLE masks,
-    rasterising ignored polygons) is collected and done in one batched call at the end:
-    the same values as :func:`annotation_geometry` and ``mask_to_rle(instance_mask(...))``.
-    """
-    from zoo.data import raster
-
-    if geometry not in ("exact", "pixels"):
-        raise ValueError(f"geometry must be 'exact' or 'pixels', not {geometry!r}")
-    exact = geometry == "exact"
-    n_kpt = len(dataset.keypoint_names)
-    cat_ids = dataset.coco_category_ids()
-    all_cats = range(len(dataset.categories))
-    polygon_area = raster.polygon_area
-    images, anns = [], []
-    rle_area_of: list[tuple[list[dict], dict]] = []  # (annotations, RLE): area = its pixel count
-    crowd_polygons: list[tuple[list[dict], tuple]] = []  # (annotations, (polygons, h, w)) to rasterise
-    for image_id, rec in enumerate(dataset.images, start=1):
-        images.append(
-            {"id": image_id, "file_name": rec.id + rec.suffix, "width": rec.width, "height": rec.height}
-        )
-        for inst in scored_instances(rec):
-            if inst.coco is not None:
-                anns.append(given_annotation(inst, rec, len(anns) + 1, image_id, cat_ids[inst.category], n_kpt))
-                continue
-            if exact:
-                x0, y0, x1, y1 = inst.bbox
-                bbox = [x0, y0, x1 - x0, y1 - y0]
-                if inst.mask is not None:
-                    area = None  # filled in below
-                elif inst.polygons:
-                    area = sum(polygon_area(p) for p in inst.polygons)
-                else:
-                    area = inst.box_area
-            else:
-                area, bbox = annotation_geometry(inst, rec, geometry)
-            if inst.ignore:
-                seg = inst.mask
-                if seg is None and inst.polygons and not ignored_pixels:
-                    seg = inst.polygons  # area: the shoelace area computed above
-                if seg is None and not inst.polygons:
-                    seg = raster.mask_to_rle(raster.instance_mask(inst, rec.height, rec.width))
-                cats = all_cats if inst.category < 0 else [inst.category]
-                group = []
-                for c in cats:
-                    a = {"id": len(anns) + 1, "image_id": image_id, "category_id": cat_ids[c],
-                         "bbox": bbox, "area": area, "iscrowd": 1, "segmentation": seg}
-                    if n_kpt:
-                        a["keypoints"] = [0] * (3 * n_kpt)
-                        a["num_keypoints"] = 0
-                    anns.append(a)
-                    group.append(a)
-                if seg is None:  # ignored polygons: rasterised with the others below
-                    crowd_polygons.append((group, (inst.polygons, rec.height, rec.width)))
-                elif exact and seg is not inst.polygons:  # an RLE: its area is its pixel count
-                    rle_area_of.append((group, seg))
-                continue
-            if inst.polygons:
-                seg = inst.polygons
-            elif inst.mask is not None:
-                seg = inst.mask
-            else:
-                seg = [_box_polygon(inst.bbox)]
-            a = {"id": len(anns) + 1, "image_id": image_id, "category_id": cat_ids[inst.category],
-                 "bbox": bbox, "area": area, "iscrowd": 0, "segmentation": seg}
-            if area is None:
-                rle_area_of.append(([a], seg))
-            if n_kpt:
-                flat: list[float] = []
-                num = 0
-                kps = inst.keypoints or [(0.0, 0.0, 0)] * n_kpt
-                for x, y, v in kps:
-                    flat += (x, y, int(v)) if v > 0 else (0, 0, 0)
-                    num += v > 0
-                a["keypoints"] = flat
-                a["num_keypoints"] = num
-            anns.append(a)
-    # an ignored region is scored as its pixels: polygons rasterised (zoo.data.raster's rule) and
-    # its area the pixel count, except under geometry="pixels", which already counted them
-    rles = raster.polygons_rles([item for _, item in crowd_polygons])
-    for (group, _), rle in zip(crowd_polygons, rles):
-        for a in group:
-            a["segmentation"] = rle
-        if exact:
-            rle_area_of.append((group, rle))
-    for (group, _), area in zip(rle_area_of, raster.rle_areas([rle for _, rle in rle_area_of])):
-        for a in group:
-            a["area"] = area
-    return {
-        "info": {"description": f"written by zoo from {dataset.format or 'a dataset'}",
-                 "date_created": datetime.date.today().isoformat()},
-        "licenses": [],
-        "images": images,
-        "annotations": anns,
-        "categories": _categories(dataset),
-    }
-
+from zoo.evaluation.ground_truth import box_polygon, annotation_geometry, to_coco
 
 # ---------------------------------------------------------------- reading
 
@@ -236,7 +36,7 @@ def well_formed(data: dict, f: Path, warnings: list) -> tuple[list[dict], list[t
     of the right JSON types, each left-out entry a warning naming it: an image needs an id
     and a ``file_name``, an annotation an ``image_id`` found among the images, a category
     an id; a size that is not a positive integer counts as absent (read from the image)."""
-    from zoo.adapters.common import warn
+    from zoo.data.builder import warn
     from zoo.errors import DataError
 
     images, ids = [], {}
@@ -295,8 +95,8 @@ def annotation_problem(a: dict, height: int, width: int) -> str | None:
     that is not 4 finite numbers, polygon coordinates that are not finite numbers, an RLE
     that does not fit the image (checked before pycocotools decodes it, see
     :func:`zoo.data.raster.rle_problem`), keypoints that are not numbers in threes."""
-    from zoo.data import raster
     from zoo.adapters.common import finite
+    from zoo.data import raster
 
     bb = a.get("bbox")
     if bb is not None and not (isinstance(bb, list) and len(bb) == 4 and all(finite(v) for v in bb)):
@@ -331,7 +131,7 @@ def _coco_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     out = []
-    from zoo.adapters.common import read_head
+    from zoo.files import read_head
 
     for f in sorted(path.rglob("*.json")):
         head = read_head(f, 65536)
@@ -345,7 +145,7 @@ def sniff(path: Path) -> float:
     if path.is_file():
         if path.suffix.lower() != ".json":
             return 0.0
-        from zoo.adapters.common import read_head
+        from zoo.files import read_head
 
         head = read_head(path, 65536)
         return 0.95 if b'"annotations"' in head or b'"images"' in head else 0.0
@@ -356,7 +156,7 @@ def sniff(path: Path) -> float:
 def _split_name(f: Path) -> str | None:
     """instances_train2017.json -> train; else the folder's name (Roboflow:
     train/_annotations.coco.json, valid/..., test/...)."""
-    from zoo.adapters.build import SPLIT_FOLDERS
+    from zoo.data.builder import SPLIT_FOLDERS
 
     s = f.stem.lower()
     for key, name in (("train", "train"), ("val", "val"), ("test", "test")):
@@ -370,11 +170,12 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     (``instances_train.json`` / ``instances_val.json`` become splits). Images are looked for
     by ``file_name`` relative to the JSON's folder, its ``images/`` and ``../images/``, the
     folder read, and by file name alone."""
+    from zoo.adapters.common import checked_image_size, max_image_pixels, visibility
     from zoo.data import raster
-    from zoo.adapters.build import finish
-    from zoo.adapters.common import checked_image_size, is_file, max_image_pixels, read_json, visibility, warn
+    from zoo.data.builder import finish, warn
     from zoo.dataset import Problem, Source
     from zoo.errors import DataError
+    from zoo.files import is_file, read_json
 
     path = Path(path)
     root = path.parent if path.is_file() else path
@@ -583,22 +384,18 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
     reader's :func:`iter_records`), one image at a time: each annotation is serialised as
     soon as it is read and spooled to a temporary file, so memory stays flat in the number
     of files (one small tuple per annotation). Category and keypoint order are fixed at the end exactly as
-    :func:`zoo.adapters.build.finish` fixes them, and the result equals
+    :func:`zoo.data.builder.finish` fixes them, and the result equals
     ``to_coco(read_dataset(...))``. Returns ``Dataset.summary()``-style counts."""
     import shutil
 
     import orjson
 
-    from zoo.data import raster
-    from zoo.adapters.common import (
-        COCO_KEYPOINTS,
-        COCO_SKELETON,
-        LabelList,
-        keypoint_vocabulary,
-        load_dataset_config,
-        warn,
-    )
     from zoo.adapters.writing import OutputNames, copy_image
+    from zoo.data import raster
+    from zoo.data.builder import warn
+    from zoo.data.dataset_config import load_dataset_config
+    from zoo.data.keypoints import COCO_KEYPOINTS, COCO_SKELETON, keypoint_vocabulary
+    from zoo.data.labels import LabelList
 
     config = load_dataset_config(root)
     names = OutputNames()
@@ -631,7 +428,7 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
                     area = raster.rle_area(seg)
                 crowd = 1
             else:
-                seg = inst.polygons or inst.mask or [_box_polygon(inst.bbox)]
+                seg = inst.polygons or inst.mask or [box_polygon(inst.bbox)]
                 crowd = 0
             cat = None if inst.category == -1 else inst.category
             if cat is not None:
@@ -645,7 +442,7 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
             anns.append((cat, kp, len(rest)))
 
     given = label_list.names if label_list is not None else config.get("categories")
-    from zoo.adapters.build import writable_names
+    from zoo.data.builder import writable_names
 
     cat_names = writable_names(list(given) if given is not None else sorted(found_cats), warnings,
                                str(label_list.file) if label_list is not None else "the labels")

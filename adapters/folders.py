@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.adapters.build import SPLIT_FOLDERS, finish
-from zoo.adapters.common import IMAGE_SUFFIXES, image_size, warn
+from zoo.adapters.common import image_size
+from zoo.data.builder import SPLIT_FOLDERS, finish, warn
 from zoo.dataset import Dataset, ImageRecord, Problem, Source
 from zoo.errors import DataError
+from zoo.files import IMAGE_SUFFIXES
 
 
 def _images(root: Path) -> list[Path]:

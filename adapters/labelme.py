@@ -44,20 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.adapters.build import finish
-from zoo.adapters.common import (
-    IGNORE_LABEL,
-    checked_image_size,
-    decode_image_data,
-    find_image,
-    finite,
-    is_file,
-    read_head,
-    read_json,
-    warn,
-)
+from zoo.adapters.common import checked_image_size, decode_image_data, find_image, finite
+from zoo.data.builder import finish, warn
+from zoo.data.labels import IGNORE_LABEL
 from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
 from zoo.errors import DataError
+from zoo.files import is_file, read_head, read_json
 
 LINE_WIDTH = 10.0
 
@@ -106,7 +98,7 @@ def list_files(root: Path) -> list[Path]:
 
 
 def iter_records(path: Path, warnings: list[Problem], flag_names: set[str]):
-    """Yield one ImageRecord (holding label names, see adapters.build) per labelme file, in
+    """Yield one ImageRecord (holding label names, see zoo.data.builder) per labelme file, in
     sorted path order; problems go to ``warnings``. Streaming writers use this directly."""
     from zoo.progress import track
 
@@ -267,7 +259,7 @@ def _clip(pts, w, h):
 
 def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_names: set[str],
                 index=None) -> ImageRecord | None:
-    """One labelme file as an ImageRecord holding label names (see adapters.build)."""
+    """One labelme file as an ImageRecord holding label names (see zoo.data.builder)."""
     rel = f.relative_to(root).with_suffix("").as_posix() if f != root else f.stem
     image_path = data.get("imagePath")
     named = image_path if isinstance(image_path, str) else None

@@ -24,7 +24,7 @@ import io
 import os
 from pathlib import Path
 
-from zoo.adapters.common import IGNORE_LABEL
+from zoo.data.labels import IGNORE_LABEL
 from zoo.dataset import Dataset, ImageRecord
 
 LABELME_VERSION = "5.5.0"
@@ -154,8 +154,8 @@ def prediction_to_labelme(prediction, meta: Dataset, record: ImageRecord, json_p
     import numpy as np
     import orjson
 
-    from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
     from zoo.data.raster import rle_to_mask
+    from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
 
     json_path = Path(json_path)
     target_img = Path(image_path) if image_path is not None else record.file

@@ -22,18 +22,12 @@ import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from zoo.adapters.build import finish
-from zoo.adapters.common import (
-    IGNORE_LABEL,
-    checked_image_size,
-    find_image,
-    is_file,
-    read_bytes,
-    read_head,
-    warn,
-)
+from zoo.adapters.common import checked_image_size, find_image
+from zoo.data.builder import finish, warn
+from zoo.data.labels import IGNORE_LABEL
 from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
 from zoo.errors import DataError
+from zoo.files import is_file, read_bytes, read_head
 
 
 def _annotation_dirs(root: Path) -> list[Path]:

@@ -24,20 +24,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from zoo.adapters.build import finish
-from zoo.adapters.common import (
-    IMAGE_SUFFIXES,
-    flip_index,
-    image_size,
-    load_dataset_config,
-    read_bytes,
-    read_head,
-    read_lines,
-    visibility,
-    warn,
-)
+from zoo.adapters.common import image_size, visibility
+from zoo.data.builder import finish, warn
+from zoo.data.dataset_config import load_dataset_config
+from zoo.data.keypoints import flip_index
 from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
 from zoo.errors import DataError
+from zoo.files import IMAGE_SUFFIXES, read_bytes, read_head, read_lines
 
 
 def _class_file(root: Path) -> Path | None:
@@ -69,7 +62,7 @@ def sniff(path: Path) -> float:
 
 
 def _read_yaml(f: Path) -> dict:
-    from zoo.adapters.common import read_yaml_mapping
+    from zoo.files import read_yaml_mapping
 
     return read_yaml_mapping(f, "keys with 'names'")
 
@@ -186,7 +179,7 @@ def _looks_like_labels(txt: Path) -> bool:
 
 
 def _read_labels(lf: Path, w: int, h: int, names: list[str], kpt_shape, warnings) -> list[Instance]:
-    from zoo.adapters.common import decode_text
+    from zoo.files import decode_text
 
     out = []
     fstr = str(lf)

@@ -52,7 +52,7 @@ def trajectory(epochs: int, device: str, seed: int) -> dict:
     from zoo.backend import RunContext
     from zoo.config import resolve_config
     from zoo.plugins.tv_models.rcnn import FasterRCNN
-    from zoo.pipeline.run import strip_annotations
+    from zoo.dataset import strip_annotations
     from zoo.selection import Protocol, Selection
 
     task, dataset, parts = _splits(seed)

@@ -33,18 +33,11 @@ MAY_IMPORT = {
 EXCEPTIONS = {"zoo.testing": {"data", "training", "evaluation"}}
 #: Known breaks, each removed as issue 15 lands. Empty is the goal; never add to it.
 KNOWN = {
-    "zoo.dataset -> zoo.adapters.common",
-    "zoo.data.lint -> zoo.adapters.common",
-    "zoo.data.lint -> zoo.adapters.build",
     "zoo.data.lint_fix -> zoo.adapters.convert",
-    "zoo.data.lint_fix -> zoo.adapters.common",
-    "zoo.evaluation.coco -> zoo.adapters.coco",
     "zoo.evaluation.cli -> zoo.pipeline.report",
     "zoo.pipeline.predict -> zoo.adapters.labelme_out",
-    "zoo.selection -> zoo.pipeline.run",
     "zoo.cli.check_cmd -> zoo.adapters.convert",
     "zoo.cli.convert_cmd -> zoo.adapters.convert",
-    "zoo.plugins.tv_models.rcnn -> zoo.adapters.common",
     "zoo.plugins.yolov8.convert -> zoo.adapters.common",
     "zoo.plugins.yolov8.convert -> zoo.adapters.yolo",
 }

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from zoo.adapters.coco import to_coco
+from zoo.evaluation.ground_truth import to_coco
 from zoo.adapters.convert import convert_folder
 from zoo.data.reading import read_dataset
 

@@ -127,7 +127,7 @@ def test_coco_gt_file_keeps_its_own_image_ids(demo, tmp_path, zoo_eval):
     """Results written against a COCO GT file use that file's image ids, whatever they are."""
     import shutil
 
-    from zoo.adapters.coco import to_coco
+    from zoo.evaluation.ground_truth import to_coco
 
     root, ds = demo
     gt = to_coco(ds)

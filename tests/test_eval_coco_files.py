@@ -226,7 +226,7 @@ def test_empty_result_list_scores_zero(tmp_path):
 def test_ground_truth_file_is_not_rederived(tmp_path):
     """The reader keeps each annotation as given; zoo's own COCO dict of the dataset writes
     the file's area, crowd RLE and ids back unchanged."""
-    from zoo.adapters.coco import to_coco
+    from zoo.evaluation.ground_truth import to_coco
     from zoo.data.reading import read_dataset
 
     gt_path, gt = make_files(tmp_path, n_images=12, seed=10)

@@ -18,7 +18,7 @@ import pytest
 from test_eval_coco import CATS, _rle, random_dataset, random_predictions
 
 from zoo.data import raster
-from zoo.adapters.coco import annotation_geometry, to_coco
+from zoo.evaluation.ground_truth import annotation_geometry, to_coco
 from zoo.dataset import Dataset, ImageRecord, Instance
 from zoo.evaluation.coco import _batched_cocoeval, evaluation_ground_truth, gc_paused, scoring_results
 from zoo.evaluation.results import default_image_ids, detection_to_coco

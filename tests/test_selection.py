@@ -94,7 +94,7 @@ def test_select_best_keeps_the_epoch_scored_best_on_the_selection_split(tmp_path
     from zoo.config import resolve_config
     from zoo.plugins.tv_models.classifiers import Resnet18
     from zoo.data.reading import read_dataset
-    from zoo.pipeline.run import strip_annotations
+    from zoo.dataset import strip_annotations
 
     ds, task = read_dataset(tiny_demo), get_task("classify")
     saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())

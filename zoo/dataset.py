@@ -81,7 +81,7 @@ class Instance:
     ``coco`` is the annotation as a COCO source wrote it (its ``bbox``, ``area``,
     ``iscrowd``, ``segmentation`` and, for keypoints, ``keypoints`` / ``num_keypoints``;
     keys the file lacks are absent), ``None`` for every other source. Nothing edits it:
-    :func:`zoo.adapters.coco.to_coco` writes it back as given, so the ground truth scored is
+    :func:`zoo.evaluation.ground_truth.to_coco` writes it back as given, so the ground truth scored is
     the file's own. The canonical fields hold the same object in zoo's form (box clipped to
     the image, RLE compressed) for training and drawing.
     """
@@ -121,7 +121,7 @@ class ImageRecord:
     source: Source | None = None
     #: Ground truth that is scored but never trained on or drawn: a COCO file's annotations
     #: that pycocotools counts though they hold no usable shape (zero area, no geometry).
-    #: Only :func:`zoo.adapters.coco.to_coco` reads them, in the file's order among
+    #: Only :func:`zoo.evaluation.ground_truth.to_coco` reads them, in the file's order among
     #: ``instances``.
     scored_only: list[Instance] = field(default_factory=list)
 
@@ -169,9 +169,14 @@ def id_path(image_id: str, suffix: str) -> Path:
 
 def embedded_image_bytes(json_path: Path) -> bytes:
     """The decoded ``imageData`` of a labelme JSON file (the reader checked it decodes)."""
-    from zoo.adapters.common import read_json  # the reader's parser: BOMs, UTF-16, NaN as labelme writes them
+    from zoo.files import read_json  # the reader's parser: BOMs, UTF-16, NaN as labelme writes them
 
     return base64.b64decode(read_json(Path(json_path))["imageData"])
+
+
+def strip_annotations(dataset: Dataset) -> list[ImageRecord]:
+    """The images as a backend may see them at prediction time: pixels only."""
+    return [replace(r, instances=[], labels=[]) for r in dataset.images]
 
 
 @dataclass(slots=True)

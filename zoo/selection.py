@@ -153,7 +153,7 @@ class Selection:
         being trained) on the selection images without their annotations, scored by zoo."""
 
         def val_fn(model: Any = None) -> float:
-            from zoo.pipeline.run import strip_annotations
+            from zoo.dataset import strip_annotations
 
             return self.score(list(predict(strip_annotations(self.data))))
 

@@ -39,15 +39,7 @@ from zoo.errors import ZooError, did_you_mean
 from zoo.predictions import Detection, InstancePredictions
 from zoo.selection import Selection
 from zoo.tasks import Task
-from zoo.training import (
-    LAST,
-    MappedDataset,
-    TrainConfig,
-    collate_lists,
-    fit,
-    predict_batches,
-    restore,
-)
+from zoo.training import LAST, MappedDataset, TrainConfig, collate_lists, fit, predict_batches, restore
 
 _log = logging.getLogger("zoo.tv_models")
 
@@ -168,7 +160,8 @@ def flip_permutation(meta: Dataset) -> list[int] | None:
     With neither, flipping would silently swap the meaning of asymmetric landmarks, so the
     caller must not flip.
     """
-    from zoo.adapters.common import flip_index, load_dataset_config
+    from zoo.data.dataset_config import load_dataset_config
+    from zoo.data.keypoints import flip_index
 
     config: dict = {}
     if meta.root is not None:

@@ -346,7 +346,7 @@ def check_unannotated_images(ctx: LintContext) -> list[Finding]:
 
 def unannotated_images(dataset: Dataset, path: Path | None = None) -> list[Path]:
     """Image files below the dataset's folder that are not one of its records, sorted."""
-    from zoo.adapters.common import IMAGE_SUFFIXES
+    from zoo.files import IMAGE_SUFFIXES
 
     root = Path(path) if path is not None else dataset.root
     if root is None or not root.is_dir():
@@ -471,9 +471,10 @@ CHECKS: list[Callable[[LintContext], list[Finding]]] = [
 
 
 def declared_vocabularies(path: Path, labels: str | Path | None, dataset: Dataset) -> tuple[list | None, list | None, str]:
-    """The label lists the user gave (--labels, else zoo.yaml), as ``adapters.build.finish``
+    """The label lists the user gave (--labels, else zoo.yaml), as :func:`zoo.data.builder.finish`
     applies them: (categories, classes, where they come from)."""
-    from zoo.adapters.common import LabelList, load_dataset_config
+    from zoo.data.dataset_config import load_dataset_config
+    from zoo.data.labels import LabelList
 
     if labels is not None:
         names = LabelList.read(labels).names
@@ -496,7 +497,7 @@ def lint_dataset(ctx: LintContext, checks=None) -> list[Finding]:
 def lint_folder(path: str | Path, *, fmt: str = "auto", labels: str | Path | None = None, task: str | None = None,
                 val: float = 0.2, test: float = 0.0) -> LintReport:
     """Read ``path`` (every label kept) and run every check."""
-    from zoo.adapters.build import EVERY_LABEL
+    from zoo.data.labels import EVERY_LABEL
     from zoo.data.reading import read_dataset
 
     path = Path(path)

@@ -18,9 +18,9 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from zoo.data.lint import Finding, _instance_where, _record_file
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
-from zoo.data.lint import Finding, _instance_where, _record_file
 
 FIX_WRITERS = {"voc": "voc", "coco": "coco", "yolo": "yolo"}
 
@@ -165,7 +165,7 @@ def _copy_labelme(dataset: Dataset, plan: FixPlan, src: Path, out: Path) -> None
 def _fixed_labelme_json(f: Path, plan: FixPlan, drop_shapes: set[int]) -> dict | None:
     """The labelme document of ``f`` with labels renamed and shapes dropped; None when
     nothing changes (the file is then copied byte for byte)."""
-    from zoo.adapters.common import read_json
+    from zoo.files import read_json
 
     try:
         data = read_json(f)

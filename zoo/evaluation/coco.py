@@ -85,8 +85,9 @@ def oks_sigmas(meta: Dataset) -> tuple[list[float], str]:
 
 
 def coco_ground_truth(dataset: Dataset) -> dict[str, Any]:
-    """The COCO dict of ``dataset`` through the adapters' ``to_coco`` (the one conversion)."""
-    from zoo.adapters.coco import to_coco
+    """The COCO dict of ``dataset`` through :func:`zoo.evaluation.ground_truth.to_coco` (the one
+    conversion)."""
+    from zoo.evaluation.ground_truth import to_coco
 
     return to_coco(dataset)
 
@@ -103,13 +104,13 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
 
     A COCO annotation pycocotools cannot score (no bbox and no segmentation) is refused.
     """
-    from zoo.adapters.coco import unscorable
+    from zoo.evaluation.ground_truth import unscorable
 
     problem = unscorable(dataset)
     if problem is not None:
         raise ZooError(problem)
     if iou_type == "bbox":
-        from zoo.adapters.coco import to_coco
+        from zoo.evaluation.ground_truth import to_coco
 
         # ignored polygons are not rasterised: box scoring reads neither a crowd region's
         # mask nor its area (tests/test_eval_fast_paths.py: the same stats as with them)

@@ -7,7 +7,7 @@ Conventions:
 * ``category_id`` is the ground truth's own id (``Dataset.coco_category_ids()``, the ids
   ``to_coco`` writes: a COCO source's ids, else category index + 1);
 * ``image_id`` is the COCO image id of the record: by default ``1..N`` in dataset order,
-  the numbering ``zoo.adapters.coco.to_coco`` uses;
+  the numbering ``zoo.evaluation.ground_truth.to_coco`` uses;
 * ``segmentation`` is the detection's RLE mask (``counts`` as str), written only when present;
 * ``keypoints`` is the flat ``[x0, y0, s0, x1, y1, s1, ...]`` list, the third value being the
   keypoint's score (COCO's OKS ignores it), written only when present.

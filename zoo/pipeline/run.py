@@ -33,7 +33,7 @@ from typing import Any
 
 from zoo import __version__
 from zoo.atomic import write_json, write_yaml
-from zoo.dataset import Dataset
+from zoo.dataset import Dataset, strip_annotations
 from zoo.errors import ZooError
 from zoo.pipeline.runfolder import (
     RunLock,
@@ -193,11 +193,6 @@ def report_problems(dataset: Dataset, console, quiet: bool, limit: int = 5) -> N
         console.print(f"  {w}", markup=False)
     if len(dataset.warnings) > limit:
         console.print(f"  ... and {len(dataset.warnings) - limit} more (see log.txt, or run `zoo check`)")
-
-
-def strip_annotations(dataset: Dataset) -> list:
-    """The images as a backend may see them at prediction time: pixels only."""
-    return [replace(r, instances=[], labels=[]) for r in dataset.images]
 
 
 def check_predictions(task: Task, backend: str, images, preds, meta: Dataset) -> None:

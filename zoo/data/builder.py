@@ -10,21 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.adapters.common import (
-    LabelList,
-    apply_keypoint_meta,
-    has_control_char,
-    keypoint_vocabulary,
-    load_dataset_config,
-    order_vocabulary,
-    warn,
-)
-from zoo.dataset import Dataset, ImageRecord, Problem
+from zoo.data.dataset_config import apply_keypoint_meta, load_dataset_config
+from zoo.data.keypoints import keypoint_vocabulary
+from zoo.data.labels import EVERY_LABEL, LabelList, has_control_char, order_vocabulary
+from zoo.dataset import Dataset, ImageRecord, Problem, Source
 from zoo.errors import DataError
 
-#: ``labels=EVERY_LABEL``: keep every label found, whatever ``--labels`` or zoo.yaml list
-#: (``zoo check`` reads this way to point at each shape a label list would drop).
-EVERY_LABEL = LabelList(names=[])
+
+def warn(dataset_warnings: list[Problem], file, reason: str, shape: int | None = None) -> None:
+    dataset_warnings.append(Problem(Source(str(file), shape), reason))
 
 
 def finish(

@@ -1,0 +1,109 @@
+"""Reading the user's files safely: bytes, text, JSON and YAML, each problem a DataError naming
+the file (never a traceback, never a guess that could garble a label name).
+
+In the contract because the contract itself reads through it (``ImageRecord.open`` decodes a
+labelme ``imageData`` with :func:`read_json`), and every reader, the linter and third-party
+readers share it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from zoo.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jpe", ".jfif")
+
+
+def is_file(p: str | Path) -> bool:
+    """A regular file at ``p``; False (not an exception) for names the filesystem refuses
+    (too long, a NUL byte), which come from the user's annotation files."""
+    return os.path.isfile(p)
+
+
+def decode_text(raw: bytes, file: Path) -> str:
+    """Text of a file: UTF-8 (a BOM is dropped) or UTF-16 with a BOM; anything else is a
+    clear error rather than a guess that could garble label names."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(file, f"is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                              "re-save it as UTF-8") from None
+
+
+def read_head(file: Path, n: int) -> bytes:
+    """The first ``n`` bytes of a regular file, for sniffing; ``b""`` for anything else (a
+    FIFO named ``a.json`` would block, a link to /dev/zero never ends)."""
+    if not is_file(file):
+        return b""
+    try:
+        with open(file, "rb") as fh:
+            return fh.read(n)
+    except OSError:
+        return b""
+
+
+def read_bytes(file: Path) -> bytes:
+    """The bytes of an annotation file; a DataError for one that is not a regular file (a
+    FIFO or a device: reading it would block or never end)."""
+    if not is_file(file):
+        raise DataError(file, "is not a regular file")
+    return Path(file).read_bytes()
+
+
+def read_json(file: Path):
+    """Parsed JSON of a file; a DataError naming the file when it is not valid JSON."""
+    import orjson
+
+    raw = read_bytes(file)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        if raw.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+            try:
+                return orjson.loads(decode_text(raw, file))
+            except orjson.JSONDecodeError as e2:
+                e = e2
+        else:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                decode_text(raw, file)  # raises the encoding error
+            # Python's json (labelme's writer) emits NaN / Infinity, which orjson refuses:
+            # read those files with the standard library, so the bad shape alone is dropped
+            import json
+
+            try:
+                return json.loads(text)
+            except ValueError:
+                pass
+            except RecursionError:
+                raise DataError(file, "is not valid JSON (nested too deeply)") from None
+        raise DataError(file, f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+
+
+def read_lines(file: Path) -> list[str]:
+    """Non-blank, stripped lines of a text file."""
+    file = Path(file)
+    if not file.is_file():
+        raise DataError(file, "no such file")
+    return [ln.strip() for ln in decode_text(read_bytes(file), file).splitlines() if ln.strip()]
+
+
+def read_yaml_mapping(f: Path, what: str) -> dict:
+    """A YAML file that must hold a mapping; a DataError naming the file otherwise."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(decode_text(read_bytes(f), f)) or {}
+    except yaml.YAMLError as e:
+        raise DataError(f, f"is not valid YAML ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise DataError(f, "is not valid YAML (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise DataError(f, f"must be a mapping of {what}")
+    return data
