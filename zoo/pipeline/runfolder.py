@@ -1,18 +1,23 @@
-"""The run folder on disk: its layout, its name, its manifest, its saved predictions.
+"""The run folder on disk, as a type: :class:`RunFolder` names every file of a run and reads
+and writes each one; :class:`Manifest` is the schema of its ``manifest.json``.
 
-Layout of ``<out>/<name>/`` (see :mod:`zoo.pipeline.run` for who writes what)::
+Layout of ``<out>/<name>/`` (:mod:`zoo.pipeline.run` writes it, predict, compare, the
+reports and ``--resume`` read it, all through :class:`RunFolder`)::
 
     config.yaml            resolved config (device as the user gave it, e.g. "auto")
     split.json             the train / val / test ids (zoo.data.split)
     manifest.json          versions, data hash, seed, device, timings, status, phases done
     checkpoint/            the backend's checkpoint (Backend.load reads it)
     work/                  the backend's scratch (converted data, framework logs)
-    data/val_coco.json     the ground truth that was scored, in COCO
+    data/meta.json         the vocabularies trained with (classes, keypoints, ...): zoo predict's
+    data/val_coco.json     the ground truth that was scored, in COCO (test_coco.json with --test)
     predictions/           coco_results.json (instance tasks) | masks/<id>.png (semantic-seg)
-                           | predictions.csv (classify); labelme/<id>.json for every task
+                           | predictions.csv (classify); labelme/<id>.json for every task;
+                           test/ the same for the test split
     metrics.json           the shared evaluator's output
-    plots/                 the evaluator's plots
-    report.md              human-readable summary
+    plots/                 the evaluator's plots (plots/test/ for the test split), samples.png
+    report.md, report.html human-readable summary
+    ranking/               --rank: ranking.csv and the pre-filled labelme JSON
     log.txt                the run's log
     .zoo.lock              while a zoo process works on the run: its pid and host
 
@@ -23,6 +28,11 @@ start). ``--resume`` continues the newest existing one of that series instead.
 One process at a time: a run holds ``.zoo.lock`` while it works, so a second ``--resume`` of
 the same run is refused instead of racing the first on its files. A lock left by a process
 that died (kill -9, power cut) is taken over.
+
+A folder written by an older zoo reads when its manifest carries what this one needs
+(backend, task, phases done, data hash, split key); a field added since takes its default
+(no ``checkpoints``: the checksums are not verified, and zoo says so). One that lacks them
+is refused with one line naming the file and the field.
 """
 
 from __future__ import annotations
@@ -35,8 +45,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.atomic import read_json, write_bytes, write_json
-from zoo.checksums import KEY as CHECKSUMS_KEY
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from zoo.atomic import read_json, write_bytes, write_json, write_yaml
 from zoo.checksums import Ledger
 from zoo.dataset import Dataset, id_path
 from zoo.errors import ZooError
@@ -48,6 +59,286 @@ LOCK = ".zoo.lock"
 PHASES = ("prepare", "fit", "predict", "evaluate", "report")
 
 _SUFFIX = re.compile(r"^(?P<base>.+)-(?P<n>\d+)$")
+log = logging.getLogger("zoo")
+
+
+# -- manifest.json ---------------------------------------------------------------------------
+
+
+class _Record(BaseModel):
+    # extra="allow": a key another zoo version wrote survives a resume that rewrites the file
+    model_config = ConfigDict(extra="allow")
+
+
+class DataRecord(_Record):
+    """``manifest.data``: where the data came from and what it held."""
+
+    path: str  # absolute, so --resume finds it from anywhere; "demo" for the demo data
+    hash: str  # zoo.data.split.data_hash
+    format: str | None = None
+    summary: dict[str, Any] = {}
+    #: images of the folder no annotation covers (not trained on; --rank ranks them)
+    unlabelled: list[str] = []
+
+
+class SplitRecord(_Record):
+    """``manifest.split``: the split's key (split.json holds the ids) and its sizes."""
+
+    key: str
+    train: int = 0
+    selection: int = 0
+    val: int = 0
+    test: int = 0
+    excluded: int = 0
+    val_fraction: float | None = None
+    test_fraction: float | None = None
+    selection_fraction: float | None = None
+
+
+class Timings(_Record):
+    """``manifest.timings``, seconds (``predict_per_image_ms`` in ms); a phase not run is None."""
+
+    read: float | None = None
+    #: the training time of each part: an interrupted one counts up to its last checkpoint
+    fit_parts: list[float] | None = None
+    fit: float | None = None
+    predict: float | None = None
+    predict_per_image_ms: float | None = None
+    save_predictions: float | None = None
+    predict_test: float | None = None
+    evaluate: float | None = None
+    report: float | None = None
+
+
+class Manifest(_Record):
+    """``manifest.json``: what a run is, how far it got and what it took.
+
+    Written after every phase (``done``), so ``--resume`` knows where to continue. Optional
+    fields are left out of the file while unset.
+    """
+
+    zoo: str = "unknown"  # the zoo version that started the run
+    backend: str
+    framework: str = ""
+    task: str
+    status: str = "running"  # running | finished | failed | interrupted
+    done: list[str] = []  # PHASES finished, in order
+    started: str | None = None
+    finished: str | None = None
+    command: str = ""
+    data: DataRecord
+    seed: int | None = None
+    device: str | None = None
+    split: SplitRecord
+    #: zoo.selection: {"protocol": ..., "description": ...}, then Selection.summary() after fit
+    selection: dict[str, Any] = {}
+    versions: dict[str, str] = {}
+    parameters: int | None = None
+    timings: Timings = Timings()
+    #: path -> sha256 of each checkpoint written (zoo.checksums); None: a run written before
+    #: zoo kept them, whose checkpoints cannot be verified
+    checkpoints: dict[str, str] | None = None
+    #: imgsz / epochs "auto": key -> {"value", "reason"} (zoo.training.autoconfig)
+    choices: dict[str, dict[str, Any]] | None = None
+    #: the published weights training started from (zoo.training.fetch records)
+    weights: list[dict[str, Any]] | None = None
+    #: what a self-configuring framework chose (patch size, batch, ...)
+    plan: dict[str, Any] | None = None
+    #: per-epoch rows a backend reported ({"epoch": n, "loss": ...}), for --track
+    history: list[dict[str, Any]] | None = None
+    #: the backend's own numbers, for the log only (metrics.json holds the ranked scores)
+    framework_metrics: dict[str, Any] | None = None
+    budget: dict[str, float] | None = None  # {"seconds", "fit_seconds"} of --budget
+    world_size: int | None = None  # under a launcher (torchrun): the number of processes
+    error: str | None = None  # why a failed or interrupted run stopped
+
+    @property
+    def trained(self) -> bool:
+        return "fit" in self.done
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status == "finished"
+
+    def phase_done(self, phase: str, seconds: float | None = None) -> None:
+        if phase not in self.done:
+            self.done.append(phase)
+        if seconds is not None:
+            setattr(self.timings, phase, round(seconds, 3))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object written to manifest.json (unset optional fields left out)."""
+        return self.model_dump(exclude_none=True)
+
+
+def _first_problem(e: ValidationError) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"'{where}' is missing" if err["type"] == "missing" else f"'{where}': {err['msg']}"
+
+
+# -- the folder ------------------------------------------------------------------------------
+
+
+class RunFolder:
+    """One run's folder: the name of every file zoo keeps there, and how each is read back."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        p = self.path
+        self.config_file = p / "config.yaml"
+        self.manifest_file = p / MANIFEST
+        self.split_file = p / "split.json"
+        self.meta_file = p / "data" / "meta.json"
+        self.val_truth_file = p / "data" / "val_coco.json"
+        self.test_truth_file = p / "data" / "test_coco.json"
+        self.predictions_dir = p / "predictions"
+        self.labelme_dir = self.predictions_dir / "labelme"
+        self.metrics_file = p / "metrics.json"
+        self.plots_dir = p / "plots"
+        self.samples_file = self.plots_dir / "samples.png"
+        self.report_file = p / "report.md"
+        self.html_file = p / "report.html"
+        self.ranking_dir = p / "ranking"
+        self.log_file = p / "log.txt"
+        self.lock_file = p / LOCK
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def predictions_of(self, split: str = "val") -> Path:
+        """Where a split's predictions are saved (val's at the top, test's in test/)."""
+        return self.predictions_dir if split == "val" else self.predictions_dir / split
+
+    def plots_of(self, split: str = "val") -> Path:
+        return self.plots_dir if split == "val" else self.plots_dir / split
+
+    def relative(self, path: str | Path) -> str:
+        """``path`` relative to the folder (a run folder may be moved or shared)."""
+        try:
+            return Path(path).resolve().relative_to(self.path.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    # manifest.json --------------------------------------------------------------------------
+
+    def manifest(self) -> Manifest:
+        """The run's manifest, or one clear line: no such folder, not a run, or a manifest
+        this zoo cannot read (an older zoo's without a field it needs)."""
+        if not self.path.is_dir():
+            raise ZooError(f"{self.path}: no such run folder")
+        try:
+            data = read_json(self.manifest_file)
+        except (OSError, ValueError):
+            raise ZooError(f"{self.path}: not a zoo run folder (no readable {MANIFEST})") from None
+        if not isinstance(data, dict):
+            raise ZooError(f"{self.manifest_file}: not a zoo manifest (expected a JSON object)")
+        try:
+            return Manifest.model_validate(data)
+        except ValidationError as e:
+            raise ZooError(f"{self.manifest_file}: written by zoo {data.get('zoo', '(unknown version)')}, "
+                           f"which this zoo cannot read ({_first_problem(e)}); start a new run") from None
+
+    def manifest_or_none(self) -> Manifest | None:
+        """The manifest, or None where there is no readable one (a folder that is not a run)."""
+        try:
+            return self.manifest()
+        except ZooError:
+            return None
+
+    def write_manifest(self, manifest: Manifest) -> Path:
+        return write_json(self.manifest_file, manifest.to_dict())
+
+    def trained_manifest(self) -> Manifest:
+        """The manifest of a run whose training finished (what predict needs), or a clear error."""
+        m = self.manifest()
+        if not m.trained:
+            raise ZooError(f"{self.path}: this run never finished training; continue it with `zoo run --resume`")
+        return m
+
+    def ledger(self, manifest: Manifest, save=None) -> Ledger:
+        """The sha256 records of the run's checkpoints (``manifest.checkpoints``, updated in
+        place; ``save`` persists the manifest). Untracked for a run written before zoo kept them."""
+        ledger = Ledger(self.path, manifest.checkpoints, save=save)
+        if not ledger.tracked:
+            log.warning("%s was written before zoo recorded checkpoint checksums; they are not verified", self.path)
+        return ledger
+
+    # config.yaml, split.json, data/meta.json, metrics.json ---------------------------------
+
+    def read_config(self) -> dict[str, Any]:
+        """The resolved config the run trained with, as written (a mapping of keys)."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+        except OSError:
+            raise ZooError(f"{self.config_file}: missing; this run folder is incomplete") from None
+        except yaml.YAMLError as e:
+            raise ZooError(f"{self.config_file}: not valid YAML ({' '.join(str(e).split())})") from None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ZooError(f"{self.config_file}: not a zoo config (expected a mapping of keys)")
+        return data
+
+    def write_config(self, config: dict[str, Any]) -> Path:
+        return write_yaml(self.config_file, config)
+
+    def read_split(self):
+        from zoo.data.split import read_split
+
+        return read_split(self.split_file)
+
+    def write_split(self, split) -> None:
+        from zoo.data.split import write_split
+
+        write_split(split, self.split_file)
+
+    def write_meta(self, meta: Dataset) -> Path:
+        """The vocabularies trained with, which a prediction needs without the data folder."""
+        return write_json(self.meta_file, {
+            "categories": meta.categories, "classes": meta.classes, "keypoint_names": meta.keypoint_names,
+            "skeleton": [list(s) for s in meta.skeleton], "oks_sigmas": meta.oks_sigmas,
+            "pixel_spacing": meta.pixel_spacing,
+        })
+
+    def read_meta(self) -> Dataset:
+        """The vocabularies the run was trained with, as an empty :class:`Dataset`."""
+        if not self.meta_file.is_file():
+            raise ZooError(f"{self.meta_file}: missing; this run folder is incomplete")
+        try:
+            m = read_json(self.meta_file)
+        except (OSError, ValueError):
+            raise ZooError(f"{self.meta_file}: not valid JSON") from None
+        if not isinstance(m, dict):
+            raise ZooError(f"{self.meta_file}: not a zoo meta file (expected a JSON object)")
+        return Dataset(
+            categories=m.get("categories", []), classes=m.get("classes", []),
+            keypoint_names=m.get("keypoint_names", []),
+            skeleton=[tuple(s) for s in m.get("skeleton", [])], oks_sigmas=m.get("oks_sigmas"),
+            pixel_spacing=tuple(m["pixel_spacing"]) if m.get("pixel_spacing") else None,
+        )
+
+    def read_metrics(self) -> dict[str, Any]:
+        try:
+            return read_json(self.metrics_file)
+        except (OSError, ValueError):
+            raise ZooError(f"{self.metrics_file}: missing or unreadable; this run has no scores") from None
+
+    def write_metrics(self, metrics: dict[str, Any]) -> Path:
+        return write_json(self.metrics_file, metrics)
+
+    # predictions/ ---------------------------------------------------------------------------
+
+    def save_predictions(self, task, preds: Sequence[Prediction], gt: Dataset, split: str = "val") -> list[Path]:
+        return save_predictions(self.predictions_of(split), task, preds, gt)
+
+    def load_predictions(self, gt: Dataset, split: str = "val") -> list[Prediction]:
+        return _load_predictions(self.predictions_of(split), gt)
+
+
+# -- the series of runs under --out ------------------------------------------------------------
 
 
 def default_name(backend: str, task: str) -> str:
@@ -83,40 +374,53 @@ def next_free(out: Path, name: str) -> Path:
     return out / f"{name}-{n}"
 
 
+def iter_run_folders(out: Path) -> Iterator[tuple[RunFolder, Manifest]]:
+    """Every run folder directly under ``out`` with its manifest (unreadable ones skipped)."""
+    if not out.is_dir():
+        return
+    for p in sorted(out.iterdir()):
+        folder = RunFolder(p)
+        m = folder.manifest_or_none() if p.is_dir() else None
+        if m is not None:
+            yield folder, m
+
+
+def load_predictions(run_dir: Path, gt: Dataset) -> list[Prediction]:
+    """The saved (val) predictions of a run, one per ``gt`` image, in ``gt`` order."""
+    return RunFolder(run_dir).load_predictions(gt)
+
+
+# Dict views of the manifest, for zoo.pipeline.compare until it reads Manifest itself.
+
+
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        data = read_json(path)
-    except Exception:  # noqa: BLE001 - a broken manifest means "not a usable run"
-        return None
-    return data if isinstance(data, dict) else None
+    m = RunFolder(run_dir).manifest_or_none()
+    return None if m is None else m.to_dict()
+
+
+def iter_runs(out: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    for folder, m in iter_run_folders(out):
+        yield folder.path, m.to_dict()
+
+
+# Until run.py and predict.py read through RunFolder (the next step of issue 15).
 
 
 def is_finished(run_dir: Path) -> bool:
-    m = read_manifest(run_dir)
-    return bool(m) and m.get("status") == "finished"
+    m = RunFolder(run_dir).manifest_or_none()
+    return m is not None and m.is_finished
 
 
 def require_run(run_dir: Path) -> dict[str, Any]:
-    """The manifest of a finished run, or a clear error."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ZooError(f"{run_dir}: no such run folder")
-    m = read_manifest(run_dir)
-    if m is None:
-        raise ZooError(f"{run_dir}: not a zoo run folder (no readable {MANIFEST})")
-    if "fit" not in m.get("done", []):
-        raise ZooError(f"{run_dir}: this run never finished training; continue it with `zoo run --resume`")
-    return m
+    return RunFolder(run_dir).trained_manifest().to_dict()
 
 
 def checkpoint_ledger(run_dir: Path, manifest: dict[str, Any], save=None) -> Ledger:
-    """The sha256 records of the run's checkpoints (``manifest["checkpoints"]``, updated in
-    place; ``save`` persists the manifest). Untracked for a run written before zoo kept them."""
-    hashes = manifest.get(CHECKSUMS_KEY)
+    hashes = manifest.get("checkpoints")
     return Ledger(run_dir, hashes if isinstance(hashes, dict) else None, save=save)
+
+
+# -- one process at a time -------------------------------------------------------------------
 
 
 class RunLock:
@@ -220,9 +524,8 @@ def save_predictions(pred_dir: Path, task, preds: Sequence[Prediction], gt: Data
     return written
 
 
-def load_predictions(run_dir: Path, gt: Dataset) -> list[Prediction]:
-    """The saved predictions of a run, one per ``gt`` image, in ``gt`` order."""
-    pred_dir = Path(run_dir) / "predictions"
+def _load_predictions(pred_dir: Path, gt: Dataset) -> list[Prediction]:
+    """Predictions saved by :func:`save_predictions`, one per ``gt`` image, in ``gt`` order."""
     if (pred_dir / "coco_results.json").is_file():
         from zoo.evaluation.results import coco_results_to_predictions
 
@@ -256,13 +559,3 @@ def load_predictions(run_dir: Path, gt: Dataset) -> list[Prediction]:
             ))
         return out
     raise ZooError(f"{pred_dir}: no saved predictions")
-
-
-def iter_runs(out: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Every run folder directly under ``out`` with its manifest."""
-    if not out.is_dir():
-        return
-    for p in sorted(out.iterdir()):
-        m = read_manifest(p) if p.is_dir() else None
-        if m is not None:
-            yield p, m

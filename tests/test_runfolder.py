@@ -1,0 +1,79 @@
+"""The run folder as a type: its manifest's schema, and folders written by an older zoo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import toy_backend
+from toy_backend import make_dataset
+
+from zoo.errors import ZooError
+from zoo.pipeline.run import RunOptions, execute
+from zoo.pipeline.runfolder import Manifest, RunFolder
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One finished toy run (module-wide: the tests below copy what they change)."""
+    tmp = tmp_path_factory.mktemp("runfolder")
+    opts = RunOptions(task="detect", backend="toy", out=tmp / "runs", dataset=make_dataset(tmp / "data", n=8),
+                      registry=toy_backend.registry(), quiet=True, flags={"device": "cpu"})
+    return execute(opts).run_dir
+
+
+def _copy(run, tmp_path):
+    import shutil
+
+    return shutil.copytree(run, tmp_path / run.name)
+
+
+def test_the_manifest_reads_back_as_written(finished):
+    folder = RunFolder(finished)
+    m = folder.manifest()
+    assert m.backend == "toy" and m.task == "detect" and m.is_finished and m.trained
+    assert m.done == ["prepare", "fit", "predict", "evaluate", "report"]
+    assert m.timings.fit is not None and m.timings.predict_per_image_ms > 0
+    assert list(m.checkpoints) == ["checkpoint/toy.json"]
+    # the file is exactly the model's JSON: unset optional fields are left out, not null
+    on_disk = json.loads(folder.manifest_file.read_text())
+    assert on_disk == json.loads(json.dumps(m.to_dict()))
+    assert "error" not in on_disk and "budget" not in on_disk
+    assert folder.read_config()["device"] == "cpu"
+    assert folder.read_meta().categories == json.loads(folder.meta_file.read_text())["categories"]
+
+
+def test_an_older_manifest_without_a_newer_field_reads_and_keeps_unknown_keys(finished, tmp_path):
+    run = _copy(finished, tmp_path)
+    data = json.loads((run / "manifest.json").read_text())
+    del data["checkpoints"], data["framework"], data["timings"]  # fields an older zoo did not write
+    data["from_the_future"] = {"kept": True}
+    (run / "manifest.json").write_text(json.dumps(data))
+    folder = RunFolder(run)
+    m = folder.manifest()
+    assert m.checkpoints is None and not folder.ledger(m).tracked
+    folder.write_manifest(m)
+    assert json.loads((run / "manifest.json").read_text())["from_the_future"] == {"kept": True}
+
+
+def test_a_manifest_missing_what_zoo_needs_is_refused_in_one_line(finished, tmp_path):
+    run = _copy(finished, tmp_path)
+    data = json.loads((run / "manifest.json").read_text())
+    del data["data"]
+    data["zoo"] = "0.1.0"
+    (run / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ZooError) as e:
+        RunFolder(run).manifest()
+    msg = str(e.value)
+    assert "\n" not in msg and str(run / "manifest.json") in msg
+    assert "zoo 0.1.0" in msg and "'data' is missing" in msg
+    assert RunFolder(run).manifest_or_none() is None
+
+
+@pytest.mark.parametrize("text, problem", [("[1, 2]", "expected a mapping"), ("a: [", "not valid YAML")])
+def test_a_broken_config_is_one_clear_line(finished, tmp_path, text, problem):
+    run = _copy(finished, tmp_path)
+    (run / "config.yaml").write_text(text)
+    with pytest.raises(ZooError, match=problem):
+        RunFolder(run).read_config()
+
