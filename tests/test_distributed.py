@@ -158,7 +158,7 @@ def test_zoo_own_loop_refuses_a_device_list():
     import torch
 
     from zoo.errors import ZooError
-    from zoo.training import TrainSettings, fit
+    from zoo.training import TrainConfig, fit
 
     with pytest.raises(ZooError, match="torchrun"):
-        fit(torch.nn.Linear(2, 1), [], settings=TrainSettings(epochs=1), device="cuda:0,1")
+        fit(torch.nn.Linear(2, 1), [], config=TrainConfig(epochs=1), device="cuda:0,1")

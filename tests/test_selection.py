@@ -144,7 +144,7 @@ def test_compare_states_one_protocol_and_refuses_to_mix(tmp_path, tiny_demo, reg
 
 def test_training_loop_follows_the_protocol(tmp_path):
     torch = pytest.importorskip("torch")
-    from zoo.training import BEST, TrainSettings, criterion_loss, fit, load_checkpoint
+    from zoo.training import BEST, TrainConfig, criterion_loss, fit, load_checkpoint
 
     x = torch.randn(16, 2)
     batches = [(x[:8], (x[:8, 0] > 0).long()), (x[8:], (x[8:, 0] > 0).long())]
@@ -155,7 +155,7 @@ def test_training_loop_follows_the_protocol(tmp_path):
         it = iter(scores)
         calls = []
         selection = Selection(protocol, one, task)
-        result = fit(torch.nn.Linear(2, 2), batches, settings=TrainSettings(epochs=epochs, lr=0.01),
+        result = fit(torch.nn.Linear(2, 2), batches, config=TrainConfig(epochs=epochs, lr=0.01),
                      loss_fn=criterion_loss(torch.nn.CrossEntropyLoss()), selection=selection,
                      val_fn=lambda m: calls.append(1) or next(it), checkpoint_dir=tmp_path / folder)
         return result, selection, calls

@@ -15,7 +15,6 @@ from zoo.training import (  # noqa: E402
     LAST,
     MappedDataset,
     TrainConfig,
-    TrainSettings,
     best_checkpoint,
     collate_lists,
     criterion_loss,
@@ -70,23 +69,23 @@ def test_resume_continues_where_it_stopped(tmp_path):
     samples = _blobs(32)
     data = MappedDataset(samples, lambda s: s)
     loss = criterion_loss(torch.nn.CrossEntropyLoss())
-    settings = TrainSettings(epochs=4, batch=8, lr=0.05, warmup_iters=2)
+    settings = TrainConfig(epochs=4, batch=8, lr=0.05, warmup_iters=2)
 
     straight = _classifier()
-    fit(straight, data, settings=settings, loss_fn=loss, checkpoint_dir=tmp_path / "a")
+    fit(straight, data, config=settings, loss_fn=loss, checkpoint_dir=tmp_path / "a")
 
     # the same run interrupted after 2 epochs, then resumed: identical weights at the end
     interrupted = _classifier()
-    first = fit(interrupted, data, settings=settings, loss_fn=loss, checkpoint_dir=tmp_path / "b", max_iters=8)
+    first = fit(interrupted, data, config=settings, loss_fn=loss, checkpoint_dir=tmp_path / "b", max_iters=8)
     assert len(first.history) == 2
     resumed = _classifier()
-    second = fit(resumed, data, settings=settings, loss_fn=loss, checkpoint_dir=tmp_path / "b")
+    second = fit(resumed, data, config=settings, loss_fn=loss, checkpoint_dir=tmp_path / "b")
     assert second.resumed_from == 1 and [r["epoch"] for r in second.history] == [0, 1, 2, 3]
     for p, q in zip(straight.parameters(), resumed.parameters()):
         assert torch.allclose(p, q, atol=1e-6)
 
     # resume=False starts over
-    third = fit(_classifier(), data, settings=settings, loss_fn=loss, checkpoint_dir=tmp_path / "b",
+    third = fit(_classifier(), data, config=settings, loss_fn=loss, checkpoint_dir=tmp_path / "b",
                 resume=False, max_iters=1)
     assert third.resumed_from is None and third.iterations == 1
 
@@ -96,9 +95,9 @@ def test_checkpoints_are_recorded_and_a_kill_mid_save_still_resumes(tmp_path, mo
 
     data = MappedDataset(_blobs(16), lambda s: s)
     loss = criterion_loss(torch.nn.CrossEntropyLoss())
-    settings = TrainSettings(epochs=3, batch=8, lr=0.05, warmup_iters=0)
+    settings = TrainConfig(epochs=3, batch=8, lr=0.05, warmup_iters=0)
     ledger = Ledger(tmp_path, {})  # as `zoo run` keeps it in the manifest
-    fit(_classifier(), data, settings=settings, loss_fn=loss, checkpoint_dir=tmp_path, ledger=ledger, max_iters=2)
+    fit(_classifier(), data, config=settings, loss_fn=loss, checkpoint_dir=tmp_path, ledger=ledger, max_iters=2)
     assert ledger.hashes == {p.name: sha256_file(p) for p in tmp_path.glob("*.pt")}
     assert LAST in ledger.hashes
 
@@ -108,10 +107,10 @@ def test_checkpoints_are_recorded_and_a_kill_mid_save_still_resumes(tmp_path, mo
 
     monkeypatch.setattr(ledger, "settle", killed)
     with pytest.raises(KeyboardInterrupt):
-        fit(_classifier(), data, settings=settings, loss_fn=loss, checkpoint_dir=tmp_path, ledger=ledger, max_iters=4)
+        fit(_classifier(), data, config=settings, loss_fn=loss, checkpoint_dir=tmp_path, ledger=ledger, max_iters=4)
     monkeypatch.undo()
     assert len(ledger.hashes[LAST]) == 2 and ledger.verify(tmp_path / LAST)  # old or new: both the run's
-    done = fit(_classifier(), data, settings=settings, loss_fn=loss, checkpoint_dir=tmp_path, ledger=ledger)
+    done = fit(_classifier(), data, config=settings, loss_fn=loss, checkpoint_dir=tmp_path, ledger=ledger)
     assert done.resumed_from == 1 and ledger.hashes[LAST] == sha256_file(tmp_path / LAST)
 
     # a last.pt changed since is refused before it is read
@@ -119,7 +118,7 @@ def test_checkpoints_are_recorded_and_a_kill_mid_save_still_resumes(tmp_path, mo
     state["epoch"] = 0
     torch.save(state, tmp_path / LAST)
     with pytest.raises(ZooError, match="last.pt: changed since its run wrote it"):
-        fit(_classifier(), data, settings=settings, loss_fn=loss, checkpoint_dir=tmp_path, ledger=ledger)
+        fit(_classifier(), data, config=settings, loss_fn=loss, checkpoint_dir=tmp_path, ledger=ledger)
 
 
 class _DictLossModel(torch.nn.Module):
@@ -139,7 +138,7 @@ def test_dict_of_losses_and_list_batches(tmp_path):
     # images of different sizes: only list batches (collate_lists) can hold them
     items = [(torch.rand(3, 8 + i, 10), {"value": 1.0}) for i in range(6)]
     model = _DictLossModel()
-    result = fit(model, MappedDataset(items, lambda s: s), settings=TrainSettings(epochs=3, batch=3, lr=0.1),
+    result = fit(model, MappedDataset(items, lambda s: s), config=TrainConfig(epochs=3, batch=3, lr=0.1),
                  collate=collate_lists, checkpoint_dir=tmp_path)
     row = result.history[-1]
     assert set(row) >= {"loss", "loss_a", "loss_b", "lr", "seconds"}
@@ -153,7 +152,7 @@ def test_val_fn_picks_best_and_iterable_batches(tmp_path):
                for i in (0, 8)]
     scores = iter([0.2, 0.9, 0.5, 0.9, 0.0])
     model = _classifier()
-    result = fit(model, batches, settings=TrainSettings(epochs=5, lr=0.01),
+    result = fit(model, batches, config=TrainConfig(epochs=5, lr=0.01),
                  loss_fn=criterion_loss(torch.nn.CrossEntropyLoss()), val_fn=lambda m: next(scores),
                  checkpoint_dir=tmp_path)
     assert result.iterations == 10 and result.best_epoch == 3  # a tie goes to the later epoch
@@ -174,7 +173,7 @@ def test_divergence_and_bad_checkpoint_are_clear_errors(tmp_path):
             return {"loss": self.w * float("nan")}
 
     with pytest.raises(ZooError, match="diverged"):
-        fit(Nan(), [(torch.zeros(1), torch.zeros(1))], settings=TrainSettings(epochs=1))
+        fit(Nan(), [(torch.zeros(1), torch.zeros(1))], config=TrainConfig(epochs=1))
     (tmp_path / "junk.pt").write_text("not torch")
     with pytest.raises(ZooError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
@@ -183,14 +182,14 @@ def test_divergence_and_bad_checkpoint_are_clear_errors(tmp_path):
 
 
 def test_schedule_shapes():
-    s = TrainSettings(epochs=10, warmup_iters=10, schedule="cosine", final_lr=0.01)
+    s = TrainConfig(epochs=10, warmup_iters=10, schedule="cosine", final_lr=0.01)
     assert lr_factor(0, 100, s) == pytest.approx(0.001)
     assert lr_factor(10, 100, s) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.1)) * 0.99 + 0.01)
     assert lr_factor(100, 100, s) == pytest.approx(0.01)
-    step = TrainSettings(warmup_iters=0, schedule="step")
+    step = TrainConfig(warmup_iters=0, schedule="step")
     assert [lr_factor(i, 90, step) for i in (0, 59, 60, 80)] == pytest.approx([1, 1, 0.1, 0.01])
     # warm-up never takes more than a fifth of a short run
-    assert lr_factor(2, 10, TrainSettings(warmup_iters=1000, schedule="constant")) == 1.0
+    assert lr_factor(2, 10, TrainConfig(warmup_iters=1000, schedule="constant")) == 1.0
 
 
 def test_val_every_scores_some_epochs_and_the_last(tmp_path):
@@ -201,7 +200,7 @@ def test_val_every_scores_some_epochs_and_the_last(tmp_path):
         calls.append(1)
         return [0.5, 0.1][len(calls) - 1]
 
-    result = fit(_classifier(), MappedDataset(samples, lambda s: s), settings=TrainSettings(epochs=5, batch=8, val_every=3),
+    result = fit(_classifier(), MappedDataset(samples, lambda s: s), config=TrainConfig(epochs=5, batch=8, val_every=3),
                  loss_fn=criterion_loss(torch.nn.CrossEntropyLoss()), val_fn=val, checkpoint_dir=tmp_path)
     assert [("val" in r) for r in result.history] == [False, False, True, False, True]
     assert result.best_epoch == 2 and load_checkpoint(tmp_path / BEST)["epoch"] == 2

@@ -32,6 +32,7 @@ from typing import Any
 
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
+from zoo.predictions import score_predictions
 from zoo.tasks import Task
 
 RULES = ("last", "best")
@@ -140,11 +141,9 @@ class Selection:
     # scoring ---------------------------------------------------------------------------------
 
     def score(self, predictions: Iterable[Any]) -> float:
-        """The main metric of zoo's evaluator for predictions on :attr:`images`, in order."""
-        evaluator = self.task.evaluator(self.data.meta())
-        for record, pred in zip(self.data.images, predictions, strict=True):
-            evaluator.process(record, pred)
-        metrics = evaluator.evaluate()
+        """The main metric of zoo's evaluator for predictions on :attr:`images` (one per image;
+        fed by :func:`zoo.predictions.score_predictions`)."""
+        metrics, _ = score_predictions(self.task, self.data, predictions)
         value = metrics.get(metrics.get("main", ""))
         return float(value) if value is not None and not math.isnan(value) else 0.0
 

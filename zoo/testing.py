@@ -37,7 +37,8 @@ from zoo.backend import Backend, RunContext
 from zoo.checksums import Ledger
 from zoo.config import BackendConfig, resolve_config
 from zoo.dataset import Dataset
-from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
+from zoo.errors import ZooError
+from zoo.predictions import ClassPrediction, SemanticPrediction, check_predictions, score_predictions
 from zoo.registry import Registry, get_registry
 from zoo.selection import Protocol, Selection
 from zoo.tasks import get_task
@@ -124,10 +125,7 @@ def check_backend(
     new_in_cwd = set(os.listdir(Path.cwd())) - cwd_before
     assert not new_in_cwd, f"{backend}: wrote into the current directory: {sorted(new_in_cwd)}"
 
-    evaluator = task_obj.evaluator(data.meta())
-    for record, pred in zip(val.images, preds):
-        evaluator.process(record, pred)
-    metrics = evaluator.evaluate()
+    metrics, _ = score_predictions(task_obj, val, preds)
     assert "conventions" in metrics, "evaluator returned no conventions block"
     return CheckReport(backend=backend, task=task, run_dir=run_dir, predictions=preds, metrics=metrics)
 
@@ -195,28 +193,12 @@ def _check_config_forbids_unknown_keys(backend: str, config_cls: type[BackendCon
 
 
 def _check_predictions(backend, task, data, val, preds) -> None:
-    assert len(preds) == len(val.images), (
-        f"{backend}: predict() returned {len(preds)} predictions for {len(val.images)} images"
-    )
-    for record, pred in zip(val.images, preds):
-        assert pred.image_id == record.id, (
-            f"{backend}: prediction for {pred.image_id!r} where {record.id!r} was expected (order matters)"
-        )
-        problems = task.validate(pred, data.meta())
-        assert not problems, f"{backend}: invalid prediction for {record.id}: {problems[:3]}"
-        if isinstance(pred, SemanticPrediction):
-            assert pred.label_map.shape == (record.height, record.width), (
-                f"{backend}: label map {pred.label_map.shape} is not the image size "
-                f"{(record.height, record.width)}"
-            )
-        if isinstance(pred, InstancePredictions):
-            for d in pred.detections:
-                x0, y0, x1, y1 = d.bbox
-                slack = 1.0
-                assert -slack <= x0 and x1 <= record.width + slack and -slack <= y0 and y1 <= record.height + slack, (
-                    f"{backend}: box {d.bbox} outside the {record.width}x{record.height} image {record.id}"
-                    " (boxes must be in original-image pixels)"
-                )
+    """zoo's one prediction check (:func:`zoo.predictions.check_predictions`), with boxes
+    inside their images, as a failed check."""
+    try:
+        check_predictions(task, backend, val.images, preds, data.meta(), inside_image=True)
+    except ZooError as e:
+        raise AssertionError(str(e)) from None
 
 
 def _check_same(backend: str, a, b) -> None:

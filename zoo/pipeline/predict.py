@@ -153,7 +153,7 @@ def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf
                        device: str = "auto", registry=None, quiet: bool = False) -> list[Path]:
     """``zoo predict``: copies of ``images`` in ``out``, each with its labelme JSON."""
     from zoo.progress import track
-    from zoo.pipeline.run import check_predictions
+    from zoo.predictions import check_predictions
 
     if not 0.0 <= conf <= 1.0:
         raise ZooError(f"--conf {conf}: expected a score between 0 and 1")

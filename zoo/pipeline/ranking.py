@@ -127,7 +127,7 @@ def rank_and_prefill(backend, task, meta: Dataset, backend_name: str, records: l
     first, a copy of the image with its pre-filled labelme JSON under ``out``."""
     from zoo.pipeline.predict import write_labelme_predictions
     from zoo.progress import track
-    from zoo.pipeline.run import check_predictions
+    from zoo.predictions import check_predictions
 
     preds = list(track(backend.predict(records), "predicting", total=len(records)))
     check_predictions(task, backend_name, records, preds, meta)

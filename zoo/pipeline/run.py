@@ -46,7 +46,9 @@ from zoo.pipeline.runfolder import (
     save_predictions,
     series,
 )
-from zoo.tasks import Task, get_task
+from zoo.predictions import check_predictions
+from zoo.tasks import get_task
+from zoo.training.seeding import seed_everything
 
 log = logging.getLogger("zoo")
 
@@ -136,21 +138,6 @@ def _esc(v: Any) -> str:
     return escape(str(v))
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and (when installed) torch, before the backend builds its model."""
-    import importlib.util
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        torch.manual_seed(seed)
-
-
 @contextmanager
 def _log_to(path: Path):
     """Mirror the ``zoo`` logger (backends log there) into the run's log.txt."""
@@ -193,24 +180,6 @@ def report_problems(dataset: Dataset, console, quiet: bool, limit: int = 5) -> N
         console.print(f"  {w}", markup=False)
     if len(dataset.warnings) > limit:
         console.print(f"  ... and {len(dataset.warnings) - limit} more (see log.txt, or run `zoo check`)")
-
-
-def check_predictions(task: Task, backend: str, images, preds, meta: Dataset) -> None:
-    """One well-formed prediction per image, in order; else a clear error naming the backend."""
-    if len(preds) != len(images):
-        raise ZooError(f"backend '{backend}' returned {len(preds)} predictions for {len(images)} images")
-    for r, p in zip(images, preds):
-        if getattr(p, "image_id", None) != r.id:
-            raise ZooError(
-                f"backend '{backend}' returned a prediction for '{getattr(p, 'image_id', None)}' "
-                f"where '{r.id}' was expected (predictions must follow the input order)"
-            )
-        problems = task.validate(p, meta)
-        shape = getattr(getattr(p, "label_map", None), "shape", None)
-        if not problems and shape is not None and tuple(shape) != (r.height, r.width):
-            problems = [f"label map is {shape[1]}x{shape[0]}, the image is {r.width}x{r.height}"]
-        if problems:
-            raise ZooError(f"backend '{backend}' returned a bad prediction for image '{r.id}': {problems[0]}")
 
 
 def _config_diff(old: dict, new: dict) -> list[str]:

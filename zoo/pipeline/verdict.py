@@ -57,13 +57,9 @@ def run_samples(task, val, run_dir, main: str, weights):
     """A run's ``main`` for each resample of ``weights`` over ``val``'s scored images,
     re-scored from the run folder's saved predictions by the shared evaluator."""
     from zoo.pipeline.runfolder import load_predictions
+    from zoo.predictions import score_predictions
 
-    by_id = {p.image_id: p for p in load_predictions(run_dir, val)}
-    evaluator = task.evaluator(val, ci95=True)
-    for record in val.images:
-        if task.is_annotated(record):
-            evaluator.process(record, by_id.get(record.id))
-    evaluator.evaluate()
+    _, evaluator = score_predictions(task, val, load_predictions(run_dir, val), ci95=True)
     return evaluator.resampled(weights)[main]
 
 

@@ -53,10 +53,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,6 +63,7 @@ from zoo.checksums import Ledger
 from zoo.config import BackendConfig
 from zoo.errors import ZooError
 from zoo.progress import track
+from zoo.training.seeding import seed_everything
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -72,7 +72,8 @@ _log = logging.getLogger("zoo.training")
 
 
 class TrainConfig(BackendConfig):
-    """The settings :func:`fit` reads; a backend's ``Config`` subclasses this.
+    """The settings :func:`fit` reads, the one training config: a backend's ``Config``
+    subclasses it, and tests build it directly (``TrainConfig(epochs=3, batch=8)``).
 
     ``lr`` is the peak rate after warm-up; ``schedule`` then lowers it per iteration:
     ``cosine`` to ``lr * final_lr`` at the end, ``step`` by 10x at 2/3 and 8/9 of the epochs
@@ -90,32 +91,17 @@ class TrainConfig(BackendConfig):
     amp: bool = True  # mixed precision, used on CUDA only (never on CPU)
     val_every: int = 1  # score the selection split (val_fn) every this many epochs and after the last one
 
-
-@dataclass
-class TrainSettings:
-    """The loop's knobs as plain values (see :class:`TrainConfig` for their meaning)."""
-
-    epochs: int = 30
-    batch: int = 16
-    seed: int = 0
-    workers: int = 0
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    final_lr: float = 0.01
-    warmup_iters: int = 100
-    grad_clip: float = 10.0
-    amp: bool = True
-    val_every: int = 1
-    budget: float | None = None
-
     @classmethod
-    def from_config(cls, config: Any, **overrides: Any) -> TrainSettings:
-        """The same-named attributes of any config object (missing ones keep defaults)."""
-        values = {f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)}
-        return cls(**{**values, **overrides})
+    def of(cls, config: Any) -> TrainConfig:
+        """``config`` as a :class:`TrainConfig`: itself when it is one, else its same-named
+        settings (a backend ``Config`` that does not subclass this one), the rest at their
+        defaults. ``epochs`` must be a number by the time :func:`fit` reads it."""
+        if not isinstance(config, cls):
+            config = cls(**{name: getattr(config, name) for name in cls.model_fields if hasattr(config, name)})
+        if not isinstance(config.epochs, int):
+            raise ZooError(f"epochs {config.epochs!r}: training needs a number of epochs "
+                           "(`auto` is chosen from the data by zoo.training.autoconfig before fit)")
+        return config
 
 
 @dataclass
@@ -199,17 +185,7 @@ def to_device(obj: Any, device: Any) -> Any:
     return obj
 
 
-def seed_everything(seed: int) -> None:
-    """Python, numpy and torch random generators, all seeded from one number."""
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def make_optimizer(model, s: TrainSettings):
+def make_optimizer(model, s: TrainConfig):
     """SGD (momentum, Nesterov off) or AdamW; no weight decay on biases and norm layers,
     whose 1-d parameters only shrink toward zero under it."""
     import torch
@@ -228,7 +204,7 @@ def make_optimizer(model, s: TrainSettings):
     raise ZooError(f"optimizer {s.optimizer!r}: expected sgd or adamw")
 
 
-def lr_factor(it: int, total: int, s: TrainSettings) -> float:
+def lr_factor(it: int, total: int, s: TrainConfig) -> float:
     """The learning-rate multiplier at iteration ``it`` of ``total``: linear warm-up from
     0.001 over ``warmup_iters`` (capped at a fifth of training, so short runs still reach
     the peak), then the schedule."""
@@ -392,7 +368,7 @@ def _is_samples(data: Any) -> bool:
     return isinstance(data, (MappedDataset, TorchDataset))
 
 
-def _loader(data: Any, s: TrainSettings, collate: Callable | None, epoch: int):
+def _loader(data: Any, s: TrainConfig, collate: Callable | None, epoch: int):
     """A DataLoader over ``data`` shuffled by ``seed + epoch``; other iterables as they are.
 
     Under a launcher with several processes (zoo.training.distributed) each rank gets its own part of
@@ -434,11 +410,11 @@ def _rank_share(n: int) -> int:
     return math.ceil(n / world().size) if initialised() else n
 
 
-def _drops_last(n: int, s: TrainSettings) -> bool:
+def _drops_last(n: int, s: TrainConfig) -> bool:
     return n > s.batch and n % s.batch == 1  # a 1-sample batch breaks BatchNorm
 
 
-def _iters_per_epoch(data: Any, s: TrainSettings) -> int | None:
+def _iters_per_epoch(data: Any, s: TrainConfig) -> int | None:
     try:
         n = len(data)
     except TypeError:
@@ -529,8 +505,7 @@ def fit(
     model,
     data: Any,
     *,
-    config: Any = None,
-    settings: TrainSettings | None = None,
+    config: Any,
     device: str = "cpu",
     checkpoint_dir: str | Path | None = None,
     loss_fn: Callable | None = None,
@@ -551,8 +526,8 @@ def fit(
                 here with ``collate`` (torch's default stacks tensors; :func:`collate_lists`
                 keeps lists); anything else (a DataLoader, a list of batches) is taken
                 as an iterable of ready batches and used as is every epoch
-    config:     a :class:`TrainConfig` (or anything with the same attribute names);
-                ``settings`` instead gives the values directly
+    config:     a :class:`TrainConfig` (a backend's ``Config``), or anything with the same
+                attribute names (see :meth:`TrainConfig.of`)
     loss_fn:    ``loss_fn(model, batch) -> loss tensor | dict of loss tensors`` (summed),
                 ``batch`` already on the device; default :func:`loss_dict_fn`
     val_fn:     ``val_fn(model) -> float``, higher is better, run every ``val_every``
@@ -571,7 +546,7 @@ def fit(
 
     from zoo.training.distributed import initialised, share, world
 
-    s = settings or TrainSettings.from_config(config if config is not None else TrainSettings())
+    s = TrainConfig.of(config)
     log = log or _log
     loss_fn = loss_fn or loss_dict_fn
     if "," in device:
