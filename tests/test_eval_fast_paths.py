@@ -20,7 +20,8 @@ from test_eval_coco import CATS, _rle, random_dataset, random_predictions
 from zoo.data import raster
 from zoo.evaluation.ground_truth import annotation_geometry, to_coco
 from zoo.dataset import Dataset, ImageRecord, Instance
-from zoo.evaluation.coco import _batched_cocoeval, evaluation_ground_truth, gc_paused, scoring_results
+from zoo.evaluation.batched_cocoeval import batched_cocoeval
+from zoo.evaluation.coco import evaluation_ground_truth, gc_paused, scoring_results
 from zoo.evaluation.results import default_image_ids, detection_to_coco
 from zoo.predictions import Detection, InstancePredictions
 
@@ -136,7 +137,7 @@ def test_batched_ious_are_compute_iou_bit_for_bit(iou_type):
     coco_gt = COCO(gt)
     coco_dt = coco_gt.loadRes(copy.deepcopy(results))
     quiet = {"print_function": lambda *a: None}
-    ref, fast = COCOeval_faster(coco_gt, coco_dt, iou_type, **quiet), _batched_cocoeval()(coco_gt, coco_dt, iou_type, **quiet)
+    ref, fast = COCOeval_faster(coco_gt, coco_dt, iou_type, **quiet), batched_cocoeval()(coco_gt, coco_dt, iou_type, **quiet)
     for ev in (ref, fast):
         ev.params.maxDets = [1, 2, 3]  # detections beyond maxDets[-1] are cut from the matrices
         ev._prepare()
@@ -188,7 +189,7 @@ def test_batched_evaluation_equals_faster_coco_eval_on_a_subset_of_images_and_ca
     gt = evaluation_ground_truth(ds, iou_type)
     results = scoring_results(preds, default_image_ids(ds), iou_type)
     stats = []
-    for cls in (COCOeval_faster, _batched_cocoeval()):
+    for cls in (COCOeval_faster, batched_cocoeval()):
         coco_gt = COCO(copy.deepcopy(gt))
         ev = cls(coco_gt, coco_gt.loadRes(copy.deepcopy(results)), iou_type, print_function=lambda *a: None)
         ev.params.imgIds = list(range(1, 81, 3))
@@ -223,7 +224,7 @@ def test_images_only_coco_gets_its_full_index_on_the_fallback_path():
     """Any _prepare other than the batched one (here: useCats=0) indexes the annotations first."""
     from faster_coco_eval import COCO, COCOeval_faster
 
-    from zoo.evaluation.coco import _images_only_coco
+    from zoo.evaluation.batched_cocoeval import images_only_coco
 
     ds = random_dataset(30, seed=12)
     preds = random_predictions(ds, seed=13)
@@ -234,8 +235,8 @@ def test_images_only_coco_gets_its_full_index_on_the_fallback_path():
         g = copy.deepcopy(gt)
         dt = {"images": list(g["images"]), "annotations": copy.deepcopy(results),
               "categories": copy.deepcopy(g["categories"])}
-        coco_gt, coco_dt = (_images_only_coco(g), _images_only_coco(dt)) if light else (COCO(g), COCO(dt))
-        cls = _batched_cocoeval() if light else COCOeval_faster
+        coco_gt, coco_dt = (images_only_coco(g), images_only_coco(dt)) if light else (COCO(g), COCO(dt))
+        cls = batched_cocoeval() if light else COCOeval_faster
         ev = cls(coco_gt, coco_dt, "bbox", print_function=lambda *a: None)
         ev.params.useCats = 0
         ev.evaluate()

@@ -1,7 +1,7 @@
 """The private parts of faster-coco-eval that zoo relies on are still what zoo was verified
 against (faster-coco-eval 1.8.0, pinned ``>=1.8.0,<1.9`` in pyproject.toml).
 
-* ``zoo.evaluation.coco._batched_cocoeval`` overrides ``COCOeval_faster._prepare`` and
+* ``zoo.evaluation.batched_cocoeval`` overrides ``COCOeval_faster._prepare`` and
   ``computeIoU``, repeating ``_prepare`` step for step, and sets ``_nonempty_iou_pairs``,
   which ``COCOeval_faster.evaluate`` reads;
 * ``zoo.evaluation.bootstrap.coco_matching`` reads ``_paramsEval`` and the
@@ -20,8 +20,8 @@ import inspect
 
 import pytest
 
-REVERIFY = ("faster-coco-eval changed what zoo relies on; re-verify zoo.evaluation.coco._batched_cocoeval "
-            "(BatchedIoUCOCOeval._prepare mirrors COCOeval._prepare step for step) and "
+REVERIFY = ("faster-coco-eval changed what zoo relies on; re-verify zoo.evaluation.batched_cocoeval "
+            "(BatchedIoUs._prepare mirrors COCOeval._prepare step for step) and "
             "zoo.evaluation.bootstrap.coco_matching against its new source, then update this test and the pin: ")
 
 #: sha256 of the source zoo mirrors or depends on, as in faster-coco-eval 1.8.0
@@ -81,7 +81,8 @@ def test_the_source_zoo_mirrors_is_unchanged():
 def test_private_state_read_by_zoo_is_there():
     """One image, one ground truth, a hit and a miss: the attributes and the per-image
     state that zoo reads, with the values they must hold."""
-    from zoo.evaluation.coco import _batched_cocoeval, run_cocoeval
+    from zoo.evaluation.batched_cocoeval import batched_cocoeval
+    from zoo.evaluation.coco import run_cocoeval
 
     gt = {"images": [{"id": 7, "width": 100, "height": 100}],
           "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600,
@@ -90,7 +91,7 @@ def test_private_state_read_by_zoo_is_there():
     res = [{"image_id": 7, "category_id": 1, "bbox": [10, 10, 40, 40], "score": 0.9},
            {"image_id": 7, "category_id": 1, "bbox": [70, 70, 20, 20], "score": 0.5}]
     ev = run_cocoeval(gt, res, "bbox", keep_matching=True)
-    assert isinstance(ev, _batched_cocoeval())
+    assert isinstance(ev, batched_cocoeval())
     for attr in ("gt_dataset", "dt_dataset", "lvis_style", "boundary_dilation_ratio", "boundary_cpu_count",
                  "_nonempty_iou_pairs", "_paramsEval", "_evalImgs_cpp"):
         assert hasattr(ev, attr), REVERIFY + f"COCOeval_faster has no {attr} after evaluate()"

@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import gc
-import itertools
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +44,7 @@ from zoo import __version__
 from zoo.dataset import Dataset, ImageRecord
 from zoo.evaluation import bootstrap
 from zoo.evaluation.base import Evaluator
+from zoo.evaluation.batched_cocoeval import batched_cocoeval, images_only_coco
 from zoo.errors import ZooError
 from zoo.predictions import InstancePredictions
 
@@ -200,31 +199,10 @@ def run_cocoeval(gt: dict, results: list[dict], iou_type: str, *, sigmas=None, c
     :func:`scoring_results`, which already holds what ``loadRes`` would add.
     """
     import numpy as np
-    from faster_coco_eval import COCO
 
-    if loaded and iou_type in ("bbox", "segm"):
-        # _batched_cocoeval's _prepare reads the annotations straight from the dataset lists and
-        # only images / categories through the index: skip indexing 100,000+ annotations twice
-        coco_gt = _images_only_coco(gt)
-        coco_dt = _images_only_coco({"images": list(gt["images"]), "annotations": results,
-                                     "categories": copy.deepcopy(gt["categories"])})
-    elif loaded:
-        coco_gt = COCO(gt)
-        # what loadRes does besides filling in the fields scoring_results already wrote
-        coco_dt = COCO()
-        coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": results,
-                           "categories": copy.deepcopy(coco_gt.dataset["categories"])}
-        coco_dt.createIndex()
-    else:
-        coco_gt = COCO(gt)
-        coco_dt = coco_gt.loadRes(results)
-    # faster-coco-eval runs its per-pair IoU calls in a thread pool; on a machine with a couple
-    # of (shared) cores the pool costs more than it gives (measured in bench/bench_evaluator.py),
-    # so scale it to the cores. (Box and mask IoUs are computed up front by _batched_cocoeval,
-    # the pool then only hands them out.)
-    workers = max(1, min(8, (os.cpu_count() or 1) // 2))
-    ev = _batched_cocoeval()(coco_gt, coco_dt, iou_type, print_function=_quiet, kpt_oks_sigmas=sigmas,
-                             rle_iou_max_workers=workers, separate_eval=keep_matching)
+    coco_gt, coco_dt = _coco_indexes(gt, results, iou_type, loaded)
+    ev = batched_cocoeval()(coco_gt, coco_dt, iou_type, print_function=_quiet, kpt_oks_sigmas=sigmas,
+                            rle_iou_max_workers=_iou_workers(), separate_eval=keep_matching)
     # faster-coco-eval keeps only categories with keypoint annotations; pin all of them so
     # per-class rows line up with the category list (absent ones stay -1, as in pycocotools).
     ev.params.catIds = sorted(cat_ids if cat_ids is not None else coco_gt.getCatIds())
@@ -235,166 +213,33 @@ def run_cocoeval(gt: dict, results: list[dict], iou_type: str, *, sigmas=None, c
     return ev
 
 
-def _images_only_coco(dataset: dict):
-    """A faster-coco-eval ``COCO`` over ``dataset`` with only its image and category index
-    (what ``COCOeval.__init__`` and :func:`_batched_cocoeval`'s ``_prepare`` read); marked, so
-    that any other path builds the full index first (``_full_index``)."""
+def _coco_indexes(gt: dict, results: list[dict], iou_type: str, loaded: bool):
+    """faster-coco-eval ``COCO`` objects of the ground truth and the results, indexed no
+    more than the evaluation will read."""
     from faster_coco_eval import COCO
 
-    coco = COCO()
-    coco.dataset = dataset
-    coco.imgs = {img["id"]: img for img in dataset["images"]}
-    coco.cats = {cat["id"]: cat for cat in dataset["categories"]}
-    coco._zoo_images_only = True
-    return coco
+    if loaded and iou_type in ("bbox", "segm"):
+        # the batched _prepare reads the annotations straight from the dataset lists and only
+        # images / categories through the index: skip indexing 100,000+ annotations twice
+        coco_dt = {"images": list(gt["images"]), "annotations": results, "categories": copy.deepcopy(gt["categories"])}
+        return images_only_coco(gt), images_only_coco(coco_dt)
+    coco_gt = COCO(gt)
+    if not loaded:
+        return coco_gt, coco_gt.loadRes(results)
+    # what loadRes does besides filling in the fields scoring_results already wrote
+    coco_dt = COCO()
+    coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": results,
+                       "categories": copy.deepcopy(coco_gt.dataset["categories"])}
+    coco_dt.createIndex()
+    return coco_gt, coco_dt
 
 
-def _full_index(coco) -> None:
-    if getattr(coco, "_zoo_images_only", False):
-        coco.createIndex()
-        coco._zoo_images_only = False
-
-
-@functools.cache
-def _batched_cocoeval():
-    """faster-coco-eval's ``COCOeval_faster`` with its IoU step done for all (image,
-    category) pairs at once instead of one Python call per pair.
-
-    ``COCOeval_faster.computeIoU`` fetches a pair's annotations from its C++ index, sorts the
-    detections by score, and calls the C IoU: ~25 us of Python per pair, 16,000 pairs in
-    the 5,000-image benchmark. Here the pairs are formed once with numpy from the same
-    annotations in the same order (ground truth in annotation order; detections stably
-    sorted by descending score, cut at ``maxDets[-1]``: ``computeIoU``'s order, which the
-    C++ matching relies on), box IoUs are computed in one vectorised pass with
-    pycocotools' ``bbIou`` arithmetic (same operations, same order, so the same doubles:
-    tests/test_eval_coco.py compares every matrix), and mask IoUs are the same C call per
-    pair, without the per-pair lookups. Everything else (matching, accumulation) is
-    faster-coco-eval's own.
-    """
-    import numpy as np
-    from faster_coco_eval import COCOeval_faster
-    from faster_coco_eval.core import mask as mask_utils
-
-    class BatchedIoUCOCOeval(COCOeval_faster):
-        def _prepare(self):
-            p = self.params
-            self._pair_ious = None
-            if self.lvis_style or not p.useCats or p.iouType not in ("bbox", "segm") or p.compute_boundary:
-                _full_index(self.cocoGt)
-                _full_index(self.cocoDt)
-                return super()._prepare()
-            # COCOeval_faster._prepare for this case, step for step, except that the
-            # annotations are taken from the dataset list in one pass instead of through
-            # getAnnIds / loadAnns (same annotations, same order within each pair: the only
-            # order the C++ index keeps)
-            self.gt_dataset.clean()
-            self.dt_dataset.clean()
-            gts, dts = self._annotations(self.cocoGt), self._annotations(self.cocoDt)
-            for gt in gts:
-                gt["ignore"] = int(gt.get("iscrowd", 0))  # iscrowd wins over a given ignore flag
-            sizes = {}
-            if p.compute_rle:
-                imgs = self.cocoGt.imgs
-                for a in gts:
-                    if a["image_id"] not in sizes:
-                        sizes[a["image_id"]] = imgs[a["image_id"]]["height"], imgs[a["image_id"]]["width"]
-            mask_utils.calculateRleForAllAnnotations(gts, sizes, p.compute_rle, False, self.boundary_dilation_ratio,
-                                                     self.boundary_cpu_count)
-            if p.compute_rle:
-                imgs = self.cocoDt.imgs
-                for a in dts:
-                    if a["image_id"] not in sizes:
-                        sizes[a["image_id"]] = imgs[a["image_id"]]["height"], imgs[a["image_id"]]["width"]
-            mask_utils.calculateRleForAllAnnotations(dts, sizes, p.compute_rle, False, self.boundary_dilation_ratio,
-                                                     self.boundary_cpu_count)
-            for anns, index in ((gts, self.gt_dataset), (dts, self.dt_dataset)):
-                for a in anns:
-                    index.append_ref(a["image_id"], a["category_id"], a)
-            self._pair_ious = self._all_pair_ious(gts, dts)
-            # the pairs with both ground truth and detections: exactly those with an IoU matrix
-            self._nonempty_iou_pairs = set(self._pair_ious)
-
-        def computeIoU(self, imgId, catId):
-            if self._pair_ious is None:
-                return super().computeIoU(imgId, catId)
-            return self._pair_ious.get((imgId, catId), [])
-
-        def _annotations(self, coco):
-            # the annotations getAnnIds(imgIds, catIds) would give, in annotation order
-            p = self.params
-            anns = coco.dataset["annotations"]
-            imgs = set(p.imgIds) if len(p.imgIds) else None  # empty: no filter, as in getAnnIds
-            cats = set(p.catIds) if len(p.catIds) else None
-            if (imgs is None or imgs.issuperset({a["image_id"] for a in anns})) and (
-                cats is None or cats.issuperset({a["category_id"] for a in anns})
-            ):
-                return list(anns)  # every annotation passes (the usual case)
-            return [a for a in anns if (imgs is None or a["image_id"] in imgs)
-                    and (cats is None or a["category_id"] in cats)]
-
-        def _all_pair_ious(self, gts, dts) -> dict:
-            p = self.params
-            if not gts or not dts:
-                return {}
-            # (image, category) as one integer key; _annotations kept only p.catIds when given
-            top = max(p.catIds) if p.catIds else max(a["category_id"] for a in itertools.chain(gts, dts))
-            n_cat = int(top) + 1
-            g_key = np.array([a["image_id"] * n_cat + a["category_id"] for a in gts], np.int64)
-            d_key = np.array([a["image_id"] * n_cat + a["category_id"] for a in dts], np.int64)
-            d_score = np.array([a["score"] for a in dts], np.float64)
-            g_order = np.argsort(g_key, kind="stable")  # annotation order within a pair
-            d_order = np.lexsort((-d_score, d_key))  # stable: computeIoU's mergesort on -score
-            g_key, d_key = g_key[g_order], d_key[d_order]
-            pairs, g_start, g_count = np.unique(g_key, return_index=True, return_counts=True)
-            # each detection's pair among the ground-truth pairs, and its rank by score
-            d_pair = np.searchsorted(pairs, d_key)
-            d_pair[d_pair == len(pairs)] = 0
-            has_gt = pairs[d_pair] == d_key
-            first = np.searchsorted(d_key, d_key, side="left")
-            keep = has_gt & (np.arange(len(d_key)) - first < p.maxDets[-1])
-            d_order, d_key, d_pair = d_order[keep], d_key[keep], d_pair[keep]
-            if not len(d_order):
-                return {}
-            d_pairs, d_start, d_count = np.unique(d_key, return_index=True, return_counts=True)
-            pair_of = np.searchsorted(pairs, d_pairs)
-            n_g_of = g_count[pair_of]
-            keys = [(key // n_cat, key % n_cat) for key in d_pairs.tolist()]
-            if p.iouType == "bbox":
-                ious = self._box_ious(gts, dts, g_order, d_order, d_pair, g_start, g_count)
-                size = (d_count * n_g_of).tolist()  # one block of the flat IoUs per pair, in order
-                start = (np.cumsum(d_count * n_g_of) - d_count * n_g_of).tolist()
-                return {key: ious[o:o + k].reshape(n_d, k // n_d)
-                        for key, o, k, n_d in zip(keys, start, size, d_count.tolist())}
-            out = {}
-            g_order, d_order = g_order.tolist(), d_order.tolist()
-            for key, g0, n_g, d0, n_d in zip(keys, g_start[pair_of].tolist(), n_g_of.tolist(),
-                                             d_start.tolist(), d_count.tolist()):
-                g = [gts[i] for i in g_order[g0:g0 + n_g]]
-                d = [dts[i] for i in d_order[d0:d0 + n_d]]
-                out[key] = mask_utils.iou([a["rle"] for a in d], [a["rle"] for a in g],
-                                          [int(a.get("iscrowd", 0)) for a in g])
-            return out
-
-        @staticmethod
-        def _box_ious(gts, dts, g_order, d_order, d_pair, g_start, g_count):
-            # every (detection, ground truth) of a pair, detection-major: the rows of its matrix
-            gb = np.array([a["bbox"] for a in gts], np.float64).reshape(-1, 4)[g_order]
-            db = np.array([a["bbox"] for a in dts], np.float64).reshape(-1, 4)[d_order]
-            crowd = np.array([a.get("iscrowd", 0) for a in gts], bool)[g_order]
-            reps = g_count[d_pair]
-            di = np.repeat(np.arange(len(d_order)), reps)
-            gi = np.repeat(g_start[d_pair] - (np.cumsum(reps) - reps), reps) + np.arange(int(reps.sum()))
-            D, G = db[di], gb[gi]
-            # pycocotools' bbIou, operation for operation
-            w = np.minimum(D[:, 2] + D[:, 0], G[:, 2] + G[:, 0]) - np.maximum(D[:, 0], G[:, 0])
-            h = np.minimum(D[:, 3] + D[:, 1], G[:, 3] + G[:, 1]) - np.maximum(D[:, 1], G[:, 1])
-            i = w * h
-            da, ga = D[:, 2] * D[:, 3], G[:, 2] * G[:, 3]
-            u = np.where(crowd[gi], da, da + ga - i)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where((w > 0) & (h > 0), i / u, 0.0)
-
-    return BatchedIoUCOCOeval
+def _iou_workers() -> int:
+    """faster-coco-eval's IoU thread pool, scaled to the cores: on a machine with a couple of
+    (shared) cores the pool costs more than it gives (measured in bench/bench_evaluator.py).
+    (Box and mask IoUs are computed up front by the batched ``_prepare``; the pool then only
+    hands them out.)"""
+    return max(1, min(8, (os.cpu_count() or 1) // 2))
 
 
 def summary_stats(ev) -> list[float]:
@@ -463,37 +308,42 @@ class CocoEvaluator(Evaluator):
             return self._evaluate()
 
     def _evaluate(self) -> dict[str, Any]:
-        dataset = replace(self.meta, images=list(self._records))
-        gt = evaluation_ground_truth(dataset, self.iou_type, self.polygon_raster)
-        image_ids = {r.id: img["id"] for r, img in zip(self._records, gt["images"])}
-        category_ids = self.meta.coco_category_ids()
-        results = scoring_results(self._preds, image_ids, self.iou_type, category_ids)
-        sigmas, sigma_source = (None, None)
-        if self.iou_type == "keypoints":
-            sigmas, sigma_source = oks_sigmas(self.meta)
-        cat_ids = [c["id"] for c in gt["categories"]]
-        ev = run_cocoeval(gt, results, self.iou_type, sigmas=sigmas, cat_ids=cat_ids, loaded=True,
+        gt = evaluation_ground_truth(replace(self.meta, images=list(self._records)), self.iou_type,
+                                     self.polygon_raster)
+        results = self._results(gt, self.iou_type)
+        sigmas, sigma_source = oks_sigmas(self.meta) if self.iou_type == "keypoints" else (None, None)
+        ev = run_cocoeval(gt, results, self.iou_type, sigmas=sigmas, cat_ids=_category_ids(gt), loaded=True,
                           keep_matching=self.ci95)
-        stats = summary_stats(ev)
-        names = KEYPOINT_STATS if self.iou_type == "keypoints" else BOX_STATS
         # only what plot() needs: keeping the COCOeval (its two COCO indexes, every annotation
         # and result dict) would make the collector walk all of them as soon as it is back on
         self._curves = ev.eval["precision"], ev.params.recThrs
-        metrics: dict[str, Any] = {"main": "AP"}
-        metrics.update({k: _num(v) for k, v in zip(names, stats)})
-        metrics["per_class"] = self._per_class(ev, gt)
+        metrics: dict[str, Any] = {"main": "AP", **self._summary(ev, gt)}
         metrics["images"] = len(self._records)
         metrics["detections"] = len(results)
-        metrics["conventions"] = self._conventions(ev, sigmas, sigma_source)
+        metrics["conventions"] = conventions(ev, self.meta, self._records, self.polygon_raster, sigmas, sigma_source)
         if self.ci95:
             metrics["ci95"] = self._intervals(ev)
             metrics["conventions"]["ci95"] = bootstrap.method()
         if self.box_ap and self.iou_type != "bbox":
-            box = run_cocoeval(gt, scoring_results(self._preds, image_ids, "bbox", category_ids), "bbox", cat_ids=cat_ids,
-                               loaded=True)
-            metrics["bbox"] = {k: _num(v) for k, v in zip(BOX_STATS, summary_stats(box))}
-            metrics["bbox"]["per_class"] = {k: v["AP"] for k, v in self._per_class(box, gt).items()}
+            metrics["bbox"] = self._box_ap(gt)
         return metrics
+
+    def _results(self, gt: dict, iou_type: str) -> list[dict[str, Any]]:
+        """The predictions processed, as COCO results against ``gt``'s image and category ids."""
+        image_ids = {r.id: img["id"] for r, img in zip(self._records, gt["images"])}
+        return scoring_results(self._preds, image_ids, iou_type, self.meta.coco_category_ids())
+
+    def _summary(self, ev, gt: dict) -> dict[str, Any]:
+        """The named summary stats (``None`` where pycocotools says -1) and the per-class rows."""
+        names = KEYPOINT_STATS if self.iou_type == "keypoints" else BOX_STATS
+        return {**{k: _num(v) for k, v in zip(names, summary_stats(ev))}, "per_class": self._per_class(ev, gt)}
+
+    def _box_ap(self, gt: dict) -> dict[str, Any]:
+        """Box AP of the same detections: a mask or keypoint model's boxes, scored as a detector's."""
+        box = run_cocoeval(gt, self._results(gt, "bbox"), "bbox", cat_ids=_category_ids(gt), loaded=True)
+        out: dict[str, Any] = {k: _num(v) for k, v in zip(BOX_STATS, summary_stats(box))}
+        out["per_class"] = {k: v["AP"] for k, v in self._per_class(box, gt).items()}
+        return out
 
     def _intervals(self, ev) -> dict[str, list[float] | None]:
         """Bootstrap intervals of AP and AP50 from the matching ``ev`` already made."""
@@ -507,14 +357,11 @@ class CocoEvaluator(Evaluator):
 
     def _per_class(self, ev, gt: dict) -> dict[str, dict[str, Any]]:
         precision = ev.eval["precision"]  # [T, R, K, A, M]
-        n_gt: dict[int, int] = {}
-        for a in gt["annotations"]:
-            if not a.get("iscrowd", 0) and (self.iou_type != "keypoints" or a.get("num_keypoints", 0) > 0):
-                n_gt[a["category_id"]] = n_gt.get(a["category_id"], 0) + 1
+        n_gt = _instances_per_category(gt, self.iou_type)
         name_of = {c["id"]: c["name"] for c in gt["categories"]}
         out = {}
         for k, cid in enumerate(ev.params.catIds):
-            p = precision[:, :, k, 0, -1]
+            p = precision[:, :, k, 0, -1]  # all areas, most detections
             out[name_of[cid]] = {
                 "AP": _mean_valid(p),
                 "AP50": _mean_valid(p[0]),
@@ -522,51 +369,6 @@ class CocoEvaluator(Evaluator):
                 "instances": n_gt.get(cid, 0),
             }
         return out
-
-    def _conventions(self, ev, sigmas, sigma_source) -> dict[str, Any]:
-        import faster_coco_eval
-
-        p = ev.params
-        conv: dict[str, Any] = {
-            "iou_type": self.iou_type,
-            "iou_thresholds": "0.50:0.05:0.95",
-            "recall_points": len(p.recThrs),
-            "max_dets": list(p.maxDets),
-            "area_ranges": dict(zip(p.areaRngLbl, [list(map(float, r)) for r in p.areaRng])),
-            "averaging": "AP: mean of 101-point interpolated precision over IoU thresholds and over "
-            "categories with ground truth (pycocotools); per_class: the same for one category",
-            "ignore": "Instance.ignore -> iscrowd=1 (detections matching it are not counted); "
-            "category -1 is ignored for every category",
-            "null": "null where pycocotools reports -1 (no ground truth in that range or class)",
-            "backend": "faster-coco-eval",
-            "backend_version": faster_coco_eval.__version__,
-            "zoo_version": __version__,
-            "reference": "pycocotools' COCOeval on the same ground truth (a COCO source: its own annotations; "
-            "a run: data/val_coco.json) and results (predictions/coco_results.json) gives these numbers "
-            "to 1e-9 (tests/test_eval_coco.py, tests/test_eval_coco_files.py)",
-        }
-        given = sum(1 for r in self._records for i in r.instances if i.coco is not None)
-        conv["ground_truth"] = (
-            f"{self.meta.format or 'COCO'} file annotations as given (area, iscrowd, bbox, segmentation, "
-            "keypoints; no image files needed), zero-area ones included (scored, not trained on). A field an "
-            "annotation lacks, on which pycocotools raises KeyError, is filled by zoo: iscrowd 0, area the "
-            "polygons' shoelace area (an RLE's pixel count, else the box's w*h), bbox the box of the "
-            "segmentation clipped to the image, segmentation the box as a polygon" if given else
-            f"{self.meta.format or 'dataset'} shapes; area computed by zoo (polygon shoelace area, RLE pixel "
-            "count, else box area)"
-        )
-        if self.iou_type == "segm":
-            source = self.meta.format or "dataset"
-            conv["polygon_raster"] = (
-                f"pycocotools (the {source} file's own polygons, filled as pycocotools fills them)" if given
-                else f"zoo.data.raster (labelme's rule, outline pixels included; the pixels masks are trained on) "
-                f"for the {source} polygons" if self.polygon_raster == "zoo"
-                else f"pycocotools (the {source} polygons passed to COCO as they are)"
-            )
-        if sigmas is not None:
-            conv["oks_sigmas"] = dict(zip(self.meta.keypoint_names, sigmas))
-            conv["oks_sigmas_source"] = sigma_source
-        return conv
 
     def plot(self, out_dir: Path) -> list[Path]:
         from zoo.evaluation.plots import pr_curves
@@ -577,6 +379,79 @@ class CocoEvaluator(Evaluator):
         label = {"bbox": "box", "segm": "mask", "keypoints": "OKS"}[self.iou_type]
         precision, rec_thrs = self._curves
         return pr_curves(precision, rec_thrs, names, Path(out_dir), label)
+
+
+def _category_ids(gt: dict) -> list[int]:
+    return [c["id"] for c in gt["categories"]]
+
+
+def _instances_per_category(gt: dict, iou_type: str) -> dict[int, int]:
+    """The ground truth that counts, by category id: not crowd, and with a keypoint for OKS."""
+    n_gt: dict[int, int] = {}
+    for a in gt["annotations"]:
+        if not a.get("iscrowd", 0) and (iou_type != "keypoints" or a.get("num_keypoints", 0) > 0):
+            n_gt[a["category_id"]] = n_gt.get(a["category_id"], 0) + 1
+    return n_gt
+
+
+# -- conventions: how the numbers were made, written into every metrics dict ---------------------
+
+
+def conventions(ev, meta: Dataset, records: list[ImageRecord], polygon_raster: str, sigmas,
+                sigma_source) -> dict[str, Any]:
+    """The ``conventions`` block of an evaluation ``ev`` of ``records``."""
+    import faster_coco_eval
+
+    p = ev.params
+    iou_type = p.iouType
+    conv: dict[str, Any] = {
+        "iou_type": iou_type,
+        "iou_thresholds": "0.50:0.05:0.95",
+        "recall_points": len(p.recThrs),
+        "max_dets": list(p.maxDets),
+        "area_ranges": dict(zip(p.areaRngLbl, [list(map(float, r)) for r in p.areaRng])),
+        "averaging": "AP: mean of 101-point interpolated precision over IoU thresholds and over "
+        "categories with ground truth (pycocotools); per_class: the same for one category",
+        "ignore": "Instance.ignore -> iscrowd=1 (detections matching it are not counted); "
+        "category -1 is ignored for every category",
+        "null": "null where pycocotools reports -1 (no ground truth in that range or class)",
+        "backend": "faster-coco-eval",
+        "backend_version": faster_coco_eval.__version__,
+        "zoo_version": __version__,
+        "reference": "pycocotools' COCOeval on the same ground truth (a COCO source: its own annotations; "
+        "a run: data/val_coco.json) and results (predictions/coco_results.json) gives these numbers "
+        "to 1e-9 (tests/test_eval_coco.py, tests/test_eval_coco_files.py)",
+    }
+    # annotations read from a COCO file are scored as the file gives them (Instance.coco)
+    given = any(i.coco is not None for r in records for i in r.instances)
+    conv["ground_truth"] = _ground_truth_note(meta.format, given)
+    if iou_type == "segm":
+        conv["polygon_raster"] = _polygon_raster_note(meta.format, given, polygon_raster)
+    if sigmas is not None:
+        conv["oks_sigmas"] = dict(zip(meta.keypoint_names, sigmas))
+        conv["oks_sigmas_source"] = sigma_source
+    return conv
+
+
+def _ground_truth_note(source: str | None, given: bool) -> str:
+    if given:
+        return (f"{source or 'COCO'} file annotations as given (area, iscrowd, bbox, segmentation, "
+                "keypoints; no image files needed), zero-area ones included (scored, not trained on). A field an "
+                "annotation lacks, on which pycocotools raises KeyError, is filled by zoo: iscrowd 0, area the "
+                "polygons' shoelace area (an RLE's pixel count, else the box's w*h), bbox the box of the "
+                "segmentation clipped to the image, segmentation the box as a polygon")
+    return (f"{source or 'dataset'} shapes; area computed by zoo (polygon shoelace area, RLE pixel "
+            "count, else box area)")
+
+
+def _polygon_raster_note(source: str | None, given: bool, polygon_raster: str) -> str:
+    source = source or "dataset"
+    if given:
+        return f"pycocotools (the {source} file's own polygons, filled as pycocotools fills them)"
+    if polygon_raster == "zoo":
+        return (f"zoo.data.raster (labelme's rule, outline pixels included; the pixels masks are trained on) "
+                f"for the {source} polygons")
+    return f"pycocotools (the {source} polygons passed to COCO as they are)"
 
 
 def _mean_valid(a) -> float | None:
