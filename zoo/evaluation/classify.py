@@ -22,6 +22,7 @@ Conventions (also written into every metrics dict under ``conventions``):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,63 +67,25 @@ class ClassifyEvaluator(Evaluator):
     def evaluate(self) -> dict[str, Any]:
         import numpy as np
 
-        conf = self.confusion.astype(np.float64)
-        total = conf.sum()
-        if not total:
+        if not self.confusion.sum():
             raise ZooError("nothing to evaluate: no image with exactly one label was processed")
-        tp = np.diag(conf)
-        predicted, true = conf.sum(0), conf.sum(1)
-        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-        recall = np.divide(tp, true, out=np.zeros_like(tp), where=true > 0)
-        pr = precision + recall
-        f1 = np.divide(2 * precision * recall, pr, out=np.zeros_like(tp), where=pr > 0)
-        seen = (predicted + true) > 0
-        negatives = total - true
-        specificity = np.divide(negatives - (predicted - tp), negatives, out=np.full_like(tp, np.nan), where=negatives > 0)
-        auc = self.roc_auc_per_class()
-        per_class = {
-            name: (
-                {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                if ok
-                else {"precision": None, "recall": None, "f1": None, "support": 0}
-            )
-            | {
-                "sensitivity": float(r) if s else None,
-                "specificity": None if sp != sp else float(sp),
-                "roc_auc": None if a is None or a != a else float(a),
-            }
-            for name, p, r, f, s, ok, sp, a in zip(
-                self.names, precision, recall, f1, true, seen, specificity, auc if auc is not None else [None] * len(tp)
-            )
-        }
+        r = class_rates(self.confusion)
+        auc = roc_auc_per_class(self.truths, self.scores, len(self.names))
         valid_auc = [a for a in (auc if auc is not None else []) if a == a]
         metrics = {
             "main": "accuracy",
-            "accuracy": float(tp.sum() / total),
-            "precision": float(precision[seen].mean()),
-            "recall": float(recall[seen].mean()),
-            "f1": float(f1[seen].mean()),
-            "balanced_accuracy": float(recall[true > 0].mean()),
+            "accuracy": float(r.tp.sum() / r.total),
+            # macro means over the classes in the truth or the predictions (scikit-learn without labels=)
+            "precision": float(r.precision[r.seen].mean()),
+            "recall": float(r.recall[r.seen].mean()),
+            "f1": float(r.f1[r.seen].mean()),
+            "balanced_accuracy": float(r.recall[r.true > 0].mean()),
             "roc_auc": float(np.mean(valid_auc)) if valid_auc else None,
-            "per_class": per_class,
+            "per_class": self._per_class(r, auc),
             "confusion_matrix": self.confusion.tolist(),
             "classes": list(self.names),
-            "images": int(total),
-            "conventions": {
-                "averaging": "precision / recall / f1: macro (unweighted mean over classes present in "
-                "truth or predictions; f1 = mean of per-class F1)",
-                "zero_division": 0,
-                "absent_classes": "a class absent from truth and predictions is null and left out of "
-                "the macro means (scikit-learn without labels=)",
-                "sensitivity_specificity": "per class, one against the rest: TP/(TP+FN), TN/(TN+FP); 0/0 null",
-                "balanced_accuracy": "mean recall over classes present in the truth (scikit-learn)",
-                "roc_auc": "one-vs-rest per class from the predictions' class scores (ties count half), "
-                "macro mean over classes with positive and negative images; null without scores",
-                "matrix": "rows truth, columns prediction",
-                "backend": "numpy",
-                "backend_version": np.__version__,
-                "zoo_version": __version__,
-            },
+            "images": int(r.total),
+            "conventions": _conventions(),
         }
         if self.options.get("ci95"):
             from zoo.evaluation import bootstrap
@@ -132,33 +95,101 @@ class ClassifyEvaluator(Evaluator):
             metrics["conventions"]["ci95"] = bootstrap.method()
         return metrics
 
+    def _per_class(self, r: ClassRates, auc) -> dict[str, dict[str, Any]]:
+        """Each class's row; precision / recall / F1 ``None`` for a class in neither the truth
+        nor the predictions."""
+        aucs = auc if auc is not None else [None] * len(self.names)
+        rows = {}
+        for name, p, rc, f, support, seen, sp, a in zip(self.names, r.precision, r.recall, r.f1, r.true, r.seen,
+                                                         r.specificity, aucs):
+            row = ({"precision": float(p), "recall": float(rc), "f1": float(f), "support": int(support)} if seen
+                   else {"precision": None, "recall": None, "f1": None, "support": 0})
+            rows[name] = row | {
+                "sensitivity": float(rc) if support else None,
+                "specificity": None if sp != sp else float(sp),
+                "roc_auc": None if a is None or a != a else float(a),
+            }
+        return rows
+
     def resampled(self, weights) -> dict[str, Any]:
         from zoo.evaluation import bootstrap
 
         return {"accuracy": bootstrap.accuracy_samples(self.correct, weights)}
-
-    def roc_auc_per_class(self):
-        """One-vs-rest ROC-AUC of every class (``nan`` without both positives and negatives),
-        or ``None`` when some prediction gave no class scores."""
-        import numpy as np
-        from scipy.stats import rankdata
-
-        if not self.scores or any(s is None for s in self.scores):
-            return None
-        truth = np.asarray(self.truths)
-        scores = np.asarray(self.scores, dtype=np.float64)
-        out = np.full(len(self.names), np.nan)
-        for c in range(len(self.names)):
-            positive = truth == c
-            n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-            if n_pos and n_neg:
-                # Mann-Whitney U over average ranks = the trapezoidal area under the ROC curve.
-                ranks = rankdata(scores[:, c])
-                out[c] = (ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-        return out
 
     def plot(self, out_dir: Path) -> list[Path]:
         from zoo.evaluation.plots import confusion_matrix_plot
 
         return [confusion_matrix_plot(self.confusion, self.names, Path(out_dir) / "confusion_matrix.png",
                                       title="Classification (row-normalised)")]
+
+
+@dataclass
+class ClassRates:
+    """Per-class counts and rates of a confusion matrix (rows truth, columns prediction);
+    0/0 is 0 (``zero_division=0``), except specificity's, which is ``nan``."""
+
+    total: float
+    tp: Any
+    true: Any  # images of each class in the truth (support)
+    seen: Any  # the class occurs in the truth or the predictions
+    precision: Any
+    recall: Any
+    f1: Any
+    specificity: Any
+
+
+def class_rates(confusion) -> ClassRates:
+    import numpy as np
+
+    conf = confusion.astype(np.float64)
+    total = conf.sum()
+    tp = np.diag(conf)
+    predicted, true = conf.sum(0), conf.sum(1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, true, out=np.zeros_like(tp), where=true > 0)
+    pr = precision + recall
+    f1 = np.divide(2 * precision * recall, pr, out=np.zeros_like(tp), where=pr > 0)
+    negatives = total - true
+    specificity = np.divide(negatives - (predicted - tp), negatives, out=np.full_like(tp, np.nan), where=negatives > 0)
+    return ClassRates(total, tp, true, (predicted + true) > 0, precision, recall, f1, specificity)
+
+
+def roc_auc_per_class(truths: list[int], scores: list[list[float] | None], n_classes: int):
+    """One-vs-rest ROC-AUC of every class (``nan`` without both positives and negatives),
+    or ``None`` when some prediction gave no class scores."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    if not scores or any(s is None for s in scores):
+        return None
+    truth = np.asarray(truths)
+    scores = np.asarray(scores, dtype=np.float64)
+    out = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        positive = truth == c
+        n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+        if n_pos and n_neg:
+            # Mann-Whitney U over average ranks = the trapezoidal area under the ROC curve.
+            ranks = rankdata(scores[:, c])
+            out[c] = (ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return out
+
+
+def _conventions() -> dict[str, Any]:
+    import numpy as np
+
+    return {
+        "averaging": "precision / recall / f1: macro (unweighted mean over classes present in "
+        "truth or predictions; f1 = mean of per-class F1)",
+        "zero_division": 0,
+        "absent_classes": "a class absent from truth and predictions is null and left out of "
+        "the macro means (scikit-learn without labels=)",
+        "sensitivity_specificity": "per class, one against the rest: TP/(TP+FN), TN/(TN+FP); 0/0 null",
+        "balanced_accuracy": "mean recall over classes present in the truth (scikit-learn)",
+        "roc_auc": "one-vs-rest per class from the predictions' class scores (ties count half), "
+        "macro mean over classes with positive and negative images; null without scores",
+        "matrix": "rows truth, columns prediction",
+        "backend": "numpy",
+        "backend_version": np.__version__,
+        "zoo_version": __version__,
+    }

@@ -93,45 +93,61 @@ def coco_results_to_predictions(
     records = {r.id: r for r in dataset.images}
     by_image: dict[str, list[Detection]] = {r.id: [] for r in dataset.images}
     category_of = {cid: k for k, cid in enumerate(dataset.coco_category_ids())}
-    k_names = len(dataset.keypoint_names)
     for n, res in enumerate(results):
         where = f"{source}: result {n}"
-        if not isinstance(res, dict):
-            raise ZooError(f"{where}: expected an object, got {type(res).__name__}")
-        try:
-            raw_id, cid, score = res["image_id"], int(res["category_id"]), float(res.get("score", 1.0))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ZooError(f"{where}: needs image_id, category_id and score ({e})") from None
-        rid = image_ids.get(raw_id)
-        if rid is None and isinstance(raw_id, str) and raw_id in records:
-            rid = raw_id
-        if rid is None:
-            raise ZooError(f"{where}: image_id {raw_id!r} matches no ground-truth image")
-        if cid not in category_of:
-            known = ", ".join(map(str, sorted(category_of)))
-            raise ZooError(f"{where}: category_id {cid} is not a category of the ground truth (its ids: {known})")
+        rid, category, score = _result_target(res, image_ids, records, category_of, where)
         rec = records[rid]
         mask = _result_mask(res.get("segmentation"), rec.height, rec.width, where)
-        kps = res.get("keypoints")
-        keypoints = None
-        if kps is not None:
-            if not isinstance(kps, list) or len(kps) % 3 or (k_names and len(kps) != 3 * k_names):
-                n_kps = len(kps) if isinstance(kps, list) else kps
-                raise ZooError(f"{where}: {n_kps} keypoint values, expected {3 * k_names} (x, y, score each)")
-            keypoints = [(float(kps[i]), float(kps[i + 1]), float(kps[i + 2])) for i in range(0, len(kps), 3)]
-        bbox, area = res.get("bbox"), None
-        if not bbox:  # as loadRes: the mask's box and pixel count, else the keypoints' box
-            if mask is not None:
-                bbox, area = _rle_box(mask), _rle_area(mask)
-            elif keypoints:
-                xs, ys = [k[0] for k in keypoints], [k[1] for k in keypoints]
-                bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
-        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-            raise ZooError(f"{where}: needs a bbox [x, y, w, h] (or a segmentation or keypoints to take it from)")
-        x, y, w, h = (float(v) for v in bbox)
-        by_image[rid].append(Detection(category_of[cid], score, (x, y, x + w, y + h), mask=mask,
-                                       keypoints=keypoints, area=area))
+        keypoints = _result_keypoints(res.get("keypoints"), len(dataset.keypoint_names), where)
+        bbox, area = _result_box(res.get("bbox"), mask, keypoints, where)
+        by_image[rid].append(Detection(category, score, bbox, mask=mask, keypoints=keypoints, area=area))
     return [InstancePredictions(rid, dets) for rid, dets in by_image.items()]
+
+
+def _result_target(res, image_ids: Mapping, records: dict, category_of: dict[int, int],
+                   where: str) -> tuple[str, int, float]:
+    """(record id, category index, score) of one result, each checked against the ground truth."""
+    if not isinstance(res, dict):
+        raise ZooError(f"{where}: expected an object, got {type(res).__name__}")
+    try:
+        raw_id, cid, score = res["image_id"], int(res["category_id"]), float(res.get("score", 1.0))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ZooError(f"{where}: needs image_id, category_id and score ({e})") from None
+    rid = image_ids.get(raw_id)
+    if rid is None and isinstance(raw_id, str) and raw_id in records:
+        rid = raw_id
+    if rid is None:
+        raise ZooError(f"{where}: image_id {raw_id!r} matches no ground-truth image")
+    if cid not in category_of:
+        known = ", ".join(map(str, sorted(category_of)))
+        raise ZooError(f"{where}: category_id {cid} is not a category of the ground truth (its ids: {known})")
+    return rid, category_of[cid], score
+
+
+def _result_keypoints(kps, k_names: int, where: str) -> list[tuple[float, float, float]] | None:
+    """A result's flat ``[x, y, score, ...]`` as points (``k_names`` of them when the dataset
+    names its keypoints)."""
+    if kps is None:
+        return None
+    if not isinstance(kps, list) or len(kps) % 3 or (k_names and len(kps) != 3 * k_names):
+        n_kps = len(kps) if isinstance(kps, list) else kps
+        raise ZooError(f"{where}: {n_kps} keypoint values, expected {3 * k_names} (x, y, score each)")
+    return [(float(kps[i]), float(kps[i + 1]), float(kps[i + 2])) for i in range(0, len(kps), 3)]
+
+
+def _result_box(bbox, mask: dict | None, keypoints, where: str) -> tuple[tuple[float, ...], float | None]:
+    """The corner box ``(x0, y0, x1, y1)`` of a result and its area when taken from a mask."""
+    area = None
+    if not bbox:  # as loadRes: the mask's box and pixel count, else the keypoints' box
+        if mask is not None:
+            bbox, area = _rle_box(mask), _rle_area(mask)
+        elif keypoints:
+            xs, ys = [k[0] for k in keypoints], [k[1] for k in keypoints]
+            bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        raise ZooError(f"{where}: needs a bbox [x, y, w, h] (or a segmentation or keypoints to take it from)")
+    x, y, w, h = (float(v) for v in bbox)
+    return (x, y, x + w, y + h), area
 
 
 def _result_mask(seg, height: int, width: int, where: str) -> dict | None:

@@ -179,6 +179,24 @@ class SemanticEvaluator(Evaluator):
         """Add a ground-truth label map and a prediction (label map or SemanticPrediction)."""
         import numpy as np
 
+        pred_map = self._checked_prediction(gt_map, pred, image_id)
+        ci95 = self.options.get("ci95")
+        # with ci95 each image's matrix is kept too: the bootstrap re-sums them per resample
+        target = np.zeros_like(self.confusion) if ci95 else self.confusion
+        try:
+            confusion_update(target, gt_map, pred_map)
+        except ValueError as e:
+            raise ZooError(f"image '{image_id}': {e}") from None
+        self.distances.add(gt_map, pred_map)
+        if ci95:
+            self.confusion += target
+            self.per_image.append(target)
+        self.images += 1
+
+    def _checked_prediction(self, gt_map, pred, image_id: str):
+        """The prediction's label map, refused unless it has the image's size and labels 0..n-1."""
+        import numpy as np
+
         if pred is None:
             raise ZooError(f"no prediction for image '{image_id}'")
         pred_map = np.asarray(getattr(pred, "label_map", pred))
@@ -193,21 +211,9 @@ class SemanticEvaluator(Evaluator):
                 raise ZooError(
                     f"prediction for image '{image_id}' holds label {hi if hi >= n else lo}; only 0..{n - 1} exist"
                 )
-        ci95 = self.options.get("ci95")
-        target = np.zeros_like(self.confusion) if ci95 else self.confusion
-        try:
-            confusion_update(target, gt_map, pred_map)
-        except ValueError as e:
-            raise ZooError(f"image '{image_id}': {e}") from None
-        self.distances.add(gt_map, pred_map)
-        if ci95:
-            self.confusion += target
-            self.per_image.append(target)
-        self.images += 1
+        return pred_map
 
     def evaluate(self) -> dict[str, Any]:
-        import numpy as np
-
         if not self.images:
             raise ZooError("nothing to evaluate: no images were processed")
         metrics: dict[str, Any] = {"main": "mIoU"}
@@ -221,29 +227,7 @@ class SemanticEvaluator(Evaluator):
         metrics["confusion_matrix"] = self.confusion.tolist()
         metrics["classes"] = list(self.names)
         metrics["images"] = self.images
-        metrics["conventions"] = {
-            "ignore_index": IGNORE,
-            "matrix": "one confusion matrix over all pixels of all images (rows truth, columns prediction)",
-            "averaging": "mIoU / mDice: mean over classes including background; *_foreground: without "
-            "background (class 0)",
-            "absent_classes": "a class absent from both truth and prediction has IoU/Dice null and is "
-            "left out of the means; present in only one of them: 0",
-            "background": self.names[0],
-            "sensitivity_specificity": "per class from the matrix, TP/(TP+FN) and TN/(TN+FP); top-level: "
-            "mean over foreground classes",
-            "distances": "HD95 (95th percentile Hausdorff, symmetric: max of both directions) and ASSD "
-            "(mean of both directions' edge distances) per image and foreground class, as MONAI's "
-            "compute_hausdorff_distance(percentile=95) / compute_average_surface_distance(symmetric=True); "
-            "averaged over images, then (mHD95, mASSD) over foreground classes",
-            "distance_unit": _unit(self.meta.pixel_spacing),
-            "empty_masks": "class absent from both truth and prediction of an image: no distance (MONAI nan), "
-            "image left out; present in only one: infinite (MONAI inf; its HD95 gives nan), image left "
-            "out of the average and counted in per_class one_side_empty",
-            "distance_ignore": "predicted pixels under ignored (255) truth are background for distances",
-            "backend": "numpy bincount",
-            "backend_version": np.__version__,
-            "zoo_version": __version__,
-        }
+        metrics["conventions"] = _conventions(self.names[0], self.meta.pixel_spacing)
         if self.per_image:
             from zoo.evaluation import bootstrap
 
@@ -262,6 +246,34 @@ class SemanticEvaluator(Evaluator):
 
         return [confusion_matrix_plot(self.confusion, self.names, Path(out_dir) / "confusion_matrix.png",
                                       title="Semantic segmentation: pixels (row-normalised)")]
+
+
+def _conventions(background: str, spacing) -> dict[str, Any]:
+    import numpy as np
+
+    return {
+        "ignore_index": IGNORE,
+        "matrix": "one confusion matrix over all pixels of all images (rows truth, columns prediction)",
+        "averaging": "mIoU / mDice: mean over classes including background; *_foreground: without "
+        "background (class 0)",
+        "absent_classes": "a class absent from both truth and prediction has IoU/Dice null and is "
+        "left out of the means; present in only one of them: 0",
+        "background": background,
+        "sensitivity_specificity": "per class from the matrix, TP/(TP+FN) and TN/(TN+FP); top-level: "
+        "mean over foreground classes",
+        "distances": "HD95 (95th percentile Hausdorff, symmetric: max of both directions) and ASSD "
+        "(mean of both directions' edge distances) per image and foreground class, as MONAI's "
+        "compute_hausdorff_distance(percentile=95) / compute_average_surface_distance(symmetric=True); "
+        "averaged over images, then (mHD95, mASSD) over foreground classes",
+        "distance_unit": _unit(spacing),
+        "empty_masks": "class absent from both truth and prediction of an image: no distance (MONAI nan), "
+        "image left out; present in only one: infinite (MONAI inf; its HD95 gives nan), image left "
+        "out of the average and counted in per_class one_side_empty",
+        "distance_ignore": "predicted pixels under ignored (255) truth are background for distances",
+        "backend": "numpy bincount",
+        "backend_version": np.__version__,
+        "zoo_version": __version__,
+    }
 
 
 def _insert_after(d: dict, key: str, new: dict) -> dict:
