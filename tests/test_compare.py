@@ -11,7 +11,7 @@ import toy_backend
 
 import zoo.registry
 from zoo.cli import main
-from zoo.pipeline.compare import CompareOptions, compare_and_report, split_sets
+from zoo.pipeline.compare import CompareOptions, compare, split_sets
 from zoo.errors import ZooError
 
 
@@ -22,7 +22,7 @@ def registry():
 
 def _opts(tmp_path, data, registry, **kw):
     base = dict(task="detect", backends=["toy", "oracle"], data=data, out=tmp_path / "runs",
-                registry=registry, quiet=True, flags={"device": "cpu"})
+                registry=registry, flags={"device": "cpu"})
     base.update(kw)
     return CompareOptions(**base)
 
@@ -34,7 +34,7 @@ def _leaderboard(folder):
 
 @pytest.mark.parametrize("task", ["detect", "instance-seg", "semantic-seg", "classify"])
 def test_leaderboard_scores_equal_each_runs_metrics(tmp_path, tiny_demo, registry, task):
-    result = compare_and_report(_opts(tmp_path, tiny_demo, registry, task=task, backends=["toy", "oracle", "broken"]))
+    result = compare(_opts(tmp_path, tiny_demo, registry, task=task, backends=["toy", "oracle", "broken"]))
     folder = tmp_path / "runs" / "compare" / task
     assert result.folder == folder
     rows = _leaderboard(folder)
@@ -56,7 +56,7 @@ def test_leaderboard_scores_equal_each_runs_metrics(tmp_path, tiny_demo, registr
         manifest = json.loads((run / "manifest.json").read_text())
         if task in ("detect", "instance-seg"):
             # the overlaid PR curve comes from the same evaluation: its mean is the run's AP50
-            from zoo.pipeline.compare import pr_curve_points
+            from zoo.pipeline.compare_plots import pr_curve_points
             from zoo.data.reading import read_dataset
             from zoo.tasks import get_task
 
@@ -80,24 +80,26 @@ def test_leaderboard_scores_equal_each_runs_metrics(tmp_path, tiny_demo, registr
 
 
 def test_finished_runs_are_reused_unless_rerun(tmp_path, tiny_demo, registry):
-    first = compare_and_report(_opts(tmp_path, tiny_demo, registry, samples=0))
+    first = compare(_opts(tmp_path, tiny_demo, registry, samples=0))
     assert {r.status for r in first.rows} == {"trained"}
-    again = compare_and_report(_opts(tmp_path, tiny_demo, registry, samples=0))
+    again = compare(_opts(tmp_path, tiny_demo, registry, samples=0))
     assert {r.status for r in again.rows} == {"reused"}
     assert [r.run_dir for r in again.rows] == [r.run_dir for r in first.rows]
     assert [r.metrics for r in again.rows] == [r.metrics for r in first.rows]
     # another config is another experiment: toy retrains, oracle is reused
-    third = compare_and_report(_opts(tmp_path, tiny_demo, registry, sets=["toy.epochs=3"], samples=0))
+    third = compare(_opts(tmp_path, tiny_demo, registry, sets=["toy.epochs=3"], samples=0))
     status = {r.backend: (r.status, r.run_dir.name) for r in third.rows}
     assert status == {"toy": ("trained", "toy-detect-2"), "oracle": ("reused", "oracle-detect")}
-    fourth = compare_and_report(_opts(tmp_path, tiny_demo, registry, rerun=True, samples=0))
+    fourth = compare(_opts(tmp_path, tiny_demo, registry, rerun=True, samples=0))
     assert {r.status for r in fourth.rows} == {"trained"}
     assert sorted(r.run_dir.name for r in fourth.rows) == ["oracle-detect-2", "toy-detect-3"]
 
 
 def test_a_backend_that_is_not_installed_gets_a_row(tmp_path, tiny_demo, registry, capsys):
-    result = compare_and_report(_opts(tmp_path, tiny_demo, registry, backends=["absent", "toy", "unimportable"],
-                                      quiet=False))
+    from zoo.cli.views import print_leaderboard
+
+    result = compare(_opts(tmp_path, tiny_demo, registry, backends=["absent", "toy", "unimportable"]))
+    print_leaderboard(result)
     out = " ".join(capsys.readouterr().out.split())
     assert "pip install 'zoo[absent]'" in out  # shown as text, not eaten as rich markup
     by = {r.backend: r for r in result.rows}
@@ -115,9 +117,9 @@ def test_scoped_sets():
 
 def test_user_errors_fail_before_training(tmp_path, tiny_demo, registry):
     with pytest.raises(ZooError, match="unknown backend 'tyo'"):
-        compare_and_report(_opts(tmp_path, tiny_demo, registry, backends=["toy", "tyo"]))
+        compare(_opts(tmp_path, tiny_demo, registry, backends=["toy", "tyo"]))
     with pytest.raises(ZooError, match="did you mean 'mode'"):
-        compare_and_report(_opts(tmp_path, tiny_demo, registry, sets=["mdoe=oracle"]))
+        compare(_opts(tmp_path, tiny_demo, registry, sets=["mdoe=oracle"]))
     assert not (tmp_path / "runs").exists()
 
 
@@ -143,7 +145,7 @@ def test_a_zoo_run_with_the_same_settings_is_reused(tmp_path, tiny_demo, registr
 
     done = execute(RunOptions(task="detect", backend="oracle", data=tiny_demo, out=tmp_path / "runs", name="mine",
                               registry=registry, quiet=True, flags={"device": "cpu"}))
-    result = compare_and_report(_opts(tmp_path, tiny_demo, registry))
+    result = compare(_opts(tmp_path, tiny_demo, registry))
     by = {r.backend: r for r in result.rows}
     assert by["oracle"].status == "reused" and by["oracle"].run_dir == done.run_dir
     assert by["toy"].status == "trained"

@@ -328,12 +328,12 @@ def test_real_xanylabeling_person_keypoints(real_fixtures, tmp_path):
 def test_compare_puts_frameworks_on_one_split_and_names_them(tiny_demo, tmp_path):
     import csv
 
-    from zoo.pipeline.compare import CompareOptions, compare_and_report
+    from zoo.pipeline.compare import CompareOptions, compare
 
     sets = [f"{b}.{s}" for b in ("faster-rcnn", "d2-faster-rcnn") for s in FAST] + ["faster-rcnn.backbone=mobilenet_v3_large_fpn"]
-    result = compare_and_report(CompareOptions(
+    result = compare(CompareOptions(
         task="detect", backends=["faster-rcnn", "d2-faster-rcnn", "yolov8"], data=tiny_demo, out=tmp_path / "runs",
-        quiet=True, sets=sets, flags={"device": "cpu", "epochs": 1, "imgsz": 64, "batch": 4},
+        sets=sets, flags={"device": "cpu", "epochs": 1, "imgsz": 64, "batch": 4},
     ))
     with open(result.folder / "leaderboard.csv", newline="") as f:
         rows = {r["backend"]: r for r in csv.DictReader(f)}

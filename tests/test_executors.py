@@ -7,7 +7,7 @@ import json
 import pytest
 import toy_backend
 
-from zoo.pipeline.compare import CompareOptions, compare_and_report
+from zoo.pipeline.compare import CompareOptions, compare
 from zoo.pipeline.executors import slot_environment
 
 
@@ -17,9 +17,8 @@ def registry():
 
 
 def _compare(out, data, registry, **kw):
-    return compare_and_report(CompareOptions(
-        task="detect", backends=["toy", "oracle"], data=data, out=out, registry=registry, quiet=True,
-        flags={"device": "cpu"}, folds=2, samples=0, **kw))
+    return compare(CompareOptions(
+        task="detect", backends=["toy", "oracle"], data=data, out=out, registry=registry, flags={"device": "cpu"}, folds=2, samples=0, **kw))
 
 
 def per_run_numbers(result):

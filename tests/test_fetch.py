@@ -170,7 +170,7 @@ def test_a_run_records_the_fetched_weights_and_compare_applies_one_setting(mirro
     compare: every backend the same, said in the leaderboard and compare.json."""
     import toy_backend
 
-    from zoo.pipeline.compare import CompareOptions, compare_and_report
+    from zoo.pipeline.compare import CompareOptions, compare
     from zoo.pipeline.run import RunOptions, execute
 
     digest = _publish(mirror, "toy-weights.bin", b"published" * 100)
@@ -183,17 +183,17 @@ def test_a_run_records_the_fetched_weights_and_compare_applies_one_setting(mirro
         {"file": str(cached), "url": f"{mirror.url}/toy-weights.bin", "sha256": digest, "fetched": True}]
     assert json.loads((result.run_dir / "manifest.json").read_text())["weights"][0]["sha256"] == digest
 
-    compared = compare_and_report(CompareOptions(
+    compared = compare(CompareOptions(
         task="detect", backends=["toy", "oracle"], data=tiny_demo, out=tmp_path / "runs", registry=registry,
-        quiet=True, samples=0, flags={"device": "cpu", "pretrained": True}))
+        samples=0, flags={"device": "cpu", "pretrained": True}))
     assert compared.pretrained and all(r.ok for r in compared.rows)
     assert mirror.requests == ["/toy-weights.bin"]  # every later run found it in the cache
     md = (compared.folder / "leaderboard.md").read_text()
     assert "Starting weights, the same for every backend: pretrained" in md
     assert json.loads((compared.folder / "compare.json").read_text())["pretrained"] is True
-    scratch = compare_and_report(CompareOptions(
+    scratch = compare(CompareOptions(
         task="detect", backends=["toy"], data=tiny_demo, out=tmp_path / "runs", registry=registry,
-        quiet=True, samples=0, flags={"device": "cpu", "pretrained": False}, name="scratch"))
+        samples=0, flags={"device": "cpu", "pretrained": False}, name="scratch"))
     assert "same for every backend: from scratch" in (scratch.folder / "leaderboard.md").read_text()
     assert "weights" not in scratch.rows[0].manifest
 

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 import toy_backend
 
-from zoo.pipeline.compare import CompareOptions, compare_and_report
+from zoo.pipeline.compare import CompareOptions, compare
 from zoo.errors import ZooError
 from zoo.data.folds import make_folds, parse_seeds
 from zoo.data.reading import read_dataset
@@ -52,8 +52,8 @@ def test_parse_seeds():
 
 def test_cross_validated_leaderboard_is_mean_and_std_of_the_runs(tmp_path, tiny_demo, registry):
     opts = CompareOptions(task="detect", backends=["toy", "oracle"], data=tiny_demo, out=tmp_path / "runs",
-                          registry=registry, quiet=True, flags={"device": "cpu"}, folds=2, seeds=[0, 1], samples=0)
-    result = compare_and_report(opts)
+                          registry=registry, flags={"device": "cpu"}, folds=2, seeds=[0, 1], samples=0)
+    result = compare(opts)
     folder = result.folder
     assert len(result.runs) == 2 * 2 * 2 and {r.status for r in result.runs} == {"trained"}
     # the same fold split for every backend and seed: the compare's fold-<i>/split.json
@@ -76,7 +76,7 @@ def test_cross_validated_leaderboard_is_mean_and_std_of_the_runs(tmp_path, tiny_
     toy = next(r for r in result.rows if r.backend == "toy")
     assert f"{toy.metrics['AP']:.3f} ± {toy.metrics['std']['AP']:.3f}" in md and "2-fold cross-validation" in md
     # finished runs are reused, cell by cell
-    again = compare_and_report(opts)
+    again = compare(opts)
     assert {r.status for r in again.runs} == {"reused"}
     assert [r.run_dir for r in again.runs] == [r.run_dir for r in result.runs]
 
@@ -86,9 +86,8 @@ def test_zoo_run_one_fold_is_the_compare_cell(tmp_path, tiny_demo, registry):
 
     done = execute(RunOptions(task="detect", backend="toy", data=tiny_demo, out=tmp_path / "runs", registry=registry,
                               quiet=True, flags={"device": "cpu"}, fold=1, folds=2))
-    result = compare_and_report(CompareOptions(
-        task="detect", backends=["toy"], data=tiny_demo, out=tmp_path / "runs", registry=registry, quiet=True,
-        flags={"device": "cpu"}, folds=2, samples=0))
+    result = compare(CompareOptions(
+        task="detect", backends=["toy"], data=tiny_demo, out=tmp_path / "runs", registry=registry, flags={"device": "cpu"}, folds=2, samples=0))
     cell = next(r for r in result.runs if r.fold == 1)
     assert cell.status == "reused" and cell.run_dir == done.run_dir
     with pytest.raises(ZooError, match="--fold 2: expected 0 to 1"):

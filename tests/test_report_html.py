@@ -134,11 +134,11 @@ def test_the_browser_check_sees_a_page_that_fetches(tmp_path):
 
 @needs_chromium
 def test_compare_report_in_a_browser(tmp_path, tiny_demo):
-    from zoo.pipeline.compare import CompareOptions, compare_and_report
+    from zoo.pipeline.compare import CompareOptions, compare
 
-    result = compare_and_report(CompareOptions(
+    result = compare(CompareOptions(
         task="detect", backends=["toy", "oracle"], data=tiny_demo, out=tmp_path / "runs",
-        registry=toy_backend.registry(), quiet=True, flags={"device": "cpu"}))
+        registry=toy_backend.registry(), flags={"device": "cpu"}))
     dom, console = browse(result.folder / "report.html", tmp_path, "--dump-dom")
     assert console == []
     parsed = Tables()

@@ -10,7 +10,7 @@ import pytest
 import toy_backend
 from toy_backend import make_dataset
 
-from zoo.pipeline.compare import CompareOptions, compare_and_report
+from zoo.pipeline.compare import CompareOptions, compare
 from zoo.pipeline.run import RunOptions, execute
 
 
@@ -51,9 +51,9 @@ def test_test_split_is_scored_once_beside_val(tmp_path, data, monkeypatch, task)
 
 
 def test_leaderboard_shows_val_and_test(tmp_path, tiny_demo):
-    result = compare_and_report(CompareOptions(task="detect", backends=["toy", "oracle"], out=tmp_path / "runs",
+    result = compare(CompareOptions(task="detect", backends=["toy", "oracle"], out=tmp_path / "runs",
                                                data=tiny_demo, val=0.25, test=0.25, registry=toy_backend.registry(),
-                                               quiet=True, flags={"device": "cpu"}))
+                                               flags={"device": "cpu"}))
     board = (result.folder / "leaderboard.md").read_text()
     assert "**AP** test" in board and "/ 3 test images" in board
     # the oracle answers from the ground truth on disk: 1 on val and on test alike

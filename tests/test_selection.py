@@ -11,7 +11,8 @@ import toy_backend
 import yaml
 from toy_backend import make_dataset
 
-from zoo.pipeline.compare import CompareOptions, Row, check_one_protocol, compare_and_report, leaderboard_table
+from zoo.cli.views import leaderboard_table
+from zoo.pipeline.compare import CompareOptions, Row, check_one_protocol, compare
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
 from zoo.pipeline.run import RunOptions, execute
@@ -125,14 +126,14 @@ def test_select_last_scores_nothing_during_training(tmp_path, tiny_demo, monkeyp
 
 def test_compare_states_one_protocol_and_refuses_to_mix(tmp_path, tiny_demo, registry):
     opts = dict(task="detect", backends=["toy", "oracle"], data=tiny_demo, out=tmp_path / "runs",
-                registry=registry, quiet=True, flags={"device": "cpu"})
-    best = compare_and_report(CompareOptions(**opts, select="best"))
+                registry=registry, flags={"device": "cpu"})
+    best = compare(CompareOptions(**opts, select="best"))
     md = (best.folder / "leaderboard.md").read_text()
     assert "Model selection, the same for every backend: best epoch on a selection split" in md
     assert json.loads((best.folder / "compare.json").read_text())["selection"]["rule"] == "best"
     assert "model selection, every backend: best epoch" in leaderboard_table(best).caption  # on screen
     # another protocol is another experiment: nothing is reused across protocols
-    last = compare_and_report(CompareOptions(**opts))
+    last = compare(CompareOptions(**opts))
     assert {r.status for r in last.rows} == {"trained"}
     assert "last epoch (final weights); nothing scored during training" in (last.folder / "leaderboard.md").read_text()
     # runs made under different protocols never share a leaderboard

@@ -97,12 +97,12 @@ def test_compare_logs_a_parent_and_one_child_per_backend_to_an_mlflow_server(tmp
                                                                             monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from zoo.pipeline.compare import CompareOptions, compare_and_report
+    from zoo.pipeline.compare import CompareOptions, compare
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    result = compare_and_report(CompareOptions(
+    result = compare(CompareOptions(
         task="detect", backends=["toy", "oracle"], data=tiny_demo, out=tmp_path / "runs",
-        registry=toy_backend.registry(), quiet=True, flags={"device": "cpu"}, sets=["epochs=2"], track="mlflow"))
+        registry=toy_backend.registry(), flags={"device": "cpu"}, sets=["epochs=2"], track="mlflow"))
     client = MlflowClient(mlflow_server)
     runs = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

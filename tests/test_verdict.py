@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import toy_backend
 
-from zoo.pipeline.compare import CompareOptions, compare_and_report
+from zoo.pipeline.compare import CompareOptions, compare
 from zoo.data.reading import read_dataset
 from zoo.data.split import read_split
 from zoo.tasks import get_task
@@ -24,9 +24,8 @@ def registry():
 @pytest.fixture(scope="module")
 def cross_validated(tmp_path_factory, tiny_demo, registry):
     out = tmp_path_factory.mktemp("verdict") / "runs"
-    return compare_and_report(CompareOptions(
-        task="classify", backends=["toy", "oracle"], data=tiny_demo, out=out, registry=registry, quiet=True,
-        flags={"device": "cpu"}, folds=2, samples=0))
+    return compare(CompareOptions(
+        task="classify", backends=["toy", "oracle"], data=tiny_demo, out=out, registry=registry, flags={"device": "cpu"}, folds=2, samples=0))
 
 
 def test_a_strictly_better_backend_wins_with_probability_one(cross_validated):

@@ -32,6 +32,19 @@ class Task(ABC):
     #: the most small objects may raise it to (see zoo.training.autoconfig).
     imgsz_caps: ClassVar[dict[str, tuple[int, int]]] = {"cpu": (416, 640), "gpu": (1024, 1280)}
 
+    # -- how the task is shown (pictures, leaderboard plots, failure galleries) --
+    #: What one image's answer is: ``"label"`` (a class, shown as a caption), ``"label_map"``
+    #: (a class per pixel, shown tinted) or ``"instances"`` (objects, shown as boxes).
+    answer_kind: ClassVar[str] = "instances"
+    #: Whether pictures of the ground truth show each instance's mask / keypoints.
+    draws_masks: ClassVar[bool] = False
+    draws_keypoints: ClassVar[bool] = False
+    #: The overlap named on a precision-recall curve ("box", "mask", "OKS"); None: the task
+    #: has no PR curve (a compare's ``pr_curves.png``).
+    pr_curve_overlap: ClassVar[str | None] = None
+    #: Whether a prediction carries scores an image can be ranked by (``zoo run --rank``).
+    scored_predictions: ClassVar[bool] = True
+
     def class_names(self, meta: Dataset) -> list[str]:
         """The names a model of this task predicts, index = predicted id."""
         return meta.categories
@@ -94,12 +107,15 @@ class Detect(_InstanceTask):
     name = "detect"
     title = "Object detection"
     evaluator_options = {"iou_type": "bbox"}
+    pr_curve_overlap = "box"
 
 
 class InstanceSeg(_InstanceTask):
     name = "instance-seg"
     title = "Instance segmentation"
     evaluator_options = {"iou_type": "segm"}
+    draws_masks = True
+    pr_curve_overlap = "mask"
 
     def check(self, dataset):
         super().check(dataset)
@@ -115,6 +131,8 @@ class Keypoint(_InstanceTask):
     name = "keypoint"
     title = "Keypoint detection"
     evaluator_options = {"iou_type": "keypoints"}
+    draws_keypoints = True
+    pr_curve_overlap = "OKS"
 
     def check(self, dataset):
         super().check(dataset)
@@ -137,6 +155,9 @@ class SemanticSeg(Task):
     title = "Semantic segmentation"
     prediction_type = SemanticPrediction
     evaluator_path = "zoo.evaluation.semantic:SemanticEvaluator"
+    answer_kind = "label_map"
+    # label maps hold no per-pixel scores
+    scored_predictions = False
 
     def class_names(self, meta):
         return meta.semantic_classes()
@@ -164,6 +185,7 @@ class Classify(Task):
     title = "Image classification"
     prediction_type = ClassPrediction
     evaluator_path = "zoo.evaluation.classify:ClassifyEvaluator"
+    answer_kind = "label"
     # a whole-image label needs no fine detail: ImageNet's 224 on a CPU, a little more on a GPU
     imgsz_caps = {"cpu": (224, 224), "gpu": (384, 384)}
 

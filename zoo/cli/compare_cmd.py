@@ -41,10 +41,11 @@ def compare(
     track: Optional[str] = typer.Option(None, "--track", help="Log to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else OUT/mlruns; pip install 'zoo[mlflow]') or tensorboard (event files in the run folder; 'zoo[tensorboard]')."),
 ) -> None:
     """Run several backends on the same split and rank them."""
-    from zoo.pipeline.compare import CompareOptions, compare_and_report
+    from zoo.cli.views import ConsoleReporter, print_leaderboard
     from zoo.data.folds import parse_seeds
+    from zoo.pipeline.compare import CompareOptions, compare as run_compare
 
-    compare_and_report(
+    result = run_compare(
         CompareOptions(
             task=task, backends=[b.strip() for b in backends.split(",") if b.strip()], data=data,
             fmt=fmt, labels=labels, seed=seed, name=name, out=out, sets=list(set_), val=val,
@@ -52,5 +53,7 @@ def compare(
             select=select or "last", select_frac=select_frac or 0.1, patience=patience,
             folds=folds, seeds=parse_seeds(seeds), jobs=jobs, executor=executor, address=address,
             flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device, "seed": seed, "pretrained": pretrained},
-        )
+        ),
+        ConsoleReporter(),
     )
+    print_leaderboard(result)

@@ -67,11 +67,11 @@ def image_failure(task, record, pred, meta, conf: float = CONF) -> ImageFailure:
     """How badly ``pred`` gets one image wrong (see the module doc)."""
     import numpy as np
 
-    if task.name == "classify":
+    if task.answer_kind == "label":
         wrong = pred is None or pred.label not in record.labels
         confidence = max(pred.scores) if pred is not None and pred.scores else 0.0
         return ImageFailure(record.id, float(wrong) * (1.0 + confidence))
-    if task.name == "semantic-seg":
+    if task.answer_kind == "label_map":
         from zoo.data.raster import semantic_label_map
 
         truth = np.asarray(semantic_label_map(record, meta))
@@ -103,12 +103,12 @@ def failures_figure(task, dataset, columns: dict[str, dict[str, Any]], n: int = 
 
     from matplotlib import patches
 
-    from zoo.pipeline.compare import _draw, _pyplot
+    from zoo.pipeline.drawing import draw_answer, pyplot
 
     worst = worst_images(task, dataset, list(columns.values()), n)
     if not worst:
         return None, []
-    plt = _pyplot()
+    plt = pyplot()
     meta = dataset.meta()
     cols = ["ground truth", *columns]
     size = 2.8
@@ -120,7 +120,7 @@ def failures_figure(task, dataset, columns: dict[str, dict[str, Any]], n: int = 
         for j, col in enumerate(cols):
             ax = axes[i][j]
             pred = rec if j == 0 else columns[col].get(rec.id)
-            _draw(ax, rec, pred, task, meta)
+            draw_answer(ax, rec, pred, task, meta)
             if j > 0:
                 fail = found[col] = image_failure(task, rec, pred, meta)
                 for style, color, boxes in (("--", "red", fail.false_positives), (":", "orange", fail.misses)):
@@ -133,7 +133,7 @@ def failures_figure(task, dataset, columns: dict[str, dict[str, Any]], n: int = 
             if j == 0:
                 ax.set_ylabel(f"{rec.id} ({total:g})", fontsize=7)
         listing.append((rec.id, found))
-    if task.name not in ("classify", "semantic-seg"):
+    if task.answer_kind == "instances":
         from matplotlib.lines import Line2D
 
         handles = [Line2D([], [], color="red", ls="--", label="false positive"),

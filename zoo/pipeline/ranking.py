@@ -48,8 +48,8 @@ class Ranked:
 
 def require_scores(task) -> None:
     """A ZooError, before any training, for a task whose predictions carry no scores."""
-    if task.name == "semantic-seg":
-        raise ZooError("--rank: semantic-seg predictions are label maps without per-pixel scores; "
+    if not task.scored_predictions:
+        raise ZooError(f"--rank: {task.name} predictions are label maps without per-pixel scores; "
                        "rank with an instance-seg or detect run instead")
 
 

@@ -1,0 +1,117 @@
+"""What the CLI draws from the pipeline's results (rich): the compare's leaderboard.
+
+The pipeline returns result objects (zoo.pipeline.compare.CompareResult, ...); the tables
+people read on the terminal are made here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConsoleReporter:
+    """:class:`zoo.progress.Reporter` on stderr, through rich (user text never read as markup)."""
+
+    def __init__(self, quiet: bool = False):
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.quiet = quiet
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, markup=False)
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            from rich.text import Text
+
+            self.console.print(Text(message, style="yellow"))
+
+    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+        from zoo.progress import track
+
+        return track(items, description, total)
+
+
+def _esc(v: Any) -> str:
+    """User text (paths, error messages) shown through rich: never read as markup."""
+    from rich.markup import escape
+
+    return escape(str(v))
+
+
+def leaderboard_table(result):
+    """The compare's leaderboard (zoo.pipeline.compare.CompareResult) as a rich table: three
+    headline metrics fit an 80-column terminal; leaderboard.md / .csv have them all."""
+    from rich import box
+    from rich.table import Table
+
+    from zoo.pipeline.compare import fmt_verdict, starting_weights
+    from zoo.pipeline.leaderboard import fmt_params
+    from zoo.pipeline.report import fmt_ci, fmt_seconds, headline
+    from zoo.selection import describe
+
+    rows = result.rows
+    first = next((r for r in rows if r.ok and r.metrics), None)
+    metrics = list(headline(first.metrics, n=3)) if first else []
+    main = first.metrics.get("main") if first else None
+    devices = {str(r.manifest.get("device", "")) for r in rows if r.ok}
+    one_device = len(devices) == 1
+    # the framework column only when rows come from more than one (it costs terminal width)
+    mixed = len({r.manifest.get("framework", "") for r in rows if r.ok}) > 1
+    title = f"zoo compare · {result.task} · {result.folder}" + (f" · {devices.pop()}" if one_device else "")
+    notes = [f"model selection, every backend: {describe(result.selection)}"] if result.selection else []
+    notes.append(f"starting weights, every backend: {starting_weights(result.pretrained)}")
+    notes += [f"{r.backend}: {_esc(r.error)}" for r in rows if not r.ok]
+    if any(r.status == "reused" for r in rows):
+        notes.append("* reused a finished run with the same data, split, seed and config")
+    if result.verdicts:
+        notes.append("≈ not distinguishable from the winner (paired bootstrap over images: "
+                     + "; ".join(f"{b} {fmt_verdict(v)}" for b, v in result.verdicts.items()) + ")")
+    table = Table(title=_esc(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True, caption="\n".join(notes) or None, caption_justify="left")
+    table.add_column("#", justify="right", min_width=1, no_wrap=True)
+    table.add_column("backend", style="bold", no_wrap=True)
+    if mixed:
+        table.add_column("framework", no_wrap=True)
+    for m in metrics:
+        table.add_column(m, justify="right", style="bold" if m == main else None, min_width=len(m), no_wrap=True)
+    test = [main] if main and any(r.ok and r.metrics.get("test") for r in rows) else []
+    for m in test:
+        table.add_column(f"{m} test", justify="right", min_width=len(m) + 5, no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("train", justify="right", no_wrap=True)
+    table.add_column("ms/img", justify="right", no_wrap=True, min_width=6)
+    if not one_device:
+        table.add_column("device")
+    extra = 3 if one_device else 4
+    for k, r in enumerate(rows, 1):
+        if not r.ok:
+            table.add_row("–", r.backend, *([""] if mixed else []), "[red]failed[/]",
+                          *[""] * (len(metrics) + len(test) + extra - 1))
+            continue
+        t = r.manifest.get("timings", {})
+        ms = t.get("predict_per_image_ms")
+        v = result.verdicts.get(r.backend)
+        cells = [str(k), r.backend + ("*" if r.status == "reused" else "")
+                 + (" ≈" if v is not None and not v.distinguishable else ""),
+                 *([str(r.manifest.get("framework", ""))] if mixed else []),
+                 *[fmt_ci(r.metrics, m) for m in metrics], *[fmt_ci(r.metrics.get("test") or {}, m) for m in test],
+                 fmt_params(r.manifest.get("parameters")),
+                 fmt_seconds(t.get("fit")), "–" if ms is None else f"{ms:.1f}"]
+        if not one_device:
+            cells.append(str(r.manifest.get("device", "")))
+        table.add_row(*cells)
+    return table
+
+
+def print_leaderboard(result) -> None:
+    """The leaderboard on stdout, where its files are on stderr."""
+    from rich.console import Console
+
+    Console().print(leaderboard_table(result))
+    Console(stderr=True).print(f"leaderboard: {_esc(result.folder / 'leaderboard.md')}")
