@@ -150,8 +150,8 @@ def gt_as_predictions(ds: Dataset, masks=True) -> list[InstancePredictions]:
     return out
 
 
-def zoo_metrics(ds, preds, iou_type):
-    ev = CocoEvaluator(ds, task=None, iou_type=iou_type)
+def zoo_metrics(ds, preds, iou_type, **options):
+    ev = CocoEvaluator(ds, task=None, iou_type=iou_type, **options)
     for rec, p in zip(ds.images, preds):
         ev.process(rec, p)
     return ev.evaluate()
@@ -403,3 +403,39 @@ def test_evaluators_compose(tmp_path):
     group.reset()
     with pytest.raises(ZooError, match="nothing to evaluate"):
         group.evaluate()
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm", "keypoints"])
+def test_ground_truth_converted_once_scores_as_converted_each_time(iou_type):
+    """A GroundTruth handed to several evaluations (zoo compare's runs, a run's epochs) gives
+    each the numbers of converting it afresh, and scoring leaves the kept conversion unchanged."""
+    import copy
+
+    from zoo.evaluation.coco import GroundTruth
+
+    ds = random_dataset(40, seed=21, keypoints=iou_type == "keypoints")
+    truth = GroundTruth(ds)
+    truth.coco(iou_type)  # converted here, once ...
+    made = copy.deepcopy(truth._coco)
+    for seed in (22, 23):
+        preds = random_predictions(ds, seed=seed)
+        given = CocoEvaluator(ds, iou_type=iou_type, ground_truth=truth, ci95=True)
+        for rec, p in zip(ds.images, preds):
+            given.process(rec, p)
+        assert given.evaluate() == zoo_metrics(ds, preds, iou_type, ci95=True)
+        assert truth._coco == made  # ... and scoring left it as made
+
+
+def test_ground_truth_of_other_images_is_not_used():
+    from zoo.evaluation.coco import GroundTruth
+
+    ds = random_dataset(20, seed=24)
+    preds = random_predictions(ds, seed=25)
+    truth = GroundTruth(ds)
+    part = CocoEvaluator(ds, iou_type="segm", ground_truth=truth)
+    for rec, p in list(zip(ds.images, preds))[:10]:
+        part.process(rec, p)
+    sub = dataclasses.replace(ds, images=ds.images[:10])
+    assert part.evaluate() == zoo_metrics(sub, preds[:10], "segm") and not truth._coco
+    renamed = GroundTruth(dataclasses.replace(ds, categories=[c.upper() for c in CATS]))
+    assert not renamed.covers(ds.images, ds.meta()) and GroundTruth(ds).covers(ds.images, ds.meta())

@@ -112,7 +112,7 @@ def _shape_problems(record: ImageRecord, pred: Any, inside_image: bool) -> list[
 
 
 def score_predictions(task: Any, dataset: Dataset, predictions: Iterable[Any], *,
-                      ci95: bool = False) -> tuple[dict[str, Any], Any]:
+                      ci95: bool = False, ground_truth: Any = None) -> tuple[dict[str, Any], Any]:
     """Score ``predictions`` (canonical, any order, at most one per image) against
     ``dataset`` with the shared evaluator of ``task``: the one place an evaluator is fed.
 
@@ -122,7 +122,8 @@ def score_predictions(task: Any, dataset: Dataset, predictions: Iterable[Any], *
     in ``dataset``, or a second one for an image, is an error. ``ci95``: the evaluator's
     bootstrap interval over images (and its per-image results, for
     :meth:`~zoo.evaluation.base.Evaluator.resampled`). Returns the metrics and the evaluator,
-    evaluated (for plots and resampling).
+    evaluated (for plots and resampling). ``ground_truth``: ``dataset``'s ground truth converted
+    once by the caller (:class:`zoo.evaluation.coco.GroundTruth`), for images scored again and again.
     """
     t0 = time.perf_counter()
     by_id: dict[str, Any] = {}
@@ -136,7 +137,8 @@ def score_predictions(task: Any, dataset: Dataset, predictions: Iterable[Any], *
         raise ZooError(
             f"{len(stray)} prediction(s) for images not in the ground truth, e.g. {', '.join(map(repr, stray[:3]))}"
         )
-    evaluator = task.evaluator(dataset, ci95=ci95)
+    options = {"ci95": ci95} if ground_truth is None else {"ci95": ci95, "ground_truth": ground_truth}
+    evaluator = task.evaluator(dataset, **options)
     scored = 0
     for record in dataset.images:
         if task.is_annotated(record):

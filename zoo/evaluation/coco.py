@@ -271,15 +271,56 @@ def _quiet(*_args, **_kwargs) -> None:
     pass
 
 
+class GroundTruth:
+    """The ground truth of a dataset's scored images as the COCO evaluator scores it: converted
+    once, then handed to every evaluation of those images.
+
+    ``zoo compare`` scores every backend's runs on the same val images (the paired verdict
+    re-scores each run, the PR curves each backend), and a training run scores the same
+    selection images every epoch: built once there and given to the evaluator
+    (``task.evaluator(val, ground_truth=truth)``, or through
+    :func:`zoo.predictions.score_predictions`), each COCO form (``bbox``; ``segm`` with its
+    polygons rasterised, the dearest step; ``keypoints``) is converted on first use and kept on
+    this value -- not in a module-level cache: it lives as long as its user holds it. Other
+    evaluators (semantic, classify) ignore it.
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        self._coco: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def coco(self, iou_type: str, polygon_raster: str = "zoo") -> dict[str, Any]:
+        """:func:`evaluation_ground_truth` of the dataset, converted on the first call.
+
+        Each call gets annotation dicts of its own: faster-coco-eval writes into the ones it
+        scores (``ignore``; ``rle`` for masks), and the kept conversion must stay as made.
+        """
+        key = (iou_type, polygon_raster if iou_type == "segm" else "")
+        if key not in self._coco:
+            self._coco[key] = evaluation_ground_truth(self.dataset, iou_type, polygon_raster)
+        gt = self._coco[key]
+        return {**gt, "annotations": [dict(a) for a in gt["annotations"]]}
+
+    def covers(self, records: list[ImageRecord], meta: Dataset) -> bool:
+        """Whether this is the ground truth of exactly ``records`` (the same objects, in order)
+        under ``meta``'s vocabulary (categories, their ids, keypoints)."""
+        images = self.dataset.images
+        return (len(images) == len(records) and all(a is b for a, b in zip(images, records))
+                and self.dataset.meta() == meta)
+
+
 class CocoEvaluator(Evaluator):
     """COCO AP/AR for boxes (``iou_type="bbox"``), masks (``"segm"``) or keypoints (``"keypoints"``)."""
 
     def __init__(self, meta: Dataset, *, task=None, iou_type: str = "bbox", polygon_raster: str = "zoo",
-                 box_ap: bool = True, **options: Any):
+                 box_ap: bool = True, ground_truth: GroundTruth | None = None, **options: Any):
         if iou_type not in IOU_TYPES:
             raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
         self.iou_type = iou_type
         self.polygon_raster = polygon_raster
+        #: the images' ground truth converted once by the caller (used when it is that of the
+        #: images processed; otherwise they are converted at evaluate())
+        self.ground_truth = ground_truth
         #: masks / keypoints also report box AP under "bbox" (the boxes the same model gave)
         self.box_ap = box_ap
         #: a bootstrap interval of the headline numbers under "ci95" (zoo.evaluation.bootstrap)
@@ -308,8 +349,7 @@ class CocoEvaluator(Evaluator):
             return self._evaluate()
 
     def _evaluate(self) -> dict[str, Any]:
-        gt = evaluation_ground_truth(replace(self.meta, images=list(self._records)), self.iou_type,
-                                     self.polygon_raster)
+        gt = self._ground_truth().coco(self.iou_type, self.polygon_raster)
         results = self._results(gt, self.iou_type)
         sigmas, sigma_source = oks_sigmas(self.meta) if self.iou_type == "keypoints" else (None, None)
         ev = run_cocoeval(gt, results, self.iou_type, sigmas=sigmas, cat_ids=_category_ids(gt), loaded=True,
@@ -327,6 +367,13 @@ class CocoEvaluator(Evaluator):
         if self.box_ap and self.iou_type != "bbox":
             metrics["bbox"] = self._box_ap(gt)
         return metrics
+
+    def _ground_truth(self) -> GroundTruth:
+        """The ground truth given, when it is that of the images processed; else theirs, converted now."""
+        given = self.ground_truth
+        if given is not None and given.covers(self._records, self.meta):
+            return given
+        return GroundTruth(replace(self.meta, images=list(self._records)))
 
     def _results(self, gt: dict, iou_type: str) -> list[dict[str, Any]]:
         """The predictions processed, as COCO results against ``gt``'s image and category ids."""

@@ -53,13 +53,14 @@ def method(main: str) -> str:
             "(ties half); ≈ marks a backend whose interval reaches 0 (not distinguishable from the winner)")
 
 
-def run_samples(task, val, run_dir, main: str, weights):
+def run_samples(task, val, run_dir, main: str, weights, truth=None):
     """A run's ``main`` for each resample of ``weights`` over ``val``'s scored images,
-    re-scored from the run folder's saved predictions by the shared evaluator."""
+    re-scored from the run folder's saved predictions by the shared evaluator (``truth``:
+    ``val``'s :class:`~zoo.evaluation.coco.GroundTruth`, converted once for all runs)."""
     from zoo.pipeline.runfolder import load_predictions
     from zoo.predictions import score_predictions
 
-    _, evaluator = score_predictions(task, val, load_predictions(run_dir, val), ci95=True)
+    _, evaluator = score_predictions(task, val, load_predictions(run_dir, val), ci95=True, ground_truth=truth)
     return evaluator.resampled(weights)[main]
 
 
@@ -73,11 +74,13 @@ def fold_weights(task, folds: list) -> list:
     return [pooled[:, a:b] for a, b in zip(edges[:-1], edges[1:])]
 
 
-def backend_samples(task, runs: list[tuple[int, Any]], folds: list, weights: list, main: str):
-    """A backend's resampled score: the mean over its runs ``(fold index, run_dir)``."""
+def backend_samples(task, runs: list[tuple[int, Any]], truths: list, weights: list, main: str):
+    """A backend's resampled score: the mean over its runs ``(fold index, run_dir)``
+    (``truths``: each fold's :class:`~zoo.evaluation.coco.GroundTruth`)."""
     import numpy as np
 
-    return np.mean([run_samples(task, folds[f], run_dir, main, weights[f]) for f, run_dir in runs], axis=0)
+    return np.mean([run_samples(task, truths[f].dataset, run_dir, main, weights[f], truths[f]) for f, run_dir in runs],
+                   axis=0)
 
 
 def paired(winner, other, observed: float, backend: str) -> Verdict:
@@ -93,10 +96,17 @@ def paired(winner, other, observed: float, backend: str) -> Verdict:
 
 
 def verdicts(task, folds: list, runs_by_backend: dict[str, list[tuple[int, Any]]], scores: dict[str, float],
-             main: str, winner: str) -> list[Verdict]:
+             main: str, winner: str, truths: list | None = None) -> list[Verdict]:
     """The winner against each other backend (``runs_by_backend``: its runs as
-    ``(fold index, run_dir)``; ``scores``: the leaderboard's main-metric means)."""
+    ``(fold index, run_dir)``; ``scores``: the leaderboard's main-metric means).
+
+    ``truths``: each fold's :class:`~zoo.evaluation.coco.GroundTruth`, when the caller has
+    them; else made here. Either way every run of a fold is scored against one conversion.
+    """
+    from zoo.evaluation.coco import GroundTruth
+
+    truths = truths if truths is not None else [GroundTruth(val) for val in folds]
     weights = fold_weights(task, folds)
-    best = backend_samples(task, runs_by_backend[winner], folds, weights, main)
-    return [paired(best, backend_samples(task, runs, folds, weights, main), scores[winner] - scores[b], b)
+    best = backend_samples(task, runs_by_backend[winner], truths, weights, main)
+    return [paired(best, backend_samples(task, runs, truths, weights, main), scores[winner] - scores[b], b)
             for b, runs in runs_by_backend.items() if b != winner]
