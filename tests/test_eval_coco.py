@@ -439,3 +439,18 @@ def test_ground_truth_of_other_images_is_not_used():
     assert part.evaluate() == zoo_metrics(sub, preds[:10], "segm") and not truth._coco
     renamed = GroundTruth(dataclasses.replace(ds, categories=[c.upper() for c in CATS]))
     assert not renamed.covers(ds.images, ds.meta()) and GroundTruth(ds).covers(ds.images, ds.meta())
+
+
+def test_selection_scores_every_epoch_against_one_conversion():
+    """A training run scores the same selection images every epoch: the evaluator's first
+    conversion is handed back to it for the later ones."""
+    from zoo.selection import Selection
+
+    ds = random_dataset(15, seed=26)
+    selection = Selection.of(get_task("instance-seg"), ds)
+    assert selection.score(gt_as_predictions(ds)) == pytest.approx(1.0)
+    truth = selection.ground_truth
+    assert truth is not None and list(truth._coco) == [("segm", "zoo")]
+    preds = random_predictions(ds, seed=27)
+    assert selection.score(preds) == zoo_metrics(ds, preds, "segm")["AP"]
+    assert selection.ground_truth is truth

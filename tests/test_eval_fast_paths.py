@@ -1,6 +1,6 @@
 """The evaluator's fast paths equal the slow ones they replace, value for value.
 
-* ``zoo.data.raster.polygons_rles`` (batched, cached) == ``mask_to_rle(polygons_mask(...))``;
+* ``zoo.data.raster.rasterise_polygons_rles`` (batched) == ``mask_to_rle(polygons_mask(...))``;
 * ``zoo.data.raster.rle_areas`` == ``rle_area`` one by one;
 * ``to_coco`` (areas and ignored regions batched) == a per-instance reference built from
   ``annotation_geometry`` and ``instance_mask``;
@@ -38,7 +38,7 @@ def _random_items(rng, n):
     return items
 
 
-def test_polygons_rles_is_the_rasteriser_pixel_for_pixel_cached_or_not():
+def test_rasterise_polygons_rles_is_the_rasteriser_pixel_for_pixel():
     rng = np.random.default_rng(5)
     items = _random_items(rng, 600) + [
         ([[-5, -5, -1, -5, -1, -1]], 10, 10),  # wholly outside: no pixels
@@ -50,13 +50,8 @@ def test_polygons_rles_is_the_rasteriser_pixel_for_pixel_cached_or_not():
     ]
     expected = [raster.mask_to_rle(raster.polygons_mask(p, h, w)) for p, h, w in items]
     assert raster.rasterise_polygons_rles(items) == expected
-    raster.clear_rle_cache()
-    assert raster.polygons_rles(items[:300]) == expected[:300]  # half cached ...
-    got = raster.polygons_rles(items)  # ... half new
-    assert got == expected
-    got[0]["counts"] = "edited"  # callers get copies: the cache stays right
-    assert raster.polygons_rles(items[:1]) == expected[:1]
-    assert raster.polygons_rles([]) == []
+    assert raster.rasterise_polygons_rles(items[:1]) == expected[:1]
+    assert raster.rasterise_polygons_rles([]) == []
 
 
 def test_rle_areas_equal_rle_area_one_by_one():

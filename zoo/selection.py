@@ -112,6 +112,9 @@ class Selection:
     chosen_epoch: int | None = None
     stopped_after: int | None = None  # the epoch (0-based) early stopping ended training after
     every: int = 1  # the backend's scoring interval, in epochs
+    #: the selection images' ground truth as the evaluator converted it for the first scored
+    #: epoch (zoo.evaluation.coco.GroundTruth), handed back to it for every later one
+    ground_truth: Any = field(default=None, repr=False)
 
     @classmethod
     def of(cls, task: Task, data: Dataset | None = None, *, rule: str | None = None,
@@ -143,7 +146,8 @@ class Selection:
     def score(self, predictions: Iterable[Any]) -> float:
         """The main metric of zoo's evaluator for predictions on :attr:`images` (one per image;
         fed by :func:`zoo.predictions.score_predictions`)."""
-        metrics, _ = score_predictions(self.task, self.data, predictions)
+        metrics, evaluator = score_predictions(self.task, self.data, predictions, ground_truth=self.ground_truth)
+        self.ground_truth = getattr(evaluator, "ground_truth", None)
         value = metrics.get(metrics.get("main", ""))
         return float(value) if value is not None and not math.isnan(value) else 0.0
 

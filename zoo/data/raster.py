@@ -223,37 +223,9 @@ def polygon_area(poly: list[float]) -> float:
     return abs(s) / 2.0
 
 
-#: polygons -> RLE, by content (image size and every coordinate), for :func:`polygons_rles`.
-#: The same ground truth is rasterised again and again (``zoo compare`` scores every backend
-#: on one split, instance-seg adds box AP, a training run evaluates every epoch), and
-#: rasterising is the dearest step of mask evaluation. Keyed by content, an edited polygon
-#: can never get a stale mask; bounded, it holds ~100 MB at most.
-_RLE_CACHE: dict[tuple, dict] = {}
-_RLE_CACHE_MAX = 250_000
-
-
-def clear_rle_cache() -> None:
-    """Forget every polygon RLE :func:`polygons_rles` remembers (benchmarks, tests)."""
-    _RLE_CACHE.clear()
-
-
-def polygons_rles(items: list[tuple[list[list[float]], int, int]]) -> list[dict]:
-    """``mask_to_rle(polygons_mask(polygons, height, width))`` for many ``(polygons, height,
-    width)`` at once, pixel for pixel (tests/test_raster.py), several times faster, and
-    remembered (:data:`_RLE_CACHE`): a polygon seen before costs a dict lookup."""
-    keys = [(h, w, tuple(tuple(p) for p in polygons)) for polygons, h, w in items]
-    missing = [k for k, key in enumerate(keys) if key not in _RLE_CACHE]
-    if missing:
-        if len(_RLE_CACHE) + len(missing) > _RLE_CACHE_MAX:
-            _RLE_CACHE.clear()
-        for k, rle in zip(missing, rasterise_polygons_rles([items[k] for k in missing])):
-            _RLE_CACHE[keys[k]] = rle
-    # copies: a caller may edit its annotation's segmentation in place
-    return [dict(_RLE_CACHE[key]) for key in keys]
-
-
 def rasterise_polygons_rles(items: list[tuple[list[list[float]], int, int]]) -> list[dict]:
-    """:func:`polygons_rles` without the cache.
+    """``mask_to_rle(polygons_mask(polygons, height, width))`` for many ``(polygons, height,
+    width)`` at once, pixel for pixel (tests/test_eval_fast_paths.py), several times faster.
 
     Per item only PIL draws (the same calls as :func:`polygons_mask`, on a canvas with the
     same origin, so the same pixels: PIL clips at the right and bottom edges without moving

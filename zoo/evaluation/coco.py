@@ -119,7 +119,7 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
         return gt
     if polygon_raster != "zoo":
         raise ValueError(f"polygon_raster must be 'zoo' or 'coco', not {polygon_raster!r}")
-    from zoo.data.raster import polygons_rles
+    from zoo.data.raster import rasterise_polygons_rles
 
     size = {img["id"]: (img["height"], img["width"]) for img in gt["images"]}
     # a COCO file's own polygons stay polygons: pycocotools fills them by its rule
@@ -128,7 +128,7 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
     polygonal = [ann for ann in gt["annotations"] if isinstance(ann.get("segmentation"), list) and ann["segmentation"]
                  and id(ann["segmentation"]) not in given]
     # one batched rasterisation for all polygons: the slowest step of segm evaluation
-    rles = polygons_rles([(ann["segmentation"], *size[ann["image_id"]]) for ann in polygonal])
+    rles = rasterise_polygons_rles([(ann["segmentation"], *size[ann["image_id"]]) for ann in polygonal])
     for ann, rle in zip(polygonal, rles):
         ann["segmentation"] = rle
     return gt
@@ -136,10 +136,10 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
 
 def polygons_rle(polygons: list[list[float]], height: int, width: int) -> dict:
     """``mask_to_rle(polygons_mask(polygons, height, width))`` of :mod:`zoo.data.raster`, faster
-    (one item of :func:`zoo.data.raster.polygons_rles`)."""
-    from zoo.data.raster import polygons_rles
+    (one item of :func:`zoo.data.raster.rasterise_polygons_rles`)."""
+    from zoo.data.raster import rasterise_polygons_rles
 
-    return polygons_rles([(polygons, height, width)])[0]
+    return rasterise_polygons_rles([(polygons, height, width)])[0]
 
 
 def scoring_results(preds, image_ids, iou_type: str, category_ids: list[int] | None = None) -> list[dict[str, Any]]:
@@ -318,8 +318,9 @@ class CocoEvaluator(Evaluator):
             raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
         self.iou_type = iou_type
         self.polygon_raster = polygon_raster
-        #: the images' ground truth converted once by the caller (used when it is that of the
-        #: images processed; otherwise they are converted at evaluate())
+        #: the images' ground truth converted once by the caller, used when it is that of the
+        #: images processed; else theirs is converted at evaluate() and kept here, for a caller
+        #: that scores the same images again (zoo.selection.Selection, every epoch)
         self.ground_truth = ground_truth
         #: masks / keypoints also report box AP under "bbox" (the boxes the same model gave)
         self.box_ap = box_ap
@@ -369,11 +370,11 @@ class CocoEvaluator(Evaluator):
         return metrics
 
     def _ground_truth(self) -> GroundTruth:
-        """The ground truth given, when it is that of the images processed; else theirs, converted now."""
+        """The ground truth given, when it is that of the images processed; else theirs, made now."""
         given = self.ground_truth
-        if given is not None and given.covers(self._records, self.meta):
-            return given
-        return GroundTruth(replace(self.meta, images=list(self._records)))
+        if given is None or not given.covers(self._records, self.meta):
+            self.ground_truth = GroundTruth(replace(self.meta, images=list(self._records)))
+        return self.ground_truth
 
     def _results(self, gt: dict, iou_type: str) -> list[dict[str, Any]]:
         """The predictions processed, as COCO results against ``gt``'s image and category ids."""

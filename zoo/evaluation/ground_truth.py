@@ -192,7 +192,7 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool =
             anns.append(a)
     # an ignored region is scored as its pixels: polygons rasterised (zoo.data.raster's rule) and
     # its area the pixel count, except under geometry="pixels", which already counted them
-    rles = raster.polygons_rles([item for _, item in crowd_polygons])
+    rles = raster.rasterise_polygons_rles([item for _, item in crowd_polygons])
     for (group, _), rle in zip(crowd_polygons, rles):
         for a in group:
             a["segmentation"] = rle
