@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +35,19 @@ class FoldTruth:
     the evaluator's COCO dict: converted on first use, once per compare, for every consumer."""
 
     def __init__(self, task: Task, val):
+        from zoo.evaluation.coco import GroundTruth
+
         self.task = task
         self.val = val
+        #: the one conversion, shared by the PR curves and every run's paired verdict
+        self.ground_truth = GroundTruth(val)
 
-    @cached_property
+    @property
     def coco(self) -> dict[str, Any] | None:
         iou_type = self.task.evaluator_options.get("iou_type")
         if iou_type is None:
             return None
-        from zoo.evaluation.coco import evaluation_ground_truth
-
-        return evaluation_ground_truth(self.val, iou_type)
+        return self.ground_truth.coco(iou_type)
 
 
 @dataclass
@@ -115,7 +116,7 @@ def paired_verdicts(task: Task, rows: list[Row], truths: list[FoldTruth], report
     runs = {r.backend: [(run.fold or 0, run.run_dir) for run in (r.runs or [r])] for r in ok}
     try:
         found = verdicts(task, [t.val for t in truths], runs, {r.backend: r.main_value for r in ok}, main,
-                         ok[0].backend)
+                         ok[0].backend, truths=[t.ground_truth for t in truths])
     except Exception as e:  # noqa: BLE001 - the verdict must not cost the leaderboard
         log.warning("paired verdict failed: %s", e, exc_info=True)
         reporter.warn(f"paired verdict failed: {e}")
