@@ -16,20 +16,21 @@ from zoo.predictions import score_predictions
 
 
 def evaluate(task, dataset, predictions: Iterable, plots_dir: str | Path | None = None,
-             ci95: bool = True) -> dict[str, Any]:
+             ci95: bool = True, ground_truth=None) -> dict[str, Any]:
     """Score ``predictions`` (canonical, one per image) against ``dataset`` for ``task``.
 
     ``task`` is a :class:`zoo.tasks.Task` (or its name). The evaluator is fed by
     :func:`zoo.predictions.score_predictions` (which images count, missing and stray
     predictions). With ``plots_dir`` the PR curves or confusion matrix are written there and
     listed under ``"plots"``. ``ci95``: a bootstrap interval over images of the headline
-    numbers under ``"ci95"`` (:mod:`zoo.evaluation.bootstrap`).
+    numbers under ``"ci95"`` (:mod:`zoo.evaluation.bootstrap`). ``ground_truth``: ``dataset``'s
+    :class:`~zoo.evaluation.coco.GroundTruth`, when the caller converted it once already.
     """
     from zoo.tasks import get_task
 
     if isinstance(task, str):
         task = get_task(task)
-    metrics, evaluator = score_predictions(task, dataset, predictions, ci95=ci95)
+    metrics, evaluator = score_predictions(task, dataset, predictions, ci95=ci95, ground_truth=ground_truth)
     metrics = {"task": task.name, **metrics}
     if plots_dir is not None:
         metrics["plots"] = [str(p) for p in evaluator.plot(Path(plots_dir))]
