@@ -9,7 +9,7 @@ import datetime
 from pathlib import Path
 
 from zoo.atomic import write_bytes, writing
-from zoo.dataset import Dataset, ImageRecord, Instance
+from zoo.dataset import Dataset, ImageRecord
 from zoo.evaluation.ground_truth import box_polygon, annotation_geometry, to_coco
 
 # ---------------------------------------------------------------- reading
@@ -170,182 +170,214 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     (``instances_train.json`` / ``instances_val.json`` become splits). Images are looked for
     by ``file_name`` relative to the JSON's folder, its ``images/`` and ``../images/``, the
     folder read, and by file name alone."""
-    from zoo.adapters.common import checked_image_size, max_image_pixels, visibility
-    from zoo.data import raster
-    from zoo.data.builder import finish, warn
-    from zoo.dataset import Problem, Source
+    from zoo.data.builder import DatasetBuilder
     from zoo.errors import DataError
-    from zoo.files import is_file, read_json
+    from zoo.files import read_json
 
     path = Path(path)
     root = path.parent if path.is_file() else path
-    files = [f for f in _coco_files(path)]
-    warnings: list[Problem] = []
-    records: list[ImageRecord] = []
-    seen: dict[str, tuple[Path, object]] = {}  # record id -> (COCO file, image id)
-    cat_order: list[str] | None = None
-    kpt_names: list[str] | None = None
-    skeleton = None
+    files = _coco_files(path)
+    builder = DatasetBuilder(root, "coco", labels=labels, categories=[])
+    seen: dict[str, tuple[Path, object]] = {}  # record id -> (COCO file, image id), across files
     splits: dict[str, list[str]] = {}
-    category_ids: dict[str, int] = {}  # the file's own ids (the first file's, for a name in several)
-    scored_only: set[int] = set()  # id() of instances pycocotools scores but nothing trains on
     for f in files:
         data = read_json(f)
         if not _is_coco(data):
             if path.is_file():
                 raise DataError(f, "is not a COCO file (needs 'images' and 'annotations' lists)")
             continue
-        images, annotations, cats = well_formed(data, f, warnings)
-        cats = sorted(cats, key=lambda c: c["id"])
-        cat_by_id = {c["id"]: str(c.get("name", c["id"])) for c in cats}
-        names = [cat_by_id[c["id"]] for c in cats]
-        if cat_order is None:
-            cat_order = names
-        else:
-            cat_order += [n for n in names if n not in cat_order]
-        for c in cats:
-            if c.get("keypoints") and kpt_names is None:
-                kpt_names = [str(k) for k in c["keypoints"]]
-                skeleton = [(a - 1, b - 1) for a, b in c.get("skeleton") or []]
-        search = [f.parent, f.parent / "images", f.parent.parent / "images", root, root / "images"]
-        split = _split_name(f)
-        # several COCO files in subfolders (one per split): ids keep the subfolder, so the
-        # same file name in train/ and valid/ stays two images
-        rel_dir = f.parent.relative_to(root).as_posix() if f.parent != root else ""
-        prefix = ""
-        if len(files) > 1:
-            prefix = f"{split}/" if split else (f"{rel_dir}/" if rel_dir else "")
-        # COCO 2017: annotations/instances_train2017.json with the images in train2017/
-        tag = f.stem.split("_", 1)[-1]
-        search += [root / tag, f.parent.parent / tag]
-        if split is not None:
-            search.insert(1, root / "images" / split)
-            search.insert(1, root / split)
-        fstr = str(f)
-        no_pixels: list[str] = []
-        for c in cats:
-            category_ids.setdefault(cat_by_id[c["id"]], c["id"])
-        by_image: dict = {}
-        for idx, a in annotations:
-            by_image.setdefault(a["image_id"], []).append((idx, a))
-        for im in images:
-            fn = im["file_name"]
-            if not Path(fn.replace("\\", "/")).name:
-                warn(warnings, f, f"image file_name {fn!r} is not a file name; skipped")
-                continue
-            rid = Path(fn.replace("\\", "/")).with_suffix("").as_posix().lstrip("/")
-            if prefix:
-                rid = prefix + rid
-            file = None
-            for d in search:
-                for cand in (d / fn, d / Path(fn.replace("\\", "/")).name):
-                    if is_file(cand):
-                        file = cand
-                        break
-                if file is not None:
-                    break
-            w, h = im["width"] or 0, im["height"] or 0  # positive integers or None (well_formed)
-            if file is None and (w <= 0 or h <= 0):
-                warn(warnings, f, f"image '{fn}' not found (looked beside the JSON and in images/) and "
-                     "the JSON gives no width/height; skipped")
-                continue
-            if rid in seen:
-                if seen[rid][0] == f:  # pycocotools would score two images: zoo holds one per file
-                    raise DataError(f, f"image id {im['id']!r} has the file_name '{fn}' of image id {seen[rid][1]!r} "
-                                       f"(both read as image '{rid}'); give each image its own file_name")
-                warn(warnings, f, f"image '{fn}' appears twice (also in {seen[rid][0].name}); the first kept")
-                continue
-            seen[rid] = (f, im["id"])
-            if file is None:
-                if w * h > max_image_pixels():
-                    warn(warnings, f, f"image '{fn}' is not found and declares {w}x{h} pixels, more than zoo's "
-                                      f"limit of {max_image_pixels():,}; skipped")
-                    continue
-                # scored from the JSON's size; pixels are needed only to train or draw
-                no_pixels.append(fn)
-            else:
-                try:
-                    w, h = checked_image_size(file, (im["width"], im["height"]), f, warnings)
-                except DataError as e:  # never used or copied: not an image (or a bomb)
-                    warn(warnings, f, f"image '{fn}': {e.reason}; skipped")
-                    continue
-            instances = []
-            for idx, a in by_image.get(im["id"], []):
-                cid = a.get("category_id")
-                if not _is_id(cid) or cid not in cat_by_id:
-                    warn(warnings, f, f"annotation {a.get('id')} has unknown category_id {cid}; skipped", idx)
-                    continue
-                problem = annotation_problem(a, h, w)
-                if problem is not None:
-                    warn(warnings, f, f"annotation {a.get('id')}: {problem}; skipped", idx)
-                    continue
-                bb = a.get("bbox")
-                seg = a.get("segmentation")
-                polys, rle = [], None
-                if isinstance(seg, list):
-                    polys = [[float(v) for v in p] for p in seg if isinstance(p, list) and len(p) >= 6]
-                elif isinstance(seg, dict) and "counts" in seg:
-                    rle = raster.mask_to_rle(raster.rle_to_mask(seg)) if isinstance(seg["counts"], list) else dict(seg)
-                if bb and len(bb) == 4 and all(isinstance(v, (int, float)) for v in bb):
-                    x, y, bw, bh = (float(v) for v in bb)
-                    box = (x, y, x + bw, y + bh)
-                elif polys:
-                    xs = [v for p in polys for v in p[0::2]]
-                    ys = [v for p in polys for v in p[1::2]]
-                    box = (min(xs), min(ys), max(xs), max(ys))
-                elif rle:
-                    box = raster.rle_bbox(rle)
-                else:
-                    box = None
-                given = {k: a[k] for k in GIVEN_FIELDS if k in a}
-                unusable = None  # why pycocotools scores it but nothing can train on it
-                c = (0.0, 0.0, 0.0, 0.0)
-                if box is None:
-                    unusable = ("has no bbox and no segmentation; not trained on, and scoring it is refused "
-                                "(pycocotools cannot score it)")
-                else:
-                    c = (max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]), min(float(h), box[3]))
-                    if c != box:
-                        warn(warnings, f, f"annotation {a.get('id')} reaches outside the image; box clipped", idx)
-                    if (c[2] - c[0] <= 0 or c[3] - c[1] <= 0) and not a.get("iscrowd"):
-                        unusable = "has zero area; not trained on, kept for scoring (pycocotools counts it)"
-                if unusable is not None:
-                    warn(warnings, f, f"annotation {a.get('id')} {unusable}", idx)
-                    inst = Instance(category=cat_by_id[cid], bbox=c, source=Source(fstr, idx), coco=given)
-                    instances.append(inst)
-                    scored_only.add(id(inst))
-                    continue
-                kp = a.get("keypoints")
-                kpts = None
-                if kp and kpt_names:
-                    kpts = {}
-                    for k in range(min(len(kpt_names), len(kp) // 3)):
-                        x, y, v = kp[3 * k: 3 * k + 3]
-                        if v > 0:
-                            kpts[kpt_names[k]] = (float(x), float(y), visibility(v))
-                instances.append(Instance(category=cat_by_id[cid], bbox=c, polygons=polys, mask=rle,
-                                          keypoints=kpts, ignore=bool(a.get("iscrowd")), source=Source(fstr, idx),
-                                          coco=given))
-            records.append(ImageRecord(id=rid, width=w, height=h, file=file, instances=instances, source=Source(fstr)))
-            if split is not None:
-                splits.setdefault(split, []).append(rid)
-        if no_pixels:
-            warn(warnings, f, f"{len(no_pixels)} image(s) not found (looked beside the JSON and in images/), "
-                 f"e.g. '{no_pixels[0]}': kept for scoring (sizes from the JSON); training or drawing needs them")
-    if not records:
+        _read_file(f, data, builder, root=root, several=len(files) > 1, seen=seen, splits=splits)
+    if not builder.records:
         raise DataError(path, "holds no COCO annotations with images zoo could find"
-                        + (f" (first problem: {warnings[0]})" if warnings else ""))
-    ds = finish(records, warnings, root=root, fmt="coco", labels=labels, categories=cat_order,
-                splits=splits if len(splits) > 1 else None, keypoint_names=kpt_names)
-    if kpt_names and skeleton:
-        ds.skeleton = skeleton
-    ds.category_ids = {n: category_ids[n] for n in ds.categories if n in category_ids}
-    if scored_only:  # through finish() with the others (category names to indices), then set apart
-        for rec in ds.images:
-            rec.scored_only = [i for i in rec.instances if id(i) in scored_only]
-            if rec.scored_only:
-                rec.instances = [i for i in rec.instances if id(i) not in scored_only]
-    return ds
+                        + (f" (first problem: {builder.warnings[0]})" if builder.warnings else ""))
+    builder.splits = splits if len(splits) > 1 else None
+    return builder.build()
+
+
+def _read_file(f: Path, data: dict, builder, *, root: Path, several: bool, seen: dict, splits: dict) -> None:
+    """The images of one COCO file into ``builder``; ``several``: one of several files (ids
+    then keep the file's split or subfolder), ``seen``: the ids read so far, ``splits``: the
+    ids of each file's split (instances_train.json, train/)."""
+    from zoo.data.builder import DraftRecord
+    from zoo.dataset import Source
+
+    images, annotations, cats = well_formed(data, f, builder.warnings)
+    cat_by_id = _add_categories(cats, builder)
+    split = _split_name(f)
+    search = _image_dirs(f, root, split)
+    # several COCO files in subfolders (one per split): ids keep the subfolder, so the
+    # same file name in train/ and valid/ stays two images
+    rel_dir = f.parent.relative_to(root).as_posix() if f.parent != root else ""
+    prefix = (f"{split}/" if split else (f"{rel_dir}/" if rel_dir else "")) if several else ""
+    by_image: dict = {}
+    for idx, a in annotations:
+        by_image.setdefault(a["image_id"], []).append((idx, a))
+    no_pixels: list[str] = []
+    for im in images:
+        found = _image(im, f, prefix, search, seen, no_pixels, builder)
+        if found is None:
+            continue
+        rid, file, w, h = found
+        instances = [d for idx, a in by_image.get(im["id"], [])
+                     if (d := _draft_instance(a, idx, f, cat_by_id, w, h, builder)) is not None]
+        builder.add(DraftRecord(ImageRecord(id=rid, width=w, height=h, file=file, source=Source(str(f))), instances))
+        if split is not None:
+            splits.setdefault(split, []).append(rid)
+    if no_pixels:
+        builder.warn(f, f"{len(no_pixels)} image(s) not found (looked beside the JSON and in images/), "
+                        f"e.g. '{no_pixels[0]}': kept for scoring (sizes from the JSON); training or drawing needs them")
+
+
+def _add_categories(cats: list[dict], builder) -> dict:
+    """The file's categories added to the builder's (order by id, a name first seen in an
+    earlier file kept there; the first keypoint names and skeleton; the file's own ids);
+    returns category id -> name."""
+    cats = sorted(cats, key=lambda c: c["id"])
+    cat_by_id = {c["id"]: str(c.get("name", c["id"])) for c in cats}
+    builder.categories += [n for n in (cat_by_id[c["id"]] for c in cats) if n not in builder.categories]
+    for c in cats:
+        if c.get("keypoints") and builder.keypoint_names is None:
+            builder.keypoint_names = [str(k) for k in c["keypoints"]]
+            builder.skeleton = [(a - 1, b - 1) for a, b in c.get("skeleton") or []]
+        # the file's own ids (the first file's, for a name in several)
+        builder.category_ids.setdefault(cat_by_id[c["id"]], c["id"])
+    return cat_by_id
+
+
+def _image_dirs(f: Path, root: Path, split: str | None) -> list[Path]:
+    """Where the images of COCO file ``f`` may be, in the order looked at."""
+    search = [f.parent, f.parent / "images", f.parent.parent / "images", root, root / "images"]
+    # COCO 2017: annotations/instances_train2017.json with the images in train2017/
+    tag = f.stem.split("_", 1)[-1]
+    search += [root / tag, f.parent.parent / tag]
+    if split is not None:
+        search.insert(1, root / "images" / split)
+        search.insert(1, root / split)
+    return search
+
+
+def _image(im: dict, f: Path, prefix: str, search: list[Path], seen: dict, no_pixels: list[str],
+           builder) -> tuple[str, Path | None, int, int] | None:
+    """(record id, image file or None, width, height) of a COCO image entry, or None (with a
+    warning) when it cannot be used. An image not found is kept, sized by the JSON, for
+    scoring (its name added to ``no_pixels``)."""
+    from zoo.adapters.common import checked_image_size, max_image_pixels
+    from zoo.errors import DataError
+    from zoo.files import is_file
+
+    fn = im["file_name"]
+    name = Path(fn.replace("\\", "/"))
+    if not name.name:
+        builder.warn(f, f"image file_name {fn!r} is not a file name; skipped")
+        return None
+    rid = prefix + name.with_suffix("").as_posix().lstrip("/")
+    file = next((c for d in search for c in (d / fn, d / name.name) if is_file(c)), None)
+    w, h = im["width"] or 0, im["height"] or 0  # positive integers or None (well_formed)
+    if file is None and (w <= 0 or h <= 0):
+        builder.warn(f, f"image '{fn}' not found (looked beside the JSON and in images/) and "
+                        "the JSON gives no width/height; skipped")
+        return None
+    if rid in seen:
+        if seen[rid][0] == f:  # pycocotools would score two images: zoo holds one per file
+            raise DataError(f, f"image id {im['id']!r} has the file_name '{fn}' of image id {seen[rid][1]!r} "
+                               f"(both read as image '{rid}'); give each image its own file_name")
+        builder.warn(f, f"image '{fn}' appears twice (also in {seen[rid][0].name}); the first kept")
+        return None
+    seen[rid] = (f, im["id"])
+    if file is None:
+        if w * h > max_image_pixels():
+            builder.warn(f, f"image '{fn}' is not found and declares {w}x{h} pixels, more than zoo's "
+                            f"limit of {max_image_pixels():,}; skipped")
+            return None
+        no_pixels.append(fn)  # scored from the JSON's size; pixels are needed only to train or draw
+        return rid, None, w, h
+    try:
+        w, h = checked_image_size(file, (im["width"], im["height"]), f, builder.warnings)
+    except DataError as e:  # never used or copied: not an image (or a bomb)
+        builder.warn(f, f"image '{fn}': {e.reason}; skipped")
+        return None
+    return rid, file, w, h
+
+
+def _draft_instance(a: dict, idx: int, f: Path, cat_by_id: dict, w: int, h: int, builder):
+    """The DraftInstance of annotation ``a`` (number ``idx`` in file ``f``) on a ``w x h``
+    image, or None (with a warning) when it cannot be read. One pycocotools scores but
+    nothing can train on (no geometry, zero area) is kept ``scored_only``."""
+    from zoo.data.builder import DraftInstance
+    from zoo.dataset import Source
+
+    cid = a.get("category_id")
+    if not _is_id(cid) or cid not in cat_by_id:
+        builder.warn(f, f"annotation {a.get('id')} has unknown category_id {cid}; skipped", idx)
+        return None
+    problem = annotation_problem(a, h, w)
+    if problem is not None:
+        builder.warn(f, f"annotation {a.get('id')}: {problem}; skipped", idx)
+        return None
+    polys, rle = _segmentation(a.get("segmentation"))
+    box = _annotation_box(a.get("bbox"), polys, rle)
+    given = {k: a[k] for k in GIVEN_FIELDS if k in a}
+    source = Source(str(f), idx)
+    unusable = None  # why pycocotools scores it but nothing can train on it
+    clipped = (0.0, 0.0, 0.0, 0.0)
+    if box is None:
+        unusable = ("has no bbox and no segmentation; not trained on, and scoring it is refused "
+                    "(pycocotools cannot score it)")
+    else:
+        clipped = (max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]), min(float(h), box[3]))
+        if clipped != box:
+            builder.warn(f, f"annotation {a.get('id')} reaches outside the image; box clipped", idx)
+        if (clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0) and not a.get("iscrowd"):
+            unusable = "has zero area; not trained on, kept for scoring (pycocotools counts it)"
+    label = cat_by_id[cid]
+    if unusable is not None:
+        builder.warn(f, f"annotation {a.get('id')} {unusable}", idx)
+        return DraftInstance(label, clipped, source=source, coco=given, scored_only=True)
+    return DraftInstance(label, clipped, polys, rle, _keypoints(a.get("keypoints"), builder.keypoint_names),
+                         bool(a.get("iscrowd")), source, given)
+
+
+def _segmentation(seg) -> tuple[list[list[float]], dict | None]:
+    """(polygons, compressed RLE) of a COCO ``segmentation`` (checked by annotation_problem)."""
+    from zoo.data import raster
+
+    if isinstance(seg, list):
+        return [[float(v) for v in p] for p in seg if isinstance(p, list) and len(p) >= 6], None
+    if isinstance(seg, dict) and "counts" in seg:
+        return [], raster.mask_to_rle(raster.rle_to_mask(seg)) if isinstance(seg["counts"], list) else dict(seg)
+    return [], None
+
+
+def _annotation_box(bb, polys: list[list[float]], rle: dict | None):
+    """``(x0, y0, x1, y1)`` from the bbox, else the polygons' extent, else the mask's; None
+    when the annotation has no geometry."""
+    from zoo.data import raster
+
+    if bb and len(bb) == 4 and all(isinstance(v, (int, float)) for v in bb):
+        x, y, bw, bh = (float(v) for v in bb)
+        return (x, y, x + bw, y + bh)
+    if polys:
+        xs = [v for p in polys for v in p[0::2]]
+        ys = [v for p in polys for v in p[1::2]]
+        return (min(xs), min(ys), max(xs), max(ys))
+    if rle:
+        return raster.rle_bbox(rle)
+    return None
+
+
+def _keypoints(kp, names: list[str] | None) -> dict[str, tuple] | None:
+    """A COCO ``keypoints`` list as ``{name: (x, y, v)}`` of its labelled points (v > 0)."""
+    from zoo.adapters.common import visibility
+
+    if not (kp and names):
+        return None
+    out = {}
+    for k in range(min(len(names), len(kp) // 3)):
+        x, y, v = kp[3 * k: 3 * k + 3]
+        if v > 0:
+            out[names[k]] = (float(x), float(y), visibility(v))
+    return out
+
 
 
 # ---------------------------------------------------------------- writing
@@ -380,11 +412,11 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, geometry: str
 
 def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, geometry: str = "exact",
                 copy_images: bool = True, fmt: str = "labelme") -> dict:
-    """Write ``out/annotations.json`` from records that still hold label *names* (a
-    reader's :func:`iter_records`), one image at a time: each annotation is serialised as
+    """Write ``out/annotations.json`` from a reader's drafts (label *names*, a
+    :class:`zoo.data.builder.DraftRecord` each, from :func:`zoo.adapters.labelme.iter_records`), one image at a time: each annotation is serialised as
     soon as it is read and spooled to a temporary file, so memory stays flat in the number
     of files (one small tuple per annotation). Category and keypoint order are fixed at the end exactly as
-    :func:`zoo.data.builder.finish` fixes them, and the result equals
+    :class:`zoo.data.builder.DatasetBuilder` fixes them, and the result equals
     ``to_coco(read_dataset(...))``. Returns ``Dataset.summary()``-style counts."""
     import shutil
 
@@ -412,7 +444,8 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
     found_cats: set[str] = set()
     found_kpts: set[str] = set()
     n_images = 0
-    for rec in records:
+    for draft in records:
+        rec = draft.image
         n_images += 1
         image_id = n_images
         name = rec.id + rec.suffix
@@ -420,7 +453,7 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
             name = copy_image(rec, out / "images", names(rec.id)).relative_to(out / "images").as_posix()
         images.write((b"," if image_id > 1 else b"") + orjson.dumps(
             {"id": image_id, "file_name": name, "width": rec.width, "height": rec.height}))
-        for inst in rec.instances:
+        for inst in draft.instances:
             area, bbox = annotation_geometry(inst, rec, geometry)
             if inst.ignore:
                 seg = inst.mask or raster.mask_to_rle(raster.instance_mask(inst, rec.height, rec.width))
@@ -430,7 +463,7 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
             else:
                 seg = inst.polygons or inst.mask or [box_polygon(inst.bbox)]
                 crowd = 0
-            cat = None if inst.category == -1 else inst.category
+            cat = inst.label
             if cat is not None:
                 found_cats.add(cat)
             kp = inst.keypoints if isinstance(inst.keypoints, dict) and not inst.ignore else None

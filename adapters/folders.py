@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zoo.adapters.common import image_size
-from zoo.data.builder import SPLIT_FOLDERS, finish, warn
+from zoo.data.builder import SPLIT_FOLDERS, DatasetBuilder, DraftRecord, warn
 from zoo.dataset import Dataset, ImageRecord, Problem, Source
 from zoo.errors import DataError
 from zoo.files import IMAGE_SUFFIXES
@@ -89,7 +89,9 @@ def read(path: str | Path, *, labels=None) -> Dataset:
             warn(warnings, img, f"{e.reason}; skipped")
             continue
         labels_of = [cls_parts[0]] if cls_parts else []
-        records.append(ImageRecord(id=rid, width=w, height=h, file=img, labels=labels_of, source=Source(str(img))))
+        records.append(DraftRecord(ImageRecord(id=rid, width=w, height=h, file=img, source=Source(str(img))),
+                                   classes=labels_of))
         if split:
             splits.setdefault(split, []).append(rid)
-    return finish(records, warnings, root=root, fmt="folders", labels=labels, splits=splits or None)
+    builder = DatasetBuilder(root, "folders", labels=labels, splits=splits or None, records=records, warnings=warnings)
+    return builder.build()

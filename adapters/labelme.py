@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from zoo.adapters.common import checked_image_size, decode_image_data, find_image, finite
-from zoo.data.builder import finish, warn
+from zoo.data.builder import DatasetBuilder, DraftInstance, DraftRecord, warn
 from zoo.data.labels import IGNORE_LABEL
-from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
+from zoo.dataset import Dataset, ImageRecord, Problem, Source
 from zoo.errors import DataError
 from zoo.files import is_file, read_head, read_json
 
@@ -98,8 +98,9 @@ def list_files(root: Path) -> list[Path]:
 
 
 def iter_records(path: Path, warnings: list[Problem], flag_names: set[str]):
-    """Yield one ImageRecord (holding label names, see zoo.data.builder) per labelme file, in
-    sorted path order; problems go to ``warnings``. Streaming writers use this directly."""
+    """Yield one DraftRecord (label names, see zoo.data.builder) per labelme file, in sorted
+    path order; problems go to ``warnings``, flag names to ``flag_names``. Streaming writers
+    use this directly."""
     from zoo.progress import track
 
     path = Path(path)
@@ -126,11 +127,10 @@ def iter_records(path: Path, warnings: list[Problem], flag_names: set[str]):
 def read(path: str | Path, *, labels=None) -> Dataset:
     """Read a labelme folder (all ``*.json`` below it) or a single labelme JSON file."""
     path = Path(path)
-    root = path.parent if path.is_file() else path
-    warnings: list[Problem] = []
-    flag_names: set[str] = set()
-    records = list(iter_records(path, warnings, flag_names))
-    return finish(records, warnings, root=root, fmt="labelme", labels=labels, class_names_found=flag_names)
+    builder = DatasetBuilder(path.parent if path.is_file() else path, "labelme", labels=labels)
+    for record in iter_records(path, builder.warnings, builder.class_names_found):
+        builder.add(record)
+    return builder.build()
 
 
 def _points(raw, file: Path, idx: int, warnings: list[Problem]) -> list[float] | None:
@@ -258,8 +258,8 @@ def _clip(pts, w, h):
 
 
 def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_names: set[str],
-                index=None) -> ImageRecord | None:
-    """One labelme file as an ImageRecord holding label names (see zoo.data.builder)."""
+                index=None) -> DraftRecord | None:
+    """One labelme file as a DraftRecord (label names, see zoo.data.builder)."""
     rel = f.relative_to(root).with_suffix("").as_posix() if f != root else f.stem
     image_path = data.get("imagePath")
     named = image_path if isinstance(image_path, str) else None
@@ -513,8 +513,8 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
                 continue
         ignore = g.label == IGNORE_LABEL
         instances.append(
-            Instance(
-                category=-1 if ignore else g.label,
+            DraftInstance(
+                label=None if ignore else g.label,
                 bbox=(x0, y0, x1, y1),
                 polygons=g.polygons if rle is None else [],
                 mask=rle,
@@ -523,13 +523,5 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
                 source=Source(fstr, g.first),
             )
         )
-    return ImageRecord(
-        id=rel,
-        width=w,
-        height=h,
-        file=file,
-        embedded=f if file is None else None,
-        labels=labels,
-        instances=instances,
-        source=Source(fstr),
-    )
+    image = ImageRecord(id=rel, width=w, height=h, file=file, embedded=f if file is None else None, source=Source(fstr))
+    return DraftRecord(image, instances, labels)

@@ -23,9 +23,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from zoo.adapters.common import checked_image_size, find_image
-from zoo.data.builder import finish, warn
+from zoo.data.builder import DatasetBuilder, DraftInstance, DraftRecord, warn
 from zoo.data.labels import IGNORE_LABEL
-from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
+from zoo.dataset import Dataset, ImageRecord, Problem, Source
 from zoo.errors import DataError
 from zoo.files import is_file, read_bytes, read_head
 
@@ -66,7 +66,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
 
     path = Path(path)
     warnings: list[Problem] = []
-    records: list[ImageRecord] = []
+    records: list[DraftRecord] = []
     splits: dict[str, list[str]] | None = None
     if path.is_file():
         root = path.parent
@@ -108,14 +108,15 @@ def read(path: str | Path, *, labels=None) -> Dataset:
         raise DataError(path, "holds no Pascal VOC XML annotation zoo could read"
                         + (f" (first problem: {warnings[0]})" if warnings else ""))
     if splits is not None:
-        known = {r.id for r in records}
+        known = {r.image.id for r in records}
         for name, ids in list(splits.items()):
             missing = [i for i in ids if i not in known]
             if missing:
                 warn(warnings, path, f"ImageSets/Main/{name}.txt lists {len(missing)} image(s) without "
                                      f"annotation (e.g. {missing[0]}); left out of the split")
             splits[name] = [i for i in ids if i in known]
-    return finish(records, warnings, root=root, fmt="voc", labels=labels, splits=splits or None)
+    builder = DatasetBuilder(root, "voc", labels=labels, splits=splits or None, records=records, warnings=warnings)
+    return builder.build()
 
 
 def _text(el, tag, default=None):
@@ -134,7 +135,7 @@ def _num(el, tag):
     return v if math.isfinite(v) else None
 
 
-def read_xml(f: Path, rid: str, img_dirs: tuple[Path, ...], warnings: list[Problem], index=None) -> ImageRecord | None:
+def read_xml(f: Path, rid: str, img_dirs: tuple[Path, ...], warnings: list[Problem], index=None) -> DraftRecord | None:
     try:
         ann = ET.fromstring(read_bytes(f))
     except ET.ParseError as e:
@@ -192,9 +193,8 @@ def read_xml(f: Path, rid: str, img_dirs: tuple[Path, ...], warnings: list[Probl
             continue
         difficult = _text(obj, "difficult", "0") in ("1", "true", "True")
         ignore = name == IGNORE_LABEL
-        instances.append(Instance(category=-1 if ignore else name, bbox=c, ignore=difficult or ignore,
-                                  source=Source(fstr, idx)))
-    return ImageRecord(id=rid, width=w, height=h, file=file, instances=instances, source=Source(fstr))
+        instances.append(DraftInstance(None if ignore else name, c, ignore=difficult or ignore, source=Source(fstr, idx)))
+    return DraftRecord(ImageRecord(id=rid, width=w, height=h, file=file, source=Source(fstr)), instances)
 
 
 def _fmt(v: float) -> str:

@@ -25,10 +25,10 @@ import math
 from pathlib import Path
 
 from zoo.adapters.common import image_size, visibility
-from zoo.data.builder import finish, warn
+from zoo.data.builder import DatasetBuilder, DraftInstance, DraftRecord, warn
 from zoo.data.dataset_config import load_dataset_config
 from zoo.data.keypoints import flip_index
-from zoo.dataset import Dataset, ImageRecord, Instance, Problem, Source
+from zoo.dataset import Dataset, ImageRecord, Source
 from zoo.errors import DataError
 from zoo.files import IMAGE_SUFFIXES, read_bytes, read_head, read_lines
 
@@ -123,12 +123,12 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     names, kpt_shape, names_file = class_names(root)
     if not names:
         raise DataError(root, "no classes.txt or data.yaml with 'names' found; YOLO class numbers need names")
-    warnings: list[Problem] = []
+    builder = DatasetBuilder(root, "yolo", labels=labels, categories=names)
+    warnings = builder.warnings
     images = sorted((p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
                     key=lambda p: p.relative_to(root).as_posix())
     by_id: dict[str, Path] = {}
     used_txt: set[Path] = set()
-    records = []
     for img in track(images, "reading YOLO", total=len(images)) if len(images) > 200 else images:
         rel = img.relative_to(root).with_suffix("").as_posix()
         if rel.startswith("images/"):
@@ -148,20 +148,18 @@ def read(path: str | Path, *, labels=None) -> Dataset:
         if lf.is_file():
             used_txt.add(lf)
             instances = _read_labels(lf, w, h, names, kpt_shape, warnings)
-        records.append(ImageRecord(id=rel, width=w, height=h, file=img, instances=instances, source=Source(str(lf))))
+        builder.add(DraftRecord(ImageRecord(id=rel, width=w, height=h, file=img, source=Source(str(lf))), instances))
     for txt in sorted(root.rglob("*.txt")):
         if txt in used_txt or txt == names_file or txt.name in ("classes.txt", "README.txt") or txt.parent.name in ("ImageSets", "Main"):
             continue
         if txt.parent.name == "labels" or any(p == "labels" for p in txt.relative_to(root).parts) or _looks_like_labels(txt):
             warn(warnings, txt, "label file without an image (no image with this stem); skipped")
-    if not records:
+    if not builder.records:
         raise DataError(root, "holds no images")
-    kpt_names = None
     if kpt_shape:
         config = load_dataset_config(root)
-        kpt_names = config.get("keypoint_names") or [f"kp{i}" for i in range(int(kpt_shape[0]))]
-    return finish(records, warnings, root=root, fmt="yolo", labels=labels, categories=names,
-                  keypoint_names=kpt_names)
+        builder.keypoint_names = config.get("keypoint_names") or [f"kp{i}" for i in range(int(kpt_shape[0]))]
+    return builder.build()
 
 
 def _looks_like_labels(txt: Path) -> bool:
@@ -178,7 +176,7 @@ def _looks_like_labels(txt: Path) -> bool:
     return False
 
 
-def _read_labels(lf: Path, w: int, h: int, names: list[str], kpt_shape, warnings) -> list[Instance]:
+def _read_labels(lf: Path, w: int, h: int, names: list[str], kpt_shape, warnings) -> list[DraftInstance]:
     from zoo.files import decode_text
 
     out = []
@@ -242,8 +240,7 @@ def _read_labels(lf: Path, w: int, h: int, names: list[str], kpt_shape, warnings
         if c_box[2] - c_box[0] <= 0 or c_box[3] - c_box[1] <= 0:
             warn(warnings, lf, f"line {idx + 1} has zero area; skipped", idx)
             continue
-        out.append(Instance(category=names[int(c)], bbox=c_box, polygons=polygons, keypoints=kpts,
-                            source=Source(fstr, idx)))
+        out.append(DraftInstance(names[int(c)], c_box, polygons, keypoints=kpts, source=Source(fstr, idx)))
     return out
 
 

@@ -181,7 +181,9 @@ def strip_annotations(dataset: Dataset) -> list[ImageRecord]:
 
 @dataclass(slots=True)
 class Dataset:
-    """An annotated image collection with its class vocabularies."""
+    """An annotated image collection with its vocabularies and the facts its files state
+    (keypoint skeleton, OKS sigmas, flip order, pixel spacing, splits, COCO ids), as
+    detectron2's ``Metadata``: a backend reads them here, never from the user's files."""
 
     categories: list[str] = field(default_factory=list)
     images: list[ImageRecord] = field(default_factory=list)
@@ -189,6 +191,10 @@ class Dataset:
     keypoint_names: list[str] = field(default_factory=list)
     skeleton: list[tuple[int, int]] = field(default_factory=list)
     oks_sigmas: list[float] | None = None
+    # The index each keypoint takes after a horizontal flip, as the files state it (zoo.yaml's
+    # or data.yaml's flip_idx); None when they do not, and left/right in the names then decide
+    # (zoo.data.keypoints.flip_index). Augmentation must not flip keypoints it cannot pair.
+    flip_idx: list[int] | None = None
     # Physical size of a pixel, (row, column) in millimetres, from zoo.yaml: boundary
     # distances (HD95, ASSD) are reported in millimetres when given, else in pixels.
     pixel_spacing: tuple[float, float] | None = None

@@ -471,7 +471,7 @@ CHECKS: list[Callable[[LintContext], list[Finding]]] = [
 
 
 def declared_vocabularies(path: Path, labels: str | Path | None, dataset: Dataset) -> tuple[list | None, list | None, str]:
-    """The label lists the user gave (--labels, else zoo.yaml), as :func:`zoo.data.builder.finish`
+    """The label lists the user gave (--labels, else zoo.yaml), as :class:`zoo.data.builder.DatasetBuilder`
     applies them: (categories, classes, where they come from)."""
     from zoo.data.dataset_config import load_dataset_config
     from zoo.data.labels import LabelList
