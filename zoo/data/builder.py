@@ -43,11 +43,6 @@ class DraftInstance:
     coco: dict | None = None
     scored_only: bool = False
 
-    @property
-    def box_area(self) -> float:
-        x0, y0, x1, y1 = self.bbox
-        return max(0.0, x1 - x0) * max(0.0, y1 - y0)
-
 
 @dataclass(slots=True)
 class DraftRecord:

@@ -62,7 +62,7 @@ def annotation_geometry(inst: Instance, rec: ImageRecord, geometry: str = "exact
         return raster.rle_area(inst.mask), box
     if inst.polygons:
         return sum(raster.polygon_area(p) for p in inst.polygons), box
-    return inst.box_area, box
+    return max(0.0, box[2]) * max(0.0, box[3]), box  # Instance.box_area (drafts have none)
 
 
 def given_annotation(inst: Instance, rec: ImageRecord, ann_id: int, image_id: int, category_id: int,
