@@ -41,7 +41,7 @@ def zoo_writers():
                    description="palette PNG label maps (labelme2voc: 0 background, 255 ignore)"),
         WriterSpec(name="voc", entry=f"{_A}.voc:write", tasks=("detect",),
                    description="Pascal VOC devkit: Annotations/, JPEGImages/, ImageSets/"),
-        WriterSpec(name="labelme", entry=f"{_A}.labelme_out:write",
+        WriterSpec(name="labelme", entry=f"{_A}.labelme_out:write", predictions=f"{_A}.labelme_out:prediction_to_labelme",
                    tasks=("classify", "detect", "instance-seg", "semantic-seg", "keypoint"),
                    description="labelme JSON beside each image"),
     ]

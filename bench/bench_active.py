@@ -59,7 +59,7 @@ def train_and_score(data: Path, runs: Path, name: str, seed: int, rank: bool, ep
     if rank:
         with (result.run_dir / "ranking" / "ranking.csv").open(newline="") as f:
             order = [Path(row["image"]).stem for row in csv.DictReader(f)]
-    fit = result.manifest.get("timings", {}).get("fit", 0.0)
+    fit = result.manifest.timings.fit or 0.0
     return result.metrics["AP"], result.metrics["AP50"], order, fit
 
 

@@ -47,14 +47,14 @@ def stage_convert(data: Path, work: Path) -> None:
 
 
 def stage_prepare(data: Path, work: Path) -> None:
-    from zoo.pipeline.run import RunOptions, _Run
+    from zoo.pipeline.run import RunOptions, _Preparer, _Setup
 
-    run = _Run(RunOptions(task="instance-seg", backend="mask-rcnn", data=data, out=work / "runs", quiet=True,
-                          flags={"epochs": 1, "imgsz": 64, "device": "cpu"}))
+    preparer = _Preparer(_Setup.of(RunOptions(task="instance-seg", backend="mask-rcnn", data=data, out=work / "runs",
+                                              quiet=True, flags={"epochs": 1, "imgsz": 64, "device": "cpu"})))
     try:
-        run.prepare()
+        preparer.prepare()
     finally:
-        run.release()
+        preparer.release()
 
 
 def stage_evaluate(data: Path, work: Path) -> float:

@@ -95,7 +95,7 @@ def main() -> None:
     zoo_per_iter = sum(h["seconds"] for h in steady) / sum(h["iterations"] for h in steady)
     anchor = (before + after) / 2
     m = result.metrics
-    timings = result.manifest.get("timings", {})
+    timings = result.manifest.timings.model_dump(exclude_none=True)
     report = {
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} usable cpus, torch threads {torch.get_num_threads()}",
         "device": device,

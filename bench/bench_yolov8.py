@@ -64,10 +64,10 @@ _INNER_CPU: list[float] = []
 def _timed_zoo(out: Path, name: str, epochs: int) -> tuple[float, float, Path]:
     result = _zoo_run(out, name, "detect", {"epochs": epochs, "device": "cpu"})
     # the part of zoo's fit spent inside ultralytics' train(): the rest is zoo's own work
-    own = result.manifest.get("framework_metrics", {})
+    own = result.manifest.framework_metrics or {}
     _INNER.append(own.get("ultralytics_train_s", float("nan")))
     _INNER_CPU.append(own.get("ultralytics_train_cpu_s", float("nan")))
-    return result.manifest["timings"]["fit"], _FIT_CPU[-1], result.run_dir
+    return result.manifest.timings.fit, _FIT_CPU[-1], result.run_dir
 
 
 def _timed_direct(run_dir: Path, scratch: Path, name: str) -> tuple[float, float]:
@@ -132,7 +132,7 @@ def learning(out: Path) -> dict:
             "AP": m.get("AP"),
             "AP50": m.get("AP50"),
             "per_class_AP": {c: v.get("AP") for c, v in m.get("per_class", {}).items()},
-            "fit_s": result.manifest["timings"].get("fit"),
+            "fit_s": result.manifest.timings.fit,
             "total_s": total,
             "epochs": yaml.safe_load((result.run_dir / "config.yaml").read_text()).get("epochs"),
         }

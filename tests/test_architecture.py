@@ -35,7 +35,6 @@ EXCEPTIONS = {"zoo.testing": {"data", "training", "evaluation"}}
 KNOWN = {
     "zoo.data.lint_fix -> zoo.adapters.convert",
     "zoo.evaluation.cli -> zoo.pipeline.report",
-    "zoo.pipeline.predict -> zoo.adapters.labelme_out",
     "zoo.cli.check_cmd -> zoo.adapters.convert",
     "zoo.cli.convert_cmd -> zoo.adapters.convert",
     "zoo.plugins.yolov8.convert -> zoo.adapters.common",

@@ -179,7 +179,7 @@ def test_a_run_records_the_fetched_weights_and_compare_applies_one_setting(mirro
     result = execute(RunOptions(task="detect", backend="toy", out=tmp_path / "runs", dataset=data,
                                 registry=registry, quiet=True, flags={"device": "cpu", "pretrained": True}))
     cached = tmp_path / "zoo-home" / "weights" / "toy" / "toy-weights.bin"
-    assert result.manifest["weights"] == [
+    assert result.manifest.weights == [
         {"file": str(cached), "url": f"{mirror.url}/toy-weights.bin", "sha256": digest, "fetched": True}]
     assert json.loads((result.run_dir / "manifest.json").read_text())["weights"][0]["sha256"] == digest
 

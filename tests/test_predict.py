@@ -48,7 +48,7 @@ def test_predictions_read_back_as_the_annotations(tmp_path, tiny_demo, registry,
     images = _images_only(tiny_demo, tmp_path / "new")
     before = _digest(images)
     out = tmp_path / "pred"
-    written = predict_to_labelme(run, [images], out, conf=0.25, device="cpu", registry=registry, quiet=True)
+    written = predict_to_labelme(run, [images], out, conf=0.25, device="cpu", registry=registry).written
     assert _digest(images) == before
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{p.stem}.json" for p in images.iterdir()] + [p.name for p in images.iterdir()])
@@ -74,7 +74,7 @@ def test_semantic_predictions_are_polygons_per_class(tmp_path, tiny_demo, regist
     run = _run(tmp_path, tiny_demo, registry, "semantic-seg").run_dir
     images = _images_only(tiny_demo, tmp_path / "new", n=2)
     out = tmp_path / "pred"
-    predict_to_labelme(run, list(images.iterdir()), out, device="cpu", registry=registry, quiet=True)
+    predict_to_labelme(run, list(images.iterdir()), out, device="cpu", registry=registry)
     doc = json.loads(next(out.glob("*.json")).read_text())
     assert doc["shapes"] and {s["shape_type"] for s in doc["shapes"]} == {"polygon"}
     assert {s["label"] for s in doc["shapes"]} <= {"platelet", "rbc", "wbc"}
@@ -83,8 +83,8 @@ def test_semantic_predictions_are_polygons_per_class(tmp_path, tiny_demo, regist
 def test_conf_cut(tmp_path, tiny_demo, registry):
     run = _run(tmp_path, tiny_demo, registry, "detect", backend="toy").run_dir  # scores 0.5
     images = _images_only(tiny_demo, tmp_path / "new", n=1)
-    low = predict_to_labelme(run, [images], tmp_path / "low", conf=0.4, device="cpu", registry=registry, quiet=True)
-    high = predict_to_labelme(run, [images], tmp_path / "high", conf=0.6, device="cpu", registry=registry, quiet=True)
+    low = predict_to_labelme(run, [images], tmp_path / "low", conf=0.4, device="cpu", registry=registry).written
+    high = predict_to_labelme(run, [images], tmp_path / "high", conf=0.6, device="cpu", registry=registry).written
     assert len(json.loads(low[0].read_text())["shapes"]) == 3
     assert json.loads(high[0].read_text())["shapes"] == []
 
@@ -95,9 +95,9 @@ def test_refuses_to_write_into_the_input(tmp_path, tiny_demo, registry):
     before = _digest(images)
     for out in (images, images / "sub"):
         with pytest.raises(ZooError, match="inside the input"):
-            predict_to_labelme(run, [images], out, device="cpu", registry=registry, quiet=True)
+            predict_to_labelme(run, [images], out, device="cpu", registry=registry)
     with pytest.raises(ZooError, match="inside the input"):
-        predict_to_labelme(run, [next(images.iterdir())], images, device="cpu", registry=registry, quiet=True)
+        predict_to_labelme(run, [next(images.iterdir())], images, device="cpu", registry=registry)
     assert _digest(images) == before
 
 

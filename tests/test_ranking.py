@@ -99,8 +99,8 @@ def test_run_on_a_partly_annotated_folder_ranks_the_rest(tmp_path, tiny_demo, mo
     result = execute(RunOptions(task="detect", backend="oracle", data=data, out=tmp_path / "runs", quiet=True,
                                 flags={"device": "cpu"}, rank=True, top=2))
     run = result.run_dir
-    assert result.manifest["data"]["unlabelled"] == unlabelled
-    assert result.manifest["data"]["summary"]["images"] == 12 - 3  # trained on the annotated ones only
+    assert result.manifest.data.unlabelled == unlabelled
+    assert result.manifest.data.summary["images"] == 12 - 3  # trained on the annotated ones only
     report = (run / "report.md").read_text()
     assert "3 image(s) without annotation" in report and "## Label next" in report
     rows = read_ranking(run / "ranking" / "ranking.csv")

@@ -48,12 +48,24 @@ def test_an_older_manifest_without_a_newer_field_reads_and_keeps_unknown_keys(fi
     data = json.loads((run / "manifest.json").read_text())
     del data["checkpoints"], data["framework"], data["timings"]  # fields an older zoo did not write
     data["from_the_future"] = {"kept": True}
+    data["versions"]["toy"] = None  # a backend that could not tell
+    data["choices"] = {}
     (run / "manifest.json").write_text(json.dumps(data))
     folder = RunFolder(run)
     m = folder.manifest()
     assert m.checkpoints is None and not folder.ledger(m).tracked
     folder.write_manifest(m)
     assert json.loads((run / "manifest.json").read_text())["from_the_future"] == {"kept": True}
+
+
+def test_a_checkpoint_being_replaced_reads_back(finished, tmp_path):
+    # Ledger.expect records [old, new] until the write settles: a crash then leaves a list
+    run = _copy(finished, tmp_path)
+    data = json.loads((run / "manifest.json").read_text())
+    data["checkpoints"]["checkpoint/toy.json"] = [data["checkpoints"]["checkpoint/toy.json"], "0" * 64]
+    (run / "manifest.json").write_text(json.dumps(data))
+    folder = RunFolder(run)
+    assert folder.ledger(folder.manifest()).verify_all("checkpoint") == [run / "checkpoint" / "toy.json"]
 
 
 def test_a_manifest_missing_what_zoo_needs_is_refused_in_one_line(finished, tmp_path):

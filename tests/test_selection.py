@@ -49,9 +49,9 @@ def test_run_with_select_best_records_the_protocol(tmp_path, data, registry):
     assert len(split["selection"]) == 2 and split["selection_fraction"] == 0.1  # 10% of 16 train
     assert not set(split["selection"]) & set(split["val"]) and not set(split["selection"]) & set(split["train"])
     m = result.manifest
-    assert m["split"]["selection"] == 2
-    assert m["selection"]["protocol"] == {"rule": "best", "selection_fraction": 0.1, "patience": None}
-    assert m["selection"]["selection_images"] == 2
+    assert m.split.selection == 2
+    assert m.selection["protocol"] == {"rule": "best", "selection_fraction": 0.1, "patience": None}
+    assert m.selection["selection_images"] == 2
     conv = result.metrics["conventions"]["model selection"]
     assert conv.startswith("best epoch on a selection split") and "selection split 2 image(s)" in conv
     report = (run / "report.md").read_text()
@@ -82,7 +82,7 @@ def test_select_best_keeps_the_epoch_scored_best_on_the_selection_split(tmp_path
     import torch
 
     result = _real_classify_run(tmp_path, tiny_demo, select="best", select_frac=0.3)
-    sel = result.manifest["selection"]
+    sel = result.manifest.selection
     split = json.loads((result.run_dir / "split.json").read_text())
     assert sel["selection_images"] == len(split["selection"]) == 3 and sel["times_scored"] == 3
     scores = {s["epoch"]: s["score"] for s in sel["scores"]}
@@ -115,7 +115,7 @@ def test_select_last_scores_nothing_during_training(tmp_path, tiny_demo, monkeyp
     monkeypatch.setattr(Selection, "score", lambda self, preds: calls.append(1) or original(self, preds))
     result = _real_classify_run(tmp_path, tiny_demo, select="last")
     assert calls == []
-    sel = result.manifest["selection"]
+    sel = result.manifest.selection
     assert sel["times_scored"] == 0 and sel["selection_images"] == 0 and sel["chosen_epoch"] == 3
     assert json.loads((result.run_dir / "split.json").read_text())["selection"] == []
     ckpt = result.run_dir / "checkpoint"

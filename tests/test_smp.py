@@ -459,12 +459,12 @@ def test_resume_continues_an_interrupted_fit_from_its_last_epoch(tmp_path, monke
     monkeypatch.setattr(zoo.training, "_loader", loader)
 
     result = execute(RunOptions(**opts, resume=True))
-    assert result.manifest["status"] == "finished"
+    assert result.manifest.status == "finished"
     state = zoo.training.load_checkpoint(result.run_dir / "checkpoint" / "last.pt")
     assert [row["epoch"] for row in state["history"]] == [0, 1]  # epoch 0 kept, not redone
     assert "resuming from" in (result.run_dir / "log.txt").read_text()
     # training time: the interrupted part (up to its checkpoint) plus the resumed one
-    timings = result.manifest["timings"]
+    timings = result.manifest.timings.model_dump()
     assert len(timings["fit_parts"]) == 2 and all(t > 0 for t in timings["fit_parts"])
     assert timings["fit"] == pytest.approx(sum(timings["fit_parts"]), abs=0.002)
     assert timings["fit"] > timings["fit_parts"][1]

@@ -146,7 +146,7 @@ def test_a_real_backend_reports_its_epochs_to_tensorboard(tmp_path, tiny_demo):
     result = execute(RunOptions(task="classify", backend="mobilenet_v3_small", data=tiny_demo, out=tmp_path / "runs",
                                 quiet=True, flags={"device": "cpu", "epochs": 2, "imgsz": 32, "batch": 4},
                                 track="tensorboard"))
-    history = result.manifest["history"]
+    history = result.manifest.history
     assert [row["epoch"] for row in history] == [1, 2]
     acc = EventAccumulator(str(result.run_dir / "tensorboard"))
     acc.Reload()

@@ -12,7 +12,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.errors import MissingDependency
+from zoo.errors import MissingDependency, ZooError
 
 
 def _import(path: str) -> Any:
@@ -112,16 +112,27 @@ class ReaderSpec:
 
 @dataclass(frozen=True)
 class WriterSpec:
-    """An output format. entry: ``"module:function"``, ``write(dataset, out_dir, *, task) -> Path``."""
+    """An output format. entry: ``"module:function"``, ``write(dataset, out_dir, *, task) -> Path``.
+
+    predictions: ``"module:function"`` writing one image's prediction in this format, where
+    the format can hold one (labelme: a file to correct by hand), ``write(prediction, meta,
+    record, path, *, image_path=None, min_score=0.0) -> Path``; empty where it cannot.
+    """
 
     name: str
     entry: str
     tasks: tuple[str, ...] = ()
     description: str = ""
+    predictions: str = ""
     plugin: str = field(default="", compare=False)
 
     def load(self):
         return _import(self.entry)
+
+    def load_predictions(self):
+        if not self.predictions:
+            raise ZooError(f"writer '{self.name}' does not write predictions")
+        return _import(self.predictions)
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,14 @@ def predict(
     top: int = typer.Option(10, "--top", help="With --rank: pre-fill labelme JSON for this many, most useful first."),
 ) -> None:
     """Predict with a trained run; open the results in labelme to correct them."""
+    from zoo.cli.render import ConsoleReporter, predicted_line, show_ranking, stderr_console
+
     if rank:
-        from rich.console import Console
+        from zoo.pipeline.ranking import rank_folder
 
-        from zoo.pipeline.ranking import rank_folder, ranking_table
-
-        ranked = rank_folder(run_dir, images, out, top=top, conf=conf, device=device)
-        Console().print(ranking_table(ranked, top))
-        Console(stderr=True).print(f"{out / 'ranking.csv'}: {len(ranked)} image(s) ranked; the first {min(top, len(ranked))} "
-                                   f"pre-filled as labelme JSON in {out}: open them with `labelme {out}`", highlight=False)
+        show_ranking(rank_folder(run_dir, images, out, top=top, conf=conf, device=device), out, top)
         return
     from zoo.pipeline.predict import predict_to_labelme
 
-    predict_to_labelme(run_dir, images, out, conf=conf, device=device)
+    result = predict_to_labelme(run_dir, images, out, conf=conf, device=device, reporter=ConsoleReporter())
+    stderr_console().print(predicted_line(result), markup=False, highlight=True)

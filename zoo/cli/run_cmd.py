@@ -42,9 +42,11 @@ def run(
     track: Optional[str] = typer.Option(None, "--track", help="Log to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else OUT/mlruns; pip install 'zoo[mlflow]') or tensorboard (event files in the run folder; 'zoo[tensorboard]')."),
 ) -> None:
     """Train a backend on a folder and score it with the shared evaluator."""
-    from zoo.pipeline.run import RunOptions, run_and_report
+    from zoo.cli.render import ConsoleReporter, show_run
+    from zoo.pipeline.run import RunOptions, execute
+    from zoo.training.distributed import world
 
-    run_and_report(
+    result = execute(
         RunOptions(
             task=task, backend=backend, data=data, fmt=fmt, labels=labels, seed=seed,
             name=name, out=out, config_files=list(config), sets=list(set_), val=val,
@@ -53,5 +55,8 @@ def run(
             select=select, select_frac=select_frac, patience=patience, fold=fold, folds=folds,
             flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device,
                    "seed": seed, "weights": weights, "pretrained": True if pretrained else None},
+            reporter=ConsoleReporter(),
         )
     )
+    if world().main:  # under a launcher, one summary: rank 0's
+        show_run(result, top)

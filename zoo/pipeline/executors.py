@@ -61,7 +61,7 @@ def execute_job(opts) -> Outcome:
     except Exception as e:  # noqa: BLE001 - one run's failure is its row, not the compare's end
         err = f"{type(e).__name__}: {e}" if not isinstance(e, ZooError) else str(e)
         return Outcome(error=err or type(e).__name__, traceback=traceback.format_exc())
-    return Outcome(result.run_dir, result.metrics, result.manifest)
+    return Outcome(result.run_dir, result.metrics, result.manifest.to_dict())
 
 
 def local_gpus() -> list[str]:

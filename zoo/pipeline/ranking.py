@@ -183,20 +183,6 @@ def rank_folder(run_dir: Path, inputs: Sequence[Path], out: Path, *, top: int = 
     return rank_and_prefill(backend, task, meta, name, records, Path(out), top=top, conf=conf)
 
 
-def ranking_table(ranked: Sequence[Ranked], top: int):
-    """The first ``top`` of a ranking as a rich table (what ``zoo predict --rank`` and
-    ``zoo run --rank`` print)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=f"label next ({min(top, len(ranked))} of {len(ranked)} unlabelled)", title_justify="left")
-    for col in ("#", "image", "score", "why"):
-        table.add_column(col, justify="right" if col in ("#", "score") else "left")
-    for i, r in enumerate(ranked[:top], 1):
-        table.add_row(str(i), escape(str(r.file or r.image_id)), f"{r.score:.3f}", escape(r.why))
-    return table
-
-
 def rank_unlabelled_of_run(run_dir: Path, backend, task, meta: Dataset, backend_name: str, data_root: Path,
                            unlabelled: Sequence[str], *, top: int) -> list[Ranked]:
     """``zoo run --rank``: the data folder's unlabelled images (paths relative to it) ranked

@@ -1,4 +1,5 @@
-"""The human side of a run: ``report.md`` in the run folder and the table on screen.
+"""The human side of a run: ``report.md`` in the run folder, and the formatting of scores
+that every report shares (report.html, the leaderboard, the table ``zoo/cli`` draws).
 
 Reads only what the shared evaluator wrote (``metrics.json``: a ``main`` key naming the
 headline metric, top-level scores, ``per_class``, ``conventions``) and the manifest, so a
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.atomic import write_text
+
+if TYPE_CHECKING:
+    from zoo.pipeline.runfolder import Manifest
 
 # Size-range and recall stats stay in metrics.json; the headline columns are the precision-type
 # scores a reader compares first.
@@ -94,12 +98,12 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset, config: dict, task) -> Path:
+def write_report(run_dir: Path, *, manifest: Manifest, metrics: dict, split, dataset, config: dict, task) -> Path:
     """Write ``report.md`` for a finished run."""
     run_dir = Path(run_dir)
     m = manifest
-    summary = m.get("data", {}).get("summary") or dataset.summary()
-    parts = [f"# {m['backend']} · {task.title} · {run_dir.name}", ""]
+    summary = m.data.summary or dataset.summary()
+    parts = [f"# {m.backend} · {task.title} · {run_dir.name}", ""]
 
     main = metrics.get("main")
     test = metrics.get("test")
@@ -111,7 +115,7 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
     parts += [_md_table(header, rows), ""]
     from zoo.selection import statement
 
-    parts += [f"Model selection: {statement(m.get('selection'))}."
+    parts += [f"Model selection: {statement(m.selection)}."
               + (" Test was predicted and scored once, after the model was chosen; training and "
                  "selection never saw it." if test else ""), ""]
 
@@ -139,15 +143,14 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
         parts += [""]
 
     parts += ["## Data", ""]
-    parts += [f"- source: `{m['data']['path']}` (format {m['data'].get('format') or '?'}), "
-              f"hash `{m['data']['hash'][:16]}`"]
+    parts += [f"- source: `{m.data.path}` (format {m.data.format or '?'}), hash `{m.data.hash[:16]}`"]
     parts += [f"- {summary.get('images', len(dataset))} images, {summary.get('warnings', 0)} reader warning(s), "
               f"{summary.get('ignored', 0)} ignored region(s)"]
     if task.name == "classify" and summary.get("labels"):
         parts += ["- images per class: " + ", ".join(f"{k} {v}" for k, v in summary["labels"].items())]
     elif summary.get("instances"):
         parts += ["- objects per category: " + ", ".join(f"{k} {v}" for k, v in summary["instances"].items())]
-    unlabelled = m["data"].get("unlabelled") or []
+    unlabelled = m.data.unlabelled
     if unlabelled:
         parts += [f"- {len(unlabelled)} image(s) without annotation, not trained on: "
                   + ", ".join(f"`{u}`" for u in unlabelled[:20]) + (" ..." if len(unlabelled) > 20 else "")]
@@ -163,39 +166,39 @@ def write_report(run_dir: Path, *, manifest: dict, metrics: dict, split, dataset
     import yaml
 
     parts += [yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]
-    choices = m.get("choices") or {}
+    choices = m.choices or {}
     if choices:
         parts += ["Chosen from the training images (`auto`; set the key to override):", ""]
         parts += [f"- **{k}** {c['value']}: {c['reason']}" for k, c in choices.items()]
         parts += [""]
 
-    plan = m.get("plan") or {}
+    plan = m.plan or {}
     if plan:
-        parts += [f"## Plan ({m['backend']} chose it from the training images)", ""]
+        parts += [f"## Plan ({m.backend} chose it from the training images)", ""]
         parts += [_md_table(["setting", "value"], [[k, _plain(v)] for k, v in plan.items()]), ""]
 
-    t = m.get("timings", {})
+    t = m.timings.model_dump(exclude_none=True)
     parts += ["## Run", ""]
-    n = m.get("parameters")
+    n = m.parameters
     params = f"{n / 1e6:.2f} M ({n:,})" if isinstance(n, int) and n >= 100_000 else fmt(n)
-    parts += [f"- device: {m.get('device')}; parameters: {params}"]
-    parts += ["- versions: " + ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())]
+    parts += [f"- device: {m.device}; parameters: {params}"]
+    parts += ["- versions: " + ", ".join(f"{k} {v}" for k, v in m.versions.items())]
     parts += ["- timings: " + ", ".join(
         f"{k} {fmt_seconds(v)}" for k, v in t.items() if k in ("read", "fit", "predict", "evaluate"))
         + (f" ({t['predict_per_image_ms']:.1f} ms per image)" if "predict_per_image_ms" in t else "")]
-    own = _flatten({k: v for k, v in (m.get("framework_metrics") or {}).items() if k != "note"})
+    own = _flatten({k: v for k, v in (m.framework_metrics or {}).items() if k != "note"})
     if own:
-        parts += [f"- {m['backend']}'s own numbers (not used for ranking): "
+        parts += [f"- {m.backend}'s own numbers (not used for ranking): "
                   + ", ".join(f"{k} {fmt(v)}" for k, v in own.items())]
     parts += [""]
 
     parts += _label_next(run_dir)
-    data = m["data"]["path"]
+    data = m.data.path
     parts += ["## Reproduce, predict", "", "```sh",
-              f"zoo run --task {task.name} --backend {m['backend']}"
+              f"zoo run --task {task.name} --backend {m.backend}"
               + ("" if data == "demo" else f" --data {_q(data)}")
               + f" --config {_q(run_dir / 'config.yaml')} --split {_q(run_dir / 'split.json')}"
-              + _select_flags((m.get("selection") or {}).get("protocol")),
+              + _select_flags(m.selection.get("protocol")),
               f"zoo predict --run {_q(run_dir)} IMAGES... --out DIR   # labelme JSON to open and correct",
               "```", ""]
     return write_text(run_dir / "report.md", "\n".join(parts))
@@ -252,30 +255,3 @@ def _flatten(d: dict, prefix: str = "") -> dict:
             out[f"{prefix}{k}"] = v
     return out
 
-
-def summary_table(result):
-    """The rich table ``zoo run`` prints at the end."""
-    from rich.table import Table
-
-    metrics, m = result.metrics, result.manifest
-    main = metrics.get("main")
-    from rich.markup import escape
-
-    table = Table(title=escape(f"{result.backend} · {result.task} · {result.run_dir}"), title_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    test = metrics.get("test")
-    if test:
-        table.add_column("test", justify="right")
-    for k in headline(metrics, n=6):
-        table.add_row(f"[bold]{escape(k)}[/]" if k == main else escape(k), fmt_ci(metrics, k),
-                      *([fmt_ci(test, k)] if test else []))
-    key = per_class_metric(metrics)
-    for name, v in per_class_main(metrics).items():
-        table.add_row(escape(f"  {key} {name}"), fmt(v))
-    t = m.get("timings", {})
-    table.add_row("train time", fmt_seconds(t.get("fit")))
-    table.add_row("predict time", f"{fmt_seconds(t.get('predict'))}"
-                  + (f" ({t['predict_per_image_ms']:.1f} ms/img)" if "predict_per_image_ms" in t else ""))
-    table.add_row("device", str(m.get("device")))
-    return table

@@ -11,10 +11,13 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.atomic import write_text
 from zoo.pipeline.report import all_scores, fmt, fmt_ci, per_class_metric
+
+if TYPE_CHECKING:
+    from zoo.pipeline.runfolder import Manifest
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -95,15 +98,15 @@ def failures_section(png: bytes | None, listing: list, what: str) -> list[str]:
     return out + [table(["image", *cols], rows, "failures")]
 
 
-def write_run_html(run_dir: Path, *, manifest: dict, metrics: dict, failures: tuple) -> Path:
+def write_run_html(run_dir: Path, *, manifest: Manifest, metrics: dict, failures: tuple) -> Path:
     """``report.html`` of a finished run (``failures``: :func:`zoo.pipeline.failures.failures_figure`)."""
     run_dir = Path(run_dir)
     m = manifest
-    title = f"{m.get('backend')} · {m.get('task')} · {run_dir.name}"
+    title = f"{m.backend} · {m.task} · {run_dir.name}"
     body = [f"<h1>{esc(title)}</h1>",
-            f"<p class=note>Data hash <code>{esc((m.get('data') or {}).get('hash', '')[:16])}</code>, split "
-            f"<code>{esc((m.get('split') or {}).get('key', ''))}</code>, seed {esc(m.get('seed'))}, device "
-            f"{esc(m.get('device'))}. Scored by zoo's shared evaluator; 95% bootstrap interval over images in "
+            f"<p class=note>Data hash <code>{esc(m.data.hash[:16])}</code>, split "
+            f"<code>{esc(m.split.key)}</code>, seed {esc(m.seed)}, device "
+            f"{esc(m.device)}. Scored by zoo's shared evaluator; 95% bootstrap interval over images in "
             "brackets.</p>",
             "<h2>Scores</h2>", scores_table(metrics)]
     pc = per_class_table(metrics)

@@ -132,12 +132,13 @@ class Manifest(_Record):
     split: SplitRecord
     #: zoo.selection: {"protocol": ..., "description": ...}, then Selection.summary() after fit
     selection: dict[str, Any] = {}
-    versions: dict[str, str] = {}
+    versions: dict[str, Any] = {}  # framework -> version (as the backend reports them)
     parameters: int | None = None
     timings: Timings = Timings()
-    #: path -> sha256 of each checkpoint written (zoo.checksums); None: a run written before
-    #: zoo kept them, whose checkpoints cannot be verified
-    checkpoints: dict[str, str] | None = None
+    #: path -> sha256 of each checkpoint written (zoo.checksums; a list of the old and the new
+    #: one while a file is being replaced); None: a run written before zoo kept them, whose
+    #: checkpoints cannot be verified
+    checkpoints: dict[str, str | list[str]] | None = None
     #: imgsz / epochs "auto": key -> {"value", "reason"} (zoo.training.autoconfig)
     choices: dict[str, dict[str, Any]] | None = None
     #: the published weights training started from (zoo.training.fetch records)

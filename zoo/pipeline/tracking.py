@@ -22,9 +22,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import MissingDependency, ZooError
+
+if TYPE_CHECKING:
+    from zoo.pipeline.runfolder import Manifest
 
 KINDS = ("mlflow", "tensorboard")
 EXPERIMENT = "zoo"
@@ -66,14 +69,14 @@ def score_metrics(metrics: dict) -> dict[str, float]:
     return out
 
 
-def history_metrics(manifest: dict) -> list[tuple[int, dict[str, float]]]:
+def history_metrics(manifest: Manifest) -> list[tuple[int, dict[str, float]]]:
     """Per-epoch scalars: the backend's ``history`` and the selection split's scores."""
     rows: dict[int, dict[str, float]] = {}
-    for i, row in enumerate(manifest.get("history") or [], 1):
+    for i, row in enumerate(manifest.history or [], 1):
         step = int(row.get("epoch", i))
         rows.setdefault(step, {}).update({metric_name(f"train/{k}"): float(v) for k, v in row.items()
                                           if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)})
-    for s in (manifest.get("selection") or {}).get("scores") or []:
+    for s in manifest.selection.get("scores") or []:
         rows.setdefault(int(s["epoch"]), {})["selection/score"] = float(s["score"])
     return sorted(rows.items())
 
