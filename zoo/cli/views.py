@@ -59,10 +59,10 @@ def leaderboard_table(result):
     first = next((r for r in rows if r.ok and r.metrics), None)
     metrics = list(headline(first.metrics, n=3)) if first else []
     main = first.metrics.get("main") if first else None
-    devices = {str(r.manifest.get("device", "")) for r in rows if r.ok}
+    devices = {r.manifest.device or "" for r in rows if r.ok}
     one_device = len(devices) == 1
     # the framework column only when rows come from more than one (it costs terminal width)
-    mixed = len({r.manifest.get("framework", "") for r in rows if r.ok}) > 1
+    mixed = len({r.manifest.framework for r in rows if r.ok}) > 1
     title = f"zoo compare · {result.task} · {result.folder}" + (f" · {devices.pop()}" if one_device else "")
     notes = [f"model selection, every backend: {describe(result.selection)}"] if result.selection else []
     notes.append(f"starting weights, every backend: {starting_weights(result.pretrained)}")
@@ -94,17 +94,17 @@ def leaderboard_table(result):
             table.add_row("–", r.backend, *([""] if mixed else []), "[red]failed[/]",
                           *[""] * (len(metrics) + len(test) + extra - 1))
             continue
-        t = r.manifest.get("timings", {})
-        ms = t.get("predict_per_image_ms")
+        m = r.manifest
+        ms = m.timings.predict_per_image_ms
         v = result.verdicts.get(r.backend)
         cells = [str(k), r.backend + ("*" if r.status == "reused" else "")
                  + (" ≈" if v is not None and not v.distinguishable else ""),
-                 *([str(r.manifest.get("framework", ""))] if mixed else []),
+                 *([m.framework] if mixed else []),
                  *[fmt_ci(r.metrics, m) for m in metrics], *[fmt_ci(r.metrics.get("test") or {}, m) for m in test],
-                 fmt_params(r.manifest.get("parameters")),
-                 fmt_seconds(t.get("fit")), "–" if ms is None else f"{ms:.1f}"]
+                 fmt_params(m.parameters),
+                 fmt_seconds(m.timings.fit), "–" if ms is None else f"{ms:.1f}"]
         if not one_device:
-            cells.append(str(r.manifest.get("device", "")))
+            cells.append(m.device or "")
         table.add_row(*cells)
     return table
 

@@ -42,9 +42,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from zoo.atomic import read_json, write_text
+from zoo.atomic import write_text
 from zoo.errors import MissingDependency, ZooError
 from zoo.pipeline.report import fmt
+from zoo.pipeline.runfolder import Manifest, RunFolder
 from zoo.progress import LogReporter, Reporter
 from zoo.tasks import Task, get_task
 
@@ -97,7 +98,8 @@ class Row:
     status: str  # "trained", "reused" or "failed"
     run_dir: Path | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    manifest: dict[str, Any] = field(default_factory=dict)
+    #: the run's manifest (None for a backend that never ran)
+    manifest: Manifest | None = None
     error: str = ""
     fold: int | None = None
     seed: int | None = None
@@ -107,6 +109,11 @@ class Row:
     @property
     def ok(self) -> bool:
         return self.status != "failed"
+
+    @property
+    def protocol(self) -> dict[str, Any] | None:
+        """The model-selection protocol the run chose its weights by (zoo.selection)."""
+        return (self.manifest.selection if self.manifest else {}).get("protocol")
 
     @property
     def main_value(self) -> float | None:
@@ -150,32 +157,28 @@ def split_sets(sets: list[str], backends: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _same_config(run_dir: Path, config: dict) -> bool:
-    import yaml
-
-    try:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    except OSError:
-        return False
-    return saved == config
-
-
 def find_reusable(out: Path, backend: str, task: Task, *, digest: str, split_key: str, seed: int,
                   config: dict, protocol: dict) -> Path | None:
     """The most recently finished run under ``out`` (any name: ``zoo run --name`` runs count)
     of ``backend`` on exactly this data, split, seed, selection protocol and resolved config."""
-    from zoo.pipeline.runfolder import iter_runs
+    from zoo.pipeline.runfolder import iter_run_folders
 
     found = []
-    for run_dir, m in iter_runs(out):
+    for folder, m in iter_run_folders(out):
         if (
-            m.get("status") == "finished" and m.get("backend") == backend and m.get("task") == task.name
-            and m.get("data", {}).get("hash") == digest and m.get("split", {}).get("key") == split_key
-            and m.get("seed") == seed and (m.get("selection") or {}).get("protocol") == protocol
-            and (run_dir / "metrics.json").is_file() and _same_config(run_dir, config)
+            m.is_finished and m.backend == backend and m.task == task.name and m.data.hash == digest
+            and m.split.key == split_key and m.seed == seed and m.selection.get("protocol") == protocol
+            and folder.metrics_file.is_file() and _same_config(folder, config)
         ):
-            found.append((str(m.get("finished", "")), run_dir.stat().st_mtime, run_dir))
+            found.append((str(m.finished or ""), folder.path.stat().st_mtime, folder.path))
     return max(found)[2] if found else None
+
+
+def _same_config(folder: RunFolder, config: dict) -> bool:
+    try:
+        return folder.read_config() == config
+    except ZooError:
+        return False
 
 
 # -- plan: what runs -----------------------------------------------------------------------------
@@ -404,8 +407,8 @@ def decide(s: Settings, cell: Cell, config, dataset, digest: str, reporter: Repo
         protocol=s.protocol.to_dict())
     if reuse is not None:
         reporter.say(f"{b}{cell.where}: reusing {reuse}")
-        return Row(b, "reused", reuse, read_json(reuse / "metrics.json"), read_json(reuse / "manifest.json"),
-                   fold=cell.fold, seed=cell.seed)
+        folder = RunFolder(reuse)
+        return Row(b, "reused", reuse, folder.read_metrics(), folder.manifest(), fold=cell.fold, seed=cell.seed)
     return Job(cell.index, b, cell.fold, cell.seed, run_options(s, cell, flags, dataset),
                s.folder / "logs" / f"{cell.slug}.txt")
 
@@ -465,7 +468,8 @@ def finish(s: Settings, cell: Cell, outcome, reporter: Reporter) -> Row:
         err = outcome.error
         reporter.warn(f"{b}{cell.where} failed: {err.splitlines()[0] if err else ''}")
         return Row(b, "failed", run_dir, error=" ".join(err.split()), fold=cell.fold, seed=cell.seed)
-    row = Row(b, "trained", outcome.run_dir, outcome.metrics, outcome.manifest, fold=cell.fold, seed=cell.seed)
+    row = Row(b, "trained", outcome.run_dir, outcome.metrics, Manifest.model_validate(outcome.manifest),
+              fold=cell.fold, seed=cell.seed)
     reporter.say(f"{b}{cell.where}: {fmt(row.main_value)} {outcome.metrics.get('main', '')} ({outcome.run_dir})")
     return row
 
@@ -515,10 +519,11 @@ def _track_results(tracker, result: CompareResult) -> None:
 
 
 def _failed_run_dir(out: Path, backend: str, task: str) -> Path | None:
-    from zoo.pipeline.runfolder import default_name, read_manifest, series
+    from zoo.pipeline.runfolder import default_name, series
 
     runs = series(out, default_name(backend, task))
-    if runs and (read_manifest(runs[-1]) or {}).get("status") in ("failed", "interrupted"):
+    m = RunFolder(runs[-1]).manifest_or_none() if runs else None
+    if m is not None and m.status in ("failed", "interrupted"):
         return runs[-1]
     return None
 
@@ -528,12 +533,12 @@ def check_one_protocol(rows: list[Row], protocol: dict) -> None:
     tuned on another rule is not comparable (zoo.selection)."""
     from zoo.selection import describe
 
-    other = [r for r in rows if r.ok and (r.manifest.get("selection") or {}).get("protocol") != protocol]
+    other = [r for r in rows if r.ok and r.protocol != protocol]
     if other:
         r = other[0]
         raise ZooError(
             f"cannot rank {r.backend} ({r.run_dir}) with the others: it chose its weights by "
-            f"'{describe((r.manifest.get('selection') or {}).get('protocol'))}', this comparison by "
+            f"'{describe(r.protocol)}', this comparison by "
             f"'{describe(protocol)}'; runs made under different model-selection protocols are not comparable "
             "(use the same --select / --select-frac / --patience, or --rerun)"
         )

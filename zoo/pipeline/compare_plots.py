@@ -13,6 +13,7 @@ from zoo.atomic import read_json
 from zoo.errors import ZooError
 from zoo.pipeline.drawing import draw_answer, legend_of_categories, pyplot
 from zoo.pipeline.report import headline
+from zoo.pipeline.runfolder import RunFolder
 from zoo.progress import Reporter
 from zoo.tasks import Task
 
@@ -76,7 +77,7 @@ def pr_curve_points(run_dir: Path, task: Task, val, gt: dict[str, Any] | None = 
     iou_type = task.evaluator_options["iou_type"]
     if gt is None:
         gt = evaluation_ground_truth(val, iou_type)
-    results = read_json(run_dir / "predictions" / "coco_results.json")
+    results = read_json(RunFolder(run_dir).predictions_of("val") / "coco_results.json")
     sigmas = oks_sigmas(val.meta())[0] if iou_type == "keypoints" else None
     ev = run_cocoeval(gt, list(results), iou_type, sigmas=sigmas, cat_ids=[c["id"] for c in gt["categories"]])
     p = ev.eval["precision"][0, :, :, 0, -1]  # [R, K] at IoU .50, all areas, most detections

@@ -106,14 +106,12 @@ def cell_names(out: Path, jobs: list[Job], task: str) -> list[str]:
 def run_cell_task(opts) -> Outcome:
     """The task body: a new run under its name, or, when an earlier attempt of this task left
     that folder with a manifest (its worker died), the same run resumed."""
-    from zoo.pipeline.runfolder import read_manifest
+    from zoo.pipeline.runfolder import RunFolder
 
-    run_dir = Path(opts.out) / opts.name
-    m = read_manifest(run_dir) if run_dir.is_dir() else None
-    if m is not None and m.get("status") == "finished" and (run_dir / "metrics.json").is_file():
-        from zoo.atomic import read_json
-
-        return Outcome(run_dir, read_json(run_dir / "metrics.json"), m)
+    folder = RunFolder(Path(opts.out) / opts.name)
+    m = folder.manifest_or_none()
+    if m is not None and m.is_finished and folder.metrics_file.is_file():
+        return Outcome(folder.path, folder.read_metrics(), m.to_dict())
     if m is not None:
         opts = replace(opts, resume=True)
     return execute_job(opts)

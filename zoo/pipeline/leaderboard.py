@@ -176,17 +176,18 @@ def write_csv(board: Board) -> None:
                 *(f"test {k}" for k in test_cols), *(f"{k} {c}" for c, k in pc_cols),
                 "parameters", "train_s", "predict_ms_per_image", "device", "run", "error"])
     for rank_, r in [(rank_, run) for rank_, r in enumerate(rows, 1) for run in (r.runs or [r])]:
-        t = r.manifest.get("timings", {})
+        m = r.manifest
         pcs = r.metrics.get("per_class") or {}
         w.writerow([
             rank_ if r.ok else "", r.backend, *([_csv(r.fold), _csv(r.seed)] if many else []),
-            r.manifest.get("framework", ""), r.status,
+            m.framework if m else "", r.status,
             *(_csv(r.metrics.get(k)) for k in score_cols),
             *(_csv(((r.metrics.get("ci95") or {}).get(k) or [None, None])[end]) for k in ci_cols for end in (0, 1)),
             *(_csv((r.metrics.get("test") or {}).get(k)) for k in test_cols),
             *(_csv((pcs.get(c) or {}).get(k)) for c, k in pc_cols),
-            _csv(r.manifest.get("parameters")), _csv(t.get("fit")), _csv(t.get("predict_per_image_ms")),
-            r.manifest.get("device", ""), str(r.run_dir or ""), r.error,
+            *((_csv(m.parameters), _csv(m.timings.fit), _csv(m.timings.predict_per_image_ms), m.device or "")
+              if m else ("", "", "", "")),
+            str(r.run_dir or ""), r.error,
         ])
     write_bytes(board.folder / "leaderboard.csv", buf.getvalue().encode())
 
@@ -218,16 +219,16 @@ def table(board: Board) -> tuple[list[str], list[list[str]]]:
         if not r.ok:
             cells.append(["–", r.backend, "", f"failed: {r.error}", *[""] * (len(header) - 4)])
             continue
-        t = r.manifest.get("timings", {})
+        m = r.manifest
         pcm = per_class_main(r.metrics)
         v = board.verdicts.get(r.backend)
         cells.append([
             str(rank_), r.backend + (" ≈" if v is not None and not v.distinguishable else ""),
-            str(r.manifest.get("framework", "")), *[fmt_ci(r.metrics, k) for k in metric_cols],
+            m.framework, *[fmt_ci(r.metrics, k) for k in metric_cols],
             *[fmt_ci(r.metrics.get("test") or {}, main) for _ in test_col],
             *([fmt_verdict(v) if v is not None else "winner"] if verdict_col else []),
-            *[fmt(pcm.get(c)) for c in class_cols], fmt_params(r.manifest.get("parameters")),
-            fmt_seconds(t.get("fit")), _ms(t.get("predict_per_image_ms")), str(r.manifest.get("device", "")),
+            *[fmt(pcm.get(c)) for c in class_cols], fmt_params(m.parameters),
+            fmt_seconds(m.timings.fit), _ms(m.timings.predict_per_image_ms), m.device or "",
             r.run_dir.name + (" (reused)" if r.status == "reused" else ""),
         ])
     return header, cells
