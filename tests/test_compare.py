@@ -149,3 +149,19 @@ def test_a_zoo_run_with_the_same_settings_is_reused(tmp_path, tiny_demo, registr
     by = {r.backend: r for r in result.rows}
     assert by["oracle"].status == "reused" and by["oracle"].run_dir == done.run_dir
     assert by["toy"].status == "trained"
+
+
+def test_the_ground_truth_is_converted_once_per_compare(tmp_path, tiny_demo, registry, monkeypatch):
+    """The PR curves and the paired verdict's re-scoring of every run share one conversion of
+    the val images to COCO (zoo.evaluation.coco.GroundTruth), with no cache between compares."""
+    import zoo.evaluation.coco as coco
+
+    opts = _opts(tmp_path, tiny_demo, registry, task="instance-seg", samples=0)
+    compare(opts)  # trains both runs; the second compare reuses them, so it converts only its own
+    converted = []
+    real = coco.evaluation_ground_truth
+    monkeypatch.setattr(coco, "evaluation_ground_truth", lambda ds, *a, **kw: converted.append(a) or real(ds, *a, **kw))
+    result = compare(opts)
+    assert {r.status for r in result.rows} == {"reused"} and set(result.verdicts) == {"toy"}
+    assert (result.folder / "pr_curves.png").is_file()
+    assert converted == [("segm", "zoo")]

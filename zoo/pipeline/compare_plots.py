@@ -32,8 +32,8 @@ def write_plots(board, reporter: Reporter) -> None:
     truth = board.truths[0]
     plots = [(bar_chart, (ok, s.folder / "scores.png", f"{s.task.title} · {s.name}"))]
     if s.task.pr_curve_overlap is not None:
-        plots.append((pr_overlay, (ok, s.task, truth.val, s.folder / "pr_curves.png", lambda: truth.coco)))
-    plots.append((samples_grid, (ok, s.task, truth.val, s.folder / "samples.png", s.opts.samples)))
+        plots.append((pr_overlay, (ok, s.task, truth.dataset, s.folder / "pr_curves.png", truth)))
+    plots.append((samples_grid, (ok, s.task, truth.dataset, s.folder / "samples.png", s.opts.samples)))
     for fn, args in plots:
         try:
             fn(*args)
@@ -66,17 +66,17 @@ def bar_chart(rows: list, path: Path, title: str) -> Path:
     return path
 
 
-def pr_curve_points(run_dir: Path, task: Task, val, gt: dict[str, Any] | None = None):
+def pr_curve_points(run_dir: Path, task: Task, val, truth=None):
     """(recall, precision) at IoU 0.50, averaged over categories with ground truth, for a run:
-    the shared evaluator's ground truth (``gt``, that of ``val`` when not given: a compare
-    converts it once for all its backends) and COCOeval, on the run's saved results."""
+    the shared evaluator's ground truth and COCOeval, on the run's saved results. ``truth``:
+    ``val``'s :class:`zoo.evaluation.coco.GroundTruth` (a compare converts it once for all its
+    backends), else converted here."""
     import numpy as np
 
-    from zoo.evaluation.coco import evaluation_ground_truth, oks_sigmas, run_cocoeval
+    from zoo.evaluation.coco import GroundTruth, oks_sigmas, run_cocoeval
 
     iou_type = task.evaluator_options["iou_type"]
-    if gt is None:
-        gt = evaluation_ground_truth(val, iou_type)
+    gt = (truth or GroundTruth(val)).coco(iou_type)
     results = read_json(RunFolder(run_dir).predictions_of("val") / "coco_results.json")
     sigmas = oks_sigmas(val.meta())[0] if iou_type == "keypoints" else None
     ev = run_cocoeval(gt, list(results), iou_type, sigmas=sigmas, cat_ids=[c["id"] for c in gt["categories"]])
@@ -87,15 +87,14 @@ def pr_curve_points(run_dir: Path, task: Task, val, gt: dict[str, Any] | None = 
     return np.asarray(ev.params.recThrs), p[:, cols].mean(1)
 
 
-def pr_overlay(rows: list, task: Task, val, path: Path, ground_truth=None) -> Path | None:
-    """Every backend's PR curve on one plot; ``ground_truth``: a callable giving ``val``'s
-    COCO ground truth, asked only when a run has results to score."""
+def pr_overlay(rows: list, task: Task, val, path: Path, truth=None) -> Path | None:
+    """Every backend's PR curve on one plot (``truth``: ``val``'s GroundTruth, shared by all)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=120)
     drawn = 0
     for r in rows:
         try:
-            pts = pr_curve_points(r.run_dir, task, val, ground_truth() if ground_truth else None)
+            pts = pr_curve_points(r.run_dir, task, val, truth)
         except (OSError, ZooError, KeyError) as e:
             log.warning("no PR curve for %s: %s", r.backend, e)
             continue

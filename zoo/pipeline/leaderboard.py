@@ -5,8 +5,9 @@
 main metric per class, the plots), ``report.html`` (all of it in one page, with every backend
 on the same hardest val images) and the plots of :mod:`zoo.pipeline.compare_plots`.
 
-The ground truth each fold is scored on is converted to COCO at most once here
-(:class:`FoldTruth`), and shared by the PR curves and the paired verdict.
+The ground truth each fold is scored on is converted to COCO at most once per compare (one
+:class:`zoo.evaluation.coco.GroundTruth` per fold, held by the :class:`Board`), and shared by
+the PR curves and every run's re-scoring in the paired verdict.
 """
 
 from __future__ import annotations
@@ -30,26 +31,6 @@ log = logging.getLogger("zoo")
 PLOTS = ("scores.png", "pr_curves.png", "samples.png")
 
 
-class FoldTruth:
-    """A fold's scored (val) images and, for a task scored the COCO way, their ground truth as
-    the evaluator's COCO dict: converted on first use, once per compare, for every consumer."""
-
-    def __init__(self, task: Task, val):
-        from zoo.evaluation.coco import GroundTruth
-
-        self.task = task
-        self.val = val
-        #: the one conversion, shared by the PR curves and every run's paired verdict
-        self.ground_truth = GroundTruth(val)
-
-    @property
-    def coco(self) -> dict[str, Any] | None:
-        iou_type = self.task.evaluator_options.get("iou_type")
-        if iou_type is None:
-            return None
-        return self.ground_truth.coco(iou_type)
-
-
 @dataclass
 class Board:
     """What the leaderboard files are made of."""
@@ -59,8 +40,8 @@ class Board:
     rows: list[Row]
     #: every single run (backend × fold × seed)
     runs: list[Row]
-    #: per fold, its scored images (and their ground truth)
-    truths: list[FoldTruth]
+    #: per fold, its scored (val) images and their ground truth, converted once
+    truths: list[Any]  # zoo.evaluation.coco.GroundTruth
     #: the paired verdict, winner against each other backend (zoo.pipeline.verdict), by backend
     verdicts: dict[str, Any]
 
@@ -89,12 +70,13 @@ class Board:
 
 def write_leaderboard(p: Plan, runs: list[Row], reporter: Reporter) -> CompareResult:
     """Rank the runs, weigh the winner against each other backend, write every file."""
+    from zoo.evaluation.coco import GroundTruth
     from zoo.pipeline.compare_plots import write_plots
 
     s = p.settings
     check_one_protocol(runs, s.protocol.to_dict())
     rows = rank(by_backend(runs, s.backends))
-    truths = [FoldTruth(s.task, p.dataset.subset(sp.val)) for sp, _ in p.splits]
+    truths = [GroundTruth(p.dataset.subset(sp.val)) for sp, _ in p.splits]
     board = Board(p, rows, runs, truths, paired_verdicts(s.task, rows, truths, reporter))
     write_compare_json(board)
     write_plots(board, reporter)
@@ -105,7 +87,7 @@ def write_leaderboard(p: Plan, runs: list[Row], reporter: Reporter) -> CompareRe
     return CompareResult(s.folder, s.task.name, rows, s.protocol.to_dict(), runs, board.verdicts, s.pretrained)
 
 
-def paired_verdicts(task: Task, rows: list[Row], truths: list[FoldTruth], reporter: Reporter) -> dict[str, Any]:
+def paired_verdicts(task: Task, rows: list[Row], truths: list, reporter: Reporter) -> dict[str, Any]:
     """The winner against each other scored backend, on the same images (zoo.pipeline.verdict)."""
     from zoo.pipeline.verdict import verdicts
 
@@ -115,8 +97,8 @@ def paired_verdicts(task: Task, rows: list[Row], truths: list[FoldTruth], report
     main = ok[0].metrics["main"]
     runs = {r.backend: [(run.fold or 0, run.run_dir) for run in (r.runs or [r])] for r in ok}
     try:
-        found = verdicts(task, [t.val for t in truths], runs, {r.backend: r.main_value for r in ok}, main,
-                         ok[0].backend, truths=[t.ground_truth for t in truths])
+        found = verdicts(task, [t.dataset for t in truths], runs, {r.backend: r.main_value for r in ok}, main,
+                         ok[0].backend, truths=truths)
     except Exception as e:  # noqa: BLE001 - the verdict must not cost the leaderboard
         log.warning("paired verdict failed: %s", e, exc_info=True)
         reporter.warn(f"paired verdict failed: {e}")
@@ -305,7 +287,7 @@ def _hard_images(board: Board) -> tuple:
     s = board.plan.settings
     if s.opts.samples <= 0:
         return None, []
-    val = board.truths[0].val
+    val = board.truths[0].dataset
     columns = {}
     for r in board.rows:
         if r.ok and not r.runs and r.run_dir is not None:
