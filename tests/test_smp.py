@@ -440,23 +440,24 @@ def test_real_labelme_photos_with_ignore_regions(real_fixtures, tmp_path):
 @pytest.mark.slow
 def test_resume_continues_an_interrupted_fit_from_its_last_epoch(tmp_path, monkeypatch):
     import zoo.training
+    import zoo.training.loop
     from zoo.pipeline.run import RunOptions, execute
 
     data = tiny_dataset(tmp_path / "data", n=8)
     opts = dict(task="semantic-seg", backend="linknet", dataset=data, data=tmp_path / "data",
                 out=tmp_path / "runs", quiet=True,
                 flags={"epochs": 2, "imgsz": 32, "batch": 4, "device": "cpu"})
-    loader = zoo.training._loader
+    loader = zoo.training.loop.epoch_loader
 
     def stop_in_epoch_2(data, s, collate, epoch):  # the machine goes down after epoch 1 was saved
         if epoch == 1:
             raise KeyboardInterrupt
         return loader(data, s, collate, epoch)
 
-    monkeypatch.setattr(zoo.training, "_loader", stop_in_epoch_2)
+    monkeypatch.setattr(zoo.training.loop, "epoch_loader", stop_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         execute(RunOptions(**opts))
-    monkeypatch.setattr(zoo.training, "_loader", loader)
+    monkeypatch.setattr(zoo.training.loop, "epoch_loader", loader)
 
     result = execute(RunOptions(**opts, resume=True))
     assert result.manifest.status == "finished"
