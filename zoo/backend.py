@@ -92,8 +92,9 @@ class Backend(ABC):
 
         ``selection`` (:class:`zoo.selection.Selection`) holds the protocol, the selection
         images (``selection.images``; none when nothing is scored during training) and
-        zoo's scorer. On :func:`zoo.training.fit` pass ``selection=selection,
-        val_fn=selection.scorer(self.predict)`` and the loop does the rest; a framework
+        zoo's scorer. On zoo's shared loop, :func:`zoo.training.fit_backend` (or
+        :func:`zoo.training.fit` with ``selection=selection,
+        val_fn=selection.scorer(self.predict)``) does the rest; a framework
         with its own loop gets ``selection.images`` as its validation data, reports each
         scored epoch with ``selection.record`` and the kept one with ``selection.choose``.
         A backend without epochs may ignore it.

@@ -129,7 +129,7 @@ class SegmentationBackend(Backend):
     def fit(self, train: Dataset, selection: Selection) -> dict[str, Any]:
         from zoo.plugins.smp.data import SegmentationSamples
         from zoo.plugins.smp.loss import SegmentationLoss
-        from zoo.training import MappedDataset, fit
+        from zoo.training import MappedDataset, fit_backend
 
         c = self.config
         sided = [n for n in self.meta.categories if any(w in n.lower() for w in ("left", "right"))]
@@ -149,22 +149,8 @@ class SegmentationBackend(Backend):
             images, targets = batch[0], batch[1]
             return criterion(model(images), targets)
 
-        self.model = model  # what predict() runs while the selection split is scored
-        result = fit(
-            model,
-            MappedDataset(train.images, samples),
-            config=c,
-            selection=selection,
-            val_fn=selection.scorer(self.predict),
-            device=self.ctx.device,
-            checkpoint_dir=self.ctx.checkpoint_dir,
-            loss_fn=loss_fn,
-            resume=self.ctx.resume,  # continue last.pt only when `zoo run --resume` says so
-            extra=self._identity(),
-            log=self.ctx.log,
-            description=self._title(),
-            ledger=self.ctx.ledger,
-        )
+        result = fit_backend(self, model, MappedDataset(train.images, samples), selection, loss_fn=loss_fn,
+                             extra=self._identity(), description=self._title())
         self._restore(model)  # the kept epoch's weights, as load() would give
         return {"final_loss": result.final_loss, "best_epoch": result.best_epoch,
                 "iterations": result.iterations, "seconds": result.seconds, "history": result.reported_history}

@@ -24,7 +24,7 @@ from zoo.training import (
     MappedDataset,
     TrainConfig,
     criterion_loss,
-    fit,
+    fit_backend,
     predict_batches,
     restore,
 )
@@ -126,23 +126,12 @@ class TvClassifier(Backend):
         usable = [r for r in train.images if self.task.is_annotated(r)]
         if not usable:
             raise ZooError(f"{self.arch}: no training image has exactly one class label")
-        self.model = model  # what predict() runs while the selection split is scored
-        result = fit(
-            model,
-            MappedDataset(usable, ClassSamples(transforms(self.config, train=True))),
-            config=self.config,
-            device=self.ctx.device,
-            checkpoint_dir=self.ctx.checkpoint_dir,
-            resume=self.ctx.resume,
+        result = fit_backend(
+            self, model, MappedDataset(usable, ClassSamples(transforms(self.config, train=True))), selection,
             loss_fn=criterion_loss(torch.nn.CrossEntropyLoss(label_smoothing=self.config.label_smoothing)),
-            selection=selection,
-            val_fn=selection.scorer(self.predict),
-            log=self.ctx.log,
-            description=self.arch,
             extra={"backend": self.arch, "classes": list(self.meta.classes), "config": dump_config(self.config)},
-            ledger=self.ctx.ledger,
+            description=self.arch,
         )
-        self.model = model
         return {"loss": result.final_loss, "epochs": len(result.history), "train_seconds": round(result.seconds, 2),
                 "history": result.reported_history}
 

@@ -39,7 +39,7 @@ from zoo.errors import ZooError, did_you_mean
 from zoo.predictions import Detection, InstancePredictions
 from zoo.selection import Selection
 from zoo.tasks import Task
-from zoo.training import LAST, MappedDataset, TrainConfig, collate_lists, fit, predict_batches, restore
+from zoo.training import LAST, MappedDataset, TrainConfig, collate_lists, fit_backend, predict_batches, restore
 
 _log = logging.getLogger("zoo.tv_models")
 
@@ -325,30 +325,10 @@ class RCNNBackend(Backend):
 
             load_matching(model, weights_of(self.config.weights, trust=self.ctx.trust_weights),
                           str(self.config.weights))
-        self.model = model  # what predict() runs while the selection split is scored
-        result = fit(
-            model,
-            MappedDataset(train.images, self._samples(train=True)),
-            config=self.config,
-            device=self.ctx.device,
-            checkpoint_dir=self.ctx.checkpoint_dir,
-            resume=self.ctx.resume,
-            collate=collate_lists,
-            selection=selection,
-            val_fn=selection.scorer(self.predict),
-            log=self.ctx.log,
-            description=self.name,
-            extra=self._extra(),
-            ledger=self.ctx.ledger,
-        )
-        self.model = model
-        return {
-            "loss": result.final_loss,
-            "epochs": len(result.history),
-            "iterations": result.iterations,
-            "train_seconds": round(result.seconds, 2),
-            "history": result.reported_history,
-        }
+        data = MappedDataset(train.images, self._samples(train=True))
+        result = fit_backend(self, model, data, selection, collate=collate_lists, extra=self._extra(),
+                             description=self.name)
+        return result.summary()
 
     def _extra(self) -> dict[str, Any]:
         return {

@@ -27,7 +27,7 @@ from zoo.errors import ZooError, did_you_mean
 from zoo.predictions import Detection, InstancePredictions
 from zoo.selection import Selection
 from zoo.tasks import Task
-from zoo.training import LAST, MappedDataset, TrainConfig, fit, predict_batches, restore
+from zoo.training import LAST, MappedDataset, TrainConfig, fit_backend, predict_batches, restore
 
 _MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, which the ResNet backbone assumes
 _STD = (0.229, 0.224, 0.225)
@@ -243,31 +243,10 @@ class Yolact(Backend):
             out = net(images)
             return criterion(out, targets, net.anchors(out), net.maskiou)
 
-        self.model = model  # what predict() runs while the selection split is scored
-        result = fit(
-            model,
-            MappedDataset(train.images, YolactSamples(self.config.imgsz, self.config.hflip)),
-            config=self.config,
-            device=self.ctx.device,
-            checkpoint_dir=self.ctx.checkpoint_dir,
-            resume=self.ctx.resume,
-            loss_fn=loss_fn,
-            collate=collate,
-            selection=selection,
-            val_fn=selection.scorer(self.predict),
-            log=self.ctx.log,
-            description=self.name,
-            extra=self._extra(),
-            ledger=self.ctx.ledger,
-        )
-        self.model = model
-        return {
-            "loss": result.final_loss,
-            "epochs": len(result.history),
-            "iterations": result.iterations,
-            "train_seconds": round(result.seconds, 2),
-            "history": result.reported_history,
-        }
+        data = MappedDataset(train.images, YolactSamples(self.config.imgsz, self.config.hflip))
+        result = fit_backend(self, model, data, selection, loss_fn=loss_fn, collate=collate, extra=self._extra(),
+                             description=self.name)
+        return result.summary()
 
     def _extra(self) -> dict[str, Any]:
         return {"backend": self.name, "categories": list(self.meta.categories), "config": dump_config(self.config)}

@@ -34,6 +34,11 @@ How a plugin uses it::
     # model selection is zoo's protocol (zoo.selection): pass what fit() got
     result = fit(model, data, ..., selection=selection, val_fn=selection.scorer(self.predict))
 
+    # the same, from a Backend's fit: config, device, checkpoints, --resume, log and ledger
+    # from the backend, the selection scored with its own predict
+    result = fit_backend(self, model, data, selection, extra=..., description=self.name)
+    return result.summary()
+
     # later, in load(): the weights the protocol kept (best.pt, else last.pt), checked against
     # the sha256 the run recorded when it wrote them
     restore(model, ctx.checkpoint_dir, {"classes": meta.classes}, ledger=ctx.ledger)
@@ -68,13 +73,13 @@ from zoo.training.checkpoints import (
 )
 from zoo.training.config import TrainConfig
 from zoo.training.data import MappedDataset, collate_lists, predict_batches, to_device
-from zoo.training.loop import TrainResult, criterion_loss, fit, loss_dict_fn
+from zoo.training.loop import TrainResult, criterion_loss, fit, fit_backend, loss_dict_fn
 from zoo.training.optim import lr_factor, make_optimizer
 from zoo.training.seeding import seed_everything
 
 __all__ = [
     "BEST", "LAST", "EpochPlan", "MappedDataset", "TrainConfig", "TrainResult", "best_checkpoint",
-    "collate_lists", "copy_checkpoint", "criterion_loss", "fit", "load_checkpoint", "loss_dict_fn",
+    "collate_lists", "copy_checkpoint", "criterion_loss", "fit", "fit_backend", "load_checkpoint", "loss_dict_fn",
     "lr_factor", "make_optimizer", "predict_batches", "restore", "save_checkpoint", "seed_everything",
     "to_device", "weights_of",
 ]

@@ -49,6 +49,12 @@ class TrainResult:
         logged per epoch by ``--track``, zoo.pipeline.tracking)."""
         return [{**row, "epoch": row["epoch"] + 1} for row in self.history]
 
+    def summary(self) -> dict[str, Any]:
+        """What a backend's ``fit`` returns (the run's record of training): the final loss,
+        epochs, iterations, seconds and the history."""
+        return {"loss": self.final_loss, "epochs": len(self.history), "iterations": self.iterations,
+                "train_seconds": round(self.seconds, 2), "history": self.reported_history}
+
 
 def criterion_loss(criterion: Callable) -> Callable:
     """A ``loss_fn`` for a model that returns logits: ``criterion(model(x), y)``."""
@@ -119,6 +125,20 @@ def fit(
     if resume:
         loop.resume()
     return loop.run()
+
+
+def fit_backend(backend: Any, model, data: Any, selection: Any, *, extra: Mapping[str, Any], description: str,
+                loss_fn: Callable | None = None, collate: Callable | None = None) -> TrainResult:
+    """:func:`fit` as a :class:`~zoo.backend.Backend`'s ``fit`` calls it: its ``config``, and
+    from its ``ctx`` the device, checkpoint folder, ``--resume``, log and ledger; the
+    selection protocol scored with the backend's own ``predict``, which runs ``model`` (set
+    as ``backend.model`` first) while the selection split is scored."""
+    ctx = backend.ctx
+    backend.model = model
+    return fit(model, data, config=backend.config, device=ctx.device, checkpoint_dir=ctx.checkpoint_dir,
+               resume=ctx.resume, loss_fn=loss_fn, collate=collate, selection=selection,
+               val_fn=selection.scorer(backend.predict), log=ctx.log, description=description,
+               extra=extra, ledger=ctx.ledger)
 
 
 def _one_device(device: str):
