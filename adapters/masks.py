@@ -42,9 +42,9 @@ def save_label_png(label_map, target: Path) -> None:
 
 
 def write(dataset: Dataset, out: Path, *, task: str | None = None, copy_images: bool = True) -> Path:
-    from zoo.adapters.common import safe_relpath
     from zoo.adapters.writing import OutputNames, copy_image
     from zoo.data.raster import semantic_label_map
+    from zoo.data.safe_paths import safe_relpath
     from zoo.progress import track
 
     from zoo.errors import DataError

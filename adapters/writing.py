@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pathlib import PurePosixPath
 
-from zoo.adapters.common import MAX_NAME_BYTES, safe_name, safe_relpath, shorten_name
+from zoo.data.safe_paths import MAX_NAME_BYTES, safe_name, safe_relpath, shorten_name
 from zoo.dataset import ImageRecord
 from zoo.errors import DataError, ZooError
 

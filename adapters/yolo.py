@@ -4,7 +4,8 @@ pose, classify).
 Read:
 
 * class names from ``classes.txt`` (LabelImg; blank lines tolerated) or ``data.yaml`` /
-  ``dataset.yaml`` ``names`` (a list or an ``{id: name}`` mapping);
+  ``dataset.yaml`` ``names`` (a list or an ``{id: name}`` mapping), and from data.yaml
+  ``kpt_shape`` and ``flip_idx`` (zoo.yaml's flip_idx, when it has one, comes first);
 * a label file is the image's stem + ``.txt`` beside the image, or in the ``labels/``
   folder mirroring ``images/`` (ultralytics);
 * a line is ``class cx cy w h`` (a box), ``class x1 y1 x2 y2 ...`` (a polygon; 3+ points),
@@ -80,11 +81,23 @@ def _kpt_shape(v, f: Path) -> list[int] | None:
     return v
 
 
-def class_names(root: Path) -> tuple[list[str], list[int] | None, Path | None]:
-    """(names, kpt_shape or None, the file they came from)."""
+def _flip_idx(v, kpt_shape: list[int] | None, f: Path, warnings: list) -> list[int] | None:
+    """data.yaml's ``flip_idx``: a permutation of the keypoints, else None (a bad one is a
+    warning: the keypoints still read, they are just never flipped by it)."""
+    if v is None or not kpt_shape:
+        return None
+    n = kpt_shape[0]
+    if isinstance(v, list) and sorted(v) == list(range(n)) and all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+        return list(v)
+    warn(warnings, f, f"flip_idx {v!r} is not an order of the {n} keypoints; ignored")
+    return None
+
+
+def class_file(root: Path, warnings: list) -> tuple[list[str], list[int] | None, list[int] | None, Path | None]:
+    """(names, kpt_shape or None, flip_idx or None, the file they came from)."""
     f = _class_file(root)
     if f is None:
-        return [], None, None
+        return [], None, None, None
     if f.suffix in (".yaml", ".yml"):
         data = _read_yaml(f)
         names = data.get("names")
@@ -95,8 +108,9 @@ def class_names(root: Path) -> tuple[list[str], list[int] | None, Path | None]:
                 raise DataError(f, "'names' keys must be class numbers") from None
         if not isinstance(names, list):
             raise DataError(f, "has no 'names' list")
-        return [str(n) for n in names], _kpt_shape(data.get("kpt_shape"), f), f
-    return read_lines(f), None, f
+        kpt_shape = _kpt_shape(data.get("kpt_shape"), f)
+        return [str(n) for n in names], kpt_shape, _flip_idx(data.get("flip_idx"), kpt_shape, f, warnings), f
+    return read_lines(f), None, None, f
 
 
 def _label_file(img: Path, root: Path) -> Path:
@@ -120,11 +134,12 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     root = Path(path)
     if not root.is_dir():
         raise DataError(root, "a YOLO dataset is a folder (images, their .txt files and classes.txt)")
-    names, kpt_shape, names_file = class_names(root)
+    builder = DatasetBuilder(root, "yolo", labels=labels)
+    warnings = builder.warnings
+    names, kpt_shape, builder.flip_idx, names_file = class_file(root, warnings)
     if not names:
         raise DataError(root, "no classes.txt or data.yaml with 'names' found; YOLO class numbers need names")
-    builder = DatasetBuilder(root, "yolo", labels=labels, categories=names)
-    warnings = builder.warnings
+    builder.categories = names
     images = sorted((p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
                     key=lambda p: p.relative_to(root).as_posix())
     by_id: dict[str, Path] = {}
@@ -321,8 +336,8 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, splits: dict[
     (classify: the folder)."""
     import yaml
 
-    from zoo.adapters.common import unique_safe_names
     from zoo.adapters.writing import OutputNames, copy_image, write_text
+    from zoo.data.safe_paths import unique_safe_names
     from zoo.progress import track
 
     out = Path(out)
@@ -357,9 +372,8 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, splits: dict[
         data["test"] = "images/test"
     data["names"] = dict(enumerate(dataset.categories))
     if task == "pose":
-        config = load_dataset_config(dataset.root) if dataset.root else {}
         data["kpt_shape"] = [len(dataset.keypoint_names), 3]
-        data["flip_idx"] = flip_index(dataset.keypoint_names, config)
+        data["flip_idx"] = flip_index(dataset.keypoint_names, dataset.flip_idx)
     f = out / "data.yaml"
     f.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return f

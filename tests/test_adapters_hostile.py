@@ -250,6 +250,16 @@ def test_yolo_bad_kpt_shape_is_fatal(tmp_path, kpt_shape):
         read_dataset(tmp_path, "yolo")
 
 
+@pytest.mark.parametrize("flip_idx", ["[0, 0]", "[0, 1, 2]", '"abc"', "[1.0, 0]"])
+def test_yolo_bad_flip_idx_is_a_warning_and_never_flips(tmp_path, flip_idx):
+    _img(tmp_path / "a.png")
+    (tmp_path / "a.txt").write_text("0 0.5 0.5 0.2 0.2 0.4 0.5 2 0.6 0.5 2\n")
+    (tmp_path / "data.yaml").write_text(f"names: [cell]\nkpt_shape: [2, 3]\nflip_idx: {flip_idx}\n")
+    ds = read_dataset(tmp_path, "yolo")
+    assert ds.flip_idx is None and "is not an order of the 2 keypoints; ignored" in _reasons(ds)
+    assert ds.images[0].instances[0].keypoints == [(0.4 * W, H / 2, 2), (0.6 * W, H / 2, 2)]
+
+
 def test_yolo_keypoint_of_huge_values_is_clipped_with_a_coco_visibility(tmp_path):
     """1e308 x the width is inf (written as null) and 1e308 as a visibility overflowed the
     JSON writer."""

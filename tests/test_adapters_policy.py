@@ -220,7 +220,7 @@ def test_unsafe_class_names_in_classify_folders(tmp_path):
 
 
 def test_image_id_with_dotdot_cannot_escape(tmp_path):
-    from zoo.adapters.common import safe_relpath
+    from zoo.data.safe_paths import safe_relpath
 
     out = tmp_path / "out"
     assert out in safe_relpath("../../etc/passwd", out).parents

@@ -54,6 +54,7 @@ def test_yolo_round_trip(tiny_demo, demo, tmp_path, task):
         assert data["kpt_shape"] == [4, 3] and data["flip_idx"] == [0, 3, 2, 1]
     back = read_dataset(out)
     assert back.format == "yolo" and back.categories == demo.categories
+    assert back.flip_idx == ([0, 3, 2, 1] if task == "keypoint" else None)  # data.yaml's, read back
     for r in demo:
         br = back.image(f"train/{r.id}")  # images/train/<id> with no source splits
         assert len(br.instances) == len(r.instances)

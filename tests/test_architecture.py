@@ -37,8 +37,6 @@ KNOWN = {
     "zoo.evaluation.cli -> zoo.pipeline.report",
     "zoo.cli.check_cmd -> zoo.adapters.convert",
     "zoo.cli.convert_cmd -> zoo.adapters.convert",
-    "zoo.plugins.yolov8.convert -> zoo.adapters.common",
-    "zoo.plugins.yolov8.convert -> zoo.adapters.yolo",
 }
 
 

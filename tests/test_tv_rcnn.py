@@ -139,8 +139,17 @@ def test_flip_permutation(demo, tmp_path):
     assert flip_permutation(meta) == [0, 2, 1, 3]  # from the names
     # no flip_idx and no left/right names: unknown, so training does not flip
     assert flip_permutation(Dataset(keypoint_names=["tip", "base"])) is None
+    # a flip order the files state (zoo.yaml, data.yaml), even "nothing moves": flipped
+    import json
+
+    from PIL import Image
+
+    from zoo.data.reading import read_dataset
+
     (tmp_path / "zoo.yaml").write_text("keypoint_names: [tip, base]\nflip_idx: [0, 1]\n")
-    assert flip_permutation(Dataset(keypoint_names=["tip", "base"], root=tmp_path)) == [0, 1]
+    (tmp_path / "a.json").write_text(json.dumps({"shapes": [], "imagePath": "a.png", "imageWidth": 4, "imageHeight": 4}))
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    assert flip_permutation(read_dataset(tmp_path)) == [0, 1]
 
 
 def test_model_sized_for_imgsz_and_backbones():

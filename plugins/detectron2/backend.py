@@ -129,7 +129,7 @@ class D2Backend(Backend):
     def _flip_idx(self) -> list[int] | None:
         if not self.num_keypoints or not self.config.hflip:
             return None
-        from zoo.plugins.tv_models.rcnn import flip_permutation
+        from zoo.data.keypoints import flip_permutation
 
         return flip_permutation(self.meta)
 

@@ -27,13 +27,13 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import field_validator
 
 from zoo.backend import Backend, RunContext
 from zoo.config import dump_config
+from zoo.data.keypoints import flip_permutation
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError, did_you_mean
 from zoo.predictions import Detection, InstancePredictions
@@ -150,29 +150,6 @@ def build_model(kind: str, cfg: RCNNConfig, num_classes: int, num_keypoints: int
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def flip_permutation(meta: Dataset) -> list[int] | None:
-    """Which keypoint each one becomes under a horizontal flip, or None when unknown.
-
-    The dataset's ``zoo.yaml`` ``flip_idx`` when it has one, else left/right pairs in the
-    names (``left_eye`` <-> ``right_eye``), both through the adapters' ``flip_index``.
-    With neither, flipping would silently swap the meaning of asymmetric landmarks, so the
-    caller must not flip.
-    """
-    from zoo.data.dataset_config import load_dataset_config
-    from zoo.data.keypoints import flip_index
-
-    config: dict = {}
-    if meta.root is not None:
-        try:
-            config = load_dataset_config(Path(meta.root))
-        except ZooError:
-            config = {}  # the reader already reported a bad zoo.yaml
-    perm = flip_index(list(meta.keypoint_names), config)
-    if config.get("flip_idx") or perm != list(range(len(perm))):
-        return perm
-    return None
 
 
 class DetectionSamples:

@@ -1,7 +1,8 @@
 """Canonical train / val datasets -> the folder layout ultralytics trains from.
 
-The writing itself is zoo's YOLO writer (:func:`zoo.adapters.yolo.write`); this module only
-adds what ultralytics in particular needs:
+The writing itself is zoo's YOLO writer (the ``yolo`` writer of the registry: first-party
+or not, a plugin reaches another only through it); this module only adds what ultralytics
+in particular needs:
 
 * one dataset with the run's own ``train`` / ``val`` split (never the source folder's);
 * coordinates inside the image: ultralytics drops a *whole image* whose label line holds a
@@ -33,7 +34,7 @@ MODEL_SUFFIX = {"detect": "", "instance-seg": "-seg", "semantic-seg": "-seg", "k
 
 def class_folder_names(classes: list[str]) -> list[str]:
     """The folder the YOLO writer gives each image class (index = zoo's class index)."""
-    from zoo.adapters.common import unique_safe_names
+    from zoo.data.safe_paths import unique_safe_names
 
     return unique_safe_names(classes)
 
@@ -41,8 +42,9 @@ def class_folder_names(classes: list[str]) -> list[str]:
 def write_dataset(task: str, train: Dataset, val: Dataset, out: Path) -> Path:
     """Write ``train`` and ``val`` for ultralytics under ``out``; return what to pass as
     ``data=`` (a YAML file, or the classify root folder)."""
-    from zoo.adapters.yolo import write
+    from zoo.registry import get_registry
 
+    write = get_registry().writer("yolo").load()
     out = Path(out).resolve()
     if out.exists():
         shutil.rmtree(out)  # scratch: always rebuilt from the canonical data

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from zoo.dataset import Dataset
+
 COCO_KEYPOINTS = [
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
@@ -34,11 +36,24 @@ def keypoint_vocabulary(found: set[str], config: dict) -> list[str]:
     return sorted(found)
 
 
-def flip_index(names: list[str], config: dict | None = None) -> list[int]:
-    """Index of each keypoint after a horizontal flip: zoo.yaml's ``flip_idx``, else
+def flip_permutation(dataset: Dataset) -> list[int] | None:
+    """Which keypoint each one becomes under a horizontal flip, or None when unknown.
+
+    The flip order the dataset's files state (``Dataset.flip_idx``: zoo.yaml's, data.yaml's),
+    else left/right pairs in the names (``left_eye`` <-> ``right_eye``). With neither,
+    flipping would silently swap the meaning of asymmetric landmarks: the caller must not flip.
+    """
+    perm = flip_index(list(dataset.keypoint_names), dataset.flip_idx)
+    if dataset.flip_idx or perm != list(range(len(perm))):
+        return perm
+    return None
+
+
+def flip_index(names: list[str], given: list[int] | None = None) -> list[int]:
+    """Index of each keypoint after a horizontal flip: ``given`` (a file's ``flip_idx``), else
     ``left``/``right`` swapped in the names (``left_eye`` <-> ``right_eye``, ``l_x`` <-> ``r_x``)."""
-    if config and config.get("flip_idx"):
-        return [int(i) for i in config["flip_idx"]]
+    if given:
+        return [int(i) for i in given]
     pos = {n: i for i, n in enumerate(names)}
     swaps = [("left", "right"), ("Left", "Right"), ("LEFT", "RIGHT")]
     out = []
