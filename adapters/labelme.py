@@ -180,6 +180,51 @@ class _Group:
         if y1 > e[3]:
             e[3] = y1
 
+    def add(self, part: _Part, s: dict, w: int, h: int) -> None:
+        """One shape's geometry joined to the object (its extent grown to cover it)."""
+        if part.covers is not None:
+            self.grow(*part.covers)
+        if s.get("difficult") is True:  # X-AnyLabeling: ignored for its own category
+            self.difficult = True
+        if part.polygons:
+            self.polygons.extend(part.polygons)
+            if part.extent is not None:
+                self.grow(*part.extent)
+            else:
+                for p in part.polygons:
+                    self.grow(min(p[0::2]), min(p[1::2]), max(p[0::2]), max(p[1::2]))
+        if part.box is not None:
+            box = part.box
+            if self.box is not None or self.polygons or self.masks:
+                self.polygons.append([box[0], box[1], box[2], box[1], box[2], box[3], box[0], box[3]])
+            else:
+                self.box = box
+            self.grow(*box)
+        if part.mask is not None:
+            m, ox, oy = part.mask
+            self.masks.append(part.mask)
+            rows = np.flatnonzero(m.any(axis=1))
+            cols = np.flatnonzero(m.any(axis=0))
+            if len(rows):
+                self.grow(float(max(0, ox + cols[0])), float(max(0, oy + rows[0])),
+                          float(min(w, ox + cols[-1] + 1)), float(min(h, oy + rows[-1] + 1)))
+
+    def rle(self, h: int, w: int) -> dict | None:
+        """The object's masks, polygons and box painted as one RLE; None when no pixel is set."""
+        from zoo.data import raster
+
+        full = np.zeros((h, w), dtype=bool)
+        for m, ox, oy in self.masks:
+            ys0, xs0 = max(0, oy), max(0, ox)
+            ys1, xs1 = min(h, oy + m.shape[0]), min(w, ox + m.shape[1])
+            if ys1 > ys0 and xs1 > xs0:
+                full[ys0:ys1, xs0:xs1] |= m[ys0 - oy:ys1 - oy, xs0 - ox:xs1 - ox]
+        if self.polygons:
+            full |= raster.polygons_mask(self.polygons, h, w)
+        if self.box is not None:
+            full |= raster.box_mask(self.box, h, w)
+        return raster.mask_to_rle(full) if full.any() else None
+
     def contains(self, x, y) -> bool:
         e = self.extent
         if not (e[0] <= x <= e[2] and e[1] <= y <= e[3]):
@@ -259,7 +304,22 @@ def _clip(pts, w, h):
 
 def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_names: set[str],
                 index=None) -> DraftRecord | None:
-    """One labelme file as a DraftRecord (label names, see zoo.data.builder)."""
+    """One labelme file as a DraftRecord (label names, see zoo.data.builder); None (with a
+    warning) when its image can be neither found nor decoded from ``imageData``."""
+    image = _image_record(f, data, root, warnings, index)
+    if image is None:
+        return None
+    classes = _flag_labels(data.get("flags"), flag_names)
+    shapes = _Shapes(f, image.width, image.height, warnings)
+    for idx, s in enumerate(data["shapes"]):
+        shapes.add(idx, s)
+    shapes.attach_points()
+    return DraftRecord(image, shapes.instances(), classes)
+
+
+def _image_record(f: Path, data: dict, root: Path, warnings: list[Problem], index) -> ImageRecord | None:
+    """The image of a labelme file (no annotations yet): the file ``imagePath`` names (see
+    the module doc), else the embedded ``imageData``; its size from the image's header."""
     rel = f.relative_to(root).with_suffix("").as_posix() if f != root else f.stem
     image_path = data.get("imagePath")
     named = image_path if isinstance(image_path, str) else None
@@ -269,27 +329,30 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
         file = index.find(named) or index.find_stem(f.stem)
     dw, dh = data.get("imageWidth"), data.get("imageHeight")
     declared = (dw, dh) if _positive_int(dw) and _positive_int(dh) else (None, None)
-    w = h = None
     if file is not None:
         try:
             w, h = checked_image_size(file, declared, f, warnings)
+            return ImageRecord(id=rel, width=w, height=h, file=file, source=Source(str(f)))
         except DataError as e:  # never used or copied: it is not an image (or is a bomb)
             warn(warnings, f, f"image {file}: {e.reason}" + ("; its imageData is used" if image_data else "; image skipped"))
             if not image_data:
                 return None
-            file = None
-    if file is None:
-        if not image_data:
-            warn(warnings, f, f"image not found (imagePath {image_path!r}, no file named {f.stem}.* beside it) "
-                              "and no imageData; image skipped")
-            return None
-        try:
-            raw = decode_image_data(image_data, f)
-        except DataError as e:
-            warn(warnings, f, f"{e.reason}; image skipped")
-            return None
-        w, h = checked_image_size(raw, declared, f, warnings)
-    flags = data.get("flags") or {}
+    if not image_data:
+        warn(warnings, f, f"image not found (imagePath {image_path!r}, no file named {f.stem}.* beside it) "
+                          "and no imageData; image skipped")
+        return None
+    try:
+        raw = decode_image_data(image_data, f)
+    except DataError as e:
+        warn(warnings, f, f"{e.reason}; image skipped")
+        return None
+    w, h = checked_image_size(raw, declared, f, warnings)
+    return ImageRecord(id=rel, width=w, height=h, embedded=f, source=Source(str(f)))
+
+
+def _flag_labels(flags, flag_names: set[str]) -> list[str]:
+    """The image's labels: its true ``flags`` (``__ignore__`` excluded); every flag name, true
+    or not, goes to ``flag_names`` (the class vocabulary)."""
     labels = []
     if isinstance(flags, dict):
         for k, v in flags.items():
@@ -298,230 +361,256 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
             flag_names.add(k)
             if v is True:
                 labels.append(k)
-    fstr = str(f)
-    groups: dict = {}
-    points = []  # (label, group_id, x, y, idx)
-    for idx, s in enumerate(data["shapes"]):
+    return labels
+
+
+class _Part:
+    """What one shape adds to its object: polygons (and their extent when already known), a
+    box, a mask ``(bool array, x, y)`` placed at its corner, an extent to cover (a circle's)."""
+
+    __slots__ = ("polygons", "extent", "box", "mask", "covers")
+
+    def __init__(self, polygons=(), extent=None, box=None, mask=None, covers=None):
+        self.polygons = polygons
+        self.extent = extent
+        self.box = box
+        self.mask = mask
+        self.covers = covers
+
+
+class _Shapes:
+    """The shapes of one labelme file gathered into objects (:class:`_Group`) and points."""
+
+    def __init__(self, f: Path, w: int, h: int, warnings: list[Problem]):
+        self.f, self.w, self.h, self.warnings = f, w, h, warnings
+        self.groups: dict = {}  # (label, group_id or ("shape", index)) -> _Group
+        self.points: list = []  # (label, group_id, x, y, index)
+
+    def warn(self, reason: str, idx: int) -> None:
+        warn(self.warnings, self.f, reason, idx)
+
+    def skip(self, reason: str, idx: int) -> None:
+        """Warn about shape ``idx``, which is left out; None, what a handler then returns."""
+        self.warn(reason, idx)
+
+    def add(self, idx: int, s) -> None:
+        """Shape number ``idx``: checked, made geometry by its type's handler (``SHAPES``) and
+        added to its object, or skipped with a warning."""
         if not isinstance(s, dict):
-            warn(warnings, f, "shape is not an object; skipped", idx)
-            continue
+            return self.skip("shape is not an object; skipped", idx)
         label = s.get("label")
         if not isinstance(label, str) or not label.strip():
-            warn(warnings, f, f"shape has no label ({label!r}); skipped", idx)
-            continue
+            return self.skip(f"shape has no label ({label!r}); skipped", idx)
         label = label.strip()
         st = s.get("shape_type") or "polygon"
         if st in ("rotation", "quadrilateral"):  # X-AnyLabeling's rotated box: its 4 corners
             st = "polygon"
-        pts = _points(s.get("points"), f, idx, warnings)
+        pts = _points(s.get("points"), self.f, idx, self.warnings)
         if pts is None:
-            continue
+            return None
         if st != "polygon":
             pts = list(zip(pts[0::2], pts[1::2]))
         gid = s.get("group_id")
         if not (gid is None or isinstance(gid, str) or finite(gid)):
-            warn(warnings, f, f"group_id {gid!r} is not a number; shape skipped", idx)
-            continue
-        if st == "polygon" and gid is None and len(pts) >= 6:
-            # the common case, kept short: a lone polygon inside the image
-            xs, ys = pts[0::2], pts[1::2]
-            x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
-            if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
-                g = groups[(label, ("shape", idx))] = _Group(label, idx)
-                g.polygons.append(pts)
-                g.extent = [x0, y0, x1, y1]
-                g.difficult = s.get("difficult") is True
-                continue
-        if st == "point":
-            if len(pts) != 1:
-                warn(warnings, f, f"point shape has {len(pts)} points (needs 1); skipped", idx)
-                continue
-            (x, y), clipped = _clip(pts, w, h)[0][0], _clip(pts, w, h)[1]
-            if clipped:
-                warn(warnings, f, f"point ({pts[0][0]:g}, {pts[0][1]:g}) lies outside the {w}x{h} image; clipped", idx)
-            points.append((label, gid, x, y, idx))
-            continue
-        if st not in ("polygon", "rectangle", "circle", "line", "linestrip", "mask"):
-            warn(warnings, f, f"unknown shape type '{st}'; skipped", idx)
-            continue
-        polys: list[list[float]] = []
-        box = None
-        mask = None
-        circle_box = None
-        if st == "polygon":
-            if len(pts) < 6:
-                warn(warnings, f, f"polygon has {len(pts) // 2} point(s) (needs 3); skipped", idx)
-                continue
-        elif st == "rectangle":
-            if len(pts) not in (2, 4):
-                warn(warnings, f, f"rectangle has {len(pts)} points (needs 2 or 4); skipped", idx)
-                continue
-        elif st == "circle":
-            if len(pts) != 2:
-                warn(warnings, f, f"circle has {len(pts)} points (needs centre and rim); skipped", idx)
-                continue
-        elif st in ("line", "linestrip"):
-            if len(pts) < 2:
-                warn(warnings, f, f"{st} has {len(pts)} point(s) (needs 2); skipped", idx)
-                continue
-        elif st == "mask":
-            if len(pts) != 2 or not s.get("mask"):
-                warn(warnings, f, "mask shape needs 2 corner points and a base64 'mask' PNG; skipped", idx)
-                continue
-        poly_ext = None
-        if st == "polygon":  # the common case: extent from the flat list, clip only when needed
-            xs, ys = pts[0::2], pts[1::2]
-            ext = [min(xs), min(ys), max(xs), max(ys)]
-            clipped = ext[0] < 0 or ext[1] < 0 or ext[2] > w or ext[3] > h
-            if clipped:
-                fw, fh = float(w), float(h)
-                pts = [min(max(v, 0.0), fw if i % 2 == 0 else fh) for i, v in enumerate(pts)]
-                xs, ys = pts[0::2], pts[1::2]
-                ext = [min(xs), min(ys), max(xs), max(ys)]
-            pts_c = None
-        else:
-            pts_c, clipped = _clip(pts, w, h) if st != "circle" else (pts, False)
-        if clipped:
-            warn(warnings, f, f"{st} has points outside the {w}x{h} image; clipped to its edges", idx)
-        if st == "polygon":
-            polys = [pts]
-            poly_ext = tuple(ext)
-        elif st == "rectangle":
-            xs = [p[0] for p in pts_c]
-            ys = [p[1] for p in pts_c]
-            box = (min(xs), min(ys), max(xs), max(ys))
-            if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
-                warn(warnings, f, f"rectangle has zero area ({box[2] - box[0]:g} x {box[3] - box[1]:g}); skipped", idx)
-                continue
-        elif st == "circle":
-            (cx, cy), (px, py) = pts
-            if math.hypot(px - cx, py - cy) == 0:
-                warn(warnings, f, "circle has radius 0; skipped", idx)
-                continue
-            poly = circle_polygon(cx, cy, px, py)
-            rad = math.hypot(px - cx, py - cy)
-            # the box of a circle is the circle's, not its polygon's (inside by up to a pixel)
-            circle_box = (max(0.0, cx - rad), max(0.0, cy - rad), min(float(w), cx + rad), min(float(h), cy + rad))
-            clipped_poly, c2 = _clip(list(zip(poly[0::2], poly[1::2])), w, h)
-            if c2:
-                warn(warnings, f, f"circle reaches outside the {w}x{h} image; clipped to its edges", idx)
-            polys = [[v for p in clipped_poly for v in p]]
-        elif st in ("line", "linestrip"):
-            polys = []
-            for q in stroke_polygons(pts_c):
-                cq, _ = _clip(list(zip(q[0::2], q[1::2])), w, h)
-                polys.append([v for p in cq for v in p])
-            if not polys:
-                warn(warnings, f, f"{st} has zero length; skipped", idx)
-                continue
-        elif st == "mask":
-            try:
-                m = _decode_mask(s["mask"], w, h)
-            except Exception as e:  # noqa: BLE001 -- any undecodable payload is the same user problem
-                warn(warnings, f, f"mask is not a base64 PNG ({e}); skipped", idx)
-                continue
-            ox, oy = int(pts[0][0]), int(pts[0][1])
-            # only the part over the image is kept: memory follows the image, not the PNG
-            m = m[max(0, -oy):max(0, h - oy), max(0, -ox):max(0, w - ox)]
-            ox, oy = max(0, ox), max(0, oy)
-            if not m.any():
-                warn(warnings, f, "mask lies outside the image; skipped", idx)
-                continue
-            mask = (m, ox, oy)
+            return self.skip(f"group_id {gid!r} is not a number; shape skipped", idx)
+        if st == "polygon" and gid is None and self._add_lone_polygon(label, pts, s, idx):
+            return None
+        handler = SHAPES.get(st) if isinstance(st, str) else None  # a file may hold any JSON there
+        if handler is None:
+            return self.skip(f"unknown shape type '{st}'; skipped", idx)
+        part = handler(self, idx, st, pts, s, label, gid)
+        if part is not None:
+            self._group(label, gid, idx).add(part, s, self.w, self.h)
+        return None
+
+    def _add_lone_polygon(self, label: str, pts: list[float], s: dict, idx: int) -> bool:
+        """The common case, kept short: a polygon of its own lying inside the image."""
+        if len(pts) < 6:
+            return False
+        xs, ys = pts[0::2], pts[1::2]
+        x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
+        if not (x0 >= 0 and y0 >= 0 and x1 <= self.w and y1 <= self.h):
+            return False
+        g = self.groups[(label, ("shape", idx))] = _Group(label, idx)
+        g.polygons.append(pts)
+        g.extent = [x0, y0, x1, y1]
+        g.difficult = s.get("difficult") is True
+        return True
+
+    def _group(self, label: str, gid, idx: int) -> _Group:
+        """The object a shape belongs to: shapes with the same (label, group_id) make one."""
         key = (label, gid) if gid is not None else (label, ("shape", idx))
-        g = groups.get(key)
+        g = self.groups.get(key)
         if g is None:
-            g = groups[key] = _Group(label, idx)
-        if circle_box is not None:
-            g.grow(*circle_box)
-        if s.get("difficult") is True:  # X-AnyLabeling: ignored for its own category
-            g.difficult = True
-        if polys:
-            g.polygons.extend(polys)
-            if poly_ext is not None:
-                g.grow(*poly_ext)
-            else:
-                for p in polys:
-                    g.grow(min(p[0::2]), min(p[1::2]), max(p[0::2]), max(p[1::2]))
-        if box is not None:
-            if g.box is not None or g.polygons or g.masks:
-                g.polygons.append([box[0], box[1], box[2], box[1], box[2], box[3], box[0], box[3]])
-            else:
-                g.box = box
-            g.grow(*box)
-        if mask is not None:
-            m, ox, oy = mask
-            g.masks.append(mask)
+            g = self.groups[key] = _Group(label, idx)
+        return g
 
-            rows = np.flatnonzero(m.any(axis=1))
-            cols = np.flatnonzero(m.any(axis=0))
-            if len(rows):
-                g.grow(float(max(0, ox + cols[0])), float(max(0, oy + rows[0])),
-                       float(min(w, ox + cols[-1] + 1)), float(min(h, oy + rows[-1] + 1)))
+    def clip_points(self, st: str, pts, idx: int):
+        """The points pulled onto the image's border (a warning when any moved)."""
+        out, clipped = _clip(pts, self.w, self.h)
+        if clipped:
+            self.warn(f"{st} has points outside the {self.w}x{self.h} image; clipped to its edges", idx)
+        return out
 
-    # keypoints: by group_id, else the smallest object containing the point
-    by_gid: dict = {}
-    for (label, gid), g in groups.items():
-        if not isinstance(gid, tuple) and label != IGNORE_LABEL:
-            by_gid.setdefault(gid, []).append(g)
-    for label, gid, x, y, idx in points:
-        if label == IGNORE_LABEL:
-            continue
-        if gid is not None:
-            owners = by_gid.get(gid)
-            if not owners:
-                warn(warnings, f, f"point '{label}' has group_id {gid} but no box or polygon has it; skipped", idx)
+    def attach_points(self) -> None:
+        """Each point shape as a keypoint of its object: the object of its group_id, else the
+        smallest object containing it."""
+        by_gid: dict = {}
+        for (label, gid), g in self.groups.items():
+            if not isinstance(gid, tuple) and label != IGNORE_LABEL:
+                by_gid.setdefault(gid, []).append(g)
+        for label, gid, x, y, idx in self.points:
+            if label == IGNORE_LABEL:
                 continue
-            if len(owners) > 1:
-                warn(warnings, f, f"group_id {gid} has objects of several labels; point '{label}' "
-                                  f"given to the first ('{owners[0].label}')", idx)
-            owner = owners[0]
-        else:
-            inside = [g for g in groups.values() if g.label != IGNORE_LABEL and g.contains(x, y)]
-            if not inside:
-                warn(warnings, f, f"point '{label}' has no group_id and lies in no object; skipped", idx)
+            owner = self._owner_by_group(label, gid, by_gid, idx) if gid is not None else self._owner_around(label, x, y, idx)
+            if owner is None:
                 continue
-            owner = min(inside, key=lambda g: (g.extent[2] - g.extent[0]) * (g.extent[3] - g.extent[1]))
-        if owner.kpts is None:
-            owner.kpts = {}
-        if label in owner.kpts:
-            warn(warnings, f, f"keypoint '{label}' given twice to one object; the first kept", idx)
-            continue
-        owner.kpts[label] = (x, y, 2)
-
-    instances = []
-    for g in sorted(groups.values(), key=lambda g: g.first):
-        x0, y0, x1, y1 = g.extent
-        rle = None
-        if g.masks:
-
-            from zoo.data import raster
-
-            full = np.zeros((h, w), dtype=bool)
-            for m, ox, oy in g.masks:
-                ys0, xs0 = max(0, oy), max(0, ox)
-                ys1, xs1 = min(h, oy + m.shape[0]), min(w, ox + m.shape[1])
-                if ys1 > ys0 and xs1 > xs0:
-                    full[ys0:ys1, xs0:xs1] |= m[ys0 - oy:ys1 - oy, xs0 - ox:xs1 - ox]
-            if g.polygons:
-                full |= raster.polygons_mask(g.polygons, h, w)
-            if g.box is not None:
-                full |= raster.box_mask(g.box, h, w)
-            rle = raster.mask_to_rle(full)
-            if not full.any():
-                warn(warnings, fstr, "mask is empty; skipped", g.first)
+            if owner.kpts is None:
+                owner.kpts = {}
+            if label in owner.kpts:
+                self.warn(f"keypoint '{label}' given twice to one object; the first kept", idx)
                 continue
-        ignore = g.label == IGNORE_LABEL
-        instances.append(
-            DraftInstance(
+            owner.kpts[label] = (x, y, 2)
+
+    def _owner_by_group(self, label: str, gid, by_gid: dict, idx: int) -> _Group | None:
+        owners = by_gid.get(gid)
+        if not owners:
+            self.warn(f"point '{label}' has group_id {gid} but no box or polygon has it; skipped", idx)
+            return None
+        if len(owners) > 1:
+            self.warn(f"group_id {gid} has objects of several labels; point '{label}' "
+                      f"given to the first ('{owners[0].label}')", idx)
+        return owners[0]
+
+    def _owner_around(self, label: str, x: float, y: float, idx: int) -> _Group | None:
+        inside = [g for g in self.groups.values() if g.label != IGNORE_LABEL and g.contains(x, y)]
+        if not inside:
+            self.warn(f"point '{label}' has no group_id and lies in no object; skipped", idx)
+            return None
+        return min(inside, key=lambda g: (g.extent[2] - g.extent[0]) * (g.extent[3] - g.extent[1]))
+
+    def instances(self) -> list[DraftInstance]:
+        """The objects in the order of their first shape; one with masks as one RLE."""
+        out = []
+        fstr = str(self.f)
+        for g in sorted(self.groups.values(), key=lambda g: g.first):
+            rle = None
+            if g.masks:
+                rle = g.rle(self.h, self.w)
+                if rle is None:
+                    warn(self.warnings, fstr, "mask is empty; skipped", g.first)
+                    continue
+            ignore = g.label == IGNORE_LABEL
+            out.append(DraftInstance(
                 label=None if ignore else g.label,
-                bbox=(x0, y0, x1, y1),
+                bbox=tuple(g.extent),
                 polygons=g.polygons if rle is None else [],
                 mask=rle,
                 keypoints=g.kpts,
                 ignore=ignore or g.difficult,
                 source=Source(fstr, g.first),
-            )
-        )
-    image = ImageRecord(id=rel, width=w, height=h, file=file, embedded=f if file is None else None, source=Source(fstr))
-    return DraftRecord(image, instances, labels)
+            ))
+        return out
+
+
+# ---- one handler per shape type: (shapes, index, type, points, shape, label, group_id) -> _Part or None
+
+
+def _polygon(shapes: _Shapes, idx, st, pts, s, label, gid) -> _Part | None:
+    if len(pts) < 6:
+        return shapes.skip(f"polygon has {len(pts) // 2} point(s) (needs 3); skipped", idx)
+    # the extent from the flat list, clipping only when needed
+    xs, ys = pts[0::2], pts[1::2]
+    ext = [min(xs), min(ys), max(xs), max(ys)]
+    w, h = shapes.w, shapes.h
+    if ext[0] < 0 or ext[1] < 0 or ext[2] > w or ext[3] > h:
+        fw, fh = float(w), float(h)
+        pts = [min(max(v, 0.0), fw if i % 2 == 0 else fh) for i, v in enumerate(pts)]
+        xs, ys = pts[0::2], pts[1::2]
+        ext = [min(xs), min(ys), max(xs), max(ys)]
+        shapes.warn(f"{st} has points outside the {w}x{h} image; clipped to its edges", idx)
+    return _Part(polygons=[pts], extent=tuple(ext))
+
+
+def _rectangle(shapes: _Shapes, idx, st, pts, s, label, gid) -> _Part | None:
+    if len(pts) not in (2, 4):
+        return shapes.skip(f"rectangle has {len(pts)} points (needs 2 or 4); skipped", idx)
+    pts = shapes.clip_points(st, pts, idx)
+    xs = [p[0] for p in pts]
+    ys = [p[1] for p in pts]
+    box = (min(xs), min(ys), max(xs), max(ys))
+    if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+        return shapes.skip(f"rectangle has zero area ({box[2] - box[0]:g} x {box[3] - box[1]:g}); skipped", idx)
+    return _Part(box=box)
+
+
+def _circle(shapes: _Shapes, idx, st, pts, s, label, gid) -> _Part | None:
+    if len(pts) != 2:
+        return shapes.skip(f"circle has {len(pts)} points (needs centre and rim); skipped", idx)
+    (cx, cy), (px, py) = pts
+    rad = math.hypot(px - cx, py - cy)
+    if rad == 0:
+        return shapes.skip("circle has radius 0; skipped", idx)
+    w, h = shapes.w, shapes.h
+    poly = circle_polygon(cx, cy, px, py)
+    clipped, moved = _clip(list(zip(poly[0::2], poly[1::2])), w, h)
+    if moved:
+        shapes.warn(f"circle reaches outside the {w}x{h} image; clipped to its edges", idx)
+    # the box of a circle is the circle's, not its polygon's (inside by up to a pixel)
+    covers = (max(0.0, cx - rad), max(0.0, cy - rad), min(float(w), cx + rad), min(float(h), cy + rad))
+    return _Part(polygons=[[v for p in clipped for v in p]], covers=covers)
+
+
+def _stroke(shapes: _Shapes, idx, st, pts, s, label, gid) -> _Part | None:
+    """``line`` / ``linestrip``: a LINE_WIDTH-wide stroke, one quad per segment."""
+    if len(pts) < 2:
+        return shapes.skip(f"{st} has {len(pts)} point(s) (needs 2); skipped", idx)
+    polys = []
+    for q in stroke_polygons(shapes.clip_points(st, pts, idx)):
+        cq, _ = _clip(list(zip(q[0::2], q[1::2])), shapes.w, shapes.h)
+        polys.append([v for p in cq for v in p])
+    if not polys:
+        return shapes.skip(f"{st} has zero length; skipped", idx)
+    return _Part(polygons=polys)
+
+
+def _mask(shapes: _Shapes, idx, st, pts, s, label, gid) -> _Part | None:
+    """A base64 PNG placed at its first corner (truncated to whole pixels, as labelme does)."""
+    if len(pts) != 2 or not s.get("mask"):
+        return shapes.skip("mask shape needs 2 corner points and a base64 'mask' PNG; skipped", idx)
+    shapes.clip_points(st, pts, idx)  # only warns: the PNG is cut to the image below
+    w, h = shapes.w, shapes.h
+    try:
+        m = _decode_mask(s["mask"], w, h)
+    except Exception as e:  # noqa: BLE001 -- any undecodable payload is the same user problem
+        return shapes.skip(f"mask is not a base64 PNG ({e}); skipped", idx)
+    ox, oy = int(pts[0][0]), int(pts[0][1])
+    # only the part over the image is kept: memory follows the image, not the PNG
+    m = m[max(0, -oy):max(0, h - oy), max(0, -ox):max(0, w - ox)]
+    if not m.any():
+        return shapes.skip("mask lies outside the image; skipped", idx)
+    return _Part(mask=(m, max(0, ox), max(0, oy)))
+
+
+def _point(shapes: _Shapes, idx, st, pts, s, label, gid) -> None:
+    """A keypoint: collected, and given to its object once every shape is read."""
+    if len(pts) != 1:
+        return shapes.skip(f"point shape has {len(pts)} points (needs 1); skipped", idx)
+    ((x, y),), clipped = _clip(pts, shapes.w, shapes.h)
+    if clipped:
+        shapes.warn(f"point ({pts[0][0]:g}, {pts[0][1]:g}) lies outside the {shapes.w}x{shapes.h} image; clipped", idx)
+    shapes.points.append((label, gid, x, y, idx))
+    return None
+
+
+#: labelme's shape types, each read by its handler ("rotation" and "quadrilateral", X-AnyLabeling's
+#: rotated boxes, are read as the polygon of their corners).
+SHAPES = {
+    "polygon": _polygon,
+    "rectangle": _rectangle,
+    "circle": _circle,
+    "line": _stroke,
+    "linestrip": _stroke,
+    "mask": _mask,
+    "point": _point,
+}
