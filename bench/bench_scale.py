@@ -47,10 +47,11 @@ def stage_convert(data: Path, work: Path) -> None:
 
 
 def stage_prepare(data: Path, work: Path) -> None:
-    from zoo.pipeline.run import RunOptions, _Preparer, _Setup
+    from zoo.pipeline.prepare import Preparer, Setup
+    from zoo.pipeline.run import RunOptions
 
-    preparer = _Preparer(_Setup.of(RunOptions(task="instance-seg", backend="mask-rcnn", data=data, out=work / "runs",
-                                              quiet=True, flags={"epochs": 1, "imgsz": 64, "device": "cpu"})))
+    preparer = Preparer(Setup.of(RunOptions(task="instance-seg", backend="mask-rcnn", data=data, out=work / "runs",
+                                            quiet=True, flags={"epochs": 1, "imgsz": 64, "device": "cpu"})))
     try:
         preparer.prepare()
     finally:

@@ -180,9 +180,9 @@ def test_resume_by_name_takes_that_run_not_the_newest(tmp_path, data, registry, 
 
 
 def test_a_name_taken_meanwhile_moves_to_the_next_free_one(tmp_path, data, registry, monkeypatch):
-    import zoo.pipeline.run
+    import zoo.pipeline.prepare
 
-    real = zoo.pipeline.run.next_free
+    real = zoo.pipeline.prepare.next_free
     calls = []
 
     def racing(out, name):  # another process creates the folder right after we chose it
@@ -192,7 +192,7 @@ def test_a_name_taken_meanwhile_moves_to_the_next_free_one(tmp_path, data, regis
         calls.append(path)
         return path
 
-    monkeypatch.setattr(zoo.pipeline.run, "next_free", racing)
+    monkeypatch.setattr(zoo.pipeline.prepare, "next_free", racing)
     result = execute(_opts(tmp_path, data, registry))
     assert result.run_dir.name == "toy-detect-2" and (result.run_dir / "manifest.json").is_file()
 

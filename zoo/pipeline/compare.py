@@ -303,7 +303,7 @@ def plan(s: Settings, reporter: Reporter) -> Plan:
     import shutil
 
     from zoo.data.split import data_hash
-    from zoo.pipeline.run import read_input
+    from zoo.pipeline.prepare import read_input
 
     configs = resolve_configs(s)  # config typos fail before the data is even read
     dataset, label = read_input(s.opts.data, s.opts.fmt, s.opts.labels)

@@ -404,23 +404,6 @@ def iter_runs(out: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
         yield folder.path, m.to_dict()
 
 
-# Until run.py and predict.py read through RunFolder (the next step of issue 15).
-
-
-def is_finished(run_dir: Path) -> bool:
-    m = RunFolder(run_dir).manifest_or_none()
-    return m is not None and m.is_finished
-
-
-def require_run(run_dir: Path) -> dict[str, Any]:
-    return RunFolder(run_dir).trained_manifest().to_dict()
-
-
-def checkpoint_ledger(run_dir: Path, manifest: dict[str, Any], save=None) -> Ledger:
-    hashes = manifest.get("checkpoints")
-    return Ledger(run_dir, hashes if isinstance(hashes, dict) else None, save=save)
-
-
 # -- one process at a time -------------------------------------------------------------------
 
 

@@ -1,0 +1,490 @@
+"""The prepare step of ``zoo run``: from the options to a run folder ready to train in.
+
+:class:`Setup` checks what the options name before anything is read (task, backend, its
+framework, ``--select``); :class:`Preparer` then chooses or claims the run folder, reads and
+checks the data, splits it, resolves the config and writes config.yaml, split.json, data/ and
+the manifest, and hands :class:`zoo.pipeline.run` a :class:`Prepared` run. ``--resume`` and
+the ranks of a launcher other than 0 read a prepared folder back instead of writing one.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from zoo import __version__
+from zoo.dataset import Dataset
+from zoo.errors import ZooError
+from zoo.pipeline.runfolder import (
+    DataRecord,
+    Manifest,
+    RunFolder,
+    RunLock,
+    SplitRecord,
+    Timings,
+    check_name,
+    default_name,
+    next_free,
+    series,
+)
+from zoo.progress import LogReporter, Reporter
+from zoo.tasks import Task, get_task
+
+if TYPE_CHECKING:
+    from zoo.pipeline.run import RunOptions
+
+log = logging.getLogger("zoo")
+T = TypeVar("T")
+
+
+class Quiet:
+    """A reporter's progress bars, its messages to the log only (``RunOptions.quiet``)."""
+
+    def __init__(self, reporter: Reporter):
+        self.reporter = reporter
+
+    def say(self, message: str) -> None:
+        log.info("%s", message)
+
+    def warn(self, message: str) -> None:
+        log.warning("%s", message)
+
+    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+        return self.reporter.track(items, description, total=total)
+
+
+def read_input(data: Path | None, fmt: str, labels: Path | None) -> tuple[Dataset, str]:
+    """The dataset and a label for where it came from (``demo`` when --data is omitted)."""
+    from zoo.data.reading import read_dataset
+
+    if data is None:
+        from zoo.data.demo import ensure_demo
+
+        return read_dataset(ensure_demo(), "auto", labels), "demo"
+    return read_dataset(data, fmt, labels), str(data)
+
+
+def report_problems(dataset: Dataset, reporter: Reporter, limit: int = 5) -> None:
+    """A short summary of the reader's warnings; all of them go to the log."""
+    if not dataset.warnings:
+        return
+    for w in dataset.warnings:
+        log.warning("%s", w)
+    reporter.warn(f"{len(dataset.warnings)} problem(s) in the data (skipped or repaired):")
+    for w in dataset.warnings[:limit]:
+        reporter.say(f"  {w}")
+    if len(dataset.warnings) > limit:
+        reporter.say(f"  ... and {len(dataset.warnings) - limit} more (see log.txt, or run `zoo check`)")
+
+
+def check_pixels(dataset, label: str) -> None:
+    """Training and predicting need every image's pixels (a COCO file's ground truth is
+    scored without them, ``zoo eval``)."""
+    missing = [r.id for r in dataset.images if not r.has_pixels]
+    if missing:
+        raise ZooError(f"{label}: {len(missing)} image(s) have no image file (e.g. '{missing[0]}'): "
+                       "training needs the pixels; `zoo eval` scores predictions without them")
+
+
+def _config_diff(old: dict, new: dict) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"zoo": __version__, "python": platform.python_version()}
+    for dist in ("torch", "torchvision", "numpy"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+@dataclass
+class Setup:
+    """What the options name, checked before anything is read: a bad task, backend,
+    ``--select`` or missing framework fails in a second."""
+
+    opts: RunOptions
+    reporter: Reporter
+    world: Any  # zoo.training.distributed.World
+    task: Task
+    spec: Any  # zoo.specs.BackendSpec
+    cls: Any  # its zoo.backend.Backend subclass
+    flags: dict[str, Any]
+    protocol: Any  # zoo.selection.Protocol asked for (a resume keeps the recorded one)
+
+    @classmethod
+    def of(cls, opts: RunOptions) -> Setup:
+        from zoo.registry import get_registry
+        from zoo.training.distributed import world
+
+        here = world()  # under torchrun & co: rank 0 writes, the others train along
+        if not here.main:
+            opts = replace(opts, quiet=True)
+        reporter = opts.reporter or LogReporter()
+        task = get_task(opts.task)
+        spec = (opts.registry or get_registry()).backend(opts.backend, task.name)
+        flags = dict(opts.flags)
+        if opts.seed is not None and flags.get("seed") is None:
+            flags["seed"] = opts.seed
+        if opts.rank:
+            from zoo.pipeline.ranking import require_scores
+
+            require_scores(task)
+        return cls(opts=opts, reporter=Quiet(reporter) if opts.quiet else reporter, world=here, task=task,
+                   spec=spec, cls=spec.load(), flags=flags, protocol=asked_protocol(opts))
+
+    def resolve_config(self, base: dict | None = None):
+        from zoo.config import resolve_config
+
+        o = self.opts
+        return resolve_config(
+            self.cls.Config, backend=self.spec.name, task=self.task.name,
+            files=o.config_files, flags=self.flags, sets=o.sets, base=base,
+            demo=o.demo or (o.data is None and o.dataset is None),
+        )
+
+
+def asked_protocol(opts: RunOptions, recorded: dict | None = None):
+    """The selection protocol from the options; on ``--resume``, the recorded one, which
+    an option given now must not contradict."""
+    from zoo.selection import Protocol
+
+    asked = {"rule": opts.select, "fraction": opts.select_frac, "patience": opts.patience}
+    if recorded is None:
+        return Protocol(**{k: v for k, v in asked.items() if v is not None})
+    old = Protocol.from_dict(recorded)
+    for key, value in asked.items():
+        if value is not None and value != getattr(old, key):
+            raise ZooError(f"--resume: the interrupted run's model selection was {old.describe()}; "
+                           f"drop the changed --select / --select-frac / --patience or start a new run")
+    return old
+
+
+@dataclass
+class RunData:
+    """The data of a run, split: what fit, predict and the scores each see."""
+
+    dataset: Dataset
+    label: str  # where it came from, for messages ("demo" for the demo data)
+    digest: str  # zoo.data.split.data_hash
+    split: Any  # zoo.data.split.Split
+    train: Dataset
+    selection: Dataset  # carved from train; scored during training by the selection protocol
+    val: Dataset
+    test: Dataset | None  # predicted and scored once, after the model is chosen; fit never sees it
+    meta: Dataset  # the vocabularies, no images
+
+    @classmethod
+    def of(cls, dataset: Dataset, label: str, digest: str, split) -> RunData:
+        return cls(dataset, label, digest, split, train=dataset.subset(split.train),
+                   selection=dataset.subset(split.selection), val=dataset.subset(split.val),
+                   test=dataset.subset(split.test) if split.test else None, meta=dataset.meta())
+
+
+@dataclass
+class Prepared:
+    """A run folder ready to train in: what the prepare step hands :class:`_Run`."""
+
+    folder: RunFolder
+    manifest: Manifest
+    config: Any  # the backend's resolved BackendConfig
+    device: str  # resolved ("cpu", "cuda:0", ...); config.yaml keeps what the user asked
+    data: RunData
+    protocol: Any  # zoo.selection.Protocol
+    resumed: bool
+
+    def save(self) -> None:
+        self.folder.write_manifest(self.manifest)
+
+    def phase_done(self, phase: str, seconds: float | None = None) -> None:
+        self.manifest.phase_done(phase, seconds)
+        self.save()
+
+
+# -- the steps of a new run ------------------------------------------------------------------------
+
+
+def read_checked(setup: Setup) -> tuple[Dataset, str]:
+    """The dataset and where it came from (``--strict``: refused when ``zoo check`` finds
+    errors), its problems reported, checked against the task and for pixels."""
+    opts, task = setup.opts, setup.task
+    if opts.strict:
+        from zoo.data.demo import ensure_demo
+        from zoo.data.lint import refuse_errors
+
+        refuse_errors(opts.data or ensure_demo(), fmt=opts.fmt, labels=opts.labels, task=task.name,
+                      val=opts.val, test=opts.test)
+    if opts.dataset is not None:
+        dataset, label = opts.dataset, str(opts.data or opts.dataset.root or "dataset")
+    else:
+        dataset, label = read_input(opts.data, opts.fmt, opts.labels)
+    report_problems(dataset, setup.reporter)
+    task.check(dataset)
+    check_pixels(dataset, label)
+    return dataset, label
+
+
+def split_for(setup: Setup, dataset: Dataset, digest: str, seed: int):
+    """``--split``, or fold i of ``--folds K`` (zoo.data.folds); then the selection split
+    carved from train (zoo.selection)."""
+    from zoo.data.split import carve_selection, choose_split
+
+    opts, task = setup.opts, setup.task
+    if opts.fold is None and opts.folds is None:
+        split = choose_split(opts.split_file, dataset, task, val=opts.val, test=opts.test, seed=seed, digest=digest)
+    elif opts.fold is None or opts.folds is None:
+        raise ZooError("--fold and --folds go together: --fold i --folds K")
+    elif opts.test:
+        raise ZooError("--folds and --test: cross-validation scores every image once on val; drop --test")
+    else:
+        from zoo.data.folds import fold_split
+
+        split = fold_split(dataset, task, opts.fold, opts.folds, seed=seed, digest=digest)
+    return carve_selection(split, dataset, task, setup.protocol.split_fraction)
+
+
+def new_manifest(setup: Setup, data: RunData, seed: int, device: str, t_read: float) -> Manifest:
+    opts, split = setup.opts, data.split
+    return Manifest(
+        zoo=__version__, backend=setup.spec.name, framework=setup.spec.framework_name, task=setup.task.name,
+        status="running", started=_now(), command=" ".join(sys.argv),
+        # absolute, so --resume finds it from any working directory ("demo" for the demo)
+        data=DataRecord(path=str(Path(opts.data).resolve()) if opts.data is not None else data.label,
+                        format=data.dataset.format, hash=data.digest, summary=data.dataset.summary(),
+                        unlabelled=unlabelled_images(data.dataset)),
+        seed=seed, device=device,
+        split=SplitRecord(key=split.key, **split.sizes(), val_fraction=split.val_fraction,
+                          test_fraction=split.test_fraction, selection_fraction=split.selection_fraction),
+        selection={"protocol": setup.protocol.to_dict(), "description": setup.protocol.describe()},
+        versions=_versions(), timings=Timings(read=round(t_read, 3)), checkpoints={},
+    )
+
+
+def unlabelled_images(dataset: Dataset) -> list[str]:
+    """Images in the data folder no annotation covers (not trained on; --rank ranks them)."""
+    from zoo.data.lint import unannotated_images
+
+    root = dataset.root
+    if root is None or not root.is_dir():
+        return []
+    return [p.relative_to(root).as_posix() for p in unannotated_images(dataset, root)]
+
+
+def choose_auto(setup: Setup, config, train: Dataset, device: str):
+    """``config`` with ``imgsz``/``epochs: auto`` filled from the training images, and the
+    choices (``Manifest.choices``; None when nothing was auto); why, said."""
+    from zoo.training.autoconfig import fill_auto, vanishing_instances
+
+    config, choices = fill_auto(config, setup.cls, setup.task, train, device)
+    for c in choices:
+        setup.reporter.say(str(c))
+    tiny = vanishing_instances(train, config.imgsz) if isinstance(config.imgsz, int) else {}
+    for name, count in tiny.items():
+        setup.reporter.warn(f"{count} '{name}' instance(s) are under 4 px at imgsz {config.imgsz}: "
+                            "the model can hardly see them (raise --imgsz)")
+    return config, ({c.key: c.to_dict() for c in choices} or None)
+
+
+def write_prepared(p: Prepared) -> None:
+    """config.yaml, split.json, data/ (the vocabularies, and the ground truth exactly as the
+    evaluator scores it: zoo-filled polygons as RLE, a COCO file's own annotations as given),
+    then the manifest with ``prepare`` done."""
+    from zoo.atomic import write_json
+    from zoo.config import dump_config
+    from zoo.evaluation.coco import evaluation_ground_truth
+
+    p.folder.write_config(dump_config(p.config))
+    p.folder.write_split(p.data.split)
+    p.folder.write_meta(p.data.meta)
+    write_json(p.folder.val_truth_file, evaluation_ground_truth(p.data.val, "segm"))
+    if p.data.test is not None:
+        write_json(p.folder.test_truth_file, evaluation_ground_truth(p.data.test, "segm"))
+    p.phase_done("prepare")
+
+
+class Preparer:
+    """The prepare phase: choose (or claim) the run folder, read and check the data, split it,
+    resolve the config, write config.yaml, split.json, data/ and the manifest.
+
+    It keeps the folder, its manifest and its lock from the moment it has them, so that a
+    failure at any point (here or later in the run) is recorded in the folder it reached.
+    """
+
+    def __init__(self, setup: Setup):
+        self.setup = setup
+        self.opts = setup.opts
+        self.say = setup.reporter.say
+        self.folder: RunFolder | None = None
+        self.manifest: Manifest | None = None
+        self.lock: RunLock | None = None
+
+    def prepare(self) -> Prepared:
+        if not self.setup.world.main:
+            return self._follow()
+        resumed = self._resumed_folder() if self.opts.resume else None
+        prepared = self._resume(resumed) if resumed is not None else self._new()
+        self._lead(prepared)
+        return prepared
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    # a new run -------------------------------------------------------------------------------
+
+    def _new(self) -> Prepared:
+        from zoo.data.split import data_hash
+        from zoo.training.devices import resolve_device
+
+        setup = self.setup
+        t0 = time.perf_counter()
+        # Config before data: a typo in --set fails in a second, not after reading 10k files.
+        config = setup.resolve_config()
+        dataset, label = read_checked(setup)
+        t_read = time.perf_counter() - t0
+        digest = data_hash(dataset)
+        split = split_for(setup, dataset, digest, config.seed)
+        if split.source == "data":
+            self.say("using the train / val split the data defines (--split random to draw one)")
+        device = resolve_device(config.device)
+        data = RunData.of(dataset, label, digest, split)
+        folder = self._claim(self._base_name())
+        self.manifest = new_manifest(setup, data, config.seed, device, t_read)
+        config, self.manifest.choices = choose_auto(setup, config, data.train, device)
+        prepared = Prepared(folder, self.manifest, config, device, data, setup.protocol, resumed=False)
+        write_prepared(prepared)
+        self.say(
+            f"{setup.spec.name} {setup.task.name} on {label}: {len(data.train)} train"
+            + (f" / {len(data.selection)} selection" if len(data.selection) else "")
+            + f" / {len(data.val)} val images, device {device}, run folder {folder.path}"
+        )
+        return prepared
+
+    def _base_name(self) -> str:
+        return check_name(self.opts.name or default_name(self.setup.spec.name, self.setup.task.name))
+
+    def _claim(self, base: str) -> RunFolder:
+        """Create the first free ``<out>/<base>[-N]`` and lock it. Another zoo run may take a
+        name while this one reads its data: then the next free one."""
+        path = next_free(Path(self.opts.out), base)
+        for _ in range(1000):
+            try:
+                path.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                path = next_free(path.parent, base)
+        else:
+            raise ZooError(f"{path.parent}: could not create a new run folder for {base}")
+        self.folder = RunFolder(path)
+        self.lock = RunLock(path).acquire()
+        if path.name != base:  # announced only now: a mistake in the input fails before, with its one line
+            self.say(f"{path.parent / base} exists; this run goes to {path}")
+        return self.folder
+
+    # --resume ---------------------------------------------------------------------------------
+
+    def _resumed_folder(self) -> RunFolder:
+        """--name X resumes X itself; without --name, the newest <backend>-<task>[-N]. Locked
+        before anything reads or writes it."""
+        out, base, setup = Path(self.opts.out), self._base_name(), self.setup
+        existing = [out / base] if self.opts.name and (out / base).is_dir() else series(out, base)
+        if not existing:
+            raise ZooError(f"--resume: no run named '{base}' in {out}")
+        folder = RunFolder(existing[-1])
+        m = folder.manifest_or_none()
+        if m is None:
+            raise ZooError(f"--resume: {folder.path} has no readable {folder.manifest_file.name}; start a new run")
+        if (m.backend, m.task) != (setup.spec.name, setup.task.name):
+            raise ZooError(f"--resume: {folder.path} is a {m.backend} {m.task} run, "
+                           f"not {setup.spec.name} {setup.task.name}")
+        self.lock = RunLock(folder.path).acquire()
+        self.folder, self.manifest = folder, folder.manifest()  # as the holder before us left it
+        return folder
+
+    def _resume(self, folder: RunFolder, say: bool = True) -> Prepared:
+        """The interrupted run as it was prepared: its config (what is asked now must agree),
+        its data (unchanged, by hash), its split and its selection protocol."""
+        from zoo.config import dump_config
+        from zoo.data.split import check_split, data_hash
+        from zoo.training.devices import resolve_device
+
+        m, opts = self.manifest, self.opts
+        if "prepare" not in m.done:
+            raise ZooError(f"--resume: {folder.path} stopped before its data was prepared; "
+                           "there is nothing to resume, start a new run")
+        saved = folder.read_config()
+        config = self.setup.resolve_config(base=saved)
+        diff = _config_diff(saved, dump_config(config))
+        if diff:
+            raise ZooError(f"--resume: the config differs from the interrupted run's ({'; '.join(diff)}); "
+                           "drop the changed options or start a new run")
+        if opts.dataset is not None:
+            dataset, label = opts.dataset, str(opts.data or "dataset")
+        else:
+            data = opts.data if opts.data is not None else (None if m.data.path == "demo" else Path(m.data.path))
+            dataset, label = read_input(data, opts.fmt, opts.labels)
+        digest = data_hash(dataset)
+        if digest != m.data.hash:
+            raise ZooError(f"--resume: the data changed since {folder.path} started; start a new run")
+        split = folder.read_split()
+        check_split(split, dataset, self.setup.task, digest, str(folder.split_file))
+        protocol = asked_protocol(opts, m.selection.get("protocol") or {})
+        m.device = resolve_device(config.device)
+        if say:
+            self.say(f"resuming {folder.path} (done: {', '.join(m.done) or 'nothing'})")
+        return Prepared(folder, m, config, m.device, RunData.of(dataset, label, digest, split), protocol, resumed=True)
+
+    # under a launcher (torchrun): rank 0 prepares, the others follow -----------------------------
+
+    def _lead(self, prepared: Prepared) -> None:
+        """Rank 0, its folder prepared: tell the other ranks where it is (no-op alone)."""
+        from zoo.training.distributed import share
+
+        if self.setup.world.distributed:
+            prepared.manifest.world_size = self.setup.world.size
+        share((str(prepared.folder.path), prepared.resumed))
+
+    def _follow(self) -> Prepared:
+        """A rank other than 0: read the folder rank 0 prepared, as a resume reads it, and
+        write nothing (no lock either: rank 0 holds it for the whole group)."""
+        from zoo.training.distributed import share
+
+        run_dir, resumed = share(None)
+        folder = RunFolder(run_dir)
+        self.manifest = folder.manifest()
+        return replace(self._resume(folder, say=False), resumed=resumed)
+
+    # when it fails -----------------------------------------------------------------------------
+
+    def keep_for_resume(self, err: BaseException) -> None:
+        """Record in the manifest why the run stopped, and say how to continue it."""
+        if not self.setup.world.main or self.folder is None or self.manifest is None or not self.folder.path.is_dir():
+            return
+        m = self.manifest
+        m.status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        m.error = f"{type(err).__name__}: {err}"
+        try:
+            self.folder.write_manifest(m)
+        except (OSError, ZooError):  # a full disk: the error that got us here says so
+            pass
+        if not self.opts.quiet:
+            self.setup.reporter.warn(
+                f"run folder kept: {self.folder.path} (done: {', '.join(m.done) or 'nothing'}); "
+                f"continue it with: zoo run --task {m.task} --backend {m.backend} "
+                f"--out {self.opts.out} --name {self.folder.path.name} --resume")
