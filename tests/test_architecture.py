@@ -34,7 +34,6 @@ EXCEPTIONS = {"zoo.testing": {"data", "training", "evaluation"}}
 #: Known breaks, each removed as issue 15 lands. Empty is the goal; never add to it.
 KNOWN = {
     "zoo.data.lint_fix -> zoo.adapters.convert",
-    "zoo.evaluation.cli -> zoo.pipeline.report",
     "zoo.cli.check_cmd -> zoo.adapters.convert",
     "zoo.cli.convert_cmd -> zoo.adapters.convert",
 }

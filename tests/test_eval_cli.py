@@ -146,3 +146,37 @@ def test_coco_gt_file_keeps_its_own_image_ids(demo, tmp_path, zoo_eval):
     res = zoo_eval("--task", "detect", "--gt", tmp_path / "gt.json", "--pred", tmp_path / "res.json", "--out", out)
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["AP"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("task", ["classify", "semantic-seg", "instance-seg"])
+def test_a_run_folders_predictions_read_as_the_run_saved_them(tiny_demo, tmp_path, task):
+    """One reader of prediction files: what ``zoo run`` saved in predictions/ reads back through
+    zoo.evaluation.results.read_predictions as the run folder loads it, and scores as the run did."""
+    import toy_backend
+
+    from zoo.evaluation import evaluate
+    from zoo.evaluation.results import read_predictions
+    from zoo.pipeline.run import RunOptions, execute
+    from zoo.pipeline.runfolder import RunFolder
+    from zoo.tasks import get_task
+
+    # toy gives class scores on images it never saw; oracle answers the truth
+    backend = "toy" if task == "classify" else "oracle"
+    done = execute(RunOptions(task=task, backend=backend, data=tiny_demo, out=tmp_path / "runs",
+                              registry=toy_backend.registry(), quiet=True, flags={"device": "cpu"}))
+    folder = RunFolder(done.run_dir)
+    val = read_dataset(tiny_demo).subset(folder.read_split().val)
+    saved = {"classify": "predictions.csv", "semantic-seg": "masks", "instance-seg": "coco_results.json"}[task]
+    read = read_predictions(get_task(task), folder.predictions_dir / saved, val)
+    loaded = folder.load_predictions(val)
+    if task == "semantic-seg":  # label maps: arrays, compared by value
+        by_id = {p.image_id: p.label_map for p in read}
+        assert len(by_id) == len(loaded) and all((by_id[p.image_id] == p.label_map).all() for p in loaded)
+    else:
+        assert sorted(read, key=lambda p: p.image_id) == sorted(loaded, key=lambda p: p.image_id)
+    metrics = evaluate(task, val, read)
+    main = done.metrics["main"]
+    assert metrics[main] == pytest.approx(done.metrics[main])
+    if task == "classify":
+        assert done.metrics["roc_auc"] is not None  # the class scores were read too
+        assert metrics["roc_auc"] == pytest.approx(done.metrics["roc_auc"])

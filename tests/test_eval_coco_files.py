@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pytest
 
-from zoo.evaluation.cli import evaluate_files
+from zoo.pipeline.evaluate import evaluate_files
 from zoo.evaluation.coco import BOX_STATS, COCO_SIGMAS, KEYPOINT_STATS
 from zoo.errors import ZooError
 

@@ -41,7 +41,8 @@ def compare(
     track: Optional[str] = typer.Option(None, "--track", help="Log to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else OUT/mlruns; pip install 'zoo[mlflow]') or tensorboard (event files in the run folder; 'zoo[tensorboard]')."),
 ) -> None:
     """Run several backends on the same split and rank them."""
-    from zoo.cli.views import ConsoleReporter, print_leaderboard
+    from zoo.cli.render import ConsoleReporter
+    from zoo.cli.views import print_leaderboard
     from zoo.data.folds import parse_seeds
     from zoo.pipeline.compare import CompareOptions, compare as run_compare
 

@@ -27,6 +27,7 @@ def evaluate(
 
     Writes metrics.json with a 'conventions' block and prints a table.
     """
-    from zoo.evaluation.cli import evaluate_files
+    from zoo.cli.views import print_metrics
+    from zoo.pipeline.evaluate import evaluate_files
 
-    evaluate_files(task=task, gt=gt, pred=pred, out=out, fmt=fmt, labels=labels, plots=plots)
+    print_metrics(evaluate_files(task=task, gt=gt, pred=pred, out=out, fmt=fmt, labels=labels, plots=plots), out)

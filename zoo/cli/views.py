@@ -1,4 +1,5 @@
-"""What the CLI draws from the pipeline's results (rich): the compare's leaderboard.
+"""What the CLI draws from the results of compare, eval and convert / check (rich); the
+reporter and run / predict's tables are in :mod:`zoo.cli.render`.
 
 The pipeline returns result objects (zoo.pipeline.compare.CompareResult, ...); the tables
 people read on the terminal are made here, and nowhere else.
@@ -6,35 +7,7 @@ people read on the terminal are made here, and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
-
-T = TypeVar("T")
-
-
-class ConsoleReporter:
-    """:class:`zoo.progress.Reporter` on stderr, through rich (user text never read as markup)."""
-
-    def __init__(self, quiet: bool = False):
-        from rich.console import Console
-
-        self.console = Console(stderr=True, highlight=False)
-        self.quiet = quiet
-
-    def say(self, message: str) -> None:
-        if not self.quiet:
-            self.console.print(message, markup=False)
-
-    def warn(self, message: str) -> None:
-        if not self.quiet:
-            from rich.text import Text
-
-            self.console.print(Text(message, style="yellow"))
-
-    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-        from zoo.progress import track
-
-        return track(items, description, total)
+from typing import Any
 
 
 def _esc(v: Any) -> str:
@@ -111,7 +84,66 @@ def leaderboard_table(result):
 
 def print_leaderboard(result) -> None:
     """The leaderboard on stdout, where its files are on stderr."""
-    from rich.console import Console
+    from zoo.cli.render import stderr_console, stdout_console
 
-    Console().print(leaderboard_table(result))
-    Console(stderr=True).print(f"leaderboard: {_esc(result.folder / 'leaderboard.md')}")
+    stdout_console().print(leaderboard_table(result))
+    stderr_console().print(f"leaderboard: {result.folder / 'leaderboard.md'}", markup=False)
+
+
+# -- zoo eval ------------------------------------------------------------------------------------
+
+
+def metrics_table(metrics: dict[str, Any]):
+    """The scores of ``zoo eval``: every top-level score (the main one bold, with its interval),
+    then the box AP of the same detections for masks / keypoints."""
+    from rich.table import Table
+
+    from zoo.pipeline.report import fmt_ci
+
+    main = metrics.get("main")
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, float) or (v is None and k[:1].isupper())}
+    table = Table(title=f"{metrics.get('task', '')}: {metrics.get('images', '?')} images", show_header=True,
+                  min_width=36)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in scalars:
+        table.add_row(k, fmt_ci(metrics, k, 4), style="bold" if k == main else None)  # "0.7570 (0.70–0.81)"
+    for k in ("AP", "AP50", "AP75"):
+        if isinstance(metrics.get("bbox"), dict):
+            table.add_row(f"box {k}", _fmt4(metrics["bbox"].get(k)), style="dim")
+    return table
+
+
+def per_class_table(metrics: dict[str, Any]):
+    """``zoo eval``'s per-class scores (None when the metrics have none)."""
+    from rich.table import Table
+
+    per_class = metrics.get("per_class")
+    if not per_class:
+        return None
+    first = next(iter(per_class.values()))
+    cols = [c for c in first if c in ("AP", "AP50", "IoU", "Dice", "precision", "recall", "f1")]
+    count = next((c for c in ("instances", "pixels", "support") if c in first), None)
+    table = Table(title="per class", show_header=True)
+    table.add_column("class")
+    for c in cols + ([count] if count else []):
+        table.add_column(c, justify="right")
+    for name, row in per_class.items():
+        table.add_row(name, *[_fmt4(row.get(c)) for c in cols], *([str(row.get(count))] if count else []))
+    return table
+
+
+def print_metrics(metrics: dict[str, Any], out=None) -> None:
+    from zoo.cli.render import stdout_console
+
+    console = stdout_console()
+    console.print(metrics_table(metrics))
+    per_class = per_class_table(metrics)
+    if per_class is not None:
+        console.print(per_class)
+    if out is not None:
+        console.print(f"metrics written to {out}")
+
+
+def _fmt4(v) -> str:
+    return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)

@@ -16,11 +16,16 @@ Read back, a results file is taken as pycocotools' ``loadRes`` takes it: a resul
 ``bbox`` gets the box of its mask (and the mask's pixel count as its area) or of its
 keypoints (area = that box's); ``segmentation`` may be an RLE with ``counts`` as a string or
 a list, or polygons; an empty list is no detections.
+
+:func:`read_predictions` reads every task's prediction files (this JSON, a folder of label maps,
+a CSV of labels): ``zoo eval`` and the run folder read predictions through it.
 """
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from zoo.dataset import Dataset
@@ -182,3 +187,184 @@ def _rle_box(rle: dict) -> list[float]:
     from pycocotools import mask as mask_utils
 
     return [float(v) for v in mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode("ascii")})]
+
+
+# -- the prediction files ------------------------------------------------------------------------
+
+
+def read_predictions(task, path: Path, dataset: Dataset, gt_path: Path | None = None) -> list:
+    """The one reader of prediction files (``zoo eval --pred``, a run folder's predictions/),
+    by what the task's answer is (``Task.answer_kind``):
+
+    * instances (detect, instance-seg, keypoint): a COCO results JSON (a list of
+      ``{image_id, category_id, bbox, score[, segmentation][, keypoints]}``). ``image_id`` is
+      matched to the ground truth by the GT COCO file's own ids when ``gt_path`` is a COCO
+      JSON, else by zoo's numbering (1..N in the order the reader returns images, what ``zoo
+      run`` writes); a string ``image_id`` may also name the image itself. ``category_id`` is
+      the ground truth's category id (category index + 1 unless the GT is a COCO file);
+    * label_map (semantic-seg): a folder of single-channel PNG label maps (background 0,
+      category i at i+1), one per image, named like the image (the base name alone also works);
+    * label (classify): a CSV ``image,label[,score_<class>...]`` (:func:`read_label_csv`).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ZooError(f"{path}: no such file or folder")
+    if task.answer_kind == "instances":
+        return read_coco_results(path, dataset, gt_path)
+    if task.answer_kind == "label_map":
+        return read_mask_folder(path, dataset)
+    return read_label_csv(path, dataset)
+
+
+def read_coco_results(path: Path, dataset: Dataset, gt_path: Path | None = None) -> list:
+    """A COCO results JSON (or a whole COCO file, its annotations taken as results)."""
+    import orjson
+
+    if path.is_dir():
+        raise ZooError(f"{path}: expected a COCO results JSON file, got a folder")
+    try:
+        results = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as e:
+        raise ZooError(f"{path}: not valid JSON ({e}); predictions for this task are a COCO results JSON") from None
+    if isinstance(results, dict) and isinstance(results.get("annotations"), list):
+        results = results["annotations"]  # a whole COCO file given as results: use its annotations
+    ids = coco_image_ids(gt_path, dataset) if gt_path is not None else None
+    return coco_results_to_predictions(results, dataset, ids, source=str(path))
+
+
+def coco_image_ids(gt_path: Path, dataset: Dataset) -> dict[int, str] | None:
+    """COCO image id -> record id from a GT COCO JSON's ``images`` (matched by file name)."""
+    import orjson
+
+    if not (gt_path.is_file() and gt_path.suffix.lower() == ".json"):
+        return None
+    try:
+        data = orjson.loads(gt_path.read_bytes())
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        return None
+    find = _name_index(dataset)
+    out = {}
+    for img in data["images"]:
+        rid = find(str(img.get("file_name", "")))
+        if rid is not None and "id" in img:
+            out[img["id"]] = rid
+    return out or None
+
+
+def _name_index(dataset):
+    """A function: a file name / path / id -> the record id it names (or None)."""
+    exact = {r.id: r.id for r in dataset.images}
+    by_base: dict[str, list[str]] = {}
+    for r in dataset.images:
+        by_base.setdefault(PurePosixPath(r.id).name, []).append(r.id)
+
+    def find(name: str) -> str | None:
+        name = name.replace("\\", "/").strip()
+        stem = str(PurePosixPath(name).with_suffix("")) if PurePosixPath(name).suffix else name
+        for key in (name, stem):
+            if key in exact:
+                return key
+        base = PurePosixPath(stem).name
+        hits = by_base.get(base, [])
+        if len(hits) == 1:
+            return hits[0]
+        hits = [r for r in exact if stem.endswith("/" + r) or r.endswith("/" + stem)]
+        return hits[0] if len(hits) == 1 else None
+
+    return find
+
+
+def read_mask_folder(folder: Path, dataset: Dataset) -> list:
+    """One single-channel PNG label map per image, named like the image (or its base name)."""
+    import numpy as np
+    from PIL import Image
+
+    from zoo.predictions import SemanticPrediction
+
+    if not folder.is_dir():
+        raise ZooError(f"{folder}: expected a folder of PNG label maps for semantic-seg")
+    pngs = {p.relative_to(folder).with_suffix("").as_posix(): p for p in folder.rglob("*.png")}
+    by_base: dict[str, list[Path]] = {}
+    for key, p in pngs.items():
+        by_base.setdefault(PurePosixPath(key).name, []).append(p)
+    preds = []
+    for r in dataset.images:
+        path = pngs.get(r.id)
+        if path is None:
+            hits = by_base.get(PurePosixPath(r.id).name, [])
+            path = hits[0] if len(hits) == 1 else None
+        if path is None:
+            raise ZooError(f"{folder / (r.id + '.png')}: no predicted label map for image '{r.id}'")
+        try:
+            img = Image.open(path)
+            img.load()
+        except OSError as e:
+            raise ZooError(f"{path}: not a readable PNG ({e})") from None
+        if img.mode not in ("L", "P", "I", "I;16", "1"):
+            raise ZooError(f"{path}: a label map must be single-channel (L or P mode), got {img.mode}")
+        arr = np.asarray(img)
+        if arr.shape != (r.height, r.width):
+            raise ZooError(f"{path}: label map is {arr.shape[1]}x{arr.shape[0]}, the image is {r.width}x{r.height}")
+        preds.append(SemanticPrediction(r.id, arr))
+    return preds
+
+
+def read_label_csv(path: Path, dataset: Dataset) -> list:
+    """``image,label[,score_<class>...]`` (header optional): image is the image id, its file
+    name or base name, label a class name or index; the class scores, when a header names one
+    ``score_<class>`` column per class and a row fills them all (what ``zoo run`` writes)."""
+    from zoo.predictions import ClassPrediction
+
+    if path.is_dir():
+        raise ZooError(f"{path}: expected a CSV file 'image,label' for classify, got a folder")
+    find = _name_index(dataset)
+    preds = []
+    score_cols = None
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        for line, row in enumerate(csv.reader(f), start=1):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) < 2:
+                raise ZooError(f"{path}: line {line}: expected 'image,label', got {','.join(row)!r}")
+            image = row[0].strip()
+            if line == 1 and image.lower() in ("image", "image_id", "file", "filename", "file_name"):
+                score_cols = _score_columns(row, dataset.classes)
+                continue  # header
+            rid = find(image)
+            if rid is None:
+                raise ZooError(f"{path}: line {line}: image {image!r} is not in the ground truth")
+            label = _class_index(row[1].strip(), dataset.classes, f"{path}: line {line}")
+            preds.append(ClassPrediction(rid, label, _row_scores(row, score_cols, f"{path}: line {line}")))
+    if not preds:
+        raise ZooError(f"{path}: no predictions in the file")
+    return preds
+
+
+def _class_index(label: str, classes: list[str], where: str) -> int:
+    """A class named, or given by its index."""
+    if label in classes:
+        return classes.index(label)
+    if label.isdigit() and int(label) < len(classes):
+        return int(label)
+    from zoo.errors import did_you_mean
+
+    raise ZooError(f"{where}: unknown class {label!r}{did_you_mean(label, {n: k for k, n in enumerate(classes)})}")
+
+
+def _score_columns(header: list[str], classes: list[str]) -> list[int] | None:
+    """The column of ``score_<class>`` for every class, in class order, or None."""
+    at = {name.strip(): k for k, name in enumerate(header)}
+    cols = [at.get(f"score_{c}") for c in classes]
+    return cols if classes and all(c is not None for c in cols) else None
+
+
+def _row_scores(row: list[str], cols: list[int] | None, where: str) -> list[float] | None:
+    values = [row[c].strip() if c < len(row) else "" for c in cols] if cols else []
+    if not values or not all(values):
+        return None
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        raise ZooError(f"{where}: a class score is not a number") from None

@@ -303,11 +303,11 @@ def plan(s: Settings, reporter: Reporter) -> Plan:
     import shutil
 
     from zoo.data.split import data_hash
-    from zoo.pipeline.prepare import read_input
+    from zoo.pipeline.prepare import read_input, report_problems
 
     configs = resolve_configs(s)  # config typos fail before the data is even read
     dataset, label = read_input(s.opts.data, s.opts.fmt, s.opts.labels)
-    _say_data_problems(dataset, reporter)
+    report_problems(dataset, reporter)
     s.task.check(dataset)
     digest = data_hash(dataset)
     s.folder.mkdir(parents=True, exist_ok=True)
@@ -319,18 +319,6 @@ def plan(s: Settings, reporter: Reporter) -> Plan:
         for seed in s.seeds for i, (sp, path) in enumerate(splits) for b in s.backends)]
     work = [decide(s, cell, configs[cell.backend], dataset, digest, reporter) for cell in cells]
     return Plan(s, dataset, label, digest, splits, cells, work)
-
-
-def _say_data_problems(dataset, reporter: Reporter, limit: int = 5) -> None:
-    """A short summary of the reader's warnings; all of them go to the log."""
-    if not dataset.warnings:
-        return
-    for w in dataset.warnings:
-        log.warning("%s", w)
-    more = len(dataset.warnings) - limit
-    reporter.warn("\n".join([f"{len(dataset.warnings)} problem(s) in the data (skipped or repaired):",
-                             *(f"  {w}" for w in dataset.warnings[:limit]),
-                             *([f"  ... and {more} more (see log.txt, or run `zoo check`)"] if more > 0 else [])]))
 
 
 def _say_design(s: Settings, label: str, splits: list, reporter: Reporter) -> None:

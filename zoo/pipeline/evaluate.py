@@ -1,0 +1,34 @@
+"""``zoo eval``: score a predictions file against ground truth with the shared evaluator.
+
+The ground truth is any folder or file the readers know; the predictions are read by
+:func:`zoo.evaluation.results.read_predictions` (a COCO results JSON, a folder of PNG label
+maps or a CSV of labels, by task). The metrics are written to ``metrics.json`` and returned;
+the CLI draws them (:mod:`zoo.cli.views`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def evaluate_files(task: str, gt: Path, pred: Path, out: Path, fmt: str = "auto",
+                   labels: Path | None = None, plots: Path | None = None) -> dict[str, Any]:
+    """Read GT and PRED, score them, write ``out`` (metrics.json); the metrics."""
+    from zoo.atomic import write_json
+    from zoo.data.reading import read_dataset
+    from zoo.errors import ZooError
+    from zoo.evaluation import evaluate
+    from zoo.evaluation.results import read_predictions
+    from zoo.tasks import get_task
+
+    t = get_task(task)
+    gt, pred = Path(gt), Path(pred)
+    if not pred.exists():
+        raise ZooError(f"{pred}: no such file or folder")
+    dataset = read_dataset(gt, fmt, labels)
+    t.check(dataset)
+    metrics = evaluate(t, dataset, read_predictions(t, pred, dataset, gt), plots_dir=plots)
+    metrics = {**metrics, "ground_truth": str(gt), "predictions": str(pred)}
+    write_json(out, metrics)
+    return metrics
