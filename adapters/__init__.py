@@ -18,7 +18,7 @@ _A = "zoo.adapters"
 def zoo_readers():
     return [
         ReaderSpec(name="labelme", entry=f"{_A}.labelme:read", sniff=f"{_A}.labelme:sniff",
-                   description="labelme / X-AnyLabeling JSON (every version)"),
+                   records=f"{_A}.labelme:iter_records", description="labelme / X-AnyLabeling JSON (every version)"),
         ReaderSpec(name="voc", entry=f"{_A}.voc:read", sniff=f"{_A}.voc:sniff",
                    description="Pascal VOC XML (LabelImg), flat or devkit layout"),
         ReaderSpec(name="yolo", entry=f"{_A}.yolo:read", sniff=f"{_A}.yolo:sniff",
@@ -34,7 +34,7 @@ def zoo_readers():
 def zoo_writers():
     return [
         WriterSpec(name="coco", entry=f"{_A}.coco:write", tasks=("detect", "instance-seg", "keypoint"),
-                   description="annotations.json + images/"),
+                   stream=f"{_A}.coco:stream_coco", description="annotations.json + images/"),
         WriterSpec(name="yolo", entry=f"{_A}.yolo:write", tasks=("detect", "instance-seg", "keypoint", "classify"),
                    description="ultralytics data.yaml, images/, labels/ (detect, segment, pose, classify)"),
         WriterSpec(name="masks", entry=f"{_A}.masks:write", tasks=("semantic-seg",),

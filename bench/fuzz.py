@@ -5,7 +5,7 @@ temporary folder; each case copies it, mutates one file (a JSON value swapped fo
 one, an XML text or attribute changed, a YOLO line rewritten, bytes cut or flipped, an
 image swapped for a non-image or a decompression bomb), then reads it with
 ``zoo.data.reading.read_dataset`` (format named, and detected) and converts it with
-``zoo.adapters.convert.convert_folder`` to one writer's format (coco, masks, voc, yolo,
+``zoo.pipeline.convert.convert_folder`` to one writer's format (coco, masks, voc, yolo,
 labelme in turn) and lints it with ``zoo.data.lint.lint_folder`` (``zoo check``). Outcomes:
 
 * ``ok``: a Dataset (and the writes) came back;
@@ -336,7 +336,7 @@ def tree_hash(root: Path) -> str:
 
 def run_case(reader: str, seed_root: Path, work: Path, case: int, seed: int) -> tuple[str, str]:
     """('ok' | 'clean' | 'crash', detail)."""
-    from zoo.adapters.convert import convert_folder
+    from zoo.pipeline.convert import convert_folder
     from zoo.errors import ZooError
     from zoo.data.lint import lint_folder
     from zoo.data.reading import read_dataset
@@ -354,7 +354,7 @@ def run_case(reader: str, seed_root: Path, work: Path, case: int, seed: int) -> 
             pass
         to = WRITERS[case % len(WRITERS)]
         try:
-            convert_folder(src, to=to, out=work / "out", fmt=reader, quiet=True)
+            convert_folder(src, to=to, out=work / "out", fmt=reader)
         except ZooError:
             pass
         lint_folder(src, fmt=reader)  # zoo check: the same readers, then its own checks

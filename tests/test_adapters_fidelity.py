@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from zoo.adapters.convert import convert_folder
+from zoo.pipeline.convert import convert_folder
 from zoo.data.reading import read_dataset
 
 pytestmark = pytest.mark.fixtures
@@ -29,7 +29,7 @@ def inst_seg(real_fixtures):
 def test_instance_segmentation_to_coco_equals_labelme_expected(inst_seg, tmp_path):
     # --geometry pixels: area and box of the painted pixels, labelme's labelme2coco.py convention
     convert_folder(inst_seg, to="coco", out=tmp_path / "coco", labels=inst_seg / "labels.txt",
-                   geometry="pixels", quiet=True)
+                   geometry="pixels")
     ours = json.loads((tmp_path / "coco" / "annotations.json").read_text())
     exp = json.loads((inst_seg / "expected" / "data_dataset_coco" / "annotations.json").read_text())
 
@@ -85,7 +85,7 @@ def _labelme_reference(json_file: Path, names: list[str]) -> np.ndarray:
 
 
 def test_instance_segmentation_to_masks_pixel_for_pixel(inst_seg, tmp_path):
-    convert_folder(inst_seg, to="masks", out=tmp_path / "m", labels=inst_seg / "labels.txt", quiet=True)
+    convert_folder(inst_seg, to="masks", out=tmp_path / "m", labels=inst_seg / "labels.txt")
     names = [n for n in (inst_seg / "labels.txt").read_text().split("\n") if n and n != "__ignore__"]
     assert (tmp_path / "m" / "class_names.txt").read_text().splitlines() == names  # _background_ first
     differing = {}
@@ -118,7 +118,7 @@ def _xml_boxes(f: Path):
 
 def test_bbox_detection_to_voc_equals_expected_xml(real_fixtures, tmp_path):
     src = real_fixtures / "labelme" / "bbox_detection"
-    convert_folder(src, to="voc", out=tmp_path / "voc", labels=src / "labels.txt", quiet=True)
+    convert_folder(src, to="voc", out=tmp_path / "voc", labels=src / "labels.txt")
     for exp in sorted((src / "expected" / "data_dataset_voc" / "Annotations").glob("*.xml")):
         ours = tmp_path / "voc" / "Annotations" / exp.name
         assert _xml_boxes(ours) == _xml_boxes(exp)
@@ -270,7 +270,7 @@ def test_quirk_xanylabeling_pose_to_yolo_equals_expected(real_fixtures, tmp_path
     inst = ds.images[0].instances[0]
     assert ds.keypoint_names[4] == "right_ear" and inst.keypoints[4] == (0.0, 0.0, 0)
     assert sum(1 for k in inst.keypoints if k[2] > 0) == 16
-    convert_folder(src, to="yolo", out=tmp_path / "y", quiet=True)
+    convert_folder(src, to="yolo", out=tmp_path / "y")
     ours = (tmp_path / "y" / "labels" / "train" / "human-pose.txt").read_text().split()
     exp = (src / "expected_yolo_pose" / "human-pose.txt").read_text().split()
     assert ours == exp
@@ -293,7 +293,7 @@ def _tree_hash(root: Path) -> str:
 
 
 def test_source_folder_unchanged_by_every_conversion(real_fixtures, tmp_path):
-    from zoo.adapters.convert import check_folder
+    from zoo.pipeline.convert import check_folder
 
     src = tmp_path / "src"  # a writable copy, so a stray write would succeed and be seen
     shutil.copytree(real_fixtures / "labelme", src / "labelme")
@@ -301,6 +301,6 @@ def test_source_folder_unchanged_by_every_conversion(real_fixtures, tmp_path):
     before = _tree_hash(src)
     for folder in ("labelme/instance_segmentation", "labelme/primitives", "keypoints/X-AnyLabeling_human_pose"):
         for to in ("coco", "yolo", "masks", "voc", "labelme"):
-            convert_folder(src / folder, to=to, out=tmp_path / "out" / folder / to, quiet=True)
-        check_folder(src / folder, quiet=True)
+            convert_folder(src / folder, to=to, out=tmp_path / "out" / folder / to)
+        check_folder(src / folder)
     assert _tree_hash(src) == before

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo.adapters.convert import check_folder, convert_folder
+from zoo.pipeline.convert import check_folder, convert_folder
 from zoo.errors import DataError, ZooError
 from zoo.data.reading import read_dataset
 
@@ -78,7 +78,7 @@ def test_labelme_image_path_to_a_non_image_is_a_warning_and_never_copied(tmp_pat
     (tmp_path / "secret.txt").write_text("API_KEY=hunter2\n")
     _labelme(src, "ok", [_shape("a", SQUARE)])
     _labelme(src, "evil", [_shape("a", SQUARE)], image_path=named)
-    ds = convert_folder(src, to="coco", out=tmp_path / "out", quiet=True)
+    ds = convert_folder(src, to="coco", out=tmp_path / "out")
     assert "evil.json" in _reasons(ds) and "is not an image" in _reasons(ds)
     assert _files(tmp_path / "out" / "images") == ["ok.png"]
     for f in (tmp_path / "out").rglob("*"):
@@ -95,7 +95,7 @@ def test_voc_filename_and_coco_file_name_naming_a_non_image_are_skipped(tmp_path
             f"<annotation><filename>{name}</filename><size><width>{W}</width><height>{H}</height></size>"
             "<object><name>a</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
             "</object></annotation>")
-    ds = convert_folder(voc, to="voc", out=tmp_path / "out-voc", quiet=True)
+    ds = convert_folder(voc, to="voc", out=tmp_path / "out-voc")
     assert [r.id for r in ds] == ["ok"] and "notes.jpg: is not an image" in _reasons(ds)
     assert _files(tmp_path / "out-voc" / "JPEGImages") == ["ok.jpg"]
 
@@ -106,7 +106,7 @@ def test_voc_filename_and_coco_file_name_naming_a_non_image_are_skipped(tmp_path
                        {"id": 2, "file_name": "notes.png", "width": W, "height": H}],
             "annotations": [], "categories": [{"id": 1, "name": "a"}]}
     (coco / "annotations.json").write_text(json.dumps(data))
-    ds = convert_folder(coco, to="coco", out=tmp_path / "out-coco", quiet=True)
+    ds = convert_folder(coco, to="coco", out=tmp_path / "out-coco")
     assert [r.id for r in ds] == ["ok"] and "notes.png" in _reasons(ds)
     assert _files(tmp_path / "out-coco" / "images") == ["ok.png"]
 
@@ -146,7 +146,7 @@ def test_decompression_bomb_file_is_never_opened(tmp_path):
     _labelme(tmp_path, "ok", [_shape("a", SQUARE)])
     _labelme(tmp_path, "bomb", [_shape("a", SQUARE)])
     (tmp_path / "bomb.png").write_bytes(_bomb_png())
-    ds = convert_folder(tmp_path, to="masks", out=tmp_path.parent / "out", quiet=True)
+    ds = convert_folder(tmp_path, to="masks", out=tmp_path.parent / "out")
     assert [r.id for r in ds] == ["ok"] and "decompression bomb" in _reasons(ds)
 
 
@@ -165,7 +165,7 @@ def test_names_longer_than_the_filesystem_allows(tmp_path):
     long_stem = "é" * 125
     src = tmp_path / "src2"
     _labelme(src, long_stem, [_shape("a", SQUARE)])
-    convert_folder(src, to="yolo", out=tmp_path / "out", quiet=True)
+    convert_folder(src, to="yolo", out=tmp_path / "out")
     (img,) = (tmp_path / "out" / "images" / "train").iterdir()
     (txt,) = (tmp_path / "out" / "labels" / "train").iterdir()
     assert img.suffix == ".png" and txt.suffix == ".txt" and img.stem == txt.stem
@@ -175,7 +175,7 @@ def test_names_longer_than_the_filesystem_allows(tmp_path):
 @pytest.mark.parametrize("radius", [1e14, 1e17])
 def test_huge_circles_are_clipped_in_bounded_memory(tmp_path, radius):
     _labelme(tmp_path / "src", "a", [_shape("c", [[20, 15], [20 + radius, 15]], "circle")])
-    ds = convert_folder(tmp_path / "src", to="masks", out=tmp_path / "out", quiet=True)
+    ds = convert_folder(tmp_path / "src", to="masks", out=tmp_path / "out")
     inst = ds.images[0].instances[0]
     assert inst.bbox == (0.0, 0.0, float(W), float(H)) and len(inst.polygons[0]) <= 2 * 2048
     label_map = np.asarray(Image.open(tmp_path / "out" / "SegmentationClass" / "a.png"))
@@ -185,7 +185,7 @@ def test_huge_circles_are_clipped_in_bounded_memory(tmp_path, radius):
 def test_declared_size_far_larger_than_the_image_uses_the_image(tmp_path):
     ignore = _shape("__ignore__", [[0, 0], [99_999, 0], [99_999, 99_999]])
     _labelme(tmp_path / "src", "a", [_shape("a", SQUARE), ignore], imageWidth=100_000, imageHeight=100_000)
-    ds = convert_folder(tmp_path / "src", to="masks", out=tmp_path / "out", quiet=True)
+    ds = convert_folder(tmp_path / "src", to="masks", out=tmp_path / "out")
     assert (ds.images[0].width, ds.images[0].height) == (W, H)
     assert "declares the image 100000x100000" in _reasons(ds)
     assert np.asarray(Image.open(tmp_path / "out" / "SegmentationClass" / "a.png")).shape == (H, W)
@@ -219,9 +219,9 @@ def test_bad_coco_annotation_is_skipped_never_decoded(tmp_path, bad, why):
     """An RLE that disagrees with the image used to segfault inside pycocotools; a NaN bbox
     became a whole-image box; garbage counts gave an area larger than the image."""
     _coco(tmp_path / "src", [GOOD, {**GOOD, "id": 2, **bad}])
-    ds = check_folder(tmp_path / "src", quiet=True)
+    ds = check_folder(tmp_path / "src")
     assert len(ds.images[0].instances) == 1 and why in _reasons(ds)
-    out = convert_folder(tmp_path / "src", to="masks", out=tmp_path / "out", quiet=True)
+    out = convert_folder(tmp_path / "src", to="masks", out=tmp_path / "out")
     assert len(out.images[0].instances) == 1
 
 
@@ -267,7 +267,7 @@ def test_yolo_keypoint_of_huge_values_is_clipped_with_a_coco_visibility(tmp_path
     (tmp_path / "src" / "labels").mkdir()
     (tmp_path / "src" / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2 1e308 0.5 1e308\n")
     (tmp_path / "src" / "data.yaml").write_text("names: [p]\nkpt_shape: [1, 3]\n")
-    ds = convert_folder(tmp_path / "src", to="coco", out=tmp_path / "out", quiet=True)
+    ds = convert_folder(tmp_path / "src", to="coco", out=tmp_path / "out")
     (ann,) = json.loads((tmp_path / "out" / "annotations.json").read_text())["annotations"]
     assert ann["keypoints"] == [float(W), H / 2, 2] and "clipped" in _reasons(ds)
 
@@ -275,7 +275,7 @@ def test_yolo_keypoint_of_huge_values_is_clipped_with_a_coco_visibility(tmp_path
 def test_masks_of_more_categories_than_a_png_holds_is_one_line(tmp_path):
     _labelme(tmp_path / "src", "a", [_shape(f"c{i}", [[1, 1], [5, 5]], "rectangle") for i in range(255)])
     with pytest.raises(DataError, match="has 255 categories; a mask PNG holds at most 254"):
-        convert_folder(tmp_path / "src", to="masks", out=tmp_path / "out", quiet=True)
+        convert_folder(tmp_path / "src", to="masks", out=tmp_path / "out")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -286,7 +286,7 @@ def test_read_only_out_is_one_line(tmp_path):
     out.chmod(0o500)
     try:
         with pytest.raises(ZooError, match="cannot write .* under --out"):
-            convert_folder(tmp_path / "src", to="yolo", out=out, quiet=True)
+            convert_folder(tmp_path / "src", to="yolo", out=out)
     finally:
         out.chmod(0o700)
 
@@ -312,9 +312,9 @@ def test_full_disk_under_out_is_one_line_exit_2(tmp_path):
 def test_coco_images_known_only_by_size_fail_before_writing(tmp_path):
     _coco(tmp_path / "src", [GOOD], images=[{"id": 1, "file_name": "gone.png", "width": W, "height": H}])
     with pytest.raises(ZooError, match="1 image.s. have no image file .* yolo output copies the images"):
-        convert_folder(tmp_path / "src", to="yolo", out=tmp_path / "out", quiet=True)
+        convert_folder(tmp_path / "src", to="yolo", out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
-    convert_folder(tmp_path / "src", to="coco", out=tmp_path / "out2", copy_images=False, quiet=True)
+    convert_folder(tmp_path / "src", to="coco", out=tmp_path / "out2", copy_images=False)
 
 
 # ------------------------------------------------------------ defect 4: silent corruption
@@ -326,7 +326,7 @@ def test_two_ids_with_one_safe_name_are_both_written(tmp_path):
     _labelme(src, "_a", [_shape("b", SQUARE)])
     for to in ("coco", "yolo", "voc", "labelme", "masks"):
         out = tmp_path / f"out-{to}"
-        convert_folder(src, to=to, out=out, quiet=True)
+        convert_folder(src, to=to, out=out)
         assert len([p for p in out.rglob("*.png") if "SegmentationClass" not in p.parts]) == 2, to
     coco = json.loads((tmp_path / "out-coco" / "annotations.json").read_text())
     assert sorted(im["file_name"] for im in coco["images"]) == ["_a.png", "_a_2.png"]
@@ -334,10 +334,10 @@ def test_two_ids_with_one_safe_name_are_both_written(tmp_path):
 
 def test_label_with_a_line_break_is_dropped_not_shifting_class_lines(tmp_path):
     _labelme(tmp_path / "src", "a", [_shape("a", SQUARE), _shape("b\nc", SQUARE), _shape("z", SQUARE)])
-    ds = convert_folder(tmp_path / "src", to="voc", out=tmp_path / "out", quiet=True)
+    ds = convert_folder(tmp_path / "src", to="voc", out=tmp_path / "out")
     assert ds.categories == ["a", "z"] and "line break" in _reasons(ds)
     assert (tmp_path / "out" / "class_names.txt").read_text().splitlines() == ["a", "z"]
-    ds = convert_folder(tmp_path / "src", to="coco", out=tmp_path / "out-coco", quiet=True)  # the streaming path
+    ds = convert_folder(tmp_path / "src", to="coco", out=tmp_path / "out-coco")  # the streaming path
     coco = json.loads((tmp_path / "out-coco" / "annotations.json").read_text())
     assert [c["name"] for c in coco["categories"]] == ["a", "z"] and len(coco["annotations"]) == 2
     assert "line break" in _reasons(ds)
@@ -346,7 +346,7 @@ def test_label_with_a_line_break_is_dropped_not_shifting_class_lines(tmp_path):
 def test_voc_output_of_two_subfolders_with_one_file_name_reads_back(tmp_path):
     for sub in ("x", "y"):
         _labelme(tmp_path / "src" / sub, "a", [_shape(sub, [[1, 1], [9, 9]], "rectangle")])
-    convert_folder(tmp_path / "src", to="voc", out=tmp_path / "voc", quiet=True)
+    convert_folder(tmp_path / "src", to="voc", out=tmp_path / "voc")
     ds = read_dataset(tmp_path / "voc")
     assert sorted(r.id for r in ds) == ["x/a", "y/a"] and not ds.warnings
     assert sorted(ds.categories[r.instances[0].category] for r in ds) == ["x", "y"]

@@ -194,13 +194,13 @@ def test_utf8_bom_and_utf16_are_read(tmp_path):
 
 @pytest.mark.parametrize("to", ["yolo", "masks", "voc", "labelme", "coco"])
 def test_unsafe_label_names_never_leave_out(tmp_path, to):
-    from zoo.adapters.convert import convert_folder
+    from zoo.pipeline.convert import convert_folder
 
     src = tmp_path / "src"
     _labelme(src, "a", [_poly("tv/monitor", SQUARE), _poly("../x", SQUARE), _poly("..", SQUARE)],
              flags={"../../evil": True})
     out = tmp_path / "deep" / "out"
-    convert_folder(src, to=to, out=out, quiet=True)
+    convert_folder(src, to=to, out=out)
     written = [p for p in tmp_path.rglob("*") if p.is_file() and src not in p.parents]
     assert written and all(out in p.parents for p in written)
     ds = read_dataset(src)
@@ -208,13 +208,13 @@ def test_unsafe_label_names_never_leave_out(tmp_path, to):
 
 
 def test_unsafe_class_names_in_classify_folders(tmp_path):
-    from zoo.adapters.convert import convert_folder
+    from zoo.pipeline.convert import convert_folder
 
     src = tmp_path / "src"
     _labelme(src, "a", [], flags={"../../evil": True, "ok": False})
     _labelme(src, "b", [], flags={"../../evil": False, "ok": True})
     out = tmp_path / "out"
-    convert_folder(src, to="yolo", out=out, task="classify", quiet=True)
+    convert_folder(src, to="yolo", out=out, task="classify")
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == ["train/____evil/a.png", "train/ok/b.png"]
 
@@ -228,18 +228,18 @@ def test_image_id_with_dotdot_cannot_escape(tmp_path):
 
 
 def test_out_inside_source_or_not_empty_is_refused(tmp_path):
-    from zoo.adapters.convert import convert_folder
+    from zoo.pipeline.convert import convert_folder
 
     src = tmp_path / "src"
     _labelme(src, "a", [_poly("a", SQUARE)])
     with pytest.raises(ZooError, match="inside the source"):
-        convert_folder(src, to="coco", out=src / "coco", quiet=True)
+        convert_folder(src, to="coco", out=src / "coco")
     with pytest.raises(ZooError, match="inside the source"):
-        convert_folder(src, to="coco", out=src, quiet=True)
+        convert_folder(src, to="coco", out=src)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(ZooError, match="not empty"):
-        convert_folder(src, to="coco", out=tmp_path / "full", quiet=True)
+        convert_folder(src, to="coco", out=tmp_path / "full")
     assert sorted(p.name for p in src.iterdir()) == ["a.json", "a.png"]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo.adapters.convert import check_folder
+from zoo.pipeline.convert import check_folder
 from zoo.errors import ZooError
 from zoo.data.reading import detect_format, read_dataset
 
@@ -111,10 +111,10 @@ def test_keypoint_names_coco_order_when_subset(tmp_path):
 
 
 def test_check_folder_and_task(tiny_demo, real_fixtures):
-    ds = check_folder(tiny_demo, task="keypoint", quiet=True)
+    ds = check_folder(tiny_demo, task="keypoint")
     assert len(ds) == 12
     with pytest.raises(ZooError):
-        check_folder(real_fixtures / "labelme" / "classification", task="detect", quiet=True)
+        check_folder(real_fixtures / "labelme" / "classification", task="detect")
 
 
 def test_zoo_check_cli_prints_the_table(real_fixtures):
@@ -126,12 +126,12 @@ def test_zoo_check_cli_prints_the_table(real_fixtures):
 
 
 def test_convert_rejects_unknown_format_and_task(tiny_demo, tmp_path):
-    from zoo.adapters.convert import convert_folder
+    from zoo.pipeline.convert import convert_folder
 
     with pytest.raises(ZooError, match="unknown output format 'coc'"):
-        convert_folder(tiny_demo, to="coc", out=tmp_path / "o", quiet=True)
+        convert_folder(tiny_demo, to="coc", out=tmp_path / "o")
     with pytest.raises(ZooError):
-        convert_folder(tiny_demo, to="yolo", task="segmentt", out=tmp_path / "o2", quiet=True)
+        convert_folder(tiny_demo, to="yolo", task="segmentt", out=tmp_path / "o2")
     assert np.isfinite(1.0)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo.adapters.convert import convert_folder
+from zoo.pipeline.convert import convert_folder
 from zoo.data.reading import read_dataset
 
 
@@ -32,7 +32,7 @@ def test_demo_reads_with_zoo_yaml_vocabularies(demo):
 
 
 def test_coco_round_trip(tiny_demo, demo, tmp_path):
-    convert_folder(tiny_demo, to="coco", out=tmp_path / "c", quiet=True)
+    convert_folder(tiny_demo, to="coco", out=tmp_path / "c")
     back = read_dataset(tmp_path / "c" / "annotations.json")
     assert back.format == "coco" and back.categories == demo.categories
     assert back.keypoint_names == demo.keypoint_names and back.skeleton == demo.skeleton
@@ -45,7 +45,7 @@ def test_coco_round_trip(tiny_demo, demo, tmp_path):
 @pytest.mark.parametrize("task", ["detect", "instance-seg", "keypoint"])
 def test_yolo_round_trip(tiny_demo, demo, tmp_path, task):
     out = tmp_path / "y"
-    convert_folder(tiny_demo, to="yolo", out=out, task=task, quiet=True)
+    convert_folder(tiny_demo, to="yolo", out=out, task=task)
     import yaml
 
     data = yaml.safe_load((out / "data.yaml").read_text())
@@ -73,14 +73,14 @@ def test_yolo_round_trip(tiny_demo, demo, tmp_path, task):
 
 def test_yolo_classify_layout(tiny_demo, demo, tmp_path):
     out = tmp_path / "cls"
-    convert_folder(tiny_demo, to="yolo", out=out, task="classify", quiet=True)
+    convert_folder(tiny_demo, to="yolo", out=out, task="classify")
     back = read_dataset(out / "train")
     assert back.format == "folders" and back.classes == demo.classes
     assert sorted(back.classes[r.labels[0]] for r in back) == sorted(demo.classes[r.labels[0]] for r in demo)
 
 
 def test_voc_round_trip_keeps_difficult(tiny_demo, demo, tmp_path):
-    convert_folder(tiny_demo, to="voc", out=tmp_path / "v", quiet=True)
+    convert_folder(tiny_demo, to="voc", out=tmp_path / "v")
     back = read_dataset(tmp_path / "v")
     assert back.format == "voc" and _boxes(back) == _boxes(demo)
     assert (tmp_path / "v" / "ImageSets" / "Main" / "trainval.txt").read_text().split() == [r.id for r in demo]
@@ -89,7 +89,7 @@ def test_voc_round_trip_keeps_difficult(tiny_demo, demo, tmp_path):
 def test_masks_are_the_rasteriser_output(tiny_demo, demo, tmp_path):
     from zoo.data.raster import semantic_label_map
 
-    convert_folder(tiny_demo, to="masks", out=tmp_path / "m", quiet=True)
+    convert_folder(tiny_demo, to="masks", out=tmp_path / "m")
     assert (tmp_path / "m" / "class_names.txt").read_text().split() == ["_background_", *demo.categories]
     for r in demo.images[:3]:
         png = Image.open(tmp_path / "m" / "SegmentationClass" / f"{r.id}.png")
@@ -98,7 +98,7 @@ def test_masks_are_the_rasteriser_output(tiny_demo, demo, tmp_path):
 
 
 def test_labelme_round_trip(tiny_demo, demo, tmp_path):
-    convert_folder(tiny_demo, to="labelme", out=tmp_path / "l", quiet=True)
+    convert_folder(tiny_demo, to="labelme", out=tmp_path / "l")
     (tmp_path / "l" / "zoo.yaml").write_text((tiny_demo / "zoo.yaml").read_text())
     back = read_dataset(tmp_path / "l")
     assert back.categories == demo.categories and back.classes == demo.classes
@@ -112,7 +112,7 @@ def test_labelme_round_trip(tiny_demo, demo, tmp_path):
 def test_labelme_mask_ignore_and_difficult_round_trip(real_fixtures, tmp_path):
     src = real_fixtures / "labelme" / "primitives"
     ds = read_dataset(src)
-    convert_folder(src, to="labelme", out=tmp_path / "l", quiet=True)
+    convert_folder(src, to="labelme", out=tmp_path / "l")
     back = read_dataset(tmp_path / "l")
     from zoo.data.raster import rle_to_mask
 
@@ -121,7 +121,7 @@ def test_labelme_mask_ignore_and_difficult_round_trip(real_fixtures, tmp_path):
     assert np.array_equal(rle_to_mask(octa.mask), rle_to_mask(octb.mask))
 
     inst = real_fixtures / "labelme" / "instance_segmentation"
-    convert_folder(inst, to="labelme", out=tmp_path / "i", quiet=True)
+    convert_folder(inst, to="labelme", out=tmp_path / "i")
     back = read_dataset(tmp_path / "i")
     assert sum(i.ignore and i.category == -1 for r in back for i in r.instances) == 2
 
@@ -167,7 +167,7 @@ def test_predictions_to_labelme_read_back_as_annotations(tiny_demo, demo, tmp_pa
 
 
 def test_voc_devkit_with_imagesets(tmp_path, tiny_demo):
-    convert_folder(tiny_demo, to="voc", out=tmp_path / "v", quiet=True)
+    convert_folder(tiny_demo, to="voc", out=tmp_path / "v")
     main = tmp_path / "v" / "ImageSets" / "Main"
     ids = (main / "trainval.txt").read_text().split()
     (main / "trainval.txt").unlink()

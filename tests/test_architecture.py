@@ -32,11 +32,7 @@ MAY_IMPORT = {
 #: zoo.testing is the plugin author's kit: it drives a backend through data, training and scoring.
 EXCEPTIONS = {"zoo.testing": {"data", "training", "evaluation"}}
 #: Known breaks, each removed as issue 15 lands. Empty is the goal; never add to it.
-KNOWN = {
-    "zoo.data.lint_fix -> zoo.adapters.convert",
-    "zoo.cli.check_cmd -> zoo.adapters.convert",
-    "zoo.cli.convert_cmd -> zoo.adapters.convert",
-}
+KNOWN: set[str] = set()
 
 
 def _room(module: str) -> str | None:

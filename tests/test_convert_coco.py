@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from zoo.evaluation.ground_truth import to_coco
-from zoo.adapters.convert import convert_folder
+from zoo.pipeline.convert import convert_folder
 from zoo.data.reading import read_dataset
 
 
@@ -20,7 +20,7 @@ def _strip(coco: dict) -> dict:
 
 @pytest.mark.parametrize("geometry", ["exact", "pixels"])
 def test_streaming_equals_to_coco_on_demo(tiny_demo, tmp_path, geometry):
-    convert_folder(tiny_demo, to="coco", out=tmp_path / "c", geometry=geometry, copy_images=False, quiet=True)
+    convert_folder(tiny_demo, to="coco", out=tmp_path / "c", geometry=geometry, copy_images=False)
     ours = json.loads((tmp_path / "c" / "annotations.json").read_text())
     ref = to_coco(read_dataset(tiny_demo), geometry=geometry)
     assert _strip(ours) == _strip(ref)
@@ -29,7 +29,7 @@ def test_streaming_equals_to_coco_on_demo(tiny_demo, tmp_path, geometry):
 
 def test_streaming_equals_to_coco_with_labels_and_ignore(real_fixtures, tmp_path):
     src = real_fixtures / "labelme" / "instance_segmentation"
-    ds = convert_folder(src, to="coco", out=tmp_path / "c", labels=src / "labels.txt", quiet=True)
+    ds = convert_folder(src, to="coco", out=tmp_path / "c", labels=src / "labels.txt")
     ours = json.loads((tmp_path / "c" / "annotations.json").read_text())
     ref = to_coco(read_dataset(src, labels=src / "labels.txt"))
     for im in ref["images"]:
@@ -45,7 +45,7 @@ def test_labels_not_listed_are_dropped_when_streaming(tmp_path, tiny_demo):
     (src / "zoo.yaml").unlink()
     lab = tmp_path / "labels.txt"
     lab.write_text("wbc\nrbc\n")
-    ds = convert_folder(src, to="coco", out=tmp_path / "c", labels=lab, copy_images=False, quiet=True)
+    ds = convert_folder(src, to="coco", out=tmp_path / "c", labels=lab, copy_images=False)
     coco = json.loads((tmp_path / "c" / "annotations.json").read_text())
     assert [c["name"] for c in coco["categories"]] == ["wbc", "rbc"]
     assert {a["category_id"] for a in coco["annotations"]} == {1, 2}

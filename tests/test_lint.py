@@ -208,10 +208,10 @@ def test_zoo_run_strict_refuses_before_training(tmp_path, capsys):
 
 
 def test_fix_other_formats_through_their_writer(tmp_path):
-    from zoo.adapters.convert import convert_folder
+    from zoo.pipeline.convert import convert_folder
 
     voc = tmp_path / "voc"
-    convert_folder(fixable_mistakes(tmp_path / "data"), to="voc", out=voc, quiet=True)
+    convert_folder(fixable_mistakes(tmp_path / "data"), to="voc", out=voc)
     before = tree_digest(voc)
     report = lint_folder(voc)
     assert {f.check for f in report.findings} == {"near-duplicate-label", "duplicate-shape", "duplicate-image"}

@@ -41,7 +41,7 @@ def _convert_with_file_limit(src, out, to: str, limit: int, cwd):
 @pytest.mark.parametrize("to", ["coco", "yolo"])
 def test_a_failed_convert_leaves_an_output_nothing_reads(to, tmp_path):
     """The disk refuses the big annotation file (a real file-size limit, as a full disk would)."""
-    from zoo.adapters.convert import check_folder, convert_folder
+    from zoo.pipeline.convert import check_folder, convert_folder
     from zoo.data.reading import read_dataset
 
     src = _labelme_folder(tmp_path / "src", points=20000)  # a polygon of ~700 KB as text
@@ -61,10 +61,10 @@ def test_a_failed_convert_leaves_an_output_nothing_reads(to, tmp_path):
                        timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and "unfinished" in r.stderr and "Traceback" not in r.stderr
     with pytest.raises(Exception, match="holds an unfinished conversion"):
-        convert_folder(src, to=to, out=out, quiet=True)
+        convert_folder(src, to=to, out=out)
 
     # finished: no marker, and the output reads back
     done = tmp_path / "done"
-    convert_folder(src, to=to, out=done, quiet=True)
+    convert_folder(src, to=to, out=done)
     assert not (done / ".zoo-unfinished").exists()
     assert len(read_dataset(done).images) == 1

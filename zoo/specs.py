@@ -95,12 +95,16 @@ class ReaderSpec:
     entry: ``"module:function"`` with signature ``read(path, *, labels=None) -> Dataset``
     sniff: ``"module:function"`` with signature ``sniff(path) -> float`` (0 = not this
            format, 1 = certainly this format), used by ``--from auto``
+    records: ``"module:function"`` yielding the format's images one at a time, for a writer
+           that streams (``WriterSpec.stream``), ``records(path, warnings, flag_names) ->
+           Iterator[zoo.data.builder.DraftRecord]``; empty where the format cannot
     """
 
     name: str
     entry: str
     sniff: str = ""
     description: str = ""
+    records: str = ""
     plugin: str = field(default="", compare=False)
 
     def load(self):
@@ -108,6 +112,9 @@ class ReaderSpec:
 
     def load_sniffer(self):
         return _import(self.sniff) if self.sniff else None
+
+    def load_records(self):
+        return _import(self.records)
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,10 @@ class WriterSpec:
     predictions: ``"module:function"`` writing one image's prediction in this format, where
     the format can hold one (labelme: a file to correct by hand), ``write(prediction, meta,
     record, path, *, image_path=None, min_score=0.0) -> Path``; empty where it cannot.
+
+    stream: ``"module:function"`` writing a reader's records as they come (``ReaderSpec.records``),
+    without holding the dataset, ``stream(records, out_dir, *, root, warnings, labels,
+    geometry, copy_images) -> dict`` (``Dataset.summary()``-style counts); empty where it cannot.
     """
 
     name: str
@@ -124,6 +135,7 @@ class WriterSpec:
     tasks: tuple[str, ...] = ()
     description: str = ""
     predictions: str = ""
+    stream: str = ""
     plugin: str = field(default="", compare=False)
 
     def load(self):
@@ -133,6 +145,9 @@ class WriterSpec:
         if not self.predictions:
             raise ZooError(f"writer '{self.name}' does not write predictions")
         return _import(self.predictions)
+
+    def load_stream(self):
+        return _import(self.stream)
 
 
 @dataclass(frozen=True)

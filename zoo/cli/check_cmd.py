@@ -38,9 +38,9 @@ def check(
 
     mapping = lint_fix.parse_map(map_)
     if fix:
-        from zoo.adapters.convert import _check_out
+        from zoo.data.output import check_out
 
-        _check_out(data, out)  # before reading: a wrong --out fails at once
+        check_out(data, out)  # before reading: a wrong --out fails at once
     report = lint.lint_folder(data, fmt=fmt, labels=labels, task=task, val=val, test=test)
     changes: list[str] | None = None
     final = report
@@ -75,7 +75,7 @@ def _print_table(data: Path, report, changes, after, out: Path | None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from zoo.adapters.convert import print_summary
+    from zoo.cli.views import print_summary
 
     console = Console()
     ds = report.dataset

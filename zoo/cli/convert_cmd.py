@@ -26,6 +26,9 @@ def convert(
     ),
 ) -> None:
     """Convert annotations between formats, with a summary of what was read."""
-    from zoo.adapters.convert import convert_folder
+    from zoo.cli.views import print_summary
+    from zoo.pipeline.convert import convert as run_convert
 
-    convert_folder(src, to=to, out=out, fmt=fmt, task=task, labels=labels, copy_images=not no_images, geometry=geometry)
+    done = run_convert(src, to=to, out=out, fmt=fmt, task=task, labels=labels, copy_images=not no_images,
+                       geometry=geometry)
+    print_summary(done.dataset, title=done.title, summary=done.summary)

@@ -147,3 +147,42 @@ def print_metrics(metrics: dict[str, Any], out=None) -> None:
 
 def _fmt4(v) -> str:
     return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+# -- zoo convert, zoo check ----------------------------------------------------------------------
+
+
+def print_summary(ds, *, title: str, all_warnings: bool = False, max_warnings: int = 10,
+                  summary: dict | None = None) -> None:
+    """What a folder holds (zoo convert, zoo check): images, instances per category, image
+    classes, keypoints, the source's splits, then its warnings."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from zoo.cli.render import stdout_console
+
+    console = stdout_console()
+    s = summary or ds.summary()
+    console.print(f"[bold]{title}[/bold]", highlight=False)
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("")
+    table.add_column("name")
+    table.add_column("count", justify="right")
+    table.add_row("images", "", str(s["images"]))
+    for i, (name, n) in enumerate(s["instances"].items()):
+        table.add_row("instances" if i == 0 else "", name, str(n))
+    if s["ignored"]:
+        table.add_row("ignored regions", "", str(s["ignored"]))
+    for i, (name, n) in enumerate(s["labels"].items()):
+        table.add_row("image classes" if i == 0 else "", name, str(n))
+    if ds.keypoint_names:
+        table.add_row("keypoints", ", ".join(ds.keypoint_names), str(len(ds.keypoint_names)))
+    for i, (name, ids) in enumerate(ds.splits.items()):
+        table.add_row("splits in source" if i == 0 else "", name, str(len(ids)))
+    table.add_row("warnings", "", str(s["warnings"]), style="yellow" if s["warnings"] else None)
+    console.print(table)
+    shown = ds.warnings if all_warnings else ds.warnings[:max_warnings]
+    for w in shown:
+        console.print(Text.assemble(("warning", "yellow"), f": {w}"), highlight=False, soft_wrap=True)
+    if len(ds.warnings) > len(shown):
+        console.print(f"... and {len(ds.warnings) - len(shown)} more warnings (zoo check lists them all)")

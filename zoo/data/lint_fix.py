@@ -113,7 +113,7 @@ def _renamed(names: list[str], renames: dict[str, str]) -> tuple[list[str], dict
 
 def write_fixed(dataset: Dataset, plan: FixPlan, src: Path, out: Path) -> None:
     """The corrected copy of ``src`` under ``out`` (see the module doc)."""
-    from zoo.adapters.convert import _check_out, _writer_task, _writing_to
+    from zoo.data.output import check_out as _check_out, writer_task as _writer_task, writing_to as _writing_to
     from zoo.registry import get_registry
 
     _check_out(src, out)

@@ -1,0 +1,73 @@
+"""Writing a dataset to a new folder, safely: the rules ``zoo convert`` and ``zoo check --fix``
+share.
+
+The source is only ever read: the output folder may not be the source, lie inside it, or
+already hold files; while a writer works, the folder is marked unfinished
+(:data:`zoo.data.reading.UNFINISHED`), so a killed conversion is never read as a whole dataset.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from zoo.dataset import Dataset
+from zoo.errors import ZooError
+
+#: the writers' task names (ultralytics', ...) -> zoo's
+TASK_ALIASES = {"segment": "instance-seg", "pose": "keypoint", "detection": "detect", "semantic": "semantic-seg"}
+#: what a format holds when no task is given (None: whatever the dataset has)
+DEFAULT_TASK = {"coco": None, "yolo": "detect", "masks": "semantic-seg", "voc": "detect", "labelme": None}
+
+
+def zoo_task(task: str | None) -> str | None:
+    """A task as zoo names it (``segment`` -> ``instance-seg``, ...)."""
+    return None if task is None else TASK_ALIASES.get(task, task)
+
+
+def check_out(src: Path, out: Path) -> None:
+    """A clear error unless ``out`` is a new (or empty) folder outside ``src``."""
+    s, o = Path(src).resolve(), Path(out).resolve()
+    s_dir = s if s.is_dir() else s.parent
+    if o == s_dir or o.is_relative_to(s_dir):
+        raise ZooError(f"--out {out} lies inside the source folder {src}; zoo never writes into your data: "
+                       "choose a folder outside it")
+    if o.exists() and (not o.is_dir() or any(o.iterdir())):
+        from zoo.data.reading import UNFINISHED
+
+        what = "holds an unfinished conversion" if (o / UNFINISHED).exists() else "already exists and is not empty"
+        raise ZooError(f"--out {out} {what}; choose a new folder (or delete it)")
+
+
+@contextmanager
+def writing_to(out: Path):
+    """``out`` marked unfinished (:data:`zoo.data.reading.UNFINISHED`) until the writer is done, so
+    a killed or failed conversion is never read as a whole dataset. A disk that refuses a
+    write (read-only or full --out, a path longer than the filesystem allows) is the user's to
+    fix: one line naming the file, not a traceback."""
+    from zoo.data.reading import UNFINISHED
+
+    marker = out / UNFINISHED
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text("zoo convert has not finished writing this folder\n", encoding="utf-8")
+        yield
+        marker.unlink()
+    except OSError as e:
+        where = e.filename if e.filename is not None else out
+        raise ZooError(f"cannot write {where} under --out {out}: {e.strerror or e}") from None
+
+
+def writer_task(to: str, task: str | None, ds: Dataset) -> str | None:
+    """The task a ``to`` writer writes ``ds`` for: the one given, else (yolo) what the data
+    holds, else the format's default."""
+    task = zoo_task(task)
+    if to == "yolo" and task is None:
+        if ds.keypoint_names:
+            return "keypoint"
+        if not any(r.instances for r in ds.images) and ds.classes:
+            return "classify"
+        if any(i.polygons or i.mask for r in ds.images for i in r.instances):
+            return "instance-seg"
+        return "detect"
+    return task or DEFAULT_TASK.get(to)

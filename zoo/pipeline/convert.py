@@ -1,0 +1,127 @@
+"""``zoo convert`` and ``zoo check``'s reading: any folder a registered reader reads, written
+by a registered writer, with what was read returned for the CLI to show (images, instances
+per class, warnings).
+
+The source folder is only ever read (:mod:`zoo.data.output`: the output folder may not be
+the source, lie inside it, or already hold files). Where the reader can hand over its files
+one image at a time and the writer can take them so (``ReaderSpec.records``,
+``WriterSpec.stream``: labelme -> COCO), the conversion streams, and its memory follows the
+output's size rather than the dataset's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.data.output import check_out, writer_task, writing_to, zoo_task
+from zoo.dataset import Dataset
+from zoo.errors import ZooError
+
+
+@dataclass
+class Converted:
+    """What ``zoo convert`` read and wrote."""
+
+    #: the dataset read (a streamed conversion: its categories and warnings only)
+    dataset: Dataset
+    #: ``SRC (labelme) -> OUT (coco)``
+    title: str
+    #: ``Dataset.summary()`` of what was read (a streamed conversion: the writer's count)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def convert(src: str | Path, *, to: str, out: str | Path, fmt: str = "auto", task: str | None = None,
+            labels: str | Path | None = None, copy_images: bool = True, geometry: str = "exact") -> Converted:
+    """Read ``src`` and write it as ``to`` under ``out``."""
+    from zoo.data.reading import detect_format
+    from zoo.registry import get_registry
+
+    src, out = Path(src), Path(out)
+    if not src.exists():
+        raise ZooError(f"{src}: no such file or folder")
+    registry = get_registry()
+    writer_spec = registry.writer(to)  # unknown format: error before any reading
+    if geometry not in ("exact", "pixels"):
+        raise ZooError(f"--geometry must be 'exact' or 'pixels', not '{geometry}'")
+    check_out(src, out)
+    fmt = detect_format(src) if fmt == "auto" else fmt
+    task = zoo_task(task)
+    reader_spec = registry.readers.get(fmt)
+    if reader_spec is not None and reader_spec.records and writer_spec.stream and task in (None, *writer_spec.tasks):
+        with writing_to(out):
+            return _stream(reader_spec, writer_spec, src, out, labels=labels, geometry=geometry,
+                           copy_images=copy_images)
+    return _convert_whole(writer_spec, src, out, fmt=fmt, task=task, labels=labels, copy_images=copy_images,
+                          geometry=geometry)
+
+
+def convert_folder(src: str | Path, **options: Any) -> Dataset:
+    """:func:`convert`, for a caller that wants the dataset read."""
+    return convert(src, **options).dataset
+
+
+def _convert_whole(writer_spec, src: Path, out: Path, *, fmt: str, task: str | None, labels, copy_images: bool,
+                   geometry: str) -> Converted:
+    """Read the whole dataset, then write it."""
+    from zoo.data.reading import read_dataset
+
+    ds = read_dataset(src, fmt=fmt, labels=labels)
+    _check_pixels(ds, writer_spec.name, copy_images)
+    wtask = writer_task(writer_spec.name, task, ds)
+    if wtask is not None:
+        from zoo.tasks import get_task
+
+        get_task(wtask)  # unknown task names fail here, with a suggestion
+    writer = writer_spec.load()
+    kwargs: dict[str, Any] = {"task": wtask}
+    if writer_spec.name in ("coco", "masks") and not copy_images:
+        kwargs["copy_images"] = False
+    if writer_spec.name == "coco":
+        kwargs["geometry"] = geometry
+    with writing_to(out):
+        out.mkdir(parents=True, exist_ok=True)
+        writer(ds, out, **kwargs)
+    return Converted(ds, f"{src} ({ds.format}) -> {out} ({writer_spec.name}{', ' + wtask if wtask else ''})",
+                     ds.summary())
+
+
+def _stream(reader_spec, writer_spec, src: Path, out: Path, *, labels, geometry: str, copy_images: bool) -> Converted:
+    """Reader to writer one image at a time, without holding the dataset."""
+    root = src.parent if src.is_file() else src
+    warnings: list = []
+    records = reader_spec.load_records()(src, warnings, set())
+    summary = writer_spec.load_stream()(records, out, root=root, warnings=warnings, labels=labels, geometry=geometry,
+                                        copy_images=copy_images)
+    ds = Dataset(categories=summary["categories"], root=root, format=reader_spec.name, warnings=warnings)
+    return Converted(ds, f"{src} ({reader_spec.name}) -> {out} ({writer_spec.name})", summary)
+
+
+def _check_pixels(ds: Dataset, to: str, copy_images: bool) -> None:
+    """Images known only by their size (a COCO file without its image files) cannot be
+    copied: an error before anything is written, not half way."""
+    if to in ("coco", "masks") and not copy_images:
+        return
+    missing = [r.id for r in ds.images if r.file is None and r.embedded is None]
+    if missing:
+        hint = "; add --no-images to write the annotations alone" if to in ("coco", "masks") else ""
+        raise ZooError(f"{len(missing)} image(s) have no image file (e.g. {missing[0]!r}) and {to} output "
+                       f"copies the images{hint}")
+
+
+def check_folder(data: str | Path, *, fmt: str = "auto", labels: str | Path | None = None,
+                 task: str | None = None) -> Dataset:
+    """``data`` read as ``zoo run`` would; with ``task``, also checked that the data can serve
+    that task (an error when it cannot)."""
+    from zoo.data.reading import read_dataset
+
+    ds = read_dataset(data, fmt=fmt, labels=labels)
+    if task is not None:
+        from zoo.tasks import get_task
+
+        t = get_task(zoo_task(task))
+        t.check(ds)
+        if not any(t.is_annotated(r) for r in ds.images):
+            raise ZooError(f"{data}: no image is annotated for {t.name}")
+    return ds
