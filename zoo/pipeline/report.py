@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from zoo.atomic import write_text
 
 if TYPE_CHECKING:
-    from zoo.pipeline.runfolder import Manifest
+    from zoo.pipeline.runfolder import Manifest, RunFolder
 
 # Size-range and recall stats stay in metrics.json; the headline columns are the precision-type
 # scores a reader compares first.
@@ -98,10 +98,9 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path, *, manifest: Manifest, metrics: dict, split, dataset, config: dict, task) -> Path:
+def write_report(folder: RunFolder, *, manifest: Manifest, metrics: dict, split, dataset, config: dict, task) -> Path:
     """Write ``report.md`` for a finished run."""
-    run_dir = Path(run_dir)
-    m = manifest
+    run_dir, m = folder.path, manifest
     summary = m.data.summary or dataset.summary()
     parts = [f"# {m.backend} · {task.title} · {run_dir.name}", ""]
 
@@ -136,10 +135,10 @@ def write_report(run_dir: Path, *, manifest: Manifest, metrics: dict, split, dat
         parts += [f"- **{k}**: {v}" for k, v in conventions.items()]
         parts += [""]
 
-    plots = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").is_dir() else []
+    plots = sorted(folder.plots_dir.glob("*.png")) if folder.plots_dir.is_dir() else []
     if plots:
         parts += ["### Plots", ""]
-        parts += [f"![{p.stem}](plots/{p.name})" for p in plots]
+        parts += [f"![{p.stem}]({folder.relative(p)})" for p in plots]
         parts += [""]
 
     parts += ["## Data", ""]
@@ -192,23 +191,23 @@ def write_report(run_dir: Path, *, manifest: Manifest, metrics: dict, split, dat
                   + ", ".join(f"{k} {fmt(v)}" for k, v in own.items())]
     parts += [""]
 
-    parts += _label_next(run_dir)
+    parts += _label_next(folder)
     data = m.data.path
     parts += ["## Reproduce, predict", "", "```sh",
               f"zoo run --task {task.name} --backend {m.backend}"
               + ("" if data == "demo" else f" --data {_q(data)}")
-              + f" --config {_q(run_dir / 'config.yaml')} --split {_q(run_dir / 'split.json')}"
+              + f" --config {_q(folder.config_file)} --split {_q(folder.split_file)}"
               + _select_flags(m.selection.get("protocol")),
               f"zoo predict --run {_q(run_dir)} IMAGES... --out DIR   # labelme JSON to open and correct",
               "```", ""]
-    return write_text(run_dir / "report.md", "\n".join(parts))
+    return write_text(folder.report_file, "\n".join(parts))
 
 
-def _label_next(run_dir: Path, n: int = 10) -> list[str]:
+def _label_next(folder: RunFolder, n: int = 10) -> list[str]:
     """--rank: the first rows of ``ranking/ranking.csv``."""
     import csv
 
-    path = run_dir / "ranking" / "ranking.csv"
+    path = folder.ranking_file
     if not path.is_file():
         return []
     with path.open(encoding="utf-8", newline="") as f:

@@ -17,7 +17,7 @@ from zoo.atomic import write_text
 from zoo.pipeline.report import all_scores, fmt, fmt_ci, per_class_metric
 
 if TYPE_CHECKING:
-    from zoo.pipeline.runfolder import Manifest
+    from zoo.pipeline.runfolder import Manifest, RunFolder
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -98,10 +98,9 @@ def failures_section(png: bytes | None, listing: list, what: str) -> list[str]:
     return out + [table(["image", *cols], rows, "failures")]
 
 
-def write_run_html(run_dir: Path, *, manifest: Manifest, metrics: dict, failures: tuple) -> Path:
+def write_run_html(folder: RunFolder, *, manifest: Manifest, metrics: dict, failures: tuple) -> Path:
     """``report.html`` of a finished run (``failures``: :func:`zoo.pipeline.failures.failures_figure`)."""
-    run_dir = Path(run_dir)
-    m = manifest
+    run_dir, m = folder.path, manifest
     title = f"{m.backend} · {m.task} · {run_dir.name}"
     body = [f"<h1>{esc(title)}</h1>",
             f"<p class=note>Data hash <code>{esc(m.data.hash[:16])}</code>, split "
@@ -113,8 +112,8 @@ def write_run_html(run_dir: Path, *, manifest: Manifest, metrics: dict, failures
     if pc:
         body += ["<h2>Per class</h2>", pc]
     body += failures_section(failures[0], failures[1], "the model gets")
-    plots = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").is_dir() else []
-    plots = [p for p in plots if p.name != "samples.png"]  # the failures figure shows the same images
+    plots = sorted(folder.plots_dir.glob("*.png")) if folder.plots_dir.is_dir() else []
+    plots = [p for p in plots if p != folder.samples_file]  # the failures figure shows the same images
     if plots:
         body += ["<h2>Plots</h2>", *[figure(p, p.stem.replace("_", " ")) for p in plots]]
     conventions = metrics.get("conventions") or {}
@@ -122,7 +121,7 @@ def write_run_html(run_dir: Path, *, manifest: Manifest, metrics: dict, failures
         body += ["<h2>Conventions</h2><ul>",
                  *[f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in conventions.items()], "</ul>"]
     body += ["<p class=note>The full text report, config and data summary: report.md.</p>"]
-    return write_text(run_dir / "report.html", page(title, body))
+    return write_text(folder.html_file, page(title, body))
 
 
 def write_compare_html(folder: Path, *, title: str, design: str, header: list[str], rows: list[list[Any]],

@@ -362,7 +362,7 @@ class _Run:
         m = self.manifest
         m.status, m.finished, m.timings.report = "finished", time.strftime("%Y-%m-%dT%H:%M:%S%z"), 0.0
         self.write_html(metrics, preds)  # first: report.md lists plots/samples.png
-        write_report(self.folder.path, manifest=m, metrics=metrics, split=self.data.split,
+        write_report(self.folder, manifest=m, metrics=metrics, split=self.data.split,
                      dataset=self.data.dataset, config=dump_config(self.prepared.config), task=self.task)
         m.timings.report = round(time.perf_counter() - t0, 3)
         self.prepared.phase_done("report")
@@ -379,7 +379,7 @@ class _Run:
         except Exception as e:  # noqa: BLE001 - a picture must not cost the scores
             log.warning("plots/samples.png failed: %s", e, exc_info=True)
             failures = (None, [])
-        write_run_html(self.folder.path, manifest=self.manifest, metrics=metrics, failures=failures)
+        write_run_html(self.folder, manifest=self.manifest, metrics=metrics, failures=failures)
 
     def start_tracking(self) -> None:
         from zoo.config import dump_config

@@ -201,6 +201,7 @@ class RunFolder:
         self.report_file = p / "report.md"
         self.html_file = p / "report.html"
         self.ranking_dir = p / "ranking"
+        self.ranking_file = self.ranking_dir / "ranking.csv"
         self.log_file = p / "log.txt"
         self.lock_file = p / LOCK
 
