@@ -118,94 +118,129 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool =
     rasterising ignored polygons) is collected and done in one batched call at the end:
     the same values as :func:`annotation_geometry` and ``mask_to_rle(instance_mask(...))``.
     """
-    from zoo.data import raster
-
     if geometry not in ("exact", "pixels"):
         raise ValueError(f"geometry must be 'exact' or 'pixels', not {geometry!r}")
-    exact = geometry == "exact"
-    n_kpt = len(dataset.keypoint_names)
-    cat_ids = dataset.coco_category_ids()
-    all_cats = range(len(dataset.categories))
-    polygon_area = raster.polygon_area
-    images, anns = [], []
-    rle_area_of: list[tuple[list[dict], dict]] = []  # (annotations, RLE): area = its pixel count
-    crowd_polygons: list[tuple[list[dict], tuple]] = []  # (annotations, (polygons, h, w)) to rasterise
+    anns = _Annotations(dataset, geometry, ignored_pixels)
+    images = []
     for image_id, rec in enumerate(dataset.images, start=1):
-        images.append(
-            {"id": image_id, "file_name": rec.id + rec.suffix, "width": rec.width, "height": rec.height}
-        )
+        images.append({"id": image_id, "file_name": rec.id + rec.suffix, "width": rec.width, "height": rec.height})
         for inst in scored_instances(rec):
-            if inst.coco is not None:
-                anns.append(given_annotation(inst, rec, len(anns) + 1, image_id, cat_ids[inst.category], n_kpt))
-                continue
-            if exact:
-                x0, y0, x1, y1 = inst.bbox
-                bbox = [x0, y0, x1 - x0, y1 - y0]
-                if inst.mask is not None:
-                    area = None  # filled in below
-                elif inst.polygons:
-                    area = sum(polygon_area(p) for p in inst.polygons)
-                else:
-                    area = inst.box_area
-            else:
-                area, bbox = annotation_geometry(inst, rec, geometry)
-            if inst.ignore:
-                seg = inst.mask
-                if seg is None and inst.polygons and not ignored_pixels:
-                    seg = inst.polygons  # area: the shoelace area computed above
-                if seg is None and not inst.polygons:
-                    seg = raster.mask_to_rle(raster.instance_mask(inst, rec.height, rec.width))
-                cats = all_cats if inst.category < 0 else [inst.category]
-                group = []
-                for c in cats:
-                    a = {"id": len(anns) + 1, "image_id": image_id, "category_id": cat_ids[c],
-                         "bbox": bbox, "area": area, "iscrowd": 1, "segmentation": seg}
-                    if n_kpt:
-                        a["keypoints"] = [0] * (3 * n_kpt)
-                        a["num_keypoints"] = 0
-                    anns.append(a)
-                    group.append(a)
-                if seg is None:  # ignored polygons: rasterised with the others below
-                    crowd_polygons.append((group, (inst.polygons, rec.height, rec.width)))
-                elif exact and seg is not inst.polygons:  # an RLE: its area is its pixel count
-                    rle_area_of.append((group, seg))
-                continue
-            if inst.polygons:
-                seg = inst.polygons
-            elif inst.mask is not None:
-                seg = inst.mask
-            else:
-                seg = [box_polygon(inst.bbox)]
-            a = {"id": len(anns) + 1, "image_id": image_id, "category_id": cat_ids[inst.category],
-                 "bbox": bbox, "area": area, "iscrowd": 0, "segmentation": seg}
-            if area is None:
-                rle_area_of.append(([a], seg))
-            if n_kpt:
-                flat: list[float] = []
-                num = 0
-                kps = inst.keypoints or [(0.0, 0.0, 0)] * n_kpt
-                for x, y, v in kps:
-                    flat += (x, y, int(v)) if v > 0 else (0, 0, 0)
-                    num += v > 0
-                a["keypoints"] = flat
-                a["num_keypoints"] = num
-            anns.append(a)
-    # an ignored region is scored as its pixels: polygons rasterised (zoo.data.raster's rule) and
-    # its area the pixel count, except under geometry="pixels", which already counted them
-    rles = raster.rasterise_polygons_rles([item for _, item in crowd_polygons])
-    for (group, _), rle in zip(crowd_polygons, rles):
-        for a in group:
-            a["segmentation"] = rle
-        if exact:
-            rle_area_of.append((group, rle))
-    for (group, _), area in zip(rle_area_of, raster.rle_areas([rle for _, rle in rle_area_of])):
-        for a in group:
-            a["area"] = area
+            anns.add(inst, rec, image_id)
+    anns.count_pixels()
     return {
         "info": {"description": f"written by zoo from {dataset.format or 'a dataset'}",
                  "date_created": datetime.date.today().isoformat()},
         "licenses": [],
         "images": images,
-        "annotations": anns,
+        "annotations": anns.annotations,
         "categories": _categories(dataset),
     }
+
+
+class _Annotations:
+    """The annotations of :func:`to_coco`, made one instance at a time. An area that is a pixel
+    count (of an RLE mask, of an ignored region's rasterised polygons) is left None and
+    filled in by :meth:`count_pixels`, in one batched call for them all."""
+
+    def __init__(self, dataset: Dataset, geometry: str, ignored_pixels: bool):
+        from zoo.data.raster import polygon_area
+
+        self.polygon_area = polygon_area
+        self.geometry = geometry
+        self.exact = geometry == "exact"
+        self.ignored_pixels = ignored_pixels
+        self.n_kpt = len(dataset.keypoint_names)
+        self.cat_ids = dataset.coco_category_ids()
+        self.all_cats = range(len(dataset.categories))
+        self.annotations: list[dict] = []
+        self.rle_area_of: list[tuple[list[dict], dict]] = []  # (annotations, RLE): area = its pixel count
+        self.crowd_polygons: list[tuple[list[dict], tuple]] = []  # (annotations, (polygons, h, w)) to rasterise
+
+    def add(self, inst: Instance, rec: ImageRecord, image_id: int) -> None:
+        if inst.coco is not None:
+            self.annotations.append(given_annotation(inst, rec, len(self.annotations) + 1, image_id,
+                                                     self.cat_ids[inst.category], self.n_kpt))
+        elif inst.ignore:
+            self._add_ignored(inst, rec, image_id)
+        else:
+            self._add_object(inst, rec, image_id)
+
+    def _area_and_box(self, inst: Instance, rec: ImageRecord) -> tuple[float | None, list[float]]:
+        """(area, [x, y, w, h]) as :func:`annotation_geometry`, the area of an RLE mask None
+        (a pixel count, made later) under ``geometry="exact"``."""
+        if not self.exact:
+            return annotation_geometry(inst, rec, self.geometry)
+        x0, y0, x1, y1 = inst.bbox
+        if inst.mask is not None:
+            area = None
+        elif inst.polygons:
+            area = sum(self.polygon_area(p) for p in inst.polygons)
+        else:
+            area = inst.box_area
+        return area, [x0, y0, x1 - x0, y1 - y0]
+
+    def _add_object(self, inst: Instance, rec: ImageRecord, image_id: int) -> None:
+        area, bbox = self._area_and_box(inst, rec)
+        if inst.polygons:
+            seg = inst.polygons
+        elif inst.mask is not None:
+            seg = inst.mask
+        else:
+            seg = [box_polygon(inst.bbox)]
+        a = {"id": len(self.annotations) + 1, "image_id": image_id, "category_id": self.cat_ids[inst.category],
+             "bbox": bbox, "area": area, "iscrowd": 0, "segmentation": seg}
+        if area is None:
+            self.rle_area_of.append(([a], seg))
+        if self.n_kpt:
+            a["keypoints"], a["num_keypoints"] = _flat_keypoints(inst.keypoints, self.n_kpt)
+        self.annotations.append(a)
+
+    def _add_ignored(self, inst: Instance, rec: ImageRecord, image_id: int) -> None:
+        """A crowd annotation per category it is ignored for (every one for ``category -1``),
+        its segmentation an RLE of its pixels (polygons rasterised in :meth:`count_pixels`)."""
+        from zoo.data import raster
+
+        area, bbox = self._area_and_box(inst, rec)
+        seg = inst.mask
+        if seg is None and inst.polygons and not self.ignored_pixels:
+            seg = inst.polygons  # area: the shoelace area computed above
+        if seg is None and not inst.polygons:
+            seg = raster.mask_to_rle(raster.instance_mask(inst, rec.height, rec.width))
+        group = []
+        for c in self.all_cats if inst.category < 0 else [inst.category]:
+            a = {"id": len(self.annotations) + 1, "image_id": image_id, "category_id": self.cat_ids[c],
+                 "bbox": bbox, "area": area, "iscrowd": 1, "segmentation": seg}
+            if self.n_kpt:
+                a["keypoints"], a["num_keypoints"] = [0] * (3 * self.n_kpt), 0
+            self.annotations.append(a)
+            group.append(a)
+        if seg is None:  # ignored polygons: rasterised with the others in count_pixels
+            self.crowd_polygons.append((group, (inst.polygons, rec.height, rec.width)))
+        elif self.exact and seg is not inst.polygons:  # an RLE: its area is its pixel count
+            self.rle_area_of.append((group, seg))
+
+    def count_pixels(self) -> None:
+        """Ignored polygons rasterised and areas that are pixel counts filled in, batched."""
+        from zoo.data import raster
+
+        # an ignored region is scored as its pixels: polygons rasterised (zoo.data.raster's rule) and
+        # its area the pixel count, except under geometry="pixels", which already counted them
+        rles = raster.rasterise_polygons_rles([item for _, item in self.crowd_polygons])
+        for (group, _), rle in zip(self.crowd_polygons, rles):
+            for a in group:
+                a["segmentation"] = rle
+            if self.exact:
+                self.rle_area_of.append((group, rle))
+        for (group, _), area in zip(self.rle_area_of, raster.rle_areas([rle for _, rle in self.rle_area_of])):
+            for a in group:
+                a["area"] = area
+
+
+def _flat_keypoints(keypoints, n_kpt: int) -> tuple[list[float], int]:
+    """COCO's flat ``[x, y, v, ...]`` (unlabelled points all zeros) and the labelled count."""
+    flat: list[float] = []
+    num = 0
+    for x, y, v in keypoints or [(0.0, 0.0, 0)] * n_kpt:
+        flat += (x, y, int(v)) if v > 0 else (0, 0, 0)
+        num += v > 0
+    return flat, num
