@@ -412,93 +412,131 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, geometry: str
 
 def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, geometry: str = "exact",
                 copy_images: bool = True, fmt: str = "labelme") -> dict:
-    """Write ``out/annotations.json`` from a reader's drafts (label *names*, a
-    :class:`zoo.data.builder.DraftRecord` each, from :func:`zoo.adapters.labelme.iter_records`), one image at a time: each annotation is serialised as
-    soon as it is read and spooled to a temporary file, so memory stays flat in the number
-    of files (one small tuple per annotation). Category and keypoint order are fixed at the end exactly as
+    """Write ``out/annotations.json`` from a reader's drafts (label *names*: a
+    :class:`zoo.data.builder.DraftRecord` each, as :func:`zoo.adapters.labelme.iter_records`
+    yields them), one image at a time: each annotation is serialised as soon as it is read and
+    spooled to a temporary file, so memory stays flat in the number of files (one small tuple
+    per annotation). Category and keypoint order are fixed at the end exactly as
     :class:`zoo.data.builder.DatasetBuilder` fixes them, and the result equals
     ``to_coco(read_dataset(...))``. Returns ``Dataset.summary()``-style counts."""
-    import shutil
-
-    import orjson
-
-    from zoo.adapters.writing import OutputNames, copy_image
-    from zoo.data import raster
-    from zoo.data.builder import warn
+    from zoo.data.builder import warn, writable_names
     from zoo.data.dataset_config import load_dataset_config
-    from zoo.data.keypoints import COCO_KEYPOINTS, COCO_SKELETON, keypoint_vocabulary
+    from zoo.data.keypoints import keypoint_vocabulary
     from zoo.data.labels import LabelList
 
     config = load_dataset_config(root)
-    names = OutputNames()
     label_list = labels if isinstance(labels, LabelList) or labels is None else LabelList.read(labels)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    import tempfile
+    with _Spool(out, geometry=geometry, copy_images=copy_images) as spool:
+        for draft in records:
+            spool.add(draft)
+        given = label_list.names if label_list is not None else config.get("categories")
+        cat_names = writable_names(list(given) if given is not None else sorted(spool.found_cats), warnings,
+                                   str(label_list.file) if label_list is not None else "the labels")
+        kpt_names = keypoint_vocabulary(spool.found_kpts, config)
+        with writing(out / "annotations.json") as fh:  # atomic: it appears whole, or not at all
+            counts, ignored, dropped = spool.write(fh, fmt, cat_names, kpt_names, config.get("skeleton"))
+    where = str(label_list.file) if label_list is not None else str(config.get("_file", "the label list"))
+    for name, n in sorted(dropped.items()):
+        warn(warnings, where, f"label '{name}' is not in the label list; its {n} shape(s) skipped")
+    return {"images": spool.n_images, "instances": counts, "ignored": ignored, "labels": {},
+            "warnings": len(warnings), "categories": cat_names}
 
-    # Serialised images and annotations wait in a temporary file (outside the source and
-    # --out) until the category order is known; memory keeps one small tuple per annotation.
-    spool = tempfile.TemporaryFile()
-    images = tempfile.TemporaryFile()
-    anns: list[tuple] = []  # (category name or None for all, keypoint dict or None, byte length)
-    found_cats: set[str] = set()
-    found_kpts: set[str] = set()
-    n_images = 0
-    for draft in records:
+
+class _Spool:
+    """The images and annotations of :func:`stream_coco`, serialised as they are read and kept
+    in temporary files (outside the source and ``--out``) until the category order is known;
+    memory keeps one small tuple per annotation."""
+
+    def __init__(self, out: Path, *, geometry: str, copy_images: bool):
+        import tempfile
+
+        from zoo.adapters.writing import OutputNames
+
+        self.out, self.geometry, self.copy_images = out, geometry, copy_images
+        self.names = OutputNames()
+        self.images = tempfile.TemporaryFile()
+        self.annotations = tempfile.TemporaryFile()
+        self.index: list[tuple] = []  # (category name or None for all, keypoint dict or None, byte length)
+        self.found_cats: set[str] = set()
+        self.found_kpts: set[str] = set()
+        self.n_images = 0
+
+    def __enter__(self) -> _Spool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.images.close()
+        self.annotations.close()
+
+    def add(self, draft) -> None:
+        """One image: its entry, and each annotation without id, category and keypoints."""
+        import orjson
+
+        from zoo.adapters.writing import copy_image
+
         rec = draft.image
-        n_images += 1
-        image_id = n_images
+        self.n_images += 1
+        image_id = self.n_images
         name = rec.id + rec.suffix
-        if copy_images:
-            name = copy_image(rec, out / "images", names(rec.id)).relative_to(out / "images").as_posix()
-        images.write((b"," if image_id > 1 else b"") + orjson.dumps(
+        if self.copy_images:
+            images_dir = self.out / "images"
+            name = copy_image(rec, images_dir, self.names(rec.id)).relative_to(images_dir).as_posix()
+        self.images.write((b"," if image_id > 1 else b"") + orjson.dumps(
             {"id": image_id, "file_name": name, "width": rec.width, "height": rec.height}))
         for inst in draft.instances:
-            area, bbox = annotation_geometry(inst, rec, geometry)
-            if inst.ignore:
-                seg = inst.mask or raster.mask_to_rle(raster.instance_mask(inst, rec.height, rec.width))
-                if geometry != "pixels" and inst.mask is None:
-                    area = raster.rle_area(seg)
-                crowd = 1
-            else:
-                seg = inst.polygons or inst.mask or [box_polygon(inst.bbox)]
-                crowd = 0
-            cat = inst.label
-            if cat is not None:
-                found_cats.add(cat)
-            kp = inst.keypoints if isinstance(inst.keypoints, dict) and not inst.ignore else None
-            if kp:
-                found_kpts.update(kp)
-            rest = orjson.dumps({"image_id": image_id, "bbox": bbox, "area": area, "iscrowd": crowd,
-                                 "segmentation": seg}, option=orjson.OPT_SERIALIZE_NUMPY)
-            spool.write(rest)
-            anns.append((cat, kp, len(rest)))
+            self._add_annotation(inst, rec, image_id)
 
-    given = label_list.names if label_list is not None else config.get("categories")
-    from zoo.data.builder import writable_names
+    def _add_annotation(self, inst, rec, image_id: int) -> None:
+        import orjson
 
-    cat_names = writable_names(list(given) if given is not None else sorted(found_cats), warnings,
-                               str(label_list.file) if label_list is not None else "the labels")
-    cat_index = {n: i for i, n in enumerate(cat_names)}
-    kpt_names = keypoint_vocabulary(found_kpts, config)
-    kpt_index = {n: i for i, n in enumerate(kpt_names)}
-    counts = dict.fromkeys(cat_names, 0)
-    dropped: dict[str, int] = {}
-    ignored = 0
-    f = out / "annotations.json"
-    with writing(f) as fh:  # atomic: annotations.json appears whole, or not at all
+        from zoo.data import raster
+
+        area, bbox = annotation_geometry(inst, rec, self.geometry)
+        if inst.ignore:
+            seg = inst.mask or raster.mask_to_rle(raster.instance_mask(inst, rec.height, rec.width))
+            if self.geometry != "pixels" and inst.mask is None:
+                area = raster.rle_area(seg)
+        else:
+            seg = inst.polygons or inst.mask or [box_polygon(inst.bbox)]
+        if inst.label is not None:
+            self.found_cats.add(inst.label)
+        kp = inst.keypoints if isinstance(inst.keypoints, dict) and not inst.ignore else None
+        if kp:
+            self.found_kpts.update(kp)
+        rest = orjson.dumps({"image_id": image_id, "bbox": bbox, "area": area, "iscrowd": int(inst.ignore),
+                             "segmentation": seg}, option=orjson.OPT_SERIALIZE_NUMPY)
+        self.annotations.write(rest)
+        self.index.append((inst.label, kp, len(rest)))
+
+    def write(self, fh, fmt: str, cat_names: list[str], kpt_names: list[str], skeleton) -> tuple[dict, int, dict]:
+        """The whole COCO file into ``fh``, the spooled annotations given ids, category ids and
+        keypoints. Returns (instances per category, ignored regions, shapes per dropped label)."""
+        import shutil
+
+        import orjson
+
         info = {"description": f"written by zoo from {fmt}", "date_created": datetime.date.today().isoformat()}
         fh.write(b'{"info":' + orjson.dumps(info) + b',"licenses":[],"images":[')
-        images.seek(0)
-        shutil.copyfileobj(images, fh)
-        images.close()
+        self.images.seek(0)
+        shutil.copyfileobj(self.images, fh)
         fh.write(b'],"annotations":[')
-        spool.seek(0)
+        counts, ignored, dropped = self._write_annotations(fh, cat_names, kpt_names)
+        fh.write(b'],"categories":' + orjson.dumps(_stream_categories(cat_names, kpt_names, skeleton)) + b"}")
+        return counts, ignored, dropped
+
+    def _write_annotations(self, fh, cat_names: list[str], kpt_names: list[str]) -> tuple[dict, int, dict]:
+        cat_index = {n: i for i, n in enumerate(cat_names)}
+        kpt_index = {n: i for i, n in enumerate(kpt_names)}
+        counts = dict.fromkeys(cat_names, 0)
+        dropped: dict[str, int] = {}
+        ignored = 0
+        self.annotations.seek(0)
         next_id = 1
-        zero_kp = orjson.dumps([0] * (3 * len(kpt_names)))
-        for cat, kp, size in anns:
-            rest = spool.read(size)
-            if cat is None:
+        for cat, kp, size in self.index:
+            rest = self.annotations.read(size)
+            if cat is None:  # ignored for every category
                 targets = range(len(cat_names))
                 ignored += 1
             elif cat in cat_index:
@@ -510,36 +548,40 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
             else:
                 dropped[cat] = dropped.get(cat, 0) + 1
                 continue
-            kp_bytes = b""
-            if kpt_names:
-                if kp:
-                    flat = [0] * (3 * len(kpt_names))
-                    num = 0
-                    for k, (x, y, v) in kp.items():
-                        j = kpt_index.get(k)
-                        if j is not None and v > 0:
-                            flat[3 * j: 3 * j + 3] = (x, y, int(v))
-                            num += 1
-                    kp_bytes = b'"keypoints":' + orjson.dumps(flat) + b',"num_keypoints":%d,' % num
-                else:
-                    kp_bytes = b'"keypoints":' + zero_kp + b',"num_keypoints":0,'
+            kp_bytes = _keypoint_bytes(kp, kpt_index, len(kpt_names)) if kpt_names else b""
             for c in targets:
                 head = b'{"id":%d,"category_id":%d,' % (next_id, c + 1)
                 fh.write((b"," if next_id > 1 else b"") + head + kp_bytes + rest[1:])
                 next_id += 1
-        anns.clear()
-        spool.close()
-        cats = []
-        skeleton = config.get("skeleton") or (COCO_SKELETON if kpt_names == COCO_KEYPOINTS else [])
-        for k, n in enumerate(cat_names):
-            c = {"id": k + 1, "name": n, "supercategory": ""}
-            if kpt_names:
-                c["keypoints"] = kpt_names
-                c["skeleton"] = [[a + 1, b + 1] for a, b in skeleton]
-            cats.append(c)
-        fh.write(b'],"categories":' + orjson.dumps(cats) + b"}")
-    where = str(label_list.file) if label_list is not None else str(config.get("_file", "the label list"))
-    for name, n in sorted(dropped.items()):
-        warn(warnings, where, f"label '{name}' is not in the label list; its {n} shape(s) skipped")
-    return {"images": n_images, "instances": counts, "ignored": ignored, "labels": {}, "warnings": len(warnings),
-            "categories": cat_names}
+        self.index.clear()
+        return counts, ignored, dropped
+
+
+def _keypoint_bytes(kp: dict | None, kpt_index: dict[str, int], n: int) -> bytes:
+    """The ``"keypoints":[...],"num_keypoints":N,`` of an annotation (all zeros without points)."""
+    import orjson
+
+    flat = [0] * (3 * n)
+    num = 0
+    for k, (x, y, v) in (kp or {}).items():
+        j = kpt_index.get(k)
+        if j is not None and v > 0:
+            flat[3 * j: 3 * j + 3] = (x, y, int(v))
+            num += 1
+    return b'"keypoints":' + orjson.dumps(flat) + b',"num_keypoints":%d,' % num
+
+
+def _stream_categories(cat_names: list[str], kpt_names: list[str], skeleton) -> list[dict]:
+    """The ``categories`` of a streamed file: ids 1..K; keypoints and the skeleton (zoo.yaml's,
+    else COCO's for COCO's body points) on each when there are keypoints."""
+    from zoo.data.keypoints import COCO_KEYPOINTS, COCO_SKELETON
+
+    skeleton = skeleton or (COCO_SKELETON if kpt_names == COCO_KEYPOINTS else [])
+    cats = []
+    for k, n in enumerate(cat_names):
+        c = {"id": k + 1, "name": n, "supercategory": ""}
+        if kpt_names:
+            c["keypoints"] = kpt_names
+            c["skeleton"] = [[a + 1, b + 1] for a, b in skeleton]
+        cats.append(c)
+    return cats
