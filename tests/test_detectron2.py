@@ -21,6 +21,7 @@ from zoo.errors import ConfigError, MissingDependency
 from zoo.registry import get_registry
 from zoo.selection import Selection
 from zoo.tasks import get_task
+from zoo.testing import Conformance, parametrize_with_checks
 
 HAVE_D2 = importlib.util.find_spec("detectron2") is not None
 needs_d2 = pytest.mark.skipif(not HAVE_D2, reason="detectron2 is not importable here: run `zoo install detectron2`")
@@ -228,23 +229,31 @@ def test_mapper_scales_to_imgsz_and_flips_keypoints_by_the_data(demo):
     assert fk[3, 0].item() == pytest.approx(32 - kp[1, 0].item(), abs=1e-4)
 
 
+CONFORMANCE = [  # on 8 demo images
+    Conformance(backend, task, sets=[*FAST, THIN_KEYPOINT_HEAD] if task == "keypoint" else FAST)
+    for backend, task in [("d2-faster-rcnn", "detect"), ("d2-mask-rcnn", "instance-seg"), ("d2-mask-rcnn", "detect"),
+                          ("d2-keypoint-rcnn", "keypoint"), ("d2-retinanet", "detect"), ("d2-cascade-rcnn", "detect"),
+                          ("d2-cascade-rcnn", "instance-seg")]
+]
+
+
 @needs_d2
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "backend,task",
-    [("d2-faster-rcnn", "detect"), ("d2-mask-rcnn", "instance-seg"), ("d2-mask-rcnn", "detect"),
-     ("d2-keypoint-rcnn", "keypoint"), ("d2-retinanet", "detect"), ("d2-cascade-rcnn", "detect"),
-     ("d2-cascade-rcnn", "instance-seg")],
-)
-def test_conformance_on_demo(backend, task, demo, tmp_path):
-    from zoo.testing import check_backend
+@parametrize_with_checks(CONFORMANCE)
+def test_conformance_on_demo(conformance, check):
+    check(conformance)
+
+
+@needs_d2
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CONFORMANCE, ids=repr)
+def test_conformance_checkpoints_on_demo(case):
     from zoo.training import load_checkpoint
 
-    sets = [*FAST, THIN_KEYPOINT_HEAD] if task == "keypoint" else FAST
-    report = check_backend(backend, task, tmp_path, dataset=demo, sets=sets)
+    report, backend, task = case.report(), case.backend, case.task_name  # the training the checks ran
     state = load_checkpoint(report.run_dir / "checkpoint" / "last.pt")  # weights_only=True
     assert state["iteration"] == 3 and state["extra"]["backend"] == backend
-    # check_backend plays --select best: the epoch scored on the selection split is best.pt
+    # the conformance checks play --select best: the epoch scored on the selection split is best.pt
     assert load_checkpoint(report.run_dir / "checkpoint" / "best.pt")["iteration"] == 3
     assert report.metrics["main"] == "AP"
     for p in report.predictions:

@@ -15,6 +15,7 @@ from zoo.dataset import Dataset
 from zoo.errors import ZooError
 from zoo.registry import get_registry
 from zoo.tasks import get_task
+from zoo.testing import Conformance, parametrize_with_checks
 
 pytest.importorskip("monai")
 torch = pytest.importorskip("torch")
@@ -69,16 +70,26 @@ def test_bad_settings_are_one_line_errors(tmp_path):
         _backend("segresnet", tmp_path, imgsz=32, pretrained="true")._build(pretrained=True)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
-def test_conformance_after_one_tiny_epoch(tmp_path, name):
+def _tiny(out):
     from test_smp import tiny_dataset
 
-    from zoo.testing import check_backend
+    return tiny_dataset(out, n=6)
 
-    data = tiny_dataset(tmp_path / "data", n=6)
-    sets = [f"width={TINY_WIDTH[name]}"]
-    report = check_backend(name, "semantic-seg", tmp_path / "check", dataset=data, imgsz=32, sets=sets)
+
+CONFORMANCE = [Conformance(name, "semantic-seg", dataset=_tiny, imgsz=32, sets=[f"width={TINY_WIDTH[name]}"])
+               for name in NAMES]
+
+
+@pytest.mark.slow
+@parametrize_with_checks(CONFORMANCE)
+def test_conformance_after_one_tiny_epoch(conformance, check):
+    check(conformance)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CONFORMANCE, ids=repr)
+def test_checkpoint_after_one_tiny_epoch(case):
+    report = case.report()  # the training the checks above ran
     assert len(report.predictions) == 2 and "mHD95" in report.metrics
     state = torch.load(report.run_dir / "checkpoint" / "last.pt", weights_only=True)
     assert state["extra"]["classes"] == ["_background_", "red", "blue"] and state["extra"]["architecture"]

@@ -71,6 +71,22 @@ def test_the_scored_split_never_reaches_fit(tmp_path, data, registry):
         check_backend("peeker", "detect", tmp_path / "cheat", dataset=data, registry=registry)
 
 
+def test_a_broken_rule_fails_its_own_check_only(tmp_path, data, registry):
+    # the peeker reads scored images in fit(): that check fails, by name; the rest of the
+    # contract holds, and each check reads the one training
+    from zoo.testing import CHECKS, Conformance, check_fit_reads_no_scored_image
+
+    case = Conformance("peeker", "detect", tmp_path, dataset=data, registry=registry)
+    failed = []
+    for check in CHECKS:
+        try:
+            check(case)
+        except AssertionError as e:
+            failed.append((check, str(e)))
+    assert [check for check, _ in failed] == [check_fit_reads_no_scored_image]
+    assert "peeker: fit() read 5 image(s) of the scored split" in failed[0][1]
+
+
 def _real_classify_run(tmp_path, tiny_demo, **kw):
     pytest.importorskip("torchvision")
     return execute(RunOptions(task="classify", backend="resnet18", data=tiny_demo, out=tmp_path / "runs", quiet=True,

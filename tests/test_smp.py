@@ -26,6 +26,7 @@ from zoo.plugins.smp.geometry import IGNORE, Letterbox, canvas_side
 from zoo.data.raster import semantic_label_map
 from zoo.registry import get_registry
 from zoo.tasks import get_task
+from zoo.testing import Conformance, parametrize_with_checks
 
 TASK = get_task("semantic-seg")
 
@@ -300,13 +301,20 @@ def test_every_architecture_takes_an_odd_imgsz_and_learns_from_the_canvas(tmp_pa
 # -- training (a step or two) ------------------------------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["unet", "deeplabv3+"])
-def test_conformance_after_a_few_training_steps(tmp_path, name):
-    from zoo.testing import check_backend
+CONFORMANCE = [Conformance(name, "semantic-seg", dataset=lambda out: tiny_dataset(out, n=8), imgsz=40)
+               for name in ("unet", "deeplabv3+")]
 
-    data = tiny_dataset(tmp_path / "data", n=8)
-    report = check_backend(name, "semantic-seg", tmp_path / "check", dataset=data, imgsz=40)
+
+@pytest.mark.slow
+@parametrize_with_checks(CONFORMANCE)
+def test_conformance_after_a_few_training_steps(conformance, check):
+    check(conformance)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CONFORMANCE, ids=repr)
+def test_checkpoint_knows_its_classes_and_starts_another_model(tmp_path, case):
+    report, name = case.report(), case.backend  # the training the checks above ran
     assert len(report.predictions) == 2
     assert {"mIoU", "conventions"} <= set(report.metrics)
     ckpt = report.run_dir / "checkpoint"

@@ -42,14 +42,25 @@ def test_zoo_list_shows_the_third_party_backend(plugin_env):
     assert "mean-box" in out.stdout
 
 
-def test_third_party_backend_runs_through_the_registry(plugin_env, tmp_path):
-    code = (
-        "from zoo.testing import check_backend\n"
-        f"report = check_backend('mean-box', 'detect', {str(tmp_path)!r})\n"
-        "print('AP50', report.metrics['AP50'])\n"
+def test_third_party_backend_passes_each_check_by_name(plugin_env, tmp_path):
+    # the plugin author's own pytest: each conformance check is a test of its own, by name
+    (tmp_path / "test_mean_box.py").write_text(
+        "from zoo.testing import check_backend, parametrize_with_checks\n"
+        "\n"
+        "@parametrize_with_checks([('mean-box', 'detect')])\n"
+        "def test_mean_box(conformance, check):\n"
+        "    check(conformance)\n"
+        "\n"
+        "def test_all_checks_at_once(tmp_path):\n"
+        "    report = check_backend('mean-box', 'detect', tmp_path)\n"
+        "    print('AP50', report.metrics['AP50'])\n"
+        "    assert 0.0 <= report.metrics['AP50'] <= 1.0\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=plugin_env, capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    ap50 = float(out.stdout.split("AP50")[1])
-    assert 0.0 <= ap50 <= 1.0
+    out = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "test_mean_box.py"],
+                         env=plugin_env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    from zoo.testing import CHECKS
+
+    for check in CHECKS:
+        assert f"test_mean_box[mean-box-detect-{check.__name__}] PASSED" in out.stdout, out.stdout[-3000:]
+    assert "test_all_checks_at_once PASSED" in out.stdout

@@ -16,7 +16,7 @@ from zoo.selection import Selection  # noqa: E402
 from zoo.plugins.tv_models import CLASSIFIERS  # noqa: E402
 from zoo.plugins.tv_models.classifiers import ClassifierConfig, Resnet18, build_classifier, transforms  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
-from zoo.testing import check_backend  # noqa: E402
+from zoo.testing import Conformance, parametrize_with_checks  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +31,17 @@ def demo(tmp_path_factory):
     return read_dataset(out)
 
 
-@pytest.mark.parametrize("backend", ["mobilenet_v3_small", "resnet18"])
-def test_conformance_on_demo(backend, demo, tmp_path):
-    report = check_backend(backend, "classify", tmp_path, dataset=demo)
+CONFORMANCE = [Conformance(backend, "classify") for backend in ("mobilenet_v3_small", "resnet18")]  # 8 demo images
+
+
+@parametrize_with_checks(CONFORMANCE)
+def test_conformance_on_demo(conformance, check):
+    check(conformance)
+
+
+@pytest.mark.parametrize("case", CONFORMANCE, ids=repr)
+def test_conformance_predictions_carry_class_scores(case):
+    report = case.report()  # the training the checks above ran
     p = report.predictions[0]
     assert len(p.scores) == 3 and sum(p.scores) == pytest.approx(1.0, abs=1e-5)
     assert p.label == max(range(3), key=p.scores.__getitem__)

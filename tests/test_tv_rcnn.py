@@ -27,7 +27,7 @@ from zoo.plugins.tv_models.rcnn import (  # noqa: E402
 )
 from zoo.data.raster import instance_mask, rle_to_mask  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
-from zoo.testing import check_backend  # noqa: E402
+from zoo.testing import Conformance, parametrize_with_checks  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +55,19 @@ def _config(backend: str, task: str, **flags) -> RCNNConfig:
     return resolve_config(cls.Config, backend=backend, task=task, flags={**base, **flags}, sets=FAST)
 
 
-@pytest.mark.parametrize(
-    "backend,task",
-    [("faster-rcnn", "detect"), ("mask-rcnn", "instance-seg"), ("keypoint-rcnn", "keypoint")],
-)
-def test_conformance_on_demo(backend, task, demo, tmp_path):
-    report = check_backend(backend, task, tmp_path, dataset=demo, sets=FAST)
+CONFORMANCE = [Conformance(backend, task, sets=FAST)  # on 8 demo images
+               for backend, task in [("faster-rcnn", "detect"), ("mask-rcnn", "instance-seg"),
+                                     ("keypoint-rcnn", "keypoint")]]
+
+
+@parametrize_with_checks(CONFORMANCE)
+def test_conformance_on_demo(conformance, check):
+    check(conformance)
+
+
+@pytest.mark.parametrize("case", CONFORMANCE, ids=repr)
+def test_conformance_run_on_demo(case):
+    report, task = case.report(), case.task_name  # the training the checks above ran
     assert (report.run_dir / "checkpoint" / "last.pt").is_file()
     assert report.metrics["main"] == "AP" and report.predictions
     if task == "keypoint":

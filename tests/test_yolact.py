@@ -33,6 +33,7 @@ from zoo.plugins.yolact.masks import assemble, crop  # noqa: E402
 from zoo.plugins.yolact.nms import fast_nms, standard_nms  # noqa: E402
 from zoo.selection import Selection  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
+from zoo.testing import Conformance, parametrize_with_checks  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -297,12 +298,20 @@ def test_ground_truth_through_translation_scores_one(demo, tmp_path):
     assert evaluators["detect"].evaluate()["AP"] == pytest.approx(1.0)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("backend", "task"), [("yolact", "instance-seg"), ("yolact++", "detect")])
-def test_conformance_one_training_epoch_and_checkpoint_predicts_the_same(backend, task, demo, tmp_path):
-    from zoo.testing import check_backend
+CONFORMANCE = [Conformance(backend, task, sets=["fpn_channels=64", "k=16"])  # on 8 demo images
+               for backend, task in [("yolact", "instance-seg"), ("yolact++", "detect")]]
 
-    report = check_backend(backend, task, tmp_path, dataset=demo, sets=["fpn_channels=64", "k=16"])
+
+@pytest.mark.slow
+@parametrize_with_checks(CONFORMANCE)
+def test_conformance_one_training_epoch_and_checkpoint_predicts_the_same(conformance, check):
+    check(conformance)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CONFORMANCE, ids=repr)
+def test_conformance_checkpoint_and_predictions(case):
+    report, backend, task = case.report(), case.backend, case.task_name  # the training the checks ran
     ckpt = report.run_dir / "checkpoint" / "last.pt"
     state = torch.load(ckpt, weights_only=True)  # tensors and plain values only
     assert state["extra"]["backend"] == backend and state["iterations"] >= 1

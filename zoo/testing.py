@@ -1,18 +1,30 @@
 """A conformance suite any backend can run, after scikit-learn's ``check_estimator``.
 
-A third-party backend proves it honours zoo's contract with one call in its own tests::
+The rules zoo relies on are small named checks (``check_*`` below, listed in :data:`CHECKS`).
+A third-party backend shows each one by name in its own pytest run, as scikit-learn's
+``parametrize_with_checks`` does::
+
+    from zoo.testing import parametrize_with_checks
+
+    @parametrize_with_checks([("my-net", "detect")])
+    def test_my_backend(conformance, check):
+        check(conformance)
+
+which pytest reports as ``test_my_backend[my-net-detect-check_registers]``,
+``...-check_fit_reads_no_scored_image]`` and so on. Or all of them in one call::
 
     from zoo.testing import check_backend
 
     def test_my_backend_conforms(tmp_path):
         check_backend("my-net", "detect", tmp_path)
 
-It trains the backend for one epoch on a tiny demo dataset (learning is not expected; the
-contract is), then checks what zoo relies on: the spec and config are sound, training
+A :class:`Conformance` is one backend on one task. It trains the backend once, for one epoch
+on a tiny demo dataset (learning is not expected; the contract is), the first time a check
+needs it, and every check reads that one training: the spec and config are sound, training
 leaves a checkpoint that loads without unpickling code (every ``.pt`` / ``.pth`` reads with
-``torch.load(weights_only=True)``) and writes nothing outside the run folder, ``predict`` returns one
-well-formed canonical prediction per image in order, a backend restored with ``load``
-predicts the same, and the shared evaluator accepts the predictions.
+``torch.load(weights_only=True)``) and writes nothing outside the run folder, ``predict``
+returns one well-formed canonical prediction per image in order, a backend restored with
+``load`` predicts the same, and the shared evaluator accepts the predictions.
 
 It also checks that the backend never reads the scored split before prediction. ``fit``
 gets the training images and a selection split (protocol ``best``), never the scored
@@ -27,9 +39,14 @@ A failed check raises ``AssertionError`` saying which rule was broken.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+import weakref
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +72,249 @@ class CheckReport:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Outcome:
+    """What one step of a :class:`Conformance` left: the backend's predictions on the
+    scored split, the files that appeared in the current directory meanwhile and (training
+    only) the scored images ``fit`` opened."""
+
+    predictions: list
+    new_in_cwd: set[str]
+    reads: set[str] = field(default_factory=set)
+
+
+class Conformance:
+    """One backend on one task, as the checks see it: the spec, the tiny data and its
+    split, and (built once, the first time a check asks) the trained backend, its
+    predictions, a restored copy's predictions and the evaluator's metrics.
+
+    ``dataset``: the data to train on (a :class:`~zoo.dataset.Dataset`, or a function of a
+    folder that returns one, called when first needed); default: 8 demo images. ``tmp_dir``:
+    where the run folder goes; default: a temporary folder removed when the object is.
+    A step that failed fails every check that needs it, with the same error.
+    """
+
+    def __init__(self, backend: str, task: str, tmp_dir: str | Path | None = None, *,
+                 dataset: Dataset | Callable[[Path], Dataset] | None = None, sets: Iterable[str] = (),
+                 registry: Registry | None = None, imgsz: int = 64):
+        self.backend, self.task_name = backend, task
+        self.sets, self.imgsz = list(sets), imgsz
+        self._registry, self._dataset = registry, dataset
+        self._tmp_dir = Path(tmp_dir) if tmp_dir is not None else None
+        self._built: dict[str, Any] = {}
+        self._failed: dict[str, BaseException] = {}
+
+    def __repr__(self) -> str:
+        return f"{self.backend}-{self.task_name}"
+
+    # what the checks read, each built once ------------------------------------------------------
+
+    @property
+    def tmp_dir(self) -> Path:
+        """The folder the data and the run folder go in (made on first use when not given)."""
+        if self._tmp_dir is None:
+            self._tmp_dir = Path(tempfile.mkdtemp(prefix=f"zoo-check-{self.backend}-"))
+            weakref.finalize(self, shutil.rmtree, self._tmp_dir, True)
+        return self._tmp_dir
+
+    @property
+    def run_dir(self) -> Path:
+        return self.tmp_dir / "run"
+
+    @cached_property
+    def task(self):
+        return get_task(self.task_name)
+
+    @cached_property
+    def spec(self):
+        return (self._registry or get_registry()).backend(self.backend)
+
+    @cached_property
+    def cls(self) -> type:
+        return self.spec.load()
+
+    @cached_property
+    def data(self) -> Dataset:
+        data = self._dataset
+        if callable(data):
+            data = data(self.tmp_dir / "data")
+        return data if data is not None else _tiny_demo(self.tmp_dir / "data")
+
+    @cached_property
+    def split(self) -> tuple[Dataset, Selection, Dataset]:
+        """(train, selection, scored): the usable images, the last quarter scored, a quarter
+        of the rest for model selection (protocol ``best``)."""
+        data, task = self.data, self.task
+        task.check(data)
+        usable = [r for r in data.images if task.is_annotated(r)]
+        assert len(usable) >= 4, f"the check needs at least 4 usable images, got {len(usable)}"
+        n_val = max(2, len(usable) // 4)
+        n_selection = max(1, (len(usable) - n_val) // 4)
+        train = data.subset([r.id for r in usable[: -n_val - n_selection]])
+        chosen = data.subset([r.id for r in usable[-n_val - n_selection: -n_val]])
+        return train, Selection(Protocol(rule="best"), chosen, task), data.subset([r.id for r in usable[-n_val:]])
+
+    @property
+    def val(self) -> Dataset:
+        return self.split[2]
+
+    @cached_property
+    def config(self) -> BackendConfig:
+        return resolve_config(
+            self.cls.Config, backend=self.backend, task=self.task_name, sets=self.sets,
+            flags={"epochs": 1, "imgsz": self.imgsz, "batch": 2, "device": "cpu", "workers": 0},
+        )
+
+    @cached_property
+    def ctx(self) -> RunContext:
+        # a ledger as `zoo run` keeps one: what the backend records, it must find unchanged on load
+        ctx = RunContext(run_dir=self.run_dir, device="cpu", ledger=Ledger(self.run_dir, {}))
+        for d in (ctx.checkpoint_dir, ctx.work_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return ctx
+
+    def fit(self) -> Outcome:
+        """Train once (reads of the scored images traced), predict the scored split."""
+        return self._once("fit", self._fit)
+
+    def predict_restored(self) -> Outcome:
+        """A backend built by ``load`` from the checkpoint, predicting the scored split."""
+        return self._once("restored", self._predict_restored)
+
+    def metrics(self) -> dict[str, Any]:
+        """The shared evaluator's metrics for the trained backend's predictions."""
+        return self._once("metrics", lambda: score_predictions(self.task, self.val, self.fit().predictions)[0])
+
+    def report(self) -> CheckReport:
+        return CheckReport(backend=self.backend, task=self.task_name, run_dir=self.run_dir,
+                           predictions=self.fit().predictions, metrics=self.metrics())
+
+    def _once(self, step: str, build: Callable[[], Any]) -> Any:
+        """``build()``'s result, built on the first call; a failure is raised again after."""
+        if step in self._failed:
+            raise self._failed[step]
+        if step not in self._built:
+            try:
+                self._built[step] = build()
+            except Exception as e:
+                self._failed[step] = e
+                raise
+        return self._built[step]
+
+    def _fit(self) -> Outcome:
+        train, selection, val = self.split
+        # the data and the run folder first: they may lie under the current directory
+        meta, config, ctx = self.data.meta(), self.config, self.ctx
+        with _new_in_cwd() as new:
+            model = self.cls(self.task, meta, config, ctx)
+            with traced_reads(image_files(val)) as reads:
+                model.fit(train, selection)
+            predictions = list(model.predict(val.images))
+        return Outcome(predictions, new, set(reads))
+
+    def _predict_restored(self) -> Outcome:
+        with _new_in_cwd() as new:
+            restored = self.cls.load(self.task, self.data.meta(), self.config, self.ctx)
+            predictions = list(restored.predict(self.val.images))
+        return Outcome(predictions, new)
+
+
+# the checks: each one rule, named for it ----------------------------------------------------------
+
+
+def check_registers(c: Conformance) -> None:
+    """The entry point names a :class:`~zoo.backend.Backend` that lists the task and says
+    what it is (for ``zoo list``)."""
+    spec = c.spec
+    assert c.task_name in spec.tasks, f"{c.backend}: spec does not list task {c.task_name!r} (lists {spec.tasks})"
+    assert spec.description, f"{c.backend}: spec has no description for `zoo list`"
+    assert isinstance(c.cls, type) and issubclass(c.cls, Backend), (
+        f"{c.backend}: {spec.entry} is not a zoo.backend.Backend subclass"
+    )
+
+
+def check_config_forbids_unknown_keys(c: Conformance) -> None:
+    """``Config`` subclasses :class:`~zoo.config.BackendConfig` and refuses a misspelt key."""
+    from pydantic import ValidationError
+
+    assert issubclass(c.cls.Config, BackendConfig), f"{c.backend}: Config must subclass BackendConfig"
+    try:
+        c.cls.Config(definitely_not_a_key=1)
+    except ValidationError:
+        return
+    raise AssertionError(f"{c.backend}: Config accepts unknown keys; set extra='forbid'")
+
+
+def check_fit_reads_no_scored_image(c: Conformance) -> None:
+    """``fit`` opens none of the scored split's images (training and selection use only
+    what zoo gives ``fit``)."""
+    reads = c.fit().reads
+    assert not reads, (
+        f"{c.backend}: fit() read {len(reads)} image(s) of the scored split before prediction "
+        f"(e.g. {sorted(reads)[0]}): training and model selection may use only the training images "
+        "and the selection split zoo gives fit()"
+    )
+
+
+def check_fit_leaves_checkpoint(c: Conformance) -> None:
+    """Training leaves something in the run's checkpoint folder."""
+    c.fit()
+    assert any(c.ctx.checkpoint_dir.iterdir()), f"{c.backend}: fit() left nothing in {c.ctx.checkpoint_dir}"
+
+
+def check_checkpoint_tensors_only(c: Conformance) -> None:
+    """Every torch file in the checkpoint loads with ``weights_only``: reading a run folder
+    back never unpickles code (a pickle there could be swapped for one that runs a command)."""
+    c.fit()
+    for path in sorted(p for p in c.ctx.checkpoint_dir.rglob("*") if p.suffix in (".pt", ".pth")):
+        import torch
+
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any refusal breaks the rule
+            raise AssertionError(f"{c.backend}: {path} does not load with torch.load(weights_only=True) "
+                                 f"({type(e).__name__}); save a state dict of tensors and plain values") from None
+
+
+def check_fit_predict_shapes(c: Conformance) -> None:
+    """``predict`` returns one well-formed prediction per image, in order, in the image's
+    pixels (label maps of its size, boxes inside it)."""
+    _well_formed(c, c.fit().predictions)
+
+
+def check_checkpoint_round_trip(c: Conformance) -> None:
+    """A backend restored by ``load`` predicts what the trained one did (up to float noise)."""
+    again = c.predict_restored().predictions
+    _well_formed(c, again)
+    for a, b in zip(c.fit().predictions, again):
+        _same(c.backend, a, b)
+
+
+def check_writes_nothing_in_cwd(c: Conformance) -> None:
+    """Training and prediction write nothing into the current directory (only the run folder)."""
+    new = c.fit().new_in_cwd | c.predict_restored().new_in_cwd
+    assert not new, f"{c.backend}: wrote into the current directory: {sorted(new)}"
+
+
+def check_evaluator_accepts_predictions(c: Conformance) -> None:
+    """zoo's shared evaluator scores the predictions (the metrics carry their conventions)."""
+    assert "conventions" in c.metrics(), "evaluator returned no conventions block"
+
+
+#: every check, in the order :func:`check_backend` runs them
+CHECKS: tuple[Callable[[Conformance], None], ...] = (
+    check_registers,
+    check_config_forbids_unknown_keys,
+    check_fit_reads_no_scored_image,
+    check_fit_leaves_checkpoint,
+    check_checkpoint_tensors_only,
+    check_fit_predict_shapes,
+    check_checkpoint_round_trip,
+    check_writes_nothing_in_cwd,
+    check_evaluator_accepts_predictions,
+)
+
+
 def check_backend(
     backend: str,
     task: str,
@@ -65,69 +325,63 @@ def check_backend(
     registry: Registry | None = None,
     imgsz: int = 64,
 ) -> CheckReport:
-    """Run the conformance checks for ``backend`` on ``task``; see the module docstring."""
-    tmp_dir = Path(tmp_dir)
-    registry = registry or get_registry()
-    task_obj = get_task(task)
+    """Run every check (:data:`CHECKS`) for ``backend`` on ``task``; see the module docstring."""
+    c = Conformance(backend, task, tmp_dir, dataset=dataset, sets=sets, registry=registry, imgsz=imgsz)
+    for check in CHECKS:
+        check(c)
+    return c.report()
 
-    spec = registry.backend(backend)
-    assert task in spec.tasks, f"{backend}: spec does not list task {task!r} (lists {spec.tasks})"
-    assert spec.description, f"{backend}: spec has no description for `zoo list`"
-    cls = spec.load()
-    assert isinstance(cls, type) and issubclass(cls, Backend), (
-        f"{backend}: {spec.entry} is not a zoo.backend.Backend subclass"
-    )
-    assert issubclass(cls.Config, BackendConfig), f"{backend}: Config must subclass BackendConfig"
-    _check_config_forbids_unknown_keys(backend, cls.Config)
 
-    data = dataset if dataset is not None else _tiny_demo(tmp_dir / "data")
-    task_obj.check(data)
-    usable = [r for r in data.images if task_obj.is_annotated(r)]
-    assert len(usable) >= 4, f"the check needs at least 4 usable images, got {len(usable)}"
-    n_val = max(2, len(usable) // 4)
-    n_selection = max(1, (len(usable) - n_val) // 4)
-    train = data.subset([r.id for r in usable[: -n_val - n_selection]])
-    selection = Selection(Protocol(rule="best"), data.subset([r.id for r in usable[-n_val - n_selection : -n_val]]),
-                          task_obj)
-    val = data.subset([r.id for r in usable[-n_val:]])
+def parametrize_with_checks(cases: Iterable[Conformance | tuple[str, str]]):
+    """A ``pytest.mark.parametrize`` over ``(conformance, check)`` for each case and each
+    check of :data:`CHECKS`, so pytest shows every check by name
+    (``test_x[my-net-detect-check_fit_predict_shapes]``). A case is a :class:`Conformance`
+    or ``(backend, task)``; each case trains once, for all its checks."""
+    import pytest
 
-    config = resolve_config(
-        cls.Config, backend=backend, task=task, sets=list(sets),
-        flags={"epochs": 1, "imgsz": imgsz, "batch": 2, "device": "cpu", "workers": 0},
-    )
-    run_dir = tmp_dir / "run"
-    # a ledger as `zoo run` keeps one: what the backend records, it must find unchanged on load
-    ctx = RunContext(run_dir=run_dir, device="cpu", ledger=Ledger(run_dir, {}))
-    for d in (ctx.checkpoint_dir, ctx.work_dir):
-        d.mkdir(parents=True, exist_ok=True)
+    cases = [c if isinstance(c, Conformance) else Conformance(*c) for c in cases]
+    params = [pytest.param(case, check, id=f"{case!r}-{check.__name__}") for case in cases for check in CHECKS]
+    return pytest.mark.parametrize("conformance, check", params)
 
-    cwd_before = set(os.listdir(Path.cwd()))
-    model = cls(task_obj, data.meta(), config, ctx)
-    with traced_reads(image_files(val)) as reads:
-        model.fit(train, selection)
-    assert not reads, (
-        f"{backend}: fit() read {len(reads)} image(s) of the scored split before prediction "
-        f"(e.g. {sorted(reads)[0]}): training and model selection may use only the training images "
-        "and the selection split zoo gives fit()"
-    )
-    assert any(ctx.checkpoint_dir.iterdir()), f"{backend}: fit() left nothing in {ctx.checkpoint_dir}"
-    _check_tensors_only(backend, ctx.checkpoint_dir)
 
-    preds = list(model.predict(val.images))
-    _check_predictions(backend, task_obj, data, val, preds)
+# helpers ----------------------------------------------------------------------------------------
 
-    restored = cls.load(task_obj, data.meta(), config, ctx)
-    again = list(restored.predict(val.images))
-    _check_predictions(backend, task_obj, data, val, again)
-    for a, b in zip(preds, again):
-        _check_same(backend, a, b)
 
-    new_in_cwd = set(os.listdir(Path.cwd())) - cwd_before
-    assert not new_in_cwd, f"{backend}: wrote into the current directory: {sorted(new_in_cwd)}"
+def _well_formed(c: Conformance, preds: list) -> None:
+    """zoo's one prediction check (:func:`zoo.predictions.check_predictions`), with boxes
+    inside their images, as a failed check."""
+    try:
+        check_predictions(c.task, c.backend, c.val.images, preds, c.data.meta(), inside_image=True)
+    except ZooError as e:
+        raise AssertionError(str(e)) from None
 
-    metrics, _ = score_predictions(task_obj, val, preds)
-    assert "conventions" in metrics, "evaluator returned no conventions block"
-    return CheckReport(backend=backend, task=task, run_dir=run_dir, predictions=preds, metrics=metrics)
+
+def _same(backend: str, a, b) -> None:
+    """Two predictions of one image agree (up to float noise)."""
+    msg = f"{backend}: load() gives different predictions for {a.image_id}"
+    if isinstance(a, ClassPrediction):
+        assert a.label == b.label, msg
+    elif isinstance(a, SemanticPrediction):
+        agree = float((a.label_map == b.label_map).mean()) if a.label_map.size else 1.0
+        assert agree > 0.99, f"{msg} ({agree:.1%} of pixels agree)"
+    else:
+        assert len(a.detections) == len(b.detections), f"{msg} ({len(a.detections)} vs {len(b.detections)})"
+        for da, db in zip(a.detections, b.detections):
+            assert da.category == db.category, msg
+            assert abs(da.score - db.score) < 1e-3, msg
+            assert max(abs(p - q) for p, q in zip(da.bbox, db.bbox)) < 0.5, msg
+
+
+@contextmanager
+def _new_in_cwd():
+    """Yields the set of names that appear in the current directory while inside."""
+    cwd = Path.cwd()
+    before = set(os.listdir(cwd))
+    new: set[str] = set()
+    try:
+        yield new
+    finally:
+        new.update(set(os.listdir(cwd)) - before)
 
 
 def image_files(data: Dataset) -> set[str]:
@@ -180,51 +434,3 @@ def _tiny_demo(out: Path) -> Dataset:
     if not out.exists():
         write_demo(out, images=8, size=64, seed=0)
     return read_dataset(out)
-
-
-def _check_config_forbids_unknown_keys(backend: str, config_cls: type[BackendConfig]) -> None:
-    from pydantic import ValidationError
-
-    try:
-        config_cls(definitely_not_a_key=1)
-    except ValidationError:
-        return
-    raise AssertionError(f"{backend}: Config accepts unknown keys; set extra='forbid'")
-
-
-def _check_predictions(backend, task, data, val, preds) -> None:
-    """zoo's one prediction check (:func:`zoo.predictions.check_predictions`), with boxes
-    inside their images, as a failed check."""
-    try:
-        check_predictions(task, backend, val.images, preds, data.meta(), inside_image=True)
-    except ZooError as e:
-        raise AssertionError(str(e)) from None
-
-
-def _check_same(backend: str, a, b) -> None:
-    """A restored backend predicts what the trained one did (up to float noise)."""
-    msg = f"{backend}: load() gives different predictions for {a.image_id}"
-    if isinstance(a, ClassPrediction):
-        assert a.label == b.label, msg
-    elif isinstance(a, SemanticPrediction):
-        agree = float((a.label_map == b.label_map).mean()) if a.label_map.size else 1.0
-        assert agree > 0.99, f"{msg} ({agree:.1%} of pixels agree)"
-    else:
-        assert len(a.detections) == len(b.detections), f"{msg} ({len(a.detections)} vs {len(b.detections)})"
-        for da, db in zip(a.detections, b.detections):
-            assert da.category == db.category, msg
-            assert abs(da.score - db.score) < 1e-3, msg
-            assert max(abs(p - q) for p, q in zip(da.bbox, db.bbox)) < 0.5, msg
-
-
-def _check_tensors_only(backend: str, checkpoint_dir: Path) -> None:
-    """Every torch file in the checkpoint loads with ``weights_only``: reading a run folder
-    back never unpickles code (a pickle there could be swapped for one that runs a command)."""
-    for path in sorted(p for p in checkpoint_dir.rglob("*") if p.suffix in (".pt", ".pth")):
-        import torch
-
-        try:
-            torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any refusal breaks the rule
-            raise AssertionError(f"{backend}: {path} does not load with torch.load(weights_only=True) "
-                                 f"({type(e).__name__}); save a state dict of tensors and plain values") from None
