@@ -230,110 +230,154 @@ def rasterise_polygons_rles(items: list[tuple[list[list[float]], int, int]]) -> 
     Per item only PIL draws (the same calls as :func:`polygons_mask`, on a canvas with the
     same origin, so the same pixels: PIL clips at the right and bottom edges without moving
     anything, while a shifted origin can move pixels through float rounding); the pixels
-    around the shape are then scanned for runs a few thousand items at a time, and mapping
-    runs to whole-image counts and compressing them are done once for all items.
+    around the shape are then scanned for runs a few thousand items at a time
+    (:class:`_RunScanner`), and mapping runs to whole-image counts (:func:`_whole_image_runs`)
+    and compressing them (:func:`_compressed_rles`) are done once for all items.
     """
-    import math
-
-    from PIL import Image, ImageDraw
-    from pycocotools import mask as mask_utils
-
     if not items:
         return []
-    # per item that draws: crop origin x0, y0 in the image, crop rows + 1 (a zero ends
-    # every column)
+    canvas = _PolygonCanvas()
+    scanner = _RunScanner()
+    # per item that draws: crop origin x0, y0 in the image, crop rows + 1 (a zero ends every column)
     origin: dict[int, tuple[int, int, int]] = {}
-    found_at: list[np.ndarray] = []  # value changes: positions in each chunk's stream ...
-    found_in: list[np.ndarray] = []  # ... and the item they belong to
-    parts: list[bytes] = []
-    owners: list[int] = []
-
-    def scan() -> None:
-        # every run is one (start, end) pair of value changes; every part ends with a
-        # zero, so a pair never straddles two parts; chunks keep the scan in cache
-        sizes = np.array([len(c) for c in parts], np.int64)
-        ends = np.cumsum(sizes)
-        stream = np.frombuffer(b"\0" + b"".join(parts), np.uint8)  # a leading 0: a run may start at once
-        t = np.flatnonzero(stream[1:] != stream[:-1])
-        part = np.searchsorted(ends, t, side="right")
-        found_at.append(t - (ends - sizes)[part])
-        found_in.append(np.asarray(owners, np.int64)[part])
-        parts.clear()
-        owners.clear()
-
-    buffered = 0
-    canvas = draw = None
-    canvas_size = None
     for i, (polygons, height, width) in enumerate(items):
         drawn = [p for p in polygons if len(p) >= 4]
-        if not drawn:
-            continue
-        if len(drawn) == 1:
-            xs, ys = drawn[0][0::2], drawn[0][1::2]
-            x_min, x_max, y_min, y_max = min(xs), max(xs), min(ys), max(ys)
-        else:
-            x_min = min(min(p[0::2]) for p in drawn)
-            x_max = max(max(p[0::2]) for p in drawn)
-            y_min = min(min(p[1::2]) for p in drawn)
-            y_max = max(max(p[1::2]) for p in drawn)
-        # the pixels lie within 2 pixels of the shape's extent (PIL's outline reaches the
-        # rounded end pixel): crop from 2 before its left and top to 2 past its right and bottom
-        cw = min(width, max(1, math.ceil(x_max) + 3))
-        ch = min(height, max(1, math.ceil(y_max) + 3))
-        x0 = max(0, math.floor(x_min) - 2)
-        y0 = max(0, math.floor(y_min) - 2)
-        if x0 >= cw or y0 >= ch:
-            continue  # wholly right of or below the image: no pixels
-        # one whole-image canvas per image size, wiped after each shape (only where it
-        # drew): the same origin and right/bottom clipping as a canvas of its own
-        if canvas_size != (width, height):
-            canvas = Image.new("L", (width, height), 0)
-            draw = ImageDraw.Draw(canvas)
-            canvas_size = (width, height)
+        crop = _crop_around(drawn, height, width) if drawn else None
+        if crop is None:
+            continue  # nothing to draw, or wholly right of or below the image: no pixels
+        scanner.add(canvas.columns(drawn, height, width, crop), i)
+        x0, y0, _, ch = crop
+        origin[i] = x0, y0, ch - y0 + 1
+    changes, owners = scanner.result()
+    starts, ends, owners = _whole_image_runs(items, origin, changes, owners)
+    return _compressed_rles(items, starts, ends, owners)
+
+
+def _crop_around(drawn: list[list[float]], height: int, width: int) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)`` of the image holding every pixel the polygons paint, or None when
+    they lie wholly right of or below the image. The pixels lie within 2 pixels of the
+    shape's extent (PIL's outline reaches the rounded end pixel): from 2 before its left
+    and top to 2 past its right and bottom."""
+    import math
+
+    if len(drawn) == 1:
+        xs, ys = drawn[0][0::2], drawn[0][1::2]
+        x_min, x_max, y_min, y_max = min(xs), max(xs), min(ys), max(ys)
+    else:
+        x_min = min(min(p[0::2]) for p in drawn)
+        x_max = max(max(p[0::2]) for p in drawn)
+        y_min = min(min(p[1::2]) for p in drawn)
+        y_max = max(max(p[1::2]) for p in drawn)
+    cw = min(width, max(1, math.ceil(x_max) + 3))
+    ch = min(height, max(1, math.ceil(y_max) + 3))
+    x0 = max(0, math.floor(x_min) - 2)
+    y0 = max(0, math.floor(y_min) - 2)
+    if x0 >= cw or y0 >= ch:
+        return None
+    return x0, y0, cw, ch
+
+
+class _PolygonCanvas:
+    """One whole-image canvas per image size, wiped after each shape (only where it drew):
+    the same origin and right/bottom clipping as a canvas of its own."""
+
+    def __init__(self):
+        self.canvas = self.draw = self.size = None
+
+    def columns(self, drawn: list[list[float]], height: int, width: int, crop: tuple[int, int, int, int]) -> bytes:
+        """The pixels of ``crop`` after drawing the polygons, columns as rows (COCO RLE runs
+        down columns), each column ended by one zero (a row the shape does not reach, or
+        PIL's 0 padding past the edge)."""
+        from PIL import Image, ImageDraw
+
+        if self.size != (width, height):
+            self.canvas = Image.new("L", (width, height), 0)
+            self.draw = ImageDraw.Draw(self.canvas)
+            self.size = (width, height)
         for poly in drawn:  # polygons_mask's rule: outline included, 2 points a line
             if len(poly) >= 6:  # (PIL takes the flat list as the same points)
-                draw.polygon(poly, fill=1, outline=1)
+                self.draw.polygon(poly, fill=1, outline=1)
             else:
-                draw.line(poly, fill=1)
-        # the shape's surroundings, columns as rows (COCO RLE runs down columns), with one
-        # zero row below (a row the shape does not reach, or PIL's 0 padding past the edge)
-        # ending every column
-        # (transposed by numpy: the same bytes as PIL's transpose, a third of the time)
-        rows = canvas.crop((x0, y0, cw, ch + 1)).tobytes()
+                self.draw.line(poly, fill=1)
+        x0, y0, cw, ch = crop
+        rows = self.canvas.crop((x0, y0, cw, ch + 1)).tobytes()
+        # transposed by numpy: the same bytes as PIL's transpose, a third of the time
         part = np.frombuffer(rows, np.uint8).reshape(ch + 1 - y0, cw - x0).T.tobytes()
-        canvas.paste(0, (x0, y0, cw, ch))
-        parts.append(part)
-        owners.append(i)
-        origin[i] = x0, y0, ch - y0 + 1
-        buffered += len(part)
-        if buffered > 1 << 21:
-            scan()
-            buffered = 0
-    if parts:
-        scan()
-    geo = np.zeros((len(items), 5), np.int64)  # origin, then image height and pixels
+        self.canvas.paste(0, (x0, y0, cw, ch))
+        return part
+
+
+class _RunScanner:
+    """Where the value changes in many items' column bytes: each run is one (start, end)
+    pair of changes. Every part ends with a zero, so a pair never straddles two parts;
+    parts are scanned in chunks of ~2 MB, which keeps the scan in cache."""
+
+    CHUNK = 1 << 21
+
+    def __init__(self):
+        self.found_at: list[np.ndarray] = []  # value changes: positions in each part ...
+        self.found_in: list[np.ndarray] = []  # ... and the item they belong to
+        self.parts: list[bytes] = []
+        self.owners: list[int] = []
+        self.buffered = 0
+
+    def add(self, part: bytes, owner: int) -> None:
+        self.parts.append(part)
+        self.owners.append(owner)
+        self.buffered += len(part)
+        if self.buffered > self.CHUNK:
+            self._scan()
+
+    def _scan(self) -> None:
+        sizes = np.array([len(c) for c in self.parts], np.int64)
+        ends = np.cumsum(sizes)
+        stream = np.frombuffer(b"\0" + b"".join(self.parts), np.uint8)  # a leading 0: a run may start at once
+        t = np.flatnonzero(stream[1:] != stream[:-1])
+        part = np.searchsorted(ends, t, side="right")
+        self.found_at.append(t - (ends - sizes)[part])
+        self.found_in.append(np.asarray(self.owners, np.int64)[part])
+        self.parts.clear()
+        self.owners.clear()
+        self.buffered = 0
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions of the changes in their item's bytes, their items)."""
+        if self.parts:
+            self._scan()
+        empty = np.zeros(0, np.int64)
+        return (np.concatenate(self.found_at) if self.found_at else empty,
+                np.concatenate(self.found_in) if self.found_in else empty)
+
+
+def _whole_image_runs(items, origin: dict, t: np.ndarray, item: np.ndarray):
+    """(starts, ends, items) of every run as column-major positions in its whole image, a run
+    down to a column's bottom edge that goes on at the next column's top joined into one."""
+    geo = np.zeros((len(items), 4), np.int64)  # crop origin and rows + 1, then image height
     if origin:
         geo[list(origin), :3] = list(origin.values())
     geo[:, 3] = [h for _, h, _ in items]
-    geo[:, 4] = [h * w for _, h, w in items]
-    t = np.concatenate(found_at) if found_at else np.zeros(0, np.int64)
-    item = np.concatenate(found_in) if found_in else np.zeros(0, np.int64)
     q, r = np.divmod(t, np.maximum(geo[item, 2], 1))
-    pos = (q + geo[item, 0]) * geo[item, 3] + (r + geo[item, 1])  # whole-image, column-major
+    pos = (q + geo[item, 0]) * geo[item, 3] + (r + geo[item, 1])
     starts, ends, item = pos[0::2], pos[1::2], item[0::2]
-    # a run down to a column's bottom edge that goes on at the next column's top is one run
     joined = np.zeros(len(starts), bool)
     joined[1:] = (starts[1:] == ends[:-1]) & (item[1:] == item[:-1])
     keep_end = np.ones(len(ends), bool)
     keep_end[:-1] = ~joined[1:]
-    starts, ends, item = starts[~joined], ends[keep_end], item[~joined]
-    # counts (zeros, ones, zeros, ..., zeros) are the differences of 0, s1, e1, ..., sm, em, N
+    return starts[~joined], ends[keep_end], item[~joined]
+
+
+def _compressed_rles(items, starts: np.ndarray, ends: np.ndarray, item: np.ndarray) -> list[dict]:
+    """Each item's runs as a compressed COCO RLE. Counts (zeros, ones, zeros, ..., zeros) are
+    the differences of 0, s1, e1, ..., sm, em, N: computed for all items at once."""
+    from pycocotools import mask as mask_utils
+
+    pixels = np.array([h * w for _, h, w in items], np.int64)
     runs = np.bincount(item, minlength=len(items))
     first = np.cumsum(runs) - runs  # every item's first run
     edges = np.empty(2 * len(starts), np.int64)
     edges[0::2], edges[1::2] = starts, ends
     edges = np.insert(edges, 2 * first, 0)
-    edges = np.insert(edges, 2 * (first + runs) + np.arange(len(items)) + 1, geo[:, 4])
+    edges = np.insert(edges, 2 * (first + runs) + np.arange(len(items)) + 1, pixels)
     counts = np.diff(edges)  # the difference between one item's N and the next one's 0 is skipped
     begin = 2 * (first + np.arange(len(items)))
     objs = []
