@@ -44,6 +44,12 @@ class Task(ABC):
     pr_curve_overlap: ClassVar[str | None] = None
     #: Whether a prediction carries scores an image can be ranked by (``zoo run --rank``).
     scored_predictions: ClassVar[bool] = True
+    #: The per-class view of the evaluator's metrics: the score that stands for the main
+    #: metric per class (the leaderboard's per-class columns), the per-class scores ``zoo
+    #: eval`` shows, and the count shown beside them.
+    per_class_metric: ClassVar[str] = "AP"
+    per_class_columns: ClassVar[tuple[str, ...]] = ("AP", "AP50")
+    per_class_count: ClassVar[str] = "instances"
 
     def class_names(self, meta: Dataset) -> list[str]:
         """The names a model of this task predicts, index = predicted id."""
@@ -78,6 +84,11 @@ class Task(ABC):
         module, _, cls = self.evaluator_path.partition(":")
         factory = getattr(importlib.import_module(module), cls)
         return factory(meta, task=self, **{**self.evaluator_options, **conventions})
+
+    def per_class_scores(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """``{class: value}`` of :attr:`per_class_metric` in an evaluation's metrics."""
+        rows = metrics.get("per_class") or {}
+        return {name: row.get(self.per_class_metric) for name, row in rows.items() if isinstance(row, dict)}
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -158,6 +169,9 @@ class SemanticSeg(Task):
     answer_kind = "label_map"
     # label maps hold no per-pixel scores
     scored_predictions = False
+    per_class_metric = "IoU"
+    per_class_columns = ("IoU", "Dice")
+    per_class_count = "pixels"
 
     def class_names(self, meta):
         return meta.semantic_classes()
@@ -186,6 +200,10 @@ class Classify(Task):
     prediction_type = ClassPrediction
     evaluator_path = "zoo.evaluation.classify:ClassifyEvaluator"
     answer_kind = "label"
+    # accuracy has no per-class form: F1 stands for it
+    per_class_metric = "f1"
+    per_class_columns = ("precision", "recall", "f1")
+    per_class_count = "support"
     # a whole-image label needs no fine detail: ImageNet's 224 on a CPU, a little more on a GPU
     imgsz_caps = {"cpu": (224, 224), "gpu": (384, 384)}
 

@@ -115,15 +115,18 @@ def metrics_table(metrics: dict[str, Any]):
 
 
 def per_class_table(metrics: dict[str, Any]):
-    """``zoo eval``'s per-class scores (None when the metrics have none)."""
+    """``zoo eval``'s per-class scores, the task's columns (None when the metrics have none)."""
     from rich.table import Table
+
+    from zoo.tasks import get_task
 
     per_class = metrics.get("per_class")
     if not per_class:
         return None
+    task = get_task(metrics["task"])
     first = next(iter(per_class.values()))
-    cols = [c for c in first if c in ("AP", "AP50", "IoU", "Dice", "precision", "recall", "f1")]
-    count = next((c for c in ("instances", "pixels", "support") if c in first), None)
+    cols = [c for c in task.per_class_columns if c in first]
+    count = task.per_class_count if task.per_class_count in first else None
     table = Table(title="per class", show_header=True)
     table.add_column("class")
     for c in cols + ([count] if count else []):

@@ -22,7 +22,7 @@ from zoo.errors import ZooError
 from zoo.pipeline.compare import (
     CompareResult, Plan, Row, by_backend, check_one_protocol, fmt_verdict, rank, starting_weights,
 )
-from zoo.pipeline.report import all_scores, fmt, fmt_ci, fmt_seconds, headline, per_class_main, per_class_metric
+from zoo.pipeline.report import all_scores, fmt, fmt_ci, fmt_seconds, headline
 from zoo.progress import Reporter
 from zoo.tasks import Task
 
@@ -177,11 +177,11 @@ def write_csv(board: Board) -> None:
 # -- leaderboard.md and report.html ----------------------------------------------------------------
 
 
-def _columns(rows: list[Row]) -> tuple[list[str], list[str]]:
+def _columns(task: Task, rows: list[Row]) -> tuple[list[str], list[str]]:
     """Headline metric names and class names, from the first successful row."""
     for r in rows:
         if r.ok and r.metrics:
-            return list(headline(r.metrics)), list(per_class_main(r.metrics))
+            return list(headline(r.metrics)), list(task.per_class_scores(r.metrics))
     return [], []
 
 
@@ -189,9 +189,9 @@ def table(board: Board) -> tuple[list[str], list[list[str]]]:
     """The leaderboard's header and rows (for leaderboard.md and report.html): the headline
     metrics (with their intervals), the main metric on test beside val when there is a test
     split, the paired verdict, and the main metric per class."""
-    rows, main = board.rows, board.main
-    metric_cols, class_cols = _columns(rows)
-    pc_key = next((per_class_metric(r.metrics) for r in rows if r.ok), None)
+    rows, main, task = board.rows, board.main, board.plan.settings.task
+    metric_cols, class_cols = _columns(task, rows)
+    pc_key = task.per_class_metric
     test_col = [f"**{main}** test"] if board.has_test and main else []
     verdict_col = [f"winner − this, {main} (95%), P(winner better)"] if board.verdicts else []
     header = ["#", "backend", "framework", *[f"**{k}**" if k == main else k for k in metric_cols], *test_col,
@@ -202,7 +202,7 @@ def table(board: Board) -> tuple[list[str], list[list[str]]]:
             cells.append(["–", r.backend, "", f"failed: {r.error}", *[""] * (len(header) - 4)])
             continue
         m = r.manifest
-        pcm = per_class_main(r.metrics)
+        pcm = task.per_class_scores(r.metrics)
         v = board.verdicts.get(r.backend)
         cells.append([
             str(rank_), r.backend + (" ≈" if v is not None and not v.distinguishable else ""),
