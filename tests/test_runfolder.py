@@ -89,3 +89,22 @@ def test_a_broken_config_is_one_clear_line(finished, tmp_path, text, problem):
     with pytest.raises(ZooError, match=problem):
         RunFolder(run).read_config()
 
+
+
+@pytest.mark.parametrize("task", ["detect", "semantic-seg", "classify"])
+def test_saved_predictions_read_back_to_the_same_scores(tmp_path, task):
+    # the oracle's predictions, written by the run and read back by zoo's one reader
+    # (zoo.evaluation.results.read_predictions), score what metrics.json says
+    from zoo.predictions import score_predictions
+    from zoo.tasks import get_task
+
+    data = make_dataset(tmp_path / "data", n=8)
+    run = execute(RunOptions(task=task, backend="oracle", out=tmp_path / "runs", dataset=data, val=0.5,
+                             registry=toy_backend.registry(), quiet=True, flags={"device": "cpu"})).run_dir
+    folder = RunFolder(run)
+    val = data.subset(folder.read_split().val)
+    preds = folder.load_predictions(val)
+    assert [p.image_id for p in preds] == [r.id for r in val.images]
+    metrics, _ = score_predictions(get_task(task), val, preds)
+    saved = folder.read_metrics()
+    assert metrics[saved["main"]] == pytest.approx(saved[saved["main"]]) == pytest.approx(1.0)

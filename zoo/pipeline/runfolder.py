@@ -51,7 +51,7 @@ from zoo.atomic import read_json, write_bytes, write_json, write_yaml
 from zoo.checksums import Ledger
 from zoo.dataset import Dataset, id_path
 from zoo.errors import ZooError
-from zoo.predictions import ClassPrediction, InstancePredictions, Prediction, SemanticPrediction
+from zoo.predictions import ClassPrediction, Prediction
 
 MANIFEST = "manifest.json"
 LOCK = ".zoo.lock"
@@ -333,11 +333,62 @@ class RunFolder:
 
     # predictions/ ---------------------------------------------------------------------------
 
-    def save_predictions(self, task, preds: Sequence[Prediction], gt: Dataset, split: str = "val") -> list[Path]:
-        return save_predictions(self.predictions_of(split), task, preds, gt)
+    def prediction_path(self, task, split: str = "val") -> Path:
+        """The file (or folder) a split's predictions are saved in: the exchange format of
+        the task's answer, the one ``zoo eval --pred`` reads."""
+        return self.predictions_of(split) / _PREDICTION_NAMES[task.answer_kind]
 
-    def load_predictions(self, gt: Dataset, split: str = "val") -> list[Prediction]:
-        return _load_predictions(self.predictions_of(split), gt)
+    def save_predictions(self, task, preds: Sequence[Prediction], gt: Dataset, split: str = "val") -> list[Path]:
+        """``preds`` (one per ``gt`` image) in the task's exchange format."""
+        path = self.prediction_path(task, split)
+        if task.answer_kind == "instances":
+            from zoo.evaluation.results import default_image_ids, predictions_to_coco_results
+
+            return [write_json(path, predictions_to_coco_results(preds, default_image_ids(gt), gt.coco_category_ids()))]
+        if task.answer_kind == "label_map":
+            return [write_bytes(path / id_path(p.image_id, ".png"), _png(p.label_map)) for p in preds]
+        return [write_bytes(path, _label_csv(preds, gt.classes))]
+
+    def load_predictions(self, gt: Dataset, split: str = "val", task=None) -> list[Prediction]:
+        """The saved predictions of ``gt``'s images, read by zoo's one prediction-file reader
+        (``task``: the run's own when not given)."""
+        from zoo.evaluation.results import read_predictions
+        from zoo.tasks import get_task
+
+        task = task or get_task(self.manifest().task)
+        path = self.prediction_path(task, split)
+        if not path.exists():
+            raise ZooError(f"{path}: no saved predictions")
+        return read_predictions(task, path, gt)
+
+
+#: Task.answer_kind -> what its predictions are saved as, under predictions/
+_PREDICTION_NAMES = {"instances": "coco_results.json", "label_map": "masks", "label": "predictions.csv"}
+
+
+def _png(label_map) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(label_map).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _label_csv(preds: Sequence[ClassPrediction], classes: list[str]) -> bytes:
+    """``image,label,score_<class>...``: the class scores left empty where a model gives none."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "label", *(f"score_{c}" for c in classes)])
+    for p in preds:
+        scores = [f"{s:.6g}" for s in p.scores] if p.scores else [""] * len(classes)
+        w.writerow([p.image_id, classes[p.label], *scores])
+    return buf.getvalue().encode()
 
 
 # -- the series of runs under --out ------------------------------------------------------------
@@ -390,19 +441,6 @@ def iter_run_folders(out: Path) -> Iterator[tuple[RunFolder, Manifest]]:
 def load_predictions(run_dir: Path, gt: Dataset) -> list[Prediction]:
     """The saved (val) predictions of a run, one per ``gt`` image, in ``gt`` order."""
     return RunFolder(run_dir).load_predictions(gt)
-
-
-# Dict views of the manifest, for zoo.pipeline.compare until it reads Manifest itself.
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any] | None:
-    m = RunFolder(run_dir).manifest_or_none()
-    return None if m is None else m.to_dict()
-
-
-def iter_runs(out: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    for folder, m in iter_run_folders(out):
-        yield folder.path, m.to_dict()
 
 
 # -- one process at a time -------------------------------------------------------------------
@@ -471,76 +509,3 @@ def _alive(pid: int, host: str) -> bool:
     except PermissionError:  # it exists, as another user's process
         return True
     return True
-
-
-# -- predictions on disk ---------------------------------------------------------------------
-
-
-def save_predictions(pred_dir: Path, task, preds: Sequence[Prediction], gt: Dataset) -> list[Path]:
-    """Write predictions in the task's exchange format (the ones ``zoo eval --pred`` reads)."""
-    written = []
-    kind = task.prediction_type
-    if kind is InstancePredictions:
-        from zoo.evaluation.results import default_image_ids, predictions_to_coco_results
-
-        results = predictions_to_coco_results(preds, default_image_ids(gt), gt.coco_category_ids())
-        written.append(write_json(pred_dir / "coco_results.json", results))
-    elif kind is SemanticPrediction:
-        import io
-
-        import numpy as np
-        from PIL import Image
-
-        for p in preds:
-            buf = io.BytesIO()
-            Image.fromarray(np.asarray(p.label_map).astype(np.uint8)).save(buf, format="PNG")
-            written.append(write_bytes(pred_dir / "masks" / id_path(p.image_id, ".png"), buf.getvalue()))
-    elif kind is ClassPrediction:
-        import csv
-        import io
-
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["image", "label", *(f"score_{c}" for c in gt.classes)])
-        for p in preds:
-            scores = [f"{s:.6g}" for s in p.scores] if p.scores else [""] * len(gt.classes)
-            w.writerow([p.image_id, gt.classes[p.label], *scores])
-        written.append(write_bytes(pred_dir / "predictions.csv", buf.getvalue().encode()))
-    return written
-
-
-def _load_predictions(pred_dir: Path, gt: Dataset) -> list[Prediction]:
-    """Predictions saved by :func:`save_predictions`, one per ``gt`` image, in ``gt`` order."""
-    if (pred_dir / "coco_results.json").is_file():
-        from zoo.evaluation.results import coco_results_to_predictions
-
-        path = pred_dir / "coco_results.json"
-        return coco_results_to_predictions(read_json(path), gt, source=str(path))
-    if (pred_dir / "masks").is_dir():
-        import numpy as np
-        from PIL import Image
-
-        out = []
-        for r in gt.images:
-            path = pred_dir / "masks" / id_path(r.id, ".png")
-            if not path.is_file():
-                raise ZooError(f"{path}: missing prediction for image {r.id}")
-            out.append(SemanticPrediction(r.id, np.asarray(Image.open(path))))
-        return out
-    if (pred_dir / "predictions.csv").is_file():
-        import csv
-
-        with open(pred_dir / "predictions.csv", newline="", encoding="utf-8") as f:
-            rows = {row["image"]: row for row in csv.DictReader(f)}
-        out = []
-        for r in gt.images:
-            row = rows.get(r.id)
-            if row is None:
-                raise ZooError(f"{pred_dir / 'predictions.csv'}: missing prediction for image {r.id}")
-            scores = [row.get(f"score_{c}", "") for c in gt.classes]
-            out.append(ClassPrediction(
-                r.id, gt.classes.index(row["label"]),
-                [float(s) for s in scores] if all(scores) else None,
-            ))
-        return out
-    raise ZooError(f"{pred_dir}: no saved predictions")
