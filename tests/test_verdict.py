@@ -52,20 +52,3 @@ def test_paired_counts_ties_half_and_skips_undefined_resamples():
     v = paired(np.array([1.0, 0.5, np.nan, 0.2]), np.array([0.0, 0.5, 0.3, 0.4]), 0.1, "x")
     assert v.p_better == pytest.approx((1 + 0.5 + 0) / 3)
 
-
-def test_every_run_of_a_fold_is_scored_against_one_conversion(tmp_path, tiny_demo, registry):
-    """instance-seg, two backends: the verdict converts each fold's ground truth once (one
-    GroundTruth per fold, one COCO form in it), and gives what converting it per run gives."""
-    from zoo.evaluation.coco import GroundTruth
-
-    result = compare(CompareOptions(task="instance-seg", backends=["toy", "oracle"], data=tiny_demo,
-                                    out=tmp_path / "runs", registry=registry, flags={"device": "cpu"}, samples=0))
-    ds, task = read_dataset(tiny_demo), get_task("instance-seg")
-    folds = [ds.subset(read_split(result.folder / "split.json").val)]
-    runs = {r.backend: [(0, r.run_dir)] for r in result.runs}
-    scores = {r.backend: r.main_value for r in result.rows}
-    truths = [GroundTruth(folds[0])]
-    shared = verdicts(task, folds, runs, scores, "AP", "oracle", truths=truths)
-    assert [list(t._coco) for t in truths] == [[("segm", "zoo")]]
-    assert [v.to_dict() for v in shared] == [v.to_dict() for v in verdicts(task, folds, runs, scores, "AP", "oracle")]
-    assert [v.to_dict() for v in shared] == [result.verdicts["toy"].to_dict()]

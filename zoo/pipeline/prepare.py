@@ -188,12 +188,19 @@ class RunData:
     val: Dataset
     test: Dataset | None  # predicted and scored once, after the model is chosen; fit never sees it
     meta: Dataset  # the vocabularies, no images
+    #: val's and test's ground truth as the evaluator scores it (zoo.evaluation.coco.GroundTruth):
+    #: converted once, for data/val_coco.json and for the scores
+    val_truth: Any = None
+    test_truth: Any = None
 
     @classmethod
     def of(cls, dataset: Dataset, label: str, digest: str, split) -> RunData:
+        from zoo.evaluation.coco import GroundTruth
+
+        val, test = dataset.subset(split.val), dataset.subset(split.test) if split.test else None
         return cls(dataset, label, digest, split, train=dataset.subset(split.train),
-                   selection=dataset.subset(split.selection), val=dataset.subset(split.val),
-                   test=dataset.subset(split.test) if split.test else None, meta=dataset.meta())
+                   selection=dataset.subset(split.selection), val=val, test=test, meta=dataset.meta(),
+                   val_truth=GroundTruth(val), test_truth=GroundTruth(test) if test is not None else None)
 
 
 @dataclass
@@ -306,14 +313,12 @@ def write_prepared(p: Prepared) -> None:
     then the manifest with ``prepare`` done."""
     from zoo.atomic import write_json
     from zoo.config import dump_config
-    from zoo.evaluation.coco import evaluation_ground_truth
-
     p.folder.write_config(dump_config(p.config))
     p.folder.write_split(p.data.split)
     p.folder.write_meta(p.data.meta)
-    write_json(p.folder.val_truth_file, evaluation_ground_truth(p.data.val, "segm"))
+    write_json(p.folder.val_truth_file, p.data.val_truth.coco("segm"))
     if p.data.test is not None:
-        write_json(p.folder.test_truth_file, evaluation_ground_truth(p.data.test, "segm"))
+        write_json(p.folder.test_truth_file, p.data.test_truth.coco("segm"))
     p.phase_done("prepare")
 
 

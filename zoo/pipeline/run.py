@@ -324,12 +324,12 @@ class _Run:
         self.manifest.timings.predict_test = round(time.perf_counter() - t0, 3)
         return preds
 
-    def score(self, dataset: Dataset, preds: list, plots: Path) -> dict:
+    def score(self, dataset: Dataset, preds: list, plots: Path, truth=None) -> dict:
         from zoo.evaluation import evaluate
         from zoo.selection import statement
 
         plots.mkdir(parents=True, exist_ok=True)
-        metrics = evaluate(self.task, dataset, preds, plots_dir=plots)
+        metrics = evaluate(self.task, dataset, preds, plots_dir=plots, ground_truth=truth)
         metrics.setdefault("conventions", {})["model selection"] = statement(self.manifest.selection)
         if isinstance(metrics.get("plots"), list):  # relative: a run folder may be moved or shared
             metrics["plots"] = [self.folder.relative(p) for p in metrics["plots"]]
@@ -338,9 +338,9 @@ class _Run:
     def evaluate(self, preds: list, test_preds: list | None = None) -> dict:
         """val scores; with test predictions, the same evaluator on test under ``"test"``."""
         t0 = time.perf_counter()
-        metrics = self.score(self.data.val, preds, self.folder.plots_of("val"))
+        metrics = self.score(self.data.val, preds, self.folder.plots_of("val"), self.data.val_truth)
         if test_preds is not None:
-            metrics["test"] = self.score(self.data.test, test_preds, self.folder.plots_of("test"))
+            metrics["test"] = self.score(self.data.test, test_preds, self.folder.plots_of("test"), self.data.test_truth)
         self.folder.write_metrics(metrics)
         self.prepared.phase_done("evaluate", time.perf_counter() - t0)
         return metrics
