@@ -9,8 +9,9 @@ import datetime
 from pathlib import Path
 
 from zoo.atomic import write_bytes, writing
+from zoo.data.builder import warn
 from zoo.dataset import Dataset, ImageRecord
-from zoo.evaluation.ground_truth import box_polygon, annotation_geometry, to_coco
+from zoo.evaluation.ground_truth import annotation_geometry, box_polygon, to_coco
 
 # ---------------------------------------------------------------- reading
 
@@ -36,11 +37,26 @@ def well_formed(data: dict, f: Path, warnings: list) -> tuple[list[dict], list[t
     of the right JSON types, each left-out entry a warning naming it: an image needs an id
     and a ``file_name``, an annotation an ``image_id`` found among the images, a category
     an id; a size that is not a positive integer counts as absent (read from the image)."""
-    from zoo.data.builder import warn
+    images = _well_formed_images(data["images"], f, warnings)
+    ids = {im["id"] for im in images}
+    annotations = []
+    for k, a in enumerate(data["annotations"]):
+        if not isinstance(a, dict):
+            warn(warnings, f, f"annotations[{k}] is not an object; skipped", k)
+        elif not _is_id(a.get("image_id")) or a["image_id"] not in ids:
+            warn(warnings, f, f"annotation {a.get('id')!r} refers to image_id {a.get('image_id')!r}, "
+                              "which is not in 'images'; skipped", k)
+        else:
+            annotations.append((k, a))
+    raw_cats = data.get("categories")
+    return images, annotations, _well_formed_categories(raw_cats if isinstance(raw_cats, list) else [], f, warnings)
+
+
+def _well_formed_images(entries: list, f: Path, warnings: list) -> list[dict]:
     from zoo.errors import DataError
 
     images, ids = [], {}
-    for k, im in enumerate(data["images"]):
+    for k, im in enumerate(entries):
         if not (isinstance(im, dict) and _is_id(im.get("id")) and isinstance(im.get("file_name"), str)
                 and im["file_name"].strip()):
             warn(warnings, f, f"images[{k}] is not an object with an id and a file_name; skipped")
@@ -56,18 +72,14 @@ def well_formed(data: dict, f: Path, warnings: list) -> tuple[list[dict], list[t
             continue
         ids[im["id"]] = im
         images.append({**im, "width": _size_or_none(im.get("width")), "height": _size_or_none(im.get("height"))})
-    annotations = []
-    for k, a in enumerate(data["annotations"]):
-        if not isinstance(a, dict):
-            warn(warnings, f, f"annotations[{k}] is not an object; skipped", k)
-        elif not _is_id(a.get("image_id")) or a["image_id"] not in ids:
-            warn(warnings, f, f"annotation {a.get('id')!r} refers to image_id {a.get('image_id')!r}, "
-                              "which is not in 'images'; skipped", k)
-        else:
-            annotations.append((k, a))
+    return images
+
+
+def _well_formed_categories(entries: list, f: Path, warnings: list) -> list[dict]:
+    """The categories with an integer id (the first of a repeated id), keypoint names and a
+    skeleton that are not what COCO says dropped (with a warning)."""
     cats, cat_ids = [], set()
-    raw_cats = data.get("categories")
-    for k, c in enumerate(raw_cats if isinstance(raw_cats, list) else []):
+    for k, c in enumerate(entries):
         if not (isinstance(c, dict) and isinstance(c.get("id"), int) and not isinstance(c["id"], bool)):
             warn(warnings, f, f"categories[{k}] is not an object with an integer id; skipped")
             continue
@@ -87,7 +99,7 @@ def well_formed(data: dict, f: Path, warnings: list) -> tuple[list[dict], list[t
             warn(warnings, f, f"categories[{k}] skeleton is not pairs of 1-based keypoint numbers; ignored")
             c.pop("skeleton")
         cats.append(c)
-    return images, annotations, cats
+    return cats
 
 
 def annotation_problem(a: dict, height: int, width: int) -> str | None:

@@ -62,61 +62,63 @@ def sniff(path: Path) -> float:
 
 
 def read(path: str | Path, *, labels=None) -> Dataset:
+    from zoo.adapters.common import ImageIndex
     from zoo.progress import track
 
     path = Path(path)
-    warnings: list[Problem] = []
-    records: list[DraftRecord] = []
+    root = path.parent if path.is_file() else path
+    builder = DatasetBuilder(root, "voc", labels=labels)
     splits: dict[str, list[str]] | None = None
     if path.is_file():
-        root = path.parent
         jobs = [(path, path.stem, ())]
+    elif ann_dirs := _annotation_dirs(path):
+        jobs, splits = _devkit_jobs(root, ann_dirs)
     else:
-        root = path
-        ann_dirs = _annotation_dirs(path)
-        if ann_dirs:
-            jobs = []
-            splits = {}
-            for ad in ann_dirs:
-                base = ad.parent
-                prefix = "" if len(ann_dirs) == 1 else base.relative_to(root).as_posix() + "/"
-                img_dirs = tuple(d for d in (base / "JPEGImages", base / "images", base / "Images") if d.is_dir())
-                for f in sorted(p for p in ad.rglob("*.xml") if is_file(p)):
-                    sub = f.parent.relative_to(ad)
-                    # JPEGImages/ mirrors Annotations/ (zoo's own VOC output of ids in subfolders)
-                    dirs = tuple(d / sub for d in img_dirs) + img_dirs if sub.parts else img_dirs
-                    jobs.append((f, prefix + f.relative_to(ad).with_suffix("").as_posix(), dirs))
-                main = base / "ImageSets" / "Main"
-                for name in ("train", "val", "trainval", "test"):
-                    sf = main / f"{name}.txt"
-                    if sf.is_file():
-                        ids = [prefix + ln.split()[0] for ln in sf.read_text(errors="replace").splitlines() if ln.strip()]
-                        splits.setdefault(name, []).extend(ids)
-            if "trainval" in splits and ("train" in splits or "val" in splits):
-                splits.pop("trainval")
-        else:
-            jobs = [(f, f.relative_to(path).with_suffix("").as_posix(), ()) for f in
-                    sorted((p for p in path.rglob("*.xml") if is_file(p)), key=lambda p: p.relative_to(path).as_posix())]
-    from zoo.adapters.common import ImageIndex
-
+        jobs = [(f, f.relative_to(path).with_suffix("").as_posix(), ()) for f in
+                sorted((p for p in path.rglob("*.xml") if is_file(p)), key=lambda p: p.relative_to(path).as_posix())]
     index = ImageIndex(root)
     for f, rid, img_dirs in track(jobs, "reading VOC XML", total=len(jobs)) if len(jobs) > 200 else jobs:
-        rec = read_xml(f, rid, img_dirs, warnings, index)
+        rec = read_xml(f, rid, img_dirs, builder.warnings, index)
         if rec is not None:
-            records.append(rec)
-    if not records:
+            builder.add(rec)
+    if not builder.records:
         raise DataError(path, "holds no Pascal VOC XML annotation zoo could read"
-                        + (f" (first problem: {warnings[0]})" if warnings else ""))
+                        + (f" (first problem: {builder.warnings[0]})" if builder.warnings else ""))
     if splits is not None:
-        known = {r.image.id for r in records}
+        known = {r.image.id for r in builder.records}
         for name, ids in list(splits.items()):
             missing = [i for i in ids if i not in known]
             if missing:
-                warn(warnings, path, f"ImageSets/Main/{name}.txt lists {len(missing)} image(s) without "
-                                     f"annotation (e.g. {missing[0]}); left out of the split")
+                builder.warn(path, f"ImageSets/Main/{name}.txt lists {len(missing)} image(s) without "
+                                   f"annotation (e.g. {missing[0]}); left out of the split")
             splits[name] = [i for i in ids if i in known]
-    builder = DatasetBuilder(root, "voc", labels=labels, splits=splits or None, records=records, warnings=warnings)
+    builder.splits = splits or None
     return builder.build()
+
+
+def _devkit_jobs(root: Path, ann_dirs: list[Path]) -> tuple[list[tuple], dict[str, list[str]]]:
+    """(XML file, record id, image folders) of every annotation of the devkit folders, and
+    the splits their ImageSets/Main lists name (trainval left out beside train or val)."""
+    jobs = []
+    splits: dict[str, list[str]] = {}
+    for ad in ann_dirs:
+        base = ad.parent
+        prefix = "" if len(ann_dirs) == 1 else base.relative_to(root).as_posix() + "/"
+        img_dirs = tuple(d for d in (base / "JPEGImages", base / "images", base / "Images") if d.is_dir())
+        for f in sorted(p for p in ad.rglob("*.xml") if is_file(p)):
+            sub = f.parent.relative_to(ad)
+            # JPEGImages/ mirrors Annotations/ (zoo's own VOC output of ids in subfolders)
+            dirs = tuple(d / sub for d in img_dirs) + img_dirs if sub.parts else img_dirs
+            jobs.append((f, prefix + f.relative_to(ad).with_suffix("").as_posix(), dirs))
+        main = base / "ImageSets" / "Main"
+        for name in ("train", "val", "trainval", "test"):
+            sf = main / f"{name}.txt"
+            if sf.is_file():
+                ids = [prefix + ln.split()[0] for ln in sf.read_text(errors="replace").splitlines() if ln.strip()]
+                splits.setdefault(name, []).extend(ids)
+    if "trainval" in splits and ("train" in splits or "val" in splits):
+        splits.pop("trainval")
+    return jobs, splits
 
 
 def _text(el, tag, default=None):

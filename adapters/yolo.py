@@ -192,71 +192,81 @@ def _looks_like_labels(txt: Path) -> bool:
 
 
 def _read_labels(lf: Path, w: int, h: int, names: list[str], kpt_shape, warnings) -> list[DraftInstance]:
+    """The objects of one label file on a ``w x h`` image; a bad line is a warning."""
     from zoo.files import decode_text
 
     out = []
-    fstr = str(lf)
-    nk, kd = kpt_shape or (0, 0)
     for idx, line in enumerate(decode_text(read_bytes(lf), lf).splitlines()):
-        if not line.strip():
-            continue
-        parts = line.split()
-        try:
-            vals = [float(p) for p in parts]
-        except ValueError:
-            warn(warnings, lf, f"line {idx + 1} is not numbers: {line.strip()[:60]!r}; skipped", idx)
-            continue
-        if not all(math.isfinite(v) for v in vals):
-            warn(warnings, lf, f"line {idx + 1} holds NaN or infinity; skipped", idx)
-            continue
-        c = vals[0]
-        if not c.is_integer() or not 0 <= c < len(names):
-            warn(warnings, lf, f"line {idx + 1}: class {parts[0]} is not in 0..{len(names) - 1}; skipped", idx)
-            continue
-        coords = vals[1:]
-        clipped = False
-        polygons: list[list[float]] = []
-        kpts = None
-        if nk and len(coords) == 4 + nk * kd:
-            box_n, kp = coords[:4], coords[4:]
-            kpts = {}
-            for k in range(nk):
-                x, y = kp[k * kd] * w, kp[k * kd + 1] * h
-                v = visibility(kp[k * kd + 2]) if kd == 3 else 2
-                if v > 0 or (kd == 2 and (x or y)):
-                    cx, cy = min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h))
-                    clipped |= (cx, cy) != (x, y)  # (a huge fraction times the width is inf)
-                    kpts[k] = (cx, cy, v if v > 0 else 2)
-        elif len(coords) == 4:
-            box_n = coords
-        elif len(coords) >= 6 and len(coords) % 2 == 0:
-            poly = [v * (w if i % 2 == 0 else h) for i, v in enumerate(coords)]
-            polygons = [poly]
-            box_n = None
-        else:
-            warn(warnings, lf, f"line {idx + 1} has {len(coords)} numbers after the class "
-                               "(4 for a box, an even 6+ for a polygon); skipped", idx)
-            continue
-        if box_n is not None:
-            cx, cy, bw, bh = box_n
-            x0, y0, x1, y1 = (cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h
-        else:
-            x0, y0, x1, y1 = min(polygons[0][0::2]), min(polygons[0][1::2]), max(polygons[0][0::2]), max(polygons[0][1::2])
-        c_box = (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
-        if c_box != (x0, y0, x1, y1):
-            clipped = True
-        if polygons:
-            p = polygons[0]
-            q = [min(max(v, 0.0), float(w if i % 2 == 0 else h)) for i, v in enumerate(p)]
-            clipped |= q != p
-            polygons = [q]
-        if clipped:
-            warn(warnings, lf, f"line {idx + 1} reaches outside the image; clipped", idx)
-        if c_box[2] - c_box[0] <= 0 or c_box[3] - c_box[1] <= 0:
-            warn(warnings, lf, f"line {idx + 1} has zero area; skipped", idx)
-            continue
-        out.append(DraftInstance(names[int(c)], c_box, polygons, keypoints=kpts, source=Source(fstr, idx)))
+        if line.strip():
+            inst = _read_line(line, idx, lf, w, h, names, kpt_shape, warnings)
+            if inst is not None:
+                out.append(inst)
     return out
+
+
+def _read_line(line: str, idx: int, lf: Path, w: int, h: int, names: list[str], kpt_shape,
+               warnings) -> DraftInstance | None:
+    """Line ``idx``: ``class`` then a box, a box and keypoints, or a polygon, in fractions of
+    the image; pulled inside the image (a warning), None (a warning) when unreadable."""
+    parts = line.split()
+    try:
+        vals = [float(p) for p in parts]
+    except ValueError:
+        return warn(warnings, lf, f"line {idx + 1} is not numbers: {line.strip()[:60]!r}; skipped", idx)
+    if not all(math.isfinite(v) for v in vals):
+        return warn(warnings, lf, f"line {idx + 1} holds NaN or infinity; skipped", idx)
+    c = vals[0]
+    if not c.is_integer() or not 0 <= c < len(names):
+        return warn(warnings, lf, f"line {idx + 1}: class {parts[0]} is not in 0..{len(names) - 1}; skipped", idx)
+    coords = vals[1:]
+    nk, kd = kpt_shape or (0, 0)
+    clipped = False
+    polygons: list[list[float]] = []
+    kpts = None
+    if nk and len(coords) == 4 + nk * kd:
+        box_n = coords[:4]
+        kpts, clipped = _keypoints(coords[4:], nk, kd, w, h)
+    elif len(coords) == 4:
+        box_n = coords
+    elif len(coords) >= 6 and len(coords) % 2 == 0:
+        polygons = [[v * (w if i % 2 == 0 else h) for i, v in enumerate(coords)]]
+        box_n = None
+    else:
+        return warn(warnings, lf, f"line {idx + 1} has {len(coords)} numbers after the class "
+                                  "(4 for a box, an even 6+ for a polygon); skipped", idx)
+    if box_n is not None:
+        cx, cy, bw, bh = box_n
+        x0, y0, x1, y1 = (cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h
+    else:
+        x0, y0, x1, y1 = min(polygons[0][0::2]), min(polygons[0][1::2]), max(polygons[0][0::2]), max(polygons[0][1::2])
+    c_box = (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
+    if c_box != (x0, y0, x1, y1):
+        clipped = True
+    if polygons:
+        p = polygons[0]
+        q = [min(max(v, 0.0), float(w if i % 2 == 0 else h)) for i, v in enumerate(p)]
+        clipped |= q != p
+        polygons = [q]
+    if clipped:
+        warn(warnings, lf, f"line {idx + 1} reaches outside the image; clipped", idx)
+    if c_box[2] - c_box[0] <= 0 or c_box[3] - c_box[1] <= 0:
+        return warn(warnings, lf, f"line {idx + 1} has zero area; skipped", idx)
+    return DraftInstance(names[int(c)], c_box, polygons, keypoints=kpts, source=Source(str(lf), idx))
+
+
+def _keypoints(kp: list[float], nk: int, kd: int, w: int, h: int) -> tuple[dict[int, tuple], bool]:
+    """The labelled points of ``nk`` keypoints of ``kd`` numbers each, by index, in pixels
+    pulled inside the image, and whether any was pulled."""
+    kpts = {}
+    clipped = False
+    for k in range(nk):
+        x, y = kp[k * kd] * w, kp[k * kd + 1] * h
+        v = visibility(kp[k * kd + 2]) if kd == 3 else 2
+        if v > 0 or (kd == 2 and (x or y)):
+            cx, cy = min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h))
+            clipped |= (cx, cy) != (x, y)  # (a huge fraction times the width is inf)
+            kpts[k] = (cx, cy, v if v > 0 else 2)
+    return kpts, clipped
 
 
 # ---------------------------------------------------------------- writing

@@ -21,6 +21,8 @@ from zoo.errors import DataError
 
 
 def warn(dataset_warnings: list[Problem], file, reason: str, shape: int | None = None) -> None:
+    """Collect a problem with the input (file, shape number, what is wrong). None, so that a
+    reader skipping something may ``return warn(...)``."""
     dataset_warnings.append(Problem(Source(str(file), shape), reason))
 
 

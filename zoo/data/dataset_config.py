@@ -44,22 +44,7 @@ def load_dataset_config(root: Path) -> dict:
             raise DataError(f, f"'{k}' must be a list of names")
     names = out.get("keypoint_names") or []
     if "skeleton" in out:
-        sk = []
-        for pair in out["skeleton"] or []:
-            if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
-                raise DataError(f, f"skeleton entry {pair!r} is not a pair")
-            ij = []
-            for p in pair:
-                if isinstance(p, str):
-                    if p not in names:
-                        raise DataError(f, f"skeleton names '{p}', which is not in keypoint_names")
-                    ij.append(names.index(p))
-                elif isinstance(p, int) and 0 <= p < len(names):
-                    ij.append(p)
-                else:
-                    raise DataError(f, f"skeleton entry {pair!r} is out of range")
-            sk.append((ij[0], ij[1]))
-        out["skeleton"] = sk
+        out["skeleton"] = [_skeleton_pair(pair, names, f) for pair in out["skeleton"] or []]
     for k in ("oks_sigmas", "flip_idx"):
         if k in out and names and len(out[k]) != len(names):
             raise DataError(f, f"'{k}' has {len(out[k])} entries for {len(names)} keypoint_names")
@@ -67,6 +52,23 @@ def load_dataset_config(root: Path) -> dict:
         out["pixel_spacing"] = _pixel_spacing(out["pixel_spacing"], f)
     out["_file"] = f
     return out
+
+
+def _skeleton_pair(pair, names: list[str], f: Path) -> tuple[int, int]:
+    """A zoo.yaml skeleton entry, two keypoint names or 0-based indices, as indices."""
+    if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+        raise DataError(f, f"skeleton entry {pair!r} is not a pair")
+    ij = []
+    for p in pair:
+        if isinstance(p, str):
+            if p not in names:
+                raise DataError(f, f"skeleton names '{p}', which is not in keypoint_names")
+            ij.append(names.index(p))
+        elif isinstance(p, int) and 0 <= p < len(names):
+            ij.append(p)
+        else:
+            raise DataError(f, f"skeleton entry {pair!r} is out of range")
+    return ij[0], ij[1]
 
 
 def _pixel_spacing(value, f: Path) -> tuple[float, float]:
