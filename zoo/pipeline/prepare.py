@@ -16,11 +16,12 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from zoo import __version__
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
+from zoo.pipeline.options import RunOptions
 from zoo.pipeline.runfolder import (
     DataRecord,
     Manifest,
@@ -36,8 +37,6 @@ from zoo.pipeline.runfolder import (
 from zoo.progress import LogReporter, Reporter
 from zoo.tasks import Task, get_task
 
-if TYPE_CHECKING:
-    from zoo.pipeline.run import RunOptions
 
 log = logging.getLogger("zoo")
 T = TypeVar("T")
