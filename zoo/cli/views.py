@@ -23,10 +23,8 @@ def leaderboard_table(result):
     from rich import box
     from rich.table import Table
 
-    from zoo.pipeline.compare import fmt_verdict, starting_weights
     from zoo.pipeline.leaderboard import fmt_params
     from zoo.pipeline.report import fmt_ci, fmt_seconds, headline
-    from zoo.selection import describe
 
     rows = result.rows
     first = next((r for r in rows if r.ok and r.metrics), None)
@@ -37,16 +35,8 @@ def leaderboard_table(result):
     # the framework column only when rows come from more than one (it costs terminal width)
     mixed = len({r.manifest.framework for r in rows if r.ok}) > 1
     title = f"zoo compare · {result.task} · {result.folder}" + (f" · {devices.pop()}" if one_device else "")
-    notes = [f"model selection, every backend: {describe(result.selection)}"] if result.selection else []
-    notes.append(f"starting weights, every backend: {starting_weights(result.pretrained)}")
-    notes += [f"{r.backend}: {_esc(r.error)}" for r in rows if not r.ok]
-    if any(r.status == "reused" for r in rows):
-        notes.append("* reused a finished run with the same data, split, seed and config")
-    if result.verdicts:
-        notes.append("≈ not distinguishable from the winner (paired bootstrap over images: "
-                     + "; ".join(f"{b} {fmt_verdict(v)}" for b, v in result.verdicts.items()) + ")")
     table = Table(title=_esc(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True, caption="\n".join(notes) or None, caption_justify="left")
+                  collapse_padding=True, caption="\n".join(_leaderboard_notes(result)) or None, caption_justify="left")
     table.add_column("#", justify="right", min_width=1, no_wrap=True)
     table.add_column("backend", style="bold", no_wrap=True)
     if mixed:
@@ -80,6 +70,24 @@ def leaderboard_table(result):
             cells.append(m.device or "")
         table.add_row(*cells)
     return table
+
+
+def _leaderboard_notes(result) -> list[str]:
+    """The lines under the leaderboard: the protocol every backend followed, each failure,
+    what the marks (``*`` reused, ``≈`` not distinguishable) mean."""
+    from zoo.pipeline.compare import fmt_verdict, starting_weights
+    from zoo.selection import describe
+
+    rows = result.rows
+    notes = [f"model selection, every backend: {describe(result.selection)}"] if result.selection else []
+    notes.append(f"starting weights, every backend: {starting_weights(result.pretrained)}")
+    notes += [f"{r.backend}: {_esc(r.error)}" for r in rows if not r.ok]
+    if any(r.status == "reused" for r in rows):
+        notes.append("* reused a finished run with the same data, split, seed and config")
+    if result.verdicts:
+        notes.append("≈ not distinguishable from the winner (paired bootstrap over images: "
+                     + "; ".join(f"{b} {fmt_verdict(v)}" for b, v in result.verdicts.items()) + ")")
+    return notes
 
 
 def print_leaderboard(result) -> None:
