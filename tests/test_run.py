@@ -202,3 +202,35 @@ def test_a_budget_is_recorded_in_the_manifest(tmp_path, data, registry):
     budget = json.loads((result.run_dir / "manifest.json").read_text())["budget"]
     assert budget["seconds"] == 90.0 and 0 <= budget["fit_seconds"] < 90
     assert yaml.safe_load((result.run_dir / "config.yaml").read_text())["budget"] == 90.0
+
+
+class _Recorder:
+    """A zoo.progress.Reporter that keeps what it is told."""
+
+    def __init__(self):
+        self.said, self.warned, self.tracked = [], [], []
+
+    def say(self, message):
+        self.said.append(message)
+
+    def warn(self, message):
+        self.warned.append(message)
+
+    def track(self, items, description, total=None):
+        self.tracked.append((description, total))
+        return iter(items)
+
+
+def test_the_pipeline_talks_only_through_its_reporter(tmp_path, data, registry, capsys):
+    rec = _Recorder()
+    result = execute(_opts(tmp_path, data, registry, quiet=False, reporter=rec))
+    assert capsys.readouterr() == ("", "")  # nothing printed: the CLI draws what it is told and returns
+    assert rec.said[0].startswith("imgsz 96: median image 48 px")  # the auto choices, said and why
+    assert rec.said[1].startswith(f"toy detect on {data.root}: 10 train / 2 val images, device cpu")
+    assert "training toy for 1 epoch(s) ..." in rec.said and not rec.warned
+    assert rec.tracked == [("predicting", 2)]
+    assert result.manifest.timings.predict_per_image_ms is not None
+
+    quiet = _Recorder()  # quiet: the messages go to the log; the progress bars stay
+    execute(_opts(tmp_path, data, registry, reporter=quiet))
+    assert quiet.said == [] and quiet.tracked == [("predicting", 2)]

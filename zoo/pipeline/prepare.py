@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from zoo import __version__
 from zoo.dataset import Dataset
@@ -37,6 +37,15 @@ from zoo.pipeline.runfolder import (
 from zoo.progress import LogReporter, Reporter
 from zoo.tasks import Task, get_task
 
+
+if TYPE_CHECKING:
+    from zoo.backend import Backend
+    from zoo.config import BackendConfig
+    from zoo.data.split import Split
+    from zoo.evaluation.coco import GroundTruth
+    from zoo.selection import Protocol
+    from zoo.specs import BackendSpec
+    from zoo.training.distributed import World
 
 log = logging.getLogger("zoo")
 T = TypeVar("T")
@@ -119,12 +128,12 @@ class Setup:
 
     opts: RunOptions
     reporter: Reporter
-    world: Any  # zoo.training.distributed.World
+    world: World  # under a launcher: this process's rank
     task: Task
-    spec: Any  # zoo.specs.BackendSpec
-    cls: Any  # its zoo.backend.Backend subclass
+    spec: BackendSpec
+    cls: type[Backend]  # the spec's class, loaded
     flags: dict[str, Any]
-    protocol: Any  # zoo.selection.Protocol asked for (a resume keeps the recorded one)
+    protocol: Protocol  # asked for (a resume keeps the recorded one)
 
     @classmethod
     def of(cls, opts: RunOptions) -> Setup:
@@ -181,7 +190,7 @@ class RunData:
     dataset: Dataset
     label: str  # where it came from, for messages ("demo" for the demo data)
     digest: str  # zoo.data.split.data_hash
-    split: Any  # zoo.data.split.Split
+    split: Split
     train: Dataset
     selection: Dataset  # carved from train; scored during training by the selection protocol
     val: Dataset
@@ -189,8 +198,8 @@ class RunData:
     meta: Dataset  # the vocabularies, no images
     #: val's and test's ground truth as the evaluator scores it (zoo.evaluation.coco.GroundTruth):
     #: converted once, for data/val_coco.json and for the scores
-    val_truth: Any = None
-    test_truth: Any = None
+    val_truth: GroundTruth | None = None
+    test_truth: GroundTruth | None = None
 
     @classmethod
     def of(cls, dataset: Dataset, label: str, digest: str, split) -> RunData:
@@ -208,10 +217,10 @@ class Prepared:
 
     folder: RunFolder
     manifest: Manifest
-    config: Any  # the backend's resolved BackendConfig
+    config: BackendConfig  # the backend's, resolved
     device: str  # resolved ("cpu", "cuda:0", ...); config.yaml keeps what the user asked
     data: RunData
-    protocol: Any  # zoo.selection.Protocol
+    protocol: Protocol
     resumed: bool
 
     def save(self) -> None:
