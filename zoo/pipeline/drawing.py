@@ -14,13 +14,11 @@ from zoo.tasks import Task
 
 
 def pyplot():
-    """matplotlib's pyplot on the Agg backend (files only, never a window)."""
-    import matplotlib
+    """matplotlib's pyplot on the Agg backend (files only, never a window): the evaluator's
+    plots' own setup (zoo.evaluation.plots), so there is one."""
+    from zoo.evaluation.plots import _pyplot
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return _pyplot()
 
 
 @dataclass
