@@ -11,12 +11,11 @@ def demo(
     out: Path = typer.Argument(Path("zoo-demo"), help="Folder to write the demo dataset into."),
 ) -> None:
     """Write the built-in blood-smear demo dataset (labelme format, all five tasks)."""
-    from rich.console import Console
-
+    from zoo.cli.render import stderr_console
     from zoo.data.demo import write_demo
 
     summary = write_demo(out)
-    Console(stderr=True).print(
+    stderr_console().print(
         f"wrote {summary['images']} images to {out} "
-        f"({', '.join(f'{n} {k}' for k, n in summary['instances'].items())})"
+        f"({', '.join(f'{n} {k}' for k, n in summary['instances'].items())})", markup=False, highlight=True,
     )
