@@ -101,8 +101,6 @@ def failures_figure(task, dataset, columns: dict[str, dict[str, Any]], n: int = 
     is wrong; with ``path``, also writes the PNG there."""
     import io
 
-    from matplotlib import patches
-
     from zoo.pipeline.drawing import draw_answer, pyplot
 
     worst = worst_images(task, dataset, list(columns.values()), n)
@@ -122,26 +120,14 @@ def failures_figure(task, dataset, columns: dict[str, dict[str, Any]], n: int = 
             pred = rec if j == 0 else columns[col].get(rec.id)
             draw_answer(ax, rec, pred, task, meta)
             if j > 0:
-                fail = found[col] = image_failure(task, rec, pred, meta)
-                for style, color, boxes in (("--", "red", fail.false_positives), (":", "orange", fail.misses)):
-                    for x0, y0, x1, y1 in boxes:
-                        ax.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=2.0, ec=color,
-                                                       ls=style))
-                ax.set_xlabel(fail.describe(), fontsize=7)
+                found[col] = image_failure(task, rec, pred, meta)
+                _mark(ax, found[col])
             if i == 0:
                 ax.set_title(col, fontsize=9)
             if j == 0:
                 ax.set_ylabel(f"{rec.id} ({total:g})", fontsize=7)
         listing.append((rec.id, found))
-    if task.answer_kind == "instances":
-        from matplotlib.lines import Line2D
-
-        handles = [Line2D([], [], color="red", ls="--", label="false positive"),
-                   Line2D([], [], color="orange", ls=":", label="missed ground truth")]
-        fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0.04, 1, 1))
-    else:
-        fig.tight_layout()
+    _legend(fig, task)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
@@ -151,3 +137,26 @@ def failures_figure(task, dataset, columns: dict[str, dict[str, Any]], n: int = 
 
         write_bytes(path, png)
     return png, listing
+
+
+def _mark(ax, fail: ImageFailure) -> None:
+    """A prediction's false positives (red, dashed) and misses (orange, dotted), and its verdict."""
+    from matplotlib import patches
+
+    for style, color, boxes in (("--", "red", fail.false_positives), (":", "orange", fail.misses)):
+        for x0, y0, x1, y1 in boxes:
+            ax.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=2.0, ec=color, ls=style))
+    ax.set_xlabel(fail.describe(), fontsize=7)
+
+
+def _legend(fig, task) -> None:
+    """What the marks mean, where there are boxes to mark."""
+    if task.answer_kind != "instances":
+        fig.tight_layout()
+        return
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="red", ls="--", label="false positive"),
+               Line2D([], [], color="orange", ls=":", label="missed ground truth")]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
