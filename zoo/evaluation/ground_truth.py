@@ -124,8 +124,13 @@ def to_coco(dataset: Dataset, *, geometry: str = "exact", ignored_pixels: bool =
     images = []
     for image_id, rec in enumerate(dataset.images, start=1):
         images.append({"id": image_id, "file_name": rec.id + rec.suffix, "width": rec.width, "height": rec.height})
-        for inst in scored_instances(rec):
-            anns.add(inst, rec, image_id)
+        for inst in scored_instances(rec):  # the hot loop of scoring's ground truth: one call each
+            if inst.coco is not None:
+                anns.add_given(inst, rec, image_id)
+            elif inst.ignore:
+                anns.add_ignored(inst, rec, image_id)
+            else:
+                anns.add_object(inst, rec, image_id)
     anns.count_pixels()
     return {
         "info": {"description": f"written by zoo from {dataset.format or 'a dataset'}",
@@ -156,14 +161,10 @@ class _Annotations:
         self.rle_area_of: list[tuple[list[dict], dict]] = []  # (annotations, RLE): area = its pixel count
         self.crowd_polygons: list[tuple[list[dict], tuple]] = []  # (annotations, (polygons, h, w)) to rasterise
 
-    def add(self, inst: Instance, rec: ImageRecord, image_id: int) -> None:
-        if inst.coco is not None:
-            self.annotations.append(given_annotation(inst, rec, len(self.annotations) + 1, image_id,
-                                                     self.cat_ids[inst.category], self.n_kpt))
-        elif inst.ignore:
-            self._add_ignored(inst, rec, image_id)
-        else:
-            self._add_object(inst, rec, image_id)
+    def add_given(self, inst: Instance, rec: ImageRecord, image_id: int) -> None:
+        """An annotation read from a COCO file, as the file gave it (:func:`given_annotation`)."""
+        self.annotations.append(given_annotation(inst, rec, len(self.annotations) + 1, image_id,
+                                                 self.cat_ids[inst.category], self.n_kpt))
 
     def _area_and_box(self, inst: Instance, rec: ImageRecord) -> tuple[float | None, list[float]]:
         """(area, [x, y, w, h]) as :func:`annotation_geometry`, the area of an RLE mask None
@@ -174,12 +175,13 @@ class _Annotations:
         if inst.mask is not None:
             area = None
         elif inst.polygons:
-            area = sum(self.polygon_area(p) for p in inst.polygons)
+            area = sum(map(self.polygon_area, inst.polygons))
         else:
             area = inst.box_area
         return area, [x0, y0, x1 - x0, y1 - y0]
 
-    def _add_object(self, inst: Instance, rec: ImageRecord, image_id: int) -> None:
+    def add_object(self, inst: Instance, rec: ImageRecord, image_id: int) -> None:
+        """An object to detect: its polygons, else its mask, else its box as segmentation."""
         area, bbox = self._area_and_box(inst, rec)
         if inst.polygons:
             seg = inst.polygons
@@ -195,7 +197,7 @@ class _Annotations:
             a["keypoints"], a["num_keypoints"] = _flat_keypoints(inst.keypoints, self.n_kpt)
         self.annotations.append(a)
 
-    def _add_ignored(self, inst: Instance, rec: ImageRecord, image_id: int) -> None:
+    def add_ignored(self, inst: Instance, rec: ImageRecord, image_id: int) -> None:
         """A crowd annotation per category it is ignored for (every one for ``category -1``),
         its segmentation an RLE of its pixels (polygons rasterised in :meth:`count_pixels`)."""
         from zoo.data import raster
