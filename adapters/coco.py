@@ -8,10 +8,17 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import orjson
+
+from zoo.adapters.common import checked_image_size, finite, max_image_pixels, visibility
 from zoo.atomic import write_bytes, writing
-from zoo.data.builder import warn
-from zoo.dataset import Dataset, ImageRecord
+from zoo.data import raster
+from zoo.data.builder import SPLIT_FOLDERS, DatasetBuilder, DraftInstance, DraftRecord, warn, writable_names
+from zoo.dataset import Dataset, ImageRecord, Source
+from zoo.errors import DataError
 from zoo.evaluation.ground_truth import annotation_geometry, box_polygon, to_coco
+from zoo.files import is_file, read_head, read_json
+
 
 # ---------------------------------------------------------------- reading
 
@@ -53,7 +60,6 @@ def well_formed(data: dict, f: Path, warnings: list) -> tuple[list[dict], list[t
 
 
 def _well_formed_images(entries: list, f: Path, warnings: list) -> list[dict]:
-    from zoo.errors import DataError
 
     images, ids = [], {}
     for k, im in enumerate(entries):
@@ -107,9 +113,6 @@ def annotation_problem(a: dict, height: int, width: int) -> str | None:
     that is not 4 finite numbers, polygon coordinates that are not finite numbers, an RLE
     that does not fit the image (checked before pycocotools decodes it, see
     :func:`zoo.data.raster.rle_problem`), keypoints that are not numbers in threes."""
-    from zoo.adapters.common import finite
-    from zoo.data import raster
-
     bb = a.get("bbox")
     if bb is not None and not (isinstance(bb, list) and len(bb) == 4 and all(finite(v) for v in bb)):
         return f"bbox {bb!r} is not 4 finite numbers"
@@ -143,7 +146,6 @@ def _coco_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     out = []
-    from zoo.files import read_head
 
     for f in sorted(path.rglob("*.json")):
         head = read_head(f, 65536)
@@ -157,8 +159,6 @@ def sniff(path: Path) -> float:
     if path.is_file():
         if path.suffix.lower() != ".json":
             return 0.0
-        from zoo.files import read_head
-
         head = read_head(path, 65536)
         return 0.95 if b'"annotations"' in head or b'"images"' in head else 0.0
     files = _coco_files(path)
@@ -168,8 +168,6 @@ def sniff(path: Path) -> float:
 def _split_name(f: Path) -> str | None:
     """instances_train2017.json -> train; else the folder's name (Roboflow:
     train/_annotations.coco.json, valid/..., test/...)."""
-    from zoo.data.builder import SPLIT_FOLDERS
-
     s = f.stem.lower()
     for key, name in (("train", "train"), ("val", "val"), ("test", "test")):
         if key in s:
@@ -182,10 +180,6 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     (``instances_train.json`` / ``instances_val.json`` become splits). Images are looked for
     by ``file_name`` relative to the JSON's folder, its ``images/`` and ``../images/``, the
     folder read, and by file name alone."""
-    from zoo.data.builder import DatasetBuilder
-    from zoo.errors import DataError
-    from zoo.files import read_json
-
     path = Path(path)
     root = path.parent if path.is_file() else path
     files = _coco_files(path)
@@ -210,9 +204,6 @@ def _read_file(f: Path, data: dict, builder, *, root: Path, several: bool, seen:
     """The images of one COCO file into ``builder``; ``several``: one of several files (ids
     then keep the file's split or subfolder), ``seen``: the ids read so far, ``splits``: the
     ids of each file's split (instances_train.json, train/)."""
-    from zoo.data.builder import DraftRecord
-    from zoo.dataset import Source
-
     images, annotations, cats = well_formed(data, f, builder.warnings)
     cat_by_id = _add_categories(cats, builder)
     split = _split_name(f)
@@ -273,10 +264,6 @@ def _image(im: dict, f: Path, prefix: str, search: list[Path], seen: dict, no_pi
     """(record id, image file or None, width, height) of a COCO image entry, or None (with a
     warning) when it cannot be used. An image not found is kept, sized by the JSON, for
     scoring (its name added to ``no_pixels``)."""
-    from zoo.adapters.common import checked_image_size, max_image_pixels
-    from zoo.errors import DataError
-    from zoo.files import is_file
-
     fn = im["file_name"]
     name = Path(fn.replace("\\", "/"))
     if not name.name:
@@ -315,9 +302,6 @@ def _draft_instance(a: dict, idx: int, f: Path, cat_by_id: dict, w: int, h: int,
     """The DraftInstance of annotation ``a`` (number ``idx`` in file ``f``) on a ``w x h``
     image, or None (with a warning) when it cannot be read. One pycocotools scores but
     nothing can train on (no geometry, zero area) is kept ``scored_only``."""
-    from zoo.data.builder import DraftInstance
-    from zoo.dataset import Source
-
     cid = a.get("category_id")
     if not _is_id(cid) or cid not in cat_by_id:
         builder.warn(f, f"annotation {a.get('id')} has unknown category_id {cid}; skipped", idx)
@@ -351,8 +335,6 @@ def _draft_instance(a: dict, idx: int, f: Path, cat_by_id: dict, w: int, h: int,
 
 def _segmentation(seg) -> tuple[list[list[float]], dict | None]:
     """(polygons, compressed RLE) of a COCO ``segmentation`` (checked by annotation_problem)."""
-    from zoo.data import raster
-
     if isinstance(seg, list):
         return [[float(v) for v in p] for p in seg if isinstance(p, list) and len(p) >= 6], None
     if isinstance(seg, dict) and "counts" in seg:
@@ -363,8 +345,6 @@ def _segmentation(seg) -> tuple[list[list[float]], dict | None]:
 def _annotation_box(bb, polys: list[list[float]], rle: dict | None):
     """``(x0, y0, x1, y1)`` from the bbox, else the polygons' extent, else the mask's; None
     when the annotation has no geometry."""
-    from zoo.data import raster
-
     if bb and len(bb) == 4 and all(isinstance(v, (int, float)) for v in bb):
         x, y, bw, bh = (float(v) for v in bb)
         return (x, y, x + bw, y + bh)
@@ -379,8 +359,6 @@ def _annotation_box(bb, polys: list[list[float]], rle: dict | None):
 
 def _keypoints(kp, names: list[str] | None) -> dict[str, tuple] | None:
     """A COCO ``keypoints`` list as ``{name: (x, y, v)}`` of its labelled points (v > 0)."""
-    from zoo.adapters.common import visibility
-
     if not (kp and names):
         return None
     out = {}
@@ -389,7 +367,6 @@ def _keypoints(kp, names: list[str] | None) -> dict[str, tuple] | None:
         if v > 0:
             out[names[k]] = (float(x), float(y), visibility(v))
     return out
-
 
 
 # ---------------------------------------------------------------- writing
@@ -401,8 +378,6 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, geometry: str
     relative to that folder). ``geometry="pixels"`` gives labelme's labelme2coco.py output
     (area and box of the painted pixels; rasterising every polygon costs ~0.3 ms each). ``copy_images=False``
     writes the annotations alone (``file_name`` = record id + suffix)."""
-    import orjson
-
     from zoo.adapters.writing import OutputNames, copy_image
     from zoo.progress import track
 
@@ -431,16 +406,17 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
     per annotation). Category and keypoint order are fixed at the end exactly as
     :class:`zoo.data.builder.DatasetBuilder` fixes them, and the result equals
     ``to_coco(read_dataset(...))``. Returns ``Dataset.summary()``-style counts."""
-    from zoo.data.builder import warn, writable_names
     from zoo.data.dataset_config import load_dataset_config
     from zoo.data.keypoints import keypoint_vocabulary
     from zoo.data.labels import LabelList
+    from zoo.data.reading import cyclic_gc_paused
 
     config = load_dataset_config(root)
     label_list = labels if isinstance(labels, LabelList) or labels is None else LabelList.read(labels)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with _Spool(out, geometry=geometry, copy_images=copy_images) as spool:
+    # no cycle collection while streaming: it would walk every file's parsed JSON for nothing
+    with cyclic_gc_paused(), _Spool(out, geometry=geometry, copy_images=copy_images) as spool:
         for draft in records:
             spool.add(draft)
         given = label_list.names if label_list is not None else config.get("categories")
@@ -464,8 +440,9 @@ class _Spool:
     def __init__(self, out: Path, *, geometry: str, copy_images: bool):
         import tempfile
 
-        from zoo.adapters.writing import OutputNames
+        from zoo.adapters.writing import OutputNames, copy_image
 
+        self.copy_image = copy_image
         self.out, self.geometry, self.copy_images = out, geometry, copy_images
         self.names = OutputNames()
         self.images = tempfile.TemporaryFile()
@@ -484,9 +461,7 @@ class _Spool:
 
     def add(self, draft) -> None:
         """One image: its entry, and each annotation without id, category and keypoints."""
-        import orjson
 
-        from zoo.adapters.writing import copy_image
 
         rec = draft.image
         self.n_images += 1
@@ -494,17 +469,13 @@ class _Spool:
         name = rec.id + rec.suffix
         if self.copy_images:
             images_dir = self.out / "images"
-            name = copy_image(rec, images_dir, self.names(rec.id)).relative_to(images_dir).as_posix()
+            name = self.copy_image(rec, images_dir, self.names(rec.id)).relative_to(images_dir).as_posix()
         self.images.write((b"," if image_id > 1 else b"") + orjson.dumps(
             {"id": image_id, "file_name": name, "width": rec.width, "height": rec.height}))
         for inst in draft.instances:
             self._add_annotation(inst, rec, image_id)
 
     def _add_annotation(self, inst, rec, image_id: int) -> None:
-        import orjson
-
-        from zoo.data import raster
-
         area, bbox = annotation_geometry(inst, rec, self.geometry)
         if inst.ignore:
             seg = inst.mask or raster.mask_to_rle(raster.instance_mask(inst, rec.height, rec.width))
@@ -527,7 +498,6 @@ class _Spool:
         keypoints. Returns (instances per category, ignored regions, shapes per dropped label)."""
         import shutil
 
-        import orjson
 
         info = {"description": f"written by zoo from {fmt}", "date_created": datetime.date.today().isoformat()}
         fh.write(b'{"info":' + orjson.dumps(info) + b',"licenses":[],"images":[')
@@ -571,8 +541,6 @@ class _Spool:
 
 def _keypoint_bytes(kp: dict | None, kpt_index: dict[str, int], n: int) -> bytes:
     """The ``"keypoints":[...],"num_keypoints":N,`` of an annotation (all zeros without points)."""
-    import orjson
-
     flat = [0] * (3 * n)
     num = 0
     for k, (x, y, v) in (kp or {}).items():

@@ -5,7 +5,8 @@ Generates N labelme files (``bench_convert.generate``: 3-12 polygons of 6-20 ver
 640x480), then times, in this process, each step R times (process CPU time: the machine is
 shared, wall time would measure the neighbours):
 
-* ``read_dataset(folder)`` (labelme, detection of the format included);
+* ``read_dataset(folder)`` (labelme, detection of the format included), and of the same
+  annotations as one COCO file (its images not found: sized from the JSON);
 * ``to_coco(dataset)`` (the evaluator's ground truth, ``zoo.evaluation.ground_truth``);
 * ``rasterise_polygons_rles`` of every polygon (segm scoring's slowest step);
 * ``convert_folder(folder, to="coco", copy_images=False)`` (streams: labelme records in,
@@ -71,8 +72,12 @@ def main() -> None:
 
         outs = (Path(tmp) / f"out{k}" for k in itertools.count())  # a new --out each time
         quiet = {"quiet": True} if "quiet" in inspect.signature(convert_folder).parameters else {}
+        coco_file = Path(tmp) / "coco.json"  # the same annotations as one COCO file (images not beside it)
+        convert_folder(src, to="coco", out=next(outs), copy_images=False, **quiet)
+        (Path(tmp) / "out0" / "annotations.json").rename(coco_file)
         steps = {
             "read_dataset": lambda: read_dataset(src),
+            "read COCO file": lambda: read_dataset(coco_file),
             "to_coco": lambda: to_coco(ds),
             "rasterise polygons": lambda: raster.rasterise_polygons_rles(items),
             "convert (stream)": lambda: convert_folder(src, to="coco", out=next(outs), copy_images=False, **quiet),

@@ -288,9 +288,9 @@ class _PolygonCanvas:
         """The pixels of ``crop`` after drawing the polygons, columns as rows (COCO RLE runs
         down columns), each column ended by one zero (a row the shape does not reach, or
         PIL's 0 padding past the edge)."""
-        from PIL import Image, ImageDraw
-
         if self.size != (width, height):
+            from PIL import Image, ImageDraw
+
             self.canvas = Image.new("L", (width, height), 0)
             self.draw = ImageDraw.Draw(self.canvas)
             self.size = (width, height)
