@@ -12,7 +12,8 @@ import yaml
 from toy_backend import make_dataset
 
 from zoo.cli.views import leaderboard_table
-from zoo.pipeline.compare import CompareOptions, Row, check_one_protocol, compare
+from zoo.pipeline.compare import CompareOptions, compare
+from zoo.pipeline.leaderboard import Row, check_one_protocol
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
 from zoo.pipeline.run import RunOptions, execute

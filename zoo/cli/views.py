@@ -1,7 +1,7 @@
 """What the CLI draws from the results of compare, eval and convert / check (rich); the
 reporter and run / predict's tables are in :mod:`zoo.cli.render`.
 
-The pipeline returns result objects (zoo.pipeline.compare.CompareResult, ...); the tables
+The pipeline returns result objects (zoo.pipeline.leaderboard.CompareResult, ...); the tables
 people read on the terminal are made here, and nowhere else.
 """
 
@@ -18,7 +18,7 @@ def _esc(v: Any) -> str:
 
 
 def leaderboard_table(result):
-    """The compare's leaderboard (zoo.pipeline.compare.CompareResult) as a rich table: three
+    """The compare's leaderboard (zoo.pipeline.leaderboard.CompareResult) as a rich table: three
     headline metrics fit an 80-column terminal; leaderboard.md / .csv have them all."""
     from rich import box
     from rich.table import Table
@@ -75,7 +75,7 @@ def leaderboard_table(result):
 def _leaderboard_notes(result) -> list[str]:
     """The lines under the leaderboard: the protocol every backend followed, each failure,
     what the marks (``*`` reused, ``≈`` not distinguishable) mean."""
-    from zoo.pipeline.compare import fmt_verdict, starting_weights
+    from zoo.pipeline.leaderboard import fmt_verdict, starting_weights
     from zoo.selection import describe
 
     rows = result.rows

@@ -44,6 +44,7 @@ from typing import Any
 
 from zoo.atomic import write_text
 from zoo.errors import MissingDependency, ZooError
+from zoo.pipeline.leaderboard import CompareResult, Row, starting_weights, write_leaderboard
 from zoo.pipeline.report import fmt
 from zoo.pipeline.runfolder import Manifest, RunFolder
 from zoo.progress import LogReporter, Reporter
@@ -90,55 +91,6 @@ class CompareOptions:
     #: ``--executor local|ray``, ``--address`` of an existing Ray cluster (zoo.pipeline.executors_ray)
     executor: str = "local"
     address: str | None = None
-
-
-@dataclass
-class Row:
-    backend: str
-    status: str  # "trained", "reused" or "failed"
-    run_dir: Path | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    #: the run's manifest (None for a backend that never ran)
-    manifest: Manifest | None = None
-    error: str = ""
-    fold: int | None = None
-    seed: int | None = None
-    #: a backend's leaderboard row over several folds / seeds: the single runs behind it
-    runs: list[Row] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.status != "failed"
-
-    @property
-    def protocol(self) -> dict[str, Any] | None:
-        """The model-selection protocol the run chose its weights by (zoo.selection)."""
-        return (self.manifest.selection if self.manifest else {}).get("protocol")
-
-    @property
-    def main_value(self) -> float | None:
-        main = self.metrics.get("main")
-        v = self.metrics.get(main) if main else None
-        return v if isinstance(v, (int, float)) else None
-
-
-@dataclass
-class CompareResult:
-    folder: Path
-    task: str
-    rows: list[Row]
-    #: the model-selection protocol every row followed (zoo.selection.Protocol.to_dict)
-    selection: dict[str, Any] | None = None
-    #: every single run (backend × fold × seed); ``rows`` holds one row per backend
-    runs: list[Row] = field(default_factory=list)
-    #: the paired verdict, winner against each other backend (zoo.pipeline.verdict), by backend
-    verdicts: dict[str, Any] = field(default_factory=dict)
-    #: ``--pretrained``: every backend started from published weights (else from scratch)
-    pretrained: bool = False
-
-
-def starting_weights(pretrained: bool) -> str:
-    return "pretrained (published weights, --pretrained)" if pretrained else "from scratch (random init)"
 
 
 def split_sets(sets: list[str], backends: list[str]) -> dict[str, list[str]]:
@@ -468,7 +420,6 @@ def finish(s: Settings, cell: Cell, outcome, reporter: Reporter) -> Row:
 def compare(opts: CompareOptions, reporter: Reporter | None = None) -> CompareResult:
     """``zoo compare``: plan every run, train or reuse each, write the leaderboard; returns
     what the leaderboard shows (the CLI draws it)."""
-    from zoo.pipeline.leaderboard import write_leaderboard
     from zoo.pipeline.tracking import open_tracker
 
     reporter = reporter or LogReporter()
@@ -514,57 +465,3 @@ def _failed_run_dir(out: Path, backend: str, task: str) -> Path | None:
     if m is not None and m.status in ("failed", "interrupted"):
         return runs[-1]
     return None
-
-
-def check_one_protocol(rows: list[Row], protocol: dict) -> None:
-    """Refuse a leaderboard whose runs chose their weights under different protocols: a row
-    tuned on another rule is not comparable (zoo.selection)."""
-    from zoo.selection import describe
-
-    other = [r for r in rows if r.ok and r.protocol != protocol]
-    if other:
-        r = other[0]
-        raise ZooError(
-            f"cannot rank {r.backend} ({r.run_dir}) with the others: it chose its weights by "
-            f"'{describe(r.protocol)}', this comparison by "
-            f"'{describe(protocol)}'; runs made under different model-selection protocols are not comparable "
-            "(use the same --select / --select-frac / --patience, or --rerun)"
-        )
-
-
-def by_backend(runs: list[Row], backends: list[str]) -> list[Row]:
-    """One leaderboard row per backend. A single run is its own row; several (folds × seeds)
-    give the mean of every score with its standard deviation (zoo.data.folds.aggregate_metrics),
-    and the row fails when any of its runs failed (a mean over the survivors would flatter it)."""
-    from zoo.data.folds import aggregate_metrics
-
-    rows = []
-    for b in backends:
-        mine = [r for r in runs if r.backend == b]
-        if len(mine) == 1:
-            rows.append(mine[0])
-            continue
-        failed = [r for r in mine if not r.ok]
-        first = mine[0]
-        if failed:
-            f = failed[0]
-            where = " ".join(x for x in (f"fold {f.fold}" if f.fold is not None else "", f"seed {f.seed}") if x)
-            rows.append(Row(b, "failed", f.run_dir, error=f"{where}: {f.error}", runs=mine))
-            continue
-        status = "reused" if all(r.status == "reused" for r in mine) else "trained"
-        rows.append(Row(b, status, first.run_dir, aggregate_metrics([r.metrics for r in mine]), first.manifest,
-                        runs=mine))
-    return rows
-
-
-def rank(rows: list[Row]) -> list[Row]:
-    """Best main metric first; rows without a score (failed) last, in the order given."""
-    order = {id(r): k for k, r in enumerate(rows)}
-    return sorted(rows, key=lambda r: (not r.ok, -(r.main_value if r.main_value is not None else -1.0), order[id(r)]))
-
-
-def fmt_verdict(v) -> str:
-    """``+0.123 (0.05–0.20), P 0.99`` (winner minus this backend)."""
-    ci = f" ({v.ci95[0]:+.3f}–{v.ci95[1]:+.3f})" if v.ci95 else ""
-    p = f", P {v.p_better:.2f}" if v.p_better is not None else ""
-    return f"{v.difference:+.3f}{ci}{p}"
