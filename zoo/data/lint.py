@@ -381,7 +381,7 @@ def check_class_balance(ctx: LintContext) -> list[Finding]:
     """Heavy imbalance, and classes too rare for the split asked for (--val / --test)."""
     ds = ctx.dataset
     cats, classes = _counted(ds)
-    use_classes = ctx.task is not None and ctx.task.name == "classify"
+    use_classes = ctx.task is not None and ctx.task.answer_kind == "label"  # a class per image
     use_cats = not use_classes and (ctx.task is not None or ds.categories)
     out = []
     # a misspelt or undeclared label is already a finding: it is not a rare class as well

@@ -99,25 +99,39 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def write_report(folder: RunFolder, *, manifest: Manifest, metrics: dict, split, dataset, config: dict, task) -> Path:
-    """Write ``report.md`` for a finished run."""
-    run_dir, m = folder.path, manifest
-    summary = m.data.summary or dataset.summary()
-    parts = [f"# {m.backend} · {task.title} · {run_dir.name}", ""]
+    """Write ``report.md`` for a finished run: one section builder per heading."""
+    parts = [f"# {manifest.backend} · {task.title} · {folder.path.name}", ""]
+    parts += _scores_section(metrics, manifest)
+    parts += _evaluation_details(folder, metrics)
+    parts += _data_section(manifest, dataset, split, task)
+    parts += _config_section(manifest, config)
+    parts += _run_section(manifest)
+    parts += _label_next(folder)
+    parts += _reproduce_section(folder, manifest, task)
+    return write_text(folder.report_file, "\n".join(parts))
+
+
+def _scores_section(metrics: dict, m: Manifest) -> list[str]:
+    """Every score, val beside test, the main metric in bold; how the weights were chosen."""
+    from zoo.selection import statement
 
     main = metrics.get("main")
     test = metrics.get("test")
-    parts += ["## Scores (" + ("validation and test splits" if test else "validation split")
-              + ", zoo's shared evaluator; 95% bootstrap interval over images in brackets)", ""]
+    parts = ["## Scores (" + ("validation and test splits" if test else "validation split")
+             + ", zoo's shared evaluator; 95% bootstrap interval over images in brackets)", ""]
     header = ["metric", "val", *(["test"] if test else [])]
     rows = [[f"**{k}**" if k == main else k, fmt_ci(metrics, k), *([fmt_ci(test, k)] if test else [])]
             for k in all_scores(metrics)]
     parts += [_md_table(header, rows), ""]
-    from zoo.selection import statement
-
     parts += [f"Model selection: {statement(m.selection)}."
               + (" Test was predicted and scored once, after the model was chosen; training and "
                  "selection never saw it." if test else ""), ""]
+    return parts
 
+
+def _evaluation_details(folder: RunFolder, metrics: dict) -> list[str]:
+    """Per class (the main metric's column first), the evaluator's conventions, the plots."""
+    parts: list[str] = []
     per_class = metrics.get("per_class") or {}
     if per_class:
         cols: list[str] = []
@@ -140,12 +154,17 @@ def write_report(folder: RunFolder, *, manifest: Manifest, metrics: dict, split,
         parts += ["### Plots", ""]
         parts += [f"![{p.stem}]({folder.relative(p)})" for p in plots]
         parts += [""]
+    return parts
 
-    parts += ["## Data", ""]
+
+def _data_section(m: Manifest, dataset, split, task) -> list[str]:
+    """Where the data came from, what is in it, what was left out, and the split."""
+    summary = m.data.summary or dataset.summary()
+    parts = ["## Data", ""]
     parts += [f"- source: `{m.data.path}` (format {m.data.format or '?'}), hash `{m.data.hash[:16]}`"]
     parts += [f"- {summary.get('images', len(dataset))} images, {summary.get('warnings', 0)} reader warning(s), "
               f"{summary.get('ignored', 0)} ignored region(s)"]
-    if task.name == "classify" and summary.get("labels"):
+    if task.answer_kind == "label" and summary.get("labels"):  # a class per image: count images
         parts += ["- images per class: " + ", ".join(f"{k} {v}" for k, v in summary["labels"].items())]
     elif summary.get("instances"):
         parts += ["- objects per category: " + ", ".join(f"{k} {v}" for k, v in summary["instances"].items())]
@@ -160,27 +179,32 @@ def write_report(folder: RunFolder, *, manifest: Manifest, metrics: dict, split,
               + (f", selection {sizes['selection']} (carved from train)" if sizes.get("selection") else "")
               + f", val {sizes['val']}, test {sizes['test']}"
               + (f", {sizes['excluded']} excluded (not usable for {task.name})" if sizes["excluded"] else ""), ""]
+    return parts
 
-    parts += ["## Config (resolved)", "", "```yaml"]
+
+def _config_section(m: Manifest, config: dict) -> list[str]:
+    """The resolved config, what ``auto`` chose and why, and the backend's own plan."""
     import yaml
 
-    parts += [yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]
+    parts = ["## Config (resolved)", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]
     choices = m.choices or {}
     if choices:
         parts += ["Chosen from the training images (`auto`; set the key to override):", ""]
         parts += [f"- **{k}** {c['value']}: {c['reason']}" for k, c in choices.items()]
         parts += [""]
-
     plan = m.plan or {}
     if plan:
         parts += [f"## Plan ({m.backend} chose it from the training images)", ""]
         parts += [_md_table(["setting", "value"], [[k, _plain(v)] for k, v in plan.items()]), ""]
+    return parts
 
+
+def _run_section(m: Manifest) -> list[str]:
+    """Device, size of the model, versions, timings and the framework's own numbers."""
     t = m.timings.model_dump(exclude_none=True)
-    parts += ["## Run", ""]
     n = m.parameters
     params = f"{n / 1e6:.2f} M ({n:,})" if isinstance(n, int) and n >= 100_000 else fmt(n)
-    parts += [f"- device: {m.device}; parameters: {params}"]
+    parts = ["## Run", "", f"- device: {m.device}; parameters: {params}"]
     parts += ["- versions: " + ", ".join(f"{k} {v}" for k, v in m.versions.items())]
     parts += ["- timings: " + ", ".join(
         f"{k} {fmt_seconds(v)}" for k, v in t.items() if k in ("read", "fit", "predict", "evaluate"))
@@ -189,18 +213,19 @@ def write_report(folder: RunFolder, *, manifest: Manifest, metrics: dict, split,
     if own:
         parts += [f"- {m.backend}'s own numbers (not used for ranking): "
                   + ", ".join(f"{k} {fmt(v)}" for k, v in own.items())]
-    parts += [""]
+    return parts + [""]
 
-    parts += _label_next(folder)
+
+def _reproduce_section(folder: RunFolder, m: Manifest, task) -> list[str]:
+    """The commands that redo this run on the same split and config, and predict with it."""
     data = m.data.path
-    parts += ["## Reproduce, predict", "", "```sh",
-              f"zoo run --task {task.name} --backend {m.backend}"
-              + ("" if data == "demo" else f" --data {_q(data)}")
-              + f" --config {_q(folder.config_file)} --split {_q(folder.split_file)}"
-              + _select_flags(m.selection.get("protocol")),
-              f"zoo predict --run {_q(run_dir)} IMAGES... --out DIR   # labelme JSON to open and correct",
-              "```", ""]
-    return write_text(folder.report_file, "\n".join(parts))
+    return ["## Reproduce, predict", "", "```sh",
+            f"zoo run --task {task.name} --backend {m.backend}"
+            + ("" if data == "demo" else f" --data {_q(data)}")
+            + f" --config {_q(folder.config_file)} --split {_q(folder.split_file)}"
+            + _select_flags(m.selection.get("protocol")),
+            f"zoo predict --run {_q(folder.path)} IMAGES... --out DIR   # labelme JSON to open and correct",
+            "```", ""]
 
 
 def _label_next(folder: RunFolder, n: int = 10) -> list[str]:
