@@ -269,20 +269,13 @@ class RunFolder:
     # config.yaml, split.json, data/meta.json, metrics.json ---------------------------------
 
     def read_config(self) -> dict[str, Any]:
-        """The resolved config the run trained with, as written (a mapping of keys)."""
-        import yaml
+        """The resolved config the run trained with, as written (a mapping of keys), read as
+        every config file is (zoo.config: one clear line for broken YAML)."""
+        from zoo.config import load_yaml_file
 
-        try:
-            data = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
-        except OSError:
-            raise ZooError(f"{self.config_file}: missing; this run folder is incomplete") from None
-        except yaml.YAMLError as e:
-            raise ZooError(f"{self.config_file}: not valid YAML ({' '.join(str(e).split())})") from None
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise ZooError(f"{self.config_file}: not a zoo config (expected a mapping of keys)")
-        return data
+        if not self.config_file.is_file():
+            raise ZooError(f"{self.config_file}: missing; this run folder is incomplete")
+        return load_yaml_file(self.config_file)
 
     def write_config(self, config: dict[str, Any]) -> Path:
         return write_yaml(self.config_file, config)
