@@ -134,14 +134,6 @@ def evaluation_ground_truth(dataset: Dataset, iou_type: str, polygon_raster: str
     return gt
 
 
-def polygons_rle(polygons: list[list[float]], height: int, width: int) -> dict:
-    """``mask_to_rle(polygons_mask(polygons, height, width))`` of :mod:`zoo.data.raster`, faster
-    (one item of :func:`zoo.data.raster.rasterise_polygons_rles`)."""
-    from zoo.data.raster import rasterise_polygons_rles
-
-    return rasterise_polygons_rles([(polygons, height, width)])[0]
-
-
 def scoring_results(preds, image_ids, iou_type: str, category_ids: list[int] | None = None) -> list[dict[str, Any]]:
     """The COCO results of canonical predictions as ``loadRes`` leaves them, made in one pass.
 

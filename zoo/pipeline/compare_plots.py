@@ -77,7 +77,7 @@ def pr_curve_points(run_dir: Path, task: Task, val, truth=None):
 
     iou_type = task.evaluator_options["iou_type"]
     gt = (truth or GroundTruth(val)).coco(iou_type)
-    results = read_json(RunFolder(run_dir).predictions_of("val") / "coco_results.json")
+    results = read_json(RunFolder(run_dir).prediction_path(task, "val"))
     sigmas = oks_sigmas(val.meta())[0] if iou_type == "keypoints" else None
     ev = run_cocoeval(gt, list(results), iou_type, sigmas=sigmas, cat_ids=[c["id"] for c in gt["categories"]])
     p = ev.eval["precision"][0, :, :, 0, -1]  # [R, K] at IoU .50, all areas, most detections
