@@ -203,7 +203,7 @@ def test_pretrained_from_cache_and_weights_file(tmp_path, monkeypatch, demo):
 
     # --weights: a zoo checkpoint of a 3-class model starts a 4-class one (heads left as initialised)
     from zoo.plugins.tv_models.rcnn import FasterRCNN
-    from zoo.plugins.tv_models.weights import load_matching
+    from zoo.training.weights import load_matching
     from zoo.training import weights_of
 
     cfg1 = _config("faster-rcnn", "detect")

@@ -86,7 +86,7 @@ def build_classifier(arch: str, num_classes: int, pretrained: bool):
 
     if not pretrained:
         return get_model(arch, weights=None, num_classes=num_classes)
-    from zoo.plugins.tv_models.weights import cached_weights
+    from zoo.training.weights import cached_weights
 
     model = get_model(arch, weights=cached_weights(arch, what=f"pretrained {arch}"))
     # the last Linear is the 1000-class ImageNet head in every one of these architectures
@@ -118,7 +118,7 @@ class TvClassifier(Backend):
 
         model = build_classifier(self.arch, len(self.meta.classes), self.config.pretrained)
         if self.config.weights is not None:
-            from zoo.plugins.tv_models.weights import load_matching
+            from zoo.training.weights import load_matching
             from zoo.training import weights_of
 
             load_matching(model, weights_of(self.config.weights, trust=self.ctx.trust_weights),

@@ -106,7 +106,7 @@ def build_model(kind: str, cfg: RCNNConfig, num_classes: int, num_keypoints: int
     family, arch = BACKBONES[cfg.backbone]
     weights = None
     if cfg.pretrained and load_pretrained:
-        from zoo.plugins.tv_models.weights import cached_weights
+        from zoo.training.weights import cached_weights
 
         weights = cached_weights(arch, what=f"pretrained backbone {arch}")
     norm = FrozenBatchNorm2d if cfg.pretrained else nn.BatchNorm2d
@@ -297,7 +297,7 @@ class RCNNBackend(Backend):
     def fit(self, train: Dataset, selection: Selection) -> dict[str, Any]:
         model = self._build(load_pretrained=True)
         if self.config.weights is not None:
-            from zoo.plugins.tv_models.weights import load_matching
+            from zoo.training.weights import load_matching
             from zoo.training import weights_of
 
             load_matching(model, weights_of(self.config.weights, trust=self.ctx.trust_weights),

@@ -194,7 +194,7 @@ class Yolact(Backend):
         c = self.config
         weights = None
         if c.pretrained and load_pretrained:
-            from zoo.plugins.tv_models.weights import cached_weights
+            from zoo.training.weights import cached_weights
 
             weights = cached_weights(c.backbone, what=f"pretrained backbone {c.backbone}")
         return YolactNet(
@@ -232,7 +232,7 @@ class Yolact(Backend):
         self.ctx.log.info("%s: anchor sizes P3..P7 %s px at imgsz %d", self.name, sizes, self.config.imgsz)
         model = self.build(sizes)
         if self.config.weights is not None:
-            from zoo.plugins.tv_models.weights import load_matching
+            from zoo.training.weights import load_matching
             from zoo.training import weights_of
 
             load_matching(model, weights_of(self.config.weights, trust=self.ctx.trust_weights), str(self.config.weights))

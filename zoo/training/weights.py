@@ -1,6 +1,7 @@
-"""Starting weights: torchvision's pretrained weights in the torch hub cache (fetched there by
-:mod:`zoo.training.fetch` when missing, the hash prefix of the file name checked as torch.hub does),
-a user's ``--weights`` file only from disk.
+"""Starting weights for backends built on torchvision models (the R-CNNs, the classifiers,
+YOLACT's backbone): torchvision's published weights in the torch hub cache (fetched there by
+:mod:`zoo.training.fetch` when missing, the hash prefix of the file name checked as torch.hub
+does), and any state loaded into a model tensor by tensor where name and shape match.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from zoo.errors import ZooError
 
-_log = logging.getLogger("zoo.tv_models")
+_log = logging.getLogger("zoo.training")
 
 
 def cached_weights(name: str, what: str = "pretrained"):
