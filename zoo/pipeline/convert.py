@@ -1,6 +1,7 @@
-"""``zoo convert`` and ``zoo check``'s reading: any folder a registered reader reads, written
-by a registered writer, with what was read returned for the CLI to show (images, instances
-per class, warnings).
+"""``zoo convert``: any folder a registered reader reads, written by a registered writer, with
+what was read returned for the CLI to show (images, instances per class, warnings); and, for
+library callers, :func:`check_folder`: a folder read as ``zoo run`` reads it and checked for a
+task (``zoo check`` itself lints, :mod:`zoo.data.lint`).
 
 The source folder is only ever read (:mod:`zoo.data.output`: the output folder may not be
 the source, lie inside it, or already hold files). Where the reader can hand over its files
@@ -103,7 +104,7 @@ def _check_pixels(ds: Dataset, to: str, copy_images: bool) -> None:
     copied: an error before anything is written, not half way."""
     if to in ("coco", "masks") and not copy_images:
         return
-    missing = [r.id for r in ds.images if r.file is None and r.embedded is None]
+    missing = [r.id for r in ds.images if not r.has_pixels]
     if missing:
         hint = "; add --no-images to write the annotations alone" if to in ("coco", "masks") else ""
         raise ZooError(f"{len(missing)} image(s) have no image file (e.g. {missing[0]!r}) and {to} output "

@@ -51,17 +51,11 @@ log = logging.getLogger("zoo")
 T = TypeVar("T")
 
 
-class Quiet:
+class Quiet(LogReporter):
     """A reporter's progress bars, its messages to the log only (``RunOptions.quiet``)."""
 
     def __init__(self, reporter: Reporter):
         self.reporter = reporter
-
-    def say(self, message: str) -> None:
-        log.info("%s", message)
-
-    def warn(self, message: str) -> None:
-        log.warning("%s", message)
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         return self.reporter.track(items, description, total=total)
