@@ -124,6 +124,10 @@ class ImageRecord:
     #: Only :func:`zoo.evaluation.ground_truth.to_coco` reads them, in the file's order among
     #: ``instances``.
     scored_only: list[Instance] = field(default_factory=list)
+    #: The patient, study, volume, video or slide this image belongs to (``None``: its own).
+    #: Splits, folds and the bootstrap keep a group whole; readers that know it (DICOM
+    #: PatientID, a NIfTI volume, a labelme video folder) set it, ``--group`` overrides it.
+    group: str | None = None
 
     def open(self):
         """The image as a PIL RGB image, EXIF orientation applied."""
