@@ -128,3 +128,57 @@ def test_rank_refuses_semantic_seg_before_training(tmp_path, tiny_demo):
         execute(RunOptions(task="semantic-seg", backend="oracle", data=tiny_demo, out=tmp_path / "runs", quiet=True,
                            registry=toy_backend.registry(), rank=True))
     assert not (tmp_path / "runs").exists()
+
+
+def plain_images(src: Path, dst: Path) -> list[str]:
+    """The images of ``src`` without any annotation, half of them in a sub-folder: what a user
+    has before labelling (sub-folders that must not be read as class folders)."""
+    names = sorted(p.name for p in src.glob("*.jpg"))
+    for k, name in enumerate(names):
+        target = dst / ("day2" if k % 2 else "") / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / name, target)
+    return names
+
+
+def test_predict_rank_ranks_a_folder_of_plain_images(tmp_path, tiny_demo, monkeypatch):
+    registry = toy_backend.registry()
+    monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
+    run = execute(RunOptions(task="detect", backend="oracle", data=tiny_demo, out=tmp_path / "runs", quiet=True,
+                             flags={"device": "cpu"})).run_dir
+    names = plain_images(tiny_demo, tmp_path / "new")
+    out = tmp_path / "next"
+    main(["predict", "--run", str(run), str(tmp_path / "new"), "--rank", "--top", "3", "--out", str(out),
+          "--device", "cpu"])
+    rows = read_ranking(out / "ranking.csv")
+    assert sorted(Path(r["image"]).name for r in rows) == names  # every image, the sub-folder's too
+    assert len(list(out.rglob("*.json"))) == 3
+
+
+def test_predict_rank_skips_only_images_with_an_annotation_file(tmp_path, tiny_demo, monkeypatch):
+    # an empty labelme JSON is a labelled negative: annotated; a missing one is not
+    registry = toy_backend.registry()
+    monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
+    run = execute(RunOptions(task="detect", backend="oracle", data=tiny_demo, out=tmp_path / "runs", quiet=True,
+                             flags={"device": "cpu"})).run_dir
+    data = tmp_path / "data"
+    unlabelled = partly_annotated(tiny_demo, data, unlabelled=4)
+    negative = sorted(data.glob("*.json"))[0]
+    doc = json.loads(negative.read_text())
+    negative.write_text(json.dumps({**doc, "shapes": []}))
+    main(["predict", "--run", str(run), str(data), "--rank", "--out", str(tmp_path / "next"), "--device", "cpu"])
+    assert sorted(Path(r["image"]).name for r in read_ranking(tmp_path / "next" / "ranking.csv")) == unlabelled
+
+
+def test_predict_takes_a_glob_of_images(tmp_path, tiny_demo, monkeypatch):
+    registry = toy_backend.registry()
+    monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
+    run = execute(RunOptions(task="detect", backend="oracle", data=tiny_demo, out=tmp_path / "runs", quiet=True,
+                             flags={"device": "cpu"})).run_dir
+    names = plain_images(tiny_demo, tmp_path / "new")
+    out = tmp_path / "pred"
+    main(["predict", "--run", str(run), str(tmp_path / "new" / "**" / "*.jpg"), "--out", str(out), "--device", "cpu"])
+    assert sorted(p.with_suffix(".jpg").name for p in out.glob("*.json")) == names
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--run", str(run), str(tmp_path / "new" / "*.png"), "--out", str(out), "--device", "cpu"])
+    assert e.value.code == 2

@@ -4,7 +4,7 @@ Importing ``zoo`` is cheap on purpose: no framework (torch, ultralytics, ...) is
 until a command actually needs it, so ``zoo --help`` and ``zoo list`` stay instant.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 
 import pluggy as _pluggy
 

@@ -9,12 +9,12 @@ import typer
 
 def predict(
     run_dir: Path = typer.Option(..., "--run", help="A run folder made by `zoo run`."),
-    images: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively); never written to."),
+    images: list[Path] = typer.Argument(..., help="Image files, folders (searched recursively) or a quoted glob ('new/*.jpg'); never written to."),
     out: Path = typer.Option(..., "--out", help="Folder for the image copies and their labelme JSON."),
     conf: float = typer.Option(0.25, "--conf", help="Drop detections scoring below this."),
     device: str = typer.Option("auto", "--device", help="auto (the run's own setting), cpu, cuda or cuda:N."),
-    rank: bool = typer.Option(False, "--rank", help="Rank the unlabelled images by the model's uncertainty: "
-                              "ranking.csv, and labelme JSON for the --top N only."),
+    rank: bool = typer.Option(False, "--rank", help="Rank the images no annotation file covers by the model's "
+                              "uncertainty: ranking.csv, and labelme JSON for the --top N only."),
     top: int = typer.Option(10, "--top", help="With --rank: pre-fill labelme JSON for this many, most useful first."),
 ) -> None:
     """Predict with a trained run; open the results in labelme to correct them."""

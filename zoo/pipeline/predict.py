@@ -21,10 +21,13 @@ from pathlib import Path
 
 from zoo.dataset import Dataset, ImageRecord, id_path
 from zoo.errors import ZooError
+from zoo.files import IMAGE_SUFFIXES
 from zoo.predictions import InstancePredictions, Prediction
 from zoo.progress import LogReporter, Reporter
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+#: A name holding one of these is a pattern (``'new/*.jpg'``, ``'scans/**/*.png'``) when no
+#: file of that name exists: quoted, it reaches zoo unexpanded (and Windows shells never expand).
+GLOB_CHARS = "*?["
 
 
 @dataclass
@@ -69,7 +72,8 @@ def write_labelme_predictions(out: Path, images: Dataset, preds: Sequence[Predic
 
 
 def _collect_images(inputs: Sequence[Path]) -> list[tuple[Path, str]]:
-    """(file, record id) for every image named or found (recursively) in a named folder."""
+    """(file, record id) for every image named, matched by a glob, or found (recursively) in a
+    named folder. Only the files' suffixes are looked at: nothing is read as annotation here."""
     found: list[tuple[Path, str]] = []
     for p in map(Path, inputs):
         if p.is_dir():
@@ -78,9 +82,9 @@ def _collect_images(inputs: Sequence[Path]) -> list[tuple[Path, str]]:
                 raise ZooError(f"{p}: no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})")
             found += [(f, f.relative_to(p).with_suffix("").as_posix()) for f in files]
         elif p.is_file():
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
-                raise ZooError(f"{p}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            found.append((p, p.stem))
+            found.append((_image_file(p), p.stem))
+        elif any(c in str(p) for c in GLOB_CHARS):
+            found += [(f, f.stem) for f in _glob_images(p)]
         else:
             raise ZooError(f"{p}: no such file or folder")
     seen: dict[str, Path] = {}
@@ -91,12 +95,29 @@ def _collect_images(inputs: Sequence[Path]) -> list[tuple[Path, str]]:
     return found
 
 
-def _check_out(out: Path, inputs: Sequence[Path]) -> None:
+def _image_file(p: Path) -> Path:
+    if p.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ZooError(f"{p}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return p
+
+
+def _glob_images(pattern: Path) -> list[Path]:
+    """The image files a glob matches (``**`` spans folders), sorted; a ZooError when none."""
+    import glob
+
+    matches = sorted(Path(m) for m in glob.glob(str(pattern), recursive=True))
+    images = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        raise ZooError(f"{pattern}: matches no image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images
+
+
+def _check_out(out: Path, inputs: Sequence[Path], files: Sequence[tuple[Path, str]] = ()) -> None:
     """Never write into the user's input: --out may not be, or be inside, a folder named as
-    input or one holding an input image."""
+    input or one holding an input image (``files``: those :func:`_collect_images` found)."""
     o = out.resolve()
-    for p in map(Path, inputs):
-        root = p.resolve() if p.is_dir() else p.resolve().parent
+    roots = {p.resolve() for p in map(Path, inputs) if p.is_dir()} | {Path(f).resolve().parent for f, _ in files}
+    for root in sorted(roots):
         if o == root or root in o.parents:
             raise ZooError(f"--out {out} is inside the input {root}; choose a folder outside it")
 
@@ -150,7 +171,7 @@ def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf
     reporter = reporter or LogReporter()
     out = Path(out)
     files = _collect_images(images)
-    _check_out(out, images)
+    _check_out(out, images, files)
     backend, task, meta, name = load_backend(run_dir, device, registry)
     records = [_record(f, rid) for f, rid in files]
     preds = list(reporter.track(backend.predict(records), "predicting", total=len(records)))

@@ -144,7 +144,12 @@ def rank_and_prefill(backend, task, meta: Dataset, backend_name: str, records: l
 
 
 def _annotated_files(inputs: Sequence[Path]) -> set[str]:
-    """Image files an annotation in one of the input folders already covers."""
+    """Image files an annotation file in one of the input folders already covers.
+
+    Only a file of its own counts (a labelme JSON, even one with no shape: a labelled
+    negative; a VOC XML; a YOLO .txt; an image listed in a COCO file), never a folder name:
+    a folder of new images sorted into sub-folders (``day1/``, ``day2/``) must not be taken
+    for class folders and skipped as labelled."""
     import os
 
     from zoo.data.reading import read_dataset
@@ -155,10 +160,20 @@ def _annotated_files(inputs: Sequence[Path]) -> set[str]:
             continue
         try:
             ds = read_dataset(p)
-        except ZooError:  # a folder of plain images: nothing is annotated
+        except ZooError:  # no reader takes the folder: nothing in it is annotated
             continue
-        done |= {os.path.realpath(r.file) for r in ds.images if r.file is not None}
+        done |= {os.path.realpath(r.file) for r in ds.images if r.file is not None and _has_annotation_file(r)}
     return done
+
+
+def _has_annotation_file(record: ImageRecord) -> bool:
+    """Was the record read from an annotation file that exists and is not the image itself?"""
+    import os
+
+    if record.source is None:
+        return False
+    source = os.path.realpath(record.source.file)
+    return os.path.isfile(source) and source != os.path.realpath(record.file)
 
 
 def rank_folder(run_dir: Path, inputs: Sequence[Path], out: Path, *, top: int = 10, conf: float = 0.25,
@@ -172,7 +187,7 @@ def rank_folder(run_dir: Path, inputs: Sequence[Path], out: Path, *, top: int = 
     if top < 0:
         raise ZooError(f"--top {top}: expected 0 or more")
     files = _collect_images(inputs)
-    _check_out(Path(out), inputs)
+    _check_out(Path(out), inputs, files)
     done = _annotated_files(inputs)
     files = [(f, rid) for f, rid in files if os.path.realpath(f) not in done]
     if not files:
