@@ -155,9 +155,9 @@ def pycocotools_on_files(gt_path, res_path, iou_type):
     return ev
 
 
-def assert_same_as_pycocotools(metrics, ref, gt, names=BOX_STATS):
+def assert_same_as_pycocotools(metrics, ref, gt, names=BOX_STATS, tol=1e-9):
     for name, want in zip(names, ref.stats):
-        assert metrics[name] == (None if want == -1 else pytest.approx(want, abs=1e-9)), name
+        assert metrics[name] == (None if want == -1 else pytest.approx(want, abs=tol)), name
     prec = ref.eval["precision"]
     for k, cid in enumerate(ref.params.catIds):
         p = prec[:, :, k, 0, -1]
@@ -165,7 +165,7 @@ def assert_same_as_pycocotools(metrics, ref, gt, names=BOX_STATS):
         name = next(c["name"] for c in gt["categories"] if c["id"] == cid)
         got = metrics["per_class"][name]
         got = got["AP"] if isinstance(got, dict) else got  # "bbox" of masks: {name: AP}
-        assert (got is None) if want is None else got == pytest.approx(want, abs=1e-9), name
+        assert (got is None) if want is None else got == pytest.approx(want, abs=tol), name
 
 
 def _zoo_eval(task, gt_path, res, tmp_path):

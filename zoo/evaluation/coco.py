@@ -25,6 +25,10 @@ Conventions (also written into every metrics dict under ``conventions``):
   detections under ``"bbox"``.
 * A stat pycocotools reports as ``-1`` (nothing to measure: no ground truth in that area
   range) is ``None`` (JSON ``null``), never averaged in as a number.
+* Equal scores rank as pycocotools ranks them (stable mergesort twice): within an image and
+  category in the results' order, then across images in image-id order -- for ``zoo eval`` on
+  a COCO file, that file's own ids (:func:`zoo.evaluation.results.in_coco_id_order`).
+  Rounded scores (3 decimals is common) make ties the rule, and the order moves AP.
 * Keypoint OKS sigmas: the dataset's (``oks_sigmas``, from ``zoo.yaml``) when given; COCO's
   when the keypoint names are the 17 COCO body points; otherwise :data:`DEFAULT_SIGMA` for
   every point.
@@ -461,6 +465,9 @@ def conventions(ev, meta: Dataset, records: list[ImageRecord], polygon_raster: s
         "reference": "pycocotools' COCOeval on the same ground truth (a COCO source: its own annotations; "
         "a run: data/val_coco.json) and results (predictions/coco_results.json) gives these numbers "
         "to 1e-9 (tests/test_eval_coco.py, tests/test_eval_coco_files.py)",
+        "ties": "equal scores rank as pycocotools ranks them: per image and category in the results' order, "
+        "then across images in the ground truth's image-id order (stable mergesort twice; rounded scores "
+        "equal to pycocotools to 1e-12, tests/test_eval_ties.py)",
     }
     # annotations read from a COCO file are scored as the file gives them (Instance.coco)
     given = any(i.coco is not None for r in records for i in r.instances)

@@ -24,6 +24,7 @@ a CSV of labels): ``zoo eval`` and the run folder read predictions through it.
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -192,7 +193,8 @@ def _rle_box(rle: dict) -> list[float]:
 # -- the prediction files ------------------------------------------------------------------------
 
 
-def read_predictions(task, path: Path, dataset: Dataset, gt_path: Path | None = None) -> list:
+def read_predictions(task, path: Path, dataset: Dataset, gt_path: Path | None = None, *,
+                     coco_ids: Mapping[int | str, str] | None = None) -> list:
     """The one reader of prediction files (``zoo eval --pred``, a run folder's predictions/),
     by what the task's answer is (``Task.answer_kind``):
 
@@ -205,18 +207,21 @@ def read_predictions(task, path: Path, dataset: Dataset, gt_path: Path | None = 
     * label_map (semantic-seg): a folder of single-channel PNG label maps (background 0,
       category i at i+1), one per image, named like the image (the base name alone also works);
     * label (classify): a CSV ``image,label[,score_<class>...]`` (:func:`read_label_csv`).
+
+    ``coco_ids``: :func:`coco_image_ids` of ``gt_path`` when the caller already has them.
     """
     path = Path(path)
     if not path.exists():
         raise ZooError(f"{path}: no such file or folder")
     if task.answer_kind == "instances":
-        return read_coco_results(path, dataset, gt_path)
+        return read_coco_results(path, dataset, gt_path, coco_ids=coco_ids)
     if task.answer_kind == "label_map":
         return read_mask_folder(path, dataset)
     return read_label_csv(path, dataset)
 
 
-def read_coco_results(path: Path, dataset: Dataset, gt_path: Path | None = None) -> list:
+def read_coco_results(path: Path, dataset: Dataset, gt_path: Path | None = None, *,
+                      coco_ids: Mapping[int | str, str] | None = None) -> list:
     """A COCO results JSON (or a whole COCO file, its annotations taken as results)."""
     import orjson
 
@@ -228,7 +233,7 @@ def read_coco_results(path: Path, dataset: Dataset, gt_path: Path | None = None)
         raise ZooError(f"{path}: not valid JSON ({e}); predictions for this task are a COCO results JSON") from None
     if isinstance(results, dict) and isinstance(results.get("annotations"), list):
         results = results["annotations"]  # a whole COCO file given as results: use its annotations
-    ids = coco_image_ids(gt_path, dataset) if gt_path is not None else None
+    ids = coco_ids if coco_ids is not None or gt_path is None else coco_image_ids(gt_path, dataset)
     return coco_results_to_predictions(results, dataset, ids, source=str(path))
 
 
@@ -251,6 +256,22 @@ def coco_image_ids(gt_path: Path, dataset: Dataset) -> dict[int, str] | None:
         if rid is not None and "id" in img:
             out[img["id"]] = rid
     return out or None
+
+
+def in_coco_id_order(dataset: Dataset, coco_ids: Mapping[int | str, str] | None) -> Dataset:
+    """``dataset`` with its images in the order of the ground-truth file's own image ids
+    (``coco_ids``: :func:`coco_image_ids`), the order pycocotools accumulates in: detections of
+    equal score on different images rank by it. Images the file does not name stay last, in
+    their order; ids that do not sort (a mix of numbers and text) leave the order as it is."""
+    if not coco_ids:
+        return dataset
+    try:
+        ranked = sorted(coco_ids)
+    except TypeError:
+        return dataset
+    rank = {coco_ids[k]: n for n, k in enumerate(ranked)}
+    images = sorted(dataset.images, key=lambda r: rank.get(r.id, len(rank)))
+    return replace(dataset, images=images)
 
 
 def _name_index(dataset):

@@ -19,7 +19,7 @@ def evaluate_files(task: str, gt: Path, pred: Path, out: Path, fmt: str = "auto"
     from zoo.data.reading import read_dataset
     from zoo.errors import ZooError
     from zoo.evaluation import evaluate
-    from zoo.evaluation.results import read_predictions
+    from zoo.evaluation.results import coco_image_ids, in_coco_id_order, read_predictions
     from zoo.tasks import get_task
 
     t = get_task(task)
@@ -28,7 +28,10 @@ def evaluate_files(task: str, gt: Path, pred: Path, out: Path, fmt: str = "auto"
         raise ZooError(f"{pred}: no such file or folder")
     dataset = read_dataset(gt, fmt, labels)
     t.check(dataset)
-    metrics = evaluate(t, dataset, read_predictions(t, pred, dataset, gt), plots_dir=plots)
+    coco_ids = coco_image_ids(gt, dataset) if t.answer_kind == "instances" else None
+    preds = read_predictions(t, pred, dataset, gt, coco_ids=coco_ids)
+    # scored in the ground-truth file's image-id order: pycocotools ranks equal scores by it
+    metrics = evaluate(t, in_coco_id_order(dataset, coco_ids), preds, plots_dir=plots)
     metrics = {**metrics, "ground_truth": str(gt), "predictions": str(pred)}
     write_json(out, metrics)
     return metrics
