@@ -157,7 +157,7 @@ def _points(raw, file: Path, idx: int, warnings: list[Problem]) -> list[float] |
 class _Group:
     """Shapes that make one instance."""
 
-    __slots__ = ("label", "polygons", "box", "masks", "first", "kpts", "extent", "difficult")
+    __slots__ = ("label", "polygons", "box", "masks", "first", "kpts", "kpt_shapes", "extent", "difficult")
 
     def __init__(self, label, first):
         self.label = label
@@ -166,6 +166,7 @@ class _Group:
         self.masks: list = []
         self.first = first
         self.kpts: dict | None = None
+        self.kpt_shapes: dict[str, int] = {}  # keypoint name -> the index of its point shape
         self.difficult = False
         self.extent = [math.inf, math.inf, -math.inf, -math.inf]
 
@@ -471,6 +472,7 @@ class _Shapes:
                 self.warn(f"keypoint '{label}' given twice to one object; the first kept", idx)
                 continue
             owner.kpts[label] = (x, y, 2)
+            owner.kpt_shapes[label] = idx
 
     def _owner_by_group(self, label: str, gid, by_gid: dict, idx: int) -> _Group | None:
         owners = by_gid.get(gid)
@@ -509,6 +511,7 @@ class _Shapes:
                 keypoints=g.kpts,
                 ignore=ignore or g.difficult,
                 source=Source(fstr, g.first),
+                keypoint_shapes=g.kpt_shapes or None,
             ))
         return out
 

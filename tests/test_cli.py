@@ -92,3 +92,40 @@ def test_ci_runs_the_readme_commands_verbatim_and_in_order():
     ci = (repo / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     where = [next(i for i, line in enumerate(ci) if not line.startswith("#") and command in line) for command in commands]
     assert where == sorted(where)
+
+
+def zoo_cli(*argv: str, columns: int = 80, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m zoo ARGV`` as a user's shell runs it, off a terminal (pipes) at ``columns``."""
+    import os
+
+    env = {**os.environ, "COLUMNS": str(columns), "PYTHONWARNINGS": ""}
+    return subprocess.run([sys.executable, "-m", "zoo", *argv], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=cwd)
+
+
+def labelme_smear(folder: Path, name: str, point_label: str) -> Path:
+    """One labelme file: a rectangle (shape 0) with a point (shape 1) of its group."""
+    import json
+
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 48)).save(folder / f"{name}.png")
+    shapes = [{"label": "rbc", "points": [[4, 4], [30, 30]], "shape_type": "rectangle", "group_id": 1, "flags": {}},
+              {"label": point_label, "points": [[10, 10]], "shape_type": "point", "group_id": 1, "flags": {}}]
+    doc = {"version": "5.4.1", "flags": {}, "shapes": shapes, "imagePath": f"{name}.png", "imageData": None,
+           "imageHeight": 48, "imageWidth": 64}
+    (folder / f"{name}.json").write_text(json.dumps(doc))
+    return folder / f"{name}.json"
+
+
+def test_check_names_the_json_file_and_shape_of_an_undeclared_keypoint(tmp_path):
+    data = tmp_path / "smears"
+    labelme_smear(data, "smear_000", "top")
+    bad = labelme_smear(data, "smear_001", "rbcc")
+    (data / "zoo.yaml").write_text("keypoint_names: [top, right]\n")
+    out = zoo_cli("check", str(data))
+    lines = [line for line in out.stdout.splitlines() if "rbcc" in line and line.startswith("warning")]
+    assert len(lines) == 1, out.stdout
+    assert f"{bad} (shape 1)" in lines[0] or f"{bad.name} (shape 1)" in lines[0], lines[0]
+    assert "keypoint_names (top, right" in lines[0]

@@ -44,6 +44,9 @@ class DraftInstance:
     source: Source | None = None
     coco: dict | None = None
     scored_only: bool = False
+    #: the shape index each named keypoint was drawn as, in ``source``'s file (labelme: one
+    #: point shape per keypoint), so a warning about a point names the point, not its object
+    keypoint_shapes: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -116,10 +119,30 @@ class DatasetBuilder:
         vocab = self._vocabularies(config, label_list)
         images = self._images(vocab)
         if vocab.keypoint_names and config.get("keypoint_names"):
-            extra = sorted(vocab.found_keypoints - set(vocab.keypoint_names))
-            if extra:
-                self.warn(config["_file"], f"point labels {extra} are not in keypoint_names; skipped")
+            self._warn_unknown_keypoints(vocab, config["_file"])
         return self._dataset(images, vocab, config)
+
+    def _warn_unknown_keypoints(self, vocab: _Vocabularies, config_file) -> None:
+        """One warning per point label zoo.yaml's keypoint_names lacks, at the first point
+        drawn with it (file and shape), with how many there are."""
+        extra = vocab.found_keypoints - set(vocab.keypoint_names)
+        if not extra:
+            return
+        first: dict[str, Source | None] = {}
+        count: dict[str, int] = dict.fromkeys(extra, 0)
+        for rec in self.records:
+            for inst in rec.instances:
+                for name in (inst.keypoints or ()):
+                    if name in count:
+                        count[name] += 1
+                        first.setdefault(name, _point_source(inst, name))
+        names = ", ".join(vocab.keypoint_names)
+        for name in sorted(extra):
+            where = first.get(name)
+            self.warn(where.file if where else config_file,
+                      f"point label '{name}' is not in keypoint_names ({names}, from {config_file}); "
+                      f"skipped ({count[name]} point(s){', the first here' if count[name] > 1 else ''})",
+                      where.shape if where else None)
 
     def _vocabularies(self, config: dict, label_list: LabelList | None) -> _Vocabularies:
         """Every name found, ordered by --labels, else zoo.yaml, else the format, else sorted."""
@@ -211,6 +234,15 @@ class DatasetBuilder:
         ds.category_ids = {n: self.category_ids[n] for n in ds.categories if n in self.category_ids}
         ds.splits = self.splits if self.splits is not None else folder_splits(images)
         return ds
+
+
+def _point_source(inst: DraftInstance, name: str) -> Source | None:
+    """Where the point ``name`` of ``inst`` was drawn: its own shape when the reader knows it,
+    else its object's."""
+    if inst.source is None:
+        return None
+    shape = (inst.keypoint_shapes or {}).get(name, inst.source.shape)
+    return Source(inst.source.file, shape)
 
 
 def _keypoint_list(found: dict, index: dict[str, int], n: int) -> list[Keypoint]:
