@@ -129,3 +129,82 @@ def test_check_names_the_json_file_and_shape_of_an_undeclared_keypoint(tmp_path)
     assert len(lines) == 1, out.stdout
     assert f"{bad} (shape 1)" in lines[0] or f"{bad.name} (shape 1)" in lines[0], lines[0]
     assert "keypoint_names (top, right" in lines[0]
+
+
+@pytest.fixture
+def toy_compare(tmp_path, tiny_demo, monkeypatch):
+    """``zoo compare`` of the toy (mean box) and oracle (ground truth) backends plus one that
+    fails, run in-process (the toy backends are registered in this process only)."""
+    import toy_backend
+
+    import zoo.registry
+    from zoo.pipeline.compare import CompareOptions, compare
+
+    registry = toy_backend.registry()
+    monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
+    return compare(CompareOptions(task="detect", backends=["toy", "oracle", "broken"], data=tiny_demo,
+                                  out=tmp_path / "runs", registry=registry, flags={"device": "cpu"}))
+
+
+def printed_leaderboard(result, columns: int, monkeypatch, capsys) -> str:
+    """The leaderboard as ``zoo compare`` prints it off a terminal ``columns`` wide."""
+    from zoo.cli.views import print_leaderboard
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    print_leaderboard(result)
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_compare_screen_has_a_verdict_column_and_cuts_nothing(toy_compare, columns, monkeypatch, capsys):
+    out = printed_leaderboard(toy_compare, columns, monkeypatch, capsys)
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    assert "…" not in out  # no cell cut
+    header = next(line for line in lines if "backend" in line)
+    assert "vs #1" in header and ("ms/img" in header) == (columns == 200)
+    rows = {line.split()[1]: line for line in lines if line.split()[:1] in (["1"], ["2"])}
+    assert "1.000 (1.00–1.00)" in rows["oracle"] and "best" in rows["oracle"]
+    assert "worse (P 1.00)" in rows["toy"]
+    assert "≈" not in out  # no backend is indistinguishable from the winner: no ≈, not even its legend
+    words = " ".join(out.split())
+    assert "worse: #1 is better beyond chance" in words and "broken on purpose" in words
+    if columns == 80:
+        assert "ms/img: in leaderboard.md" in words
+
+
+def test_compare_screen_marks_and_explains_a_tie(toy_compare, monkeypatch, capsys):
+    from zoo.pipeline.verdict import Verdict
+
+    toy_compare.verdicts = {"toy": Verdict("toy", 0.01, [-0.02, 0.04], 0.62)}
+    out = printed_leaderboard(toy_compare, 80, monkeypatch, capsys)
+    toy = next(line for line in out.splitlines() if " toy " in line)
+    assert "≈ (P 0.62)" in toy
+    words = " ".join(out.split())
+    assert "≈: not distinguishable from #1" in words and "worse:" not in words
+
+
+@pytest.mark.parametrize("mode", ["oracle", "mean"])
+def test_run_points_at_report_html_and_explains_a_missing_samples_png(tmp_path, tiny_demo, mode, monkeypatch,
+                                                                      capsys):
+    import toy_backend
+
+    import zoo.registry
+    from zoo.cli import main
+
+    registry = toy_backend.registry()
+    monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
+    monkeypatch.setenv("COLUMNS", "80")
+    out = tmp_path / "a folder name long enough to be wrapped by an eighty column terminal" / "runs"
+    main(["run", "--task", "detect", "--backend", "toy", "--data", str(tiny_demo), "--out", str(out),
+          "--device", "cpu", "--set", f"mode={mode}"])
+    run = out / "toy-detect"
+    err = capsys.readouterr().err.splitlines()
+    assert f"report: {run / 'report.html'} (open it in a browser; report.md beside it)" in err  # one line, whole
+    samples, note = run / "plots" / "samples.png", run / "plots" / "samples.txt"
+    if mode == "oracle":  # every image right: no picture, and the folder says why
+        assert not samples.exists()
+        text = note.read_text()
+        assert "none of the" in text and "is wrong" in text and "Nothing failed" in text
+    else:
+        assert samples.stat().st_size > 0 and not note.exists()

@@ -101,11 +101,11 @@ def _print_table(data: Path, report, changes, after, out: Path | None) -> None:
                           highlight=False, soft_wrap=True)
         console.print(f"{report.count('error')} error(s), {report.count('warning')} warning(s)"
                       + ("" if changes is not None else f"; `zoo check {data} --fix --out NEW_FOLDER` writes a corrected copy"),
-                      highlight=False)
+                      markup=False, highlight=False, soft_wrap=True)
     if changes is not None:
         console.print(f"[bold]--fix[/bold]: {len(changes)} change(s) written to {out} (the source is unchanged):",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
         for line in changes:
-            console.print(f"  {line}", markup=False, highlight=False)
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
         console.print(f"the copy re-checks with {after.count('error')} error(s), {after.count('warning')} warning(s)"
                       + (" (what remains needs a person)" if after.findings else ": clean"), highlight=False)

@@ -17,5 +17,5 @@ def demo(
     summary = write_demo(out)
     stderr_console().print(
         f"wrote {summary['images']} images to {out} "
-        f"({', '.join(f'{n} {k}' for k, n in summary['instances'].items())})", markup=False, highlight=True,
+        f"({', '.join(f'{n} {k}' for k, n in summary['instances'].items())})", markup=False, highlight=True, soft_wrap=True,
     )

@@ -28,4 +28,4 @@ def predict(
     from zoo.pipeline.predict import predict_to_labelme
 
     result = predict_to_labelme(run_dir, images, out, conf=conf, device=device, reporter=ConsoleReporter())
-    stderr_console().print(predicted_line(result), markup=False, highlight=True)
+    stderr_console().print(predicted_line(result), markup=False, highlight=True, soft_wrap=True)

@@ -33,7 +33,8 @@ def stdout_console() -> Console:
 class ConsoleReporter:
     """:class:`zoo.progress.Reporter` on the terminal: lines on stderr, warnings in yellow,
     a progress bar where stderr is a terminal. Messages are plain text, never rich markup.
-    ``quiet``: no lines (the bars stay)."""
+    ``quiet``: no lines (the bars stay). Lines are never broken by rich (``soft_wrap``): a
+    path in one stays whole to copy, and the terminal folds what is too long."""
 
     def __init__(self, quiet: bool = False, console: Console | None = None):
         self.console = console or stderr_console()
@@ -41,11 +42,11 @@ class ConsoleReporter:
 
     def say(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, markup=False, highlight=False)
+            self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, style="yellow", markup=False, highlight=False)
+            self.console.print(message, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         from zoo.progress import track
@@ -65,7 +66,8 @@ def summary_table(result) -> Table:
 
     metrics, t = result.metrics, result.manifest.timings
     main = metrics.get("main")
-    table = Table(title=escape(f"{result.backend} · {result.task} · {result.run_dir}"), title_justify="left")
+    # the run folder is on the report line below, whole: a title wraps it mid-path
+    table = Table(title=escape(f"{result.backend} · {result.task}"), title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     test = metrics.get("test")
@@ -103,7 +105,8 @@ def show_run(result, top: int) -> None:
     stdout_console().print(summary_table(result))
     if result.ranked:
         stdout_console().print(ranking_table(result.ranked, top))
-    stderr_console().print(f"report: {result.run_dir / 'report.md'}", markup=False)
+    stderr_console().print(f"report: {result.run_dir / 'report.html'} (open it in a browser; report.md beside it)",
+                           markup=False, soft_wrap=True)
 
 
 # -- zoo predict -----------------------------------------------------------------------------
@@ -113,7 +116,8 @@ def show_ranking(ranked: Sequence, out, top: int) -> None:
     """``zoo predict --rank``: the table, then where the pre-filled files are."""
     stdout_console().print(ranking_table(ranked, top))
     stderr_console().print(f"{out / 'ranking.csv'}: {len(ranked)} image(s) ranked; the first {min(top, len(ranked))} "
-                           f"pre-filled as labelme JSON in {out}: open them with `labelme {out}`", markup=False)
+                           f"pre-filled as labelme JSON in {out}: open them with `labelme {out}`", markup=False,
+                           soft_wrap=True)
 
 
 def predicted_line(result) -> str:

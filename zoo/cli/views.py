@@ -7,6 +7,7 @@ people read on the terminal are made here, and nowhere else.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -17,76 +18,138 @@ def _esc(v: Any) -> str:
     return escape(str(v))
 
 
-def leaderboard_table(result):
-    """The compare's leaderboard (zoo.pipeline.leaderboard.CompareResult) as a rich table: three
-    headline metrics fit an 80-column terminal; leaderboard.md / .csv have them all."""
+@dataclass
+class _Column:
+    header: str
+    cells: list[str]
+    justify: str = "right"
+    style: str | None = None
+    #: a narrow screen gives up the columns of highest ``drop`` first (0: always shown); each
+    #: is in leaderboard.md / .csv, which the caption then points at
+    drop: int = 0
+
+
+def leaderboard_table(result, width: int | None = None):
+    """The compare's leaderboard (zoo.pipeline.leaderboard.CompareResult) as a rich table that
+    fits ``width`` (the console's): nothing cut, no word split. The main metric carries its
+    interval, the others their value; "vs #1" is the paired verdict; when the screen is too
+    narrow, timings and sizes go first, then the secondary metrics (leaderboard.md has them all)."""
+    from rich.console import Console
+
+    columns = _leaderboard_columns(result)
+    width = width or Console().width
+    every = columns
+
+    def fits(cols) -> bool:
+        return _table_width(_board_table(result, cols)) <= width
+
+    while not fits(columns) and any(c.drop for c in columns):
+        victim = max(columns, key=lambda c: c.drop)
+        columns = [c for c in columns if c is not victim]
+    for back in sorted((c for c in every if c not in columns), key=lambda c: c.drop):  # a narrow one may fit again
+        trial = [c for c in every if c in columns or c is back]
+        if fits(trial):
+            columns = trial
+    dropped = [c.header for c in every if c not in columns]
+    return _board_table(result, columns, _leaderboard_notes(result, dropped))
+
+
+def _table_width(table) -> int:
+    """The width ``table`` (without a caption, which wraps) needs to show every cell whole."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console(width=10_000)
+    return Measurement.get(console, console.options, table).maximum
+
+
+def _leaderboard_columns(result) -> list[_Column]:
+    from zoo.pipeline.leaderboard import fmt_params
+    from zoo.pipeline.report import fmt, fmt_ci, fmt_seconds, headline
+
+    rows = result.rows
+    ok = [r for r in rows if r.ok]
+    first = next((r for r in ok if r.metrics), None)
+    metrics = list(headline(first.metrics, n=3)) if first else []
+    main = first.metrics.get("main") if first else None
+    with_test = bool(main) and any(r.metrics.get("test") for r in ok)
+
+    def cells(of_row, failed: str = "") -> list[str]:
+        return [of_row(r) if r.ok else failed for r in rows]
+
+    cols = [_Column("#", [str(k) if r.ok else "–" for k, r in enumerate(rows, 1)]),
+            _Column("backend", [r.backend + ("*" if r.status == "reused" else "") for r in rows],
+                    justify="left", style="bold")]
+    if len({r.manifest.framework for r in ok}) > 1:  # the framework only when it tells rows apart
+        cols.append(_Column("framework", cells(lambda r: r.manifest.framework or ""), justify="left", drop=2))
+    for k, m in enumerate(metrics):
+        show = (lambda r, m=m: fmt_ci(r.metrics, m)) if m == main else (lambda r, m=m: fmt(r.metrics.get(m)))
+        cols.append(_Column(m, cells(show, failed="failed" if k == 0 else ""), style="bold" if m == main else None,
+                            drop=0 if m == main else 3 + len(metrics) - k))
+    if with_test:
+        cols.append(_Column(f"{main} test", cells(lambda r: fmt_ci(r.metrics.get("test") or {}, main))))
+    if result.verdicts:
+        cols.append(_Column("vs #1", cells(lambda r: _verdict_cell(result.verdicts.get(r.backend))), justify="left"))
+    cols += [_Column("params", cells(lambda r: fmt_params(r.manifest.parameters)), drop=11),
+             _Column("train", cells(lambda r: fmt_seconds(r.manifest.timings.fit)), drop=10),
+             _Column("ms/img", cells(lambda r: _ms(r.manifest.timings.predict_per_image_ms)), drop=12)]
+    if len({r.manifest.device or "" for r in ok}) > 1:
+        cols.append(_Column("device", cells(lambda r: r.manifest.device or ""), justify="left", drop=13))
+    return cols
+
+
+def _ms(v) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def _verdict_cell(v) -> str:
+    """The winner row: ``best``; another: ``worse`` when the winner is better beyond chance,
+    ``≈`` when not, with P(winner better)."""
+    if v is None:
+        return "best"
+    p = f" (P {v.p_better:.2f})" if v.p_better is not None else ""
+    return ("worse" if v.distinguishable else "≈") + p
+
+
+def _board_table(result, columns: list[_Column], notes: list[str] = ()):
     from rich import box
     from rich.table import Table
 
-    from zoo.pipeline.leaderboard import fmt_params
-    from zoo.pipeline.report import fmt_ci, fmt_seconds, headline
-
-    rows = result.rows
-    first = next((r for r in rows if r.ok and r.metrics), None)
-    metrics = list(headline(first.metrics, n=3)) if first else []
-    main = first.metrics.get("main") if first else None
-    devices = {r.manifest.device or "" for r in rows if r.ok}
-    one_device = len(devices) == 1
-    # the framework column only when rows come from more than one (it costs terminal width)
-    mixed = len({r.manifest.framework for r in rows if r.ok}) > 1
-    title = f"zoo compare · {result.task} · {result.folder}" + (f" · {devices.pop()}" if one_device else "")
+    devices = {r.manifest.device or "" for r in result.rows if r.ok}
+    title = f"zoo compare · {result.task}" + (f" · {devices.pop()}" if len(devices) == 1 else "")
+    caption = "\n".join(_esc(n) for n in notes) or None
     table = Table(title=_esc(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True, caption="\n".join(_leaderboard_notes(result)) or None, caption_justify="left")
-    table.add_column("#", justify="right", min_width=1, no_wrap=True)
-    table.add_column("backend", style="bold", no_wrap=True)
-    if mixed:
-        table.add_column("framework", no_wrap=True)
-    for m in metrics:
-        table.add_column(m, justify="right", style="bold" if m == main else None, min_width=len(m), no_wrap=True)
-    test = [main] if main and any(r.ok and r.metrics.get("test") for r in rows) else []
-    for m in test:
-        table.add_column(f"{m} test", justify="right", min_width=len(m) + 5, no_wrap=True)
-    table.add_column("params", justify="right", no_wrap=True)
-    table.add_column("train", justify="right", no_wrap=True)
-    table.add_column("ms/img", justify="right", no_wrap=True, min_width=6)
-    if not one_device:
-        table.add_column("device")
-    extra = 3 if one_device else 4
-    for k, r in enumerate(rows, 1):
-        if not r.ok:
-            table.add_row("–", r.backend, *([""] if mixed else []), "[red]failed[/]",
-                          *[""] * (len(metrics) + len(test) + extra - 1))
-            continue
-        m = r.manifest
-        ms = m.timings.predict_per_image_ms
-        v = result.verdicts.get(r.backend)
-        cells = [str(k), r.backend + ("*" if r.status == "reused" else "")
-                 + (" ≈" if v is not None and not v.distinguishable else ""),
-                 *([m.framework] if mixed else []),
-                 *[fmt_ci(r.metrics, m) for m in metrics], *[fmt_ci(r.metrics.get("test") or {}, m) for m in test],
-                 fmt_params(m.parameters),
-                 fmt_seconds(m.timings.fit), "–" if ms is None else f"{ms:.1f}"]
-        if not one_device:
-            cells.append(m.device or "")
-        table.add_row(*cells)
+                  collapse_padding=True, caption=caption, caption_justify="left")
+    for c in columns:
+        table.add_column(_esc(c.header), justify=c.justify, style=c.style, no_wrap=True)
+    for k, row in enumerate(result.rows):
+        table.add_row(*(("[red]failed[/]" if c.cells[k] == "failed" else _esc(c.cells[k])) for c in columns))
     return table
 
 
-def _leaderboard_notes(result) -> list[str]:
+def _leaderboard_notes(result, dropped: list[str] = ()) -> list[str]:
     """The lines under the leaderboard: the protocol every backend followed, each failure,
-    what the marks (``*`` reused, ``≈`` not distinguishable) mean."""
-    from zoo.pipeline.leaderboard import fmt_verdict, starting_weights
+    what the marks (``*`` reused, vs #1's ``worse`` and ``≈``) mean, and what a narrow screen left out."""
+    from zoo.pipeline.leaderboard import starting_weights
     from zoo.selection import describe
 
     rows = result.rows
     notes = [f"model selection, every backend: {describe(result.selection)}"] if result.selection else []
     notes.append(f"starting weights, every backend: {starting_weights(result.pretrained)}")
-    notes += [f"{r.backend}: {_esc(r.error)}" for r in rows if not r.ok]
+    notes += [f"{r.backend}: {r.error}" for r in rows if not r.ok]
     if any(r.status == "reused" for r in rows):
         notes.append("* reused a finished run with the same data, split, seed and config")
     if result.verdicts:
-        notes.append("≈ not distinguishable from the winner (paired bootstrap over images: "
-                     + "; ".join(f"{b} {fmt_verdict(v)}" for b, v in result.verdicts.items()) + ")")
+        marks = {_verdict_cell(v).split(" ")[0] for v in result.verdicts.values()}
+        said = ["vs #1: #1 against each backend on the same images (paired bootstrap); "
+                "P: the share of resamples in which #1 scores higher"]
+        if "worse" in marks:
+            said.append("worse: #1 is better beyond chance (the 95% interval of the difference is above 0)")
+        if "≈" in marks:
+            said.append("≈: not distinguishable from #1 (the interval reaches 0)")
+        notes.append("; ".join(said) + "; the differences with their intervals are in leaderboard.md")
+    if dropped:
+        notes.append(f"{', '.join(dropped)}: in leaderboard.md (a wider terminal shows them here)")
     return notes
 
 
@@ -94,8 +157,10 @@ def print_leaderboard(result) -> None:
     """The leaderboard on stdout, where its files are on stderr."""
     from zoo.cli.render import stderr_console, stdout_console
 
-    stdout_console().print(leaderboard_table(result))
-    stderr_console().print(f"leaderboard: {result.folder / 'leaderboard.md'}", markup=False)
+    console = stdout_console()
+    console.print(leaderboard_table(result, console.width))
+    stderr_console().print(f"leaderboard: {result.folder / 'leaderboard.md'} (and report.html beside it)",
+                           markup=False, soft_wrap=True)
 
 
 # -- zoo eval ------------------------------------------------------------------------------------
@@ -153,7 +218,7 @@ def print_metrics(metrics: dict[str, Any], out=None) -> None:
     if per_class is not None:
         console.print(per_class)
     if out is not None:
-        console.print(f"metrics written to {out}")
+        console.print(f"metrics written to {out}", markup=False, soft_wrap=True)
 
 
 def _fmt4(v) -> str:

@@ -94,6 +94,17 @@ def worst_images(task, dataset, preds_by_id: list[dict[str, Any]], n: int) -> li
     return scored[:n]
 
 
+def nothing_wrong(task, n_images: int) -> str:
+    """Why a run has no plots/samples.png when its model got every validation image right
+    (written beside where the picture would be, so the folder itself says so)."""
+    rule = {"semantic-seg": "no pixel of any of them has the wrong class",
+            "classify": "every one has the right class"}.get(
+        task.name, f"no prediction scoring {CONF:g} or more is a false positive and no object is missed "
+                   f"(matched at box IoU >= {IOU:g})")
+    return (f"No samples.png: it shows the validation images the model gets most wrong, and none of the "
+            f"{n_images} is wrong: {rule}. Nothing failed; the scores are in metrics.json.")
+
+
 def failures_figure(task, dataset, columns: dict[str, dict[str, Any]], n: int = 6, path: Path | None = None):
     """A grid, worst image first: ground truth, then each column's predictions with its
     false positives (red, dashed) and misses (orange, dotted) marked. Returns

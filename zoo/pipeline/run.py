@@ -320,12 +320,22 @@ class _Run:
         from zoo.pipeline.failures import failures_figure
         from zoo.pipeline.report_html import write_run_html
 
+        from zoo.atomic import write_text
+        from zoo.pipeline.failures import nothing_wrong
+
         try:
             failures = failures_figure(self.task, self.data.val, {self.spec.name: {p.image_id: p for p in preds}},
                                        path=self.folder.samples_file)
+            why_not = None if failures[0] is not None else nothing_wrong(self.task, len(self.data.val.images))
         except Exception as e:  # noqa: BLE001 - a picture must not cost the scores
             log.warning("plots/samples.png failed: %s", e, exc_info=True)
             failures = (None, [])
+            why_not = f"No samples.png: drawing it failed ({type(e).__name__}: {e}); log.txt has the traceback."
+        note = self.folder.samples_file.with_suffix(".txt")
+        if why_not:  # the folder says why the picture the README promises is not there
+            write_text(note, why_not + "\n")
+        else:
+            note.unlink(missing_ok=True)
         write_run_html(self.folder, manifest=self.manifest, metrics=metrics, failures=failures)
 
     def start_tracking(self) -> None:
