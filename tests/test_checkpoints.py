@@ -228,10 +228,22 @@ def test_a_swapped_yolov8_checkpoint_never_runs(yolo_run, tmp_path, tiny_demo, c
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["done"], manifest["status"] = ["prepare"], "interrupted"
     (run / "manifest.json").write_text(json.dumps(manifest))
-    code, err = _zoo(["run", "--task", "detect", "--backend", "yolov8", "--out", str(tmp_path / "runs"),
-                      "--resume", "--epochs", "1", "--imgsz", "64", "--batch", "4", "--device", "cpu"], capsys)
+    resume = ["run", "--task", "detect", "--backend", "yolov8", "--out", str(tmp_path / "runs"),
+              "--resume", "--epochs", "1", "--imgsz", "64", "--batch", "4", "--device", "cpu"]
+    code, err = _zoo([*resume, "--trust-weights"], capsys)  # trusted, but not the file the run wrote
     assert code == 2 and "last.pt: changed since its run wrote it" in _error_line(err)
     assert not marker.exists()
+
+    # 4. ... and its sha256 written into the manifest too (the attacker holds the whole folder):
+    # without --trust-weights ultralytics' pickle is never read, whatever the manifest says
+    for forged in (False, True):
+        if forged:
+            manifest["checkpoints"]["work/train/weights/last.pt"] = sha256_file(last)
+            (run / "manifest.json").write_text(json.dumps(manifest))
+        code, err = _zoo(resume, capsys)
+        line = _error_line(err)
+        assert code == 2 and "last.pt: yolov8 --resume continues ultralytics' last.pt, a pickle" in line
+        assert "--trust-weights" in line and not marker.exists()
 
 
 @pytest.mark.slow
@@ -247,3 +259,32 @@ def test_a_users_ultralytics_weights_need_trust(yolo_run, tmp_path, tiny_demo, c
     assert code == 0, err
     done = sorted((tmp_path / "runs").iterdir())[-1]
     assert json.loads((done / "manifest.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task,backend,extra", [
+    ("classify", "mobilenet_v3_small", ["--imgsz", "32"]),
+    ("detect", "d2-faster-rcnn", ["--imgsz", "64", "--set", "max_detections=20", "--set", "proposals=50",
+                                  "--set", "rois_per_image=32"]),
+])
+def test_a_poisoned_resume_never_runs_even_with_its_sha_in_the_manifest(task, backend, extra, tmp_path, tiny_demo, capsys):
+    """The attacker holds the whole run folder: last.pt swapped for a pickle that runs a
+    command, and its sha256 written into manifest.json. zoo's own checkpoints are read as
+    tensors only, so the resume is refused and nothing runs."""
+    if backend.startswith("d2-"):
+        pytest.importorskip("detectron2", reason="detectron2 is not importable here: run `zoo install detectron2`")
+    marker = tmp_path / "marker"
+    args = ["run", "--task", task, "--backend", backend, "--data", str(tiny_demo), "--out", str(tmp_path / "runs"),
+            "--device", "cpu", "--epochs", "1", "--batch", "2", *extra]
+    code, err = _zoo(args, capsys)
+    assert code == 0, err
+    run = tmp_path / "runs" / f"{backend}-{task}"
+    last = hostile_pickle(run / "checkpoint" / "last.pt", marker)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["checkpoints"]["checkpoint/last.pt"] = sha256_file(last)
+    manifest["done"], manifest["status"] = ["prepare"], "interrupted"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    code, err = _zoo([*args, "--resume"], capsys)
+    line = _error_line(err)
+    assert code == 2 and "last.pt" in line and "pickled object (posix.system)" in line
+    assert not marker.exists()

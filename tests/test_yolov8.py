@@ -238,7 +238,7 @@ def test_resume_continues_an_interrupted_training(tiny, tmp_path, monkeypatch):
     monkeypatch.setitem(base.default_callbacks, "on_fit_epoch_end", base.default_callbacks["on_fit_epoch_end"][:-1])
 
     assert "work/train/weights/last.pt" in ledger.hashes
-    resumed = YoloV8(get_task("detect"), ds, config, RunContext(run_dir=run, resume=True, ledger=ledger))
+    resumed = YoloV8(get_task("detect"), ds, config, RunContext(run_dir=run, resume=True, trust_weights=True, ledger=ledger))
     resumed.fit(train, Selection.of(get_task("detect"), val))
     assert (run / "checkpoint" / "model.pt").is_file()
     rows = (run / "work" / "train" / "results.csv").read_text().strip().splitlines()[1:]

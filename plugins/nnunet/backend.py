@@ -104,6 +104,7 @@ class NnUNet(Backend):
 
         c = self.config
         started = time.time()  # --budget covers all of fit: nnU-Net's planning and preprocessing too
+        self._forget_earlier_attempt()
         fit_records, check_records = self.validation_split(train, selection)
         raw = write_raw_dataset(self.folder / "nnUNet_raw", self.meta, fit_records + check_records)
         case_of = {rid: case for case, rid in raw.cases.items()}
@@ -145,6 +146,15 @@ class NnUNet(Backend):
             "epochs": len(history),
             "plan": self.plan,
         }
+
+    def _forget_earlier_attempt(self) -> None:
+        """nnU-Net keeps pickles in its folders (each preprocessed case's properties, its
+        checkpoints); one left by an interrupted attempt, or planted in a run folder, must
+        never be read. zoo does not continue nnU-Net's training, so a fit starts from none."""
+        import shutil
+
+        if self.folder.is_dir():
+            shutil.rmtree(self.folder)
 
     def _run_worker(self, job: dict[str, Any]) -> None:
         from zoo.atomic import write_json

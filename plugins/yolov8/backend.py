@@ -11,7 +11,9 @@ architecture: a packaged ultralytics model YAML (``yolov8n.yaml``, ...), the cla
 the keypoint shape and the output names; :meth:`YoloV8.load` rebuilds the network from those
 and loads the tensors. Ultralytics' own ``work/train/weights/last.pt`` (which ``--resume``
 continues) is a pickle: its sha256 is recorded in the run's manifest each time ultralytics
-writes it, and it is unpickled only when it still matches. A user's ``--weights`` file or
+writes it, but a manifest in the same folder proves nothing against whoever could swap the
+file, so ``--resume`` unpickles it only with ``--trust-weights`` (and only when it still
+matches); without it the resume is refused in one line. A user's ``--weights`` file or
 a pretrained ``.pt`` (fetched into ``$ZOO_HOME/weights`` by zoo.training.fetch) is unpickled only with
 ``--trust-weights``, and is not even fetched without it.
 
@@ -149,11 +151,24 @@ class YoloV8(Backend):
             )
         return str(path)
 
+    def _refuse_untrusted_resume(self, last: Path) -> None:
+        """ultralytics resumes only from its own ``last.pt``, a pickle of the whole trainer
+        state. Whoever could swap that file in a run folder could also write its sha256 into
+        the folder's manifest, so the ledger proves nothing against them: without
+        ``--trust-weights`` zoo never unpickles it (see docs/security.md)."""
+        if not self.ctx.trust_weights:
+            raise ConfigError(
+                f"{last}: yolov8 --resume continues ultralytics' last.pt, a pickle that can run any code "
+                "when read (the sha256 in the run's manifest proves nothing: it sits in the same folder); "
+                "pass --trust-weights if this run folder never left your hands, or start a new run")
+
     # -- Backend -----------------------------------------------------------------------------
 
     def fit(self, train: Dataset, selection: Selection) -> dict[str, Any]:
-        YOLO = self._prepare()
         work = self.ctx.work_dir.resolve()
+        if self.ctx.resume and (work / "train" / "weights" / "last.pt").is_file():
+            self._refuse_untrusted_resume(work / "train" / "weights" / "last.pt")
+        YOLO = self._prepare()
         log = self.ctx.log
         t0 = time.perf_counter()
         # ultralytics needs validation data: the selection split, else (nothing scored) the
@@ -169,6 +184,8 @@ class YoloV8(Backend):
             # a pickle zoo cannot vouch for (no sha256 of it in the manifest): never unpickled
             log.warning("yolov8: %s has no recorded sha256; training starts again", weights / "last.pt")
             resumed = False
+        if not resumed:
+            _forget_stale_weights(weights)
         if resumed:  # an interrupted run: ultralytics continues from its last epoch
             last = ledger.verify(weights / "last.pt")
             log.info("yolov8: resuming from %s", last)
@@ -440,6 +457,13 @@ def _is_number(v: Any) -> bool:
         return True
     except (TypeError, ValueError):
         return False
+
+
+def _forget_stale_weights(weights: Path) -> None:
+    """A fresh training must not keep pickles an earlier part of the run folder left (its
+    ``best.pt`` would be unpickled after training as if this training had written it)."""
+    for name in ("last.pt", "best.pt"):
+        (weights / name).unlink(missing_ok=True)
 
 
 def _recorder(ledger, weights: Path):
