@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import csv
 from dataclasses import replace
+import io
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
+from zoo.evaluation.result_guard import ImageBounds, integer, number, read_capped
 from zoo.predictions import Detection, InstancePredictions
 
 
@@ -103,9 +106,10 @@ def coco_results_to_predictions(
         where = f"{source}: result {n}"
         rid, category, score = _result_target(res, image_ids, records, category_of, where)
         rec = records[rid]
-        mask = _result_mask(res.get("segmentation"), rec.height, rec.width, where)
-        keypoints = _result_keypoints(res.get("keypoints"), len(dataset.keypoint_names), where)
-        bbox, area = _result_box(res.get("bbox"), mask, keypoints, where)
+        bounds = ImageBounds(rec.width, rec.height, where)  # every value checked before pycocotools sees it
+        mask = _result_mask(res.get("segmentation"), bounds)
+        keypoints = _result_keypoints(res.get("keypoints"), len(dataset.keypoint_names), bounds)
+        bbox, area = _result_box(res.get("bbox"), mask, keypoints, bounds)
         by_image[rid].append(Detection(category, score, bbox, mask=mask, keypoints=keypoints, area=area))
     return [InstancePredictions(rid, dets) for rid, dets in by_image.items()]
 
@@ -115,10 +119,14 @@ def _result_target(res, image_ids: Mapping, records: dict, category_of: dict[int
     """(record id, category index, score) of one result, each checked against the ground truth."""
     if not isinstance(res, dict):
         raise ZooError(f"{where}: expected an object, got {type(res).__name__}")
-    try:
-        raw_id, cid, score = res["image_id"], int(res["category_id"]), float(res.get("score", 1.0))
-    except (KeyError, TypeError, ValueError) as e:
-        raise ZooError(f"{where}: needs image_id, category_id and score ({e})") from None
+    missing = [k for k in ("image_id", "category_id") if k not in res]
+    if missing:
+        raise ZooError(f"{where}: needs image_id, category_id and score (no {', '.join(missing)})")
+    raw_id = res["image_id"]
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (int, str)):
+        raise ZooError(f"{where}: image_id is {type(raw_id).__name__}, not an id (a number or an image name)")
+    cid = integer(res["category_id"], where, "category_id")
+    score = number(res.get("score", 1.0), where, "score")
     rid = image_ids.get(raw_id)
     if rid is None and isinstance(raw_id, str) and raw_id in records:
         rid = raw_id
@@ -130,18 +138,15 @@ def _result_target(res, image_ids: Mapping, records: dict, category_of: dict[int
     return rid, category_of[cid], score
 
 
-def _result_keypoints(kps, k_names: int, where: str) -> list[tuple[float, float, float]] | None:
+def _result_keypoints(kps, k_names: int, bounds: ImageBounds) -> list[tuple[float, float, float]] | None:
     """A result's flat ``[x, y, score, ...]`` as points (``k_names`` of them when the dataset
     names its keypoints)."""
     if kps is None:
         return None
-    if not isinstance(kps, list) or len(kps) % 3 or (k_names and len(kps) != 3 * k_names):
-        n_kps = len(kps) if isinstance(kps, list) else kps
-        raise ZooError(f"{where}: {n_kps} keypoint values, expected {3 * k_names} (x, y, score each)")
-    return [(float(kps[i]), float(kps[i + 1]), float(kps[i + 2])) for i in range(0, len(kps), 3)]
+    return bounds.keypoints(kps, k_names)
 
 
-def _result_box(bbox, mask: dict | None, keypoints, where: str) -> tuple[tuple[float, ...], float | None]:
+def _result_box(bbox, mask: dict | None, keypoints, bounds: ImageBounds) -> tuple[tuple[float, ...], float | None]:
     """The corner box ``(x0, y0, x1, y1)`` of a result and its area when taken from a mask."""
     area = None
     if not bbox:  # as loadRes: the mask's box and pixel count, else the keypoints' box
@@ -151,30 +156,25 @@ def _result_box(bbox, mask: dict | None, keypoints, where: str) -> tuple[tuple[f
             xs, ys = [k[0] for k in keypoints], [k[1] for k in keypoints]
             bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-        raise ZooError(f"{where}: needs a bbox [x, y, w, h] (or a segmentation or keypoints to take it from)")
-    x, y, w, h = (float(v) for v in bbox)
+        raise ZooError(f"{bounds.where}: needs a bbox [x, y, w, h] (or a segmentation or keypoints to take it from)")
+    x, y, w, h = bounds.box(bbox)
     return (x, y, x + w, y + h), area
 
 
-def _result_mask(seg, height: int, width: int, where: str) -> dict | None:
+def _result_mask(seg, bounds: ImageBounds) -> dict | None:
     """A result's ``segmentation`` as a compressed RLE with ``counts`` a str (pycocotools'
     ``annToRLE`` accepts polygons, an uncompressed RLE with list counts, or a compressed one)."""
     if seg is None:
         return None
-    from pycocotools import mask as mask_utils
-
     if isinstance(seg, dict) and "counts" in seg and "size" in seg:
-        if isinstance(seg["counts"], str):
-            return seg
-        if isinstance(seg["counts"], bytes):
-            return {"size": [int(v) for v in seg["size"]], "counts": seg["counts"].decode("ascii")}
-        if isinstance(seg["counts"], list):
-            rle = mask_utils.frPyObjects(seg, *(int(v) for v in seg["size"]))
-            return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-    elif isinstance(seg, list) and seg and all(isinstance(p, list) and len(p) >= 6 for p in seg):
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+        return bounds.rle(seg)
+    if isinstance(seg, list) and seg:
+        from pycocotools import mask as mask_utils
+
+        polygons = bounds.polygons(seg)
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, bounds.height, bounds.width))
         return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-    raise ZooError(f"{where}: segmentation must be an RLE {{'size', 'counts'}} (counts a string or a list) "
+    raise ZooError(f"{bounds.where}: segmentation must be an RLE {{'size', 'counts'}} (counts a string or a list) "
                    "or a list of polygons")
 
 
@@ -214,10 +214,22 @@ def read_predictions(task, path: Path, dataset: Dataset, gt_path: Path | None = 
     if not path.exists():
         raise ZooError(f"{path}: no such file or folder")
     if task.answer_kind == "instances":
-        return read_coco_results(path, dataset, gt_path, coco_ids=coco_ids)
-    if task.answer_kind == "label_map":
-        return read_mask_folder(path, dataset)
-    return read_label_csv(path, dataset)
+        preds = read_coco_results(path, dataset, gt_path, coco_ids=coco_ids)
+    elif task.answer_kind == "label_map":
+        preds = read_mask_folder(path, dataset)
+    else:
+        preds = read_label_csv(path, dataset)
+    _check_for_task(task, preds, dataset, path)
+    return preds
+
+
+def _check_for_task(task, preds: list, dataset: Dataset, path: Path) -> None:
+    """What the task needs of each prediction (keypoints for keypoint, a mask for
+    instance-seg, ...), as a backend's predictions are checked: one line naming the file."""
+    for pred in preds:
+        problems = task.validate(pred, dataset)
+        if problems:
+            raise ZooError(f"{path}: image '{pred.image_id}': {problems[0]}")
 
 
 def read_coco_results(path: Path, dataset: Dataset, gt_path: Path | None = None, *,
@@ -228,7 +240,7 @@ def read_coco_results(path: Path, dataset: Dataset, gt_path: Path | None = None,
     if path.is_dir():
         raise ZooError(f"{path}: expected a COCO results JSON file, got a folder")
     try:
-        results = orjson.loads(path.read_bytes())
+        results = orjson.loads(read_capped(path))
     except orjson.JSONDecodeError as e:
         raise ZooError(f"{path}: not valid JSON ({e}); predictions for this task are a COCO results JSON") from None
     if isinstance(results, dict) and isinstance(results.get("annotations"), list):
@@ -318,46 +330,73 @@ def read_mask_folder(folder: Path, dataset: Dataset) -> list:
             path = hits[0] if len(hits) == 1 else None
         if path is None:
             raise ZooError(f"{folder / (r.id + '.png')}: no predicted label map for image '{r.id}'")
-        try:
-            img = Image.open(path)
-            img.load()
-        except OSError as e:
-            raise ZooError(f"{path}: not a readable PNG ({e})") from None
-        if img.mode not in ("L", "P", "I", "I;16", "1"):
-            raise ZooError(f"{path}: a label map must be single-channel (L or P mode), got {img.mode}")
-        arr = np.asarray(img)
-        if arr.shape != (r.height, r.width):
-            raise ZooError(f"{path}: label map is {arr.shape[1]}x{arr.shape[0]}, the image is {r.width}x{r.height}")
-        preds.append(SemanticPrediction(r.id, arr))
+        preds.append(SemanticPrediction(r.id, _label_map(path, r.width, r.height)))
     return preds
+
+
+def _label_map(path: Path, width: int, height: int):
+    """A single-channel PNG of exactly the image's size; its header is checked before a
+    pixel is decoded (a 30000x30000 header must not be decoded), PIL's bomb warning kept off
+    the screen."""
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.size != (width, height):
+                    raise ZooError(f"{path}: label map is {img.size[0]}x{img.size[1]}, the image is {width}x{height}")
+                if img.mode not in ("L", "P", "I", "I;16", "1"):
+                    raise ZooError(f"{path}: a label map must be single-channel (L or P mode), got {img.mode}")
+                img.load()
+                return np.asarray(img)
+    except ZooError:
+        raise
+    except Image.DecompressionBombError:
+        raise ZooError(f"{path}: declares more pixels than zoo opens (a decompression bomb?); not decoded") from None
+    except Exception as e:  # noqa: BLE001 -- PIL raises many types on hostile bytes; all mean "not a PNG"
+        raise ZooError(f"{path}: not a readable PNG ({type(e).__name__}: {e})") from None
 
 
 def read_label_csv(path: Path, dataset: Dataset) -> list:
     """``image,label[,score_<class>...]`` (header optional): image is the image id, its file
     name or base name, label a class name or index; the class scores, when a header names one
     ``score_<class>`` column per class and a row fills them all (what ``zoo run`` writes)."""
-    from zoo.predictions import ClassPrediction
-
     if path.is_dir():
         raise ZooError(f"{path}: expected a CSV file 'image,label' for classify, got a folder")
+    try:
+        text = read_capped(path).decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ZooError(f"{path}: not UTF-8 text (byte {e.start}); save the CSV as UTF-8") from None
+    try:
+        return _label_rows(path, text, dataset)
+    except csv.Error as e:  # a field over csv's limit, a NUL byte, ...
+        raise ZooError(f"{path}: not a readable CSV ({e})") from None
+
+
+def _label_rows(path: Path, text: str, dataset: Dataset) -> list:
+    from zoo.predictions import ClassPrediction
+
     find = _name_index(dataset)
     preds = []
     score_cols = None
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        for line, row in enumerate(csv.reader(f), start=1):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) < 2:
-                raise ZooError(f"{path}: line {line}: expected 'image,label', got {','.join(row)!r}")
-            image = row[0].strip()
-            if line == 1 and image.lower() in ("image", "image_id", "file", "filename", "file_name"):
-                score_cols = _score_columns(row, dataset.classes)
-                continue  # header
-            rid = find(image)
-            if rid is None:
-                raise ZooError(f"{path}: line {line}: image {image!r} is not in the ground truth")
-            label = _class_index(row[1].strip(), dataset.classes, f"{path}: line {line}")
-            preds.append(ClassPrediction(rid, label, _row_scores(row, score_cols, f"{path}: line {line}")))
+    for line, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) < 2:
+            raise ZooError(f"{path}: line {line}: expected 'image,label', got {','.join(row)[:80]!r}")
+        image = row[0].strip()
+        if line == 1 and image.lower() in ("image", "image_id", "file", "filename", "file_name"):
+            score_cols = _score_columns(row, dataset.classes)
+            continue  # header
+        rid = find(image)
+        if rid is None:
+            raise ZooError(f"{path}: line {line}: image {image[:80]!r} is not in the ground truth")
+        label = _class_index(row[1].strip(), dataset.classes, f"{path}: line {line}")
+        preds.append(ClassPrediction(rid, label, _row_scores(row, score_cols, f"{path}: line {line}")))
     if not preds:
         raise ZooError(f"{path}: no predictions in the file")
     return preds
@@ -367,10 +406,12 @@ def _class_index(label: str, classes: list[str], where: str) -> int:
     """A class named, or given by its index."""
     if label in classes:
         return classes.index(label)
-    if label.isdigit() and int(label) < len(classes):
+    if label.isascii() and label.isdigit() and int(label) < len(classes):  # "²".isdigit(), but no int
         return int(label)
     from zoo.errors import did_you_mean
 
+    if len(label) > 200:  # not a misspelt class name: no edit distance over a huge field
+        raise ZooError(f"{where}: unknown class {label[:40]!r}... ({len(label)} characters)")
     raise ZooError(f"{where}: unknown class {label!r}{did_you_mean(label, {n: k for k, n in enumerate(classes)})}")
 
 
@@ -386,6 +427,9 @@ def _row_scores(row: list[str], cols: list[int] | None, where: str) -> list[floa
     if not values or not all(values):
         return None
     try:
-        return [float(v) for v in values]
+        scores = [float(v) for v in values]
     except ValueError:
         raise ZooError(f"{where}: a class score is not a number") from None
+    if not all(math.isfinite(v) for v in scores):
+        raise ZooError(f"{where}: a class score is not a finite number")
+    return scores
