@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import warnings
 from typing import Optional
 
 import typer
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``zoo`` command; returns normally on success."""
     from zoo.errors import ZooError
 
+    # PIL warns on images past Image.MAX_IMAGE_PIXELS; zoo opens up to twice that on purpose
+    # (a 108 MP photo) and refuses more in one line itself: no raw warning on the screen
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", category=RuntimeWarning)
     try:
         # Standalone mode: typer/click report usage errors (unknown option, missing value)
         # themselves, with the usage line, and exit 2.

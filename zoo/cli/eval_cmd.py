@@ -12,7 +12,7 @@ def evaluate(
     task: str = typer.Option(..., "--task", "-t", help="classify, detect, semantic-seg, instance-seg or keypoint."),
     gt: Path = typer.Option(..., "--gt", help="Ground truth: any folder or file the adapters read."),
     pred: Path = typer.Option(..., "--pred", help="COCO results JSON, mask PNG folder, or CSV image,label."),
-    out: Path = typer.Option(Path("metrics.json"), "--out", help="Where to write metrics.json."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the metrics (default ./metrics.json, never replaced unless named here)."),
     fmt: str = typer.Option("auto", "--from", help="Ground-truth format; detected when 'auto'."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for PR curves / confusion matrices."),
@@ -28,6 +28,7 @@ def evaluate(
     Writes metrics.json with a 'conventions' block and prints a table.
     """
     from zoo.cli.views import print_metrics
-    from zoo.pipeline.evaluate import evaluate_files
+    from zoo.pipeline.evaluate import evaluate_files, metrics_file
 
+    out = metrics_file(out)
     print_metrics(evaluate_files(task=task, gt=gt, pred=pred, out=out, fmt=fmt, labels=labels, plots=plots), out)

@@ -35,3 +35,21 @@ def evaluate_files(task: str, gt: Path, pred: Path, out: Path, fmt: str = "auto"
     metrics = {**metrics, "ground_truth": str(gt), "predictions": str(pred)}
     write_json(out, metrics)
     return metrics
+
+
+#: Where ``zoo eval`` writes without ``--out`` (in the current folder).
+DEFAULT_OUT = Path("metrics.json")
+
+
+def metrics_file(out: Path | None) -> Path:
+    """Where ``zoo eval`` writes: ``--out`` as named (replaced if it exists: the user named
+    it), else ./metrics.json, refused when one is there (an earlier evaluation is never
+    replaced silently)."""
+    from zoo.errors import ZooError
+
+    if out is not None:
+        return Path(out)
+    if DEFAULT_OUT.exists():
+        raise ZooError(f"{DEFAULT_OUT.resolve()} exists (an earlier zoo eval?); name the file to write with "
+                       f"--out (--out {DEFAULT_OUT} replaces it)")
+    return DEFAULT_OUT

@@ -123,14 +123,37 @@ def _check_out(out: Path, inputs: Sequence[Path], files: Sequence[tuple[Path, st
 
 
 def _record(path: Path, rid: str) -> ImageRecord:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            w, h = ImageOps.exif_transpose(img).size
-    except (UnidentifiedImageError, OSError) as e:
-        raise ZooError(f"{path}: cannot read this image ({e})") from None
+    w, h = _checked_image_size(path)
     return ImageRecord(id=rid, width=w, height=h, file=path)
+
+
+def _checked_image_size(path: Path) -> tuple[int, int]:
+    """(width, height) after EXIF orientation of an image decoded here once, as the readers
+    take an image: within PIL's bomb limit (2 x ``Image.MAX_IMAGE_PIXELS``, checked on the
+    header, before a pixel is decoded), and whole. A bad file is one line naming it, never
+    a framework's traceback later (a 0-byte ``.jpg`` sent ultralytics looking for HEIF)."""
+    import warnings
+
+    from PIL import Image
+
+    limit = 2 * int(Image.MAX_IMAGE_PIXELS or 2**30)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > limit:
+                    raise ZooError(f"{path}: {w}x{h} pixels, more than zoo opens ({limit:,}; a decompression "
+                                   "bomb?); not decoded")
+                img.load()  # a truncated file fails here
+                orientation = img.getexif().get(0x0112, 1)
+    except ZooError:
+        raise
+    except Image.DecompressionBombError:
+        raise ZooError(f"{path}: declares more than {limit:,} pixels (a decompression bomb?); not decoded") from None
+    except Exception as e:  # noqa: BLE001 -- PIL raises many types on hostile bytes; all mean "not an image"
+        raise ZooError(f"{path}: cannot read this image ({type(e).__name__}: {e})") from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def load_backend(run_dir: Path, device: str = "auto", registry=None):
