@@ -3,7 +3,7 @@
 Registered through the ``zoo`` entry-point group like any plugin; readers and writers are
 imported only when used (this module imports nothing heavy).
 
-Readers (``read(path, *, labels=None) -> Dataset``): labelme, voc, yolo, coco, folders.
+Readers (``read(path, *, labels=None) -> Dataset``): labelme, voc, yolo, coco, folders, masks.
 Writers (``write(dataset, out, *, task=None)``): coco, yolo, masks, voc, labelme.
 Bad input: see ``POLICY.md`` beside this file.
 """
@@ -27,6 +27,8 @@ def zoo_readers():
                    description="COCO JSON (instances, person_keypoints)"),
         ReaderSpec(name="folders", entry=f"{_A}.folders:read", sniff=f"{_A}.folders:sniff",
                    description="class folders <class>/<image> (classify)"),
+        ReaderSpec(name="masks", entry=f"{_A}.masks:read", sniff=f"{_A}.masks:sniff",
+                   description="image + mask folders (images/ + masks/, x + x_mask, VOC SegmentationClass)"),
     ]
 
 

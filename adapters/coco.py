@@ -162,7 +162,9 @@ def sniff(path: Path) -> float:
         head = read_head(path, 65536)
         return 0.95 if b'"annotations"' in head or b'"images"' in head else 0.0
     files = _coco_files(path)
-    return 0.6 if files else 0.0
+    from zoo.data.reading import declined
+
+    return 0.6 if files else declined("no JSON file with \"images\" and \"annotations\"")
 
 
 def _split_name(f: Path) -> str | None:

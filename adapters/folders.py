@@ -1,6 +1,10 @@
 """Class folders (classify): ``ROOT/<class>/<image>``, or ``ROOT/<split>/<class>/<image>``
 with split folders named train / val / valid / validation / test.
 
+Folders named like the parts of an image + mask set (``images/``, ``labels/``, ``masks/``,
+``gt/``, ``annotations/``, ...) or "images" that are mostly one- or two-valued PNGs (masks)
+are refused with a hint: read as classes they would train a classifier on masks.
+
 Also the reader of last resort for a folder of images with no annotations at all (LabelImg
 before anyone labelled): images directly in ROOT are read with no class and no objects.
 """
@@ -44,10 +48,47 @@ def holds_annotation_files(root: Path, limit: int = 2000) -> bool:
     return any(t in stems or t.name == "classes" for t in txts)
 
 
+#: Folder names that are parts of an image + mask set, never classes.
+NOT_CLASSES = {"image", "images", "img", "imgs", "label", "labels", "mask", "masks", "gt", "ground_truth",
+               "groundtruth", "annotation", "annotations", "jpegimages", "segmentationclass", "segmentationobject"}
+
+
+def mask_set_hint(root: Path, files: list[Path]) -> str | None:
+    """Why ``root`` is an image + mask set rather than class folders (None: it is not)."""
+    folders = sorted({part for f in files for part in f.relative_to(root).parts[:-1] if part.lower() in NOT_CLASSES})
+    if folders:
+        return (f"the folders {', '.join(f + '/' for f in folders[:4])} are parts of an image + mask set, "
+                "not classes; read it with --from masks")
+    pngs = [f for f in files if f.suffix.lower() in (".png", ".gif", ".bmp", ".tif", ".tiff")][:20]
+    two_valued = [f for f in pngs if _at_most_two_values(f)]
+    if pngs and len(two_valued) * 2 > len(pngs):
+        return (f"{len(two_valued)} of the first {len(pngs)} images (e.g. {two_valued[0].relative_to(root)}) hold "
+                "one or two values: masks, not photos; read the folder with --from masks")
+    return None
+
+
+def _at_most_two_values(f: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(f) as img:
+            if img.width * img.height > 4096 * 4096:
+                return False
+            colours = img.getcolors(3)
+    except Exception:  # noqa: BLE001 -- an unreadable image is the reader's warning, not a mask
+        return False
+    return colours is not None and len(colours) <= 2
+
+
 def sniff(path: Path) -> float:
+    from zoo.data.reading import declined
+
     path = Path(path)
     if not path.is_dir() or holds_annotation_files(path):
-        return 0.0
+        return declined("holds annotation files") if path.is_dir() else declined("class folders are a folder")
+    hint = mask_set_hint(path, _images_sample(path))
+    if hint is not None:
+        return declined(hint)
     subdirs = [d for d in path.iterdir() if d.is_dir()]
     for d in subdirs:
         for f in d.iterdir():
@@ -58,7 +99,18 @@ def sniff(path: Path) -> float:
                     return 0.5
     if any(f.suffix.lower() in IMAGE_SUFFIXES for f in path.iterdir()):
         return 0.1  # images only, nothing annotated yet
-    return 0.0
+    return declined("no <class>/<image> folders and no images")
+
+
+def _images_sample(root: Path, n: int = 2000) -> list[Path]:
+    """Up to ``n`` image files below ``root`` (for the sniff's mask-set check)."""
+    out = []
+    for p in root.rglob("*"):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            out.append(p)
+            if len(out) >= n:
+                break
+    return out
 
 
 def read(path: str | Path, *, labels=None) -> Dataset:
@@ -74,6 +126,9 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     files = _images(root)
     if not files:
         raise DataError(root, "holds no images")
+    hint = mask_set_hint(root, files)
+    if hint is not None:
+        raise DataError(root, hint)
     for img in track(files, "reading class folders", total=len(files)) if len(files) > 200 else files:
         parts = img.relative_to(root).parts
         split = SPLIT_FOLDERS.get(parts[0].lower()) if len(parts) >= 3 else None

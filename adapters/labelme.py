@@ -76,7 +76,9 @@ def sniff(path: Path) -> float:
                 return 1.0
             # annotations at the top of the folder beat formats found only deeper down
             return 0.97 if f.parent == path else 0.9
-    return 0.0
+    from zoo.data.reading import declined
+
+    return declined("no JSON file holding \"shapes\"")
 
 
 def _first_json(root: Path, n: int) -> list[Path]:

@@ -1,4 +1,12 @@
-"""Semantic mask PNGs, labelme2voc's convention.
+"""Image + mask folders in (``--from masks``), and semantic mask PNGs out (labelme2voc's convention).
+
+Reading: which mask is whose image is :mod:`zoo.adapters.mask_pairs`; what a mask value
+means, :mod:`zoo.adapters.mask_classes`; pixels to objects, :mod:`zoo.adapters.mask_pixels`.
+Each class present in a mask becomes one object (its pixels as an RLE), so the folder reads
+as semantic-seg (and as instance-seg / detect with one object per class and image). A mask
+of another size than its image is an error naming both sizes: masks are never resized.
+
+Writing:
 
 ``SegmentationClass/<id>.png``: a palette (mode ``P``) PNG whose pixel value is the class
 index: 0 background, category ``i`` at ``i + 1``, 255 ignored (labelme ``__ignore__``,
@@ -11,22 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zoo.adapters.mask_classes import voc_palette
 from zoo.dataset import Dataset
-
-
-def voc_palette() -> list[int]:
-    """The Pascal VOC colour map, 256 RGB triples flattened (imgviz.label_colormap's)."""
-    pal = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal += (r, g, b)
-    return pal
 
 
 def save_label_png(label_map, target: Path) -> None:
@@ -62,3 +56,115 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, copy_images: 
             copy_image(rec, out / "JPEGImages", names(rec.id))
     (out / "class_names.txt").write_text("".join(n + "\n" for n in dataset.semantic_classes()), encoding="utf-8")
     return out
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def sniff(path: Path) -> float:
+    """0.9 for image + mask folders at the top (0.85 below split folders), 0.8 for suffixed
+    stems, 0.99 when zoo.yaml names them; 0 when most masks name no image (per-object masks)."""
+    from zoo.adapters.mask_pairs import MASK_DIRS, sibling_folders, suffixed_pairs
+    from zoo.data.reading import declined
+
+    path = Path(path)
+    if not path.is_dir():
+        return declined("a mask folder is a folder")
+    if _config_names_masks(path):
+        return 0.99
+    folders = sibling_folders(path)
+    if folders:
+        img_dir, mask_dir = folders[0]
+        share = _paired_share(img_dir, mask_dir)
+        if share < 0.5:
+            return declined(f"most files in {mask_dir.relative_to(path)}/ name no image in "
+                            f"{img_dir.relative_to(path)}/")
+        return 0.9 if img_dir.parent == path else 0.85
+    pairs, _ = suffixed_pairs(path) if _few_files(path) else ([], [])
+    if pairs:
+        return 0.8
+    return declined("no images/ + masks/ folders (masks, labels, gt, SegmentationClass, ...) and no x + x_mask files")
+
+
+def _config_names_masks(path: Path) -> bool:
+    from zoo.files import read_yaml_mapping
+
+    f = path / "zoo.yaml"
+    if not f.is_file():
+        return False
+    try:
+        return "masks" in read_yaml_mapping(f, "keys")
+    except Exception:  # noqa: BLE001 -- a broken zoo.yaml is the reader's error to report
+        return False
+
+
+def _few_files(path: Path, limit: int = 20000) -> bool:
+    """Small enough to list in a sniff (suffix pairing needs every name of a folder)."""
+    import os
+
+    n = 0
+    for _d, _dirs, files in os.walk(path):
+        n += len(files)
+        if n > limit:
+            return False
+    return True
+
+
+def _paired_share(img_dir: Path, mask_dir: Path, sample: int = 50) -> float:
+    """The share of the first masks whose stem (less a mask suffix) names an image."""
+    import os
+
+    from zoo.adapters.mask_pairs import strip_suffix
+    from zoo.files import IMAGE_SUFFIXES
+
+    def stems(d: Path) -> set[str]:
+        out = set()
+        for dirpath, _dirs, files in os.walk(d):
+            out |= {os.path.join(os.path.relpath(dirpath, d), os.path.splitext(f)[0]).lower().removeprefix("./")
+                    for f in files if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES}
+        return out
+
+    images = stems(img_dir)
+    masks = sorted(stems(mask_dir))[:sample]
+    if not masks:
+        return 0.0
+    return sum(strip_suffix(m, dict.fromkeys(images)) in images for m in masks) / len(masks)
+
+
+def read(path: str | Path, *, labels=None) -> Dataset:
+    from zoo.adapters.common import image_size
+    from zoo.adapters.mask_classes import find_classes
+    from zoo.adapters.mask_pairs import find_pairs
+    from zoo.adapters.mask_pixels import mask_instances, mask_size, mask_values
+    from zoo.data.builder import DatasetBuilder, DraftRecord
+    from zoo.data.dataset_config import load_dataset_config
+    from zoo.dataset import ImageRecord, Source
+    from zoo.errors import DataError
+    from zoo.progress import track
+
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(root, "an image + mask folder is a folder (images/ beside masks/)")
+    config = load_dataset_config(root)
+    pairing = find_pairs(root, config)
+    if not pairing.pairs:
+        raise DataError(root, "holds no image with a mask (images/ + masks/ folders of the same file names, "
+                              "or x.png + x_mask.png); name other layouts in zoo.yaml masks: {images, masks, pair}")
+    table = find_classes(root, pairing.mask_dirs, config, labels, pairing.voc)
+    builder = DatasetBuilder(root, "masks", labels=labels, categories=table.categories())
+    said: set[str] = set()
+    pairs = pairing.pairs
+    for pair in track(pairs, "reading masks", total=len(pairs)) if len(pairs) > 200 else pairs:
+        w, h = image_size(pair.image)
+        mw, mh = mask_size(pair.mask)
+        if (mw, mh) != (w, h):
+            raise DataError(pair.mask, f"is {mw}x{mh} but its image {pair.image.name} is {w}x{h}; "
+                                       "zoo never resizes a mask (it would move the outlines)")
+        values = mask_values(pair.mask, table)
+        rec = ImageRecord(id=pair.id, width=w, height=h, file=pair.image, source=Source(str(pair.mask)))
+        builder.add(DraftRecord(rec, mask_instances(values, table, pair.mask, said)))
+    if "lossy" in said:
+        builder.warn(root, "masks are JPEG (lossy): values >= half their range read as foreground")
+    if "soft" in said:
+        builder.warn(root, "masks have soft (anti-aliased) edges: values >= half their range read as foreground")
+    return builder.build()

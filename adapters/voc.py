@@ -58,7 +58,9 @@ def sniff(path: Path) -> float:
         n += 1
         if n > 20:
             break
-    return 0.0
+    from zoo.data.reading import declined
+
+    return declined("no Annotations/ folder and no XML file with an <annotation> root")
 
 
 def read(path: str | Path, *, labels=None) -> Dataset:

@@ -58,8 +58,12 @@ def sniff(path: Path) -> float:
             if n > 50:
                 break
     if (path / "labels").is_dir() and (path / "images").is_dir():
-        return 0.8
-    return 0.0
+        # labels/ of mask PNGs beside images/ is an image + mask set, not YOLO
+        if next((path / "labels").rglob("*.txt"), None) is not None:
+            return 0.8
+    from zoo.data.reading import declined
+
+    return declined("no classes.txt / data.yaml beside label .txt files, and no images/ + labels/ of .txt")
 
 
 def _read_yaml(f: Path) -> dict:

@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("ZOO_DEBUG"):
             raise
         _error_line(str(e))
+        for line in getattr(e, "details", ()):  # e.g. each reader tried and why it declined
+            sys.stderr.write(f"  {line}\n")
         sys.exit(e.exit_code)
     except OSError as e:
         # a full disk under a framework's own writes (zoo's are ZooErrors already): one line too

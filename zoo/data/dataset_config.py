@@ -21,6 +21,8 @@ def load_dataset_config(root: Path) -> dict:
         oks_sigmas: [0.05, 0.05]             # one per keypoint (alias: sigmas)
         flip_idx: [0, 1]                     # keypoint index after a horizontal flip
         pixel_spacing: [0.5, 0.5]            # mm per pixel, row then column (or one number)
+        masks: {images: img, masks: gt, pair: '(\d+)'}  # image + mask folders (--from masks)
+        colors: {tumour: [255, 0, 0]}        # colour masks: each class's colour
 
     Unknown keys are errors (a typo must not silently change the class order)."""
     if root.is_file():
@@ -30,7 +32,8 @@ def load_dataset_config(root: Path) -> dict:
         return {}
     data = read_yaml_mapping(f, "keys (categories, classes, keypoint_names, ...)")
     aliases = {"keypoints": "keypoint_names", "sigmas": "oks_sigmas"}
-    known = {"categories", "classes", "keypoint_names", "skeleton", "oks_sigmas", "flip_idx", "pixel_spacing"}
+    known = {"categories", "classes", "keypoint_names", "skeleton", "oks_sigmas", "flip_idx", "pixel_spacing",
+             "masks", "colors"}
     out = {}
     for k, v in data.items():
         k = aliases.get(k, k)

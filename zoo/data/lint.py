@@ -352,6 +352,10 @@ def unannotated_images(dataset: Dataset, path: Path | None = None) -> list[Path]
     if root is None or not root.is_dir():
         return []
     used = {os.path.realpath(r.file) for r in dataset.images if r.file is not None}
+    # the annotation files themselves, when they are images (mask PNGs), are no unannotated images
+    sources = {r.source.file for r in dataset.images if r.source is not None}
+    sources |= {i.source.file for r in dataset.images for i in r.instances if i.source is not None}
+    used |= {os.path.realpath(f) for f in sources}
     out = []
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))

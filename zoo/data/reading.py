@@ -24,24 +24,72 @@ def refuse_unfinished(path: Path) -> None:
                                 "was interrupted or failed); convert again into a new folder")
 
 
+class NoReader(ZooError):
+    """No reader takes a folder; ``details``: each reader tried and why it declined, one line
+    each (the CLI prints them under the error line)."""
+
+    def __init__(self, message: str, details: list[str]):
+        super().__init__(message)
+        self.details = details
+
+
+class Declined(float):
+    """A sniffer's 0: "not this format", with the reason (``zoo check`` on a folder no reader
+    takes lists each reader's)."""
+
+    why: str
+
+    def __new__(cls, why: str) -> Declined:
+        out = super().__new__(cls, 0.0)
+        out.why = why
+        return out
+
+
+def declined(why: str) -> Declined:
+    """What a sniffer returns for a folder it does not read, saying why in a few words."""
+    return Declined(why)
+
+
+#: How sure a sniffer's number says it is (adapters follow these bands; docs/data-formats.md).
+CONFIDENCE_BANDS = (
+    (1.0, "the file itself is in the format (a file named directly)"),
+    (0.9, "the format's own files at the top of the folder (labelme JSON, VOC XML, CVAT XML, image + mask folders)"),
+    (0.6, "the format's layout found below the top, or a layout other formats share (COCO JSON in a folder)"),
+    (0.1, "a weak guess: class folders, or bare images"),
+)
+
+
 def detect_format(path: Path) -> str:
-    """The reader whose sniffer is most confident about ``path``."""
+    """The reader whose sniffer is most confident about ``path``; two readers equally sure
+    are a question for the user (--from), never a coin toss."""
     refuse_unfinished(path)
     registry = get_registry()
     scores = []
+    reasons = []
     for spec in registry.readers.values():
         sniff = spec.load_sniffer()
-        if sniff is not None:
-            scores.append((float(sniff(path)), spec.name))
-    scores.sort(reverse=True)
+        if sniff is None:
+            continue
+        try:
+            score = sniff(path)
+        except ZooError as e:  # a sniffer that chokes on a file declines, saying on what
+            score = declined(str(e))
+        scores.append((float(score), spec.name))
+        reasons.append(f"{spec.name}: {getattr(score, 'why', '') or 'found nothing it reads'}")
+    scores.sort(key=lambda s: -s[0])
     if not scores or scores[0][0] <= 0:
         example = _first_annotation_like(path)
-        raise ZooError(
+        raise NoReader(
             f"{path}: no annotations found that zoo can read "
             f"(looked for: {', '.join(registry.readers) or 'no reader installed'})"
             + (f"; {example} is in none of these formats (empty, or not what its format needs)" if example else "")
-            + "; name the format with --from to see what is wrong"
+            + "; name the format with --from to see what is wrong",
+            details=reasons,
         )
+    tied = [name for score, name in scores if score == scores[0][0]]
+    if len(tied) > 1:
+        raise ZooError(f"{path}: readable as {' and as '.join(tied)} alike; say which with "
+                       + " or ".join(f"--from {n}" for n in tied))
     return scores[0][1]
 
 

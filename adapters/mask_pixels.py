@@ -1,0 +1,149 @@
+"""A mask file's pixels as class values, and those values as objects (one RLE per class).
+
+Index masks (``1``, ``L``, ``P``, 16-bit ``I;16`` / ``I``) keep their values: a 16-bit mask is
+never squeezed to 8 bits. A colour mask (RGB, or a palette image when the class table gives
+colours) becomes values through the table's colour map; an RGB mask whose three channels are
+equal everywhere is a grey index mask saved as RGB. With one foreground class (binary
+masks), a mask holding more than two values is a mask with soft (anti-aliased) edges when its
+largest value reaches half its range, and is then thresholded there (value >= 128 for 8 bits,
+>= 32768 for 16 bits); a JPEG mask (lossy) is always thresholded so, with a warning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from zoo.adapters.mask_classes import MaskClasses
+from zoo.data.builder import DraftInstance
+from zoo.dataset import Source
+from zoo.errors import DataError
+
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+
+def is_lossy(file: Path) -> bool:
+    return file.suffix.lower() in LOSSY_SUFFIXES
+
+
+def mask_size(file: Path) -> tuple[int, int]:
+    """(width, height) from the mask's header."""
+    from zoo.adapters.common import image_size
+
+    return image_size(file)
+
+
+def mask_values(file: Path, table: MaskClasses) -> np.ndarray:
+    """The ``(H, W)`` class values of a mask file (colours mapped through ``table``)."""
+    import warnings as pywarnings
+
+    from PIL import Image
+
+    try:
+        with pywarnings.catch_warnings():
+            pywarnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as img:
+                if img.mode == "P" and table.colors:
+                    img = img.convert("RGB")
+                elif img.mode in ("LA", "PA"):
+                    img = img.getchannel(0)
+                elif img.mode not in ("1", "L", "P", "I;16", "I;16B", "I;16L", "I", "RGB"):
+                    img = img.convert("RGB")
+                arr = np.asarray(img)
+    except Exception as e:  # noqa: BLE001 -- PIL raises many types on damaged files; all mean "unreadable"
+        raise DataError(file, f"is not a mask PIL can read ({type(e).__name__}: {e})") from None
+    if arr.dtype == bool:
+        return arr.view(np.uint8)
+    if arr.ndim == 3:
+        return _colour_values(arr[..., :3], file, table)
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise DataError(file, "holds negative values; a mask holds class indices 0, 1, 2, ...")
+    return arr
+
+
+def _colour_values(rgb: np.ndarray, file: Path, table: MaskClasses) -> np.ndarray:
+    if not table.colors:
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+            return np.ascontiguousarray(rgb[..., 0])  # a grey mask saved as RGB
+        raise DataError(file, "is a colour mask, and no colour map says which colour is which class: add "
+                              "labelmap.txt (name:r,g,b:: per line, as CVAT writes it) or zoo.yaml colors: {name: [r, g, b]}")
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    colours, inverse = np.unique(packed.ravel(), return_inverse=True)
+    lut = np.empty(len(colours), dtype=np.uint16)
+    for i, c in enumerate(colours.tolist()):
+        rgb_c = (c >> 16, (c >> 8) & 255, c & 255)
+        if rgb_c not in table.colors:
+            raise DataError(file, f"holds the colour {rgb_c}, which is no class of {table.source}; add it there")
+        lut[i] = table.colors[rgb_c]
+    return lut[inverse].reshape(packed.shape)
+
+
+def half_range(values: np.ndarray) -> int:
+    """Half of the value range of the mask's type: 128 for 8 bits, 32768 for 16."""
+    return 128 if values.dtype == np.uint8 else 32768
+
+
+def present_values(values: np.ndarray) -> list[int]:
+    if values.dtype in (np.uint8, np.uint16):
+        return np.flatnonzero(np.bincount(values.ravel())).tolist()
+    return np.unique(values).tolist()
+
+
+def binary_foreground(values: np.ndarray, present: list[int], table: MaskClasses, file: Path,
+                      warnings_said: set[str]) -> np.ndarray | None:
+    """The foreground pixels of a binary mask (None: none), thresholded when soft or lossy."""
+    fg = [v for v in present if v not in table.background and v not in table.ignore]
+    if not fg:
+        return None
+    if len(fg) == 1 and not is_lossy(file):
+        return values == fg[0]
+    half = half_range(values)
+    if is_lossy(file) or max(fg) >= half:
+        warnings_said.add("lossy" if is_lossy(file) else "soft")
+        m = values >= half
+        if table.ignore:
+            m &= ~np.isin(values, list(table.ignore))
+        return m if m.any() else None
+    named = f"{table.source} names one class" if table.source else "no class list names its classes"
+    raise DataError(file, f"holds the values {_listed(present)}: more than one class, but {named}; list them, "
+                          "one per value, in class_names.txt (_background_ first) or zoo.yaml categories")
+
+
+def mask_instances(values: np.ndarray, table: MaskClasses, file: Path, warnings_said: set[str]) -> list[DraftInstance]:
+    """One object per class present (its pixels as an RLE) and one ignored region per
+    ignored value; background gives none."""
+    present = present_values(values)
+    source = Source(str(file))
+    out = []
+    if table.binary:
+        fg = binary_foreground(values, present, table, file, warnings_said)
+        if fg is not None:
+            out.append(_instance(table.foreground, fg, source))
+    else:
+        if is_lossy(file):
+            raise DataError(file, "is a JPEG mask of several classes: JPEG changes pixel values, so class "
+                                  "indices cannot be trusted; save the masks as PNG")
+        for v in present:
+            if v in table.background or v in table.ignore:
+                continue
+            if v not in table.names:
+                raise DataError(file, f"holds the value {v}, which is no class of {table.source} "
+                                      f"(values {_listed(sorted(table.names))})")
+            out.append(_instance(table.names[v], values == v, source))
+    for v in sorted(set(present) & table.ignore):
+        out.append(_instance(None, values == v, source))
+    return out
+
+
+def _instance(label: str | None, mask: np.ndarray, source: Source) -> DraftInstance:
+    from zoo.data.raster import mask_to_rle
+
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    box = (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+    return DraftInstance(label, box, mask=mask_to_rle(mask), ignore=label is None, source=source)
+
+
+def _listed(values: list[int], n: int = 8) -> str:
+    return ", ".join(map(str, values[:n])) + (", ..." if len(values) > n else "")
