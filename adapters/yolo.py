@@ -14,9 +14,11 @@ Read:
 * an image without a label file is an image with no objects (a background image).
 
 Written (``write``): ``images/<split>/``, ``labels/<split>/``, ``data.yaml`` (absolute
-``path``, ``names``, and for pose ``kpt_shape`` and ``flip_idx``); classify writes
-``<split>/<class>/<image>``. Splits: ``Dataset.splits`` when the source had them (or the
-``splits`` argument), else everything in ``train`` with ``val`` pointing at it too.
+``path``, ``names``, and for pose ``kpt_shape``, ``flip_idx`` and ``kpt_names``, which the
+reader reads back); classify writes ``<split>/<class>/<image>``. Splits: ``Dataset.splits``
+when the source had them (or the ``splits`` argument), else the split ``zoo run`` draws by
+default (20% val, seed 0); everything in ``train``, ``val`` pointing at it too, only when
+that leaves val empty.
 Ignored instances are left out (YOLO has no ignore).
 """
 
@@ -30,7 +32,7 @@ from zoo.data.builder import DatasetBuilder, DraftInstance, DraftRecord, warn
 from zoo.data.dataset_config import load_dataset_config
 from zoo.data.keypoints import flip_index
 from zoo.dataset import Dataset, ImageRecord, Source
-from zoo.errors import DataError
+from zoo.errors import DataError, ZooError
 from zoo.files import IMAGE_SUFFIXES, read_bytes, read_head, read_lines
 
 
@@ -177,8 +179,20 @@ def read(path: str | Path, *, labels=None) -> Dataset:
         raise DataError(root, "holds no images")
     if kpt_shape:
         config = load_dataset_config(root)
-        builder.keypoint_names = config.get("keypoint_names") or [f"kp{i}" for i in range(int(kpt_shape[0]))]
+        builder.keypoint_names = (config.get("keypoint_names") or _kpt_names(names_file, int(kpt_shape[0]))
+                                  or [f"kp{i}" for i in range(int(kpt_shape[0]))])
     return builder.build()
+
+
+def _kpt_names(f: Path, n: int) -> list[str] | None:
+    """data.yaml's ``kpt_names`` (ultralytics: ``{class: [name, ...]}``, the same list for
+    every class when zoo wrote it; or one list), when it names all ``n`` points alike."""
+    kpt = _read_yaml(f).get("kpt_names") if f.suffix in (".yaml", ".yml") else None
+    lists = list(kpt.values()) if isinstance(kpt, dict) else [kpt] if kpt is not None else []
+    first = [str(k) for k in lists[0]] if lists and isinstance(lists[0], list) else None
+    if first and len(first) == n and all([str(k) for k in other] == first for other in lists if isinstance(other, list)):
+        return first
+    return None
 
 
 def _looks_like_labels(txt: Path) -> bool:
@@ -344,6 +358,25 @@ def label_lines(rec: ImageRecord, dataset: Dataset, task: str) -> list[str]:
     return lines
 
 
+def _seeded_split(dataset: Dataset, task: str) -> dict[str, list[str]]:
+    """The split ``zoo run`` draws by default (20% val, seed 0, stratified) for data that
+    defines none, so data.yaml's ``val`` is held-out images, not the training ones; images
+    the task cannot use go to train (background). Everything in train when val would be empty."""
+    from zoo.data.split import make_split
+    from zoo.tasks import get_task
+
+    zoo_name = {"segment": "instance-seg", "pose": "keypoint"}.get(task, task)
+    everything = {"train": [r.id for r in dataset.images]}
+    try:
+        split = make_split(dataset, get_task(zoo_name), val=0.2, seed=0, digest="-")  # the hash is not recorded
+    except ZooError:  # too few images to hold any out
+        return everything
+    if not split.val:
+        return everything
+    held = set(split.val)
+    return {"train": [r.id for r in dataset.images if r.id not in held], "val": list(split.val)}
+
+
 def write(dataset: Dataset, out: Path, *, task: str | None = None, splits: dict[str, list[str]] | None = None) -> Path:
     """Write an ultralytics dataset for ``task`` (detect, segment, pose or classify; the
     zoo task names instance-seg / keypoint are accepted) and return its ``data.yaml``
@@ -360,7 +393,7 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, splits: dict[
         raise DataError(out, f"YOLO writes detect, segment, pose or classify, not '{task}'")
     if task == "pose" and not dataset.keypoint_names:
         raise DataError(dataset.root or out, "pose needs keypoints, and this dataset has none")
-    splits = splits or dataset.splits or {"train": [r.id for r in dataset.images]}
+    splits = splits or dataset.splits or _seeded_split(dataset, task)
     by_id = {r.id: r for r in dataset.images}
     names = OutputNames()
     if task == "classify":
@@ -388,6 +421,7 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, splits: dict[
     if task == "pose":
         data["kpt_shape"] = [len(dataset.keypoint_names), 3]
         data["flip_idx"] = flip_index(dataset.keypoint_names, dataset.flip_idx)
+        data["kpt_names"] = {i: list(dataset.keypoint_names) for i in range(len(dataset.categories))}
     f = out / "data.yaml"
     f.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return f

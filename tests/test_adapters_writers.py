@@ -55,8 +55,10 @@ def test_yolo_round_trip(tiny_demo, demo, tmp_path, task):
     back = read_dataset(out)
     assert back.format == "yolo" and back.categories == demo.categories
     assert back.flip_idx == ([0, 3, 2, 1] if task == "keypoint" else None)  # data.yaml's, read back
+    split_of = {i: s for s, ids in back.splits.items() for i in ids}  # no source split: zoo run's default
+    assert set(back.splits) == {"train", "val"}
     for r in demo:
-        br = back.image(f"train/{r.id}")  # images/train/<id> with no source splits
+        br = back.image(next(i for i in (f"train/{r.id}", f"val/{r.id}") if i in split_of))
         assert len(br.instances) == len(r.instances)
         for a, b in zip(r.instances, br.instances):
             assert a.category == b.category
@@ -74,8 +76,8 @@ def test_yolo_round_trip(tiny_demo, demo, tmp_path, task):
 def test_yolo_classify_layout(tiny_demo, demo, tmp_path):
     out = tmp_path / "cls"
     convert_folder(tiny_demo, to="yolo", out=out, task="classify")
-    back = read_dataset(out / "train")
-    assert back.format == "folders" and back.classes == demo.classes
+    back = read_dataset(out)  # train/<class>/ and val/<class>/: zoo run's default split
+    assert back.format == "folders" and back.classes == demo.classes and set(back.splits) == {"train", "val"}
     assert sorted(back.classes[r.labels[0]] for r in back) == sorted(demo.classes[r.labels[0]] for r in demo)
 
 

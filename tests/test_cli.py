@@ -208,3 +208,26 @@ def test_run_points_at_report_html_and_explains_a_missing_samples_png(tmp_path, 
         assert "none of the" in text and "is wrong" in text and "Nothing failed" in text
     else:
         assert samples.stat().st_size > 0 and not note.exists()
+
+
+def test_convert_to_yolo_says_it_writes_pose_labels_and_keeps_keypoint_names(tmp_path, tiny_demo):
+    import yaml
+
+    from zoo.data.reading import read_dataset
+    from zoo.data.split import make_split
+    from zoo.tasks import get_task
+
+    out = tmp_path / "yolo"
+    done = zoo_cli("convert", str(tiny_demo), "--to", "yolo", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stdout.split())
+    assert "wrote keypoint (pose) labels, 4 points per object, named top, right, bottom, left" in said
+    data = yaml.safe_load((out / "data.yaml").read_text())
+    assert data["val"] == "images/val" and data["kpt_names"][0] == ["top", "right", "bottom", "left"]
+    back = read_dataset(out)
+    source = read_dataset(tiny_demo)
+    assert back.keypoint_names == source.keypoint_names
+    # val is the split zoo run draws by default: held-out images, none of them in train
+    expected = make_split(source, get_task("keypoint"), val=0.2, seed=0)
+    assert sorted(i.removeprefix("val/") for i in back.splits["val"]) == expected.val
+    assert not set(back.splits["val"]) & set(back.splits["train"])

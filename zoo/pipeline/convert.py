@@ -84,8 +84,20 @@ def _convert_whole(writer_spec, src: Path, out: Path, *, fmt: str, task: str | N
     with writing_to(out):
         out.mkdir(parents=True, exist_ok=True)
         writer(ds, out, **kwargs)
-    return Converted(ds, f"{src} ({ds.format}) -> {out} ({writer_spec.name}{', ' + wtask if wtask else ''})",
-                     ds.summary())
+    title = f"{src} ({ds.format}) -> {out} ({writer_spec.name}{', ' + wtask if wtask else ''})"
+    if task is None and wtask is not None:
+        title += "\n" + _chosen_task_note(wtask, ds)
+    return Converted(ds, title, ds.summary())
+
+
+def _chosen_task_note(task: str, ds: Dataset) -> str:
+    """Said when the writer chose the task from the data: what it wrote, and how to choose."""
+    if task == "keypoint":
+        what = (f"keypoint (pose) labels, {len(ds.keypoint_names)} points per object, "
+                f"named {', '.join(ds.keypoint_names)}")
+    else:
+        what = f"{task} labels"
+    return f"wrote {what}: the task was chosen from what the data holds; --task names another"
 
 
 def _stream(reader_spec, writer_spec, src: Path, out: Path, *, labels, geometry: str, copy_images: bool) -> Converted:
