@@ -3,7 +3,7 @@
 Registered through the ``zoo`` entry-point group like any plugin; readers and writers are
 imported only when used (this module imports nothing heavy).
 
-Readers (``read(path, *, labels=None) -> Dataset``): labelme, voc, yolo, coco, folders, masks.
+Readers (``read(path, *, labels=None) -> Dataset``): labelme, voc, yolo, coco, folders, masks, cvat.
 Writers (``write(dataset, out, *, task=None)``): coco, yolo, masks, voc, labelme.
 Bad input: see ``POLICY.md`` beside this file.
 """
@@ -29,6 +29,8 @@ def zoo_readers():
                    description="class folders <class>/<image> (classify)"),
         ReaderSpec(name="masks", entry=f"{_A}.masks:read", sniff=f"{_A}.masks:sniff",
                    description="image + mask folders (images/ + masks/, x + x_mask, VOC SegmentationClass)"),
+        ReaderSpec(name="cvat", entry=f"{_A}.cvat:read", sniff=f"{_A}.cvat:sniff",
+                   description="CVAT for images 1.1 XML (task or project export)"),
     ]
 
 

@@ -313,11 +313,19 @@ def read_record(f: Path, data: dict, root: Path, warnings: list[Problem], flag_n
     if image is None:
         return None
     classes = _flag_labels(data.get("flags"), flag_names)
-    shapes = _Shapes(f, image.width, image.height, warnings)
-    for idx, s in enumerate(data["shapes"]):
+    return DraftRecord(image, shape_instances(f, image.width, image.height, data["shapes"], warnings), classes)
+
+
+def shape_instances(f: Path, width: int, height: int, shapes_in: list, warnings: list[Problem]) -> list[DraftInstance]:
+    """labelme shape dicts as objects, by labelme's rules (``group_id``, points as keypoints,
+    clipping, every check of adapters/POLICY.md). Other readers whose shapes are labelme's
+    under other names (CVAT XML) translate them and come here. A ``mask`` shape may carry
+    ``mask_array``, a bool array placed at its first point, instead of the base64 PNG."""
+    shapes = _Shapes(f, width, height, warnings)
+    for idx, s in enumerate(shapes_in):
         shapes.add(idx, s)
     shapes.attach_points()
-    return DraftRecord(image, shapes.instances(), classes)
+    return shapes.instances()
 
 
 def _image_record(f: Path, data: dict, root: Path, warnings: list[Problem], index) -> ImageRecord | None:
@@ -581,12 +589,13 @@ def _stroke(shapes: _Shapes, idx, st, pts, s, label, gid) -> _Part | None:
 
 def _mask(shapes: _Shapes, idx, st, pts, s, label, gid) -> _Part | None:
     """A base64 PNG placed at its first corner (truncated to whole pixels, as labelme does)."""
-    if len(pts) != 2 or not s.get("mask"):
+    given = s.get("mask_array")
+    if len(pts) != 2 or not (s.get("mask") or given is not None):
         return shapes.skip("mask shape needs 2 corner points and a base64 'mask' PNG; skipped", idx)
     shapes.clip_points(st, pts, idx)  # only warns: the PNG is cut to the image below
     w, h = shapes.w, shapes.h
     try:
-        m = _decode_mask(s["mask"], w, h)
+        m = given if given is not None else _decode_mask(s["mask"], w, h)
     except Exception as e:  # noqa: BLE001 -- any undecodable payload is the same user problem
         return shapes.skip(f"mask is not a base64 PNG ({e}); skipped", idx)
     ox, oy = int(pts[0][0]), int(pts[0][1])

@@ -19,6 +19,7 @@ ignored instances).
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -28,6 +29,10 @@ from zoo.data.labels import IGNORE_LABEL
 from zoo.dataset import Dataset, ImageRecord, Problem, Source
 from zoo.errors import DataError
 from zoo.files import is_file, read_bytes, read_head
+
+
+#: VOC's root element; CVAT's ``<annotations>`` is another format
+_VOC_ROOT = re.compile(rb"<annotation[\s>]")
 
 
 def _annotation_dirs(root: Path) -> list[Path]:
@@ -46,13 +51,13 @@ def _annotation_dirs(root: Path) -> list[Path]:
 def sniff(path: Path) -> float:
     path = Path(path)
     if path.is_file():
-        return 1.0 if path.suffix.lower() == ".xml" and b"<annotation" in read_head(path, 2048) else 0.0
+        return 1.0 if path.suffix.lower() == ".xml" and _VOC_ROOT.search(read_head(path, 2048)) is not None else 0.0
     dirs = _annotation_dirs(path)
     if dirs:
         return 0.95 if dirs[0].parent == path else 0.85
     n = 0
     for f in sorted(path.glob("*.xml"))[:5] + list(path.rglob("*.xml")):
-        if b"<annotation" in read_head(f, 2048):
+        if _VOC_ROOT.search(read_head(f, 2048)) is not None:
             # XML at the top beats YOLO txt beside it (LabelImg users save both)
             return 0.92 if f.parent == path else 0.85
         n += 1

@@ -1,0 +1,149 @@
+"""CVAT exports as CVAT writes them: CVAT for images 1.1 XML (every shape kind, its mask RLE,
+groups, z_order), and the same annotation exported as XML and as Segmentation mask 1.1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoo.data.raster import rle_to_mask, semantic_label_map
+from zoo.data.reading import detect_format, read_dataset
+from zoo.errors import DataError
+
+W, H = 60, 40
+
+
+def _cvat_rle(mask: np.ndarray) -> str:
+    """CVAT's mask RLE of a box crop: runs of 0, 1, 0, ... row by row, starting with 0."""
+    flat = mask.astype(np.uint8).ravel()
+    runs, value, n = [], 0, 0
+    for v in flat:
+        if v == value:
+            n += 1
+        else:
+            runs.append(n)
+            value, n = v, 1
+    runs.append(n)
+    return ", ".join(map(str, runs))
+
+
+def _xml(images: list[str]) -> str:
+    return ('<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>\n'
+            '  <meta><task><name>t</name></task></meta>\n' + "\n".join(images) + "\n</annotations>\n")
+
+
+LESION = np.array([[0, 1, 1, 0, 0], [1, 1, 1, 1, 0], [0, 0, 1, 1, 1]], dtype=bool)
+
+
+def _every_shape_image(name="a.png") -> str:
+    return f'''  <image id="0" name="{name}" width="{W}" height="{H}">
+    <box label="cell" source="manual" occluded="1" xtl="2" ytl="3" xbr="12" ybr="10" z_order="0">
+      <attribute name="stained">true</attribute>
+    </box>
+    <polygon label="cell" occluded="0" points="20,5;30,5;30,15" z_order="0" group_id="5"/>
+    <polygon label="cell" occluded="0" points="32,5;38,5;38,10" z_order="0" group_id="5"/>
+    <points label="nucleus" occluded="0" points="25,8" z_order="0" group_id="5"/>
+    <polyline label="vessel" occluded="0" points="1,30;20,30" z_order="0"/>
+    <ellipse label="cyst" occluded="0" cx="45" cy="30" rx="6" ry="4" z_order="0"/>
+    <mask label="lesion" source="manual" occluded="0" rle="{_cvat_rle(LESION)}" left="40" top="2" width="5" height="3" z_order="3"/>
+    <box label="cell" occluded="0" xtl="40" ytl="20" xbr="50" ybr="24" rotation="90" z_order="1"/>
+    <polygon label="" points="1,1;3,1;3,3" z_order="0"/>
+    <tag label="abnormal" source="manual"/>
+  </image>'''
+
+
+def test_every_cvat_shape_kind(tmp_path):
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (W, H)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "annotations.xml").write_text(_xml([_every_shape_image()]))
+    assert detect_format(tmp_path) == "cvat"
+    ds = read_dataset(tmp_path)
+    rec = ds.images[0]
+    assert rec.id == "a" and ds.classes == ["abnormal"] and rec.labels == [0]
+    by_label = {}
+    for inst in rec.instances:
+        by_label.setdefault(ds.categories[inst.category], []).append(inst)
+    assert sorted(by_label) == ["cell", "cyst", "lesion", "vessel"]
+    box, group, turned = by_label["cell"]
+    assert box.bbox == (2.0, 3.0, 12.0, 10.0) and not box.polygons
+    assert group.polygons == [[20, 5, 30, 5, 30, 15], [32, 5, 38, 5, 38, 10]]  # group_id: one object
+    assert group.keypoints == [(25.0, 8.0, 2)] and ds.keypoint_names == ["nucleus"]
+    np.testing.assert_allclose(turned.bbox, (43.0, 17.0, 47.0, 27.0), atol=1e-9)  # 10x4 turned 90 degrees
+    (lesion,) = by_label["lesion"]
+    expected = np.zeros((H, W), bool)
+    expected[2:5, 40:45] = LESION
+    np.testing.assert_array_equal(rle_to_mask(lesion.mask), expected)
+    assert rec.instances[-1] is lesion  # z_order 3: painted last
+    (cyst,) = by_label["cyst"]
+    assert cyst.bbox[0] == pytest.approx(39, abs=0.01) and cyst.bbox[3] == pytest.approx(34, abs=0.01)
+    assert any("no label" in p.reason for p in ds.warnings)
+
+
+def test_cvat_project_export_of_datumaro(real_fixtures):
+    root = real_fixtures / "datumaro" / "cvat_dataset" / "for_images"
+    task = read_dataset(root / "export_task")
+    assert task.format == "cvat" and sorted(r.id for r in task.images) == ["img0", "img1"]
+    assert task.splits == {"train": ["img0", "img1"]}
+    (box,) = task.image("img0").instances  # the polyline has label "": skipped, with a warning
+    assert task.categories[box.category] == "label1" and box.bbox == (0.0, 2.0, 4.0, 4.0)
+    assert sum("no label" in p.reason for p in task.warnings) == 2  # the polyline and the polygon
+    project = read_dataset(root / "export_project")
+    assert len(project.images) == 6
+    assert {k: sorted(v) for k, v in project.splits.items()} == {
+        s: [f"{n}/img0", f"{n}/img1"] for s, n in (("test", "Test"), ("train", "Train"), ("val", "Validation"))}
+    for subset in ("Test", "Train", "Validation"):
+        img0, img1 = project.image(f"{subset}/img0"), project.image(f"{subset}/img1")
+        assert sorted(project.categories[i.category] for i in img0.instances) == ["label1", "label2"]
+        assert [project.categories[i.category] for i in img1.instances] == ["label1"]
+        assert img0.file.parent.name == subset
+
+
+def test_same_annotation_as_cvat_xml_and_segmentation_mask_reads_the_same(tmp_path):
+    lm = np.zeros((H, W), np.uint8)
+    lm[5:15, 4:20] = 1
+    lm[20:30, 30:50] = 2
+    names, colours = ["tumour", "vessel"], [(250, 50, 83), (51, 221, 255)]
+    # CVAT for images 1.1: one mask shape per class
+    xml_dir = tmp_path / "xml"
+    (xml_dir / "images").mkdir(parents=True)
+    Image.new("RGB", (W, H), (9, 9, 9)).save(xml_dir / "images" / "scan.png")
+    shapes = []
+    for v, name in enumerate(names, start=1):
+        ys, xs = np.nonzero(lm == v)
+        crop = (lm == v)[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        shapes.append(f'<mask label="{name}" rle="{_cvat_rle(crop)}" left="{xs.min()}" top="{ys.min()}" '
+                      f'width="{crop.shape[1]}" height="{crop.shape[0]}" z_order="0"/>')
+    (xml_dir / "annotations.xml").write_text(_xml([f'<image id="0" name="scan.png" width="{W}" height="{H}">'
+                                                   + "".join(shapes) + "</image>"]))
+    # Segmentation mask 1.1: colour PNGs + labelmap.txt, images in JPEGImages/
+    seg = tmp_path / "seg"
+    (seg / "JPEGImages").mkdir(parents=True)
+    (seg / "SegmentationClass").mkdir()
+    Image.new("RGB", (W, H), (9, 9, 9)).save(seg / "JPEGImages" / "scan.png")
+    rgb = np.zeros((H, W, 3), np.uint8)
+    for v, c in enumerate(colours, start=1):
+        rgb[lm == v] = c
+    Image.fromarray(rgb).save(seg / "SegmentationClass" / "scan.png")
+    (seg / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\n"
+                                      + "".join(f"{n}:{','.join(map(str, c))}::\n" for n, c in zip(names, colours)))
+    a, b = read_dataset(xml_dir), read_dataset(seg)
+    assert (a.format, b.format) == ("cvat", "masks") and a.categories == b.categories == names
+    np.testing.assert_array_equal(semantic_label_map(a.images[0], a), lm)
+    np.testing.assert_array_equal(semantic_label_map(b.images[0], b), lm)
+
+
+def test_cvat_xml_bad_input(tmp_path):
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (W, H)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "annotations.xml").write_text(_xml(['<image id="0" name="a.png" width="60" height="40">'
+                                                    '<mask label="x" rle="1, 2" left="0" top="0" width="5" height="5"/>'
+                                                    '<box label="x" xtl="nan" ytl="0" xbr="3" ybr="3"/>'
+                                                    '<box label="y" xtl="1" ytl="1" xbr="3" ybr="3"/></image>']))
+    ds = read_dataset(tmp_path)
+    assert [ds.categories[i.category] for i in ds.images[0].instances] == ["y"]
+    reasons = " ".join(p.reason for p in ds.warnings)
+    assert "does not cover its 5x5 box" in reasons and "non-numeric" in reasons
+    (tmp_path / "annotations.xml").write_text("<annotations><version>1.1</version><image")
+    with pytest.raises(DataError, match="annotations.xml: is not well-formed XML"):
+        read_dataset(tmp_path, "cvat")
