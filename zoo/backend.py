@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 from zoo.checksums import Ledger
 from zoo.config import BackendConfig
 from zoo.dataset import Dataset, ImageRecord
+from zoo.errors import ZooError
 from zoo.predictions import Prediction
 from zoo.selection import Selection
 from zoo.tasks import Task
@@ -66,6 +67,10 @@ class RunContext:
     @property
     def work_dir(self) -> Path:
         return self.run_dir / "work"
+
+
+class ExportUnsupported(ZooError):
+    """A backend (or this configuration of it) cannot be exported; the message says why."""
 
 
 class Backend(ABC):
@@ -111,6 +116,30 @@ class Backend(ABC):
     @abstractmethod
     def load(cls, task: Task, meta: Dataset, config: BackendConfig, ctx: RunContext) -> Backend:
         """A ready-to-predict backend restored from ``ctx.checkpoint_dir``."""
+
+    # -- optional capabilities: ONNX export (zoo export, zoo predict --engine onnx) --------------
+
+    def export_onnx(self, out_dir: Path, *, opset: int | None, dynamic: bool,
+                    sample: Sequence[ImageRecord]) -> dict[str, Any]:
+        """Write the trained network as ``out_dir/model.onnx`` (``opset``: None for the
+        backend's choice; ``dynamic``: free height and width) and return what ``model.json``
+        says about it: ``input`` (shape, colour order, the intensity rule and normalisation,
+        how an image is fitted to the input), ``output``, ``postprocess`` (what runs outside
+        the graph: NMS, mask pasting, resizing back, argmax) and ``raw_parity`` (onnxruntime
+        against torch on ``sample``, a few of the run's val images, when it can compare).
+
+        A backend whose framework cannot be exported raises :class:`ExportUnsupported` with
+        one line saying why (the default: no export written for this backend).
+        """
+        raise ExportUnsupported("no ONNX export is written for this backend yet")
+
+    @classmethod
+    def load_onnx(cls, task: Task, meta: Dataset, config: BackendConfig, ctx: RunContext,
+                  onnx_file: Path) -> Backend:
+        """A backend whose ``predict`` runs ``onnx_file`` (what :meth:`export_onnx` wrote) in
+        onnxruntime, with its pre- and post-processing unchanged: the same canonical
+        predictions as :meth:`load`'s, within the raw parity of the graph."""
+        raise ExportUnsupported("no ONNX engine is written for this backend yet")
 
     def versions(self) -> dict[str, str]:
         """Framework versions for the run manifest, e.g. ``{"ultralytics": "8.3.0"}``."""

@@ -207,6 +207,20 @@ class SegmentationBackend(Backend):
             return None
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
+    def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
+        from zoo.plugins.smp.export import export_segmentation
+
+        return export_segmentation(self, out_dir, opset=opset, dynamic=dynamic, sample=sample)
+
+    @classmethod
+    def load_onnx(cls, task: Task, meta: Dataset, config: SegmentationConfig, ctx: RunContext,
+                  onnx_file) -> SegmentationBackend:
+        from zoo.training.onnx import OnnxNetwork
+
+        backend = cls(task, meta, config, ctx)
+        backend.model = OnnxNetwork(onnx_file, ctx.device)
+        return backend
+
 
 
 

@@ -165,6 +165,20 @@ class TvClassifier(Backend):
     def num_parameters(self) -> int | None:
         return None if self.model is None else sum(p.numel() for p in self.model.parameters())
 
+    def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
+        from zoo.plugins.tv_models.export import export_classifier
+
+        return export_classifier(self, out_dir, opset=opset, dynamic=dynamic, sample=sample)
+
+    @classmethod
+    def load_onnx(cls, task: Task, meta: Dataset, config: ClassifierConfig, ctx: RunContext,
+                  onnx_file) -> TvClassifier:
+        from zoo.training.onnx import OnnxNetwork
+
+        self = cls(task, meta, config, ctx)
+        self.model = OnnxNetwork(onnx_file, ctx.device)
+        return self
+
     def versions(self) -> dict[str, str]:
         import torch
         import torchvision

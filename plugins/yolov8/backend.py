@@ -326,6 +326,19 @@ class YoloV8(Backend):
         self._loaded()
         return self
 
+    def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
+        from zoo.plugins.yolov8.export import export_yolo
+
+        return export_yolo(self, out_dir, opset=opset, dynamic=dynamic, sample=sample)
+
+    @classmethod
+    def load_onnx(cls, task: Task, meta: Dataset, config: BackendConfig, ctx: RunContext, onnx_file) -> YoloV8:
+        """Predicts through ultralytics' own ONNX path (its AutoBackend runs onnxruntime)."""
+        self = cls(task, meta, config, ctx)
+        YOLO = self._prepare()
+        self._model = YOLO(str(onnx_file), task=FRAMEWORK_TASK[task.name])
+        return self
+
     def versions(self) -> dict[str, str]:
         import ultralytics
 

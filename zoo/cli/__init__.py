@@ -20,7 +20,8 @@ import typer
 
 from zoo import __version__
 from zoo.cli import (
-    check_cmd, compare_cmd, convert_cmd, demo_cmd, eval_cmd, install_cmd, list_cmd, predict_cmd, run_cmd,
+    check_cmd, compare_cmd, convert_cmd, demo_cmd, eval_cmd, export_cmd, install_cmd, list_cmd, predict_cmd,
+    run_cmd,
 )
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.command("run")(run_cmd.run)
 app.command("compare")(compare_cmd.compare)
 app.command("predict")(predict_cmd.predict)
 app.command("eval")(eval_cmd.evaluate)
+app.command("export")(export_cmd.export)
 app.command("convert")(convert_cmd.convert)
 app.command("check")(check_cmd.check)
 app.command("list")(list_cmd.list_backends)

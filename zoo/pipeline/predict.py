@@ -156,9 +156,10 @@ def _checked_image_size(path: Path) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
-def load_backend(run_dir: Path, device: str = "auto", registry=None):
+def load_backend(run_dir: Path, device: str = "auto", registry=None, onnx: Path | None = None):
     """The trained backend of a finished run, ready to predict, and its task, meta and name.
-    The checkpoints must be the ones the run wrote (their sha256 is in its manifest)."""
+    The checkpoints must be the ones the run wrote (their sha256 is in its manifest).
+    ``onnx``: the run's exported graph instead, run by onnxruntime (``Backend.load_onnx``)."""
     import logging
 
     from zoo.backend import RunContext
@@ -181,7 +182,18 @@ def load_backend(run_dir: Path, device: str = "auto", registry=None):
     ledger = folder.ledger(manifest)
     ledger.verify_all("checkpoint")
     ctx = RunContext(run_dir=folder.path.resolve(), device=dev, log=logging.getLogger("zoo"), ledger=ledger)
+    if onnx is not None:
+        return _onnx_backend(cls, spec.name, task, meta, config, ctx, onnx), task, meta, spec.name
     return cls.load(task, meta, config, ctx), task, meta, spec.name
+
+
+def _onnx_backend(cls, name: str, task, meta, config, ctx, onnx: Path):
+    from zoo.backend import ExportUnsupported
+
+    try:
+        return cls.load_onnx(task, meta, config, ctx, onnx)
+    except ExportUnsupported as e:
+        raise ZooError(f"{name} cannot predict through onnxruntime: {e}") from None
 
 
 def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf: float = 0.25,

@@ -1,0 +1,277 @@
+"""``zoo export``: a finished run's network as ONNX, with its parity proven on the run's val split.
+
+What a run exports to (``--out``, default ``RUN/export/onnx/``)::
+
+    model.onnx          the network (Backend.export_onnx); what runs outside it is in model.json
+    model.json          task, classes, keypoints, the input (size, colour order, the intensity
+                        rule, normalisation), the output, the post-processing outside the graph,
+                        the sha256 of model.onnx, and the parity and timings below
+    predictions/        the ONNX model's val predictions in the run's exchange format, which
+                        ``zoo eval --gt RUN/data/val_coco.json --pred ...`` scores
+
+Parity: the torch backend (``Backend.load``) and the ONNX one (``Backend.load_onnx``: the same
+pre- and post-processing, only the network run by onnxruntime) predict the run's val images;
+the shared evaluator scores both, and the main metrics must agree within
+:data:`METRIC_TOLERANCE`. The raw outputs are compared by the backend on a few val images
+(``raw_parity``: :mod:`zoo.training.onnx` states the rule). Both engines' milliseconds per image
+(decode, pre-processing, network, post-processing) are measured on the same images, one after
+the other, and written beside each other.
+
+``--run`` may name a ``zoo compare`` folder: the leaderboard's winner is exported
+(:func:`winner_run`), and the result says which.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.dataset import Dataset, strip_annotations
+from zoo.errors import ZooError
+from zoo.progress import LogReporter, Reporter
+
+#: the ONNX model's main metric on the run's val split may differ from torch's by this much
+METRIC_TOLERANCE = 1e-3
+#: how many val images the graph is traced on and its raw outputs compared on
+SAMPLE_IMAGES = 2
+FORMATS = ("onnx",)
+MODEL_FILE = "model.onnx"
+CARD_FILE = "model.json"
+
+
+@dataclass
+class Parity:
+    """The torch and ONNX predictions of the run's val split, scored by the shared evaluator."""
+
+    metric: str
+    torch: float
+    onnx: float
+    images: int
+    torch_ms: float  # per image
+    onnx_ms: float
+
+    @property
+    def difference(self) -> float:
+        return abs(self.onnx - self.torch)
+
+    @property
+    def ok(self) -> bool:
+        return self.difference <= METRIC_TOLERANCE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"split": "val", "images": self.images, "metric": self.metric, "torch": self.torch, "onnx": self.onnx,
+                "difference": self.difference, "tolerance": METRIC_TOLERANCE, "ok": self.ok}
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    run_dir: Path
+    backend: str
+    task: str
+    parity: Parity
+    raw_parity: dict[str, Any] | None
+    #: why this run (``--run`` named a compare folder: its winner), else None
+    chosen: str | None = None
+    card: dict[str, Any] = field(default_factory=dict)
+
+
+# -- the run behind --run ----------------------------------------------------------------------
+
+
+def winner_run(path: Path) -> tuple[Path, str | None]:
+    """``path`` itself when it is a run folder; for a ``zoo compare`` folder, its
+    leaderboard's winner (the first scored row of compare.json, ranked by the main metric on
+    the protocol the leaderboard states) and a sentence saying so."""
+    from zoo.atomic import read_json
+
+    path = Path(path)
+    board = path / "compare.json"
+    if not board.is_file():
+        return path, None
+    try:
+        doc = read_json(board)
+        rows = [r for r in doc["rows"] if r.get("status") != "failed" and r.get("score") is not None]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ZooError(f"{board}: not a zoo compare.json; pass --run RUN for one run") from None
+    if not rows:
+        raise ZooError(f"{board}: no backend was scored; there is no winner to take")
+    top = rows[0]
+    folds = int(doc.get("folds") or 1)
+    if folds > 1:
+        raise ZooError(f"{path}: the winner, {top['backend']}, is {folds} fold models; pass --run with one "
+                       f"of its fold runs (listed in {board.name}), or use --ensemble")
+    if not top.get("run"):
+        raise ZooError(f"{board}: the winner {top['backend']} has no run folder")
+    why = (f"{path} is a comparison: exporting its winner, {top['backend']} "
+           f"({top.get('main')} {top['score']:.4f} on {doc.get('selection', {}).get('protocol', 'its protocol')})")
+    return Path(top["run"]), why
+
+
+def run_images(run_dir: Path, split: str = "val", *, data: Path | None = None, labels: Path | None = None) -> Dataset:
+    """A run's ``split`` images with their ground truth, read again from where the run read
+    them (``data`` when it moved) and checked to be the same data (the manifest's hash)."""
+    from zoo.data.split import data_hash
+    from zoo.pipeline.prepare import read_input
+    from zoo.pipeline.runfolder import RunFolder
+
+    folder = RunFolder(run_dir)
+    m = folder.manifest()
+    source = data if data is not None else (None if m.data.path == "demo" else Path(m.data.path))
+    if source is not None and not Path(source).exists():
+        raise ZooError(f"{source}: the run's data is not there any more; pass --data where it is now")
+    dataset, _ = read_input(source, m.data.format or "auto" if data is None else "auto", labels)
+    if data_hash(dataset) != m.data.hash:
+        raise ZooError(f"{source or 'the demo data'}: not the data {run_dir} was trained on (its hash differs); "
+                       "pass --data (and --labels) as the run had them")
+    ids = getattr(folder.read_split(), split) or []
+    if not ids:
+        raise ZooError(f"{run_dir}: the run has no {split} images")
+    return dataset.subset(ids)
+
+
+def load_onnx_backend(run_dir: Path, onnx_dir: Path, device: str = "cpu", registry=None):
+    """The run's backend predicting through onnxruntime from ``onnx_dir`` (a ``zoo export``
+    folder of this run, its model.onnx checked against the sha256 in its model.json)."""
+    return _loaded(run_dir, device, registry, onnx=checked_onnx(onnx_dir))
+
+
+def checked_onnx(onnx_dir: Path) -> Path:
+    """``onnx_dir/model.onnx``, refused unless it is what ``zoo export`` wrote there."""
+    from zoo.atomic import read_json
+    from zoo.checksums import sha256_file
+
+    card, model = Path(onnx_dir) / CARD_FILE, Path(onnx_dir) / MODEL_FILE
+    if not card.is_file() or not model.is_file():
+        raise ZooError(f"{onnx_dir}: no ONNX export here; make it with `zoo export --run RUN`")
+    try:
+        expected = read_json(card)["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ZooError(f"{card}: not a zoo model.json (no sha256 of {MODEL_FILE})") from None
+    if sha256_file(model) != expected:
+        raise ZooError(f"{model}: changed since zoo export wrote it (sha256 differs); export again")
+    return model
+
+
+def _loaded(run_dir: Path, device: str, registry, onnx: Path | None = None):
+    from zoo.pipeline.predict import load_backend
+
+    return load_backend(run_dir, device, registry, onnx=onnx)
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def export_run(run: Path, *, fmt: str = "onnx", opset: int | None = None, dynamic: bool = False,
+               out: Path | None = None, device: str = "cpu", data: Path | None = None, labels: Path | None = None,
+               registry=None, reporter: Reporter | None = None) -> ExportResult:
+    """``zoo export``: write the run's network and its card, then prove parity on val."""
+    from zoo.backend import ExportUnsupported
+
+    if fmt not in FORMATS:
+        raise ZooError(f"--format {fmt}: zoo exports {', '.join(FORMATS)}")
+    if opset is not None and not 7 <= opset <= 20:
+        raise ZooError(f"--opset {opset}: torch's exporter writes opsets 7 to 20")
+    reporter = reporter or LogReporter()
+    run_dir, chosen = winner_run(run)
+    if chosen:
+        reporter.say(chosen)
+    out = Path(out) if out is not None else Path(run_dir) / "export" / fmt
+    _check_out(out)
+    torch_backend, task, meta, name = _loaded(run_dir, device, registry)
+    truth = run_images(run_dir, data=data, labels=labels)
+    val = strip_annotations(truth)  # the images alone, as the run predicted them
+    reporter.say(f"predicting {len(val)} val image(s) with torch ...")
+    torch_preds, torch_ms = _timed(torch_backend, val, reporter, "torch")
+    reporter.say(f"exporting {name} to {out / MODEL_FILE} ...")
+    try:
+        graph = torch_backend.export_onnx(out, opset=opset, dynamic=dynamic, sample=val[:SAMPLE_IMAGES])
+    except ExportUnsupported as e:
+        raise ZooError(f"{name} cannot be exported to ONNX: {e}") from None
+    onnx_backend, *_ = _loaded(run_dir, device, registry, onnx=out / MODEL_FILE)
+    onnx_preds, onnx_ms = _timed(onnx_backend, val, reporter, "onnxruntime")
+    parity = _score_both(task, truth, torch_preds, onnx_preds, torch_ms, onnx_ms)
+    from zoo.pipeline.runfolder import RunFolder
+
+    RunFolder(out).save_predictions(task, onnx_preds, truth)
+    card = _card(run_dir, name, task, meta, graph, parity, out, device)
+    from zoo.atomic import write_json
+
+    write_json(out / CARD_FILE, card)
+    return ExportResult(out, Path(run_dir), name, task.name, parity, graph.get("raw_parity"), chosen, card)
+
+
+def _check_out(out: Path) -> None:
+    """Never overwrite a folder zoo did not write: --out is new, empty, or an earlier export."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CARD_FILE).is_file())):
+        raise ZooError(f"--out {out}: exists and is not a zoo export; choose a new folder")
+
+
+def _timed(backend, images: Sequence, reporter: Reporter, engine: str) -> tuple[list, float]:
+    """The predictions of ``images`` and the milliseconds per image (one image predicted first,
+    untimed: the first call pays for allocations neither engine pays again)."""
+    list(backend.predict(images[:1]))
+    t0 = time.perf_counter()
+    preds = list(reporter.track(backend.predict(images), f"predicting ({engine})", total=len(images)))
+    return preds, 1000 * (time.perf_counter() - t0) / max(1, len(images))
+
+
+def _score_both(task, truth: Dataset, torch_preds: Sequence, onnx_preds: Sequence, torch_ms: float,
+                onnx_ms: float) -> Parity:
+    from zoo.evaluation import evaluate
+
+    a = evaluate(task, truth, torch_preds, ci95=False)
+    b = evaluate(task, truth, onnx_preds, ci95=False)
+    main = a["main"]
+    return Parity(main, float(a[main]), float(b[main]), len(truth.images), round(torch_ms, 3), round(onnx_ms, 3))
+
+
+def _vocabulary(task, meta: Dataset) -> dict[str, Any]:
+    """What the outputs are named by: image classes for classify, else categories (semantic-seg:
+    background first), with the keypoints' names, skeleton and flip order for keypoint."""
+    if task.name == "classify":
+        return {"classes": meta.classes}
+    names = {"categories": meta.categories}
+    if task.name == "semantic-seg":
+        names["label_map"] = "0 background, category i at i + 1"
+    if task.name == "keypoint":
+        names.update(keypoint_names=meta.keypoint_names, skeleton=[list(s) for s in meta.skeleton],
+                     flip_idx=list(getattr(meta, "flip_idx", None) or []))
+    return names
+
+
+def _opset_of(model: Path) -> int:
+    """The default-domain opset the graph was written with (what a runtime must support)."""
+    import onnx
+
+    proto = onnx.load(str(model), load_external_data=False)
+    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _card(run_dir: Path, name: str, task, meta: Dataset, graph: dict, parity: Parity, out: Path,
+          device: str) -> dict[str, Any]:
+    """model.json: everything a user of model.onnx needs without zoo."""
+    from zoo import __version__
+    from zoo.checksums import sha256_file
+    from zoo.pipeline.runfolder import RunFolder
+
+    folder = RunFolder(run_dir)
+    predictions = RunFolder(out).prediction_path(task)
+    graph = dict(graph)
+    raw = graph.pop("raw_parity", None)
+    graph["opset"] = _opset_of(out / MODEL_FILE)
+    return {
+        "format": "onnx", "zoo": __version__, "backend": name, "task": task.name, "run": str(Path(run_dir).resolve()),
+        **_vocabulary(task, meta),
+        **graph,
+        "sha256": sha256_file(out / MODEL_FILE),
+        "parity": {**parity.to_dict(), "raw": raw},
+        "ms_per_image": {"torch": parity.torch_ms, "onnxruntime": parity.onnx_ms, "device": device,
+                         "what": "decode, pre-processing, network and post-processing, on the run's val images"},
+        "scoring": {"predictions": predictions.relative_to(out).as_posix(),
+                    "ground_truth": str(folder.val_truth_file.resolve()),
+                    "command": f"zoo eval --task {task.name} --gt {folder.val_truth_file} --pred {predictions}"},
+    }
