@@ -166,9 +166,14 @@ class TvClassifier(Backend):
         return None if self.model is None else sum(p.numel() for p in self.model.parameters())
 
     def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
+        import torch
+
         from zoo.plugins.tv_models.export import export_classifier
 
-        return export_classifier(self, out_dir, opset=opset, dynamic=dynamic, sample=sample)
+        tf = transforms(self.config, train=False)
+        size = self.config.imgsz
+        batch = torch.stack([tf(r.open()) for r in sample]) if sample else torch.zeros(1, 3, size, size)
+        return export_classifier(self, out_dir, opset=opset, dynamic=dynamic, batch=batch, mean=MEAN, std=STD)
 
     @classmethod
     def load_onnx(cls, task: Task, meta: Dataset, config: ClassifierConfig, ctx: RunContext,

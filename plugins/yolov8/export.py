@@ -65,8 +65,11 @@ def export_yolo(backend, out_dir: Path, *, opset: int | None, dynamic: bool,
     x = letterboxed_sample(sample, c.imgsz)
     with torch.no_grad():
         y = model.model.float().eval()(x)
-    expected = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
-    got = OnnxNetwork(out_dir / "model.onnx").run(x.numpy())
+    # eval mode returns (what the graph outputs, the head's internals): output0, and for
+    # instance-seg output0 with the mask prototypes (output1)
+    first = y[0] if isinstance(y, (list, tuple)) else y
+    expected = [t.numpy() for t in (first if isinstance(first, (list, tuple)) else [first])]
+    got = OnnxNetwork(out_dir / "model.onnx").run_all(x.numpy())
     graph_in = ["batch" if dynamic else 1, 3, "height" if dynamic else c.imgsz, "width" if dynamic else c.imgsz]
     return {
         "opset": opset or "ultralytics' choice",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -16,6 +17,9 @@ def predict(
     rank: bool = typer.Option(False, "--rank", help="Rank the images no annotation file covers by the model's "
                               "uncertainty: ranking.csv, and labelme JSON for the --top N only."),
     top: int = typer.Option(10, "--top", help="With --rank: pre-fill labelme JSON for this many, most useful first."),
+    engine: str = typer.Option("torch", "--engine", help="torch, or onnx: the run's `zoo export` run by onnxruntime."),
+    onnx_dir: Optional[Path] = typer.Option(None, "--onnx", help="With --engine onnx: the export folder "
+                                            "(default RUN/export/onnx)."),
 ) -> None:
     """Predict with a trained run; open the results in labelme to correct them."""
     from zoo.cli.render import ConsoleReporter, predicted_line, show_ranking, stderr_console
@@ -27,5 +31,6 @@ def predict(
         return
     from zoo.pipeline.predict import predict_to_labelme
 
-    result = predict_to_labelme(run_dir, images, out, conf=conf, device=device, reporter=ConsoleReporter())
+    result = predict_to_labelme(run_dir, images, out, conf=conf, device=device, reporter=ConsoleReporter(),
+                                engine=engine, onnx_dir=onnx_dir)
     stderr_console().print(predicted_line(result), markup=False, highlight=True, soft_wrap=True)

@@ -31,6 +31,7 @@ from typing import Any
 
 from zoo.dataset import Dataset, strip_annotations
 from zoo.errors import ZooError
+from zoo.pipeline.artifacts import CARD_FILE, MODEL_FILE, checkpoints_of, winner_run
 from zoo.progress import LogReporter, Reporter
 
 #: the ONNX model's main metric on the run's val split may differ from torch's by this much
@@ -38,8 +39,6 @@ METRIC_TOLERANCE = 1e-3
 #: how many val images the graph is traced on and its raw outputs compared on
 SAMPLE_IMAGES = 2
 FORMATS = ("onnx",)
-MODEL_FILE = "model.onnx"
-CARD_FILE = "model.json"
 
 
 @dataclass
@@ -82,35 +81,6 @@ class ExportResult:
 # -- the run behind --run ----------------------------------------------------------------------
 
 
-def winner_run(path: Path) -> tuple[Path, str | None]:
-    """``path`` itself when it is a run folder; for a ``zoo compare`` folder, its
-    leaderboard's winner (the first scored row of compare.json, ranked by the main metric on
-    the protocol the leaderboard states) and a sentence saying so."""
-    from zoo.atomic import read_json
-
-    path = Path(path)
-    board = path / "compare.json"
-    if not board.is_file():
-        return path, None
-    try:
-        doc = read_json(board)
-        rows = [r for r in doc["rows"] if r.get("status") != "failed" and r.get("score") is not None]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ZooError(f"{board}: not a zoo compare.json; pass --run RUN for one run") from None
-    if not rows:
-        raise ZooError(f"{board}: no backend was scored; there is no winner to take")
-    top = rows[0]
-    folds = int(doc.get("folds") or 1)
-    if folds > 1:
-        raise ZooError(f"{path}: the winner, {top['backend']}, is {folds} fold models; pass --run with one "
-                       f"of its fold runs (listed in {board.name}), or use --ensemble")
-    if not top.get("run"):
-        raise ZooError(f"{board}: the winner {top['backend']} has no run folder")
-    why = (f"{path} is a comparison: exporting its winner, {top['backend']} "
-           f"({top.get('main')} {top['score']:.4f} on {doc.get('selection', {}).get('protocol', 'its protocol')})")
-    return Path(top["run"]), why
-
-
 def run_images(run_dir: Path, split: str = "val", *, data: Path | None = None, labels: Path | None = None) -> Dataset:
     """A run's ``split`` images with their ground truth, read again from where the run read
     them (``data`` when it moved) and checked to be the same data (the manifest's hash)."""
@@ -131,29 +101,6 @@ def run_images(run_dir: Path, split: str = "val", *, data: Path | None = None, l
     if not ids:
         raise ZooError(f"{run_dir}: the run has no {split} images")
     return dataset.subset(ids)
-
-
-def load_onnx_backend(run_dir: Path, onnx_dir: Path, device: str = "cpu", registry=None):
-    """The run's backend predicting through onnxruntime from ``onnx_dir`` (a ``zoo export``
-    folder of this run, its model.onnx checked against the sha256 in its model.json)."""
-    return _loaded(run_dir, device, registry, onnx=checked_onnx(onnx_dir))
-
-
-def checked_onnx(onnx_dir: Path) -> Path:
-    """``onnx_dir/model.onnx``, refused unless it is what ``zoo export`` wrote there."""
-    from zoo.atomic import read_json
-    from zoo.checksums import sha256_file
-
-    card, model = Path(onnx_dir) / CARD_FILE, Path(onnx_dir) / MODEL_FILE
-    if not card.is_file() or not model.is_file():
-        raise ZooError(f"{onnx_dir}: no ONNX export here; make it with `zoo export --run RUN`")
-    try:
-        expected = read_json(card)["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ZooError(f"{card}: not a zoo model.json (no sha256 of {MODEL_FILE})") from None
-    if sha256_file(model) != expected:
-        raise ZooError(f"{model}: changed since zoo export wrote it (sha256 differs); export again")
-    return model
 
 
 def _loaded(run_dir: Path, device: str, registry, onnx: Path | None = None):
@@ -243,6 +190,16 @@ def _vocabulary(task, meta: Dataset) -> dict[str, Any]:
     return names
 
 
+def _scoring(task, folder, out: Path, predictions: Path) -> dict[str, str]:
+    """How ``zoo eval`` scores the ONNX predictions: against the run's val ground truth as
+    COCO, except classify, whose image labels COCO does not hold (the run's data, val images)."""
+    doc = {"predictions": predictions.relative_to(out).as_posix()}
+    if task.name == "classify":
+        return {**doc, "ground_truth": "the run's val images (split.json 'val') with their labels"}
+    return {**doc, "ground_truth": str(folder.val_truth_file.resolve()),
+            "command": f"zoo eval --task {task.name} --gt {folder.val_truth_file} --pred {predictions}"}
+
+
 def _opset_of(model: Path) -> int:
     """The default-domain opset the graph was written with (what a runtime must support)."""
     import onnx
@@ -268,10 +225,9 @@ def _card(run_dir: Path, name: str, task, meta: Dataset, graph: dict, parity: Pa
         **_vocabulary(task, meta),
         **graph,
         "sha256": sha256_file(out / MODEL_FILE),
+        "checkpoints": checkpoints_of(run_dir),
         "parity": {**parity.to_dict(), "raw": raw},
         "ms_per_image": {"torch": parity.torch_ms, "onnxruntime": parity.onnx_ms, "device": device,
                          "what": "decode, pre-processing, network and post-processing, on the run's val images"},
-        "scoring": {"predictions": predictions.relative_to(out).as_posix(),
-                    "ground_truth": str(folder.val_truth_file.resolve()),
-                    "command": f"zoo eval --task {task.name} --gt {folder.val_truth_file} --pred {predictions}"},
+        "scoring": _scoring(task, folder, out, predictions),
     }

@@ -196,9 +196,27 @@ def _onnx_backend(cls, name: str, task, meta, config, ctx, onnx: Path):
         raise ZooError(f"{name} cannot predict through onnxruntime: {e}") from None
 
 
+def _engine_of(run_dir: Path, engine: str, onnx_dir: Path | None, reporter: Reporter) -> tuple[Path, Path | None]:
+    """The run that predicts (a compare folder's winner, said) and its checked ONNX file under
+    ``--engine onnx`` (None for torch)."""
+    from zoo.pipeline.artifacts import checked_onnx, winner_run
+
+    if engine not in ("torch", "onnx"):
+        raise ZooError(f"--engine {engine}: expected torch or onnx")
+    run_dir, chosen = winner_run(run_dir)
+    if chosen:
+        reporter.say(chosen)
+    if engine == "torch":
+        return run_dir, None
+    return run_dir, checked_onnx(onnx_dir if onnx_dir is not None else Path(run_dir) / "export" / "onnx", run_dir)
+
+
 def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf: float = 0.25,
-                       device: str = "auto", registry=None, reporter: Reporter | None = None) -> PredictResult:
-    """``zoo predict``: copies of ``images`` in ``out``, each with its labelme JSON."""
+                       device: str = "auto", registry=None, reporter: Reporter | None = None,
+                       engine: str = "torch", onnx_dir: Path | None = None) -> PredictResult:
+    """``zoo predict``: copies of ``images`` in ``out``, each with its labelme JSON.
+    ``engine="onnx"``: the run's ONNX export (``onnx_dir``, default ``RUN/export/onnx``) run by
+    onnxruntime; ``run_dir`` may be a ``zoo compare`` folder (its winner predicts)."""
     from zoo.predictions import check_predictions
 
     if not 0.0 <= conf <= 1.0:
@@ -207,7 +225,8 @@ def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf
     out = Path(out)
     files = _collect_images(images)
     _check_out(out, images, files)
-    backend, task, meta, name = load_backend(run_dir, device, registry)
+    run_dir, onnx = _engine_of(run_dir, engine, onnx_dir, reporter)
+    backend, task, meta, name = load_backend(run_dir, device, registry, onnx=onnx)
     records = [_record(f, rid) for f, rid in files]
     preds = list(reporter.track(backend.predict(records), "predicting", total=len(records)))
     check_predictions(task, name, records, preds, meta)

@@ -144,16 +144,22 @@ class OnnxNetwork:
         self.path = Path(path)
 
     def run(self, x):
-        """numpy ``(N, ...)`` float32 -> numpy output; a graph with a fixed batch gets slices."""
+        """numpy ``(N, ...)`` float32 -> the (first) output."""
+        return self.run_all(x)[0]
+
+    def run_all(self, x) -> list:
+        """numpy ``(N, ...)`` float32 -> every output; a graph with a fixed batch of 1 gets the
+        images one by one."""
         import numpy as np
 
         x = np.ascontiguousarray(x, dtype=np.float32)
         n = self.fixed_batch
         if n is None or n == x.shape[0]:
-            return self.session.run(None, {self.input: x})[0]
+            return self.session.run(None, {self.input: x})
         if n != 1:
             raise ZooError(f"{self.path}: the graph takes batches of {n}; export it again with --dynamic")
-        return np.concatenate([self.session.run(None, {self.input: x[i : i + 1]})[0] for i in range(x.shape[0])])
+        parts = [self.session.run(None, {self.input: x[i : i + 1]}) for i in range(x.shape[0])]
+        return [np.concatenate(outs) for outs in zip(*parts)]
 
     def __call__(self, x):
         import torch

@@ -1,0 +1,169 @@
+"""`zoo export --format onnx` and `zoo predict --engine onnx`: per exportable backend, a run
+trained a step on the demo is exported, and onnxruntime's val predictions score what torch's
+score (parity within 1e-3 on the main metric, raw outputs within the stated tolerance); the
+ONNX predictions file is what `zoo eval` scores; the refusals are one line.
+
+Parity does not need a good model: the predictions themselves are compared too, so a model
+that finds nothing cannot pass by scoring 0 on both engines.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import toy_backend
+
+from zoo.cli import main
+from zoo.errors import ZooError
+from zoo.pipeline.export import export_run
+from zoo.pipeline.run import RunOptions, execute
+
+pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.slow
+
+#: (backend, task, flags): one per exporting plugin, trained for one epoch on the tiny demo
+EXPORTABLE = [
+    ("unet", "semantic-seg", {"imgsz": 64}),
+    ("segresnet", "semantic-seg", {"imgsz": 32}),
+    ("resnet18", "classify", {"imgsz": 32}),
+    ("yolov8", "detect", {"imgsz": 64, "model": "n"}),
+    ("yolov8", "instance-seg", {"imgsz": 64, "model": "n"}),
+]
+
+
+def _train(tmp_path: Path, data: Path, backend: str, task: str, flags: dict, registry=None) -> Path:
+    return execute(RunOptions(task=task, backend=backend, data=data, out=tmp_path / "runs", quiet=True,
+                              registry=registry,
+                              flags={"epochs": 1, "batch": 4, "device": "cpu", **flags})).run_dir
+
+
+def _same_predictions(task: str, torch_dir: Path, onnx_dir: Path) -> None:
+    """The ONNX model's val predictions against the run's own (torch) ones, file for file."""
+    if task == "semantic-seg":
+        from PIL import Image
+
+        for png in sorted((torch_dir / "masks").rglob("*.png")):
+            a = np.asarray(Image.open(png))
+            b = np.asarray(Image.open(onnx_dir / "masks" / png.relative_to(torch_dir / "masks")))
+            assert (a == b).mean() > 0.999  # an argmax tie may flip where two logits agree to 1e-6
+    elif task == "classify":
+        assert (torch_dir / "predictions.csv").read_text().splitlines()[1:] and [
+            line.split(",")[:2] for line in (torch_dir / "predictions.csv").read_text().splitlines()] == [
+            line.split(",")[:2] for line in (onnx_dir / "predictions.csv").read_text().splitlines()]
+    else:
+        a = json.loads((torch_dir / "coco_results.json").read_text())
+        b = json.loads((onnx_dir / "coco_results.json").read_text())
+        assert a, "the model found nothing: parity would prove nothing"
+        assert len(a) == len(b)
+        top = lambda rs: sorted(rs, key=lambda r: -r["score"])[:20]  # noqa: E731
+        for x, y in zip(top(a), top(b)):
+            assert x["category_id"] == y["category_id"] and x["image_id"] == y["image_id"]
+            assert np.allclose(x["bbox"], y["bbox"], atol=0.05) and abs(x["score"] - y["score"]) < 1e-3
+
+
+@pytest.mark.parametrize("backend,task,flags", EXPORTABLE, ids=[f"{b}-{t}" for b, t, _ in EXPORTABLE])
+def test_export_has_parity_on_val_and_zoo_eval_scores_it(backend, task, flags, tmp_path, tiny_demo):
+    run = _train(tmp_path, tiny_demo, backend, task, flags)
+    result = export_run(run, device="cpu")
+    out = run / "export" / "onnx"
+    card = json.loads((out / "model.json").read_text())
+    assert result.out == out and (out / "model.onnx").stat().st_size > 1000
+    assert card["backend"] == backend and card["task"] == task and card["format"] == "onnx"
+    assert card["parity"]["ok"] and card["parity"]["difference"] <= 1e-3
+    assert card["parity"]["images"] == len(json.loads((run / "split.json").read_text())["val"])
+    assert card["parity"]["raw"]["ok"] and card["parity"]["raw"]["max_abs_diff"] <= card["parity"]["raw"]["tolerance"]
+    assert card["opset"] >= 7 and card["input"]["imgsz"] == flags["imgsz"] and card["postprocess"]
+    assert set(card["input"]) >= {"shape", "colour", "intensity", "mean", "std", "fit"}
+    assert card["ms_per_image"]["torch"] > 0 and card["ms_per_image"]["onnxruntime"] > 0
+    assert (card["classes"] if task == "classify" else card["categories"]) == ["anemia", "leukocytosis", "normal"] \
+        if task == "classify" else ["platelet", "rbc", "wbc"]
+    # torch's side of the parity is the run's own score
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert card["parity"]["torch"] == pytest.approx(metrics[metrics["main"]], abs=1e-9)
+    _same_predictions(task, run / "predictions", out / "predictions")
+    # zoo eval scores the ONNX predictions file to the number model.json states (classify's
+    # ground truth is the labelled images, which val_coco.json cannot hold: read as zoo eval reads)
+    pred = out / card["scoring"]["predictions"]
+    if task == "classify":
+        from zoo.evaluation import evaluate
+        from zoo.evaluation.results import read_predictions
+        from zoo.pipeline.export import run_images
+        from zoo.tasks import get_task
+
+        truth = run_images(run)
+        scored = evaluate(get_task(task), truth, read_predictions(get_task(task), pred, truth))
+    else:
+        main(["eval", "--task", task, "--gt", str(run / "data" / "val_coco.json"), "--pred", str(pred),
+              "--out", str(tmp_path / "m.json")])
+        scored = json.loads((tmp_path / "m.json").read_text())
+    assert scored[scored["main"]] == pytest.approx(card["parity"]["onnx"], abs=1e-9)
+
+
+def test_predict_engine_onnx_writes_what_torch_writes(tmp_path, tiny_demo, predict_new_images):
+    run = _train(tmp_path, tiny_demo, "unet", "semantic-seg", {"imgsz": 64})
+    main(["export", "--run", str(run), "--dynamic", "--opset", "13"])
+    card = json.loads((run / "export" / "onnx" / "model.json").read_text())
+    assert card["opset"] == 13 and card["input"]["shape"] == ["batch", 3, "height", "width"]
+    torch_json = [p.read_text() for p in predict_new_images(run)]
+    images = tmp_path / "new"
+    main(["predict", "--run", str(run), str(images), "--out", str(tmp_path / "onnx"), "--engine", "onnx",
+          "--device", "cpu"])
+    onnx_json = [p.read_text() for p in sorted((tmp_path / "onnx").glob("*.json"))]
+    assert len(onnx_json) == 2 and onnx_json == torch_json
+
+
+def _fails(argv: list[str], capsys) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_refusals_are_one_line(tmp_path, tiny_demo, capsys):
+    run = _train(tmp_path, tiny_demo, "resnet18", "classify", {"imgsz": 32})
+    assert "--format tflite: zoo exports onnx" in _fails(["export", "--run", str(run), "--format", "tflite"], capsys)
+    assert "no ONNX export here" in _fails(
+        ["predict", "--run", str(run), str(tiny_demo / "smear_000.jpg"), "--out", str(tmp_path / "p"),
+         "--engine", "onnx"], capsys)
+    main(["export", "--run", str(run)])
+    onnx = run / "export" / "onnx" / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+    assert "changed since zoo export wrote it" in _fails(
+        ["predict", "--run", str(run), str(tiny_demo / "smear_000.jpg"), "--out", str(tmp_path / "p"),
+         "--engine", "onnx"], capsys)
+    other = _train(tmp_path, tiny_demo, "resnet18", "classify", {"imgsz": 32, "seed": 1})
+    assert "exported from another run" in _fails(
+        ["predict", "--run", str(other), str(tiny_demo / "smear_000.jpg"), "--out", str(tmp_path / "p"),
+         "--engine", "onnx", "--onnx", str(run / "export" / "onnx")], capsys)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    assert "is not a zoo export" in _fails(["export", "--run", str(run), "--out", str(tmp_path / "mine")], capsys)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "the user's"
+
+
+def test_a_backend_without_export_says_so_in_one_line(tmp_path, tiny_demo):
+    registry = toy_backend.registry()
+    run = _train(tmp_path, tiny_demo, "oracle", "detect", {}, registry=registry)
+    with pytest.raises(ZooError) as e:
+        export_run(run, registry=registry)
+    assert str(e.value) == "oracle cannot be exported to ONNX: no ONNX export is written for this backend yet"
+    assert not (run / "export" / "onnx" / "model.json").exists()
+
+
+def test_a_compare_folder_exports_its_winner_and_says_which(tmp_path, tiny_demo, capsys):
+    main(["compare", "--task", "classify", "--backends", "resnet18,mobilenet_v3_small", "--data", str(tiny_demo),
+          "--epochs", "1", "--imgsz", "32", "--batch", "4", "--device", "cpu", "--out", str(tmp_path / "runs"),
+          "--samples", "0"])
+    folder = tmp_path / "runs" / "compare" / "classify"
+    winner = json.loads((folder / "compare.json").read_text())["rows"][0]
+    capsys.readouterr()
+    main(["export", "--run", str(folder)])
+    said = capsys.readouterr()
+    assert f"using its winner, {winner['backend']}" in said.out + said.err
+    assert (Path(winner["run"]) / "export" / "onnx" / "model.json").is_file()

@@ -1,0 +1,78 @@
+"""What ``zoo export`` leaves, and which run a ``--run`` names: shared by ``zoo export`` and
+``zoo predict`` (:mod:`zoo.pipeline.export`, :mod:`zoo.pipeline.predict`).
+
+An export folder holds ``model.onnx`` and ``model.json``; the card records the sha256 of the
+graph and of the run checkpoints it was made from, so ``--engine onnx`` runs only a graph
+that zoo wrote from this very run. ``--run`` may name a ``zoo compare`` folder: its
+leaderboard's winner is the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+MODEL_FILE = "model.onnx"
+CARD_FILE = "model.json"
+
+
+def winner_run(path: Path) -> tuple[Path, str | None]:
+    """``path`` itself when it is a run folder; for a ``zoo compare`` folder, its
+    leaderboard's winner (the first scored row of compare.json, ranked by the main metric on
+    the protocol the leaderboard states) and a sentence saying so."""
+    from zoo.atomic import read_json
+
+    path = Path(path)
+    board = path / "compare.json"
+    if not board.is_file():
+        return path, None
+    try:
+        doc = read_json(board)
+        rows = [r for r in doc["rows"] if r.get("status") != "failed" and r.get("score") is not None]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ZooError(f"{board}: not a zoo compare.json; pass --run RUN for one run") from None
+    if not rows:
+        raise ZooError(f"{board}: no backend was scored; there is no winner to take")
+    top = rows[0]
+    folds = int(doc.get("folds") or 1)
+    if folds > 1:
+        raise ZooError(f"{path}: the winner, {top['backend']}, is {folds} fold models; pass --run with one "
+                       f"of its fold runs (listed in {board.name}), or use --ensemble")
+    if not top.get("run"):
+        raise ZooError(f"{board}: the winner {top['backend']} has no run folder")
+    from zoo.selection import describe
+
+    why = (f"{path} is a comparison: using its winner, {top['backend']} ({top.get('main')} {top['score']:.4f}; "
+           f"model selection: {describe(doc.get('selection'))})")
+    return Path(top["run"]), why
+
+
+def checked_onnx(onnx_dir: Path, run_dir: Path) -> Path:
+    """``onnx_dir/model.onnx``, refused unless it is what ``zoo export`` wrote there from this
+    run's checkpoints (model.json holds the sha256 of both)."""
+    from zoo.atomic import read_json
+    from zoo.checksums import sha256_file
+
+    card, model = Path(onnx_dir) / CARD_FILE, Path(onnx_dir) / MODEL_FILE
+    if not card.is_file() or not model.is_file():
+        raise ZooError(f"{onnx_dir}: no ONNX export here; make it with `zoo export --run {run_dir}`")
+    try:
+        doc = read_json(card)
+        expected, source = doc["sha256"], doc["checkpoints"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ZooError(f"{card}: not a zoo model.json (no sha256 of {MODEL_FILE} and its checkpoints)") from None
+    if source != checkpoints_of(run_dir):
+        raise ZooError(f"{onnx_dir}: exported from another run than {run_dir} (its checkpoints differ); "
+                       f"export this run with `zoo export --run {run_dir}`")
+    if sha256_file(model) != expected:
+        raise ZooError(f"{model}: changed since zoo export wrote it (sha256 differs); export again")
+    return model
+
+
+def checkpoints_of(run_dir: Path) -> dict[str, Any]:
+    """The sha256 of the run's checkpoints, as its manifest records them: what the export is of."""
+    from zoo.pipeline.runfolder import RunFolder
+
+    return RunFolder(run_dir).manifest().checkpoints or {}
