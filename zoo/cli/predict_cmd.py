@@ -9,7 +9,8 @@ import typer
 
 
 def predict(
-    run_dir: Path = typer.Option(..., "--run", help="A run folder made by `zoo run`."),
+    run_dir: Path = typer.Option(..., "--run", help="A run folder made by `zoo run`, or a `zoo compare` folder (its "
+                                 "leaderboard's winner predicts)."),
     images: list[Path] = typer.Argument(..., help="Image files, folders (searched recursively) or a quoted glob ('new/*.jpg'); never written to."),
     out: Path = typer.Option(..., "--out", help="Folder for the image copies and their labelme JSON."),
     conf: float = typer.Option(0.25, "--conf", help="Drop detections scoring below this."),
