@@ -177,13 +177,18 @@ def _split_name(f: Path) -> str | None:
     return SPLIT_FOLDERS.get(f.parent.name.lower())
 
 
-def read(path: str | Path, *, labels=None) -> Dataset:
+def read(path: str | Path, *, labels=None, images: Path | None = None) -> Dataset:
     """COCO instances / person_keypoints JSON: one file, or every COCO JSON below a folder
     (``instances_train.json`` / ``instances_val.json`` become splits). Images are looked for
-    by ``file_name`` relative to the JSON's folder, its ``images/`` and ``../images/``, the
-    folder read, and by file name alone."""
+    by ``file_name`` relative to ``images`` (``--images DIR``), the JSON's folder, its
+    ``images/`` and ``../images/``, the folder read, and by file name alone; else the one file
+    of that name (any case) below ``images`` or the folder (CVAT's export names the folder
+    inside its zip), with a warning naming the rule."""
+    from zoo.adapters.common import ImageIndex
+
     path = Path(path)
     root = path.parent if path.is_file() else path
+    index = ImageIndex(root, images)
     files = _coco_files(path)
     builder = DatasetBuilder(root, "coco", labels=labels, categories=[])
     seen: dict[str, tuple[Path, object]] = {}  # record id -> (COCO file, image id), across files
@@ -194,7 +199,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
             if path.is_file():
                 raise DataError(f, "is not a COCO file (needs 'images' and 'annotations' lists)")
             continue
-        _read_file(f, data, builder, root=root, several=len(files) > 1, seen=seen, splits=splits)
+        _read_file(f, data, builder, root=root, several=len(files) > 1, seen=seen, splits=splits, index=index)
     if not builder.records:
         raise DataError(path, "holds no COCO annotations with images zoo could find"
                         + (f" (first problem: {builder.warnings[0]})" if builder.warnings else ""))
@@ -202,7 +207,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     return builder.build()
 
 
-def _read_file(f: Path, data: dict, builder, *, root: Path, several: bool, seen: dict, splits: dict) -> None:
+def _read_file(f: Path, data: dict, builder, *, root: Path, several: bool, seen: dict, splits: dict, index) -> None:
     """The images of one COCO file into ``builder``; ``several``: one of several files (ids
     then keep the file's split or subfolder), ``seen``: the ids read so far, ``splits``: the
     ids of each file's split (instances_train.json, train/)."""
@@ -210,6 +215,8 @@ def _read_file(f: Path, data: dict, builder, *, root: Path, several: bool, seen:
     cat_by_id = _add_categories(cats, builder)
     split = _split_name(f)
     search = _image_dirs(f, root, split)
+    if index.images is not None:
+        search[:0] = [index.images] + ([index.images / split] if split else [])
     # several COCO files in subfolders (one per split): ids keep the subfolder, so the
     # same file name in train/ and valid/ stays two images
     rel_dir = f.parent.relative_to(root).as_posix() if f.parent != root else ""
@@ -218,8 +225,9 @@ def _read_file(f: Path, data: dict, builder, *, root: Path, several: bool, seen:
     for idx, a in annotations:
         by_image.setdefault(a["image_id"], []).append((idx, a))
     no_pixels: list[str] = []
+    by_name: list[tuple[str, Path]] = []
     for im in images:
-        found = _image(im, f, prefix, search, seen, no_pixels, builder)
+        found = _image(im, f, prefix, search, seen, no_pixels, builder, index, by_name)
         if found is None:
             continue
         rid, file, w, h = found
@@ -228,6 +236,10 @@ def _read_file(f: Path, data: dict, builder, *, root: Path, several: bool, seen:
         builder.add(DraftRecord(ImageRecord(id=rid, width=w, height=h, file=file, source=Source(str(f))), instances))
         if split is not None:
             splits.setdefault(split, []).append(rid)
+    if by_name:
+        fn, file = by_name[0]
+        builder.warn(f, f"{len(by_name)} image(s) found by file name below {index.images or root}, not at the path "
+                        f"the file records (e.g. '{fn}' is {file}): used, as each name matched one file")
     if no_pixels:
         builder.warn(f, f"{len(no_pixels)} image(s) not found (looked beside the JSON and in images/), "
                         f"e.g. '{no_pixels[0]}': kept for scoring (sizes from the JSON); training or drawing needs them")
@@ -262,7 +274,7 @@ def _image_dirs(f: Path, root: Path, split: str | None) -> list[Path]:
 
 
 def _image(im: dict, f: Path, prefix: str, search: list[Path], seen: dict, no_pixels: list[str],
-           builder) -> tuple[str, Path | None, int, int] | None:
+           builder, index, by_name: list) -> tuple[str, Path | None, int, int] | None:
     """(record id, image file or None, width, height) of a COCO image entry, or None (with a
     warning) when it cannot be used. An image not found is kept, sized by the JSON, for
     scoring (its name added to ``no_pixels``)."""
@@ -273,6 +285,10 @@ def _image(im: dict, f: Path, prefix: str, search: list[Path], seen: dict, no_pi
         return None
     rid = prefix + name.with_suffix("").as_posix().lstrip("/")
     file = next((c for d in search for c in (d / fn, d / name.name) if is_file(c)), None)
+    if file is None:
+        file = index.find_one(name.name, f)
+        if file is not None:
+            by_name.append((fn, file))
     w, h = im["width"] or 0, im["height"] or 0  # positive integers or None (well_formed)
     if file is None and (w <= 0 or h <= 0):
         builder.warn(f, f"image '{fn}' not found (looked beside the JSON and in images/) and "

@@ -71,29 +71,58 @@ def find_image(ann_file: Path, named: str | None, also_dirs: tuple[Path, ...] = 
 
 
 class ImageIndex:
-    """Every image file below a root by lower-cased file name, built on first use: the last
-    resort for an annotation whose image lies elsewhere in the folder (``images/`` beside
-    ``annotations/``, a moved folder). Only an unambiguous name is answered."""
+    """Every image file below a root (and below ``--images DIR``, when given) by lower-cased
+    file name, built on first use: the last resort for an annotation whose image lies
+    elsewhere in the folder (``images/`` beside ``annotations/``, a moved folder, CVAT's own
+    folder names, ``.JPG`` on disk for ``.jpg`` in the file). Only an unambiguous name is
+    answered: several files of one name are an error naming them (:meth:`find_one`)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, images: Path | None = None):
         self.root = root
+        self.images = images
         self._by_name: dict[str, list[Path]] | None = None
 
-    def find(self, name: str | None) -> Path | None:
-        if not name:
-            return None
+    def _index(self) -> dict[str, list[Path]]:
         if self._by_name is None:
             self._by_name = {}
-            for dirpath, _dirs, files in os.walk(self.root):
-                for fn in files:
-                    if os.path.splitext(fn)[1].lower() in IMAGE_SUFFIXES:
-                        self._by_name.setdefault(fn.lower(), []).append(Path(dirpath) / fn)
-        hits = self._by_name.get(basename_any(name).lower(), [])
+            roots = [self.images] if self.images is not None else []
+            if self.images is None or not _inside(self.root, self.images):
+                roots.append(self.root)
+            for top in dict.fromkeys(roots):
+                for dirpath, _dirs, files in os.walk(top):
+                    for fn in files:
+                        if os.path.splitext(fn)[1].lower() in IMAGE_SUFFIXES:
+                            self._by_name.setdefault(fn.lower(), []).append(Path(dirpath) / fn)
+        return self._by_name
+
+    def matches(self, name: str | None) -> list[Path]:
+        """Every image file named ``name`` (its base name, any case)."""
+        return sorted(self._index().get(basename_any(name).lower(), [])) if name else []
+
+    def find(self, name: str | None) -> Path | None:
+        hits = self.matches(name)
         return hits[0] if len(hits) == 1 else None
+
+    def find_one(self, name: str | None, blame: object) -> Path | None:
+        """The one image file named ``name``; None when there is none; a DataError naming
+        ``blame`` and every match when there are several (zoo would be guessing)."""
+        hits = self.matches(name)
+        if len(hits) > 1:
+            listed = ", ".join(str(h) for h in hits[:5]) + (", ..." if len(hits) > 5 else "")
+            raise DataError(blame, f"image '{name}' is not where the file says, and {len(hits)} files of that name "
+                                   f"are below the folder ({listed}); pass --images DIR, or rename them")
+        return hits[0] if hits else None
 
     def find_stem(self, stem: str) -> Path | None:
         hits = [p for s in IMAGE_SUFFIXES for p in (self.find(stem + s),) if p is not None]
         return hits[0] if len(hits) == 1 else None
+
+
+def _inside(root: Path, folder: Path) -> bool:
+    try:
+        return Path(folder).resolve().is_relative_to(Path(root).resolve())
+    except OSError:
+        return False
 
 
 def max_image_pixels() -> int:

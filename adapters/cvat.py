@@ -59,7 +59,7 @@ def sniff(path: Path) -> float:
     return declined("no XML file with an <annotations> root and a <version> at the top")
 
 
-def read(path: str | Path, *, labels=None) -> Dataset:
+def read(path: str | Path, *, labels=None, images: Path | None = None) -> Dataset:
     from zoo.adapters.common import ImageIndex
 
     path = Path(path)
@@ -69,7 +69,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
         raise DataError(path, "holds no CVAT for images XML (annotations.xml)")
     builder = DatasetBuilder(root, "cvat", labels=labels)
     splits: dict[str, list[str]] = {}
-    index = ImageIndex(root)
+    index = ImageIndex(root, images)
     for f in files:
         tree = _parse(f)
         file_subset = None if f.stem.lower() == "annotations" else f.stem
@@ -126,7 +126,10 @@ def _find(root: Path, name: str, subset: str | None, index) -> Path | None:
     extension) anywhere below it."""
     if not name:
         return None
-    for base in (root, root / "images", *((root / "images" / subset,) if subset else ())):
+    bases = [root, root / "images", *((root / "images" / subset,) if subset else ())]
+    if index.images is not None:  # --images DIR first
+        bases[:0] = [index.images, *((index.images / subset,) if subset else ())]
+    for base in bases:
         c = base / name
         if is_file(c) and c.suffix:
             return c
@@ -136,7 +139,7 @@ def _find(root: Path, name: str, subset: str | None, index) -> Path | None:
 
                 if hit.suffix.lower() in IMAGE_SUFFIXES and is_file(hit):
                     return hit
-    return index.find(name) if Path(name).suffix else index.find_stem(Path(name).name)
+    return index.find_one(name, f"image '{name}'") if Path(name).suffix else index.find_stem(Path(name).name)
 
 
 def _int(v) -> int | None:

@@ -99,7 +99,7 @@ def list_files(root: Path) -> list[Path]:
     return sorted((p for p in root.rglob("*.json") if is_file(p)), key=lambda p: p.relative_to(root).as_posix())
 
 
-def iter_records(path: Path, warnings: list[Problem], flag_names: set[str]):
+def iter_records(path: Path, warnings: list[Problem], flag_names: set[str], images: Path | None = None):
     """Yield one DraftRecord (label names, see zoo.data.builder) per labelme file, in sorted
     path order; problems go to ``warnings``, flag names to ``flag_names``. Streaming writers
     use this directly."""
@@ -111,7 +111,7 @@ def iter_records(path: Path, warnings: list[Problem], flag_names: set[str]):
     n = 0
     from zoo.adapters.common import ImageIndex
 
-    index = ImageIndex(root)
+    index = ImageIndex(root, images)
     for f in track(files, "reading labelme", total=len(files)) if len(files) > 200 else files:
         data = read_json(f)
         if not _is_labelme(data):
@@ -126,11 +126,12 @@ def iter_records(path: Path, warnings: list[Problem], flag_names: set[str]):
                         + (f" (first problem: {warnings[0]})" if warnings else ""))
 
 
-def read(path: str | Path, *, labels=None) -> Dataset:
-    """Read a labelme folder (all ``*.json`` below it) or a single labelme JSON file."""
+def read(path: str | Path, *, labels=None, images: Path | None = None) -> Dataset:
+    """Read a labelme folder (all ``*.json`` below it) or a single labelme JSON file; an
+    image not beside its JSON is looked for by file name below ``images`` (``--images``)."""
     path = Path(path)
     builder = DatasetBuilder(path.parent if path.is_file() else path, "labelme", labels=labels)
-    for record in iter_records(path, builder.warnings, builder.class_names_found):
+    for record in iter_records(path, builder.warnings, builder.class_names_found, images):
         builder.add(record)
     return builder.build()
 
@@ -337,7 +338,7 @@ def _image_record(f: Path, data: dict, root: Path, warnings: list[Problem], inde
     image_data = data.get("imageData")
     file = find_image(f, named)
     if file is None and index is not None and not image_data:
-        file = index.find(named) or index.find_stem(f.stem)
+        file = index.find_one(named, f) or index.find_stem(f.stem)
     dw, dh = data.get("imageWidth"), data.get("imageHeight")
     declared = (dw, dh) if _positive_int(dw) and _positive_int(dh) else (None, None)
     if file is not None:

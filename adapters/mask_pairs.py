@@ -122,7 +122,7 @@ def _image_keys(images: list[Path], key_of) -> dict[str, Path]:
 
 def pair_folders(img_dir: Path, mask_dir: Path, root: Path, regex: re.Pattern | None = None) -> tuple[list[Pair], list[Path]]:
     """The pairs of an images folder and a masks folder, and the images without a mask."""
-    base = img_dir.parent.relative_to(root).as_posix() if img_dir.parent != root else ""
+    base = mask_dir.parent.relative_to(root).as_posix() if mask_dir.parent != root else ""
 
     def key_of(p: Path, folder: Path) -> str | None:
         rel = p.relative_to(folder).with_suffix("").as_posix()
@@ -174,11 +174,29 @@ def suffixed_pairs(root: Path) -> tuple[list[Pair], list[Path]]:
     return pairs, unpaired
 
 
-def find_pairs(root: Path, config: dict) -> Pairing:
-    """Every (image, mask) pair below ``root``, by the first layout that finds any."""
+def lone_mask_folders(root: Path) -> list[Path]:
+    """Mask folders with no images folder beside them (CVAT's Segmentation mask export
+    without its images): SegmentationClass/, masks/, ... at the top of ``root``."""
+    children = _lower_children(root)
+    return [children[n] for n in MASK_DIRS if n in children and _holds_images(children[n])][:1]
+
+
+def find_pairs(root: Path, config: dict, images: Path | None = None) -> Pairing:
+    """Every (image, mask) pair below ``root``, by the first layout that finds any; with
+    ``images`` (``--images DIR``) the masks' images are looked for there."""
     spec = config.get("masks")
     if spec is not None:
         return _configured(root, spec, config["_file"])
+    if images is not None:
+        mask_dirs = [m for _i, m in sibling_folders(root)] or lone_mask_folders(root)
+        out = Pairing(layout=f"masks in {', '.join(str(m.relative_to(root)) for m in mask_dirs)}/ + --images {images}")
+        for mask_dir in mask_dirs:
+            pairs, unpaired = pair_folders(images, mask_dir, root)
+            out.pairs += pairs
+            out.unpaired_images += unpaired
+            out.mask_dirs.append(mask_dir)
+            out.voc = out.voc or mask_dir.name.lower() == "segmentationclass"
+        return out
     folders = sibling_folders(root)
     if folders:
         out = Pairing(layout="sibling folders " + ", ".join(f"{i.relative_to(root)}/ + {m.relative_to(root)}/"

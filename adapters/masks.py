@@ -64,7 +64,7 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, copy_images: 
 def sniff(path: Path) -> float:
     """0.9 for image + mask folders at the top (0.85 below split folders), 0.8 for suffixed
     stems, 0.99 when zoo.yaml names them; 0 when most masks name no image (per-object masks)."""
-    from zoo.adapters.mask_pairs import MASK_DIRS, sibling_folders, suffixed_pairs
+    from zoo.adapters.mask_pairs import lone_mask_folders, sibling_folders, suffixed_pairs
     from zoo.data.reading import declined
 
     path = Path(path)
@@ -83,6 +83,8 @@ def sniff(path: Path) -> float:
     pairs, _ = suffixed_pairs(path) if _few_files(path) else ([], [])
     if pairs:
         return 0.8
+    if lone_mask_folders(path) and any((path / n).is_file() for n in ("labelmap.txt", "class_names.txt")):
+        return 0.7  # CVAT's Segmentation mask export without its images: they come with --images
     return declined("no images/ + masks/ folders (masks, labels, gt, SegmentationClass, ...) and no x + x_mask files")
 
 
@@ -131,7 +133,7 @@ def _paired_share(img_dir: Path, mask_dir: Path, sample: int = 50) -> float:
     return sum(strip_suffix(m, dict.fromkeys(images)) in images for m in masks) / len(masks)
 
 
-def read(path: str | Path, *, labels=None) -> Dataset:
+def read(path: str | Path, *, labels=None, images: Path | None = None) -> Dataset:
     from zoo.adapters.common import image_size
     from zoo.adapters.mask_classes import find_classes
     from zoo.adapters.mask_pairs import find_pairs
@@ -146,10 +148,11 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     if not root.is_dir():
         raise DataError(root, "an image + mask folder is a folder (images/ beside masks/)")
     config = load_dataset_config(root)
-    pairing = find_pairs(root, config)
+    pairing = find_pairs(root, config, images)
     if not pairing.pairs:
         raise DataError(root, "holds no image with a mask (images/ + masks/ folders of the same file names, "
-                              "or x.png + x_mask.png); name other layouts in zoo.yaml masks: {images, masks, pair}")
+                              "or x.png + x_mask.png); name other layouts in zoo.yaml masks: {images, masks, pair}, "
+                              "or pass --images DIR when the images are elsewhere")
     table = find_classes(root, pairing.mask_dirs, config, labels, pairing.voc)
     builder = DatasetBuilder(root, "masks", labels=labels, categories=table.categories())
     said: set[str] = set()

@@ -68,7 +68,7 @@ def sniff(path: Path) -> float:
     return declined("no Annotations/ folder and no XML file with an <annotation> root")
 
 
-def read(path: str | Path, *, labels=None) -> Dataset:
+def read(path: str | Path, *, labels=None, images: Path | None = None) -> Dataset:
     from zoo.adapters.common import ImageIndex
     from zoo.progress import track
 
@@ -83,7 +83,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     else:
         jobs = [(f, f.relative_to(path).with_suffix("").as_posix(), ()) for f in
                 sorted((p for p in path.rglob("*.xml") if is_file(p)), key=lambda p: p.relative_to(path).as_posix())]
-    index = ImageIndex(root)
+    index = ImageIndex(root, images)
     for f, rid, img_dirs in track(jobs, "reading VOC XML", total=len(jobs)) if len(jobs) > 200 else jobs:
         rec = read_xml(f, rid, img_dirs, builder.warnings, index)
         if rec is not None:
@@ -163,7 +163,7 @@ def read_xml(f: Path, rid: str, img_dirs: tuple[Path, ...], warnings: list[Probl
     if file is None:
         file = find_image(f, None, img_dirs)
     if file is None and index is not None:
-        file = index.find(filename) or index.find(named) or index.find_stem(f.stem)
+        file = index.find_one(filename, f) or index.find_one(named, f) or index.find_stem(f.stem)
     if file is None:
         warn(warnings, f, f"image not found (filename {filename!r}, path {named!r}); skipped")
         return None

@@ -147,3 +147,94 @@ def test_cvat_xml_bad_input(tmp_path):
     (tmp_path / "annotations.xml").write_text("<annotations><version>1.1</version><image")
     with pytest.raises(DataError, match="annotations.xml: is not well-formed XML"):
         read_dataset(tmp_path, "cvat")
+
+
+def _cvat_coco(root, names_on_disk: dict[str, str], folder_in_json="task_17_scans"):
+    """CVAT's COCO export: annotations/instances_default.json naming images inside CVAT's
+    own folder; the user's images elsewhere, some with upper-case suffixes."""
+    import json
+
+    (root / "annotations").mkdir(parents=True)
+    images, anns = [], []
+    for k, (in_json, on_disk) in enumerate(names_on_disk.items(), start=1):
+        if on_disk:
+            (root / "images").mkdir(exist_ok=True)
+            Image.new("RGB", (W, H), (k, k, k)).save(root / "images" / on_disk, format="PNG")
+        images.append({"id": k, "file_name": f"{folder_in_json}/{in_json}", "width": W, "height": H})
+        anns.append({"id": k, "image_id": k, "category_id": 1, "bbox": [2, 3, 10, 7], "area": 70, "iscrowd": 0,
+                     "segmentation": [[2, 3, 12, 3, 12, 10, 2, 10]]})
+    (root / "annotations" / "instances_default.json").write_text(json.dumps(
+        {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "cell", "supercategory": ""}]}))
+
+
+def test_cvat_coco_export_finds_images_by_base_name_any_case(tmp_path):
+    _cvat_coco(tmp_path, {"a.jpg": "a.JPG", "b.jpg": "b.jpg", "c.png": "C.PNG"})
+    ds = read_dataset(tmp_path)
+    assert ds.format == "coco" and all(r.has_pixels for r in ds.images)
+    assert sorted(r.file.name for r in ds.images) == ["C.PNG", "a.JPG", "b.jpg"]
+    (rule,) = [p.reason for p in ds.warnings if "found by file name" in p.reason]
+    assert rule.startswith("2 image(s) found by file name below")  # b.jpg is in images/ as named
+
+
+def test_several_files_of_one_name_are_an_error_naming_them(tmp_path):
+    _cvat_coco(tmp_path, {"a.jpg": None})
+    for sub, name in (("new", "a.jpg"), ("old", "A.JPG")):
+        (tmp_path / "images" / sub).mkdir(parents=True)
+        Image.new("RGB", (W, H)).save(tmp_path / "images" / sub / name, format="PNG")
+    with pytest.raises(DataError, match=r"image 'a.jpg' is not where the file says, and 2 files of that name.*--images"):
+        read_dataset(tmp_path)
+
+
+def test_missing_images_are_an_error_in_check_as_run_refuses_them_and_images_dir_fixes_it(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    _cvat_coco(tmp_path / "export", {"a.jpg": None, "b.jpg": None})
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in ("a.jpg", "B.JPG"):
+        Image.new("RGB", (W, H), (ord(n[0]), 0, 0)).save(photos / n, format="PNG")
+    check = [sys.executable, "-m", "zoo", "check", str(tmp_path / "export"), "--format", "json"]
+    r = subprocess.run(check, capture_output=True, text=True)
+    report = json.loads(r.stdout)
+    missing = [f for f in report["findings"] if f["check"] == "missing-image"]
+    assert r.returncode == 1 and len(missing) == 2 and {f["level"] for f in missing} == {"error"}
+    run = subprocess.run([sys.executable, "-m", "zoo", "run", "--task", "detect", "--backend", "faster-rcnn",
+                          "--data", str(tmp_path / "export"), "--out", str(tmp_path / "runs")], capture_output=True, text=True)
+    assert run.returncode == 2 and "have no image file" in run.stderr  # the same fact refused by run
+    r = subprocess.run(check + ["--images", str(photos)], capture_output=True, text=True)
+    assert not [f for f in json.loads(r.stdout)["findings"] if f["check"] == "missing-image"], r.stdout
+    ds = read_dataset(tmp_path / "export", images=photos)
+    assert sorted(r.file.name for r in ds.images) == ["B.JPG", "a.jpg"]
+
+
+def test_duplicate_images_name_the_image_files(tmp_path):
+    from zoo.data.lint import lint_folder
+
+    _cvat_coco(tmp_path, {"a.png": "a.png", "b.png": "b.png"})
+    Image.new("RGB", (W, H), (1, 1, 1)).save(tmp_path / "images" / "b.png")  # b: the same pixels as a
+    (dup,) = [f for f in lint_folder(tmp_path).findings if f.check == "duplicate-image"]
+    assert dup.file.endswith("b.png") and dup.message.startswith("same pixels as ") and "a.png" in dup.message
+
+
+def test_segmentation_mask_export_without_images_reads_with_images_dir(tmp_path):
+    from zoo.cli import main
+
+    seg, photos = tmp_path / "seg", tmp_path / "photos"
+    (seg / "SegmentationClass").mkdir(parents=True)
+    photos.mkdir()
+    lm = np.zeros((H, W), np.uint8)
+    lm[4:9, 5:30] = 1
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[lm == 1] = (250, 50, 83)
+    Image.fromarray(rgb).save(seg / "SegmentationClass" / "scan_1.png")
+    (seg / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\ntumour:250,50,83::\n")
+    Image.new("RGB", (W, H)).save(photos / "Scan_1.JPG", format="PNG")
+    assert detect_format(seg) == "masks"
+    with pytest.raises(DataError, match="--images DIR"):
+        read_dataset(seg)
+    ds = read_dataset(seg, images=photos)
+    np.testing.assert_array_equal(semantic_label_map(ds.images[0], ds), lm)
+    main(["convert", str(seg), "--images", str(photos), "--to", "coco", "--out", str(tmp_path / "coco")])
+    assert (tmp_path / "coco" / "images" / "scan_1.png").is_file() or any((tmp_path / "coco" / "images").iterdir())

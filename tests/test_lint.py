@@ -117,7 +117,7 @@ def test_each_mistake_gives_exactly_its_finding(tmp_path):
         ("near-duplicate-label", "img_00.json", 3),
         ("duplicate-shape", "img_01.json", 3),
         ("duplicate-shape", "img_02.json", 3),
-        ("duplicate-image", "img_03_copy.json", None),
+        ("duplicate-image", "img_03_copy.png", None),  # the image, not its annotation
         ("unannotated-image", "lonely.png", None),
         ("missing-image", "ghost.json", None),
         ("tiny-instance", "img_04.json", 3),

@@ -20,6 +20,9 @@ def check(
     task: Optional[str] = typer.Option(None, "--task", help="Also check the data can serve this task (exit 2 if not)."),
     val: float = typer.Option(0.2, "--val", help="The validation fraction `zoo run` will use (classes too rare for it are findings)."),
     test: float = typer.Option(0.0, "--test", help="The test fraction `zoo run` will use."),
+    images: Optional[Path] = typer.Option(
+        None, "--images", help="The folder holding the images, when the annotations live elsewhere (found by path, else by file name).",
+    ),
     output: str = typer.Option("table", "--format", help="table, or json for tools."),
     fix: bool = typer.Option(False, "--fix", help="Write a corrected copy to --out (labels merged, exact duplicates dropped)."),
     out: Optional[Path] = typer.Option(None, "--out", help="With --fix: a new folder for the corrected copy (never the source)."),
@@ -41,7 +44,7 @@ def check(
         from zoo.data.output import check_out
 
         check_out(data, out)  # before reading: a wrong --out fails at once
-    report = lint.lint_folder(data, fmt=fmt, labels=labels, task=task, val=val, test=test)
+    report = lint.lint_folder(data, fmt=fmt, labels=labels, task=task, val=val, test=test, images=images)
     changes: list[str] | None = None
     final = report
     if fix:

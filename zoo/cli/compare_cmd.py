@@ -14,6 +14,7 @@ def compare(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Annotation folder; the demo data when omitted."),
     fmt: str = typer.Option("auto", "--from", help="Input format; detected when 'auto'."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line."),
+    images: Optional[Path] = typer.Option(None, "--images", help="The folder holding the images, when the annotations live elsewhere (found by path, else by file name)."),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="Training epochs, every backend, or auto: enough optimiser steps for the number of training images (the default)."),
     imgsz: Optional[str] = typer.Option(None, "--imgsz", help="Training image size in pixels, every backend, or auto: from the images' median size, the device and the smallest objects (the default)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="Train for this wall-clock time, the same for every backend (the fair comparison when their speeds differ) (15m, 1h30m, 90s): the epochs are set to what fits once the first is timed."),
@@ -49,7 +50,7 @@ def compare(
     result = run_compare(
         CompareOptions(
             task=task, backends=[b.strip() for b in backends.split(",") if b.strip()], data=data,
-            fmt=fmt, labels=labels, seed=seed, name=name, out=out, sets=list(set_), val=val,
+            fmt=fmt, labels=labels, images=images, seed=seed, name=name, out=out, sets=list(set_), val=val,
             rerun=rerun, config_files=list(config), samples=samples, split=split, trust_weights=trust_weights, track=track,
             select=select or "last", select_frac=select_frac or 0.1, patience=patience,
             folds=folds, seeds=parse_seeds(seeds), jobs=jobs, executor=executor, address=address,

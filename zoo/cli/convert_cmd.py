@@ -19,6 +19,9 @@ def convert(
     labels: Optional[Path] = typer.Option(
         None, "--labels", help="Class names, one per line, fixing their order (labelme labels.txt: __ignore__ and _background_ understood)."
     ),
+    images: Optional[Path] = typer.Option(
+        None, "--images", help="The folder holding the images, when the annotations live elsewhere (found by path, else by file name).",
+    ),
     no_images: bool = typer.Option(False, "--no-images", help="coco / masks: write annotations only, do not copy images."),
     geometry: str = typer.Option(
         "exact", "--geometry",
@@ -30,5 +33,5 @@ def convert(
     from zoo.pipeline.convert import convert as run_convert
 
     done = run_convert(src, to=to, out=out, fmt=fmt, task=task, labels=labels, copy_images=not no_images,
-                       geometry=geometry)
+                       geometry=geometry, images=images)
     print_summary(done.dataset, title=done.title, summary=done.summary)

@@ -14,6 +14,7 @@ def run(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Annotation folder or file; the demo data when omitted."),
     fmt: str = typer.Option("auto", "--from", help="Input format; detected from the folder when 'auto'."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line (fixes their order)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="The folder holding the images, when the annotations live elsewhere (found by path, else by file name)."),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="Training epochs, or auto: enough optimiser steps for the number of training images (the default)."),
     imgsz: Optional[str] = typer.Option(None, "--imgsz", help="Training image size in pixels, or auto: from the images' median size, the device and the smallest objects (the default)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="Train for this wall-clock time (15m, 1h30m, 90s): the epochs are set to what fits once the first is timed."),
@@ -48,7 +49,7 @@ def run(
 
     result = execute(
         RunOptions(
-            task=task, backend=backend, data=data, fmt=fmt, labels=labels, seed=seed,
+            task=task, backend=backend, data=data, fmt=fmt, labels=labels, images=images, seed=seed,
             name=name, out=out, config_files=list(config), sets=list(set_), val=val,
             test=test, resume=resume, split_file=split, strict=strict, rank=rank, top=top,
             trust_weights=trust_weights, track=track,

@@ -7,7 +7,8 @@ fix); the CLI paints them. Levels:
 
 * ``error`` — the data as read trains something else than meant: a class split in two
   (``'Person'`` beside ``'person'``), shapes a label list drops, a class too rare to be
-  both trained and scored. ``zoo run --strict`` refuses data with any.
+  both trained and scored; and whatever makes ``zoo run`` refuse the data (an image known
+  only by its annotation: one fact, one severity). ``zoo run --strict`` refuses data with any.
 * ``warning`` — worth a look: duplicates, tiny objects, imbalance, unannotated images,
   points outside their object, everything the readers repair or skip (adapters/POLICY.md).
 
@@ -97,6 +98,12 @@ def _record_file(rec: ImageRecord) -> str:
     return rec.source.file if rec.source is not None else str(rec.file or rec.id)
 
 
+def _image_file(rec: ImageRecord) -> str:
+    """The file holding the image's pixels (a labelme JSON's for its imageData): what a
+    finding about the pixels names, never the annotation file several images share."""
+    return str(rec.file if rec.file is not None else rec.embedded or _record_file(rec))
+
+
 def _instance_where(rec: ImageRecord, inst: Instance) -> tuple[str, int | None]:
     if inst.source is not None:
         return inst.source.file, inst.source.shape
@@ -182,12 +189,27 @@ def check_reader_problems(ctx: LintContext) -> list[Finding]:
     """Everything the readers repaired or skipped (adapters/POLICY.md), as findings."""
     out = []
     for p in ctx.dataset.warnings:
+        if KEPT_WITHOUT_PIXELS in p.reason:  # said image by image, as errors: check_images_without_pixels
+            continue
         missing = "image not found" in p.reason or "without an image" in p.reason or "not found" in p.reason
         fix = ("put the image beside its annotation (or correct imagePath)" if missing
                else "correct it in your annotation tool; zoo skips or repairs it as described")
         out.append(Finding("missing-image" if missing else "reader", WARNING, p.source.file, p.source.shape,
                            p.reason, fix))
     return out
+
+
+#: How a reader says it kept images it could not find, for scoring only (adapters/coco.py).
+KEPT_WITHOUT_PIXELS = "kept for scoring (sizes from the JSON)"
+
+
+def check_images_without_pixels(ctx: LintContext) -> list[Finding]:
+    """Images known only from their annotation (a COCO entry whose file is not found): zoo run
+    cannot train on them and refuses the data, so each is an error here."""
+    return [Finding("missing-image", ERROR, _record_file(rec), None,
+                    f"image '{rec.id}' not found; zoo run refuses data whose images are missing",
+                    "put the image where the annotation says, or pass --images DIR (the folder that holds them)")
+            for rec in ctx.dataset.images if not rec.has_pixels]
 
 
 def check_near_duplicate_labels(ctx: LintContext) -> list[Finding]:
@@ -281,12 +303,12 @@ def check_duplicate_images(ctx: LintContext) -> list[Finding]:
         first = seen.setdefault(digest, rec)
         if first is rec:
             continue
-        msg = f"same pixels as {_record_file(first)}"
+        msg = f"same pixels as {_image_file(first)}"
         if _annotation_key(first) == _annotation_key(rec):
-            out.append(Finding("duplicate-image", WARNING, _record_file(rec), None, msg + ", annotated the same",
+            out.append(Finding("duplicate-image", WARNING, _image_file(rec), None, msg + ", annotated the same",
                                "delete this copy (zoo check --fix drops it)", drop=("image", rec.id)))
         else:
-            out.append(Finding("duplicate-image", WARNING, _record_file(rec), None, msg + ", annotated differently",
+            out.append(Finding("duplicate-image", WARNING, _image_file(rec), None, msg + ", annotated differently",
                                "keep one copy, with the right annotation"))
     return out
 
@@ -460,6 +482,7 @@ def check_keypoints_outside(ctx: LintContext) -> list[Finding]:
 
 CHECKS: list[Callable[[LintContext], list[Finding]]] = [
     check_reader_problems,
+    check_images_without_pixels,
     check_near_duplicate_labels,
     check_undeclared_labels,
     check_duplicate_images,
@@ -499,7 +522,7 @@ def lint_dataset(ctx: LintContext, checks=None) -> list[Finding]:
 
 
 def lint_folder(path: str | Path, *, fmt: str = "auto", labels: str | Path | None = None, task: str | None = None,
-                val: float = 0.2, test: float = 0.0) -> LintReport:
+                val: float = 0.2, test: float = 0.0, images: str | Path | None = None) -> LintReport:
     """Read ``path`` (every label kept) and run every check."""
     from zoo.data.labels import EVERY_LABEL
     from zoo.data.reading import read_dataset
@@ -507,7 +530,7 @@ def lint_folder(path: str | Path, *, fmt: str = "auto", labels: str | Path | Non
     path = Path(path)
     if not 0 < val < 1 or not 0 <= test < 1 or val + test >= 1:
         raise ZooError(f"--val {val:g} / --test {test:g}: expected fractions with val > 0 and val + test < 1")
-    dataset = read_dataset(path, fmt=fmt, labels=EVERY_LABEL)
+    dataset = read_dataset(path, fmt=fmt, labels=EVERY_LABEL, images=images)
     cats, classes, where = declared_vocabularies(path, labels, dataset)
     t = None
     if task is not None:
@@ -520,9 +543,9 @@ def lint_folder(path: str | Path, *, fmt: str = "auto", labels: str | Path | Non
 
 
 def refuse_errors(path: str | Path, *, fmt: str = "auto", labels: str | Path | None = None, task: str | None = None,
-                  val: float = 0.2, test: float = 0.0) -> None:
+                  val: float = 0.2, test: float = 0.0, images: str | Path | None = None) -> None:
     """``zoo run --strict``: a ZooError when ``zoo check`` finds anything of error level."""
-    report = lint_folder(path, fmt=fmt, labels=labels, task=task, val=val, test=test)
+    report = lint_folder(path, fmt=fmt, labels=labels, task=task, val=val, test=test, images=images)
     errors = [f for f in report.findings if f.level == ERROR]
     if errors:
         first = errors[0]

@@ -106,18 +106,35 @@ def _first_annotation_like(path: Path) -> Path | None:
     return None
 
 
-def read_dataset(path: str | Path, fmt: str = "auto", labels: str | Path | None = None) -> Dataset:
-    """Read ``path`` with the named reader (or the detected one)."""
+def read_dataset(path: str | Path, fmt: str = "auto", labels: str | Path | None = None,
+                 images: str | Path | None = None) -> Dataset:
+    """Read ``path`` with the named reader (or the detected one); ``images`` (``--images
+    DIR``): the folder holding the images when the annotations live elsewhere."""
     path = Path(path)
     if not path.exists():
         raise ZooError(f"{path}: no such file or folder")
     refuse_unfinished(path)
     name = detect_format(path) if fmt == "auto" else fmt
     reader = get_registry().reader(name).load()
+    kwargs = {"labels": labels}
+    if images is not None:
+        kwargs["images"] = image_folder(images, name, reader)
     with cyclic_gc_paused():
-        dataset = reader(path, labels=labels)
+        dataset = reader(path, **kwargs)
     dataset.format = dataset.format or name
     return dataset
+
+
+def image_folder(images: str | Path, reader_name: str, reader) -> Path:
+    """``--images DIR`` checked: a folder, and a reader that takes it."""
+    import inspect
+
+    folder = Path(images)
+    if not folder.is_dir():
+        raise ZooError(f"--images {folder}: no such folder")
+    if "images" not in inspect.signature(reader).parameters:
+        raise ZooError(f"--images: the {reader_name} reader finds its images itself (it takes no --images)")
+    return folder
 
 
 @contextmanager

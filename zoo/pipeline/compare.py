@@ -60,6 +60,7 @@ class CompareOptions:
     data: Path | None = None
     fmt: str = "auto"
     labels: Path | None = None
+    images: Path | None = None  # --images DIR
     seed: int | None = None
     name: str | None = None
     out: Path = Path("runs")
@@ -258,7 +259,7 @@ def plan(s: Settings, reporter: Reporter) -> Plan:
     from zoo.pipeline.prepare import read_input, report_problems
 
     configs = resolve_configs(s)  # config typos fail before the data is even read
-    dataset, label = read_input(s.opts.data, s.opts.fmt, s.opts.labels)
+    dataset, label = read_input(s.opts.data, s.opts.fmt, s.opts.labels, s.opts.images)
     report_problems(dataset, reporter)
     s.task.check(dataset)
     digest = data_hash(dataset)
@@ -360,7 +361,7 @@ def run_options(s: Settings, cell: Cell, flags: dict[str, Any], dataset):
     opts = s.opts
     return RunOptions(
         task=s.task.name, backend=cell.backend, data=opts.data, fmt=opts.fmt, labels=opts.labels,
-        out=s.out, config_files=list(opts.config_files), sets=s.sets[cell.backend], flags=flags,
+        images=opts.images, out=s.out, config_files=list(opts.config_files), sets=s.sets[cell.backend], flags=flags,
         split_file=cell.split_path, registry=s.registry, dataset=dataset, demo=opts.data is None, quiet=True,
         trust_weights=opts.trust_weights, select=opts.select, select_frac=opts.select_frac, patience=opts.patience,
         track=opts.track,

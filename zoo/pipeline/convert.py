@@ -34,8 +34,9 @@ class Converted:
 
 
 def convert(src: str | Path, *, to: str, out: str | Path, fmt: str = "auto", task: str | None = None,
-            labels: str | Path | None = None, copy_images: bool = True, geometry: str = "exact") -> Converted:
-    """Read ``src`` and write it as ``to`` under ``out``."""
+            labels: str | Path | None = None, copy_images: bool = True, geometry: str = "exact",
+            images: str | Path | None = None) -> Converted:
+    """Read ``src`` (its images under ``images`` when given) and write it as ``to`` under ``out``."""
     from zoo.data.reading import detect_format
     from zoo.registry import get_registry
 
@@ -50,12 +51,13 @@ def convert(src: str | Path, *, to: str, out: str | Path, fmt: str = "auto", tas
     fmt = detect_format(src) if fmt == "auto" else fmt
     task = zoo_task(task)
     reader_spec = registry.readers.get(fmt)
-    if reader_spec is not None and reader_spec.records and writer_spec.stream and task in (None, *writer_spec.tasks):
+    streams = reader_spec is not None and reader_spec.records and writer_spec.stream and images is None
+    if streams and task in (None, *writer_spec.tasks):
         with writing_to(out):
             return _stream(reader_spec, writer_spec, src, out, labels=labels, geometry=geometry,
                            copy_images=copy_images)
     return _convert_whole(writer_spec, src, out, fmt=fmt, task=task, labels=labels, copy_images=copy_images,
-                          geometry=geometry)
+                          geometry=geometry, images=images)
 
 
 def convert_folder(src: str | Path, **options: Any) -> Dataset:
@@ -64,11 +66,11 @@ def convert_folder(src: str | Path, **options: Any) -> Dataset:
 
 
 def _convert_whole(writer_spec, src: Path, out: Path, *, fmt: str, task: str | None, labels, copy_images: bool,
-                   geometry: str) -> Converted:
+                   geometry: str, images: str | Path | None = None) -> Converted:
     """Read the whole dataset, then write it."""
     from zoo.data.reading import read_dataset
 
-    ds = read_dataset(src, fmt=fmt, labels=labels)
+    ds = read_dataset(src, fmt=fmt, labels=labels, images=images)
     _check_pixels(ds, writer_spec.name, copy_images)
     wtask = writer_task(writer_spec.name, task, ds)
     if wtask is not None:

@@ -23,6 +23,8 @@ class RunOptions:
     data: Path | None = None  # None: the demo data (zoo.data.demo.ensure_demo)
     fmt: str = "auto"
     labels: Path | None = None
+    #: ``--images DIR``: where the images are when the annotations live elsewhere (zoo.data.reading)
+    images: Path | None = None
     seed: int | None = None  # None: the config's seed (default 0)
     name: str | None = None  # None: <backend>-<task>
     out: Path = Path("runs")

@@ -61,7 +61,7 @@ class Quiet(LogReporter):
         return self.reporter.track(items, description, total=total)
 
 
-def read_input(data: Path | None, fmt: str, labels: Path | None) -> tuple[Dataset, str]:
+def read_input(data: Path | None, fmt: str, labels: Path | None, images: Path | None = None) -> tuple[Dataset, str]:
     """The dataset and a label for where it came from (``demo`` when --data is omitted)."""
     from zoo.data.reading import read_dataset
 
@@ -69,7 +69,7 @@ def read_input(data: Path | None, fmt: str, labels: Path | None) -> tuple[Datase
         from zoo.data.demo import ensure_demo
 
         return read_dataset(ensure_demo(), "auto", labels), "demo"
-    return read_dataset(data, fmt, labels), str(data)
+    return read_dataset(data, fmt, labels, images), str(data)
 
 
 def report_problems(dataset: Dataset, reporter: Reporter, limit: int = 5) -> None:
@@ -237,11 +237,11 @@ def read_checked(setup: Setup) -> tuple[Dataset, str]:
         from zoo.data.lint import refuse_errors
 
         refuse_errors(opts.data or ensure_demo(), fmt=opts.fmt, labels=opts.labels, task=task.name,
-                      val=opts.val, test=opts.test)
+                      val=opts.val, test=opts.test, images=opts.images)
     if opts.dataset is not None:
         dataset, label = opts.dataset, str(opts.data or opts.dataset.root or "dataset")
     else:
-        dataset, label = read_input(opts.data, opts.fmt, opts.labels)
+        dataset, label = read_input(opts.data, opts.fmt, opts.labels, opts.images)
     report_problems(dataset, setup.reporter)
     task.check(dataset)
     check_pixels(dataset, label)
@@ -445,7 +445,7 @@ class Preparer:
             dataset, label = opts.dataset, str(opts.data or "dataset")
         else:
             data = opts.data if opts.data is not None else (None if m.data.path == "demo" else Path(m.data.path))
-            dataset, label = read_input(data, opts.fmt, opts.labels)
+            dataset, label = read_input(data, opts.fmt, opts.labels, opts.images)
         digest = data_hash(dataset)
         if digest != m.data.hash:
             raise ZooError(f"--resume: the data changed since {folder.path} started; start a new run")
