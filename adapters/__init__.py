@@ -3,7 +3,7 @@
 Registered through the ``zoo`` entry-point group like any plugin; readers and writers are
 imported only when used (this module imports nothing heavy).
 
-Readers (``read(path, *, labels=None) -> Dataset``): labelme, voc, yolo, coco, folders, masks, cvat.
+Readers (``read(path, *, labels=None) -> Dataset``): labelme, voc, yolo, coco, folders, masks, cvat, objects.
 Writers (``write(dataset, out, *, task=None)``): coco, yolo, masks, voc, labelme.
 Bad input: see ``POLICY.md`` beside this file.
 """
@@ -31,6 +31,8 @@ def zoo_readers():
                    description="image + mask folders (images/ + masks/, x + x_mask, VOC SegmentationClass)"),
         ReaderSpec(name="cvat", entry=f"{_A}.cvat:read", sniff=f"{_A}.cvat:sniff",
                    description="CVAT for images 1.1 XML (task or project export)"),
+        ReaderSpec(name="objects", entry=f"{_A}.objects:read", sniff=f"{_A}.objects:sniff",
+                   description="per-object mask PNGs (<id>/images + <id>/masks, Data Science Bowl 2018; masks/<stem>_<k>)"),
     ]
 
 

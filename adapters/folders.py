@@ -58,7 +58,7 @@ def mask_set_hint(root: Path, files: list[Path]) -> str | None:
     folders = sorted({part for f in files for part in f.relative_to(root).parts[:-1] if part.lower() in NOT_CLASSES})
     if folders:
         return (f"the folders {', '.join(f + '/' for f in folders[:4])} are parts of an image + mask set, "
-                "not classes; read it with --from masks")
+                "not classes; read it with --from masks (or --from objects: one mask per object)")
     pngs = [f for f in files if f.suffix.lower() in (".png", ".gif", ".bmp", ".tif", ".tiff")][:20]
     two_valued = [f for f in pngs if _at_most_two_values(f)]
     if pngs and len(two_valued) * 2 > len(pngs):

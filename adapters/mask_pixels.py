@@ -119,7 +119,7 @@ def mask_instances(values: np.ndarray, table: MaskClasses, file: Path, warnings_
     if table.binary:
         fg = binary_foreground(values, present, table, file, warnings_said)
         if fg is not None:
-            out.append(_instance(table.foreground, fg, source))
+            out.append(mask_instance(table.foreground, fg, source))
     else:
         if is_lossy(file):
             raise DataError(file, "is a JPEG mask of several classes: JPEG changes pixel values, so class "
@@ -130,13 +130,14 @@ def mask_instances(values: np.ndarray, table: MaskClasses, file: Path, warnings_
             if v not in table.names:
                 raise DataError(file, f"holds the value {v}, which is no class of {table.source} "
                                       f"(values {_listed(sorted(table.names))})")
-            out.append(_instance(table.names[v], values == v, source))
+            out.append(mask_instance(table.names[v], values == v, source))
     for v in sorted(set(present) & table.ignore):
-        out.append(_instance(None, values == v, source))
+        out.append(mask_instance(None, values == v, source))
     return out
 
 
-def _instance(label: str | None, mask: np.ndarray, source: Source) -> DraftInstance:
+def mask_instance(label: str | None, mask: np.ndarray, source: Source) -> DraftInstance:
+    """One object: the pixels of ``mask`` as an RLE, its box, ``label`` None: an ignored region."""
     from zoo.data.raster import mask_to_rle
 
     rows = np.flatnonzero(mask.any(axis=1))

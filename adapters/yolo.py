@@ -134,7 +134,10 @@ def _label_file(img: Path, root: Path) -> Path:
     return beside
 
 
-def read(path: str | Path, *, labels=None) -> Dataset:
+def read(path: str | Path, *, labels=None, images: Path | None = None) -> Dataset:
+    """A YOLO folder; with ``images`` (``--images DIR``, CVAT's YOLO export without its
+    images) the images are there and each finds its label file below the folder by stem
+    (any case)."""
     from zoo.progress import track
 
     root = Path(path)
@@ -146,12 +149,14 @@ def read(path: str | Path, *, labels=None) -> Dataset:
     if not names:
         raise DataError(root, "no classes.txt or data.yaml with 'names' found; YOLO class numbers need names")
     builder.categories = names
-    images = sorted((p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                    key=lambda p: p.relative_to(root).as_posix())
+    image_root = images if images is not None else root
+    files = sorted((p for p in image_root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                   key=lambda p: p.relative_to(image_root).as_posix())
+    label_of = _labels_by_stem(root, names_file) if images is not None else None
     by_id: dict[str, Path] = {}
     used_txt: set[Path] = set()
-    for img in track(images, "reading YOLO", total=len(images)) if len(images) > 200 else images:
-        rel = img.relative_to(root).with_suffix("").as_posix()
+    for img in track(files, "reading YOLO", total=len(files)) if len(files) > 200 else files:
+        rel = img.relative_to(image_root).with_suffix("").as_posix()
         if rel.startswith("images/"):
             rel = rel[len("images/"):]
         if rel in by_id:
@@ -164,7 +169,7 @@ def read(path: str | Path, *, labels=None) -> Dataset:
         except DataError as e:  # never used or copied
             warn(warnings, img, f"{e.reason}; skipped")
             continue
-        lf = _label_file(img, root)
+        lf = _label_file(img, root) if label_of is None else label_of.get(img.stem.lower(), root / "-")
         instances = []
         if lf.is_file():
             used_txt.add(lf)
@@ -176,12 +181,23 @@ def read(path: str | Path, *, labels=None) -> Dataset:
         if txt.parent.name == "labels" or any(p == "labels" for p in txt.relative_to(root).parts) or _looks_like_labels(txt):
             warn(warnings, txt, "label file without an image (no image with this stem); skipped")
     if not builder.records:
-        raise DataError(root, "holds no images")
+        raise DataError(root, "holds no images" + ("; its label files need them: pass --images DIR, the folder "
+                                                   "that holds them" if any(p.reason.startswith("label file without")
+                                                                            for p in warnings) else ""))
     if kpt_shape:
         config = load_dataset_config(root)
         builder.keypoint_names = (config.get("keypoint_names") or _kpt_names(names_file, int(kpt_shape[0]))
                                   or [f"kp{i}" for i in range(int(kpt_shape[0]))])
     return builder.build()
+
+
+def _labels_by_stem(root: Path, names_file: Path | None) -> dict[str, Path]:
+    """Label files below ``root`` by lower-cased stem (CVAT's ``obj_train_data/``)."""
+    out: dict[str, Path] = {}
+    for txt in sorted(root.rglob("*.txt")):
+        if txt != names_file and txt.name not in ("classes.txt", "README.txt", "train.txt", "valid.txt", "test.txt"):
+            out.setdefault(txt.stem.lower(), txt)
+    return out
 
 
 def _kpt_names(f: Path, n: int) -> list[str] | None:

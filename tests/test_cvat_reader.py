@@ -238,3 +238,25 @@ def test_segmentation_mask_export_without_images_reads_with_images_dir(tmp_path)
     np.testing.assert_array_equal(semantic_label_map(ds.images[0], ds), lm)
     main(["convert", str(seg), "--images", str(photos), "--to", "coco", "--out", str(tmp_path / "coco")])
     assert (tmp_path / "coco" / "images" / "scan_1.png").is_file() or any((tmp_path / "coco" / "images").iterdir())
+
+
+@pytest.mark.parametrize("with_images", [True, False])
+def test_cvat_yolo_export(tmp_path, with_images):
+    root, photos = tmp_path / "yolo", tmp_path / "photos"
+    (root / "obj_train_data").mkdir(parents=True)
+    photos.mkdir()
+    (root / "obj.data").write_text("classes = 2\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n")
+    (root / "obj.names").write_text("cell\nvessel\n")
+    (root / "train.txt").write_text("data/obj_train_data/a.jpg\ndata/obj_train_data/b.jpg\n")
+    for n in ("a", "b"):
+        Image.new("RGB", (W, H)).save((root / "obj_train_data" if with_images else photos) / f"{n}.jpg")
+    (root / "obj_train_data" / "a.txt").write_text("0 0.5 0.5 0.2 0.25\n1 0.25 0.25 0.1 0.1\n")
+    (root / "obj_train_data" / "b.txt").write_text("1 0.5 0.5 0.5 0.5\n")
+    if not with_images:
+        with pytest.raises(DataError, match="holds no images; its label files need them: pass --images DIR"):
+            read_dataset(root)
+    ds = read_dataset(root, images=None if with_images else photos)
+    assert ds.format == "yolo" and ds.categories == ["cell", "vessel"]
+    boxes = {r.id.split("/")[-1]: [(ds.categories[i.category], i.bbox) for i in r.instances] for r in ds.images}
+    assert boxes == {"a": [("cell", (24.0, 15.0, 36.0, 25.0)), ("vessel", (12.0, 8.0, 18.0, 12.0))],
+                     "b": [("vessel", (15.0, 10.0, 45.0, 30.0))]}
