@@ -231,3 +231,41 @@ def test_convert_to_yolo_says_it_writes_pose_labels_and_keeps_keypoint_names(tmp
     expected = make_split(source, get_task("keypoint"), val=0.2, seed=0)
     assert sorted(i.removeprefix("val/") for i in back.splits["val"]) == expected.val
     assert not set(back.splits["val"]) & set(back.splits["train"])
+
+
+def test_a_unet_run_prints_no_framework_future_warning(tmp_path, tiny_demo):
+    pytest.importorskip("segmentation_models_pytorch")
+    done = zoo_cli("run", "--task", "semantic-seg", "--backend", "unet", "--data", str(tiny_demo), "--epochs", "1",
+                   "--imgsz", "64", "--batch", "4", "--device", "cpu", "--out", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Warning" not in done.stderr, done.stderr[-2000:]
+
+
+def test_list_shows_whole_install_commands_at_80_columns(monkeypatch, capsys):
+    import toy_backend
+
+    import zoo.registry
+    from zoo.cli import main
+
+    registry = toy_backend.registry()
+    monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
+    monkeypatch.setenv("COLUMNS", "80")
+    main(["list"])
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80 and "…" not in out
+    absent = next(line for line in out.splitlines() if "│ absent" in line)
+    assert "no" in absent
+    assert "pip install 'zoo[absent]'  # absent" in out.splitlines()  # the extra whole, not eaten as markup
+
+
+def test_zoo_install_detectron2_hides_only_pips_complaint_about_detectron2s_pins():
+    from zoo.plugins.detectron2.install import without_detectron2_conflicts
+
+    pip_said = ("ERROR: pip's dependency resolver does not currently take into account all the packages that are "
+                "installed. This behaviour is the source of the following dependency conflicts.\n"
+                "detectron2 0.6 requires black, which is not installed.\n"
+                "detectron2 0.6 requires numpy<2, but you have numpy 2.2.6 which is incompatible.\n"
+                "WARNING: something else worth reading\n")
+    assert without_detectron2_conflicts(pip_said) == "WARNING: something else worth reading\n"
+    other = "ERROR: pip's dependency resolver ...\nfoo 1.0 requires bar<2, but you have bar 3\n"
+    assert without_detectron2_conflicts(other + pip_said.splitlines(keepends=True)[1]) == other

@@ -60,6 +60,7 @@ def test_cross_validated_leaderboard_is_mean_and_std_of_the_runs(tmp_path, tiny_
     for r in result.runs:
         assert (r.run_dir / "split.json").read_text() == (folder / f"fold-{r.fold}" / "split.json").read_text()
         assert json.loads((r.run_dir / "manifest.json").read_text())["seed"] == r.seed
+        assert r.run_dir.name == f"{r.backend}-detect-fold-{r.fold}-seed-{r.seed}"  # named by its cell
     with open(folder / "leaderboard.csv", newline="") as f:
         lines = list(csv.DictReader(f))
     assert len(lines) == 8 and [ln["backend"] for ln in lines[:4]] == ["oracle"] * 4

@@ -62,8 +62,9 @@ def install(say: Callable[[str], None] = print) -> str:
         say(f"installing {wheel.name} without its dependencies")
         _pip("install", "--no-deps", str(wheel))
         say(f"installing what detectron2 imports: {', '.join(DEPENDENCIES)}")
-        say("(pip will say black, tensorboard and numpy<2 are missing: detectron2 trains and predicts without them)")
-        _pip("install", "--constraint", str(_constraints(tmp / "held.txt")), *DEPENDENCIES)
+        say("(detectron2's metadata also asks for black, tensorboard and numpy<2; it trains and predicts "
+            "without them, so pip's complaint about them is left out)")
+        _pip("install", "--constraint", str(_constraints(tmp / "held.txt")), *DEPENDENCIES, quiet_conflicts=True)
     compiled = _check_import()
     if compiled:
         return f"detectron2 installed from {WHEEL}, with its compiled ops"
@@ -73,11 +74,37 @@ def install(say: Callable[[str], None] = print) -> str:
     )
 
 
-def _pip(*args: str) -> None:
+def _pip(*args: str, quiet_conflicts: bool = False) -> None:
+    """pip with this interpreter; its stderr is shown, all of it when pip fails.
+    ``quiet_conflicts``: on success, without the resolver's complaint about detectron2's own
+    pins (an ``ERROR:`` line on a command that worked, which reads like a failure)."""
     cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args]
-    done = subprocess.run(cmd)
-    if done.returncode != 0:
+    done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
+    ok = done.returncode == 0
+    sys.stderr.write(without_detectron2_conflicts(done.stderr) if ok and quiet_conflicts else done.stderr)
+    if not ok:
         raise ZooError(f"`{' '.join(cmd)}` failed with exit status {done.returncode} (its output is above)")
+
+
+def without_detectron2_conflicts(stderr: str) -> str:
+    """pip's stderr less the "detectron2 X requires Y" lines of its resolver notice ("ERROR:
+    pip's dependency resolver does not currently take into account ..."), and less the
+    notice itself when those were all it listed."""
+    lines = stderr.splitlines(keepends=True)
+    kept: list[str] = []
+    k = 0
+    while k < len(lines):
+        if not lines[k].startswith("ERROR: pip's dependency resolver"):
+            kept.append(lines[k])
+            k += 1
+            continue
+        end = k + 1
+        while end < len(lines) and " requires " in lines[end]:
+            end += 1
+        others = [line for line in lines[k + 1:end] if not line.startswith("detectron2 ")]
+        kept += [lines[k], *others] if others else []
+        k = end
+    return "".join(kept)
 
 
 def _one_wheel(folder: Path) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,11 @@ def import_smp():
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:  # already imported by someone else: it read the env then
         constants.HF_HUB_OFFLINE = True
-    import segmentation_models_pytorch as smp
+    with warnings.catch_warnings():
+        # timm (smp's encoders) decorates a class with torch.jit.interface, which torch 2.9+
+        # deprecates: a FutureWarning on every unet run that nobody running zoo can act on
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.interface` is deprecated", category=FutureWarning)
+        import segmentation_models_pytorch as smp
 
     return smp
 

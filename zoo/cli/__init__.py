@@ -26,7 +26,8 @@ from zoo.cli import (
 
 app = typer.Typer(
     name="zoo",
-    help="Run established vision models on your labelme / LabelImg folder and score them with one shared evaluator.",
+    help="Run established vision models on your annotation folder as it is, and score them all with one "
+         "shared evaluator.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -35,16 +36,18 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-app.command("run")(run_cmd.run)
-app.command("compare")(compare_cmd.compare)
-app.command("predict")(predict_cmd.predict)
-app.command("eval")(eval_cmd.evaluate)
-app.command("export")(export_cmd.export)
-app.command("convert")(convert_cmd.convert)
-app.command("check")(check_cmd.check)
-app.command("list")(list_cmd.list_backends)
-app.command("demo")(demo_cmd.demo)
-app.command("install")(install_cmd.install)
+# short_help: one whole line each in `zoo --help` at 80 columns (click cuts a longer
+# docstring with "..."); `zoo COMMAND --help` shows the full docstring.
+app.command("run", short_help="Train a backend on your folder and score it")(run_cmd.run)
+app.command("compare", short_help="Run several backends on one split and rank them")(compare_cmd.compare)
+app.command("predict", short_help="A run's model on new images; --rank: what to label next")(predict_cmd.predict)
+app.command("eval", short_help="Score a predictions file with the shared evaluator")(eval_cmd.evaluate)
+app.command("export", short_help="A trained run's network as ONNX, parity checked")(export_cmd.export)
+app.command("convert", short_help="Write a folder in another format (COCO, YOLO, ...)")(convert_cmd.convert)
+app.command("check", short_help="Lint a folder: each mistake with its file and shape")(check_cmd.check)
+app.command("list", short_help="Every backend, its tasks, and whether it is installed")(list_cmd.list_backends)
+app.command("demo", short_help="Write the built-in demo dataset (labelme)")(demo_cmd.demo)
+app.command("install", short_help="Install a framework a pip extra cannot (detectron2)")(install_cmd.install)
 
 
 def _version(value: bool) -> None:

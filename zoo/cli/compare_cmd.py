@@ -19,7 +19,7 @@ def compare(
     imgsz: Optional[str] = typer.Option(None, "--imgsz", help="Training image size in pixels, every backend, or auto: from the images' median size, the device and the smallest objects (the default)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="Train for this wall-clock time, the same for every backend (the fair comparison when their speeds differ) (15m, 1h30m, 90s): the epochs are set to what fits once the first is timed."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size, every backend."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, or GPU numbers 0,1 (yolov8 trains on several itself; other backends: torchrun)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="One seed for the split and every backend (default 0)."),
     pretrained: bool = typer.Option(False, "--pretrained", help="Every backend starts from the framework's published pretrained weights, fetched once into its own cache (ZOO_WEIGHTS_MIRROR=URL: from a mirror; ZOO_OFFLINE=1: never fetch). Default: from scratch."),
     trust_weights: bool = typer.Option(False, "--trust-weights", help="Unpickle a weights / pretrained file that needs it (a pickle can run code: only files you trust)."),

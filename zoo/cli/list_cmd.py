@@ -8,9 +8,12 @@ _SHORT = {"classify": "cls", "detect": "det", "semantic-seg": "sem",
 
 
 def list_backends() -> None:
-    """List every backend, the tasks it does, and whether its framework is installed."""
+    """List every backend, the tasks it does, and whether its framework is installed; how to
+    install the missing ones goes under the table, one whole line per command (a table cell
+    would cut it at 80 columns)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from zoo.registry import get_registry
     from zoo.tasks import TASKS
@@ -21,19 +24,22 @@ def list_backends() -> None:
     table.add_column("backend", style="bold", no_wrap=True)
     for name in TASKS:
         table.add_column(_SHORT.get(name, name), justify="center", no_wrap=True)
-    table.add_column("installed", no_wrap=not wide)
+    table.add_column("installed", no_wrap=True)
     if wide:
         table.add_column("description")
     specs = get_registry().backends.values()
+    to_install: dict[str, list[str]] = {}
     for spec in specs:
         missing = spec.missing()
-        if not missing:
-            status = "[green]yes[/]"
-        else:
-            status = f"[red]no[/]: {spec.install_hint}" if spec.extra or spec.install else f"[red]no[/]: needs {', '.join(missing)}"
-        row = [spec.name, *("✓" if t in spec.tasks else "·" for t in TASKS), status]
-        table.add_row(*row, *([spec.description] if wide else []))
+        if missing:
+            how = spec.install_hint if spec.extra or spec.install else f"needs {', '.join(missing)}"
+            to_install.setdefault(how, []).append(spec.name)
+        status = Text("no", style="red") if missing else Text("yes", style="green")
+        row = [Text(spec.name), *("✓" if t in spec.tasks else "·" for t in TASKS), status]
+        table.add_row(*row, *([Text(spec.description)] if wide else []))
     console.print(table)
     console.print(" " + " · ".join(f"{_SHORT.get(t, t)} {t}" for t in TASKS), style="dim")
+    for how, names in to_install.items():  # plain text: `zoo[smp]` is no markup tag
+        console.print(f"{how}  # {', '.join(names)}", markup=False, highlight=False, soft_wrap=True)
     if not specs:
         console.print("no backend is installed; see README.md")

@@ -228,6 +228,15 @@ class Cell:
         """The cell's file name in ``errors/`` and ``logs/``."""
         return f"{self.backend}{self.where.replace(' ', '-')}"
 
+    def run_name(self, task: str) -> str:
+        """The run folder's name: ``<backend>-<task>``, then ``-fold-<i>-seed-<n>`` under
+        --folds, or ``-seed-<n>`` when only the seeds vary (``-2``, ``-3`` then mean a rerun)."""
+        from zoo.pipeline.runfolder import default_name
+
+        if self.fold is not None:
+            return f"{default_name(self.backend, task)}-fold-{self.fold}-seed-{self.seed}"
+        return default_name(self.backend, task) + self.where.replace(" ", "-")
+
 
 @dataclass
 class Plan:
@@ -363,6 +372,7 @@ def run_options(s: Settings, cell: Cell, flags: dict[str, Any], dataset):
         task=s.task.name, backend=cell.backend, data=opts.data, fmt=opts.fmt, labels=opts.labels,
         images=opts.images, out=s.out, config_files=list(opts.config_files), sets=s.sets[cell.backend], flags=flags,
         split_file=cell.split_path, registry=s.registry, dataset=dataset, demo=opts.data is None, quiet=True,
+        name=cell.run_name(s.task.name),
         trust_weights=opts.trust_weights, select=opts.select, select_frac=opts.select_frac, patience=opts.patience,
         track=opts.track,
     )

@@ -93,7 +93,7 @@ def cell_names(out: Path, jobs: list[Job], task: str) -> list[str]:
     taken: set[str] = set()
     names = []
     for job in jobs:
-        base = default_name(job.backend, task)
+        base = job.opts.name or default_name(job.backend, task)
         k, name = 1, base
         while name in taken or (out / name).exists():
             k += 1
