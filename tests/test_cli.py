@@ -269,3 +269,9 @@ def test_zoo_install_detectron2_hides_only_pips_complaint_about_detectron2s_pins
     assert without_detectron2_conflicts(pip_said) == "WARNING: something else worth reading\n"
     other = "ERROR: pip's dependency resolver ...\nfoo 1.0 requires bar<2, but you have bar 3\n"
     assert without_detectron2_conflicts(other + pip_said.splitlines(keepends=True)[1]) == other
+
+
+def test_help_lists_every_command_on_one_whole_line_at_80_columns():
+    out = zoo_cli("--help", columns=80)
+    commands = out.stdout.split("Commands:", 1)[1].splitlines()
+    assert commands and all(len(line) <= 80 and not line.rstrip().endswith("...") for line in commands), out.stdout
