@@ -58,13 +58,14 @@ def _mask_files(folder: Path) -> list[tuple[str | None, Path]]:
 
 
 def dsb_images(root: Path) -> list[ObjectImage]:
-    """``<id>/images/<id>.png`` + ``<id>/masks/*.png`` below ``root`` (split folders allowed)."""
+    """``<id>/images/<id>.png`` + ``<id>/masks/*.png`` below ``root`` (split folders allowed;
+    the image named as its folder, else it is an images/ + masks/ pair of one image)."""
     out = []
     for dirpath, dirs, _files in os.walk(root):
         here = Path(dirpath)
         if "images" in dirs and "masks" in dirs:
             imgs = _image_files(here / "images")
-            if len(imgs) == 1:
+            if len(imgs) == 1 and imgs[0].stem == here.name:  # <id>/images/<id>.png
                 rid = here.relative_to(root).as_posix()
                 out.append(ObjectImage(rid if rid != "." else imgs[0].stem, imgs[0], tuple(_mask_files(here / "masks"))))
             dirs[:] = []
