@@ -39,6 +39,8 @@ def compare(
     executor: str = typer.Option("local", "--executor", help="local (this machine, the default) or ray (each run a task on an existing Ray cluster; pip install 'zoo[ray]')."),
     address: Optional[str] = typer.Option(None, "--address", help="With --executor ray: the cluster's address (default: RAY_ADDRESS, else auto)."),
     samples: int = typer.Option(3, "--samples", help="Validation images shown side by side in samples.png."),
+    group: Optional[str] = typer.Option(None, "--group", help="Regex whose first capture group names each image's patient (study, volume, video, slide) in its path, e.g. '(P\\d+)_': splits, folds and intervals keep every group whole. Default: zoo.yaml group:/groups:, else the reader's (DICOM PatientID)."),
+    allow_leak: bool = typer.Option(False, "--allow-leak", help="Go on when the data's own split puts one group or one duplicate image on both sides (an error otherwise); every output says so."),
     track: Optional[str] = typer.Option(None, "--track", help="Log to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else OUT/mlruns; pip install 'zoo[mlflow]') or tensorboard (event files in the run folder; 'zoo[tensorboard]')."),
 ) -> None:
     """Run several backends on the same split and rank them."""
@@ -54,6 +56,7 @@ def compare(
             rerun=rerun, config_files=list(config), samples=samples, split=split, trust_weights=trust_weights, track=track,
             select=select or "last", select_frac=select_frac or 0.1, patience=patience,
             folds=folds, seeds=parse_seeds(seeds), jobs=jobs, executor=executor, address=address,
+            group=group, allow_leak=allow_leak,
             flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device, "seed": seed, "pretrained": pretrained},
         ),
         ConsoleReporter(),

@@ -40,6 +40,8 @@ def run(
     select: Optional[str] = typer.Option(None, "--select", help="Model selection, the same for every backend: last (final weights, the default) or best (best epoch on a selection split carved from train, never the scored split)."),
     select_frac: Optional[float] = typer.Option(None, "--select-frac", help="Share of the training images set aside as the selection split (default 0.1; only when something is scored during training)."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: stop after N epochs without improvement on the selection split."),
+    group: Optional[str] = typer.Option(None, "--group", help="Regex whose first capture group names each image's patient (study, volume, video, slide) in its path, e.g. '(P\\d+)_': splits, folds and intervals keep every group whole. Default: zoo.yaml group:/groups:, else the reader's (DICOM PatientID)."),
+    allow_leak: bool = typer.Option(False, "--allow-leak", help="Go on when the data's own split puts one group or one duplicate image on both sides (an error otherwise); every output says so."),
     track: Optional[str] = typer.Option(None, "--track", help="Log to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else OUT/mlruns; pip install 'zoo[mlflow]') or tensorboard (event files in the run folder; 'zoo[tensorboard]')."),
 ) -> None:
     """Train a backend on a folder and score it with the shared evaluator."""
@@ -52,7 +54,7 @@ def run(
             task=task, backend=backend, data=data, fmt=fmt, labels=labels, images=images, seed=seed,
             name=name, out=out, config_files=list(config), sets=list(set_), val=val,
             test=test, resume=resume, split_file=split, strict=strict, rank=rank, top=top,
-            trust_weights=trust_weights, track=track,
+            trust_weights=trust_weights, track=track, group=group, allow_leak=allow_leak,
             select=select, select_frac=select_frac, patience=patience, fold=fold, folds=folds,
             flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device,
                    "seed": seed, "weights": weights, "pretrained": True if pretrained else None},

@@ -23,6 +23,8 @@ def load_dataset_config(root: Path) -> dict:
         pixel_spacing: [0.5, 0.5]            # mm per pixel, row then column (or one number)
         masks: {images: img, masks: gt, pair: '(\d+)'}  # image + mask folders (--from masks)
         colors: {tumour: [255, 0, 0]}        # colour masks: each class's colour
+        group: '(P\\d+)_'                     # the patient (study, video...) in each image path
+        groups: groups.csv                   # or: a CSV image,group (zoo.data.groups)
 
     Unknown keys are errors (a typo must not silently change the class order)."""
     if root.is_file():
@@ -33,7 +35,7 @@ def load_dataset_config(root: Path) -> dict:
     data = read_yaml_mapping(f, "keys (categories, classes, keypoint_names, ...)")
     aliases = {"keypoints": "keypoint_names", "sigmas": "oks_sigmas"}
     known = {"categories", "classes", "keypoint_names", "skeleton", "oks_sigmas", "flip_idx", "pixel_spacing",
-             "masks", "colors"}
+             "masks", "colors", "group", "groups"}
     out = {}
     for k, v in data.items():
         k = aliases.get(k, k)
@@ -51,6 +53,9 @@ def load_dataset_config(root: Path) -> dict:
     for k in ("oks_sigmas", "flip_idx"):
         if k in out and names and len(out[k]) != len(names):
             raise DataError(f, f"'{k}' has {len(out[k])} entries for {len(names)} keypoint_names")
+    for k in ("group", "groups"):
+        if k in out and not isinstance(out[k], str):
+            raise DataError(f, f"'{k}' must be a string (a pattern, or a CSV file's name)")
     if "pixel_spacing" in out:
         out["pixel_spacing"] = _pixel_spacing(out["pixel_spacing"], f)
     out["_file"] = f

@@ -4,7 +4,10 @@
   :meth:`zoo.tasks.Task.stratum` and seeded like :func:`zoo.data.split.make_split`: each stratum
   is shuffled with ``random.Random(f"{seed}:fold:{stratum}")`` and dealt round-robin, the
   dealing continuing from one stratum to the next, so every stratum is spread as evenly as
-  it can be and fold sizes differ by at most one. Fold ``i`` scores on its own images and
+  it can be and fold sizes differ by at most one. With groups (:mod:`zoo.data.groups`:
+  patients, volumes, duplicates) whole groups are dealt instead of images, largest first
+  (stratified group K-fold): every group lies in one fold, and each stratum's groups per fold
+  differ by at most one; fewer groups than folds is an error. Fold ``i`` scores on its own images and
   trains on the others; the model-selection split is then carved from that training part
   (:func:`zoo.data.split.carve_selection`). The folds depend only on the data, the task, K and
   the seed: the same for every backend and every training seed.
@@ -16,48 +19,54 @@
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
-from zoo.data.split import Split, data_hash
+from zoo.data.groups import Grouping
+from zoo.data.split import Split, by_stratum, data_hash, dealing_units, with_groups
 from zoo.tasks import Task
 
 
-def make_folds(dataset: Dataset, task: Task, k: int, *, seed: int = 0, digest: str | None = None) -> list[Split]:
-    """The K train/val splits of stratified K-fold cross-validation (see module doc)."""
+def make_folds(dataset: Dataset, task: Task, k: int, *, seed: int = 0, digest: str | None = None,
+               grouping: Grouping | None = None) -> list[Split]:
+    """The K train/val splits of stratified (group) K-fold cross-validation (see module doc)."""
     usable = sorted((r for r in dataset.images if task.is_annotated(r)), key=lambda r: r.id)
     if k < 2:
         raise ZooError(f"--folds {k}: cross-validation needs at least 2 folds")
     if k > len(usable):
         raise ZooError(f"--folds {k}: only {len(usable)} usable image(s), fewer than the folds")
-    strata: dict[str, list[str]] = defaultdict(list)
-    for r in usable:
-        strata[task.stratum(r)].append(r.id)
+    units = dealing_units(usable, task, grouping)
+    if k > len(units):
+        raise ZooError(f"--folds {k}: only {len(units)} group(s) ({grouping.rule}), fewer than the folds; "
+                       "every group must be whole in one fold: lower --folds, or add patients (groups)")
+    strata = by_stratum(units)
     folds: list[list[str]] = [[] for _ in range(k)]
     dealt = 0
     for s in sorted(strata):
-        ids = list(strata[s])
-        random.Random(f"{seed}:fold:{s}").shuffle(ids)
-        for image_id in ids:
-            folds[dealt % k].append(image_id)
+        keys = list(strata[s])
+        random.Random(f"{seed}:fold:{s}").shuffle(keys)
+        keys.sort(key=lambda key: -len(units[key][1]))  # stable: large groups first, then as shuffled
+        for key in keys:
+            folds[dealt % k] += units[key][1]
             dealt += 1
     digest = digest or data_hash(dataset)
     excluded = sorted(r.id for r in dataset.images if not task.is_annotated(r))
     all_ids = {r.id for r in usable}
     base = Split(task=task.name, seed=seed, val_fraction=round(1 / k, 4), test_fraction=0.0, data_hash=digest,
                  excluded=excluded, stratified=len(strata) > 1, source=f"{k}-fold")
-    return [replace(base, val=sorted(f), train=sorted(all_ids - set(f)), source=f"fold {i} of {k}")
-            for i, f in enumerate(folds)]
+    splits = [replace(base, val=sorted(f), train=sorted(all_ids - set(f)), source=f"fold {i} of {k}")
+              for i, f in enumerate(folds)]
+    return [with_groups(sp, grouping) for sp in splits]
 
 
-def fold_split(dataset: Dataset, task: Task, fold: int, folds: int, *, seed: int, digest: str) -> Split:
+def fold_split(dataset: Dataset, task: Task, fold: int, folds: int, *, seed: int, digest: str,
+               grouping: Grouping | None = None) -> Split:
     """``zoo run --fold i --folds K``: the one cell of a compare's cross-validation."""
     if not 0 <= fold < folds:
         raise ZooError(f"--fold {fold}: expected 0 to {folds - 1} for --folds {folds}")
-    return make_folds(dataset, task, folds, seed=seed, digest=digest)[fold]
+    return make_folds(dataset, task, folds, seed=seed, digest=digest, grouping=grouping)[fold]
 
 
 def parse_seeds(text: str | None) -> list[int] | None:

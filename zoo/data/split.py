@@ -23,6 +23,13 @@ Where it comes from (``--split``):
 * ``random``: always the seeded split, whatever the data defines;
 * a ``split.json`` file (e.g. another run's): reused as it is, refused if the data changed.
 
+Groups (:mod:`zoo.data.groups`: patients, studies, volumes, duplicate images): a seeded split
+deals whole groups instead of images (each group in its images' most common stratum, taken
+while it brings the part nearer its share), so no group is on two sides; the selection split
+sets whole groups aside too. The data's own split or a split file that puts a group or a
+duplicate image on two sides is refused (``--allow-leak`` keeps it, listed under ``leaks``).
+``split.json`` states ``group_rule`` and lists the groups of more than one image.
+
 Model selection (:mod:`zoo.selection`) takes its images from the training part, never from
 val or test: :func:`carve_selection` sets aside ``--select-frac`` of the training images,
 seeded and stratified like the rest, as ``selection`` (empty when the protocol scores
@@ -36,12 +43,13 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from zoo.dataset import Dataset
+from zoo.data.groups import Grouping
+from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
 from zoo.tasks import Task
 
@@ -67,6 +75,12 @@ class Split:
     stratified: bool = True
     source: str = "seeded"  # "seeded", or "data" (the split the dataset defines)
     version: int = SPLIT_VERSION
+    #: how images were grouped (zoo.data.groups): every group is whole in one part
+    group_rule: str = ""
+    #: the groups of more than one image, with their image ids (the rest are one image each)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    #: groups or duplicates the data's own split puts on two sides, kept by --allow-leak
+    leaks: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +106,26 @@ class Split:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "selection": len(self.selection), "val": len(self.val),
                 "test": len(self.test), "excluded": len(self.excluded)}
+
+    def grouping_note(self) -> str:
+        """One sentence for reports: the group rule, the groups in each part, any kept leak."""
+        if not self.group_rule:
+            return ""
+        if not self.groups:
+            note = f"groups: {self.group_rule}"
+        else:
+            counts = self.group_counts()
+            note = (f"grouped by {self.group_rule}, every group whole in one part: "
+                    + ", ".join(f"{part} {n}" for part, n in counts.items() if n) + " groups")
+        if self.leaks:
+            note += f"; LEAKS kept by --allow-leak ({len(self.leaks)}): " + "; ".join(self.leaks)
+        return note
+
+    def group_counts(self) -> dict[str, int]:
+        """How many groups (patients, ...) each part holds; an image outside ``groups`` is one."""
+        of = {i: g for g, ids in self.groups.items() for i in ids}
+        return {part: len({of.get(i, i) for i in getattr(self, part)})
+                for part in ("train", "selection", "val", "test")}
 
 
 def data_hash(dataset: Dataset) -> str:
@@ -131,9 +165,9 @@ def _plain(obj: Any) -> Any:
     raise TypeError(type(obj).__name__)
 
 
-def _counts(n: int, val: float, test: float) -> tuple[int, int]:
+def _counts(n: int, val: float, test: float, n_groups: int | None = None) -> tuple[int, int]:
     """How many images go to val and test: at least one each when asked for, and at
-    least one left to train on."""
+    least one left to train on (``n_groups``: and a whole group for each part)."""
     n_val = max(1, round(n * val)) if val > 0 else 0
     n_test = max(1, round(n * test)) if test > 0 else 0
     if n_val + n_test >= n:
@@ -141,6 +175,10 @@ def _counts(n: int, val: float, test: float) -> tuple[int, int]:
             f"{n} usable image(s) cannot be split into train, val ({val:g}) and test ({test:g}): "
             "add images or lower --val / --test"
         )
+    parts = 1 + (val > 0) + (test > 0)
+    if n_groups is not None and n_groups < parts:
+        raise ZooError(f"{n_groups} group(s) cannot be split into {parts} parts with every group whole: "
+                       "add patients (groups), or check the group rule")
     return n_val, n_test
 
 
@@ -157,47 +195,127 @@ def _largest_remainder(total: int, sizes: dict[str, int]) -> dict[str, int]:
 
 
 def make_split(dataset: Dataset, task: Task, *, val: float = 0.2, test: float = 0.0,
-               seed: int = 0, digest: str | None = None) -> Split:
-    """Split ``dataset`` for ``task`` (see module doc)."""
+               seed: int = 0, digest: str | None = None, grouping: Grouping | None = None) -> Split:
+    """Split ``dataset`` for ``task`` (see module doc); ``grouping``: every group whole."""
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise ZooError(f"--val {val:g} and --test {test:g} must be fractions that sum below 1")
     usable = sorted((r for r in dataset.images if task.is_annotated(r)), key=lambda r: r.id)
     excluded = sorted(r.id for r in dataset.images if not task.is_annotated(r))
-    n_val, n_test = _counts(len(usable), val, test)
+    units = dealing_units(usable, task, grouping)
+    n_val, n_test = _counts(len(usable), val, test, len(units) if _grouped(grouping) else None)
 
-    strata: dict[str, list[str]] = defaultdict(list)
-    for r in usable:
-        strata[task.stratum(r)].append(r.id)
-    sizes = {s: len(ids) for s, ids in strata.items()}
-    val_share = _largest_remainder(n_val, sizes)
-    # The test share is drawn from what val left behind, so the totals stay exact.
-    left = {s: sizes[s] - val_share[s] for s in sizes}
-    test_share = _largest_remainder(n_test, left) if n_test and sum(left.values()) else {s: 0 for s in sizes}
-
-    train, val_ids, test_ids = [], [], []
-    for s in sorted(strata):
-        ids = list(strata[s])
-        random.Random(f"{seed}:{s}").shuffle(ids)
-        a, b = val_share[s], val_share[s] + test_share[s]
-        val_ids += ids[:a]
-        test_ids += ids[a:b]
-        train += ids[b:]
-    return Split(
+    strata = by_stratum(units)
+    train, val_ids, test_ids = _deal(units, strata, n_val, n_test, seed)
+    if _grouped(grouping) and not (train and (val_ids or not n_val) and (test_ids or not n_test)):
+        # whole groups too large for some stratum's share: deal them unstratified
+        train, val_ids, test_ids = _deal(units, {"": sorted(units)}, n_val, n_test, seed)
+    split = Split(
         task=task.name, seed=seed, val_fraction=val, test_fraction=test,
         data_hash=digest or data_hash(dataset),
         train=sorted(train), val=sorted(val_ids), test=sorted(test_ids), excluded=excluded,
         stratified=len(strata) > 1,
     )
+    _refuse_empty_parts(split, val, test)
+    return with_groups(split, grouping)
 
 
-def carve_selection(split: Split, dataset: Dataset, task: Task, fraction: float) -> Split:
+def by_stratum(units: dict[str, tuple[str, list[str]]]) -> dict[str, list[str]]:
+    """Stratum -> its units, in units' order."""
+    strata: dict[str, list[str]] = defaultdict(list)
+    for key, (stratum, _ids) in units.items():
+        strata[stratum].append(key)
+    return strata
+
+
+def _share(total: int, units: dict, strata: dict[str, list[str]]) -> dict[str, int]:
+    """``total`` images shared among the strata in proportion to their images."""
+    return _largest_remainder(total, {s: sum(len(units[k][1]) for k in keys) for s, keys in strata.items()})
+
+
+def _deal(units: dict, strata: dict[str, list[str]], n_val: int, n_test: int, seed: int):
+    """(train, val, test) image ids: each stratum's units shuffled, val then test taken."""
+    sizes = {s: sum(len(units[k][1]) for k in keys) for s, keys in strata.items()}
+    val_share = _share(n_val, units, strata)
+    # The test share is drawn from what val left behind, so the totals stay exact.
+    left = {s: sizes[s] - val_share[s] for s in sizes}
+    test_share = _largest_remainder(n_test, left) if n_test and sum(left.values()) else {s: 0 for s in sizes}
+    train, val_ids, test_ids = [], [], []
+    for s in sorted(strata):
+        keys = list(strata[s])
+        random.Random(f"{seed}:{s}").shuffle(keys)
+        to_val, rest = _take(keys, units, val_share[s])
+        to_test, to_train = _take(rest, units, test_share[s])
+        val_ids += _images(to_val, units)
+        test_ids += _images(to_test, units)
+        train += _images(to_train, units)
+    return train, val_ids, test_ids
+
+
+def _grouped(grouping: Grouping | None) -> bool:
+    return grouping is not None and grouping.grouped
+
+
+def dealing_units(usable: list[ImageRecord], task: Task, grouping: Grouping | None) -> dict[str, tuple[str, list[str]]]:
+    """What is dealt: each group (or image, when ungrouped) -> (its stratum, its image ids).
+    A group's stratum is its images' most common one (ties: the first by name)."""
+    if not _grouped(grouping):
+        return {r.id: (task.stratum(r), [r.id]) for r in usable}
+    members: dict[str, list[ImageRecord]] = defaultdict(list)
+    for r in usable:
+        members[grouping.of.get(r.id, r.id)].append(r)
+    out = {}
+    for key, recs in members.items():
+        counts = Counter(task.stratum(r) for r in recs)
+        stratum = min(counts, key=lambda st: (-counts[st], st))
+        out[key] = (stratum, [r.id for r in recs])
+    return out
+
+
+def _take(keys: list[str], units: dict, target: int) -> tuple[list[str], list[str]]:
+    """Units from ``keys`` (in order) whose images come closest to ``target``: each is taken
+    when it brings the count nearer. With one image per unit: exactly the first ``target``."""
+    taken, rest, n = [], [], 0
+    for key in keys:
+        size = len(units[key][1])
+        if abs(n + size - target) < abs(n - target):
+            taken.append(key)
+            n += size
+        else:
+            rest.append(key)
+    return taken, rest
+
+
+def _images(keys: list[str], units: dict) -> list[str]:
+    return [i for key in keys for i in units[key][1]]
+
+
+def _refuse_empty_parts(split: Split, val: float, test: float) -> None:
+    """Whole groups can leave a part empty (one large patient); say so instead of training on nothing."""
+    for part, asked in (("train", True), ("val", val > 0), ("test", test > 0)):
+        if asked and not getattr(split, part):
+            raise ZooError(f"with every group whole, no image is left for {part}: the groups are too few or too "
+                           "uneven for --val / --test; add patients (groups), or change the fractions")
+
+
+def with_groups(split: Split, grouping: Grouping | None) -> Split:
+    """``split`` stating the group rule and its groups of several images (split.json lists them)."""
+    if not _grouped(grouping):
+        return split if grouping is None else replace(split, group_rule=grouping.rule)
+    placed = set(split.train) | set(split.selection) | set(split.val) | set(split.test)
+    shared = {g: ids for g, ids in grouping.members(placed).items() if len(ids) > 1}
+    return replace(split, group_rule=grouping.rule, groups=shared)
+
+
+def carve_selection(split: Split, dataset: Dataset, task: Task, fraction: float,
+                    grouping: Grouping | None = None) -> Split:
     """``split`` with ``fraction`` of its training images set aside as the selection split.
 
     Seeded (``seed:selection:stratum``) and stratified like :func:`make_split`, drawn from
     the training images only (any earlier selection goes back into that pool first, so the
     result depends only on the split's training part, the seed and ``fraction``). At least
     one image is set aside and at least one left to train on. ``fraction`` 0: no selection
-    split, every training image trains.
+    split, every training image trains. ``grouping``: whole groups are set aside (a patient
+    is never both trained on and selected on).
     """
     pool = sorted(split.train + split.selection)
     if fraction <= 0:
@@ -211,18 +329,29 @@ def carve_selection(split: Split, dataset: Dataset, task: Task, fraction: float)
             "add images, or use --select last"
         )
     by_id = {r.id: r for r in dataset.images}
-    strata: dict[str, list[str]] = defaultdict(list)
-    for image_id in pool:
-        strata[task.stratum(by_id[image_id])].append(image_id)
-    share = _largest_remainder(n, {s: len(ids) for s, ids in strata.items()})
+    units = dealing_units([by_id[i] for i in pool], task, grouping)
+    if _grouped(grouping) and len(units) < 2:
+        raise ZooError(f"the training part holds {len(units)} group(s): none can be set aside whole for model "
+                       "selection (--select-frac); add patients (groups), or use --select last")
+    chosen = _selected(units, by_stratum(units), n, split.seed)
+    if _grouped(grouping) and not chosen:  # whole groups too large for any stratum's share
+        chosen = _selected(units, {"": sorted(units)}, n, split.seed)
+    taken = set(chosen)
+    train = [i for i in pool if i not in taken]
+    if not chosen or not train:
+        raise ZooError("with every group whole, the training part cannot spare a selection split "
+                       f"(--select-frac {fraction:g}): add patients (groups), or use --select last")
+    return replace(split, train=train, selection=sorted(chosen), selection_fraction=fraction)
+
+
+def _selected(units: dict, strata: dict[str, list[str]], n: int, seed: int) -> list[str]:
+    share = _share(n, units, strata)
     chosen: list[str] = []
     for s in sorted(strata):
-        ids = list(strata[s])
-        random.Random(f"{split.seed}:selection:{s}").shuffle(ids)
-        chosen += ids[: share[s]]
-    taken = set(chosen)
-    return replace(split, train=[i for i in pool if i not in taken], selection=sorted(chosen),
-                   selection_fraction=fraction)
+        keys = list(strata[s])
+        random.Random(f"{seed}:selection:{s}").shuffle(keys)
+        chosen += _images(_take(keys, units, share[s])[0], units)
+    return chosen
 
 
 def write_split(split: Split, path: Path) -> None:
@@ -283,18 +412,32 @@ def source_split(dataset: Dataset, task: Task, *, seed: int = 0, digest: str | N
 
 
 def choose_split(how: str | Path | None, dataset: Dataset, task: Task, *, val: float, test: float, seed: int,
-                 digest: str) -> Split:
-    """``--split``: ``auto`` / ``random`` / a split.json path (see module doc)."""
+                 digest: str, grouping: Grouping | None = None, allow_leak: bool = False) -> Split:
+    """``--split``: ``auto`` / ``random`` / a split.json path (see module doc). ``grouping``:
+    a seeded split keeps every group whole; the data's own split or a split file that puts a
+    group (or a duplicate image) on two sides is refused unless ``allow_leak``."""
     how = "auto" if how is None else how
     if str(how) in ("auto", "random"):
         if str(how) == "auto":
             split = source_split(dataset, task, seed=seed, digest=digest)
             if split is not None:
-                return split
-        return make_split(dataset, task, val=val, test=test, seed=seed, digest=digest)
+                return checked_for_leaks(split, grouping, "the data's own train / val split", allow_leak)
+        return make_split(dataset, task, val=val, test=test, seed=seed, digest=digest, grouping=grouping)
     path = Path(how)
     if not path.is_file():
         raise ZooError(f"--split {how}: expected auto, random or a split.json file")
     split = read_split(path)
     check_split(split, dataset, task, digest, str(path))
-    return split
+    return checked_for_leaks(split, grouping, f"--split {path}", allow_leak)
+
+
+def checked_for_leaks(split: Split, grouping: Grouping | None, where: str, allow_leak: bool) -> Split:
+    """``split`` (given, not drawn) with its group rule, refused when it splits a group or a
+    duplicate image apart; ``allow_leak``: kept, the leaks listed on it (every output states them)."""
+    if grouping is None:
+        return split
+    from zoo.data.groups import leaks, refuse_leaks
+
+    parts = {"train": split.train + split.selection, "val": split.val, "test": split.test}
+    kept = refuse_leaks(leaks(grouping, parts), where, allow_leak)
+    return replace(with_groups(split, grouping), leaks=kept)

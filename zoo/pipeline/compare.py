@@ -92,6 +92,9 @@ class CompareOptions:
     #: ``--executor local|ray``, ``--address`` of an existing Ray cluster (zoo.pipeline.executors_ray)
     executor: str = "local"
     address: str | None = None
+    #: ``--group REGEX`` / ``--allow-leak`` (zoo.data.groups), as for zoo run
+    group: str | None = None
+    allow_leak: bool = False
 
 
 def split_sets(sets: list[str], backends: list[str]) -> dict[str, list[str]]:
@@ -158,12 +161,22 @@ class Settings:
     #: ``--set`` items per backend (:func:`split_sets`)
     sets: dict[str, list[str]]
     protocol: Any  # zoo.selection.Protocol
+    #: the images' groups (zoo.data.groups), made on first use
+    _grouping: Any = field(default=None, repr=False)
 
     @property
     def pretrained(self) -> bool:
         """``--pretrained``: one setting for every backend (the command line's flag wins over
         each backend's config)."""
         return bool(self.flags.get("pretrained"))
+
+    def grouping(self, dataset):
+        """The images' groups (zoo.data.groups), made once for the compare and all its runs."""
+        if self._grouping is None:
+            from zoo.data.groups import group_images
+
+            self._grouping = group_images(dataset, self.opts.group)
+        return self._grouping
 
     def where(self, fold: int | None, seed: int) -> str:
         """`` fold 1 seed 2``: which cell, as far as the compare has more than one."""
@@ -317,16 +330,17 @@ def write_splits(s: Settings, dataset, digest: str) -> list[tuple[Any, Path]]:
     from its training part; written to ``split.json`` / ``fold-<i>/split.json``."""
     from zoo.data.split import carve_selection, choose_split, write_split
 
+    grouping = s.grouping(dataset)
     if s.folds > 1:
         from zoo.data.folds import make_folds
 
-        splits = make_folds(dataset, s.task, s.folds, seed=s.seed, digest=digest)
+        splits = make_folds(dataset, s.task, s.folds, seed=s.seed, digest=digest, grouping=grouping)
         paths = [s.folder / f"fold-{i}" / "split.json" for i in range(s.folds)]
     else:
         splits = [choose_split(s.opts.split, dataset, s.task, val=s.opts.val, test=s.opts.test, seed=s.seed,
-                               digest=digest)]
+                               digest=digest, grouping=grouping, allow_leak=s.opts.allow_leak)]
         paths = [s.folder / "split.json"]
-    splits = [carve_selection(sp, dataset, s.task, s.protocol.split_fraction) for sp in splits]
+    splits = [carve_selection(sp, dataset, s.task, s.protocol.split_fraction, grouping) for sp in splits]
     for sp, path in zip(splits, paths):
         path.parent.mkdir(parents=True, exist_ok=True)
         write_split(sp, path)
@@ -374,7 +388,7 @@ def run_options(s: Settings, cell: Cell, flags: dict[str, Any], dataset):
         split_file=cell.split_path, registry=s.registry, dataset=dataset, demo=opts.data is None, quiet=True,
         name=cell.run_name(s.task.name),
         trust_weights=opts.trust_weights, select=opts.select, select_frac=opts.select_frac, patience=opts.patience,
-        track=opts.track,
+        track=opts.track, group=opts.group, grouping=s.grouping(dataset), allow_leak=opts.allow_leak,
     )
 
 

@@ -225,6 +225,9 @@ def write_compare_json(board: Board) -> None:
              "run": str(r.run_dir) if r.run_dir else None, "error": r.error, "score": r.main_value}
             for r in board.runs],
         "verdict": [v.to_dict() for v in board.verdicts.values()],
+        "grouping": {"rule": board.split.group_rule or None,
+                     "groups": [sp.group_counts() for sp, _ in p.splits] if board.split.groups else None,
+                     "leaks": board.split.leaks},
     })
 
 
@@ -359,15 +362,16 @@ def design_sentence(board: Board) -> str:
     """How the rows were scored: one split (with bootstrap intervals) or folds × seeds
     (mean ± standard deviation over the runs)."""
     s, sp = board.plan.settings, board.split
+    groups = f" ({sp.grouping_note()})" if sp.grouping_note() else ""
     if s.folds == 1 and len(s.seeds) == 1:
         return (f"Data `{sp.data_hash[:16]}`, split `{sp.key}` (seed {s.seed}): "
                 f"{len(sp.train)} train / {len(sp.val)} val" + (f" / {len(sp.test)} test" if sp.test else "")
-                + " images, scored on val" + (" (and once on test)" if board.has_test else "") + " by zoo's "
-                "shared evaluator, 95% bootstrap interval over images in brackets.")
+                + f" images{groups}, scored on val" + (" (and once on test)" if board.has_test else "") + " by zoo's "
+                f"shared evaluator, 95% bootstrap interval over {'groups' if sp.groups else 'images'} in brackets.")
     design = (f"{s.folds}-fold cross-validation (stratified, folds seeded by {s.seed}; "
-              f"`fold-<i>/split.json`), every image scored once on val per seed"
+              f"`fold-<i>/split.json`), every image scored once on val per seed{groups}"
               if s.folds > 1 else
-              f"split `{sp.key}` (seed {s.seed}): {len(sp.train)} train / {len(sp.val)} val images")
+              f"split `{sp.key}` (seed {s.seed}): {len(sp.train)} train / {len(sp.val)} val images{groups}")
     runs = s.folds * len(s.seeds)
     return (f"Data `{sp.data_hash[:16]}`, {design}; training seeds {', '.join(map(str, s.seeds))}. "
             f"Scores are the mean ± standard deviation over each backend's {runs} runs "

@@ -64,6 +64,12 @@ class RunOptions:
     #: ``--fold i --folds K``: score on fold i of stratified K-fold cross-validation (zoo.data.folds)
     fold: int | None = None
     folds: int | None = None
+    #: ``--group REGEX``: the group (patient, study, ...) in each image path (zoo.data.groups);
+    #: None: zoo.yaml's, else the reader's. ``grouping``: one already made (zoo compare groups once).
+    group: str | None = None
+    grouping: Any = None
+    #: ``--allow-leak``: go on with a data-defined split that puts a group or a duplicate on two sides
+    allow_leak: bool = False
     #: ``--track mlflow|tensorboard`` (zoo.pipeline.tracking); ``track_parent``: a compare's parent run id.
     track: str | None = None
     track_parent: str | None = None

@@ -251,11 +251,14 @@ def read_checked(setup: Setup) -> tuple[Dataset, str]:
 def split_for(setup: Setup, dataset: Dataset, digest: str, seed: int):
     """``--split``, or fold i of ``--folds K`` (zoo.data.folds); then the selection split
     carved from train (zoo.selection)."""
+    from zoo.data.groups import group_images
     from zoo.data.split import carve_selection, choose_split
 
     opts, task = setup.opts, setup.task
+    grouping = opts.grouping if opts.grouping is not None else group_images(dataset, opts.group)
     if opts.fold is None and opts.folds is None:
-        split = choose_split(opts.split_file, dataset, task, val=opts.val, test=opts.test, seed=seed, digest=digest)
+        split = choose_split(opts.split_file, dataset, task, val=opts.val, test=opts.test, seed=seed, digest=digest,
+                             grouping=grouping, allow_leak=opts.allow_leak)
     elif opts.fold is None or opts.folds is None:
         raise ZooError("--fold and --folds go together: --fold i --folds K")
     elif opts.test:
@@ -263,8 +266,8 @@ def split_for(setup: Setup, dataset: Dataset, digest: str, seed: int):
     else:
         from zoo.data.folds import fold_split
 
-        split = fold_split(dataset, task, opts.fold, opts.folds, seed=seed, digest=digest)
-    return carve_selection(split, dataset, task, setup.protocol.split_fraction)
+        split = fold_split(dataset, task, opts.fold, opts.folds, seed=seed, digest=digest, grouping=grouping)
+    return carve_selection(split, dataset, task, setup.protocol.split_fraction, grouping)
 
 
 def new_manifest(setup: Setup, data: RunData, seed: int, device: str, t_read: float) -> Manifest:
@@ -278,7 +281,9 @@ def new_manifest(setup: Setup, data: RunData, seed: int, device: str, t_read: fl
                         unlabelled=unlabelled_images(data.dataset)),
         seed=seed, device=device,
         split=SplitRecord(key=split.key, **split.sizes(), val_fraction=split.val_fraction,
-                          test_fraction=split.test_fraction, selection_fraction=split.selection_fraction),
+                          test_fraction=split.test_fraction, selection_fraction=split.selection_fraction,
+                          group_rule=split.group_rule or None, groups=split.group_counts() if split.groups else None,
+                          leaks=split.leaks or None),
         selection={"protocol": setup.protocol.to_dict(), "description": setup.protocol.describe()},
         versions=_versions(), timings=Timings(read=round(t_read, 3)), checkpoints={},
     )
@@ -369,6 +374,8 @@ class Preparer:
         split = split_for(setup, dataset, digest, config.seed)
         if split.source == "data":
             self.say("using the train / val split the data defines (--split random to draw one)")
+        for leak in split.leaks:
+            setup.reporter.warn(f"--allow-leak: {leak}; the scores measure partly memory")
         device = resolve_device(config.device)
         data = RunData.of(dataset, label, digest, split)
         folder = self._claim(self._base_name())

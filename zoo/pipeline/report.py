@@ -178,8 +178,10 @@ def _data_section(m: Manifest, dataset, split, task) -> list[str]:
               f"train {sizes['train']}"
               + (f", selection {sizes['selection']} (carved from train)" if sizes.get("selection") else "")
               + f", val {sizes['val']}, test {sizes['test']}"
-              + (f", {sizes['excluded']} excluded (not usable for {task.name})" if sizes["excluded"] else ""), ""]
-    return parts
+              + (f", {sizes['excluded']} excluded (not usable for {task.name})" if sizes["excluded"] else "")]
+    if split.grouping_note():
+        parts += [f"- {split.grouping_note()}"]
+    return parts + [""]
 
 
 def _config_section(m: Manifest, config: dict) -> list[str]:

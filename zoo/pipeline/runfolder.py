@@ -93,6 +93,11 @@ class SplitRecord(_Record):
     val_fraction: float | None = None
     test_fraction: float | None = None
     selection_fraction: float | None = None
+    #: how images were grouped (zoo.data.groups), the groups in each part (None: one per image),
+    #: and the leaks --allow-leak kept
+    group_rule: str | None = None
+    groups: dict[str, int] | None = None
+    leaks: list[str] | None = None
 
 
 class Timings(_Record):
