@@ -210,3 +210,29 @@ def test_per_class_counts_are_unchanged_by_grouping(tmp_path):
     ds = read_dataset(patients(tmp_path / "d", n=8, slices=2))
     split = make_split(ds, CLASSIFY, val=0.25, seed=0, grouping=group_images(ds, r"(P\d+)_"))
     assert Counter(i.split("/")[0] for i in split.val) == {"benign": 2, "malignant": 2}
+
+
+def test_zoo_check_reports_groups_per_class_too_few_groups_and_leaks(tmp_path, capsys):
+    import json as json_
+
+    from zoo.cli import main
+    from zoo.data.lint import lint_folder
+
+    root = _leaky(tmp_path)
+    _slice(root / "train" / "rare" / "P02_s7.png", 4242)  # class 'rare': one patient only
+    _slice(root / "val" / "benign" / "p-0004_s1.png", 4343)  # P04 in train, written p-0004 in val
+    report = lint_folder(root, group=r"([Pp]-?\d+)_")
+    found = {(f.check, f.level, f.message) for f in report.findings}
+    assert ("split-leak", "error", "group 'P03' is in train (train/malignant/P03_s0 +1) and val "
+            "(val/malignant/P03_s5)") in found
+    assert ("too-few-groups", "error", "'rare' is in 1 group (P02) only: with every group whole it cannot be in "
+            "both train and val") in found
+    assert any(c == "near-leak" and "'P04' (train) / 'p-0004' (val)" in m for c, _, m in found)
+    assert report.groups == {"rule": r"--group '([Pp]-?\d+)_' on the image path", "groups": 7,
+                             "per_class": {"benign": 4, "malignant": 3, "rare": 1}, "duplicates": 0}
+    with pytest.raises(SystemExit) as e:
+        main(["check", str(root), "--group", r"([Pp]-?\d+)_", "--format", "json"])
+    assert e.value.code == 1
+    doc = json_.loads(capsys.readouterr().out)
+    assert doc["groups"]["per_class"]["rare"] == 1 and doc["counts"]["error"] >= 2
+    assert not lint_folder(patients(tmp_path / "clean", n=6, slices=2), group=r"(P\d+)_").findings

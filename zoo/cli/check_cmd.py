@@ -27,6 +27,7 @@ def check(
     fix: bool = typer.Option(False, "--fix", help="Write a corrected copy to --out (labels merged, exact duplicates dropped)."),
     out: Optional[Path] = typer.Option(None, "--out", help="With --fix: a new folder for the corrected copy (never the source)."),
     map_: list[str] = typer.Option([], "--map", help="With --fix: rename a label, 'OLD=NEW' (repeatable); wins over suggestions."),
+    group: Optional[str] = typer.Option(None, "--group", help="Regex whose first capture group names each image's patient (study, volume, ...) in its path, as for zoo run: groups per class, classes in too few groups, and leaks across the data's own split are checked."),
 ) -> None:
     """Lint an annotation folder: every finding with its file, shape and a suggested fix."""
     from zoo.errors import ZooError
@@ -44,14 +45,15 @@ def check(
         from zoo.data.output import check_out
 
         check_out(data, out)  # before reading: a wrong --out fails at once
-    report = lint.lint_folder(data, fmt=fmt, labels=labels, task=task, val=val, test=test, images=images)
+    report = lint.lint_folder(data, fmt=fmt, labels=labels, task=task, val=val, test=test, images=images,
+                              group=group)
     changes: list[str] | None = None
     final = report
     if fix:
         plan = lint_fix.plan_fixes(report.findings, mapping)
         fixed, changes = lint_fix.fix_dataset(report.dataset, plan)
         lint_fix.write_fixed(report.dataset, plan, data, out)
-        final = lint.lint_folder(out, fmt=fixed.format, labels=labels, task=task, val=val, test=test)
+        final = lint.lint_folder(out, fmt=fixed.format, labels=labels, task=task, val=val, test=test, group=group)
     if output == "json":
         _print_json(data, report, changes, final if fix else None)
     else:
@@ -65,6 +67,8 @@ def _print_json(data: Path, report, changes, after) -> None:
     doc = {"data": str(data), "format": report.dataset.format, "summary": report.dataset.summary(),
            "counts": {lvl: report.count(lvl) for lvl in ("error", "warning")},
            "findings": [f.as_dict() for f in report.findings]}
+    if report.groups is not None:
+        doc["groups"] = report.groups
     if changes is not None:
         doc["changes"] = changes
         doc["after_fix"] = [f.as_dict() for f in after.findings]
@@ -86,6 +90,10 @@ def _print_table(data: Path, report, changes, after, out: Path | None) -> None:
 
     # the readers' warnings are findings below: the table counts them, the list shows them once
     print_summary(replace(ds, warnings=[]), title=f"{data} ({ds.format})", summary=ds.summary())
+    if report.groups is not None:
+        g = report.groups
+        console.print(f"{g['groups']} groups ({g['rule']}); groups per class: "
+                      + ", ".join(f"{name} {n}" for name, n in g["per_class"].items()), highlight=False)
     if not report.findings:
         console.print("[green]clean[/green]: no findings")
     else:

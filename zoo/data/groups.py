@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +52,11 @@ class Grouping:
     def grouped(self) -> bool:
         """Whether any group holds more than one image (else splits are by image, as before)."""
         return len(set(self.of.values())) < len(self.of)
+
+    @property
+    def ruled(self) -> bool:
+        """Whether a group rule applies (--group, zoo.yaml, the reader), not only duplicates."""
+        return self.rule != NO_GROUPS
 
     def members(self, ids: Iterable[str] | None = None) -> dict[str, list[str]]:
         """Group -> its image ids (among ``ids``, default all), sorted."""
@@ -216,9 +221,15 @@ def pixel_digest(rec: ImageRecord) -> str | None:
 
 
 def duplicate_images(records: list[ImageRecord]) -> list[list[str]]:
-    """Sets (two or more) of image ids with the same pixels; see the module doc for how."""
+    """Sets (two or more) of image ids with the same pixels; see the module doc for how.
+
+    Records that share one file (the slices or frames of one volume or video) are not
+    compared: their pixels are different parts of it, and its reader groups them."""
+    files = Counter(rec.file for rec in records if rec.file is not None)
     by_size: dict[int, list[ImageRecord]] = defaultdict(list)
     for rec in records:
+        if rec.file is not None and files[rec.file] > 1:
+            continue
         size = _byte_size(rec)
         if size is not None:
             by_size[size].append(rec)

@@ -17,6 +17,7 @@ What can be repaired without a person (``zoo check --fix``) is in :mod:`zoo.data
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -75,12 +76,22 @@ class LintContext:
     task: Any = None  # a zoo.tasks.Task, when --task is given
     val: float = 0.2
     test: float = 0.0
+    group: str | None = None  # --group REGEX (zoo.data.groups)
+
+    @functools.cached_property
+    def grouping(self):
+        """The images' groups (zoo.data.groups): --group, zoo.yaml, the reader; duplicates merged."""
+        from zoo.data.groups import group_images
+
+        return group_images(self.dataset, self.group)
 
 
 @dataclass
 class LintReport:
     dataset: Dataset
     findings: list[Finding]
+    #: with a group rule (zoo.data.groups): its groups per class (lint.group_summary)
+    groups: dict[str, Any] | None = None
 
     def count(self, level: str) -> int:
         return sum(1 for f in self.findings if f.level == level)
@@ -430,10 +441,14 @@ def _meant_labels(counts: Counter, declared: list[str] | None) -> Counter:
 def _images_per(ds: Dataset, classes: bool) -> Counter:
     n: Counter = Counter()
     for rec in ds.images:
-        names = ({ds.classes[c] for c in rec.labels} if classes else
-                 {ds.categories[i.category] for i in rec.instances if not i.ignore and i.category >= 0})
-        n.update(names)
+        n.update(_names_on(ds, rec, classes))
     return n
+
+
+def _names_on(ds: Dataset, rec: ImageRecord, classes: bool) -> set[str]:
+    """The image's classes (``classes``) or the categories of its objects (not ignored ones)."""
+    return ({ds.classes[c] for c in rec.labels} if classes else
+            {ds.categories[i.category] for i in rec.instances if not i.ignore and i.category >= 0})
 
 
 def _balance(counts: Counter, images: Counter, unit: str, ctx: LintContext) -> list[Finding]:
@@ -461,6 +476,83 @@ def _balance(counts: Counter, images: Counter, unit: str, ctx: LintContext) -> l
                                f"'{name}' is on {k} images: {split} expects {k * smallest:.1f} of them "
                                "in a held-out split, so it may not be scored", f"annotate '{name}' on at least {need} images"))
     return out
+
+
+# -- groups (patients, studies, volumes; zoo.data.groups) ---------------------------------------
+
+
+def check_split_leaks(ctx: LintContext) -> list[Finding]:
+    """The data's own split putting one group, or one duplicate image, on both sides."""
+    from zoo.data.groups import leaks
+    from zoo.data.split import data_split_parts
+
+    parts = data_split_parts(ctx.dataset)
+    if parts is None:
+        return []
+    return [Finding("split-leak", ERROR, str(ctx.path), None, leak.describe(),
+                    "move these images to one side (zoo run refuses this split; --allow-leak goes on anyway)")
+            for leak in leaks(ctx.grouping, parts)]
+
+
+def groups_per_class(ctx: LintContext) -> dict[str, set[str]]:
+    """Class (or category) -> the groups holding it."""
+    ds, g = ctx.dataset, ctx.grouping
+    classes = (ctx.task.answer_kind == "label") if ctx.task is not None else not ds.categories
+    out: dict[str, set[str]] = defaultdict(set)
+    for rec in ds.images:
+        for name in _names_on(ds, rec, classes):
+            out[name].add(g.of[rec.id])
+    return out
+
+
+def group_summary(ctx: LintContext) -> dict[str, Any] | None:
+    """With a group rule: the rule, the number of groups and the groups per class (zoo check shows it)."""
+    g = ctx.grouping
+    if not g.ruled:
+        return None
+    per_class = {name: len(gs) for name, gs in sorted(groups_per_class(ctx).items())}
+    return {"rule": g.rule, "groups": g.count(g.of), "per_class": per_class, "duplicates": len(g.duplicates)}
+
+
+def check_groups_per_class(ctx: LintContext) -> list[Finding]:
+    """With a group rule: classes in too few groups to be in both train and val (a group is
+    never split)."""
+    if not ctx.grouping.ruled:
+        return []
+    return [Finding("too-few-groups", ERROR, str(ctx.path), None,
+                    f"'{name}' is in 1 group ({next(iter(gs))}) only: with every group whole it cannot be in "
+                    "both train and val", f"add '{name}' from more patients (groups)")
+            for name, gs in sorted(groups_per_class(ctx).items()) if len(gs) < 2]
+
+
+def check_near_leaks(ctx: LintContext) -> list[Finding]:
+    """Across the data's own split, two groups whose names differ only in case, separators or
+    leading zeros (``P7`` / ``p-007``): likely one patient written two ways."""
+    from zoo.data.split import data_split_parts
+
+    parts = data_split_parts(ctx.dataset)
+    g = ctx.grouping
+    if parts is None or not g.ruled:
+        return []
+    sides: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))  # key -> group -> parts
+    for part, ids in parts.items():
+        for image_id in ids:
+            group = g.of.get(image_id, image_id)
+            sides[_group_key(group)][group].add(part)
+    out = []
+    for key, groups in sorted(sides.items()):
+        if len(groups) > 1 and len(set().union(*groups.values())) > 1:
+            names = " / ".join(f"'{name}' ({', '.join(sorted(p))})" for name, p in sorted(groups.items()))
+            out.append(Finding("near-leak", WARNING, str(ctx.path), None,
+                               f"groups {names} look like one patient across the split",
+                               "if they are one, give them one name (then zoo run keeps them on one side)"))
+    return out
+
+
+def _group_key(name: str) -> str:
+    """A group name without case, separators and leading zeros of its numbers."""
+    parts = re.findall(r"[a-z]+|\d+", name.lower())
+    return "".join(p.lstrip("0") or "0" if p.isdigit() else p for p in parts)
 
 
 def check_keypoints_outside(ctx: LintContext) -> list[Finding]:
@@ -491,6 +583,9 @@ CHECKS: list[Callable[[LintContext], list[Finding]]] = [
     check_tiny_instances,
     check_class_balance,
     check_keypoints_outside,
+    check_split_leaks,
+    check_groups_per_class,
+    check_near_leaks,
 ]
 
 
@@ -522,7 +617,8 @@ def lint_dataset(ctx: LintContext, checks=None) -> list[Finding]:
 
 
 def lint_folder(path: str | Path, *, fmt: str = "auto", labels: str | Path | None = None, task: str | None = None,
-                val: float = 0.2, test: float = 0.0, images: str | Path | None = None) -> LintReport:
+                val: float = 0.2, test: float = 0.0, images: str | Path | None = None,
+                group: str | None = None) -> LintReport:
     """Read ``path`` (every label kept) and run every check."""
     from zoo.data.labels import EVERY_LABEL
     from zoo.data.reading import read_dataset
@@ -538,14 +634,15 @@ def lint_folder(path: str | Path, *, fmt: str = "auto", labels: str | Path | Non
 
         t = get_task(task)
         t.check(dataset)
-    ctx = LintContext(dataset, path, cats, classes, where, t, val, test)
-    return LintReport(dataset, lint_dataset(ctx))
+    ctx = LintContext(dataset, path, cats, classes, where, t, val, test, group)
+    return LintReport(dataset, lint_dataset(ctx), group_summary(ctx))
 
 
 def refuse_errors(path: str | Path, *, fmt: str = "auto", labels: str | Path | None = None, task: str | None = None,
-                  val: float = 0.2, test: float = 0.0, images: str | Path | None = None) -> None:
+                  val: float = 0.2, test: float = 0.0, images: str | Path | None = None,
+                  group: str | None = None) -> None:
     """``zoo run --strict``: a ZooError when ``zoo check`` finds anything of error level."""
-    report = lint_folder(path, fmt=fmt, labels=labels, task=task, val=val, test=test, images=images)
+    report = lint_folder(path, fmt=fmt, labels=labels, task=task, val=val, test=test, images=images, group=group)
     errors = [f for f in report.findings if f.level == ERROR]
     if errors:
         first = errors[0]

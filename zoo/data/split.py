@@ -389,17 +389,29 @@ def check_split(split: Split, dataset: Dataset, task: Task, digest: str, where: 
         )
 
 
-def source_split(dataset: Dataset, task: Task, *, seed: int = 0, digest: str | None = None) -> Split | None:
-    """The split the data itself defines (see module doc), or None when it has none usable."""
+def data_split_parts(dataset: Dataset) -> dict[str, list[str]] | None:
+    """The parts of the split the data defines, as ``train`` / ``val`` (/ ``test``) image ids
+    (``test`` scores when there is no ``val``), or None when it has no training and evaluation part."""
     parts = {k.lower(): v for k, v in (dataset.splits or {}).items()}
     train_ids = parts.get("train") or parts.get("trainval")
     eval_name = "val" if parts.get("val") else "test" if parts.get("test") else None
     if not train_ids or eval_name is None:
         return None
+    out = {"train": list(train_ids), "val": list(parts[eval_name])}
+    if eval_name == "val" and parts.get("test"):
+        out["test"] = list(parts["test"])
+    return out
+
+
+def source_split(dataset: Dataset, task: Task, *, seed: int = 0, digest: str | None = None) -> Split | None:
+    """The split the data itself defines (see module doc), or None when it has none usable."""
+    parts = data_split_parts(dataset)
+    if parts is None:
+        return None
     usable = {r.id for r in dataset.images if task.is_annotated(r)}
-    train = sorted(set(train_ids) & usable)
-    val = sorted((set(parts[eval_name]) & usable) - set(train))
-    test = sorted((set(parts.get("test") or []) & usable) - set(train) - set(val)) if eval_name == "val" else []
+    train = sorted(set(parts["train"]) & usable)
+    val = sorted((set(parts["val"]) & usable) - set(train))
+    test = sorted((set(parts.get("test") or []) & usable) - set(train) - set(val))
     if not train or not val:
         return None
     placed = set(train) | set(val) | set(test)

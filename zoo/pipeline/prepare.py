@@ -237,7 +237,7 @@ def read_checked(setup: Setup) -> tuple[Dataset, str]:
         from zoo.data.lint import refuse_errors
 
         refuse_errors(opts.data or ensure_demo(), fmt=opts.fmt, labels=opts.labels, task=task.name,
-                      val=opts.val, test=opts.test, images=opts.images)
+                      val=opts.val, test=opts.test, images=opts.images, group=opts.group)
     if opts.dataset is not None:
         dataset, label = opts.dataset, str(opts.data or opts.dataset.root or "dataset")
     else:
