@@ -37,6 +37,7 @@ from zoo.backend import Backend, RunContext
 from zoo.config import BackendConfig
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
+from zoo.lifetime import run_group
 from zoo.predictions import SemanticPrediction
 from zoo.tasks import Task
 
@@ -163,13 +164,13 @@ class NnUNet(Backend):
         job_file = write_json(self.folder / "job.json", job)
         log_file = self.folder / "nnunet.log"
         with open(log_file, "wb") as log:
-            done = subprocess.run(
-                [sys.executable, "-m", "zoo.plugins.nnunet.worker", str(job_file)],
-                cwd=self.folder, env=self._environment(), stdout=log, stderr=subprocess.STDOUT,
-            )
-        if done.returncode:
+            # its own process group, dying with zoo (zoo.lifetime): nnU-Net's augmentation
+            # workers too, whether zoo is stopped, interrupted or killed
+            returncode = run_group([sys.executable, "-m", "zoo.plugins.nnunet.worker", str(job_file)],
+                                   cwd=self.folder, env=self._environment(), stdout=log, stderr=subprocess.STDOUT)
+        if returncode:
             tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or ["?"]
-            raise ZooError(f"nnU-Net failed (exit {done.returncode}): {tail[0]}; its log: {log_file}")
+            raise ZooError(f"nnU-Net failed (exit {returncode}): {tail[0]}; its log: {log_file}")
 
     def _environment(self) -> dict[str, str]:
         """zoo's environment plus nnU-Net's folders (in the run folder) and its knobs."""

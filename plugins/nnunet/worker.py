@@ -129,6 +129,9 @@ def main(argv: list[str]) -> int:
 
     import torch
 
+    from zoo.lifetime import kill_group_on_term
+
+    kill_group_on_term()  # zoo stopped or died (its death signal): this worker and its own workers end
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     threads = torch.get_num_threads()
     # nnU-Net's planner sets torch's threads to nnUNet_n_proc_DA, which must then be >= 1;

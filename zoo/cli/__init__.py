@@ -70,10 +70,12 @@ def _root(
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``zoo`` command; returns normally on success."""
     from zoo.errors import ZooError
+    from zoo.lifetime import terminate_as_interrupt
 
     # PIL warns on images past Image.MAX_IMAGE_PIXELS; zoo opens up to twice that on purpose
     # (a 108 MP photo) and refuses more in one line itself: no raw warning on the screen
     warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", category=RuntimeWarning)
+    terminate_as_interrupt()
     try:
         # Standalone mode: typer/click report usage errors (unknown option, missing value)
         # themselves, with the usage line, and exit 2.

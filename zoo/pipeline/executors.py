@@ -91,7 +91,10 @@ def slot_environment(slot: int, jobs: int, gpus: list[str], cores: int) -> dict[
     return env
 
 
-def _init_worker(slots, jobs: int, gpus: list[str], cores: int) -> None:
+def _init_worker(slots, jobs: int, gpus: list[str], cores: int, parent: int) -> None:
+    from zoo.lifetime import die_with_parent
+
+    die_with_parent(parent=parent)  # zoo killed (even kill -9): this worker and, by their own death signal, its children end
     # before any framework is imported in this fresh (spawned) process
     os.environ.update(slot_environment(slots.get(), jobs, gpus, cores))
 
@@ -139,12 +142,23 @@ def run_local(jobs: list[Job], n: int) -> Iterator[tuple[Job, Outcome]]:
     for k in range(n):
         slots.put(k)
     with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
-                             initargs=(slots, n, local_gpus(), os.cpu_count() or 1)) as pool:
+                             initargs=(slots, n, local_gpus(), os.cpu_count() or 1, os.getpid())) as pool:
         futures = {pool.submit(_run_in_worker, job.opts, job.log): job for job in jobs}
-        for fut in as_completed(futures):
-            job = futures[fut]
-            try:
-                yield job, fut.result()
-            except Exception as e:  # noqa: BLE001 - a worker that died (killed, out of memory)
-                yield job, Outcome(error=f"worker process failed: {type(e).__name__}: {e}",
-                                   traceback=traceback.format_exc())
+        try:
+            for fut in as_completed(futures):
+                job = futures[fut]
+                try:
+                    yield job, fut.result()
+                except Exception as e:  # noqa: BLE001 - a worker that died (killed, out of memory)
+                    yield job, Outcome(error=f"worker process failed: {type(e).__name__}: {e}",
+                                       traceback=traceback.format_exc())
+        except BaseException:  # Ctrl-C, SIGTERM: the pool would wait for every running job to finish
+            _kill_workers(pool)
+            raise
+
+
+def _kill_workers(pool) -> None:
+    """End a process pool's workers now (their own children follow by their death signal)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):  # the pool has no public handle
+        proc.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
