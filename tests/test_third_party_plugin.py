@@ -64,3 +64,23 @@ def test_third_party_backend_passes_each_check_by_name(plugin_env, tmp_path):
     for check in CHECKS:
         assert f"test_mean_box[mean-box-detect-{check.__name__}] PASSED" in out.stdout, out.stdout[-3000:]
     assert "test_all_checks_at_once PASSED" in out.stdout
+
+
+def test_third_party_reader_passes_the_reader_kit(plugin_env, tmp_path):
+    # the plugin author's own pytest for a reader: zoo.testing.check_reader on a sample
+    (tmp_path / "test_toy_csv.py").write_text(
+        "from PIL import Image\n"
+        "from zoo.testing import check_reader\n"
+        "\n"
+        "def test_toy_csv(tmp_path):\n"
+        "    sample = tmp_path / 'sample'\n"
+        "    sample.mkdir()\n"
+        "    for n in ('a', 'b'):\n"
+        "        Image.new('RGB', (30, 20), (9, 9, 9)).save(sample / f'{n}.png')\n"
+        "    (sample / 'boxes.csv').write_text('image,label,x0,y0,x1,y1\\na.png,cell,1,2,10,12\\nb.png,cell,3,3,9,9\\n')\n"
+        "    check_reader('toy-csv', sample, tmp_path / 'kit')\n"
+    )
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_toy_csv.py"],
+                         env=plugin_env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "1 passed" in out.stdout

@@ -34,6 +34,10 @@ traced, and opening a scored image's file fails the check, whether for training 
 selection. (Reads that bypass Python's file layer, such as OpenCV's ``imread``, are beyond
 the trace.)
 A failed check raises ``AssertionError`` saying which rule was broken.
+
+Readers have their own kit, :func:`check_reader` (:mod:`zoo.data.reader_kit`): a reader and
+a sample folder of its format, checked for detection, declining other formats, determinism,
+round trip through zoo's writer and the bad-input rules.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from typing import Any
 from zoo.backend import Backend, RunContext
 from zoo.checksums import Ledger
 from zoo.config import BackendConfig, resolve_config
+from zoo.data.reader_kit import READER_CHECKS, check_reader  # noqa: F401 -- the readers' kit, exported here
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
 from zoo.predictions import ClassPrediction, SemanticPrediction, check_predictions, score_predictions

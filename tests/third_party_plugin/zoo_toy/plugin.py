@@ -1,7 +1,7 @@
 """The toy package's zoo plugin: specs only, nothing heavy imported."""
 
 from zoo import hookimpl
-from zoo.specs import BackendSpec
+from zoo.specs import BackendSpec, ReaderSpec
 
 
 @hookimpl
@@ -15,3 +15,9 @@ def zoo_backends():
             description="Predicts each class's mean relative box (a third-party toy)",
         )
     ]
+
+
+@hookimpl
+def zoo_readers():
+    return [ReaderSpec(name="toy-csv", entry="zoo_toy.reader:read", sniff="zoo_toy.reader:sniff",
+                       description="boxes.csv beside the images (a third-party toy)")]
