@@ -63,24 +63,53 @@ def image_target(rec: ImageRecord, folder: Path, stem: str | None = None) -> Pat
 
 
 def copy_image(rec: ImageRecord, folder: Path, stem: str | None = None) -> Path:
-    """Put ``rec``'s pixels at ``folder/<id><suffix>``: the file's bytes when it needs no EXIF
-    rotation, else the rotated pixels (so that annotation coordinates, which are after EXIF,
-    match); an embedded labelme ``imageData`` is decoded to PNG. Never links (a link would
-    let a later write reach the user's file)."""
+    """Put ``rec``'s pixels at ``folder/<id><suffix>``: the file's bytes when they are what
+    a reader of the copy should see (no EXIF rotation to apply, no intensity rule, a format
+    others read), else pixels zoo writes itself: the record's rule's 8-bit output when it
+    has one (a framework that reads files, such as ultralytics, then sees what every other
+    backend sees), else the canonical pixels, 16-bit PNG where they fit in it. Never links
+    (a link would let a later write reach the user's file)."""
     target = _new_file(image_target(rec, folder, stem))
-    if rec.file is not None and not _exif_rotated(rec.file):
+    if rec.file is not None and rec.intensity is None and rec.file.suffix.lower() == target.suffix \
+            and not _exif_rotated(rec.file):
         shutil.copyfile(rec.file, target)
-    else:
-        try:
-            img = rec.open()
-        except Exception as e:  # noqa: BLE001 -- PIL raises many types on a damaged image
-            raise DataError(rec.file or rec.embedded or rec.id,
-                            f"image does not decode ({type(e).__name__}: {e}); nothing more was written") from None
-        if target.suffix in (".jpg", ".jpeg"):
-            img.save(target, quality=95)
-        else:
-            img.save(target)
+        return target
+    write_pixels(rec, target)
     return target
+
+
+def write_pixels(rec: ImageRecord, target: Path) -> None:
+    """Write ``rec``'s pixels (see :func:`copy_image`) to ``target``, in its suffix's format."""
+    import numpy as np
+    from PIL import Image
+
+    decoded = rec.pixels()  # a DataError naming the file when it does not decode
+    if rec.intensity is not None or not decoded.deep:
+        img = Image.fromarray(rec.rgb_of(decoded))
+    elif target.suffix == ".png" and _fits_uint16(decoded.array):
+        a = decoded.array.astype(np.uint16)
+        img = Image.fromarray(a) if a.ndim == 2 else None
+        if img is None:  # 16-bit colour: PIL cannot write it, OpenCV can
+            import cv2
+
+            cv2.imwrite(str(target), np.ascontiguousarray(a[..., ::-1]))
+            return
+    else:
+        raise DataError(rec.file or rec.embedded or rec.id,
+                        f"{decoded.how} does not fit a {target.suffix} file without losing values; "
+                        "pass an intensity rule to write it as 8-bit")
+    if target.suffix in (".jpg", ".jpeg"):
+        img.save(target, quality=95)
+    else:
+        img.save(target)
+
+
+def _fits_uint16(a) -> bool:
+    import numpy as np
+
+    if a.dtype.kind == "f":
+        return bool(np.all(a == np.round(a))) and a.min(initial=0) >= 0 and a.max(initial=0) <= 65535
+    return a.min(initial=0) >= 0 and a.max(initial=0) <= 65535
 
 
 def write_text(folder: Path, rel_id: str, suffix: str, text: str) -> Path:

@@ -43,6 +43,18 @@ class BackendConfig(BaseModel):
     budget: Optional[float] = None
     pretrained: bool = False  # opt-in (--pretrained): published weights, fetched once by zoo.training.fetch
     weights: Path | None = None  # a local weights file to start from
+    #: How deep pixels (16-bit, float, DICOM) become 8-bit (zoo.pixels.IntensityRule): "auto"
+    #: (8-bit data as it is, deeper data "percentile"), "none", "percentile", "minmax",
+    #: "zscore", "window" (the DICOMs' own) or "window:C,W". config.yaml records the fitted rule.
+    intensity: str = "auto"
+
+    @field_validator("intensity", mode="before")
+    @classmethod
+    def _intensity(cls, value: Any) -> str:
+        from zoo.pixels import parse_intensity
+
+        kind, rule = parse_intensity(value)
+        return rule.spec if rule is not None else kind
 
     @field_validator("budget", mode="before")
     @classmethod

@@ -31,11 +31,13 @@ the model carries no user input that needs validating beyond what readers alread
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from zoo.pixels import Decoded, IntensityRule
 
 Box = tuple[float, float, float, float]
 Keypoint = tuple[float, float, int]
@@ -129,27 +131,52 @@ class ImageRecord:
     #: PatientID, a NIfTI volume, a labelme video folder) set it, ``--group`` overrides it.
     group: str | None = None
 
-    def open(self):
-        """The image as a PIL RGB image, EXIF orientation applied."""
-        from PIL import Image, ImageOps
+    #: How deep pixels (16-bit, float, DICOM) become what an 8-bit network sees: the dataset's
+    #: rule (:mod:`zoo.data.intensity` fits it from the training images), the same object on
+    #: every record of a run. ``None``: 8-bit images as they are, deeper ones stretched over
+    #: their own 0.5-99.5 percentiles (drawing, ``zoo check``; never training).
+    intensity: IntensityRule | None = None
+
+    def pixels(self) -> Decoded:
+        """The canonical pixels, full range, and how they were obtained (:func:`zoo.pixels.decode`)."""
+        from zoo.pixels import decode
 
         if self.file is not None:
-            img = Image.open(self.file)
-        elif self.embedded is not None:
-            img = Image.open(io.BytesIO(embedded_image_bytes(self.embedded)))
-        else:
-            from zoo.errors import ZooError
+            return decode(self.file)
+        if self.embedded is not None:
+            return decode(embedded_image_bytes(self.embedded), f"{self.embedded} (imageData)")
+        from zoo.errors import ZooError
 
-            raise ZooError(f"image '{self.id}' has no pixels (no image file was found and no imageData); "
-                           "pixels are needed to train, predict or draw, not to score")
-        img = ImageOps.exif_transpose(img)
-        return img.convert("RGB")
+        raise ZooError(f"image '{self.id}' has no pixels (no image file was found and no imageData); "
+                       "pixels are needed to train, predict or draw, not to score")
+
+    def is_deep(self) -> bool:
+        """Whether the pixels are deeper than 8 bits (or float), from the file's header."""
+        from zoo.pixels import is_deep
+
+        if self.file is not None:
+            return is_deep(self.file)
+        return self.pixels().deep  # an embedded imageData is in memory anyway
 
     def load_rgb(self):
-        """The image as an ``(H, W, 3)`` uint8 numpy array."""
-        import numpy as np
+        """The image as an ``(H, W, 3)`` uint8 numpy array, EXIF orientation applied: 8-bit
+        images as they are, deeper ones through the intensity rule."""
+        return self.rgb_of(self.pixels())
 
-        return np.asarray(self.open())
+    def rgb_of(self, decoded: Decoded):
+        """What an 8-bit network sees of ``decoded`` (this record's pixels) under the rule."""
+        from zoo.pixels import as_rgb, image_rule
+
+        if self.intensity is None and not decoded.deep:
+            return decoded.array
+        rule = self.intensity or image_rule(decoded.array)
+        return as_rgb(rule.to_uint8(decoded.array))
+
+    def open(self):
+        """The image as a PIL RGB image: :meth:`load_rgb`'s pixels."""
+        from PIL import Image
+
+        return Image.fromarray(self.load_rgb())
 
     @property
     def has_pixels(self) -> bool:
@@ -157,8 +184,13 @@ class ImageRecord:
 
     @property
     def suffix(self) -> str:
-        """The file extension to use when this image is written out."""
-        return self.file.suffix.lower() if self.file is not None else ".png"
+        """The file extension to use when this image is written out: the file's own when it
+        is an image format others read, else ``.png`` (a DICOM, a frame of a multi-frame
+        file, an embedded ``imageData``: zoo writes their pixels itself)."""
+        from zoo.files import COMMON_IMAGE_SUFFIXES
+
+        own = self.file.suffix.lower() if self.file is not None else ""
+        return own if own in COMMON_IMAGE_SUFFIXES else ".png"
 
 
 def id_path(image_id: str, suffix: str) -> Path:

@@ -12,13 +12,32 @@ from pathlib import Path
 
 from zoo.errors import DataError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jpe", ".jfif")
+#: Image formats other tools read too: written out under their own name.
+COMMON_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jpe", ".jfif")
+#: Every file name zoo takes for an image (DICOM too, decoded by :mod:`zoo.dicom`); a file
+#: without a suffix is an image when it is DICOM (:func:`is_image_file`).
+IMAGE_SUFFIXES = (*COMMON_IMAGE_SUFFIXES, ".dcm", ".dicom")
 
 
 def is_file(p: str | Path) -> bool:
     """A regular file at ``p``; False (not an exception) for names the filesystem refuses
     (too long, a NUL byte), which come from the user's annotation files."""
     return os.path.isfile(p)
+
+
+def is_image_file(p: str | Path) -> bool:
+    """An image by its name, or a file without a suffix that starts as DICOM does (scanners
+    and PACS exports often write ``IM000123`` with no extension)."""
+    suffix = os.path.splitext(p)[1].lower()
+    if suffix in IMAGE_SUFFIXES:
+        return True
+    # no suffix, or a UID's last number ("1.2.840.10008.5"): look at the bytes
+    return (not suffix or suffix[1:].isdigit()) and is_dicom_head(read_head(Path(p), 132))
+
+
+def is_dicom_head(head: bytes) -> bool:
+    """A DICOM Part 10 file: 128 bytes of preamble, then ``DICM``."""
+    return len(head) >= 132 and head[128:132] == b"DICM"
 
 
 def decode_text(raw: bytes, file: Path) -> str:

@@ -263,12 +263,14 @@ class NnUNet(Backend):
         import numpy as np
         import torch
 
+        from zoo.plugins.nnunet.raw import network_input
+
         if self.predictor is None:
             raise ZooError("nnunet: predict() before fit() or load()")
         for record in images:
-            rgb = record.load_rgb()
-            # nnU-Net's natural-image reader: (channels, 1, H, W), spacing (999, 1, 1)
-            image = np.ascontiguousarray(rgb.transpose(2, 0, 1)[:, None].astype(np.float32))
+            # what the raw dataset holds, as nnU-Net's natural-image reader gives it:
+            # (channels, 1, H, W), spacing (999, 1, 1)
+            image = np.ascontiguousarray(network_input(record)[0][:, None].astype(np.float32))
             with torch.inference_mode(), self._quiet():
                 labels = self.predictor.predict_single_npy_array(image, {"spacing": [999.0, 1.0, 1.0]})
             yield SemanticPrediction(image_id=record.id, label_map=np.asarray(labels)[0].astype(np.uint8))

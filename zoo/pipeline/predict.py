@@ -156,6 +156,15 @@ def _checked_image_size(path: Path) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
+def recorded_intensity(run_dir: Path):
+    """The intensity rule the run trained with (its config.yaml): new images are decoded as
+    its training images were."""
+    from zoo.pipeline.runfolder import RunFolder
+    from zoo.pixels import parse_intensity
+
+    return parse_intensity(RunFolder(run_dir).read_config().get("intensity", "auto"))[1]
+
+
 def load_backend(run_dir: Path, device: str = "auto", registry=None, onnx: Path | None = None):
     """The trained backend of a finished run, ready to predict, and its task, meta and name.
     The checkpoints must be the ones the run wrote (their sha256 is in its manifest).
@@ -227,7 +236,8 @@ def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf
     _check_out(out, images, files)
     run_dir, onnx = _engine_of(run_dir, engine, onnx_dir, reporter)
     backend, task, meta, name = load_backend(run_dir, device, registry, onnx=onnx)
-    records = [_record(f, rid) for f, rid in files]
+    rule = recorded_intensity(run_dir)
+    records = [replace(_record(f, rid), intensity=rule) for f, rid in files]
     preds = list(reporter.track(backend.predict(records), "predicting", total=len(records)))
     check_predictions(task, name, records, preds, meta)
     written = write_labelme_predictions(out, replace(meta, images=records), preds, conf=conf, copy_images=True,

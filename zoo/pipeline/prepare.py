@@ -314,6 +314,30 @@ def choose_auto(setup: Setup, config, train: Dataset, device: str):
     return config, ({c.key: c.to_dict() for c in choices} or None)
 
 
+def choose_pixels(setup: Setup, config, train: Dataset):
+    """``config`` with its intensity rule fitted on the training images (config.yaml keeps the
+    fitted rule, so a resume and ``zoo predict`` decode as training did), and the choice."""
+    from zoo.data.intensity import choose_intensity
+
+    chosen = choose_intensity(config.intensity, train, seed=config.seed)
+    if chosen.rule is not None:
+        setup.reporter.say(f"intensity {chosen.rule.describe()}: {chosen.reason}")
+    return config.model_copy(update={"intensity": chosen.spec}), chosen
+
+
+def intensity_choice(chosen) -> dict:
+    """The manifest's (and the report's) record of the intensity rule."""
+    rule = chosen.rule
+    return {"value": chosen.spec, "reason": chosen.reason if rule is None else f"{rule.describe()}; {chosen.reason}"}
+
+
+def recorded_rule(config):
+    """The rule config.yaml recorded (``none``: 8-bit pixels as they are)."""
+    from zoo.pixels import parse_intensity
+
+    return parse_intensity(config.intensity)[1]
+
+
 def write_prepared(p: Prepared) -> None:
     """config.yaml, split.json, data/ (the vocabularies, and the ground truth exactly as the
     evaluator scores it: zoo-filled polygons as RLE, a COCO file's own annotations as given),
@@ -361,6 +385,7 @@ class Preparer:
     # a new run -------------------------------------------------------------------------------
 
     def _new(self) -> Prepared:
+        from zoo.data.intensity import with_intensity
         from zoo.data.split import data_hash
         from zoo.training.devices import resolve_device
 
@@ -377,10 +402,12 @@ class Preparer:
         for leak in split.leaks:
             setup.reporter.warn(f"--allow-leak: {leak}; the scores measure partly memory")
         device = resolve_device(config.device)
-        data = RunData.of(dataset, label, digest, split)
+        config, intensity = choose_pixels(setup, config, dataset.subset(split.train))
+        data = RunData.of(with_intensity(dataset, intensity.rule), label, digest, split)
         folder = self._claim(self._base_name())
         self.manifest = new_manifest(setup, data, config.seed, device, t_read)
         config, self.manifest.choices = choose_auto(setup, config, data.train, device)
+        self.manifest.choices = {**(self.manifest.choices or {}), "intensity": intensity_choice(intensity)}
         prepared = Prepared(folder, self.manifest, config, device, data, setup.protocol, resumed=False)
         write_prepared(prepared)
         self.say(
@@ -435,6 +462,7 @@ class Preparer:
         """The interrupted run as it was prepared: its config (what is asked now must agree),
         its data (unchanged, by hash), its split and its selection protocol."""
         from zoo.config import dump_config
+        from zoo.data.intensity import with_intensity
         from zoo.data.split import check_split, data_hash
         from zoo.training.devices import resolve_device
 
@@ -462,6 +490,7 @@ class Preparer:
         m.device = resolve_device(config.device)
         if say:
             self.say(f"resuming {folder.path} (done: {', '.join(m.done) or 'nothing'})")
+        dataset = with_intensity(dataset, recorded_rule(config))
         return Prepared(folder, m, config, m.device, RunData.of(dataset, label, digest, split), protocol, resumed=True)
 
     # under a launcher (torchrun): rank 0 prepares, the others follow -----------------------------
