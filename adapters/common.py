@@ -144,6 +144,13 @@ def image_size(file: Path | bytes, name: object = None) -> tuple[int, int]:
     from PIL import Image
 
     what = name if name is not None else file
+    if not isinstance(file, (bytes, bytearray)):
+        from zoo.files import is_dicom_head, read_head
+        from zoo.pixels import split_frame
+
+        path, frame = split_frame(file)
+        if frame is not None or is_dicom_head(read_head(path, 132)):
+            return _frame_size(path, frame, what)
     src = io.BytesIO(file) if isinstance(file, (bytes, bytearray)) else file
     try:
         with pywarnings.catch_warnings():
@@ -163,6 +170,20 @@ def image_size(file: Path | bytes, name: object = None) -> tuple[int, int]:
         raise DataError(what, f"is {w}x{h} pixels, more than zoo's limit of {max_image_pixels():,} "
                               "(a decompression bomb?); not opened")
     return (h, w) if orient in (5, 6, 7, 8) else (w, h)
+
+
+def _frame_size(path: Path, frame: int | None, what: object) -> tuple[int, int]:
+    """(width, height) of a DICOM file or of a frame of a multi-frame file, from its header."""
+    from zoo.files import is_dicom_head, read_head
+
+    if is_dicom_head(read_head(path, 132)):
+        from zoo.dicom import dicom_size
+
+        return dicom_size(path, what, frame)
+    from zoo.pixels import decode
+
+    h, w = decode(f"{path}#{frame}", what).array.shape[:2]  # a TIFF page: its own size
+    return w, h
 
 
 def decode_image_data(data, file: Path) -> bytes:

@@ -234,6 +234,9 @@ class Dataset:
     # Physical size of a pixel, (row, column) in millimetres, from zoo.yaml: boundary
     # distances (HD95, ASSD) are reported in millimetres when given, else in pixels.
     pixel_spacing: tuple[float, float] | None = None
+    # Each image's pixel size (row, column) in mm as its own header states it (DICOM
+    # PixelSpacing, a NIfTI's zooms), by image id: used where zoo.yaml gives no pixel_spacing.
+    image_spacing: dict[str, tuple[float, float]] = field(default_factory=dict)
     root: Path | None = None
     format: str = ""
     warnings: list[Problem] = field(default_factory=list)
@@ -254,6 +257,10 @@ class Dataset:
     def meta(self) -> Dataset:
         """The same dataset without images: the vocabularies a trained model needs."""
         return replace(self, images=[], warnings=[])
+
+    def spacing_of(self, image_id: str) -> tuple[float, float] | None:
+        """The pixel size (row, column) in mm of an image: zoo.yaml's, else its header's, else None."""
+        return self.pixel_spacing or self.image_spacing.get(image_id)
 
     def subset(self, ids: Iterable[str]) -> Dataset:
         """The images with these ids, in the order given."""

@@ -40,13 +40,19 @@ def frames(ds) -> int:
     return int(ds.get("NumberOfFrames", 1) or 1)
 
 
-def dicom_size(path: Path, where: object = None) -> tuple[int, int]:
-    """(width, height) from the header, the pixel data checked to be there."""
+def dicom_size(path: Path, where: object = None, frame: int | None = None) -> tuple[int, int]:
+    """(width, height) from the header, the pixel data (and the frame) checked to be there."""
     ds = read_header(path, where)
-    if "Rows" not in ds or "Columns" not in ds:
-        raise DataError(where or path, "is a DICOM file without pixel data (a report, a structured document?); "
-                                       "not an image")
+    _check_image(ds, frame, where or path)
     return int(ds.Columns), int(ds.Rows)
+
+
+def _check_image(ds, frame: int | None, where: object) -> None:
+    if "Rows" not in ds or "Columns" not in ds:
+        raise DataError(where, "is a DICOM file without pixel data (a report, a structured document?); not an image")
+    n = frames(ds)
+    if frame is not None and frame >= n:
+        raise DataError(where, f"has {n} frame(s); frame {frame} does not exist")
 
 
 def dicom_is_deep(path: Path) -> bool:
@@ -67,11 +73,8 @@ def decode_dicom(path: Path, frame: int | None, where: object) -> dict:
     import numpy as np
 
     ds = read_header(path, where)
+    _check_image(ds, frame, where)
     n = frames(ds)
-    if frame is not None and frame >= n:
-        raise DataError(where, f"has {n} frame(s); frame {frame} does not exist")
-    if "Rows" not in ds:
-        raise DataError(where, "is a DICOM file without pixel data (a report, a structured document?); not an image")
     a = _pixel_array(path, ds, frame if n > 1 else None, where)
     if n > 1 and frame is None:
         a = a[0]  # the file named without a frame: its first
@@ -109,15 +112,21 @@ def _pixel_array(path: Path, ds, frame: int | None, where: object):
         return pixel_array(path, index=frame)  # one frame decoded, not the whole file
     except Exception as e:  # noqa: BLE001 -- missing decoders, truncated data: all mean "no pixels"
         syntax = getattr(ds.file_meta, "TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
-        if syntax is not None and syntax.is_compressed and _no_decoder(e):
+        if syntax is not None and syntax.is_compressed and _no_decoder(syntax):
             raise DataError(where, f"is compressed as {syntax.name} and no installed decoder reads it "
-                                   f"({EXTRA} installs pylibjpeg and its plugins)") from None
+                                   f"({EXTRA} installs pylibjpeg and its plugins; or decompress it: "
+                                   "gdcmconv --raw)") from None
         raise DataError(where, f"DICOM pixel data does not decode ({type(e).__name__}: {e})") from None
 
 
-def _no_decoder(e: Exception) -> bool:
-    text = str(e).lower()
-    return "plugin" in text or "decoder" in text or "missing required dependencies" in text
+def _no_decoder(syntax) -> bool:
+    """No installed pydicom plugin decodes ``syntax`` (pydicom knows none for some)."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        return not get_decoder(syntax).is_available
+    except NotImplementedError:
+        return True
 
 
 def _modality(a, ds, bits: int):

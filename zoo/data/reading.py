@@ -122,7 +122,9 @@ def read_dataset(path: str | Path, fmt: str = "auto", labels: str | Path | None 
     with cyclic_gc_paused():
         dataset = reader(path, **kwargs)
     dataset.format = dataset.format or name
-    return dataset
+    from zoo.data.headers import adopt_header_facts
+
+    return adopt_header_facts(dataset)
 
 
 def image_folder(images: str | Path, reader_name: str, reader) -> Path:

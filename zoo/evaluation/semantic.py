@@ -129,8 +129,9 @@ class BoundaryDistances:
         self.assd: list[list[float]] = [[] for _ in range(n_classes)]
         self.one_side_empty = [0] * n_classes
 
-    def add(self, gt_map, pred_map) -> None:
-        """One image's label maps (truth may hold 255, which is neither side's class)."""
+    def add(self, gt_map, pred_map, spacing=None) -> None:
+        """One image's label maps (truth may hold 255, which is neither side's class), and its
+        own pixel spacing when the dataset has none for all images."""
         import numpy as np
 
         from zoo.evaluation.surface import hd95_assd
@@ -138,7 +139,7 @@ class BoundaryDistances:
         pred_map = np.where(gt_map == IGNORE, 0, pred_map)
         present = np.bincount(gt_map.ravel(), minlength=256)[: self.n] + np.bincount(pred_map.ravel(), minlength=self.n)
         for c in np.flatnonzero(present[1:]) + 1:  # foreground classes on either side
-            hd, asd = hd95_assd(pred_map == c, gt_map == c, self.spacing)
+            hd, asd = hd95_assd(pred_map == c, gt_map == c, self.spacing or spacing)
             if np.isinf(hd):
                 self.one_side_empty[c] += 1
             else:
@@ -173,9 +174,9 @@ class SemanticEvaluator(Evaluator):
         self.per_image: list = []  # each image's confusion matrix, kept for ci95 only
 
     def process(self, gt: ImageRecord, pred: SemanticPrediction | None) -> None:
-        self.process_maps(label_map_for(gt, self.meta), pred, gt.id)
+        self.process_maps(label_map_for(gt, self.meta), pred, gt.id, self.meta.image_spacing.get(gt.id))
 
-    def process_maps(self, gt_map, pred: SemanticPrediction | Any, image_id: str = "?") -> None:
+    def process_maps(self, gt_map, pred: SemanticPrediction | Any, image_id: str = "?", spacing=None) -> None:
         """Add a ground-truth label map and a prediction (label map or SemanticPrediction)."""
         import numpy as np
 
@@ -187,7 +188,7 @@ class SemanticEvaluator(Evaluator):
             confusion_update(target, gt_map, pred_map)
         except ValueError as e:
             raise ZooError(f"image '{image_id}': {e}") from None
-        self.distances.add(gt_map, pred_map)
+        self.distances.add(gt_map, pred_map, spacing)
         if ci95:
             self.confusion += target
             self.per_image.append(target)
@@ -227,7 +228,8 @@ class SemanticEvaluator(Evaluator):
         metrics["confusion_matrix"] = self.confusion.tolist()
         metrics["classes"] = list(self.names)
         metrics["images"] = self.images
-        metrics["conventions"] = _conventions(self.names[0], self.meta.pixel_spacing)
+        metrics["conventions"] = _conventions(self.names[0], self.meta.pixel_spacing or (
+            "headers" if self.meta.image_spacing else None))
         if self.per_image:
             from zoo.evaluation import bootstrap
 
@@ -286,6 +288,8 @@ def _insert_after(d: dict, key: str, new: dict) -> dict:
 
 
 def _unit(spacing) -> str:
+    if spacing == "headers":
+        return "millimetres (each image's pixel spacing from its own header: DICOM PixelSpacing, NIfTI zooms)"
     return f"millimetres (pixel_spacing {list(spacing)} from zoo.yaml)" if spacing else "pixels"
 
 
