@@ -126,7 +126,7 @@ def test_compressed_with_and_without_a_decoder(tmp_path):
         decode(tmp_path / "ht.dcm")
 
 
-def dicom_mask_folder(root: Path, n=6, spacing=(0.5, 0.5)) -> Path:
+def dicom_mask_folder(root: Path, n=6, spacing=(0.5, 0.5), per_patient=2) -> Path:
     from PIL import Image
 
     (root / "images").mkdir(parents=True)
@@ -136,7 +136,7 @@ def dicom_mask_folder(root: Path, n=6, spacing=(0.5, 0.5)) -> Path:
         m = np.zeros((H, W), np.uint8)
         m[4 + k % 3: 14 + k % 3, 6:20] = 1
         a[m == 1] = 3000 + k
-        write_dicom(root / "images" / f"case{k}.dcm", a, patient=f"P{k // 2}", spacing=spacing, slope=1.0,
+        write_dicom(root / "images" / f"case{k}.dcm", a, patient=f"P{k // per_patient}", spacing=spacing, slope=1.0,
                     intercept=-1024.0)
         Image.fromarray(m).save(root / "masks" / f"case{k}.png")
     return root
@@ -153,7 +153,7 @@ def test_dicom_and_mask_folders_read_with_groups_and_spacing(tmp_path):
 def test_unet_on_dicoms_and_masks_reports_hd95_in_mm_without_zoo_yaml(tmp_path):
     from zoo.cli import main
 
-    dicom_mask_folder(tmp_path / "data", spacing=(2.0, 2.0))
+    dicom_mask_folder(tmp_path / "data", n=8, spacing=(2.0, 2.0), per_patient=1)
     out = tmp_path / "runs"
     try:
         main(["run", "--task", "semantic-seg", "--backend", "unet", "--data", str(tmp_path / "data"), "--epochs", "1",
