@@ -3,6 +3,7 @@ prediction batches."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -89,9 +90,17 @@ def epoch_loader(data: Any, s: TrainConfig, collate: Callable | None, epoch: int
         collate_fn=collate,
         num_workers=s.workers,
         persistent_workers=False,
+        # killed with zoo at once (torch's own watchdog notices a dead parent only every 5 s)
+        worker_init_fn=functools.partial(_die_with, os.getpid()) if s.workers else None,
         drop_last=_drops_last(_rank_share(len(data)), s),
         **order,
     )
+
+
+def _die_with(parent: int, worker_id: int) -> None:
+    from zoo.lifetime import die_with_parent
+
+    die_with_parent(parent=parent)
 
 
 def _rank_share(n: int) -> int:
