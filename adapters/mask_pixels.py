@@ -27,15 +27,10 @@ def is_lossy(file: Path) -> bool:
     return file.suffix.lower() in LOSSY_SUFFIXES
 
 
-def mask_size(file: Path) -> tuple[int, int]:
-    """(width, height) from the mask's header."""
-    from zoo.adapters.common import image_size
-
-    return image_size(file)
-
-
-def mask_values(file: Path, table: MaskClasses) -> np.ndarray:
-    """The ``(H, W)`` class values of a mask file (colours mapped through ``table``)."""
+def mask_values(file: Path, table: MaskClasses, image: Path, size: tuple[int, int]) -> tuple[np.ndarray, list[int]]:
+    """The ``(H, W)`` class values of a mask file (colours mapped through ``table``) and the
+    values present; a mask of another size than its ``image`` (``size``: width, height) is an
+    error naming both, found from the header before anything is decoded."""
     import warnings as pywarnings
 
     from PIL import Image
@@ -44,22 +39,27 @@ def mask_values(file: Path, table: MaskClasses) -> np.ndarray:
         with pywarnings.catch_warnings():
             pywarnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(file) as img:
+                if img.size != tuple(size):
+                    raise DataError(file, f"is {img.width}x{img.height} but its image {image.name} is "
+                                          f"{size[0]}x{size[1]}; zoo never resizes a mask (it would move the outlines)")
                 if img.mode == "P" and table.colors:
                     img = img.convert("RGB")
                 elif img.mode in ("LA", "PA"):
                     img = img.getchannel(0)
-                elif img.mode not in ("1", "L", "P", "I;16", "I;16B", "I;16L", "I", "RGB"):
+                elif img.mode == "1":
+                    img = img.convert("L")
+                elif img.mode not in ("L", "P", "I;16", "I;16B", "I;16L", "I", "RGB"):
                     img = img.convert("RGB")
                 arr = np.asarray(img)
+    except DataError:
+        raise
     except Exception as e:  # noqa: BLE001 -- PIL raises many types on damaged files; all mean "unreadable"
         raise DataError(file, f"is not a mask PIL can read ({type(e).__name__}: {e})") from None
-    if arr.dtype == bool:
-        return arr.view(np.uint8)
     if arr.ndim == 3:
-        return _colour_values(arr[..., :3], file, table)
+        arr = _colour_values(arr[..., :3], file, table)
     if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
         raise DataError(file, "holds negative values; a mask holds class indices 0, 1, 2, ...")
-    return arr
+    return arr, present_values(arr)
 
 
 def _colour_values(rgb: np.ndarray, file: Path, table: MaskClasses) -> np.ndarray:
@@ -85,39 +85,54 @@ def half_range(values: np.ndarray) -> int:
 
 
 def present_values(values: np.ndarray) -> list[int]:
+    """The values in a mask, sorted. Most masks hold two (binary) or one: found from the
+    extremes in three quick passes; a histogram only for more."""
+    if not values.size:
+        return []
+    lo, hi = int(values.min()), int(values.max())
+    if lo == hi or not np.count_nonzero((values != lo) & (values != hi)):
+        return sorted({lo, hi})
     if values.dtype in (np.uint8, np.uint16):
         return np.flatnonzero(np.bincount(values.ravel())).tolist()
     return np.unique(values).tolist()
 
 
-def binary_foreground(values: np.ndarray, present: list[int], table: MaskClasses, file: Path,
+def column_major(values: np.ndarray) -> np.ndarray:
+    """``values`` transposed into its own memory: a comparison on it, transposed back, is a
+    column-major (H, W) array, the order COCO RLE is encoded in (no copy per class)."""
+    return np.ascontiguousarray(values.T)
+
+
+def binary_foreground(values_t: np.ndarray, present: list[int], table: MaskClasses, file: Path,
                       warnings_said: set[str]) -> np.ndarray | None:
-    """The foreground pixels of a binary mask (None: none), thresholded when soft or lossy."""
+    """The foreground pixels of a binary mask (None: none), thresholded when soft or lossy;
+    ``values_t`` and the result are column-major (:func:`column_major`)."""
     fg = [v for v in present if v not in table.background and v not in table.ignore]
     if not fg:
         return None
     if len(fg) == 1 and not is_lossy(file):
-        return values == fg[0]
-    half = half_range(values)
+        return (values_t == fg[0]).T
+    half = half_range(values_t)
     if is_lossy(file) or max(fg) >= half:
         warnings_said.add("lossy" if is_lossy(file) else "soft")
-        m = values >= half
+        m = values_t >= half
         if table.ignore:
-            m &= ~np.isin(values, list(table.ignore))
-        return m if m.any() else None
+            m &= ~np.isin(values_t, list(table.ignore))
+        return m.T if m.any() else None
     named = f"{table.source} names one class" if table.source else "no class list names its classes"
     raise DataError(file, f"holds the values {_listed(present)}: more than one class, but {named}; list them, "
                           "one per value, in class_names.txt (_background_ first) or zoo.yaml categories")
 
 
-def mask_instances(values: np.ndarray, table: MaskClasses, file: Path, warnings_said: set[str]) -> list[DraftInstance]:
+def mask_instances(values: np.ndarray, present: list[int], table: MaskClasses, file: Path,
+                   warnings_said: set[str]) -> list[DraftInstance]:
     """One object per class present (its pixels as an RLE) and one ignored region per
     ignored value; background gives none."""
-    present = present_values(values)
+    values_t = column_major(values)
     source = Source(str(file))
     out = []
     if table.binary:
-        fg = binary_foreground(values, present, table, file, warnings_said)
+        fg = binary_foreground(values_t, present, table, file, warnings_said)
         if fg is not None:
             out.append(mask_instance(table.foreground, fg, source))
     else:
@@ -130,20 +145,22 @@ def mask_instances(values: np.ndarray, table: MaskClasses, file: Path, warnings_
             if v not in table.names:
                 raise DataError(file, f"holds the value {v}, which is no class of {table.source} "
                                       f"(values {_listed(sorted(table.names))})")
-            out.append(mask_instance(table.names[v], values == v, source))
+            out.append(mask_instance(table.names[v], (values_t == v).T, source))
     for v in sorted(set(present) & table.ignore):
-        out.append(mask_instance(None, values == v, source))
+        out.append(mask_instance(None, (values_t == v).T, source))
     return out
 
 
 def mask_instance(label: str | None, mask: np.ndarray, source: Source) -> DraftInstance:
-    """One object: the pixels of ``mask`` as an RLE, its box, ``label`` None: an ignored region."""
+    """One object: the pixels of ``mask`` (best column-major: encoded without a copy) as an
+    RLE and its box; ``label`` None: an ignored region."""
+    from pycocotools import mask as mask_utils
+
     from zoo.data.raster import mask_to_rle
 
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    box = (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
-    return DraftInstance(label, box, mask=mask_to_rle(mask), ignore=label is None, source=source)
+    rle = mask_to_rle(mask)
+    x, y, w, h = mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).tolist()
+    return DraftInstance(label, (x, y, x + w, y + h), mask=rle, ignore=label is None, source=source)
 
 
 def _listed(values: list[int], n: int = 8) -> str:

@@ -137,7 +137,7 @@ def read(path: str | Path, *, labels=None, images: Path | None = None) -> Datase
     from zoo.adapters.common import image_size
     from zoo.adapters.mask_classes import find_classes
     from zoo.adapters.mask_pairs import find_pairs
-    from zoo.adapters.mask_pixels import mask_instances, mask_size, mask_values
+    from zoo.adapters.mask_pixels import mask_instances, mask_values
     from zoo.data.builder import DatasetBuilder, DraftRecord
     from zoo.data.dataset_config import load_dataset_config
     from zoo.dataset import ImageRecord, Source
@@ -159,13 +159,9 @@ def read(path: str | Path, *, labels=None, images: Path | None = None) -> Datase
     pairs = pairing.pairs
     for pair in track(pairs, "reading masks", total=len(pairs)) if len(pairs) > 200 else pairs:
         w, h = image_size(pair.image)
-        mw, mh = mask_size(pair.mask)
-        if (mw, mh) != (w, h):
-            raise DataError(pair.mask, f"is {mw}x{mh} but its image {pair.image.name} is {w}x{h}; "
-                                       "zoo never resizes a mask (it would move the outlines)")
-        values = mask_values(pair.mask, table)
+        values, present = mask_values(pair.mask, table, pair.image, (w, h))
         rec = ImageRecord(id=pair.id, width=w, height=h, file=pair.image, source=Source(str(pair.mask)))
-        builder.add(DraftRecord(rec, mask_instances(values, table, pair.mask, said)))
+        builder.add(DraftRecord(rec, mask_instances(values, present, table, pair.mask, said)))
     if "lossy" in said:
         builder.warn(root, "masks are JPEG (lossy): values >= half their range read as foreground")
     if "soft" in said:

@@ -112,7 +112,7 @@ def sniff(path: Path) -> float:
 def read(path: str | Path, *, labels=None) -> Dataset:
     from zoo.adapters.common import image_size
     from zoo.adapters.mask_classes import MaskClasses, find_classes
-    from zoo.adapters.mask_pixels import binary_foreground, mask_instance, mask_size, mask_values, present_values
+    from zoo.adapters.mask_pixels import binary_foreground, column_major, mask_instance, mask_values
     from zoo.data.builder import DatasetBuilder, DraftRecord
     from zoo.data.dataset_config import load_dataset_config
     from zoo.dataset import ImageRecord, Source
@@ -138,12 +138,8 @@ def read(path: str | Path, *, labels=None) -> Dataset:
         w, h = image_size(obj.image)
         instances = []
         for cls, m in obj.masks:
-            mw, mh = mask_size(m)
-            if (mw, mh) != (w, h):
-                raise DataError(m, f"is {mw}x{mh} but its image {obj.image.name} is {w}x{h}; "
-                                   "zoo never resizes a mask (it would move the outlines)")
-            values = mask_values(m, plain)
-            fg = binary_foreground(values, present_values(values), plain, m, said)
+            values, present = mask_values(m, plain, obj.image, (w, h))
+            fg = binary_foreground(column_major(values), present, plain, m, said)
             if fg is None:
                 builder.warn(m, "mask is empty; no object")
                 continue

@@ -122,7 +122,9 @@ def mask_to_rle(mask: np.ndarray) -> dict:
     """COCO compressed RLE ``{"size": [h, w], "counts": str}`` of a 2-D mask."""
     from pycocotools import mask as mask_utils
 
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    # a bool mask is viewed as bytes (no copy); one already column-major is encoded as it is
+    m = mask.view(np.uint8) if isinstance(mask, np.ndarray) and mask.dtype == bool else np.asarray(mask, dtype=np.uint8)
+    rle = mask_utils.encode(np.asfortranarray(m))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
