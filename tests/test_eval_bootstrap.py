@@ -96,3 +96,58 @@ def test_no_interval_when_not_asked():
     ds = random_dataset(5, seed=1)
     m = evaluate("detect", ds, [InstancePredictions(r.id, []) for r in ds.images], ci95=False)
     assert "ci95" not in m and "ci95" not in m["conventions"]
+
+
+# -- the cluster bootstrap: groups (patients) resampled whole ------------------------------------
+
+
+def test_cluster_weights_with_one_image_per_group_are_the_image_weights():
+    groups = [f"patient-{k}" for k in range(37)]
+    assert np.array_equal(bootstrap.cluster_weights(groups), bootstrap.image_weights(37))
+    assert np.array_equal(bootstrap.cluster_weights(groups, 11, seed=4), bootstrap.image_weights(37, 11, seed=4))
+
+
+def test_cluster_weights_draw_whole_groups():
+    groups = ["a", "b", "a", "c", "b", "a"]
+    w = bootstrap.cluster_weights(groups)
+    assert np.array_equal(w[:, 0], w[:, 2]) and np.array_equal(w[:, 0], w[:, 5]) and np.array_equal(w[:, 1], w[:, 4])
+    per_group = w[:, [0, 1, 3]]  # one column per group: each resample draws 3 groups in all
+    assert (per_group.sum(1) == 3).all() and not np.array_equal(w[:, 0], w[:, 1])
+
+
+def _grouped(ds, preds, copies):
+    """Each image ``copies`` times, the copies of one image one group (one patient's slices)."""
+    images, out = [], []
+    for k in range(copies):
+        for r, p in zip(ds.images, preds):
+            images.append(dataclasses.replace(r, id=f"{k}/{r.id}", group=r.id))
+            out.append(dataclasses.replace(p, image_id=f"{k}/{r.id}"))
+    return dataclasses.replace(ds, images=images), out
+
+
+@pytest.mark.parametrize("task", ["detect", "classify"])
+def test_grouped_images_widen_the_interval_and_one_per_group_changes_nothing(task):
+    if task == "classify":
+        ds = random_dataset(40, seed=8)
+        ds = dataclasses.replace(ds, classes=["a", "b"], images=[dataclasses.replace(r, labels=[k % 2])
+                                                                for k, r in enumerate(ds.images)])
+        rng = np.random.default_rng(9)
+        preds = [ClassPrediction(r.id, int(r.labels[0] if rng.random() < 0.7 else 1 - r.labels[0])) for r in ds.images]
+        key = "accuracy"
+    else:
+        ds = random_dataset(40, seed=8)
+        preds = random_predictions(ds, seed=9)
+        key = "AP"
+    plain = evaluate(task, ds, preds)
+    named = evaluate(task, dataclasses.replace(ds, images=[dataclasses.replace(r, group=f"P-{r.id}") for r in ds.images]),
+                     preds)  # every patient one image: the image bootstrap, draw for draw
+    assert named["ci95"] == plain["ci95"] and "over images" in named["conventions"]["ci95"]["method"]
+    ds5, preds5 = _grouped(ds, preds, 5)
+    grouped = evaluate(task, ds5, preds5)
+    loose = evaluate(task, dataclasses.replace(ds5, images=[dataclasses.replace(r, group=None) for r in ds5.images]),
+                     preds5)  # the same images taken as 200 independent ones
+    assert grouped[key] == pytest.approx(plain[key], abs=1e-9) and loose[key] == grouped[key]
+    assert "cluster bootstrap: 40 groups" in grouped["conventions"]["ci95"]["method"]
+    # five slices of one patient are one sample, not five: as wide as 40 patients allow, not 200
+    assert abs(_width(grouped["ci95"][key]) - _width(plain["ci95"][key])) < 0.25 * _width(plain["ci95"][key])
+    assert _width(loose["ci95"][key]) < 0.7 * _width(grouped["ci95"][key])

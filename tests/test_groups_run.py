@@ -52,6 +52,8 @@ def test_run_keeps_patients_whole_and_says_how_many_each_split_holds(tmp_path, r
     assert len(parts["val"]) == 2 and len(split["val"]) == 6
     report = (run / "report.md").read_text()
     assert "grouped by zoo.yaml groups: groups.csv" in report and f"val {len(parts['val'])} groups" in report
+    metrics = json.loads((run / "metrics.json").read_text())  # the interval resamples the 2 val patients
+    assert "cluster bootstrap: 2 groups" in metrics["conventions"]["ci95"]["method"]
 
 
 def test_a_leaking_data_split_stops_the_run_unless_allowed(tmp_path, registry):
@@ -71,7 +73,7 @@ def test_a_leaking_data_split_stops_the_run_unless_allowed(tmp_path, registry):
 
 def test_compare_folds_keep_patients_whole(tmp_path, registry):
     root = patients(tmp_path / "d", n=6, slices=3)  # class folders: classify
-    opts = CompareOptions(task="classify", backends=["toy"], data=root, out=tmp_path / "runs", registry=registry,
+    opts = CompareOptions(task="classify", backends=["toy", "oracle"], data=root, out=tmp_path / "runs", registry=registry,
                           flags={"device": "cpu"}, folds=3, samples=0, group=r"(P\d+)_")
     result = compare(opts)
     info = json.loads((result.folder / "compare.json").read_text())
@@ -81,4 +83,6 @@ def test_compare_folds_keep_patients_whole(tmp_path, registry):
         split = json.loads((result.folder / f"fold-{i}" / "split.json").read_text())
         val = {_patient_of(x) for x in split["val"]}
         assert len(val) == 2 and not val & {_patient_of(x) for x in split["train"] + split["selection"]}
-    assert "every group whole in one part" in (result.folder / "leaderboard.md").read_text()
+    board = (result.folder / "leaderboard.md").read_text()
+    assert "every group whole in one part" in board
+    assert "paired bootstrap over groups (6 patients" in board  # the verdict resamples patients

@@ -354,6 +354,17 @@ def _selected(units: dict, strata: dict[str, list[str]], n: int, seed: int) -> l
     return chosen
 
 
+def grouped_dataset(dataset: Dataset, split: Split) -> Dataset:
+    """``dataset`` with each image of ``split.groups`` carrying its group
+    (:attr:`zoo.dataset.ImageRecord.group`), which the evaluators' ``ci95`` resamples whole
+    (the cluster bootstrap); the dataset itself when nothing changes."""
+    of = {i: g for g, ids in split.groups.items() for i in ids}
+    if not of or all(r.group == of.get(r.id, r.group) for r in dataset.images):
+        return dataset
+    return replace(dataset, images=[r if of.get(r.id, r.group) == r.group else replace(r, group=of[r.id])
+                                    for r in dataset.images])
+
+
 def write_split(split: Split, path: Path) -> None:
     from zoo.atomic import write_json
 

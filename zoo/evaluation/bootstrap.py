@@ -1,8 +1,14 @@
-"""95% bootstrap intervals over images for the headline numbers (``ci95`` in metrics.json).
+"""95% bootstrap intervals over images -- or over groups -- for the headline numbers (``ci95``
+in metrics.json).
 
 The images scored are resampled with replacement (:data:`RESAMPLES` times, numpy's
 ``default_rng(SEED)``), and each resample's score is re-aggregated from the per-image results
-the evaluation already computed -- nothing is re-matched and no IoU is recomputed:
+the evaluation already computed -- nothing is re-matched and no IoU is recomputed. When the
+images are grouped (:attr:`zoo.dataset.ImageRecord.group`: patients, studies, volumes; see
+:mod:`zoo.data.groups`), the groups are resampled instead, each drawn group bringing all its
+images (the cluster bootstrap): the slices of one patient are not independent samples, and
+resampling them as if they were makes the interval too narrow. With one image per group the
+two are the same draws (:func:`cluster_weights` equals :func:`image_weights`, same seed).
 
 * COCO AP / AP50: the per-image matching faster-coco-eval's ``evaluate`` made (for each
   category and image, which detection matched at which IoU threshold, which were ignored,
@@ -29,10 +35,13 @@ SEED = 0
 RESAMPLES_PER_BLOCK = 250
 
 
-def method() -> dict[str, Any]:
-    """The ``conventions`` entry describing ``ci95``."""
+def method(groups: int | None = None) -> dict[str, Any]:
+    """The ``conventions`` entry describing ``ci95`` (``groups``: the cluster bootstrap's number
+    of groups; None: over images)."""
+    unit = (f"groups (cluster bootstrap: {groups} groups -- patients, studies, volumes -- resampled whole)"
+            if groups is not None else "images")
     return {
-        "method": "percentile bootstrap over images (2.5th-97.5th percentile of the resampled scores)",
+        "method": f"percentile bootstrap over {unit} (2.5th-97.5th percentile of the resampled scores)",
         "resamples": RESAMPLES,
         "seed": SEED,
         "source": "the evaluation's own per-image results (COCO matching, confusion matrices), re-weighted; "
@@ -50,6 +59,39 @@ def image_weights(n_images: int, resamples: int | None = None, seed: int = SEED)
     draws = rng.integers(0, n_images, size=(resamples, n_images))
     draws += np.arange(resamples)[:, None] * n_images
     return np.bincount(draws.ravel(), minlength=resamples * n_images).reshape(resamples, n_images).astype(np.float64)
+
+
+def group_keys(records) -> list:
+    """Each record's group for :func:`cluster_weights`: its ``group``, else the image itself."""
+    return [(0, r.id) if r.group is None else (1, r.group) for r in records]
+
+
+def clustered(groups) -> int | None:
+    """The number of groups when some group holds several images (the cluster bootstrap
+    applies), else None."""
+    n = len(set(groups))
+    return n if n < len(groups) else None
+
+
+def cluster_weights(groups, resamples: int | None = None, seed: int = SEED):
+    """``(resamples, images)`` float64 for images in the groups ``groups`` (one key per image):
+    each resample draws as many groups as there are, with replacement; an image weighs as
+    often as its group was drawn. Groups are numbered by first appearance, so with one image
+    per group this is :func:`image_weights` (the same draws)."""
+    import numpy as np
+
+    index: dict = {}
+    of = np.array([index.setdefault(g, len(index)) for g in groups], dtype=np.int64)
+    return image_weights(len(index), resamples, seed)[:, of] if len(of) else image_weights(0, resamples, seed)
+
+
+def ci95(resampled, groups: list, n: int) -> tuple[dict[str, list[float] | None], dict[str, Any]]:
+    """``ci95`` and its ``conventions`` entry for an evaluator's ``resampled(weights)`` over its
+    ``n`` scored images in ``groups`` (one key per image, :func:`group_keys`; when they do not
+    line up -- images added without their record -- each image is its own group)."""
+    if len(groups) != n:
+        groups = list(range(n))
+    return intervals(resampled(cluster_weights(groups))), method(clustered(groups))
 
 
 def intervals(samples: dict[str, Any]) -> dict[str, list[float] | None]:
@@ -76,7 +118,9 @@ def accuracy_samples(correct, weights):
     """Accuracy of each resample from each image's right (1) / wrong (0)."""
     import numpy as np
 
-    return weights @ np.asarray(correct, dtype=np.float64) / weights.sum(1)
+    # a resample that drew none of these images (one fold's share of a pooled draw): NaN, left out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return weights @ np.asarray(correct, dtype=np.float64) / weights.sum(1)
 
 
 # -- semantic-seg -----------------------------------------------------------------------------

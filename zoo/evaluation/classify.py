@@ -28,6 +28,7 @@ from typing import Any
 
 from zoo import __version__
 from zoo.dataset import ImageRecord
+from zoo.evaluation import bootstrap
 from zoo.evaluation.base import Evaluator
 from zoo.errors import ZooError
 from zoo.predictions import ClassPrediction
@@ -44,6 +45,7 @@ class ClassifyEvaluator(Evaluator):
         self.truths: list[int] = []
         self.scores: list[list[float] | None] = []
         self.correct: list[bool] = []  # each image right or wrong, for ci95
+        self.groups: list = []  # each scored image's group, for ci95 (bootstrap.group_keys)
 
     def process(self, gt: ImageRecord, pred: ClassPrediction | None) -> None:
         if len(gt.labels) != 1:
@@ -51,6 +53,7 @@ class ClassifyEvaluator(Evaluator):
         if pred is None:
             raise ZooError(f"no prediction for image '{gt.id}'")
         self.add(gt.labels[0], pred.label, gt.id, scores=pred.scores)
+        self.groups += bootstrap.group_keys([gt])
 
     def add(self, truth: int, predicted: int, image_id: str = "?", scores: list[float] | None = None) -> None:
         n = len(self.names)
@@ -88,11 +91,8 @@ class ClassifyEvaluator(Evaluator):
             "conventions": _conventions(),
         }
         if self.options.get("ci95"):
-            from zoo.evaluation import bootstrap
-
-            weights = bootstrap.image_weights(len(self.correct))
-            metrics["ci95"] = bootstrap.intervals(self.resampled(weights))
-            metrics["conventions"]["ci95"] = bootstrap.method()
+            metrics["ci95"], metrics["conventions"]["ci95"] = bootstrap.ci95(self.resampled, self.groups,
+                                                                             len(self.correct))
         return metrics
 
     def _per_class(self, r: ClassRates, auc) -> dict[str, dict[str, Any]]:
@@ -112,8 +112,6 @@ class ClassifyEvaluator(Evaluator):
         return rows
 
     def resampled(self, weights) -> dict[str, Any]:
-        from zoo.evaluation import bootstrap
-
         return {"accuracy": bootstrap.accuracy_samples(self.correct, weights)}
 
     def plot(self, out_dir: Path) -> list[Path]:

@@ -359,8 +359,7 @@ class CocoEvaluator(Evaluator):
         metrics["detections"] = len(results)
         metrics["conventions"] = conventions(ev, self.meta, self._records, self.polygon_raster, sigmas, sigma_source)
         if self.ci95:
-            metrics["ci95"] = self._intervals(ev)
-            metrics["conventions"]["ci95"] = bootstrap.method()
+            metrics["ci95"], metrics["conventions"]["ci95"] = self._intervals(ev)
         if self.box_ap and self.iou_type != "bbox":
             metrics["bbox"] = self._box_ap(gt)
         return metrics
@@ -389,11 +388,13 @@ class CocoEvaluator(Evaluator):
         out["per_class"] = {k: v["AP"] for k, v in self._per_class(box, gt).items()}
         return out
 
-    def _intervals(self, ev) -> dict[str, list[float] | None]:
-        """Bootstrap intervals of AP and AP50 from the matching ``ev`` already made."""
+    def _intervals(self, ev) -> tuple[dict[str, list[float] | None], dict[str, Any]]:
+        """Bootstrap intervals of AP and AP50 from the matching ``ev`` already made (over the
+        records' groups when they have some), and their conventions entry."""
         # the per-image matching, kept (small arrays, not the COCOeval) for resampled()
         self._matching = bootstrap.coco_matching(ev), ev.params.recThrs
-        return bootstrap.intervals(self.resampled(bootstrap.image_weights(len(ev._paramsEval.imgIds))))
+        # one image id per record, 1..N in processing order (GroundTruth): the records' groups line up
+        return bootstrap.ci95(self.resampled, bootstrap.group_keys(self._records), len(ev._paramsEval.imgIds))
 
     def resampled(self, weights) -> dict[str, Any]:
         matching, rec_thrs = self._matching

@@ -39,6 +39,7 @@ from typing import Any
 
 from zoo import __version__
 from zoo.dataset import ImageRecord
+from zoo.evaluation import bootstrap
 from zoo.evaluation.base import Evaluator
 from zoo.errors import ZooError
 from zoo.predictions import SemanticPrediction
@@ -172,9 +173,11 @@ class SemanticEvaluator(Evaluator):
         self.distances = BoundaryDistances(len(self.names), self.meta.pixel_spacing)
         self.images = 0
         self.per_image: list = []  # each image's confusion matrix, kept for ci95 only
+        self.groups: list = []  # each image's group, for ci95 (bootstrap.group_keys)
 
     def process(self, gt: ImageRecord, pred: SemanticPrediction | None) -> None:
         self.process_maps(label_map_for(gt, self.meta), pred, gt.id, self.meta.image_spacing.get(gt.id))
+        self.groups += bootstrap.group_keys([gt])
 
     def process_maps(self, gt_map, pred: SemanticPrediction | Any, image_id: str = "?", spacing=None) -> None:
         """Add a ground-truth label map and a prediction (label map or SemanticPrediction)."""
@@ -231,16 +234,11 @@ class SemanticEvaluator(Evaluator):
         metrics["conventions"] = _conventions(self.names[0], self.meta.pixel_spacing or (
             "headers" if self.meta.image_spacing else None))
         if self.per_image:
-            from zoo.evaluation import bootstrap
-
-            weights = bootstrap.image_weights(len(self.per_image))
-            metrics["ci95"] = bootstrap.intervals(self.resampled(weights))
-            metrics["conventions"]["ci95"] = bootstrap.method()
+            metrics["ci95"], metrics["conventions"]["ci95"] = bootstrap.ci95(self.resampled, self.groups,
+                                                                             len(self.per_image))
         return metrics
 
     def resampled(self, weights) -> dict[str, Any]:
-        from zoo.evaluation import bootstrap
-
         return bootstrap.confusion_samples(self.per_image, weights)
 
     def plot(self, out_dir: Path) -> list[Path]:

@@ -288,6 +288,9 @@ def plan(s: Settings, reporter: Reporter) -> Plan:
     s.folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(s.folder / "errors", ignore_errors=True)  # this compare's errors only
     splits = write_splits(s, dataset, digest)
+    from zoo.data.split import grouped_dataset
+
+    dataset = grouped_dataset(dataset, splits[0][0])  # every fold's groups are the same: the verdict resamples them
     _say_design(s, label, splits, reporter)
     cells = [Cell(k, b, fold, seed, sp, path, s.where(fold, seed)) for k, (b, fold, seed, sp, path) in enumerate(
         (b, i if s.folds > 1 else None, seed, sp, path)

@@ -354,7 +354,8 @@ def _conventions(board: Board) -> list[str]:
     if board.verdicts:
         from zoo.pipeline.verdict import method
 
-        conventions = {**conventions, "paired verdict": method(board.main)}
+        groups = sum(sp.group_counts()["val"] for sp, _ in board.plan.splits) if board.split.groups else None
+        conventions = {**conventions, "paired verdict": method(board.main, groups)}
     return ["## Conventions", "", *[f"- **{k}**: {v}" for k, v in conventions.items()], ""]
 
 

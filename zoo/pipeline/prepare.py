@@ -197,8 +197,10 @@ class RunData:
 
     @classmethod
     def of(cls, dataset: Dataset, label: str, digest: str, split) -> RunData:
+        from zoo.data.split import grouped_dataset
         from zoo.evaluation.coco import GroundTruth
 
+        dataset = grouped_dataset(dataset, split)  # the split's groups on the records: ci95 resamples them
         val, test = dataset.subset(split.val), dataset.subset(split.test) if split.test else None
         return cls(dataset, label, digest, split, train=dataset.subset(split.train),
                    selection=dataset.subset(split.selection), val=val, test=test, meta=dataset.meta(),

@@ -5,7 +5,9 @@ resample (a paired bootstrap), which cancels what the images themselves make eas
 
 * the images scored in every fold are pooled and resampled with replacement
   (:func:`zoo.evaluation.bootstrap.image_weights`, the ``ci95`` bootstrap's resamples and
-  seed); each resample re-weights every fold's images at once;
+  seed); each resample re-weights every fold's images at once. Grouped images (patients:
+  :attr:`zoo.dataset.ImageRecord.group`) are resampled as whole groups
+  (:func:`zoo.evaluation.bootstrap.cluster_weights`), as ``ci95`` does;
 * each run's main metric is re-aggregated for every resample from its evaluation's own
   per-image results (:meth:`zoo.evaluation.base.Evaluator.resampled`: COCO matching,
   confusion matrices, right/wrong), re-scored from the run folder's saved predictions;
@@ -44,9 +46,10 @@ class Verdict:
                 "p_winner_better": self.p_better, "distinguishable": self.distinguishable}
 
 
-def method(main: str) -> str:
-    """The ``conventions`` line of the leaderboard."""
-    return (f"paired bootstrap over images, pooled over folds: the scored images of every fold resampled together "
+def method(main: str, groups: int | None = None) -> str:
+    """The ``conventions`` line of the leaderboard (``groups``: resampled as groups, how many)."""
+    unit = f"groups ({groups} patients / studies / volumes, each resampled whole)" if groups else "images"
+    return (f"paired bootstrap over {unit}, pooled over folds: the scored images of every fold resampled together "
             f"({bootstrap.RESAMPLES} resamples, seed {bootstrap.SEED}), each run's {main} re-aggregated from its "
             "own per-image results, a backend's score the mean over its runs; the winner minus each backend, "
             "95% percentile interval, P(winner better) = share of resamples with a positive difference "
@@ -65,11 +68,13 @@ def run_samples(task, val, run_dir, main: str, weights, truth=None):
 
 
 def fold_weights(task, folds: list) -> list:
-    """One resampling of the pooled images of all folds, cut into each fold's columns."""
+    """One resampling of the pooled images of all folds, cut into each fold's columns; when
+    the images are grouped (patients), of their pooled groups (the cluster bootstrap)."""
     import numpy as np
 
-    sizes = [sum(1 for r in val.images if task.is_annotated(r)) for val in folds]
-    pooled = bootstrap.image_weights(sum(sizes))
+    scored = [[r for r in val.images if task.is_annotated(r)] for val in folds]
+    sizes = [len(s) for s in scored]
+    pooled = bootstrap.cluster_weights(bootstrap.group_keys([r for s in scored for r in s]))
     edges = np.cumsum([0, *sizes])
     return [pooled[:, a:b] for a, b in zip(edges[:-1], edges[1:])]
 
