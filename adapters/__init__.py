@@ -31,6 +31,8 @@ def zoo_readers():
                    description="image + mask folders (images/ + masks/, x + x_mask, VOC SegmentationClass)"),
         ReaderSpec(name="cvat", entry=f"{_A}.cvat:read", sniff=f"{_A}.cvat:sniff",
                    description="CVAT for images 1.1 XML (task or project export)"),
+        ReaderSpec(name="nifti", entry=f"{_A}.nifti:read", sniff=f"{_A}.nifti:sniff",
+                   description="NIfTI volumes as 2D slices (nnU-Net / Decathlon imagesTr + labelsTr, image + label pairs)"),
         ReaderSpec(name="objects", entry=f"{_A}.objects:read", sniff=f"{_A}.objects:sniff",
                    description="per-object mask PNGs (<id>/images + <id>/masks, Data Science Bowl 2018; masks/<stem>_<k>)"),
     ]

@@ -79,7 +79,10 @@ def decode(file: Path | str | bytes, name: object = None) -> Decoded:
     path, frame = split_frame(file)
     where = name or file
     from zoo.files import is_dicom_head, read_head
+    from zoo.nifti import decode_nifti, is_nifti
 
+    if is_nifti(path):
+        return Decoded(**decode_nifti(path, frame, where))
     if is_dicom_head(read_head(path, 132)):
         from zoo.dicom import decode_dicom
 
@@ -95,7 +98,11 @@ def is_deep(file: Path | str) -> bool:
 
     from zoo.files import is_dicom_head, read_head
 
+    from zoo.nifti import is_nifti
+
     path, frame = split_frame(file)
+    if is_nifti(path):
+        return decode(file).deep  # the volume is kept for the slices read next
     if is_dicom_head(read_head(path, 132)):
         from zoo.dicom import dicom_is_deep
 
