@@ -171,7 +171,7 @@ class _Slices:
                                   f"name (it names {', '.join(map(str, sorted(known)))})")
 
     def add(self, case: Case) -> None:
-        from zoo.adapters.mask_pixels import mask_instances
+        from zoo.adapters.mask_pixels import mask_instances, present_values
         from zoo.data.builder import DraftRecord
         from zoo.dataset import ImageRecord, Source
         from zoo.nifti import load_header, slice_axis, slice_spacing, take_slice
@@ -190,7 +190,8 @@ class _Slices:
             rid = f"{case.id}/slice_{k:03d}"
             rec = ImageRecord(id=rid, width=sl.shape[1], height=sl.shape[0], file=Path(f"{case.image}#{k}"),
                               source=Source(f"{case.label}#{k}"), group=f"volume:{case.id}")
-            self.builder.add(DraftRecord(rec, mask_instances(sl, self.table, Path(f"{case.label}#{k}"), self.said)))
+            instances = mask_instances(sl, present_values(sl), self.table, Path(f"{case.label}#{k}"), self.said)
+            self.builder.add(DraftRecord(rec, instances))
             if spacing is not None:
                 self.spacing[rid] = spacing
 
