@@ -189,27 +189,26 @@ def find_pairs(root: Path, config: dict, images: Path | None = None) -> Pairing:
         return _configured(root, spec, config["_file"])
     if images is not None:
         mask_dirs = [m for _i, m in sibling_folders(root)] or lone_mask_folders(root)
-        out = Pairing(layout=f"masks in {', '.join(str(m.relative_to(root)) for m in mask_dirs)}/ + --images {images}")
-        for mask_dir in mask_dirs:
-            pairs, unpaired = pair_folders(images, mask_dir, root)
-            out.pairs += pairs
-            out.unpaired_images += unpaired
-            out.mask_dirs.append(mask_dir)
-            out.voc = out.voc or mask_dir.name.lower() == "segmentationclass"
-        return out
+        return _paired_folders(root, [(images, m) for m in mask_dirs],
+                               f"masks in {', '.join(str(m.relative_to(root)) for m in mask_dirs)}/ + --images {images}")
     folders = sibling_folders(root)
     if folders:
-        out = Pairing(layout="sibling folders " + ", ".join(f"{i.relative_to(root)}/ + {m.relative_to(root)}/"
-                                                              for i, m in folders[:3]))
-        for img_dir, mask_dir in folders:
-            pairs, unpaired = pair_folders(img_dir, mask_dir, root)
-            out.pairs += pairs
-            out.unpaired_images += unpaired
-            out.mask_dirs.append(mask_dir)
-            out.voc = out.voc or mask_dir.name.lower() == "segmentationclass"
-        return out
+        return _paired_folders(root, folders, "sibling folders " + ", ".join(
+            f"{i.relative_to(root)}/ + {m.relative_to(root)}/" for i, m in folders[:3]))
     pairs, unpaired = suffixed_pairs(root)
     return Pairing(pairs, sorted({p.mask.parent for p in pairs}), unpaired, "suffixed file names (x + x_mask)")
+
+
+def _paired_folders(root: Path, folders: list[tuple[Path, Path]], layout: str) -> Pairing:
+    """The pairs of each (images folder, masks folder)."""
+    out = Pairing(layout=layout)
+    for img_dir, mask_dir in folders:
+        pairs, unpaired = pair_folders(img_dir, mask_dir, root)
+        out.pairs += pairs
+        out.unpaired_images += unpaired
+        out.mask_dirs.append(mask_dir)
+        out.voc = out.voc or mask_dir.name.lower() == "segmentationclass"
+    return out
 
 
 def _configured(root: Path, spec, file: Path) -> Pairing:

@@ -20,9 +20,8 @@ Usage: ``python bench/bench_masks.py [N] [--rounds R]`` (default 3000 pairs, 3 r
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import tempfile
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -86,16 +85,6 @@ def least_work(root: Path) -> int:
     return pixels
 
 
-def _timed(fn, rounds: int) -> tuple[float, float]:
-    fn()  # warm: imports, the file cache
-    ts = []
-    for _ in range(rounds):
-        t = time.process_time()
-        fn()
-        ts.append(time.process_time() - t)
-    return min(ts), statistics.median(ts)
-
-
 def _peak(fn) -> float:
     tracemalloc.start()
     fn()
@@ -109,6 +98,9 @@ def main() -> None:
     ap.add_argument("n", nargs="?", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_read import _timed  # best and median process CPU time of R rounds, after a warm one
+
     from zoo.data.reading import read_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
