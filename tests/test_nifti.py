@@ -117,8 +117,33 @@ def test_unet_on_a_decathlon_folder_reports_hd95_in_mm(tmp_path):
     out = tmp_path / "runs"
     try:
         main(["run", "--task", "semantic-seg", "--backend", "unet", "--data", str(tmp_path / "data"), "--epochs", "1",
-              "--imgsz", "32", "--batch", "4", "--device", "cpu", "--out", str(out), "--set", "encoder_depth=3"])
+              "--imgsz", "32", "--batch", "4", "--device", "cpu", "--out", str(out), "--set", "encoder_depth=3",
+              "--set", "empty_slices=0.5"])
     except SystemExit as e:
         assert e.code in (0, None)
     metrics = json.loads((out / "unet-semantic-seg" / "metrics.json").read_text())
     assert "millimetres" in json.dumps(metrics)
+    choices = json.loads((out / "unet-semantic-seg" / "manifest.json").read_text())["choices"]
+    assert choices["intensity"]["value"].startswith("percentile:") and "left out" in choices["empty_slices"]["reason"]
+
+
+def test_empty_slices_thins_only_the_training_images_without_foreground(tmp_path):
+    from zoo.config import BackendConfig, resolve_config
+    from zoo.data.empty_images import thin_empty_images
+    from zoo.data.split import Split
+    from zoo.errors import ConfigError
+
+    ds = read_dataset(decathlon(tmp_path / "d", n=4))
+    empty = {r.id for r in ds.images if not r.instances}
+    assert len(empty) == 4 * 3  # slices 0, 4, 5 of each volume
+    val = [r.id for r in ds.images if r.id.startswith("case3/")]
+    split = Split("semantic-seg", 0, 0.25, 0.0, "h", train=[r.id for r in ds.images if r.id not in val], val=val)
+    thinned, dropped = thin_empty_images(split, ds, 1 / 3, seed=0)
+    assert dropped == 6 and len(set(thinned.train) & empty) == 3
+    assert set(thinned.train) - empty == set(split.train) - empty and thinned.val == val
+    assert thin_empty_images(split, ds, 1 / 3, seed=0)[0].train == thinned.train  # seeded
+    assert thin_empty_images(split, ds, 1.0, seed=0) == (split, 0)
+    c = resolve_config(BackendConfig, backend="x", task="semantic-seg", sets=["empty_slices=0.1"])
+    assert c.empty_slices == 0.1
+    with pytest.raises(ConfigError, match="empty_slices"):
+        resolve_config(BackendConfig, backend="x", task="semantic-seg", sets=["empty_slices=0"])

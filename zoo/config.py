@@ -47,6 +47,16 @@ class BackendConfig(BaseModel):
     #: (8-bit data as it is, deeper data "percentile"), "none", "percentile", "minmax",
     #: "zscore", "window" (the DICOMs' own) or "window:C,W". config.yaml records the fitted rule.
     intensity: str = "auto"
+    #: The fraction of training images without any annotation (a volume's empty slices) kept
+    #: for training (zoo.data.empty_images); val and test keep all. 1 = all.
+    empty_slices: float = 1.0
+
+    @field_validator("empty_slices")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError("empty_slices is the fraction of empty training images kept: more than 0, at most 1")
+        return value
 
     @field_validator("intensity", mode="before")
     @classmethod

@@ -387,6 +387,7 @@ class Preparer:
     # a new run -------------------------------------------------------------------------------
 
     def _new(self) -> Prepared:
+        from zoo.data.empty_images import thin_empty_images
         from zoo.data.intensity import with_intensity
         from zoo.data.split import data_hash
         from zoo.training.devices import resolve_device
@@ -399,6 +400,7 @@ class Preparer:
         t_read = time.perf_counter() - t0
         digest = data_hash(dataset)
         split = split_for(setup, dataset, digest, config.seed)
+        split, thinned = thin_empty_images(split, dataset, config.empty_slices, config.seed)
         if split.source == "data":
             self.say("using the train / val split the data defines (--split random to draw one)")
         for leak in split.leaks:
@@ -410,6 +412,11 @@ class Preparer:
         self.manifest = new_manifest(setup, data, config.seed, device, t_read)
         config, self.manifest.choices = choose_auto(setup, config, data.train, device)
         self.manifest.choices = {**(self.manifest.choices or {}), "intensity": intensity_choice(intensity)}
+        if thinned:
+            why = (f"{thinned} training image(s) without annotations left out "
+                   f"(empty_slices {config.empty_slices}: that fraction of them trains)")
+            self.say(why)
+            self.manifest.choices["empty_slices"] = {"value": config.empty_slices, "reason": why}
         prepared = Prepared(folder, self.manifest, config, device, data, setup.protocol, resumed=False)
         write_prepared(prepared)
         self.say(
