@@ -212,3 +212,34 @@ def test_every_backends_data_path_sees_the_same_pixels(tmp_path):
     deep, channels = network_input(ds.images[0])
     assert deep.dtype == np.uint16 and np.array_equal(deep[0], g) and len(channels) == 1  # the full range
     assert np.array_equal(rule.to_uint8(deep[0]), expected["a"][..., 0])
+
+
+# -- zoo check ------------------------------------------------------------------------------------
+
+
+def test_check_flags_another_depth_and_a_constant_image(tmp_path):
+    from zoo.data.lint import lint_folder
+
+    g = gradient12()
+    root = labelme_folder(tmp_path / "d", {"a": g, "b": 4095 - g, "c": g // 2, "flat": np.full((H, W), 700)})
+    Image.fromarray((g // 16).astype(np.uint8)).convert("RGB").save(root / "c.png")  # an 8-bit colour export
+    found = {(f.check, Path(f.file).name): f for f in lint_folder(root).findings if f.check in ("pixel-depth", "constant-image")}
+    assert set(found) == {("pixel-depth", "c.png"), ("constant-image", "flat.png")}
+    assert found["pixel-depth", "c.png"].message == "8-bit, 1 channel while 3 image(s) are 16-bit, 1 channel"
+
+
+def test_check_flags_dicom_modalities_mixed_in_one_class(tmp_path):
+    pytest.importorskip("pydicom")
+    from test_dicom import write_dicom
+
+    from zoo.data.lint import lint_folder
+
+    root = tmp_path / "folders"
+    for k, modality in enumerate(["CT", "CT", "MR"]):
+        (root / "tumour").mkdir(parents=True, exist_ok=True)
+        write_dicom(root / "tumour" / f"s{k}.dcm", gradient12() // (k + 1), modality=modality)
+        (root / "healthy").mkdir(exist_ok=True)
+        write_dicom(root / "healthy" / f"h{k}.dcm", 4095 - gradient12() // (k + 1), modality="CT")
+    found = [f for f in lint_folder(root, fmt="folders").findings if f.check == "mixed-modality"]
+    assert len(found) == 1 and found[0].message == "class 'tumour' mixes DICOM modalities: CT (2), MR (1)"
+    assert Path(found[0].file).name == "s2.dcm"

@@ -79,6 +79,15 @@ class LintContext:
     group: str | None = None  # --group REGEX (zoo.data.groups)
 
     @functools.cached_property
+    def pixels(self) -> dict[str, PixelFacts | None]:
+        """Each image decoded once, for the checks that look at pixels."""
+        from zoo.progress import track
+
+        images = self.dataset.images
+        seq = track(images, "reading pixels", total=len(images)) if len(images) > 200 else images
+        return {r.id: pixel_facts(r) for r in seq}
+
+    @functools.cached_property
     def grouping(self):
         """The images' groups (zoo.data.groups): --group, zoo.yaml, the reader; duplicates merged."""
         from zoo.data.groups import group_images
@@ -280,12 +289,79 @@ def _undeclared(name: str, declared: list[str], where: str, file: str, shape: in
                    f"relabel as '{match[0]}' (zoo check --fix)", rename=(name, match[0]))
 
 
-def _pixel_digest(rec: ImageRecord) -> str | None:
+@dataclass(frozen=True, slots=True)
+class PixelFacts:
+    """What one decoding of an image tells the checks (:attr:`LintContext.pixels`)."""
+
+    digest: str  # of the canonical pixels: the same image under two names
+    kind: str  # depth and channels, "16-bit, 1 channel"
+    constant: bool  # 99 % of its pixels hold one value
+    modality: str | None  # DICOM Modality
+
+
+def pixel_facts(rec: ImageRecord) -> PixelFacts | None:
+    """None for an image that does not decode (the reader's finding, not these checks')."""
+    import numpy as np
+
     try:
-        img = rec.open()
+        d = rec.pixels()
     except Exception:  # noqa: BLE001 -- an unreadable image is the reader's finding, not this one's
         return None
-    return hashlib.blake2b(f"{img.size}".encode() + img.tobytes(), digest_size=16).hexdigest()
+    a = d.array
+    digest = hashlib.blake2b(f"{a.shape}{a.dtype}".encode() + np.ascontiguousarray(a).tobytes(),
+                             digest_size=16).hexdigest()
+    depth = f"{a.dtype.itemsize * 8}-bit" if a.dtype.kind in "ui" else str(a.dtype)
+    channels = 1 if a.ndim == 2 or (not d.deep and _grey(a)) else a.shape[2]
+    lo, hi = np.percentile(a[::2, ::2], (0.5, 99.5))
+    return PixelFacts(digest, f"{depth}, {channels} channel{'s' * (channels > 1)}", bool(lo == hi), d.modality)
+
+
+def _grey(rgb) -> bool:
+    """An 8-bit image stored as RGB whose three channels are one (a grey PNG decoded to RGB)."""
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def check_pixel_kinds(ctx: LintContext) -> list[Finding]:
+    """Images of another bit depth or channel count than most (an 8-bit export among 16-bit
+    scans: one intensity rule cannot map both), nearly constant images, and DICOMs of
+    different modalities under one class (the model may learn the scanner, not the class)."""
+    facts = {r.id: f for r in ctx.dataset.images if (f := ctx.pixels.get(r.id)) is not None}
+    kinds = Counter(f.kind for f in facts.values())
+    usual = kinds.most_common(1)[0][0] if kinds else None
+    out = []
+    for rec in ctx.dataset.images:
+        f = facts.get(rec.id)
+        if f is None:
+            continue
+        if f.kind != usual:
+            out.append(Finding("pixel-depth", WARNING, _image_file(rec), None,
+                               f"{f.kind} while {kinds[usual]} image(s) are {usual}",
+                               "export every image alike (or pass --set intensity=... to map all the same way)"))
+        if f.constant:
+            out.append(Finding("constant-image", WARNING, _image_file(rec), None,
+                               "nearly constant: 99% of its pixels hold one value (blank, or a failed export?)",
+                               "look at it; delete it if it holds nothing"))
+    for name, modalities in _modalities_per_class(ctx, facts).items():
+        if len(modalities) > 1:
+            listed = ", ".join(f"{m} ({len(ids)})" for m, ids in sorted(modalities.items()))
+            first = ctx.dataset.image(sorted(modalities.items(), key=lambda kv: len(kv[1]))[0][1][0])
+            out.append(Finding("mixed-modality", WARNING, _image_file(first), None,
+                               f"class '{name}' mixes DICOM modalities: {listed}",
+                               "train one modality per model, or make sure every class has each modality"))
+    return out
+
+
+def _modalities_per_class(ctx: LintContext, facts: dict[str, PixelFacts]) -> dict[str, dict[str, list[str]]]:
+    ds = ctx.dataset
+    out: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for rec in ds.images:
+        f = facts.get(rec.id)
+        if f is None or f.modality is None:
+            continue
+        for name in {*(ds.classes[c] for c in rec.labels), *(ds.categories[i.category] for i in rec.instances
+                                                              if not i.ignore and i.category >= 0)}:
+            out[name][f.modality].append(rec.id)
+    return out
 
 
 def _annotation_key(rec: ImageRecord) -> tuple:
@@ -301,16 +377,14 @@ def _instance_key(inst: Instance) -> tuple:
 
 def check_duplicate_images(ctx: LintContext) -> list[Finding]:
     """The same pixels under two names (they would leak between train and val)."""
-    from zoo.progress import track
-
     ds = ctx.dataset
     seen: dict[str, ImageRecord] = {}
     out = []
-    images = track(ds.images, "hashing pixels", total=len(ds.images)) if len(ds.images) > 200 else ds.images
-    for rec in images:
-        digest = _pixel_digest(rec)
-        if digest is None:
+    for rec in ds.images:
+        facts = ctx.pixels.get(rec.id)
+        if facts is None:
             continue
+        digest = facts.digest
         first = seen.setdefault(digest, rec)
         if first is rec:
             continue
@@ -578,6 +652,7 @@ CHECKS: list[Callable[[LintContext], list[Finding]]] = [
     check_near_duplicate_labels,
     check_undeclared_labels,
     check_duplicate_images,
+    check_pixel_kinds,
     check_duplicate_shapes,
     check_unannotated_images,
     check_tiny_instances,
