@@ -90,7 +90,7 @@ def test_export_has_parity_on_val_and_zoo_eval_scores_it(backend, task, flags, t
     if task == "classify":
         from zoo.evaluation import evaluate
         from zoo.evaluation.results import read_predictions
-        from zoo.pipeline.export import run_images
+        from zoo.pipeline.reread import run_images
         from zoo.tasks import get_task
 
         truth = run_images(run)

@@ -69,8 +69,9 @@ class RunContext:
         return self.run_dir / "work"
 
 
-class ExportUnsupported(ZooError):
-    """A backend (or this configuration of it) cannot be exported; the message says why."""
+class Unsupported(ZooError):
+    """A backend (or this configuration of it) lacks an optional capability (ONNX export,
+    class probabilities); the message says why."""
 
 
 class Backend(ABC):
@@ -128,10 +129,10 @@ class Backend(ABC):
         the graph: NMS, mask pasting, resizing back, argmax) and ``raw_parity`` (onnxruntime
         against torch on ``sample``, a few of the run's val images, when it can compare).
 
-        A backend whose framework cannot be exported raises :class:`ExportUnsupported` with
+        A backend whose framework cannot be exported raises :class:`Unsupported` with
         one line saying why (the default: no export written for this backend).
         """
-        raise ExportUnsupported("no ONNX export is written for this backend yet")
+        raise Unsupported("no ONNX export is written for this backend yet")
 
     @classmethod
     def load_onnx(cls, task: Task, meta: Dataset, config: BackendConfig, ctx: RunContext,
@@ -139,7 +140,17 @@ class Backend(ABC):
         """A backend whose ``predict`` runs ``onnx_file`` (what :meth:`export_onnx` wrote) in
         onnxruntime, with its pre- and post-processing unchanged: the same canonical
         predictions as :meth:`load`'s, within the raw parity of the graph."""
-        raise ExportUnsupported("no ONNX engine is written for this backend yet")
+        raise Unsupported("no ONNX engine is written for this backend yet")
+
+    # -- optional capability: class probabilities (fold ensembles, zoo.pipeline.ensemble) ---------
+
+    def predict_probabilities(self, images: Sequence[ImageRecord]) -> Iterator[Any]:
+        """Per image, in order, the class probabilities the prediction is the argmax of, as a
+        float32 numpy array: semantic-seg ``(classes, H, W)`` at the image's own size
+        (background first; the softmax of what ``predict`` argmaxes). Classify needs no such
+        method: its :class:`~zoo.predictions.ClassPrediction` carries ``scores``.
+        Raises :class:`Unsupported` where the model gives none (the default)."""
+        raise Unsupported("this backend gives no class probabilities")
 
     def versions(self) -> dict[str, str]:
         """Framework versions for the run manifest, e.g. ``{"ultralytics": "8.3.0"}``."""

@@ -172,6 +172,20 @@ class SegmentationBackend(Backend):
 
     def predict(self, images: Sequence[ImageRecord]) -> Iterator[SemanticPrediction]:
         import numpy as np
+
+        dtype = np.uint8 if len(self.classes) <= 255 else np.int32
+        for record, logits in self._logits_at_image_size(images):
+            labels = logits.argmax(0).to("cpu").numpy().astype(dtype)
+            yield SemanticPrediction(image_id=record.id, label_map=labels)
+
+    def predict_probabilities(self, images: Sequence[ImageRecord]) -> Iterator[Any]:
+        """The softmax of the logits ``predict`` argmaxes: ``(classes, H, W)`` float32."""
+        for _, logits in self._logits_at_image_size(images):
+            yield logits.softmax(0).to("cpu").numpy()
+
+    def _logits_at_image_size(self, images: Sequence[ImageRecord]):
+        """``(record, (classes, H, W) logits)`` per image: letterboxed, through the network,
+        cropped off the canvas and scaled back to the image's own size."""
         import torch
         import torch.nn.functional as F
 
@@ -184,7 +198,6 @@ class SegmentationBackend(Backend):
         c = self.config
         model = self.model.eval()
         device = torch.device(self.ctx.device)
-        dtype = np.uint8 if len(self.classes) <= 255 else np.int32
         for chunk in predict_batches(images, max(1, c.batch), f"predict {self.architecture}"):
             boxes, tensors = [], []
             for record in chunk:
@@ -199,8 +212,7 @@ class SegmentationBackend(Backend):
                     up = F.interpolate(
                         box.crop(out)[None], size=(box.height, box.width), mode="bilinear", align_corners=False
                     )
-                    labels = up[0].argmax(0).to("cpu").numpy().astype(dtype)
-                    yield SemanticPrediction(image_id=record.id, label_map=labels)
+                    yield record, up[0]
 
     def num_parameters(self) -> int | None:
         if self.model is None:

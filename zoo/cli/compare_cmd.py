@@ -41,6 +41,10 @@ def compare(
     samples: int = typer.Option(3, "--samples", help="Validation images shown side by side in samples.png."),
     group: Optional[str] = typer.Option(None, "--group", help="Regex whose first capture group names each image's patient (study, volume, video, slide) in its path, e.g. '(P\\d+)_': splits, folds and intervals keep every group whole. Default: zoo.yaml group:/groups:, else the reader's (DICOM PatientID)."),
     allow_leak: bool = typer.Option(False, "--allow-leak", help="Go on when the data's own split puts one group or one duplicate image on both sides (an error otherwise); every output says so."),
+    test: float = typer.Option(0.0, "--test", help="Fraction of images held out as a test split, scored once after "
+                               "training (with --folds: held out before the folds are dealt)."),
+    ensemble: bool = typer.Option(False, "--ensemble", help="With --folds K --test F: each backend's K fold models "
+                                  "fused (mean of probabilities) and scored on the test split beside its single folds."),
     track: Optional[str] = typer.Option(None, "--track", help="Log to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else OUT/mlruns; pip install 'zoo[mlflow]') or tensorboard (event files in the run folder; 'zoo[tensorboard]')."),
 ) -> None:
     """Run several backends on the same split and rank them."""
@@ -56,9 +60,15 @@ def compare(
             rerun=rerun, config_files=list(config), samples=samples, split=split, trust_weights=trust_weights, track=track,
             select=select or "last", select_frac=select_frac or 0.1, patience=patience,
             folds=folds, seeds=parse_seeds(seeds), jobs=jobs, executor=executor, address=address,
-            group=group, allow_leak=allow_leak,
+            group=group, allow_leak=allow_leak, test=test, ensemble=ensemble,
             flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device, "seed": seed, "pretrained": pretrained},
         ),
         ConsoleReporter(),
     )
     print_leaderboard(result)
+    if result.ensembles:
+        from zoo.cli.predict_cmd import ensemble_line
+        from zoo.cli.render import stdout_console
+
+        for e in result.ensembles:
+            stdout_console().print(ensemble_line(e), markup=False)

@@ -30,9 +30,19 @@ from zoo.tasks import Task
 
 
 def make_folds(dataset: Dataset, task: Task, k: int, *, seed: int = 0, digest: str | None = None,
-               grouping: Grouping | None = None) -> list[Split]:
-    """The K train/val splits of stratified (group) K-fold cross-validation (see module doc)."""
-    usable = sorted((r for r in dataset.images if task.is_annotated(r)), key=lambda r: r.id)
+               grouping: Grouping | None = None, test: float = 0.0) -> list[Split]:
+    """The K train/val splits of stratified (group) K-fold cross-validation (see module doc).
+
+    ``test`` > 0: that share of the usable images is first held out as a test split, drawn as
+    :func:`zoo.data.split.make_split` draws one (seeded, stratified, groups whole); the folds
+    are dealt from the rest, and every fold's split carries the same test images (what the fold
+    models and their ensemble are scored on once, after cross-validation)."""
+    from zoo.data.split import make_split
+
+    test_ids = (make_split(dataset, task, val=0.0, test=test, seed=seed, digest=digest, grouping=grouping).test
+                if test else [])
+    held = set(test_ids)
+    usable = sorted((r for r in dataset.images if task.is_annotated(r) and r.id not in held), key=lambda r: r.id)
     if k < 2:
         raise ZooError(f"--folds {k}: cross-validation needs at least 2 folds")
     if k > len(usable):
@@ -54,19 +64,19 @@ def make_folds(dataset: Dataset, task: Task, k: int, *, seed: int = 0, digest: s
     digest = digest or data_hash(dataset)
     excluded = sorted(r.id for r in dataset.images if not task.is_annotated(r))
     all_ids = {r.id for r in usable}
-    base = Split(task=task.name, seed=seed, val_fraction=round(1 / k, 4), test_fraction=0.0, data_hash=digest,
-                 excluded=excluded, stratified=len(strata) > 1, source=f"{k}-fold")
+    base = Split(task=task.name, seed=seed, val_fraction=round(1 / k, 4), test_fraction=test, data_hash=digest,
+                 excluded=excluded, stratified=len(strata) > 1, source=f"{k}-fold", test=sorted(test_ids))
     splits = [replace(base, val=sorted(f), train=sorted(all_ids - set(f)), source=f"fold {i} of {k}")
               for i, f in enumerate(folds)]
     return [with_groups(sp, grouping) for sp in splits]
 
 
 def fold_split(dataset: Dataset, task: Task, fold: int, folds: int, *, seed: int, digest: str,
-               grouping: Grouping | None = None) -> Split:
-    """``zoo run --fold i --folds K``: the one cell of a compare's cross-validation."""
+               grouping: Grouping | None = None, test: float = 0.0) -> Split:
+    """``zoo run --fold i --folds K [--test F]``: the one cell of a compare's cross-validation."""
     if not 0 <= fold < folds:
         raise ZooError(f"--fold {fold}: expected 0 to {folds - 1} for --folds {folds}")
-    return make_folds(dataset, task, folds, seed=seed, digest=digest, grouping=grouping)[fold]
+    return make_folds(dataset, task, folds, seed=seed, digest=digest, grouping=grouping, test=test)[fold]
 
 
 def parse_seeds(text: str | None) -> list[int] | None:

@@ -95,6 +95,8 @@ class CompareOptions:
     #: ``--group REGEX`` / ``--allow-leak`` (zoo.data.groups), as for zoo run
     group: str | None = None
     allow_leak: bool = False
+    #: ``--ensemble``: each backend's fold models fused and scored on the test split (zoo.pipeline.ensemble)
+    ensemble: bool = False
 
 
 def split_sets(sets: list[str], backends: list[str]) -> dict[str, list[str]]:
@@ -215,8 +217,9 @@ def _check_options(opts: CompareOptions) -> CompareOptions:
         raise ZooError(f"--executor {opts.executor}: expected local or ray")
     if opts.jobs < 1:
         raise ZooError(f"--jobs {opts.jobs}: expected 1 or more")
-    if int(opts.folds or 1) > 1 and opts.test:
-        raise ZooError("--folds and --test: cross-validation scores every image once on val; drop --test")
+    if opts.ensemble and (int(opts.folds or 1) < 2 or not opts.test):
+        raise ZooError("--ensemble fuses the fold models and scores them on held-out images: "
+                       "use it with --folds K --test F")
     if opts.executor == "ray":
         opts = replace(opts, out=Path(opts.out).resolve(), data=None if opts.data is None else Path(opts.data).resolve())
     return opts
@@ -337,7 +340,8 @@ def write_splits(s: Settings, dataset, digest: str) -> list[tuple[Any, Path]]:
     if s.folds > 1:
         from zoo.data.folds import make_folds
 
-        splits = make_folds(dataset, s.task, s.folds, seed=s.seed, digest=digest, grouping=grouping)
+        splits = make_folds(dataset, s.task, s.folds, seed=s.seed, digest=digest, grouping=grouping,
+                            test=s.opts.test)
         paths = [s.folder / f"fold-{i}" / "split.json" for i in range(s.folds)]
     else:
         splits = [choose_split(s.opts.split, dataset, s.task, val=s.opts.val, test=s.opts.test, seed=s.seed,
@@ -460,9 +464,20 @@ def compare(opts: CompareOptions, reporter: Reporter | None = None) -> CompareRe
     except BaseException:
         tracker.end(ok=False)
         raise
-    result = write_leaderboard(p, runs, reporter)
+    result = write_leaderboard(p, runs, reporter, ensembles=_ensembles(s, runs, reporter))
     _track_results(tracker, result)
     return result
+
+
+def _ensembles(s: Settings, runs: list[Row], reporter: Reporter) -> list:
+    """``--ensemble``: every backend's fold models fused on the test split (zoo.pipeline.ensemble)."""
+    if not s.opts.ensemble:
+        return []
+    from zoo.pipeline.ensemble import compare_ensembles
+    from zoo.training.devices import resolve_device
+
+    device = resolve_device(s.opts.flags.get("device") or "auto")
+    return compare_ensembles(s.folder, runs, reporter, device=device, registry=s.registry)
 
 
 def _start_tracking(tracker, p: Plan) -> None:

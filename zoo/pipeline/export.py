@@ -32,6 +32,7 @@ from typing import Any
 from zoo.dataset import Dataset, strip_annotations
 from zoo.errors import ZooError
 from zoo.pipeline.artifacts import CARD_FILE, MODEL_FILE, checkpoints_of, winner_run
+from zoo.pipeline.reread import run_images
 from zoo.progress import LogReporter, Reporter
 
 #: the ONNX model's main metric on the run's val split may differ from torch's by this much
@@ -81,28 +82,6 @@ class ExportResult:
 # -- the run behind --run ----------------------------------------------------------------------
 
 
-def run_images(run_dir: Path, split: str = "val", *, data: Path | None = None, labels: Path | None = None) -> Dataset:
-    """A run's ``split`` images with their ground truth, read again from where the run read
-    them (``data`` when it moved) and checked to be the same data (the manifest's hash)."""
-    from zoo.data.split import data_hash
-    from zoo.pipeline.prepare import read_input
-    from zoo.pipeline.runfolder import RunFolder
-
-    folder = RunFolder(run_dir)
-    m = folder.manifest()
-    source = data if data is not None else (None if m.data.path == "demo" else Path(m.data.path))
-    if source is not None and not Path(source).exists():
-        raise ZooError(f"{source}: the run's data is not there any more; pass --data where it is now")
-    dataset, _ = read_input(source, m.data.format or "auto" if data is None else "auto", labels)
-    if data_hash(dataset) != m.data.hash:
-        raise ZooError(f"{source or 'the demo data'}: not the data {run_dir} was trained on (its hash differs); "
-                       "pass --data (and --labels) as the run had them")
-    ids = getattr(folder.read_split(), split) or []
-    if not ids:
-        raise ZooError(f"{run_dir}: the run has no {split} images")
-    return dataset.subset(ids)
-
-
 def _loaded(run_dir: Path, device: str, registry, onnx: Path | None = None):
     from zoo.pipeline.predict import load_backend
 
@@ -116,7 +95,7 @@ def export_run(run: Path, *, fmt: str = "onnx", opset: int | None = None, dynami
                out: Path | None = None, device: str = "cpu", data: Path | None = None, labels: Path | None = None,
                registry=None, reporter: Reporter | None = None) -> ExportResult:
     """``zoo export``: write the run's network and its card, then prove parity on val."""
-    from zoo.backend import ExportUnsupported
+    from zoo.backend import Unsupported
 
     if fmt not in FORMATS:
         raise ZooError(f"--format {fmt}: zoo exports {', '.join(FORMATS)}")
@@ -136,7 +115,7 @@ def export_run(run: Path, *, fmt: str = "onnx", opset: int | None = None, dynami
     reporter.say(f"exporting {name} to {out / MODEL_FILE} ...")
     try:
         graph = torch_backend.export_onnx(out, opset=opset, dynamic=dynamic, sample=val[:SAMPLE_IMAGES])
-    except ExportUnsupported as e:
+    except Unsupported as e:
         raise ZooError(f"{name} cannot be exported to ONNX: {e}") from None
     onnx_backend, *_ = _loaded(run_dir, device, registry, onnx=out / MODEL_FILE)
     onnx_preds, onnx_ms = _timed(onnx_backend, val, reporter, "onnxruntime")

@@ -75,6 +75,8 @@ class CompareResult:
     verdicts: dict[str, Any] = field(default_factory=dict)
     #: ``--pretrained``: every backend started from published weights (else from scratch)
     pretrained: bool = False
+    #: ``--ensemble``: each backend's fold ensemble on test (zoo.pipeline.ensemble.EnsembleResult)
+    ensembles: list = field(default_factory=list)
 
 
 def starting_weights(pretrained: bool) -> str:
@@ -148,6 +150,8 @@ class Board:
     truths: list[Any]  # zoo.evaluation.coco.GroundTruth
     #: the paired verdict, winner against each other backend (zoo.pipeline.verdict), by backend
     verdicts: dict[str, Any]
+    #: ``--ensemble``: each backend's fold ensemble on the test split (zoo.pipeline.ensemble)
+    ensembles: list = field(default_factory=list)
 
     @property
     def folder(self) -> Path:
@@ -172,8 +176,9 @@ class Board:
         return f"Leaderboard · {s.task.title} · {s.name}"
 
 
-def write_leaderboard(p: Plan, runs: list[Row], reporter: Reporter) -> CompareResult:
-    """Rank the runs, weigh the winner against each other backend, write every file."""
+def write_leaderboard(p: Plan, runs: list[Row], reporter: Reporter, ensembles: list | None = None) -> CompareResult:
+    """Rank the runs, weigh the winner against each other backend, write every file
+    (``ensembles``: ``--ensemble``'s fold ensembles on test, zoo.pipeline.ensemble)."""
     from zoo.evaluation.coco import GroundTruth
     from zoo.pipeline.compare_plots import write_plots
 
@@ -181,14 +186,15 @@ def write_leaderboard(p: Plan, runs: list[Row], reporter: Reporter) -> CompareRe
     check_one_protocol(runs, s.protocol.to_dict())
     rows = rank(by_backend(runs, s.backends))
     truths = [GroundTruth(p.dataset.subset(sp.val)) for sp, _ in p.splits]
-    board = Board(p, rows, runs, truths, paired_verdicts(s.task, rows, truths, reporter))
+    board = Board(p, rows, runs, truths, paired_verdicts(s.task, rows, truths, reporter), ensembles or [])
     write_compare_json(board)
     write_plots(board, reporter)
     write_csv(board)
     header, cells = table(board)
     write_markdown(board, header, cells)
     write_html(board, [h.replace("**", "") for h in header], cells)
-    return CompareResult(s.folder, s.task.name, rows, s.protocol.to_dict(), runs, board.verdicts, s.pretrained)
+    return CompareResult(s.folder, s.task.name, rows, s.protocol.to_dict(), runs, board.verdicts, s.pretrained,
+                         board.ensembles)
 
 
 def paired_verdicts(task: Task, rows: list[Row], truths: list, reporter: Reporter) -> dict[str, Any]:
@@ -228,6 +234,7 @@ def write_compare_json(board: Board) -> None:
         "grouping": {"rule": board.split.group_rule or None,
                      "groups": [sp.group_counts() for sp, _ in p.splits] if board.split.groups else None,
                      "leaks": board.split.leaks},
+        "ensembles": [e.summary() for e in board.ensembles],
     })
 
 
@@ -341,8 +348,17 @@ def write_markdown(board: Board, header: list[str], cells: list[list[str]]) -> N
                    + (" (reused)" if r.status == "reused" else "")]
         lines.append("| " + " | ".join(row) + " |")
     plots = [name for name in PLOTS if (board.folder / name).is_file()]
-    lines += ["", *[f"![{name[:-4]}]({name})" for name in plots], "", *_conventions(board)]
+    lines += ["", *_ensemble_section(board), *[f"![{name[:-4]}]({name})" for name in plots], "",
+              *_conventions(board)]
     write_text(board.folder / "leaderboard.md", "\n".join(lines))
+
+
+def _ensemble_section(board: Board) -> list[str]:
+    if not board.ensembles:
+        return []
+    from zoo.pipeline.ensemble import leaderboard_lines
+
+    return leaderboard_lines(board.ensembles)
 
 
 def _conventions(board: Board) -> list[str]:

@@ -197,11 +197,11 @@ def load_backend(run_dir: Path, device: str = "auto", registry=None, onnx: Path 
 
 
 def _onnx_backend(cls, name: str, task, meta, config, ctx, onnx: Path):
-    from zoo.backend import ExportUnsupported
+    from zoo.backend import Unsupported
 
     try:
         return cls.load_onnx(task, meta, config, ctx, onnx)
-    except ExportUnsupported as e:
+    except Unsupported as e:
         raise ZooError(f"{name} cannot predict through onnxruntime: {e}") from None
 
 
@@ -222,10 +222,11 @@ def _engine_of(run_dir: Path, engine: str, onnx_dir: Path | None, reporter: Repo
 
 def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf: float = 0.25,
                        device: str = "auto", registry=None, reporter: Reporter | None = None,
-                       engine: str = "torch", onnx_dir: Path | None = None) -> PredictResult:
+                       engine: str = "torch", onnx_dir: Path | None = None, model=None) -> PredictResult:
     """``zoo predict``: copies of ``images`` in ``out``, each with its labelme JSON.
     ``engine="onnx"``: the run's ONNX export (``onnx_dir``, default ``RUN/export/onnx``) run by
-    onnxruntime; ``run_dir`` may be a ``zoo compare`` folder (its winner predicts)."""
+    onnxruntime; ``run_dir`` may be a ``zoo compare`` folder (its winner predicts). ``model``:
+    ``(backend, task, meta, name)`` loaded already (a fold ensemble, zoo.pipeline.ensemble)."""
     from zoo.predictions import check_predictions
 
     if not 0.0 <= conf <= 1.0:
@@ -234,9 +235,13 @@ def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf
     out = Path(out)
     files = _collect_images(images)
     _check_out(out, images, files)
-    run_dir, onnx = _engine_of(run_dir, engine, onnx_dir, reporter)
-    backend, task, meta, name = load_backend(run_dir, device, registry, onnx=onnx)
-    rule = recorded_intensity(run_dir)
+    if model is not None:
+        backend, task, meta, name = model
+        rule = None  # each member applies its own run's intensity rule
+    else:
+        run_dir, onnx = _engine_of(run_dir, engine, onnx_dir, reporter)
+        backend, task, meta, name = load_backend(run_dir, device, registry, onnx=onnx)
+        rule = recorded_intensity(run_dir)
     records = [replace(_record(f, rid), intensity=rule) for f, rid in files]
     preds = list(reporter.track(backend.predict(records), "predicting", total=len(records)))
     check_predictions(task, name, records, preds, meta)

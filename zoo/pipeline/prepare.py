@@ -263,12 +263,11 @@ def split_for(setup: Setup, dataset: Dataset, digest: str, seed: int):
                              grouping=grouping, allow_leak=opts.allow_leak)
     elif opts.fold is None or opts.folds is None:
         raise ZooError("--fold and --folds go together: --fold i --folds K")
-    elif opts.test:
-        raise ZooError("--folds and --test: cross-validation scores every image once on val; drop --test")
     else:
         from zoo.data.folds import fold_split
 
-        split = fold_split(dataset, task, opts.fold, opts.folds, seed=seed, digest=digest, grouping=grouping)
+        split = fold_split(dataset, task, opts.fold, opts.folds, seed=seed, digest=digest, grouping=grouping,
+                           test=opts.test)
     return carve_selection(split, dataset, task, setup.protocol.split_fraction, grouping)
 
 
