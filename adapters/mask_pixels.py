@@ -27,8 +27,10 @@ def is_lossy(file: Path) -> bool:
     return file.suffix.lower() in LOSSY_SUFFIXES
 
 
-def mask_values(file: Path, table: MaskClasses, image: Path, size: tuple[int, int]) -> tuple[np.ndarray, list[int]]:
-    """The ``(H, W)`` class values of a mask file (colours mapped through ``table``) and the
+def mask_values(file: Path, table: MaskClasses, image: Path, size: tuple[int, int], *,
+                colour_ids: bool = False) -> tuple[np.ndarray, list[int]]:
+    """The ``(H, W)`` class values of a mask file (colours mapped through ``table``; with
+    ``colour_ids`` each colour an object number instead, for SegmentationObject masks) and the
     values present; a mask of another size than its ``image`` (``size``: width, height) is an
     error naming both, found from the header before anything is decoded."""
     import warnings as pywarnings
@@ -42,7 +44,7 @@ def mask_values(file: Path, table: MaskClasses, image: Path, size: tuple[int, in
                 if img.size != tuple(size):
                     raise DataError(file, f"is {img.width}x{img.height} but its image {image.name} is "
                                           f"{size[0]}x{size[1]}; zoo never resizes a mask (it would move the outlines)")
-                if img.mode == "P" and table.colors:
+                if img.mode == "P" and (table.colors or colour_ids):
                     img = img.convert("RGB")
                 elif img.mode in ("LA", "PA"):
                     img = img.getchannel(0)
@@ -56,7 +58,7 @@ def mask_values(file: Path, table: MaskClasses, image: Path, size: tuple[int, in
     except Exception as e:  # noqa: BLE001 -- PIL raises many types on damaged files; all mean "unreadable"
         raise DataError(file, f"is not a mask PIL can read ({type(e).__name__}: {e})") from None
     if arr.ndim == 3:
-        arr = _colour_values(arr[..., :3], file, table)
+        arr = _colour_ids(arr[..., :3]) if colour_ids else _colour_values(arr[..., :3], file, table)
     if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
         raise DataError(file, "holds negative values; a mask holds class indices 0, 1, 2, ...")
     return arr, present_values(arr)
@@ -77,6 +79,47 @@ def _colour_values(rgb: np.ndarray, file: Path, table: MaskClasses) -> np.ndarra
             raise DataError(file, f"holds the colour {rgb_c}, which is no class of {table.source}; add it there")
         lut[i] = table.colors[rgb_c]
     return lut[inverse].reshape(packed.shape)
+
+
+#: Colours that are no object in a SegmentationObject mask: black (background) and VOC's
+#: cream border (255 in its palette), which VOC leaves unlabelled round every object.
+NO_OBJECT = ((0, 0, 0), (224, 224, 192))
+
+
+def _colour_ids(rgb: np.ndarray) -> np.ndarray:
+    """Each colour of an object mask numbered 1, 2, ... (in colour order); no object: 0."""
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    colours, inverse = np.unique(packed.ravel(), return_inverse=True)
+    none = {(r << 16) | (g << 8) | b for r, g, b in NO_OBJECT}
+    ids = np.cumsum([c not in none for c in colours.tolist()]) * [c not in none for c in colours.tolist()]
+    return ids.astype(np.uint16)[inverse].reshape(packed.shape)
+
+
+def object_instances(values: np.ndarray, ids: np.ndarray, table: MaskClasses, file: Path,
+                     warnings_said: set[str]) -> list[DraftInstance]:
+    """A class mask split into objects by an object mask (VOC's and CVAT's
+    SegmentationObject): each object number one object, of the class most of its pixels
+    hold; class pixels no object covers stay one object per class."""
+    values_t, ids_t = column_major(values), column_major(ids)
+    source = Source(str(file))
+    out, covered = [], np.zeros(values_t.shape, dtype=bool)
+    fg_values = [v for v in present_values(values) if v not in table.background and v not in table.ignore]
+    for k in present_values(ids):
+        if k == 0 or (k == 255 and ids.dtype == np.uint8):  # none, VOC's border
+            continue
+        m = ids_t == k
+        held = [(int(np.count_nonzero(m & (values_t == v))), v) for v in fg_values]
+        count, v = max(held, default=(0, None))
+        if not count:
+            continue
+        label = table.foreground if table.binary else table.names.get(v)
+        if label is None:
+            raise DataError(file, f"holds the value {v}, which is no class of {table.source}")
+        out.append(mask_instance(label, m.T, source))
+        covered |= m
+    rest = np.where(covered.T, 0, values)
+    out += [i for i in mask_instances(rest, present_values(rest), table, file, warnings_said) if not i.ignore]
+    return out + [i for i in mask_instances(values, present_values(values), table, file, warnings_said) if i.ignore]
 
 
 def half_range(values: np.ndarray) -> int:

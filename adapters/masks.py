@@ -137,7 +137,7 @@ def read(path: str | Path, *, labels=None, images: Path | None = None) -> Datase
     from zoo.adapters.common import image_size
     from zoo.adapters.mask_classes import find_classes
     from zoo.adapters.mask_pairs import find_pairs
-    from zoo.adapters.mask_pixels import mask_instances, mask_values
+    from zoo.adapters.mask_pixels import mask_instances, mask_values, object_instances
     from zoo.data.builder import DatasetBuilder, DraftRecord
     from zoo.data.dataset_config import load_dataset_config
     from zoo.dataset import ImageRecord, Source
@@ -161,7 +161,13 @@ def read(path: str | Path, *, labels=None, images: Path | None = None) -> Datase
         w, h = image_size(pair.image)
         values, present = mask_values(pair.mask, table, pair.image, (w, h))
         rec = ImageRecord(id=pair.id, width=w, height=h, file=pair.image, source=Source(str(pair.mask)))
-        builder.add(DraftRecord(rec, mask_instances(values, present, table, pair.mask, said)))
+        objects = pair.mask.parent.parent / "SegmentationObject" / pair.mask.relative_to(pair.mask.parent)
+        if pair.mask.parent.name.lower() == "segmentationclass" and objects.is_file():
+            ids, _ = mask_values(objects, table, pair.image, (w, h), colour_ids=True)
+            instances = object_instances(values, ids, table, pair.mask, said)
+        else:
+            instances = mask_instances(values, present, table, pair.mask, said)
+        builder.add(DraftRecord(rec, instances))
     if "lossy" in said:
         builder.warn(root, "masks are JPEG (lossy): values >= half their range read as foreground")
     if "soft" in said:

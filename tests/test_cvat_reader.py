@@ -99,7 +99,7 @@ def test_cvat_project_export_of_datumaro(real_fixtures):
         assert img0.file.parent.name == subset
 
 
-def test_same_annotation_as_cvat_xml_and_segmentation_mask_reads_the_same(tmp_path):
+def test_same_annotation_as_cvat_xml_coco_and_segmentation_mask_reads_the_same(tmp_path):
     lm = np.zeros((H, W), np.uint8)
     lm[5:15, 4:20] = 1
     lm[20:30, 30:50] = 2
@@ -127,10 +127,25 @@ def test_same_annotation_as_cvat_xml_and_segmentation_mask_reads_the_same(tmp_pa
     Image.fromarray(rgb).save(seg / "SegmentationClass" / "scan.png")
     (seg / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\n"
                                       + "".join(f"{n}:{','.join(map(str, c))}::\n" for n, c in zip(names, colours)))
-    a, b = read_dataset(xml_dir), read_dataset(seg)
-    assert (a.format, b.format) == ("cvat", "masks") and a.categories == b.categories == names
-    np.testing.assert_array_equal(semantic_label_map(a.images[0], a), lm)
-    np.testing.assert_array_equal(semantic_label_map(b.images[0], b), lm)
+    # COCO 1.0: the masks as RLE
+    import json
+
+    from zoo.data.raster import mask_to_rle
+
+    coco = tmp_path / "coco"
+    (coco / "annotations").mkdir(parents=True)
+    (coco / "images").mkdir()
+    Image.new("RGB", (W, H), (9, 9, 9)).save(coco / "images" / "scan.png")
+    anns = [{"id": v, "image_id": 1, "category_id": v, "segmentation": mask_to_rle(lm == v), "iscrowd": 0,
+             "area": int((lm == v).sum()), "bbox": [0, 0, 1, 1]} for v in (1, 2)]
+    (coco / "annotations" / "instances_default.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "scan.png", "width": W, "height": H}], "annotations": anns,
+        "categories": [{"id": v, "name": n} for v, n in enumerate(names, start=1)]}))
+    read = [read_dataset(d) for d in (xml_dir, seg, coco)]
+    assert [d.format for d in read] == ["cvat", "masks", "coco"]
+    for d in read:
+        assert d.categories == names
+        np.testing.assert_array_equal(semantic_label_map(d.images[0], d), lm)
 
 
 def test_cvat_xml_bad_input(tmp_path):
@@ -260,3 +275,31 @@ def test_cvat_yolo_export(tmp_path, with_images):
     boxes = {r.id.split("/")[-1]: [(ds.categories[i.category], i.bbox) for i in r.instances] for r in ds.images}
     assert boxes == {"a": [("cell", (24.0, 15.0, 36.0, 25.0)), ("vessel", (12.0, 8.0, 18.0, 12.0))],
                      "b": [("vessel", (15.0, 10.0, 45.0, 30.0))]}
+
+
+def test_segmentation_mask_export_objects_give_instances(tmp_path):
+    seg = tmp_path / "seg"
+    for d in ("JPEGImages", "SegmentationClass", "SegmentationObject"):
+        (seg / d).mkdir(parents=True)
+    Image.new("RGB", (W, H)).save(seg / "JPEGImages" / "scan.png")
+    objects = [("tumour", (slice(2, 8), slice(2, 10))), ("tumour", (slice(2, 8), slice(12, 20))),
+               ("vessel", (slice(20, 30), slice(5, 40)))]
+    colours = {"tumour": (250, 50, 83), "vessel": (51, 221, 255)}
+    cls = np.zeros((H, W, 3), np.uint8)
+    obj = np.zeros((H, W, 3), np.uint8)
+    for k, (name, where) in enumerate(objects, start=1):
+        cls[where] = colours[name]
+        obj[where] = (10 * k, 200, 7 * k)  # CVAT gives each object a colour of its own
+    obj[0, :] = (224, 224, 192)  # VOC's border colour: no object
+    Image.fromarray(cls).save(seg / "SegmentationClass" / "scan.png")
+    Image.fromarray(obj).save(seg / "SegmentationObject" / "scan.png")
+    (seg / "labelmap.txt").write_text("background:0,0,0::\ntumour:250,50,83::\nvessel:51,221,255::\n")
+    ds = read_dataset(seg)
+    got = sorted((ds.categories[i.category], int(rle_to_mask(i.mask).sum())) for i in ds.images[0].instances)
+    assert got == [("tumour", 48), ("tumour", 48), ("vessel", 350)]
+
+
+def test_datumaro_voc_segmentation_object_is_one_bicycle(real_fixtures):
+    ds = read_dataset(real_fixtures / "datumaro" / "voc_dataset" / "voc_dataset1", "masks")
+    (inst,) = ds.image("2007_000001").instances
+    assert ds.categories[inst.category] == "bicycle" and rle_to_mask(inst.mask).all()

@@ -54,6 +54,22 @@ def _objects(demo, out):
         Image.fromarray(m).save(out / rid / "masks" / "a.png")
 
 
+def _nifti(demo, out):
+    """The nnU-Net / Decathlon raw layout: two CT-like volumes and their label volumes."""
+    import json
+
+    nib = pytest.importorskip("nibabel")
+    for c in range(2):
+        img = np.random.default_rng(c).integers(-1000, 1000, (20, 16, 4)).astype(np.int16)
+        lab = np.zeros(img.shape, np.uint8)
+        lab[4:10, 3:9, 1:3] = 1
+        for folder, name, a in (("imagesTr", f"case{c}_0000.nii.gz", img), ("labelsTr", f"case{c}.nii.gz", lab)):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(a, np.diag([0.8, 0.7, 5.0, 1.0])), out / folder / name)
+    (out / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1},
+                                                  "numTraining": 2, "file_ending": ".nii.gz"}))
+
+
 SAMPLES = {
     "labelme": _labelme,
     "coco": _written("coco", "instance-seg"),
@@ -63,6 +79,7 @@ SAMPLES = {
     "folders": _folders,
     "cvat": _cvat,
     "objects": _objects,
+    "nifti": _nifti,
 }
 
 
