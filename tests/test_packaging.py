@@ -22,6 +22,11 @@ OPTIONAL = {
     "tensorboard": "--track tensorboard (extra tensorboard)",
     "ray": "--executor ray (extra ray)",
     "pytest": "zoo.testing, the conformance checks a plugin author runs under pytest",
+    "pydicom": "DICOM images (extra medical)",
+    "nibabel": "NIfTI volumes (extra medical)",
+    "tifffile": "16-bit, float and multi-page TIFF (extra medical)",
+    "onnx": "zoo export (extra export)",
+    "onnxruntime": "zoo export's parity check, zoo predict --engine onnx (extra export)",
 }
 
 
