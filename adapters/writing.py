@@ -83,10 +83,12 @@ def write_pixels(rec: ImageRecord, target: Path) -> None:
     import numpy as np
     from PIL import Image
 
+    from zoo.pixels import fits_uint16
+
     decoded = rec.pixels()  # a DataError naming the file when it does not decode
     if rec.intensity is not None or not decoded.deep:
         img = Image.fromarray(rec.rgb_of(decoded))
-    elif target.suffix == ".png" and _fits_uint16(decoded.array):
+    elif target.suffix == ".png" and fits_uint16(decoded.array):
         a = decoded.array.astype(np.uint16)
         img = Image.fromarray(a) if a.ndim == 2 else None
         if img is None:  # 16-bit colour: PIL cannot write it, OpenCV can
@@ -97,19 +99,11 @@ def write_pixels(rec: ImageRecord, target: Path) -> None:
     else:
         raise DataError(rec.file or rec.embedded or rec.id,
                         f"{decoded.how} does not fit a {target.suffix} file without losing values; "
-                        "pass an intensity rule to write it as 8-bit")
+                        "give the record an intensity rule to write it as 8-bit")
     if target.suffix in (".jpg", ".jpeg"):
         img.save(target, quality=95)
     else:
         img.save(target)
-
-
-def _fits_uint16(a) -> bool:
-    import numpy as np
-
-    if a.dtype.kind == "f":
-        return bool(np.all(a == np.round(a))) and a.min(initial=0) >= 0 and a.max(initial=0) <= 65535
-    return a.min(initial=0) >= 0 and a.max(initial=0) <= 65535
 
 
 def write_text(folder: Path, rel_id: str, suffix: str, text: str) -> Path:

@@ -166,3 +166,20 @@ def test_unet_on_dicoms_and_masks_reports_hd95_in_mm_without_zoo_yaml(tmp_path):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["choices"]["intensity"]["value"].startswith("percentile:")
     assert "intensity: percentile:" in (run / "config.yaml").read_text()
+
+
+def test_convert_writes_16_bit_png_and_says_where_it_quantises(tmp_path):
+    from PIL import Image
+
+    from zoo.pipeline.convert import convert
+
+    root = dicom_mask_folder(tmp_path / "data", n=2)  # CT: HU after the rescale, negative
+    write_dicom(root / "images" / "case1.dcm", ramp(), modality="DX")  # plain 12-bit
+    done = convert(root, to="coco", out=tmp_path / "coco", fmt="masks")
+    assert "1 image(s) hold values a 16-bit PNG cannot (e.g. " in done.title and "case0.dcm" in done.title
+    png16 = np.asarray(Image.open(tmp_path / "coco" / "images" / "case1.png"))
+    assert png16.dtype == np.uint16 and np.array_equal(png16, ramp())
+    png8 = Image.open(tmp_path / "coco" / "images" / "case0.png")
+    assert png8.mode == "RGB"
+    ann = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    assert sorted(im["file_name"] for im in ann["images"]) == ["case0.png", "case1.png"]

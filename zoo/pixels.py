@@ -355,3 +355,20 @@ def as_rgb(a: np.ndarray) -> np.ndarray:
     if a.shape[2] > 3:
         return np.ascontiguousarray(a[:, :, :3])
     return np.repeat(a[:, :, :1], 3, axis=2)
+
+
+def fits_uint16(a: np.ndarray) -> bool:
+    """Whether every value is a whole number in 0..65535: a 16-bit PNG holds it exactly."""
+    import numpy as np
+
+    if a.dtype.kind == "f" and not np.all(a == np.round(a)):
+        return False
+    return a.dtype.kind in "uif" and a.min(initial=0) >= 0 and a.max(initial=0) <= 65535
+
+
+def own_rule(decoded: Decoded) -> IntensityRule:
+    """An image's own mapping to 8-bit, when nothing else decides: the window its file states
+    (DICOM WindowCenter/Width), else its 0.5-99.5 percentiles."""
+    if decoded.window is not None:
+        return IntensityRule("window", *decoded.window)
+    return image_rule(decoded.array)

@@ -72,6 +72,7 @@ def _convert_whole(writer_spec, src: Path, out: Path, *, fmt: str, task: str | N
 
     ds = read_dataset(src, fmt=fmt, labels=labels, images=images)
     _check_pixels(ds, writer_spec.name, copy_images)
+    quantised = quantise_what_png_cannot_hold(ds) if copy_images else []
     wtask = writer_task(writer_spec.name, task, ds)
     if wtask is not None:
         from zoo.tasks import get_task
@@ -89,7 +90,29 @@ def _convert_whole(writer_spec, src: Path, out: Path, *, fmt: str, task: str | N
     title = f"{src} ({ds.format}) -> {out} ({writer_spec.name}{', ' + wtask if wtask else ''})"
     if task is None and wtask is not None:
         title += "\n" + _chosen_task_note(wtask, ds)
+    if quantised:
+        title += (f"\n{len(quantised)} image(s) hold values a 16-bit PNG cannot (e.g. {quantised[0]}: CT in HU, "
+                  "floats): written as 8-bit through each one's own window (DICOM) or 0.5-99.5 percentiles; "
+                  "16-bit images are written as 16-bit PNG")
     return Converted(ds, title, ds.summary())
+
+
+def quantise_what_png_cannot_hold(ds: Dataset) -> list[str]:
+    """The DICOM / NIfTI images whose values no 16-bit PNG holds (negative or fractional),
+    given their own 8-bit rule so the writers can write them (in place: the dataset was just
+    read for this conversion); their files, to say so."""
+    from zoo.files import COMMON_IMAGE_SUFFIXES
+    from zoo.pixels import fits_uint16, own_rule
+
+    out = []
+    for rec in ds.images:
+        if rec.file is None or rec.suffix in COMMON_IMAGE_SUFFIXES and rec.file.suffix.lower() == rec.suffix:
+            continue  # a common format is copied as it is
+        decoded = rec.pixels()
+        if decoded.deep and not fits_uint16(decoded.array):
+            rec.intensity = own_rule(decoded)
+            out.append(str(rec.file))
+    return out
 
 
 def _chosen_task_note(task: str, ds: Dataset) -> str:
