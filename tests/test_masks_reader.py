@@ -248,7 +248,7 @@ def test_check_names_the_format_and_counts(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     report = json.loads(r.stdout)
-    assert report["format"] == "masks"
+    assert report["format"] == "masks" and "semantic-seg" in report["tasks"]
     assert report["summary"]["images"] == 6 and report["summary"]["instances"] == {"foreground": 6}
 
 

@@ -64,7 +64,7 @@ def check(
 def _print_json(data: Path, report, changes, after) -> None:
     import orjson
 
-    doc = {"data": str(data), "format": report.dataset.format, "summary": report.dataset.summary(),
+    doc = {"data": str(data), "format": report.dataset.format, "tasks": report.tasks, "summary": report.dataset.summary(),
            "counts": {lvl: report.count(lvl) for lvl in ("error", "warning")},
            "findings": [f.as_dict() for f in report.findings]}
     if report.groups is not None:
@@ -89,7 +89,8 @@ def _print_table(data: Path, report, changes, after, out: Path | None) -> None:
     from dataclasses import replace
 
     # the readers' warnings are findings below: the table counts them, the list shows them once
-    print_summary(replace(ds, warnings=[]), title=f"{data} ({ds.format})", summary=ds.summary())
+    served = ", ".join(report.tasks) or "no task"
+    print_summary(replace(ds, warnings=[]), title=f"{data} ({ds.format}; serves {served})", summary=ds.summary())
     if report.groups is not None:
         g = report.groups
         console.print(f"{g['groups']} groups ({g['rule']}); groups per class: "

@@ -110,6 +110,20 @@ class LintReport:
         """0 clean, 1 findings (linters' convention; unreadable input is a ZooError: 2)."""
         return 1 if self.findings else 0
 
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks the data as read can serve (each task's own check), for `zoo check` to say."""
+        from zoo.tasks import TASKS
+
+        served = []
+        for name, task in TASKS.items():
+            try:
+                task.check(self.dataset)
+            except ZooError:
+                continue
+            served.append(name)
+        return served
+
 
 # -- where things are --------------------------------------------------------------------------
 
