@@ -40,7 +40,7 @@ import time
 import traceback
 from pathlib import Path
 
-READERS = ("labelme", "coco", "voc", "yolo", "folders")
+READERS = ("labelme", "coco", "voc", "yolo", "folders", "masks", "cvat", "objects")
 WRITERS = ("coco", "masks", "voc", "yolo", "labelme")  # one per case, in turn
 MEMORY_CAP = 3 << 30  # bytes of address space per worker
 TIME_CAP = 20  # seconds per case
@@ -285,6 +285,41 @@ def build_seed(reader: str, root: Path) -> Path:
         for cls, stems in (("cat", ("a", "b")), ("dog", ("c",))):
             for stem in stems:
                 _img(root / cls / f"{stem}.png", color=(len(stem) * 40, 10, 10))
+    elif reader == "masks":
+        from PIL import Image
+
+        (root / "SegmentationClass").mkdir()
+        for stem, values in (("a", (0, 1, 2)), ("b", (0, 2, 255))):
+            _img(root / "JPEGImages" / f"{stem}.png")
+            m = Image.new("P", (64, 48), values[0])
+            m.paste(values[1], (5, 5, 30, 20))
+            m.paste(values[2], (35, 25, 60, 45))
+            m.save(root / "SegmentationClass" / f"{stem}.png")
+        (root / "class_names.txt").write_text("_background_\ncell\nblob\n")
+    elif reader == "cvat":
+        for stem in ("a", "b"):
+            _img(root / "images" / f"{stem}.png")
+        image = ('<image id="{k}" name="{stem}.png" width="64" height="48">'
+                 '<box label="cell" occluded="1" xtl="2" ytl="3" xbr="20.5" ybr="30" z_order="1" group_id="4"/>'
+                 '<points label="head" points="10,10" group_id="4"/>'
+                 '<polygon label="blob" points="30,5;50,5;50,25" z_order="0"/>'
+                 '<polyline label="line" points="5,40;30,44;60,40"/>'
+                 '<ellipse label="blob" cx="40" cy="30" rx="6" ry="4" rotation="30"/>'
+                 '<mask label="blob" rle="2, 3, 2, 3, 5" left="40" top="2" width="5" height="3"/>'
+                 '<tag label="good"/></image>')
+        (root / "annotations.xml").write_text("<annotations><version>1.1</version>"
+                                              + "".join(image.format(k=k, stem=s) for k, s in enumerate("ab"))
+                                              + "</annotations>")
+    elif reader == "objects":
+        from PIL import Image
+
+        for rid in ("a", "b"):
+            _img(root / rid / "images" / f"{rid}.png")
+            (root / rid / "masks").mkdir()
+            for k in range(2):
+                m = Image.new("L", (64, 48), 0)
+                m.paste(255, (5 + 20 * k, 5, 20 + 20 * k, 30))
+                m.save(root / rid / "masks" / f"{k}.png")
     return root
 
 
