@@ -119,18 +119,36 @@ def class_file(root: Path, warnings: list) -> tuple[list[str], list[int] | None,
     return read_lines(f), None, None, f
 
 
-def _label_file(img: Path, root: Path) -> Path:
+def _label_file(img: Path, root: Path, listing: dict | None = None) -> Path:
+    """The label file of ``img``: its stem + .txt beside it, or in ``labels/`` mirroring
+    ``images/``; names matched case-insensitively when exactly one file matches (``listing``:
+    a cache of each folder's names)."""
     beside = img.with_suffix(".txt")
-    if beside.is_file():
-        return beside
+    candidates = [beside]
     parts = list(img.relative_to(root).parts)
     for i in range(len(parts) - 1, -1, -1):
         if parts[i] == "images":
             parts[i] = "labels"
-            cand = (root.joinpath(*parts)).with_suffix(".txt")
-            if cand.is_file():
-                return cand
+            candidates.append((root.joinpath(*parts)).with_suffix(".txt"))
             break
+    for cand in candidates:
+        if cand.is_file():
+            return cand
+    listing = {} if listing is None else listing
+    for cand in candidates:
+        if cand.parent not in listing:
+            try:
+                names = [p for p in cand.parent.iterdir() if p.suffix.lower() == ".txt"]
+            except OSError:
+                names = []
+            listing[cand.parent] = {}
+            for p in names:
+                listing[cand.parent].setdefault(p.name.lower(), []).append(p)
+        hits = listing[cand.parent].get(cand.name.lower(), [])
+        if len(hits) > 1:
+            raise DataError(img, f"has several label files up to case: {', '.join(h.name for h in hits)}; keep one")
+        if hits:
+            return hits[0]
     return beside
 
 
@@ -155,6 +173,7 @@ def read(path: str | Path, *, labels=None, images: Path | None = None) -> Datase
     label_of = _labels_by_stem(root, names_file) if images is not None else None
     by_id: dict[str, Path] = {}
     used_txt: set[Path] = set()
+    listing: dict = {}  # each label folder's names, for case-insensitive matches
     for img in track(files, "reading YOLO", total=len(files)) if len(files) > 200 else files:
         rel = img.relative_to(image_root).with_suffix("").as_posix()
         if rel.startswith("images/"):
@@ -169,7 +188,7 @@ def read(path: str | Path, *, labels=None, images: Path | None = None) -> Datase
         except DataError as e:  # never used or copied
             warn(warnings, img, f"{e.reason}; skipped")
             continue
-        lf = _label_file(img, root) if label_of is None else label_of.get(img.stem.lower(), root / "-")
+        lf = _label_file(img, root, listing) if label_of is None else label_of.get(img.stem.lower(), root / "-")
         instances = []
         if lf.is_file():
             used_txt.add(lf)

@@ -303,3 +303,16 @@ def test_datumaro_voc_segmentation_object_is_one_bicycle(real_fixtures):
     ds = read_dataset(real_fixtures / "datumaro" / "voc_dataset" / "voc_dataset1", "masks")
     (inst,) = ds.image("2007_000001").instances
     assert ds.categories[inst.category] == "bicycle" and rle_to_mask(inst.mask).all()
+
+
+def test_yolo_label_files_match_their_image_up_to_case(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    Image.new("RGB", (W, H)).save(tmp_path / "images" / "IMG_1.JPG", format="PNG")
+    (tmp_path / "labels" / "img_1.txt").write_text("0 0.5 0.5 0.2 0.25\n")
+    (tmp_path / "classes.txt").write_text("cell\n")
+    (box,) = read_dataset(tmp_path, "yolo").images[0].instances
+    assert box.bbox == (24.0, 15.0, 36.0, 25.0)
+    (tmp_path / "labels" / "Img_1.txt").write_text("0 0.5 0.5 0.2 0.25\n")
+    with pytest.raises(DataError, match="IMG_1.JPG: has several label files up to case"):
+        read_dataset(tmp_path, "yolo")
