@@ -8,6 +8,8 @@ Three layouts, first found wins:
 * sibling folders below one parent: ``image(s)``/``img(s)``/``JPEGImages``/``data`` beside
   ``label(s)``/``mask(s)``/``gt``/``annotation(s)``/``ground_truth``/``SegmentationClass``
   (at the top or below split folders: ``train/images`` + ``train/masks``);
+* two folders of any names at the top, the masks named as the images + a mask suffix (ISIC:
+  ``..._Input/ISIC_1.jpg`` + ``..._GroundTruth/ISIC_1_segmentation.png``);
 * one folder with suffixed stems: ``x.png`` + ``x_mask.png`` (also ``_segmentation``,
   ``_seg``, ``_gt``, ``_label``, ``_annotation``).
 
@@ -90,6 +92,31 @@ def sibling_folders(root: Path, max_depth: int = 3) -> list[tuple[Path, Path]]:
             out.append((img, msk))
             dirs[:] = [d for d in dirs if here / d not in (img, msk)]
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP) if depth < max_depth else []
+    return out
+
+
+def suffixed_sibling_folders(root: Path, sample: int = 20) -> list[tuple[Path, Path]]:
+    """(images folder, masks folder) pairs among the folders at the top of ``root``, whatever
+    their names, when most masks are an image's stem + a mask suffix (ISIC's
+    ``..._Training_Input/ISIC_0000000.jpg`` + ``..._GroundTruth/ISIC_0000000_segmentation.png``).
+    Same names in two folders are never taken for pairs (``train/`` and ``val/`` share them)."""
+    try:
+        dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name not in _SKIP)
+    except OSError:
+        return []
+    stems = {}
+    for d in dirs:
+        with os.scandir(d) as entries:
+            stems[d] = {os.path.splitext(e.name)[0].lower() for e in entries
+                        if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES}
+    out = []
+    for masks in dirs:
+        first = sorted(stems[masks])[:sample]
+        for images in dirs:
+            hits = sum(suffixed_base(s, stems[images]) is not None for s in first) if images != masks else 0
+            if first and hits * 2 > len(first):
+                out.append((images, masks))
+                break
     return out
 
 
@@ -194,6 +221,10 @@ def find_pairs(root: Path, config: dict, images: Path | None = None) -> Pairing:
     folders = sibling_folders(root)
     if folders:
         return _paired_folders(root, folders, "sibling folders " + ", ".join(
+            f"{i.relative_to(root)}/ + {m.relative_to(root)}/" for i, m in folders[:3]))
+    folders = suffixed_sibling_folders(root)
+    if folders:
+        return _paired_folders(root, folders, "folders of suffixed masks " + ", ".join(
             f"{i.relative_to(root)}/ + {m.relative_to(root)}/" for i, m in folders[:3]))
     pairs, unpaired = suffixed_pairs(root)
     return Pairing(pairs, sorted({p.mask.parent for p in pairs}), unpaired, "suffixed file names (x + x_mask)")

@@ -64,7 +64,7 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, copy_images: 
 def sniff(path: Path) -> float:
     """0.9 for image + mask folders at the top (0.85 below split folders), 0.8 for suffixed
     stems, 0.99 when zoo.yaml names them; 0 when most masks name no image (per-object masks)."""
-    from zoo.adapters.mask_pairs import lone_mask_folders, sibling_folders, suffixed_pairs
+    from zoo.adapters.mask_pairs import lone_mask_folders, sibling_folders, suffixed_pairs, suffixed_sibling_folders
     from zoo.data.reading import declined
 
     path = Path(path)
@@ -80,6 +80,8 @@ def sniff(path: Path) -> float:
             return declined(f"most files in {mask_dir.relative_to(path)}/ name no image in "
                             f"{img_dir.relative_to(path)}/")
         return 0.9 if img_dir.parent == path else 0.85
+    if suffixed_sibling_folders(path):
+        return 0.85
     pairs, _ = suffixed_pairs(path) if _few_files(path) else ([], [])
     if pairs:
         return 0.8

@@ -295,3 +295,17 @@ def test_unet_trains_on_an_image_and_mask_folder_as_it_ships(tmp_path):
     except SystemExit as e:
         assert e.code in (0, None)
     assert (out / "unet-semantic-seg" / "metrics.json").is_file()
+
+
+def test_isic_folders_as_they_ship(tmp_path):
+    drawn = {}
+    for k in range(3):
+        _photo(tmp_path / "ISIC2018_Task1-2_Training_Input" / f"ISIC_000000{k}.jpg")
+        lm = _label_map(k)
+        _save(lm * 255, tmp_path / "ISIC2018_Task1_Training_GroundTruth" / f"ISIC_000000{k}_segmentation.png")
+        drawn[f"ISIC_000000{k}"] = lm
+    (tmp_path / "ISIC2018_Task1-2_Training_Input" / "LICENSE.txt").write_text("CC-BY-NC\n")
+    assert detect_format(tmp_path) == "masks"
+    _same_pixels(read_dataset(tmp_path), drawn)
+    with pytest.raises(DataError, match="hold one or two values: masks, not photos"):
+        read_dataset(tmp_path, "folders")
