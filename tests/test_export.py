@@ -166,4 +166,10 @@ def test_a_compare_folder_exports_its_winner_and_says_which(tmp_path, tiny_demo,
     main(["export", "--run", str(folder)])
     said = capsys.readouterr()
     assert f"using its winner, {winner['backend']}" in said.out + said.err
-    assert (Path(winner["run"]) / "export" / "onnx" / "model.json").is_file()
+    card = json.loads((Path(winner["run"]) / "export" / "onnx" / "model.json").read_text())
+    # the leaderboard's cell for onnxruntime's ms / image, beside torch's on the same images
+    from zoo.pipeline.leaderboard import onnx_ms
+
+    timed = card["ms_per_image"]
+    assert onnx_ms(Path(winner["run"])) == f"{timed['onnxruntime']:.1f} ms (torch {timed['torch']:.1f})"
+    assert onnx_ms(tmp_path) is None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.atomic import write_bytes, write_json, write_text
+from zoo.atomic import read_json, write_bytes, write_json, write_text
 from zoo.errors import ZooError
 from zoo.pipeline.report import all_scores, fmt, fmt_ci, fmt_seconds, headline
 from zoo.progress import Reporter
@@ -308,8 +308,11 @@ def table(board: Board) -> tuple[list[str], list[list[str]]]:
     pc_key = task.per_class_metric
     test_col = [f"**{main}** test"] if board.has_test and main else []
     verdict_col = [f"winner − this, {main} (95%), P(winner better)"] if board.verdicts else []
+    onnx = {r.backend: onnx_ms(r.run_dir) for r in rows if r.ok and r.run_dir is not None}
+    onnx_col = ["onnxruntime / img"] if any(onnx.values()) else []
     header = ["#", "backend", "framework", *[f"**{k}**" if k == main else k for k in metric_cols], *test_col,
-              *verdict_col, *[f"{pc_key} {c}" for c in class_cols], "params", "train", "predict / img", "device", "run"]
+              *verdict_col, *[f"{pc_key} {c}" for c in class_cols], "params", "train", "predict / img", *onnx_col,
+              "device", "run"]
     cells = []
     for rank_, r in enumerate(rows, 1):
         if not r.ok:
@@ -324,10 +327,23 @@ def table(board: Board) -> tuple[list[str], list[list[str]]]:
             *[fmt_ci(r.metrics.get("test") or {}, main) for _ in test_col],
             *([fmt_verdict(v) if v is not None else "winner"] if verdict_col else []),
             *[fmt(pcm.get(c)) for c in class_cols], fmt_params(m.parameters),
-            fmt_seconds(m.timings.fit), _ms(m.timings.predict_per_image_ms), m.device or "",
+            fmt_seconds(m.timings.fit), _ms(m.timings.predict_per_image_ms), *[onnx[r.backend] or "–" for _ in onnx_col],
+            m.device or "",
             r.run_dir.name + (" (reused)" if r.status == "reused" else ""),
         ])
     return header, cells
+
+
+def onnx_ms(run_dir: Path) -> str | None:
+    """``12.3 ms (torch 40.1)``: the run's ``zoo export`` (RUN/export/onnx/model.json), both
+    engines timed there on the same val images; None where the run was not exported."""
+    from zoo.pipeline.artifacts import CARD_FILE
+
+    try:
+        timed = read_json(Path(run_dir) / "export" / "onnx" / CARD_FILE)["ms_per_image"]
+        return f"{timed['onnxruntime']:.1f} ms (torch {timed['torch']:.1f})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def write_markdown(board: Board, header: list[str], cells: list[list[str]]) -> None:
