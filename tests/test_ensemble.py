@@ -145,3 +145,76 @@ def test_ensemble_refusals_are_one_line(tmp_path, tiny_demo, capsys):
         ["predict", "--run", str(tmp_path), "--backend", "resnet18", "--ensemble"])
     assert "--backend B" in fails(["predict", "--run", str(tmp_path), "--ensemble"])
 
+
+
+# -- detect, instance-seg, keypoint: weighted boxes fusion ---------------------------------------
+
+
+def _rle(mask):
+    from zoo.data.raster import mask_to_rle
+
+    return mask_to_rle(np.asarray(mask, bool))
+
+
+def test_boxes_fuse_by_weighted_boxes_fusion_and_masks_and_keypoints_by_their_members():
+    from zoo.pipeline.fusion import fuse_image
+    from zoo.predictions import Detection, InstancePredictions
+
+    record = ImageRecord(id="im", width=100, height=50)
+    left, empty, whole = np.zeros((50, 100)), np.zeros((50, 100)), np.ones((50, 100))
+    left[:, :50] = 1
+    kp = lambda x: [(x, 10.0, 1.0), (x + 10, 20.0, 0.5)]  # noqa: E731
+    a = Detection(0, 0.9, (10.0, 10.0, 50.0, 40.0), mask=_rle(left), keypoints=kp(10.0))
+    b = Detection(0, 0.6, (12.0, 10.0, 52.0, 40.0), mask=_rle(whole), keypoints=kp(16.0))
+    c = Detection(0, 0.3, (10.0, 12.0, 50.0, 42.0), mask=_rle(empty), keypoints=kp(13.0))
+    lone = Detection(1, 0.8, (70.0, 5.0, 90.0, 20.0))  # one model of three found it
+    preds = [InstancePredictions("im", [a, lone]), InstancePredictions("im", [b]), InstancePredictions("im", [c])]
+    fused = sorted(fuse_image(record, preds).detections, key=lambda d: d.category)
+    assert len(fused) == 2
+    cell, single = fused
+    # the box: the score-weighted mean; the score: the mean of the three
+    expect = (np.array(a.bbox) * 0.9 + np.array(b.bbox) * 0.6 + np.array(c.bbox) * 0.3) / 1.8
+    assert np.allclose(cell.bbox, expect, atol=1e-3) and cell.score == pytest.approx(0.6)
+    assert single.score == pytest.approx(0.8 / 3) and np.allclose(single.bbox, lone.bbox, atol=1e-3)
+    # the mask: where at least half of the three members' masks are (left, whole, empty: the left half)
+    from zoo.data.raster import rle_to_mask
+
+    assert np.array_equal(rle_to_mask(cell.mask), left.astype(bool))
+    assert np.allclose(cell.keypoints, [(13.0, 10.0, 1.0), (23.0, 20.0, 0.5)])
+    assert single.mask is None and single.keypoints is None
+
+
+def test_identical_detectors_give_the_single_detections_where_boxes_do_not_overlap():
+    from zoo.pipeline.fusion import fuse_image
+    from zoo.predictions import Detection, InstancePredictions
+
+    record = ImageRecord(id="im", width=64, height=48)
+    dets = [Detection(0, 0.9, (1.5, 2.0, 20.0, 22.5)), Detection(0, 0.4, (30.0, 2.0, 50.0, 20.0)),
+            Detection(2, 0.7, (2.0, 2.0, 20.0, 22.0))]  # another category on the same place
+    fused = fuse_image(record, [InstancePredictions("im", list(dets))] * 3).detections
+    key = lambda d: (d.category, d.bbox[0])  # noqa: E731
+    for got, want in zip(sorted(fused, key=key), sorted(dets, key=key)):
+        # ensemble-boxes computes in float32: the same to its precision
+        assert got.category == want.category and got.score == pytest.approx(want.score, abs=1e-6)
+        assert np.allclose(got.bbox, want.bbox, rtol=0, atol=1e-4)
+    assert fuse_image(record, [InstancePredictions("im")] * 2).detections == []
+
+
+@pytest.mark.slow
+def test_yolov8_instance_seg_fold_ensemble_is_fused_and_scored_on_test(tmp_path, tiny_demo):
+    out = tmp_path / "runs"
+    main(["compare", "--task", "instance-seg", "--backends", "yolov8", "--data", str(tiny_demo), "--folds", "2",
+          "--test", "0.25", "--ensemble", "--epochs", "1", "--imgsz", "64", "--batch", "4", "--device", "cpu",
+          "--out", str(out), "--samples", "0"])
+    folder = out / "compare" / "instance-seg"
+    (ens,) = json.loads((folder / "compare.json").read_text())["ensembles"]
+    assert ens["k"] == 2 and "weighted boxes fusion" in ens["rule"] and "mean of its members' masks" in ens["rule"]
+    results = json.loads((folder / "ensemble" / "yolov8" / "predictions" / "test" / "coco_results.json").read_text())
+    test_coco = json.loads((Path(ens["members"][0]) / "data" / "test_coco.json").read_text())
+    assert results and {r["image_id"] for r in results} <= {im["id"] for im in test_coco["images"]}
+    assert all("segmentation" in r for r in results)
+    # zoo eval scores the ensemble's file to the number compare.json states
+    main(["eval", "--task", "instance-seg", "--gt", str(Path(ens["members"][0]) / "data" / "test_coco.json"),
+          "--pred", str(folder / "ensemble" / "yolov8" / "predictions" / "test" / "coco_results.json"),
+          "--out", str(tmp_path / "m.json")])
+    assert json.loads((tmp_path / "m.json").read_text())["AP"] == pytest.approx(ens["ensemble"], abs=1e-9)

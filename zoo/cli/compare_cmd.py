@@ -44,7 +44,8 @@ def compare(
     test: float = typer.Option(0.0, "--test", help="Fraction of images held out as a test split, scored once after "
                                "training (with --folds: held out before the folds are dealt)."),
     ensemble: bool = typer.Option(False, "--ensemble", help="With --folds K --test F: each backend's K fold models "
-                                  "fused (mean of probabilities) and scored on the test split beside its single folds."),
+                                  "fused (mean of probabilities; weighted boxes fusion for instances) and scored on the test split beside "
+                                  "its single folds."),
     track: Optional[str] = typer.Option(None, "--track", help="Log to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else OUT/mlruns; pip install 'zoo[mlflow]') or tensorboard (event files in the run folder; 'zoo[tensorboard]')."),
 ) -> None:
     """Run several backends on the same split and rank them."""
