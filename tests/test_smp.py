@@ -398,6 +398,11 @@ def test_zoo_run_unet_leaves_a_complete_run_folder(tmp_path, monkeypatch):
     # --select best: one epoch, scored once on the 1-image selection split carved from train
     assert manifest["selection"]["chosen_epoch"] == 1 and manifest["selection"]["times_scored"] == 1
     assert manifest["selection"]["selection_images"] == 1 == len(json.loads((run / "split.json").read_text())["selection"])
+    # the CPU used as zoo.training.cpu found it: channels_last, bf16 where the CPU has it natively
+    from zoo.training.cpu import bf16_native, training_threads
+
+    assert manifest["compute"] == {"precision": "bf16" if bf16_native()[0] else "fp32", "channels_last": True,
+                                   "threads": training_threads(), "reason": bf16_native()[1]}
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["IoU"]) == {"_background_", "platelet", "rbc", "wbc"}
     val = json.loads((run / "split.json").read_text())["val"]

@@ -155,6 +155,9 @@ class Manifest(_Record):
     #: the backend's own numbers, for the log only (metrics.json holds the ranked scores)
     framework_metrics: dict[str, Any] | None = None
     budget: dict[str, float] | None = None  # {"seconds", "fit_seconds"} of --budget
+    #: how the shared loop trained (zoo.training.cpu.Compute): precision (fp32 | bf16 | fp16),
+    #: channels_last, threads and why
+    compute: dict[str, Any] | None = None
     world_size: int | None = None  # under a launcher (torchrun): the number of processes
     error: str | None = None  # why a failed or interrupted run stopped
 

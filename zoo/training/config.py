@@ -25,7 +25,7 @@ class TrainConfig(BackendConfig):
     final_lr: float = 0.01
     warmup_iters: int = 100
     grad_clip: float = 10.0  # max L2 norm of all gradients; 0 = no clipping
-    amp: bool = True  # mixed precision, used on CUDA only (never on CPU)
+    amp: bool = True  # mixed precision: fp16 autocast on CUDA, bf16 on a CPU with native bf16 (zoo.training.cpu)
     val_every: int = 1  # score the selection split (val_fn) every this many epochs and after the last one
 
     @classmethod

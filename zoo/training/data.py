@@ -40,16 +40,19 @@ def collate_lists(batch: list[Any]) -> tuple:
     return tuple(list(part) for part in zip(*batch))
 
 
-def to_device(obj: Any, device: Any) -> Any:
-    """Tensors anywhere in nested lists / tuples / dicts moved to ``device``."""
+def to_device(obj: Any, device: Any, *, channels_last: bool = False) -> Any:
+    """Tensors anywhere in nested lists / tuples / dicts moved to ``device``; with
+    ``channels_last``, 4-d floating-point ones (image batches) in that memory format."""
     import torch
 
     if isinstance(obj, torch.Tensor):
+        if channels_last and obj.ndim == 4 and obj.is_floating_point():
+            return obj.to(device, memory_format=torch.channels_last, non_blocking=True)
         return obj.to(device, non_blocking=True)
     if isinstance(obj, Mapping):
-        return {k: to_device(v, device) for k, v in obj.items()}
+        return {k: to_device(v, device, channels_last=channels_last) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(v, device) for v in obj)
+        return type(obj)(to_device(v, device, channels_last=channels_last) for v in obj)
     return obj
 
 

@@ -90,6 +90,8 @@ def fit(
     log: logging.Logger | None = None,
     description: str = "train",
     ledger: Ledger | None = None,
+    bf16: bool = False,
+    channels_last: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``data`` and leave checkpoints in ``checkpoint_dir``.
 
@@ -113,12 +115,20 @@ def fit(
     extra:      plain values stored in every checkpoint (class names, the resolved config)
     ledger:     the run's checksums (``RunContext.ledger``): each checkpoint written is
                 recorded, and ``last.pt`` is checked before a resume reads it
+    bf16:       whether the model may train under bf16 autocast on a CPU that multiplies
+                bf16 natively (zoo.training.cpu; ``amp=false`` in the config turns it off):
+                a backend opts in once its quality in bf16 was measured to hold
+    channels_last: a conv net fed ``(N, C, H, W)`` batches: the model and every 4-d batch
+                tensor in channels-last memory format (oneDNN's fast layout on a CPU)
     """
+    from zoo.training.cpu import compute_plan
+
     s = TrainConfig.of(config)
     dev = _one_device(device)
     seed_everything(s.seed)
+    compute = compute_plan(dev.type, amp=s.amp, bf16=bf16, channels_last=channels_last)
     model.to(dev)
-    loop = _Loop(model, data, s, dev, loss_fn=loss_fn or loss_dict_fn, collate=collate,
+    loop = _Loop(model, data, s, dev, compute, loss_fn=loss_fn or loss_dict_fn, collate=collate,
                  checkpoint_dir=checkpoint_dir, extra=extra, ledger=ledger, log=log or _log,
                  description=description, max_iters=max_iters)
     loop.protocol(val_fn, selection)
@@ -128,7 +138,8 @@ def fit(
 
 
 def fit_backend(backend: Any, model, data: Any, selection: Any, *, extra: Mapping[str, Any], description: str,
-                loss_fn: Callable | None = None, collate: Callable | None = None) -> TrainResult:
+                loss_fn: Callable | None = None, collate: Callable | None = None, bf16: bool = False,
+                channels_last: bool = False) -> TrainResult:
     """:func:`fit` as a :class:`~zoo.backend.Backend`'s ``fit`` calls it: its ``config``, and
     from its ``ctx`` the device, checkpoint folder, ``--resume``, log and ledger; the
     selection protocol scored with the backend's own ``predict``, which runs ``model`` (set
@@ -138,7 +149,7 @@ def fit_backend(backend: Any, model, data: Any, selection: Any, *, extra: Mappin
     return fit(model, data, config=backend.config, device=ctx.device, checkpoint_dir=ctx.checkpoint_dir,
                resume=ctx.resume, loss_fn=loss_fn, collate=collate, selection=selection,
                val_fn=selection.scorer(backend.predict), log=ctx.log, description=description,
-               extra=extra, ledger=ctx.ledger)
+               extra=extra, ledger=ctx.ledger, bf16=bf16, channels_last=channels_last)
 
 
 def _one_device(device: str):
@@ -154,7 +165,7 @@ class _Loop:
     """One call of :func:`fit`: the model, its optimisation, the epoch plan, the protocol
     and the checkpoints, and the steps that move them along."""
 
-    def __init__(self, model, data: Any, s: TrainConfig, dev, *, loss_fn: Callable, collate: Callable | None,
+    def __init__(self, model, data: Any, s: TrainConfig, dev, compute, *, loss_fn: Callable, collate: Callable | None,
                  checkpoint_dir: str | Path | None, extra: Mapping[str, Any] | None, ledger: Ledger | None,
                  log: logging.Logger, description: str, max_iters: int | None):
         from zoo.training.distributed import world
@@ -165,7 +176,9 @@ class _Loop:
         self.extra, self.ledger, self.log = dict(extra or {}), ledger, log
         self.description, self.max_iters = description, max_iters
         self.writer = world().main  # under a launcher, rank 0 alone writes checkpoints
-        self.use_amp = bool(s.amp) and dev.type == "cuda"
+        self.compute = compute
+        self.use_amp = compute.precision == "fp16"  # the gradient scaler: fp16 only (bf16 has fp32's range)
+        self.apply_compute()
         self.per_epoch = iters_per_epoch(data, s)
         self.plan = EpochPlan(s.epochs, self.per_epoch or 1, s.budget)
         self.optim = Optimisation(model, s, self.plan, self.use_amp)
@@ -178,6 +191,22 @@ class _Loop:
         self.scoring = self.keep_best = False
 
     # -- before the first epoch ----------------------------------------------------------------
+
+    def apply_compute(self) -> None:
+        """The threads and memory format :attr:`compute` says, stated in the log and recorded
+        for the run's manifest."""
+        import torch
+
+        from zoo.training.cpu import record
+
+        c = self.compute
+        if c.threads:
+            torch.set_num_threads(c.threads)
+        if c.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        record(c)
+        self.log.info("%s: %s%s, %s threads (%s)", self.description, c.precision,
+                      ", channels_last" if c.channels_last else "", c.threads or "torch's", c.reason)
 
     def protocol(self, val_fn: Callable | None, selection: Any) -> None:
         """Whether epochs are scored (``val_fn``, when the selection protocol asks) and
@@ -272,8 +301,9 @@ class _Loop:
         loader = epoch_loader(self.data, self.s, self.collate, epoch)
         label = f"{self.description} epoch {epoch + 1}/{self.plan.epochs}"
         for batch in track(loader, label, total=self.per_epoch):
-            batch = to_device(batch, self.dev)
-            with torch.autocast(self.dev.type, enabled=self.use_amp):
+            batch = to_device(batch, self.dev, channels_last=self.compute.channels_last)
+            with torch.autocast(self.dev.type, dtype=self.compute.autocast_dtype,
+                                enabled=self.compute.autocast_dtype is not None):
                 out = self.loss_fn(trained, batch)
             parts = out if isinstance(out, Mapping) else {"loss": out}
             loss = sum(parts.values()) if isinstance(out, Mapping) else out

@@ -1,0 +1,107 @@
+"""How the shared loop uses the CPU (zoo.training.cpu): bf16 found from the CPU's own flags,
+physical cores counted from cpuinfo, and fit training in the precision, memory format and
+threads it records (the run's manifest states them)."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from zoo.training import MappedDataset, TrainConfig, criterion_loss, fit  # noqa: E402
+from zoo.training import cpu  # noqa: E402
+
+# Two hyper-threaded cores of one package (4 logical processors), as Linux writes it.
+HYPERTHREADED = """\
+processor\t: 0
+physical id\t: 0
+core id\t\t: 0
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16
+
+processor\t: 1
+physical id\t: 0
+core id\t\t: 1
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16
+
+processor\t: 2
+physical id\t: 0
+core id\t\t: 0
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16
+
+processor\t: 3
+physical id\t: 0
+core id\t\t: 1
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16
+"""
+
+
+def test_flags_and_physical_cores_from_cpuinfo(tmp_path, monkeypatch):
+    info = tmp_path / "cpuinfo"
+    info.write_text(HYPERTHREADED)
+    assert "avx512_bf16" in cpu.cpu_flags(info) and "amx_bf16" not in cpu.cpu_flags(info)
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert cpu.physical_cores(info) == 2  # the twins share a core's arithmetic
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 2})
+    assert cpu.physical_cores(info) == 1  # the two processors we may use are one core
+    assert cpu.cpu_flags(tmp_path / "missing") is None
+
+
+def test_jobs_share_of_the_cores_wins(monkeypatch):
+    monkeypatch.setenv("ZOO_THREADS", "3")
+    assert cpu.training_threads() == 3
+    monkeypatch.delenv("ZOO_THREADS")
+    assert cpu.training_threads() == cpu.physical_cores()
+
+
+def test_plan_follows_amp_the_backend_and_the_cpu(monkeypatch):
+    monkeypatch.setattr(cpu, "bf16_native", lambda: (True, "the CPU reports amx_bf16"))
+    assert cpu.compute_plan("cpu", amp=True, bf16=True).precision == "bf16"
+    assert cpu.compute_plan("cpu", amp=False, bf16=True).precision == "fp32"  # --set amp=false
+    assert cpu.compute_plan("cpu", amp=True, bf16=False).precision == "fp32"  # backend not shown to keep quality
+    monkeypatch.setattr(cpu, "bf16_native", lambda: (False, "the CPU reports neither"))
+    plan = cpu.compute_plan("cpu", amp=True, bf16=True, channels_last=True)
+    assert (plan.precision, plan.channels_last, plan.reason) == ("fp32", True, "the CPU reports neither")
+    assert cpu.compute_plan("cuda", amp=True).precision == "fp16"
+
+
+class _Probe(torch.nn.Module):
+    """A tiny conv net that notes the dtype of its conv output and its input's memory format."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.head = torch.nn.Linear(4, 2)
+        self.seen: set = set()
+
+    def forward(self, x):
+        y = self.conv(x)
+        self.seen.add((y.dtype, x.is_contiguous(memory_format=torch.channels_last)))
+        return self.head(y.float().mean((2, 3)))
+
+
+def _images(n=8):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.rand(3, 8, 8, generator=g) + (i % 2), i % 2) for i in range(n)]
+
+
+@pytest.mark.parametrize("amp", [True, False])
+def test_fit_trains_as_planned_and_records_it(monkeypatch, amp):
+    native = cpu.bf16_native()[0]
+    model = _Probe()
+    mark = cpu.mark()
+    fit(model, MappedDataset(_images(), lambda s: s), config=TrainConfig(epochs=1, batch=4, amp=amp),
+        loss_fn=criterion_loss(torch.nn.CrossEntropyLoss()), bf16=True, channels_last=True)
+    (record,) = cpu.records_since(mark)
+    bf16 = amp and native
+    assert record["precision"] == ("bf16" if bf16 else "fp32") and record["channels_last"] is True
+    assert record["threads"] == cpu.training_threads() == torch.get_num_threads()
+    assert model.seen == {(torch.bfloat16 if bf16 else torch.float32, True)}
+    assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fit_keeps_fp32_and_the_layout_unless_the_backend_opts_in():
+    model = _Probe()
+    fit(model, MappedDataset(_images(), lambda s: s), config=TrainConfig(epochs=1, batch=4),
+        loss_fn=criterion_loss(torch.nn.CrossEntropyLoss()))
+    assert model.seen == {(torch.float32, False)}
