@@ -8,6 +8,7 @@ patient's name (a duplicate) or split folders that put one patient on both sides
 
 from __future__ import annotations
 
+import json as json_
 import shutil
 from collections import Counter
 
@@ -213,8 +214,6 @@ def test_per_class_counts_are_unchanged_by_grouping(tmp_path):
 
 
 def test_zoo_check_reports_groups_per_class_too_few_groups_and_leaks(tmp_path, capsys):
-    import json as json_
-
     from zoo.cli import main
     from zoo.data.lint import lint_folder
 
@@ -236,3 +235,23 @@ def test_zoo_check_reports_groups_per_class_too_few_groups_and_leaks(tmp_path, c
     doc = json_.loads(capsys.readouterr().out)
     assert doc["groups"]["per_class"]["rare"] == 1 and doc["counts"]["error"] >= 2
     assert not lint_folder(patients(tmp_path / "clean", n=6, slices=2), group=r"(P\d+)_").findings
+
+
+def test_labelme_video_folders_are_one_group_each(tmp_path):
+    from zoo.data.demo import write_demo
+
+    root = tmp_path / "videos"
+    write_demo(root, images=6, size=32, seed=3)
+    for k, json_file in enumerate(sorted(root.glob("*.json"))):  # frames of two clips, as video-toimg names them
+        clip, frame = ("clip_a", "clip_b")[k % 2], f"{k:08d}"
+        dest = root / clip
+        dest.mkdir(exist_ok=True)
+        data = json_.loads(json_file.read_text())
+        image = root / data["imagePath"]
+        image.rename(dest / f"{frame}{image.suffix}")
+        data["imagePath"] = f"{frame}{image.suffix}"
+        (dest / f"{frame}.json").write_text(json_.dumps(data))
+        json_file.unlink()
+    g = group_images(read_dataset(root))
+    assert set(g.of.values()) == {"video clip_a", "video clip_b"} and g.rule.startswith("video folders")
+    assert g.of["clip_a/00000000"] == g.of["clip_a/00000004"] != g.of["clip_b/00000001"]

@@ -12,6 +12,8 @@ memory, not generalisation. Where an image's group comes from, first found wins:
   extension, or its bare file name when that is unique);
 * the reader (:attr:`zoo.dataset.ImageRecord.group`): a DICOM file's PatientID (else its
   StudyInstanceUID), every slice of a NIfTI volume;
+* a video folder: frames named by 8-digit number in a sub-folder (``clip/00000042.jpg``, as
+  labelme's video annotation workflow extracts them) are one group per folder;
 * none: each image is its own group.
 
 An image the pattern does not match, or the CSV does not name, is refused (one line naming
@@ -100,7 +102,24 @@ def given_groups(dataset: Dataset, pattern: str | None) -> tuple[str, dict[str, 
     if any(r.group is not None for r in dataset.images):
         rule = f"set by the {dataset.format or 'dataset'} reader (DICOM PatientID, NIfTI volume, ...)"
         return rule, {r.id: r.group if r.group is not None else r.id for r in dataset.images}
+    videos = video_folders(dataset.images)
+    if videos:
+        rule = "video folders (frames named by 8-digit number, as labelme's video-toimg writes them): one group each"
+        return rule, {r.id: videos.get(r.id, r.id) for r in dataset.images}
     return NO_GROUPS, {r.id: r.id for r in dataset.images}
+
+
+#: A frame of a video split into images by labelme's video annotation workflow (``video-toimg
+#: clip.mp4`` writes ``clip/00000000.jpg``, ``clip/00000001.jpg``, ...).
+VIDEO_FRAME = re.compile(r"(.+)/\d{8}")
+
+
+def video_folders(records: list[ImageRecord]) -> dict[str, str]:
+    """Image id -> its folder, for frames of a video folder: a sub-folder holding two or more
+    images named by 8-digit frame numbers (neighbouring frames are near-copies of each other)."""
+    folder_of = {r.id: m.group(1) for r in records if (m := VIDEO_FRAME.fullmatch(r.id))}
+    frames = Counter(folder_of.values())
+    return {i: f"video {f}" for i, f in folder_of.items() if frames[f] > 1}
 
 
 def _config(dataset: Dataset) -> dict:
