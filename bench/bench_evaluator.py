@@ -22,7 +22,11 @@ bincount into a confusion matrix) on one core, against torchmetrics' ``Multiclas
 (one thread) as the anchor; and of the whole ``SemanticEvaluator``, which adds HD95 / ASSD
 per image (on random-noise maps, the worst case for boundary distances).
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_evaluator.py [--images 5000] [--dets 20]``
+``--round 1`` rounds every score to one decimal: most detections then tie, and the stats must
+still equal pycocotools' (zoo ranks ties as pycocotools does, tests/test_eval_ties.py); with
+``--ci`` it times the bootstrap's tie handling (runs of equal scores laid out per copy).
+
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_evaluator.py [--images 5000] [--dets 20] [--round N]``
 """
 
 from __future__ import annotations
@@ -42,7 +46,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import numpy as np  # noqa: E402
 
 
-def make_data(n_images: int, n_dets: int, seed: int = 0):
+def make_data(n_images: int, n_dets: int, seed: int = 0, decimals: int | None = None):
+    """The random case; ``decimals``: scores rounded (ties, as in real results files)."""
+    ds, preds = _random_case(n_images, n_dets, seed)
+    if decimals is not None:
+        import dataclasses
+
+        preds = [dataclasses.replace(p, detections=[dataclasses.replace(d, score=round(d.score, decimals))
+                                                    for d in p.detections]) for p in preds]
+    return ds, preds
+
+
+def _random_case(n_images: int, n_dets: int, seed: int):
     from test_eval_coco import CATS, _box, _det, _polygon, _rle
 
     from zoo.dataset import Dataset, ImageRecord, Instance
@@ -121,12 +136,13 @@ def timed(fn, *args):
     return time.perf_counter() - t0, out
 
 
-def coco_part(n_images: int, n_dets: int, repeats: int, iou_types=("bbox", "segm")) -> list[str]:
+def coco_part(n_images: int, n_dets: int, repeats: int, iou_types=("bbox", "segm"),
+              decimals: int | None = None) -> list[str]:
     from zoo.evaluation.coco import GroundTruth, evaluation_ground_truth, gc_paused, scoring_results
     from zoo.evaluation.results import default_image_ids, predictions_to_coco_results
 
     t0 = time.perf_counter()
-    ds, preds = make_data(n_images, n_dets)
+    ds, preds = make_data(n_images, n_dets, decimals=decimals)
     gts = {t: evaluation_ground_truth(ds, t) for t in iou_types}
     gt = next(iter(gts.values()))
     results = predictions_to_coco_results(preds, default_image_ids(ds))
@@ -175,14 +191,15 @@ def coco_part(n_images: int, n_dets: int, repeats: int, iou_types=("bbox", "segm
     return lines
 
 
-def ci_part(n_images: int, n_dets: int, repeats: int, resamples: int, iou_types=("bbox",)) -> list[str]:
+def ci_part(n_images: int, n_dets: int, repeats: int, resamples: int, iou_types=("bbox",),
+            decimals: int | None = None) -> list[str]:
     """The cost of ``ci95`` (bootstrap.RESAMPLES resamples of the 5,000 images): zoo's
     evaluation with and without it, best of ``repeats`` each, alternating."""
     from zoo.evaluation import bootstrap
     from zoo.evaluation.coco import CocoEvaluator
 
     bootstrap.RESAMPLES = resamples
-    ds, preds = make_data(n_images, n_dets)
+    ds, preds = make_data(n_images, n_dets, decimals=decimals)
     lines = []
     for iou_type in iou_types:
         best: dict[bool, float] = {}
@@ -260,12 +277,14 @@ def main() -> None:
     ap.add_argument("--no-miou", action="store_true")
     ap.add_argument("--ci", type=int, default=0, metavar="RESAMPLES",
                     help="time ci95 with this many resamples instead (bbox and --iou-types)")
+    ap.add_argument("--round", type=int, default=None, metavar="DECIMALS",
+                    help="round the detection scores (equal scores, as in real results files)")
     a = ap.parse_args()
     if a.ci:
-        ci_part(a.images, a.dets, a.repeats, a.ci, tuple(a.iou_types.split(",")))
+        ci_part(a.images, a.dets, a.repeats, a.ci, tuple(a.iou_types.split(",")), a.round)
         return
     if a.iou_types:
-        coco_part(a.images, a.dets, a.repeats, tuple(a.iou_types.split(",")))
+        coco_part(a.images, a.dets, a.repeats, tuple(a.iou_types.split(",")), a.round)
     if not a.no_miou:
         miou_part()
 

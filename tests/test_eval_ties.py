@@ -6,8 +6,8 @@ per-image lists concatenated in image-id order (ties keep that order). Real resu
 round their scores, so ties decide real numbers. Here the ground-truth file lists its images
 out of id order, scores are rounded to 1, 2 and 3 decimals, all equal or left as drawn, and
 the results are shuffled within equal scores: every stat and per-class AP of ``zoo eval``
-equals pycocotools' on the same files to 1e-12, and a bootstrap resample ranks its ties
-as pycocotools ranks them on that subset of images.
+equals pycocotools' on the same files to 1e-12, and a bootstrap resample ranks its ties as
+pycocotools ranks them on that resample written out as a dataset.
 """
 
 from __future__ import annotations
@@ -84,20 +84,33 @@ def test_ties_change_pycocotools_numbers(tmp_path):
     assert len(aps) > 1
 
 
+def _copies_side_by_side(ds, preds, weights):
+    """A resample as a dataset: image i drawn ``weights[i]`` times, its copies images of their
+    own with ids next to each other."""
+    images, out = [], []
+    for rec, p, w in zip(ds.images, preds, weights):
+        for c in range(int(w)):
+            images.append(dataclasses.replace(rec, id=f"{rec.id}#{c}"))
+            out.append(InstancePredictions(f"{rec.id}#{c}", p.detections))
+    return dataclasses.replace(ds, images=images), out
+
+
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
-def test_bootstrap_resample_with_ties_is_pycocotools_on_that_subset(iou_type):
-    """A resample drawing each image 0 or 1 times, scores rounded to one decimal: its AP is
-    pycocotools' on that subset (float32 running sums: to 1e-7)."""
+def test_bootstrap_resample_with_ties_is_pycocotools_on_that_resample(iou_type):
+    """Scores rounded to one decimal, images drawn 0 to 3 times: each resample's AP is
+    pycocotools' on the resample written out (an image drawn twice ranks its equal scores copy
+    after copy); float32 running sums: to 1e-7."""
     ds = random_dataset(40, seed=31)
     preds = [InstancePredictions(p.image_id, [dataclasses.replace(d, score=round(d.score, 1)) for d in p.detections])
              for p in random_predictions(ds, seed=32)]
     gt = evaluation_ground_truth(ds, iou_type)
     ev = run_cocoeval(gt, scoring_results(preds, default_image_ids(ds), iou_type), iou_type, loaded=True,
                       keep_matching=True)
-    weights = np.random.default_rng(5).integers(0, 2, size=(4, len(ds))).astype(float)
-    samples = bootstrap.coco_samples(bootstrap.coco_matching(ev), ev.params.recThrs, weights)
+    matching = bootstrap.coco_matching(ev)
+    assert any((cat["tie_size"] > 1).any() for cat in matching)  # runs of equal scores on one image
+    weights = np.random.default_rng(5).integers(0, 4, size=(4, len(ds))).astype(float)
+    samples = bootstrap.coco_samples(matching, ev.params.recThrs, weights)
     for w, ap, ap50 in zip(weights, samples["AP"], samples["AP50"]):
-        keep = [r.id for r, k in zip(ds.images, w) if k]
         with contextlib.redirect_stdout(io.StringIO()):
-            ref = pycocotools_eval(ds.subset(keep), [p for p in preds if p.image_id in set(keep)], iou_type)
+            ref = pycocotools_eval(*_copies_side_by_side(ds, preds, w), iou_type)
         assert ap == pytest.approx(ref.stats[0], abs=1e-7) and ap50 == pytest.approx(ref.stats[1], abs=1e-7)

@@ -71,14 +71,10 @@ class Grouping:
         """How many groups ``ids`` span."""
         return len({self.of.get(i, i) for i in ids})
 
-    def shared(self) -> dict[str, list[str]]:
-        """The groups of more than one image (what split.json lists; the rest are singletons)."""
-        return {g: ids for g, ids in self.members().items() if len(ids) > 1}
-
-
-def ungrouped(ids: Iterable[str]) -> Grouping:
-    """Each image its own group."""
-    return Grouping(NO_GROUPS, {i: i for i in ids})
+    def shared(self, ids: Iterable[str] | None = None) -> dict[str, list[str]]:
+        """The groups of more than one image among ``ids`` (what split.json lists; the rest
+        are one image each)."""
+        return {g: members for g, members in self.members(ids).items() if len(members) > 1}
 
 
 def group_images(dataset: Dataset, pattern: str | None = None) -> Grouping:

@@ -302,8 +302,7 @@ def with_groups(split: Split, grouping: Grouping | None) -> Split:
     if not _grouped(grouping):
         return split if grouping is None else replace(split, group_rule=grouping.rule)
     placed = set(split.train) | set(split.selection) | set(split.val) | set(split.test)
-    shared = {g: ids for g, ids in grouping.members(placed).items() if len(ids) > 1}
-    return replace(split, group_rule=grouping.rule, groups=shared)
+    return replace(split, group_rule=grouping.rule, groups=grouping.shared(placed))
 
 
 def carve_selection(split: Split, dataset: Dataset, task: Task, fraction: float,

@@ -14,7 +14,10 @@ two are the same draws (:func:`cluster_weights` equals :func:`image_weights`, sa
   category and image, which detection matched at which IoU threshold, which were ignored,
   how many ground truths count), accumulated as pycocotools' ``accumulate`` does, with each
   image weighted by how often the resample drew it. All resamples of a category are done at
-  once with numpy (cumulative sums over the score-sorted detections, one row per resample);
+  once with numpy (cumulative sums over the score-sorted detections, one row per resample).
+  Equal scores rank as pycocotools ranks them on the resample written out as a dataset: in
+  image order, and an image drawn twice ranks its run of equal scores copy after copy
+  (:func:`_ranked_rows`);
 * semantic-seg mIoU: the per-image confusion matrices, summed with the resample's weights;
 * classify accuracy: each image's right / wrong.
 
@@ -176,10 +179,27 @@ def coco_matching(ev) -> list[dict[str, Any]]:
         scores_a = np.asarray(scores, np.float64)
         order = np.argsort(-scores_a, kind="mergesort")  # accumulate's order
         cat = {"positives": positives, "images": np.concatenate(images)[order] if images else np.zeros(0, int)}
+        cat["tie_start"], cat["tie_size"] = _tie_runs(scores_a[order], cat["images"])
         cat["matched"] = np.concatenate(matched, 1)[:, order] if matched else np.zeros((n_thr, 0), bool)
         cat["ignored"] = np.concatenate(ignored, 1)[:, order] if ignored else np.zeros((n_thr, 0), bool)
         out.append(cat)
     return out
+
+
+def _tie_runs(scores, images):
+    """Each detection's run of equal scores on one image (consecutive in accumulate's order):
+    the run's first position and its length."""
+    import numpy as np
+
+    n = len(scores)
+    if not n:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    new = np.ones(n, bool)
+    new[1:] = (scores[1:] != scores[:-1]) | (images[1:] != images[:-1])
+    starts = np.flatnonzero(new)
+    run = np.cumsum(new) - 1
+    sizes = np.diff(np.append(starts, n))
+    return starts[run], sizes[run]
 
 
 def coco_samples(matching: list[dict[str, Any]], rec_thrs, weights) -> dict[str, Any]:
@@ -212,12 +232,12 @@ def _category_precision(cat: dict[str, Any], w, rec_thrs):
     import numpy as np
 
     n_res = len(w)
-    matched, ignored = cat["matched"], cat["ignored"]
-    n_thr = matched.shape[0]
+    n_thr = cat["matched"].shape[0]
     positives = w @ cat["positives"]  # (resamples,)
     out = np.zeros((n_res, n_thr))
-    if matched.shape[1]:
-        wd = np.ascontiguousarray(w.T, dtype=np.float32)[cat["images"]]  # (detections, resamples)
+    if cat["matched"].shape[1]:
+        rows, wd = _ranked_rows(cat, w)  # (rows, resamples) weights, rows in pycocotools' ranking
+        matched, ignored = cat["matched"][:, rows], cat["ignored"][:, rows]
         seen_all = np.cumsum(wd, axis=0)  # weight of the detections up to each one
         # recall >= r  <=>  tp >= the whole number needed; resamples side by side in one sorted
         # row (resample b shifted by b * span, whole numbers: exact) for one searchsorted
@@ -232,6 +252,37 @@ def _category_precision(cat: dict[str, Any], w, rec_thrs):
                 out[:, t] = _interpolated_precision(wd, seen_all, tp_pos, np.flatnonzero(ignored[t]), shift, queries)
     out[positives == 0] = np.nan
     return out
+
+
+def _ranked_rows(cat: dict[str, Any], w):
+    """The rows the resamples accumulate over, as pycocotools would rank a resample's images:
+    ``(detection index per row, (rows, resamples) float32 weights)``.
+
+    A detection weighs as often as its image was drawn. Where one image holds a run of equal
+    scores, a resample that draws the image ``k`` times ranks the run ``k`` times over, copy
+    after copy (each copy is an image of its own there, and ties keep image order); so such a
+    run is laid out once per copy the block of resamples needs, each copy weighing 1 where the
+    resample drew the image that often and 0 elsewhere (a zero row changes no count)."""
+    import numpy as np
+
+    images = cat["images"]
+    wt = np.ascontiguousarray(w.T, dtype=np.float32)  # (images, resamples)
+    size = cat.get("tie_size")
+    if size is None or not (size > 1).any():
+        return np.arange(len(images)), wt[images]
+    start = cat["tie_start"]
+    first = np.flatnonzero(start == np.arange(len(start)))  # each run's first detection
+    k = size[first]
+    copies = np.where(k > 1, np.maximum(1, wt.max(1)[images[first]].astype(np.int64)), 1)
+    per_run = k * copies
+    run = np.repeat(np.arange(len(first)), per_run)
+    local = np.arange(int(per_run.sum())) - np.repeat(np.cumsum(per_run) - per_run, per_run)
+    rows = first[run] + local % k[run]
+    copy = local // k[run]
+    wd = wt[images[rows]]
+    tied = k[run] > 1
+    wd[tied] = wd[tied] > copy[tied, None]
+    return rows, wd
 
 
 def _needed_true_positives(positives, rec_thrs):
