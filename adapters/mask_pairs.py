@@ -45,6 +45,8 @@ class Pair:
     id: str
     image: Path
     mask: Path
+    #: more masks of the same image, numbered (BUSI's ``x_mask.png`` + ``x_mask_1.png``): painted over ``mask``
+    more: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -126,12 +128,30 @@ def strip_suffix(key: str, known) -> str:
     return key if key in known else (suffixed_base(key, known) or key)
 
 
+_NUMBERED = re.compile(r"^(.*)_\d+$")
+
+
 def suffixed_base(key: str, known) -> str | None:
-    """The image key a suffixed mask stem names (``x_mask`` -> ``x`` when ``x`` is known)."""
-    for s in MASK_SUFFIXES:
-        if key.endswith(s) and key[: -len(s)] in known:
-            return key[: -len(s)]
+    """The image key a suffixed mask stem names (``x_mask`` -> ``x`` when ``x`` is known;
+    also a numbered one, ``x_mask_1``)."""
+    for k in (key, *(m.group(1) for m in [_NUMBERED.match(key)] if m)):
+        for s in MASK_SUFFIXES:
+            if k.endswith(s) and k[: -len(s)] in known:
+                return k[: -len(s)]
     return None
+
+
+def _grouped(pairs: list[Pair]) -> list[Pair]:
+    """Pairs of one image made one: the first mask in name order (``x_mask`` before
+    ``x_mask_1``) and the others as ``more``."""
+    by_id: dict[str, list[Pair]] = {}
+    for p in pairs:
+        by_id.setdefault(p.id, []).append(p)
+    out = []
+    for same in by_id.values():
+        same.sort(key=lambda p: (len(p.mask.stem), p.mask.name))
+        out.append(Pair(same[0].id, same[0].image, same[0].mask, tuple(p.mask for p in same[1:])))
+    return out
 
 
 def _image_keys(images: list[Path], key_of) -> dict[str, Path]:
@@ -169,12 +189,16 @@ def pair_folders(img_dir: Path, mask_dir: Path, root: Path, regex: re.Pattern | 
         if image is None:
             raise DataError(mask, f"is a mask without an image (no file named like it in {img_dir}); "
                                   "move it out, or name the pairing in zoo.yaml masks: {pair: REGEX}")
-        if k in used:
-            raise DataError(mask, f"is a second mask of {image}; keep one")
+        if k in used and suffixed_base(_key_of_mask(mask, mask_dir), images) is None:
+            raise DataError(mask, f"is a second mask of {image}; keep one (or number them: x_mask_1, x_mask_2)")
         used.add(k)
         rid = image.relative_to(img_dir).with_suffix("").as_posix()
         pairs.append(Pair(f"{base}/{rid}" if base else rid, image, mask))
-    return pairs, [p for k, p in images.items() if k not in used]
+    return _grouped(pairs), [p for k, p in images.items() if k not in used]
+
+
+def _key_of_mask(mask: Path, mask_dir: Path) -> str:
+    return mask.relative_to(mask_dir).with_suffix("").as_posix().lower()
 
 
 def suffixed_pairs(root: Path) -> tuple[list[Pair], list[Path]]:
@@ -198,7 +222,7 @@ def suffixed_pairs(root: Path) -> tuple[list[Pair], list[Path]]:
             pairs.append(Pair(image.relative_to(root).with_suffix("").as_posix(), image, mask))
         if masks:
             unpaired += [p for k, p in images.items() if k not in used]
-    return pairs, unpaired
+    return _grouped(pairs), unpaired
 
 
 def lone_mask_folders(root: Path) -> list[Path]:

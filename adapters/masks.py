@@ -135,6 +135,17 @@ def _paired_share(img_dir: Path, mask_dir: Path, sample: int = 50) -> float:
     return sum(strip_suffix(m, dict.fromkeys(images)) in images for m in masks) / len(masks)
 
 
+def _painted_over(values, more: list) -> tuple:
+    """A mask with more masks of its image painted over it (their non-zero pixels win)."""
+    import numpy as np
+
+    from zoo.adapters.mask_pixels import present_values
+
+    for m in more:
+        values = np.where(m != 0, m, values)
+    return values, present_values(values)
+
+
 def read(path: str | Path, *, labels=None, images: Path | None = None) -> Dataset:
     from zoo.adapters.common import image_size
     from zoo.adapters.mask_classes import find_classes
@@ -162,6 +173,8 @@ def read(path: str | Path, *, labels=None, images: Path | None = None) -> Datase
     for pair in track(pairs, "reading masks", total=len(pairs)) if len(pairs) > 200 else pairs:
         w, h = image_size(pair.image)
         values, present = mask_values(pair.mask, table, pair.image, (w, h))
+        if pair.more:
+            values, present = _painted_over(values, [mask_values(m, table, pair.image, (w, h))[0] for m in pair.more])
         rec = ImageRecord(id=pair.id, width=w, height=h, file=pair.image, source=Source(str(pair.mask)))
         objects = pair.mask.parent.parent / "SegmentationObject" / pair.mask.relative_to(pair.mask.parent)
         if pair.mask.parent.name.lower() == "segmentationclass" and objects.is_file():

@@ -309,3 +309,22 @@ def test_isic_folders_as_they_ship(tmp_path):
     _same_pixels(read_dataset(tmp_path), drawn)
     with pytest.raises(DataError, match="hold one or two values: masks, not photos"):
         read_dataset(tmp_path, "folders")
+
+
+def test_busi_numbered_second_masks_are_painted_into_one(tmp_path):
+    drawn = {}
+    for cls in ("benign", "malignant"):
+        for k in range(2):
+            stem = f"{cls} ({k + 1})"
+            _photo(tmp_path / cls / f"{stem}.png")
+            first, second = _label_map(k), np.zeros((32, 40), np.uint8)
+            second[20:28, 25:35] = 1
+            _save(first * 255, tmp_path / cls / f"{stem}_mask.png")
+            _save(second * 255, tmp_path / cls / f"{stem}_mask_1.png")
+            drawn[f"{cls}/{stem}"] = np.maximum(first, second)
+    assert detect_format(tmp_path) == "masks"
+    ds = read_dataset(tmp_path)
+    _same_pixels(ds, drawn)
+    from zoo.data.lint import unannotated_images
+
+    assert unannotated_images(ds) == []  # the second masks are no unannotated images

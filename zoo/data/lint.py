@@ -476,14 +476,18 @@ def unannotated_images(dataset: Dataset, path: Path | None = None) -> list[Path]
     # the annotation files themselves, when they are images (mask PNGs), are no unannotated images
     sources = {r.source.file for r in dataset.images if r.source is not None}
     sources |= {i.source.file for r in dataset.images for i in r.instances if i.source is not None}
-    used |= {os.path.realpath(f) for f in sources}
+    masks = {os.path.realpath(f) for f in sources} - used
+    used |= masks
+    # ... nor are the numbered siblings of a mask (BUSI's x_mask_1.png beside x_mask.png: one mask in two files)
+    used_stems = {os.path.splitext(m)[0].lower() for m in masks if os.path.splitext(m)[1].lower() in IMAGE_SUFFIXES}
     out = []
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for fn in sorted(files):
             if os.path.splitext(fn)[1].lower() in IMAGE_SUFFIXES:
                 f = os.path.join(dirpath, fn)
-                if os.path.realpath(f) not in used:
+                real = os.path.realpath(f)
+                if real not in used and re.sub(r"_\d+$", "", os.path.splitext(real)[0]).lower() not in used_stems:
                     out.append(Path(f))
     return out
 
