@@ -275,3 +275,14 @@ def test_help_lists_every_command_on_one_whole_line_at_80_columns():
     out = zoo_cli("--help", columns=80)
     commands = out.stdout.split("Commands:", 1)[1].splitlines()
     assert commands and all(len(line) <= 80 and not line.rstrip().endswith("...") for line in commands), out.stdout
+
+
+def test_check_of_a_folder_of_plain_images_says_nothing_is_annotated(tmp_path, tiny_demo):
+    import shutil
+
+    for image in sorted(tiny_demo.glob("*.jpg"))[:3]:
+        shutil.copy2(image, tmp_path / image.name)
+    out = zoo_cli("check", str(tmp_path))
+    assert out.returncode == 1, out.stdout  # a finding, not "clean"
+    assert "clean" not in out.stdout
+    assert "none of its 3 image(s) has a label or an object" in " ".join(out.stdout.split())

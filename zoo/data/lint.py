@@ -465,6 +465,18 @@ def check_unannotated_images(ctx: LintContext) -> list[Finding]:
             for f in unannotated_images(ctx.dataset, ctx.path)]
 
 
+def check_nothing_annotated(ctx: LintContext) -> list[Finding]:
+    """A folder in which no image has a label or an object: new images, or annotations in a
+    format zoo did not recognise. "clean" would be the wrong word for it."""
+    images = ctx.dataset.images
+    if not images or any(r.labels or r.instances for r in images):
+        return []
+    return [Finding("nothing-annotated", WARNING, str(ctx.path), None,
+                    f"none of its {len(images)} image(s) has a label or an object (read as {ctx.dataset.format})",
+                    "new images to label? `zoo predict --run RUN DIR --rank` says which first; annotations "
+                    "zoo did not find? name their format with --from")]
+
+
 def unannotated_images(dataset: Dataset, path: Path | None = None) -> list[Path]:
     """Image files below the dataset's folder that are not one of its records, sorted."""
     from zoo.files import IMAGE_SUFFIXES
@@ -673,6 +685,7 @@ CHECKS: list[Callable[[LintContext], list[Finding]]] = [
     check_pixel_kinds,
     check_duplicate_shapes,
     check_unannotated_images,
+    check_nothing_annotated,
     check_tiny_instances,
     check_class_balance,
     check_keypoints_outside,
