@@ -167,6 +167,12 @@ def test_unet_on_dicoms_and_masks_reports_hd95_in_mm_without_zoo_yaml(tmp_path):
     assert manifest["choices"]["intensity"]["value"].startswith("percentile:")
     assert "intensity: percentile:" in (run / "config.yaml").read_text()
 
+    from zoo.pipeline.predict import predict_to_labelme, recorded_intensity
+
+    assert recorded_intensity(run).kind == "percentile"
+    done = predict_to_labelme(run, [tmp_path / "data" / "images" / "case0.dcm"], tmp_path / "pred", device="cpu")
+    assert [p.name for p in done.written] == ["case0.json"]
+
 
 def test_convert_writes_16_bit_png_and_says_where_it_quantises(tmp_path):
     from PIL import Image

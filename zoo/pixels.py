@@ -124,16 +124,16 @@ def _decode_pil(src, where: object, frame: int | None) -> Decoded:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(src)
-            if img.format == "TIFF" and (img.mode not in EIGHT_BIT_MODES or frame or getattr(img, "n_frames", 1) > 1):
-                return _decode_tiff(src, where, frame or 0)
-            if frame:
-                raise DataError(where, f"has no frame {frame} (a frame suffix needs a DICOM or multi-page TIFF)")
-            if img.format == "PNG" and _png_deep_colour(img):
-                return _decode_png_colour16(src, where)
-            if img.mode in EIGHT_BIT_MODES:
-                return _eight_bit(img)
-            return _deep_pil(img)
+            with Image.open(src) as img:
+                if img.format == "TIFF" and (img.mode not in EIGHT_BIT_MODES or frame or getattr(img, "n_frames", 1) > 1):
+                    return _decode_tiff(src, where, frame or 0)
+                if frame:
+                    raise DataError(where, f"has no frame {frame} (a frame suffix needs a DICOM or multi-page TIFF)")
+                if img.format == "PNG" and _png_deep_colour(img):
+                    return _decode_png_colour16(src, where)
+                if img.mode in EIGHT_BIT_MODES:
+                    return _eight_bit(img)
+                return _deep_pil(img)
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001 -- PIL / tifffile raise many types on damaged bytes

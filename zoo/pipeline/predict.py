@@ -136,6 +136,13 @@ def _checked_image_size(path: Path) -> tuple[int, int]:
 
     from PIL import Image
 
+    from zoo.files import is_dicom_head, read_head
+
+    if is_dicom_head(read_head(path, 132)):
+        from zoo.pixels import decode
+
+        h, w = decode(path).array.shape[:2]  # decoded whole: a truncated file fails here, in one line
+        return w, h
     limit = 2 * int(Image.MAX_IMAGE_PIXELS or 2**30)
     try:
         with warnings.catch_warnings():
