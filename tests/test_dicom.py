@@ -149,18 +149,23 @@ def test_dicom_and_mask_folders_read_with_groups_and_spacing(tmp_path):
     assert ds.spacing_of("case0") == (0.5, 0.5) and (ds.images[0].width, ds.images[0].height) == (W, H)
 
 
-@pytest.mark.slow
-def test_unet_on_dicoms_and_masks_reports_hd95_in_mm_without_zoo_yaml(tmp_path):
+def train_unet(data: Path, out: Path, *sets: str) -> Path:
+    """``zoo run --backend unet`` for one epoch on ``data``, as a user types it; the run folder."""
     from zoo.cli import main
 
-    dicom_mask_folder(tmp_path / "data", n=8, spacing=(2.0, 2.0), per_patient=1)
-    out = tmp_path / "runs"
+    flags = [a for s in ("encoder_depth=3", *sets) for a in ("--set", s)]
     try:
-        main(["run", "--task", "semantic-seg", "--backend", "unet", "--data", str(tmp_path / "data"), "--epochs", "1",
-              "--imgsz", "32", "--batch", "2", "--device", "cpu", "--out", str(out), "--set", "encoder_depth=3"])
+        main(["run", "--task", "semantic-seg", "--backend", "unet", "--data", str(data), "--epochs", "1",
+              "--imgsz", "32", "--batch", "2", "--device", "cpu", "--out", str(out), *flags])
     except SystemExit as e:
         assert e.code in (0, None)
-    run = out / "unet-semantic-seg"
+    return out / "unet-semantic-seg"
+
+
+@pytest.mark.slow
+def test_unet_on_dicoms_and_masks_reports_hd95_in_mm_without_zoo_yaml(tmp_path):
+    dicom_mask_folder(tmp_path / "data", n=8, spacing=(2.0, 2.0), per_patient=1)
+    run = train_unet(tmp_path / "data", tmp_path / "runs")
     metrics = json.loads((run / "metrics.json").read_text())
     assert "millimetres" in json.dumps(metrics)
     manifest = json.loads((run / "manifest.json").read_text())
