@@ -76,8 +76,9 @@ def test_one_epoch_through_zoo_compare(tmp_path, tiny_demo):
     # zoo's checkpoint: tensors and nnU-Net's plans as text, no pickle
     state = torch.load(run / "checkpoint" / "last.pt", weights_only=True)
     assert json.loads(state["extra"]["plans"])["configurations"]["2d"]["patch_size"]
-    assert len(state["history"]) == 1  # the budget ended nnU-Net's loop after its first epoch
-    assert "so 1 epoch(s) in all (was 2)" in (nnunet / "nnunet.log").read_text()
+    # planning and preprocessing alone spent the 1 s budget: one optimiser step, then the stop
+    assert state["budget"] == {"epochs": 1, "epochs_asked": 2, "stopped_inside_epoch": True}
+    assert "stopping inside epoch 1 after 1 step(s)" in (nnunet / "nnunet.log").read_text()
 
     # the plan nnU-Net chose is in the report, and the leaderboard has the row
     report = (run / "report.md").read_text()

@@ -81,6 +81,9 @@ class Backend(ABC):
     Config: ClassVar[type[BackendConfig]] = BackendConfig
     #: ``imgsz: auto`` is rounded up to a multiple of this (the network's largest stride).
     stride: ClassVar[int] = 32
+    #: False for a backend whose framework sizes its input itself (nnU-Net's planned patch):
+    #: ``imgsz`` stays ``auto`` and the backend refuses one that was asked for.
+    uses_imgsz: ClassVar[bool] = True
     #: ``epochs: auto`` gives at least this many optimiser steps from scratch ...
     auto_steps: ClassVar[int] = 300
     #: ... and never fewer epochs than this (see zoo.training.autoconfig).

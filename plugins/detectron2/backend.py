@@ -141,7 +141,8 @@ class D2Backend(Backend):
         from detectron2.solver import build_lr_scheduler, build_optimizer
 
         from zoo.plugins.detectron2.data import RecordMapper
-        from zoo.plugins.detectron2.hooks import EpochCheckpoints, EpochSelection, ProgressBar, StopEarly
+        from zoo.plugins.detectron2.hooks import BudgetStop, EpochCheckpoints, EpochSelection, ProgressBar, StopEarly
+        from zoo.training.budget import EpochPlan
 
         model = build_model(cfg)
         self._start_weights(model)
@@ -160,7 +161,9 @@ class D2Backend(Backend):
         self.model, self.cfg = model, cfg  # what predict() runs while the selection split is scored
         chooser = EpochSelection(selection, selection.scorer(self.predict), per_epoch,
                                  self.ctx.checkpoint_dir / LAST, self.ctx)
+        budget = BudgetStop(EpochPlan(self.config.epochs, per_epoch, self.config.budget), per_epoch, self.ctx.log)
         trainer.register_hooks([
+            budget,  # first: it shortens max_iter for the hooks after it
             hooks.IterationTimer(),
             hooks.LRScheduler(optimizer, scheduler),
             ProgressBar(f"{self.name} train"),
@@ -172,7 +175,8 @@ class D2Backend(Backend):
             try:
                 trainer.train(start, cfg.SOLVER.MAX_ITER)
             except StopEarly:
-                self.ctx.log.info("%s: early stopping after epoch %d", self.name, chooser.stopped_after + 1)
+                if chooser.stopped_after is not None:
+                    self.ctx.log.info("%s: early stopping after epoch %d", self.name, chooser.stopped_after + 1)
             except FloatingPointError as e:
                 raise ZooError(
                     f"{self.name}: training diverged ({str(e).splitlines()[0]}); "
@@ -184,12 +188,13 @@ class D2Backend(Backend):
         if best is not None and best != last:
             restore(model, self.ctx.checkpoint_dir, ledger=self.ctx.ledger)  # predict with what load() gives
         self.model = model.eval()
-        return {
+        out = {
             "loss": checkpoints.last_loss,
-            "epochs": self.config.epochs,
-            "iterations": cfg.SOLVER.MAX_ITER,
+            "epochs": budget.plan.epochs if budget.stopped else self.config.epochs,
+            "iterations": trainer.max_iter if budget.stopped else cfg.SOLVER.MAX_ITER,
             "train_seconds": round(time.perf_counter() - t0, 2),
         }
+        return {**out, "budget": budget.plan.record()} if self.config.budget else out
 
     def _start_weights(self, model) -> None:
         from zoo.plugins.detectron2.weights import cached_model_zoo_weights, load_into, read_weights

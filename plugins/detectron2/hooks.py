@@ -67,6 +67,42 @@ class EpochCheckpoints(HookBase):
         self.ctx.ledger.record(self.path)
 
 
+class BudgetStop(HookBase):
+    """``--budget`` on detectron2's loop, by the shared loop's rule (zoo.training.EpochPlan):
+    the first epoch timed and the epochs re-planned, training ended after an epoch when the
+    next would overrun, or inside one when the next step would. Registered first: it
+    shortens ``max_iter`` to the step it stops after, so the checkpoint and selection hooks
+    after it take that step as the last; the next ``before_step`` ends the loop."""
+
+    def __init__(self, plan, per_epoch: int, log):
+        self.plan, self.per_epoch, self.log = plan, per_epoch, log
+        self.stopped = False
+
+    def before_train(self):
+        self.plan.start()
+
+    def before_step(self):
+        if self.stopped:
+            raise StopEarly
+
+    def after_step(self):
+        done = self.trainer.iter + 1
+        over = self.plan.after_step()
+        if done >= self.trainer.max_iter or not self.plan.budget:
+            return
+        if done % self.per_epoch == 0:
+            epoch = done // self.per_epoch - 1
+            self.plan.after_epoch(epoch, self.plan.elapsed(), self.log)
+            self.stopped = epoch + 1 >= self.plan.epochs
+        elif over:
+            self.plan.cut_short = self.stopped = True
+            self.log.info("budget %.0f s: stopping inside epoch %d after %d step(s) (another would overrun)",
+                          self.plan.budget, done // self.per_epoch + 1, self.plan.steps)
+        if self.stopped:
+            self.plan.epochs = -(-done // self.per_epoch)
+            self.trainer.max_iter = done
+
+
 class StopEarly(BaseException):
     """Raised by :class:`EpochSelection` to end detectron2's loop (which has no stop flag).
     Not an ``Exception``, so detectron2 does not log it as a crash; ``after_train`` still runs."""

@@ -36,7 +36,7 @@ from pydantic import Field
 from zoo.backend import Backend, RunContext
 from zoo.config import BackendConfig
 from zoo.dataset import Dataset, ImageRecord
-from zoo.errors import ZooError
+from zoo.errors import ConfigError, ZooError
 from zoo.lifetime import run_group
 from zoo.predictions import SemanticPrediction
 from zoo.tasks import Task
@@ -65,7 +65,8 @@ class NnUNet(Backend):
     """nnU-Net 2d: its planning, preprocessing, trainer and predictor."""
 
     Config: ClassVar[type[NnUNetConfig]] = NnUNetConfig
-    stride = 1  # imgsz is not used: nnU-Net plans its own patch size
+    stride = 1
+    uses_imgsz = False  # nnU-Net plans its own patch size (the report shows it)
 
     def __init__(self, task: Task, meta: Dataset, config: NnUNetConfig, ctx: RunContext):
         super().__init__(task, meta, config, ctx)
@@ -104,6 +105,9 @@ class NnUNet(Backend):
         import time
 
         c = self.config
+        if c.imgsz != "auto":
+            raise ConfigError(f"nnunet: imgsz {c.imgsz} is not used: nnU-Net plans its own patch size from the "
+                              "data (the report shows its plan); drop --imgsz (or imgsz:) for nnunet")
         started = time.time()  # --budget covers all of fit: nnU-Net's planning and preprocessing too
         self._forget_earlier_attempt()
         fit_records, check_records = self.validation_split(train, selection)
@@ -141,12 +145,13 @@ class NnUNet(Backend):
                 selection.record(row["epoch"], row["pseudo_dice"])
             if history:
                 selection.choose(history[-1]["epoch"])
-        return {
+        out = {
             "final_loss": history[-1]["loss"] if history else None,
             "pseudo_dice": history[-1]["pseudo_dice"] if history else None,
             "epochs": len(history),
             "plan": self.plan,
         }
+        return {**out, "budget": state["budget"]} if state.get("budget") else out
 
     def _forget_earlier_attempt(self) -> None:
         """nnU-Net keeps pickles in its folders (each preprocessed case's properties, its

@@ -69,6 +69,7 @@ def train(job: dict) -> None:
     torch.save({
         "model": {k: v.detach().cpu() for k, v in network.state_dict().items()},
         "history": history,
+        "budget": job.get("budget_record"),  # what --budget did (plain values)
         "extra": {
             **job["identity"],
             "plans": json.dumps(plans),
@@ -80,48 +81,108 @@ def train(job: dict) -> None:
 
 
 class _BudgetSpent(Exception):
-    """Raised after the epoch that ends a budgeted training (nnU-Net's loop has a fixed range)."""
+    """Raised when a budgeted training must end (nnU-Net's loop has a fixed range)."""
+
+
+#: With --budget, nnU-Net's first epoch is this many iterations, timed; the epochs after it
+#: get the length that fits (nnU-Net's 250 iterations would alone overrun a short budget).
+PROBE_ITERATIONS = 5
 
 
 def run_within_budget(trainer, job: dict) -> None:
-    """``trainer.run_training()``, with ``--budget`` as zoo's shared loop applies it
-    (:class:`zoo.training.EpochPlan`): the first epoch is timed, the epochs are set to what
-    fits (the time since fit started counting as spent), nnU-Net's poly learning-rate schedule
-    stretches to them, and training ends after the last epoch that fits."""
+    """``trainer.run_training()``, with ``--budget`` kept to one step: the time since fit
+    started (planning, preprocessing) counts as spent; a short first epoch is timed; the
+    epochs and their length are then set to what fits (nnU-Net's poly learning-rate schedule
+    stretched to them), and a step that would end past the budget is never started."""
     import logging
-    import time
-
-    from zoo.training import EpochPlan
 
     budget = job.get("budget")
     if not budget:
         trainer.run_training()
         return
-    plan = EpochPlan(job["epochs"], job["iterations_per_epoch"], budget, spent=time.time() - job["started"])
-    log = logging.getLogger("zoo.nnunet")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    trainer.num_epochs = 10**6  # nnU-Net's loop range is fixed at its start: the plan ends it
-    start_training, end_epoch = trainer.on_train_start, trainer.on_epoch_end
-    t0 = [0.0]
+    clock = _BudgetClock(budget, job["started"], logging.getLogger("zoo.nnunet"))
+    asked_epochs, iterations, val_iterations = job["epochs"], trainer.num_iterations_per_epoch, \
+        trainer.num_val_iterations_per_epoch
+    trainer.num_epochs = asked_epochs
+    trainer.num_iterations_per_epoch = min(iterations, PROBE_ITERATIONS)
+    trainer.num_val_iterations_per_epoch = min(val_iterations, 1)
+    step, end_epoch = trainer.train_step, trainer.on_epoch_end
 
-    def on_train_start():
-        start_training()
-        t0[0] = time.time()
+    def train_step(batch):
+        clock.before_step()
+        out = step(batch)
+        clock.after_step()
+        return out
 
     def on_epoch_end():
         epoch = trainer.current_epoch
         end_epoch()
-        plan.after_epoch(epoch, time.time() - t0[0], log)
-        trainer.lr_scheduler.max_steps = plan.epochs  # poly schedule over the planned epochs
-        if epoch + 1 >= plan.epochs:
+        clock.epochs_done += 1
+        if epoch == 0:
+            epochs, length = clock.plan(asked_epochs, iterations, trainer.num_iterations_per_epoch)
+            trainer.num_epochs, trainer.num_iterations_per_epoch = epochs, length
+            trainer.num_val_iterations_per_epoch = max(1, round(val_iterations * length / iterations))
+            trainer.lr_scheduler.max_steps = epochs  # poly schedule over the planned epochs
+        if epoch + 1 >= trainer.num_epochs:
             raise _BudgetSpent
 
-    trainer.on_train_start, trainer.on_epoch_end = on_train_start, on_epoch_end
+    trainer.train_step, trainer.on_epoch_end = train_step, on_epoch_end
     try:
         trainer.run_training()
     except _BudgetSpent:
-        trainer.num_epochs = plan.epochs
         trainer.on_train_end()  # nnU-Net's own wrap-up: final checkpoint, loaders shut down
+    job["budget_record"] = clock.record(asked_epochs)
+
+
+class _BudgetClock:
+    """The seconds of a budgeted nnU-Net training: each step timed, the plan made after the
+    first epoch, a step refused when it would end past the budget."""
+
+    def __init__(self, budget: float, started: float, log):
+        import time
+
+        self.budget, self.started, self.log, self.now = budget, started, log, time.time
+        self.step_seconds: list[float] = []
+        self.t_step = 0.0
+        self.first_step_at: float | None = None  # seconds used when training's first step began
+        self.epochs_done = 0
+        self.cut_short = False
+
+    def used(self) -> float:
+        return self.now() - self.started
+
+    def before_step(self) -> None:
+        if self.first_step_at is None:
+            self.first_step_at = self.used()
+        mean = sum(self.step_seconds) / len(self.step_seconds) if self.step_seconds else 0.0
+        if self.step_seconds and self.used() + mean > self.budget:
+            self.cut_short = True
+            self.log.info("budget %.0f s: stopping inside epoch %d after %d step(s) (another would overrun)",
+                          self.budget, self.epochs_done + 1, len(self.step_seconds))
+            raise _BudgetSpent
+        self.t_step = self.now()
+
+    def after_step(self) -> None:
+        self.step_seconds.append(self.now() - self.t_step)
+
+    def plan(self, asked: int, iterations: int, probe: int) -> tuple[int, int]:
+        """(epochs, iterations per epoch) that fit in what is left, from the timed first
+        epoch (its validation included): nnU-Net's own length when it fits."""
+        per_iteration = (self.used() - (self.first_step_at or 0.0)) / max(probe, 1)
+        left = max(0.0, self.budget - self.used())
+        fit = int(left // max(per_iteration, 1e-9))  # iterations that fit after the first epoch
+        epochs_after = min(asked - 1, fit)
+        length = min(iterations, fit // epochs_after) if epochs_after else iterations
+        self.log.info("budget %.0f s: the first epoch (%d iterations) took %.1f s per iteration, so %d epoch(s) "
+                      "in all of %d iteration(s) after it (asked: %d of %d)", self.budget, probe, per_iteration,
+                      1 + epochs_after, length, asked, iterations)
+        return 1 + epochs_after, max(1, length)
+
+    def record(self, asked: int) -> dict:
+        """What the budget did, as zoo's shared loop records it (EpochPlan.record)."""
+        return {"epochs": self.epochs_done + int(self.cut_short), "epochs_asked": asked,
+                "stopped_inside_epoch": self.cut_short}
 
 
 def main(argv: list[str]) -> int:

@@ -155,7 +155,8 @@ class SegmentationBackend(Backend):
                              extra=self._identity(), description=self._title(), bf16=True, channels_last=True)
         self._restore(model)  # the kept epoch's weights, as load() would give
         return {"final_loss": result.final_loss, "best_epoch": result.best_epoch,
-                "iterations": result.iterations, "seconds": result.seconds, "history": result.reported_history}
+                "iterations": result.iterations, "seconds": result.seconds, "history": result.reported_history,
+                **({"budget": result.budget} if result.budget else {})}
 
     def _restore(self, model) -> None:
         from zoo.training import restore

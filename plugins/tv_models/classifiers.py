@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from zoo.backend import Backend, RunContext
 from zoo.config import dump_config
 from zoo.dataset import Dataset, ImageRecord
-from zoo.errors import ZooError
+from zoo.errors import ConfigError, ZooError
 from zoo.predictions import ClassPrediction
 from zoo.selection import Selection
 from zoo.tasks import Task
@@ -101,6 +101,39 @@ def build_classifier(arch: str, num_classes: int, pretrained: bool):
     return model
 
 
+def _refuse_too_small(model, arch: str, imgsz: int, largest: int = 1024) -> None:
+    """Before training: an architecture whose pooling needs more pixels than ``imgsz``
+    (alexnet: 63) is refused in one line naming the smallest size that runs, found by a
+    forward pass of a blank image (bisected), instead of failing at the first batch."""
+    import torch
+
+    def runs(size: int) -> bool:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, size, size))
+            return True
+        except RuntimeError:
+            return False
+
+    was_training = model.training
+    model.eval()
+    try:
+        if runs(imgsz):
+            return
+        lo, hi = imgsz, 2 * imgsz  # runs(lo) is False: double up to a size that runs, then bisect
+        while not runs(hi):
+            if hi >= largest:
+                raise ConfigError(f"{arch}: a blank {hi} px image does not run through it; check the model")
+            lo, hi = hi, 2 * hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if runs(mid) else (mid, hi)
+    finally:
+        model.train(was_training)
+    raise ConfigError(f"{arch} needs imgsz >= {hi} (its pooling leaves nothing of a {imgsz} px image); "
+                      f"pass --imgsz {hi} or more")
+
+
 class TvClassifier(Backend):
     """One torchvision classification architecture (``arch``) as a zoo backend."""
 
@@ -126,6 +159,7 @@ class TvClassifier(Backend):
         usable = [r for r in train.images if self.task.is_annotated(r)]
         if not usable:
             raise ZooError(f"{self.arch}: no training image has exactly one class label")
+        _refuse_too_small(model, self.arch, self.config.imgsz)
         result = fit_backend(
             self, model, MappedDataset(usable, ClassSamples(transforms(self.config, train=True))), selection,
             loss_fn=criterion_loss(torch.nn.CrossEntropyLoss(label_smoothing=self.config.label_smoothing)),
@@ -133,7 +167,7 @@ class TvClassifier(Backend):
             description=self.arch,
         )
         return {"loss": result.final_loss, "epochs": len(result.history), "train_seconds": round(result.seconds, 2),
-                "history": result.reported_history}
+                "history": result.reported_history, **({"budget": result.budget} if result.budget else {})}
 
     def _logits(self, model, records: Sequence[ImageRecord]):
         """Logits for ``records`` (eval transform), in order, batch by batch."""

@@ -229,6 +229,8 @@ class YoloV8(Backend):
         out: dict[str, Any] = {"ultralytics_train_s": round(t_train, 3), "ultralytics_train_cpu_s": round(cpu_train, 3)}
         if own:
             out["ultralytics_val" if selection.active else "ultralytics_val_on_train_images"] = own
+        if self.config.budget and trainer is not None:  # ultralytics' own time limit re-plans and stops its epochs
+            out["budget"] = {"epochs": int(getattr(trainer, "epoch", 0)) + 1, "epochs_asked": self.config.epochs}
         return out
 
     def train_args(self, data: Path, selection: Selection | None = None) -> dict[str, Any]:

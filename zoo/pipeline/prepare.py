@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -275,7 +276,7 @@ def new_manifest(setup: Setup, data: RunData, seed: int, device: str, t_read: fl
     opts, split = setup.opts, data.split
     return Manifest(
         zoo=__version__, backend=setup.spec.name, framework=setup.spec.framework_name, task=setup.task.name,
-        status="running", started=_now(), command=" ".join(sys.argv),
+        status="running", started=_now(), command=shlex.join(sys.argv),  # quoted: pastes back into a shell as it ran
         # absolute, so --resume finds it from any working directory ("demo" for the demo)
         data=DataRecord(path=str(Path(opts.data).resolve()) if opts.data is not None else data.label,
                         format=data.dataset.format, hash=data.digest, summary=data.dataset.summary(),
@@ -481,6 +482,9 @@ class Preparer:
         saved = folder.read_config()
         config = self.setup.resolve_config(base=saved)
         diff = _config_diff(saved, dump_config(config))
+        asked = (m.budget or {}).get("epochs_asked")
+        if diff and asked is not None:  # config.yaml says the epochs a --budget ran; the asked ones agree too
+            diff = _config_diff({**saved, "epochs": asked}, dump_config(config))
         if diff:
             raise ZooError(f"--resume: the config differs from the interrupted run's ({'; '.join(diff)}); "
                            "drop the changed options or start a new run")

@@ -92,15 +92,42 @@ def fmt_seconds(s: float | None) -> str:
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+#: Characters markdown (or the HTML it may hold) would read as markup: escaped in any text
+#: that comes from the user's data (label names, file names), so a label ``<img onerror=...>``
+#: or ``**x**`` shows as written and runs nothing where report.md is rendered.
+_MARKUP = re.compile(r"([\\`\[\]|])")
+
+
+def md_text(value: Any) -> str:
+    """``value`` as literal markdown text: one line; what could open a link, an image, a code
+    span or a table cell backslash-escaped; ``<`` and ``&`` as HTML entities (a backslash
+    does not stop raw HTML)."""
+    text = " ".join(str(value).splitlines())
+    text = text.replace("&", "&amp;").replace("<", "&lt;")
+    return _MARKUP.sub(r"\\\1", text)
+
+
+def md_code(value: Any) -> str:
+    """``value`` as an inline code span that no backtick in it can close early."""
+    text = " ".join(str(value).splitlines())
+    ticks = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
 def _md_table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    """A table; every cell that is text (not a number) escaped: it may come from the data."""
+    def cell(c: Any) -> str:
+        return fmt(c) if c is None or isinstance(c, (int, float)) else md_text(c)
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def write_report(folder: RunFolder, *, manifest: Manifest, metrics: dict, split, dataset, config: dict, task) -> Path:
     """Write ``report.md`` for a finished run: one section builder per heading."""
-    parts = [f"# {manifest.backend} · {task.title} · {folder.path.name}", ""]
+    parts = [f"# {manifest.backend} · {task.title} · {md_text(folder.path.name)}", ""]
     parts += _scores_section(metrics, manifest)
     parts += _evaluation_details(folder, metrics)
     parts += _data_section(manifest, dataset, split, task)
@@ -161,17 +188,17 @@ def _data_section(m: Manifest, dataset, split, task) -> list[str]:
     """Where the data came from, what is in it, what was left out, and the split."""
     summary = m.data.summary or dataset.summary()
     parts = ["## Data", ""]
-    parts += [f"- source: `{m.data.path}` (format {m.data.format or '?'}), hash `{m.data.hash[:16]}`"]
+    parts += [f"- source: {md_code(m.data.path)} (format {m.data.format or '?'}), hash `{m.data.hash[:16]}`"]
     parts += [f"- {summary.get('images', len(dataset))} images, {summary.get('warnings', 0)} reader warning(s), "
               f"{summary.get('ignored', 0)} ignored region(s)"]
     if task.answer_kind == "label" and summary.get("labels"):  # a class per image: count images
-        parts += ["- images per class: " + ", ".join(f"{k} {v}" for k, v in summary["labels"].items())]
+        parts += ["- images per class: " + ", ".join(f"{md_text(k)} {v}" for k, v in summary["labels"].items())]
     elif summary.get("instances"):
-        parts += ["- objects per category: " + ", ".join(f"{k} {v}" for k, v in summary["instances"].items())]
+        parts += ["- objects per category: " + ", ".join(f"{md_text(k)} {v}" for k, v in summary["instances"].items())]
     unlabelled = m.data.unlabelled
     if unlabelled:
         parts += [f"- {len(unlabelled)} image(s) without annotation, not trained on: "
-                  + ", ".join(f"`{u}`" for u in unlabelled[:20]) + (" ..." if len(unlabelled) > 20 else "")]
+                  + ", ".join(md_code(u) for u in unlabelled[:20]) + (" ..." if len(unlabelled) > 20 else "")]
     sizes = split.sizes()
     parts += [f"- split (seed {split.seed}, key `{split.key}`"
               f"{', stratified' if split.stratified else ''}): "
@@ -188,11 +215,13 @@ def _config_section(m: Manifest, config: dict) -> list[str]:
     """The resolved config, what ``auto`` chose and why, and the backend's own plan."""
     import yaml
 
-    parts = ["## Config (resolved)", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]
+    text = yaml.safe_dump(config, sort_keys=False).rstrip()
+    fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", text)), default=0))  # never closed by the text
+    parts = ["## Config (resolved)", "", f"{fence}yaml", text, fence, ""]
     choices = m.choices or {}
     if choices:
         parts += ["Chosen from the training images (`auto`; set the key to override):", ""]
-        parts += [f"- **{k}** {c['value']}: {c['reason']}" for k, c in choices.items()]
+        parts += [f"- **{k}** {md_text(c['value'])}: {md_text(c['reason'])}" for k, c in choices.items()]
         parts += [""]
     plan = m.plan or {}
     if plan:
@@ -208,6 +237,10 @@ def _run_section(m: Manifest) -> list[str]:
     params = f"{n / 1e6:.2f} M ({n:,})" if isinstance(n, int) and n >= 100_000 else fmt(n)
     parts = ["## Run", "", f"- device: {m.device}; parameters: {params}"]
     parts += ["- versions: " + ", ".join(f"{k} {v}" for k, v in m.versions.items())]
+    if m.budget:
+        from zoo.training.budget import describe_budget
+
+        parts += [f"- budget: {describe_budget(m.budget)}"]
     parts += ["- timings: " + ", ".join(
         f"{k} {fmt_seconds(v)}" for k, v in t.items() if k in ("read", "fit", "predict", "evaluate"))
         + (f" ({t['predict_per_image_ms']:.1f} ms per image)" if "predict_per_image_ms" in t else "")]

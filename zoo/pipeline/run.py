@@ -185,12 +185,33 @@ class _Fit:
     def _record_budget(self, fit_seconds: float) -> None:
         """The budget and what training took, in the manifest; an overrun is a warning (a
         backend whose framework has its own loop may not honour the budget)."""
+        from zoo.training.budget import describe_budget
+
         budget = self.run.config.budget
         if not budget:
             return
-        self.manifest.budget = {"seconds": budget, "fit_seconds": round(fit_seconds, 3)}
-        if fit_seconds > 1.25 * budget:
+        did = (self.manifest.framework_metrics or {}).get("budget") or {}  # what the backend's loop did
+        self.manifest.budget = {"seconds": budget, "fit_seconds": round(fit_seconds, 3), **did}
+        self.setup.reporter.say(f"{self.setup.spec.name}: {describe_budget(self.manifest.budget)}")
+        if did.get("epochs") is not None and did["epochs"] != self.run.config.epochs:
+            self._config_after_budget(did["epochs"])
+        if fit_seconds > 1.1 * budget:
             log.warning("%s trained for %.0f s against a budget of %.0f s", self.setup.spec.name, fit_seconds, budget)
+
+    def _config_after_budget(self, ran: int) -> None:
+        """config.yaml says the epochs that ran, the asked number beside them (a comment, so
+        that the file still reads as a config)."""
+        import re
+
+        import yaml
+
+        from zoo.atomic import write_text
+
+        folder, asked = self.run.folder, self.run.config.epochs
+        config = {**folder.read_config(), "epochs": ran}
+        text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+        note = f"  # asked: {asked}; --budget {self.run.config.budget:g} s ended training after {ran}"
+        write_text(folder.config_file, re.sub(r"(?m)^epochs: .*$", lambda m: m.group(0) + note, text, count=1))
 
 
 # -- predict, evaluate, report ---------------------------------------------------------------------

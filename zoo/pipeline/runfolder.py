@@ -154,7 +154,9 @@ class Manifest(_Record):
     history: list[dict[str, Any]] | None = None
     #: the backend's own numbers, for the log only (metrics.json holds the ranked scores)
     framework_metrics: dict[str, Any] | None = None
-    budget: dict[str, float] | None = None  # {"seconds", "fit_seconds"} of --budget
+    # --budget: {"seconds", "fit_seconds"} and, from the backend's loop, "epochs" (ran),
+    # "epochs_asked", "stopped_inside_epoch" (zoo.training.budget.describe_budget)
+    budget: dict[str, Any] | None = None
     #: how the shared loop trained (zoo.training.cpu.Compute): precision (fp32 | bf16 | fp16),
     #: channels_last, threads and why
     compute: dict[str, Any] | None = None

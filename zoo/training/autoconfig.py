@@ -142,7 +142,7 @@ def fill_auto(config, backend_cls, task, train: Dataset, device: str):
     """
     on_gpu = not str(device).startswith("cpu")
     choices: list[Choice] = []
-    if getattr(config, "imgsz", None) == AUTO:
+    if getattr(config, "imgsz", None) == AUTO and getattr(backend_cls, "uses_imgsz", True):
         caps = task.imgsz_caps["gpu" if on_gpu else "cpu"]
         choices.append(choose_imgsz(train, stride=backend_cls.stride, caps=caps, on_gpu=on_gpu))
     if getattr(config, "epochs", None) == AUTO:

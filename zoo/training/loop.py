@@ -38,6 +38,7 @@ class TrainResult:
     last_path: Path | None = None
     best_path: Path | None = None
     resumed_from: int | None = None  # the completed epoch a resume continued after
+    budget: dict[str, Any] | None = None  # what --budget did (EpochPlan.record)
 
     @property
     def final_loss(self) -> float:
@@ -52,8 +53,9 @@ class TrainResult:
     def summary(self) -> dict[str, Any]:
         """What a backend's ``fit`` returns (the run's record of training): the final loss,
         epochs, iterations, seconds and the history."""
-        return {"loss": self.final_loss, "epochs": len(self.history), "iterations": self.iterations,
-                "train_seconds": round(self.seconds, 2), "history": self.reported_history}
+        out = {"loss": self.final_loss, "epochs": len(self.history), "iterations": self.iterations,
+               "train_seconds": round(self.seconds, 2), "history": self.reported_history}
+        return {**out, "budget": self.budget} if self.budget else out
 
 
 def criterion_loss(criterion: Callable) -> Callable:
@@ -92,6 +94,7 @@ def fit(
     ledger: Ledger | None = None,
     bf16: bool = False,
     channels_last: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> TrainResult:
     """Train ``model`` on ``data`` and leave checkpoints in ``checkpoint_dir``.
 
@@ -120,6 +123,7 @@ def fit(
                 a backend opts in once its quality in bf16 was measured to hold
     channels_last: a conv net fed ``(N, C, H, W)`` batches: the model and every 4-d batch
                 tensor in channels-last memory format (oneDNN's fast layout on a CPU)
+    clock:      what ``--budget`` is timed with (seconds; tests inject their own)
     """
     from zoo.training.cpu import compute_plan
 
@@ -130,7 +134,7 @@ def fit(
     model.to(dev)
     loop = _Loop(model, data, s, dev, compute, loss_fn=loss_fn or loss_dict_fn, collate=collate,
                  checkpoint_dir=checkpoint_dir, extra=extra, ledger=ledger, log=log or _log,
-                 description=description, max_iters=max_iters)
+                 description=description, max_iters=max_iters, clock=clock)
     loop.protocol(val_fn, selection)
     if resume:
         loop.resume()
@@ -167,7 +171,8 @@ class _Loop:
 
     def __init__(self, model, data: Any, s: TrainConfig, dev, compute, *, loss_fn: Callable, collate: Callable | None,
                  checkpoint_dir: str | Path | None, extra: Mapping[str, Any] | None, ledger: Ledger | None,
-                 log: logging.Logger, description: str, max_iters: int | None):
+                 log: logging.Logger, description: str, max_iters: int | None,
+                 clock: Callable[[], float] = time.perf_counter):
         from zoo.training.distributed import world
 
         self.model, self.data, self.s, self.dev = model, data, s, dev
@@ -180,7 +185,7 @@ class _Loop:
         self.use_amp = compute.precision == "fp16"  # the gradient scaler: fp16 only (bf16 has fp32's range)
         self.apply_compute()
         self.per_epoch = iters_per_epoch(data, s)
-        self.plan = EpochPlan(s.epochs, self.per_epoch or 1, s.budget)
+        self.plan = EpochPlan(s.epochs, self.per_epoch or 1, s.budget, clock=clock)
         self.optim = Optimisation(model, s, self.plan, self.use_amp)
         self.result = TrainResult()
         self.start_epoch = 0
@@ -265,6 +270,7 @@ class _Loop:
     def run(self) -> TrainResult:
         trained = self.trained_module()
         self.t0 = time.perf_counter()
+        self.plan.start()
         self.plan.first_epoch = self.start_epoch
         stopped_after = None
         epoch = self.start_epoch - 1
@@ -321,6 +327,8 @@ class _Loop:
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
             if self.out_of_iterations():
                 break
+            if self.plan.after_step() and steps != self.per_epoch and self.stop_inside_epoch():
+                break
         if steps == 0:
             raise ZooError("no training batches: the training set is empty")
         if isinstance(getattr(loader, "dataset", None), _SeenLog):
@@ -333,9 +341,17 @@ class _Loop:
         """The budget's say, before the epoch is scored (the last epoch is the one scored)."""
         from zoo.training.distributed import share
 
-        self.plan.after_epoch(epoch, time.perf_counter() - self.t0, self.log)
+        self.plan.after_epoch(epoch, self.plan.elapsed(), self.log)
         if self.s.budget:
             self.plan.epochs = share(self.plan.epochs)  # every rank stops where rank 0's clock says
+
+    def stop_inside_epoch(self) -> bool:
+        """The budget ends training inside this epoch; in one process only: ranks under a
+        launcher stop on epoch boundaries, where they agree."""
+        from zoo.training.distributed import initialised
+
+        self.plan.cut_short = not initialised()
+        return self.plan.cut_short
 
     def due(self, epoch: int) -> bool:
         """Scored every ``val_every`` epochs and after the last one."""
@@ -391,7 +407,7 @@ class _Loop:
                 "best_epoch": r.best_epoch,
                 "history": r.history,
                 "planned_epochs": self.plan.epochs,
-                "train_seconds": self.plan.spent + time.perf_counter() - self.t0,
+                "train_seconds": self.plan.spent + self.plan.elapsed(),
                 "extra": self.extra,
             }
             best = [self.ckpt_dir / BEST] if improved else []
@@ -406,6 +422,7 @@ class _Loop:
         ``load()`` restores them, so a backend predicts the same before and after a reload."""
         r = self.result
         r.seconds = time.perf_counter() - self.t0
+        r.budget = self.plan.record()
         if self.selection is not None and r.history:
             self.selection.choose(r.best_epoch, stopped_after)
         if self.ckpt_dir is not None:

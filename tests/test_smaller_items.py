@@ -1,0 +1,65 @@
+"""Issue 27's smaller items, each proved: report.md shows hostile label names as text, the
+manifest's command pastes back into a shell, alexnet's smallest imgsz is said before training."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import toy_backend
+
+import zoo.registry
+from zoo.cli import main
+
+HOSTILE = "<img src=x onerror=alert(1)>[x](javascript:alert(1))|`"
+
+
+def _zoo(argv, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def hostile_labels(tiny_demo, tmp_path) -> Path:
+    """The demo with the category 'wbc' renamed to markup."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_demo, data)
+    for f in [*data.glob("*.json"), data / "zoo.yaml"]:
+        text = f.read_text()
+        f.write_text(text.replace("wbc", json.dumps(HOSTILE)[1:-1] if f.suffix == ".json" else json.dumps(HOSTILE)))
+    return data
+
+
+def test_report_md_shows_label_names_as_text_and_the_command_pastes_back(hostile_labels, tmp_path, capsys,
+                                                                          monkeypatch):
+    reg = toy_backend.registry()
+    monkeypatch.setattr(zoo.registry, "get_registry", lambda: reg)
+    argv = ["run", "--task", "detect", "--backend", "toy", "--data", str(hostile_labels), "--out",
+            str(tmp_path / "runs"), "--name", "my run; rm -rf ~", "--device", "cpu"]
+    monkeypatch.setattr(sys, "argv", ["zoo", *argv])
+    code, err = _zoo(argv, capsys)
+    assert code == 0, err
+    run = tmp_path / "runs" / "my run; rm -rf ~"
+    report = (run / "report.md").read_text()
+    assert "<img" not in report and "[x](" not in report  # no tag, no link: ...
+    assert "&lt;img src=x onerror=alert(1)>\\[x\\](javascript:alert(1))\\|\\`" in report  # shown, escaped
+    command = json.loads((run / "manifest.json").read_text())["command"]
+    assert shlex.split(command) == ["zoo", *argv]
+
+
+@pytest.mark.slow
+def test_alexnet_at_a_too_small_imgsz_is_refused_before_training(tiny_demo, tmp_path, capsys):
+    code, err = _zoo(["run", "--task", "classify", "--backend", "alexnet", "--data", tiny_demo, "--out",
+                      tmp_path / "runs", "--device", "cpu", "--epochs", "1", "--imgsz", "32"], capsys)
+    lines = [line for line in err.splitlines() if line.startswith("zoo: error:")]
+    assert code == 2 and len(lines) == 1 and "alexnet needs imgsz >= 63" in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "runs" / "alexnet-classify" / "checkpoint" / "last.pt").exists()
