@@ -60,11 +60,45 @@ def test_a_failed_convert_leaves_an_output_nothing_reads(to, tmp_path):
     r = subprocess.run([sys.executable, "-m", "zoo", "check", str(out)], capture_output=True, text=True,
                        timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and "unfinished" in r.stderr and "Traceback" not in r.stderr
-    with pytest.raises(Exception, match="holds an unfinished conversion"):
-        convert_folder(src, to=to, out=out)
+    # the same command again, into the same --out: the interrupted output is written anew
+    convert_folder(src, to=to, out=out)
+    assert not (out / ".zoo-unfinished").exists() and not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert len(read_dataset(out).images) == 1
 
-    # finished: no marker, and the output reads back
-    done = tmp_path / "done"
-    convert_folder(src, to=to, out=done)
-    assert not (done / ".zoo-unfinished").exists()
-    assert len(read_dataset(done).images) == 1
+
+def test_kill_9_during_convert_then_the_same_command_again(tmp_path):
+    """A real SIGKILL while the writer works; the rerun into the same --out finishes, with no
+    temporary file or marker left; a folder that is not zoo's unfinished output is still refused."""
+    import signal
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in range(40):  # enough work for the kill to land while the writer runs
+        _labelme_folder(tmp_path / f"one{k}", points=20000)
+        for f in (tmp_path / f"one{k}").iterdir():
+            f.rename(src / f"{k}{f.suffix}" if f.suffix == ".png" else src / f"{k}.json")
+    for f in src.glob("*.json"):
+        f.write_text(f.read_text().replace('"imagePath": "a.png"', f'"imagePath": "{f.stem}.png"'))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "zoo", "convert", str(src), "--to", "coco", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / ".zoo-unfinished").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL or not (out / ".zoo-unfinished").exists():
+        pytest.skip("the conversion finished before the kill landed")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    left = [p.name for p in out.rglob("*") if p.name.endswith(".tmp") or p.name == ".zoo-unfinished"]
+    assert left == []
+    from zoo.data.reading import read_dataset
+
+    assert len(read_dataset(out).images) == 40
+
+    (out / ".zoo-unfinished").write_text("not zoo's marker\n")  # someone else's folder: never emptied
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 2 and "already exists and is not empty" in r.stderr
+    assert (out / "annotations.json").is_file() or any(out.rglob("*.json"))

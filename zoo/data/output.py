@@ -33,10 +33,37 @@ def check_out(src: Path, out: Path) -> None:
         raise ZooError(f"--out {out} lies inside the source folder {src}; zoo never writes into your data: "
                        "choose a folder outside it")
     if o.exists() and (not o.is_dir() or any(o.iterdir())):
-        from zoo.data.reading import UNFINISHED
+        if _unfinished_by_zoo(o):
+            _start_again(o)
+            return
+        raise ZooError(f"--out {out} already exists and is not empty; choose a new folder (or delete it)")
 
-        what = "holds an unfinished conversion" if (o / UNFINISHED).exists() else "already exists and is not empty"
-        raise ZooError(f"--out {out} {what}; choose a new folder (or delete it)")
+
+_MARKER_TEXT = "zoo convert has not finished writing this folder\n"
+
+
+def _unfinished_by_zoo(folder: Path) -> bool:
+    """``folder`` is what a killed ``zoo convert`` (or ``zoo check --fix``) left: its marker,
+    as zoo writes it, is still there."""
+    from zoo.data.reading import UNFINISHED
+
+    marker = folder / UNFINISHED
+    try:
+        return marker.is_file() and not marker.is_symlink() and marker.read_text(encoding="utf-8") == _MARKER_TEXT
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _start_again(folder: Path) -> None:
+    """An interrupted conversion's output (zoo's own, never a source) is written again from
+    the start: half-written files and temporary ones must not mix with the new ones."""
+    import shutil
+
+    for p in list(folder.iterdir()):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 @contextmanager
@@ -50,7 +77,7 @@ def writing_to(out: Path):
     marker = out / UNFINISHED
     try:
         out.mkdir(parents=True, exist_ok=True)
-        marker.write_text("zoo convert has not finished writing this folder\n", encoding="utf-8")
+        marker.write_text(_MARKER_TEXT, encoding="utf-8")
         yield
         marker.unlink()
     except OSError as e:
