@@ -60,6 +60,36 @@ def test_mlflow_default_store_is_inside_the_output_folder(tmp_path, data, monkey
     assert "report.html" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+def test_mlflow_with_a_sqlite_uri_keeps_artifacts_in_the_output_folder_and_says_so(tmp_path, data, monkeypatch):
+    """MLFLOW_TRACKING_URI=sqlite:///...: mlflow's default artifact root is ./mlruns of the
+    current folder; zoo creates its experiment with one inside the output folder."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from zoo.progress import LogReporter
+
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    said = []
+
+    class Recording(LogReporter):
+        def say(self, text):
+            said.append(text)
+
+    execute(_opts(tmp_path, data, out=tmp_path / "out", track="mlflow", quiet=False, reporter=Recording()))
+    assert list(cwd.iterdir()) == []  # nothing in the current folder
+    artifacts = tmp_path / "out" / "mlruns" / "artifacts"
+    assert [p for p in artifacts.rglob("report.md")]
+    experiment = MlflowClient(uri).get_experiment_by_name("zoo")
+    assert experiment.artifact_location == artifacts.as_uri()
+    assert any(f"its artifacts in {artifacts.as_uri()}" in line for line in said)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -457,7 +457,7 @@ def compare(opts: CompareOptions, reporter: Reporter | None = None) -> CompareRe
     reporter = reporter or LogReporter()
     s = settings(opts)
     p = plan(s, reporter)
-    tracker = open_tracker(s.opts.track, s.out)
+    tracker = open_tracker(s.opts.track, s.out, reporter)
     _start_tracking(tracker, p)
     try:
         runs = execute(p, reporter, tracker.run_id)

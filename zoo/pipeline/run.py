@@ -229,7 +229,7 @@ class _Run:
         self.prepared, self.folder, self.manifest = prepared, prepared.folder, prepared.manifest
         self.data = prepared.data
         self.fit = _Fit(setup, prepared)
-        self.tracker = open_tracker(self.opts.track, Path(self.opts.out))
+        self.tracker = open_tracker(self.opts.track, Path(self.opts.out), self.reporter)
         self.ranked: list | None = None
 
     def run(self) -> RunResult:

@@ -6,7 +6,10 @@ The pipeline calls a :class:`Tracker` at its phase boundaries (zoo.pipeline.run,
 for (extras ``zoo[mlflow]``, ``zoo[tensorboard]``).
 
 - **mlflow**: to ``MLFLOW_TRACKING_URI`` when set, else a store inside the output folder
-  (``<out>/mlruns/mlflow.db``, artifacts beside it; zoo writes nothing outside it), experiment ``zoo``. Params: the
+  (``<out>/mlruns/mlflow.db``), experiment ``zoo``. zoo creates that experiment with its
+  artifacts in ``<out>/mlruns/artifacts`` (mlflow's default would be ``./mlruns`` of the
+  current folder, outside the output folder) and says where they go; an existing ``zoo``
+  experiment keeps the location it was created with, which zoo says too. Params: the
   resolved config; tags: data hash, split, backend, task; metrics: per-epoch ``history``
   when the backend reports one (``fit`` returning ``"history": [{"epoch": n, "loss": ...}]``)
   and the selection scores, then every score of metrics.json with its ``_ci95_low`` /
@@ -103,24 +106,32 @@ class Tracker:
 
 
 class MlflowTracker(Tracker):
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, reporter=None):
         try:
             from mlflow.tracking import MlflowClient
         except ImportError as e:
             raise MissingDependency("--track mlflow needs mlflow: pip install 'zoo[mlflow]'") from e
+        store = Path(out).resolve() / "mlruns"
         self.uri = os.environ.get("MLFLOW_TRACKING_URI")
-        self.artifacts_at = None
-        if not self.uri:  # a sqlite store and its artifacts inside the output folder
-            store = Path(out).resolve() / "mlruns"
+        if not self.uri:  # a sqlite store inside the output folder
             store.mkdir(parents=True, exist_ok=True)
-            self.uri, self.artifacts_at = f"sqlite:///{store / 'mlflow.db'}", (store / "artifacts").as_uri()
+            self.uri = f"sqlite:///{store / 'mlflow.db'}"
+        self.artifacts_at = (store / "artifacts").as_uri()  # never mlflow's default, ./mlruns of the current folder
         self.client = MlflowClient(self.uri)
+        self.reporter = reporter
+        self._experiment: str | None = None
 
     def experiment_id(self) -> str:
-        exp = self.client.get_experiment_by_name(EXPERIMENT)
-        if exp is not None:
-            return exp.experiment_id
-        return self.client.create_experiment(EXPERIMENT, artifact_location=self.artifacts_at)
+        if self._experiment is None:
+            exp = self.client.get_experiment_by_name(EXPERIMENT)
+            if exp is None:
+                self._experiment = self.client.create_experiment(EXPERIMENT, artifact_location=self.artifacts_at)
+                where = self.artifacts_at
+            else:
+                self._experiment, where = exp.experiment_id, exp.artifact_location
+            if self.reporter is not None:
+                self.reporter.say(f"mlflow: experiment '{EXPERIMENT}' at {self.uri}, its artifacts in {where}")
+        return self._experiment
 
     def start(self, folder, name, *, params, tags, parent=None):
         from mlflow.entities import Param, RunTag
@@ -200,10 +211,11 @@ class TensorBoardTracker(Tracker):
             self.writer = None
 
 
-def open_tracker(kind: str | None, out: Path) -> Tracker:
-    """The tracker ``--track kind`` asks for (``out``: the output folder); a no-op without."""
+def open_tracker(kind: str | None, out: Path, reporter=None) -> Tracker:
+    """The tracker ``--track kind`` asks for (``out``: the output folder); a no-op without.
+    ``reporter``: where mlflow's store and artifact location are said."""
     if not kind:
         return Tracker()
     if kind not in KINDS:
         raise ZooError(f"--track {kind}: unknown tracker (choose from {', '.join(KINDS)})")
-    return (MlflowTracker if kind == "mlflow" else TensorBoardTracker)(out)
+    return MlflowTracker(out, reporter) if kind == "mlflow" else TensorBoardTracker(out)
