@@ -329,8 +329,9 @@ def _draft_instance(a: dict, idx: int, f: Path, cat_by_id: dict, w: int, h: int,
         builder.warn(f, f"annotation {a.get('id')}: {problem}; skipped", idx)
         return None
     polys, rle = _segmentation(a.get("segmentation"))
-    box = _annotation_box(a.get("bbox"), polys, rle)
     given = {k: a[k] for k in GIVEN_FIELDS if k in a}
+    _repair_bbox(given, a.get("id"), lambda why: builder.warn(f, f"annotation {a.get('id')}: {why}", idx))
+    box = _annotation_box(given.get("bbox"), polys, rle)
     source = Source(str(f), idx)
     unusable = None  # why pycocotools scores it but nothing can train on it
     clipped = (0.0, 0.0, 0.0, 0.0)
@@ -349,6 +350,22 @@ def _draft_instance(a: dict, idx: int, f: Path, cat_by_id: dict, w: int, h: int,
         return DraftInstance(label, clipped, source=source, coco=given, scored_only=True)
     return DraftInstance(label, clipped, polys, rle, _keypoints(a.get("keypoints"), builder.keypoint_names),
                          bool(a.get("iscrowd")), source, given)
+
+
+def _repair_bbox(given: dict, ann_id, warn) -> None:
+    """A COCO ``bbox`` as pycocotools needs it, repaired in ``given`` (what writers copy):
+    ``null`` is dropped, so that the box is taken from the segmentation as for any other
+    source (an annotation with neither is then written by no writer); a negative width or
+    height (a box drawn from its far corner) is turned the right way round."""
+    if "bbox" in given and given["bbox"] is None:
+        del given["bbox"]
+        warn("bbox is null; taken from its segmentation (dropped when it has none)")
+        return
+    bb = given.get("bbox")
+    if isinstance(bb, list) and len(bb) == 4 and (bb[2] < 0 or bb[3] < 0):
+        x, y, w, h = bb
+        given["bbox"] = [min(x, x + w), min(y, y + h), abs(w), abs(h)]
+        warn(f"bbox {bb} has a negative width or height (drawn from its far corner); read as {given['bbox']}")
 
 
 def _segmentation(seg) -> tuple[list[list[float]], dict | None]:

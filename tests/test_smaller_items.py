@@ -63,3 +63,30 @@ def test_alexnet_at_a_too_small_imgsz_is_refused_before_training(tiny_demo, tmp_
     lines = [line for line in err.splitlines() if line.startswith("zoo: error:")]
     assert code == 2 and len(lines) == 1 and "alexnet needs imgsz >= 63" in lines[0] and "Traceback" not in err
     assert not (tmp_path / "runs" / "alexnet-classify" / "checkpoint" / "last.pt").exists()
+
+
+def test_convert_repairs_backwards_coco_boxes_and_drops_null_ones_without_geometry(tmp_path):
+    """adapters/POLICY.md: a bbox of negative width/height turned round, bbox null taken from
+    the segmentation, an annotation with neither dropped; each with a warning."""
+    from PIL import Image
+
+    from zoo.pipeline.convert import convert_folder
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (64, 64)).save(src / "a.png")
+    square = [[20, 20, 40, 20, 40, 40, 20, 40]]
+    anns = [{"bbox": [40, 40, -20, -20], "segmentation": square}, {"bbox": None, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]},
+            {"bbox": [5, 5, -3, 4]}, {"bbox": None}]
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 64}],
+            "categories": [{"id": 1, "name": "cell"}],
+            "annotations": [{"id": k + 1, "image_id": 1, "category_id": 1, "area": 1, "iscrowd": 0, **a}
+                            for k, a in enumerate(anns)]}
+    (src / "annotations.json").write_text(json.dumps(coco))
+    convert_folder(src, to="coco", out=tmp_path / "out")
+    written = json.loads((tmp_path / "out" / "annotations.json").read_text())["annotations"]
+    assert [a["bbox"] for a in written] == [[20, 20, 20, 20], [0.0, 0.0, 10.0, 10.0], [2, 5, 3, 4]]
+    from zoo.data.reading import read_dataset
+
+    warnings = " ".join(str(w) for w in read_dataset(src).warnings)
+    assert "negative width or height" in warnings and "bbox is null" in warnings
