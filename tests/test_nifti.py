@@ -102,8 +102,9 @@ def test_a_truncated_volume_is_one_line(tmp_path):
     whole = f.read_bytes()
     f.write_bytes(whole[: len(whole) // 2])
     ds = read_dataset(root)  # the header is whole: the pixels fail when asked for
-    with pytest.raises(DataError, match="case0_0000.nii.gz.*does not decode"):
-        ds.images[0].pixels()
+    assert ds.images[0].pixels().array.shape == (SHAPE[1], SHAPE[0])  # the first slice is all there
+    with pytest.raises(DataError, match="case0_0000.nii.gz#5: NIfTI data does not decode"):
+        ds.images[-1].pixels()
     f.write_bytes(whole[:20])
     with pytest.raises(DataError, match="case0_0000.nii.gz: is not a readable NIfTI file"):
         read_dataset(root)

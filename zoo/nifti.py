@@ -2,10 +2,10 @@
 nnU-Net's 2D configuration would cut (the lowest resolution one: the largest voxel size; the
 last axis when they tie), rows along the later of the other two axes.
 
-:func:`slice_axis` and :func:`take_slice` are the one definition the reader
+:func:`slice_axis` is the one choice of axis the reader
 (``adapters/nifti.py``, labels) and the decoder (images) share, so an image slice and its
-label slice are cut alike. A decoded volume is kept while its slices are read one after
-another (a ``.nii.gz`` must be decompressed whole to reach any slice).
+label slice are cut alike. A decoded slice reads that slice only (with indexed_gzip a
+``.nii.gz`` is not decompressed again up to it for each slice).
 
 In the contract beside :mod:`zoo.pixels` (which it does not import); nibabel is imported
 here only: ``zoo[medical]``.
@@ -65,34 +65,42 @@ def slice_spacing(zooms, axis: int) -> tuple[float, float] | None:
     return (row, col) if row > 0 and col > 0 else None
 
 
-@functools.lru_cache(maxsize=2)
-def _volume(path: str, _stamp: tuple):
-    import numpy as np
-
-    img = load_header(Path(path))
+@functools.lru_cache(maxsize=8)
+def _opened(path: str, _stamp: tuple):
+    """The image with its file kept open: with indexed_gzip (``zoo[medical]``) a ``.nii.gz``
+    keeps its seek points, so a later slice is read without decompressing what lies before it."""
+    nib = _nibabel(path)
     try:
-        return np.asanyarray(img.dataobj), tuple(img.header.get_zooms()[:3])
-    except Exception as e:  # noqa: BLE001 -- a truncated .nii.gz fails only here
-        raise DataError(path, f"NIfTI data does not decode ({type(e).__name__}: {e})") from None
+        return nib.load(path, keep_file_open=True)
+    except Exception as e:  # noqa: BLE001 -- nibabel raises many types on damaged files
+        raise DataError(path, f"is not a readable NIfTI file ({type(e).__name__}: {e})") from None
 
 
-def volume(path: Path):
-    """The whole array (scaling applied) and its voxel sizes, kept for the next slice."""
+def opened(path: Path):
+    """The volume's image object (header, and its data read slice by slice), kept for the next slice."""
     st = os.stat(path)
-    return _volume(str(path), (st.st_mtime_ns, st.st_size))
+    return _opened(str(path), (st.st_mtime_ns, st.st_size))
 
 
 def decode_nifti(path: Path, k: int | None, where: object) -> dict:
-    """The fields of a :class:`zoo.pixels.Decoded` for slice ``k`` of a volume."""
+    """The fields of a :class:`zoo.pixels.Decoded` for slice ``k`` of a volume, reading that
+    slice only (scaling applied)."""
     import numpy as np
 
-    data, zooms = volume(path)
-    if data.ndim not in (3, 4):
-        raise DataError(where, f"is a {data.ndim}-D NIfTI volume; zoo reads 3-D volumes (4-D: the first channel)")
+    img = opened(path)
+    shape, zooms = img.shape, img.header.get_zooms()
+    if len(shape) not in (3, 4):
+        raise DataError(where, f"is a {len(shape)}-D NIfTI volume; zoo reads 3-D volumes (4-D: the first channel)")
     axis = slice_axis(zooms)
-    if k is None or not 0 <= k < data.shape[axis]:
-        raise DataError(where, f"names no slice of this volume (slices 0..{data.shape[axis] - 1} along axis {axis})")
-    a = take_slice(data, axis, k)
-    deep = a.dtype != np.uint8
-    return dict(array=a, how=f"NIfTI {a.dtype} slice {k} along axis {axis} of {data.shape}", deep=deep,
-                spacing=slice_spacing(zooms, axis))
+    if k is None or not 0 <= k < shape[axis]:
+        raise DataError(where, f"names no slice of this volume (slices 0..{shape[axis] - 1} along axis {axis})")
+    index: list = [slice(None)] * len(shape)
+    index[axis] = k
+    if len(shape) == 4:
+        index[3] = 0
+    try:
+        a = np.ascontiguousarray(np.asanyarray(img.dataobj[tuple(index)]).T)
+    except Exception as e:  # noqa: BLE001 -- a truncated .nii.gz fails only here
+        raise DataError(where, f"NIfTI data does not decode ({type(e).__name__}: {e})") from None
+    return dict(array=a, how=f"NIfTI {a.dtype} slice {k} along axis {axis} of {tuple(shape)}",
+                deep=a.dtype != np.uint8, spacing=slice_spacing(zooms, axis))
