@@ -113,7 +113,7 @@ def _image(el, f: Path, root: Path, file_subset: str | None, by_subset: bool, wa
         w, h = checked_image_size(image, (_int(el.get("width")), _int(el.get("height"))), f, warnings)
     except DataError as e:
         return warn(warnings, f, f"image {image}: {e.reason}; image skipped")
-    source = f"{f}#{name}"
+    source = f"{f}#{subset}/{name}" if by_subset and subset else f"{f}#{name}"
     shapes = _shapes(el, source, w, h, warnings)
     record = ImageRecord(id=rid, width=w, height=h, file=image, source=Source(source))
     tags = [t.get("label") for t in el.findall("tag") if t.get("label")]
@@ -151,7 +151,8 @@ def _int(v) -> int | None:
 
 
 def _shapes(el, source: str, w: int, h: int, warnings: list[Problem]) -> list[dict]:
-    """The image's shapes as labelme shape dicts, in z_order (document order within one)."""
+    """The image's shapes as labelme shape dicts, in z_order (document order within one):
+    objects are made, and painted, in that order (a warning's shape number is a position in it)."""
     out = []
     for k, s in enumerate(el):
         if s.tag == "tag":
