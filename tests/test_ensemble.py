@@ -127,6 +127,21 @@ def test_compare_ensemble_is_scored_on_test_only_beside_the_single_folds(tmp_pat
     said = capsys.readouterr().out
     assert f"ensemble of 2 accuracy {ens['ensemble']:.3f} on test" in " ".join(said.split())
     assert (tmp_path / "pred" / "smear_000.json").is_file()
+    # the winner by name is the fold ensemble: exported as K graphs and the rule, with parity on test
+    main(["export", "--run", str(folder)])
+    said = capsys.readouterr()
+    assert "using its winner, resnet18" in " ".join((said.out + said.err).split())
+    card = json.loads((folder / "export" / "onnx" / "model.json").read_text())
+    assert card["ensemble"]["k"] == 2 and card["ensemble"]["rule"] == ens["rule"]
+    assert card["parity"]["split"] == "test" and card["parity"]["images"] == 3 and card["parity"]["ok"]
+    assert card["parity"]["torch"] == pytest.approx(ens["ensemble"], abs=1e-9)
+    for i, member in enumerate(card["ensemble"]["members"]):
+        own = json.loads((folder / "export" / "onnx" / member / "model.json").read_text())
+        assert own["parity"]["split"] == "val" and own["parity"]["ok"] and own["run"] == str(
+            Path(ens["members"][i]).resolve())
+    # the ONNX ensemble predicts the test images as the torch one does
+    onnx_rows = (folder / "export" / "onnx" / "predictions" / "test" / "predictions.csv").read_text().splitlines()
+    assert [r.split(",")[:2] for r in onnx_rows] == [r.split(",")[:2] for r in rows]
 
 
 def test_ensemble_refusals_are_one_line(tmp_path, tiny_demo, capsys):

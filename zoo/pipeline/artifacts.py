@@ -9,6 +9,7 @@ leaderboard's winner is the run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,33 @@ MODEL_FILE = "model.onnx"
 CARD_FILE = "model.json"
 
 
-def winner_run(path: Path) -> tuple[Path, str | None]:
+@dataclass(frozen=True)
+class Target:
+    """What a ``--run`` names: one run, or (a cross-validated compare's winner) the fold
+    ensemble of one backend in a compare folder; ``why`` says which when it was chosen."""
+
+    run: Path | None = None
+    compare: Path | None = None
+    backend: str | None = None
+    why: str | None = None
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.compare is not None
+
+
+def winner(path: Path) -> Target:
     """``path`` itself when it is a run folder; for a ``zoo compare`` folder, its
     leaderboard's winner (the first scored row of compare.json, ranked by the main metric on
-    the protocol the leaderboard states) and a sentence saying so."""
+    the protocol the leaderboard states): its run, or with ``--folds K`` the ensemble of its
+    K fold models (nnU-Net's deployed model), and a sentence saying so."""
     from zoo.atomic import read_json
+    from zoo.selection import describe
 
     path = Path(path)
     board = path / "compare.json"
     if not board.is_file():
-        return path, None
+        return Target(run=path)
     try:
         doc = read_json(board)
         rows = [r for r in doc["rows"] if r.get("status") != "failed" and r.get("score") is not None]
@@ -37,16 +55,15 @@ def winner_run(path: Path) -> tuple[Path, str | None]:
         raise ZooError(f"{board}: no backend was scored; there is no winner to take")
     top = rows[0]
     folds = int(doc.get("folds") or 1)
+    ranked = f"{top.get('main')} {top['score']:.4f}; model selection: {describe(doc.get('selection'))}"
     if folds > 1:
-        raise ZooError(f"{path}: the winner, {top['backend']}, is {folds} fold models; pass --run with one "
-                       f"of its fold runs (listed in {board.name}), or use --ensemble")
+        return Target(compare=path, backend=top["backend"],
+                      why=f"{path} is a {folds}-fold comparison: using its winner, {top['backend']} ({ranked}), "
+                          f"as the ensemble of its fold models")
     if not top.get("run"):
         raise ZooError(f"{board}: the winner {top['backend']} has no run folder")
-    from zoo.selection import describe
-
-    why = (f"{path} is a comparison: using its winner, {top['backend']} ({top.get('main')} {top['score']:.4f}; "
-           f"model selection: {describe(doc.get('selection'))})")
-    return Path(top["run"]), why
+    return Target(run=Path(top["run"]), backend=top["backend"],
+                  why=f"{path} is a comparison: using its winner, {top['backend']} ({ranked})")
 
 
 def checked_onnx(onnx_dir: Path, run_dir: Path) -> Path:

@@ -102,13 +102,17 @@ def member_runs(compare_dir: Path, backend: str) -> list[Path]:
     return [Path(r["run"]) for r in sorted(runs, key=lambda r: (r.get("fold") or 0, r.get("seed") or 0))]
 
 
-def load_members(runs: Sequence[Path], device: str = "cpu", registry=None) -> tuple[list, Any, Dataset, str]:
-    """Each run's trained backend (checkpoints checked), and their task, meta and backend name."""
+def load_members(runs: Sequence[Path], device: str = "cpu", registry=None,
+                 onnx: Sequence[Path] | None = None) -> tuple[list, Any, Dataset, str]:
+    """Each run's trained backend (checkpoints checked), and their task, meta and backend name;
+    ``onnx``: each run's export folder, its graph run by onnxruntime instead."""
+    from zoo.pipeline.artifacts import checked_onnx
     from zoo.pipeline.predict import load_backend, recorded_intensity
 
     members, first = [], None
-    for run in runs:
-        backend, task, meta, name = load_backend(run, device, registry)
+    for i, run in enumerate(runs):
+        graph = checked_onnx(onnx[i], run) if onnx is not None else None
+        backend, task, meta, name = load_backend(run, device, registry, onnx=graph)
         backend = Member(backend, recorded_intensity(run))
         if first is None:
             first = (task, meta, name)
@@ -234,14 +238,14 @@ def score_members(runs: Sequence[Path], out: Path, *, device: str = "cpu", regis
     from zoo.predictions import check_predictions
 
     reporter = reporter or LogReporter()
-    test = _test_images(runs)
+    test = test_images(runs)
     members, task, meta, name = load_members(runs, device, registry)
     images = strip_annotations(test)
     reporter.say(f"{name}: the ensemble of {len(members)} fold models predicts {len(images)} test image(s) ...")
     preds = list(reporter.track(ensemble_predict(members, task, images, meta), "ensemble", total=len(images)))
     check_predictions(task, f"{name} ensemble", images, preds, meta)
     metrics = evaluate(task, test, preds, ci95=True)
-    rule = _rule(task.name)
+    rule = rule_of(task.name)
     metrics.setdefault("conventions", {})["ensemble"] = rule
     main = metrics["main"]
     singles = [_test_score(run, main) for run in runs]
@@ -252,7 +256,7 @@ def score_members(runs: Sequence[Path], out: Path, *, device: str = "cpu", regis
     return result
 
 
-def _rule(task_name: str) -> str:
+def rule_of(task_name: str) -> str:
     if task_name in RULES:
         return RULES[task_name]
     from zoo.pipeline.fusion import RULES as INSTANCE_RULES
@@ -260,7 +264,7 @@ def _rule(task_name: str) -> str:
     return INSTANCE_RULES[task_name]
 
 
-def _test_images(runs: Sequence[Path]) -> Dataset:
+def test_images(runs: Sequence[Path]) -> Dataset:
     """The test split the members share (every fold's split.json holds the same one)."""
     from zoo.pipeline.reread import run_images
     from zoo.pipeline.runfolder import RunFolder

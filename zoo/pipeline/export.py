@@ -18,7 +18,8 @@ the shared evaluator scores both, and the main metrics must agree within
 the other, and written beside each other.
 
 ``--run`` may name a ``zoo compare`` folder: the leaderboard's winner is exported
-(:func:`winner_run`), and the result says which.
+(:func:`zoo.pipeline.artifacts.winner`), and the result says which; a cross-validated compare's
+winner is the ensemble of its fold models (:func:`export_ensemble`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 from zoo.dataset import Dataset, strip_annotations
 from zoo.errors import ZooError
-from zoo.pipeline.artifacts import CARD_FILE, MODEL_FILE, checkpoints_of, winner_run
+from zoo.pipeline.artifacts import CARD_FILE, MODEL_FILE, checkpoints_of, winner
 from zoo.pipeline.reread import run_images
 from zoo.progress import LogReporter, Reporter
 
@@ -52,6 +53,7 @@ class Parity:
     images: int
     torch_ms: float  # per image
     onnx_ms: float
+    split: str = "val"
 
     @property
     def difference(self) -> float:
@@ -62,7 +64,7 @@ class Parity:
         return self.difference <= METRIC_TOLERANCE
 
     def to_dict(self) -> dict[str, Any]:
-        return {"split": "val", "images": self.images, "metric": self.metric, "torch": self.torch, "onnx": self.onnx,
+        return {"split": self.split, "images": self.images, "metric": self.metric, "torch": self.torch, "onnx": self.onnx,
                 "difference": self.difference, "tolerance": METRIC_TOLERANCE, "ok": self.ok}
 
 
@@ -94,18 +96,30 @@ def _loaded(run_dir: Path, device: str, registry, onnx: Path | None = None):
 def export_run(run: Path, *, fmt: str = "onnx", opset: int | None = None, dynamic: bool = False,
                out: Path | None = None, device: str = "cpu", data: Path | None = None, labels: Path | None = None,
                registry=None, reporter: Reporter | None = None) -> ExportResult:
-    """``zoo export``: write the run's network and its card, then prove parity on val."""
-    from zoo.backend import Unsupported
-
+    """``zoo export``: write the run's network and its card, then prove parity on val (a
+    compare folder: its winner's; cross-validated: the ensemble of its fold models)."""
     if fmt not in FORMATS:
         raise ZooError(f"--format {fmt}: zoo exports {', '.join(FORMATS)}")
     if opset is not None and not 7 <= opset <= 20:
         raise ZooError(f"--opset {opset}: torch's exporter writes opsets 7 to 20")
     reporter = reporter or LogReporter()
-    run_dir, chosen = winner_run(run)
-    if chosen:
-        reporter.say(chosen)
-    out = Path(out) if out is not None else Path(run_dir) / "export" / fmt
+    target = winner(run)
+    if target.why:
+        reporter.say(target.why)
+    if target.is_ensemble:
+        return export_ensemble(target.compare, target.backend, opset=opset, dynamic=dynamic, out=out, device=device,
+                               registry=registry, reporter=reporter, chosen=target.why)
+    return _export_one(target.run, opset=opset, dynamic=dynamic, out=out, device=device, data=data, labels=labels,
+                       registry=registry, reporter=reporter, chosen=target.why)
+
+
+def _export_one(run_dir: Path, *, opset: int | None, dynamic: bool, out: Path | None, device: str,
+                data: Path | None, labels: Path | None, registry, reporter: Reporter,
+                chosen: str | None = None) -> ExportResult:
+    """One run's network, its card, and its parity on the run's val split."""
+    from zoo.backend import Unsupported
+
+    out = Path(out) if out is not None else Path(run_dir) / "export" / "onnx"
     _check_out(out)
     torch_backend, task, meta, name = _loaded(run_dir, device, registry)
     truth = run_images(run_dir, data=data, labels=labels)
@@ -130,6 +144,54 @@ def export_run(run: Path, *, fmt: str = "onnx", opset: int | None = None, dynami
     return ExportResult(out, Path(run_dir), name, task.name, parity, graph.get("raw_parity"), chosen, card)
 
 
+def export_ensemble(compare_dir: Path, backend: str, *, opset: int | None = None, dynamic: bool = False,
+                    out: Path | None = None, device: str = "cpu", registry=None, reporter: Reporter | None = None,
+                    chosen: str | None = None) -> ExportResult:
+    """The fold ensemble of ``backend`` in a compare folder: each fold model exported with its
+    own parity on its val split (``member-<i>/``), and the ensemble's card: the fusion rule
+    (it runs outside the graphs, as zoo.pipeline.ensemble states it) and the parity of the
+    ONNX ensemble against the torch one on the compare's test split."""
+    from zoo.dataset import strip_annotations
+    from zoo.pipeline.ensemble import Ensemble, load_members, member_runs, test_images
+
+    reporter = reporter or LogReporter()
+    runs = member_runs(compare_dir, backend)
+    out = Path(out) if out is not None else Path(compare_dir) / "export" / "onnx"
+    _check_out(out)
+    members = [_export_one(run, opset=opset, dynamic=dynamic, out=out / f"member-{i}", device=device, data=None,
+                           labels=None, registry=registry, reporter=reporter) for i, run in enumerate(runs)]
+    truth = test_images(runs)
+    images = strip_annotations(truth)
+    torch_members, task, meta, name = load_members(runs, device, registry)
+    onnx_members, *_ = load_members(runs, device, registry, onnx=[m.out for m in members])
+    reporter.say(f"predicting {len(images)} test image(s) with the ensemble of {len(runs)}, torch then onnxruntime ...")
+    torch_preds, torch_ms = _timed(Ensemble(torch_members, task, meta), images, reporter, "torch ensemble")
+    onnx_preds, onnx_ms = _timed(Ensemble(onnx_members, task, meta), images, reporter, "onnxruntime ensemble")
+    parity = _score_both(task, truth, torch_preds, onnx_preds, torch_ms, onnx_ms, split="test")
+    from zoo.atomic import write_json
+    from zoo.pipeline.ensemble import rule_of
+    from zoo.pipeline.runfolder import RunFolder
+
+    RunFolder(out).save_predictions(task, onnx_preds, truth, split="test")
+    raw = max((m.raw_parity for m in members if m.raw_parity), key=lambda r: r["max_abs_diff"], default=None)
+    card = {
+        "format": "onnx", "zoo": members[0].card["zoo"], "backend": name, "task": task.name,
+        "compare": str(Path(compare_dir).resolve()), **_vocabulary(task, meta),
+        "ensemble": {"k": len(runs), "rule": rule_of(task.name), "runs": [str(Path(r).resolve()) for r in runs],
+                     "members": [m.out.relative_to(out).as_posix() for m in members],
+                     "what": "each member's model.json states its input, output and post-processing; every member "
+                             "predicts the image and the rule fuses their outputs (outside the graphs)"},
+        "parity": {**parity.to_dict(), "members": [m.parity.to_dict() for m in members], "raw": raw},
+        "ms_per_image": {"torch": parity.torch_ms, "onnxruntime": parity.onnx_ms, "device": device,
+                         "what": f"the ensemble of {len(runs)}: every member's decode, pre-processing, network and "
+                                 "post-processing, and the fusion, on the compare's test images"},
+        "scoring": {"predictions": RunFolder(out).prediction_path(task, "test").relative_to(out).as_posix(),
+                    "ground_truth": "the compare's test split (each member run's data/test_coco.json)"},
+    }
+    write_json(out / CARD_FILE, card)
+    return ExportResult(out, Path(compare_dir), name, task.name, parity, raw, chosen, card)
+
+
 def _check_out(out: Path) -> None:
     """Never overwrite a folder zoo did not write: --out is new, empty, or an earlier export."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CARD_FILE).is_file())):
@@ -146,13 +208,14 @@ def _timed(backend, images: Sequence, reporter: Reporter, engine: str) -> tuple[
 
 
 def _score_both(task, truth: Dataset, torch_preds: Sequence, onnx_preds: Sequence, torch_ms: float,
-                onnx_ms: float) -> Parity:
+                onnx_ms: float, split: str = "val") -> Parity:
     from zoo.evaluation import evaluate
 
     a = evaluate(task, truth, torch_preds, ci95=False)
     b = evaluate(task, truth, onnx_preds, ci95=False)
     main = a["main"]
-    return Parity(main, float(a[main]), float(b[main]), len(truth.images), round(torch_ms, 3), round(onnx_ms, 3))
+    return Parity(main, float(a[main]), float(b[main]), len(truth.images), round(torch_ms, 3), round(onnx_ms, 3),
+                  split)
 
 
 def _vocabulary(task, meta: Dataset) -> dict[str, Any]:

@@ -215,16 +215,19 @@ def _onnx_backend(cls, name: str, task, meta, config, ctx, onnx: Path):
 def _engine_of(run_dir: Path, engine: str, onnx_dir: Path | None, reporter: Reporter) -> tuple[Path, Path | None]:
     """The run that predicts (a compare folder's winner, said) and its checked ONNX file under
     ``--engine onnx`` (None for torch)."""
-    from zoo.pipeline.artifacts import checked_onnx, winner_run
+    from zoo.pipeline.artifacts import checked_onnx, winner
 
     if engine not in ("torch", "onnx"):
         raise ZooError(f"--engine {engine}: expected torch or onnx")
-    run_dir, chosen = winner_run(run_dir)
-    if chosen:
-        reporter.say(chosen)
+    target = winner(run_dir)
+    if target.why:
+        reporter.say(target.why)
+    if target.is_ensemble:
+        raise ZooError(f"{run_dir}: the winner is a fold ensemble; predict with it: zoo predict --run {run_dir} "
+                       f"--backend {target.backend} --ensemble IMAGES --out DIR")
     if engine == "torch":
-        return run_dir, None
-    return run_dir, checked_onnx(onnx_dir if onnx_dir is not None else Path(run_dir) / "export" / "onnx", run_dir)
+        return target.run, None
+    return target.run, checked_onnx(onnx_dir if onnx_dir is not None else target.run / "export" / "onnx", target.run)
 
 
 def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf: float = 0.25,
