@@ -173,3 +173,27 @@ def test_a_compare_folder_exports_its_winner_and_says_which(tmp_path, tiny_demo,
     timed = card["ms_per_image"]
     assert onnx_ms(Path(winner["run"])) == f"{timed['onnxruntime']:.1f} ms (torch {timed['torch']:.1f})"
     assert onnx_ms(tmp_path) is None
+
+
+@pytest.mark.parametrize("backend,task,says", [
+    ("yolact++", "instance-seg", "deformable convolutions (torchvision's deform_conv2d, dcn_interval 3) have no "
+                                 "ONNX export"),
+    ("yolact", "instance-seg", "not yet"),
+    ("faster-rcnn", "detect", "not yet: torchvision exports its R-CNNs"),
+    ("nnunet", "semantic-seg", "sliding window"),
+])
+def test_backends_that_cannot_export_say_why(backend, task, says, tmp_path, tiny_demo):
+    from zoo.backend import RunContext, Unsupported
+    from zoo.config import resolve_config
+    from zoo.data.reading import read_dataset
+    from zoo.registry import get_registry
+    from zoo.tasks import get_task
+
+    spec = get_registry().backend(backend, task)
+    cls = spec.load()
+    config = resolve_config(cls.Config, backend=backend, task=task, flags={"device": "cpu"})
+    model = cls(get_task(task), read_dataset(tiny_demo).meta(), config, RunContext(run_dir=tmp_path))
+    with pytest.raises(Unsupported) as e:
+        model.export_onnx(tmp_path / "out", opset=None, dynamic=False, sample=[])
+    assert says in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "out").exists()

@@ -269,6 +269,12 @@ class D2Backend(Backend):
             for record, out in zip(chunk, outs):
                 yield instances_to_prediction(record.id, out["instances"], record.width, record.height)
 
+    def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
+        from zoo.backend import Unsupported
+
+        raise Unsupported("not yet: detectron2's own tracing export (detectron2.export.TracingAdapter) is not "
+                          "wired into zoo, nor an onnxruntime engine for its outputs")
+
     def num_parameters(self) -> int | None:
         if self.model is None:
             return None

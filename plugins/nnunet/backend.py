@@ -280,6 +280,12 @@ class NnUNet(Backend):
                 labels = self.predictor.predict_single_npy_array(image, {"spacing": [999.0, 1.0, 1.0]})
             yield SemanticPrediction(image_id=record.id, label_map=np.asarray(labels)[0].astype(np.uint8))
 
+    def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
+        from zoo.backend import Unsupported
+
+        raise Unsupported("not yet: nnU-Net's network would export as one patch-sized graph with the sliding "
+                          "window, Gaussian weighting and mirroring outside it; that export is not written")
+
     def versions(self) -> dict[str, str]:
         from importlib.metadata import version
 

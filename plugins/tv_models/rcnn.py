@@ -373,6 +373,14 @@ class RCNNBackend(Backend):
         full = F.interpolate(prob[None].float(), size=(H, W), mode="bilinear", align_corners=False)[0, 0]
         return mask_to_rle((full > self.config.mask_threshold).numpy())
 
+    def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
+        from zoo.backend import Unsupported
+
+        # torchvision's R-CNNs do export (opset 11+, one image per call, NMS and RoIAlign in
+        # the graph); what is missing is zoo's engine for their per-image dict outputs
+        raise Unsupported("not yet: torchvision exports its R-CNNs, but zoo's onnxruntime engine for their "
+                          "per-image outputs (boxes, labels, scores, masks, keypoints) is not written")
+
     def num_parameters(self) -> int | None:
         if self.model is None:
             return None

@@ -285,6 +285,18 @@ class Yolact(Backend):
             for record, dets in zip(chunk, found):
                 yield self.translate(record, dets)
 
+    def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
+        from zoo.backend import Unsupported
+
+        if self.config.dcn_interval:
+            # checked with torch 2.14 / torchvision 0.29: torch.onnx.export stops at the op, opsets 17-20
+            raise Unsupported("its deformable convolutions (torchvision's deform_conv2d, dcn_interval "
+                              f"{self.config.dcn_interval}) have no ONNX export: torchvision maps no ONNX op to "
+                              "them (ONNX's DeformConv, opset 19, is not wired to it); train with dcn_interval=0 "
+                              "(yolact) to export")
+        raise Unsupported("not yet: the network exports (plain convolutions), but zoo's onnxruntime engine for "
+                          "its head outputs, anchors and mask re-scoring is not written")
+
     def translate(self, record: ImageRecord, dets) -> InstancePredictions:
         """Normalised detections -> canonical ones in original pixels."""
         W, H = record.width, record.height
