@@ -41,6 +41,12 @@ def find_image(ann_file: Path, named: str | None, also_dirs: tuple[Path, ...] = 
     """The image an annotation file names: the path as written (relative to the annotation's
     folder, ``../`` allowed, or absolute), else that file name beside the annotation (Windows
     or foreign absolute paths), else a file with the annotation's stem and an image suffix."""
+    from zoo.pixels import split_frame
+
+    base, frame = split_frame(named) if named and "#" in named else (None, None)
+    if frame is not None:  # frame k of a multi-frame file: "cine.dcm#3"
+        found = find_image(ann_file, str(base), also_dirs)
+        return None if found is None else Path(f"{found}#{frame}")
     here = ann_file.parent
     if named and "/" not in named and "\\" not in named and ":" not in named:
         # the common case (a plain file name beside the annotation), without pathlib's cost
@@ -170,6 +176,19 @@ def image_size(file: Path | bytes, name: object = None) -> tuple[int, int]:
         raise DataError(what, f"is {w}x{h} pixels, more than zoo's limit of {max_image_pixels():,} "
                               "(a decompression bomb?); not opened")
     return (h, w) if orient in (5, 6, 7, 8) else (w, h)
+
+
+def image_frames(file: Path, rid: str) -> list[tuple[str, Path]]:
+    """(record id, file) of each image a file holds: ``(rid, file)`` for most; for a
+    multi-frame DICOM one per frame, ``(rid#k, file#k)`` (decoded frame by frame)."""
+    from zoo.files import is_dicom_head, read_head
+
+    if not is_dicom_head(read_head(file, 132)):
+        return [(rid, file)]
+    from zoo.dicom import frames, read_header
+
+    n = frames(read_header(file))
+    return [(rid, file)] if n == 1 else [(f"{rid}#{k}", Path(f"{file}#{k}")) for k in range(n)]
 
 
 def _frame_size(path: Path, frame: int | None, what: object) -> tuple[int, int]:

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.adapters.common import image_size
+from zoo.adapters.common import image_frames, image_size
 from zoo.data.builder import SPLIT_FOLDERS, DatasetBuilder, DraftRecord, warn
 from zoo.dataset import Dataset, ImageRecord, Problem, Source
 from zoo.errors import DataError
-from zoo.files import IMAGE_SUFFIXES
+from zoo.files import IMAGE_SUFFIXES, is_image_file
 
 
 def _images(root: Path) -> list[Path]:
-    return sorted((p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+    """Every image below ``root``, DICOM files without an extension too."""
+    return sorted((p for p in root.rglob("*") if p.is_file() and is_image_file(p)),
                   key=lambda p: p.relative_to(root).as_posix())
 
 
@@ -92,12 +93,12 @@ def sniff(path: Path) -> float:
     subdirs = [d for d in path.iterdir() if d.is_dir()]
     for d in subdirs:
         for f in d.iterdir():
-            if f.suffix.lower() in IMAGE_SUFFIXES:
+            if is_image_file(f):
                 return 0.5
             if f.is_dir() and d.name.lower() in SPLIT_FOLDERS:
-                if any(g.suffix.lower() in IMAGE_SUFFIXES for g in f.iterdir()):
+                if any(is_image_file(g) for g in f.iterdir()):
                     return 0.5
-    if any(f.suffix.lower() in IMAGE_SUFFIXES for f in path.iterdir()):
+    if any(is_image_file(f) for f in path.iterdir()):
         return 0.1  # images only, nothing annotated yet
     return declined("no <class>/<image> folders and no images")
 
@@ -144,9 +145,10 @@ def read(path: str | Path, *, labels=None) -> Dataset:
             warn(warnings, img, f"{e.reason}; skipped")
             continue
         labels_of = [cls_parts[0]] if cls_parts else []
-        records.append(DraftRecord(ImageRecord(id=rid, width=w, height=h, file=img, source=Source(str(img))),
-                                   classes=labels_of))
-        if split:
-            splits.setdefault(split, []).append(rid)
+        for frame_id, frame_file in image_frames(img, rid):  # a multi-frame DICOM: one image per frame
+            records.append(DraftRecord(ImageRecord(id=frame_id, width=w, height=h, file=frame_file,
+                                                   source=Source(str(img))), classes=labels_of))
+            if split:
+                splits.setdefault(split, []).append(frame_id)
     builder = DatasetBuilder(root, "folders", labels=labels, splits=splits or None, records=records, warnings=warnings)
     return builder.build()

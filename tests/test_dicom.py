@@ -194,3 +194,27 @@ def test_convert_writes_16_bit_png_and_says_where_it_quantises(tmp_path):
     assert png8.mode == "RGB"
     ann = json.loads((tmp_path / "coco" / "annotations.json").read_text())
     assert sorted(im["file_name"] for im in ann["images"]) == ["case0.png", "case1.png"]
+
+
+def test_class_folders_read_extension_less_dicoms_and_every_frame(tmp_path):
+    root = tmp_path / "folders"
+    (root / "normal").mkdir(parents=True)
+    (root / "effusion").mkdir()
+    write_dicom(root / "normal" / "IM0001", ramp(), patient="A")
+    write_dicom(root / "effusion" / "cine.dcm", np.stack([ramp(), ramp() // 2, ramp() // 4]), patient="B")
+    ds = read_dataset(root)
+    assert ds.format == "folders"
+    assert sorted(r.id for r in ds.images) == ["effusion/cine#0", "effusion/cine#1", "effusion/cine#2", "normal/IM0001"]
+    assert np.array_equal(ds.image("effusion/cine#2").pixels().array, ramp() // 4)
+    assert {r.group for r in ds.images} == {"PatientID:A", "PatientID:B"}
+
+
+def test_labelme_names_a_frame_of_a_multi_frame_dicom(tmp_path):
+    write_dicom(tmp_path / "cine.dcm", np.stack([ramp(), ramp() // 2]))
+    shape = {"label": "lv", "points": [[2, 2], [12, 2], [12, 10]], "shape_type": "polygon", "group_id": None,
+             "flags": {}}
+    (tmp_path / "cine_1.json").write_text(json.dumps({
+        "version": "5.4.1", "flags": {}, "shapes": [shape], "imagePath": "cine.dcm#1", "imageData": None,
+        "imageHeight": H, "imageWidth": W}))
+    (rec,) = read_dataset(tmp_path, "labelme").images
+    assert rec.file.name == "cine.dcm#1" and np.array_equal(rec.pixels().array, ramp() // 2)
