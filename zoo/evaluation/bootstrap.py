@@ -262,7 +262,12 @@ def _ranked_rows(cat: dict[str, Any], w):
     scores, a resample that draws the image ``k`` times ranks the run ``k`` times over, copy
     after copy (each copy is an image of its own there, and ties keep image order); so such a
     run is laid out once per copy the block of resamples needs, each copy weighing 1 where the
-    resample drew the image that often and 0 elsewhere (a zero row changes no count)."""
+    resample drew the image that often and 0 elsewhere (a zero row changes no count).
+
+    Only runs that mix true and false positives (at some IoU threshold) need it: precision
+    changes only at a true positive, so within a run of false positives alone, or of true
+    positives alone, the order moves no value the accumulation reads.
+    """
     import numpy as np
 
     images = cat["images"]
@@ -273,14 +278,18 @@ def _ranked_rows(cat: dict[str, Any], w):
     start = cat["tie_start"]
     first = np.flatnonzero(start == np.arange(len(start)))  # each run's first detection
     k = size[first]
-    copies = np.where(k > 1, np.maximum(1, wt.max(1)[images[first]].astype(np.int64)), 1)
+    counted = ~cat["ignored"]
+    hit = np.add.reduceat((cat["matched"] & counted).T, first, axis=0)  # (runs, thresholds)
+    miss = np.add.reduceat((~cat["matched"] & counted).T, first, axis=0)
+    mixed = ((hit > 0) & (miss > 0)).any(1)
+    copies = np.where(mixed, np.maximum(1, wt.max(1)[images[first]].astype(np.int64)), 1)
     per_run = k * copies
     run = np.repeat(np.arange(len(first)), per_run)
     local = np.arange(int(per_run.sum())) - np.repeat(np.cumsum(per_run) - per_run, per_run)
     rows = first[run] + local % k[run]
     copy = local // k[run]
     wd = wt[images[rows]]
-    tied = k[run] > 1
+    tied = mixed[run]
     wd[tied] = wd[tied] > copy[tied, None]
     return rows, wd
 
