@@ -243,3 +243,13 @@ def test_check_flags_dicom_modalities_mixed_in_one_class(tmp_path):
     found = [f for f in lint_folder(root, fmt="folders").findings if f.check == "mixed-modality"]
     assert len(found) == 1 and found[0].message == "class 'tumour' mixes DICOM modalities: CT (2), MR (1)"
     assert Path(found[0].file).name == "s2.dcm"
+
+
+def test_a_16_bit_colour_tiff_is_deep_though_pil_opens_it_as_8_bit_rgb(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    g = gradient12()
+    tifffile.imwrite(tmp_path / "rgb16.tif", np.stack([g, g // 2, g // 3], axis=-1), photometric="rgb")
+    rec = ImageRecord("rgb16", W, H, file=tmp_path / "rgb16.tif")
+    assert rec.is_deep()
+    d = rec.pixels()
+    assert d.array.shape == (H, W, 3) and np.array_equal(d.array[..., 1], g // 2)

@@ -97,12 +97,11 @@ def is_deep(file: Path | str) -> bool:
     from PIL import Image
 
     from zoo.files import is_dicom_head, read_head
+    from zoo.nifti import is_nifti, opened
 
-    from zoo.nifti import is_nifti
-
-    path, frame = split_frame(file)
+    path, _ = split_frame(file)
     if is_nifti(path):
-        return decode(file).deep  # the volume is kept for the slices read next
+        return opened(path).get_data_dtype() != "uint8"
     if is_dicom_head(read_head(path, 132)):
         from zoo.dicom import dicom_is_deep
 
@@ -111,9 +110,9 @@ def is_deep(file: Path | str) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                return img.mode not in EIGHT_BIT_MODES or img.format == "PNG" and _png_deep_colour(img)
-    except Exception:  # noqa: BLE001 -- decoding it will say what is wrong
-        return False
+                return _deep_mode(img)
+    except Exception:  # noqa: BLE001 -- PIL cannot open it: decoding says what it is, or fails in one line
+        return decode(file).deep
 
 
 def _decode_pil(src, where: object, frame: int | None) -> Decoded:
@@ -125,13 +124,13 @@ def _decode_pil(src, where: object, frame: int | None) -> Decoded:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(src) as img:
-                if img.format == "TIFF" and (img.mode not in EIGHT_BIT_MODES or frame or getattr(img, "n_frames", 1) > 1):
+                if img.format == "TIFF" and (_deep_mode(img) or frame or getattr(img, "n_frames", 1) > 1):
                     return _decode_tiff(src, where, frame or 0)
                 if frame:
                     raise DataError(where, f"has no frame {frame} (a frame suffix needs a DICOM or multi-page TIFF)")
                 if img.format == "PNG" and _png_deep_colour(img):
                     return _decode_png_colour16(src, where)
-                if img.mode in EIGHT_BIT_MODES:
+                if not _deep_mode(img):
                     return _eight_bit(img)
                 return _deep_pil(img)
     except DataError:
@@ -175,6 +174,17 @@ def _deep_pil(img) -> Decoded:
     bits = {"F": "float32"}.get(mode, f"{a.dtype.itemsize * 8}-bit")
     return Decoded(a, f"{bits} grayscale {img.format or ''} (PIL {mode}), full range kept".replace("  ", " "),
                    deep=True)
+
+
+def _deep_mode(img) -> bool:
+    """More than 8 bits per channel: PIL's deep modes, and the 16-bit colour PNG and TIFF
+    that PIL opens as 8-bit ``RGB`` (its header says otherwise)."""
+    if img.mode not in EIGHT_BIT_MODES:
+        return True
+    if img.format == "TIFF":
+        bits = img.tag_v2.get(258, (8,))  # BitsPerSample
+        return max(bits if isinstance(bits, tuple) else (bits,)) > 8
+    return img.format == "PNG" and _png_deep_colour(img)
 
 
 def _png_deep_colour(img) -> bool:
