@@ -164,7 +164,7 @@ def image_size(file: Path | bytes, name: object = None) -> tuple[int, int]:
             with Image.open(src) as img:
                 w, h = img.size
                 try:
-                    orient = img.getexif().get(0x0112, 1)
+                    orient = _orientation(img)
                 except Exception:  # a broken EXIF block must not hide the image
                     orient = 1
     except Image.DecompressionBombError:
@@ -203,6 +203,16 @@ def _frame_size(path: Path, frame: int | None, what: object) -> tuple[int, int]:
 
     h, w = decode(f"{path}#{frame}", what).array.shape[:2]  # a TIFF page: its own size
     return w, h
+
+
+def _orientation(img) -> int:
+    """The EXIF orientation of an open image, from its header. A PNG's EXIF is its eXIf
+    chunk before the pixels (PIL has it in ``info``); PIL would decode the whole image to look
+    for one after them, which made reading a PNG's size cost a full decode (17 ms at 512 x 512
+    against 0.3 ms): a late eXIf is not looked for."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
+    return img.getexif().get(0x0112, 1)
 
 
 def decode_image_data(data, file: Path) -> bytes:

@@ -1,8 +1,8 @@
 """Reading an image + mask folder (``--from masks``) against a plain PIL loop over the same files.
 
 Generates N pairs ``images/<k>.jpg`` + ``masks/<k>.png`` (512 x 512, a binary mask 0/255 with
-one or two blobs; the bytes of 16 distinct pairs repeated, so that the folder is quick to
-make), then times in this process, R rounds each (process CPU time: the machine is shared):
+one or two blobs; 16 distinct pairs, the others hard links to them, so that the folder is
+quick to make and costs no disk), then times in this process, R rounds each (process CPU time: the machine is shared):
 
 * the anchor: the plain PIL loop a user writes over the pairs (each image loaded as RGB, each
   mask into numpy), and, for scale, the least any reader must do (each image's header, each
@@ -14,12 +14,14 @@ The ratio reader / anchor is the figure (target <= 1.5). Memory: the peak traced
 ``tracemalloc`` while reading N/3 and N pairs; flat in N means masks are not kept decoded
 (what grows is the RLE strings and the records, a few hundred bytes per image).
 
-Usage: ``python bench/bench_masks.py [N] [--rounds R]`` (default 3000 pairs, 3 rounds).
+Usage: ``python bench/bench_masks.py [N] [--rounds R] [--png]`` (default 3000 pairs, 3 rounds,
+JPEG images; ``--png``: PNG images).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import tracemalloc
@@ -28,7 +30,7 @@ from pathlib import Path
 SIZE = 512
 
 
-def generate(root: Path, n: int) -> None:
+def generate(root: Path, n: int, image_format: str = "JPEG") -> None:
     import io
 
     import numpy as np
@@ -44,15 +46,20 @@ def generate(root: Path, n: int) -> None:
             yy, xx = np.ogrid[:SIZE, :SIZE]
             mask[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = 255
         jb, mb = io.BytesIO(), io.BytesIO()
-        Image.fromarray(img.astype(np.uint8)).save(jb, format="JPEG", quality=85)
+        Image.fromarray(img.astype(np.uint8)).save(jb, format=image_format, **({"quality": 85} if image_format == "JPEG" else {}))
         Image.fromarray(mask).save(mb, format="PNG")
         pairs.append((jb.getvalue(), mb.getvalue()))
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
+    suffix = "jpg" if image_format == "JPEG" else "png"
     for k in range(n):
-        jpg, png = pairs[k % len(pairs)]
-        (root / "images" / f"{k:05d}.jpg").write_bytes(jpg)
-        (root / "masks" / f"{k:05d}.png").write_bytes(png)
+        image, mask = root / "images" / f"{k:05d}.{suffix}", root / "masks" / f"{k:05d}.png"
+        if k < len(pairs):
+            image.write_bytes(pairs[k][0])
+            mask.write_bytes(pairs[k][1])
+        else:  # hard links to the first 16: the folder costs no disk, every file is still opened
+            os.link(root / "images" / f"{k % len(pairs):05d}.{suffix}", image)
+            os.link(root / "masks" / f"{k % len(pairs):05d}.png", mask)
 
 
 def plain_pil(root: Path) -> int:
@@ -97,6 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("n", nargs="?", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--png", action="store_true", help="PNG images (medical sets often ship them) instead of JPEG")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_read import _timed  # best and median process CPU time of R rounds, after a warm one
@@ -105,15 +113,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         big, small = Path(tmp) / "big", Path(tmp) / "small"
-        generate(big, args.n)
-        generate(small, args.n // 3)
+        fmt = "PNG" if args.png else "JPEG"
+        generate(big, args.n, fmt)
+        generate(small, args.n // 3, fmt)
         assert len(read_dataset(big, "masks").images) == args.n
         anchor = _timed(lambda: plain_pil(big), args.rounds)
         steps = {"plain PIL loop (anchor)": anchor,
                  "least work (headers + masks)": _timed(lambda: least_work(big), args.rounds),
                  "read_dataset(--from masks)": _timed(lambda: read_dataset(big, "masks"), args.rounds),
                  "read_dataset(detected)": _timed(lambda: read_dataset(big), args.rounds)}
-        print(f"{args.n} pairs {SIZE}x{SIZE}, {args.rounds} rounds, process CPU seconds")
+        print(f"{args.n} pairs {SIZE}x{SIZE}, {fmt} images, {args.rounds} rounds, process CPU seconds")
         print(f"{'step':32} {'best':>8} {'median':>8} {'x anchor':>9}")
         for name, (best, med) in steps.items():
             print(f"{name:32} {best:8.2f} {med:8.2f} {best / anchor[0]:9.2f}")

@@ -328,3 +328,13 @@ def test_busi_numbered_second_masks_are_painted_into_one(tmp_path):
     from zoo.data.lint import unannotated_images
 
     assert unannotated_images(ds) == []  # the second masks are no unannotated images
+
+
+def test_png_size_from_its_header_keeps_an_exif_orientation(tmp_path):
+    from zoo.adapters.common import image_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned a quarter: width and height swap
+    Image.new("RGB", (40, 20)).save(tmp_path / "turned.png", exif=exif.tobytes())
+    Image.new("RGB", (40, 20)).save(tmp_path / "plain.png")
+    assert image_size(tmp_path / "turned.png") == (20, 40) and image_size(tmp_path / "plain.png") == (40, 20)
