@@ -17,6 +17,12 @@ Cases run in worker processes under ``RLIMIT_AS`` (memory) and a per-case alarm 
 worker that dies is counted as one crash for the case it was on and a new worker goes on
 from the next case. Peak memory is the largest worker's maximum RSS.
 
+``--readers results,predict`` fuzzes the other doors (see :data:`TARGETS`): ``zoo eval``'s
+predictions files (a COCO results JSON, PNG label maps, a classify CSV, each mutated as
+above plus hostile values of their own: coordinates of 1e12, RLE counts past 2**32 or not
+ASCII, a 30000x30000 PNG header, a CSV field of 200,000 characters) scored against the demo,
+and ``zoo predict``'s images (its decoding gate, then the decode a backend makes).
+
 Usage: ``python bench/fuzz.py [CASES_PER_READER] [--readers labelme,coco] [--seed N]
 [--jobs N]`` (default 10,000 cases per reader; ``--jobs``: readers fuzzed at once). Prints one table row per reader and the first crash of
 each kind (exception type and place).
@@ -218,6 +224,8 @@ def _mask_b64() -> str:
 
 def build_seed(reader: str, root: Path) -> Path:
     """A small valid dataset of every shape the reader knows, in ``root``; returns it."""
+    if reader in TARGETS:
+        return build_target_seed(reader, root)
     root.mkdir(parents=True)
     if reader == "labelme":
         shapes = [
@@ -324,8 +332,97 @@ def build_seed(reader: str, root: Path) -> Path:
 
 
 def mutable_files(reader: str, root: Path) -> list[Path]:
+    if reader == "results":  # the predictions, never the ground truth
+        return sorted([root / "pred.json", root / "pred.csv", *(root / "masks").glob("*.png")])
     files = sorted(p for p in root.rglob("*") if p.is_file())
     return files
+
+
+# ------------------------------------------------------------------ zoo eval's and zoo predict's inputs
+
+#: Beyond the readers: ``results`` (``zoo eval``'s predictions files: a COCO results JSON for
+#: the instance tasks, PNG label maps, a classify CSV, against the demo's ground truth) and
+#: ``predict`` (``zoo predict``'s images: its decoding gate, then the pixels a backend reads).
+TARGETS = ("results", "predict")
+INSTANCE_TASKS = ("detect", "instance-seg", "keypoint")
+
+
+def build_target_seed(target: str, root: Path) -> Path:
+    from zoo.data.demo import write_demo
+
+    root.mkdir(parents=True)
+    if target == "predict":
+        write_demo(root / "images", images=3, size=48, seed=0)
+        for f in (root / "images").glob("*.json"):
+            f.unlink()
+        (root / "images" / "zoo.yaml").unlink()
+        return root
+    from PIL import Image
+
+    from zoo.data.raster import instance_mask, mask_to_rle, semantic_label_map
+    from zoo.data.reading import read_dataset
+    from zoo.evaluation.results import default_image_ids, predictions_to_coco_results
+    from zoo.predictions import Detection, InstancePredictions
+
+    write_demo(root / "gt", images=3, size=48, seed=0)
+    ds = read_dataset(root / "gt")
+    preds = [InstancePredictions(r.id, [
+        Detection(i.category, 0.9, i.bbox, mask=mask_to_rle(instance_mask(i, r.height, r.width)),
+                  keypoints=[(x, y, 1.0) for x, y, _ in i.keypoints] or None)
+        for i in r.instances if not i.ignore]) for r in ds.images]
+    (root / "pred.json").write_text(json.dumps(predictions_to_coco_results(preds, default_image_ids(ds))))
+    (root / "masks").mkdir()
+    for r in ds.images:
+        Image.fromarray(semantic_label_map(r, ds)).save(root / "masks" / f"{r.id}.png")
+    rows = [f"{r.id},{ds.classes[r.labels[0]] if r.labels else ds.classes[0]}" for r in ds.images]
+    (root / "pred.csv").write_text("image,label\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def mutate_target(target: str, root: Path, rng: random.Random) -> str:
+    """One predictions file (``results``) or one image (``predict``) made hostile."""
+    if target == "predict":
+        f = rng.choice(sorted((root / "images").iterdir()))
+        f.write_bytes(hostile_image(f.read_bytes(), rng))
+        return f"image {f.name}"
+    f = rng.choice(mutable_files(target, root))
+    raw = f.read_bytes()
+    r = rng.random()
+    if f.suffix == ".png":
+        f.write_bytes(hostile_image(raw, rng) if r < 0.5 else bomb_png(30000, 30000))
+    elif r < 0.05:
+        f.write_bytes(deep_json() if f.suffix == ".json" else b"\xff\xfe" + raw)
+    elif r < 0.12:
+        f.write_bytes(mutate_bytes(raw, rng))
+    elif f.suffix == ".json":
+        extras = [1e12, -1e8, 2**32, {"size": [48, 48], "counts": "0\u00e90"}, {"size": [-48, 48], "counts": [2304]},
+                  {"size": [48, 48], "counts": [2**32, 0]}, [[0, 0, 1e12, 0, 1e12, 1e12]], [1], "a" * 200_000]
+        f.write_bytes(mutate_json(raw, rng, extras))
+    else:
+        f.write_bytes(mutate_lines(raw, rng) if r < 0.9 else raw + b'x,"' + b"y" * 200_000 + b'"\n')
+    return f"{f.suffix[1:]} {f.name}"
+
+
+def run_target(target: str, root: Path, case: int) -> None:
+    """What zoo eval / zoo predict do with the (mutated) input; a ZooError is the clean outcome."""
+    if target == "predict":
+        from zoo.pipeline.predict import _collect_images, _record
+
+        for f, rid in _collect_images([root / "images"]):
+            _record(f, rid).load_rgb()  # the gate, then the decode a backend makes
+        return
+    from zoo.errors import ZooError
+    from zoo.pipeline.evaluate import evaluate_files
+
+    out, refused = root / "metrics.json", []
+    for task, pred in ((INSTANCE_TASKS[case % 3], root / "pred.json"), ("semantic-seg", root / "masks"),
+                       ("classify", root / "pred.csv")):
+        try:
+            evaluate_files(task, root / "gt", pred, out)
+        except ZooError as e:  # the mutated file's task: the others still score
+            refused.append(e)
+    if refused:
+        raise refused[0]
 
 
 def mutate_case(reader: str, root: Path, rng: random.Random) -> str:
@@ -380,6 +477,8 @@ def run_case(reader: str, seed_root: Path, work: Path, case: int, seed: int) -> 
     src = work / "src"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(seed_root, src)
+    if reader in TARGETS:
+        return _run_target_case(reader, src, case, rng)
     what = mutate_case(reader, src, rng)
     before = tree_hash(src)
     try:
@@ -406,6 +505,24 @@ def run_case(reader: str, seed_root: Path, work: Path, case: int, seed: int) -> 
     if tree_hash(src) != before:
         outcome = ("crash", f"{what}: the source folder changed")
     return outcome
+
+
+def _run_target_case(target: str, src: Path, case: int, rng: random.Random) -> tuple[str, str]:
+    from zoo.errors import ZooError
+
+    what = mutate_target(target, src, rng)
+    try:
+        run_target(target, src, case)
+        return "ok", what
+    except ZooError as e:
+        return "clean", f"{what}: {str(e)[:120]}"
+    except RecursionError:
+        return "crash", f"{what}: RecursionError"
+    except Exception as e:  # noqa: BLE001 -- every other exception is what this counts
+        tb = traceback.extract_tb(e.__traceback__)
+        where = next((f"{Path(t.filename).name}:{t.lineno}" for t in reversed(tb) if "/zoo/" in t.filename),
+                     f"{Path(tb[-1].filename).name}:{tb[-1].lineno}")
+        return "crash", f"{what}: {type(e).__name__} at {where}: {str(e)[:100]}"
 
 
 def worker(reader: str, start: int, stop: int, seed: int, progress: Path) -> None:

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from test_adapters_fuzz import FUZZ  # bench/fuzz.py: its JSON tree walking, and the long run
 from zoo.errors import ZooError
 
 MEMORY = 1 << 30
@@ -163,25 +164,6 @@ def seed_results(gt):
     return ds, predictions_to_coco_results(preds, default_image_ids(ds))
 
 
-def _paths(node, prefix=()):
-    """Every (path, value) in a JSON tree, containers included."""
-    yield prefix, node
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for k, v in items:
-        yield from _paths(v, prefix + (k,))
-
-
-def _set(tree, path, value):
-    """``tree`` with the value at ``path`` replaced (the root itself when ``path`` is empty)."""
-    if not path:
-        return value
-    node = tree
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    return tree
-
-
 @settings(max_examples=int(os.environ.get("ZOO_FUZZ_EXAMPLES", 60)), deadline=None,
           derandomize="ZOO_FUZZ_EXAMPLES" not in os.environ,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -196,8 +178,8 @@ def test_a_mutated_results_file_gives_metrics_or_a_zoo_error(seed_results, gt, t
     ds, results = seed_results
     tree = copy.deepcopy(results)
     for _ in range(data.draw(st.integers(1, 3))):
-        paths = [p for p, _ in _paths(tree)]
-        tree = _set(tree, data.draw(st.sampled_from(paths)), data.draw(_values))
+        paths = [p for p, _ in FUZZ._paths(tree)]
+        tree = FUZZ._set(tree, data.draw(st.sampled_from(paths)), data.draw(_values))
     pred = tmp_path / f"pred-{data.draw(st.integers(0, 10**9))}.json"
     pred.write_text(json.dumps(tree))
     task = get_task(data.draw(st.sampled_from(["detect", "instance-seg", "keypoint"])))
