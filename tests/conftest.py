@@ -68,3 +68,20 @@ def predict_new_images(tiny_demo, tmp_path):
         return sorted((tmp_path / "pred").glob("*.json"))
 
     return predict
+
+
+@pytest.fixture
+def zoo_cli(capsys):
+    """``zoo ARGV`` through the real entry point in this process: (exit status, stderr)."""
+    from zoo.cli import main
+
+    def run(argv) -> tuple[int, str]:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+        return code, capsys.readouterr().err
+
+    return run

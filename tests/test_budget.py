@@ -85,31 +85,19 @@ def test_no_budget_no_stop():
 # -- the pipeline: what the budget did, on the screen, in config.yaml, the manifest and the report --
 
 
-def _zoo(argv, capsys) -> tuple[int, str]:
-    from zoo.cli import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    return code, capsys.readouterr().err
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend,task,extra", [
     ("mobilenet_v3_small", "classify", ["--imgsz", "32"]),
     ("d2-faster-rcnn", "detect", ["--imgsz", "64", "--set", "proposals=50", "--set", "rois_per_image=32"]),
 ])
-def test_a_budget_run_says_what_the_budget_did(backend, task, extra, tmp_path, tiny_demo, capsys):
+def test_a_budget_run_says_what_the_budget_did(backend, task, extra, tmp_path, tiny_demo, zoo_cli):
     import json
 
     if backend.startswith("d2-"):
         pytest.importorskip("detectron2", reason="detectron2 is not importable here: run `zoo install detectron2`")
     args = ["run", "--task", task, "--backend", backend, "--data", tiny_demo, "--out", tmp_path / "runs",
             "--device", "cpu", "--epochs", "1000", "--batch", "2", "--budget", "1s", *extra]
-    code, err = _zoo(args, capsys)
+    code, err = zoo_cli(args)
     assert code == 0, err
     run = tmp_path / "runs" / f"{backend}-{task}"
     manifest = json.loads((run / "manifest.json").read_text())
@@ -124,14 +112,14 @@ def test_a_budget_run_says_what_the_budget_did(backend, task, extra, tmp_path, t
     # a resume with the same options (the epochs asked, not those run) is not "a different config"
     manifest["done"], manifest["status"] = ["prepare", "fit"], "failed"
     (run / "manifest.json").write_text(json.dumps(manifest))
-    code, err = _zoo([*args, "--resume"], capsys)
+    code, err = zoo_cli([*args, "--resume"])
     assert code == 0, err
 
 
-def test_nnunet_refuses_an_imgsz_in_one_line(tmp_path, tiny_demo, capsys):
+def test_nnunet_refuses_an_imgsz_in_one_line(tmp_path, tiny_demo, zoo_cli):
     pytest.importorskip("nnunetv2")
-    code, err = _zoo(["run", "--task", "semantic-seg", "--backend", "nnunet", "--data", tiny_demo, "--out",
-                      tmp_path / "runs", "--device", "cpu", "--epochs", "1", "--imgsz", "64"], capsys)
+    code, err = zoo_cli(["run", "--task", "semantic-seg", "--backend", "nnunet", "--data", tiny_demo, "--out",
+                      tmp_path / "runs", "--device", "cpu", "--epochs", "1", "--imgsz", "64"])
     lines = [line for line in err.splitlines() if line.startswith("zoo: error:")]
     assert code == 2 and len(lines) == 1 and "nnU-Net plans its own patch size" in lines[0]
     assert not (tmp_path / "runs" / "nnunet-semantic-seg" / "work" / "nnunet").exists()  # refused before nnU-Net ran

@@ -14,17 +14,6 @@ import toy_backend
 from PIL import Image
 
 import zoo.registry
-from zoo.cli import main
-
-
-def _zoo(argv, capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    return code, capsys.readouterr().err
 
 
 def _one_error_line(err: str) -> str:
@@ -34,11 +23,11 @@ def _one_error_line(err: str) -> str:
 
 
 @pytest.fixture
-def toy_run(tmp_path, tiny_demo, monkeypatch, capsys) -> Path:
+def toy_run(tmp_path, tiny_demo, monkeypatch, zoo_cli) -> Path:
     reg = toy_backend.registry()
     monkeypatch.setattr(zoo.registry, "get_registry", lambda: reg)
-    code, err = _zoo(["run", "--task", "detect", "--backend", "toy", "--data", tiny_demo,
-                      "--out", tmp_path / "runs", "--device", "cpu"], capsys)
+    code, err = zoo_cli(["run", "--task", "detect", "--backend", "toy", "--data", tiny_demo,
+                      "--out", tmp_path / "runs", "--device", "cpu"])
     assert code == 0, err
     return tmp_path / "runs" / "toy-detect"
 
@@ -63,29 +52,29 @@ def _truncated_jpeg() -> bytes:
     ("bomb.png", _png_declaring(30000, 30000), "decompression bomb"),
     ("cut.jpg", _truncated_jpeg(), "cannot read this image"),
 ])
-def test_a_hostile_image_is_one_line_exit_2(name, content, words, toy_run, tmp_path, capsys):
+def test_a_hostile_image_is_one_line_exit_2(name, content, words, toy_run, tmp_path, zoo_cli):
     images = tmp_path / "new"
     images.mkdir()
     (images / name).write_bytes(content)
-    code, err = _zoo(["predict", "--run", toy_run, images / name, "--out", tmp_path / "pred"], capsys)
+    code, err = zoo_cli(["predict", "--run", toy_run, images / name, "--out", tmp_path / "pred"])
     line = _one_error_line(err)
     assert code == 2 and name in line and words in line
     assert not (tmp_path / "pred").exists()
 
 
-def test_an_image_past_pils_warning_size_opens_without_a_raw_warning(toy_run, tmp_path, capsys):
+def test_an_image_past_pils_warning_size_opens_without_a_raw_warning(toy_run, tmp_path, zoo_cli):
     """Between PIL's limit and twice it zoo opens an image (as the readers do), silently."""
     images = tmp_path / "new"
     images.mkdir()
     side = int((Image.MAX_IMAGE_PIXELS * 1.2) ** 0.5)
     Image.new("L", (side, side)).save(images / "large.png")
-    code, err = _zoo(["predict", "--run", toy_run, images, "--out", tmp_path / "pred"], capsys)
+    code, err = zoo_cli(["predict", "--run", toy_run, images, "--out", tmp_path / "pred"])
     assert code == 0, err
     assert "DecompressionBombWarning" not in err and "decompression bomb" not in err.lower()
     assert (tmp_path / "pred" / "large.json").is_file()
 
 
-def test_zoo_eval_never_replaces_metrics_json_it_was_not_told_to(tiny_demo, tmp_path, capsys, monkeypatch):
+def test_zoo_eval_never_replaces_metrics_json_it_was_not_told_to(tiny_demo, tmp_path, zoo_cli, monkeypatch):
     from zoo.data.reading import read_dataset
     from zoo.evaluation.results import default_image_ids, predictions_to_coco_results
     from zoo.predictions import Detection, InstancePredictions
@@ -97,12 +86,12 @@ def test_zoo_eval_never_replaces_metrics_json_it_was_not_told_to(tiny_demo, tmp_
     monkeypatch.chdir(tmp_path)
     (tmp_path / "metrics.json").write_text('{"mine": true}')
     args = ["eval", "--task", "detect", "--gt", tiny_demo, "--pred", pred]
-    code, err = _zoo(args, capsys)
+    code, err = zoo_cli(args)
     assert code == 2 and "metrics.json exists" in _one_error_line(err) and "--out" in err
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"mine": True}
-    code, err = _zoo([*args, "--out", "metrics.json"], capsys)  # named: replaced
+    code, err = zoo_cli([*args, "--out", "metrics.json"])  # named: replaced
     assert code == 0, err
     assert json.loads((tmp_path / "metrics.json").read_text())["task"] == "detect"
     (tmp_path / "metrics.json").unlink()
-    code, err = _zoo(args, capsys)  # none there: written
+    code, err = zoo_cli(args)  # none there: written
     assert code == 0 and (tmp_path / "metrics.json").is_file()

@@ -13,19 +13,8 @@ import pytest
 import toy_backend
 
 import zoo.registry
-from zoo.cli import main
 
 HOSTILE = "<img src=x onerror=alert(1)>[x](javascript:alert(1))|`"
-
-
-def _zoo(argv, capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture
@@ -39,14 +28,14 @@ def hostile_labels(tiny_demo, tmp_path) -> Path:
     return data
 
 
-def test_report_md_shows_label_names_as_text_and_the_command_pastes_back(hostile_labels, tmp_path, capsys,
+def test_report_md_shows_label_names_as_text_and_the_command_pastes_back(hostile_labels, tmp_path, zoo_cli,
                                                                           monkeypatch):
     reg = toy_backend.registry()
     monkeypatch.setattr(zoo.registry, "get_registry", lambda: reg)
     argv = ["run", "--task", "detect", "--backend", "toy", "--data", str(hostile_labels), "--out",
             str(tmp_path / "runs"), "--name", "my run; rm -rf ~", "--device", "cpu"]
     monkeypatch.setattr(sys, "argv", ["zoo", *argv])
-    code, err = _zoo(argv, capsys)
+    code, err = zoo_cli(argv)
     assert code == 0, err
     run = tmp_path / "runs" / "my run; rm -rf ~"
     report = (run / "report.md").read_text()
@@ -57,9 +46,9 @@ def test_report_md_shows_label_names_as_text_and_the_command_pastes_back(hostile
 
 
 @pytest.mark.slow
-def test_alexnet_at_a_too_small_imgsz_is_refused_before_training(tiny_demo, tmp_path, capsys):
-    code, err = _zoo(["run", "--task", "classify", "--backend", "alexnet", "--data", tiny_demo, "--out",
-                      tmp_path / "runs", "--device", "cpu", "--epochs", "1", "--imgsz", "32"], capsys)
+def test_alexnet_at_a_too_small_imgsz_is_refused_before_training(tiny_demo, tmp_path, zoo_cli):
+    code, err = zoo_cli(["run", "--task", "classify", "--backend", "alexnet", "--data", tiny_demo, "--out",
+                      tmp_path / "runs", "--device", "cpu", "--epochs", "1", "--imgsz", "32"])
     lines = [line for line in err.splitlines() if line.startswith("zoo: error:")]
     assert code == 2 and len(lines) == 1 and "alexnet needs imgsz >= 63" in lines[0] and "Traceback" not in err
     assert not (tmp_path / "runs" / "alexnet-classify" / "checkpoint" / "last.pt").exists()
