@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from zoo.data.builder import warn
 from zoo.dataset import Problem
 from zoo.errors import DataError
-from zoo.files import IMAGE_SUFFIXES, is_file
+from zoo.files import IMAGE_SUFFIXES, is_file, max_image_pixels
 
 
 def finite(v) -> bool:
@@ -129,14 +129,6 @@ def _inside(root: Path, folder: Path) -> bool:
         return Path(folder).resolve().is_relative_to(Path(root).resolve())
     except OSError:
         return False
-
-
-def max_image_pixels() -> int:
-    """The largest image zoo opens: the size past which PIL itself refuses to open one as a
-    decompression bomb (2 x ``Image.MAX_IMAGE_PIXELS``, 179 M pixels; a 108 MP photo opens)."""
-    from PIL import Image
-
-    return 2 * int(Image.MAX_IMAGE_PIXELS or 2**30)
 
 
 def image_size(file: Path | bytes, name: object = None) -> tuple[int, int]:

@@ -8,6 +8,7 @@ readers share it."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from zoo.errors import DataError
@@ -126,3 +127,40 @@ def read_yaml_mapping(f: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise DataError(f, f"must be a mapping of {what}")
     return data
+
+
+def max_image_pixels() -> int:
+    """The largest image zoo opens: the size past which PIL itself refuses one as a
+    decompression bomb (2 x ``Image.MAX_IMAGE_PIXELS``, 179 M pixels; a 108 MP photo opens)."""
+    from PIL import Image
+
+    return 2 * int(Image.MAX_IMAGE_PIXELS or 2**30)
+
+
+@contextmanager
+def open_image(file: Path):
+    """``file`` opened with PIL, its header checked against :func:`max_image_pixels` before a
+    pixel is decoded, PIL's bomb warning kept off the screen; any failure while it is open
+    (a truncated file on ``load()``) a DataError naming the file."""
+    import warnings
+
+    from PIL import Image
+
+    from zoo.errors import ZooError
+
+    limit = max_image_pixels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
+            with Image.open(file) as img:
+                w, h = img.size
+                if w * h > limit:
+                    raise DataError(file, f"is {w}x{h} pixels, more than zoo opens ({limit:,}; a decompression "
+                                          "bomb?); not decoded")
+                yield img
+    except ZooError:
+        raise
+    except Image.DecompressionBombError:
+        raise DataError(file, f"declares more than {limit:,} pixels (a decompression bomb?); not decoded") from None
+    except Exception as e:  # noqa: BLE001 -- PIL raises many types on hostile bytes; all mean "not an image"
+        raise DataError(file, f"cannot read this image ({type(e).__name__}: {e})") from None

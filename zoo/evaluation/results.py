@@ -338,27 +338,17 @@ def _label_map(path: Path, width: int, height: int):
     """A single-channel PNG of exactly the image's size; its header is checked before a
     pixel is decoded (a 30000x30000 header must not be decoded), PIL's bomb warning kept off
     the screen."""
-    import warnings
-
     import numpy as np
-    from PIL import Image
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if img.size != (width, height):
-                    raise ZooError(f"{path}: label map is {img.size[0]}x{img.size[1]}, the image is {width}x{height}")
-                if img.mode not in ("L", "P", "I", "I;16", "1"):
-                    raise ZooError(f"{path}: a label map must be single-channel (L or P mode), got {img.mode}")
-                img.load()
-                return np.asarray(img)
-    except ZooError:
-        raise
-    except Image.DecompressionBombError:
-        raise ZooError(f"{path}: declares more pixels than zoo opens (a decompression bomb?); not decoded") from None
-    except Exception as e:  # noqa: BLE001 -- PIL raises many types on hostile bytes; all mean "not a PNG"
-        raise ZooError(f"{path}: not a readable PNG ({type(e).__name__}: {e})") from None
+    from zoo.files import open_image
+
+    with open_image(path) as img:
+        if img.size != (width, height):
+            raise ZooError(f"{path}: label map is {img.size[0]}x{img.size[1]}, the image is {width}x{height}")
+        if img.mode not in ("L", "P", "I", "I;16", "1"):
+            raise ZooError(f"{path}: a label map must be single-channel (L or P mode), got {img.mode}")
+        img.load()
+        return np.asarray(img)
 
 
 def read_label_csv(path: Path, dataset: Dataset) -> list:

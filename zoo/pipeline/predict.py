@@ -132,34 +132,17 @@ def _checked_image_size(path: Path) -> tuple[int, int]:
     take an image: within PIL's bomb limit (2 x ``Image.MAX_IMAGE_PIXELS``, checked on the
     header, before a pixel is decoded), and whole. A bad file is one line naming it, never
     a framework's traceback later (a 0-byte ``.jpg`` sent ultralytics looking for HEIF)."""
-    import warnings
-
-    from PIL import Image
-
-    from zoo.files import is_dicom_head, read_head
+    from zoo.files import is_dicom_head, open_image, read_head
 
     if is_dicom_head(read_head(path, 132)):
         from zoo.pixels import decode
 
         h, w = decode(path).array.shape[:2]  # decoded whole: a truncated file fails here, in one line
         return w, h
-    limit = 2 * int(Image.MAX_IMAGE_PIXELS or 2**30)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > limit:
-                    raise ZooError(f"{path}: {w}x{h} pixels, more than zoo opens ({limit:,}; a decompression "
-                                   "bomb?); not decoded")
-                img.load()  # a truncated file fails here
-                orientation = img.getexif().get(0x0112, 1)
-    except ZooError:
-        raise
-    except Image.DecompressionBombError:
-        raise ZooError(f"{path}: declares more than {limit:,} pixels (a decompression bomb?); not decoded") from None
-    except Exception as e:  # noqa: BLE001 -- PIL raises many types on hostile bytes; all mean "not an image"
-        raise ZooError(f"{path}: cannot read this image ({type(e).__name__}: {e})") from None
+    with open_image(path) as img:
+        w, h = img.size
+        img.load()  # a truncated file fails here
+        orientation = img.getexif().get(0x0112, 1)
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
