@@ -227,12 +227,20 @@ def merged(given: dict[str, str], duplicates: list[list[str]]) -> dict[str, str]
 
 
 def pixel_digest(rec: ImageRecord) -> str | None:
-    """A digest of the image's decoded pixels (None when they cannot be read)."""
+    """A digest of the image's canonical pixels (full range, :meth:`ImageRecord.pixels`);
+    None when they cannot be read."""
     try:
-        img = rec.open()
+        return array_digest(rec.pixels().array)
     except Exception:  # noqa: BLE001 -- an unreadable image is the reader's finding, not this one's
         return None
-    return hashlib.blake2b(f"{img.size}".encode() + img.tobytes(), digest_size=16).hexdigest()
+
+
+def array_digest(a) -> str:
+    """The digest that decides "the same pixels": shape, type and values (zoo check uses it too)."""
+    import numpy as np
+
+    return hashlib.blake2b(f"{a.shape}{a.dtype}".encode() + np.ascontiguousarray(a).tobytes(),
+                           digest_size=16).hexdigest()
 
 
 def duplicate_images(records: list[ImageRecord]) -> list[list[str]]:

@@ -18,7 +18,6 @@ What can be repaired without a person (``zoo check --fix``) is in :mod:`zoo.data
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
 import re
@@ -317,13 +316,14 @@ def pixel_facts(rec: ImageRecord) -> PixelFacts | None:
     """None for an image that does not decode (the reader's finding, not these checks')."""
     import numpy as np
 
+    from zoo.data.groups import array_digest
+
     try:
         d = rec.pixels()
     except Exception:  # noqa: BLE001 -- an unreadable image is the reader's finding, not this one's
         return None
     a = d.array
-    digest = hashlib.blake2b(f"{a.shape}{a.dtype}".encode() + np.ascontiguousarray(a).tobytes(),
-                             digest_size=16).hexdigest()
+    digest = array_digest(a)
     depth = f"{a.dtype.itemsize * 8}-bit" if a.dtype.kind in "ui" else str(a.dtype)
     channels = 1 if a.ndim == 2 or (not d.deep and _grey(a)) else a.shape[2]
     lo, hi = np.percentile(a[::2, ::2], (0.5, 99.5))
