@@ -48,12 +48,27 @@ def test_labelme_groups_and_ignore_regions_score_one_as_ground_truth(tmp_path, r
     assert _digest(data) == before
 
 
+def _one_pixel_changed(doc: dict) -> dict:
+    """A labelme document whose imageData differs from ``doc``'s in one pixel (exact copies are
+    duplicates: zoo keeps them on one side of a split, so two copies could not be split)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(base64.b64decode(doc["imageData"]))).convert("RGB")
+    img.putpixel((0, 0), tuple(255 - v for v in img.getpixel((0, 0))))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return {**doc, "imageData": base64.b64encode(buf.getvalue()).decode("ascii")}
+
+
 def test_embedded_image_data_gets_a_viewable_labelme_prediction(tmp_path, real_fixtures, registry):
     src = next((real_fixtures / "labelme" / "tutorial").glob("*.json"))  # pixels only as base64 imageData
     data = tmp_path / "data"
     data.mkdir()
-    for name in ("a", "b"):  # two copies: one to train on, one to predict
-        (data / f"{name}.json").write_bytes(src.read_bytes())
+    (data / "a.json").write_bytes(src.read_bytes())  # one to train on, one to predict: the second
+    (data / "b.json").write_text(json.dumps(_one_pixel_changed(json.loads(src.read_text()))))  # not a duplicate
     result = execute(RunOptions(task="detect", backend="toy", data=data, out=tmp_path / "runs",
                                 registry=registry, quiet=True, flags={"device": "cpu"}))
     docs = list((result.run_dir / "predictions/labelme").rglob("*.json"))
