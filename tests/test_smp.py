@@ -401,8 +401,11 @@ def test_zoo_run_unet_leaves_a_complete_run_folder(tmp_path, monkeypatch):
     # the CPU used as zoo.training.cpu found it: channels_last, bf16 where the CPU has it natively
     from zoo.training.cpu import bf16_native, training_threads
 
+    pixels = manifest["compute"].pop("pixels")  # the training pairs decoded once, held in memory
     assert manifest["compute"] == {"precision": "bf16" if bf16_native()[0] else "fp32", "channels_last": True,
                                    "threads": training_threads(), "reason": bf16_native()[1]}
+    assert pixels["where"] == "memory" and pixels["images"] == len(json.loads((run / "split.json").read_text())["train"])
+    assert pixels["bytes"] == pixels["images"] * 48 * 48 * 4  # the 48-px canvas: 3 colour bytes and a label
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["IoU"]) == {"_background_", "platelet", "rbc", "wbc"}
     val = json.loads((run / "split.json").read_text())["val"]

@@ -130,6 +130,7 @@ class SegmentationBackend(Backend):
         from zoo.plugins.smp.data import SegmentationSamples
         from zoo.plugins.smp.loss import SegmentationLoss
         from zoo.training import MappedDataset, fit_backend
+        from zoo.training.cache import cache_folder
 
         c = self.config
         sided = [n for n in self.meta.categories if any(w in n.lower() for w in ("left", "right"))]
@@ -143,6 +144,7 @@ class SegmentationBackend(Backend):
         if c.weights is not None:
             self._start_from(model, c.weights)
         samples = SegmentationSamples(self.meta, c.imgsz, self.side, c.keep_aspect, c.flip)
+        samples.decode_once(train.images, cache_folder(self.ctx.work_dir))  # not again every epoch
         criterion = SegmentationLoss(c.loss)
 
         def loss_fn(model, batch):

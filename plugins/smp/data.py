@@ -7,7 +7,8 @@ the padding marked ignored (see :mod:`zoo.plugins.smp.geometry`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -17,10 +18,6 @@ from zoo.plugins.smp.geometry import Letterbox
 # ImageNet statistics: what smp's pretrained encoders expect, and harmless from scratch.
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
-
-# Letterboxed pairs are kept in memory while they fit in this many bytes: decoding and
-# rasterising every image again each epoch costs more than the model on small datasets.
-CACHE_BYTES = 1 << 30
 
 
 def to_tensor(rgb):
@@ -56,7 +53,8 @@ class SegmentationSamples:
 
     A picklable callable (not a closure) so it also works in DataLoader workers.
     ``flip`` applies a random horizontal and vertical flip: segmentation targets are
-    flip-equivariant, and microscopy has no up or left.
+    flip-equivariant, and microscopy has no up or left. With a filled ``cache``
+    (:meth:`decode_once`) the letterboxed pairs come from it, decoded once per run.
     """
 
     meta: Dataset
@@ -64,20 +62,27 @@ class SegmentationSamples:
     side: int
     keep_aspect: bool = True
     flip: bool = False
-    _cache: dict = field(default_factory=dict, repr=False)
-    _cached_bytes: int = field(default=0, repr=False)
+    cache: Any = None  # a zoo.training.cache.PixelCache of letterboxed (image, label map) pairs
+
+    def decode_once(self, records, folder) -> None:
+        """Every record's letterboxed pair made once, into a cache (``folder``: where it
+        goes when it outgrows memory, the run's work folder)."""
+        from zoo.training.cache import PixelCache
+
+        params = {"imgsz": self.imgsz, "side": self.side, "keep_aspect": self.keep_aspect,
+                  "categories": list(self.meta.categories),
+                  "intensity": sorted({r.intensity.spec for r in records if r.intensity is not None})}
+        self.cache = PixelCache("letterboxed", folder, params, stamp=annotated_stamp).fill(
+            records, self.pair, "letterbox")
+
+    def pair(self, record: ImageRecord):
+        return letterboxed_pair(record, self.meta, self.imgsz, self.side, self.keep_aspect)
 
     def __call__(self, record: ImageRecord):
         import torch
 
-        pair = self._cache.get(record.id)
-        if pair is None:
-            pair = letterboxed_pair(record, self.meta, self.imgsz, self.side, self.keep_aspect)
-            size = pair[0].nbytes + pair[1].nbytes
-            if self._cached_bytes + size <= CACHE_BYTES:
-                self._cache[record.id] = pair
-                self._cached_bytes += size
-        rgb, labels = pair
+        pair = self.cache.get(str(record.id)) if self.cache is not None else None
+        rgb, labels = pair if pair is not None else self.pair(record)
         if self.flip:
             # torch's generator: seeded by the training loop (and per DataLoader worker)
             if torch.rand(()) < 0.5:
@@ -85,3 +90,12 @@ class SegmentationSamples:
             if torch.rand(()) < 0.5:
                 rgb, labels = rgb[::-1], labels[::-1]
         return to_tensor(rgb), torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64))
+
+
+def annotated_stamp(record: ImageRecord) -> list:
+    """The image file's stamp and a checksum of the annotations the label map is drawn from."""
+    import zlib
+
+    from zoo.training.cache import source_stamp
+
+    return [*source_stamp(record), zlib.crc32(repr((record.instances, record.width, record.height)).encode())]

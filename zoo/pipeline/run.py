@@ -147,17 +147,19 @@ class _Fit:
         """``backend.fit``, its time a new part of ``timings.fit_parts``: training time is the
         sum of its parts, an interrupted part counting up to its last checkpoint (what the
         resumed part continues from); the published weights it fetched, recorded."""
-        from zoo.training import cpu, fetch
+        from zoo.training import cache, cpu, fetch
 
         timings = self.manifest.timings
         if timings.fit_parts is None:
             timings.fit_parts = []
         timings.fit_parts.append(0.0)
         self.started = t0 = time.perf_counter()
-        fetched, computed = fetch.mark(), cpu.mark()
+        fetched, computed, cached = fetch.mark(), cpu.mark(), cache.mark()
         own = dict(backend.fit(self.run.data.train, selection) or {})
         if cpu.records_since(computed):  # the shared loop's precision, layout and threads
             self.manifest.compute = cpu.records_since(computed)[-1]
+        if cache.records_since(cached):  # the pixels decoded once: how many, how big, where
+            self.manifest.compute = {**(self.manifest.compute or {}), "pixels": cache.records_since(cached)[-1]}
         # the published weights training started from: file, URL, sha256 (zoo.training.fetch)
         if fetch.records_since(fetched):
             self.manifest.weights = fetch.records_since(fetched)

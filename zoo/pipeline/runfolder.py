@@ -158,7 +158,8 @@ class Manifest(_Record):
     # "epochs_asked", "stopped_inside_epoch" (zoo.training.budget.describe_budget)
     budget: dict[str, Any] | None = None
     #: how the shared loop trained (zoo.training.cpu.Compute): precision (fp32 | bf16 | fp16),
-    #: channels_last, threads and why
+    #: channels_last, threads and why; ``pixels``: the training pixels decoded once
+    #: (zoo.training.cache: images, bytes, memory or disk)
     compute: dict[str, Any] | None = None
     world_size: int | None = None  # under a launcher (torchrun): the number of processes
     error: str | None = None  # why a failed or interrupted run stopped

@@ -1,0 +1,123 @@
+"""Training pixels decoded once per run (zoo.training.cache): in memory under the RAM share,
+else one memory-mapped file in the run's work folder that a resume reuses while the images
+and settings are the same; the smp samples from it equal the samples decoded afresh."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zoo.training.cache import PixelCache, records_since, mark
+
+
+@dataclass
+class _Record:
+    id: str
+    file: Path
+
+
+def _records(tmp_path, n=5):
+    out = []
+    for i in range(n):
+        f = tmp_path / "images" / f"im{i}.raw"
+        f.parent.mkdir(exist_ok=True)
+        f.write_bytes(bytes([i]) * (10 + i))
+        out.append(_Record(f"im{i}", f))
+    return out
+
+
+class _Decoder:
+    """``record -> (image, labels)`` arrays of the record's own size, counting its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, record):
+        self.calls += 1
+        k = int(record.id[2:])
+        image = np.full((4 + k, 3 + k, 3), k, np.uint8)
+        image[0, 0] = [1, 2, 3]
+        return image, np.arange((4 + k) * (3 + k), dtype=np.int32).reshape(4 + k, 3 + k)
+
+
+def _assert_same(cache, records):
+    fresh = _Decoder()
+    for r in records:
+        got, want = cache.get(r.id), fresh(r)
+        assert len(got) == 2 and all(g.dtype == w.dtype and np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def test_in_memory_when_it_fits(tmp_path):
+    records, make = _records(tmp_path), _Decoder()
+    before = mark()
+    cache = PixelCache("t", tmp_path / "work", {"imgsz": 8}).fill(records, make)
+    assert make.calls == 5 and len(cache) == 5
+    _assert_same(cache, records)
+    assert not (tmp_path / "work").exists()  # nothing written while it fits
+    (summary,) = records_since(before)
+    assert summary["where"] == "memory" and summary["images"] == 5
+    assert summary["bytes"] == sum(a.nbytes for r in records for a in _Decoder()(r))
+
+
+def test_past_the_memory_share_every_array_goes_to_one_mapped_file(tmp_path):
+    records, make = _records(tmp_path), _Decoder()
+    cache = PixelCache("t", tmp_path / "work", {"imgsz": 8}, memory_bytes=300).fill(records, make)
+    total = sum(a.nbytes for r in records for a in _Decoder()(r))
+    assert make.calls == 5 and cache.on_disk and cache.summary()["where"] == "disk"
+    assert (tmp_path / "work" / "t.bin").stat().st_size == total == cache.nbytes
+    _assert_same(cache, records)
+    image = cache.get("im2")[0]
+    assert isinstance(image.base, np.memmap) or isinstance(image.base.base, np.memmap)
+    assert not image.flags.writeable  # augmentation copies; the cache stays as decoded
+    _assert_same(pickle.loads(pickle.dumps(cache)), records)  # a loader worker maps it itself
+
+
+def test_a_resume_reuses_the_file_unless_images_or_settings_changed(tmp_path):
+    records = _records(tmp_path)
+    PixelCache("t", tmp_path / "work", {"imgsz": 8}, memory_bytes=0).fill(records, _Decoder())
+
+    again = _Decoder()
+    cache = PixelCache("t", tmp_path / "work", {"imgsz": 8}, memory_bytes=0).fill(records, again)
+    assert again.calls == 0 and cache.on_disk
+    _assert_same(cache, records)
+
+    other = _Decoder()
+    PixelCache("t", tmp_path / "work", {"imgsz": 16}, memory_bytes=0).fill(records, other)
+    assert other.calls == 5  # another training size: decoded again
+
+    records[3].file.write_bytes(b"edited by the user")
+    edited = _Decoder()
+    PixelCache("t", tmp_path / "work", {"imgsz": 16}, memory_bytes=0).fill(records, edited)
+    assert edited.calls == 5
+
+    with open(tmp_path / "work" / "t.bin", "r+b") as f:
+        f.truncate(7)  # a file cut short (disk full, killed while writing)
+    cut = _Decoder()
+    cache = PixelCache("t", tmp_path / "work", {"imgsz": 16}, memory_bytes=0).fill(records, cut)
+    assert cut.calls == 5
+    _assert_same(cache, records)
+
+
+@pytest.mark.parametrize("memory_bytes", [None, 0])
+def test_smp_samples_from_the_cache_are_the_ones_decoded_afresh(tmp_path, memory_bytes, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from zoo.data.demo import write_demo
+    from zoo.data.reading import read_dataset
+    from zoo.plugins.smp.data import SegmentationSamples
+    from zoo.training import cache as cache_module
+
+    write_demo(tmp_path / "demo", images=4, size=64)
+    dataset = read_dataset(tmp_path / "demo", "auto")
+    if memory_bytes is not None:
+        monkeypatch.setattr(cache_module, "memory_budget", lambda: memory_bytes)
+    cached = SegmentationSamples(dataset, 48, 64, True, flip=False)
+    cached.decode_once(dataset.images, tmp_path / "work")
+    assert cached.cache.on_disk == (memory_bytes == 0)
+    fresh = SegmentationSamples(dataset, 48, 64, True, flip=False)
+    for record in dataset.images:
+        (x, y), (x0, y0) = cached(record), fresh(record)
+        assert torch.equal(x, x0) and torch.equal(y, y0)
