@@ -27,6 +27,7 @@ OPTIONAL = {
     "tifffile": "16-bit, float and multi-page TIFF (extra medical)",
     "onnx": "zoo export (extra export)",
     "onnxruntime": "zoo export's parity check, zoo predict --engine onnx (extra export)",
+    "ensemble_boxes": "weighted boxes fusion of fold ensembles, --ensemble on detections (extra export)",
 }
 
 
