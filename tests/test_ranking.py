@@ -130,6 +130,15 @@ def test_rank_refuses_semantic_seg_before_training(tmp_path, tiny_demo):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.fixture
+def oracle_run(tmp_path, tiny_demo, monkeypatch) -> Path:
+    """A finished detect run of the oracle backend on the tiny demo (toy registry in place)."""
+    registry = toy_backend.registry()
+    monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
+    return execute(RunOptions(task="detect", backend="oracle", data=tiny_demo, out=tmp_path / "runs", quiet=True,
+                              flags={"device": "cpu"})).run_dir
+
+
 def plain_images(src: Path, dst: Path) -> list[str]:
     """The images of ``src`` without any annotation, half of them in a sub-folder: what a user
     has before labelling (sub-folders that must not be read as class folders)."""
@@ -141,11 +150,8 @@ def plain_images(src: Path, dst: Path) -> list[str]:
     return names
 
 
-def test_predict_rank_ranks_a_folder_of_plain_images(tmp_path, tiny_demo, monkeypatch):
-    registry = toy_backend.registry()
-    monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
-    run = execute(RunOptions(task="detect", backend="oracle", data=tiny_demo, out=tmp_path / "runs", quiet=True,
-                             flags={"device": "cpu"})).run_dir
+def test_predict_rank_ranks_a_folder_of_plain_images(tmp_path, tiny_demo, oracle_run):
+    run = oracle_run
     names = plain_images(tiny_demo, tmp_path / "new")
     out = tmp_path / "next"
     main(["predict", "--run", str(run), str(tmp_path / "new"), "--rank", "--top", "3", "--out", str(out),
@@ -155,12 +161,9 @@ def test_predict_rank_ranks_a_folder_of_plain_images(tmp_path, tiny_demo, monkey
     assert len(list(out.rglob("*.json"))) == 3
 
 
-def test_predict_rank_skips_only_images_with_an_annotation_file(tmp_path, tiny_demo, monkeypatch):
+def test_predict_rank_skips_only_images_with_an_annotation_file(tmp_path, tiny_demo, oracle_run):
     # an empty labelme JSON is a labelled negative: annotated; a missing one is not
-    registry = toy_backend.registry()
-    monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
-    run = execute(RunOptions(task="detect", backend="oracle", data=tiny_demo, out=tmp_path / "runs", quiet=True,
-                             flags={"device": "cpu"})).run_dir
+    run = oracle_run
     data = tmp_path / "data"
     unlabelled = partly_annotated(tiny_demo, data, unlabelled=4)
     negative = sorted(data.glob("*.json"))[0]
@@ -170,11 +173,8 @@ def test_predict_rank_skips_only_images_with_an_annotation_file(tmp_path, tiny_d
     assert sorted(Path(r["image"]).name for r in read_ranking(tmp_path / "next" / "ranking.csv")) == unlabelled
 
 
-def test_predict_takes_a_glob_of_images(tmp_path, tiny_demo, monkeypatch):
-    registry = toy_backend.registry()
-    monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
-    run = execute(RunOptions(task="detect", backend="oracle", data=tiny_demo, out=tmp_path / "runs", quiet=True,
-                             flags={"device": "cpu"})).run_dir
+def test_predict_takes_a_glob_of_images(tmp_path, tiny_demo, oracle_run):
+    run = oracle_run
     names = plain_images(tiny_demo, tmp_path / "new")
     out = tmp_path / "pred"
     main(["predict", "--run", str(run), str(tmp_path / "new" / "**" / "*.jpg"), "--out", str(out), "--device", "cpu"])
