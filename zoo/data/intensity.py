@@ -60,6 +60,13 @@ def choose_intensity(asked: str, train: Dataset, seed: int = 0) -> Chosen:
     return Chosen(fitted, f"{kind} of {samples.described()}")
 
 
+def fill_intensity(config, train: Dataset):
+    """``config`` with its intensity rule fitted on ``train``, and the choice: what config.yaml
+    records, so a run, a resume, ``zoo predict`` and compare's reuse all see the same rule."""
+    chosen = choose_intensity(config.intensity, train, seed=config.seed)
+    return config.model_copy(update={"intensity": chosen.spec}), chosen
+
+
 def with_intensity(dataset: Dataset, rule: IntensityRule | None) -> Dataset:
     """``dataset`` whose every record decodes through ``rule``."""
     return replace(dataset, images=[replace(r, intensity=rule) for r in dataset.images])

@@ -358,6 +358,7 @@ def decide(s: Settings, cell: Cell, config, dataset, digest: str, reporter: Repo
     """A cell's row when it needs no training (a backend that cannot load, a reusable
     finished run), else the job that trains it (zoo.pipeline.executors.Job)."""
     from zoo.config import dump_config, resolve_config
+    from zoo.data.intensity import fill_intensity
     from zoo.pipeline.executors import Job
     from zoo.training.autoconfig import fill_auto
     from zoo.training.devices import resolve_device
@@ -372,7 +373,9 @@ def decide(s: Settings, cell: Cell, config, dataset, digest: str, reporter: Repo
         cfg = resolve_config(cls.Config, backend=b, task=s.task.name, files=s.opts.config_files, flags=flags,
                              sets=s.sets[b], demo=s.opts.data is None)
     # the same data-derived choices the run would make, so a finished run is recognised
-    cfg, _ = fill_auto(cfg, cls, s.task, dataset.subset(cell.split.train), resolve_device(cfg.device))
+    train = dataset.subset(cell.split.train)
+    cfg, _ = fill_auto(cfg, cls, s.task, train, resolve_device(cfg.device))
+    cfg, _ = fill_intensity(cfg, train)
     reuse = None if s.opts.rerun else find_reusable(
         s.out, b, s.task, digest=digest, split_key=cell.split.key, seed=cell.seed, config=dump_config(cfg),
         protocol=s.protocol.to_dict())

@@ -319,12 +319,12 @@ def choose_auto(setup: Setup, config, train: Dataset, device: str):
 def choose_pixels(setup: Setup, config, train: Dataset):
     """``config`` with its intensity rule fitted on the training images (config.yaml keeps the
     fitted rule, so a resume and ``zoo predict`` decode as training did), and the choice."""
-    from zoo.data.intensity import choose_intensity
+    from zoo.data.intensity import fill_intensity
 
-    chosen = choose_intensity(config.intensity, train, seed=config.seed)
+    config, chosen = fill_intensity(config, train)
     if chosen.rule is not None:
         setup.reporter.say(f"intensity {chosen.rule.describe()}: {chosen.reason}")
-    return config.model_copy(update={"intensity": chosen.spec}), chosen
+    return config, chosen
 
 
 def intensity_choice(chosen) -> dict:
