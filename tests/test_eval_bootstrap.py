@@ -151,3 +151,15 @@ def test_grouped_images_widen_the_interval_and_one_per_group_changes_nothing(tas
     # five slices of one patient are one sample, not five: as wide as 40 patients allow, not 200
     assert abs(_width(grouped["ci95"][key]) - _width(plain["ci95"][key])) < 0.25 * _width(plain["ci95"][key])
     assert _width(loose["ci95"][key]) < 0.7 * _width(grouped["ci95"][key])
+
+
+def test_one_patient_scored_gives_no_interval_and_says_why():
+    """Three slices of one patient: every resample redraws that patient, so a zero-width
+    interval would claim a certainty the data cannot give."""
+    ds = random_dataset(3, seed=2)
+    preds = random_predictions(ds, seed=3)
+    one = dataclasses.replace(ds, images=[dataclasses.replace(r, group="P1") for r in ds.images])
+    m = evaluate("detect", one, preds)
+    assert m["ci95"]["AP"] is None and m["ci95"]["AP50"] is None
+    assert m["conventions"]["ci95"]["undefined"] == "fewer than 2 groups scored"
+    assert evaluate("detect", ds, preds)["ci95"]["AP"] is not None  # three images, three groups

@@ -94,7 +94,12 @@ def ci95(resampled, groups: list, n: int) -> tuple[dict[str, list[float] | None]
     line up -- images added without their record -- each image is its own group)."""
     if len(groups) != n:
         groups = list(range(n))
-    return intervals(resampled(cluster_weights(groups))), method(clustered(groups))
+    found = intervals(resampled(cluster_weights(groups)))
+    if len(set(groups)) < 2:
+        # one patient (or one image) drawn again and again gives a zero-width interval that
+        # says nothing about the spread: no interval, and the conventions say why
+        return dict.fromkeys(found), {**method(clustered(groups)), "undefined": "fewer than 2 groups scored"}
+    return found, method(clustered(groups))
 
 
 def intervals(samples: dict[str, Any]) -> dict[str, list[float] | None]:
