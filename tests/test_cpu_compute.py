@@ -11,28 +11,14 @@ torch = pytest.importorskip("torch")
 from zoo.training import MappedDataset, TrainConfig, criterion_loss, fit  # noqa: E402
 from zoo.training import cpu  # noqa: E402
 
-# Two hyper-threaded cores of one package (4 logical processors), as Linux writes it.
-HYPERTHREADED = """\
-processor\t: 0
-physical id\t: 0
-core id\t\t: 0
-flags\t\t: fpu sse2 avx2 avx512f avx512_bf16
+def _cpuinfo(core_of_processor: list[int], flags: str) -> str:
+    """/proc/cpuinfo as Linux writes it: one block per logical processor, one package."""
+    return "\n".join(f"processor\t: {p}\nphysical id\t: 0\ncore id\t\t: {core}\nflags\t\t: {flags}\n"
+                     for p, core in enumerate(core_of_processor))
 
-processor\t: 1
-physical id\t: 0
-core id\t\t: 1
-flags\t\t: fpu sse2 avx2 avx512f avx512_bf16
 
-processor\t: 2
-physical id\t: 0
-core id\t\t: 0
-flags\t\t: fpu sse2 avx2 avx512f avx512_bf16
-
-processor\t: 3
-physical id\t: 0
-core id\t\t: 1
-flags\t\t: fpu sse2 avx2 avx512f avx512_bf16
-"""
+# Two hyper-threaded cores (4 logical processors: 0 and 2 share core 0, 1 and 3 core 1).
+HYPERTHREADED = _cpuinfo([0, 1, 0, 1], "fpu sse2 avx2 avx512f avx512_bf16")
 
 
 def test_flags_and_physical_cores_from_cpuinfo(tmp_path, monkeypatch):
