@@ -201,9 +201,18 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--imgsz", type=int, default=160)
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads for every arm (0: zoo's own choice, torch's default for plain); "
+                        "1 keeps OpenMP from spinning on a machine shared with other jobs")
     p.add_argument("--cache-scale", action="store_true")
     args = p.parse_args()
+    import os
+
     import torch
+
+    if args.threads:
+        os.environ["ZOO_THREADS"] = str(args.threads)  # zoo.training.cpu: this process's share
+        torch.set_num_threads(args.threads)
 
     result = cache_scale(args) if args.cache_scale else throughput(args)
     result["machine"] = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,

@@ -4,6 +4,7 @@ and settings are the same; the smp samples from it equal the samples decoded afr
 
 from __future__ import annotations
 
+import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,13 @@ def test_a_resume_reuses_the_file_unless_images_or_settings_changed(tmp_path):
     edited = _Decoder()
     PixelCache("t", tmp_path / "work", {"imgsz": 16}, memory_bytes=0).fill(records, edited)
     assert edited.calls == 5
+
+    index = json.loads((tmp_path / "work" / "t.json").read_text())
+    index["entries"]["im0"]["arrays"][0][1] = "|O"  # an index edited to read objects out of raw bytes
+    (tmp_path / "work" / "t.json").write_text(json.dumps(index))
+    tampered = _Decoder()
+    PixelCache("t", tmp_path / "work", {"imgsz": 16}, memory_bytes=0).fill(records, tampered)
+    assert tampered.calls == 5
 
     with open(tmp_path / "work" / "t.bin", "r+b") as f:
         f.truncate(7)  # a file cut short (disk full, killed while writing)

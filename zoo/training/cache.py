@@ -169,12 +169,18 @@ class PixelCache:
             size = self.data_path.stat().st_size
         except (OSError, ValueError):
             return False
-        entries = saved.get("entries") if isinstance(saved, dict) else None
-        if saved.get("params") != self.params or not isinstance(entries, dict) or size != saved.get("bytes"):
-            return False
-        if any(entries.get(str(r.id), {}).get("stamp") != self.stamp(r) for r in records):
-            return False
-        if any(o + int(np.dtype(d).itemsize * np.prod(s)) > size for e in entries.values() for o, d, s in e["arrays"]):
+        try:
+            entries = saved["entries"]
+            if saved["params"] != self.params or size != saved["bytes"]:
+                return False
+            if any(entries.get(str(r.id), {}).get("stamp") != self.stamp(r) for r in records):
+                return False
+            arrays = [a for e in entries.values() for a in e["arrays"]]
+            if any(np.dtype(d).kind not in "biuf" for _, d, _ in arrays):  # numbers only: never objects
+                return False
+            if any(o < 0 or o + int(np.dtype(d).itemsize * np.prod(s)) > size for o, d, s in arrays):
+                return False
+        except (KeyError, TypeError, ValueError, AttributeError):  # an index zoo did not write as it reads it
             return False
         self.index, self.nbytes = entries, size
         return True
