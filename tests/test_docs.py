@@ -83,12 +83,38 @@ def cli_options() -> dict[str, set[str]]:
             for name, cmd in root.commands.items()}
 
 
+LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.)\s")
+
+
+def indented_blocks(text: str) -> list[str]:
+    """Markdown's indented code blocks: after a blank line, indented 4 spaces, or 8 inside a
+    list (4 there continue the list item's text)."""
+    blocks, current, in_list, blank_before = [], [], False, True
+    for line in text.splitlines():
+        depth = 8 if in_list else 4
+        if line.startswith(" " * depth) and (current or blank_before):
+            current.append(line)
+            continue
+        if current:
+            blocks.append("\n".join(current))
+            current = []
+        if line.strip():
+            if not line.startswith(" "):
+                in_list = bool(LIST_ITEM.match(line))
+            elif LIST_ITEM.match(line):
+                in_list = True
+        blank_before = not line.strip()
+    if current:
+        blocks.append("\n".join(current))
+    return blocks
+
+
 def code_texts(text: str) -> list[str]:
     """The fenced and indented code blocks (continuation lines joined) and the code spans."""
     blocks = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
-    indented = re.findall(r"(?:^(?: {4}|\t).*\n?)+", re.sub(r"^```.*?^```", "", text, flags=re.S | re.M), flags=re.M)
-    spans = re.findall(r"`([^`\n]+)`", re.sub(r"^```.*?^```", "", text, flags=re.S | re.M))
-    return [b.replace("\\\n", " ") for b in blocks + indented] + spans
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    spans = re.findall(r"`([^`\n]+)`", prose)
+    return [b.replace("\\\n", " ") for b in blocks + indented_blocks(prose)] + spans
 
 
 ZOO_CALL = re.compile(r"(?:^|[\s/;&|(])zoo\s+(?!\[)([^\n#]*)")
@@ -137,6 +163,9 @@ def test_the_checker_catches_a_wrong_command_and_flag():
     text = "Run `zoo run --task detect --bakend yolov8` or\n\n    zoo trian --data DIR\n"
     problems = sorted(p for words in zoo_commands(text) for p in command_problems(words))
     assert problems == ["zoo run --bakend: no such flag", "zoo trian: no such command"]
+    # a list item's continuation lines are prose, even indented 4 spaces; 8 make code there
+    listed = "- **Pixels.** Decoded once,\n    and zoo reads the file again.\n\n        zoo tarin\n"
+    assert [p for words in zoo_commands(listed) for p in command_problems(words)] == ["zoo tarin: no such command"]
 
 
 def test_the_readme_is_short_and_every_docs_page_starts_with_an_example():
