@@ -173,8 +173,9 @@ def test_copy_image_writes_the_rules_pixels_and_copies_plain_files(tmp_path):
 
 def test_every_backends_data_path_sees_the_same_pixels(tmp_path):
     """One 12-bit dataset: what yolov8 (files it reads with OpenCV), smp, torchvision, yolact,
-    detectron2 (zoo's records) and nnU-Net (deep, then its own normalisation) get is the rule's
-    8-bit output, up to each one's own resizing and scaling, undone here."""
+    detectron2 (zoo's records), MONAI (the same, unrounded) and nnU-Net (deep, then its own
+    normalisation) get is the rule's 8-bit output, up to each one's own resizing and scaling,
+    undone here."""
     import cv2
 
     g = gradient12()
@@ -201,6 +202,14 @@ def test_every_backends_data_path_sees_the_same_pixels(tmp_path):
 
     img, _ = letterboxed_pair(ds.images[0], ds.meta(), imgsz=W, side=W, keep_aspect=True)
     assert np.array_equal(img[:H], expected["a"])
+
+    from zoo.plugins.smp.data import MEAN, STD, SegmentationSamples
+
+    monai = SegmentationSamples(ds.meta(), imgsz=W, side=W, deep=True)  # what MONAI's networks train on
+    x, _ = monai(ds.images[0])
+    unrounded = (x.numpy().transpose(1, 2, 0) * STD + MEAN)[:H]  # its normalisation undone
+    assert np.abs(unrounded - rule.to_unit(g)[..., None] * 255).max() < 1e-3  # every level, not 256
+    assert np.abs(unrounded - expected["a"]).max() <= 0.5 + 1e-3  # the others' pixels, before rounding
 
     from zoo.plugins.tv_models.rcnn import load_image
 

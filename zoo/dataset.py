@@ -163,6 +163,19 @@ class ImageRecord:
         images as they are, deeper ones through the intensity rule."""
         return self.rgb_of(self.pixels())
 
+    def load_float(self):
+        """:meth:`load_rgb` before its rounding: ``(H, W, 3)`` float32 on the 0..255 scale, for
+        networks that take every level deep pixels hold (MONAI's), not 256 of them."""
+        import numpy as np
+
+        from zoo.pixels import as_rgb, image_rule
+
+        decoded = self.pixels()
+        if self.intensity is None and not decoded.deep:
+            return decoded.array.astype(np.float32)
+        rule = self.intensity or image_rule(decoded.array)
+        return as_rgb(rule.to_unit(decoded.array) * np.float32(255.0))
+
     def rgb_of(self, decoded: Decoded):
         """What an 8-bit network sees of ``decoded`` (this record's pixels) under the rule."""
         from zoo.pixels import as_rgb, image_rule

@@ -34,6 +34,8 @@ class MonaiBackend(SegmentationBackend):
     """A MONAI network on the shared letterboxed semantic-seg translator."""
 
     Config: ClassVar[type[MonaiConfig]] = MonaiConfig
+    #: MONAI's medical networks take every level of a 12-bit scan, not 256 (smp.data.network_pixels)
+    deep_pixels: ClassVar[bool] = True
     #: the first stage's channels when ``width`` is not set
     default_width: ClassVar[int] = 16
     #: how many times the network halves its input (the canvas is a multiple of 2 ** this)

@@ -82,6 +82,9 @@ class SegmentationBackend(Backend):
     Config: ClassVar[type[SegmentationConfig]] = SegmentationConfig
     #: the network's class name; set by each subclass
     architecture: ClassVar[str] = ""
+    #: True: the network takes deep pixels unrounded (float32 on the 0..255 scale, the intensity
+    #: rule's output before 8-bit rounding; smp.data.network_pixels), as MONAI's do
+    deep_pixels: ClassVar[bool] = False
 
     def __init__(self, task: Task, meta: Dataset, config: SegmentationConfig, ctx: RunContext):
         super().__init__(task, meta, config, ctx)
@@ -143,7 +146,7 @@ class SegmentationBackend(Backend):
         model = self._build(pretrained=True)
         if c.weights is not None:
             self._start_from(model, c.weights)
-        samples = SegmentationSamples(self.meta, c.imgsz, self.side, c.keep_aspect, c.flip)
+        samples = SegmentationSamples(self.meta, c.imgsz, self.side, c.keep_aspect, c.flip, self.deep_pixels)
         samples.decode_once(train.images, cache_folder(self.ctx.work_dir))  # not again every epoch
         criterion = SegmentationLoss(c.loss)
 
@@ -194,7 +197,7 @@ class SegmentationBackend(Backend):
         import torch
         import torch.nn.functional as F
 
-        from zoo.plugins.smp.data import to_tensor
+        from zoo.plugins.smp.data import network_pixels, to_tensor
         from zoo.plugins.smp.geometry import Letterbox
         from zoo.training import predict_batches
 
@@ -206,7 +209,7 @@ class SegmentationBackend(Backend):
         for chunk in predict_batches(images, max(1, c.batch), f"predict {self.architecture}"):
             boxes, tensors = [], []
             for record in chunk:
-                rgb = record.load_rgb()
+                rgb = network_pixels(record, self.deep_pixels)
                 box = Letterbox.fit(rgb.shape[0], rgb.shape[1], c.imgsz, self.side, c.keep_aspect)
                 boxes.append(box)
                 tensors.append(to_tensor(box.image(rgb)))

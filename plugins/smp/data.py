@@ -28,11 +28,18 @@ def to_tensor(rgb):
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
-def letterboxed_pair(record: ImageRecord, meta: Dataset, imgsz: int, side: int, keep_aspect: bool):
-    """The image and its label map on the canvas, both uint8."""
+def network_pixels(record: ImageRecord, deep: bool):
+    """What the network sees of ``record``: the intensity rule's 8-bit RGB, or with ``deep``
+    (MONAI's networks) the same before rounding to 256 levels (float32, 0..255 scale)."""
+    return record.load_float() if deep else record.load_rgb()
+
+
+def letterboxed_pair(record: ImageRecord, meta: Dataset, imgsz: int, side: int, keep_aspect: bool,
+                     deep: bool = False):
+    """The image (uint8, or float32 with ``deep``) and its uint8 label map on the canvas."""
     from zoo.data.raster import semantic_label_map
 
-    rgb = record.load_rgb()
+    rgb = network_pixels(record, deep)
     labels = semantic_label_map(record, meta)
     if labels.shape != rgb.shape[:2]:
         # The record's size is the annotation's; a mismatch would misplace every mask.
@@ -62,6 +69,7 @@ class SegmentationSamples:
     side: int
     keep_aspect: bool = True
     flip: bool = False
+    deep: bool = False  # network_pixels' float pixels (MONAI), not 8-bit
     cache: Any = None  # a zoo.training.cache.PixelCache of letterboxed (image, label map) pairs
 
     def decode_once(self, records, folder) -> None:
@@ -70,13 +78,13 @@ class SegmentationSamples:
         from zoo.training.cache import PixelCache
 
         params = {"imgsz": self.imgsz, "side": self.side, "keep_aspect": self.keep_aspect,
-                  "categories": list(self.meta.categories),
+                  "categories": list(self.meta.categories), "deep": self.deep,
                   "intensity": sorted({r.intensity.spec for r in records if r.intensity is not None})}
         self.cache = PixelCache("letterboxed", folder, params, stamp=annotated_stamp).fill(
             records, self.pair, "letterbox")
 
     def pair(self, record: ImageRecord):
-        return letterboxed_pair(record, self.meta, self.imgsz, self.side, self.keep_aspect)
+        return letterboxed_pair(record, self.meta, self.imgsz, self.side, self.keep_aspect, self.deep)
 
     def __call__(self, record: ImageRecord):
         import torch

@@ -19,13 +19,13 @@ def sample_batch(backend, sample: Sequence[ImageRecord]):
     canvas when there is none): what the graph is traced on and compared on."""
     import torch
 
-    from zoo.plugins.smp.data import to_tensor
+    from zoo.plugins.smp.data import network_pixels, to_tensor
     from zoo.plugins.smp.geometry import Letterbox
 
     c = backend.config
     tensors = []
     for record in sample:
-        rgb = record.load_rgb()
+        rgb = network_pixels(record, backend.deep_pixels)
         box = Letterbox.fit(rgb.shape[0], rgb.shape[1], c.imgsz, backend.side, c.keep_aspect)
         tensors.append(to_tensor(box.image(rgb)))
     return torch.stack(tensors) if tensors else torch.zeros(1, 3, backend.side, backend.side)

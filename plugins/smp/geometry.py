@@ -46,11 +46,11 @@ class Letterbox:
         return cls(height, width, new_h, new_w, side)
 
     def image(self, rgb):
-        """``(H, W, 3)`` uint8 -> ``(side, side, 3)`` uint8, zero padded."""
+        """``(H, W, 3)`` uint8 (or float32) -> ``(side, side, 3)`` of the same type, zero padded."""
         import cv2
         import numpy as np
 
-        out = np.zeros((self.side, self.side, 3), dtype=np.uint8)
+        out = np.zeros((self.side, self.side, 3), dtype=rgb.dtype)
         interp = cv2.INTER_AREA if self.new_h < self.height else cv2.INTER_LINEAR
         out[: self.new_h, : self.new_w] = cv2.resize(rgb, (self.new_w, self.new_h), interpolation=interp)
         return out
