@@ -30,10 +30,12 @@ DATA = {"demo": None, "tony": ROOT.parent / "shared" / "fixtures" / "real" / "vo
 SETTINGS = {"unet": ("semantic-seg", 128, 10), "yolov8": ("detect", 160, 10), "resnet18": ("classify", 64, 10)}
 
 
-def one(data: str, backend: str, seed: int, folds: int, epochs: int | None, out: Path) -> dict:
+def one(data: str, backend: str, seed: int, folds: int, epochs: int | None, out: Path,
+        imgsz: int | None = None) -> dict:
     from zoo.pipeline.compare import CompareOptions, compare
 
-    task, imgsz, default_epochs = SETTINGS[backend]
+    task, default_imgsz, default_epochs = SETTINGS[backend]
+    imgsz = imgsz or default_imgsz
     t0 = time.perf_counter()
     result = compare(CompareOptions(
         task=task, backends=[backend], data=DATA[data], out=out / data / str(seed), seed=seed, folds=folds,
@@ -44,7 +46,7 @@ def one(data: str, backend: str, seed: int, folds: int, epochs: int | None, out:
     return {"data": data, "backend": backend, "seed": seed, "k": s["k"], "metric": s["main"],
             "ensemble": s["ensemble"], "singles_mean": s["singles_mean"], "best_single": s["best_single"],
             "p_better_than_best": (s["verdict"] or {}).get("p_ensemble_better"),
-            "test_images": len(e.metrics.get("per_image", [])) or None, "seconds": round(time.perf_counter() - t0)}
+            "seconds": round(time.perf_counter() - t0)}
 
 
 def main() -> None:
@@ -53,6 +55,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--imgsz", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-ensemble-"))
@@ -60,13 +63,14 @@ def main() -> None:
     table = []
     for case in args.cases.split(","):
         data, backend = case.split(":")
-        rows = [one(data, backend, seed, args.folds, args.epochs, out) for seed in seeds]
+        rows = [one(data, backend, seed, args.folds, args.epochs, out, args.imgsz) for seed in seeds]
         for r in rows:
             print(json.dumps(r), flush=True)
         mean = lambda k: statistics.fmean(r[k] for r in rows)  # noqa: E731
         table.append((data, backend, rows[0]["metric"], rows[0]["k"], mean("ensemble"), mean("singles_mean"),
                       mean("best_single"), [r["p_better_than_best"] for r in rows]))
-    print(f"\n{args.folds} folds, test 0.2, seeds {args.seeds}")
+    print(f"\n{args.folds} folds, test 0.2, seeds {args.seeds}, epochs {args.epochs or 'per backend'}, "
+          f"imgsz {args.imgsz or 'per backend'}")
     print("| data | backend | metric (test) | ensemble of K | single folds (anchor) | best single | "
           "gain vs singles | gain vs best | P(ens > best) per seed |")
     print("|---|---|---|---|---|---|---|---|---|")

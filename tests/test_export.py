@@ -31,6 +31,9 @@ EXPORTABLE = [
     ("resnet18", "classify", {"imgsz": 32}),
     ("yolov8", "detect", {"imgsz": 64, "model": "n"}),
     ("yolov8", "instance-seg", {"imgsz": 64, "model": "n"}),
+    ("faster-rcnn", "detect", {"imgsz": 64}),
+    ("mask-rcnn", "instance-seg", {"imgsz": 64}),
+    ("keypoint-rcnn", "keypoint", {"imgsz": 64}),
 ]
 
 
@@ -179,7 +182,6 @@ def test_a_compare_folder_exports_its_winner_and_says_which(tmp_path, tiny_demo,
     ("yolact++", "instance-seg", "deformable convolutions (torchvision's deform_conv2d, dcn_interval 3) have no "
                                  "ONNX export"),
     ("yolact", "instance-seg", "not yet"),
-    ("faster-rcnn", "detect", "not yet: torchvision exports its R-CNNs"),
     ("nnunet", "semantic-seg", "sliding window"),
 ])
 def test_backends_that_cannot_export_say_why(backend, task, says, tmp_path, tiny_demo):

@@ -235,11 +235,9 @@ class SegmentationBackend(Backend):
     @classmethod
     def load_onnx(cls, task: Task, meta: Dataset, config: SegmentationConfig, ctx: RunContext,
                   onnx_file) -> SegmentationBackend:
-        from zoo.training.onnx import OnnxNetwork
+        from zoo.training.onnx import with_onnx_network
 
-        backend = cls(task, meta, config, ctx)
-        backend.model = OnnxNetwork(onnx_file, ctx.device)
-        return backend
+        return with_onnx_network(cls(task, meta, config, ctx), onnx_file)
 
 
 

@@ -212,11 +212,9 @@ class TvClassifier(Backend):
     @classmethod
     def load_onnx(cls, task: Task, meta: Dataset, config: ClassifierConfig, ctx: RunContext,
                   onnx_file) -> TvClassifier:
-        from zoo.training.onnx import OnnxNetwork
+        from zoo.training.onnx import with_onnx_network
 
-        self = cls(task, meta, config, ctx)
-        self.model = OnnxNetwork(onnx_file, ctx.device)
-        return self
+        return with_onnx_network(cls(task, meta, config, ctx), onnx_file)
 
     def versions(self) -> dict[str, str]:
         import torch

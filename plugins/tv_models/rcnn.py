@@ -374,12 +374,22 @@ class RCNNBackend(Backend):
         return mask_to_rle((full > self.config.mask_threshold).numpy())
 
     def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
-        from zoo.backend import Unsupported
+        from zoo.plugins.tv_models.export import export_rcnn
 
-        # torchvision's R-CNNs do export (opset 11+, one image per call, NMS and RoIAlign in
-        # the graph); what is missing is zoo's engine for their per-image dict outputs
-        raise Unsupported("not yet: torchvision exports its R-CNNs, but zoo's onnxruntime engine for their "
-                          "per-image outputs (boxes, labels, scores, masks, keypoints) is not written")
+        images = [load_image(r, self.config.imgsz)[0] for r in sample[:2]]
+        if not images:
+            import torch
+
+            images = [torch.zeros(3, self.config.imgsz, self.config.imgsz)]
+        return export_rcnn(self, out_dir, opset=opset, dynamic=dynamic, images=images)
+
+    @classmethod
+    def load_onnx(cls, task: Task, meta: Dataset, config: RCNNConfig, ctx: RunContext, onnx_file) -> RCNNBackend:
+        from zoo.plugins.tv_models.export import RCNN_OUTPUTS, OnnxRCNN
+
+        self = cls(task, meta, config, ctx)
+        self.model = OnnxRCNN(onnx_file, ctx.device, RCNN_OUTPUTS[self._model_kind()])
+        return self
 
     def num_parameters(self) -> int | None:
         if self.model is None:

@@ -69,12 +69,10 @@ def _ensemble(compare_dir: Path, backend: Optional[str], images, out, *, conf: f
 def ensemble_line(result) -> str:
     """``unet: ensemble of 5 mIoU 0.712 on test; single folds 0.690 ± 0.010, best 0.701; ensemble − best
     +0.011 (+0.002–+0.020), P 0.99``."""
+    from zoo.pipeline.ensemble import fmt_verdict
+
     s = result.summary()
-    v = s["verdict"]
     std = f" ± {s['singles_std']:.3f}" if s["singles_std"] is not None else ""
-    verdict = "" if v is None else (f"; ensemble − best {v['difference']:+.3f}"
-                                    + (f" ({v['ci95'][0]:+.3f}–{v['ci95'][1]:+.3f})" if v["ci95"] else "")
-                                    + (f", P {v['p_ensemble_better']:.2f}" if v["p_ensemble_better"] is not None
-                                       else ""))
+    verdict = f"; ensemble − best {fmt_verdict(s['verdict'])}" if s["verdict"] else ""
     return (f"{s['backend']}: ensemble of {s['k']} {s['main']} {s['ensemble']:.3f} on test; single folds "
             f"{s['singles_mean']:.3f}{std}, best {s['best_single']:.3f}{verdict} ({result.out})")

@@ -331,6 +331,15 @@ def compare_ensembles(folder: Path, runs: Sequence, reporter: Reporter, device: 
     return out
 
 
+def fmt_verdict(v: dict[str, Any] | None) -> str:
+    """``+0.011 (+0.002–+0.020), P 0.99``: ensemble minus the best single fold; '' without one."""
+    if v is None:
+        return ""
+    ci = f" ({v['ci95'][0]:+.3f}–{v['ci95'][1]:+.3f})" if v["ci95"] else ""
+    p = f", P {v['p_ensemble_better']:.2f}" if v["p_ensemble_better"] is not None else ""
+    return f"{v['difference']:+.3f}{ci}{p}"
+
+
 def leaderboard_lines(ensembles: Sequence[EnsembleResult]) -> list[str]:
     """The leaderboard's section: per backend, the ensemble of K beside its single folds on
     the same test images, and the paired verdict ensemble vs the best single fold."""
@@ -344,12 +353,7 @@ def leaderboard_lines(ensembles: Sequence[EnsembleResult]) -> list[str]:
              "ensemble − best fold (95%), P(ensemble better) |", "|---|---|---|---|---|"]
     for e in ensembles:
         s = e.summary()
-        v = s["verdict"]
         std = f" ± {s['singles_std']:.3f}" if s["singles_std"] is not None else ""
-        verdict = "–" if v is None else (f"{v['difference']:+.3f}"
-                                         + (f" ({v['ci95'][0]:+.3f}–{v['ci95'][1]:+.3f})" if v["ci95"] else "")
-                                         + (f", P {v['p_ensemble_better']:.2f}" if v["p_ensemble_better"] is not None
-                                            else ""))
         lines.append(f"| {e.backend} | ensemble of {s['k']}: {s['ensemble']:.3f} | {s['singles_mean']:.3f}{std} | "
-                     f"{s['best_single']:.3f} ({Path(s['best_single_run']).name}) | {verdict} |")
+                     f"{s['best_single']:.3f} ({Path(s['best_single_run']).name}) | {fmt_verdict(s['verdict']) or '–'} |")
     return [*lines, ""]

@@ -174,3 +174,10 @@ class OnnxNetwork:
 
     def parameters(self):
         return iter(())
+
+
+def with_onnx_network(backend, onnx_file: Path):
+    """``backend`` (built, not loaded) predicting through ``onnx_file``: its ``model`` is the
+    graph (:class:`OnnxNetwork`), for a backend whose ``predict`` calls ``self.model(x)``."""
+    backend.model = OnnxNetwork(onnx_file, backend.ctx.device)
+    return backend
