@@ -124,6 +124,13 @@ def test_nnunet_refuses_an_imgsz_in_one_line(tmp_path, tiny_demo, zoo_cli):
     assert code == 2 and len(lines) == 1 and "nnU-Net plans its own patch size" in lines[0]
     assert not (tmp_path / "runs" / "nnunet-semantic-seg" / "work" / "nnunet").exists()  # refused before nnU-Net ran
 
+    # the demo preset's imgsz for every backend is not one nnunet is given
+    from zoo.config import resolve_config
+    from zoo.registry import get_registry
+
+    cls = get_registry().backend("nnunet", "semantic-seg").load()
+    assert resolve_config(cls.Config, backend="nnunet", task="semantic-seg", demo=True).imgsz == "auto"
+
 
 def test_nnunets_budget_plan_sets_its_epoch_length():
     """After nnU-Net's short timed first epoch: the epochs and their length that fit."""
