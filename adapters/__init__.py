@@ -3,7 +3,8 @@
 Registered through the ``zoo`` entry-point group like any plugin; readers and writers are
 imported only when used (this module imports nothing heavy).
 
-Readers (``read(path, *, labels=None) -> Dataset``): labelme, voc, yolo, coco, folders, masks, cvat, objects.
+Readers (``read(path, *, labels=None) -> Dataset``): labelme, voc, yolo, coco, folders, masks, cvat, nifti,
+objects.
 Writers (``write(dataset, out, *, task=None)``): coco, yolo, masks, voc, labelme.
 Bad input: see ``POLICY.md`` beside this file.
 """
