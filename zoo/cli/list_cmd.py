@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 # Three-letter headers (explained under the table) so the matrix fits 80 columns.
 _SHORT = {"classify": "cls", "detect": "det", "semantic-seg": "sem",
           "instance-seg": "ins", "keypoint": "kpt"}
@@ -40,6 +42,9 @@ def list_backends() -> None:
     console.print(table)
     console.print(" " + " · ".join(f"{_SHORT.get(t, t)} {t}" for t in TASKS), style="dim")
     for how, names in to_install.items():  # plain text: `zoo[smp]` is no markup tag
-        console.print(f"{how}  # {', '.join(names)}", markup=False, highlight=False, soft_wrap=True)
+        # the backends' names wrap as further comment lines: the command itself stays whole
+        for line in textwrap.wrap(f"{how}  # {', '.join(names)}", width=max(40, console.width),
+                                  subsequent_indent="    # ", break_long_words=False, break_on_hyphens=False):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     if not specs:
         console.print("no backend is installed; see README.md")
