@@ -3,8 +3,9 @@
 Layers, later wins:
 
 1. the backend's ``Config`` class defaults;
-2. ``configs/<backend>/<task>.yaml`` shipped with zoo (what is true of the backend);
-   on the demo data only, then ``configs/demo.yaml`` (the demo's small preset);
+2. the backend's ``<task>.yaml`` shipped in its plugin's own package, where its spec says
+   (``BackendSpec.defaults``: what is true of the backend); on the demo data only, then
+   ``configs/demo.yaml`` (the demo's small preset);
 3. each ``--config FILE`` in order;
 4. the dedicated flags (``--epochs``, ``--imgsz``, ...);
 5. each ``--set key=value`` in order (value parsed as YAML: ``3``, ``true``, ``s``).
@@ -19,11 +20,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from zoo.errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:
+    from zoo.specs import BackendSpec
 
 
 class BackendConfig(BaseModel):
@@ -88,12 +92,28 @@ def parse_duration(value: Any) -> float | None:
     return float(sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts))
 
 
-def shipped_defaults(backend: str, task: str) -> dict[str, Any]:
-    """The YAML defaults zoo ships for this backend and task ({} when there are none)."""
-    node = resources.files("zoo.configs").joinpath(backend, f"{task}.yaml")
-    if not node.is_file():
+def shipped_defaults(backend: str, task: str, spec: BackendSpec | None = None) -> dict[str, Any]:
+    """The YAML defaults the backend's plugin ships for this task ({} when there are none).
+
+    ``spec``: the backend's (``BackendSpec.defaults`` says where they are); without it, the
+    installed backend of that name, if any.
+    """
+    spec = spec if spec is not None else _installed_backend(backend)
+    node = spec.defaults_file(task) if spec is not None else None
+    if node is None:
         return {}
-    return _load_yaml_text(node.read_text(encoding="utf-8"), f"configs/{backend}/{task}.yaml")
+    return _load_yaml_text(node.read_text(encoding="utf-8"), _defaults_where(spec, task))
+
+
+def _installed_backend(name: str) -> BackendSpec | None:
+    from zoo.registry import get_registry
+
+    return get_registry().backends.get(name)
+
+
+def _defaults_where(spec: BackendSpec, task: str) -> str:
+    """How an error names a shipped defaults file: ``zoo.plugins.smp:configs/unet/semantic-seg.yaml``."""
+    return f"{spec.defaults}/{task}.yaml"
 
 
 def demo_preset(backend: str, task: str) -> dict[str, Any]:
@@ -166,8 +186,12 @@ def resolve_config(
     sets: Iterable[str] = (),
     base: Mapping[str, Any] | None = None,
     demo: bool = False,
+    spec: BackendSpec | None = None,
 ) -> BackendConfig:
     """Merge the layers (see module doc) into a validated ``config_cls`` instance.
+
+    ``spec``: the backend's, whose plugin ships its defaults (without it, the installed
+    backend named ``backend``; a name no plugin provides has none).
 
     ``base`` replaces the shipped defaults: a resolved ``config.yaml`` from an earlier run.
     ``demo`` adds the demo data's preset after the shipped defaults.
@@ -187,7 +211,9 @@ def resolve_config(
     if base is not None:
         apply(base, "config.yaml")
     else:
-        apply(shipped_defaults(backend, task), f"configs/{backend}/{task}.yaml")
+        spec = spec if spec is not None else _installed_backend(backend)
+        if spec is not None:
+            apply(shipped_defaults(backend, task, spec), _defaults_where(spec, task))
         if demo:
             apply(demo_preset(backend, task), "configs/demo.yaml")
     for f in files:

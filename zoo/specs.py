@@ -46,6 +46,9 @@ class BackendSpec:
     install:     the command that installs them when an extra cannot (``zoo install detectron2``)
     framework:   the framework behind it, shown on leaderboards (default: the plugin's name)
     description: one line for ``zoo list``
+    defaults:    ``"package:folder"``: the folder of the plugin's own package (package data)
+                 holding ``<task>.yaml``, the backend's shipped defaults for each task
+                 (e.g. ``"zoo.plugins.smp:configs/unet"``); empty when it ships none
     """
 
     name: str
@@ -56,6 +59,7 @@ class BackendSpec:
     description: str = ""
     install: str = ""
     framework: str = ""
+    defaults: str = ""
     plugin: str = field(default="", compare=False)  # filled by the registry
 
     @property
@@ -73,6 +77,18 @@ class BackendSpec:
 
     def missing(self) -> list[str]:
         return _missing(self.requires)
+
+    def defaults_file(self, task: str):
+        """The plugin's YAML defaults for ``task`` (an ``importlib.resources`` Traversable:
+        read where the package is installed, a wheel's package data included), or None.
+        Imports the plugin's spec package only, never its framework."""
+        if not self.defaults:
+            return None
+        from importlib import resources
+
+        package, _, folder = self.defaults.partition(":")
+        node = resources.files(package).joinpath(f"{folder}/{task}.yaml" if folder else f"{task}.yaml")
+        return node if node.is_file() else None
 
     @property
     def installed(self) -> bool:

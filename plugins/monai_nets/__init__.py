@@ -31,6 +31,7 @@ def zoo_backends():
             extra="monai",
             framework="monai",
             description=description,
+            defaults=f"zoo.plugins.monai_nets:configs/{name}",
         )
         for name, (cls, description) in NETWORKS.items()
     ]

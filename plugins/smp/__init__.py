@@ -10,7 +10,7 @@ from zoo.specs import BackendSpec
 _REQ = ("torch", "segmentation_models_pytorch")
 
 #: backend name -> (class in zoo.plugins.smp.backend, one line for `zoo list`).
-#: Names with "+" are used as they are, also as config folder names (configs/unet++/).
+#: Names with "+" are used as they are, also as folder names of their defaults (configs/unet++/).
 ARCHITECTURES = {
     "unet": ("Unet", "U-Net (smp): encoder-decoder with skip connections; resnet18 encoder"),
     "unet++": ("UnetPlusPlus", "U-Net++ (smp): U-Net with nested dense skip pathways"),
@@ -37,6 +37,7 @@ def zoo_backends():
             extra="smp",
             framework="segmentation-models-pytorch",
             description=description,
+            defaults=f"zoo.plugins.smp:configs/{name}",
         )
         for name, (cls, description) in ARCHITECTURES.items()
     ]

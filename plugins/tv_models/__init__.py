@@ -24,7 +24,7 @@ CLASSIFIERS = {
 def _spec(name, tasks, entry, description):
     return BackendSpec(
         name=name, tasks=tasks, entry=f"{_HERE}.{entry}", requires=_REQ, extra="torchvision", framework="torchvision",
-        description=description,
+        description=description, defaults=f"{_HERE}:configs/{name}",
     )
 
 

@@ -17,10 +17,12 @@ def zoo_backends():
             name="yolact", tasks=("instance-seg", "detect"), entry="zoo.plugins.yolact.backend:Yolact",
             requires=_REQ, extra="torchvision", framework="zoo (torch)",
             description="YOLACT: prototypes x mask coefficients, Fast NMS (zoo's own, torch)",
+            defaults="zoo.plugins.yolact:configs/yolact",
         ),
         BackendSpec(
             name="yolact++", tasks=("instance-seg", "detect"), entry="zoo.plugins.yolact.backend:YolactPlusPlus",
             requires=_REQ, extra="torchvision", framework="zoo (torch)",
             description="YOLACT++: YOLACT with deformable convs and mask re-scoring (zoo's own, torch)",
+            defaults="zoo.plugins.yolact:configs/yolact++",
         ),
     ]

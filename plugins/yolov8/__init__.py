@@ -16,5 +16,6 @@ def zoo_backends():
             extra="yolo",
             framework="ultralytics",
             description="YOLOv8 (ultralytics), from scratch unless weights are given",
+            defaults="zoo.plugins.yolov8:configs/yolov8",
         )
     ]
