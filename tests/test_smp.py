@@ -82,7 +82,7 @@ def test_every_architecture_is_a_semantic_seg_backend_with_shipped_defaults():
         spec = registry.backend(name, "semantic-seg")
         assert spec.plugin == "smp" and spec.description
         cls = spec.load()
-        # the folder is named exactly like the backend, "+" included (configs/unet++/)
+        # the folder is named exactly like the backend, "+" included (plugins/smp/configs/unet++/)
         defaults = shipped_defaults(name, "semantic-seg")
         assert defaults["encoder"] == "resnet18", name
         config = resolve_config(cls.Config, backend=name, task="semantic-seg", sets=["encoder=resnet34"])
@@ -389,7 +389,7 @@ def test_zoo_run_unet_leaves_a_complete_run_folder(tmp_path, monkeypatch):
         assert (run / name).is_file(), name
     assert (run / "checkpoint" / "best.pt").is_file() and (run / "checkpoint" / "last.pt").is_file()
     config = yaml.safe_load((run / "config.yaml").read_text())
-    # shipped defaults (configs/unet/semantic-seg.yaml) under the flags and --set
+    # shipped defaults (plugins/smp/configs/unet/semantic-seg.yaml) under the flags and --set
     assert config["encoder"] == "resnet18" and config["lr"] == 0.003 and config["loss"] == "dice+ce"
     assert config["epochs"] == 1 and config["imgsz"] == 48 and config["encoder_depth"] == 4
     manifest = json.loads((run / "manifest.json").read_text())

@@ -327,7 +327,7 @@ def resolve_configs(s: Settings) -> dict[str, Any]:
             configs[b] = ZooError(f"cannot load backend '{b}': {type(e).__name__}: {e}")
             continue
         configs[b] = (cls, resolve_config(cls.Config, backend=b, task=s.task.name, files=s.opts.config_files,
-                                          flags=s.flags, sets=s.sets[b], demo=s.opts.data is None))
+                                          flags=s.flags, sets=s.sets[b], demo=s.opts.data is None, spec=spec))
     return configs
 
 
@@ -371,7 +371,7 @@ def decide(s: Settings, cell: Cell, config, dataset, digest: str, reporter: Repo
     flags = {**s.flags, "seed": cell.seed}
     if cell.seed != s.seed:
         cfg = resolve_config(cls.Config, backend=b, task=s.task.name, files=s.opts.config_files, flags=flags,
-                             sets=s.sets[b], demo=s.opts.data is None)
+                             sets=s.sets[b], demo=s.opts.data is None, spec=s.registry.backend(b))
     # the same data-derived choices the run would make, so a finished run is recognised
     train = dataset.subset(cell.split.train)
     cfg, _ = fill_auto(cfg, cls, s.task, train, resolve_device(cfg.device))

@@ -175,7 +175,7 @@ def load_backend(run_dir: Path, device: str = "auto", registry=None, onnx: Path 
     cls = spec.load()
     saved = folder.read_config()
     dev = resolve_device(device if device != "auto" else saved.get("device", "auto"))
-    config = resolve_config(cls.Config, backend=spec.name, task=task.name, base=saved)
+    config = resolve_config(cls.Config, backend=spec.name, task=task.name, base=saved, spec=spec)
     config = config.model_copy(update={"device": dev})
     meta = folder.read_meta()
     ledger = folder.ledger(manifest)

@@ -158,7 +158,7 @@ class Setup:
         return resolve_config(
             self.cls.Config, backend=self.spec.name, task=self.task.name,
             files=o.config_files, flags=self.flags, sets=o.sets, base=base,
-            demo=o.demo or (o.data is None and o.dataset is None),
+            demo=o.demo or (o.data is None and o.dataset is None), spec=self.spec,
         )
 
 
