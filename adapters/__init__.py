@@ -10,7 +10,7 @@ Bad input: see ``POLICY.md`` beside this file.
 """
 
 from zoo import hookimpl
-from zoo.specs import ReaderSpec, WriterSpec
+from zoo.specs import TASK_FROM_DATA, ReaderSpec, WriterSpec
 
 _A = "zoo.adapters"
 
@@ -19,7 +19,8 @@ _A = "zoo.adapters"
 def zoo_readers():
     return [
         ReaderSpec(name="labelme", entry=f"{_A}.labelme:read", sniff=f"{_A}.labelme:sniff",
-                   records=f"{_A}.labelme:iter_records", description="labelme / X-AnyLabeling JSON (every version)"),
+                   records=f"{_A}.labelme:iter_records", fix=f"{_A}.labelme_fix:write_fixed_copy",
+                   description="labelme / X-AnyLabeling JSON (every version)"),
         ReaderSpec(name="voc", entry=f"{_A}.voc:read", sniff=f"{_A}.voc:sniff",
                    description="Pascal VOC XML (LabelImg), flat or devkit layout"),
         ReaderSpec(name="yolo", entry=f"{_A}.yolo:read", sniff=f"{_A}.yolo:sniff",
@@ -43,12 +44,15 @@ def zoo_readers():
 def zoo_writers():
     return [
         WriterSpec(name="coco", entry=f"{_A}.coco:write", tasks=("detect", "instance-seg", "keypoint"),
-                   stream=f"{_A}.coco:stream_coco", description="annotations.json + images/"),
+                   stream=f"{_A}.coco:stream_coco", options=("copy_images", "geometry"), round_trip=True,
+                   description="annotations.json + images/"),
         WriterSpec(name="yolo", entry=f"{_A}.yolo:write", tasks=("detect", "instance-seg", "keypoint", "classify"),
+                   default_task=TASK_FROM_DATA, round_trip=True,
                    description="ultralytics data.yaml, images/, labels/ (detect, segment, pose, classify)"),
-        WriterSpec(name="masks", entry=f"{_A}.masks:write", tasks=("semantic-seg",),
+        WriterSpec(name="masks", entry=f"{_A}.masks:write", tasks=("semantic-seg",), default_task="semantic-seg",
+                   options=("copy_images",),
                    description="palette PNG label maps (labelme2voc: 0 background, 255 ignore)"),
-        WriterSpec(name="voc", entry=f"{_A}.voc:write", tasks=("detect",),
+        WriterSpec(name="voc", entry=f"{_A}.voc:write", tasks=("detect",), default_task="detect", round_trip=True,
                    description="Pascal VOC devkit: Annotations/, JPEGImages/, ImageSets/"),
         WriterSpec(name="labelme", entry=f"{_A}.labelme_out:write", predictions=f"{_A}.labelme_out:prediction_to_labelme",
                    tasks=("classify", "detect", "instance-seg", "semantic-seg", "keypoint"),

@@ -130,7 +130,7 @@ def test_labelme_mask_ignore_and_difficult_round_trip(real_fixtures, tmp_path):
 
 def test_predictions_to_labelme_read_back_as_annotations(tiny_demo, demo, tmp_path):
     """Ground truth fed through the prediction writer reads back as the same objects."""
-    from zoo.pipeline.predict import write_labelme_predictions
+    from zoo.pipeline.predict import write_prediction_files
     from zoo.predictions import ClassPrediction, Detection, InstancePredictions, SemanticPrediction
     from zoo.data.raster import instance_mask, mask_to_rle, semantic_label_map
 
@@ -138,7 +138,7 @@ def test_predictions_to_labelme_read_back_as_annotations(tiny_demo, demo, tmp_pa
     preds = [InstancePredictions(r.id, [Detection(i.category, 0.9, i.bbox,
                                                   keypoints=[(x, y, 0.8) for x, y, _ in i.keypoints])
                                         for i in r.instances]) for r in recs]
-    files = write_labelme_predictions(tmp_path / "p", demo.subset([r.id for r in recs]), preds, conf=0.0, copy_images=False)
+    files = write_prediction_files(tmp_path / "p", demo.subset([r.id for r in recs]), preds, conf=0.0, copy_images=False)
     data = json.loads(files[0].read_text())
     assert data["imagePath"].endswith(recs[0].file.name) and data["shapes"][0]["score"] == 0.9
     (tmp_path / "p" / "zoo.yaml").write_text((tiny_demo / "zoo.yaml").read_text())
@@ -155,16 +155,16 @@ def test_predictions_to_labelme_read_back_as_annotations(tiny_demo, demo, tmp_pa
     big = max(r.instances, key=lambda i: i.box_area)
     m = instance_mask(big, r.height, r.width)
     pm = InstancePredictions(r.id, [Detection(big.category, 0.5, big.bbox, mask=mask_to_rle(m))])
-    f = write_labelme_predictions(tmp_path / "q", demo.subset([r.id]), [pm], conf=0.0, copy_images=False)[0]
+    f = write_prediction_files(tmp_path / "q", demo.subset([r.id]), [pm], conf=0.0, copy_images=False)[0]
     shapes = json.loads(f.read_text())["shapes"]
     assert shapes[0]["shape_type"] == "polygon"
     back_m = instance_mask(read_dataset(f).images[0].instances[0], r.height, r.width)
     assert (back_m & m).sum() / (back_m | m).sum() > 0.85
 
     sem = SemanticPrediction(r.id, semantic_label_map(r, demo))
-    f = write_labelme_predictions(tmp_path / "s", demo.subset([r.id]), [sem], conf=0.0, copy_images=False)[0]
+    f = write_prediction_files(tmp_path / "s", demo.subset([r.id]), [sem], conf=0.0, copy_images=False)[0]
     assert {s["label"] for s in json.loads(f.read_text())["shapes"]} <= set(demo.categories)
-    f = write_labelme_predictions(tmp_path / "k", demo.subset([r.id]), [ClassPrediction(r.id, 2)], conf=0.0, copy_images=False)[0]
+    f = write_prediction_files(tmp_path / "k", demo.subset([r.id]), [ClassPrediction(r.id, 2)], conf=0.0, copy_images=False)[0]
     assert json.loads(f.read_text())["flags"] == {"anemia": False, "leukocytosis": False, "normal": True}
 
 

@@ -114,6 +114,10 @@ class ReaderSpec:
     records: ``"module:function"`` yielding the format's images one at a time, for a writer
            that streams (``WriterSpec.stream``), ``records(path, warnings, flag_names) ->
            Iterator[zoo.data.builder.DraftRecord]``; empty where the format cannot
+    fix: ``"module:function"`` writing a corrected copy of a folder of this format by editing
+           its own files (``zoo check --fix``), ``fix(dataset, plan, src, out)`` with a
+           :class:`zoo.data.lint_fix.FixPlan`; empty where the format is fixed by rewriting it
+           through the writer of the same name (``WriterSpec.round_trip``) or not at all
     """
 
     name: str
@@ -121,10 +125,14 @@ class ReaderSpec:
     sniff: str = ""
     description: str = ""
     records: str = ""
+    fix: str = ""
     plugin: str = field(default="", compare=False)
 
     def load(self):
         return _import(self.entry)
+
+    def load_fix(self):
+        return _import(self.fix)
 
     def load_sniffer(self):
         return _import(self.sniff) if self.sniff else None
@@ -133,13 +141,37 @@ class ReaderSpec:
         return _import(self.records)
 
 
+#: The options ``zoo convert`` offers a writer beyond the task; a writer takes those its spec
+#: lists in ``WriterSpec.options`` as keyword arguments: ``copy_images`` (False under
+#: ``--no-images``: the annotations alone, the images left where they are) and ``geometry``
+#: (``--geometry``: ``"exact"`` shapes, or ``"pixels"``, boxes and areas of the painted pixels).
+WRITER_OPTIONS = ("copy_images", "geometry")
+
+#: ``WriterSpec.default_task``: the task is chosen from what the data holds
+#: (:func:`zoo.data.output.task_the_data_holds`).
+TASK_FROM_DATA = "auto"
+
+
 @dataclass(frozen=True)
 class WriterSpec:
     """An output format. entry: ``"module:function"``, ``write(dataset, out_dir, *, task) -> Path``.
 
+    tasks: the tasks it can write.
+
+    default_task: what it writes when no task is given: a task name; :data:`TASK_FROM_DATA`
+    (``"auto"``), the richest task the data holds (keypoint, classify, instance-seg, detect);
+    None, whatever the dataset holds, as it is.
+
+    options: which of :data:`WRITER_OPTIONS` its ``write`` takes (as keyword arguments).
+
+    round_trip: what it writes reads back through the reader of the same name as the dataset
+    it was given, so ``zoo check --fix`` rewrites a folder of that format through it.
+
     predictions: ``"module:function"`` writing one image's prediction in this format, where
     the format can hold one (labelme: a file to correct by hand), ``write(prediction, meta,
     record, path, *, image_path=None, min_score=0.0) -> Path``; empty where it cannot.
+    ``zoo run`` writes them under ``predictions/<name>/``, ``zoo predict`` into ``--out``.
+    predictions_suffix: the suffix of that per-image file (``path``).
 
     stream: ``"module:function"`` writing a reader's records as they come (``ReaderSpec.records``),
     without holding the dataset, ``stream(records, out_dir, *, root, warnings, labels,
@@ -152,7 +184,17 @@ class WriterSpec:
     description: str = ""
     predictions: str = ""
     stream: str = ""
+    predictions_suffix: str = ".json"
+    default_task: str | None = None
+    options: tuple[str, ...] = ()
+    round_trip: bool = False
     plugin: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.options) - set(WRITER_OPTIONS))
+        if unknown:
+            raise ZooError(f"writer '{self.name}' declares unknown option(s) {', '.join(unknown)}; "
+                           f"zoo offers {', '.join(WRITER_OPTIONS)}")
 
     def load(self):
         return _import(self.entry)

@@ -24,6 +24,8 @@ def predict(
     ensemble: bool = typer.Option(False, "--ensemble", help="With --run COMPARE_DIR --backend B: the ensemble of B's "
                                   "fold models; scored on the compare's test split, and predicting IMAGES if given."),
     backend: Optional[str] = typer.Option(None, "--backend", help="With --ensemble: whose fold models."),
+    to: Optional[str] = typer.Option(None, "--to", help="The format of the files to correct: one that writes "
+                                     "predictions (default: the one installed, labelme)."),
 ) -> None:
     """Predict with a trained run; open the results in labelme to correct them."""
     from zoo.cli.render import ConsoleReporter, predicted_line, show_ranking, stderr_console
@@ -42,7 +44,7 @@ def predict(
     from zoo.pipeline.predict import predict_to_labelme
 
     result = predict_to_labelme(run_dir, images, out, conf=conf, device=device, reporter=ConsoleReporter(),
-                                engine=engine, onnx_dir=onnx_dir)
+                                engine=engine, onnx_dir=onnx_dir, to=to)
     stderr_console().print(predicted_line(result), markup=False, highlight=True, soft_wrap=True)
 
 

@@ -5,24 +5,20 @@ Repaired: labels merged as the findings suggest or as ``--map 'OLD=NEW'`` says (
 wins; ``--map 'a=a'`` vetoes a suggestion), shapes and images that are exact copies
 dropped. Everything else (a tiny object, a missing image) needs a person and is left.
 
-A labelme folder is copied file for file and only the changed JSON files are rewritten
-(shape labels, flags, dropped shapes), so circles stay circles and descriptions stay;
-other formats are written by zoo's writer of the same format (shapes as zoo reads them).
+A format whose reader can edit its own files (``ReaderSpec.fix``: labelme's, copied file for
+file with only the changed JSON rewritten, so circles stay circles and descriptions stay) is
+fixed so; other formats are written by the writer of the same format where that writer
+writes back what its reader reads (``WriterSpec.round_trip``; shapes as zoo reads them).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from zoo.data.lint import Finding, _instance_where, _record_file
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
-
-FIX_WRITERS = {"voc": "voc", "coco": "coco", "yolo": "yolo"}
 
 
 @dataclass
@@ -117,83 +113,23 @@ def write_fixed(dataset: Dataset, plan: FixPlan, src: Path, out: Path) -> None:
     from zoo.registry import get_registry
 
     _check_out(src, out)
-    to = FIX_WRITERS.get(dataset.format)
-    if to is None and dataset.format != "labelme":
-        raise ZooError(f"--fix writes labelme, voc, coco or yolo folders, not {dataset.format}; "
+    registry = get_registry()
+    reader, writer = registry.readers.get(dataset.format), registry.writers.get(dataset.format)
+    if reader is not None and reader.fix:  # the format's own files, copied and edited
+        with _writing_to(out):  # marked unfinished until written
+            reader.load_fix()(dataset, plan, Path(src), Path(out))
+        return
+    if writer is None or not writer.round_trip:
+        raise ZooError(f"--fix writes {_fixable(registry)} folders, not {dataset.format}; "
                        "convert it first (zoo convert)")
-    with _writing_to(out):  # marked unfinished until written
-        if dataset.format == "labelme":
-            _copy_labelme(dataset, plan, Path(src), Path(out))
-            return
+    with _writing_to(out):
         fixed, _ = fix_dataset(dataset, plan)
-        writer = get_registry().writer(to).load()
-        writer(fixed, out, task=_writer_task(to, None, fixed))
+        writer.load()(fixed, out, task=_writer_task(writer, None, fixed))
 
 
-def _copy_labelme(dataset: Dataset, plan: FixPlan, src: Path, out: Path) -> None:
-    """Every file of ``src`` copied below ``out``, the JSON files the plan touches rewritten."""
-    root = src if src.is_dir() else src.parent
-    skip: set[str] = set()  # real paths left out: dropped images' JSON and pixels
-    edits: dict[str, tuple[set[int], set[int]]] = {}  # JSON real path -> (dropped shapes, groups)
-    for rec in dataset.images:
-        json_file = os.path.realpath(_record_file(rec))
-        if rec.id in plan.drop_images:
-            skip.add(json_file)
-            if rec.file is not None:
-                skip.add(os.path.realpath(rec.file))
-            continue
-        for k, inst in enumerate(rec.instances):
-            if (rec.id, k) in plan.drop_instances and inst.source is not None and inst.source.shape is not None:
-                edits.setdefault(json_file, (set(), set()))[0].add(inst.source.shape)
-    kept = {os.path.realpath(r.file) for r in dataset.images if r.file is not None and r.id not in plan.drop_images}
-    skip -= kept  # an image another kept annotation still points at stays
-    files = [root] if src.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    for f in files:
-        real = os.path.realpath(f)
-        if real in skip:
-            continue
-        target = out / f.relative_to(root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if f.suffix.lower() == ".json":
-            data = _fixed_labelme_json(f, plan, edits.get(real, (set(), set()))[0])
-            if data is not None:
-                target.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
-                continue
-        shutil.copyfile(f, target)
-
-
-def _fixed_labelme_json(f: Path, plan: FixPlan, drop_shapes: set[int]) -> dict | None:
-    """The labelme document of ``f`` with labels renamed and shapes dropped; None when
-    nothing changes (the file is then copied byte for byte)."""
-    from zoo.files import read_json
-
-    try:
-        data = read_json(f)
-    except ZooError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
-        return None
-    shapes = data["shapes"]
-    # a dropped object made of several shapes (a group_id) goes whole: its parts and points
-    groups = {shapes[i].get("group_id") for i in drop_shapes
-              if isinstance(shapes[i], dict) and shapes[i].get("group_id") is not None}
-    new_shapes, changed = [], bool(drop_shapes)
-    for i, s in enumerate(shapes):
-        if i in drop_shapes or (isinstance(s, dict) and groups and s.get("group_id") in groups):
-            continue
-        label = s.get("label") if isinstance(s, dict) else None
-        if isinstance(label, str) and label.strip() in plan.renames:
-            s = {**s, "label": plan.renames[label.strip()]}
-            changed = True
-        new_shapes.append(s)
-    flags = data.get("flags")
-    if isinstance(flags, dict) and any(k in plan.renames for k in flags):
-        merged: dict = {}
-        for k, v in flags.items():
-            name = plan.renames.get(k, k)
-            merged[name] = merged.get(name, False) or v
-        data["flags"], changed = merged, True
-    if not changed:
-        return None
-    data["shapes"] = new_shapes
-    return data
+def _fixable(registry) -> str:
+    """The formats ``--fix`` writes: those whose reader edits its own files (``ReaderSpec.fix``)
+    and those a writer of the same name writes back whole (``WriterSpec.round_trip``)."""
+    names = [r.name for r in registry.readers.values() if r.fix]
+    names += [w.name for w in registry.writers.values() if w.round_trip and w.name in registry.readers]
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)

@@ -13,11 +13,10 @@ from pathlib import Path
 
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
+from zoo.specs import TASK_FROM_DATA, WriterSpec
 
 #: the writers' task names (ultralytics', ...) -> zoo's
 TASK_ALIASES = {"segment": "instance-seg", "pose": "keypoint", "detection": "detect", "semantic": "semantic-seg"}
-#: what a format holds when no task is given (None: whatever the dataset has)
-DEFAULT_TASK = {"coco": None, "yolo": "detect", "masks": "semantic-seg", "voc": "detect", "labelme": None}
 
 
 def zoo_task(task: str | None) -> str | None:
@@ -85,16 +84,24 @@ def writing_to(out: Path):
         raise ZooError(f"cannot write {where} under --out {out}: {e.strerror or e}") from None
 
 
-def writer_task(to: str, task: str | None, ds: Dataset) -> str | None:
-    """The task a ``to`` writer writes ``ds`` for: the one given, else (yolo) what the data
-    holds, else the format's default."""
+def writer_task(writer: WriterSpec, task: str | None, ds: Dataset) -> str | None:
+    """The task ``writer`` writes ``ds`` for: the one given, else its spec's default
+    (``WriterSpec.default_task``: a task, the one the data holds, or None: all it holds)."""
     task = zoo_task(task)
-    if to == "yolo" and task is None:
-        if ds.keypoint_names:
-            return "keypoint"
-        if not any(r.instances for r in ds.images) and ds.classes:
-            return "classify"
-        if any(i.polygons or i.mask for r in ds.images for i in r.instances):
-            return "instance-seg"
-        return "detect"
-    return task or DEFAULT_TASK.get(to)
+    if task is not None:
+        return task
+    if writer.default_task == TASK_FROM_DATA:
+        return task_the_data_holds(ds)
+    return writer.default_task
+
+
+def task_the_data_holds(ds: Dataset) -> str:
+    """The richest task ``ds``'s annotations serve: keypoint, classify (image labels and no
+    objects), instance-seg (shapes), else detect."""
+    if ds.keypoint_names:
+        return "keypoint"
+    if not any(r.instances for r in ds.images) and ds.classes:
+        return "classify"
+    if any(i.polygons or i.mask for r in ds.images for i in r.instances):
+        return "instance-seg"
+    return "detect"

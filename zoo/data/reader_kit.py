@@ -12,8 +12,9 @@ Each rule is a small named check (:data:`READER_CHECKS`); a failed one raises
 
 * the reader is registered with a sniffer, reads its sample (images with pixels, ``format``
   set) and is the format detected for it;
-* it declines the other formats: on the folders zoo's own writers make (COCO, YOLO, masks,
-  VOC, labelme, from the demo data) the format detected is never it;
+* it declines the other formats: on the folders zoo's own writers make from the demo data
+  (COCO, YOLO, masks, VOC, labelme), each for the task it writes by default, the format
+  detected is never it;
 * reading is deterministic: twice the same dataset;
 * round trip: where zoo has a writer of the same name, what it writes reads back the same;
 * bad input: an empty folder is one ZooError (a line for the user), a damaged image file
@@ -31,10 +32,6 @@ from pathlib import Path
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
 from zoo.registry import get_registry
-
-#: The writers whose output every reader but their own must decline, and the task each writes.
-OTHER_FORMATS = {"coco": "instance-seg", "yolo": "detect", "masks": "semantic-seg", "voc": "detect", "labelme": None}
-
 
 @dataclass
 class ReaderCase:
@@ -103,24 +100,29 @@ def check_declines_other_formats(c: ReaderCase) -> None:
 
 
 def _other_formats(where: Path) -> dict[str, Path]:
-    """The demo data written by each of zoo's writers (made once per folder)."""
+    """The demo data as written by each of zoo's own writers, each for the task it writes by
+    default (made once per folder); the demo itself in its own format."""
     from zoo.data.demo import write_demo
+    from zoo.data.output import writer_task
     from zoo.data.reading import read_dataset
 
     demo = where / "demo"
     if not demo.is_dir():
         write_demo(demo, images=4, size=48, seed=0)
-    ds = read_dataset(demo, "labelme")
-    out = {"labelme": demo}
-    registry = get_registry()
-    for fmt, task in OTHER_FORMATS.items():
-        target = where / fmt
-        if fmt == "labelme" or fmt not in registry.writers:
-            continue
+    ds = read_dataset(demo)
+    out = {ds.format: demo}
+    for spec in get_registry().writers.values():
+        if spec.name in out or not _zoo_own(spec.entry):
+            continue  # a third party's writer may well write the format its own reader reads
+        target = where / spec.name
         if not target.is_dir():
-            registry.writer(fmt).load()(ds, target, task=task)
-        out[fmt] = target
+            spec.load()(ds, target, task=writer_task(spec, None, ds))
+        out[spec.name] = target
     return out
+
+
+def _zoo_own(entry: str) -> bool:
+    return entry.split(".", 1)[0].split(":", 1)[0] == "zoo"
 
 
 def check_deterministic(c: ReaderCase) -> None:

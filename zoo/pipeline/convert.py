@@ -19,6 +19,7 @@ from typing import Any
 from zoo.data.output import check_out, writer_task, writing_to, zoo_task
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
+from zoo.specs import WriterSpec
 
 
 @dataclass
@@ -71,22 +72,19 @@ def _convert_whole(writer_spec, src: Path, out: Path, *, fmt: str, task: str | N
     from zoo.data.reading import read_dataset
 
     ds = read_dataset(src, fmt=fmt, labels=labels, images=images)
-    _check_pixels(ds, writer_spec.name, copy_images)
+    _check_pixels(ds, writer_spec, copy_images)
     quantised = quantise_what_png_cannot_hold(ds) if copy_images else []
-    wtask = writer_task(writer_spec.name, task, ds)
+    wtask = writer_task(writer_spec, task, ds)
     if wtask is not None:
         from zoo.tasks import get_task
 
         get_task(wtask)  # unknown task names fail here, with a suggestion
     writer = writer_spec.load()
-    kwargs: dict[str, Any] = {"task": wtask}
-    if writer_spec.name in ("coco", "masks") and not copy_images:
-        kwargs["copy_images"] = False
-    if writer_spec.name == "coco":
-        kwargs["geometry"] = geometry
+    offered = {"copy_images": copy_images, "geometry": geometry}  # zoo.specs.WRITER_OPTIONS
+    options = {k: v for k, v in offered.items() if k in writer_spec.options}
     with writing_to(out):
         out.mkdir(parents=True, exist_ok=True)
-        writer(ds, out, **kwargs)
+        writer(ds, out, task=wtask, **options)
     title = f"{src} ({ds.format}) -> {out} ({writer_spec.name}{', ' + wtask if wtask else ''})"
     if task is None and wtask is not None:
         title += "\n" + _chosen_task_note(wtask, ds)
@@ -136,15 +134,16 @@ def _stream(reader_spec, writer_spec, src: Path, out: Path, *, labels, geometry:
     return Converted(ds, f"{src} ({reader_spec.name}) -> {out} ({writer_spec.name})", summary)
 
 
-def _check_pixels(ds: Dataset, to: str, copy_images: bool) -> None:
+def _check_pixels(ds: Dataset, writer: WriterSpec, copy_images: bool) -> None:
     """Images known only by their size (a COCO file without its image files) cannot be
     copied: an error before anything is written, not half way."""
-    if to in ("coco", "masks") and not copy_images:
+    can_skip_images = "copy_images" in writer.options
+    if can_skip_images and not copy_images:
         return
     missing = [r.id for r in ds.images if not r.has_pixels]
     if missing:
-        hint = "; add --no-images to write the annotations alone" if to in ("coco", "masks") else ""
-        raise ZooError(f"{len(missing)} image(s) have no image file (e.g. {missing[0]!r}) and {to} output "
+        hint = "; add --no-images to write the annotations alone" if can_skip_images else ""
+        raise ZooError(f"{len(missing)} image(s) have no image file (e.g. {missing[0]!r}) and {writer.name} output "
                        f"copies the images{hint}")
 
 

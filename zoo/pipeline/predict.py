@@ -1,9 +1,10 @@
-"""``zoo predict``: a finished run's model on new images, as labelme JSON to correct.
+"""``zoo predict``: a finished run's model on new images, as files to correct (labelme JSON).
 
-The JSON itself is the labelme writer's (found through the registry, ``WriterSpec.predictions``:
-boxes -> rectangles, masks -> polygons, keypoints -> points sharing the object's group,
-semantic regions -> polygons, classify -> flags, each shape carrying its score), so a
-corrected file reads back through zoo's labelme reader as training data.
+The files are those of the output format that writes one image's predictions
+(``WriterSpec.predictions``, found through the registry; zoo's is labelme's: boxes ->
+rectangles, masks -> polygons, keypoints -> points sharing the object's group, semantic
+regions -> polygons, classify -> flags, each shape carrying its score), so a corrected file
+reads back through the reader of that format as training data.
 
 Pixels are never touched: ``zoo predict`` copies each image into ``--out`` and writes the
 JSON next to the copy, and refuses an ``--out`` inside an input folder. A run's own
@@ -24,6 +25,7 @@ from zoo.errors import ZooError
 from zoo.files import IMAGE_SUFFIXES
 from zoo.predictions import InstancePredictions, Prediction
 from zoo.progress import LogReporter, Reporter
+from zoo.specs import WriterSpec
 
 #: A name holding one of these is a pattern (``'new/*.jpg'``, ``'scans/**/*.png'``) when no
 #: file of that name exists: quoted, it reaches zoo unexpanded (and Windows shells never expand).
@@ -35,14 +37,41 @@ class PredictResult:
     """What ``zoo predict`` wrote."""
 
     out: Path
-    written: list[Path]  # the labelme JSON files, one per image
+    written: list[Path]  # the files to correct (labelme JSON), one per image
     detections: int  # before the --conf cut (instance tasks; 0 otherwise)
     conf: float
 
 
-def write_labelme_predictions(out: Path, images: Dataset, preds: Sequence[Prediction], *,
-                              conf: float, copy_images: bool, registry=None) -> list[Path]:
-    """One labelme JSON per prediction under ``out``, mirroring the image ids.
+def prediction_writers(registry=None) -> list[WriterSpec]:
+    """The output formats that write one image's predictions (``WriterSpec.predictions``)."""
+    from zoo.registry import get_registry
+
+    return [w for w in (registry or get_registry()).writers.values() if w.predictions]
+
+
+def prediction_writer(registry=None, to: str | None = None) -> WriterSpec:
+    """The output format ``to`` (it must write predictions), else the one installed that
+    does; several: a refusal naming the choice, never a guess."""
+    if to is not None:
+        from zoo.registry import get_registry
+
+        spec = (registry or get_registry()).writer(to)
+        if not spec.predictions:
+            raise ZooError(f"--to {to}: that format does not write predictions; "
+                           f"these do: {', '.join(w.name for w in prediction_writers(registry)) or 'none'}")
+        return spec
+    able = prediction_writers(registry)
+    if len(able) != 1:
+        raise ZooError("no installed output format writes predictions" if not able else
+                       f"several output formats write predictions ({', '.join(w.name for w in able)}): "
+                       f"pass --to {able[0].name} (or another)")
+    return able[0]
+
+
+def write_prediction_files(out: Path, images: Dataset, preds: Sequence[Prediction], *, conf: float,
+                           copy_images: bool, registry=None, writer: WriterSpec | None = None) -> list[Path]:
+    """One file per prediction under ``out`` in ``writer``'s format (default: the one that
+    writes predictions, :func:`prediction_writer`), mirroring the image ids.
 
     ``copy_images``: copy each image next to its JSON (``zoo predict``); otherwise the JSON
     points at the original file by relative path. Pixels embedded in a source labelme JSON
@@ -50,13 +79,13 @@ def write_labelme_predictions(out: Path, images: Dataset, preds: Sequence[Predic
     """
     from zoo.atomic import write_bytes
     from zoo.dataset import embedded_image_bytes
-    from zoo.registry import get_registry
 
-    write_prediction = (registry or get_registry()).writer("labelme").load_predictions()
+    writer = writer or prediction_writer(registry)
+    write_prediction = writer.load_predictions()
     meta = images.meta()
     written = []
     for record, pred in zip(images.images, preds):
-        json_path = Path(out) / id_path(record.id, ".json")
+        json_path = Path(out) / id_path(record.id, writer.predictions_suffix)  # the file to correct
         image_path = None
         if record.file is None:
             image_path = write_bytes(json_path.with_suffix(record.suffix), embedded_image_bytes(record.embedded))
@@ -215,8 +244,10 @@ def _engine_of(run_dir: Path, engine: str, onnx_dir: Path | None, reporter: Repo
 
 def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf: float = 0.25,
                        device: str = "auto", registry=None, reporter: Reporter | None = None,
-                       engine: str = "torch", onnx_dir: Path | None = None, model=None) -> PredictResult:
-    """``zoo predict``: copies of ``images`` in ``out``, each with its labelme JSON.
+                       engine: str = "torch", onnx_dir: Path | None = None, model=None,
+                       to: str | None = None) -> PredictResult:
+    """``zoo predict``: copies of ``images`` in ``out``, each with its file to correct, in the
+    format ``to`` (default: the one installed that writes predictions, labelme).
     ``engine="onnx"``: the run's ONNX export (``onnx_dir``, default ``RUN/export/onnx``) run by
     onnxruntime; ``run_dir`` may be a ``zoo compare`` folder (its winner predicts). ``model``:
     ``(backend, task, meta, name)`` loaded already (a fold ensemble, zoo.pipeline.ensemble)."""
@@ -225,6 +256,7 @@ def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf
     if not 0.0 <= conf <= 1.0:
         raise ZooError(f"--conf {conf}: expected a score between 0 and 1")
     reporter = reporter or LogReporter()
+    writer = prediction_writer(registry, to)  # an ambiguous format fails before any work
     out = Path(out)
     files = _collect_images(images)
     _check_out(out, images, files)
@@ -238,8 +270,8 @@ def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf
     records = [replace(_record(f, rid), intensity=rule) for f, rid in files]
     preds = list(reporter.track(backend.predict(records), "predicting", total=len(records)))
     check_predictions(task, name, records, preds, meta)
-    written = write_labelme_predictions(out, replace(meta, images=records), preds, conf=conf, copy_images=True,
-                                        registry=registry)
+    written = write_prediction_files(out, replace(meta, images=records), preds, conf=conf, copy_images=True,
+                                     writer=writer)
     detections = sum(len(p.detections) for p in preds if isinstance(p, InstancePredictions))
     return PredictResult(out, written, detections, conf)
 

@@ -125,7 +125,7 @@ def rank_and_prefill(backend, task, meta: Dataset, backend_name: str, records: l
                      top: int, conf: float = 0.25) -> list[Ranked]:
     """Predict ``records``, write ``out/ranking.csv`` (every image) and, for the ``top``
     first, a copy of the image with its pre-filled labelme JSON under ``out``."""
-    from zoo.pipeline.predict import write_labelme_predictions
+    from zoo.pipeline.predict import write_prediction_files
     from zoo.progress import track
     from zoo.predictions import check_predictions
 
@@ -137,9 +137,9 @@ def rank_and_prefill(backend, task, meta: Dataset, backend_name: str, records: l
     write_ranking_csv(out / "ranking.csv", ranked)
     chosen = {r.image_id for r in ranked[:top]}
     keep = [(rec, p) for rec, p in zip(records, preds) if rec.id in chosen]
-    write_labelme_predictions(out, Dataset(categories=meta.categories, classes=meta.classes,
-                                           keypoint_names=meta.keypoint_names, images=[r for r, _ in keep]),
-                              [p for _, p in keep], conf=conf, copy_images=True)
+    write_prediction_files(out, Dataset(categories=meta.categories, classes=meta.classes,
+                                        keypoint_names=meta.keypoint_names, images=[r for r, _ in keep]),
+                           [p for _, p in keep], conf=conf, copy_images=True)
     return ranked
 
 

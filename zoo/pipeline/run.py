@@ -269,7 +269,7 @@ class _Run:
         return preds
 
     def predict(self, backend) -> list:
-        from zoo.pipeline.predict import write_labelme_predictions
+        from zoo.pipeline.predict import prediction_writers, write_prediction_files
 
         val, t = self.data.val, self.manifest.timings
         t0 = time.perf_counter()
@@ -277,9 +277,10 @@ class _Run:
         seconds = time.perf_counter() - t0
         t_save = time.perf_counter()
         self.folder.save_predictions(self.task, preds, val)
-        # For viewing in labelme: the same --conf cut as `zoo predict`; coco_results keeps all.
-        write_labelme_predictions(self.folder.labelme_dir, val, preds, conf=0.25, copy_images=False,
-                                  registry=self.opts.registry)
+        # To view and correct (labelme): the same --conf cut as `zoo predict`; coco_results keeps all.
+        for writer in prediction_writers(self.opts.registry):
+            write_prediction_files(self.folder.prediction_files_of(writer.name), val, preds, conf=0.25,
+                                   copy_images=False, writer=writer)
         t.predict_per_image_ms = round(1000 * seconds / max(1, len(val)), 3)
         t.save_predictions = round(time.perf_counter() - t_save, 3)
         self.prepared.phase_done("predict", seconds)

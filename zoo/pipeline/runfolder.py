@@ -205,7 +205,6 @@ class RunFolder:
         self.val_truth_file = p / "data" / "val_coco.json"
         self.test_truth_file = p / "data" / "test_coco.json"
         self.predictions_dir = p / "predictions"
-        self.labelme_dir = self.predictions_dir / "labelme"
         self.metrics_file = p / "metrics.json"
         self.plots_dir = p / "plots"
         self.samples_file = self.plots_dir / "samples.png"
@@ -222,6 +221,11 @@ class RunFolder:
     def predictions_of(self, split: str = "val") -> Path:
         """Where a split's predictions are saved (val's at the top, test's in test/)."""
         return self.predictions_dir if split == "val" else self.predictions_dir / split
+
+    def prediction_files_of(self, writer: str) -> Path:
+        """Where the val predictions are written as files to correct, in that output
+        format (``WriterSpec.predictions``): ``predictions/labelme/``."""
+        return self.predictions_dir / writer
 
     def plots_of(self, split: str = "val") -> Path:
         return self.plots_dir if split == "val" else self.plots_dir / split
