@@ -34,6 +34,7 @@ EXPORTABLE = [
     ("faster-rcnn", "detect", {"imgsz": 64}),
     ("mask-rcnn", "instance-seg", {"imgsz": 64}),
     ("keypoint-rcnn", "keypoint", {"imgsz": 64}),
+    ("yolact", "instance-seg", {"imgsz": 64}),
 ]
 
 
@@ -118,6 +119,27 @@ def test_predict_engine_onnx_writes_what_torch_writes(tmp_path, tiny_demo, predi
     assert len(onnx_json) == 2 and onnx_json == torch_json
 
 
+def test_yolact_predicts_through_onnxruntime_what_torch_predicts(tmp_path, tiny_demo, predict_new_images):
+    run = _train(tmp_path, tiny_demo, "yolact", "instance-seg", {"imgsz": 64})
+    main(["export", "--run", str(run)])
+    card = json.loads((run / "export" / "onnx" / "model.json").read_text())
+    assert card["output"]["names"] == ["conf", "loc", "coef", "proto", "anchors"]
+    assert card["input"]["shape"] == ["batch", 3, 64, 64] and "NMS" in card["postprocess"]
+    predict_new_images(run)  # copies two demo images to tmp_path / "new"
+    written = {}
+    for engine in ("torch", "onnx"):  # --conf 0: every detection of a one-epoch model is compared
+        main(["predict", "--run", str(run), str(tmp_path / "new"), "--out", str(tmp_path / engine), "--engine",
+              engine, "--device", "cpu", "--conf", "0"])
+        written[engine] = [json.loads(p.read_text())["shapes"] for p in sorted((tmp_path / engine).glob("*.json"))]
+    assert len(written["onnx"]) == 2 and written["torch"][0], "nothing found: the comparison would prove nothing"
+    # the same shapes in the same order, their points to the graph's raw parity (float32 sums, ~1e-6 px)
+    for torch_shapes, onnx_shapes in zip(written["torch"], written["onnx"]):
+        assert [(s["label"], s["description"], s["shape_type"], len(s["points"])) for s in torch_shapes] == [
+            (s["label"], s["description"], s["shape_type"], len(s["points"])) for s in onnx_shapes]
+        for a, b in zip(torch_shapes, onnx_shapes):
+            assert np.allclose(a["points"], b["points"], atol=1e-3)
+
+
 def _fails(argv: list[str], capsys) -> str:
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
@@ -178,13 +200,14 @@ def test_a_compare_folder_exports_its_winner_and_says_which(tmp_path, tiny_demo,
     assert onnx_ms(tmp_path) is None
 
 
-@pytest.mark.parametrize("backend,task,says", [
+@pytest.mark.parametrize("backend,task,says,flags,dynamic", [
     ("yolact++", "instance-seg", "deformable convolutions (torchvision's deform_conv2d, dcn_interval 3) have no "
-                                 "ONNX export"),
-    ("yolact", "instance-seg", "not yet"),
-    ("nnunet", "semantic-seg", "sliding window"),
+                                 "ONNX export", {}, False),
+    ("yolact", "instance-seg", "mask re-scoring net", {"rescoring": True}, False),
+    ("yolact", "instance-seg", "--dynamic: its anchors are laid on the imgsz x imgsz grid", {}, True),
+    ("nnunet", "semantic-seg", "sliding window", {}, False),
 ])
-def test_backends_that_cannot_export_say_why(backend, task, says, tmp_path, tiny_demo):
+def test_backends_that_cannot_export_say_why(backend, task, says, flags, dynamic, tmp_path, tiny_demo):
     from zoo.backend import RunContext, Unsupported
     from zoo.config import resolve_config
     from zoo.data.reading import read_dataset
@@ -193,9 +216,9 @@ def test_backends_that_cannot_export_say_why(backend, task, says, tmp_path, tiny
 
     spec = get_registry().backend(backend, task)
     cls = spec.load()
-    config = resolve_config(cls.Config, backend=backend, task=task, flags={"device": "cpu"})
+    config = resolve_config(cls.Config, backend=backend, task=task, flags={"device": "cpu", **flags})
     model = cls(get_task(task), read_dataset(tiny_demo).meta(), config, RunContext(run_dir=tmp_path))
     with pytest.raises(Unsupported) as e:
-        model.export_onnx(tmp_path / "out", opset=None, dynamic=False, sample=[])
+        model.export_onnx(tmp_path / "out", opset=None, dynamic=dynamic, sample=[])
     assert says in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "out").exists()

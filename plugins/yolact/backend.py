@@ -294,8 +294,23 @@ class Yolact(Backend):
                               f"{self.config.dcn_interval}) have no ONNX export: torchvision maps no ONNX op to "
                               "them (ONNX's DeformConv, opset 19, is not wired to it); train with dcn_interval=0 "
                               "(yolact) to export")
-        raise Unsupported("not yet: the network exports (plain convolutions), but zoo's onnxruntime engine for "
-                          "its head outputs, anchors and mask re-scoring is not written")
+        if self.config.rescoring:
+            raise Unsupported("its mask re-scoring net runs on every detection's cropped mask after NMS, a second "
+                              "network zoo does not export; train with rescoring=false to export")
+        if dynamic:
+            raise Unsupported("--dynamic: its anchors are laid on the imgsz x imgsz grid every image is stretched "
+                              "to; export without --dynamic (the batch is always free)")
+        from zoo.plugins.yolact.export import export_yolact
+
+        return export_yolact(self, out_dir, opset=opset, sample=sample)
+
+    @classmethod
+    def load_onnx(cls, task: Task, meta: Dataset, config: YolactConfig, ctx: RunContext, onnx_file) -> Yolact:
+        from zoo.plugins.yolact.export import OnnxYolact
+
+        self = cls(task, meta, config, ctx)
+        self.model = OnnxYolact(onnx_file, ctx.device)
+        return self
 
     def translate(self, record: ImageRecord, dets) -> InstancePredictions:
         """Normalised detections -> canonical ones in original pixels."""
