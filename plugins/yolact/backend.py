@@ -300,9 +300,13 @@ class Yolact(Backend):
         if dynamic:
             raise Unsupported("--dynamic: its anchors are laid on the imgsz x imgsz grid every image is stretched "
                               "to; export without --dynamic (the batch is always free)")
+        import torch
+
         from zoo.plugins.yolact.export import export_yolact
 
-        return export_yolact(self, out_dir, opset=opset, sample=sample)
+        S = self.config.imgsz
+        batch = torch.stack([load_image(r, S) for r in sample]) if sample else torch.zeros(1, 3, S, S)
+        return export_yolact(self, out_dir, opset=opset, batch=batch, mean=_MEAN, std=_STD)
 
     @classmethod
     def load_onnx(cls, task: Task, meta: Dataset, config: YolactConfig, ctx: RunContext, onnx_file) -> Yolact:

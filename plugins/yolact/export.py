@@ -15,28 +15,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.dataset import ImageRecord
-
 #: the graph's outputs, in order (anchors: a constant of the graph)
 OUTPUTS = ["conf", "loc", "coef", "proto", "anchors"]
 INPUT = "images"
 
 
-def export_yolact(backend, out_dir: Path, *, opset: int | None, sample: Sequence[ImageRecord]) -> dict[str, Any]:
-    """Write ``backend``'s trained network as ``out_dir/model.onnx`` (traced on ``sample``,
-    stretched and normalised as ``predict`` feeds it) and describe it for ``model.json``."""
+def export_yolact(backend, out_dir: Path, *, opset: int | None, batch, mean: Sequence[float],
+                  std: Sequence[float]) -> dict[str, Any]:
+    """Write ``backend``'s trained network as ``out_dir/model.onnx`` (traced and compared on
+    ``batch``: a few val images stretched and normalised as ``predict`` feeds them) and
+    describe it for ``model.json``."""
     import warnings
 
     import torch
 
     from zoo.errors import ZooError
-    from zoo.plugins.yolact.backend import _MEAN, _STD, load_image
     from zoo.training.onnx import DEFAULT_OPSET, OnnxNetwork, raw_parity, require_onnx
 
     onnx, _ = require_onnx()
     opset = opset or DEFAULT_OPSET
     c = backend.config
-    x = torch.stack([load_image(r, c.imgsz) for r in sample]) if sample else torch.zeros(1, 3, c.imgsz, c.imgsz)
+    x = batch
     wrapped = _RawOutputs(backend.model.to("cpu").eval(), x)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "model.onnx"
@@ -58,7 +57,7 @@ def export_yolact(backend, out_dir: Path, *, opset: int | None, sample: Sequence
         "input": {"name": INPUT, "shape": ["batch", 3, c.imgsz, c.imgsz], "colour": "RGB, channels first",
                   "imgsz": c.imgsz, "fit": f"stretched to {c.imgsz} x {c.imgsz} (bilinear; aspect not kept)",
                   "intensity": "x = (pixel / 255 - mean) / std per channel",
-                  "mean": list(_MEAN), "std": list(_STD)},
+                  "mean": list(mean), "std": list(std)},
         "output": {"names": OUTPUTS, "meaning": (
             "per anchor N: conf (batch, N, classes + 1) logits, background first; loc (batch, N, 4) SSD offsets "
             "(dx, dy, dw, dh); coef (batch, N, k) mask coefficients (after tanh); proto (batch, h, w, k) "
