@@ -14,7 +14,8 @@ A plugin is any module with functions named like these and decorated with
     @hookimpl
     def zoo_backends():
         return [BackendSpec(name="my-net", tasks=("detect",), entry="my_package.net:MyNet",
-                            requires=("torch",), description="My detector")]
+                            requires=("torch",), description="My detector",
+                            defaults="my_package:configs/my-net")]  # its detect.yaml, package data
 
 zoo's own backends and adapters are registered exactly this way (see its pyproject.toml);
 nothing registers itself as a side effect of being imported. Hooks return *specs*, not
@@ -54,7 +55,12 @@ def zoo_readers() -> list:
 
 @hookspec
 def zoo_writers() -> list:
-    """Return the :class:`zoo.specs.WriterSpec` of every format this plugin writes."""
+    """Return the :class:`zoo.specs.WriterSpec` of every format this plugin writes.
+
+    The spec declares what the core asks of a writer (its tasks, default task, the convert
+    options it takes, round trip, per-image predictions, streaming); zoo never branches on a
+    writer's name, so a third party's writer gets exactly the treatment of zoo's own.
+    """
 
 
 @hookspec
