@@ -48,7 +48,7 @@ class PlainSamples:
         from PIL import Image
 
         from zoo.data.raster import semantic_label_map
-        from zoo.plugins.smp.data import to_tensor
+        from zoo.training.dense.samples import to_tensor
 
         r = self.records[i]
         rgb = np.asarray(Image.open(r.file).convert("RGB"))
@@ -104,8 +104,8 @@ def zoo_seconds(train, meta, steps: int, batch: int, imgsz: int, amp: bool) -> t
     one-off decoding and a warm-up step not counted), the decoding's seconds, the precision."""
     import torch
 
-    from zoo.plugins.smp.data import SegmentationSamples
-    from zoo.plugins.smp.loss import SegmentationLoss
+    from zoo.training.dense.samples import SegmentationSamples
+    from zoo.training.dense.loss import SegmentationLoss
     from zoo.plugins.smp.models import build_model
     from zoo.training import MappedDataset, TrainConfig, fit
     from zoo.training.cpu import compute_plan

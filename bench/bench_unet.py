@@ -27,7 +27,7 @@ def anchor_seconds_per_iter(train, meta, config, device: str, iters: int = 12) -
     import torch
     import torch.nn.functional as F
 
-    from zoo.plugins.smp.data import letterboxed_pair, to_tensor
+    from zoo.training.dense.samples import letterboxed_pair, to_tensor
     from zoo.plugins.smp.models import build_model
 
     side = config.imgsz  # the demo images are square and 160 = 5 * 32: no padding needed

@@ -207,19 +207,14 @@ def _edges(src: Source, typing_too: bool = True, strings: bool = True, names: bo
             yield node.lineno, target
 
 
-#: plugin -> the plugins it is built on, each declared by its extra in pyproject.toml (the MONAI
-#: networks train through the smp plugin's SegmentationBackend, and zoo[monai] installs smp).
-BUILT_ON = {"monai_nets": {"smp"}}
-
-
 def _another_plugin(module: str, target: str) -> bool:
-    """A backend plugin importing another one (zoo.plugins.a -> zoo.plugins.b) that it is not
-    declared to be built on: each is installed and registered on its own, as a third party's;
-    what they share is the contract and the rooms below it."""
+    """A backend plugin importing another one (zoo.plugins.a -> zoo.plugins.b): each is
+    installed and registered on its own, as a third party's; what they share is the contract
+    and the rooms below it (the dense-network kit is zoo.training.dense)."""
     mine, theirs = module.split("."), target.split(".")
     if not (mine[:2] == theirs[:2] == ["zoo", "plugins"] and len(mine) > 2 and len(theirs) > 2):
         return False
-    return mine[2] != theirs[2] and theirs[2] not in BUILT_ON.get(mine[2], set())
+    return mine[2] != theirs[2]
 
 
 def _breaks(sources=None):

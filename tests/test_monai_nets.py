@@ -41,7 +41,7 @@ def test_dynunet_topology_is_nnunets_plan(side):
     pools, _, kernels, padded, _ = nnunet.get_pool_and_conv_props((1.0, 1.0), (side, side), 4, 999)
     ours_kernels, ours_strides = nnunet_topology(side)
     assert ours_kernels == [k[0] for k in kernels] and len(ours_strides) - 1 == pools[0]
-    from zoo.plugins.smp.geometry import canvas_side
+    from zoo.training.dense.geometry import canvas_side
 
     assert canvas_side(side, 2 ** pools[0]) == int(padded[0])  # nnU-Net pads the patch the same way
 

@@ -115,7 +115,7 @@ def test_smp_samples_from_the_cache_are_the_ones_decoded_afresh(tmp_path, memory
     torch = pytest.importorskip("torch")
     from zoo.data.demo import write_demo
     from zoo.data.reading import read_dataset
-    from zoo.plugins.smp.data import SegmentationSamples
+    from zoo.training.dense.samples import SegmentationSamples
     from zoo.training import cache as cache_module
 
     write_demo(tmp_path / "demo", images=4, size=64)

@@ -198,12 +198,12 @@ def test_every_backends_data_path_sees_the_same_pixels(tmp_path):
         assert np.array_equal(cv2.imread(str(p))[..., ::-1], expected[p.stem])
 
     torch = pytest.importorskip("torch")
-    from zoo.plugins.smp.data import letterboxed_pair
+    from zoo.training.dense.samples import letterboxed_pair
 
     img, _ = letterboxed_pair(ds.images[0], ds.meta(), imgsz=W, side=W, keep_aspect=True)
     assert np.array_equal(img[:H], expected["a"])
 
-    from zoo.plugins.smp.data import MEAN, STD, SegmentationSamples
+    from zoo.training.dense.samples import MEAN, STD, SegmentationSamples
 
     monai = SegmentationSamples(ds.meta(), imgsz=W, side=W, deep=True)  # what MONAI's networks train on
     x, _ = monai(ds.images[0])

@@ -22,7 +22,7 @@ from zoo.dataset import Dataset, ImageRecord, Instance
 from zoo.selection import Selection
 from zoo.errors import ZooError
 from zoo.plugins.smp import ARCHITECTURES
-from zoo.plugins.smp.geometry import IGNORE, Letterbox, canvas_side
+from zoo.training.dense.geometry import IGNORE, Letterbox, canvas_side
 from zoo.data.raster import semantic_label_map
 from zoo.registry import get_registry
 from zoo.tasks import get_task
@@ -185,7 +185,7 @@ def test_letterbox_keeps_aspect_and_marks_padding_ignored():
 def test_ignored_pixels_do_not_contribute_to_the_loss():
     import torch
 
-    from zoo.plugins.smp.loss import SegmentationLoss
+    from zoo.training.dense.loss import SegmentationLoss
 
     torch.manual_seed(0)
     target = torch.randint(0, 3, (2, 16, 16))
@@ -215,7 +215,7 @@ def test_ignored_pixels_do_not_contribute_to_the_loss():
 def test_loss_prefers_the_right_answer():
     import torch
 
-    from zoo.plugins.smp.loss import SegmentationLoss
+    from zoo.training.dense.loss import SegmentationLoss
 
     target = torch.randint(0, 3, (1, 8, 8))
     right = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 10
@@ -235,7 +235,7 @@ class _Oracle:
     def __init__(self, backend, records, meta):
         import torch
 
-        from zoo.plugins.smp.data import letterboxed_pair
+        from zoo.training.dense.samples import letterboxed_pair
 
         c = backend.config
         self.queue = []
@@ -283,8 +283,8 @@ def test_known_logits_come_back_as_the_ground_truth_at_original_size(tmp_path, i
 def test_every_architecture_takes_an_odd_imgsz_and_learns_from_the_canvas(tmp_path, name):
     import torch
 
-    from zoo.plugins.smp.data import SegmentationSamples
-    from zoo.plugins.smp.loss import SegmentationLoss
+    from zoo.training.dense.samples import SegmentationSamples
+    from zoo.training.dense.loss import SegmentationLoss
 
     data = tiny_dataset(tmp_path / "data", n=2)
     _, config, _, backend = make_backend(name, data, tmp_path / "run", imgsz=40)
@@ -422,7 +422,7 @@ def test_real_labelme_photos_with_ignore_regions(real_fixtures, tmp_path):
     """Other people's labelme files: 500-px VOC photos (not square), __ignore__ regions."""
     import torch
 
-    from zoo.plugins.smp.data import SegmentationSamples
+    from zoo.training.dense.samples import SegmentationSamples
     from zoo.data.reading import read_dataset
 
     data = read_dataset(real_fixtures / "labelme" / "instance_segmentation", fmt="labelme")

@@ -1,9 +1,9 @@
 """MONAI's segmentation networks for semantic-seg, on zoo's shared training loop.
 
-Only specs here (no torch / monai import), so ``zoo list`` stays fast. The backends reuse
-the smp plugin's translator (:class:`zoo.plugins.smp.backend.SegmentationBackend`: the
-letterboxed samples, Dice + CE with 255 ignored, logits scaled back), hence smp in
-``requires``; only the network differs (:mod:`zoo.plugins.monai_nets.backend`).
+Only specs here (no torch / monai import), so ``zoo list`` stays fast. The backends are
+built on the dense-network kit (:class:`zoo.training.dense.SegmentationBackend`: the
+letterboxed samples, Dice + CE with 255 ignored, logits scaled back), whose Dice term is
+smp's, hence smp in ``requires``; only the network differs (:mod:`zoo.plugins.monai_nets.backend`).
 """
 
 from zoo import hookimpl

@@ -1,6 +1,6 @@
 """MONAI networks as zoo backends: each class builds one network; everything else (data,
-loss, training on :func:`zoo.training.fit`, prediction) is the smp plugin's
-:class:`~zoo.plugins.smp.backend.SegmentationBackend`.
+loss, training on :func:`zoo.training.fit`, prediction) is the dense-network kit,
+:class:`zoo.training.dense.SegmentationBackend`.
 
 Every network is 2-D, 3 input channels (RGB, normalised as smp does), one output channel
 per semantic class (background first). ``width`` sets the first stage's channels (each
@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from zoo.errors import ZooError
-from zoo.plugins.smp.backend import SegmentationBackend, SegmentationConfig
+from zoo.training.dense import SegmentationBackend, SegmentationConfig
 
 #: nnU-Net's planning rule (``get_pool_and_conv_props``): keep halving an axis while the
 #: feature map stays at least this many pixels on that axis; channels double per stage from
@@ -34,7 +34,7 @@ class MonaiBackend(SegmentationBackend):
     """A MONAI network on the shared letterboxed semantic-seg translator."""
 
     Config: ClassVar[type[MonaiConfig]] = MonaiConfig
-    #: MONAI's medical networks take every level of a 12-bit scan, not 256 (smp.data.network_pixels)
+    #: MONAI's medical networks take every level of a 12-bit scan, not 256 (dense.samples.network_pixels)
     deep_pixels: ClassVar[bool] = True
     #: the first stage's channels when ``width`` is not set
     default_width: ClassVar[int] = 16

@@ -2,7 +2,7 @@
 
 smp and timm fetch pretrained encoder weights from the Hugging Face hub, and without
 ``HF_HUB_OFFLINE`` they retry the network for 20-50 s before failing. So the hub is
-switched offline here, before smp / timm are imported, and zoo fetches what smp's own
+switched offline before smp / timm are imported (:func:`import_smp`), and zoo fetches what smp's own
 encoders need itself (:func:`fetch_encoder_weights`, through zoo.training.fetch: progress,
 ``ZOO_WEIGHTS_MIRROR``, ``ZOO_OFFLINE``) into the Hugging Face cache, at the revision smp
 pins, where smp then finds it offline. timm encoders (``tu-...``) are read from the local
@@ -12,12 +12,11 @@ Hugging Face cache only; a missing file is a :class:`ZooError` that says what to
 from __future__ import annotations
 
 import os
-import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, did_you_mean
+from zoo.training.dense.loss import import_smp  # the smp import the kit's Dice uses too
 
 #: smp class -> the encoder depth it is built with unless ``encoder_depth`` is set.
 DEFAULT_DEPTH = {"PSPNet": 3}
@@ -27,21 +26,6 @@ MIN_SIDE = {"PAN": 128}
 #: Decoders whose ``decoder_channels`` list has one entry per encoder stage.
 _PER_STAGE_CHANNELS = {"Unet": 5, "UnetPlusPlus": 5, "MAnet": 5}
 _STAGE_CHANNELS = (256, 128, 64, 32, 16)
-
-
-def import_smp():
-    """``segmentation_models_pytorch`` with the Hugging Face hub offline."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:  # already imported by someone else: it read the env then
-        constants.HF_HUB_OFFLINE = True
-    with warnings.catch_warnings():
-        # timm (smp's encoders) decorates a class with torch.jit.interface, which torch 2.9+
-        # deprecates: a FutureWarning on every unet run that nobody running zoo can act on
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.interface` is deprecated", category=FutureWarning)
-        import segmentation_models_pytorch as smp
-
-    return smp
 
 
 def depth_of(architecture: str, encoder_depth: int | None) -> int:

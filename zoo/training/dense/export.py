@@ -1,5 +1,5 @@
-"""ONNX export of the letterboxed dense networks (smp's and the MONAI ones on the same
-translator): the network alone is the graph; letterboxing, normalisation, cropping and
+"""ONNX export of the letterboxed dense networks (every :class:`SegmentationBackend`: smp's,
+MONAI's): the network alone is the graph; letterboxing, normalisation, cropping and
 scaling the logits back and the argmax stay outside it, in :class:`SegmentationBackend`'s
 ``predict``, which runs unchanged on onnxruntime (:class:`zoo.training.onnx.OnnxNetwork`).
 """
@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.dataset import ImageRecord
-from zoo.plugins.smp.data import MEAN, STD
+from zoo.training.dense.samples import MEAN, STD, on_canvas
+from zoo.training.onnx import export_module
 
 
 def sample_batch(backend, sample: Sequence[ImageRecord]):
@@ -19,22 +20,13 @@ def sample_batch(backend, sample: Sequence[ImageRecord]):
     canvas when there is none): what the graph is traced on and compared on."""
     import torch
 
-    from zoo.plugins.smp.data import network_pixels, to_tensor
-    from zoo.plugins.smp.geometry import Letterbox
-
     c = backend.config
-    tensors = []
-    for record in sample:
-        rgb = network_pixels(record, backend.deep_pixels)
-        box = Letterbox.fit(rgb.shape[0], rgb.shape[1], c.imgsz, backend.side, c.keep_aspect)
-        tensors.append(to_tensor(box.image(rgb)))
+    tensors = [on_canvas(r, c.imgsz, backend.side, c.keep_aspect, backend.deep_pixels)[1] for r in sample]
     return torch.stack(tensors) if tensors else torch.zeros(1, 3, backend.side, backend.side)
 
 
 def export_segmentation(backend, out_dir: Path, *, opset: int | None, dynamic: bool,
                         sample: Sequence[ImageRecord]) -> dict[str, Any]:
-    from zoo.training.onnx import export_module
-
     c = backend.config
     info = export_module(backend.model, sample_batch(backend, sample), out_dir / "model.onnx", opset=opset,
                          dynamic=dynamic)

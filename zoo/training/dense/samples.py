@@ -1,19 +1,23 @@
-"""Canonical images -> the tensors an smp model trains on.
+"""Canonical images -> the tensors a dense network trains on.
 
 The target is zoo's one semantic label map (:func:`zoo.data.raster.semantic_label_map`:
 background 0, category i at i + 1, ignored regions 255), letterboxed like the image with
-the padding marked ignored (see :mod:`zoo.plugins.smp.geometry`).
+the padding marked ignored (see :mod:`zoo.training.dense.geometry`).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from zoo.data.raster import semantic_label_map
 from zoo.dataset import Dataset, ImageRecord
-from zoo.plugins.smp.geometry import Letterbox
+from zoo.errors import DataError
+from zoo.training.cache import PixelCache, source_stamp
+from zoo.training.dense.geometry import Letterbox
 
 # ImageNet statistics: what smp's pretrained encoders expect, and harmless from scratch.
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
@@ -34,17 +38,21 @@ def network_pixels(record: ImageRecord, deep: bool):
     return record.load_float() if deep else record.load_rgb()
 
 
+def on_canvas(record: ImageRecord, imgsz: int, side: int, keep_aspect: bool, deep: bool):
+    """``(letterbox, (3, side, side) tensor)``: the image as the network sees it in ``predict``,
+    and where on the canvas it sits (to crop the logits back)."""
+    rgb = network_pixels(record, deep)
+    box = Letterbox.fit(rgb.shape[0], rgb.shape[1], imgsz, side, keep_aspect)
+    return box, to_tensor(box.image(rgb))
+
+
 def letterboxed_pair(record: ImageRecord, meta: Dataset, imgsz: int, side: int, keep_aspect: bool,
                      deep: bool = False):
     """The image (uint8, or float32 with ``deep``) and its uint8 label map on the canvas."""
-    from zoo.data.raster import semantic_label_map
-
     rgb = network_pixels(record, deep)
     labels = semantic_label_map(record, meta)
     if labels.shape != rgb.shape[:2]:
         # The record's size is the annotation's; a mismatch would misplace every mask.
-        from zoo.errors import DataError
-
         raise DataError(
             record.source or record.file or record.id,
             f"image is {rgb.shape[1]}x{rgb.shape[0]} but its annotation says "
@@ -75,8 +83,6 @@ class SegmentationSamples:
     def decode_once(self, records, folder) -> None:
         """Every record's letterboxed pair made once, into a cache (``folder``: where it
         goes when it outgrows memory, the run's work folder)."""
-        from zoo.training.cache import PixelCache
-
         params = {"imgsz": self.imgsz, "side": self.side, "keep_aspect": self.keep_aspect,
                   "categories": list(self.meta.categories), "deep": self.deep,
                   "intensity": sorted({r.intensity.spec for r in records if r.intensity is not None})}
@@ -102,8 +108,4 @@ class SegmentationSamples:
 
 def annotated_stamp(record: ImageRecord) -> list:
     """The image file's stamp and a checksum of the annotations the label map is drawn from."""
-    import zlib
-
-    from zoo.training.cache import source_stamp
-
     return [*source_stamp(record), zlib.crc32(repr((record.instances, record.width, record.height)).encode())]

@@ -1,12 +1,13 @@
-"""Fitting any image onto the square canvas an smp model accepts, and back.
+"""Fitting any image onto the square canvas a dense network accepts, and back.
 
-smp encoders halve the resolution ``encoder_depth`` times, so most architectures refuse an
-input whose sides are not multiples of ``2 ** depth`` (U-Net pads internally, the others
-raise). zoo accepts any ``--imgsz`` and any image shape: the image is scaled so that its
-longer side is ``imgsz`` (aspect ratio kept), then padded on the right and bottom to a
-square whose side is ``imgsz`` rounded up to a multiple of the stride. The padding is
-marked *ignore* in the training target, so it never teaches the model anything, and is
-cropped off the logits before they are scaled back to the original image size.
+Encoders halve the resolution several times (smp's ``encoder_depth``, a MONAI network's
+stages), so most networks refuse an input whose sides are not multiples of that stride
+(smp's U-Net pads internally, the others raise). zoo accepts any ``--imgsz`` and any
+image shape: the image is scaled so that its longer side is ``imgsz`` (aspect ratio kept),
+then padded on the right and bottom to a square whose side is ``imgsz`` rounded up to a
+multiple of the stride. The padding is marked *ignore* in the training target, so it never
+teaches the model anything, and is cropped off the logits before they are scaled back to
+the original image size.
 
 numpy / OpenCV only; no torch here.
 """
