@@ -11,7 +11,7 @@
    training, as the hand loop); the cost of ``--select best`` (scoring a selection split
    after each epoch) is printed on its own. Target: <= 1.03x.
 2. learning: ``zoo run --task detect --backend faster-rcnn`` with the shipped defaults
-   (configs/faster-rcnn/detect.yaml) on the demo data: the shared evaluator's AP / AP50,
+   (plugins/tv_models/configs/faster-rcnn/detect.yaml) on the demo data: the shared evaluator's AP / AP50,
    the time it took, and the val AP after each epoch.
 
 Usage: .venv/bin/python bench/bench_torchvision.py [--epochs 1] [--rounds 3] [--threads 1] [--device cpu]

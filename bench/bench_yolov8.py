@@ -6,7 +6,7 @@
    zoo / direct / direct / zoo so drift in the machine's load hits both sides alike. Both
    wall time and the process's CPU time (user + sys; less sensitive to other processes on a
    shared machine) are reported. Target: <= 1.03x.
-2. learning: ``zoo run`` with the shipped defaults (configs/yolov8/<task>.yaml) on the demo
+2. learning: ``zoo run`` with the shipped defaults (plugins/yolov8/configs/yolov8/<task>.yaml) on the demo
    data for detect and instance-seg: the shared evaluator's AP / AP50 and the times.
 
 Usage: .venv/bin/python bench/bench_yolov8.py [--epochs 10] [--skip-overhead] [--skip-learning]
