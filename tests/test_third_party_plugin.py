@@ -44,6 +44,8 @@ def test_zoo_list_shows_the_third_party_backend(plugin_env):
     out = subprocess.run([sys.executable, "-m", "zoo", "list"], env=plugin_env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "mean-box" in out.stdout
+    written = next(line for line in out.stdout.splitlines() if line.startswith("formats written (--to):"))
+    assert "toy-csv" in written and "coco" in written  # a plugin's writer listed beside zoo's own
 
 
 def test_third_party_backend_passes_each_check_by_name(plugin_env, tmp_path):

@@ -1,4 +1,5 @@
-"""``zoo list``: every backend x task, and whether its framework is installed."""
+"""``zoo list``: every backend x task, and whether its framework is installed; the annotation
+formats installed readers read and writers write (a plugin's among them)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,12 @@ def list_backends() -> None:
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     if not specs:
         console.print("no backend is installed; see README.md")
+    _print_formats(console, get_registry())
+
+
+def _print_formats(console, registry) -> None:
+    """The formats ``--from`` reads and ``--to`` writes, wrapped at the terminal's width."""
+    for what, names in (("formats read (--from)", registry.readers), ("formats written (--to)", registry.writers)):
+        text = f"{what}: {', '.join(names) or 'none installed'}"
+        for line in textwrap.wrap(text, width=max(40, console.width), subsequent_indent="    "):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
