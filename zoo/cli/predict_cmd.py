@@ -39,7 +39,7 @@ def predict(
     if rank:
         from zoo.pipeline.ranking import rank_folder
 
-        show_ranking(rank_folder(run_dir, images, out, top=top, conf=conf, device=device), out, top)
+        show_ranking(rank_folder(run_dir, images, out, top=top, conf=conf, device=device, to=to), out, top)
         return
     from zoo.pipeline.predict import predict_to_labelme
 

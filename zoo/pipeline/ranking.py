@@ -122,7 +122,7 @@ def write_ranking_csv(path: Path, ranked: Sequence[Ranked]) -> Path:
 
 
 def rank_and_prefill(backend, task, meta: Dataset, backend_name: str, records: list[ImageRecord], out: Path, *,
-                     top: int, conf: float = 0.25) -> list[Ranked]:
+                     top: int, conf: float = 0.25, writer=None) -> list[Ranked]:
     """Predict ``records``, write ``out/ranking.csv`` (every image) and, for the ``top``
     first, a copy of the image with its pre-filled labelme JSON under ``out``."""
     from zoo.pipeline.predict import write_prediction_files
@@ -139,7 +139,7 @@ def rank_and_prefill(backend, task, meta: Dataset, backend_name: str, records: l
     keep = [(rec, p) for rec, p in zip(records, preds) if rec.id in chosen]
     write_prediction_files(out, Dataset(categories=meta.categories, classes=meta.classes,
                                         keypoint_names=meta.keypoint_names, images=[r for r, _ in keep]),
-                           [p for _, p in keep], conf=conf, copy_images=True)
+                           [p for _, p in keep], conf=conf, copy_images=True, writer=writer)
     return ranked
 
 
@@ -177,15 +177,17 @@ def _has_annotation_file(record: ImageRecord) -> bool:
 
 
 def rank_folder(run_dir: Path, inputs: Sequence[Path], out: Path, *, top: int = 10, conf: float = 0.25,
-                device: str = "auto", registry=None) -> list[Ranked]:
+                device: str = "auto", registry=None, to: str | None = None) -> list[Ranked]:
     """``zoo predict --run RUN DIR --rank``: the unlabelled images of DIR (those no annotation
-    in DIR covers) ranked; ranking.csv and the top N pre-filled in ``out``."""
+    in DIR covers) ranked; ranking.csv and the top N pre-filled in ``out``, in the format ``to``
+    (default: the one installed that writes predictions)."""
     import os
 
-    from zoo.pipeline.predict import _check_out, _collect_images, _record, load_backend
+    from zoo.pipeline.predict import _check_out, _collect_images, _record, load_backend, prediction_writer
 
     if top < 0:
         raise ZooError(f"--top {top}: expected 0 or more")
+    writer = prediction_writer(registry, to)
     files = _collect_images(inputs)
     _check_out(Path(out), inputs, files)
     done = _annotated_files(inputs)
@@ -195,7 +197,7 @@ def rank_folder(run_dir: Path, inputs: Sequence[Path], out: Path, *, top: int = 
     backend, task, meta, name = load_backend(run_dir, device, registry)
     require_scores(task)
     records = [_record(f, rid) for f, rid in files]
-    return rank_and_prefill(backend, task, meta, name, records, Path(out), top=top, conf=conf)
+    return rank_and_prefill(backend, task, meta, name, records, Path(out), top=top, conf=conf, writer=writer)
 
 
 def rank_unlabelled_of_run(run_dir: Path, backend, task, meta: Dataset, backend_name: str, data_root: Path,
