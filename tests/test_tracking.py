@@ -14,7 +14,7 @@ import pytest
 import toy_backend
 from toy_backend import make_dataset
 
-from zoo.pipeline.report import all_scores
+from zoo.tasks import get_task
 from zoo.pipeline.run import RunOptions, execute
 
 
@@ -41,7 +41,7 @@ def test_tensorboard_event_files_hold_history_and_scores(tmp_path, data):
     assert [e.step for e in loss] == [1, 2, 3]
     assert [e.value for e in loss] == pytest.approx([1.0, 0.5, 1 / 3])
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
-    for k, v in all_scores(metrics).items():
+    for k, v in get_task(metrics["task"]).metrics_schema.scores_of(metrics).items():
         if v is not None:
             assert acc.Scalars(f"final/{k}")[0].value == pytest.approx(v, abs=1e-6)
 
@@ -146,7 +146,7 @@ def test_compare_logs_a_parent_and_one_child_per_backend_to_an_mlflow_server(tmp
     for row in result.rows:
         child = children[row.backend]
         metrics = json.loads((row.run_dir / "metrics.json").read_text())
-        for k, v in all_scores(metrics).items():
+        for k, v in get_task(metrics["task"]).metrics_schema.scores_of(metrics).items():
             if v is not None:
                 assert child.data.metrics[k] == v, k
         for k, (low, high) in (metrics.get("ci95") or {}).items():

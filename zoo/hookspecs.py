@@ -70,3 +70,14 @@ def zoo_installers() -> list:
     For frameworks a pip extra cannot install (not on PyPI under their own name, or only as
     a wheel that needs care): ``zoo install NAME`` runs the installer's function.
     """
+
+
+@hookspec
+def zoo_evaluators() -> list:
+    """Return the :class:`zoo.metrics.EvaluatorSpec` of every task this plugin scores.
+
+    Each spec names its task, the evaluator's factory and options, and the
+    :class:`zoo.metrics.MetricsSchema` every report, leaderboard and table reads the scores
+    by. zoo's own evaluators register this way (:mod:`zoo.evaluation.plugin`); one evaluator
+    per task across all plugins, a clash is an error that names both.
+    """

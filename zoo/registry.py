@@ -14,6 +14,7 @@ import pluggy
 
 from zoo import hookspecs
 from zoo.errors import ZooError, unknown
+from zoo.metrics import EvaluatorSpec, no_evaluator
 from zoo.specs import BackendSpec, InstallerSpec, ReaderSpec, WriterSpec
 
 ENTRY_POINT_GROUP = "zoo"
@@ -68,6 +69,17 @@ class Registry:
     @functools.cached_property
     def installers(self) -> dict[str, InstallerSpec]:
         return self._collect("zoo_installers")
+
+    @functools.cached_property
+    def evaluators(self) -> dict[str, EvaluatorSpec]:
+        """By task name: the evaluator that scores it."""
+        return self._collect("zoo_evaluators")
+
+    def evaluator(self, task: str) -> EvaluatorSpec:
+        try:
+            return self.evaluators[task]
+        except KeyError:
+            raise no_evaluator(task) from None
 
     def backend(self, name: str, task: str | None = None) -> BackendSpec:
         try:

@@ -5,12 +5,13 @@ branch on a task name.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC
 from typing import Any, ClassVar
 
+import zoo.registry
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError, unknown
+from zoo.metrics import EvaluatorSpec, MetricsSchema
 from zoo.predictions import (
     ClassPrediction,
     InstancePredictions,
@@ -20,14 +21,12 @@ from zoo.predictions import (
 
 
 class Task(ABC):
-    """A vision task: its vocabulary, its prediction type, its evaluator."""
+    """A vision task: its vocabulary, its prediction type, what it draws. Its evaluator and
+    the schema of its metrics are registered by the evaluation room (``zoo_evaluators``)."""
 
     name: ClassVar[str]
     title: ClassVar[str]
     prediction_type: ClassVar[type]
-    #: "module:Class" of the evaluator, imported only when scoring.
-    evaluator_path: ClassVar[str]
-    evaluator_options: ClassVar[dict[str, Any]] = {}
     #: ``imgsz: auto`` per device: (cap, ceiling) -- the size used when the objects allow, and
     #: the most small objects may raise it to (see zoo.training.autoconfig).
     imgsz_caps: ClassVar[dict[str, tuple[int, int]]] = {"cpu": (416, 640), "gpu": (1024, 1280)}
@@ -44,12 +43,6 @@ class Task(ABC):
     pr_curve_overlap: ClassVar[str | None] = None
     #: Whether a prediction carries scores an image can be ranked by (``zoo run --rank``).
     scored_predictions: ClassVar[bool] = True
-    #: The per-class view of the evaluator's metrics: the score that stands for the main
-    #: metric per class (the leaderboard's per-class columns), the per-class scores ``zoo
-    #: eval`` shows, and the count shown beside them.
-    per_class_metric: ClassVar[str] = "AP"
-    per_class_columns: ClassVar[tuple[str, ...]] = ("AP", "AP50")
-    per_class_count: ClassVar[str] = "instances"
 
     def class_names(self, meta: Dataset) -> list[str]:
         """The names a model of this task predicts, index = predicted id."""
@@ -79,16 +72,20 @@ class Task(ABC):
             return [f"expected {self.prediction_type.__name__}, got {type(pred).__name__}"]
         return []
 
+    @property
+    def evaluator_spec(self) -> EvaluatorSpec:
+        """The evaluator registered for this task (:mod:`zoo.metrics`, the ``zoo_evaluators`` hook)."""
+        return zoo.registry.get_registry().evaluator(self.name)
+
+    @property
+    def metrics_schema(self) -> MetricsSchema:
+        """What this task's metrics hold and how they are shown (the evaluator's declaration)."""
+        return self.evaluator_spec.schema
+
     def evaluator(self, meta: Dataset, **conventions: Any):
         """The shared evaluator for this task (see :mod:`zoo.evaluation`)."""
-        module, _, cls = self.evaluator_path.partition(":")
-        factory = getattr(importlib.import_module(module), cls)
-        return factory(meta, task=self, **{**self.evaluator_options, **conventions})
-
-    def per_class_scores(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        """``{class: value}`` of :attr:`per_class_metric` in an evaluation's metrics."""
-        rows = metrics.get("per_class") or {}
-        return {name: row.get(self.per_class_metric) for name, row in rows.items() if isinstance(row, dict)}
+        spec = self.evaluator_spec
+        return spec.factory(meta, task=self, **{**spec.options, **conventions})
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -96,7 +93,6 @@ class Task(ABC):
 
 class _InstanceTask(Task):
     prediction_type = InstancePredictions
-    evaluator_path = "zoo.evaluation.coco:CocoEvaluator"
 
     def validate(self, pred, meta):
         problems = super().validate(pred, meta)
@@ -117,14 +113,12 @@ class _InstanceTask(Task):
 class Detect(_InstanceTask):
     name = "detect"
     title = "Object detection"
-    evaluator_options = {"iou_type": "bbox"}
     pr_curve_overlap = "box"
 
 
 class InstanceSeg(_InstanceTask):
     name = "instance-seg"
     title = "Instance segmentation"
-    evaluator_options = {"iou_type": "segm"}
     draws_masks = True
     pr_curve_overlap = "mask"
 
@@ -141,7 +135,6 @@ class InstanceSeg(_InstanceTask):
 class Keypoint(_InstanceTask):
     name = "keypoint"
     title = "Keypoint detection"
-    evaluator_options = {"iou_type": "keypoints"}
     draws_keypoints = True
     pr_curve_overlap = "OKS"
 
@@ -165,13 +158,9 @@ class SemanticSeg(Task):
     name = "semantic-seg"
     title = "Semantic segmentation"
     prediction_type = SemanticPrediction
-    evaluator_path = "zoo.evaluation.semantic:SemanticEvaluator"
     answer_kind = "label_map"
     # label maps hold no per-pixel scores
     scored_predictions = False
-    per_class_metric = "IoU"
-    per_class_columns = ("IoU", "Dice")
-    per_class_count = "pixels"
 
     def class_names(self, meta):
         return meta.semantic_classes()
@@ -198,12 +187,7 @@ class Classify(Task):
     name = "classify"
     title = "Image classification"
     prediction_type = ClassPrediction
-    evaluator_path = "zoo.evaluation.classify:ClassifyEvaluator"
     answer_kind = "label"
-    # accuracy has no per-class form: F1 stands for it
-    per_class_metric = "f1"
-    per_class_columns = ("precision", "recall", "f1")
-    per_class_count = "support"
     # a whole-image label needs no fine detail: ImageNet's 224 on a CPU, a little more on a GPU
     imgsz_caps = {"cpu": (224, 224), "gpu": (384, 384)}
 

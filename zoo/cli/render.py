@@ -62,10 +62,13 @@ def summary_table(result) -> Table:
     from rich.markup import escape
     from rich.table import Table
 
-    from zoo.pipeline.report import fmt, fmt_ci, fmt_seconds, headline, per_class_main, per_class_metric
+    from zoo.metrics import fmt
+    from zoo.pipeline.report import fmt_seconds
+    from zoo.tasks import get_task
 
     metrics, t = result.metrics, result.manifest.timings
-    main = metrics.get("main")
+    schema = get_task(result.task).metrics_schema
+    main = schema.main
     # the run folder is on the report line below, whole: a title wraps it mid-path
     table = Table(title=escape(f"{result.backend} · {result.task}"), title_justify="left")
     table.add_column("metric")
@@ -73,12 +76,11 @@ def summary_table(result) -> Table:
     test = metrics.get("test")
     if test:
         table.add_column("test", justify="right")
-    for k in headline(metrics, n=6):
-        table.add_row(f"[bold]{escape(k)}[/]" if k == main else escape(k), fmt_ci(metrics, k),
-                      *([fmt_ci(test, k)] if test else []))
-    key = per_class_metric(metrics)
-    for name, v in per_class_main(metrics).items():
-        table.add_row(escape(f"  {key} {name}"), fmt(v))
+    for k in schema.headline_of(metrics, n=6):
+        table.add_row(f"[bold]{escape(k)}[/]" if k == main else escape(k), schema.fmt(metrics, k),
+                      *([schema.fmt(test, k)] if test else []))
+    for name, v in schema.per_class_scores(metrics).items():
+        table.add_row(escape(f"  {schema.per_class_main} {name}"), fmt(v))
     table.add_row("train time", fmt_seconds(t.fit))
     table.add_row("predict time", fmt_seconds(t.predict)
                   + (f" ({t.predict_per_image_ms:.1f} ms/img)" if t.predict_per_image_ms is not None else ""))

@@ -65,13 +65,16 @@ def _table_width(table) -> int:
 
 def _leaderboard_columns(result) -> list[_Column]:
     from zoo.pipeline.leaderboard import fmt_params
-    from zoo.pipeline.report import fmt, fmt_ci, fmt_seconds, headline
+    from zoo.metrics import fmt
+    from zoo.pipeline.report import fmt_seconds
+    from zoo.tasks import get_task
 
     rows = result.rows
     ok = [r for r in rows if r.ok]
     first = next((r for r in ok if r.metrics), None)
-    metrics = list(headline(first.metrics, n=3)) if first else []
-    main = first.metrics.get("main") if first else None
+    schema = get_task(result.task).metrics_schema
+    metrics = list(schema.headline_of(first.metrics, n=3)) if first else []
+    main = schema.main if first else None
     with_test = bool(main) and any(r.metrics.get("test") for r in ok)
 
     def cells(of_row, failed: str = "") -> list[str]:
@@ -83,11 +86,11 @@ def _leaderboard_columns(result) -> list[_Column]:
     if len({r.manifest.framework for r in ok}) > 1:  # the framework only when it tells rows apart
         cols.append(_Column("framework", cells(lambda r: r.manifest.framework or ""), justify="left", drop=2))
     for k, m in enumerate(metrics):
-        show = (lambda r, m=m: fmt_ci(r.metrics, m)) if m == main else (lambda r, m=m: fmt(r.metrics.get(m)))
+        show = (lambda r, m=m: schema.fmt(r.metrics, m)) if m == main else (lambda r, m=m: fmt(r.metrics.get(m)))
         cols.append(_Column(m, cells(show, failed="failed" if k == 0 else ""), style="bold" if m == main else None,
                             drop=0 if m == main else 3 + len(metrics) - k))
     if with_test:
-        cols.append(_Column(f"{main} test", cells(lambda r: fmt_ci(r.metrics.get("test") or {}, main))))
+        cols.append(_Column(f"{main} test", cells(lambda r: schema.fmt(r.metrics.get("test") or {}, main))))
     if result.verdicts:
         cols.append(_Column("vs #1", cells(lambda r: _verdict_cell(result.verdicts.get(r.backend))), justify="left"))
     cols += [_Column("params", cells(lambda r: fmt_params(r.manifest.parameters)), drop=11),
@@ -171,16 +174,16 @@ def metrics_table(metrics: dict[str, Any]):
     then the box AP of the same detections for masks / keypoints."""
     from rich.table import Table
 
-    from zoo.pipeline.report import fmt_ci
+    from zoo.metrics import fmt_ci
+    from zoo.tasks import get_task
 
-    main = metrics.get("main")
-    scalars = {k: v for k, v in metrics.items() if isinstance(v, float) or (v is None and k[:1].isupper())}
+    schema = get_task(metrics["task"]).metrics_schema
     table = Table(title=f"{metrics.get('task', '')}: {metrics.get('images', '?')} images", show_header=True,
                   min_width=36)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for k in scalars:
-        table.add_row(k, fmt_ci(metrics, k, 4), style="bold" if k == main else None)  # "0.7570 (0.70–0.81)"
+    for k in schema.scores_of(metrics):
+        table.add_row(k, fmt_ci(metrics, k, 4), style="bold" if k == schema.main else None)  # "0.7570 (0.70–0.81)"
     for k in ("AP", "AP50", "AP75"):
         if isinstance(metrics.get("bbox"), dict):
             table.add_row(f"box {k}", _fmt4(metrics["bbox"].get(k)), style="dim")
@@ -196,10 +199,10 @@ def per_class_table(metrics: dict[str, Any]):
     per_class = metrics.get("per_class")
     if not per_class:
         return None
-    task = get_task(metrics["task"])
+    schema = get_task(metrics["task"]).metrics_schema
     first = next(iter(per_class.values()))
-    cols = [c for c in task.per_class_columns if c in first]
-    count = task.per_class_count if task.per_class_count in first else None
+    cols = [c for c in schema.per_class if c in first]
+    count = schema.per_class_count if schema.per_class_count in first else None
     table = Table(title="per class", show_header=True)
     table.add_column("class")
     for c in cols + ([count] if count else []):

@@ -31,7 +31,16 @@ from zoo.dataset import ImageRecord
 from zoo.evaluation import bootstrap
 from zoo.evaluation.base import Evaluator
 from zoo.errors import ZooError
+from zoo.metrics import Metric, MetricsSchema
 from zoo.predictions import ClassPrediction
+
+_SCORES = ("accuracy", "precision", "recall", "f1", "balanced_accuracy", "roc_auc")
+SCHEMA = MetricsSchema(
+    scores=tuple(Metric(k) for k in _SCORES), headline=_SCORES,
+    per_class=("precision", "recall", "f1"), per_class_count="support",
+    per_class_main="f1",  # accuracy has no per-class form: F1 stands for it
+    intervals=("accuracy",),  # bootstrap.accuracy_samples
+)
 
 
 class ClassifyEvaluator(Evaluator):
@@ -76,7 +85,7 @@ class ClassifyEvaluator(Evaluator):
         auc = roc_auc_per_class(self.truths, self.scores, len(self.names))
         valid_auc = [a for a in (auc if auc is not None else []) if a == a]
         metrics = {
-            "main": "accuracy",
+            "main": SCHEMA.main,
             "accuracy": float(r.tp.sum() / r.total),
             # macro means over the classes in the truth or the predictions (scikit-learn without labels=)
             "precision": float(r.precision[r.seen].mean()),

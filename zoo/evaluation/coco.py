@@ -50,10 +50,23 @@ from zoo.evaluation import bootstrap
 from zoo.evaluation.base import Evaluator
 from zoo.evaluation.batched_cocoeval import batched_cocoeval, images_only_coco
 from zoo.errors import ZooError
+from zoo.metrics import Metric, MetricsSchema
 from zoo.predictions import InstancePredictions
 
 BOX_STATS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 KEYPOINT_STATS = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
+
+
+def coco_schema(stats: list[str]) -> MetricsSchema:
+    """The metrics of a COCO evaluation with summary ``stats``: AP first; the precision-type
+    scores at the IoU thresholds head the tables, the size-range and recall stats stay in
+    metrics.json's full list; ci95 of AP and AP50 (:func:`zoo.evaluation.bootstrap.coco_samples`)."""
+    return MetricsSchema(scores=tuple(Metric(k) for k in stats), headline=("AP", "AP50", "AP75"),
+                         per_class=("AP", "AP50"), per_class_count="instances", intervals=("AP", "AP50"))
+
+
+BOX_SCHEMA = coco_schema(BOX_STATS)
+KEYPOINT_SCHEMA = coco_schema(KEYPOINT_STATS)
 
 #: COCO's per-keypoint sigmas, by body-point name (cocoapi PythonAPI/pycocotools/cocoeval.py).
 COCO_SIGMAS = {
@@ -313,6 +326,8 @@ class CocoEvaluator(Evaluator):
         if iou_type not in IOU_TYPES:
             raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
         self.iou_type = iou_type
+        #: the metrics it reports (COCO's summary for keypoints differs from boxes' and masks')
+        self.schema = KEYPOINT_SCHEMA if iou_type == "keypoints" else BOX_SCHEMA
         self.polygon_raster = polygon_raster
         #: the images' ground truth converted once by the caller, used when it is that of the
         #: images processed; else theirs is converted at evaluate() and kept here, for a caller
@@ -354,7 +369,7 @@ class CocoEvaluator(Evaluator):
         # only what plot() needs: keeping the COCOeval (its two COCO indexes, every annotation
         # and result dict) would make the collector walk all of them as soon as it is back on
         self._curves = ev.eval["precision"], ev.params.recThrs
-        metrics: dict[str, Any] = {"main": "AP", **self._summary(ev, gt)}
+        metrics: dict[str, Any] = {"main": self.schema.main, **self._summary(ev, gt)}
         metrics["images"] = len(self._records)
         metrics["detections"] = len(results)
         metrics["conventions"] = conventions(ev, self.meta, self._records, self.polygon_raster, sigmas, sigma_source)
@@ -378,7 +393,7 @@ class CocoEvaluator(Evaluator):
 
     def _summary(self, ev, gt: dict) -> dict[str, Any]:
         """The named summary stats (``None`` where pycocotools says -1) and the per-class rows."""
-        names = KEYPOINT_STATS if self.iou_type == "keypoints" else BOX_STATS
+        names = [m.key for m in self.schema.scores]
         return {**{k: _num(v) for k, v in zip(names, summary_stats(ev))}, "per_class": self._per_class(ev, gt)}
 
     def _box_ap(self, gt: dict) -> dict[str, Any]:

@@ -42,9 +42,21 @@ from zoo.dataset import ImageRecord
 from zoo.evaluation import bootstrap
 from zoo.evaluation.base import Evaluator
 from zoo.errors import ZooError
+from zoo.metrics import Metric, MetricsSchema
 from zoo.predictions import SemanticPrediction
 
 IGNORE = 255
+
+_DISTANCE = "pixels, or millimetres with a pixel spacing"
+SCHEMA = MetricsSchema(
+    scores=(Metric("mIoU"), Metric("mDice"), Metric("mHD95", higher_is_better=False, unit=_DISTANCE),
+            Metric("mIoU_foreground"), Metric("mDice_foreground"), Metric("pixel_accuracy"),
+            Metric("sensitivity"), Metric("specificity"), Metric("mASSD", higher_is_better=False, unit=_DISTANCE)),
+    # HD95 next to Dice: the overlap and the boundary a reader weighs together
+    headline=("mIoU", "mDice", "mHD95", "mIoU_foreground", "mDice_foreground", "pixel_accuracy"),
+    per_class=("IoU", "Dice"), per_class_count="pixels",
+    intervals=("mIoU", "mIoU_foreground"),  # bootstrap.confusion_samples
+)
 
 
 def label_map_for(record: ImageRecord, meta):
@@ -220,10 +232,10 @@ class SemanticEvaluator(Evaluator):
     def evaluate(self) -> dict[str, Any]:
         if not self.images:
             raise ZooError("nothing to evaluate: no images were processed")
-        metrics: dict[str, Any] = {"main": "mIoU"}
+        metrics: dict[str, Any] = {"main": SCHEMA.main}
         metrics.update(confusion_metrics(self.confusion, self.names, background=0))
         distances = self.distances.metrics(self.names)
-        # HD95 next to Dice: the headline columns are the first top-level scores.
+        # metrics.json's key order, as it has always been (the schema orders what is shown)
         metrics = _insert_after(metrics, "mDice", {"mHD95": distances["mHD95"]})
         metrics["mASSD"] = distances["mASSD"]
         for name, row in distances["per_class"].items():

@@ -11,8 +11,8 @@ from typing import Any
 
 from zoo.atomic import read_json
 from zoo.errors import ZooError
+from zoo.metrics import MetricsSchema
 from zoo.pipeline.drawing import draw_answer, legend_of_categories, pyplot
-from zoo.pipeline.report import headline
 from zoo.pipeline.runfolder import RunFolder
 from zoo.progress import Reporter
 from zoo.tasks import Task
@@ -30,7 +30,7 @@ def write_plots(board, reporter: Reporter) -> None:
     if not ok:
         return
     truth = board.truths[0]
-    plots = [(bar_chart, (ok, s.folder / "scores.png", f"{s.task.title} · {s.name}"))]
+    plots = [(bar_chart, (ok, s.folder / "scores.png", f"{s.task.title} · {s.name}", s.task.metrics_schema))]
     if s.task.pr_curve_overlap is not None:
         plots.append((pr_overlay, (ok, s.task, truth.dataset, s.folder / "pr_curves.png", truth)))
     plots.append((samples_grid, (ok, s.task, truth.dataset, s.folder / "samples.png", s.opts.samples)))
@@ -42,12 +42,12 @@ def write_plots(board, reporter: Reporter) -> None:
             reporter.warn(f"{fn.__name__} failed: {e}")
 
 
-def bar_chart(rows: list, path: Path, title: str) -> Path:
+def bar_chart(rows: list, path: Path, title: str, schema: MetricsSchema) -> Path:
     """The headline metrics of every backend, grouped bars."""
     import numpy as np
 
     plt = pyplot()
-    metrics = list(headline(rows[0].metrics, n=3))
+    metrics = list(schema.headline_of(rows[0].metrics, n=3))
     x = np.arange(len(rows))
     width = 0.8 / max(1, len(metrics))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2), 4.2), dpi=120)
@@ -75,7 +75,7 @@ def pr_curve_points(run_dir: Path, task: Task, val, truth=None):
 
     from zoo.evaluation.coco import GroundTruth, oks_sigmas, run_cocoeval
 
-    iou_type = task.evaluator_options["iou_type"]
+    iou_type = task.evaluator_spec.options["iou_type"]
     gt = (truth or GroundTruth(val)).coco(iou_type)
     results = read_json(RunFolder(run_dir).prediction_path(task, "val"))
     sigmas = oks_sigmas(val.meta())[0] if iou_type == "keypoints" else None

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.atomic import read_json, write_bytes, write_json, write_text
 from zoo.errors import ZooError
-from zoo.pipeline.report import all_scores, fmt, fmt_ci, fmt_seconds, headline
+from zoo.metrics import MetricsSchema, fmt, fmt_ci
+from zoo.pipeline.report import fmt_seconds
 from zoo.progress import Reporter
 from zoo.pipeline.runfolder import Manifest
 from zoo.tasks import Task
@@ -241,12 +242,13 @@ def write_compare_json(board: Board) -> None:
 # -- leaderboard.csv ------------------------------------------------------------------------------
 
 
-def _csv_columns(singles: list[Row]) -> tuple[list[str], list[tuple[str, str]], list[str], list[str]]:
+def _csv_columns(schema: MetricsSchema, singles: list[Row]) -> tuple[list[str], list[tuple[str, str]], list[str],
+                                                                       list[str]]:
     """Every score, every (class, per-class value), the scores with an interval, those on test."""
     score_cols: list[str] = []
     pc_cols: list[tuple[str, str]] = []
     for r in singles:
-        score_cols += [k for k in all_scores(r.metrics) if k not in score_cols]
+        score_cols += [k for k in schema.scores_of(r.metrics) if k not in score_cols]
         for cname, vals in (r.metrics.get("per_class") or {}).items():
             for k, v in (vals.items() if isinstance(vals, dict) else []):
                 if (isinstance(v, float) or v is None) and (cname, k) not in pc_cols:
@@ -263,7 +265,7 @@ def write_csv(board: Board) -> None:
 
     rows = board.rows
     singles = [run for r in rows for run in (r.runs or [r])]
-    score_cols, pc_cols, ci_cols, test_cols = _csv_columns(singles)
+    score_cols, pc_cols, ci_cols, test_cols = _csv_columns(board.plan.settings.task.metrics_schema, singles)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     many = any(r.runs for r in rows)  # folds / seeds: one CSV line per single run
@@ -291,11 +293,11 @@ def write_csv(board: Board) -> None:
 # -- leaderboard.md and report.html ----------------------------------------------------------------
 
 
-def _columns(task: Task, rows: list[Row]) -> tuple[list[str], list[str]]:
+def _columns(schema: MetricsSchema, rows: list[Row]) -> tuple[list[str], list[str]]:
     """Headline metric names and class names, from the first successful row."""
     for r in rows:
         if r.ok and r.metrics:
-            return list(headline(r.metrics)), list(task.per_class_scores(r.metrics))
+            return list(schema.headline_of(r.metrics)), list(schema.per_class_scores(r.metrics))
     return [], []
 
 
@@ -303,9 +305,9 @@ def table(board: Board) -> tuple[list[str], list[list[str]]]:
     """The leaderboard's header and rows (for leaderboard.md and report.html): the headline
     metrics (with their intervals), the main metric on test beside val when there is a test
     split, the paired verdict, and the main metric per class."""
-    rows, main, task = board.rows, board.main, board.plan.settings.task
-    metric_cols, class_cols = _columns(task, rows)
-    pc_key = task.per_class_metric
+    rows, main, schema = board.rows, board.main, board.plan.settings.task.metrics_schema
+    metric_cols, class_cols = _columns(schema, rows)
+    pc_key = schema.per_class_main
     test_col = [f"**{main}** test"] if board.has_test and main else []
     verdict_col = [f"winner − this, {main} (95%), P(winner better)"] if board.verdicts else []
     onnx = {r.backend: onnx_ms(r.run_dir) for r in rows if r.ok and r.run_dir is not None}
@@ -319,12 +321,12 @@ def table(board: Board) -> tuple[list[str], list[list[str]]]:
             cells.append(["–", r.backend, "", f"failed: {r.error}", *[""] * (len(header) - 4)])
             continue
         m = r.manifest
-        pcm = task.per_class_scores(r.metrics)
+        pcm = schema.per_class_scores(r.metrics)
         v = board.verdicts.get(r.backend)
         cells.append([
             str(rank_), r.backend + (" ≈" if v is not None and not v.distinguishable else ""),
-            m.framework, *[fmt_ci(r.metrics, k) for k in metric_cols],
-            *[fmt_ci(r.metrics.get("test") or {}, main) for _ in test_col],
+            m.framework, *[schema.fmt(r.metrics, k) for k in metric_cols],
+            *[schema.fmt(r.metrics.get("test") or {}, main) for _ in test_col],
             *([fmt_verdict(v) if v is not None else "winner"] if verdict_col else []),
             *[fmt(pcm.get(c)) for c in class_cols], fmt_params(m.parameters),
             fmt_seconds(m.timings.fit), _ms(m.timings.predict_per_image_ms), *[onnx[r.backend] or "–" for _ in onnx_col],

@@ -1,9 +1,10 @@
 """The human side of a run: ``report.md`` in the run folder, and the formatting of scores
 that every report shares (report.html, the leaderboard, the table ``zoo/cli`` draws).
 
-Reads only what the shared evaluator wrote (``metrics.json``: a ``main`` key naming the
-headline metric, top-level scores, ``per_class``, ``conventions``) and the manifest, so a
-report never disagrees with the files next to it.
+Reads only what the shared evaluator wrote (``metrics.json``: top-level scores, ``per_class``,
+``conventions``) and the manifest, so a report never disagrees with the files next to it; which
+scores are shown, in which order and how, is the task's metrics schema (:mod:`zoo.metrics`).
+``fmt`` / ``fmt_ci`` (the formatting every report shares) live there too.
 """
 
 from __future__ import annotations
@@ -13,78 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.atomic import write_text
+from zoo.metrics import MetricsSchema, fmt, fmt_ci  # noqa: F401 - fmt_ci: the reports' shared formatting
 
 if TYPE_CHECKING:
     from zoo.pipeline.runfolder import Manifest, RunFolder
-
-# Size-range and recall stats stay in metrics.json; the headline columns are the precision-type
-# scores a reader compares first.
-_SECONDARY = re.compile(r"A[PR][sml]|AR\d*|AR")
-
-
-def _is_score(v: Any) -> bool:
-    return isinstance(v, float) or v is None
-
-
-def headline(metrics: dict[str, Any], n: int = 4) -> dict[str, float | None]:
-    """The task's main metrics: ``metrics["main"]`` first, then other top-level scores."""
-    main = metrics.get("main")
-    keys = [main] if isinstance(main, str) and main in metrics else []
-    for k, v in metrics.items():
-        if k in keys or k == "main" or not _is_score(v) or _SECONDARY.fullmatch(k):
-            continue
-        keys.append(k)
-    return {k: metrics[k] for k in keys[:n]}
-
-
-def all_scores(metrics: dict[str, Any]) -> dict[str, float | None]:
-    """Every top-level score (floats; counts and nested blocks left out)."""
-    return {k: v for k, v in metrics.items() if k != "main" and _is_score(v)}
-
-
-def per_class_metric(metrics: dict[str, Any]) -> str | None:
-    """Which per-class value stands for the main metric: the main metric itself (AP), its
-    per-class form (mIoU -> IoU), F1 (classify: accuracy has no per-class form), else the
-    first score reported."""
-    rows = [r for r in (metrics.get("per_class") or {}).values() if isinstance(r, dict)]
-    if not rows:
-        return None
-    main = metrics.get("main") or ""
-    keys = [k for k, v in rows[0].items() if _is_score(v)]
-    for cand in (main, main[1:] if main.startswith("m") else None, "f1"):
-        if cand and cand in keys:
-            return cand
-    return keys[0] if keys else None
-
-
-def per_class_main(metrics: dict[str, Any]) -> dict[str, float | None]:
-    """``{class: value}`` of :func:`per_class_metric` for every class."""
-    key = per_class_metric(metrics)
-    if key is None:
-        return {}
-    return {name: row.get(key) for name, row in (metrics.get("per_class") or {}).items() if isinstance(row, dict)}
-
-
-def fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def fmt_ci(metrics: dict[str, Any], key: str, digits: int = 3) -> str:
-    """A score with its bootstrap interval when metrics.json has one: ``0.757 (0.70–0.81)``;
-    a mean over several runs (zoo.data.folds) with its standard deviation: ``0.757 ± 0.021``."""
-    v = metrics.get(key)
-    std = (metrics.get("std") or {}).get(key)
-    if v is not None and std is not None:
-        return f"{fmt(v, digits)} ± {fmt(std, digits)}"
-    ci = (metrics.get("ci95") or {}).get(key)
-    if v is None or not ci:
-        return fmt(v, digits)
-    return f"{fmt(v, digits)} ({ci[0]:.2f}–{ci[1]:.2f})"
-
 
 def fmt_seconds(s: float | None) -> str:
     if s is None:
@@ -128,8 +61,9 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
 def write_report(folder: RunFolder, *, manifest: Manifest, metrics: dict, split, dataset, config: dict, task) -> Path:
     """Write ``report.md`` for a finished run: one section builder per heading."""
     parts = [f"# {manifest.backend} · {task.title} · {md_text(folder.path.name)}", ""]
-    parts += _scores_section(metrics, manifest)
-    parts += _evaluation_details(folder, metrics)
+    schema = task.metrics_schema
+    parts += _scores_section(schema, metrics, manifest)
+    parts += _evaluation_details(folder, schema, metrics)
     parts += _data_section(manifest, dataset, split, task)
     parts += _config_section(manifest, config)
     parts += _run_section(manifest)
@@ -138,17 +72,17 @@ def write_report(folder: RunFolder, *, manifest: Manifest, metrics: dict, split,
     return write_text(folder.report_file, "\n".join(parts))
 
 
-def _scores_section(metrics: dict, m: Manifest) -> list[str]:
+def _scores_section(schema: MetricsSchema, metrics: dict, m: Manifest) -> list[str]:
     """Every score, val beside test, the main metric in bold; how the weights were chosen."""
     from zoo.selection import statement
 
-    main = metrics.get("main")
+    main = schema.main
     test = metrics.get("test")
     parts = ["## Scores (" + ("validation and test splits" if test else "validation split")
              + ", zoo's shared evaluator; 95% bootstrap interval over images in brackets)", ""]
     header = ["metric", "val", *(["test"] if test else [])]
-    rows = [[f"**{k}**" if k == main else k, fmt_ci(metrics, k), *([fmt_ci(test, k)] if test else [])]
-            for k in all_scores(metrics)]
+    rows = [[f"**{k}**" if k == main else k, schema.fmt(metrics, k), *([schema.fmt(test, k)] if test else [])]
+            for k in schema.scores_of(metrics)]
     parts += [_md_table(header, rows), ""]
     parts += [f"Model selection: {statement(m.selection)}."
               + (" Test was predicted and scored once, after the model was chosen; training and "
@@ -156,16 +90,12 @@ def _scores_section(metrics: dict, m: Manifest) -> list[str]:
     return parts
 
 
-def _evaluation_details(folder: RunFolder, metrics: dict) -> list[str]:
+def _evaluation_details(folder: RunFolder, schema: MetricsSchema, metrics: dict) -> list[str]:
     """Per class (the main metric's column first), the evaluator's conventions, the plots."""
     parts: list[str] = []
     per_class = metrics.get("per_class") or {}
     if per_class:
-        cols: list[str] = []
-        for row in per_class.values():
-            cols += [k for k in (row if isinstance(row, dict) else {}) if k not in cols]
-        first = per_class_metric(metrics)
-        cols.sort(key=lambda k: k != first)  # stable: the evaluator's order otherwise
+        cols = schema.per_class_columns(metrics)
         rows = [[name, *[(row.get(c) if isinstance(row, dict) else None) for c in cols]]
                 for name, row in per_class.items()]
         parts += ["### Per class", "", _md_table(["class", *cols], rows), ""]

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.atomic import write_text
-from zoo.pipeline.report import all_scores, fmt, fmt_ci, per_class_metric
+from zoo.metrics import MetricsSchema, fmt
+from zoo.tasks import get_task
 
 if TYPE_CHECKING:
     from zoo.pipeline.runfolder import Manifest, RunFolder
@@ -61,24 +62,21 @@ def page(title: str, body: list[str]) -> str:
             + "\n".join(body) + "</body></html>\n")
 
 
-def scores_table(metrics: dict) -> str:
+def scores_table(schema: MetricsSchema, metrics: dict) -> str:
     """Every score with its interval; the test split beside val when there is one."""
-    main, test = metrics.get("main"), metrics.get("test")
-    keys = list(all_scores(metrics))
-    rows = [[k, fmt_ci(metrics, k), *([fmt_ci(test, k)] if test else [])] for k in keys]
+    test = metrics.get("test")
+    keys = list(schema.scores_of(metrics))
+    rows = [[k, schema.fmt(metrics, k), *([schema.fmt(test, k)] if test else [])] for k in keys]
     return table(["metric", "val", *(["test"] if test else [])], rows, "scores",
-                 {i for i, k in enumerate(keys) if k == main})
+                 {i for i, k in enumerate(keys) if k == schema.main})
 
 
-def per_class_table(metrics: dict) -> str:
+def per_class_table(schema: MetricsSchema, metrics: dict) -> str:
+    """Each class's values, the one standing for the main metric first."""
     per_class = metrics.get("per_class") or {}
     if not per_class:
         return ""
-    cols: list[str] = []
-    for row in per_class.values():
-        cols += [k for k in (row if isinstance(row, dict) else {}) if k not in cols]
-    first = per_class_metric(metrics)
-    cols.sort(key=lambda k: k != first)
+    cols = schema.per_class_columns(metrics)
     rows = [[name, *[fmt(row.get(c)) if isinstance(row, dict) else "–" for c in cols]]
             for name, row in per_class.items()]
     return table(["class", *cols], rows, "per-class")
@@ -101,14 +99,15 @@ def failures_section(png: bytes | None, listing: list, what: str) -> list[str]:
 def write_run_html(folder: RunFolder, *, manifest: Manifest, metrics: dict, failures: tuple) -> Path:
     """``report.html`` of a finished run (``failures``: :func:`zoo.pipeline.failures.failures_figure`)."""
     run_dir, m = folder.path, manifest
+    schema = get_task(m.task).metrics_schema
     title = f"{m.backend} · {m.task} · {run_dir.name}"
     body = [f"<h1>{esc(title)}</h1>",
             f"<p class=note>Data hash <code>{esc(m.data.hash[:16])}</code>, split "
             f"<code>{esc(m.split.key)}</code>, seed {esc(m.seed)}, device "
             f"{esc(m.device)}. Scored by zoo's shared evaluator; 95% bootstrap interval over images in "
             "brackets.</p>",
-            "<h2>Scores</h2>", scores_table(metrics)]
-    pc = per_class_table(metrics)
+            "<h2>Scores</h2>", scores_table(schema, metrics)]
+    pc = per_class_table(schema, metrics)
     if pc:
         body += ["<h2>Per class</h2>", pc]
     body += failures_section(failures[0], failures[1], "the model gets")

@@ -382,7 +382,7 @@ class _Run:
 
         f = self.folder
         self.tracker.history(history_metrics(self.manifest))
-        self.tracker.final(score_metrics(metrics))
+        self.tracker.final(score_metrics(metrics, self.task.metrics_schema))
         self.tracker.artifacts([f.report_file, f.html_file, f.metrics_file, f.config_file, f.split_file, f.plots_dir])
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from zoo.errors import MissingDependency, ZooError
 
 if TYPE_CHECKING:
+    from zoo.metrics import MetricsSchema
     from zoo.pipeline.runfolder import Manifest
 
 KINDS = ("mlflow", "tensorboard")
@@ -51,18 +52,16 @@ def metric_name(key: str) -> str:
     return re.sub(r"[^\w\-./ ]", "_", key)
 
 
-def score_metrics(metrics: dict) -> dict[str, float]:
-    """metrics.json as flat scalars: scores, their intervals, test's, per class."""
-    from zoo.pipeline.report import all_scores
-
+def score_metrics(metrics: dict, schema: MetricsSchema) -> dict[str, float]:
+    """metrics.json as flat scalars: the schema's scores, their intervals, test's, per class."""
     out: dict[str, float] = {}
-    for k, v in all_scores(metrics).items():
+    for k, v in schema.scores_of(metrics).items():
         if v is not None:
             out[metric_name(k)] = float(v)
         ci = (metrics.get("ci95") or {}).get(k)
         if ci:
             out[metric_name(f"{k}_ci95_low")], out[metric_name(f"{k}_ci95_high")] = float(ci[0]), float(ci[1])
-    for k, v in all_scores(metrics.get("test") or {}).items():
+    for k, v in schema.scores_of(metrics.get("test") or {}).items():
         if v is not None:
             out[metric_name(f"test/{k}")] = float(v)
     for cls, row in (metrics.get("per_class") or {}).items():
