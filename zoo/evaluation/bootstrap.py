@@ -123,7 +123,8 @@ def interval(samples) -> list[float] | None:
 
 
 def accuracy_samples(correct, weights):
-    """Accuracy of each resample from each image's right (1) / wrong (0)."""
+    """Accuracy of each resample from each image's right (1) / wrong (0); with one row of
+    ones, the accuracy itself (the evaluator's point estimate)."""
     import numpy as np
 
     # a resample that drew none of these images (one fold's share of a pooled draw): NaN, left out
@@ -140,18 +141,13 @@ def confusion_samples(per_image, weights, background: int | None = 0) -> dict[st
     prediction is left out of the mean)."""
     import numpy as np
 
+    from zoo.evaluation.rates import class_counts, class_mean, foreground
+
     per_image = np.asarray(per_image, dtype=np.float64)
     n = per_image.shape[1]
     conf = (weights @ per_image.reshape(len(per_image), n * n)).reshape(-1, n, n)
-    tp = np.einsum("bii->bi", conf)
-    union = conf.sum(1) + conf.sum(2) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = tp / union  # NaN where 0/0: absent from both
-    fg = np.ones(n, bool)
-    if background is not None:
-        fg[background] = False
-    with np.errstate(invalid="ignore"), _quiet_nanmean():
-        return {"mIoU": np.nanmean(iou, axis=1), "mIoU_foreground": np.nanmean(iou[:, fg], axis=1)}
+    iou = class_counts(conf).iou()  # NaN where 0/0: absent from both
+    return {"mIoU": class_mean(iou), "mIoU_foreground": class_mean(iou[:, foreground(n, background)])}
 
 
 # -- COCO -------------------------------------------------------------------------------------

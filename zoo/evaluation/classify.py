@@ -86,7 +86,8 @@ class ClassifyEvaluator(Evaluator):
         valid_auc = [a for a in (auc if auc is not None else []) if a == a]
         metrics = {
             "main": SCHEMA.main,
-            "accuracy": float(r.tp.sum() / r.total),
+            # the bootstrap's statistic, every image weighing once: one formula for both
+            "accuracy": float(bootstrap.accuracy_samples(self.correct, np.ones((1, len(self.correct))))[0]),
             # macro means over the classes in the truth or the predictions (scikit-learn without labels=)
             "precision": float(r.precision[r.seen].mean()),
             "recall": float(r.recall[r.seen].mean()),

@@ -41,6 +41,7 @@ from zoo import __version__
 from zoo.dataset import ImageRecord
 from zoo.evaluation import bootstrap
 from zoo.evaluation.base import Evaluator
+from zoo.evaluation.rates import class_counts, class_mean, foreground
 from zoo.errors import ZooError
 from zoo.metrics import Metric, MetricsSchema
 from zoo.predictions import SemanticPrediction
@@ -101,27 +102,19 @@ def confusion_metrics(conf, names: list[str], background: int | None = 0) -> dic
     import numpy as np
 
     conf = np.asarray(conf, dtype=np.float64)
-    tp = np.diag(conf)
-    fp = conf.sum(0) - tp
-    fn = conf.sum(1) - tp
+    counts = class_counts(conf)
+    iou, dice = counts.iou(), counts.dice()
+    sensitivity, specificity = counts.sensitivity(), counts.specificity()
+    fg = foreground(len(names), background)
     total = conf.sum()
-    tn = total - tp - fp - fn
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = tp / (tp + fp + fn)
-        dice = 2 * tp / (2 * tp + fp + fn)
-        sensitivity = tp / (tp + fn)
-        specificity = tn / (tn + fp)
-    fg = np.ones(len(names), bool)
-    if background is not None:
-        fg[background] = False
     return {
-        "mIoU": _nanmean(iou),
-        "mDice": _nanmean(dice),
-        "mIoU_foreground": _nanmean(iou[fg]),
-        "mDice_foreground": _nanmean(dice[fg]),
-        "pixel_accuracy": float(tp.sum() / total) if total else None,
-        "sensitivity": _nanmean(sensitivity[fg]),
-        "specificity": _nanmean(specificity[fg]),
+        "mIoU": _num(class_mean(iou)),
+        "mDice": _num(class_mean(dice)),
+        "mIoU_foreground": _num(class_mean(iou[fg])),
+        "mDice_foreground": _num(class_mean(dice[fg])),
+        "pixel_accuracy": float(counts.tp.sum() / total) if total else None,
+        "sensitivity": _num(class_mean(sensitivity[fg])),
+        "specificity": _num(class_mean(specificity[fg])),
         "per_class": {
             n: {"IoU": _num(i), "Dice": _num(d), "sensitivity": _num(se), "specificity": _num(sp), "pixels": int(p)}
             for n, i, d, se, sp, p in zip(names, iou, dice, sensitivity, specificity, conf.sum(1))
@@ -307,13 +300,7 @@ def _mean(values) -> float | None:
     return float(sum(values) / len(values)) if values else None
 
 
-def _nanmean(a) -> float | None:
-    import numpy as np
-
-    a = np.asarray(a, dtype=float)
-    a = a[~np.isnan(a)]
-    return float(a.mean()) if a.size else None
-
-
 def _num(v) -> float | None:
+    """A rate as metrics.json writes it: NaN (0/0, undefined) is null."""
     return None if v != v else float(v)
+
