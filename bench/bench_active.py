@@ -47,14 +47,16 @@ def build_round(src: Path, folder: Path, pool: list[str], labelled: set[str], va
 def train_and_score(data: Path, runs: Path, name: str, seed: int, rank: bool, epochs: int,
                     batch: int) -> tuple[float, float, list[str], float]:
     """AP, AP50, the unlabelled pool images most useful first (when ``rank``), fit seconds."""
+    from zoo.pipeline.options import Output, Source, Training
     from zoo.pipeline.run import RunOptions, execute
 
-    result = execute(RunOptions(task="detect", backend="yolov8", data=data, out=runs, name=name, seed=seed,
-                                quiet=True, rank=rank, top=0,
+    result = execute(RunOptions(task="detect", backend="yolov8", source=Source(data), quiet=True,
+                                output=Output(out=runs, name=name, rank=rank, top=0),
                                 # the demo preset, pinned (a copy of the demo gets no demo preset)
-                                flags={"device": "cpu", "epochs": epochs, "imgsz": 160, "batch": batch},
-                                # one optimiser step per batch, as the preset does at its batch of 16
-                                sets=["model=n", f"nbs={batch}"]))
+                                training=Training(flags={"device": "cpu", "epochs": epochs, "imgsz": 160, "batch": batch,
+                                                         "seed": seed},
+                                                  # one optimiser step per batch, as the preset does at its batch of 16
+                                                  sets=["model=n", f"nbs={batch}"])))
     order = []
     if rank:
         with (result.run_dir / "ranking" / "ranking.csv").open(newline="") as f:

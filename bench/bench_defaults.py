@@ -25,6 +25,7 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
+from zoo.pipeline.options import Output, Source, Training
 
 REPO = Path(__file__).resolve().parents[1]
 VOC = REPO.parent / "shared" / "fixtures" / "real" / "voc" / "Tony607_object_detection_demo"
@@ -52,8 +53,12 @@ def run_one(backend: str, data: str, setting: str, minutes: float, out: Path) ->
     # the demo is passed as a folder, like anyone's data: its preset must not apply to the
     # 'auto' and 'budget' rows, which measure the data-derived rules
     result = execute(RunOptions(
-        task=task, backend=backend, data=VOC if data == "voc" else ensure_demo(), out=out,
-        name=f"{backend}-{data}-{setting}", flags=_flags(setting, backend, task, minutes), quiet=True,
+        task=task,
+        backend=backend,
+        quiet=True,
+        source=Source(path=VOC if data == "voc" else ensure_demo()),
+        training=Training(flags=_flags(setting, backend, task, minutes)),
+        output=Output(out=out, name=f"{backend}-{data}-{setting}"),
     ))
     m, man = result.metrics, result.manifest
     cfg = yaml.safe_load((result.run_dir / "config.yaml").read_text(encoding="utf-8"))

@@ -30,6 +30,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from zoo.pipeline.options import Output, Training
 
 
 def _cpu() -> float:
@@ -164,7 +165,13 @@ def learning(epochs: int | None, backends: list[str]) -> dict:
     for backend in backends:
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
-            result = execute(RunOptions(task="detect", backend=backend, out=Path(tmp), flags=flags, quiet=True))
+            result = execute(RunOptions(
+                task="detect",
+                backend=backend,
+                quiet=True,
+                training=Training(flags=flags),
+                output=Output(out=Path(tmp)),
+            ))
             m = result.metrics
             out[backend] = {"AP": round(m["AP"], 4), "AP50": round(m["AP50"], 4), "AP75": round(m["AP75"], 4),
                             "run_wall_s": round(time.perf_counter() - t, 1)}

@@ -33,14 +33,15 @@ SETTINGS = {"unet": ("semantic-seg", 128, 10), "yolov8": ("detect", 160, 10), "r
 def one(data: str, backend: str, seed: int, folds: int, epochs: int | None, out: Path,
         imgsz: int | None = None) -> dict:
     from zoo.pipeline.compare import CompareOptions, compare
+    from zoo.pipeline.options import Output, Source, SplitPlan, Training
 
     task, default_imgsz, default_epochs = SETTINGS[backend]
     imgsz = imgsz or default_imgsz
     t0 = time.perf_counter()
     result = compare(CompareOptions(
-        task=task, backends=[backend], data=DATA[data], out=out / data / str(seed), seed=seed, folds=folds,
-        test=0.2, ensemble=True, samples=0,
-        flags={"epochs": epochs or default_epochs, "imgsz": imgsz, "device": "cpu", "seed": seed}))
+        task=task, backends=[backend], source=Source(DATA[data]), output=Output(out / data / str(seed)),
+        split=SplitPlan(folds=folds, test=0.2), ensemble=True, samples=0,
+        training=Training(flags={"epochs": epochs or default_epochs, "imgsz": imgsz, "device": "cpu", "seed": seed})))
     (e,) = result.ensembles
     s = e.summary()
     return {"data": data, "backend": backend, "seed": seed, "k": s["k"], "metric": s["main"],

@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from zoo.pipeline.options import Output, Source, Training
 
 #: backend -> (task, imgsz): the demo's sizes (160 px smears) for the dense and detection
 #: models, 64 px for the classifiers
@@ -35,8 +36,14 @@ def bench(backend: str, task: str, imgsz: int, out: Path) -> dict:
     from zoo.pipeline.export import export_run
     from zoo.pipeline.run import RunOptions, execute
 
-    run = execute(RunOptions(task=task, backend=backend, data=None, out=out, quiet=True,
-                             flags={"epochs": 1, "imgsz": imgsz, "batch": 8, "device": "cpu"})).run_dir
+    run = execute(RunOptions(
+        task=task,
+        backend=backend,
+        quiet=True,
+        source=Source(path=None),
+        training=Training(flags={"epochs": 1, "imgsz": imgsz, "batch": 8, "device": "cpu"}),
+        output=Output(out=out),
+    )).run_dir
     result = export_run(run, device="cpu")
     p = result.parity
     return {"backend": backend, "task": task, "imgsz": imgsz, "images": p.images, "torch_ms": p.torch_ms,

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from zoo.pipeline.options import Output, Source, Training
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 STAGES = ("check", "convert", "prepare", "evaluate")
@@ -50,8 +51,14 @@ def stage_prepare(data: Path, work: Path) -> None:
     from zoo.pipeline.prepare import Preparer, Setup
     from zoo.pipeline.run import RunOptions
 
-    preparer = Preparer(Setup.of(RunOptions(task="instance-seg", backend="mask-rcnn", data=data, out=work / "runs",
-                                            quiet=True, flags={"epochs": 1, "imgsz": 64, "device": "cpu"})))
+    preparer = Preparer(Setup.of(RunOptions(
+        task="instance-seg",
+        backend="mask-rcnn",
+        quiet=True,
+        source=Source(path=data),
+        training=Training(flags={"epochs": 1, "imgsz": 64, "device": "cpu"}),
+        output=Output(out=work / "runs"),
+    )))
     try:
         preparer.prepare()
     finally:

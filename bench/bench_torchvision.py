@@ -28,6 +28,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from zoo.pipeline.options import Output, Training
 
 
 def _cpu() -> float:
@@ -152,8 +153,13 @@ def learning(device: str, epochs: int | None, sets: list[str]) -> dict:
         flags["epochs"] = epochs
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        result = execute(RunOptions(task="detect", backend="faster-rcnn", out=Path(tmp), flags=flags,
-                                    sets=list(sets), quiet=True))
+        result = execute(RunOptions(
+            task="detect",
+            backend="faster-rcnn",
+            quiet=True,
+            training=Training(flags=flags, sets=list(sets)),
+            output=Output(out=Path(tmp)),
+        ))
         wall = time.perf_counter() - t
         state = torch.load(result.run_dir / "checkpoint" / "last.pt", weights_only=True)
     m = result.metrics

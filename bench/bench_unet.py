@@ -19,6 +19,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from zoo.pipeline.options import Output, Training
 
 
 def anchor_seconds_per_iter(train, meta, config, device: str, iters: int = 12) -> float:
@@ -83,8 +84,13 @@ def main() -> None:
     device = resolve_device(args.device)
     before = anchor_seconds_per_iter(data, data.meta(), config, device)
     t0 = time.perf_counter()
-    result = execute(RunOptions(task="semantic-seg", backend="unet", out=out, quiet=True,
-                                flags={"epochs": args.epochs, "device": args.device}))
+    result = execute(RunOptions(
+        task="semantic-seg",
+        backend="unet",
+        quiet=True,
+        training=Training(flags={"epochs": args.epochs, "device": args.device}),
+        output=Output(out=out),
+    ))
     wall = time.perf_counter() - t0
     after = anchor_seconds_per_iter(data, data.meta(), config, device)
 

@@ -24,6 +24,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from zoo.pipeline.options import Output, Training
 
 
 def _cpu() -> float:
@@ -34,7 +35,13 @@ def _cpu() -> float:
 def _zoo_run(out: Path, name: str, task: str, flags: dict | None = None):
     from zoo.pipeline.run import RunOptions, execute
 
-    opts = RunOptions(task=task, backend="yolov8", out=out, name=name, flags=flags or {}, quiet=True)
+    opts = RunOptions(
+        task=task,
+        backend="yolov8",
+        quiet=True,
+        training=Training(flags=flags or {}),
+        output=Output(out=out, name=name),
+    )
     return execute(opts)
 
 

@@ -17,6 +17,7 @@ import toy_backend
 import zoo.registry
 from zoo.checksums import sha256_file
 from zoo.cli import main
+from zoo.pipeline.options import Output, Source, Training
 
 
 class _RunsACommand:
@@ -185,8 +186,14 @@ def yolo_run(tmp_path_factory, tiny_demo) -> Path:
     from zoo.pipeline.run import RunOptions, execute
 
     out = tmp_path_factory.mktemp("yolo")
-    return execute(RunOptions(task="detect", backend="yolov8", data=tiny_demo, out=out / "runs", quiet=True,
-                              flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"})).run_dir
+    return execute(RunOptions(
+        task="detect",
+        backend="yolov8",
+        quiet=True,
+        source=Source(path=tiny_demo),
+        training=Training(flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"}),
+        output=Output(out=out / "runs"),
+    )).run_dir
 
 
 def _copy(run: Path, tmp_path: Path) -> Path:

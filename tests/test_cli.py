@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from zoo import __version__
+from zoo.pipeline.options import Output, Source, Training
 
 HEAVY = ("torch", "torchvision", "ultralytics", "segmentation_models_pytorch", "cv2", "matplotlib", "pycocotools")
 
@@ -142,8 +143,14 @@ def toy_compare(tmp_path, tiny_demo, monkeypatch):
 
     registry = toy_backend.registry()
     monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
-    return compare(CompareOptions(task="detect", backends=["toy", "oracle", "broken"], data=tiny_demo,
-                                  out=tmp_path / "runs", registry=registry, flags={"device": "cpu"}))
+    return compare(CompareOptions(
+        task="detect",
+        backends=["toy", "oracle", "broken"],
+        registry=registry,
+        source=Source(path=tiny_demo),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    ))
 
 
 def printed_leaderboard(result, columns: int, monkeypatch, capsys) -> str:

@@ -7,12 +7,14 @@ import csv
 import json
 
 import pytest
+from flat_options import compare_options
 import toy_backend
 
 import zoo.registry
 from zoo.cli import main
 from zoo.pipeline.compare import CompareOptions, compare, split_sets
 from zoo.errors import ZooError
+from zoo.pipeline.options import Output, Source, Training
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def _opts(tmp_path, data, registry, **kw):
     base = dict(task="detect", backends=["toy", "oracle"], data=data, out=tmp_path / "runs",
                 registry=registry, flags={"device": "cpu"})
     base.update(kw)
-    return CompareOptions(**base)
+    return compare_options(**base)
 
 
 def _leaderboard(folder):
@@ -143,8 +145,15 @@ def test_compare_cli(tmp_path, tiny_demo, registry, monkeypatch, capsys):
 def test_a_zoo_run_with_the_same_settings_is_reused(tmp_path, tiny_demo, registry):
     from zoo.pipeline.run import RunOptions, execute
 
-    done = execute(RunOptions(task="detect", backend="oracle", data=tiny_demo, out=tmp_path / "runs", name="mine",
-                              registry=registry, quiet=True, flags={"device": "cpu"}))
+    done = execute(RunOptions(
+        task="detect",
+        backend="oracle",
+        registry=registry,
+        quiet=True,
+        source=Source(path=tiny_demo),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs", name="mine"),
+    ))
     result = compare(_opts(tmp_path, tiny_demo, registry))
     by = {r.backend: r for r in result.rows}
     assert by["oracle"].status == "reused" and by["oracle"].run_dir == done.run_dir

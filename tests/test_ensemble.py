@@ -16,6 +16,7 @@ from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
 from zoo.pipeline.ensemble import Ensemble, fuse_classify, fuse_semantic, mean_probabilities
 from zoo.predictions import ClassPrediction
+from zoo.pipeline.options import Output, Source, Training
 
 
 class Constant:
@@ -71,8 +72,14 @@ def test_mean_of_identical_members_is_the_member_exactly():
 def _train(tmp_path, data, backend, task, imgsz):
     from zoo.pipeline.run import RunOptions, execute
 
-    return execute(RunOptions(task=task, backend=backend, data=data, out=tmp_path / "runs", quiet=True,
-                              flags={"epochs": 1, "batch": 4, "imgsz": imgsz, "device": "cpu"})).run_dir
+    return execute(RunOptions(
+        task=task,
+        backend=backend,
+        quiet=True,
+        source=Source(path=data),
+        training=Training(flags={"epochs": 1, "batch": 4, "imgsz": imgsz, "device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    )).run_dir
 
 
 @pytest.mark.slow

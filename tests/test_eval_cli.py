@@ -13,6 +13,7 @@ from zoo.evaluation.results import default_image_ids, predictions_to_coco_result
 from zoo.predictions import Detection, InstancePredictions
 from zoo.data.raster import instance_mask, mask_to_rle, semantic_label_map
 from zoo.data.reading import read_dataset
+from zoo.pipeline.options import Output, Source, Training
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +163,15 @@ def test_a_run_folders_predictions_read_as_the_run_saved_them(tiny_demo, tmp_pat
 
     # toy gives class scores on images it never saw; oracle answers the truth
     backend = "toy" if task == "classify" else "oracle"
-    done = execute(RunOptions(task=task, backend=backend, data=tiny_demo, out=tmp_path / "runs",
-                              registry=toy_backend.registry(), quiet=True, flags={"device": "cpu"}))
+    done = execute(RunOptions(
+        task=task,
+        backend=backend,
+        registry=toy_backend.registry(),
+        quiet=True,
+        source=Source(path=tiny_demo),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    ))
     folder = RunFolder(done.run_dir)
     val = read_dataset(tiny_demo).subset(folder.read_split().val)
     saved = {"classify": "predictions.csv", "semantic-seg": "masks", "instance-seg": "coco_results.json"}[task]

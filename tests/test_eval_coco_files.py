@@ -21,6 +21,7 @@ import pytest
 from zoo.pipeline.evaluate import evaluate_files
 from zoo.evaluation.coco import BOX_STATS, COCO_SIGMAS, KEYPOINT_STATS
 from zoo.errors import ZooError
+from zoo.pipeline.options import Output, Source, SplitPlan, Training
 
 CATEGORIES = {1: "person", 3: "car", 18: "dog", 44: "bottle", 90: "toothbrush"}
 KEYPOINTS = list(COCO_SIGMAS)  # the 17 COCO body points, in COCO's order
@@ -286,8 +287,16 @@ def test_a_runs_own_files_reproduce_its_metrics(tmp_path, real_fixtures, monkeyp
 
     data = read_dataset(real_fixtures / folder) if folder else toy_backend.make_dataset(tmp_path / "d", n=16)
     monkeypatch.setattr(toy_backend.Toy, "predict", _jittered_ground_truth(data, seed=2))
-    result = execute(RunOptions(task=task, backend="toy", out=tmp_path / "runs", dataset=data, val=0.67,
-                                registry=toy_backend.registry(), quiet=True, flags={"device": "cpu"}))
+    result = execute(RunOptions(
+        task=task,
+        backend="toy",
+        registry=toy_backend.registry(),
+        quiet=True,
+        source=Source(dataset=data),
+        split=SplitPlan(val=0.67),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    ))
     run, metrics = result.run_dir, result.metrics
     iou_type = {"detect": "bbox", "instance-seg": "segm", "keypoint": "keypoints"}[task]
     from pycocotools.coco import COCO

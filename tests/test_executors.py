@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from flat_options import compare_options
 import toy_backend
 
 from zoo.pipeline.compare import CompareOptions, compare
@@ -17,7 +18,7 @@ def registry():
 
 
 def _compare(out, data, registry, **kw):
-    return compare(CompareOptions(
+    return compare(compare_options(
         task="detect", backends=["toy", "oracle"], data=data, out=out, registry=registry, flags={"device": "cpu"}, folds=2, samples=0, **kw))
 
 

@@ -20,6 +20,7 @@ from zoo.cli import main
 from zoo.errors import ZooError
 from zoo.pipeline.export import export_run
 from zoo.pipeline.run import RunOptions, execute
+from zoo.pipeline.options import Output, Source, Training
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.slow
@@ -39,9 +40,15 @@ EXPORTABLE = [
 
 
 def _train(tmp_path: Path, data: Path, backend: str, task: str, flags: dict, registry=None) -> Path:
-    return execute(RunOptions(task=task, backend=backend, data=data, out=tmp_path / "runs", quiet=True,
-                              registry=registry,
-                              flags={"epochs": 1, "batch": 4, "device": "cpu", **flags})).run_dir
+    return execute(RunOptions(
+        task=task,
+        backend=backend,
+        quiet=True,
+        registry=registry,
+        source=Source(path=data),
+        training=Training(flags={"epochs": 1, "batch": 4, "device": "cpu", **flags}),
+        output=Output(out=tmp_path / "runs"),
+    )).run_dir
 
 
 def _same_predictions(task: str, torch_dir: Path, onnx_dir: Path) -> None:

@@ -16,6 +16,7 @@ from zoo.errors import ZooError
 from zoo.data.folds import make_folds, parse_seeds
 from zoo.data.reading import read_dataset
 from zoo.tasks import get_task
+from zoo.pipeline.options import Output, Source, SplitPlan, Training
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +52,17 @@ def test_parse_seeds():
 
 
 def test_cross_validated_leaderboard_is_mean_and_std_of_the_runs(tmp_path, tiny_demo, registry):
-    opts = CompareOptions(task="detect", backends=["toy", "oracle"], data=tiny_demo, out=tmp_path / "runs",
-                          registry=registry, flags={"device": "cpu"}, folds=2, seeds=[0, 1], samples=0)
+    opts = CompareOptions(
+        task="detect",
+        backends=["toy", "oracle"],
+        registry=registry,
+        seeds=[0, 1],
+        samples=0,
+        source=Source(path=tiny_demo),
+        split=SplitPlan(folds=2),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    )
     result = compare(opts)
     folder = result.folder
     assert len(result.runs) == 2 * 2 * 2 and {r.status for r in result.runs} == {"trained"}
@@ -85,12 +95,36 @@ def test_cross_validated_leaderboard_is_mean_and_std_of_the_runs(tmp_path, tiny_
 def test_zoo_run_one_fold_is_the_compare_cell(tmp_path, tiny_demo, registry):
     from zoo.pipeline.run import RunOptions, execute
 
-    done = execute(RunOptions(task="detect", backend="toy", data=tiny_demo, out=tmp_path / "runs", registry=registry,
-                              quiet=True, flags={"device": "cpu"}, fold=1, folds=2))
+    done = execute(RunOptions(
+        task="detect",
+        backend="toy",
+        registry=registry,
+        quiet=True,
+        source=Source(path=tiny_demo),
+        split=SplitPlan(fold=1, folds=2),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    ))
     result = compare(CompareOptions(
-        task="detect", backends=["toy"], data=tiny_demo, out=tmp_path / "runs", registry=registry, flags={"device": "cpu"}, folds=2, samples=0))
+        task="detect",
+        backends=["toy"],
+        registry=registry,
+        samples=0,
+        source=Source(path=tiny_demo),
+        split=SplitPlan(folds=2),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    ))
     cell = next(r for r in result.runs if r.fold == 1)
     assert cell.status == "reused" and cell.run_dir == done.run_dir
     with pytest.raises(ZooError, match="--fold 2: expected 0 to 1"):
-        execute(RunOptions(task="detect", backend="toy", data=tiny_demo, out=tmp_path / "runs", registry=registry,
-                           quiet=True, flags={"device": "cpu"}, fold=2, folds=2))
+        execute(RunOptions(
+            task="detect",
+            backend="toy",
+            registry=registry,
+            quiet=True,
+            source=Source(path=tiny_demo),
+            split=SplitPlan(fold=2, folds=2),
+            training=Training(flags={"device": "cpu"}),
+            output=Output(out=tmp_path / "runs"),
+        ))

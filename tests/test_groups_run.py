@@ -8,6 +8,7 @@ import dataclasses
 import json
 
 import pytest
+from flat_options import run_options
 import toy_backend
 from test_groups import _patient_of, patients
 from toy_backend import make_dataset
@@ -15,6 +16,7 @@ from toy_backend import make_dataset
 from zoo.errors import ZooError
 from zoo.pipeline.compare import CompareOptions, compare
 from zoo.pipeline.run import RunOptions, execute
+from zoo.pipeline.options import Output, Source, SplitPlan, Training
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def _patient(image_id):
 
 
 def _opts(tmp_path, ds, registry, **kw):
-    return RunOptions(**{**dict(task="classify", backend="toy", out=tmp_path / "runs", dataset=ds, data=ds.root,
+    return run_options(**{**dict(task="classify", backend="toy", out=tmp_path / "runs", dataset=ds, data=ds.root,
                                 registry=registry, quiet=True, flags={"device": "cpu"}), **kw})
 
 
@@ -73,8 +75,16 @@ def test_a_leaking_data_split_stops_the_run_unless_allowed(tmp_path, registry):
 
 def test_compare_folds_keep_patients_whole(tmp_path, registry):
     root = patients(tmp_path / "d", n=6, slices=3)  # class folders: classify
-    opts = CompareOptions(task="classify", backends=["toy", "oracle"], data=root, out=tmp_path / "runs", registry=registry,
-                          flags={"device": "cpu"}, folds=3, samples=0, group=r"(P\d+)_")
+    opts = CompareOptions(
+        task="classify",
+        backends=["toy", "oracle"],
+        registry=registry,
+        samples=0,
+        source=Source(path=root),
+        split=SplitPlan(folds=3, group=r"(P\d+)_"),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    )
     result = compare(opts)
     info = json.loads((result.folder / "compare.json").read_text())
     assert info["grouping"]["rule"] == r"--group '(P\d+)_' on the image path"

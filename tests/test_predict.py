@@ -17,6 +17,7 @@ from zoo.errors import ZooError
 from zoo.pipeline.predict import predict_to_labelme
 from zoo.data.reading import read_dataset
 from zoo.pipeline.run import RunOptions, execute
+from zoo.pipeline.options import Output, Source, Training
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,15 @@ def registry():
 
 
 def _run(tmp_path, data, registry, task, backend="oracle"):
-    return execute(RunOptions(task=task, backend=backend, data=data, out=tmp_path / "runs", registry=registry,
-                              quiet=True, flags={"device": "cpu"}))
+    return execute(RunOptions(
+        task=task,
+        backend=backend,
+        registry=registry,
+        quiet=True,
+        source=Source(path=data),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    ))
 
 
 def _images_only(src: Path, dst: Path, n: int = 4) -> Path:

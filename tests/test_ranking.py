@@ -19,6 +19,7 @@ from zoo.dataset import Dataset, ImageRecord
 from zoo.predictions import ClassPrediction, Detection, InstancePredictions
 from zoo.pipeline.ranking import rank, uncertainty
 from zoo.pipeline.run import RunOptions, execute
+from zoo.pipeline.options import Output, Source, Training
 
 META = Dataset(categories=["rbc", "wbc"], classes=["a", "b", "c"])
 
@@ -96,8 +97,14 @@ def test_run_on_a_partly_annotated_folder_ranks_the_rest(tmp_path, tiny_demo, mo
     monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
     data = tmp_path / "data"
     unlabelled = partly_annotated(tiny_demo, data)
-    result = execute(RunOptions(task="detect", backend="oracle", data=data, out=tmp_path / "runs", quiet=True,
-                                flags={"device": "cpu"}, rank=True, top=2))
+    result = execute(RunOptions(
+        task="detect",
+        backend="oracle",
+        quiet=True,
+        source=Source(path=data),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs", rank=True, top=2),
+    ))
     run = result.run_dir
     assert result.manifest.data.unlabelled == unlabelled
     assert result.manifest.data.summary["images"] == 12 - 3  # trained on the annotated ones only
@@ -125,8 +132,14 @@ def test_rank_refuses_semantic_seg_before_training(tmp_path, tiny_demo):
     from zoo.errors import ZooError
 
     with pytest.raises(ZooError, match="without per-pixel scores"):
-        execute(RunOptions(task="semantic-seg", backend="oracle", data=tiny_demo, out=tmp_path / "runs", quiet=True,
-                           registry=toy_backend.registry(), rank=True))
+        execute(RunOptions(
+            task="semantic-seg",
+            backend="oracle",
+            quiet=True,
+            registry=toy_backend.registry(),
+            source=Source(path=tiny_demo),
+            output=Output(out=tmp_path / "runs", rank=True),
+        ))
     assert not (tmp_path / "runs").exists()
 
 
@@ -135,8 +148,14 @@ def oracle_run(tmp_path, tiny_demo, monkeypatch) -> Path:
     """A finished detect run of the oracle backend on the tiny demo (toy registry in place)."""
     registry = toy_backend.registry()
     monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
-    return execute(RunOptions(task="detect", backend="oracle", data=tiny_demo, out=tmp_path / "runs", quiet=True,
-                              flags={"device": "cpu"})).run_dir
+    return execute(RunOptions(
+        task="detect",
+        backend="oracle",
+        quiet=True,
+        source=Source(path=tiny_demo),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    )).run_dir
 
 
 def plain_images(src: Path, dst: Path) -> list[str]:

@@ -21,6 +21,7 @@ from zoo.predictions import Detection, InstancePredictions
 from zoo.metrics import fmt_ci
 from zoo.pipeline.run import RunOptions, execute
 from zoo.tasks import get_task
+from zoo.pipeline.options import Output, Source, Training
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -78,8 +79,15 @@ class Tables(HTMLParser):
 def toy_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("html")
     data = make_dataset(root / "data", n=12)
-    result = execute(RunOptions(task="detect", backend="toy", out=root / "runs", dataset=data,
-                                registry=toy_backend.registry(), quiet=True, flags={"device": "cpu"}))
+    result = execute(RunOptions(
+        task="detect",
+        backend="toy",
+        registry=toy_backend.registry(),
+        quiet=True,
+        source=Source(dataset=data),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=root / "runs"),
+    ))
     return result.run_dir
 
 
@@ -137,8 +145,13 @@ def test_compare_report_in_a_browser(tmp_path, tiny_demo):
     from zoo.pipeline.compare import CompareOptions, compare
 
     result = compare(CompareOptions(
-        task="detect", backends=["toy", "oracle"], data=tiny_demo, out=tmp_path / "runs",
-        registry=toy_backend.registry(), flags={"device": "cpu"}))
+        task="detect",
+        backends=["toy", "oracle"],
+        registry=toy_backend.registry(),
+        source=Source(path=tiny_demo),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    ))
     dom, console = browse(result.folder / "report.html", tmp_path, "--dump-dom")
     assert console == []
     parsed = Tables()

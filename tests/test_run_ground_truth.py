@@ -10,6 +10,7 @@ import toy_backend
 
 import zoo.evaluation.coco as coco
 from zoo.pipeline.run import RunOptions, execute
+from zoo.pipeline.options import Output, Source, Training
 
 
 def test_a_run_converts_each_split_once(tmp_path, tiny_demo, monkeypatch):
@@ -21,8 +22,15 @@ def test_a_run_converts_each_split_once(tmp_path, tiny_demo, monkeypatch):
         return real(dataset, iou_type, *args, **kwargs)
 
     monkeypatch.setattr(coco, "evaluation_ground_truth", counted)
-    done = execute(RunOptions(task="instance-seg", backend="oracle", data=tiny_demo, out=tmp_path / "runs",
-                              registry=toy_backend.registry(), quiet=True, flags={"device": "cpu"}))
+    done = execute(RunOptions(
+        task="instance-seg",
+        backend="oracle",
+        registry=toy_backend.registry(),
+        quiet=True,
+        source=Source(path=tiny_demo),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    ))
     val = tuple(json.loads((done.run_dir / "split.json").read_text())["val"])
     assert val and converted.count((val, "segm")) == 1
     assert len(converted) == len(set(converted))  # no split converted twice

@@ -12,6 +12,7 @@ from toy_backend import make_dataset
 
 from zoo.pipeline.compare import CompareOptions, compare
 from zoo.pipeline.run import RunOptions, execute
+from zoo.pipeline.options import Output, Source, SplitPlan, Training
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,16 @@ def test_test_split_is_scored_once_beside_val(tmp_path, data, monkeypatch, task)
         return fit(self, train, val)
 
     monkeypatch.setattr(toy_backend.Toy, "fit", spy)
-    result = execute(RunOptions(task=task, backend="toy", out=tmp_path / "runs", dataset=data, val=0.25, test=0.25,
-                                registry=toy_backend.registry(), quiet=True, flags={"device": "cpu"}))
+    result = execute(RunOptions(
+        task=task,
+        backend="toy",
+        registry=toy_backend.registry(),
+        quiet=True,
+        source=Source(dataset=data),
+        split=SplitPlan(val=0.25, test=0.25),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    ))
     run, metrics = result.run_dir, result.metrics
     split = json.loads((run / "split.json").read_text())
     assert len(split["test"]) == 4 and not set(seen) & set(split["test"])
@@ -51,9 +60,15 @@ def test_test_split_is_scored_once_beside_val(tmp_path, data, monkeypatch, task)
 
 
 def test_leaderboard_shows_val_and_test(tmp_path, tiny_demo):
-    result = compare(CompareOptions(task="detect", backends=["toy", "oracle"], out=tmp_path / "runs",
-                                               data=tiny_demo, val=0.25, test=0.25, registry=toy_backend.registry(),
-                                               flags={"device": "cpu"}))
+    result = compare(CompareOptions(
+        task="detect",
+        backends=["toy", "oracle"],
+        registry=toy_backend.registry(),
+        source=Source(path=tiny_demo),
+        split=SplitPlan(val=0.25, test=0.25),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+    ))
     board = (result.folder / "leaderboard.md").read_text()
     assert "**AP** test" in board and "/ 3 test images" in board
     # the oracle answers from the ground truth on disk: 1 on val and on test alike

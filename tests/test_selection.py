@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from flat_options import compare_options, run_options
 import toy_backend
 import yaml
 from toy_backend import make_dataset
@@ -20,6 +21,7 @@ from zoo.pipeline.run import RunOptions, execute
 from zoo.selection import Protocol, Selection
 from zoo.tasks import get_task
 from zoo.testing import check_backend
+from zoo.pipeline.options import Output, Source, Training
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +45,16 @@ def test_protocol_is_validated_and_described():
 
 
 def test_run_with_select_best_records_the_protocol(tmp_path, data, registry):
-    result = execute(RunOptions(task="detect", backend="toy", out=tmp_path / "runs", dataset=data,
-                                registry=registry, quiet=True, flags={"device": "cpu"}, select="best"))
+    result = execute(RunOptions(
+        task="detect",
+        backend="toy",
+        registry=registry,
+        quiet=True,
+        source=Source(dataset=data),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=tmp_path / "runs"),
+        selection=Protocol(rule="best"),
+    ))
     run = result.run_dir
     split = json.loads((run / "split.json").read_text())
     assert len(split["selection"]) == 2 and split["selection_fraction"] == 0.1  # 10% of 16 train
@@ -60,8 +70,16 @@ def test_run_with_select_best_records_the_protocol(tmp_path, data, registry):
     assert "--select best --select-frac 0.1" in report
     # --resume keeps the run's protocol and refuses another
     with pytest.raises(ZooError, match="model selection was best epoch"):
-        execute(RunOptions(task="detect", backend="toy", out=tmp_path / "runs", dataset=data, registry=registry,
-                           quiet=True, flags={"device": "cpu"}, name=run.name, resume=True, select="last"))
+        execute(RunOptions(
+            task="detect",
+            backend="toy",
+            registry=registry,
+            quiet=True,
+            source=Source(dataset=data),
+            training=Training(flags={"device": "cpu"}),
+            output=Output(out=tmp_path / "runs", name=run.name, resume=True),
+            selection=Protocol(rule="last"),
+        ))
 
 
 def test_the_scored_split_never_reaches_fit(tmp_path, data, registry):
@@ -90,8 +108,8 @@ def test_a_broken_rule_fails_its_own_check_only(tmp_path, data, registry):
 
 def _real_classify_run(tmp_path, tiny_demo, **kw):
     pytest.importorskip("torchvision")
-    return execute(RunOptions(task="classify", backend="resnet18", data=tiny_demo, out=tmp_path / "runs", quiet=True,
-                              flags={"device": "cpu", "epochs": 3, "imgsz": 32, "batch": 4}, **kw))
+    return execute(run_options(task="classify", backend="resnet18", data=tiny_demo, out=tmp_path / "runs", quiet=True,
+                               flags={"device": "cpu", "epochs": 3, "imgsz": 32, "batch": 4}, **kw))
 
 
 @pytest.mark.slow
@@ -144,13 +162,13 @@ def test_select_last_scores_nothing_during_training(tmp_path, tiny_demo, monkeyp
 def test_compare_states_one_protocol_and_refuses_to_mix(tmp_path, tiny_demo, registry):
     opts = dict(task="detect", backends=["toy", "oracle"], data=tiny_demo, out=tmp_path / "runs",
                 registry=registry, flags={"device": "cpu"})
-    best = compare(CompareOptions(**opts, select="best"))
+    best = compare(compare_options(**opts, select="best"))
     md = (best.folder / "leaderboard.md").read_text()
     assert "Model selection, the same for every backend: best epoch on a selection split" in md
     assert json.loads((best.folder / "compare.json").read_text())["selection"]["rule"] == "best"
     assert "model selection, every backend: best epoch" in leaderboard_table(best).caption  # on screen
     # another protocol is another experiment: nothing is reused across protocols
-    last = compare(CompareOptions(**opts))
+    last = compare(compare_options(**opts))
     assert {r.status for r in last.rows} == {"trained"}
     assert "last epoch (final weights); nothing scored during training" in (last.folder / "leaderboard.md").read_text()
     # runs made under different protocols never share a leaderboard

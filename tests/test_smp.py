@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flat_options import run_options
 
 from zoo.backend import RunContext
 from zoo.config import resolve_config, shipped_defaults
@@ -472,10 +473,10 @@ def test_resume_continues_an_interrupted_fit_from_its_last_epoch(tmp_path, monke
 
     monkeypatch.setattr(zoo.training.loop, "epoch_loader", stop_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        execute(RunOptions(**opts))
+        execute(run_options(**opts))
     monkeypatch.setattr(zoo.training.loop, "epoch_loader", loader)
 
-    result = execute(RunOptions(**opts, resume=True))
+    result = execute(run_options(**opts, resume=True))
     assert result.manifest.status == "finished"
     state = zoo.training.load_checkpoint(result.run_dir / "checkpoint" / "last.pt")
     assert [row["epoch"] for row in state["history"]] == [0, 1]  # epoch 0 kept, not redone

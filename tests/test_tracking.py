@@ -11,11 +11,13 @@ import time
 import urllib.request
 
 import pytest
+from flat_options import run_options
 import toy_backend
 from toy_backend import make_dataset
 
 from zoo.tasks import get_task
 from zoo.pipeline.run import RunOptions, execute
+from zoo.pipeline.options import Output, Source, Training
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def _opts(tmp_path, data, **kw) -> RunOptions:
     base = dict(task="detect", backend="toy", out=tmp_path / "runs", dataset=data, registry=toy_backend.registry(),
                 quiet=True, flags={"device": "cpu"}, sets=["epochs=3"])
     base.update(kw)
-    return RunOptions(**base)
+    return run_options(**base)
 
 
 def test_tensorboard_event_files_hold_history_and_scores(tmp_path, data):
@@ -131,8 +133,13 @@ def test_compare_logs_a_parent_and_one_child_per_backend_to_an_mlflow_server(tmp
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     result = compare(CompareOptions(
-        task="detect", backends=["toy", "oracle"], data=tiny_demo, out=tmp_path / "runs",
-        registry=toy_backend.registry(), flags={"device": "cpu"}, sets=["epochs=2"], track="mlflow"))
+        task="detect",
+        backends=["toy", "oracle"],
+        registry=toy_backend.registry(),
+        source=Source(path=tiny_demo),
+        training=Training(flags={"device": "cpu"}, sets=["epochs=2"]),
+        output=Output(out=tmp_path / "runs", track="mlflow"),
+    ))
     client = MlflowClient(mlflow_server)
     runs = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -173,9 +180,14 @@ def test_a_real_backend_reports_its_epochs_to_tensorboard(tmp_path, tiny_demo):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = execute(RunOptions(task="classify", backend="mobilenet_v3_small", data=tiny_demo, out=tmp_path / "runs",
-                                quiet=True, flags={"device": "cpu", "epochs": 2, "imgsz": 32, "batch": 4},
-                                track="tensorboard"))
+    result = execute(RunOptions(
+        task="classify",
+        backend="mobilenet_v3_small",
+        quiet=True,
+        source=Source(path=tiny_demo),
+        training=Training(flags={"device": "cpu", "epochs": 2, "imgsz": 32, "batch": 4}),
+        output=Output(out=tmp_path / "runs", track="tensorboard"),
+    ))
     history = result.manifest.history
     assert [row["epoch"] for row in history] == [1, 2]
     acc = EventAccumulator(str(result.run_dir / "tensorboard"))

@@ -28,6 +28,7 @@ from zoo.plugins.tv_models.rcnn import (  # noqa: E402
 from zoo.data.raster import instance_mask, rle_to_mask  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
 from zoo.testing import Conformance, parametrize_with_checks  # noqa: E402
+from zoo.pipeline.options import Output, Source, Training
 
 pytestmark = pytest.mark.slow
 
@@ -276,8 +277,12 @@ def test_end_to_end_run_folder(tmp_path):
     write_demo(tmp_path / "data", images=12, size=64, seed=0)
     result = execute(
         RunOptions(
-            task="detect", backend="faster-rcnn", data=tmp_path / "data", out=tmp_path / "runs", quiet=True,
-            flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"}, sets=FAST,
+            task="detect",
+            backend="faster-rcnn",
+            quiet=True,
+            source=Source(path=tmp_path / "data"),
+            training=Training(flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"}, sets=FAST),
+            output=Output(out=tmp_path / "runs"),
         )
     )
     run = result.run_dir

@@ -14,6 +14,7 @@ from zoo.data.reading import read_dataset
 from zoo.data.split import read_split
 from zoo.tasks import get_task
 from zoo.pipeline.verdict import paired, verdicts
+from zoo.pipeline.options import Output, Source, SplitPlan, Training
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,15 @@ def registry():
 def cross_validated(tmp_path_factory, tiny_demo, registry):
     out = tmp_path_factory.mktemp("verdict") / "runs"
     return compare(CompareOptions(
-        task="classify", backends=["toy", "oracle"], data=tiny_demo, out=out, registry=registry, flags={"device": "cpu"}, folds=2, samples=0))
+        task="classify",
+        backends=["toy", "oracle"],
+        registry=registry,
+        samples=0,
+        source=Source(path=tiny_demo),
+        split=SplitPlan(folds=2),
+        training=Training(flags={"device": "cpu"}),
+        output=Output(out=out),
+    ))
 
 
 def test_a_strictly_better_backend_wins_with_probability_one(cross_validated):

@@ -34,6 +34,7 @@ from zoo.plugins.yolact.nms import fast_nms, standard_nms  # noqa: E402
 from zoo.selection import Selection  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
 from zoo.testing import Conformance, parametrize_with_checks  # noqa: E402
+from zoo.pipeline.options import Output, Source, Training
 
 
 @pytest.fixture(scope="module")
@@ -363,8 +364,12 @@ def test_end_to_end_run_folder(tmp_path):
     write_demo(tmp_path / "data", images=8, size=64, seed=0)
     result = execute(
         RunOptions(
-            task="instance-seg", backend="yolact", data=tmp_path / "data", out=tmp_path / "runs", quiet=True,
-            flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"}, sets=["fpn_channels=32", "k=8"],
+            task="instance-seg",
+            backend="yolact",
+            quiet=True,
+            source=Source(path=tmp_path / "data"),
+            training=Training(flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"}, sets=["fpn_channels=32", "k=8"]),
+            output=Output(out=tmp_path / "runs"),
         )
     )
     for name in ("config.yaml", "metrics.json", "report.md", "checkpoint/last.pt"):

@@ -53,16 +53,23 @@ def compare(
     from zoo.cli.views import print_leaderboard
     from zoo.data.folds import parse_seeds
     from zoo.pipeline.compare import CompareOptions, compare as run_compare
+    from zoo.pipeline.options import Output, Source, SplitPlan, Training, asked_selection
+    from zoo.registry import get_registry
+    from zoo.selection import Protocol
 
     result = run_compare(
         CompareOptions(
-            task=task, backends=[b.strip() for b in backends.split(",") if b.strip()], data=data,
-            fmt=fmt, labels=labels, images=images, seed=seed, name=name, out=out, sets=list(set_), val=val,
-            rerun=rerun, config_files=list(config), samples=samples, split=split, trust_weights=trust_weights, track=track,
-            select=select or "last", select_frac=select_frac or 0.1, patience=patience,
-            folds=folds, seeds=parse_seeds(seeds), jobs=jobs, executor=executor, address=address,
-            group=group, allow_leak=allow_leak, test=test, ensemble=ensemble,
-            flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device, "seed": seed, "pretrained": pretrained},
+            task=task, backends=[b.strip() for b in backends.split(",") if b.strip()],
+            source=Source(path=data, fmt=fmt, labels=labels, images=images),
+            split=SplitPlan(val=val, test=test, rule=split, folds=folds, group=group, allow_leak=allow_leak),
+            selection=asked_selection(select, select_frac, patience) or Protocol(),
+            training=Training(
+                flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device,
+                       "seed": seed, "pretrained": pretrained},
+                config_files=list(config), sets=list(set_), trust_weights=trust_weights),
+            output=Output(out=out, name=name, track=track),
+            seeds=parse_seeds(seeds), rerun=rerun, samples=samples, jobs=jobs, executor=executor, address=address,
+            ensemble=ensemble, registry=get_registry(),
         ),
         ConsoleReporter(),
     )

@@ -46,19 +46,23 @@ def run(
 ) -> None:
     """Train a backend on a folder and score it with the shared evaluator."""
     from zoo.cli.render import ConsoleReporter, show_run
-    from zoo.pipeline.run import RunOptions, execute
+    from zoo.pipeline.options import Output, RunOptions, Source, SplitPlan, Training, asked_selection
+    from zoo.pipeline.run import execute
+    from zoo.registry import get_registry
     from zoo.training.distributed import world
 
     result = execute(
         RunOptions(
-            task=task, backend=backend, data=data, fmt=fmt, labels=labels, images=images, seed=seed,
-            name=name, out=out, config_files=list(config), sets=list(set_), val=val,
-            test=test, resume=resume, split_file=split, strict=strict, rank=rank, top=top,
-            trust_weights=trust_weights, track=track, group=group, allow_leak=allow_leak,
-            select=select, select_frac=select_frac, patience=patience, fold=fold, folds=folds,
-            flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device,
-                   "seed": seed, "weights": weights, "pretrained": True if pretrained else None},
-            reporter=ConsoleReporter(),
+            task=task, backend=backend,
+            source=Source(path=data, fmt=fmt, labels=labels, images=images, strict=strict),
+            split=SplitPlan(val=val, test=test, rule=split, fold=fold, folds=folds, group=group, allow_leak=allow_leak),
+            selection=asked_selection(select, select_frac, patience),
+            training=Training(
+                flags={"epochs": epochs, "imgsz": imgsz, "budget": budget, "batch": batch, "device": device,
+                       "seed": seed, "weights": weights, "pretrained": True if pretrained else None},
+                config_files=list(config), sets=list(set_), trust_weights=trust_weights),
+            output=Output(out=out, name=name, resume=resume, track=track, rank=rank, top=top),
+            registry=get_registry(), reporter=ConsoleReporter(),
         )
     )
     if world().main:  # under a launcher, one summary: rank 0's

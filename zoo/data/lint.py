@@ -724,15 +724,15 @@ def lint_dataset(ctx: LintContext, checks=None) -> list[Finding]:
 
 def lint_folder(path: str | Path, *, fmt: str = "auto", labels: str | Path | None = None, task: str | None = None,
                 val: float = 0.2, test: float = 0.0, images: str | Path | None = None,
-                group: str | None = None) -> LintReport:
-    """Read ``path`` (every label kept) and run every check."""
+                group: str | None = None, registry=None) -> LintReport:
+    """Read ``path`` (every label kept, by ``registry``'s readers) and run every check."""
     from zoo.data.labels import EVERY_LABEL
     from zoo.data.reading import read_dataset
 
     path = Path(path)
     if not 0 < val < 1 or not 0 <= test < 1 or val + test >= 1:
         raise ZooError(f"--val {val:g} / --test {test:g}: expected fractions with val > 0 and val + test < 1")
-    dataset = read_dataset(path, fmt=fmt, labels=EVERY_LABEL, images=images)
+    dataset = read_dataset(path, fmt=fmt, labels=EVERY_LABEL, images=images, registry=registry)
     cats, classes, where = declared_vocabularies(path, labels, dataset)
     t = None
     if task is not None:
@@ -746,9 +746,10 @@ def lint_folder(path: str | Path, *, fmt: str = "auto", labels: str | Path | Non
 
 def refuse_errors(path: str | Path, *, fmt: str = "auto", labels: str | Path | None = None, task: str | None = None,
                   val: float = 0.2, test: float = 0.0, images: str | Path | None = None,
-                  group: str | None = None) -> None:
+                  group: str | None = None, registry=None) -> None:
     """``zoo run --strict``: a ZooError when ``zoo check`` finds anything of error level."""
-    report = lint_folder(path, fmt=fmt, labels=labels, task=task, val=val, test=test, images=images, group=group)
+    report = lint_folder(path, fmt=fmt, labels=labels, task=task, val=val, test=test, images=images, group=group,
+                         registry=registry)
     errors = [f for f in report.findings if f.level == ERROR]
     if errors:
         first = errors[0]

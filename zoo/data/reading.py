@@ -9,7 +9,7 @@ from pathlib import Path
 
 from zoo.dataset import Dataset
 from zoo.errors import DataError, ZooError
-from zoo.registry import get_registry
+from zoo.registry import Registry, get_registry
 
 #: Left in an output folder while ``zoo convert`` writes it, removed when it has finished: a
 #: folder holding it is a partial output (the conversion was killed or failed) and is not read.
@@ -59,11 +59,11 @@ CONFIDENCE_BANDS = (
 )
 
 
-def detect_format(path: Path) -> str:
-    """The reader whose sniffer is most confident about ``path``; two readers equally sure
-    are a question for the user (--from), never a coin toss."""
+def detect_format(path: Path, registry: Registry | None = None) -> str:
+    """The reader of ``registry`` whose sniffer is most confident about ``path``; two readers
+    equally sure are a question for the user (--from), never a coin toss."""
     refuse_unfinished(path)
-    registry = get_registry()
+    registry = registry or get_registry()
     scores = []
     reasons = []
     for spec in registry.readers.values():
@@ -107,15 +107,20 @@ def _first_annotation_like(path: Path) -> Path | None:
 
 
 def read_dataset(path: str | Path, fmt: str = "auto", labels: str | Path | None = None,
-                 images: str | Path | None = None) -> Dataset:
+                 images: str | Path | None = None, *, registry: Registry | None = None) -> Dataset:
     """Read ``path`` with the named reader (or the detected one); ``images`` (``--images
-    DIR``): the folder holding the images when the annotations live elsewhere."""
+    DIR``): the folder holding the images when the annotations live elsewhere.
+
+    ``registry``: whose readers; the pipeline passes the one it was given (a test's plugins
+    are read by that test's readers), None is the installed plugins (a script's shorthand).
+    """
     path = Path(path)
     if not path.exists():
         raise ZooError(f"{path}: no such file or folder")
     refuse_unfinished(path)
-    name = detect_format(path) if fmt == "auto" else fmt
-    reader = get_registry().reader(name).load()
+    registry = registry or get_registry()
+    name = detect_format(path, registry) if fmt == "auto" else fmt
+    reader = registry.reader(name).load()
     kwargs = {"labels": labels}
     if images is not None:
         kwargs["images"] = image_folder(images, name, reader)

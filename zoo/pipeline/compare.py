@@ -45,58 +45,45 @@ from typing import Any
 from zoo.atomic import write_text
 from zoo.errors import MissingDependency, ZooError
 from zoo.pipeline.leaderboard import CompareResult, Row, starting_weights, write_leaderboard
+from zoo.pipeline.options import Output, RunOptions, Source, SplitPlan, Training
 from zoo.pipeline.report import fmt
 from zoo.pipeline.runfolder import Manifest, RunFolder
 from zoo.progress import LogReporter, Reporter
+from zoo.selection import Protocol
 from zoo.tasks import Task, get_task
 
 log = logging.getLogger("zoo")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CompareOptions:
+    """Everything ``zoo compare`` takes: the parts of a run's options (zoo.pipeline.options)
+    that every run shares, and what only a compare has."""
+
     task: str
     backends: list[str]
-    data: Path | None = None
-    fmt: str = "auto"
-    labels: Path | None = None
-    images: Path | None = None  # --images DIR
-    seed: int | None = None
-    name: str | None = None
-    out: Path = Path("runs")
-    sets: list[str] = field(default_factory=list)
-    val: float = 0.2
+    source: Source = field(default_factory=Source)
+    #: ``folds``: K-fold cross-validation (zoo.data.folds); None or 1: one split.
+    split: SplitPlan = field(default_factory=SplitPlan)
+    #: The model-selection protocol every backend follows (zoo.selection).
+    selection: Protocol = field(default_factory=Protocol)
+    #: ``--set key=value`` for every backend, ``BACKEND.key=value`` for one (:func:`split_sets`)
+    training: Training = field(default_factory=Training)
+    #: ``name``: the leaderboard's (default: the task); ``track``: a parent run, one child per run.
+    output: Output = field(default_factory=Output)
+    #: ``--seeds``: training repeated with each seed (None: the one seed).
+    seeds: list[int] | None = None
     rerun: bool = False
-    flags: dict[str, Any] = field(default_factory=dict)
-    config_files: list[Path] = field(default_factory=list)
-    test: float = 0.0
-    registry: Any = None
-    #: ``--trust-weights``: a starting-weights file that is a pickle may be unpickled.
-    trust_weights: bool = False
     #: How many val images samples.png shows.
     samples: int = 3
-    #: ``--track mlflow|tensorboard`` (zoo.pipeline.tracking): a parent run, one child per run.
-    track: str | None = None
-    #: "auto", "random" or a split.json path (see zoo.data.split).
-    split: str | Path = "auto"
-    #: The model-selection protocol every backend follows (zoo.selection).
-    select: str = "last"
-    select_frac: float = 0.1
-    patience: int | None = None
-    #: ``--folds K``: K-fold cross-validation (zoo.data.folds); None or 1: one split.
-    folds: int | None = None
-    #: ``--seeds``: training repeated with each seed (None: the one --seed).
-    seeds: list[int] | None = None
     #: ``--jobs N``: runs at once on this machine (zoo.pipeline.executors)
     jobs: int = 1
     #: ``--executor local|ray``, ``--address`` of an existing Ray cluster (zoo.pipeline.executors_ray)
     executor: str = "local"
     address: str | None = None
-    #: ``--group REGEX`` / ``--allow-leak`` (zoo.data.groups), as for zoo run
-    group: str | None = None
-    allow_leak: bool = False
     #: ``--ensemble``: each backend's fold models fused and scored on the test split (zoo.pipeline.ensemble)
     ensemble: bool = False
+    registry: Any = None
 
 
 def split_sets(sets: list[str], backends: list[str]) -> dict[str, list[str]]:
@@ -177,7 +164,7 @@ class Settings:
         if self._grouping is None:
             from zoo.data.groups import group_images
 
-            self._grouping = group_images(dataset, self.opts.group)
+            self._grouping = group_images(dataset, self.opts.split.group)
         return self._grouping
 
     def where(self, fold: int | None, seed: int) -> str:
@@ -189,7 +176,6 @@ def settings(opts: CompareOptions) -> Settings:
     """:class:`Settings` from the options; a typo in a backend name or a bad option fails here."""
     from zoo.pipeline.runfolder import check_name
     from zoo.registry import get_registry
-    from zoo.selection import Protocol
 
     opts = _check_options(opts)
     registry = opts.registry or get_registry()
@@ -199,14 +185,15 @@ def settings(opts: CompareOptions) -> Settings:
         raise ZooError("--backends: name at least one backend (comma-separated)")
     for b in backends:
         registry.backend(b, task.name)  # unknown name / wrong task: fail now
-    flags = dict(opts.flags)
-    seed = flags.get("seed") if flags.get("seed") is not None else opts.seed
+    flags = dict(opts.training.flags)
+    seed = flags.get("seed")
     flags["seed"] = seed = 0 if seed is None else int(seed)  # one seed for every backend, whatever their configs say
-    name = check_name(opts.name or task.name)
+    name = check_name(opts.output.name or task.name)
+    out = Path(opts.output.out)
     return Settings(
-        opts, registry, task, backends, name, Path(opts.out), Path(opts.out) / "compare" / name, seed,
-        list(opts.seeds) if opts.seeds else [seed], int(opts.folds or 1), flags, split_sets(list(opts.sets), backends),
-        Protocol(opts.select, opts.select_frac, opts.patience),
+        opts, registry, task, backends, name, out, out / "compare" / name, seed,
+        list(opts.seeds) if opts.seeds else [seed], int(opts.split.folds or 1), flags,
+        split_sets(list(opts.training.sets), backends), opts.selection,
     )
 
 
@@ -217,11 +204,13 @@ def _check_options(opts: CompareOptions) -> CompareOptions:
         raise ZooError(f"--executor {opts.executor}: expected local or ray")
     if opts.jobs < 1:
         raise ZooError(f"--jobs {opts.jobs}: expected 1 or more")
-    if opts.ensemble and (int(opts.folds or 1) < 2 or not opts.test):
+    if opts.ensemble and (int(opts.split.folds or 1) < 2 or not opts.split.test):
         raise ZooError("--ensemble fuses the fold models and scores them on held-out images: "
                        "use it with --folds K --test F")
     if opts.executor == "ray":
-        opts = replace(opts, out=Path(opts.out).resolve(), data=None if opts.data is None else Path(opts.data).resolve())
+        path = opts.source.path
+        opts = replace(opts, output=replace(opts.output, out=Path(opts.output.out).resolve()),
+                       source=replace(opts.source, path=None if path is None else Path(path).resolve()))
     return opts
 
 
@@ -284,7 +273,7 @@ def plan(s: Settings, reporter: Reporter) -> Plan:
     from zoo.pipeline.prepare import read_input, report_problems
 
     configs = resolve_configs(s)  # config typos fail before the data is even read
-    dataset, label = read_input(s.opts.data, s.opts.fmt, s.opts.labels, s.opts.images)
+    dataset, label = read_input(s.opts.source, s.registry)
     report_problems(dataset, reporter)
     s.task.check(dataset)
     digest = data_hash(dataset)
@@ -326,8 +315,8 @@ def resolve_configs(s: Settings) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001 - a broken plugin is that backend's row, not the end
             configs[b] = ZooError(f"cannot load backend '{b}': {type(e).__name__}: {e}")
             continue
-        configs[b] = (cls, resolve_config(cls.Config, backend=b, task=s.task.name, files=s.opts.config_files,
-                                          flags=s.flags, sets=s.sets[b], demo=s.opts.data is None, spec=spec))
+        configs[b] = (cls, resolve_config(cls.Config, backend=b, task=s.task.name, files=s.opts.training.config_files,
+                                          flags=s.flags, sets=s.sets[b], demo=s.opts.source.is_demo, spec=spec))
     return configs
 
 
@@ -341,11 +330,12 @@ def write_splits(s: Settings, dataset, digest: str) -> list[tuple[Any, Path]]:
         from zoo.data.folds import make_folds
 
         splits = make_folds(dataset, s.task, s.folds, seed=s.seed, digest=digest, grouping=grouping,
-                            test=s.opts.test)
+                            test=s.opts.split.test)
         paths = [s.folder / f"fold-{i}" / "split.json" for i in range(s.folds)]
     else:
-        splits = [choose_split(s.opts.split, dataset, s.task, val=s.opts.val, test=s.opts.test, seed=s.seed,
-                               digest=digest, grouping=grouping, allow_leak=s.opts.allow_leak)]
+        plan_ = s.opts.split
+        splits = [choose_split(plan_.rule, dataset, s.task, val=plan_.val, test=plan_.test, seed=s.seed,
+                               digest=digest, grouping=grouping, allow_leak=plan_.allow_leak)]
         paths = [s.folder / "split.json"]
     splits = [carve_selection(sp, dataset, s.task, s.protocol.split_fraction, grouping) for sp in splits]
     for sp, path in zip(splits, paths):
@@ -370,8 +360,8 @@ def decide(s: Settings, cell: Cell, config, dataset, digest: str, reporter: Repo
     cls, cfg = config
     flags = {**s.flags, "seed": cell.seed}
     if cell.seed != s.seed:
-        cfg = resolve_config(cls.Config, backend=b, task=s.task.name, files=s.opts.config_files, flags=flags,
-                             sets=s.sets[b], demo=s.opts.data is None, spec=s.registry.backend(b))
+        cfg = resolve_config(cls.Config, backend=b, task=s.task.name, files=s.opts.training.config_files, flags=flags,
+                             sets=s.sets[b], demo=s.opts.source.is_demo, spec=s.registry.backend(b))
     # the same data-derived choices the run would make, so a finished run is recognised
     train = dataset.subset(cell.split.train)
     cfg, _ = fill_auto(cfg, cls, s.task, train, resolve_device(cfg.device))
@@ -387,18 +377,20 @@ def decide(s: Settings, cell: Cell, config, dataset, digest: str, reporter: Repo
                s.folder / "logs" / f"{cell.slug}.txt")
 
 
-def run_options(s: Settings, cell: Cell, flags: dict[str, Any], dataset):
-    """The ``zoo run`` a cell is: the compare's data, split, seed, config layers and protocol."""
-    from zoo.pipeline.run import RunOptions
-
+def run_options(s: Settings, cell: Cell, flags: dict[str, Any], dataset) -> RunOptions:
+    """The ``zoo run`` a cell is: the compare's data (read once), the cell's split, seed and
+    config layers, and the compare's protocol."""
     opts = s.opts
     return RunOptions(
-        task=s.task.name, backend=cell.backend, data=opts.data, fmt=opts.fmt, labels=opts.labels,
-        images=opts.images, out=s.out, config_files=list(opts.config_files), sets=s.sets[cell.backend], flags=flags,
-        split_file=cell.split_path, registry=s.registry, dataset=dataset, demo=opts.data is None, quiet=True,
-        name=cell.run_name(s.task.name),
-        trust_weights=opts.trust_weights, select=opts.select, select_frac=opts.select_frac, patience=opts.patience,
-        track=opts.track, group=opts.group, grouping=s.grouping(dataset), allow_leak=opts.allow_leak,
+        task=s.task.name, backend=cell.backend,
+        source=replace(opts.source, dataset=dataset, demo=opts.source.path is None),
+        split=SplitPlan(rule=cell.split_path, group=opts.split.group, grouping=s.grouping(dataset),
+                        allow_leak=opts.split.allow_leak),
+        selection=opts.selection,
+        training=replace(opts.training, config_files=list(opts.training.config_files), sets=s.sets[cell.backend],
+                         flags=flags),
+        output=Output(out=s.out, name=cell.run_name(s.task.name), track=opts.output.track),
+        registry=s.registry, quiet=True,
     )
 
 
@@ -410,7 +402,7 @@ def execute(p: Plan, reporter: Reporter, track_parent: str | None = None) -> lis
     s = p.settings
     jobs = p.jobs
     for job in jobs:
-        job.opts.track_parent = track_parent
+        job.opts = replace(job.opts, output=replace(job.opts.output, track_parent=track_parent))
     if jobs:
         reporter.say(f"training {len(jobs)} run(s)" + (f", {s.opts.jobs} at a time" if s.opts.jobs > 1 else "")
                      + (" on Ray" if s.opts.executor == "ray" else "") + " ...")
@@ -460,7 +452,7 @@ def compare(opts: CompareOptions, reporter: Reporter | None = None) -> CompareRe
     reporter = reporter or LogReporter()
     s = settings(opts)
     p = plan(s, reporter)
-    tracker = open_tracker(s.opts.track, s.out, reporter)
+    tracker = open_tracker(s.opts.output.track, s.out, reporter)
     _start_tracking(tracker, p)
     try:
         runs = execute(p, reporter, tracker.run_id)
@@ -479,7 +471,7 @@ def _ensembles(s: Settings, runs: list[Row], reporter: Reporter) -> list:
     from zoo.pipeline.ensemble import compare_ensembles
     from zoo.training.devices import resolve_device
 
-    device = resolve_device(s.opts.flags.get("device") or "auto")
+    device = resolve_device(s.opts.training.flags.get("device") or "auto")
     return compare_ensembles(s.folder, runs, reporter, device=device, registry=s.registry)
 
 

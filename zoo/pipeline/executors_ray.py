@@ -93,7 +93,7 @@ def cell_names(out: Path, jobs: list[Job], task: str) -> list[str]:
     taken: set[str] = set()
     names = []
     for job in jobs:
-        base = job.opts.name or default_name(job.backend, task)
+        base = job.opts.output.name or default_name(job.backend, task)
         k, name = 1, base
         while name in taken or (out / name).exists():
             k += 1
@@ -108,20 +108,22 @@ def run_cell_task(opts) -> Outcome:
     that folder with a manifest (its worker died), the same run resumed."""
     from zoo.pipeline.runfolder import RunFolder
 
-    folder = RunFolder(Path(opts.out) / opts.name)
+    folder = RunFolder(Path(opts.output.out) / opts.output.name)
     m = folder.manifest_or_none()
     if m is not None and m.is_finished and folder.metrics_file.is_file():
         return Outcome(folder.path, folder.read_metrics(), m.to_dict())
     if m is not None:
-        opts = replace(opts, resume=True)
+        opts = replace(opts, output=replace(opts.output, resume=True))
     return execute_job(opts)
 
 
-def absolute(opts):
-    """The run's paths made absolute: a worker does not run in this directory."""
-    return replace(opts, out=Path(opts.out).resolve(), data=None if opts.data is None else Path(opts.data).resolve(),
-                   split_file=Path(opts.split_file).resolve() if opts.split_file else None,
-                   config_files=[Path(p).resolve() for p in opts.config_files])
+def absolute(opts, name: str):
+    """The run, named ``name``, its paths made absolute: a worker does not run in this directory."""
+    source, split, training = opts.source, opts.split, opts.training
+    return replace(opts, output=replace(opts.output, out=Path(opts.output.out).resolve(), name=name),
+                   source=replace(source, path=None if source.path is None else Path(source.path).resolve()),
+                   split=replace(split, rule=Path(split.rule).resolve() if split.rule else None),
+                   training=replace(training, config_files=[Path(p).resolve() for p in training.config_files]))
 
 
 def run_ray(jobs: list[Job], address: str | None, out: Path) -> Iterator[tuple[Job, Outcome]]:
@@ -132,13 +134,13 @@ def run_ray(jobs: list[Job], address: str | None, out: Path) -> Iterator[tuple[J
     connected = connect(address)
     try:
         out = Path(out).resolve()
-        data = jobs[0].opts.data
+        data = jobs[0].opts.source.path
         check_shared_paths(out, None if data is None else Path(data).resolve())
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=RETRIES,
                           retry_exceptions=False)(run_cell_task)
         names = cell_names(out, jobs, jobs[0].opts.task)
-        pending = {task.remote(replace(absolute(job.opts), name=name)): job for job, name in zip(jobs, names)}
+        pending = {task.remote(absolute(job.opts, name)): job for job, name in zip(jobs, names)}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(done[0])

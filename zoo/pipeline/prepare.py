@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from zoo import __version__
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
-from zoo.pipeline.options import RunOptions
+from zoo.pipeline.options import RunOptions, Source
 from zoo.pipeline.runfolder import (
     DataRecord,
     Manifest,
@@ -42,6 +42,7 @@ from zoo.tasks import Task, get_task
 if TYPE_CHECKING:
     from zoo.backend import Backend
     from zoo.config import BackendConfig
+    from zoo.registry import Registry
     from zoo.data.split import Split
     from zoo.evaluation.coco import GroundTruth
     from zoo.selection import Protocol
@@ -62,15 +63,16 @@ class Quiet(LogReporter):
         return self.reporter.track(items, description, total=total)
 
 
-def read_input(data: Path | None, fmt: str, labels: Path | None, images: Path | None = None) -> tuple[Dataset, str]:
-    """The dataset and a label for where it came from (``demo`` when --data is omitted)."""
+def read_input(source: Source, registry) -> tuple[Dataset, str]:
+    """The dataset and a label for where it came from (``demo`` when --data is omitted),
+    read by ``registry``'s readers."""
     from zoo.data.reading import read_dataset
 
-    if data is None:
+    if source.path is None:
         from zoo.data.demo import ensure_demo
 
-        return read_dataset(ensure_demo(), "auto", labels), "demo"
-    return read_dataset(data, fmt, labels, images), str(data)
+        return read_dataset(ensure_demo(), "auto", source.labels, registry=registry), "demo"
+    return read_dataset(source.path, source.fmt, source.labels, source.images, registry=registry), str(source.path)
 
 
 def report_problems(dataset: Dataset, reporter: Reporter, limit: int = 5) -> None:
@@ -128,6 +130,7 @@ class Setup:
     spec: BackendSpec
     cls: type[Backend]  # the spec's class, loaded
     flags: dict[str, Any]
+    registry: Registry  # the plugins: the options' own, else the installed ones
     protocol: Protocol  # asked for (a resume keeps the recorded one)
 
     @classmethod
@@ -140,16 +143,15 @@ class Setup:
             opts = replace(opts, quiet=True)
         reporter = opts.reporter or LogReporter()
         task = get_task(opts.task)
-        spec = (opts.registry or get_registry()).backend(opts.backend, task.name)
-        flags = dict(opts.flags)
-        if opts.seed is not None and flags.get("seed") is None:
-            flags["seed"] = opts.seed
-        if opts.rank:
+        registry = opts.registry or get_registry()
+        spec = registry.backend(opts.backend, task.name)
+        if opts.output.rank:
             from zoo.pipeline.ranking import require_scores
 
             require_scores(task)
         return cls(opts=opts, reporter=Quiet(reporter) if opts.quiet else reporter, world=here, task=task,
-                   spec=spec, cls=spec.load(), flags=flags, protocol=asked_protocol(opts))
+                   spec=spec, cls=spec.load(), flags=dict(opts.training.flags), registry=registry,
+                   protocol=asked_protocol(opts.selection))
 
     def resolve_config(self, base: dict | None = None):
         from zoo.config import resolve_config
@@ -157,24 +159,22 @@ class Setup:
         o = self.opts
         return resolve_config(
             self.cls.Config, backend=self.spec.name, task=self.task.name,
-            files=o.config_files, flags=self.flags, sets=o.sets, base=base,
-            demo=o.demo or (o.data is None and o.dataset is None), spec=self.spec,
+            files=o.training.config_files, flags=self.flags, sets=o.training.sets, base=base,
+            demo=o.source.is_demo, spec=self.spec,
         )
 
 
-def asked_protocol(opts: RunOptions, recorded: dict | None = None):
-    """The selection protocol from the options; on ``--resume``, the recorded one, which
-    an option given now must not contradict."""
+def asked_protocol(asked: Protocol | None, recorded: dict | None = None) -> Protocol:
+    """The selection protocol asked for (None: not given, the defaults); on ``--resume``, the
+    recorded one, which a protocol given now must not contradict."""
     from zoo.selection import Protocol
 
-    asked = {"rule": opts.select, "fraction": opts.select_frac, "patience": opts.patience}
     if recorded is None:
-        return Protocol(**{k: v for k, v in asked.items() if v is not None})
+        return asked or Protocol()
     old = Protocol.from_dict(recorded)
-    for key, value in asked.items():
-        if value is not None and value != getattr(old, key):
-            raise ZooError(f"--resume: the interrupted run's model selection was {old.describe()}; "
-                           f"drop the changed --select / --select-frac / --patience or start a new run")
+    if asked is not None and asked.to_dict() != old.to_dict():
+        raise ZooError(f"--resume: the interrupted run's model selection was {old.describe()}; "
+                       f"drop the changed --select / --select-frac / --patience or start a new run")
     return old
 
 
@@ -234,17 +234,18 @@ class Prepared:
 def read_checked(setup: Setup) -> tuple[Dataset, str]:
     """The dataset and where it came from (``--strict``: refused when ``zoo check`` finds
     errors), its problems reported, checked against the task and for pixels."""
-    opts, task = setup.opts, setup.task
-    if opts.strict:
+    source, split, task = setup.opts.source, setup.opts.split, setup.task
+    if source.strict:
         from zoo.data.demo import ensure_demo
         from zoo.data.lint import refuse_errors
 
-        refuse_errors(opts.data or ensure_demo(), fmt=opts.fmt, labels=opts.labels, task=task.name,
-                      val=opts.val, test=opts.test, images=opts.images, group=opts.group)
-    if opts.dataset is not None:
-        dataset, label = opts.dataset, str(opts.data or opts.dataset.root or "dataset")
+        refuse_errors(source.path or ensure_demo(), fmt=source.fmt, labels=source.labels, task=task.name,
+                      val=split.val, test=split.test, images=source.images, group=split.group,
+                      registry=setup.registry)
+    if source.dataset is not None:
+        dataset, label = source.dataset, str(source.path or source.dataset.root or "dataset")
     else:
-        dataset, label = read_input(opts.data, opts.fmt, opts.labels, opts.images)
+        dataset, label = read_input(source, setup.registry)
     report_problems(dataset, setup.reporter)
     task.check(dataset)
     check_pixels(dataset, label)
@@ -257,28 +258,28 @@ def split_for(setup: Setup, dataset: Dataset, digest: str, seed: int):
     from zoo.data.groups import group_images
     from zoo.data.split import carve_selection, choose_split
 
-    opts, task = setup.opts, setup.task
-    grouping = opts.grouping if opts.grouping is not None else group_images(dataset, opts.group)
-    if opts.fold is None and opts.folds is None:
-        split = choose_split(opts.split_file, dataset, task, val=opts.val, test=opts.test, seed=seed, digest=digest,
-                             grouping=grouping, allow_leak=opts.allow_leak)
-    elif opts.fold is None or opts.folds is None:
+    plan, task = setup.opts.split, setup.task
+    grouping = plan.grouping if plan.grouping is not None else group_images(dataset, plan.group)
+    if plan.fold is None and plan.folds is None:
+        split = choose_split(plan.rule, dataset, task, val=plan.val, test=plan.test, seed=seed, digest=digest,
+                             grouping=grouping, allow_leak=plan.allow_leak)
+    elif plan.fold is None or plan.folds is None:
         raise ZooError("--fold and --folds go together: --fold i --folds K")
     else:
         from zoo.data.folds import fold_split
 
-        split = fold_split(dataset, task, opts.fold, opts.folds, seed=seed, digest=digest, grouping=grouping,
-                           test=opts.test)
+        split = fold_split(dataset, task, plan.fold, plan.folds, seed=seed, digest=digest, grouping=grouping,
+                           test=plan.test)
     return carve_selection(split, dataset, task, setup.protocol.split_fraction, grouping)
 
 
 def new_manifest(setup: Setup, data: RunData, seed: int, device: str, t_read: float) -> Manifest:
-    opts, split = setup.opts, data.split
+    path, split = setup.opts.source.path, data.split
     return Manifest(
         zoo=__version__, backend=setup.spec.name, framework=setup.spec.framework_name, task=setup.task.name,
         status="running", started=_now(), command=shlex.join(sys.argv),  # quoted: pastes back into a shell as it ran
         # absolute, so --resume finds it from any working directory ("demo" for the demo)
-        data=DataRecord(path=str(Path(opts.data).resolve()) if opts.data is not None else data.label,
+        data=DataRecord(path=str(Path(path).resolve()) if path is not None else data.label,
                         format=data.dataset.format, hash=data.digest, summary=data.dataset.summary(),
                         unlabelled=unlabelled_images(data.dataset)),
         seed=seed, device=device,
@@ -366,6 +367,7 @@ class Preparer:
     def __init__(self, setup: Setup):
         self.setup = setup
         self.opts = setup.opts
+        self.output = setup.opts.output
         self.say = setup.reporter.say
         self.folder: RunFolder | None = None
         self.manifest: Manifest | None = None
@@ -374,7 +376,7 @@ class Preparer:
     def prepare(self) -> Prepared:
         if not self.setup.world.main:
             return self._follow()
-        resumed = self._resumed_folder() if self.opts.resume else None
+        resumed = self._resumed_folder() if self.output.resume else None
         prepared = self._resume(resumed) if resumed is not None else self._new()
         self._lead(prepared)
         return prepared
@@ -427,12 +429,12 @@ class Preparer:
         return prepared
 
     def _base_name(self) -> str:
-        return check_name(self.opts.name or default_name(self.setup.spec.name, self.setup.task.name))
+        return check_name(self.output.name or default_name(self.setup.spec.name, self.setup.task.name))
 
     def _claim(self, base: str) -> RunFolder:
         """Create the first free ``<out>/<base>[-N]`` and lock it. Another zoo run may take a
         name while this one reads its data: then the next free one."""
-        path = next_free(Path(self.opts.out), base)
+        path = next_free(Path(self.output.out), base)
         for _ in range(1000):
             try:
                 path.mkdir(parents=True, exist_ok=False)
@@ -452,8 +454,8 @@ class Preparer:
     def _resumed_folder(self) -> RunFolder:
         """--name X resumes X itself; without --name, the newest <backend>-<task>[-N]. Locked
         before anything reads or writes it."""
-        out, base, setup = Path(self.opts.out), self._base_name(), self.setup
-        existing = [out / base] if self.opts.name and (out / base).is_dir() else series(out, base)
+        out, base, setup = Path(self.output.out), self._base_name(), self.setup
+        existing = [out / base] if self.output.name and (out / base).is_dir() else series(out, base)
         if not existing:
             raise ZooError(f"--resume: no run named '{base}' in {out}")
         folder = RunFolder(existing[-1])
@@ -475,7 +477,7 @@ class Preparer:
         from zoo.data.split import check_split, data_hash
         from zoo.training.devices import resolve_device
 
-        m, opts = self.manifest, self.opts
+        m, source = self.manifest, self.opts.source
         if "prepare" not in m.done:
             raise ZooError(f"--resume: {folder.path} stopped before its data was prepared; "
                            "there is nothing to resume, start a new run")
@@ -488,17 +490,18 @@ class Preparer:
         if diff:
             raise ZooError(f"--resume: the config differs from the interrupted run's ({'; '.join(diff)}); "
                            "drop the changed options or start a new run")
-        if opts.dataset is not None:
-            dataset, label = opts.dataset, str(opts.data or "dataset")
+        if source.dataset is not None:
+            dataset, label = source.dataset, str(source.path or "dataset")
         else:
-            data = opts.data if opts.data is not None else (None if m.data.path == "demo" else Path(m.data.path))
-            dataset, label = read_input(data, opts.fmt, opts.labels, opts.images)
+            if source.path is None and m.data.path != "demo":  # the run's own data, wherever it is run from
+                source = replace(source, path=Path(m.data.path))
+            dataset, label = read_input(source, self.setup.registry)
         digest = data_hash(dataset)
         if digest != m.data.hash:
             raise ZooError(f"--resume: the data changed since {folder.path} started; start a new run")
         split = folder.read_split()
         check_split(split, dataset, self.setup.task, digest, str(folder.split_file))
-        protocol = asked_protocol(opts, m.selection.get("protocol") or {})
+        protocol = asked_protocol(self.opts.selection, m.selection.get("protocol") or {})
         m.device = resolve_device(config.device)
         if say:
             self.say(f"resuming {folder.path} (done: {', '.join(m.done) or 'nothing'})")
@@ -542,4 +545,4 @@ class Preparer:
             self.setup.reporter.warn(
                 f"run folder kept: {self.folder.path} (done: {', '.join(m.done) or 'nothing'}); "
                 f"continue it with: zoo run --task {m.task} --backend {m.backend} "
-                f"--out {self.opts.out} --name {self.folder.path.name} --resume")
+                f"--out {self.output.out} --name {self.folder.path.name} --resume")

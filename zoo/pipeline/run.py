@@ -104,7 +104,7 @@ class _Fit:
         from zoo.training.distributed import local_device
 
         return RunContext(run_dir=self.run.folder.path.resolve(), device=local_device(self.run.device), log=log,
-                          resume=self.run.resumed, trust_weights=self.setup.opts.trust_weights, ledger=self.ledger)
+                          resume=self.run.resumed, trust_weights=self.setup.opts.training.trust_weights, ledger=self.ledger)
 
     def backend_config(self):
         # The backend gets the device resolved; config.yaml keeps what the user asked ("auto").
@@ -226,12 +226,12 @@ class _Run:
     def __init__(self, setup: Setup, prepared: Prepared):
         from zoo.pipeline.tracking import open_tracker
 
-        self.setup, self.opts, self.reporter = setup, setup.opts, setup.reporter
+        self.setup, self.output, self.reporter = setup, setup.opts.output, setup.reporter
         self.task, self.spec = setup.task, setup.spec
         self.prepared, self.folder, self.manifest = prepared, prepared.folder, prepared.manifest
         self.data = prepared.data
         self.fit = _Fit(setup, prepared)
-        self.tracker = open_tracker(self.opts.track, Path(self.opts.out), self.reporter)
+        self.tracker = open_tracker(self.output.track, Path(self.output.out), self.reporter)
         self.ranked: list | None = None
 
     def run(self) -> RunResult:
@@ -247,7 +247,7 @@ class _Run:
                 backend = self.fit()
                 preds = self.predict(backend)
                 metrics = self.evaluate(preds, self.predict_test(backend))
-                if self.opts.rank:
+                if self.output.rank:
                     self.rank_unlabelled(backend)
                 self.report(metrics, preds)
                 self.track_results(metrics)
@@ -278,7 +278,7 @@ class _Run:
         t_save = time.perf_counter()
         self.folder.save_predictions(self.task, preds, val)
         # To view and correct (labelme): the same --conf cut as `zoo predict`; coco_results keeps all.
-        for writer in prediction_writers(self.opts.registry):
+        for writer in prediction_writers(self.setup.registry):
             write_prediction_files(self.folder.prediction_files_of(writer.name), val, preds, conf=0.25,
                                    copy_images=False, writer=writer)
         t.predict_per_image_ms = round(1000 * seconds / max(1, len(val)), 3)
@@ -325,7 +325,7 @@ class _Run:
         if unlabelled:
             self.reporter.say(f"ranking {len(unlabelled)} unlabelled image(s) ...")
             self.ranked = rank_unlabelled_of_run(self.folder.path, backend, self.task, self.data.meta, self.spec.name,
-                                                 self.data.dataset.root, unlabelled, top=self.opts.top)
+                                                 self.data.dataset.root, unlabelled, top=self.output.top)
 
     def report(self, metrics: dict, preds: list) -> None:
         from zoo.config import dump_config
@@ -373,9 +373,9 @@ class _Run:
                            tags={"backend": self.spec.name, "task": self.task.name,
                                  "data_hash": m.data.hash, "split": m.split.key,
                                  **{f"split.{k}": getattr(m.split, k) for k in ("train", "selection", "val", "test")},
-                                 **({"fold": self.opts.fold} if self.opts.fold is not None else {}),
+                                 **({"fold": fold} if (fold := self.setup.opts.split.fold) is not None else {}),
                                  "seed": self.prepared.config.seed},
-                           parent=self.opts.track_parent)
+                           parent=self.output.track_parent)
 
     def track_results(self, metrics: dict) -> None:
         from zoo.pipeline.tracking import history_metrics, score_metrics
