@@ -7,7 +7,7 @@ from pathlib import Path
 
 from zoo.data.keypoints import COCO_KEYPOINTS, COCO_SIGMAS, COCO_SKELETON
 from zoo.dataset import Dataset
-from zoo.errors import DataError
+from zoo.errors import DataError, did_you_mean
 from zoo.files import read_yaml_mapping
 
 
@@ -40,8 +40,6 @@ def load_dataset_config(root: Path) -> dict:
     for k, v in data.items():
         k = aliases.get(k, k)
         if k not in known:
-            from zoo.errors import did_you_mean
-
             raise DataError(f, f"unknown key '{k}'{did_you_mean(k, known)}; known: {', '.join(sorted(known))}")
         out[k] = v
     for k in ("categories", "classes", "keypoint_names"):

@@ -22,10 +22,10 @@ import random
 from dataclasses import replace
 from typing import Any
 
+from zoo.data.groups import Grouping
+from zoo.data.split import Split, by_stratum, data_hash, dealing_units, make_split, with_groups
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
-from zoo.data.groups import Grouping
-from zoo.data.split import Split, by_stratum, data_hash, dealing_units, with_groups
 from zoo.tasks import Task
 
 
@@ -37,8 +37,6 @@ def make_folds(dataset: Dataset, task: Task, k: int, *, seed: int = 0, digest: s
     :func:`zoo.data.split.make_split` draws one (seeded, stratified, groups whole); the folds
     are dealt from the rest, and every fold's split carries the same test images (what the fold
     models and their ensemble are scored on once, after cross-validation)."""
-    from zoo.data.split import make_split
-
     test_ids = (make_split(dataset, task, val=0.0, test=test, seed=seed, digest=digest, grouping=grouping).test
                 if test else [])
     held = set(test_ids)

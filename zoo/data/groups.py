@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zoo.data.dataset_config import load_dataset_config
 from zoo.dataset import Dataset, ImageRecord, embedded_image_bytes
 from zoo.errors import DataError, ZooError
 
@@ -121,8 +122,6 @@ def video_folders(records: list[ImageRecord]) -> dict[str, str]:
 def _config(dataset: Dataset) -> dict:
     if dataset.root is None:
         return {}
-    from zoo.data.dataset_config import load_dataset_config
-
     return load_dataset_config(Path(dataset.root))
 
 

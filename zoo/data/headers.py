@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from zoo.data.builder import warn
 from zoo.dataset import Dataset, ImageRecord
+from zoo.dicom import group_of, pixel_spacing, read_header
 from zoo.files import COMMON_IMAGE_SUFFIXES, is_dicom_head, read_head
 from zoo.pixels import split_frame
 
@@ -29,8 +30,6 @@ def adopt_header_facts(dataset: Dataset) -> Dataset:
     found = dicom_records(dataset)
     if not found:
         return dataset
-    from zoo.dicom import group_of, pixel_spacing, read_header
-
     spacing: dict[str, tuple[float, float]] = {}
     for rec, path in found:
         header = read_header(path)

@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 
+from zoo.data.raster import instance_mask
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
-from zoo.pixels import PERCENTILES, IntensityRule, parse_intensity
+from zoo.pixels import IntensityRule, PERCENTILES, parse_intensity
 
 MAX_IMAGES = 200
 PIXELS_PER_IMAGE = 10_000
@@ -145,8 +146,6 @@ def _name(rec: ImageRecord) -> str:
 def _foreground(rec: ImageRecord, shape: tuple[int, int]):
     """The pixels the annotations cover, or None when they cover none (or the size disagrees)."""
     import numpy as np
-
-    from zoo.data.raster import instance_mask
 
     kept = [i for i in rec.instances if not i.ignore]
     if not kept or shape != (rec.height, rec.width):

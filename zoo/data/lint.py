@@ -27,8 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.data.dataset_config import load_dataset_config
+from zoo.data.groups import array_digest, group_images, leaks
+from zoo.data.labels import EVERY_LABEL, LabelList
+from zoo.data.raster import instance_mask
+from zoo.data.reading import read_dataset
+from zoo.data.split import data_split_parts
 from zoo.dataset import Dataset, ImageRecord, Instance, box_iou
 from zoo.errors import ZooError
+from zoo.files import IMAGE_SUFFIXES
+from zoo.progress import track
+from zoo.tasks import TASKS, get_task
 
 ERROR, WARNING = "error", "warning"
 
@@ -80,8 +89,6 @@ class LintContext:
     @functools.cached_property
     def pixels(self) -> dict[str, PixelFacts | None]:
         """Each image decoded once, for the checks that look at pixels."""
-        from zoo.progress import track
-
         images = self.dataset.images
         seq = track(images, "reading pixels", total=len(images)) if len(images) > 200 else images
         return {r.id: pixel_facts(r) for r in seq}
@@ -89,8 +96,6 @@ class LintContext:
     @functools.cached_property
     def grouping(self):
         """The images' groups (zoo.data.groups): --group, zoo.yaml, the reader; duplicates merged."""
-        from zoo.data.groups import group_images
-
         return group_images(self.dataset, self.group)
 
 
@@ -112,8 +117,6 @@ class LintReport:
     @property
     def tasks(self) -> list[str]:
         """The tasks the data as read can serve (each task's own check), for `zoo check` to say."""
-        from zoo.tasks import TASKS
-
         served = []
         for name, task in TASKS.items():
             try:
@@ -316,8 +319,6 @@ def pixel_facts(rec: ImageRecord) -> PixelFacts | None:
     """None for an image that does not decode (the reader's finding, not these checks')."""
     import numpy as np
 
-    from zoo.data.groups import array_digest
-
     try:
         d = rec.pixels()
     except Exception:  # noqa: BLE001 -- an unreadable image is the reader's finding, not this one's
@@ -417,8 +418,6 @@ def _shape_iou(rec: ImageRecord, a: Instance, b: Instance) -> float:
     iou = box_iou(a.bbox, b.bbox)
     if iou <= DUPLICATE_IOU or not ((a.polygons or a.mask) and (b.polygons or b.mask)):
         return iou
-    from zoo.data.raster import instance_mask
-
     ma, mb = instance_mask(a, rec.height, rec.width), instance_mask(b, rec.height, rec.width)
     union = (ma | mb).sum()
     return float((ma & mb).sum() / union) if union else iou
@@ -479,8 +478,6 @@ def check_nothing_annotated(ctx: LintContext) -> list[Finding]:
 
 def unannotated_images(dataset: Dataset, path: Path | None = None) -> list[Path]:
     """Image files below the dataset's folder that are not one of its records, sorted."""
-    from zoo.files import IMAGE_SUFFIXES
-
     root = Path(path) if path is not None else dataset.root
     if root is None or not root.is_dir():
         return []
@@ -587,9 +584,6 @@ def _balance(counts: Counter, images: Counter, unit: str, ctx: LintContext) -> l
 
 def check_split_leaks(ctx: LintContext) -> list[Finding]:
     """The data's own split putting one group, or one duplicate image, on both sides."""
-    from zoo.data.groups import leaks
-    from zoo.data.split import data_split_parts
-
     parts = data_split_parts(ctx.dataset)
     if parts is None:
         return []
@@ -632,8 +626,6 @@ def check_groups_per_class(ctx: LintContext) -> list[Finding]:
 def check_near_leaks(ctx: LintContext) -> list[Finding]:
     """Across the data's own split, two groups whose names differ only in case, separators or
     leading zeros (``P7`` / ``p-007``): likely one patient written two ways."""
-    from zoo.data.split import data_split_parts
-
     parts = data_split_parts(ctx.dataset)
     g = ctx.grouping
     if parts is None or not g.ruled:
@@ -701,9 +693,6 @@ CHECKS: list[Callable[[LintContext], list[Finding]]] = [
 def declared_vocabularies(path: Path, labels: str | Path | None, dataset: Dataset) -> tuple[list | None, list | None, str]:
     """The label lists the user gave (--labels, else zoo.yaml), as :class:`zoo.data.builder.DatasetBuilder`
     applies them: (categories, classes, where they come from)."""
-    from zoo.data.dataset_config import load_dataset_config
-    from zoo.data.labels import LabelList
-
     if labels is not None:
         names = LabelList.read(labels).names
         shapes_found = any(r.instances for r in dataset.images)
@@ -726,9 +715,6 @@ def lint_folder(path: str | Path, *, fmt: str = "auto", labels: str | Path | Non
                 val: float = 0.2, test: float = 0.0, images: str | Path | None = None,
                 group: str | None = None, registry=None) -> LintReport:
     """Read ``path`` (every label kept, by ``registry``'s readers) and run every check."""
-    from zoo.data.labels import EVERY_LABEL
-    from zoo.data.reading import read_dataset
-
     path = Path(path)
     if not 0 < val < 1 or not 0 <= test < 1 or val + test >= 1:
         raise ZooError(f"--val {val:g} / --test {test:g}: expected fractions with val > 0 and val + test < 1")
@@ -736,8 +722,6 @@ def lint_folder(path: str | Path, *, fmt: str = "auto", labels: str | Path | Non
     cats, classes, where = declared_vocabularies(path, labels, dataset)
     t = None
     if task is not None:
-        from zoo.tasks import get_task
-
         t = get_task(task)
         t.check(dataset)
     ctx = LintContext(dataset, path, cats, classes, where, t, val, test, group)

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from zoo.data.lint import Finding, _instance_where, _record_file
+from zoo.data.lint import _instance_where, _record_file, Finding
+from zoo.data.output import check_out as _check_out, writer_task as _writer_task, writing_to as _writing_to
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
 
@@ -109,7 +110,6 @@ def _renamed(names: list[str], renames: dict[str, str]) -> tuple[list[str], dict
 
 def write_fixed(dataset: Dataset, plan: FixPlan, src: Path, out: Path) -> None:
     """The corrected copy of ``src`` under ``out`` (see the module doc)."""
-    from zoo.data.output import check_out as _check_out, writer_task as _writer_task, writing_to as _writing_to
     from zoo.registry import get_registry
 
     _check_out(src, out)

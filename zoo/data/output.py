@@ -11,6 +11,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
+from zoo.data.reading import UNFINISHED
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
 from zoo.specs import TASK_FROM_DATA, WriterSpec
@@ -44,8 +45,6 @@ _MARKER_TEXT = "zoo convert has not finished writing this folder\n"
 def _unfinished_by_zoo(folder: Path) -> bool:
     """``folder`` is what a killed ``zoo convert`` (or ``zoo check --fix``) left: its marker,
     as zoo writes it, is still there."""
-    from zoo.data.reading import UNFINISHED
-
     marker = folder / UNFINISHED
     try:
         return marker.is_file() and not marker.is_symlink() and marker.read_text(encoding="utf-8") == _MARKER_TEXT
@@ -71,8 +70,6 @@ def writing_to(out: Path):
     a killed or failed conversion is never read as a whole dataset. A disk that refuses a
     write (read-only or full --out, a path longer than the filesystem allows) is the user's to
     fix: one line naming the file, not a traceback."""
-    from zoo.data.reading import UNFINISHED
-
     marker = out / UNFINISHED
     try:
         out.mkdir(parents=True, exist_ok=True)

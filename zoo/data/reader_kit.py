@@ -29,6 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zoo.data.demo import write_demo
+from zoo.data.output import writer_task
+from zoo.data.reading import detect_format, read_dataset
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
 from zoo.registry import get_registry
@@ -43,8 +46,6 @@ class ReaderCase:
     _read: Dataset | None = field(default=None, repr=False)
 
     def read(self, path: Path | None = None) -> Dataset:
-        from zoo.data.reading import read_dataset
-
         if path is None:
             if self._read is None:
                 self._read = read_dataset(self.sample, self.name)
@@ -83,15 +84,11 @@ def check_reads_its_sample(c: ReaderCase) -> None:
 
 
 def check_detected_on_its_sample(c: ReaderCase) -> None:
-    from zoo.data.reading import detect_format
-
     got = detect_format(c.sample)
     assert got == c.name, f"{c.sample} is detected as '{got}', not '{c.name}'"
 
 
 def check_declines_other_formats(c: ReaderCase) -> None:
-    from zoo.data.reading import detect_format
-
     for fmt, folder in _other_formats(c.tmp / "others").items():
         if fmt == c.name:
             continue
@@ -102,10 +99,6 @@ def check_declines_other_formats(c: ReaderCase) -> None:
 def _other_formats(where: Path) -> dict[str, Path]:
     """The demo data as written by each of zoo's own writers, each for the task it writes by
     default (made once per folder); the demo itself in its own format."""
-    from zoo.data.demo import write_demo
-    from zoo.data.output import writer_task
-    from zoo.data.reading import read_dataset
-
     demo = where / "demo"
     if not demo.is_dir():
         write_demo(demo, images=4, size=48, seed=0)

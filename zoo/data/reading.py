@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from zoo.data.headers import adopt_header_facts
 from zoo.dataset import Dataset
 from zoo.errors import DataError, ZooError
 from zoo.registry import Registry, get_registry
@@ -127,8 +128,6 @@ def read_dataset(path: str | Path, fmt: str = "auto", labels: str | Path | None 
     with cyclic_gc_paused():
         dataset = reader(path, **kwargs)
     dataset.format = dataset.format or name
-    from zoo.data.headers import adopt_header_facts
-
     return adopt_header_facts(dataset)
 
 

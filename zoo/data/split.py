@@ -48,7 +48,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from zoo.data.groups import Grouping
+from zoo.atomic import write_json
+from zoo.data.groups import Grouping, leaks, refuse_leaks
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
 from zoo.tasks import Task
@@ -365,8 +366,6 @@ def grouped_dataset(dataset: Dataset, split: Split) -> Dataset:
 
 
 def write_split(split: Split, path: Path) -> None:
-    from zoo.atomic import write_json
-
     write_json(path, split.to_dict())
 
 
@@ -458,8 +457,6 @@ def checked_for_leaks(split: Split, grouping: Grouping | None, where: str, allow
     duplicate image apart; ``allow_leak``: kept, the leaks listed on it (every output states them)."""
     if grouping is None:
         return split
-    from zoo.data.groups import leaks, refuse_leaks
-
     parts = {"train": split.train + split.selection, "val": split.val, "test": split.test}
     kept = refuse_leaks(leaks(grouping, parts), where, allow_leak)
     return replace(with_groups(split, grouping), leaks=kept)

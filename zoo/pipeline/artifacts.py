@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.atomic import read_json
+from zoo.checksums import sha256_file
 from zoo.errors import ZooError
+from zoo.pipeline.runfolder import RunFolder
+from zoo.selection import describe
 
 MODEL_FILE = "model.onnx"
 CARD_FILE = "model.json"
@@ -39,9 +43,6 @@ def winner(path: Path) -> Target:
     leaderboard's winner (the first scored row of compare.json, ranked by the main metric on
     the protocol the leaderboard states): its run, or with ``--folds K`` the ensemble of its
     K fold models (nnU-Net's deployed model), and a sentence saying so."""
-    from zoo.atomic import read_json
-    from zoo.selection import describe
-
     path = Path(path)
     board = path / "compare.json"
     if not board.is_file():
@@ -69,9 +70,6 @@ def winner(path: Path) -> Target:
 def checked_onnx(onnx_dir: Path, run_dir: Path) -> Path:
     """``onnx_dir/model.onnx``, refused unless it is what ``zoo export`` wrote there from this
     run's checkpoints (model.json holds the sha256 of both)."""
-    from zoo.atomic import read_json
-    from zoo.checksums import sha256_file
-
     card, model = Path(onnx_dir) / CARD_FILE, Path(onnx_dir) / MODEL_FILE
     if not card.is_file() or not model.is_file():
         raise ZooError(f"{onnx_dir}: no ONNX export here; make it with `zoo export --run {run_dir}`")
@@ -90,6 +88,4 @@ def checked_onnx(onnx_dir: Path, run_dir: Path) -> Path:
 
 def checkpoints_of(run_dir: Path) -> dict[str, Any]:
     """The sha256 of the run's checkpoints, as its manifest records them: what the export is of."""
-    from zoo.pipeline.runfolder import RunFolder
-
     return RunFolder(run_dir).manifest().checkpoints or {}

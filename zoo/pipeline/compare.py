@@ -43,14 +43,26 @@ from pathlib import Path
 from typing import Any
 
 from zoo.atomic import write_text
+from zoo.config import dump_config, resolve_config
+from zoo.data.folds import make_folds
+from zoo.data.groups import group_images
+from zoo.data.intensity import fill_intensity
+from zoo.data.split import carve_selection, choose_split, data_hash, grouped_dataset, write_split
 from zoo.errors import MissingDependency, ZooError
+from zoo.pipeline.ensemble import compare_ensembles
+from zoo.pipeline.executors import Job, run_local
+from zoo.pipeline.executors_ray import run_ray
 from zoo.pipeline.leaderboard import CompareResult, Row, starting_weights, write_leaderboard
 from zoo.pipeline.options import Output, RunOptions, Source, SplitPlan, Training
+from zoo.pipeline.prepare import read_input, report_problems
 from zoo.pipeline.report import fmt
-from zoo.pipeline.runfolder import Manifest, RunFolder
+from zoo.pipeline.runfolder import Manifest, RunFolder, check_name, default_name, iter_run_folders, series
+from zoo.pipeline.tracking import metric_name, open_tracker
 from zoo.progress import LogReporter, Reporter
 from zoo.selection import Protocol
 from zoo.tasks import Task, get_task
+from zoo.training.autoconfig import fill_auto
+from zoo.training.devices import resolve_device
 
 log = logging.getLogger("zoo")
 
@@ -106,8 +118,6 @@ def find_reusable(out: Path, backend: str, task: Task, *, digest: str, split_key
                   config: dict, protocol: dict) -> Path | None:
     """The most recently finished run under ``out`` (any name: ``zoo run --name`` runs count)
     of ``backend`` on exactly this data, split, seed, selection protocol and resolved config."""
-    from zoo.pipeline.runfolder import iter_run_folders
-
     found = []
     for folder, m in iter_run_folders(out):
         if (
@@ -162,8 +172,6 @@ class Settings:
     def grouping(self, dataset):
         """The images' groups (zoo.data.groups), made once for the compare and all its runs."""
         if self._grouping is None:
-            from zoo.data.groups import group_images
-
             self._grouping = group_images(dataset, self.opts.split.group)
         return self._grouping
 
@@ -174,7 +182,6 @@ class Settings:
 
 def settings(opts: CompareOptions) -> Settings:
     """:class:`Settings` from the options; a typo in a backend name or a bad option fails here."""
-    from zoo.pipeline.runfolder import check_name
     from zoo.registry import get_registry
 
     opts = _check_options(opts)
@@ -236,8 +243,6 @@ class Cell:
     def run_name(self, task: str) -> str:
         """The run folder's name: ``<backend>-<task>``, then ``-fold-<i>-seed-<n>`` under
         --folds, or ``-seed-<n>`` when only the seeds vary (``-2``, ``-3`` then mean a rerun)."""
-        from zoo.pipeline.runfolder import default_name
-
         if self.fold is not None:
             return f"{default_name(self.backend, task)}-fold-{self.fold}-seed-{self.seed}"
         return default_name(self.backend, task) + self.where.replace(" ", "-")
@@ -269,9 +274,6 @@ def plan(s: Settings, reporter: Reporter) -> Plan:
     """Read the data, split it, and decide every cell; nothing is trained yet."""
     import shutil
 
-    from zoo.data.split import data_hash
-    from zoo.pipeline.prepare import read_input, report_problems
-
     configs = resolve_configs(s)  # config typos fail before the data is even read
     dataset, label = read_input(s.opts.source, s.registry)
     report_problems(dataset, reporter)
@@ -280,8 +282,6 @@ def plan(s: Settings, reporter: Reporter) -> Plan:
     s.folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(s.folder / "errors", ignore_errors=True)  # this compare's errors only
     splits = write_splits(s, dataset, digest)
-    from zoo.data.split import grouped_dataset
-
     dataset = grouped_dataset(dataset, splits[0][0])  # every fold's groups are the same: the verdict resamples them
     _say_design(s, label, splits, reporter)
     cells = [Cell(k, b, fold, seed, sp, path, s.where(fold, seed)) for k, (b, fold, seed, sp, path) in enumerate(
@@ -302,8 +302,6 @@ def _say_design(s: Settings, label: str, splits: list, reporter: Reporter) -> No
 
 def resolve_configs(s: Settings) -> dict[str, Any]:
     """Each backend's (class, resolved config), or the error that stops it."""
-    from zoo.config import resolve_config
-
     configs: dict[str, Any] = {}
     for b in s.backends:
         spec = s.registry.backend(b, s.task.name)
@@ -323,12 +321,9 @@ def resolve_configs(s: Settings) -> dict[str, Any]:
 def write_splits(s: Settings, dataset, digest: str) -> list[tuple[Any, Path]]:
     """One split, or one per fold (``--folds K``), each with its selection split carved
     from its training part; written to ``split.json`` / ``fold-<i>/split.json``."""
-    from zoo.data.split import carve_selection, choose_split, write_split
 
     grouping = s.grouping(dataset)
     if s.folds > 1:
-        from zoo.data.folds import make_folds
-
         splits = make_folds(dataset, s.task, s.folds, seed=s.seed, digest=digest, grouping=grouping,
                             test=s.opts.split.test)
         paths = [s.folder / f"fold-{i}" / "split.json" for i in range(s.folds)]
@@ -347,12 +342,6 @@ def write_splits(s: Settings, dataset, digest: str) -> list[tuple[Any, Path]]:
 def decide(s: Settings, cell: Cell, config, dataset, digest: str, reporter: Reporter):
     """A cell's row when it needs no training (a backend that cannot load, a reusable
     finished run), else the job that trains it (zoo.pipeline.executors.Job)."""
-    from zoo.config import dump_config, resolve_config
-    from zoo.data.intensity import fill_intensity
-    from zoo.pipeline.executors import Job
-    from zoo.training.autoconfig import fill_auto
-    from zoo.training.devices import resolve_device
-
     b = cell.backend
     if isinstance(config, Exception):
         reporter.warn(f"{b}{cell.where}: {config}")
@@ -415,11 +404,7 @@ def execute(p: Plan, reporter: Reporter, track_parent: str | None = None) -> lis
 def _executor(s: Settings, jobs: list):
     """(job, outcome) as the jobs finish: on Ray, in processes (``--jobs N``) or here."""
     if s.opts.executor == "ray":
-        from zoo.pipeline.executors_ray import run_ray
-
         return run_ray(jobs, s.opts.address, s.out)
-    from zoo.pipeline.executors import run_local
-
     if s.opts.jobs <= 1:
         for job in jobs:
             job.log = None  # in this process: its output shows as before
@@ -447,8 +432,6 @@ def finish(s: Settings, cell: Cell, outcome, reporter: Reporter) -> Row:
 def compare(opts: CompareOptions, reporter: Reporter | None = None) -> CompareResult:
     """``zoo compare``: plan every run, train or reuse each, write the leaderboard; returns
     what the leaderboard shows (the CLI draws it)."""
-    from zoo.pipeline.tracking import open_tracker
-
     reporter = reporter or LogReporter()
     s = settings(opts)
     p = plan(s, reporter)
@@ -468,9 +451,6 @@ def _ensembles(s: Settings, runs: list[Row], reporter: Reporter) -> list:
     """``--ensemble``: every backend's fold models fused on the test split (zoo.pipeline.ensemble)."""
     if not s.opts.ensemble:
         return []
-    from zoo.pipeline.ensemble import compare_ensembles
-    from zoo.training.devices import resolve_device
-
     device = resolve_device(s.opts.training.flags.get("device") or "auto")
     return compare_ensembles(s.folder, runs, reporter, device=device, registry=s.registry)
 
@@ -486,8 +466,6 @@ def _start_tracking(tracker, p: Plan) -> None:
 
 def _track_results(tracker, result: CompareResult) -> None:
     """The parent run: every backend's main score, the leaderboard and its pictures."""
-    from zoo.pipeline.tracking import metric_name
-
     tracker.final({metric_name(f"{r.backend}/{r.metrics.get('main')}"): float(r.main_value)
                    for r in result.rows if r.ok and r.main_value is not None})
     tracker.artifacts([result.folder / n for n in ("leaderboard.md", "leaderboard.csv", "report.html",
@@ -496,8 +474,6 @@ def _track_results(tracker, result: CompareResult) -> None:
 
 
 def _failed_run_dir(out: Path, backend: str, task: str) -> Path | None:
-    from zoo.pipeline.runfolder import default_name, series
-
     runs = series(out, default_name(backend, task))
     m = RunFolder(runs[-1]).manifest_or_none() if runs else None
     if m is not None and m.status in ("failed", "interrupted"):

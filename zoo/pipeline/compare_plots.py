@@ -11,9 +11,10 @@ from typing import Any
 
 from zoo.atomic import read_json
 from zoo.errors import ZooError
+from zoo.evaluation.coco import GroundTruth, oks_sigmas, run_cocoeval
 from zoo.metrics import MetricsSchema
 from zoo.pipeline.drawing import draw_answer, legend_of_categories, pyplot
-from zoo.pipeline.runfolder import RunFolder
+from zoo.pipeline.runfolder import RunFolder, load_predictions
 from zoo.progress import Reporter
 from zoo.tasks import Task
 
@@ -73,8 +74,6 @@ def pr_curve_points(run_dir: Path, task: Task, val, truth=None):
     backends), else converted here."""
     import numpy as np
 
-    from zoo.evaluation.coco import GroundTruth, oks_sigmas, run_cocoeval
-
     iou_type = task.evaluator_spec.options["iou_type"]
     gt = (truth or GroundTruth(val)).coco(iou_type)
     results = read_json(RunFolder(run_dir).prediction_path(task, "val"))
@@ -118,8 +117,6 @@ def pr_overlay(rows: list, task: Task, val, path: Path, truth=None) -> Path | No
 
 def samples_grid(rows: list, task: Task, val, path: Path, n: int = 3) -> Path | None:
     """A few val images: ground truth, then each backend's predictions, side by side."""
-    from zoo.pipeline.runfolder import load_predictions
-
     if n <= 0 or not val.images:
         return None
     plt = pyplot()

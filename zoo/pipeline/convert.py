@@ -17,9 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from zoo.data.output import check_out, writer_task, writing_to, zoo_task
+from zoo.data.reading import detect_format, read_dataset
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
+from zoo.files import COMMON_IMAGE_SUFFIXES
+from zoo.pixels import fits_uint16, own_rule
 from zoo.specs import WriterSpec
+from zoo.tasks import get_task
 
 
 @dataclass
@@ -38,7 +42,6 @@ def convert(src: str | Path, *, to: str, out: str | Path, fmt: str = "auto", tas
             labels: str | Path | None = None, copy_images: bool = True, geometry: str = "exact",
             images: str | Path | None = None) -> Converted:
     """Read ``src`` (its images under ``images`` when given) and write it as ``to`` under ``out``."""
-    from zoo.data.reading import detect_format
     from zoo.registry import get_registry
 
     src, out = Path(src), Path(out)
@@ -69,15 +72,11 @@ def convert_folder(src: str | Path, **options: Any) -> Dataset:
 def _convert_whole(writer_spec, src: Path, out: Path, *, fmt: str, task: str | None, labels, copy_images: bool,
                    geometry: str, images: str | Path | None = None) -> Converted:
     """Read the whole dataset, then write it."""
-    from zoo.data.reading import read_dataset
-
     ds = read_dataset(src, fmt=fmt, labels=labels, images=images)
     _check_pixels(ds, writer_spec, copy_images)
     quantised = quantise_what_png_cannot_hold(ds) if copy_images else []
     wtask = writer_task(writer_spec, task, ds)
     if wtask is not None:
-        from zoo.tasks import get_task
-
         get_task(wtask)  # unknown task names fail here, with a suggestion
     writer = writer_spec.load()
     offered = {"copy_images": copy_images, "geometry": geometry}  # zoo.specs.WRITER_OPTIONS
@@ -99,9 +98,6 @@ def quantise_what_png_cannot_hold(ds: Dataset) -> list[str]:
     """The DICOM / NIfTI images whose values no 16-bit PNG holds (negative or fractional),
     given their own 8-bit rule so the writers can write them (in place: the dataset was just
     read for this conversion); their files, to say so."""
-    from zoo.files import COMMON_IMAGE_SUFFIXES
-    from zoo.pixels import fits_uint16, own_rule
-
     out = []
     for rec in ds.images:
         if rec.file is None or rec.suffix in COMMON_IMAGE_SUFFIXES and rec.file.suffix.lower() == rec.suffix:
@@ -151,12 +147,8 @@ def check_folder(data: str | Path, *, fmt: str = "auto", labels: str | Path | No
                  task: str | None = None) -> Dataset:
     """``data`` read as ``zoo run`` would; with ``task``, also checked that the data can serve
     that task (an error when it cannot)."""
-    from zoo.data.reading import read_dataset
-
     ds = read_dataset(data, fmt=fmt, labels=labels)
     if task is not None:
-        from zoo.tasks import get_task
-
         t = get_task(zoo_task(task))
         t.check(ds)
         if not any(t.is_annotated(r) for r in ds.images):

@@ -10,14 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from zoo.data.raster import instance_mask, rle_to_mask, semantic_label_map
+from zoo.dataset import ImageRecord
+from zoo.evaluation.plots import _pyplot
+from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
 from zoo.tasks import Task
 
 
 def pyplot():
     """matplotlib's pyplot on the Agg backend (files only, never a window): the evaluator's
     plots' own setup (zoo.evaluation.plots), so there is one."""
-    from zoo.evaluation.plots import _pyplot
-
     return _pyplot()
 
 
@@ -47,8 +49,6 @@ def draw_answer(ax, record, answer, task: Task, meta, conf: float = 0.25) -> Non
     prediction, or None (nothing predicted)."""
     import numpy as np
 
-    from zoo.dataset import ImageRecord
-
     pixels = record.load_rgb().astype(np.float32) / 255.0
     if isinstance(answer, ImageRecord):
         picture = truth_picture(answer, task, meta, pixels)
@@ -62,11 +62,7 @@ def truth_picture(record, task: Task, meta, pixels) -> Picture:
     if task.answer_kind == "label":
         return Picture(pixels, [], ", ".join(meta.classes[c] for c in record.labels))
     if task.answer_kind == "label_map":
-        from zoo.data.raster import semantic_label_map
-
         return Picture(tint_label_map(pixels, semantic_label_map(record, meta), meta), [])
-    from zoo.data.raster import instance_mask
-
     h, w = pixels.shape[:2]
     shapes = [Shape(i.category, None, i.bbox, instance_mask(i, h, w) if task.draws_masks else None,
                     i.keypoints if task.draws_keypoints else None)
@@ -76,11 +72,7 @@ def truth_picture(record, task: Task, meta, pixels) -> Picture:
 
 def prediction_picture(pred, meta, pixels, conf: float) -> Picture:
     """A prediction (or None): its detections scored ``conf`` or more, its label map or its class."""
-    from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
-
     if isinstance(pred, InstancePredictions):
-        from zoo.data.raster import rle_to_mask
-
         shown = [d for d in sorted(pred.detections, key=lambda d: -d.score) if d.score >= conf][:50]
         shapes = [Shape(d.category, d.score, d.bbox, rle_to_mask(d.mask).astype(bool) if d.mask is not None else None,
                         d.keypoints) for d in shown]

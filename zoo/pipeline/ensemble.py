@@ -27,8 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.dataset import Dataset, ImageRecord
+from zoo.atomic import read_json, write_json
+from zoo.backend import Unsupported
+from zoo.data.folds import mean_std
+from zoo.dataset import Dataset, ImageRecord, strip_annotations
 from zoo.errors import ZooError
+from zoo.evaluation import bootstrap, evaluate
+from zoo.pipeline.artifacts import checked_onnx
+from zoo.pipeline.fusion import RULES as INSTANCE_RULES, fuse_instances
+from zoo.pipeline.predict import load_backend, recorded_intensity
+from zoo.pipeline.reread import run_images
+from zoo.pipeline.runfolder import RunFolder
+from zoo.pipeline.verdict import paired
+from zoo.predictions import ClassPrediction, SemanticPrediction, check_predictions, score_predictions
 from zoo.progress import LogReporter, Reporter
 
 RULES = {
@@ -63,8 +74,6 @@ class EnsembleResult:
         return max(self.singles)
 
     def summary(self) -> dict[str, Any]:
-        from zoo.data.folds import mean_std
-
         mean, std = mean_std(self.singles)
         return {"backend": self.backend, "members": [str(p) for p in self.members], "k": len(self.members),
                 "rule": self.rule, "split": "test", "main": self.main, "ensemble": self.score,
@@ -81,8 +90,6 @@ class EnsembleResult:
 
 def member_runs(compare_dir: Path, backend: str) -> list[Path]:
     """The finished runs of ``backend`` in a ``zoo compare`` folder (compare.json), fold by fold."""
-    from zoo.atomic import read_json
-
     board = Path(compare_dir) / "compare.json"
     if not board.is_file():
         raise ZooError(f"{compare_dir}: not a zoo compare folder (no compare.json); --ensemble fuses the fold "
@@ -106,9 +113,6 @@ def load_members(runs: Sequence[Path], device: str = "cpu", registry=None,
                  onnx: Sequence[Path] | None = None) -> tuple[list, Any, Dataset, str]:
     """Each run's trained backend (checkpoints checked), and their task, meta and backend name;
     ``onnx``: each run's export folder, its graph run by onnxruntime instead."""
-    from zoo.pipeline.artifacts import checked_onnx
-    from zoo.pipeline.predict import load_backend, recorded_intensity
-
     members, first = [], None
     for i, run in enumerate(runs):
         graph = checked_onnx(onnx[i], run) if onnx is not None else None
@@ -174,8 +178,6 @@ def _fuser(task_name: str):
         return fuse_semantic
     if task_name == "classify":
         return fuse_classify
-    from zoo.pipeline.fusion import fuse_instances
-
     return fuse_instances
 
 
@@ -193,9 +195,6 @@ def mean_probabilities(per_model: Sequence) -> Any:
 def fuse_semantic(members: Sequence, images: list[ImageRecord], meta: Dataset) -> Iterator:
     import numpy as np
 
-    from zoo.backend import Unsupported
-    from zoo.predictions import SemanticPrediction
-
     try:
         per_model = [list(m.predict_probabilities(images)) for m in members]
     except Unsupported as e:
@@ -207,8 +206,6 @@ def fuse_semantic(members: Sequence, images: list[ImageRecord], meta: Dataset) -
 
 
 def fuse_classify(members: Sequence, images: list[ImageRecord], meta: Dataset) -> Iterator:
-    from zoo.predictions import ClassPrediction
-
     per_model = [list(m.predict(images)) for m in members]
     for i, record in enumerate(images):
         preds = [p[i] for p in per_model]
@@ -233,10 +230,6 @@ def score_members(runs: Sequence[Path], out: Path, *, device: str = "cpu", regis
                   reporter: Reporter | None = None) -> EnsembleResult:
     """The ensemble of ``runs`` (one backend's fold runs) on their shared test split, written
     to ``out/<backend>/``."""
-    from zoo.dataset import strip_annotations
-    from zoo.evaluation import evaluate
-    from zoo.predictions import check_predictions
-
     reporter = reporter or LogReporter()
     test = test_images(runs)
     members, task, meta, name = load_members(runs, device, registry)
@@ -259,16 +252,11 @@ def score_members(runs: Sequence[Path], out: Path, *, device: str = "cpu", regis
 def rule_of(task_name: str) -> str:
     if task_name in RULES:
         return RULES[task_name]
-    from zoo.pipeline.fusion import RULES as INSTANCE_RULES
-
     return INSTANCE_RULES[task_name]
 
 
 def test_images(runs: Sequence[Path]) -> Dataset:
     """The test split the members share (every fold's split.json holds the same one)."""
-    from zoo.pipeline.reread import run_images
-    from zoo.pipeline.runfolder import RunFolder
-
     tests = {tuple(RunFolder(r).read_split().test or []) for r in runs}
     if tests == {()}:
         raise ZooError(f"{runs[0].parent}: the fold runs have no test split; an ensemble is scored on held-out "
@@ -279,8 +267,6 @@ def test_images(runs: Sequence[Path]) -> Dataset:
 
 
 def _test_score(run: Path, main: str) -> float:
-    from zoo.pipeline.runfolder import RunFolder
-
     test = RunFolder(run).read_metrics().get("test") or {}
     if not isinstance(test.get(main), (int, float)):
         raise ZooError(f"{run}: no {main} on its test split in metrics.json")
@@ -290,11 +276,6 @@ def _test_score(run: Path, main: str) -> float:
 def _verdict(task, test: Dataset, preds: list, best_run: Path, main: str, observed: float, name: str):
     """Ensemble vs the best single fold: a paired bootstrap over the test images, each side
     re-aggregated from its own per-image results (the best fold's from its saved predictions)."""
-    from zoo.evaluation import bootstrap
-    from zoo.pipeline.runfolder import RunFolder
-    from zoo.pipeline.verdict import paired
-    from zoo.predictions import score_predictions
-
     scored = sum(1 for r in test.images if task.is_annotated(r))
     weights = bootstrap.image_weights(scored)
     _, ens = score_predictions(task, test, preds, ci95=True)
@@ -304,9 +285,6 @@ def _verdict(task, test: Dataset, preds: list, best_run: Path, main: str, observ
 
 
 def _write(out: Path, task, test: Dataset, preds: list, result: EnsembleResult) -> Path:
-    from zoo.atomic import write_json
-    from zoo.pipeline.runfolder import RunFolder
-
     folder = RunFolder(out)
     folder.save_predictions(task, preds, test, split="test")
     write_json(folder.metrics_file, {"task": task.name, "ensemble": result.summary(), "test": result.metrics})

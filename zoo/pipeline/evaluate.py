@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from zoo.atomic import write_json
+from zoo.data.reading import read_dataset
+from zoo.errors import ZooError
+from zoo.evaluation import evaluate
+from zoo.evaluation.results import coco_image_ids, in_coco_id_order, read_predictions
+from zoo.tasks import get_task
 
 
 def evaluate_files(task: str, gt: Path, pred: Path, out: Path, fmt: str = "auto",
                    labels: Path | None = None, plots: Path | None = None) -> dict[str, Any]:
     """Read GT and PRED, score them, write ``out`` (metrics.json); the metrics."""
-    from zoo.atomic import write_json
-    from zoo.data.reading import read_dataset
-    from zoo.errors import ZooError
-    from zoo.evaluation import evaluate
-    from zoo.evaluation.results import coco_image_ids, in_coco_id_order, read_predictions
-    from zoo.tasks import get_task
-
     t = get_task(task)
     gt, pred = Path(gt), Path(pred)
     if not pred.exists():
@@ -45,8 +44,6 @@ def metrics_file(out: Path | None) -> Path:
     """Where ``zoo eval`` writes: ``--out`` as named (replaced if it exists: the user named
     it), else ./metrics.json, refused when one is there (an earlier evaluation is never
     replaced silently)."""
-    from zoo.errors import ZooError
-
     if out is not None:
         return Path(out)
     if DEFAULT_OUT.exists():

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.lifetime import die_with_parent
+from zoo.pipeline.run import execute
 
 
 @dataclass
@@ -52,8 +54,6 @@ class Outcome:
 
 def execute_job(opts) -> Outcome:
     """Run one job (``zoo run``), turning its failure into an :class:`Outcome`."""
-    from zoo.pipeline.run import execute
-
     try:
         result = execute(opts)
     except KeyboardInterrupt:
@@ -92,8 +92,6 @@ def slot_environment(slot: int, jobs: int, gpus: list[str], cores: int) -> dict[
 
 
 def _init_worker(slots, jobs: int, gpus: list[str], cores: int, parent: int) -> None:
-    from zoo.lifetime import die_with_parent
-
     die_with_parent(parent=parent)  # zoo killed (even kill -9): this worker and, by their own death signal, its children end
     # before any framework is imported in this fresh (spawned) process
     os.environ.update(slot_environment(slots.get(), jobs, gpus, cores))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from zoo.errors import ZooError
 from zoo.pipeline.executors import Job, Outcome, execute_job
+from zoo.pipeline.runfolder import RunFolder, default_name
 
 #: a task whose worker dies is tried this many more times, resuming its run folder
 RETRIES = 2
@@ -88,8 +89,6 @@ def check_shared_paths(out: Path, data: Path | None) -> None:
 
 def cell_names(out: Path, jobs: list[Job], task: str) -> list[str]:
     """A free run-folder name for each job, chosen up front so that a retry can resume it."""
-    from zoo.pipeline.runfolder import default_name
-
     taken: set[str] = set()
     names = []
     for job in jobs:
@@ -106,8 +105,6 @@ def cell_names(out: Path, jobs: list[Job], task: str) -> list[str]:
 def run_cell_task(opts) -> Outcome:
     """The task body: a new run under its name, or, when an earlier attempt of this task left
     that folder with a manifest (its worker died), the same run resumed."""
-    from zoo.pipeline.runfolder import RunFolder
-
     folder = RunFolder(Path(opts.output.out) / opts.output.name)
     m = folder.manifest_or_none()
     if m is not None and m.is_finished and folder.metrics_file.is_file():

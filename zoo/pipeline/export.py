@@ -30,10 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo import __version__
+from zoo.atomic import write_json
+from zoo.backend import Unsupported
+from zoo.checksums import sha256_file
 from zoo.dataset import Dataset, strip_annotations
 from zoo.errors import ZooError
+from zoo.evaluation import evaluate
 from zoo.pipeline.artifacts import CARD_FILE, MODEL_FILE, checkpoints_of, winner
+from zoo.pipeline.ensemble import Ensemble, load_members, member_runs, rule_of, test_images
+from zoo.pipeline.predict import load_backend
 from zoo.pipeline.reread import run_images
+from zoo.pipeline.runfolder import RunFolder
 from zoo.progress import LogReporter, Reporter
 
 #: the ONNX model's main metric on the run's val split may differ from torch's by this much
@@ -85,8 +93,6 @@ class ExportResult:
 
 
 def _loaded(run_dir: Path, device: str, registry, onnx: Path | None = None):
-    from zoo.pipeline.predict import load_backend
-
     return load_backend(run_dir, device, registry, onnx=onnx)
 
 
@@ -117,8 +123,6 @@ def _export_one(run_dir: Path, *, opset: int | None, dynamic: bool, out: Path | 
                 data: Path | None, labels: Path | None, registry, reporter: Reporter,
                 chosen: str | None = None) -> ExportResult:
     """One run's network, its card, and its parity on the run's val split."""
-    from zoo.backend import Unsupported
-
     out = Path(out) if out is not None else Path(run_dir) / "export" / "onnx"
     _check_out(out)
     torch_backend, task, meta, name = _loaded(run_dir, device, registry)
@@ -134,12 +138,8 @@ def _export_one(run_dir: Path, *, opset: int | None, dynamic: bool, out: Path | 
     onnx_backend, *_ = _loaded(run_dir, device, registry, onnx=out / MODEL_FILE)
     onnx_preds, onnx_ms = _timed(onnx_backend, val, reporter, "onnxruntime")
     parity = _score_both(task, truth, torch_preds, onnx_preds, torch_ms, onnx_ms)
-    from zoo.pipeline.runfolder import RunFolder
-
     RunFolder(out).save_predictions(task, onnx_preds, truth)
     card = _card(run_dir, name, task, meta, graph, parity, out, device)
-    from zoo.atomic import write_json
-
     write_json(out / CARD_FILE, card)
     return ExportResult(out, Path(run_dir), name, task.name, parity, graph.get("raw_parity"), chosen, card)
 
@@ -151,9 +151,6 @@ def export_ensemble(compare_dir: Path, backend: str, *, opset: int | None = None
     own parity on its val split (``member-<i>/``), and the ensemble's card: the fusion rule
     (it runs outside the graphs, as zoo.pipeline.ensemble states it) and the parity of the
     ONNX ensemble against the torch one on the compare's test split."""
-    from zoo.dataset import strip_annotations
-    from zoo.pipeline.ensemble import Ensemble, load_members, member_runs, test_images
-
     reporter = reporter or LogReporter()
     runs = member_runs(compare_dir, backend)
     out = Path(out) if out is not None else Path(compare_dir) / "export" / "onnx"
@@ -168,10 +165,6 @@ def export_ensemble(compare_dir: Path, backend: str, *, opset: int | None = None
     torch_preds, torch_ms = _timed(Ensemble(torch_members, task, meta), images, reporter, "torch ensemble")
     onnx_preds, onnx_ms = _timed(Ensemble(onnx_members, task, meta), images, reporter, "onnxruntime ensemble")
     parity = _score_both(task, truth, torch_preds, onnx_preds, torch_ms, onnx_ms, split="test")
-    from zoo.atomic import write_json
-    from zoo.pipeline.ensemble import rule_of
-    from zoo.pipeline.runfolder import RunFolder
-
     RunFolder(out).save_predictions(task, onnx_preds, truth, split="test")
     raw = max((m.raw_parity for m in members if m.raw_parity), key=lambda r: r["max_abs_diff"], default=None)
     card = {
@@ -209,8 +202,6 @@ def _timed(backend, images: Sequence, reporter: Reporter, engine: str) -> tuple[
 
 def _score_both(task, truth: Dataset, torch_preds: Sequence, onnx_preds: Sequence, torch_ms: float,
                 onnx_ms: float, split: str = "val") -> Parity:
-    from zoo.evaluation import evaluate
-
     a = evaluate(task, truth, torch_preds, ci95=False)
     b = evaluate(task, truth, onnx_preds, ci95=False)
     main = a["main"]
@@ -253,10 +244,6 @@ def _opset_of(model: Path) -> int:
 def _card(run_dir: Path, name: str, task, meta: Dataset, graph: dict, parity: Parity, out: Path,
           device: str) -> dict[str, Any]:
     """model.json: everything a user of model.onnx needs without zoo."""
-    from zoo import __version__
-    from zoo.checksums import sha256_file
-    from zoo.pipeline.runfolder import RunFolder
-
     folder = RunFolder(run_dir)
     predictions = RunFolder(out).prediction_path(task)
     graph = dict(graph)

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo.atomic import write_bytes
+from zoo.data.raster import semantic_label_map
 from zoo.dataset import box_iou
+from zoo.pipeline.drawing import draw_answer, pyplot
 
 CONF = 0.25
 IOU = 0.5
@@ -72,8 +75,6 @@ def image_failure(task, record, pred, meta, conf: float = CONF) -> ImageFailure:
         confidence = max(pred.scores) if pred is not None and pred.scores else 0.0
         return ImageFailure(record.id, float(wrong) * (1.0 + confidence))
     if task.answer_kind == "label_map":
-        from zoo.data.raster import semantic_label_map
-
         truth = np.asarray(semantic_label_map(record, meta))
         guess = np.asarray(pred.label_map) if pred is not None else np.zeros_like(truth)
         return ImageFailure(record.id, float((truth != guess).mean()) if truth.size else 0.0)
@@ -112,8 +113,6 @@ def failures_figure(task, dataset, columns: dict[str, dict[str, Any]], n: int = 
     is wrong; with ``path``, also writes the PNG there."""
     import io
 
-    from zoo.pipeline.drawing import draw_answer, pyplot
-
     worst = worst_images(task, dataset, list(columns.values()), n)
     if not worst:
         return None, []
@@ -144,8 +143,6 @@ def failures_figure(task, dataset, columns: dict[str, dict[str, Any]], n: int = 
     plt.close(fig)
     png = buf.getvalue()
     if path is not None:
-        from zoo.atomic import write_bytes
-
         write_bytes(path, png)
     return png, listing
 

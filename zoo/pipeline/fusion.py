@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from zoo.data.raster import mask_to_rle, rle_to_mask
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import MissingDependency
 from zoo.predictions import Detection, InstancePredictions
@@ -114,8 +115,6 @@ def assign_members(fused, fused_labels: list[int], preds: Sequence[InstancePredi
 
 def _mean_mask(members: list[Detection], record: ImageRecord) -> dict | None:
     import numpy as np
-
-    from zoo.data.raster import mask_to_rle, rle_to_mask
 
     masks = [d.mask for d in members if d.mask is not None]
     if not masks:

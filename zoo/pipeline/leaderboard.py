@@ -18,11 +18,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.atomic import read_json, write_bytes, write_json, write_text
+from zoo.data.folds import aggregate_metrics
 from zoo.errors import ZooError
+from zoo.evaluation.coco import GroundTruth
 from zoo.metrics import MetricsSchema, fmt, fmt_ci
+from zoo.pipeline.artifacts import CARD_FILE
+from zoo.pipeline.compare_plots import write_plots
+from zoo.pipeline.ensemble import leaderboard_lines
+from zoo.pipeline.failures import failures_figure
 from zoo.pipeline.report import fmt_seconds
+from zoo.pipeline.report_html import write_compare_html
+from zoo.pipeline.runfolder import Manifest, load_predictions
+from zoo.pipeline.verdict import method, verdicts
 from zoo.progress import Reporter
-from zoo.pipeline.runfolder import Manifest
+from zoo.selection import describe
 from zoo.tasks import Task
 
 if TYPE_CHECKING:  # compare plans and runs, then hands its Plan here: it imports this module
@@ -87,8 +96,6 @@ def starting_weights(pretrained: bool) -> str:
 def check_one_protocol(rows: list[Row], protocol: dict) -> None:
     """Refuse a leaderboard whose runs chose their weights under different protocols: a row
     tuned on another rule is not comparable (zoo.selection)."""
-    from zoo.selection import describe
-
     other = [r for r in rows if r.ok and r.protocol != protocol]
     if other:
         r = other[0]
@@ -104,8 +111,6 @@ def by_backend(runs: list[Row], backends: list[str]) -> list[Row]:
     """One leaderboard row per backend. A single run is its own row; several (folds × seeds)
     give the mean of every score with its standard deviation (zoo.data.folds.aggregate_metrics),
     and the row fails when any of its runs failed (a mean over the survivors would flatter it)."""
-    from zoo.data.folds import aggregate_metrics
-
     rows = []
     for b in backends:
         mine = [r for r in runs if r.backend == b]
@@ -180,9 +185,6 @@ class Board:
 def write_leaderboard(p: Plan, runs: list[Row], reporter: Reporter, ensembles: list | None = None) -> CompareResult:
     """Rank the runs, weigh the winner against each other backend, write every file
     (``ensembles``: ``--ensemble``'s fold ensembles on test, zoo.pipeline.ensemble)."""
-    from zoo.evaluation.coco import GroundTruth
-    from zoo.pipeline.compare_plots import write_plots
-
     s = p.settings
     check_one_protocol(runs, s.protocol.to_dict())
     rows = rank(by_backend(runs, s.backends))
@@ -200,8 +202,6 @@ def write_leaderboard(p: Plan, runs: list[Row], reporter: Reporter, ensembles: l
 
 def paired_verdicts(task: Task, rows: list[Row], truths: list, reporter: Reporter) -> dict[str, Any]:
     """The winner against each other scored backend, on the same images (zoo.pipeline.verdict)."""
-    from zoo.pipeline.verdict import verdicts
-
     ok = [r for r in rows if r.ok and r.main_value is not None]
     if len(ok) < 2:
         return {}
@@ -339,8 +339,6 @@ def table(board: Board) -> tuple[list[str], list[list[str]]]:
 def onnx_ms(run_dir: Path) -> str | None:
     """``12.3 ms (torch 40.1)``: the run's ``zoo export`` (RUN/export/onnx/model.json), both
     engines timed there on the same val images; None where the run was not exported."""
-    from zoo.pipeline.artifacts import CARD_FILE
-
     try:
         timed = read_json(Path(run_dir) / "export" / "onnx" / CARD_FILE)["ms_per_image"]
         return f"{timed['onnxruntime']:.1f} ms (torch {timed['torch']:.1f})"
@@ -374,8 +372,6 @@ def write_markdown(board: Board, header: list[str], cells: list[list[str]]) -> N
 def _ensemble_section(board: Board) -> list[str]:
     if not board.ensembles:
         return []
-    from zoo.pipeline.ensemble import leaderboard_lines
-
     return leaderboard_lines(board.ensembles)
 
 
@@ -386,8 +382,6 @@ def _conventions(board: Board) -> list[str]:
     if not conventions:
         return []
     if board.verdicts:
-        from zoo.pipeline.verdict import method
-
         groups = sum(sp.group_counts()["val"] for sp, _ in board.plan.splits) if board.split.groups else None
         conventions = {**conventions, "paired verdict": method(board.main, groups)}
     return ["## Conventions", "", *[f"- **{k}**: {v}" for k, v in conventions.items()], ""]
@@ -415,8 +409,6 @@ def design_sentence(board: Board) -> str:
 
 def write_html(board: Board, header: list[str], cells: list[list[str]]) -> None:
     """report.html: the leaderboard, its plots, every backend on the same hard images."""
-    from zoo.pipeline.report_html import write_compare_html
-
     write_compare_html(board.folder, title=board.title, design=design_sentence(board), header=header, rows=cells,
                        failures=_hard_images(board))
 
@@ -424,9 +416,6 @@ def write_html(board: Board, header: list[str], cells: list[list[str]]) -> None:
 def _hard_images(board: Board) -> tuple:
     """Every backend on the val images they get most wrong (zoo.pipeline.failures); one-split
     compares only (folds score different images)."""
-    from zoo.pipeline.failures import failures_figure
-    from zoo.pipeline.runfolder import load_predictions
-
     s = board.plan.settings
     if s.opts.samples <= 0:
         return None, []

@@ -20,12 +20,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from zoo.dataset import Dataset, ImageRecord, id_path
+from zoo.atomic import write_bytes
+from zoo.backend import RunContext, Unsupported
+from zoo.config import resolve_config
+from zoo.dataset import Dataset, ImageRecord, embedded_image_bytes, id_path
 from zoo.errors import ZooError
-from zoo.files import IMAGE_SUFFIXES
-from zoo.predictions import InstancePredictions, Prediction
+from zoo.files import IMAGE_SUFFIXES, is_dicom_head, open_image, read_head
+from zoo.pipeline.artifacts import checked_onnx, winner
+from zoo.pipeline.runfolder import RunFolder
+from zoo.pixels import decode, parse_intensity
+from zoo.predictions import InstancePredictions, Prediction, check_predictions
 from zoo.progress import LogReporter, Reporter
 from zoo.specs import WriterSpec
+from zoo.tasks import get_task
+from zoo.training.devices import resolve_device
 
 #: A name holding one of these is a pattern (``'new/*.jpg'``, ``'scans/**/*.png'``) when no
 #: file of that name exists: quoted, it reaches zoo unexpanded (and Windows shells never expand).
@@ -77,9 +85,6 @@ def write_prediction_files(out: Path, images: Dataset, preds: Sequence[Predictio
     points at the original file by relative path. Pixels embedded in a source labelme JSON
     (no image file) are always written out as a file beside the new JSON.
     """
-    from zoo.atomic import write_bytes
-    from zoo.dataset import embedded_image_bytes
-
     writer = writer or prediction_writer(registry)
     write_prediction = writer.load_predictions()
     meta = images.meta()
@@ -161,11 +166,7 @@ def _checked_image_size(path: Path) -> tuple[int, int]:
     take an image: within PIL's bomb limit (2 x ``Image.MAX_IMAGE_PIXELS``, checked on the
     header, before a pixel is decoded), and whole. A bad file is one line naming it, never
     a framework's traceback later (a 0-byte ``.jpg`` sent ultralytics looking for HEIF)."""
-    from zoo.files import is_dicom_head, open_image, read_head
-
     if is_dicom_head(read_head(path, 132)):
-        from zoo.pixels import decode
-
         h, w = decode(path).array.shape[:2]  # decoded whole: a truncated file fails here, in one line
         return w, h
     with open_image(path) as img:
@@ -178,9 +179,6 @@ def _checked_image_size(path: Path) -> tuple[int, int]:
 def recorded_intensity(run_dir: Path):
     """The intensity rule the run trained with (its config.yaml): new images are decoded as
     its training images were."""
-    from zoo.pipeline.runfolder import RunFolder
-    from zoo.pixels import parse_intensity
-
     return parse_intensity(RunFolder(run_dir).read_config().get("intensity", "auto"))[1]
 
 
@@ -190,12 +188,7 @@ def load_backend(run_dir: Path, device: str = "auto", registry=None, onnx: Path 
     ``onnx``: the run's exported graph instead, run by onnxruntime (``Backend.load_onnx``)."""
     import logging
 
-    from zoo.backend import RunContext
-    from zoo.config import resolve_config
-    from zoo.pipeline.runfolder import RunFolder
     from zoo.registry import get_registry
-    from zoo.tasks import get_task
-    from zoo.training.devices import resolve_device
 
     folder = RunFolder(run_dir)
     manifest = folder.trained_manifest()
@@ -216,8 +209,6 @@ def load_backend(run_dir: Path, device: str = "auto", registry=None, onnx: Path 
 
 
 def _onnx_backend(cls, name: str, task, meta, config, ctx, onnx: Path):
-    from zoo.backend import Unsupported
-
     try:
         return cls.load_onnx(task, meta, config, ctx, onnx)
     except Unsupported as e:
@@ -227,8 +218,6 @@ def _onnx_backend(cls, name: str, task, meta, config, ctx, onnx: Path):
 def _engine_of(run_dir: Path, engine: str, onnx_dir: Path | None, reporter: Reporter) -> tuple[Path, Path | None]:
     """The run that predicts (a compare folder's winner, said) and its checked ONNX file under
     ``--engine onnx`` (None for torch)."""
-    from zoo.pipeline.artifacts import checked_onnx, winner
-
     if engine not in ("torch", "onnx"):
         raise ZooError(f"--engine {engine}: expected torch or onnx")
     target = winner(run_dir)
@@ -251,8 +240,6 @@ def predict_to_labelme(run_dir: Path, images: Sequence[Path], out: Path, *, conf
     ``engine="onnx"``: the run's ONNX export (``onnx_dir``, default ``RUN/export/onnx``) run by
     onnxruntime; ``run_dir`` may be a ``zoo compare`` folder (its winner predicts). ``model``:
     ``(backend, task, meta, name)`` loaded already (a fold ensemble, zoo.pipeline.ensemble)."""
-    from zoo.predictions import check_predictions
-
     if not 0.0 <= conf <= 1.0:
         raise ZooError(f"--conf {conf}: expected a score between 0 and 1")
     reporter = reporter or LogReporter()

@@ -20,9 +20,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from zoo import __version__
+from zoo.atomic import write_json
+from zoo.config import dump_config, resolve_config
+from zoo.data.demo import ensure_demo
+from zoo.data.empty_images import thin_empty_images
+from zoo.data.folds import fold_split
+from zoo.data.groups import group_images
+from zoo.data.intensity import fill_intensity, with_intensity
+from zoo.data.lint import refuse_errors, unannotated_images
+from zoo.data.reading import read_dataset
+from zoo.data.split import carve_selection, check_split, choose_split, data_hash, grouped_dataset
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
+from zoo.evaluation.coco import GroundTruth
 from zoo.pipeline.options import RunOptions, Source
+from zoo.pipeline.ranking import require_scores
 from zoo.pipeline.runfolder import (
     DataRecord,
     Manifest,
@@ -35,8 +47,13 @@ from zoo.pipeline.runfolder import (
     next_free,
     series,
 )
+from zoo.pixels import parse_intensity
 from zoo.progress import LogReporter, Reporter
+from zoo.selection import Protocol
 from zoo.tasks import Task, get_task
+from zoo.training.autoconfig import fill_auto, vanishing_instances
+from zoo.training.devices import resolve_device
+from zoo.training.distributed import share, world
 
 
 if TYPE_CHECKING:
@@ -44,8 +61,6 @@ if TYPE_CHECKING:
     from zoo.config import BackendConfig
     from zoo.registry import Registry
     from zoo.data.split import Split
-    from zoo.evaluation.coco import GroundTruth
-    from zoo.selection import Protocol
     from zoo.specs import BackendSpec
     from zoo.training.distributed import World
 
@@ -66,11 +81,7 @@ class Quiet(LogReporter):
 def read_input(source: Source, registry) -> tuple[Dataset, str]:
     """The dataset and a label for where it came from (``demo`` when --data is omitted),
     read by ``registry``'s readers."""
-    from zoo.data.reading import read_dataset
-
     if source.path is None:
-        from zoo.data.demo import ensure_demo
-
         return read_dataset(ensure_demo(), "auto", source.labels, registry=registry), "demo"
     return read_dataset(source.path, source.fmt, source.labels, source.images, registry=registry), str(source.path)
 
@@ -136,7 +147,6 @@ class Setup:
     @classmethod
     def of(cls, opts: RunOptions) -> Setup:
         from zoo.registry import get_registry
-        from zoo.training.distributed import world
 
         here = world()  # under torchrun & co: rank 0 writes, the others train along
         if not here.main:
@@ -146,16 +156,12 @@ class Setup:
         registry = opts.registry or get_registry()
         spec = registry.backend(opts.backend, task.name)
         if opts.output.rank:
-            from zoo.pipeline.ranking import require_scores
-
             require_scores(task)
         return cls(opts=opts, reporter=Quiet(reporter) if opts.quiet else reporter, world=here, task=task,
                    spec=spec, cls=spec.load(), flags=dict(opts.training.flags), registry=registry,
                    protocol=asked_protocol(opts.selection))
 
     def resolve_config(self, base: dict | None = None):
-        from zoo.config import resolve_config
-
         o = self.opts
         return resolve_config(
             self.cls.Config, backend=self.spec.name, task=self.task.name,
@@ -167,8 +173,6 @@ class Setup:
 def asked_protocol(asked: Protocol | None, recorded: dict | None = None) -> Protocol:
     """The selection protocol asked for (None: not given, the defaults); on ``--resume``, the
     recorded one, which a protocol given now must not contradict."""
-    from zoo.selection import Protocol
-
     if recorded is None:
         return asked or Protocol()
     old = Protocol.from_dict(recorded)
@@ -198,9 +202,6 @@ class RunData:
 
     @classmethod
     def of(cls, dataset: Dataset, label: str, digest: str, split) -> RunData:
-        from zoo.data.split import grouped_dataset
-        from zoo.evaluation.coco import GroundTruth
-
         dataset = grouped_dataset(dataset, split)  # the split's groups on the records: ci95 resamples them
         val, test = dataset.subset(split.val), dataset.subset(split.test) if split.test else None
         return cls(dataset, label, digest, split, train=dataset.subset(split.train),
@@ -236,9 +237,6 @@ def read_checked(setup: Setup) -> tuple[Dataset, str]:
     errors), its problems reported, checked against the task and for pixels."""
     source, split, task = setup.opts.source, setup.opts.split, setup.task
     if source.strict:
-        from zoo.data.demo import ensure_demo
-        from zoo.data.lint import refuse_errors
-
         refuse_errors(source.path or ensure_demo(), fmt=source.fmt, labels=source.labels, task=task.name,
                       val=split.val, test=split.test, images=source.images, group=split.group,
                       registry=setup.registry)
@@ -255,9 +253,6 @@ def read_checked(setup: Setup) -> tuple[Dataset, str]:
 def split_for(setup: Setup, dataset: Dataset, digest: str, seed: int):
     """``--split``, or fold i of ``--folds K`` (zoo.data.folds); then the selection split
     carved from train (zoo.selection)."""
-    from zoo.data.groups import group_images
-    from zoo.data.split import carve_selection, choose_split
-
     plan, task = setup.opts.split, setup.task
     grouping = plan.grouping if plan.grouping is not None else group_images(dataset, plan.group)
     if plan.fold is None and plan.folds is None:
@@ -266,8 +261,6 @@ def split_for(setup: Setup, dataset: Dataset, digest: str, seed: int):
     elif plan.fold is None or plan.folds is None:
         raise ZooError("--fold and --folds go together: --fold i --folds K")
     else:
-        from zoo.data.folds import fold_split
-
         split = fold_split(dataset, task, plan.fold, plan.folds, seed=seed, digest=digest, grouping=grouping,
                            test=plan.test)
     return carve_selection(split, dataset, task, setup.protocol.split_fraction, grouping)
@@ -294,8 +287,6 @@ def new_manifest(setup: Setup, data: RunData, seed: int, device: str, t_read: fl
 
 def unlabelled_images(dataset: Dataset) -> list[str]:
     """Images in the data folder no annotation covers (not trained on; --rank ranks them)."""
-    from zoo.data.lint import unannotated_images
-
     root = dataset.root
     if root is None or not root.is_dir():
         return []
@@ -305,8 +296,6 @@ def unlabelled_images(dataset: Dataset) -> list[str]:
 def choose_auto(setup: Setup, config, train: Dataset, device: str):
     """``config`` with ``imgsz``/``epochs: auto`` filled from the training images, and the
     choices (``Manifest.choices``; None when nothing was auto); why, said."""
-    from zoo.training.autoconfig import fill_auto, vanishing_instances
-
     config, choices = fill_auto(config, setup.cls, setup.task, train, device)
     for c in choices:
         setup.reporter.say(str(c))
@@ -320,8 +309,6 @@ def choose_auto(setup: Setup, config, train: Dataset, device: str):
 def choose_pixels(setup: Setup, config, train: Dataset):
     """``config`` with its intensity rule fitted on the training images (config.yaml keeps the
     fitted rule, so a resume and ``zoo predict`` decode as training did), and the choice."""
-    from zoo.data.intensity import fill_intensity
-
     config, chosen = fill_intensity(config, train)
     if chosen.rule is not None:
         setup.reporter.say(f"intensity {chosen.rule.describe()}: {chosen.reason}")
@@ -336,8 +323,6 @@ def intensity_choice(chosen) -> dict:
 
 def recorded_rule(config):
     """The rule config.yaml recorded (``none``: 8-bit pixels as they are)."""
-    from zoo.pixels import parse_intensity
-
     return parse_intensity(config.intensity)[1]
 
 
@@ -345,8 +330,6 @@ def write_prepared(p: Prepared) -> None:
     """config.yaml, split.json, data/ (the vocabularies, and the ground truth exactly as the
     evaluator scores it: zoo-filled polygons as RLE, a COCO file's own annotations as given),
     then the manifest with ``prepare`` done."""
-    from zoo.atomic import write_json
-    from zoo.config import dump_config
     p.folder.write_config(dump_config(p.config))
     p.folder.write_split(p.data.split)
     p.folder.write_meta(p.data.meta)
@@ -389,11 +372,6 @@ class Preparer:
     # a new run -------------------------------------------------------------------------------
 
     def _new(self) -> Prepared:
-        from zoo.data.empty_images import thin_empty_images
-        from zoo.data.intensity import with_intensity
-        from zoo.data.split import data_hash
-        from zoo.training.devices import resolve_device
-
         setup = self.setup
         t0 = time.perf_counter()
         # Config before data: a typo in --set fails in a second, not after reading 10k files.
@@ -472,11 +450,6 @@ class Preparer:
     def _resume(self, folder: RunFolder, say: bool = True) -> Prepared:
         """The interrupted run as it was prepared: its config (what is asked now must agree),
         its data (unchanged, by hash), its split and its selection protocol."""
-        from zoo.config import dump_config
-        from zoo.data.intensity import with_intensity
-        from zoo.data.split import check_split, data_hash
-        from zoo.training.devices import resolve_device
-
         m, source = self.manifest, self.opts.source
         if "prepare" not in m.done:
             raise ZooError(f"--resume: {folder.path} stopped before its data was prepared; "
@@ -512,8 +485,6 @@ class Preparer:
 
     def _lead(self, prepared: Prepared) -> None:
         """Rank 0, its folder prepared: tell the other ranks where it is (no-op alone)."""
-        from zoo.training.distributed import share
-
         if self.setup.world.distributed:
             prepared.manifest.world_size = self.setup.world.size
         share((str(prepared.folder.path), prepared.resumed))
@@ -521,8 +492,6 @@ class Preparer:
     def _follow(self) -> Prepared:
         """A rank other than 0: read the folder rank 0 prepared, as a resume reads it, and
         write nothing (no lock either: rank 0 holds it for the whole group)."""
-        from zoo.training.distributed import share
-
         run_dir, resumed = share(None)
         folder = RunFolder(run_dir)
         self.manifest = folder.manifest()

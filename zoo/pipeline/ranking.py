@@ -28,9 +28,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.dataset import Dataset, ImageRecord
+from zoo.atomic import write_text
+from zoo.data.reading import read_dataset
+from zoo.dataset import Dataset, ImageRecord, box_iou
 from zoo.errors import ZooError
-from zoo.predictions import ClassPrediction, InstancePredictions, Prediction
+from zoo.pipeline.predict import (
+    _check_out,
+    _collect_images,
+    _record,
+    load_backend,
+    prediction_writer,
+    write_prediction_files,
+)
+from zoo.predictions import ClassPrediction, InstancePredictions, Prediction, check_predictions
+from zoo.progress import track
 
 #: Detections below this score are background noise, not uncertainty (yolov8 keeps 0.001+).
 MIN_SCORE = 0.1
@@ -75,8 +86,6 @@ def _entropy(pred: ClassPrediction, meta: Dataset) -> tuple[float, str]:
 
 
 def _detection_uncertainty(pred: InstancePredictions, meta: Dataset) -> tuple[float, str]:
-    from zoo.dataset import box_iou
-
     dets = sorted((d for d in pred.detections if d.score >= MIN_SCORE), key=lambda d: -d.score)
     rivalled: set[int] = set()
     parts: list[tuple[float, str]] = []
@@ -110,7 +119,6 @@ def rank(records: Sequence[ImageRecord], preds: Sequence[Prediction], meta: Data
 
 
 def write_ranking_csv(path: Path, ranked: Sequence[Ranked]) -> Path:
-    from zoo.atomic import write_text
     import io
 
     buf = io.StringIO()
@@ -125,10 +133,6 @@ def rank_and_prefill(backend, task, meta: Dataset, backend_name: str, records: l
                      top: int, conf: float = 0.25, writer=None) -> list[Ranked]:
     """Predict ``records``, write ``out/ranking.csv`` (every image) and, for the ``top``
     first, a copy of the image with its pre-filled labelme JSON under ``out``."""
-    from zoo.pipeline.predict import write_prediction_files
-    from zoo.progress import track
-    from zoo.predictions import check_predictions
-
     preds = list(track(backend.predict(records), "predicting", total=len(records)))
     check_predictions(task, backend_name, records, preds, meta)
     ranked = rank(records, preds, meta)
@@ -151,8 +155,6 @@ def _annotated_files(inputs: Sequence[Path]) -> set[str]:
     a folder of new images sorted into sub-folders (``day1/``, ``day2/``) must not be taken
     for class folders and skipped as labelled."""
     import os
-
-    from zoo.data.reading import read_dataset
 
     done: set[str] = set()
     for p in map(Path, inputs):
@@ -183,8 +185,6 @@ def rank_folder(run_dir: Path, inputs: Sequence[Path], out: Path, *, top: int = 
     (default: the one installed that writes predictions)."""
     import os
 
-    from zoo.pipeline.predict import _check_out, _collect_images, _record, load_backend, prediction_writer
-
     if top < 0:
         raise ZooError(f"--top {top}: expected 0 or more")
     writer = prediction_writer(registry, to)
@@ -204,7 +204,5 @@ def rank_unlabelled_of_run(run_dir: Path, backend, task, meta: Dataset, backend_
                            unlabelled: Sequence[str], *, top: int) -> list[Ranked]:
     """``zoo run --rank``: the data folder's unlabelled images (paths relative to it) ranked
     by the model just trained; ranking.csv and the top N pre-filled in ``RUN/ranking/``."""
-    from zoo.pipeline.predict import _record
-
     records = [_record(Path(data_root) / rel, Path(rel).with_suffix("").as_posix()) for rel in unlabelled]
     return rank_and_prefill(backend, task, meta, backend_name, records, Path(run_dir) / "ranking", top=top)

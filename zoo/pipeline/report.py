@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.atomic import write_text
 from zoo.metrics import MetricsSchema, fmt, fmt_ci  # noqa: F401 - fmt_ci: the reports' shared formatting
+from zoo.selection import statement
+from zoo.training.budget import describe_budget
 
 if TYPE_CHECKING:
     from zoo.pipeline.runfolder import Manifest, RunFolder
@@ -74,8 +76,6 @@ def write_report(folder: RunFolder, *, manifest: Manifest, metrics: dict, split,
 
 def _scores_section(schema: MetricsSchema, metrics: dict, m: Manifest) -> list[str]:
     """Every score, val beside test, the main metric in bold; how the weights were chosen."""
-    from zoo.selection import statement
-
     main = schema.main
     test = metrics.get("test")
     parts = ["## Scores (" + ("validation and test splits" if test else "validation split")
@@ -168,8 +168,6 @@ def _run_section(m: Manifest) -> list[str]:
     parts = ["## Run", "", f"- device: {m.device}; parameters: {params}"]
     parts += ["- versions: " + ", ".join(f"{k} {v}" for k, v in m.versions.items())]
     if m.budget:
-        from zoo.training.budget import describe_budget
-
         parts += [f"- budget: {describe_budget(m.budget)}"]
     parts += ["- timings: " + ", ".join(
         f"{k} {fmt_seconds(v)}" for k, v in t.items() if k in ("read", "fit", "predict", "evaluate"))

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zoo.data.split import data_hash
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
+from zoo.pipeline.predict import recorded_intensity
+from zoo.pipeline.prepare import read_input
+from zoo.pipeline.runfolder import RunFolder
 
 
 def run_images(run_dir: Path, split: str = "val", *, data: Path | None = None, labels: Path | None = None) -> Dataset:
     """A run's ``split`` images with their ground truth, read again from where the run read
     them (``data`` when it moved) and checked to be the same data (the manifest's hash)."""
     from dataclasses import replace
-
-    from zoo.data.split import data_hash
-    from zoo.pipeline.predict import recorded_intensity
-    from zoo.pipeline.prepare import read_input
-    from zoo.pipeline.runfolder import RunFolder
 
     folder = RunFolder(run_dir)
     m = folder.manifest()

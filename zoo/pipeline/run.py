@@ -33,11 +33,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.atomic import write_text
+from zoo.backend import RunContext
+from zoo.checksums import FollowerLedger
+from zoo.config import dump_config
 from zoo.dataset import Dataset, strip_annotations
+from zoo.evaluation import evaluate
+from zoo.pipeline.failures import failures_figure, nothing_wrong
 from zoo.pipeline.options import RunOptions
+from zoo.pipeline.predict import prediction_writers, write_prediction_files
 from zoo.pipeline.prepare import Prepared, Preparer, Setup
+from zoo.pipeline.ranking import rank_unlabelled_of_run
+from zoo.pipeline.report import write_report
+from zoo.pipeline.report_html import write_run_html
 from zoo.pipeline.runfolder import Manifest
+from zoo.pipeline.tracking import flat_params, history_metrics, open_tracker, score_metrics
 from zoo.predictions import check_predictions
+from zoo.selection import Selection, statement
+from zoo.training import cache, cpu, distributed, fetch
+from zoo.training.budget import describe_budget
+from zoo.training.distributed import local_device
 from zoo.training.seeding import seed_everything
 
 log = logging.getLogger("zoo")
@@ -87,8 +102,6 @@ class _Fit:
 
     def _ledger(self):
         if not self.setup.world.main:
-            from zoo.checksums import FollowerLedger
-
             return FollowerLedger(self.run.folder.path)
         return self.run.folder.ledger(self.manifest, save=self.save_progress)
 
@@ -100,23 +113,16 @@ class _Fit:
         self.run.save()
 
     def context(self):
-        from zoo.backend import RunContext
-        from zoo.training.distributed import local_device
-
         return RunContext(run_dir=self.run.folder.path.resolve(), device=local_device(self.run.device), log=log,
                           resume=self.run.resumed, trust_weights=self.setup.opts.training.trust_weights, ledger=self.ledger)
 
     def backend_config(self):
         # The backend gets the device resolved; config.yaml keeps what the user asked ("auto").
         # Under a launcher each rank trains on its own GPU (cuda:LOCAL_RANK).
-        from zoo.training.distributed import local_device
-
         return self.run.config.model_copy(update={"device": local_device(self.run.device)})
 
     def __call__(self):
         """The trained backend."""
-        from zoo.selection import Selection
-
         setup, run = self.setup, self.run
         ctx = self.context()
         seed_everything(run.config.seed)
@@ -147,8 +153,6 @@ class _Fit:
         """``backend.fit``, its time a new part of ``timings.fit_parts``: training time is the
         sum of its parts, an interrupted part counting up to its last checkpoint (what the
         resumed part continues from); the published weights it fetched, recorded."""
-        from zoo.training import cache, cpu, fetch
-
         timings = self.manifest.timings
         if timings.fit_parts is None:
             timings.fit_parts = []
@@ -187,8 +191,6 @@ class _Fit:
     def _record_budget(self, fit_seconds: float) -> None:
         """The budget and what training took, in the manifest; an overrun is a warning (a
         backend whose framework has its own loop may not honour the budget)."""
-        from zoo.training.budget import describe_budget
-
         budget = self.run.config.budget
         if not budget:
             return
@@ -207,8 +209,6 @@ class _Fit:
 
         import yaml
 
-        from zoo.atomic import write_text
-
         folder, asked = self.run.folder, self.run.config.epochs
         config = {**folder.read_config(), "epochs": ran}
         text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
@@ -224,8 +224,6 @@ class _Run:
     module doc)."""
 
     def __init__(self, setup: Setup, prepared: Prepared):
-        from zoo.pipeline.tracking import open_tracker
-
         self.setup, self.output, self.reporter = setup, setup.opts.output, setup.reporter
         self.task, self.spec = setup.task, setup.spec
         self.prepared, self.folder, self.manifest = prepared, prepared.folder, prepared.manifest
@@ -269,8 +267,6 @@ class _Run:
         return preds
 
     def predict(self, backend) -> list:
-        from zoo.pipeline.predict import prediction_writers, write_prediction_files
-
         val, t = self.data.val, self.manifest.timings
         t0 = time.perf_counter()
         preds = self._predictions(backend, val, "predicting")
@@ -298,9 +294,6 @@ class _Run:
         return preds
 
     def score(self, dataset: Dataset, preds: list, plots: Path, truth=None) -> dict:
-        from zoo.evaluation import evaluate
-        from zoo.selection import statement
-
         plots.mkdir(parents=True, exist_ok=True)
         metrics = evaluate(self.task, dataset, preds, plots_dir=plots, ground_truth=truth)
         metrics.setdefault("conventions", {})["model selection"] = statement(self.manifest.selection)
@@ -319,8 +312,6 @@ class _Run:
         return metrics
 
     def rank_unlabelled(self, backend) -> None:
-        from zoo.pipeline.ranking import rank_unlabelled_of_run
-
         unlabelled = self.manifest.data.unlabelled
         if unlabelled:
             self.reporter.say(f"ranking {len(unlabelled)} unlabelled image(s) ...")
@@ -328,9 +319,6 @@ class _Run:
                                                  self.data.dataset.root, unlabelled, top=self.output.top)
 
     def report(self, metrics: dict, preds: list) -> None:
-        from zoo.config import dump_config
-        from zoo.pipeline.report import write_report
-
         t0 = time.perf_counter()
         m = self.manifest
         m.status, m.finished, m.timings.report = "finished", time.strftime("%Y-%m-%dT%H:%M:%S%z"), 0.0
@@ -343,12 +331,6 @@ class _Run:
     def write_html(self, metrics: dict, preds: list) -> None:
         """plots/samples.png (the hardest val images, overlays) and report.html; a drawing
         that fails costs the pictures, never the run."""
-        from zoo.pipeline.failures import failures_figure
-        from zoo.pipeline.report_html import write_run_html
-
-        from zoo.atomic import write_text
-        from zoo.pipeline.failures import nothing_wrong
-
         try:
             failures = failures_figure(self.task, self.data.val, {self.spec.name: {p.image_id: p for p in preds}},
                                        path=self.folder.samples_file)
@@ -365,9 +347,6 @@ class _Run:
         write_run_html(self.folder, manifest=self.manifest, metrics=metrics, failures=failures)
 
     def start_tracking(self) -> None:
-        from zoo.config import dump_config
-        from zoo.pipeline.tracking import flat_params
-
         m, path = self.manifest, self.folder.path
         self.tracker.start(path, path.name, params=flat_params(dump_config(self.prepared.config)),
                            tags={"backend": self.spec.name, "task": self.task.name,
@@ -378,8 +357,6 @@ class _Run:
                            parent=self.output.track_parent)
 
     def track_results(self, metrics: dict) -> None:
-        from zoo.pipeline.tracking import history_metrics, score_metrics
-
         f = self.folder
         self.tracker.history(history_metrics(self.manifest))
         self.tracker.final(score_metrics(metrics, self.task.metrics_schema))
@@ -391,8 +368,6 @@ class _Run:
 
 def execute(opts: RunOptions) -> RunResult:
     """Run the whole pipeline; returns where it went and what it scored."""
-    from zoo.training import distributed
-
     setup = Setup.of(opts)
     preparer = Preparer(setup)
     try:

@@ -49,9 +49,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from zoo.atomic import read_json, write_bytes, write_json, write_yaml
 from zoo.checksums import Ledger
+from zoo.config import load_yaml_file
+from zoo.data.split import read_split, write_split
 from zoo.dataset import Dataset, id_path
 from zoo.errors import ZooError
+from zoo.evaluation.results import default_image_ids, predictions_to_coco_results, read_predictions
 from zoo.predictions import ClassPrediction, Prediction
+from zoo.tasks import get_task
 
 MANIFEST = "manifest.json"
 LOCK = ".zoo.lock"
@@ -286,8 +290,6 @@ class RunFolder:
     def read_config(self) -> dict[str, Any]:
         """The resolved config the run trained with, as written (a mapping of keys), read as
         every config file is (zoo.config: one clear line for broken YAML)."""
-        from zoo.config import load_yaml_file
-
         if not self.config_file.is_file():
             raise ZooError(f"{self.config_file}: missing; this run folder is incomplete")
         return load_yaml_file(self.config_file)
@@ -296,13 +298,9 @@ class RunFolder:
         return write_yaml(self.config_file, config)
 
     def read_split(self):
-        from zoo.data.split import read_split
-
         return read_split(self.split_file)
 
     def write_split(self, split) -> None:
-        from zoo.data.split import write_split
-
         write_split(split, self.split_file)
 
     def write_meta(self, meta: Dataset) -> Path:
@@ -350,8 +348,6 @@ class RunFolder:
         """``preds`` (one per ``gt`` image) in the task's exchange format."""
         path = self.prediction_path(task, split)
         if task.answer_kind == "instances":
-            from zoo.evaluation.results import default_image_ids, predictions_to_coco_results
-
             return [write_json(path, predictions_to_coco_results(preds, default_image_ids(gt), gt.coco_category_ids()))]
         if task.answer_kind == "label_map":
             return [write_bytes(path / id_path(p.image_id, ".png"), _png(p.label_map)) for p in preds]
@@ -360,9 +356,6 @@ class RunFolder:
     def load_predictions(self, gt: Dataset, split: str = "val", task=None) -> list[Prediction]:
         """The saved predictions of ``gt``'s images, read by zoo's one prediction-file reader
         (``task``: the run's own when not given)."""
-        from zoo.evaluation.results import read_predictions
-        from zoo.tasks import get_task
-
         task = task or get_task(self.manifest().task)
         path = self.prediction_path(task, split)
         if not path.exists():

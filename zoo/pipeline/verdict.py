@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from zoo.evaluation import bootstrap
+from zoo.evaluation.coco import GroundTruth
+from zoo.pipeline.runfolder import load_predictions
+from zoo.predictions import score_predictions
 
 
 @dataclass
@@ -60,9 +63,6 @@ def run_samples(task, val, run_dir, main: str, weights, truth=None):
     """A run's ``main`` for each resample of ``weights`` over ``val``'s scored images,
     re-scored from the run folder's saved predictions by the shared evaluator (``truth``:
     ``val``'s :class:`~zoo.evaluation.coco.GroundTruth`, converted once for all runs)."""
-    from zoo.pipeline.runfolder import load_predictions
-    from zoo.predictions import score_predictions
-
     _, evaluator = score_predictions(task, val, load_predictions(run_dir, val), ci95=True, ground_truth=truth)
     return evaluator.resampled(weights)[main]
 
@@ -108,8 +108,6 @@ def verdicts(task, folds: list, runs_by_backend: dict[str, list[tuple[int, Any]]
     ``truths``: each fold's :class:`~zoo.evaluation.coco.GroundTruth`, when the caller has
     them; else made here. Either way every run of a fold is scored against one conversion.
     """
-    from zoo.evaluation.coco import GroundTruth
-
     truths = truths if truths is not None else [GroundTruth(val) for val in folds]
     weights = fold_weights(task, folds)
     best = backend_samples(task, runs_by_backend[winner], truths, weights, main)
