@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -43,6 +46,67 @@ def test_raw_dataset_holds_images_label_maps_and_nnunets_ignore_label(tmp_path):
     assert set(np.unique(labels)) == {0, 2, 3}
     assert np.array_equal(np.array(Image.open(folder / "imagesTr" / "case_00000_0000.png")), img)
     assert raw.cases == {"case_00000": "dir/a"} == json.loads((folder / "zoo_cases.json").read_text())
+
+
+def test_the_workers_children_do_not_fork_from_its_torch_threads():
+    """nnU-Net's worker has run torch (OpenMP threads up) when nnU-Net opens a default-context
+    pool; a child forked from it then hung on its first parallel op, waiting on a futex for
+    threads it did not inherit (a stalled ``--budget 1m`` run). The worker's children start
+    clean: the same pool finishes."""
+    pytest.importorskip("nnunetv2")
+    code = (
+        "import functools, multiprocessing, torch\n"
+        "from zoo.plugins.nnunet.worker import fork_free_children\n"
+        "fork_free_children()\n"
+        "torch.set_num_threads(2)\n"
+        "a = torch.randn(400, 400)\n"
+        "torch.mm(a, a)\n"  # the worker's threads, as after nnU-Net's planner
+        "with multiprocessing.Pool(2) as pool:\n"  # as nnunetv2.utilities.utils opens it
+        "    out = pool.apply(functools.partial(torch.mm, a, a))\n"
+        "print(float((out - torch.mm(a, a)).abs().max()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) < 1e-3
+
+
+def test_the_fingerprint_draws_as_many_intensities_as_the_data_has_and_keeps_its_statistics(tmp_path):
+    """nnU-Net draws 10^7 foreground intensities whatever the data (40 per pixel on the demo,
+    most of a one-minute budget); zoo's extractor draws the data's pixel count, and the
+    statistics nnU-Net keeps are those of the foreground pixels."""
+    pytest.importorskip("nnunetv2")
+    rng = np.random.default_rng(0)
+    records = []
+    for k in range(2):
+        img = rng.integers(0, 100, (20, 30, 3), dtype=np.uint8)
+        img[:10] += 150  # the foreground band brighter: its statistics are not the image's
+        Image.fromarray(img).save(tmp_path / f"{k}.png")
+        records.append(ImageRecord(f"i{k}", 30, 20, file=tmp_path / f"{k}.png",
+                                   instances=[Instance(0, (0, 0, 30, 10), polygons=[[0, 0, 30, 0, 30, 10, 0, 10]])]))
+    write_raw_dataset(tmp_path / "nnUNet_raw", Dataset(categories=["x"]), records)
+    env = {**os.environ, **{k: str(tmp_path / k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
+    code = (
+        "import json\n"
+        "from zoo.plugins.nnunet.worker import fingerprint_extractor\n"
+        "extractor = fingerprint_extractor(1200)(1, 1, verbose=False)\n"
+        "fingerprint = extractor.run(overwrite_existing=True)\n"
+        "print(json.dumps([extractor.num_foreground_voxels_for_intensitystats,\n"
+        "                  fingerprint['foreground_intensity_properties_per_channel']]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    drawn, stats = json.loads(done.stdout.strip().splitlines()[-1])
+    assert drawn == 1200
+    cases = tmp_path / "nnUNet_raw" / "Dataset001_zoo"
+    foreground = np.concatenate([
+        np.array(Image.open(cases / "imagesTr" / f"case_0000{k}_0000.png"))[
+            np.array(Image.open(cases / "labelsTr" / f"case_0000{k}.png")) > 0] for k in range(2)])
+    assert 0 < len(foreground) < 2 * 20 * 30
+    for channel in range(3):
+        s = stats[str(channel)]
+        assert s["min"] >= foreground[:, channel].min() and s["max"] <= foreground[:, channel].max()
+        assert abs(s["mean"] - foreground[:, channel].mean()) < 12  # a sample of 600 per image
 
 
 @pytest.mark.slow

@@ -121,6 +121,7 @@ class NnUNet(Backend):
             "processes": c.processes,
             "train_cases": [case_of[r.id] for r in fit_records],
             "val_cases": [case_of[r.id] for r in check_records],
+            "pixels": sum(r.width * r.height for r in fit_records + check_records),
             "epochs": c.epochs,
             "budget": c.budget,
             "started": started,
