@@ -46,7 +46,7 @@ def run(backend: str, task: str, budget: str, out: Path, val: float) -> dict:
     own = manifest.get("framework_metrics") or {}
     steps = own.get("iterations")
     train_s = own.get("train_seconds") or own.get("seconds")
-    step = train_s / steps if steps and train_s else None
+    step = b.get("step_seconds") or (train_s / steps if steps and train_s else None)
     return {"backend": backend, "task": task, "budget": b["seconds"], "fit": b["fit_seconds"],
             "epochs": b.get("epochs"), "inside": b.get("stopped_inside_epoch"), "step": step}
 

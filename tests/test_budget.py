@@ -46,7 +46,7 @@ def test_a_first_epoch_longer_than_the_budget_stops_inside_it():
     result = _fit(clock, batches=100, budget=10)
     assert clock.now <= 10 * 1.1 + 1.0  # within 10% + one step
     assert clock.steps == result.iterations == 10 and len(result.history) == 1
-    assert result.budget == {"epochs": 1, "epochs_asked": 50, "stopped_inside_epoch": True}
+    assert result.budget == {"epochs": 1, "epochs_asked": 50, "stopped_inside_epoch": True, "step_seconds": 1.0}
     assert result.summary()["budget"]["stopped_inside_epoch"] is True
 
 
@@ -54,6 +54,7 @@ def test_a_later_epoch_that_slows_down_stops_inside_it():
     clock = StepClock(lambda n: 1.0 if n <= 5 else 3.0)  # the first epoch of 5 steps took 5 s
     result = _fit(clock, batches=5, budget=12)
     assert clock.now <= 12 * 1.1 + 3.0
+    assert result.budget["step_seconds"] == pytest.approx(clock.now / clock.steps, abs=1e-3)  # the mean step
     assert len(result.history) == 2 and result.history[-1]["iterations"] < 5
     assert result.budget["stopped_inside_epoch"] is True
 
@@ -62,7 +63,7 @@ def test_epochs_that_fit_run_whole_and_the_plan_is_said():
     clock = StepClock(lambda n: 1.0)
     result = _fit(clock, batches=5, budget=20)
     assert clock.now <= 20 and len(result.history) == 4  # 4 whole epochs of 5 s
-    assert result.budget == {"epochs": 4, "epochs_asked": 50, "stopped_inside_epoch": False}
+    assert result.budget == {"epochs": 4, "epochs_asked": 50, "stopped_inside_epoch": False, "step_seconds": 1.0}
 
 
 def test_a_resumed_run_counts_its_earlier_part(tmp_path):
@@ -150,4 +151,4 @@ def test_nnunets_budget_plan_sets_its_epoch_length():
     clock.step_seconds = [2.0]
     with pytest.raises(_BudgetSpent):
         clock.before_step()  # another 2 s step would end at 61 s
-    assert clock.record(20) == {"epochs": 1, "epochs_asked": 20, "stopped_inside_epoch": True}
+    assert clock.record(20) == {"epochs": 1, "epochs_asked": 20, "stopped_inside_epoch": True, "step_seconds": 2.0}

@@ -218,8 +218,10 @@ class _BudgetClock:
 
     def record(self, asked: int) -> dict:
         """What the budget did, as zoo's shared loop records it (EpochPlan.record)."""
+        steps = self.step_seconds
         return {"epochs": self.epochs_done + int(self.cut_short), "epochs_asked": asked,
-                "stopped_inside_epoch": self.cut_short}
+                "stopped_inside_epoch": self.cut_short,
+                "step_seconds": round(sum(steps) / len(steps), 3) if steps else None}
 
 
 def main(argv: list[str]) -> int:

@@ -46,11 +46,12 @@ class EpochPlan:
         self.clock = clock
         self.t0 = clock()
         self.steps = 0  # optimiser steps in this call
+        self.stepped = 0.0  # seconds from start() to the end of the last step
         self.cut_short = False  # training ended inside an epoch
 
     def start(self) -> None:
         """This call's training starts now."""
-        self.t0, self.steps = self.clock(), 0
+        self.t0, self.steps, self.stepped = self.clock(), 0, 0.0
 
     def elapsed(self) -> float:
         return self.clock() - self.t0
@@ -59,15 +60,21 @@ class EpochPlan:
         """Count one optimiser step; True when the next step, at the mean step of this call,
         would end past the budget (the loop then stops inside the epoch: :attr:`cut_short`)."""
         self.steps += 1
+        self.stepped = self.elapsed()
         if not self.budget:
             return False
-        return self.spent + self.elapsed() * (self.steps + 1) / self.steps > self.budget
+        return self.spent + self.stepped * (self.steps + 1) / self.steps > self.budget
 
     def record(self) -> dict | None:
         """What the budget did (the run's manifest and report show it); None without one."""
         if not self.budget:
             return None
-        return {"epochs": self.epochs, "epochs_asked": self.asked, "stopped_inside_epoch": self.cut_short}
+        return {"epochs": self.epochs, "epochs_asked": self.asked, "stopped_inside_epoch": self.cut_short,
+                "step_seconds": self.step_seconds()}
+
+    def step_seconds(self) -> float | None:
+        """The mean optimiser step of this call (what "kept to one step" is measured in)."""
+        return round(self.stepped / self.steps, 3) if self.steps else None
 
     @property
     def total_iters(self) -> int:
