@@ -57,8 +57,8 @@ def main() -> None:
     ap.add_argument("--backends", default=",".join(DEFAULT))
     ap.add_argument("--val", type=float, default=0.05)
     args = ap.parse_args()
-    tasks = installed_backends() if args.backends == "all" else {n: DEFAULT.get(n, "semantic-seg")
-                                                                 for n in args.backends.split(",")}
+    every = installed_backends()
+    tasks = every if args.backends == "all" else {n: every.get(n, DEFAULT.get(n, "?")) for n in args.backends.split(",")}
     print("| backend | task | budget | fit | epochs run | stopped inside an epoch | one step | kept | load |")
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

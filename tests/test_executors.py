@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 from flat_options import compare_options
@@ -123,3 +127,31 @@ def test_ray_cluster_runs_the_compare_with_the_same_rows_and_numbers(tmp_path, t
     assert [(r.backend, r.metrics) for r in on_ray.rows] == [(r.backend, r.metrics) for r in local.rows]
     assert sorted(r.run_dir.name for r in on_ray.runs) == sorted(r.run_dir.name for r in local.runs)
 
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["KILL", "TERM", "INT"])
+def test_a_ray_compare_stopped_leaves_no_process_of_its_run(sig, tmp_path, tiny_demo, ray_cluster):
+    """``zoo compare --executor ray`` stopped while a run trains in a Ray worker with two
+    data-loader workers of its own: 5 s later nothing of the run is alive, neither zoo's
+    process nor the worker that ran the task nor the worker's children."""
+    from processes import all_gone, descendants, running, wait_for
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ZOO_HOME": str(tmp_path / "home")}
+    zoo = subprocess.Popen([sys.executable, "-m", "zoo", "compare", "--task", "classify", "--backends",
+                            "mobilenet_v3_small", "--executor", "ray", "--address", ray_cluster, "--data", str(tiny_demo),
+                            "--out", str(tmp_path / "runs"), "--device", "cpu", "--epochs", "200", "--imgsz", "32",
+                            "--batch", "2", "--set", "workers=2"], cwd=tmp_path, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    family: list[int] = []
+
+    def training_with_its_loader() -> bool:
+        tasks = running("ray::run_cell_task")
+        family[:] = [*descendants(zoo.pid), *tasks, *(child for t in tasks for child in descendants(t))]
+        return any(len(descendants(t)) >= 2 for t in tasks) or zoo.poll() is not None
+
+    assert wait_for(training_with_its_loader, 300, 0.1) and zoo.poll() is None, zoo.stderr.read()
+    zoo.send_signal(sig)
+    zoo.wait(30)
+    assert all_gone(family) == []

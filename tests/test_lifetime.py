@@ -12,58 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import alive, all_gone, cmdline, descendants, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _children() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            out.setdefault(ppid, []).append(int(d.name))
-    return out
-
-
-def _descendants(pid: int) -> list[int]:
-    tree, found, todo = _children(), [], [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _wait_for(condition, timeout: float, every: float = 0.2) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(every)
-    return condition()
-
-
-def _all_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
-    _wait_for(lambda: not any(_alive(p) for p in pids), timeout)
-    return [p for p in pids if _alive(p)]
 
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -80,10 +31,10 @@ def test_a_child_dies_when_its_parent_is_killed(tmp_path):
     )
     middle = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     grandchild = int(middle.stdout.readline())
-    assert _alive(grandchild)
+    assert alive(grandchild)
     middle.kill()
     middle.wait()
-    assert _all_gone([grandchild]) == []
+    assert all_gone([grandchild]) == []
 
 
 def test_run_group_kills_the_childs_own_children_when_interrupted(tmp_path):
@@ -101,12 +52,12 @@ def test_run_group_kills_the_childs_own_children_when_interrupted(tmp_path):
         f"run_group([sys.executable, '-c', {code!r}])\n"
     )
     zoo = subprocess.Popen([sys.executable, "-c", driver], stderr=subprocess.PIPE, text=True)
-    assert _wait_for(lambda: (tmp_path / "pid").is_file() and (tmp_path / "pid").read_text(), 30)
-    family = _descendants(zoo.pid)
+    assert wait_for(lambda: (tmp_path / "pid").is_file() and (tmp_path / "pid").read_text(), 30)
+    family = descendants(zoo.pid)
     assert len(family) == 2
     zoo.send_signal(signal.SIGTERM)  # as a scheduler's timeout would
     assert zoo.wait(10) != 0 and "KeyboardInterrupt" in zoo.stderr.read()
-    assert _all_gone(family) == []
+    assert all_gone(family) == []
 
 
 def _zoo_run(tmp_path: Path, tiny_demo: Path, *args: str) -> subprocess.Popen:
@@ -122,10 +73,10 @@ def _until_children(proc: subprocess.Popen, at_least: int, timeout: float = 240)
     family: list[int] = []
 
     def grown() -> bool:
-        family[:] = _descendants(proc.pid)
+        family[:] = descendants(proc.pid)
         return len(family) >= at_least or proc.poll() is not None
 
-    _wait_for(grown, timeout, 0.1)
+    wait_for(grown, timeout, 0.1)
     assert proc.poll() is None and len(family) >= at_least, proc.stderr.read() if proc.poll() is not None else family
     return family
 
@@ -138,7 +89,7 @@ def test_zoo_run_with_loader_workers_leaves_nothing_behind(sig, tmp_path, tiny_d
     family = _until_children(proc, 2)
     proc.send_signal(sig)
     proc.wait(30)
-    assert _all_gone(family) == []
+    assert all_gone(family) == []
     if sig != signal.SIGKILL:  # Ctrl-C and kill: the run folder kept and the way to continue it said
         err = proc.stderr.read()
         assert proc.returncode == 130, err
@@ -152,14 +103,14 @@ def test_zoo_run_nnunet_killed_leaves_no_worker(tmp_path, tiny_demo):
                     "--set", "iterations_per_epoch=1000")
 
     def worker_started() -> bool:
-        return any("zoo.plugins.nnunet.worker" in _cmdline(p) for p in _descendants(proc.pid)) or proc.poll() is not None
+        return any("zoo.plugins.nnunet.worker" in cmdline(p) for p in descendants(proc.pid)) or proc.poll() is not None
 
-    assert _wait_for(worker_started, 240, 0.2) and proc.poll() is None, proc.stderr.read()
+    assert wait_for(worker_started, 240, 0.2) and proc.poll() is None, proc.stderr.read()
     time.sleep(3)  # nnU-Net under way in its worker
-    family = _descendants(proc.pid)
+    family = descendants(proc.pid)
     proc.kill()
     proc.wait(30)
-    assert _all_gone(family) == []
+    assert all_gone(family) == []
 
 
 @pytest.mark.slow
@@ -169,4 +120,4 @@ def test_zoo_compare_jobs_2_killed_leaves_no_worker(tmp_path, tiny_demo):
     family = _until_children(proc, 2)
     proc.kill()
     proc.wait(30)
-    assert _all_gone(family) == []
+    assert all_gone(family) == []

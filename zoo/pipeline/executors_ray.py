@@ -138,16 +138,33 @@ def run_ray(jobs: list[Job], address: str | None, out: Path) -> Iterator[tuple[J
                           retry_exceptions=False)(run_cell_task)
         names = cell_names(out, jobs, jobs[0].opts.task)
         pending = {task.remote(absolute(job.opts, name)): job for job, name in zip(jobs, names)}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(done[0])
-            try:
-                yield job, ray.get(done[0])
-            except Exception as e:  # noqa: BLE001 - out of retries (the worker kept dying) or lost
-                import traceback
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                job = pending.pop(done[0])
+                try:
+                    yield job, ray.get(done[0])
+                except Exception as e:  # noqa: BLE001 - out of retries (the worker kept dying) or lost
+                    import traceback
 
-                yield job, Outcome(error=f"Ray task failed: {type(e).__name__}: {str(e).strip().splitlines()[0]}",
-                                   traceback=traceback.format_exc())
+                    yield job, Outcome(error=f"Ray task failed: {type(e).__name__}: {str(e).strip().splitlines()[0]}",
+                                       traceback=traceback.format_exc())
+        except BaseException:  # Ctrl-C, SIGTERM, the caller gone: the runs end with zoo
+            cancel(pending)
+            raise
     finally:
         if connected:
             ray.shutdown()
+
+
+def cancel(refs) -> None:
+    """Kill the workers running these tasks now (their children follow by their death signal,
+    :func:`zoo.lifetime.die_with_parent`); Ray would end them only once it noticed the driver
+    gone. When zoo itself is killed (SIGKILL), that notice is all there is: Ray ends a dead
+    driver's workers."""
+    ray = _ray()
+    for ref in refs:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # noqa: BLE001 - already finished, or the cluster gone: nothing left to end
+            pass
