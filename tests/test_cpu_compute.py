@@ -91,3 +91,26 @@ def test_fit_keeps_fp32_and_the_layout_unless_the_backend_opts_in():
     fit(model, MappedDataset(_images(), lambda s: s), config=TrainConfig(epochs=1, batch=4),
         loss_fn=criterion_loss(torch.nn.CrossEntropyLoss()))
     assert model.seen == {(torch.float32, False)}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_optimiser_is_fused_on_a_cpu_and_steps_as_the_per_tensor_loop(optimizer, monkeypatch):
+    """The fused kernel (one pass over all parameters) replaces torch's per-tensor loop, the
+    CPU default; the weights after a few steps are the loop's, to float rounding."""
+    from zoo.training import make_optimizer, optim
+
+    s = TrainConfig(optimizer=optimizer, lr=0.05, weight_decay=0.01)
+    fused_model, loop_model = _Probe(), _Probe()  # the same weights: _Probe seeds itself
+    fused = make_optimizer(fused_model, s)
+    monkeypatch.setattr(optim, "_fused", lambda params: {})  # torch's default: the per-tensor loop
+    loop = make_optimizer(loop_model, s)
+    assert fused.defaults["fused"] is True and not loop.defaults.get("fused")
+    x = torch.rand(4, 3, 8, 8)
+    for _ in range(3):
+        for model, opt in ((fused_model, fused), (loop_model, loop)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(fused_model.parameters(), loop_model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.equal(fused_model.head.weight, _Probe().head.weight)  # the steps moved it

@@ -21,10 +21,18 @@ def make_optimizer(model, s: TrainConfig):
     groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     if s.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum)
+        return torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum, **_fused(params))
     if s.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=s.lr)
+        return torch.optim.AdamW(groups, lr=s.lr, **_fused(params))
     raise ZooError(f"optimizer {s.optimizer!r}: expected sgd or adamw")
+
+
+def _fused(params) -> dict:
+    """``fused=True`` where torch has fused kernels for the parameters' device: one
+    vectorised, multi-threaded pass over all parameters per step instead of torch's default
+    on a CPU, a loop of small ops per tensor. On U-Net (resnet18, 92 tensors, one core) AdamW's
+    step took 18 ms instead of 81, SGD's 13 instead of 24 (bench/README.md, issue 30)."""
+    return {"fused": True} if {p.device.type for p in params} <= {"cpu", "cuda"} else {}
 
 
 def lr_factor(it: int, total: int, s: TrainConfig) -> float:
