@@ -48,6 +48,7 @@ class TreeCpu:
 
         self.me, self.every = psutil.Process(), every
         self.seen: dict[tuple[int, int], tuple[int, int]] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -68,7 +69,8 @@ class TreeCpu:
                     run, wait, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
                 except (OSError, ValueError):
                     continue
-                self.seen[(pid, int(tid))] = (int(run), int(wait))
+                with self._lock:
+                    self.seen[(pid, int(tid))] = (int(run), int(wait))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
@@ -86,7 +88,13 @@ class TreeCpu:
         self._sample()
 
     def _total(self, i: int) -> float:
-        return sum(v[i] - self.start.get(k, (0, 0))[i] for k, v in self.seen.items()) / 1e9
+        with self._lock:
+            return sum(v[i] - self.start.get(k, (0, 0))[i] for k, v in self.seen.items()) / 1e9
+
+    def now(self) -> float:
+        """CPU seconds so far, read now."""
+        self._sample()
+        return self.seconds
 
     @property
     def seconds(self) -> float:

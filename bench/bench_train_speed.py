@@ -9,7 +9,10 @@ Arms, interleaved round by round in one process (the machine may be shared: read
 - ``plain``: a torch Dataset that opens the image file with PIL and draws the label map
   (zoo's rasteriser, the same work a mask PNG decode costs) in ``__getitem__``; fp32,
   contiguous memory, torch's default threads; same Unet(resnet18), AdamW, Dice + CE.
-- ``zoo fp32``: ``zoo.training.fit`` as the unet backend calls it, with ``amp=false``.
+- ``zoo fp32, loop optimiser``: ``zoo.training.fit`` as the unet backend calls it, with
+  ``amp=false`` and the optimiser stepping one tensor at a time (torch's CPU default, zoo's
+  before its fused optimiser).
+- ``zoo fp32``: the same with zoo's fused optimiser (one kernel over all parameters).
 - ``zoo bf16``: the same with ``amp`` on (bf16 autocast when ``zoo.training.cpu`` finds
   native bf16, else this arm is fp32 too and says so).
 
@@ -99,11 +102,14 @@ def plain_seconds(train, meta, steps: int, batch: int) -> tuple[float, float]:
     return clock.read()
 
 
-def zoo_seconds(train, meta, steps: int, batch: int, imgsz: int, amp: bool) -> tuple[tuple[float, float], float, str]:
+def zoo_seconds(train, meta, steps: int, batch: int, imgsz: int, amp: bool,
+                fused: bool = True) -> tuple[tuple[float, float], float, str]:
     """(wall, CPU) seconds of ``steps`` steps of zoo's shared loop as the unet backend runs it (the
-    one-off decoding and a warm-up step not counted), the decoding's seconds, the precision."""
+    one-off decoding and a warm-up step not counted), the decoding's seconds, the precision.
+    ``fused=False``: the optimiser as before issue 30's second part, torch's per-tensor loop."""
     import torch
 
+    from zoo.training import optim
     from zoo.training.dense.samples import SegmentationSamples
     from zoo.training.dense.loss import SegmentationLoss
     from zoo.plugins.smp.models import build_model
@@ -124,9 +130,13 @@ def zoo_seconds(train, meta, steps: int, batch: int, imgsz: int, amp: bool) -> t
 
     data = MappedDataset(train.images, samples)
     kw = dict(config=cfg, loss_fn=loss_fn, bf16=True, channels_last=True, resume=False)
-    fit(model, data, max_iters=1, **kw)  # warm-up: oneDNN's kernels for this layout and precision
-    clock = Clock()
-    fit(model, data, max_iters=steps, **kw)
+    unfused, optim._fused = optim._fused, (optim._fused if fused else lambda params: {})
+    try:
+        fit(model, data, max_iters=1, **kw)  # warm-up: oneDNN's kernels for this layout and precision
+        clock = Clock()
+        fit(model, data, max_iters=steps, **kw)
+    finally:
+        optim._fused = unfused
     precision = compute_plan("cpu", amp=amp, bf16=True).precision
     return clock.read(), decode, precision
 
@@ -139,10 +149,13 @@ def throughput(args) -> dict:
         write_demo(Path(tmp) / "demo")
         data = read_dataset(Path(tmp) / "demo", "auto")
         train = data.subset([r.id for r in data.images[:96]])  # the demo run's training share
-        rows: dict[str, list[tuple[float, float]]] = {"plain": [], "zoo fp32": [], "zoo bf16": []}
+        rows: dict[str, list[tuple[float, float]]] = {"plain": [], "zoo fp32, loop optimiser": [], "zoo fp32": [],
+                                                      "zoo bf16": []}
         decode, precision = [], ""
         for r in range(args.rounds):
             rows["plain"].append(plain_seconds(train, data, args.steps, args.batch))
+            s, _, _ = zoo_seconds(train, data, args.steps, args.batch, args.imgsz, amp=False, fused=False)
+            rows["zoo fp32, loop optimiser"].append(s)
             s, d, _ = zoo_seconds(train, data, args.steps, args.batch, args.imgsz, amp=False)
             rows["zoo fp32"].append(s)
             s, d, precision = zoo_seconds(train, data, args.steps, args.batch, args.imgsz, amp=True)
