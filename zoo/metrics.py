@@ -64,6 +64,9 @@ class MetricsSchema:
         if not self.metric(self.main).higher_is_better:
             # runs are ranked, weights selected and backends weighed by the main metric's largest value
             raise ValueError(f"the main metric {self.main} must be higher-is-better")
+        if self.intervals and self.main not in self.intervals:
+            # the paired verdict (zoo.pipeline.verdict) resamples the main metric
+            raise ValueError(f"the main metric {self.main} must be among the intervals {self.intervals}")
 
     @property
     def main(self) -> str:
