@@ -21,6 +21,7 @@ from zoo.evaluation.classify import ClassifyEvaluator
 from zoo.errors import ZooError
 from zoo.evaluation.semantic import label_map_for
 from zoo.metrics import EvaluatorSpec, Metric, MetricsSchema
+from zoo.pipeline.compare_plots import charted
 from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction, score_predictions
 from zoo.tasks import TASKS, get_task
 
@@ -68,6 +69,12 @@ def test_what_is_shown_follows_the_schema_not_the_dicts_order():
     assert not schema.metric("mHD95").higher_is_better and schema.metric("mHD95").unit
 
 
+def test_scores_png_charts_fractions_only():
+    metrics = {"mIoU": 0.6, "mDice": 0.7, "mHD95": 40.0, "mIoU_foreground": 0.5, "pixel_accuracy": 0.9}
+    assert charted(get_task("semantic-seg").metrics_schema, metrics) == ["mIoU", "mDice", "mIoU_foreground"]
+    assert charted(get_task("detect").metrics_schema, {"AP": 0.5, "AP50": 0.7, "AP75": 0.4}) == ["AP", "AP50", "AP75"]
+
+
 def test_one_per_class_metric_per_task():
     assert {n: get_task(n).metrics_schema.per_class_main for n in TASKS} == {
         "classify": "f1", "detect": "AP", "instance-seg": "AP", "keypoint": "AP", "semantic-seg": "IoU"}
@@ -78,6 +85,7 @@ def test_one_per_class_metric_per_task():
     dict(intervals=("nope",)),  # an interval of nothing
     dict(scores=(Metric("AP", higher_is_better=False),)),  # ranked by its largest value
     dict(per_class_main="IoU"),  # not among the per-class values
+    dict(scores=(Metric("AP"), Metric("AP50")), intervals=("AP50",)),  # the verdict resamples the main metric
 ])
 def test_an_inconsistent_schema_is_refused(bad):
     base = dict(scores=(Metric("AP"),), headline=("AP",), per_class=("AP",), per_class_count="instances")

@@ -43,12 +43,19 @@ def write_plots(board, reporter: Reporter) -> None:
             reporter.warn(f"{fn.__name__} failed: {e}")
 
 
+def charted(schema: MetricsSchema, metrics: dict) -> list[str]:
+    """The scores ``scores.png`` shows: the first three headline fractions (a distance, such as
+    HD95 in pixels, has no place on its 0-1 axis)."""
+    fractions = [k for k in schema.headline_of(metrics, n=len(schema.headline)) if schema.metric(k).unit is None]
+    return fractions[:3]
+
+
 def bar_chart(rows: list, path: Path, title: str, schema: MetricsSchema) -> Path:
     """The headline metrics of every backend, grouped bars."""
     import numpy as np
 
     plt = pyplot()
-    metrics = list(schema.headline_of(rows[0].metrics, n=3))
+    metrics = charted(schema, rows[0].metrics)
     x = np.arange(len(rows))
     width = 0.8 / max(1, len(metrics))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2), 4.2), dpi=120)
