@@ -271,9 +271,27 @@ class D2Backend(Backend):
 
     def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
         from zoo.backend import Unsupported
+        from zoo.plugins.detectron2.data import RecordMapper
+        from zoo.plugins.detectron2.export import export_d2
 
-        raise Unsupported("not yet: detectron2's own tracing export (detectron2.export.TracingAdapter) is not "
-                          "wired into zoo, nor an onnxruntime engine for its outputs")
+        if self.kind == "keypoint":
+            # tried with torch 2.14 / detectron2 0.7.2, opset 17: the exporter stops inside that loop
+            raise Unsupported("detectron2 decodes its keypoint heatmaps in a scripted loop over the boxes "
+                              "(heatmaps_to_keypoints) that torch's ONNX exporter cannot carry: aten::index, "
+                              "advanced indexing on a tensor of unknown rank")
+        if not sample:
+            raise ZooError(f"{self.name}: no val image to trace the export on")
+        mapper = RecordMapper(self.cfg, False, sample)
+        with quiet_framework():
+            return export_d2(self, out_dir, opset=opset, inputs=[mapper.inference_input(r) for r in sample])
+
+    @classmethod
+    def load_onnx(cls, task: Task, meta: Dataset, config: D2Config, ctx: RunContext, onnx_file) -> D2Backend:
+        from zoo.plugins.detectron2.export import OnnxD2Model
+
+        self = cls(task, meta, config, ctx)
+        self.model, self.cfg = OnnxD2Model(onnx_file, ctx.device), self._cfg()
+        return self
 
     def num_parameters(self) -> int | None:
         if self.model is None:
