@@ -282,10 +282,18 @@ class NnUNet(Backend):
             yield SemanticPrediction(image_id=record.id, label_map=np.asarray(labels)[0].astype(np.uint8))
 
     def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
-        from zoo.backend import Unsupported
+        from zoo.plugins.nnunet.export import export_nnunet
+        from zoo.plugins.nnunet.raw import network_input
 
-        raise Unsupported("not yet: nnU-Net's network would export as one patch-sized graph with the sliding "
-                          "window, Gaussian weighting and mirroring outside it; that export is not written")
+        if self.predictor is None or not sample:
+            raise ZooError("nnunet: export_onnx() needs a loaded model and a val image to trace on")
+        return export_nnunet(self, out_dir, opset=opset, dynamic=dynamic, images=[network_input(r)[0] for r in sample])
+
+    @classmethod
+    def load_onnx(cls, task: Task, meta: Dataset, config: NnUNetConfig, ctx: RunContext, onnx_file) -> NnUNet:
+        from zoo.plugins.nnunet.export import with_onnx_patch_network
+
+        return with_onnx_patch_network(cls.load(task, meta, config, ctx), onnx_file)
 
     def versions(self) -> dict[str, str]:
         from importlib.metadata import version
