@@ -39,21 +39,24 @@ def check(
     if map_ and not fix:
         raise ZooError("--map renames labels in the copy --fix writes: add --fix --out NEW_FOLDER")
     from zoo.data import lint, lint_fix
+    from zoo.registry import get_registry
 
+    registry = get_registry()
     mapping = lint_fix.parse_map(map_)
     if fix:
         from zoo.data.output import check_out
 
         check_out(data, out)  # before reading: a wrong --out fails at once
     report = lint.lint_folder(data, fmt=fmt, labels=labels, task=task, val=val, test=test, images=images,
-                              group=group)
+                              group=group, registry=registry)
     changes: list[str] | None = None
     final = report
     if fix:
         plan = lint_fix.plan_fixes(report.findings, mapping)
         fixed, changes = lint_fix.fix_dataset(report.dataset, plan)
-        lint_fix.write_fixed(report.dataset, plan, data, out)
-        final = lint.lint_folder(out, fmt=fixed.format, labels=labels, task=task, val=val, test=test, group=group)
+        lint_fix.write_fixed(report.dataset, plan, data, out, registry)
+        final = lint.lint_folder(out, fmt=fixed.format, labels=labels, task=task, val=val, test=test, group=group,
+                                 registry=registry)
     if output == "json":
         _print_json(data, report, changes, final if fix else None)
     else:

@@ -31,7 +31,8 @@ def convert(
     """Convert annotations between formats, with a summary of what was read."""
     from zoo.cli.views import print_summary
     from zoo.pipeline.convert import convert as run_convert
+    from zoo.registry import get_registry
 
     done = run_convert(src, to=to, out=out, fmt=fmt, task=task, labels=labels, copy_images=not no_images,
-                       geometry=geometry, images=images)
+                       geometry=geometry, images=images, registry=get_registry())
     print_summary(done.dataset, title=done.title, summary=done.summary)

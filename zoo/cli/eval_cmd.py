@@ -29,6 +29,9 @@ def evaluate(
     """
     from zoo.cli.views import print_metrics
     from zoo.pipeline.evaluate import evaluate_files, metrics_file
+    from zoo.registry import get_registry
 
     out = metrics_file(out)
-    print_metrics(evaluate_files(task=task, gt=gt, pred=pred, out=out, fmt=fmt, labels=labels, plots=plots), out)
+    metrics = evaluate_files(task=task, gt=gt, pred=pred, out=out, fmt=fmt, labels=labels, plots=plots,
+                             registry=get_registry())
+    print_metrics(metrics, out)

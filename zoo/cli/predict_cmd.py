@@ -38,13 +38,16 @@ def predict(
 
     if rank:
         from zoo.pipeline.ranking import rank_folder
+        from zoo.registry import get_registry
 
-        show_ranking(rank_folder(run_dir, images, out, top=top, conf=conf, device=device, to=to), out, top)
+        show_ranking(rank_folder(run_dir, images, out, top=top, conf=conf, device=device, to=to,
+                                 registry=get_registry()), out, top)
         return
     from zoo.pipeline.predict import predict_to_labelme
+    from zoo.registry import get_registry
 
     result = predict_to_labelme(run_dir, images, out, conf=conf, device=device, reporter=ConsoleReporter(),
-                                engine=engine, onnx_dir=onnx_dir, to=to)
+                                engine=engine, onnx_dir=onnx_dir, to=to, registry=get_registry())
     stderr_console().print(predicted_line(result), markup=False, highlight=True, soft_wrap=True)
 
 

@@ -108,12 +108,13 @@ def _renamed(names: list[str], renames: dict[str, str]) -> tuple[list[str], dict
     return new_names, {i: pos[renames.get(n, n)] for i, n in enumerate(names)}
 
 
-def write_fixed(dataset: Dataset, plan: FixPlan, src: Path, out: Path) -> None:
-    """The corrected copy of ``src`` under ``out`` (see the module doc)."""
+def write_fixed(dataset: Dataset, plan: FixPlan, src: Path, out: Path, registry=None) -> None:
+    """The corrected copy of ``src`` under ``out`` (see the module doc), by ``registry``'s
+    reader or writer of its format (None: the installed plugins)."""
     from zoo.registry import get_registry
 
     _check_out(src, out)
-    registry = get_registry()
+    registry = registry or get_registry()
     reader, writer = registry.readers.get(dataset.format), registry.writers.get(dataset.format)
     if reader is not None and reader.fix:  # the format's own files, copied and edited
         with _writing_to(out):  # marked unfinished until written

@@ -40,19 +40,20 @@ class Converted:
 
 def convert(src: str | Path, *, to: str, out: str | Path, fmt: str = "auto", task: str | None = None,
             labels: str | Path | None = None, copy_images: bool = True, geometry: str = "exact",
-            images: str | Path | None = None) -> Converted:
-    """Read ``src`` (its images under ``images`` when given) and write it as ``to`` under ``out``."""
+            images: str | Path | None = None, registry=None) -> Converted:
+    """Read ``src`` (its images under ``images`` when given) and write it as ``to`` under ``out``,
+    by ``registry``'s reader and writer (None: the installed plugins)."""
     from zoo.registry import get_registry
 
     src, out = Path(src), Path(out)
     if not src.exists():
         raise ZooError(f"{src}: no such file or folder")
-    registry = get_registry()
+    registry = registry or get_registry()
     writer_spec = registry.writer(to)  # unknown format: error before any reading
     if geometry not in ("exact", "pixels"):
         raise ZooError(f"--geometry must be 'exact' or 'pixels', not '{geometry}'")
     check_out(src, out)
-    fmt = detect_format(src) if fmt == "auto" else fmt
+    fmt = detect_format(src, registry) if fmt == "auto" else fmt
     task = zoo_task(task)
     reader_spec = registry.readers.get(fmt)
     streams = reader_spec is not None and reader_spec.records and writer_spec.stream and images is None
@@ -61,7 +62,7 @@ def convert(src: str | Path, *, to: str, out: str | Path, fmt: str = "auto", tas
             return _stream(reader_spec, writer_spec, src, out, labels=labels, geometry=geometry,
                            copy_images=copy_images)
     return _convert_whole(writer_spec, src, out, fmt=fmt, task=task, labels=labels, copy_images=copy_images,
-                          geometry=geometry, images=images)
+                          geometry=geometry, images=images, registry=registry)
 
 
 def convert_folder(src: str | Path, **options: Any) -> Dataset:
@@ -70,9 +71,9 @@ def convert_folder(src: str | Path, **options: Any) -> Dataset:
 
 
 def _convert_whole(writer_spec, src: Path, out: Path, *, fmt: str, task: str | None, labels, copy_images: bool,
-                   geometry: str, images: str | Path | None = None) -> Converted:
+                   geometry: str, images: str | Path | None = None, registry=None) -> Converted:
     """Read the whole dataset, then write it."""
-    ds = read_dataset(src, fmt=fmt, labels=labels, images=images)
+    ds = read_dataset(src, fmt=fmt, labels=labels, images=images, registry=registry)
     _check_pixels(ds, writer_spec, copy_images)
     quantised = quantise_what_png_cannot_hold(ds) if copy_images else []
     wtask = writer_task(writer_spec, task, ds)

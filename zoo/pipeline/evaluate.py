@@ -19,13 +19,14 @@ from zoo.tasks import get_task
 
 
 def evaluate_files(task: str, gt: Path, pred: Path, out: Path, fmt: str = "auto",
-                   labels: Path | None = None, plots: Path | None = None) -> dict[str, Any]:
-    """Read GT and PRED, score them, write ``out`` (metrics.json); the metrics."""
+                   labels: Path | None = None, plots: Path | None = None, registry=None) -> dict[str, Any]:
+    """Read GT (by ``registry``'s readers) and PRED, score them, write ``out`` (metrics.json);
+    the metrics."""
     t = get_task(task)
     gt, pred = Path(gt), Path(pred)
     if not pred.exists():
         raise ZooError(f"{pred}: no such file or folder")
-    dataset = read_dataset(gt, fmt, labels)
+    dataset = read_dataset(gt, fmt, labels, registry=registry)
     t.check(dataset)
     coco_ids = coco_image_ids(gt, dataset) if t.answer_kind == "instances" else None
     preds = read_predictions(t, pred, dataset, gt, coco_ids=coco_ids)

@@ -147,7 +147,7 @@ def rank_and_prefill(backend, task, meta: Dataset, backend_name: str, records: l
     return ranked
 
 
-def _annotated_files(inputs: Sequence[Path]) -> set[str]:
+def _annotated_files(inputs: Sequence[Path], registry=None) -> set[str]:
     """Image files an annotation file in one of the input folders already covers.
 
     Only a file of its own counts (a labelme JSON, even one with no shape: a labelled
@@ -161,7 +161,7 @@ def _annotated_files(inputs: Sequence[Path]) -> set[str]:
         if not p.is_dir():
             continue
         try:
-            ds = read_dataset(p)
+            ds = read_dataset(p, registry=registry)
         except ZooError:  # no reader takes the folder: nothing in it is annotated
             continue
         done |= {os.path.realpath(r.file) for r in ds.images if r.file is not None and _has_annotation_file(r)}
@@ -190,7 +190,7 @@ def rank_folder(run_dir: Path, inputs: Sequence[Path], out: Path, *, top: int = 
     writer = prediction_writer(registry, to)
     files = _collect_images(inputs)
     _check_out(Path(out), inputs, files)
-    done = _annotated_files(inputs)
+    done = _annotated_files(inputs, registry)
     files = [(f, rid) for f, rid in files if os.path.realpath(f) not in done]
     if not files:
         raise ZooError(f"{', '.join(map(str, inputs))}: every image is annotated already; nothing to rank")
