@@ -93,6 +93,32 @@ def test_an_inconsistent_schema_is_refused(bad):
         MetricsSchema(**{**base, **bad})
 
 
+class Undeclared(ClassifyEvaluator):
+    """Reports a score its schema (classify's) does not declare."""
+
+    def evaluate(self):
+        return {**super().evaluate(), "hidden": 0.5}
+
+
+class UndeclaredPlugin:
+    @hookimpl
+    def zoo_evaluators(self):
+        return [EvaluatorSpec("classify", Undeclared, CLASSIFY_SCHEMA)]
+
+
+def test_metrics_unlike_their_schema_are_refused(tmp_path, monkeypatch):
+    reg = zoo.registry.Registry(plugins=[UndeclaredPlugin()], entry_points=False)
+    monkeypatch.setattr(zoo.registry, "get_registry", lambda: reg)
+    task = get_task("classify")
+    data = make_dataset(tmp_path / "data", n=4)
+    with pytest.raises(ZooError, match="the classify evaluator .* does not declare: score 'hidden' not declared"):
+        score_predictions(task, data, [_truth(task, r, data) for r in data.images])
+    assert CLASSIFY_SCHEMA.problems({"main": "f1", "accuracy": 1.0, "ci95": {}}) == [
+        "main is 'f1', the schema's 'accuracy'", "declared score 'balanced_accuracy' missing",
+        "declared score 'f1' missing", "declared score 'precision' missing", "declared score 'recall' missing",
+        "declared score 'roc_auc' missing", "intervals of [], declared ['accuracy']"]
+
+
 def test_a_task_no_plugin_scores_is_one_clear_error(monkeypatch):
     reg = zoo.registry.Registry(entry_points=False)
     monkeypatch.setattr(zoo.registry, "get_registry", lambda: reg)

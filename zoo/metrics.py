@@ -99,6 +99,21 @@ class MetricsSchema:
             cols += [k for k in (row if isinstance(row, dict) else {}) if k not in cols]
         return sorted(cols, key=lambda k: k != self.per_class_main)  # stable: the evaluator's order otherwise
 
+    def problems(self, metrics: dict[str, Any]) -> list[str]:
+        """How an evaluator's ``metrics`` differ from this schema (empty when they match): the
+        main metric, a declared score missing, a top-level number not declared (it would never
+        be shown), interval keys other than :attr:`intervals`."""
+        declared = {m.key for m in self.scores}
+        found = []
+        if metrics.get("main") != self.main:
+            found.append(f"main is {metrics.get('main')!r}, the schema's {self.main!r}")
+        found += [f"declared score {k!r} missing" for k in sorted(declared - set(metrics))]
+        found += [f"score {k!r} not declared" for k, v in metrics.items()
+                  if isinstance(v, float) and k not in declared]
+        if "ci95" in metrics and set(metrics["ci95"] or {}) != set(self.intervals):
+            found.append(f"intervals of {sorted(metrics['ci95'] or {})}, declared {sorted(self.intervals)}")
+        return found
+
     def fmt(self, metrics: dict[str, Any], key: str) -> str:
         """``key``'s value, with its bootstrap interval when it has one: ``0.757 (0.70–0.81)``;
         a mean over several runs (zoo.data.folds) with its standard deviation: ``0.757 ± 0.021``."""

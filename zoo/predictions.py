@@ -145,5 +145,16 @@ def score_predictions(task: Any, dataset: Dataset, predictions: Iterable[Any], *
             evaluator.process(record, by_id.get(record.id))
             scored += 1
     metrics = evaluator.evaluate()
+    _check_schema(task, metrics)
     _log.debug("%s: scored %d image(s) in %.2f s", task.name, scored, time.perf_counter() - t0)
     return metrics, evaluator
+
+
+def _check_schema(task: Any, metrics: dict[str, Any]) -> None:
+    """Refuse metrics that differ from the evaluator's declared schema (zoo.metrics): a score it
+    did not declare would be left out of every report without a word."""
+    spec = task.evaluator_spec
+    problems = spec.schema.problems(metrics)
+    if problems:
+        raise ZooError(f"the {task.name} evaluator ({spec.plugin or spec.factory.__name__}) wrote metrics its "
+                       f"schema does not declare: {'; '.join(problems)}")
