@@ -61,8 +61,10 @@ def _config(epochs: int, *sets: str):
 
 def zoo_fit(task, meta, train, val, config) -> tuple[float, float, int]:
     from zoo.backend import RunContext
-    from zoo.plugins.detectron2.backend import D2FasterRCNN
+    from zoo.registry import get_registry
     from zoo.selection import Selection
+
+    D2FasterRCNN = get_registry().backend("d2-faster-rcnn").load()
 
     with tempfile.TemporaryDirectory() as tmp:
         b = D2FasterRCNN(task, meta, config, RunContext(run_dir=Path(tmp), device="cpu"))

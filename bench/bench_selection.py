@@ -51,7 +51,7 @@ def trajectory(epochs: int, device: str, seed: int) -> dict:
     """Train once; zoo's AP on selection, val and test after every epoch."""
     from zoo.backend import RunContext
     from zoo.config import resolve_config
-    from zoo.plugins.tv_models.rcnn import FasterRCNN
+    from zoo.registry import get_registry
     from zoo.dataset import strip_annotations
     from zoo.selection import Protocol, Selection
 
@@ -73,6 +73,7 @@ def trajectory(epochs: int, device: str, seed: int) -> dict:
 
             return val_fn
 
+    FasterRCNN = get_registry().backend("faster-rcnn").load()
     cfg = resolve_config(FasterRCNN.Config, backend="faster-rcnn", task="detect",
                          flags={"epochs": epochs, "device": device, "seed": seed}, demo=True)
     selection = Watching(Protocol("best"), parts["selection"], task)

@@ -59,8 +59,10 @@ def _config(epochs: int, device: str, **extra):
 
 def zoo_fit(task, meta, train, selection, cfg, device: str) -> tuple[float, float, int]:
     from zoo.backend import RunContext
-    from zoo.plugins.tv_models.rcnn import FasterRCNN
+    from zoo.registry import get_registry
     from zoo.selection import Selection
+
+    FasterRCNN = get_registry().backend("faster-rcnn").load()
 
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext(run_dir=Path(tmp), device=device)

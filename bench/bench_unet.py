@@ -72,10 +72,11 @@ def main() -> None:
     from zoo.config import resolve_config
     from zoo.training.devices import resolve_device
     from zoo.data.demo import ensure_demo
-    from zoo.plugins.smp.backend import Unet
+    from zoo.registry import get_registry
     from zoo.data.reading import read_dataset
     from zoo.pipeline.run import RunOptions, execute
 
+    Unet = get_registry().backend("unet").load()
     data = read_dataset(ensure_demo())
     config = resolve_config(Unet.Config, backend="unet", task="semantic-seg",
                             flags={"epochs": args.epochs, "device": args.device})

@@ -270,8 +270,9 @@ def test_resume_continues_from_zoos_checkpoint(demo, tmp_path, caplog):
 
     import torch
 
-    from zoo.plugins.detectron2.backend import D2RetinaNet
     from zoo.training import load_checkpoint
+
+    D2RetinaNet = get_registry().backend("d2-retinanet").load()
 
     task = get_task("detect")
     first = D2RetinaNet(task, demo.meta(), _config("d2-retinanet", "detect"), RunContext(run_dir=tmp_path))

@@ -128,11 +128,12 @@ def test_select_best_keeps_the_epoch_scored_best_on_the_selection_split(tmp_path
     # the recorded score is zoo's evaluator on the selection images, for the weights kept
     from zoo.backend import RunContext
     from zoo.config import resolve_config
-    from zoo.plugins.tv_models.classifiers import Resnet18
+    from zoo.registry import get_registry
     from zoo.data.reading import read_dataset
     from zoo.dataset import strip_annotations
 
     ds, task = read_dataset(tiny_demo), get_task("classify")
+    Resnet18 = get_registry().backend("resnet18").load()
     saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     cfg = resolve_config(Resnet18.Config, backend="resnet18", task="classify", base=saved, flags={"device": "cpu"})
     kept = Resnet18.load(task, ds.meta(), cfg, RunContext(run_dir=result.run_dir))

@@ -290,6 +290,7 @@ def test_every_architecture_takes_an_odd_imgsz_and_learns_from_the_canvas(tmp_pa
     data = tiny_dataset(tmp_path / "data", n=2)
     _, config, _, backend = make_backend(name, data, tmp_path / "run", imgsz=40)
     model = backend._build(pretrained=False).train()
+    assert type(model).__name__ == ARCHITECTURES[name][0]  # the spec's architecture option, built
     samples = SegmentationSamples(data.meta(), config.imgsz, backend.side, flip=True)
     x, y = (torch.stack(t) for t in zip(*(samples(r) for r in data.images)))
     logits = model(x)

@@ -14,7 +14,8 @@ from zoo.config import resolve_config  # noqa: E402
 from zoo.errors import ZooError  # noqa: E402
 from zoo.selection import Selection  # noqa: E402
 from zoo.plugins.tv_models import CLASSIFIERS  # noqa: E402
-from zoo.plugins.tv_models.classifiers import ClassifierConfig, Resnet18, build_classifier, transforms  # noqa: E402
+from zoo.plugins.tv_models.classifiers import ClassifierConfig, build_classifier, transforms  # noqa: E402
+from zoo.registry import get_registry  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
 from zoo.testing import Conformance, parametrize_with_checks  # noqa: E402
 
@@ -90,6 +91,7 @@ def test_pretrained_only_from_local_cache(tmp_path, monkeypatch):
 
 def test_best_epoch_on_the_selection_split_and_load(demo, tmp_path):
     task = get_task("classify")
+    Resnet18 = get_registry().backend("resnet18").load()
     cfg = resolve_config(
         Resnet18.Config, backend="resnet18", task="classify",
         flags={"epochs": 2, "imgsz": 32, "batch": 4, "device": "cpu"},

@@ -18,14 +18,13 @@ from zoo.selection import Selection  # noqa: E402
 from zoo.errors import ConfigError, ZooError  # noqa: E402
 from zoo.plugins.tv_models.rcnn import (  # noqa: E402
     DetectionSamples,
-    KeypointRCNN,
-    MaskRCNN,
     RCNNConfig,
     anchor_sizes,
     build_model,
     flip_permutation,
 )
 from zoo.data.raster import instance_mask, rle_to_mask  # noqa: E402
+from zoo.registry import get_registry  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
 from zoo.testing import Conformance, parametrize_with_checks  # noqa: E402
 from zoo.pipeline.options import Output, Source, Training
@@ -175,7 +174,7 @@ def test_model_sized_for_imgsz_and_backbones():
 def test_pretrained_offline_is_a_fast_clear_error(tmp_path, monkeypatch, demo):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
     cfg = _config("faster-rcnn", "detect", pretrained=True)
-    from zoo.plugins.tv_models.rcnn import FasterRCNN
+    FasterRCNN = get_registry().backend("faster-rcnn").load()
 
     b = FasterRCNN(get_task("detect"), demo.meta(), cfg, RunContext(run_dir=tmp_path / "run"))
     t0 = time.perf_counter()
@@ -203,7 +202,6 @@ def test_pretrained_from_cache_and_weights_file(tmp_path, monkeypatch, demo):
     assert torch.equal(got[name], reference[f"features.{name}"])
 
     # --weights: a zoo checkpoint of a 3-class model starts a 4-class one (heads left as initialised)
-    from zoo.plugins.tv_models.rcnn import FasterRCNN
     from zoo.training.weights import load_matching
     from zoo.training import weights_of
 
@@ -216,17 +214,18 @@ def test_pretrained_from_cache_and_weights_file(tmp_path, monkeypatch, demo):
     assert torch.equal(start.backbone.fpn.inner_blocks[0][0].weight, saved["backbone.fpn.inner_blocks.0.0.weight"])
     assert start.roi_heads.box_predictor.cls_score.weight.shape[0] == 5
     meta4 = Dataset(categories=["a", "b", "c", "d"], images=demo.images)
-    second = FasterRCNN(get_task("detect"), meta4, cfg1, RunContext(run_dir=tmp_path / "second"))
+    second = get_registry().backend("faster-rcnn").load()(get_task("detect"), meta4, cfg1, RunContext(run_dir=tmp_path / "second"))
     (tmp_path / "junk.pt").write_bytes(b"nope")
     second.config = _config("faster-rcnn", "detect", weights=str(tmp_path / "junk.pt"))
     with pytest.raises(ZooError, match="junk.pt: not a readable checkpoint"):
         second.fit(demo, Selection.of(get_task("detect")))
 
 
-def _fit_predict(cls, task_name, data, tmp_path, **flags):
+def _fit_predict(name, task_name, data, tmp_path, **flags):
     task = get_task(task_name)
     task.check(data)
-    cfg = _config(cls.name, task_name, **flags)
+    cls = get_registry().backend(name).load()
+    cfg = _config(name, task_name, **flags)
     b = cls(task, data.meta(), cfg, RunContext(run_dir=tmp_path))
     b.fit(data, Selection.of(task))
     preds = list(b.predict(data.images))
@@ -251,7 +250,7 @@ def test_real_labelme_instance_segmentation(real_fixtures, tmp_path):
     _, target = samples(rec)
     k = [i for i in rec.instances if not i.ignore].index(inst)
     assert torch.equal(target["masks"][k].bool(), torch.from_numpy(instance_mask(inst, rec.height, rec.width)))
-    preds, metrics = _fit_predict(MaskRCNN, "instance-seg", data, tmp_path, imgsz=96)
+    preds, metrics = _fit_predict("mask-rcnn", "instance-seg", data, tmp_path, imgsz=96)
     for r, p in zip(data.images, preds):
         for d in p.detections[:3]:
             assert rle_to_mask(d.mask).shape == (r.height, r.width)
@@ -265,7 +264,7 @@ def test_real_xanylabeling_person_keypoints(real_fixtures, tmp_path):
     data = read_dataset(real_fixtures / "keypoints" / "X-AnyLabeling_human_pose")
     assert len(data.keypoint_names) == 17
     assert flip_permutation(data)[1:3] == [2, 1]  # left_eye <-> right_eye
-    preds, metrics = _fit_predict(KeypointRCNN, "keypoint", data, tmp_path, imgsz=96)
+    preds, metrics = _fit_predict("keypoint-rcnn", "keypoint", data, tmp_path, imgsz=96)
     assert all(len(d.keypoints) == 17 for p in preds for d in p.detections)
     assert metrics["conventions"]["oks_sigmas"]["nose"] == pytest.approx(0.026)
 

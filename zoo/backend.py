@@ -22,12 +22,13 @@ selection split carved from the training images (:class:`zoo.selection.Selection
 
 from __future__ import annotations
 
+import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from zoo.checksums import Ledger
 from zoo.config import BackendConfig
@@ -36,6 +37,9 @@ from zoo.errors import ZooError
 from zoo.predictions import Prediction
 from zoo.selection import Selection
 from zoo.tasks import Task
+
+if TYPE_CHECKING:
+    from zoo.specs import BackendSpec
 
 
 @dataclass
@@ -88,6 +92,24 @@ class Backend(ABC):
     auto_steps: ClassVar[int] = 300
     #: ... and never fewer epochs than this (see zoo.training.autoconfig).
     auto_min_epochs: ClassVar[int] = 30
+    #: The spec this class was loaded through (:meth:`zoo.specs.BackendSpec.load` binds it,
+    #: :meth:`for_spec`): its ``name`` and its ``options``. None on the unbound class.
+    spec: ClassVar[BackendSpec | None] = None
+
+    @classmethod
+    def for_spec(cls, spec: BackendSpec) -> type[Backend]:
+        """This class bound to ``spec``, so that one class can serve several backend names
+        (one class per idea, each name's architecture or head in ``spec.options``): a subclass
+        that differs only in its ``spec``, the same one for equal specs."""
+        return _bound(cls, spec)
+
+    @classmethod
+    def option(cls, key: str) -> Any:
+        """``spec.options[key]``: what this backend name sets in the class it shares."""
+        if cls.spec is None or key not in cls.spec.options:
+            raise ZooError(f"{cls.__qualname__} needs the option {key!r} of its backend spec: load it through "
+                           "the registry (zoo.registry.get_registry().backend(NAME).load())")
+        return cls.spec.options[key]
 
     def __init__(self, task: Task, meta: Dataset, config: BackendConfig, ctx: RunContext):
         self.task = task
@@ -162,3 +184,10 @@ class Backend(ABC):
     def num_parameters(self) -> int | None:
         """Trainable parameter count of the model, for leaderboards (None if unknown)."""
         return None
+
+
+@functools.cache
+def _bound(cls: type[Backend], spec: BackendSpec) -> type[Backend]:
+    # named and documented as the class itself: it is that class, with its spec
+    return type(cls.__name__, (cls,), {"spec": spec, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                                       "__doc__": cls.__doc__})

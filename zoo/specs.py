@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,9 @@ class BackendSpec:
     defaults:    ``"package:folder"``: the folder of the plugin's own package (package data)
                  holding ``<task>.yaml``, the backend's shipped defaults for each task
                  (e.g. ``"zoo.plugins.smp:configs/unet"``); empty when it ships none
+    options:     what this name sets in a class several names share (one class per idea):
+                 ``{"architecture": "Unet"}``, ``{"head": "mask"}``; the class reads them as
+                 ``self.option(key)`` (:meth:`zoo.backend.Backend.option`)
     """
 
     name: str
@@ -60,6 +64,7 @@ class BackendSpec:
     install: str = ""
     framework: str = ""
     defaults: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
     plugin: str = field(default="", compare=False)  # filled by the registry
 
     @property
@@ -95,13 +100,17 @@ class BackendSpec:
         return not self.missing()
 
     def load(self):
-        """Import and return the backend class; a clear error when its framework is absent."""
+        """Import and return the backend class, bound to this spec (``Backend.for_spec``: its
+        instances read ``spec.name`` and ``spec.options``); a clear error when its framework
+        is absent."""
         missing = self.missing()
         if missing:
             raise MissingDependency(
                 f"backend '{self.name}' needs {', '.join(missing)}, which is not installed: {self.install_hint}"
             )
-        return _import(self.entry)
+        cls = _import(self.entry)
+        bind = getattr(cls, "for_spec", None)  # not a Backend: zoo.testing.check_registers says so
+        return bind(self) if bind is not None else cls
 
 
 @dataclass(frozen=True)

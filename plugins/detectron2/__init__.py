@@ -12,29 +12,24 @@ _REQ = ("torch", "torchvision", "detectron2")
 _HERE = "zoo.plugins.detectron2"
 
 
-def _spec(name, tasks, cls, description):
+def _spec(name, tasks, model, description):
+    # one class for the five; `model` picks the model-zoo config (settings.DEFAULT_CONFIGS)
     return BackendSpec(
-        name=name, tasks=tasks, entry=f"{_HERE}.backend:{cls}", requires=_REQ, extra="detectron2",
-        install="zoo install detectron2", framework="detectron2", description=description,
+        name=name, tasks=tasks, entry=f"{_HERE}.backend:D2Backend", requires=_REQ, extra="detectron2",
+        install="zoo install detectron2", framework="detectron2", description=description, options={"model": model},
     )
 
 
 @hookimpl
 def zoo_backends():
     return [
-        _spec("d2-faster-rcnn", ("detect",), "D2FasterRCNN", "Faster R-CNN R50-FPN (detectron2 model zoo)"),
-        _spec(
-            "d2-mask-rcnn", ("instance-seg", "detect"), "D2MaskRCNN", "Mask R-CNN R50-FPN (detectron2 model zoo)"
-        ),
-        _spec(
-            "d2-keypoint-rcnn", ("keypoint",), "D2KeypointRCNN",
-            "Keypoint R-CNN R50-FPN, any number of keypoints (detectron2 model zoo)",
-        ),
-        _spec("d2-retinanet", ("detect",), "D2RetinaNet", "RetinaNet R50-FPN (detectron2 model zoo)"),
-        _spec(
-            "d2-cascade-rcnn", ("detect", "instance-seg"), "D2CascadeRCNN",
-            "Cascade R-CNN R50-FPN, with a mask head for instance-seg (detectron2 model zoo)",
-        ),
+        _spec("d2-faster-rcnn", ("detect",), "faster", "Faster R-CNN R50-FPN (detectron2 model zoo)"),
+        _spec("d2-mask-rcnn", ("instance-seg", "detect"), "mask", "Mask R-CNN R50-FPN (detectron2 model zoo)"),
+        _spec("d2-keypoint-rcnn", ("keypoint",), "keypoint",
+              "Keypoint R-CNN R50-FPN, any number of keypoints (detectron2 model zoo)"),
+        _spec("d2-retinanet", ("detect",), "retinanet", "RetinaNet R50-FPN (detectron2 model zoo)"),
+        _spec("d2-cascade-rcnn", ("detect", "instance-seg"), "cascade",
+              "Cascade R-CNN R50-FPN, with a mask head for instance-seg (detectron2 model zoo)"),
     ]
 
 

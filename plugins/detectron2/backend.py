@@ -26,7 +26,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from zoo.backend import Backend, RunContext
 from zoo.config import dump_config
@@ -67,11 +67,18 @@ def quiet_framework():
 
 
 class D2Backend(Backend):
-    """Shared by the detectron2 backends; subclasses name their model ``kind``."""
+    """The detectron2 backends, one class: the spec's ``model`` option picks the model-zoo
+    config (``faster``, ``mask``, ``keypoint``, ``retinanet``, ``cascade``)."""
 
     Config = D2Config
-    kind: ClassVar[str] = "faster"
-    name: ClassVar[str] = "d2-faster-rcnn"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.option("model")
 
     def __init__(self, task: Task, meta: Dataset, config: D2Config, ctx: RunContext):
         super().__init__(task, meta, config, ctx)
@@ -109,7 +116,7 @@ class D2Backend(Backend):
         from zoo.plugins.detectron2.data import registered
 
         seed_everything(self.config.seed)
-        masks = self.task.name == "instance-seg"
+        masks = self.task.draws_masks
         flip_idx = self._flip_idx()
         with registered(self.kind, train.images, self.meta, masks=masks,
                         num_keypoints=self.num_keypoints, flip_idx=flip_idx) as name:
@@ -304,31 +311,6 @@ class D2Backend(Backend):
         import torchvision
 
         return {"detectron2": detectron2.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__}
-
-
-class D2FasterRCNN(D2Backend):
-    kind = "faster"
-    name = "d2-faster-rcnn"
-
-
-class D2MaskRCNN(D2Backend):
-    kind = "mask"
-    name = "d2-mask-rcnn"
-
-
-class D2KeypointRCNN(D2Backend):
-    kind = "keypoint"
-    name = "d2-keypoint-rcnn"
-
-
-class D2RetinaNet(D2Backend):
-    kind = "retinanet"
-    name = "d2-retinanet"
-
-
-class D2CascadeRCNN(D2Backend):
-    kind = "cascade"
-    name = "d2-cascade-rcnn"
 
 
 def clip_all_gradients(optimizer, max_norm: float):

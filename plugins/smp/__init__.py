@@ -1,7 +1,8 @@
 """segmentation-models-pytorch: U-Net and the other smp architectures for semantic-seg.
 
 Only specs here (no torch / smp import), so ``zoo list`` stays fast. Each architecture is
-its own backend name; the classes behind them live in :mod:`zoo.plugins.smp.backend`.
+its own backend name, all served by one class, :class:`zoo.plugins.smp.backend.SmpBackend`,
+which reads the smp class to build from the spec's ``architecture`` option.
 """
 
 from zoo import hookimpl
@@ -9,7 +10,7 @@ from zoo.specs import BackendSpec
 
 _REQ = ("torch", "segmentation_models_pytorch")
 
-#: backend name -> (class in zoo.plugins.smp.backend, one line for `zoo list`).
+#: backend name -> (the smp class it builds, one line for `zoo list`).
 #: Names with "+" are used as they are, also as folder names of their defaults (configs/unet++/).
 ARCHITECTURES = {
     "unet": ("Unet", "U-Net (smp): encoder-decoder with skip connections; resnet18 encoder"),
@@ -32,12 +33,13 @@ def zoo_backends():
         BackendSpec(
             name=name,
             tasks=("semantic-seg",),
-            entry=f"zoo.plugins.smp.backend:{cls}",
+            entry="zoo.plugins.smp.backend:SmpBackend",
             requires=_REQ,
             extra="smp",
             framework="segmentation-models-pytorch",
             description=description,
             defaults=f"zoo.plugins.smp:configs/{name}",
+            options={"architecture": architecture},
         )
-        for name, (cls, description) in ARCHITECTURES.items()
+        for name, (architecture, description) in ARCHITECTURES.items()
     ]

@@ -43,9 +43,14 @@ class SmpConfig(SegmentationConfig):
 
 
 class SmpBackend(SegmentationBackend):
-    """A segmentation-models-pytorch architecture for semantic-seg."""
+    """A segmentation-models-pytorch architecture for semantic-seg: every smp backend name,
+    the smp class to build in its spec's ``architecture`` option (``Unet``, ``FPN``, ...)."""
 
     Config: ClassVar[type[SmpConfig]] = SmpConfig
+
+    @property
+    def architecture(self) -> str:  # type: ignore[override]
+        return self.option("architecture")
 
     def _canvas(self) -> tuple[int, int]:
         return stride_of(self.architecture, self.config.encoder_depth), min_side_of(self.architecture)
@@ -81,50 +86,3 @@ class SmpBackend(SegmentationBackend):
 
         return {"segmentation_models_pytorch": import_smp().__version__, "timm": timm.__version__,
                 "torch": torch.__version__}
-
-
-# One class per backend name (see ARCHITECTURES in __init__.py).
-
-
-class Unet(SmpBackend):
-    architecture = "Unet"
-
-
-class UnetPlusPlus(SmpBackend):
-    architecture = "UnetPlusPlus"
-
-
-class FPN(SmpBackend):
-    architecture = "FPN"
-
-
-class DeepLabV3(SmpBackend):
-    architecture = "DeepLabV3"
-
-
-class DeepLabV3Plus(SmpBackend):
-    architecture = "DeepLabV3Plus"
-
-
-class PSPNet(SmpBackend):
-    architecture = "PSPNet"
-
-
-class Linknet(SmpBackend):
-    architecture = "Linknet"
-
-
-class MAnet(SmpBackend):
-    architecture = "MAnet"
-
-
-class PAN(SmpBackend):
-    architecture = "PAN"
-
-
-class Segformer(SmpBackend):
-    architecture = "Segformer"
-
-
-class UPerNet(SmpBackend):
-    architecture = "UPerNet"

@@ -1,7 +1,8 @@
 """torchvision models: Faster / Mask / Keypoint R-CNN and classic classifiers.
 
-Specs only (no torch import): the backends live in :mod:`.rcnn` and :mod:`.classifiers`
-and are imported when used.
+Specs only (no torch import): one class per idea, imported when used: every R-CNN name is
+:class:`.rcnn.RCNNBackend` with its ``head`` option, every classifier name
+:class:`.classifiers.TvClassifier` with its torchvision ``architecture``.
 """
 
 from zoo import hookimpl
@@ -9,8 +10,9 @@ from zoo.specs import BackendSpec
 
 _REQ = ("torch", "torchvision")
 _HERE = "zoo.plugins.tv_models"
+_RCNN = "rcnn:RCNNBackend"
 
-#: classify backends: name -> one-line description
+#: classify backends: name (torchvision's model name, its ``architecture``) -> one-line description
 CLASSIFIERS = {
     "resnet18": "ResNet-18 image classifier (torchvision)",
     "resnet50": "ResNet-50 image classifier (torchvision)",
@@ -21,31 +23,21 @@ CLASSIFIERS = {
 }
 
 
-def _spec(name, tasks, entry, description):
+def _spec(name, tasks, entry, description, **options):
     return BackendSpec(
         name=name, tasks=tasks, entry=f"{_HERE}.{entry}", requires=_REQ, extra="torchvision", framework="torchvision",
-        description=description, defaults=f"{_HERE}:configs/{name}",
+        description=description, defaults=f"{_HERE}:configs/{name}", options=options,
     )
 
 
 @hookimpl
 def zoo_backends():
     return [
-        _spec("faster-rcnn", ("detect",), "rcnn:FasterRCNN", "Faster R-CNN with an FPN backbone (torchvision)"),
-        _spec(
-            "mask-rcnn", ("instance-seg", "detect"), "rcnn:MaskRCNN",
-            "Mask R-CNN with an FPN backbone (torchvision)",
-        ),
-        _spec(
-            "keypoint-rcnn", ("keypoint",), "rcnn:KeypointRCNN",
-            "Keypoint R-CNN, any number of keypoints (torchvision)",
-        ),
-        *(
-            _spec(name, ("classify",), f"classifiers:{_class_name(name)}", text)
-            for name, text in CLASSIFIERS.items()
-        ),
+        _spec("faster-rcnn", ("detect",), _RCNN, "Faster R-CNN with an FPN backbone (torchvision)", head="faster"),
+        _spec("mask-rcnn", ("instance-seg", "detect"), _RCNN, "Mask R-CNN with an FPN backbone (torchvision)",
+              head="mask"),
+        _spec("keypoint-rcnn", ("keypoint",), _RCNN, "Keypoint R-CNN, any number of keypoints (torchvision)",
+              head="keypoint"),
+        *(_spec(name, ("classify",), "classifiers:TvClassifier", text, architecture=name)
+          for name, text in CLASSIFIERS.items()),
     ]
-
-
-def _class_name(arch: str) -> str:
-    return "".join(part.capitalize() for part in arch.split("_"))

@@ -1,4 +1,5 @@
-"""The classic torchvision classifiers for ``classify``, one backend per architecture.
+"""The classic torchvision classifiers for ``classify``: one class, each backend name's
+torchvision ``architecture`` in its spec's options.
 
 Trained on the image-level labels (``Dataset.classes`` / ``ImageRecord.labels``: labelme
 ``flags``, class folders); an image takes part only with exactly one label
@@ -11,7 +12,7 @@ Which epoch is kept is zoo's selection protocol (:mod:`zoo.selection`), as for e
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from zoo.backend import Backend, RunContext
 from zoo.config import dump_config
@@ -135,10 +136,13 @@ def _refuse_too_small(model, arch: str, imgsz: int, largest: int = 1024) -> None
 
 
 class TvClassifier(Backend):
-    """One torchvision classification architecture (``arch``) as a zoo backend."""
+    """A torchvision classification architecture (the spec's ``architecture``) as a zoo backend."""
 
     Config = ClassifierConfig
-    arch: ClassVar[str] = "resnet18"
+
+    @property
+    def arch(self) -> str:
+        return self.option("architecture")
 
     def __init__(self, task: Task, meta: Dataset, config: ClassifierConfig, ctx: RunContext):
         super().__init__(task, meta, config, ctx)
@@ -182,7 +186,7 @@ class TvClassifier(Backend):
     @classmethod
     def load(cls, task: Task, meta: Dataset, config: ClassifierConfig, ctx: RunContext) -> TvClassifier:
         self = cls(task, meta, config, ctx)
-        model = build_classifier(cls.arch, len(self.meta.classes), pretrained=False)
+        model = build_classifier(self.arch, len(self.meta.classes), pretrained=False)
         restore(model, ctx.checkpoint_dir, {"classes": list(self.meta.classes)}, ledger=ctx.ledger)
         self.model = model
         return self
@@ -221,27 +225,3 @@ class TvClassifier(Backend):
         import torchvision
 
         return {"torch": torch.__version__, "torchvision": torchvision.__version__}
-
-
-class Resnet18(TvClassifier):
-    arch = "resnet18"
-
-
-class Resnet50(TvClassifier):
-    arch = "resnet50"
-
-
-class Vgg16(TvClassifier):
-    arch = "vgg16"
-
-
-class Alexnet(TvClassifier):
-    arch = "alexnet"
-
-
-class EfficientnetB0(TvClassifier):
-    arch = "efficientnet_b0"
-
-
-class MobilenetV3Small(TvClassifier):
-    arch = "mobilenet_v3_small"

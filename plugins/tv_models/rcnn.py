@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import field_validator
 
@@ -260,16 +260,23 @@ def _hflip(image, target, w: int, flip_idx):
 
 
 class RCNNBackend(Backend):
-    """Shared by the three R-CNN backends; subclasses name their model ``kind``."""
+    """The three R-CNN backends, one class: the spec's ``head`` option names the model
+    (``faster``, ``mask``, ``keypoint``)."""
 
     Config = RCNNConfig
-    kind: ClassVar[str] = "faster"
-    name: ClassVar[str] = "faster-rcnn"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.option("head")
 
     def __init__(self, task: Task, meta: Dataset, config: RCNNConfig, ctx: RunContext):
         super().__init__(task, meta, config, ctx)
         self.model = None
-        self.masks = self.kind == "mask" and task.name == "instance-seg"
+        self.masks = self.kind == "mask" and task.draws_masks  # mask-rcnn on detect: boxes only
         self.num_keypoints = len(self.meta.keypoint_names) if self.kind == "keypoint" else 0
         if self.kind == "keypoint" and not self.num_keypoints:
             raise ZooError(f"{self.name} needs keypoint names in the dataset (labelme points or zoo.yaml)")
@@ -401,18 +408,3 @@ class RCNNBackend(Backend):
         import torchvision
 
         return {"torch": torch.__version__, "torchvision": torchvision.__version__}
-
-
-class FasterRCNN(RCNNBackend):
-    kind = "faster"
-    name = "faster-rcnn"
-
-
-class MaskRCNN(RCNNBackend):
-    kind = "mask"
-    name = "mask-rcnn"
-
-
-class KeypointRCNN(RCNNBackend):
-    kind = "keypoint"
-    name = "keypoint-rcnn"

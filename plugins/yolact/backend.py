@@ -179,12 +179,15 @@ class Yolact(Backend):
     """YOLACT; :class:`YolactPlusPlus` only changes the config defaults."""
 
     Config: ClassVar = YolactConfig
-    name: ClassVar[str] = "yolact"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     def __init__(self, task: Task, meta: Dataset, config: YolactConfig, ctx: RunContext):
         super().__init__(task, meta, config, ctx)
         self.model = None
-        self.masks = task.name == "instance-seg"  # detect: the same model, boxes only
+        self.masks = task.draws_masks  # detect: the same model, boxes only
 
     # the model ----------------------------------------------------------------
 
@@ -354,4 +357,3 @@ class Yolact(Backend):
 
 class YolactPlusPlus(Yolact):
     Config: ClassVar = YolactPlusConfig
-    name: ClassVar[str] = "yolact++"

@@ -60,7 +60,7 @@ class SegmentationBackend(Backend):
     side), :meth:`_title` and :meth:`versions`."""
 
     Config: ClassVar[type[SegmentationConfig]] = SegmentationConfig
-    #: the network's class name; set by each subclass
+    #: the network's class name: set by a subclass, or read from its spec's options (smp's)
     architecture: ClassVar[str] = ""
     #: True: the network takes deep pixels unrounded (float32 on the 0..255 scale, the intensity
     #: rule's output before 8-bit rounding; samples.network_pixels), as MONAI's do
