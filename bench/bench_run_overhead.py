@@ -91,27 +91,15 @@ def main() -> None:
     print(f"demo: {args.images} images of {args.size} px; {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}")
     # warm-up: first imports (torch for seeding, faster-coco-eval, matplotlib) are not overhead per run
-    execute(RunOptions(
-        task="detect",
-        backend="instant",
-        registry=registry,
-        quiet=True,
-        source=Source(path=tmp / "demo"),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp / "warmup"),
-    ))
+    def options(task: str, out: Path) -> RunOptions:
+        return RunOptions(task=task, backend="instant", registry=registry, quiet=True, source=Source(path=tmp / "demo"),
+                          training=Training(flags={"device": "cpu"}), output=Output(out=out))
+
+    execute(options("detect", tmp / "warmup"))
     print(f"{'task':<14}{'anchor s':>10}{'zoo run s':>11}{'added s':>9}{'ratio':>7}   zoo phases (s)")
     for task in ("detect", "instance-seg", "semantic-seg", "keypoint", "classify"):
         t0 = time.perf_counter()
-        result = execute(RunOptions(
-            task=task,
-            backend="instant",
-            registry=registry,
-            quiet=True,
-            source=Source(path=tmp / "demo"),
-            training=Training(flags={"device": "cpu"}),
-            output=Output(out=tmp / "runs"),
-        ))
+        result = execute(options(task, tmp / "runs"))
         t_zoo = time.perf_counter() - t0
         main_metric = result.metrics["main"]
         assert abs(result.metrics[main_metric] - 1.0) < 1e-9, (task, result.metrics[main_metric])

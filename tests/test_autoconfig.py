@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from flat_options import run_options
 import toy_backend
 import yaml
 
 from zoo.training.autoconfig import choose_epochs, choose_imgsz, fill_auto, vanishing_instances
 from zoo.config import BackendConfig, demo_preset, resolve_config
 from zoo.dataset import Dataset, ImageRecord, Instance
-from zoo.pipeline.run import RunOptions, execute
+from zoo.pipeline.run import execute
 from zoo.tasks import get_task
-from zoo.pipeline.options import Output, Source, Training
 
 CPU = get_task("detect").imgsz_caps["cpu"]
 GPU = get_task("detect").imgsz_caps["gpu"]
@@ -91,15 +91,9 @@ def test_the_demo_preset_applies_only_to_the_demo():
 
 def test_a_run_records_its_choices_in_config_manifest_and_report(tmp_path):
     data = toy_backend.make_dataset(tmp_path / "data", n=12, size=48)
-    result = execute(RunOptions(
-        task="detect",
-        backend="toy",
-        registry=toy_backend.registry(),
-        quiet=True,
-        source=Source(dataset=data),
-        training=Training(flags={"device": "cpu"}, sets=["imgsz=auto"]),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    result = execute(run_options(task="detect", backend="toy", registry=toy_backend.registry(), quiet=True,
+                                 dataset=data, flags={"device": "cpu"}, sets=["imgsz=auto"],
+                                 out=tmp_path / "runs"))
     run = result.run_dir
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     choice = json.loads((run / "manifest.json").read_text())["choices"]["imgsz"]

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from flat_options import run_options
 import toy_backend
 
 import zoo.registry
 from zoo.checksums import sha256_file
 from zoo.cli import main
-from zoo.pipeline.options import Output, Source, Training
 
 
 class _RunsACommand:
@@ -183,17 +183,11 @@ def test_a_full_disk_fails_the_run_cleanly(tmp_path, tiny_demo):
 @pytest.fixture(scope="module")
 def yolo_run(tmp_path_factory, tiny_demo) -> Path:
     """A finished yolov8 detect run (1 epoch, tiny images)."""
-    from zoo.pipeline.run import RunOptions, execute
+    from zoo.pipeline.run import execute
 
     out = tmp_path_factory.mktemp("yolo")
-    return execute(RunOptions(
-        task="detect",
-        backend="yolov8",
-        quiet=True,
-        source=Source(path=tiny_demo),
-        training=Training(flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"}),
-        output=Output(out=out / "runs"),
-    )).run_dir
+    return execute(run_options(task="detect", backend="yolov8", quiet=True, data=tiny_demo,
+                               flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"}, out=out / "runs")).run_dir
 
 
 def _copy(run: Path, tmp_path: Path) -> Path:

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from flat_options import compare_options
 
 from zoo import __version__
-from zoo.pipeline.options import Output, Source, Training
 
 HEAVY = ("torch", "torchvision", "ultralytics", "segmentation_models_pytorch", "cv2", "matplotlib", "pycocotools")
 
@@ -139,18 +139,12 @@ def toy_compare(tmp_path, tiny_demo, monkeypatch):
     import toy_backend
 
     import zoo.registry
-    from zoo.pipeline.compare import CompareOptions, compare
+    from zoo.pipeline.compare import compare
 
     registry = toy_backend.registry()
     monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
-    return compare(CompareOptions(
-        task="detect",
-        backends=["toy", "oracle", "broken"],
-        registry=registry,
-        source=Source(path=tiny_demo),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    return compare(compare_options(task="detect", backends=["toy", "oracle", "broken"], registry=registry,
+                                   data=tiny_demo, flags={"device": "cpu"}, out=tmp_path / "runs"))
 
 
 def printed_leaderboard(result, columns: int, monkeypatch, capsys) -> str:

@@ -7,14 +7,13 @@ import csv
 import json
 
 import pytest
-from flat_options import compare_options
+from flat_options import compare_options, run_options
 import toy_backend
 
 import zoo.registry
 from zoo.cli import main
-from zoo.pipeline.compare import CompareOptions, compare, split_sets
+from zoo.pipeline.compare import compare, split_sets
 from zoo.errors import ZooError
-from zoo.pipeline.options import Output, Source, Training
 
 
 @pytest.fixture(scope="module")
@@ -143,17 +142,10 @@ def test_compare_cli(tmp_path, tiny_demo, registry, monkeypatch, capsys):
 
 
 def test_a_zoo_run_with_the_same_settings_is_reused(tmp_path, tiny_demo, registry):
-    from zoo.pipeline.run import RunOptions, execute
+    from zoo.pipeline.run import execute
 
-    done = execute(RunOptions(
-        task="detect",
-        backend="oracle",
-        registry=registry,
-        quiet=True,
-        source=Source(path=tiny_demo),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs", name="mine"),
-    ))
+    done = execute(run_options(task="detect", backend="oracle", registry=registry, quiet=True, data=tiny_demo,
+                               flags={"device": "cpu"}, out=tmp_path / "runs", name="mine"))
     result = compare(_opts(tmp_path, tiny_demo, registry))
     by = {r.backend: r for r in result.rows}
     assert by["oracle"].status == "reused" and by["oracle"].run_dir == done.run_dir

@@ -13,6 +13,7 @@ import importlib.util
 import math
 
 import pytest
+from flat_options import compare_options
 
 from zoo.backend import RunContext
 from zoo.config import resolve_config
@@ -22,7 +23,6 @@ from zoo.registry import get_registry
 from zoo.selection import Selection
 from zoo.tasks import get_task
 from zoo.testing import Conformance, parametrize_with_checks
-from zoo.pipeline.options import Output, Source, Training
 
 HAVE_D2 = importlib.util.find_spec("detectron2") is not None
 needs_d2 = pytest.mark.skipif(not HAVE_D2, reason="detectron2 is not importable here: run `zoo install detectron2`")
@@ -339,16 +339,13 @@ def test_real_xanylabeling_person_keypoints(real_fixtures, tmp_path):
 def test_compare_puts_frameworks_on_one_split_and_names_them(tiny_demo, tmp_path):
     import csv
 
-    from zoo.pipeline.compare import CompareOptions, compare
+    from zoo.pipeline.compare import compare
 
     sets = [f"{b}.{s}" for b in ("faster-rcnn", "d2-faster-rcnn") for s in FAST] + ["faster-rcnn.backbone=mobilenet_v3_large_fpn"]
-    result = compare(CompareOptions(
-        task="detect",
-        backends=["faster-rcnn", "d2-faster-rcnn", "yolov8"],
-        source=Source(path=tiny_demo),
-        training=Training(sets=sets, flags={"device": "cpu", "epochs": 1, "imgsz": 64, "batch": 4}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    result = compare(compare_options(task="detect", backends=["faster-rcnn", "d2-faster-rcnn", "yolov8"],
+                                     data=tiny_demo, sets=sets,
+                                     flags={"device": "cpu", "epochs": 1, "imgsz": 64, "batch": 4},
+                                     out=tmp_path / "runs"))
     with open(result.folder / "leaderboard.csv", newline="") as f:
         rows = {r["backend"]: r for r in csv.DictReader(f)}
     assert {b: r["framework"] for b, r in rows.items()} == {

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flat_options import run_options
 
 from zoo.cli import main
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
 from zoo.pipeline.ensemble import Ensemble, fuse_classify, fuse_semantic, mean_probabilities
 from zoo.predictions import ClassPrediction
-from zoo.pipeline.options import Output, Source, Training
 
 
 class Constant:
@@ -70,16 +70,11 @@ def test_mean_of_identical_members_is_the_member_exactly():
 
 
 def _train(tmp_path, data, backend, task, imgsz):
-    from zoo.pipeline.run import RunOptions, execute
+    from zoo.pipeline.run import execute
 
-    return execute(RunOptions(
-        task=task,
-        backend=backend,
-        quiet=True,
-        source=Source(path=data),
-        training=Training(flags={"epochs": 1, "batch": 4, "imgsz": imgsz, "device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    )).run_dir
+    return execute(run_options(task=task, backend=backend, quiet=True, data=data,
+                               flags={"epochs": 1, "batch": 4, "imgsz": imgsz, "device": "cpu"},
+                               out=tmp_path / "runs")).run_dir
 
 
 @pytest.mark.slow

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from flat_options import run_options
 from PIL import Image
 from zoo.cli import main
 from zoo.evaluation.results import default_image_ids, predictions_to_coco_results
 from zoo.predictions import Detection, InstancePredictions
 from zoo.data.raster import instance_mask, mask_to_rle, semantic_label_map
 from zoo.data.reading import read_dataset
-from zoo.pipeline.options import Output, Source, Training
 
 
 @pytest.fixture(scope="module")
@@ -157,21 +157,14 @@ def test_a_run_folders_predictions_read_as_the_run_saved_them(tiny_demo, tmp_pat
 
     from zoo.evaluation import evaluate
     from zoo.evaluation.results import read_predictions
-    from zoo.pipeline.run import RunOptions, execute
+    from zoo.pipeline.run import execute
     from zoo.pipeline.runfolder import RunFolder
     from zoo.tasks import get_task
 
     # toy gives class scores on images it never saw; oracle answers the truth
     backend = "toy" if task == "classify" else "oracle"
-    done = execute(RunOptions(
-        task=task,
-        backend=backend,
-        registry=toy_backend.registry(),
-        quiet=True,
-        source=Source(path=tiny_demo),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    done = execute(run_options(task=task, backend=backend, registry=toy_backend.registry(), quiet=True,
+                               data=tiny_demo, flags={"device": "cpu"}, out=tmp_path / "runs"))
     folder = RunFolder(done.run_dir)
     val = read_dataset(tiny_demo).subset(folder.read_split().val)
     saved = {"classify": "predictions.csv", "semantic-seg": "masks", "instance-seg": "coco_results.json"}[task]

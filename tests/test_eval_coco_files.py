@@ -17,11 +17,11 @@ import math
 
 import numpy as np
 import pytest
+from flat_options import run_options
 
 from zoo.pipeline.evaluate import evaluate_files
 from zoo.evaluation.coco import BOX_STATS, COCO_SIGMAS, KEYPOINT_STATS
 from zoo.errors import ZooError
-from zoo.pipeline.options import Output, Source, SplitPlan, Training
 
 CATEGORIES = {1: "person", 3: "car", 18: "dog", 44: "bottle", 90: "toothbrush"}
 KEYPOINTS = list(COCO_SIGMAS)  # the 17 COCO body points, in COCO's order
@@ -283,20 +283,12 @@ def test_a_runs_own_files_reproduce_its_metrics(tmp_path, real_fixtures, monkeyp
     import toy_backend
 
     from zoo.data.reading import read_dataset
-    from zoo.pipeline.run import RunOptions, execute
+    from zoo.pipeline.run import execute
 
     data = read_dataset(real_fixtures / folder) if folder else toy_backend.make_dataset(tmp_path / "d", n=16)
     monkeypatch.setattr(toy_backend.Toy, "predict", _jittered_ground_truth(data, seed=2))
-    result = execute(RunOptions(
-        task=task,
-        backend="toy",
-        registry=toy_backend.registry(),
-        quiet=True,
-        source=Source(dataset=data),
-        split=SplitPlan(val=0.67),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    result = execute(run_options(task=task, backend="toy", registry=toy_backend.registry(), quiet=True,
+                                 dataset=data, val=0.67, flags={"device": "cpu"}, out=tmp_path / "runs"))
     run, metrics = result.run_dir, result.metrics
     iou_type = {"detect": "bbox", "instance-seg": "segm", "keypoint": "keypoints"}[task]
     from pycocotools.coco import COCO

@@ -12,7 +12,7 @@ import pytest
 from flat_options import compare_options
 import toy_backend
 
-from zoo.pipeline.compare import CompareOptions, compare
+from zoo.pipeline.compare import compare
 from zoo.pipeline.executors import slot_environment
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flat_options import run_options
 import toy_backend
 
 from zoo.cli import main
 from zoo.errors import ZooError
 from zoo.pipeline.export import export_run
-from zoo.pipeline.run import RunOptions, execute
-from zoo.pipeline.options import Output, Source, Training
+from zoo.pipeline.run import execute
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.slow
@@ -48,15 +48,8 @@ EXPORTABLE = [
 
 
 def _train(tmp_path: Path, data: Path, backend: str, task: str, flags: dict, registry=None) -> Path:
-    return execute(RunOptions(
-        task=task,
-        backend=backend,
-        quiet=True,
-        registry=registry,
-        source=Source(path=data),
-        training=Training(flags={"epochs": 1, "batch": 4, "device": "cpu", **flags}),
-        output=Output(out=tmp_path / "runs"),
-    )).run_dir
+    return execute(run_options(task=task, backend=backend, quiet=True, registry=registry, data=data,
+                               flags={"epochs": 1, "batch": 4, "device": "cpu", **flags}, out=tmp_path / "runs")).run_dir
 
 
 def _same_predictions(task: str, torch_dir: Path, onnx_dir: Path) -> None:

@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from flat_options import compare_options, run_options
 
 from zoo.training import fetch
 from zoo.errors import ZooError
-from zoo.pipeline.options import Output, Source, Training
 
 
 class _Mirror:
@@ -171,49 +171,30 @@ def test_a_run_records_the_fetched_weights_and_compare_applies_one_setting(mirro
     compare: every backend the same, said in the leaderboard and compare.json."""
     import toy_backend
 
-    from zoo.pipeline.compare import CompareOptions, compare
-    from zoo.pipeline.run import RunOptions, execute
+    from zoo.pipeline.compare import compare
+    from zoo.pipeline.run import execute
 
     digest = _publish(mirror, "toy-weights.bin", b"published" * 100)
     data = toy_backend.make_dataset(tmp_path / "data", n=8)
     registry = toy_backend.registry()
-    result = execute(RunOptions(
-        task="detect",
-        backend="toy",
-        registry=registry,
-        quiet=True,
-        source=Source(dataset=data),
-        training=Training(flags={"device": "cpu", "pretrained": True}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    result = execute(run_options(task="detect", backend="toy", registry=registry, quiet=True, dataset=data,
+                                 flags={"device": "cpu", "pretrained": True}, out=tmp_path / "runs"))
     cached = tmp_path / "zoo-home" / "weights" / "toy" / "toy-weights.bin"
     assert result.manifest.weights == [
         {"file": str(cached), "url": f"{mirror.url}/toy-weights.bin", "sha256": digest, "fetched": True}]
     assert json.loads((result.run_dir / "manifest.json").read_text())["weights"][0]["sha256"] == digest
 
-    compared = compare(CompareOptions(
-        task="detect",
-        backends=["toy", "oracle"],
-        registry=registry,
-        samples=0,
-        source=Source(path=tiny_demo),
-        training=Training(flags={"device": "cpu", "pretrained": True}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    compared = compare(compare_options(task="detect", backends=["toy", "oracle"], registry=registry, samples=0,
+                                       data=tiny_demo, flags={"device": "cpu", "pretrained": True},
+                                       out=tmp_path / "runs"))
     assert compared.pretrained and all(r.ok for r in compared.rows)
     assert mirror.requests == ["/toy-weights.bin"]  # every later run found it in the cache
     md = (compared.folder / "leaderboard.md").read_text()
     assert "Starting weights, the same for every backend: pretrained" in md
     assert json.loads((compared.folder / "compare.json").read_text())["pretrained"] is True
-    scratch = compare(CompareOptions(
-        task="detect",
-        backends=["toy"],
-        registry=registry,
-        samples=0,
-        source=Source(path=tiny_demo),
-        training=Training(flags={"device": "cpu", "pretrained": False}),
-        output=Output(out=tmp_path / "runs", name="scratch"),
-    ))
+    scratch = compare(compare_options(task="detect", backends=["toy"], registry=registry, samples=0,
+                                      data=tiny_demo, flags={"device": "cpu", "pretrained": False},
+                                      out=tmp_path / "runs", name="scratch"))
     assert "same for every backend: from scratch" in (scratch.folder / "leaderboard.md").read_text()
     assert scratch.rows[0].manifest.weights is None
 

@@ -9,14 +9,14 @@ import statistics
 from collections import Counter
 
 import pytest
+from flat_options import compare_options, run_options
 import toy_backend
 
-from zoo.pipeline.compare import CompareOptions, compare
+from zoo.pipeline.compare import compare
 from zoo.errors import ZooError
 from zoo.data.folds import make_folds, parse_seeds
 from zoo.data.reading import read_dataset
 from zoo.tasks import get_task
-from zoo.pipeline.options import Output, Source, SplitPlan, Training
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +52,8 @@ def test_parse_seeds():
 
 
 def test_cross_validated_leaderboard_is_mean_and_std_of_the_runs(tmp_path, tiny_demo, registry):
-    opts = CompareOptions(
-        task="detect",
-        backends=["toy", "oracle"],
-        registry=registry,
-        seeds=[0, 1],
-        samples=0,
-        source=Source(path=tiny_demo),
-        split=SplitPlan(folds=2),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    )
+    opts = compare_options(task="detect", backends=["toy", "oracle"], registry=registry, seeds=[0, 1], samples=0,
+                           data=tiny_demo, folds=2, flags={"device": "cpu"}, out=tmp_path / "runs")
     result = compare(opts)
     folder = result.folder
     assert len(result.runs) == 2 * 2 * 2 and {r.status for r in result.runs} == {"trained"}
@@ -93,38 +84,14 @@ def test_cross_validated_leaderboard_is_mean_and_std_of_the_runs(tmp_path, tiny_
 
 
 def test_zoo_run_one_fold_is_the_compare_cell(tmp_path, tiny_demo, registry):
-    from zoo.pipeline.run import RunOptions, execute
+    from zoo.pipeline.run import execute
 
-    done = execute(RunOptions(
-        task="detect",
-        backend="toy",
-        registry=registry,
-        quiet=True,
-        source=Source(path=tiny_demo),
-        split=SplitPlan(fold=1, folds=2),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
-    result = compare(CompareOptions(
-        task="detect",
-        backends=["toy"],
-        registry=registry,
-        samples=0,
-        source=Source(path=tiny_demo),
-        split=SplitPlan(folds=2),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    done = execute(run_options(task="detect", backend="toy", registry=registry, quiet=True, data=tiny_demo,
+                               fold=1, folds=2, flags={"device": "cpu"}, out=tmp_path / "runs"))
+    result = compare(compare_options(task="detect", backends=["toy"], registry=registry, samples=0,
+                                     data=tiny_demo, folds=2, flags={"device": "cpu"}, out=tmp_path / "runs"))
     cell = next(r for r in result.runs if r.fold == 1)
     assert cell.status == "reused" and cell.run_dir == done.run_dir
     with pytest.raises(ZooError, match="--fold 2: expected 0 to 1"):
-        execute(RunOptions(
-            task="detect",
-            backend="toy",
-            registry=registry,
-            quiet=True,
-            source=Source(path=tiny_demo),
-            split=SplitPlan(fold=2, folds=2),
-            training=Training(flags={"device": "cpu"}),
-            output=Output(out=tmp_path / "runs"),
-        ))
+        execute(run_options(task="detect", backend="toy", registry=registry, quiet=True, data=tiny_demo, fold=2,
+                            folds=2, flags={"device": "cpu"}, out=tmp_path / "runs"))

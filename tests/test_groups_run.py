@@ -8,15 +8,14 @@ import dataclasses
 import json
 
 import pytest
-from flat_options import run_options
+from flat_options import compare_options, run_options
 import toy_backend
 from test_groups import _patient_of, patients
 from toy_backend import make_dataset
 
 from zoo.errors import ZooError
-from zoo.pipeline.compare import CompareOptions, compare
-from zoo.pipeline.run import RunOptions, execute
-from zoo.pipeline.options import Output, Source, SplitPlan, Training
+from zoo.pipeline.compare import compare
+from zoo.pipeline.run import execute
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +74,8 @@ def test_a_leaking_data_split_stops_the_run_unless_allowed(tmp_path, registry):
 
 def test_compare_folds_keep_patients_whole(tmp_path, registry):
     root = patients(tmp_path / "d", n=6, slices=3)  # class folders: classify
-    opts = CompareOptions(
-        task="classify",
-        backends=["toy", "oracle"],
-        registry=registry,
-        samples=0,
-        source=Source(path=root),
-        split=SplitPlan(folds=3, group=r"(P\d+)_"),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    )
+    opts = compare_options(task="classify", backends=["toy", "oracle"], registry=registry, samples=0, data=root,
+                           folds=3, group=r"(P\d+)_", flags={"device": "cpu"}, out=tmp_path / "runs")
     result = compare(opts)
     info = json.loads((result.folder / "compare.json").read_text())
     assert info["grouping"]["rule"] == r"--group '(P\d+)_' on the image path"

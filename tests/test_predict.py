@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from flat_options import run_options
 import toy_backend
 
 import zoo.registry
@@ -16,8 +17,7 @@ from zoo.cli import main
 from zoo.errors import ZooError
 from zoo.pipeline.predict import predict_to_labelme
 from zoo.data.reading import read_dataset
-from zoo.pipeline.run import RunOptions, execute
-from zoo.pipeline.options import Output, Source, Training
+from zoo.pipeline.run import execute
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +26,8 @@ def registry():
 
 
 def _run(tmp_path, data, registry, task, backend="oracle"):
-    return execute(RunOptions(
-        task=task,
-        backend=backend,
-        registry=registry,
-        quiet=True,
-        source=Source(path=data),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    return execute(run_options(task=task, backend=backend, registry=registry, quiet=True, data=data,
+                               flags={"device": "cpu"}, out=tmp_path / "runs"))
 
 
 def _images_only(src: Path, dst: Path, n: int = 4) -> Path:

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from flat_options import run_options
 import toy_backend
 
 import zoo.registry
@@ -18,8 +19,7 @@ from zoo.cli import main
 from zoo.dataset import Dataset, ImageRecord
 from zoo.predictions import ClassPrediction, Detection, InstancePredictions
 from zoo.pipeline.ranking import rank, uncertainty
-from zoo.pipeline.run import RunOptions, execute
-from zoo.pipeline.options import Output, Source, Training
+from zoo.pipeline.run import execute
 
 META = Dataset(categories=["rbc", "wbc"], classes=["a", "b", "c"])
 
@@ -97,14 +97,8 @@ def test_run_on_a_partly_annotated_folder_ranks_the_rest(tmp_path, tiny_demo, mo
     monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
     data = tmp_path / "data"
     unlabelled = partly_annotated(tiny_demo, data)
-    result = execute(RunOptions(
-        task="detect",
-        backend="oracle",
-        quiet=True,
-        source=Source(path=data),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs", rank=True, top=2),
-    ))
+    result = execute(run_options(task="detect", backend="oracle", quiet=True, data=data, flags={"device": "cpu"},
+                                 out=tmp_path / "runs", rank=True, top=2))
     run = result.run_dir
     assert result.manifest.data.unlabelled == unlabelled
     assert result.manifest.data.summary["images"] == 12 - 3  # trained on the annotated ones only
@@ -132,14 +126,8 @@ def test_rank_refuses_semantic_seg_before_training(tmp_path, tiny_demo):
     from zoo.errors import ZooError
 
     with pytest.raises(ZooError, match="without per-pixel scores"):
-        execute(RunOptions(
-            task="semantic-seg",
-            backend="oracle",
-            quiet=True,
-            registry=toy_backend.registry(),
-            source=Source(path=tiny_demo),
-            output=Output(out=tmp_path / "runs", rank=True),
-        ))
+        execute(run_options(task="semantic-seg", backend="oracle", quiet=True, registry=toy_backend.registry(),
+                            data=tiny_demo, out=tmp_path / "runs", rank=True))
     assert not (tmp_path / "runs").exists()
 
 
@@ -148,14 +136,8 @@ def oracle_run(tmp_path, tiny_demo, monkeypatch) -> Path:
     """A finished detect run of the oracle backend on the tiny demo (toy registry in place)."""
     registry = toy_backend.registry()
     monkeypatch.setattr(zoo.registry, "get_registry", lambda: registry)
-    return execute(RunOptions(
-        task="detect",
-        backend="oracle",
-        quiet=True,
-        source=Source(path=tiny_demo),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    )).run_dir
+    return execute(run_options(task="detect", backend="oracle", quiet=True, data=tiny_demo,
+                               flags={"device": "cpu"}, out=tmp_path / "runs")).run_dir
 
 
 def plain_images(src: Path, dst: Path) -> list[str]:

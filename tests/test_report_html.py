@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flat_options import compare_options, run_options
 import toy_backend
 from toy_backend import make_dataset
 
 from zoo.pipeline.failures import image_failure, worst_images
 from zoo.predictions import Detection, InstancePredictions
 from zoo.metrics import fmt_ci
-from zoo.pipeline.run import RunOptions, execute
+from zoo.pipeline.run import execute
 from zoo.tasks import get_task
-from zoo.pipeline.options import Output, Source, Training
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -79,15 +79,8 @@ class Tables(HTMLParser):
 def toy_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("html")
     data = make_dataset(root / "data", n=12)
-    result = execute(RunOptions(
-        task="detect",
-        backend="toy",
-        registry=toy_backend.registry(),
-        quiet=True,
-        source=Source(dataset=data),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=root / "runs"),
-    ))
+    result = execute(run_options(task="detect", backend="toy", registry=toy_backend.registry(), quiet=True,
+                                 dataset=data, flags={"device": "cpu"}, out=root / "runs"))
     return result.run_dir
 
 
@@ -142,16 +135,10 @@ def test_the_browser_check_sees_a_page_that_fetches(tmp_path):
 
 @needs_chromium
 def test_compare_report_in_a_browser(tmp_path, tiny_demo):
-    from zoo.pipeline.compare import CompareOptions, compare
+    from zoo.pipeline.compare import compare
 
-    result = compare(CompareOptions(
-        task="detect",
-        backends=["toy", "oracle"],
-        registry=toy_backend.registry(),
-        source=Source(path=tiny_demo),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    result = compare(compare_options(task="detect", backends=["toy", "oracle"], registry=toy_backend.registry(),
+                                     data=tiny_demo, flags={"device": "cpu"}, out=tmp_path / "runs"))
     dom, console = browse(result.folder / "report.html", tmp_path, "--dump-dom")
     assert console == []
     parsed = Tables()

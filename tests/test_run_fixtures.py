@@ -6,10 +6,10 @@ import hashlib
 import json
 
 import pytest
+from flat_options import run_options
 import toy_backend
 
-from zoo.pipeline.run import RunOptions, execute
-from zoo.pipeline.options import Output, Source, SplitPlan, Training
+from zoo.pipeline.run import execute
 
 pytestmark = pytest.mark.fixtures
 
@@ -26,15 +26,8 @@ def registry():
 def test_voc_train_test_folders_become_the_split(tmp_path, real_fixtures, registry):
     data = real_fixtures / "voc" / "Tony607_object_detection_demo"
     before = _digest(data)
-    result = execute(RunOptions(
-        task="detect",
-        backend="oracle",
-        registry=registry,
-        quiet=True,
-        source=Source(path=data),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    result = execute(run_options(task="detect", backend="oracle", registry=registry, quiet=True, data=data,
+                                 flags={"device": "cpu"}, out=tmp_path / "runs"))
     split = json.loads((result.run_dir / "split.json").read_text())
     assert split["source"] == "data"
     assert split["val"] and all(i.startswith("test/") for i in split["val"])
@@ -48,16 +41,8 @@ def test_labelme_groups_and_ignore_regions_score_one_as_ground_truth(tmp_path, r
     # ground truth fed back as predictions must still score 1.0 through the whole pipeline.
     data = real_fixtures / "labelme" / "instance_segmentation"
     before = _digest(data)
-    result = execute(RunOptions(
-        task="instance-seg",
-        backend="oracle",
-        registry=registry,
-        quiet=True,
-        source=Source(path=data),
-        split=SplitPlan(val=0.5),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    result = execute(run_options(task="instance-seg", backend="oracle", registry=registry, quiet=True, data=data,
+                                 val=0.5, flags={"device": "cpu"}, out=tmp_path / "runs"))
     assert result.metrics["AP"] == pytest.approx(1.0)
     gt = json.loads((result.run_dir / "data/val_coco.json").read_text())
     assert len(gt["images"]) == len(json.loads((result.run_dir / "split.json").read_text())["val"])
@@ -85,15 +70,8 @@ def test_embedded_image_data_gets_a_viewable_labelme_prediction(tmp_path, real_f
     data.mkdir()
     (data / "a.json").write_bytes(src.read_bytes())  # one to train on, one to predict: the second
     (data / "b.json").write_text(json.dumps(_one_pixel_changed(json.loads(src.read_text()))))  # not a duplicate
-    result = execute(RunOptions(
-        task="detect",
-        backend="toy",
-        registry=registry,
-        quiet=True,
-        source=Source(path=data),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    result = execute(run_options(task="detect", backend="toy", registry=registry, quiet=True, data=data,
+                                 flags={"device": "cpu"}, out=tmp_path / "runs"))
     docs = list((result.run_dir / "predictions/labelme").rglob("*.json"))
     assert len(docs) == 1
     doc = json.loads(docs[0].read_text())

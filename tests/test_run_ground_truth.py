@@ -8,9 +8,9 @@ import json
 
 import toy_backend
 
+from flat_options import run_options
 import zoo.evaluation.coco as coco
-from zoo.pipeline.run import RunOptions, execute
-from zoo.pipeline.options import Output, Source, Training
+from zoo.pipeline.run import execute
 
 
 def test_a_run_converts_each_split_once(tmp_path, tiny_demo, monkeypatch):
@@ -22,15 +22,8 @@ def test_a_run_converts_each_split_once(tmp_path, tiny_demo, monkeypatch):
         return real(dataset, iou_type, *args, **kwargs)
 
     monkeypatch.setattr(coco, "evaluation_ground_truth", counted)
-    done = execute(RunOptions(
-        task="instance-seg",
-        backend="oracle",
-        registry=toy_backend.registry(),
-        quiet=True,
-        source=Source(path=tiny_demo),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    done = execute(run_options(task="instance-seg", backend="oracle", registry=toy_backend.registry(), quiet=True,
+                               data=tiny_demo, flags={"device": "cpu"}, out=tmp_path / "runs"))
     val = tuple(json.loads((done.run_dir / "split.json").read_text())["val"])
     assert val and converted.count((val, "segm")) == 1
     assert len(converted) == len(set(converted))  # no split converted twice

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from flat_options import compare_options, run_options
 import toy_backend
 from toy_backend import make_dataset
 
-from zoo.pipeline.compare import CompareOptions, compare
-from zoo.pipeline.run import RunOptions, execute
-from zoo.pipeline.options import Output, Source, SplitPlan, Training
+from zoo.pipeline.compare import compare
+from zoo.pipeline.run import execute
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +30,9 @@ def test_test_split_is_scored_once_beside_val(tmp_path, data, monkeypatch, task)
         return fit(self, train, val)
 
     monkeypatch.setattr(toy_backend.Toy, "fit", spy)
-    result = execute(RunOptions(
-        task=task,
-        backend="toy",
-        registry=toy_backend.registry(),
-        quiet=True,
-        source=Source(dataset=data),
-        split=SplitPlan(val=0.25, test=0.25),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    result = execute(run_options(task=task, backend="toy", registry=toy_backend.registry(), quiet=True,
+                                 dataset=data, val=0.25, test=0.25, flags={"device": "cpu"},
+                                 out=tmp_path / "runs"))
     run, metrics = result.run_dir, result.metrics
     split = json.loads((run / "split.json").read_text())
     assert len(split["test"]) == 4 and not set(seen) & set(split["test"])
@@ -60,15 +53,9 @@ def test_test_split_is_scored_once_beside_val(tmp_path, data, monkeypatch, task)
 
 
 def test_leaderboard_shows_val_and_test(tmp_path, tiny_demo):
-    result = compare(CompareOptions(
-        task="detect",
-        backends=["toy", "oracle"],
-        registry=toy_backend.registry(),
-        source=Source(path=tiny_demo),
-        split=SplitPlan(val=0.25, test=0.25),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    ))
+    result = compare(compare_options(task="detect", backends=["toy", "oracle"], registry=toy_backend.registry(),
+                                     data=tiny_demo, val=0.25, test=0.25, flags={"device": "cpu"},
+                                     out=tmp_path / "runs"))
     board = (result.folder / "leaderboard.md").read_text()
     assert "**AP** test" in board and "/ 3 test images" in board
     # the oracle answers from the ground truth on disk: 1 on val and on test alike

@@ -5,28 +5,21 @@ from __future__ import annotations
 import json
 
 import pytest
+from flat_options import run_options
 import toy_backend
 from toy_backend import make_dataset
 
 from zoo.errors import ZooError
-from zoo.pipeline.run import RunOptions, execute
+from zoo.pipeline.run import execute
 from zoo.pipeline.runfolder import Manifest, RunFolder
-from zoo.pipeline.options import Output, Source, SplitPlan, Training
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One finished toy run (module-wide: the tests below copy what they change)."""
     tmp = tmp_path_factory.mktemp("runfolder")
-    opts = RunOptions(
-        task="detect",
-        backend="toy",
-        registry=toy_backend.registry(),
-        quiet=True,
-        source=Source(dataset=make_dataset(tmp / "data", n=8)),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp / "runs"),
-    )
+    opts = run_options(task="detect", backend="toy", registry=toy_backend.registry(), quiet=True,
+                       dataset=make_dataset(tmp / "data", n=8), flags={"device": "cpu"}, out=tmp / "runs")
     return execute(opts).run_dir
 
 
@@ -107,16 +100,8 @@ def test_saved_predictions_read_back_to_the_same_scores(tmp_path, task):
     from zoo.tasks import get_task
 
     data = make_dataset(tmp_path / "data", n=8)
-    run = execute(RunOptions(
-        task=task,
-        backend="oracle",
-        registry=toy_backend.registry(),
-        quiet=True,
-        source=Source(dataset=data),
-        split=SplitPlan(val=0.5),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-    )).run_dir
+    run = execute(run_options(task=task, backend="oracle", registry=toy_backend.registry(), quiet=True,
+                              dataset=data, val=0.5, flags={"device": "cpu"}, out=tmp_path / "runs")).run_dir
     folder = RunFolder(run)
     val = data.subset(folder.read_split().val)
     preds = folder.load_predictions(val)

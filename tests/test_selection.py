@@ -13,15 +13,14 @@ import yaml
 from toy_backend import make_dataset
 
 from zoo.cli.views import leaderboard_table
-from zoo.pipeline.compare import CompareOptions, compare
+from zoo.pipeline.compare import compare
 from zoo.pipeline.leaderboard import Row, check_one_protocol
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
-from zoo.pipeline.run import RunOptions, execute
+from zoo.pipeline.run import execute
 from zoo.selection import Protocol, Selection
 from zoo.tasks import get_task
 from zoo.testing import check_backend
-from zoo.pipeline.options import Output, Source, Training
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +44,8 @@ def test_protocol_is_validated_and_described():
 
 
 def test_run_with_select_best_records_the_protocol(tmp_path, data, registry):
-    result = execute(RunOptions(
-        task="detect",
-        backend="toy",
-        registry=registry,
-        quiet=True,
-        source=Source(dataset=data),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=tmp_path / "runs"),
-        selection=Protocol(rule="best"),
-    ))
+    result = execute(run_options(task="detect", backend="toy", registry=registry, quiet=True, dataset=data,
+                                 flags={"device": "cpu"}, out=tmp_path / "runs", select="best"))
     run = result.run_dir
     split = json.loads((run / "split.json").read_text())
     assert len(split["selection"]) == 2 and split["selection_fraction"] == 0.1  # 10% of 16 train
@@ -70,16 +61,9 @@ def test_run_with_select_best_records_the_protocol(tmp_path, data, registry):
     assert "--select best --select-frac 0.1" in report
     # --resume keeps the run's protocol and refuses another
     with pytest.raises(ZooError, match="model selection was best epoch"):
-        execute(RunOptions(
-            task="detect",
-            backend="toy",
-            registry=registry,
-            quiet=True,
-            source=Source(dataset=data),
-            training=Training(flags={"device": "cpu"}),
-            output=Output(out=tmp_path / "runs", name=run.name, resume=True),
-            selection=Protocol(rule="last"),
-        ))
+        execute(run_options(task="detect", backend="toy", registry=registry, quiet=True, dataset=data,
+                            flags={"device": "cpu"}, out=tmp_path / "runs", name=run.name, resume=True,
+                            select="last"))
 
 
 def test_the_scored_split_never_reaches_fit(tmp_path, data, registry):

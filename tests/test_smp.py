@@ -459,7 +459,7 @@ def test_real_labelme_photos_with_ignore_regions(real_fixtures, tmp_path):
 def test_resume_continues_an_interrupted_fit_from_its_last_epoch(tmp_path, monkeypatch):
     import zoo.training
     import zoo.training.loop
-    from zoo.pipeline.run import RunOptions, execute
+    from zoo.pipeline.run import execute
 
     data = tiny_dataset(tmp_path / "data", n=8)
     opts = dict(task="semantic-seg", backend="linknet", dataset=data, data=tmp_path / "data",

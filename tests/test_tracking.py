@@ -11,13 +11,12 @@ import time
 import urllib.request
 
 import pytest
-from flat_options import run_options
+from flat_options import compare_options, run_options
 import toy_backend
 from toy_backend import make_dataset
 
 from zoo.tasks import get_task
 from zoo.pipeline.run import RunOptions, execute
-from zoo.pipeline.options import Output, Source, Training
 
 
 @pytest.fixture(scope="module")
@@ -129,17 +128,12 @@ def test_compare_logs_a_parent_and_one_child_per_backend_to_an_mlflow_server(tmp
                                                                             monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from zoo.pipeline.compare import CompareOptions, compare
+    from zoo.pipeline.compare import compare
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    result = compare(CompareOptions(
-        task="detect",
-        backends=["toy", "oracle"],
-        registry=toy_backend.registry(),
-        source=Source(path=tiny_demo),
-        training=Training(flags={"device": "cpu"}, sets=["epochs=2"]),
-        output=Output(out=tmp_path / "runs", track="mlflow"),
-    ))
+    result = compare(compare_options(task="detect", backends=["toy", "oracle"], registry=toy_backend.registry(),
+                                     data=tiny_demo, flags={"device": "cpu"}, sets=["epochs=2"],
+                                     out=tmp_path / "runs", track="mlflow"))
     client = MlflowClient(mlflow_server)
     runs = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -180,14 +174,9 @@ def test_a_real_backend_reports_its_epochs_to_tensorboard(tmp_path, tiny_demo):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = execute(RunOptions(
-        task="classify",
-        backend="mobilenet_v3_small",
-        quiet=True,
-        source=Source(path=tiny_demo),
-        training=Training(flags={"device": "cpu", "epochs": 2, "imgsz": 32, "batch": 4}),
-        output=Output(out=tmp_path / "runs", track="tensorboard"),
-    ))
+    result = execute(run_options(task="classify", backend="mobilenet_v3_small", quiet=True, data=tiny_demo,
+                                 flags={"device": "cpu", "epochs": 2, "imgsz": 32, "batch": 4},
+                                 out=tmp_path / "runs", track="tensorboard"))
     history = result.manifest.history
     assert [row["epoch"] for row in history] == [1, 2]
     acc = EventAccumulator(str(result.run_dir / "tensorboard"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from flat_options import run_options
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
@@ -27,7 +28,6 @@ from zoo.data.raster import instance_mask, rle_to_mask  # noqa: E402
 from zoo.registry import get_registry  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
 from zoo.testing import Conformance, parametrize_with_checks  # noqa: E402
-from zoo.pipeline.options import Output, Source, Training
 
 pytestmark = pytest.mark.slow
 
@@ -271,18 +271,13 @@ def test_real_xanylabeling_person_keypoints(real_fixtures, tmp_path):
 
 def test_end_to_end_run_folder(tmp_path):
     from zoo.data.demo import write_demo
-    from zoo.pipeline.run import RunOptions, execute
+    from zoo.pipeline.run import execute
 
     write_demo(tmp_path / "data", images=12, size=64, seed=0)
     result = execute(
-        RunOptions(
-            task="detect",
-            backend="faster-rcnn",
-            quiet=True,
-            source=Source(path=tmp_path / "data"),
-            training=Training(flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"}, sets=FAST),
-            output=Output(out=tmp_path / "runs"),
-        )
+        run_options(task="detect", backend="faster-rcnn", quiet=True, data=tmp_path / "data",
+                    flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"}, sets=FAST,
+                    out=tmp_path / "runs")
     )
     run = result.run_dir
     for name in ("config.yaml", "split.json", "manifest.json", "metrics.json", "report.md", "checkpoint/last.pt"):

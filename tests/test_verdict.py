@@ -7,14 +7,14 @@ import json
 
 import numpy as np
 import pytest
+from flat_options import compare_options
 import toy_backend
 
-from zoo.pipeline.compare import CompareOptions, compare
+from zoo.pipeline.compare import compare
 from zoo.data.reading import read_dataset
 from zoo.data.split import read_split
 from zoo.tasks import get_task
 from zoo.pipeline.verdict import paired, verdicts
-from zoo.pipeline.options import Output, Source, SplitPlan, Training
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +25,8 @@ def registry():
 @pytest.fixture(scope="module")
 def cross_validated(tmp_path_factory, tiny_demo, registry):
     out = tmp_path_factory.mktemp("verdict") / "runs"
-    return compare(CompareOptions(
-        task="classify",
-        backends=["toy", "oracle"],
-        registry=registry,
-        samples=0,
-        source=Source(path=tiny_demo),
-        split=SplitPlan(folds=2),
-        training=Training(flags={"device": "cpu"}),
-        output=Output(out=out),
-    ))
+    return compare(compare_options(task="classify", backends=["toy", "oracle"], registry=registry, samples=0,
+                                   data=tiny_demo, folds=2, flags={"device": "cpu"}, out=out))
 
 
 def test_a_strictly_better_backend_wins_with_probability_one(cross_validated):

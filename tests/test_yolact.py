@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from flat_options import run_options
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
@@ -34,7 +35,6 @@ from zoo.plugins.yolact.nms import fast_nms, standard_nms  # noqa: E402
 from zoo.selection import Selection  # noqa: E402
 from zoo.tasks import get_task  # noqa: E402
 from zoo.testing import Conformance, parametrize_with_checks  # noqa: E402
-from zoo.pipeline.options import Output, Source, Training
 
 
 @pytest.fixture(scope="module")
@@ -359,18 +359,13 @@ def test_spec_module_and_backend_module_do_not_import_torch():
 @pytest.mark.slow
 def test_end_to_end_run_folder(tmp_path):
     from zoo.data.demo import write_demo
-    from zoo.pipeline.run import RunOptions, execute
+    from zoo.pipeline.run import execute
 
     write_demo(tmp_path / "data", images=8, size=64, seed=0)
     result = execute(
-        RunOptions(
-            task="instance-seg",
-            backend="yolact",
-            quiet=True,
-            source=Source(path=tmp_path / "data"),
-            training=Training(flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"}, sets=["fpn_channels=32", "k=8"]),
-            output=Output(out=tmp_path / "runs"),
-        )
+        run_options(task="instance-seg", backend="yolact", quiet=True, data=tmp_path / "data",
+                    flags={"epochs": 1, "imgsz": 64, "batch": 4, "device": "cpu"},
+                    sets=["fpn_channels=32", "k=8"], out=tmp_path / "runs")
     )
     for name in ("config.yaml", "metrics.json", "report.md", "checkpoint/last.pt"):
         assert (result.run_dir / name).exists(), name
