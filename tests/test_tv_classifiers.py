@@ -114,3 +114,12 @@ def test_best_epoch_on_the_selection_split_and_load(demo, tmp_path):
     wrong.classes = ["x", "y", "z"]
     with pytest.raises(ZooError, match="trained on classes"):
         Resnet18.load(task, wrong, cfg, ctx)
+
+
+def test_trains_in_channels_last_and_records_it(demo, tmp_path):
+    from zoo.training.cpu import mark, records_since
+
+    position = mark()
+    c = Conformance("mobilenet_v3_small", "classify", tmp_path, dataset=demo)
+    assert len(c.fit().predictions) == len(c.val.images)
+    assert [(r["channels_last"], r["precision"]) for r in records_since(position)] == [(True, "fp32")]
