@@ -89,13 +89,34 @@ class TargetClock:
         return value
 
 
+def backend_class(name: str) -> type:
+    """The backend class, through the registry; in an earlier checkout, whose registry cannot
+    import this install's entry points that name modules it lacks, through each plugin's own
+    ``zoo_backends`` hook."""
+    from zoo.registry import get_registry
+
+    try:
+        return get_registry().backend(name).load()
+    except ModuleNotFoundError:
+        from importlib.metadata import entry_points
+
+        for point in entry_points(group="zoo"):
+            try:
+                module = point.load()
+            except ModuleNotFoundError:
+                continue
+            for spec in getattr(module, "zoo_backends", lambda: [])() or []:
+                if spec.name == name:
+                    return spec.load()
+        raise
+
+
 def train_to_target(backend: str, task: str, name: str, target: float, seed: int) -> dict:
     from zoo.backend import RunContext
     from zoo.checksums import Ledger
     from zoo.config import resolve_config
     from zoo.data.demo import write_demo
     from zoo.data.reading import read_dataset
-    from zoo.registry import get_registry
     from zoo.tasks import get_task
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +125,7 @@ def train_to_target(backend: str, task: str, name: str, target: float, seed: int
         t = get_task(task)
         train = data.subset([r.id for r in data.images[:96]])
         held = data.subset([r.id for r in data.images[96:]])
-        cls = get_registry().backend(backend).load()
+        cls = backend_class(backend)
         config = resolve_config(cls.Config, backend=backend, task=task, demo=True,
                                 flags={"imgsz": 160, "device": "cpu", "seed": seed})
         run_dir = Path(tmp) / "run"
