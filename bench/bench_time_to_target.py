@@ -89,34 +89,13 @@ class TargetClock:
         return value
 
 
-def backend_class(name: str) -> type:
-    """The backend class, through the registry; in an earlier checkout, whose registry cannot
-    import this install's entry points that name modules it lacks, through each plugin's own
-    ``zoo_backends`` hook."""
-    from zoo.registry import get_registry
-
-    try:
-        return get_registry().backend(name).load()
-    except ModuleNotFoundError:
-        from importlib.metadata import entry_points
-
-        for point in entry_points(group="zoo"):
-            try:
-                module = point.load()
-            except ModuleNotFoundError:
-                continue
-            for spec in getattr(module, "zoo_backends", lambda: [])() or []:
-                if spec.name == name:
-                    return spec.load()
-        raise
-
-
 def train_to_target(backend: str, task: str, name: str, target: float, seed: int) -> dict:
     from zoo.backend import RunContext
     from zoo.checksums import Ledger
     from zoo.config import resolve_config
     from zoo.data.demo import write_demo
     from zoo.data.reading import read_dataset
+    from zoo.registry import get_registry
     from zoo.tasks import get_task
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,7 +104,7 @@ def train_to_target(backend: str, task: str, name: str, target: float, seed: int
         t = get_task(task)
         train = data.subset([r.id for r in data.images[:96]])
         held = data.subset([r.id for r in data.images[96:]])
-        cls = backend_class(backend)
+        cls = get_registry().backend(backend).load()
         config = resolve_config(cls.Config, backend=backend, task=task, demo=True,
                                 flags={"imgsz": 160, "device": "cpu", "seed": seed})
         run_dir = Path(tmp) / "run"
@@ -145,15 +124,26 @@ def train_to_target(backend: str, task: str, name: str, target: float, seed: int
                 "load": round(os.getloadavg()[0], 1)}
 
 
+SITECUSTOMIZE = """\
+import importlib, importlib.util, pkgutil, sys, types
+from importlib.metadata import entry_points
+
+for info in pkgutil.iter_modules():
+    if info.name.startswith("__editable___zoo") and info.name.endswith("_finder"):
+        finder = importlib.import_module(info.name)
+        finder.MAPPING.update({k: v.replace(%(root)r, %(checkout)r) for k, v in finder.MAPPING.items()})
+# this install's entry points that name a module the checkout lacks: plugins with no hooks
+for point in entry_points(group="zoo"):
+    if importlib.util.find_spec(point.module) is None:
+        sys.modules[point.module] = types.ModuleType(point.module)
+"""
+
+
 def sitecustomize_for(checkout: Path, folder: Path) -> Path:
     """A folder whose ``sitecustomize.py`` points the editable install at ``checkout``."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(
-        "import importlib, pkgutil\n"
-        "for info in pkgutil.iter_modules():\n"
-        "    if info.name.startswith('__editable___zoo') and info.name.endswith('_finder'):\n"
-        f"        importlib.import_module(info.name).MAPPING.update({{k: v.replace({str(ROOT)!r}, {str(checkout)!r}) "
-        "for k, v in importlib.import_module(info.name).MAPPING.items()})\n", encoding="utf-8")
+    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE % {"root": str(ROOT), "checkout": str(checkout)},
+                                             encoding="utf-8")
     return folder
 
 
