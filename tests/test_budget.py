@@ -90,6 +90,7 @@ def test_no_budget_no_stop():
 @pytest.mark.parametrize("backend,task,extra", [
     ("mobilenet_v3_small", "classify", ["--imgsz", "32"]),
     ("d2-faster-rcnn", "detect", ["--imgsz", "64", "--set", "proposals=50", "--set", "rois_per_image=32"]),
+    ("yolov8", "detect", ["--imgsz", "32"]),
 ])
 def test_a_budget_run_says_what_the_budget_did(backend, task, extra, tmp_path, tiny_demo, zoo_cli):
     import json
@@ -105,6 +106,9 @@ def test_a_budget_run_says_what_the_budget_did(backend, task, extra, tmp_path, t
     ran = manifest["budget"]["epochs"]  # 1 s holds a few epochs at most (the last stopped inside when long)
     assert 1 <= ran < 1000 and manifest["budget"]["epochs_asked"] == 1000
     assert isinstance(manifest["budget"]["stopped_inside_epoch"], bool)
+    assert manifest["budget"]["step_seconds"] > 0  # what "kept to one step" is measured in
+    if backend == "yolov8":  # its set-up alone spends 1 s: zoo's rule stops it after one batch
+        assert manifest["budget"]["stopped_inside_epoch"] is True and ran == 1
     said = "--budget 1 s: trained"
     assert said in err and f"{ran} epoch(s) of the 1000 asked" in err
     assert f"epochs: {ran}  # asked: 1000; --budget 1 s ended training after {ran}" in (run / "config.yaml").read_text()

@@ -173,7 +173,7 @@ class YoloV8(Backend):
         t0 = time.perf_counter()
         # ultralytics needs validation data: the selection split, else (nothing scored) the
         # training images for the one pass it makes after the last epoch; never the scored split
-        data = write_dataset(self.task.name, train, selection.data if selection.active else train, work / "data")
+        data = write_dataset(self.task.name, train, self._closing_validation(train, selection), work / "data")
         log.info("yolov8: wrote ultralytics data in %.1f s", time.perf_counter() - t0)
         args = self.train_args(data, selection)
         selection.criterion = ULTRALYTICS_CRITERION
@@ -201,6 +201,9 @@ class YoloV8(Backend):
         model.add_callback("on_train_end", record)
         model.add_callback("on_fit_epoch_end", _epoch_logger(log, self.config.epochs))
         model.add_callback("on_model_save", _selection_recorder(selection))
+        budget = _BudgetStop(self.config.budget, t0, self.config.epochs, log)
+        model.add_callback("on_train_start", budget.on_train_start)
+        model.add_callback("on_train_batch_end", budget.on_train_batch_end)
         bar = _EpochBar(self.config.epochs)
         model.add_callback("on_train_start", bar.start)
         model.add_callback("on_fit_epoch_end", bar.advance)
@@ -229,9 +232,21 @@ class YoloV8(Backend):
         out: dict[str, Any] = {"ultralytics_train_s": round(t_train, 3), "ultralytics_train_cpu_s": round(cpu_train, 3)}
         if own:
             out["ultralytics_val" if selection.active else "ultralytics_val_on_train_images"] = own
-        if self.config.budget and trainer is not None:  # ultralytics' own time limit re-plans and stops its epochs
-            out["budget"] = {"epochs": int(getattr(trainer, "epoch", 0)) + 1, "epochs_asked": self.config.epochs}
+        if self.config.budget and trainer is not None:  # ultralytics re-plans its epochs; zoo's rule stops inside one
+            out["budget"] = {**budget.plan.record(), "epochs": int(getattr(trainer, "epoch", 0)) + 1}
         return out
+
+    def _closing_validation(self, train: Dataset, selection: Selection) -> Dataset:
+        """What ultralytics validates on: the selection split when the protocol scores; else
+        training images for the one pass ultralytics makes after its last epoch (it needs
+        some; zoo scores its own split), with ``--budget`` only one batch of them: that pass
+        runs twice after training (last and best weights) and on the whole training set it
+        alone took a one-minute budget past two."""
+        if selection.active:
+            return selection.data
+        if not self.config.budget:
+            return train
+        return train.subset([r.id for r in train.images[:max(1, self.config.batch)]])
 
     def train_args(self, data: Path, selection: Selection | None = None) -> dict[str, Any]:
         """The ``model.train`` arguments for this config and selection protocol (also used by
@@ -501,6 +516,29 @@ def _epoch_logger(log, epochs: int):
         log.info("yolov8: epoch %d/%d %s", trainer.epoch + 1, epochs, text)
 
     return on_fit_epoch_end
+
+
+class _BudgetStop:
+    """``--budget`` inside ultralytics' epoch, by the shared loop's rule (zoo.training's
+    EpochPlan): fit's seconds before training (data written, model built) count as spent,
+    and training stops after the batch when the next one, at the mean, would end past the
+    budget. Ultralytics' own ``time`` stops only after the batch that crossed it, and times
+    from its own start."""
+
+    def __init__(self, budget: float | None, fit_started: float, epochs: int, log):
+        from zoo.training.budget import EpochPlan
+
+        self.plan, self.fit_started, self.log = EpochPlan(epochs, 1, budget), fit_started, log
+
+    def on_train_start(self, trainer) -> None:
+        self.plan.spent = time.perf_counter() - self.fit_started
+        self.plan.start()
+
+    def on_train_batch_end(self, trainer) -> None:
+        if self.plan.after_step() and not trainer.stop:
+            self.plan.cut_short = trainer.stop = True
+            self.log.info("budget %.0f s: stopping inside epoch %d after %d batch(es) (another would overrun)",
+                          self.plan.budget, trainer.epoch + 1, self.plan.steps)
 
 
 class _EpochBar:
