@@ -204,6 +204,7 @@ class YoloV8(Backend):
         budget = _BudgetStop(self.config.budget, t0, self.config.epochs, log)
         model.add_callback("on_train_start", budget.on_train_start)
         model.add_callback("on_train_batch_end", budget.on_train_batch_end)
+        model.add_callback("on_train_epoch_end", budget.on_train_epoch_end)
         bar = _EpochBar(self.config.epochs)
         model.add_callback("on_train_start", bar.start)
         model.add_callback("on_fit_epoch_end", bar.advance)
@@ -539,6 +540,13 @@ class _BudgetStop:
             self.plan.cut_short = trainer.stop = True
             self.log.info("budget %.0f s: stopping inside epoch %d after %d batch(es) (another would overrun)",
                           self.plan.budget, trainer.epoch + 1, self.plan.steps)
+
+    def on_train_epoch_end(self, trainer) -> None:
+        """Ultralytics' own timer checks before ``on_train_batch_end`` and may end the epoch on
+        the same batch: that batch is counted here, and the stop recorded."""
+        if self.plan.budget and trainer.stop and not self.plan.cut_short:
+            self.plan.after_step()
+            self.plan.cut_short = True
 
 
 class _EpochBar:
