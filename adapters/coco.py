@@ -10,14 +10,20 @@ from pathlib import Path
 
 import orjson
 
-from zoo.adapters.common import checked_image_size, finite, max_image_pixels, visibility
+from zoo.adapters.common import ImageIndex, checked_image_size, finite, max_image_pixels, visibility
+from zoo.adapters.writing import OutputNames, copy_image
 from zoo.atomic import write_bytes, writing
 from zoo.data import raster
-from zoo.data.builder import SPLIT_FOLDERS, DatasetBuilder, DraftInstance, DraftRecord, warn, writable_names
+from zoo.data.builder import DatasetBuilder, DraftInstance, DraftRecord, SPLIT_FOLDERS, warn, writable_names
+from zoo.data.dataset_config import load_dataset_config
+from zoo.data.keypoints import COCO_KEYPOINTS, COCO_SKELETON, keypoint_vocabulary
+from zoo.data.labels import LabelList
+from zoo.data.reading import cyclic_gc_paused, declined
 from zoo.dataset import Dataset, ImageRecord, Source
 from zoo.errors import DataError
 from zoo.evaluation.ground_truth import annotation_geometry, box_polygon, to_coco
 from zoo.files import is_file, read_head, read_json
+from zoo.progress import track
 
 
 # ---------------------------------------------------------------- reading
@@ -162,8 +168,6 @@ def sniff(path: Path) -> float:
         head = read_head(path, 65536)
         return 0.95 if b'"annotations"' in head or b'"images"' in head else 0.0
     files = _coco_files(path)
-    from zoo.data.reading import declined
-
     return 0.6 if files else declined("no JSON file with \"images\" and \"annotations\"")
 
 
@@ -184,8 +188,6 @@ def read(path: str | Path, *, labels=None, images: Path | None = None) -> Datase
     ``images/`` and ``../images/``, the folder read, and by file name alone; else the one file
     of that name (any case) below ``images`` or the folder (CVAT's export names the folder
     inside its zip), with a warning naming the rule."""
-    from zoo.adapters.common import ImageIndex
-
     path = Path(path)
     root = path.parent if path.is_file() else path
     index = ImageIndex(root, images)
@@ -413,9 +415,6 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, geometry: str
     relative to that folder). ``geometry="pixels"`` gives labelme's labelme2coco.py output
     (area and box of the painted pixels; rasterising every polygon costs ~0.3 ms each). ``copy_images=False``
     writes the annotations alone (``file_name`` = record id + suffix)."""
-    from zoo.adapters.writing import OutputNames, copy_image
-    from zoo.progress import track
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     coco = to_coco(dataset, geometry=geometry)
@@ -441,11 +440,6 @@ def stream_coco(records, out: Path, *, root: Path, warnings: list, labels=None, 
     per annotation). Category and keypoint order are fixed at the end exactly as
     :class:`zoo.data.builder.DatasetBuilder` fixes them, and the result equals
     ``to_coco(read_dataset(...))``. Returns ``Dataset.summary()``-style counts."""
-    from zoo.data.dataset_config import load_dataset_config
-    from zoo.data.keypoints import keypoint_vocabulary
-    from zoo.data.labels import LabelList
-    from zoo.data.reading import cyclic_gc_paused
-
     config = load_dataset_config(root)
     label_list = labels if isinstance(labels, LabelList) or labels is None else LabelList.read(labels)
     out = Path(out)
@@ -474,8 +468,6 @@ class _Spool:
 
     def __init__(self, out: Path, *, geometry: str, copy_images: bool):
         import tempfile
-
-        from zoo.adapters.writing import OutputNames, copy_image
 
         self.copy_image = copy_image
         self.out, self.geometry, self.copy_images = out, geometry, copy_images
@@ -589,8 +581,6 @@ def _keypoint_bytes(kp: dict | None, kpt_index: dict[str, int], n: int) -> bytes
 def _stream_categories(cat_names: list[str], kpt_names: list[str], skeleton) -> list[dict]:
     """The ``categories`` of a streamed file: ids 1..K; keypoints and the skeleton (zoo.yaml's,
     else COCO's for COCO's body points) on each when there are keypoints."""
-    from zoo.data.keypoints import COCO_KEYPOINTS, COCO_SKELETON
-
     skeleton = skeleton or (COCO_SKELETON if kpt_names == COCO_KEYPOINTS else [])
     cats = []
     for k, n in enumerate(cat_names):

@@ -14,8 +14,10 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from zoo.data.builder import warn
 from zoo.dataset import Problem
+from zoo.dicom import dicom_size, frames, read_header
 from zoo.errors import DataError
-from zoo.files import IMAGE_SUFFIXES, is_file, max_image_pixels
+from zoo.files import IMAGE_SUFFIXES, is_dicom_head, is_file, max_image_pixels, read_head
+from zoo.pixels import decode, split_frame
 
 
 def finite(v) -> bool:
@@ -41,8 +43,6 @@ def find_image(ann_file: Path, named: str | None, also_dirs: tuple[Path, ...] = 
     """The image an annotation file names: the path as written (relative to the annotation's
     folder, ``../`` allowed, or absolute), else that file name beside the annotation (Windows
     or foreign absolute paths), else a file with the annotation's stem and an image suffix."""
-    from zoo.pixels import split_frame
-
     base, frame = split_frame(named) if named and "#" in named else (None, None)
     if frame is not None:  # frame k of a multi-frame file: "cine.dcm#3"
         found = find_image(ann_file, str(base), also_dirs)
@@ -143,9 +143,6 @@ def image_size(file: Path | bytes, name: object = None) -> tuple[int, int]:
 
     what = name if name is not None else file
     if not isinstance(file, (bytes, bytearray)):
-        from zoo.files import is_dicom_head, read_head
-        from zoo.pixels import split_frame
-
         path, frame = split_frame(file)
         if frame is not None or is_dicom_head(read_head(path, 132)):
             return _frame_size(path, frame, what)
@@ -173,26 +170,16 @@ def image_size(file: Path | bytes, name: object = None) -> tuple[int, int]:
 def image_frames(file: Path, rid: str) -> list[tuple[str, Path]]:
     """(record id, file) of each image a file holds: ``(rid, file)`` for most; for a
     multi-frame DICOM one per frame, ``(rid#k, file#k)`` (decoded frame by frame)."""
-    from zoo.files import is_dicom_head, read_head
-
     if not is_dicom_head(read_head(file, 132)):
         return [(rid, file)]
-    from zoo.dicom import frames, read_header
-
     n = frames(read_header(file))
     return [(rid, file)] if n == 1 else [(f"{rid}#{k}", Path(f"{file}#{k}")) for k in range(n)]
 
 
 def _frame_size(path: Path, frame: int | None, what: object) -> tuple[int, int]:
     """(width, height) of a DICOM file or of a frame of a multi-frame file, from its header."""
-    from zoo.files import is_dicom_head, read_head
-
     if is_dicom_head(read_head(path, 132)):
-        from zoo.dicom import dicom_size
-
         return dicom_size(path, what, frame)
-    from zoo.pixels import decode
-
     h, w = decode(f"{path}#{frame}", what).array.shape[:2]  # a TIFF page: its own size
     return w, h
 

@@ -30,10 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data.builder import SPLIT_FOLDERS, DatasetBuilder, DraftRecord, warn
+from zoo.adapters.common import ImageIndex, checked_image_size
+from zoo.adapters.labelme import shape_instances
+from zoo.data.builder import DatasetBuilder, DraftRecord, SPLIT_FOLDERS, warn
+from zoo.data.reading import declined
 from zoo.dataset import Dataset, ImageRecord, Problem, Source
 from zoo.errors import DataError
-from zoo.files import is_file, read_bytes, read_head
+from zoo.files import IMAGE_SUFFIXES, is_file, read_bytes, read_head
 
 _CVAT_ROOT = re.compile(rb"<annotations[\s>]")
 SKIPPED_KINDS = ("skeleton", "cuboid", "track")
@@ -49,8 +52,6 @@ def _xml_files(root: Path) -> list[Path]:
 
 
 def sniff(path: Path) -> float:
-    from zoo.data.reading import declined
-
     path = Path(path)
     if path.is_file():
         return 1.0 if path.suffix.lower() == ".xml" and _is_cvat(path) else declined("not a CVAT XML file")
@@ -60,8 +61,6 @@ def sniff(path: Path) -> float:
 
 
 def read(path: str | Path, *, labels=None, images: Path | None = None) -> Dataset:
-    from zoo.adapters.common import ImageIndex
-
     path = Path(path)
     root = path.parent if path.is_file() else path
     files = [path] if path.is_file() else _xml_files(path)
@@ -98,9 +97,6 @@ def _parse(f: Path) -> ET.Element:
 
 def _image(el, f: Path, root: Path, file_subset: str | None, by_subset: bool, warnings: list[Problem],
            index) -> DraftRecord | None:
-    from zoo.adapters.common import checked_image_size
-    from zoo.adapters.labelme import shape_instances
-
     name = el.get("name") or ""
     subset = el.get("subset") or file_subset
     stem = name.rsplit(".", 1)[0] if "." in Path(name).name else name
@@ -135,8 +131,6 @@ def _find(root: Path, name: str, subset: str | None, index) -> Path | None:
             return c
         if not Path(name).suffix:
             for hit in sorted(base.glob(Path(name).name + ".*")) if base.is_dir() else ():
-                from zoo.files import IMAGE_SUFFIXES
-
                 if hit.suffix.lower() in IMAGE_SUFFIXES and is_file(hit):
                     return hit
     return index.find_one(name, f"image '{name}'") if Path(name).suffix else index.find_stem(Path(name).name)

@@ -14,10 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from zoo.adapters.common import image_frames, image_size
-from zoo.data.builder import SPLIT_FOLDERS, DatasetBuilder, DraftRecord, warn
+from zoo.data.builder import DatasetBuilder, DraftRecord, SPLIT_FOLDERS, warn
+from zoo.data.reading import declined
 from zoo.dataset import Dataset, ImageRecord, Problem, Source
 from zoo.errors import DataError
 from zoo.files import IMAGE_SUFFIXES, is_image_file
+from zoo.progress import track
 
 
 def _images(root: Path) -> list[Path]:
@@ -82,8 +84,6 @@ def _at_most_two_values(f: Path) -> bool:
 
 
 def sniff(path: Path) -> float:
-    from zoo.data.reading import declined
-
     path = Path(path)
     if not path.is_dir() or holds_annotation_files(path):
         return declined("holds annotation files") if path.is_dir() else declined("class folders are a folder")
@@ -115,8 +115,6 @@ def _images_sample(root: Path, n: int = 2000) -> list[Path]:
 
 
 def read(path: str | Path, *, labels=None) -> Dataset:
-    from zoo.progress import track
-
     root = Path(path)
     if not root.is_dir():
         raise DataError(root, "class folders are a folder of <class>/<image> folders")

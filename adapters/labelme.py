@@ -44,12 +44,15 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.adapters.common import checked_image_size, decode_image_data, find_image, finite
+from zoo.adapters.common import ImageIndex, checked_image_size, decode_image_data, find_image, finite
+from zoo.data import raster
 from zoo.data.builder import DatasetBuilder, DraftInstance, DraftRecord, warn
 from zoo.data.labels import IGNORE_LABEL
+from zoo.data.reading import declined
 from zoo.dataset import Dataset, ImageRecord, Problem, Source
 from zoo.errors import DataError
 from zoo.files import is_file, read_head, read_json
+from zoo.progress import track
 
 LINE_WIDTH = 10.0
 
@@ -76,8 +79,6 @@ def sniff(path: Path) -> float:
                 return 1.0
             # annotations at the top of the folder beat formats found only deeper down
             return 0.97 if f.parent == path else 0.9
-    from zoo.data.reading import declined
-
     return declined("no JSON file holding \"shapes\"")
 
 
@@ -103,14 +104,10 @@ def iter_records(path: Path, warnings: list[Problem], flag_names: set[str], imag
     """Yield one DraftRecord (label names, see zoo.data.builder) per labelme file, in sorted
     path order; problems go to ``warnings``, flag names to ``flag_names``. Streaming writers
     use this directly."""
-    from zoo.progress import track
-
     path = Path(path)
     root = path.parent if path.is_file() else path
     files = list_files(path)
     n = 0
-    from zoo.adapters.common import ImageIndex
-
     index = ImageIndex(root, images)
     for f in track(files, "reading labelme", total=len(files)) if len(files) > 200 else files:
         data = read_json(f)
@@ -215,8 +212,6 @@ class _Group:
 
     def rle(self, h: int, w: int) -> dict | None:
         """The object's masks, polygons and box painted as one RLE; None when no pixel is set."""
-        from zoo.data import raster
-
         full = np.zeros((h, w), dtype=bool)
         for m, ox, oy in self.masks:
             ys0, xs0 = max(0, oy), max(0, ox)

@@ -13,6 +13,7 @@ from zoo.data.lint import _record_file
 from zoo.data.lint_fix import FixPlan
 from zoo.dataset import Dataset
 from zoo.errors import ZooError
+from zoo.files import read_json
 
 
 def write_fixed_copy(dataset: Dataset, plan: FixPlan, src: Path, out: Path) -> None:
@@ -51,8 +52,6 @@ def write_fixed_copy(dataset: Dataset, plan: FixPlan, src: Path, out: Path) -> N
 def _fixed_labelme_json(f: Path, plan: FixPlan, drop_shapes: set[int]) -> dict | None:
     """The labelme document of ``f`` with labels renamed and shapes dropped; None when
     nothing changes (the file is then copied byte for byte)."""
-    from zoo.files import read_json
-
     try:
         data = read_json(f)
     except ZooError:

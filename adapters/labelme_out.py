@@ -24,8 +24,12 @@ import io
 import os
 from pathlib import Path
 
+from zoo.adapters.writing import OutputNames, copy_image, write_bytes
 from zoo.data.labels import IGNORE_LABEL
-from zoo.dataset import Dataset, ImageRecord
+from zoo.data.raster import rle_to_mask
+from zoo.dataset import Dataset, ImageRecord, embedded_image_bytes
+from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
+from zoo.progress import track
 
 LABELME_VERSION = "5.5.0"
 
@@ -44,8 +48,6 @@ def _pairs(flat) -> list[list[float]]:
 def _mask_shape(rle: dict, label: str, group_id, **extra) -> dict | None:
     import numpy as np
     from PIL import Image
-
-    from zoo.data.raster import rle_to_mask
 
     m = rle_to_mask(rle)
     rows = np.flatnonzero(m.any(axis=1))
@@ -108,9 +110,6 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None) -> Path:
     """One ``<id>.json`` beside a copy of its image ``<id><suffix>`` under ``out``."""
     import orjson
 
-    from zoo.adapters.writing import OutputNames, copy_image, write_bytes
-    from zoo.progress import track
-
     out = Path(out)
     names = OutputNames()
     for rec in track(dataset.images, "writing labelme", total=len(dataset.images)):
@@ -154,17 +153,12 @@ def prediction_to_labelme(prediction, meta: Dataset, record: ImageRecord, json_p
     import numpy as np
     import orjson
 
-    from zoo.data.raster import rle_to_mask
-    from zoo.predictions import ClassPrediction, InstancePredictions, SemanticPrediction
-
     json_path = Path(json_path)
     target_img = Path(image_path) if image_path is not None else record.file
     image_data = None
     if target_img is not None:
         rel = os.path.relpath(Path(target_img).resolve(), json_path.parent.resolve())
     else:  # pixels only embedded in a source labelme JSON: embed them again
-        from zoo.dataset import embedded_image_bytes
-
         rel = json_path.with_suffix(record.suffix).name
         image_data = base64.b64encode(embedded_image_bytes(record.embedded)).decode("ascii") if record.embedded else None
     shapes: list[dict] = []

@@ -28,8 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoo.data.labels import BACKGROUND_LABEL, IGNORE_LABEL
+from zoo.data.labels import BACKGROUND_LABEL, IGNORE_LABEL, LabelList
 from zoo.errors import DataError
+from zoo.files import read_json, read_lines
 
 #: Names a class table may give the background and the ignored value.
 BACKGROUND_NAMES = {"background", BACKGROUND_LABEL, "_background", "void"}
@@ -94,8 +95,6 @@ def from_names(names: list[str], source: Path | str, *, ignore_255: bool = False
 def from_labelmap(file: Path) -> MaskClasses:
     """CVAT / Datumaro ``labelmap.txt``: ``name:r,g,b:parts:actions`` per line, the line's
     position its class index (comments start with ``#``)."""
-    from zoo.files import read_lines
-
     table = MaskClasses(background=set(), source=str(file))
     index = 0
     for line in read_lines(file):
@@ -115,8 +114,6 @@ def from_labelmap(file: Path) -> MaskClasses:
 def from_dataset_meta(file: Path) -> MaskClasses:
     """Datumaro's ``dataset_meta.json``: ``label_map`` {index: name}, optional
     ``segmentation_colors`` (a colour per index) and ``background_label``."""
-    from zoo.files import read_json
-
     meta = read_json(file)
     label_map = meta.get("label_map") if isinstance(meta, dict) else None
     if not isinstance(label_map, dict) or not label_map:
@@ -208,8 +205,6 @@ def _rgb(text: str, file: Path) -> tuple[int, int, int]:
 
 def find_classes(root: Path, mask_dirs: list[Path], config: dict, labels, voc_layout: bool) -> MaskClasses:
     """The class table of a mask folder, from the first source the module docstring lists."""
-    from zoo.data.labels import LabelList
-
     if isinstance(labels, LabelList) and labels.names:
         return from_names(([IGNORE_LABEL] if labels.has_ignore else []) + labels.names, labels.file or "--labels")
     if labels is not None and not isinstance(labels, LabelList):
@@ -220,8 +215,6 @@ def find_classes(root: Path, mask_dirs: list[Path], config: dict, labels, voc_la
         for name in ("labels.txt", "class_names.txt"):
             f = place / name
             if f.is_file():
-                from zoo.files import read_lines
-
                 names = [n for n in read_lines(f) if n.strip()]
                 return from_names(names, f, ignore_255=name == "class_names.txt" and names[:1] == [BACKGROUND_LABEL])
     if config.get("colors") is not None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from zoo.adapters.mask_classes import MaskClasses
 from zoo.data.builder import DraftInstance
+from zoo.data.raster import mask_to_rle
 from zoo.dataset import Source
 from zoo.errors import DataError
 
@@ -198,8 +199,6 @@ def mask_instance(label: str | None, mask: np.ndarray, source: Source) -> DraftI
     """One object: the pixels of ``mask`` (best column-major: encoded without a copy) as an
     RLE and its box; ``label`` None: an ignored region."""
     from pycocotools import mask as mask_utils
-
-    from zoo.data.raster import mask_to_rle
 
     rle = mask_to_rle(mask)
     x, y, w, h = mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).tolist()

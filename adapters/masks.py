@@ -19,8 +19,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.adapters.mask_classes import voc_palette
-from zoo.dataset import Dataset
+from zoo.adapters.common import image_size
+from zoo.adapters.mask_classes import find_classes, voc_palette
+from zoo.adapters.mask_pairs import (
+    find_pairs,
+    lone_mask_folders,
+    sibling_folders,
+    strip_suffix,
+    suffixed_pairs,
+    suffixed_sibling_folders,
+)
+from zoo.adapters.mask_pixels import mask_instances, mask_values, object_instances, present_values
+from zoo.adapters.writing import OutputNames, copy_image
+from zoo.data.builder import DatasetBuilder, DraftRecord
+from zoo.data.dataset_config import load_dataset_config
+from zoo.data.raster import semantic_label_map
+from zoo.data.reading import declined
+from zoo.data.safe_paths import safe_relpath
+from zoo.dataset import Dataset, ImageRecord, Source
+from zoo.errors import DataError
+from zoo.files import IMAGE_SUFFIXES, read_yaml_mapping
+from zoo.progress import track
 
 
 def save_label_png(label_map, target: Path) -> None:
@@ -36,13 +55,6 @@ def save_label_png(label_map, target: Path) -> None:
 
 
 def write(dataset: Dataset, out: Path, *, task: str | None = None, copy_images: bool = True) -> Path:
-    from zoo.adapters.writing import OutputNames, copy_image
-    from zoo.data.raster import semantic_label_map
-    from zoo.data.safe_paths import safe_relpath
-    from zoo.progress import track
-
-    from zoo.errors import DataError
-
     if len(dataset.categories) > 254:
         raise DataError(dataset.root or out, f"has {len(dataset.categories)} categories; a mask PNG holds at most "
                                              "254 (0 is background, 255 ignored)")
@@ -64,9 +76,6 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, copy_images: 
 def sniff(path: Path) -> float:
     """0.9 for image + mask folders at the top (0.85 below split folders), 0.8 for suffixed
     stems, 0.99 when zoo.yaml names them; 0 when most masks name no image (per-object masks)."""
-    from zoo.adapters.mask_pairs import lone_mask_folders, sibling_folders, suffixed_pairs, suffixed_sibling_folders
-    from zoo.data.reading import declined
-
     path = Path(path)
     if not path.is_dir():
         return declined("a mask folder is a folder")
@@ -91,8 +100,6 @@ def sniff(path: Path) -> float:
 
 
 def _config_names_masks(path: Path) -> bool:
-    from zoo.files import read_yaml_mapping
-
     f = path / "zoo.yaml"
     if not f.is_file():
         return False
@@ -118,9 +125,6 @@ def _paired_share(img_dir: Path, mask_dir: Path, sample: int = 50) -> float:
     """The share of the first masks whose stem (less a mask suffix) names an image."""
     import os
 
-    from zoo.adapters.mask_pairs import strip_suffix
-    from zoo.files import IMAGE_SUFFIXES
-
     def stems(d: Path) -> set[str]:
         out = set()
         for dirpath, _dirs, files in os.walk(d):
@@ -139,24 +143,12 @@ def _painted_over(values, more: list) -> tuple:
     """A mask with more masks of its image painted over it (their non-zero pixels win)."""
     import numpy as np
 
-    from zoo.adapters.mask_pixels import present_values
-
     for m in more:
         values = np.where(m != 0, m, values)
     return values, present_values(values)
 
 
 def read(path: str | Path, *, labels=None, images: Path | None = None) -> Dataset:
-    from zoo.adapters.common import image_size
-    from zoo.adapters.mask_classes import find_classes
-    from zoo.adapters.mask_pairs import find_pairs
-    from zoo.adapters.mask_pixels import mask_instances, mask_values, object_instances
-    from zoo.data.builder import DatasetBuilder, DraftRecord
-    from zoo.data.dataset_config import load_dataset_config
-    from zoo.dataset import ImageRecord, Source
-    from zoo.errors import DataError
-    from zoo.progress import track
-
     root = Path(path)
     if not root.is_dir():
         raise DataError(root, "an image + mask folder is a folder (images/ beside masks/)")

@@ -24,8 +24,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.dataset import Dataset
+from zoo.adapters.mask_classes import MaskClasses, find_classes
+from zoo.adapters.mask_pixels import mask_instances, present_values
+from zoo.data.builder import DatasetBuilder, DraftRecord
+from zoo.data.dataset_config import load_dataset_config
+from zoo.data.reading import declined
+from zoo.dataset import Dataset, ImageRecord, Source
 from zoo.errors import DataError
+from zoo.files import read_json
+from zoo.nifti import is_nifti, load_header, slice_axis, slice_spacing, take_slice
+from zoo.progress import track
 
 IMAGE_NAMES = ("image", "img", "volume", "ct", "mri")
 LABEL_NAMES = ("label", "labels", "seg", "segmentation", "mask")
@@ -45,8 +53,6 @@ def _stem(p: Path) -> str:
 
 
 def _volumes(folder: Path) -> list[Path]:
-    from zoo.nifti import is_nifti
-
     try:
         return sorted(p for p in folder.iterdir() if is_nifti(p) and p.is_file() and not p.name.startswith("."))
     except OSError:
@@ -79,8 +85,6 @@ def pair_cases(root: Path) -> list[Case]:
 
 
 def sniff(path: Path) -> float:
-    from zoo.data.reading import declined
-
     path = Path(path)
     if not path.is_dir():
         return declined("NIfTI volumes are a folder")
@@ -93,9 +97,6 @@ def sniff(path: Path) -> float:
 
 def decathlon_classes(file: Path):
     """dataset.json's ``labels`` as a mask class table (nnU-Net v2 or Decathlon form)."""
-    from zoo.adapters.mask_classes import MaskClasses
-    from zoo.files import read_json
-
     meta = read_json(file)
     labels = meta.get("labels") if isinstance(meta, dict) else None
     if not isinstance(labels, dict) or not labels:
@@ -119,9 +120,6 @@ def decathlon_classes(file: Path):
 
 
 def read(path: str | Path, *, labels=None, **_) -> Dataset:
-    from zoo.adapters.mask_classes import find_classes
-    from zoo.data.dataset_config import load_dataset_config
-
     root = Path(path)
     if not root.is_dir():
         raise DataError(root, "NIfTI volumes are a folder (imagesTr/ + labelsTr/ + dataset.json, or "
@@ -140,16 +138,12 @@ class _Slices:
     """Every case's slices into one dataset."""
 
     def __init__(self, root: Path, table, labels):
-        from zoo.data.builder import DatasetBuilder
-
         self.root, self.table = root, table
         self.builder = DatasetBuilder(root, "nifti", labels=labels, categories=table.categories())
         self.spacing: dict[str, tuple[float, float]] = {}
         self.said: set[str] = set()
 
     def read(self, cases: list[Case]) -> Dataset:
-        from zoo.progress import track
-
         for case in track(cases, "reading volumes", total=len(cases)) if len(cases) > 20 else cases:
             self.add(case)
         ds = self.builder.build()
@@ -171,11 +165,6 @@ class _Slices:
                                   f"name (it names {', '.join(map(str, sorted(known)))})")
 
     def add(self, case: Case) -> None:
-        from zoo.adapters.mask_pixels import mask_instances, present_values
-        from zoo.data.builder import DraftRecord
-        from zoo.dataset import ImageRecord, Source
-        from zoo.nifti import load_header, slice_axis, slice_spacing, take_slice
-
         image, label = load_header(case.image), load_header(case.label)
         if tuple(label.shape[:3]) != tuple(image.shape[:3]):
             raise DataError(case.label, f"is {'x'.join(map(str, label.shape))} voxels but its image "

@@ -23,8 +23,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.dataset import Dataset
+from zoo.adapters.common import image_size
+from zoo.adapters.mask_classes import MaskClasses, find_classes
+from zoo.adapters.mask_pairs import sibling_folders
+from zoo.adapters.mask_pixels import binary_foreground, column_major, mask_instance, mask_values
+from zoo.data.builder import DatasetBuilder, DraftRecord
+from zoo.data.dataset_config import load_dataset_config
+from zoo.data.reading import declined
+from zoo.dataset import Dataset, ImageRecord, Source
+from zoo.errors import DataError
 from zoo.files import IMAGE_SUFFIXES
+from zoo.progress import track
 
 DEFAULT_CLASS = "object"
 _NUMBERED = re.compile(r"^(.*)_(\d+)$")
@@ -76,8 +85,6 @@ def dsb_images(root: Path) -> list[ObjectImage]:
 
 def flat_images(root: Path) -> list[ObjectImage]:
     """``images/<stem>.png`` + ``masks/<stem>_<k>.png`` (at the top or below split folders)."""
-    from zoo.adapters.mask_pairs import sibling_folders
-
     out = []
     for img_dir, mask_dir in sibling_folders(root):
         base = mask_dir.parent.relative_to(root).as_posix() if mask_dir.parent != root else ""
@@ -95,8 +102,6 @@ def flat_images(root: Path) -> list[ObjectImage]:
 
 
 def sniff(path: Path) -> float:
-    from zoo.data.reading import declined
-
     path = Path(path)
     if not path.is_dir():
         return declined("per-object masks are a folder")
@@ -110,15 +115,6 @@ def sniff(path: Path) -> float:
 
 
 def read(path: str | Path, *, labels=None) -> Dataset:
-    from zoo.adapters.common import image_size
-    from zoo.adapters.mask_classes import MaskClasses, find_classes
-    from zoo.adapters.mask_pixels import binary_foreground, column_major, mask_instance, mask_values
-    from zoo.data.builder import DatasetBuilder, DraftRecord
-    from zoo.data.dataset_config import load_dataset_config
-    from zoo.dataset import ImageRecord, Source
-    from zoo.errors import DataError
-    from zoo.progress import track
-
     root = Path(path)
     if not root.is_dir():
         raise DataError(root, "per-object masks are a folder (<id>/images/ + <id>/masks/, or images/ + masks/<stem>_<k>)")

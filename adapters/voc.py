@@ -23,12 +23,15 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from zoo.adapters.common import checked_image_size, find_image
+from zoo.adapters.common import ImageIndex, checked_image_size, find_image
+from zoo.adapters.writing import OutputNames, copy_image, write_text
 from zoo.data.builder import DatasetBuilder, DraftInstance, DraftRecord, warn
 from zoo.data.labels import IGNORE_LABEL
+from zoo.data.reading import declined
 from zoo.dataset import Dataset, ImageRecord, Problem, Source
 from zoo.errors import DataError
 from zoo.files import is_file, read_bytes, read_head
+from zoo.progress import track
 
 
 #: VOC's root element; CVAT's ``<annotations>`` is another format
@@ -63,15 +66,10 @@ def sniff(path: Path) -> float:
         n += 1
         if n > 20:
             break
-    from zoo.data.reading import declined
-
     return declined("no Annotations/ folder and no XML file with an <annotation> root")
 
 
 def read(path: str | Path, *, labels=None, images: Path | None = None) -> Dataset:
-    from zoo.adapters.common import ImageIndex
-    from zoo.progress import track
-
     path = Path(path)
     root = path.parent if path.is_file() else path
     builder = DatasetBuilder(root, "voc", labels=labels)
@@ -250,9 +248,6 @@ def voc_xml(rec: ImageRecord, dataset: Dataset, filename: str) -> str:
 def write(dataset: Dataset, out: Path, *, task: str | None = None) -> Path:
     """VOC devkit layout: ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/*.txt``,
     ``class_names.txt``."""
-    from zoo.adapters.writing import OutputNames, copy_image, write_text
-    from zoo.progress import track
-
     out = Path(out)
     names = OutputNames()
     for rec in track(dataset.images, "writing VOC", total=len(dataset.images)):

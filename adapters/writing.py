@@ -7,9 +7,11 @@ from pathlib import Path
 
 from pathlib import PurePosixPath
 
+from zoo import atomic
 from zoo.data.safe_paths import MAX_NAME_BYTES, safe_name, safe_relpath, shorten_name
 from zoo.dataset import ImageRecord
 from zoo.errors import DataError, ZooError
+from zoo.pixels import fits_uint16
 
 
 class OutputNames:
@@ -83,8 +85,6 @@ def write_pixels(rec: ImageRecord, target: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from zoo.pixels import fits_uint16
-
     decoded = rec.pixels()  # a DataError naming the file when it does not decode
     if rec.intensity is not None or not decoded.deep:
         img = Image.fromarray(rec.rgb_of(decoded))
@@ -111,6 +111,4 @@ def write_text(folder: Path, rel_id: str, suffix: str, text: str) -> Path:
 
 
 def write_bytes(folder: Path, rel_id: str, suffix: str, data: bytes) -> Path:
-    from zoo import atomic
-
     return atomic.write_bytes(_new_file(safe_relpath(rel_id + suffix, folder)), data)  # whole, or not at all

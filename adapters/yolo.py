@@ -28,12 +28,19 @@ import math
 from pathlib import Path
 
 from zoo.adapters.common import image_size, visibility
+from zoo.adapters.writing import OutputNames, copy_image, write_text
 from zoo.data.builder import DatasetBuilder, DraftInstance, DraftRecord, warn
 from zoo.data.dataset_config import load_dataset_config
 from zoo.data.keypoints import flip_index
+from zoo.data.raster import rle_to_mask
+from zoo.data.reading import declined
+from zoo.data.safe_paths import unique_safe_names
+from zoo.data.split import make_split
 from zoo.dataset import Dataset, ImageRecord, Source
 from zoo.errors import DataError, ZooError
-from zoo.files import IMAGE_SUFFIXES, read_bytes, read_head, read_lines
+from zoo.files import IMAGE_SUFFIXES, decode_text, read_bytes, read_head, read_lines, read_yaml_mapping
+from zoo.progress import track
+from zoo.tasks import get_task
 
 
 def _class_file(root: Path) -> Path | None:
@@ -63,14 +70,10 @@ def sniff(path: Path) -> float:
         # labels/ of mask PNGs beside images/ is an image + mask set, not YOLO
         if next((path / "labels").rglob("*.txt"), None) is not None:
             return 0.8
-    from zoo.data.reading import declined
-
     return declined("no classes.txt / data.yaml beside label .txt files, and no images/ + labels/ of .txt")
 
 
 def _read_yaml(f: Path) -> dict:
-    from zoo.files import read_yaml_mapping
-
     return read_yaml_mapping(f, "keys with 'names'")
 
 
@@ -156,8 +159,6 @@ def read(path: str | Path, *, labels=None, images: Path | None = None) -> Datase
     """A YOLO folder; with ``images`` (``--images DIR``, CVAT's YOLO export without its
     images) the images are there and each finds its label file below the folder by stem
     (any case)."""
-    from zoo.progress import track
-
     root = Path(path)
     if not root.is_dir():
         raise DataError(root, "a YOLO dataset is a folder (images, their .txt files and classes.txt)")
@@ -246,8 +247,6 @@ def _looks_like_labels(txt: Path) -> bool:
 
 def _read_labels(lf: Path, w: int, h: int, names: list[str], kpt_shape, warnings) -> list[DraftInstance]:
     """The objects of one label file on a ``w x h`` image; a bad line is a warning."""
-    from zoo.files import decode_text
-
     out = []
     for idx, line in enumerate(decode_text(read_bytes(lf), lf).splitlines()):
         if line.strip():
@@ -355,8 +354,6 @@ def mask_polygons(rle: dict) -> list[list[float]]:
     import cv2
     import numpy as np
 
-    from zoo.data.raster import rle_to_mask
-
     m = rle_to_mask(rle).astype(np.uint8)
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = []
@@ -397,9 +394,6 @@ def _seeded_split(dataset: Dataset, task: str) -> dict[str, list[str]]:
     """The split ``zoo run`` draws by default (20% val, seed 0, stratified) for data that
     defines none, so data.yaml's ``val`` is held-out images, not the training ones; images
     the task cannot use go to train (background). Everything in train when val would be empty."""
-    from zoo.data.split import make_split
-    from zoo.tasks import get_task
-
     zoo_name = {"segment": "instance-seg", "pose": "keypoint"}.get(task, task)
     everything = {"train": [r.id for r in dataset.images]}
     try:
@@ -417,10 +411,6 @@ def write(dataset: Dataset, out: Path, *, task: str | None = None, splits: dict[
     zoo task names instance-seg / keypoint are accepted) and return its ``data.yaml``
     (classify: the folder)."""
     import yaml
-
-    from zoo.adapters.writing import OutputNames, copy_image, write_text
-    from zoo.data.safe_paths import unique_safe_names
-    from zoo.progress import track
 
     out = Path(out)
     task = {"instance-seg": "segment", "keypoint": "pose", None: "detect"}.get(task, task)

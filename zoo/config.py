@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from zoo.errors import ConfigError, did_you_mean
+from zoo.pixels import parse_intensity
 
 if TYPE_CHECKING:
     from zoo.specs import BackendSpec
@@ -65,8 +66,6 @@ class BackendConfig(BaseModel):
     @field_validator("intensity", mode="before")
     @classmethod
     def _intensity(cls, value: Any) -> str:
-        from zoo.pixels import parse_intensity
-
         kind, rule = parse_intensity(value)
         return rule.spec if rule is not None else kind
 

@@ -35,6 +35,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoo.errors import ZooError
+from zoo.files import COMMON_IMAGE_SUFFIXES, read_json
+from zoo.pixels import as_rgb, decode, image_rule, is_deep
 
 if TYPE_CHECKING:
     from zoo.pixels import Decoded, IntensityRule
@@ -139,21 +142,15 @@ class ImageRecord:
 
     def pixels(self) -> Decoded:
         """The canonical pixels, full range, and how they were obtained (:func:`zoo.pixels.decode`)."""
-        from zoo.pixels import decode
-
         if self.file is not None:
             return decode(self.file)
         if self.embedded is not None:
             return decode(embedded_image_bytes(self.embedded), f"{self.embedded} (imageData)")
-        from zoo.errors import ZooError
-
         raise ZooError(f"image '{self.id}' has no pixels (no image file was found and no imageData); "
                        "pixels are needed to train, predict or draw, not to score")
 
     def is_deep(self) -> bool:
         """Whether the pixels are deeper than 8 bits (or float), from the file's header."""
-        from zoo.pixels import is_deep
-
         if self.file is not None:
             return is_deep(self.file)
         return self.pixels().deep  # an embedded imageData is in memory anyway
@@ -168,8 +165,6 @@ class ImageRecord:
         networks that take every level deep pixels hold (MONAI's), not 256 of them."""
         import numpy as np
 
-        from zoo.pixels import as_rgb, image_rule
-
         decoded = self.pixels()
         if self.intensity is None and not decoded.deep:
             return decoded.array.astype(np.float32)
@@ -178,8 +173,6 @@ class ImageRecord:
 
     def rgb_of(self, decoded: Decoded):
         """What an 8-bit network sees of ``decoded`` (this record's pixels) under the rule."""
-        from zoo.pixels import as_rgb, image_rule
-
         if self.intensity is None and not decoded.deep:
             return decoded.array
         rule = self.intensity or image_rule(decoded.array)
@@ -200,8 +193,6 @@ class ImageRecord:
         """The file extension to use when this image is written out: the file's own when it
         is an image format others read, else ``.png`` (a DICOM, a frame of a multi-frame
         file, an embedded ``imageData``: zoo writes their pixels itself)."""
-        from zoo.files import COMMON_IMAGE_SUFFIXES
-
         own = self.file.suffix.lower() if self.file is not None else ""
         return own if own in COMMON_IMAGE_SUFFIXES else ".png"
 
@@ -218,8 +209,6 @@ def id_path(image_id: str, suffix: str) -> Path:
 
 def embedded_image_bytes(json_path: Path) -> bytes:
     """The decoded ``imageData`` of a labelme JSON file (the reader checked it decodes)."""
-    from zoo.files import read_json  # the reader's parser: BOMs, UTF-16, NaN as labelme writes them
-
     return base64.b64decode(read_json(Path(json_path))["imageData"])
 
 

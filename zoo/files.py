@@ -11,7 +11,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from zoo.errors import DataError
+from zoo.errors import DataError, ZooError
 
 #: Image formats other tools read too: written out under their own name.
 COMMON_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jpe", ".jfif")
@@ -145,8 +145,6 @@ def open_image(file: Path):
     import warnings
 
     from PIL import Image
-
-    from zoo.errors import ZooError
 
     limit = max_image_pixels()
     try:

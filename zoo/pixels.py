@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo.dicom import decode_dicom, dicom_is_deep
 from zoo.errors import ConfigError, DataError
+from zoo.files import is_dicom_head, read_head
+from zoo.nifti import decode_nifti, is_nifti, opened
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,14 +81,9 @@ def decode(file: Path | str | bytes, name: object = None) -> Decoded:
         return _decode_pil(io.BytesIO(file), name or "imageData", None)
     path, frame = split_frame(file)
     where = name or file
-    from zoo.files import is_dicom_head, read_head
-    from zoo.nifti import decode_nifti, is_nifti
-
     if is_nifti(path):
         return Decoded(**decode_nifti(path, frame, where))
     if is_dicom_head(read_head(path, 132)):
-        from zoo.dicom import decode_dicom
-
         return Decoded(**decode_dicom(path, frame, where))
     return _decode_pil(path, where, frame)
 
@@ -96,15 +94,10 @@ def is_deep(file: Path | str) -> bool:
 
     from PIL import Image
 
-    from zoo.files import is_dicom_head, read_head
-    from zoo.nifti import is_nifti, opened
-
     path, _ = split_frame(file)
     if is_nifti(path):
         return opened(path).get_data_dtype() != "uint8"
     if is_dicom_head(read_head(path, 132)):
-        from zoo.dicom import dicom_is_deep
-
         return dicom_is_deep(path)
     try:
         with warnings.catch_warnings():

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.dataset import Dataset, ImageRecord
+from zoo.dataset import Dataset, ImageRecord, strip_annotations
 from zoo.errors import ZooError
 from zoo.predictions import score_predictions
 from zoo.tasks import Task
@@ -156,8 +156,6 @@ class Selection:
         being trained) on the selection images without their annotations, scored by zoo."""
 
         def val_fn(model: Any = None) -> float:
-            from zoo.dataset import strip_annotations
-
             return self.score(list(predict(strip_annotations(self.data))))
 
         return val_fn

@@ -64,6 +64,8 @@ from zoo.predictions import ClassPrediction, SemanticPrediction, check_predictio
 from zoo.registry import Registry, get_registry
 from zoo.selection import Protocol, Selection
 from zoo.tasks import get_task
+from zoo.data.demo import write_demo
+from zoo.data.reading import read_dataset
 
 
 @dataclass
@@ -433,9 +435,6 @@ def traced_reads(files: set[str]):
 
 
 def _tiny_demo(out: Path) -> Dataset:
-    from zoo.data.demo import write_demo
-    from zoo.data.reading import read_dataset
-
     if not out.exists():
         write_demo(out, images=8, size=64, seed=0)
     return read_dataset(out)

@@ -24,7 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from zoo.atomic import write_json
+from zoo.errors import ZooError
+from zoo.pixels import split_frame
 from zoo.progress import track
+from zoo.training.distributed import initialised, world
 
 #: The share of the machine's RAM the decoded pixels may take before they go to disk.
 MEMORY_SHARE = 0.25
@@ -48,8 +52,6 @@ def memory_budget() -> int:
 def cache_folder(work_dir: Path) -> Path:
     """Where a run keeps its decoded pixels: ``work/pixels``, one folder per rank under a
     launcher (each rank decodes its own copy; none reads a file another is writing)."""
-    from zoo.training.distributed import initialised, world
-
     folder = Path(work_dir) / "pixels"
     return folder / f"rank{world().rank}" if initialised() else folder
 
@@ -59,8 +61,6 @@ def source_stamp(record: Any) -> list:
     file = getattr(record, "file", None)
     if file is None:
         return [None, None]
-    from zoo.pixels import split_frame
-
     path, _ = split_frame(file)
     try:
         st = Path(path).stat()
@@ -150,15 +150,11 @@ class PixelCache:
                     f.write(a.tobytes())
                     self.nbytes += a.nbytes
         except OSError as e:
-            from zoo.errors import ZooError
-
             raise ZooError(f"{self.data_path}: the decoded training pixels could not be written ({e.strerror}); "
                            "free some disk space") from None
         self.index[key] = {"stamp": self.stamps[key], "arrays": entry}
 
     def _write_index(self) -> None:
-        from zoo.atomic import write_json
-
         write_json(self.index_path, {"params": self.params, "bytes": self.nbytes, "entries": self.index})
 
     def _reuse(self, records: Sequence[Any]) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zoo.atomic import write_bytes
 from zoo.checksums import Ledger
 from zoo.errors import ZooError
 
@@ -28,8 +29,6 @@ def save_checkpoint(state: dict[str, Any], path: Path, *, copies: Sequence[Path]
     import io
 
     import torch
-
-    from zoo.atomic import write_bytes
 
     buf = io.BytesIO()
     torch.save(state, buf)

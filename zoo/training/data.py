@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from zoo.lifetime import die_with_parent
 from zoo.progress import track
 from zoo.training.config import TrainConfig
+from zoo.training.distributed import initialised, world
 
 
 class MappedDataset:
@@ -72,8 +74,6 @@ def epoch_loader(data: Any, s: TrainConfig, collate: Callable | None, epoch: int
     import torch
     from torch.utils.data import DataLoader
 
-    from zoo.training.distributed import initialised
-
     if not _is_samples(data):
         return data
     order: dict[str, Any] = {}
@@ -101,15 +101,11 @@ def epoch_loader(data: Any, s: TrainConfig, collate: Callable | None, epoch: int
 
 
 def _die_with(parent: int, worker_id: int) -> None:
-    from zoo.lifetime import die_with_parent
-
     die_with_parent(parent=parent)
 
 
 def _rank_share(n: int) -> int:
     """How many of ``n`` samples one rank sees per epoch (DistributedSampler pads to even parts)."""
-    from zoo.training.distributed import initialised, world
-
     return math.ceil(n / world().size) if initialised() else n
 
 
@@ -141,8 +137,6 @@ class _SeenLog:
         folder = os.environ.get("ZOO_DEBUG_SEEN")
         if not folder:
             return data
-        from zoo.training.distributed import world
-
         return cls(data, epoch, Path(folder) / f"seen-rank{world().rank}.jsonl")
 
     def __len__(self) -> int:

@@ -27,6 +27,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from zoo import progress
+from zoo.atomic import writing
+from zoo.checksums import sha256_file
 from zoo.errors import ZooError
 
 _log = logging.getLogger("zoo.training.fetch")
@@ -91,8 +94,6 @@ def _record(path: Path, url: str, digest: str, fetched: bool) -> None:
 
 
 def _check(path: Path, url: str, sha256: str | None, prefix: str | None, what: str, cached: bool) -> str:
-    from zoo.checksums import sha256_file
-
     digest = sha256_file(path)
     _refuse_mismatch(digest, sha256, prefix, path, url, what, cached)
     return digest
@@ -111,8 +112,6 @@ def _refuse_mismatch(digest: str, sha256: str | None, prefix: str | None, path: 
 def _download(src: str, dest: Path, sha256: str | None, prefix: str | None, what: str) -> str:
     import urllib.error
     import urllib.request
-
-    from zoo.atomic import writing
 
     _log.info("fetching %s -> %s", src, dest)
     h = hashlib.sha256()
@@ -138,8 +137,6 @@ def _download(src: str, dest: Path, sha256: str | None, prefix: str | None, what
 
 def _progress(response, total: int | None, name: str):
     """The response's blocks, with a bar (zoo.progress: only on a terminal)."""
-    from zoo import progress
-
     blocks = iter(lambda: response.read(_CHUNK), b"")
     if not progress.enabled():
         yield from blocks

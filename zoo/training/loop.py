@@ -18,7 +18,9 @@ from zoo.progress import track
 from zoo.training.budget import EpochPlan
 from zoo.training.checkpoints import BEST, LAST, load_checkpoint, save_checkpoint
 from zoo.training.config import TrainConfig
+from zoo.training.cpu import compute_plan, record
 from zoo.training.data import _SeenLog, epoch_loader, iters_per_epoch, to_device
+from zoo.training.distributed import barrier, initialised, share, world
 from zoo.training.optim import Optimisation
 from zoo.training.seeding import seed_everything
 
@@ -125,8 +127,6 @@ def fit(
                 tensor in channels-last memory format (oneDNN's fast layout on a CPU)
     clock:      what ``--budget`` is timed with (seconds; tests inject their own)
     """
-    from zoo.training.cpu import compute_plan
-
     s = TrainConfig.of(config)
     dev = _one_device(device)
     seed_everything(s.seed)
@@ -173,8 +173,6 @@ class _Loop:
                  checkpoint_dir: str | Path | None, extra: Mapping[str, Any] | None, ledger: Ledger | None,
                  log: logging.Logger, description: str, max_iters: int | None,
                  clock: Callable[[], float] = time.perf_counter):
-        from zoo.training.distributed import world
-
         self.model, self.data, self.s, self.dev = model, data, s, dev
         self.loss_fn, self.collate = loss_fn, collate
         self.ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -201,8 +199,6 @@ class _Loop:
         """The threads and memory format :attr:`compute` says, stated in the log and recorded
         for the run's manifest."""
         import torch
-
-        from zoo.training.cpu import record
 
         c = self.compute
         if c.threads:
@@ -251,8 +247,6 @@ class _Loop:
         """What the loss sees: the model, or under several processes the model wrapped in
         DistributedDataParallel (gradients averaged across ranks). The plain module keeps
         being what is saved, scored and restored."""
-        from zoo.training.distributed import initialised, world
-
         if not initialised():
             return self.model
         from torch.nn.parallel import DistributedDataParallel
@@ -339,8 +333,6 @@ class _Loop:
 
     def replan(self, epoch: int) -> None:
         """The budget's say, before the epoch is scored (the last epoch is the one scored)."""
-        from zoo.training.distributed import share
-
         self.plan.after_epoch(epoch, self.plan.elapsed(), self.log)
         if self.s.budget:
             self.plan.epochs = share(self.plan.epochs)  # every rank stops where rank 0's clock says
@@ -348,8 +340,6 @@ class _Loop:
     def stop_inside_epoch(self) -> bool:
         """The budget ends training inside this epoch; in one process only: ranks under a
         launcher stop on epoch boundaries, where they agree."""
-        from zoo.training.distributed import initialised
-
         self.plan.cut_short = not initialised()
         return self.plan.cut_short
 
@@ -361,8 +351,6 @@ class _Loop:
         """``val_fn`` on the model in eval mode, without gradients; recorded in the row and
         the selection."""
         import torch
-
-        from zoo.training.distributed import share
 
         self.model.eval()
         with torch.no_grad():
@@ -435,6 +423,4 @@ class _Loop:
 
 
 def _wait_for_writer() -> None:
-    from zoo.training.distributed import barrier
-
     barrier()

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.training import load_checkpoint
+from zoo.training.fetch import fetch
 
 _log = logging.getLogger("zoo.training")
 
@@ -23,8 +25,6 @@ def cached_weights(name: str, what: str = "pretrained"):
     import torch
     from torchvision.models import get_model_weights
 
-    from zoo.training.fetch import fetch
-
     try:
         weights = get_model_weights(name).DEFAULT
     except (ValueError, KeyError):
@@ -34,8 +34,6 @@ def cached_weights(name: str, what: str = "pretrained"):
     fetch(weights.url, path, sha256_prefix=hash_prefix(path.name), check_cached=False, what=what)
     # torchvision unpickles this file in full; torchvision's own files are plain tensors, so
     # one that is not (a swapped cache file) is refused before torchvision ever opens it
-    from zoo.training import load_checkpoint
-
     load_checkpoint(path)
     return weights
 
