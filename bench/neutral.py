@@ -8,8 +8,8 @@ Run it once on the commit before the change and once after, then compare::
     python bench/neutral.py compare before.json after.json
 
 The same ``--work`` folder both times: the demo prefix is written there once, so both runs
-read the same paths. ``--backends name[:task],...`` picks the runs (default: every backend
-the class-per-idea refactor touched, on each task whose code path differs). Each run is
+read the same paths. ``--backends name[:task],...`` picks the runs (default: a representative
+of each code path the class-per-idea refactor touched, :data:`DEFAULT_RUNS`). Each run is
 ``zoo run`` in a subprocess, as a user runs it; a failed run is recorded with its last
 lines. Exit 1 from ``compare`` when any hash differs or a run is missing.
 """
