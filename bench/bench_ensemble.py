@@ -1,7 +1,7 @@
 """What the fold ensemble gains over its single fold models, on the held-out test split.
 
     .venv/bin/python bench/bench_ensemble.py [--cases demo:unet,demo:yolov8,tony:yolov8]
-        [--folds 3] [--seeds 0,1,2] [--epochs N] [--out DIR]
+        [--folds 3] [--seeds 0,1,2] [--epochs N] [--imgsz N] [--demo-images N] [--out DIR]
 
 Each case is `zoo compare --folds K --test 0.2 --ensemble` of one backend, repeated with each
 seed (the seed draws the test split, deals the folds and seeds training). Per seed: the
@@ -58,8 +58,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--imgsz", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--demo-images", type=int, default=None,
+                    help="`demo`: this many 160-px smears instead of the built-in 120 (a loaded machine)")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-ensemble-"))
+    if args.demo_images:
+        from zoo.data.demo import write_demo
+
+        DATA["demo"] = out / "demo-data"
+        write_demo(DATA["demo"], images=args.demo_images, size=160, seed=0)
     seeds = [int(s) for s in args.seeds.split(",")]
     table = []
     for case in args.cases.split(","):

@@ -144,6 +144,12 @@ def test_compare_ensemble_is_scored_on_test_only_beside_the_single_folds(tmp_pat
     # the ONNX ensemble predicts the test images as the torch one does
     onnx_rows = (folder / "export" / "onnx" / "predictions" / "test" / "predictions.csv").read_text().splitlines()
     assert [r.split(",")[:2] for r in onnx_rows] == [r.split(",")[:2] for r in rows]
+    # zoo predict --ensemble --engine onnx: the exported members predict new images as the torch ones did
+    main(["predict", "--run", str(folder), "--backend", "resnet18", "--ensemble", "--engine", "onnx", "--device",
+          "cpu", str(tiny_demo / "smear_000.jpg"), "--out", str(tmp_path / "pred-onnx")])
+    torch_doc = json.loads((tmp_path / "pred" / "smear_000.json").read_text())
+    onnx_doc = json.loads((tmp_path / "pred-onnx" / "smear_000.json").read_text())
+    assert onnx_doc["flags"] == torch_doc["flags"] and any(torch_doc["flags"].values())
 
 
 def test_ensemble_refusals_are_one_line(tmp_path, tiny_demo, capsys):

@@ -28,10 +28,11 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from zoo.backend import Backend, RunContext
+from zoo.backend import Backend, RunContext, Unsupported
 from zoo.config import dump_config
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ZooError
+from zoo.plugins.detectron2.export import OnnxD2Model, export_d2
 from zoo.plugins.detectron2.settings import DEFAULT_CONFIGS, D2Config, build_cfg
 from zoo.predictions import InstancePredictions
 from zoo.selection import Selection
@@ -277,9 +278,7 @@ class D2Backend(Backend):
                 yield instances_to_prediction(record.id, out["instances"], record.width, record.height)
 
     def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
-        from zoo.backend import Unsupported
         from zoo.plugins.detectron2.data import RecordMapper
-        from zoo.plugins.detectron2.export import export_d2
 
         if self.kind == "keypoint":
             # tried with torch 2.14 / detectron2 0.7.2, opset 17: the exporter stops inside that loop
@@ -294,8 +293,6 @@ class D2Backend(Backend):
 
     @classmethod
     def load_onnx(cls, task: Task, meta: Dataset, config: D2Config, ctx: RunContext, onnx_file) -> D2Backend:
-        from zoo.plugins.detectron2.export import OnnxD2Model
-
         self = cls(task, meta, config, ctx)
         self.model, self.cfg = OnnxD2Model(onnx_file, ctx.device), self._cfg()
         return self

@@ -13,6 +13,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from zoo.errors import ZooError
+from zoo.training.onnx import DEFAULT_OPSET, OnnxNetwork, StandIn, raw_parity, require_onnx
+
 #: the graph's input name
 INPUT = "image"
 #: what each output field means (detectron2's Instances fields, in the graph's order)
@@ -35,8 +38,6 @@ def export_d2(backend, out_dir: Path, *, opset: int | None, inputs: list[dict]) 
     import torch
     from detectron2.export import TracingAdapter
 
-    from zoo.errors import ZooError
-    from zoo.training.onnx import DEFAULT_OPSET, OnnxNetwork, raw_parity, require_onnx
 
     onnx, _ = require_onnx()
     opset = opset or DEFAULT_OPSET
@@ -110,13 +111,11 @@ def output_names(schema) -> list[str]:
     return [*instances.keys, "image_size"]
 
 
-class OnnxD2Model:
+class OnnxD2Model(StandIn):
     """An exported detectron2 model called as detectron2's: a list of the mapper's dicts in,
     ``[{"instances": Instances}]`` out, at each image's own size (``detector_postprocess``)."""
 
     def __init__(self, path: Path, device: str = "cpu"):
-        from zoo.training.onnx import OnnxNetwork
-
         self.graph = OnnxNetwork(path, device)
         self.names = [o.name for o in self.graph.session.get_outputs()]
 
@@ -136,12 +135,3 @@ class OnnxD2Model:
         instances = Instances((int(size[0]), int(size[1])), **fields)
         return detector_postprocess(instances, x.get("height", instances.image_size[0]),
                                     x.get("width", instances.image_size[1]))
-
-    def to(self, *args, **kwargs) -> OnnxD2Model:
-        return self
-
-    def eval(self) -> OnnxD2Model:
-        return self
-
-    def parameters(self):
-        return iter(())

@@ -38,6 +38,7 @@ from zoo.config import BackendConfig
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import ConfigError, ZooError
 from zoo.lifetime import run_group
+from zoo.plugins.nnunet.export import export_nnunet, with_onnx_patch_network
 from zoo.predictions import SemanticPrediction
 from zoo.tasks import Task
 
@@ -282,17 +283,12 @@ class NnUNet(Backend):
             yield SemanticPrediction(image_id=record.id, label_map=np.asarray(labels)[0].astype(np.uint8))
 
     def export_onnx(self, out_dir, *, opset, dynamic, sample) -> dict[str, Any]:
-        from zoo.plugins.nnunet.export import export_nnunet
-        from zoo.plugins.nnunet.raw import network_input
-
         if self.predictor is None or not sample:
             raise ZooError("nnunet: export_onnx() needs a loaded model and a val image to trace on")
-        return export_nnunet(self, out_dir, opset=opset, dynamic=dynamic, images=[network_input(r)[0] for r in sample])
+        return export_nnunet(self, out_dir, opset=opset, dynamic=dynamic, records=sample)
 
     @classmethod
     def load_onnx(cls, task: Task, meta: Dataset, config: NnUNetConfig, ctx: RunContext, onnx_file) -> NnUNet:
-        from zoo.plugins.nnunet.export import with_onnx_patch_network
-
         return with_onnx_patch_network(cls.load(task, meta, config, ctx), onnx_file)
 
     def versions(self) -> dict[str, str]:

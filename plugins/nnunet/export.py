@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoo.training.onnx import OnnxNetwork
+from zoo.plugins.nnunet.raw import network_input
+from zoo.training.onnx import OnnxNetwork, export_module
 
 
 def sample_patches(predictor, images) -> Any:
@@ -36,14 +37,12 @@ def sample_patches(predictor, images) -> Any:
     return torch.from_numpy(np.stack(windows))
 
 
-def export_nnunet(backend, out_dir: Path, *, opset: int | None, dynamic: bool, images) -> dict[str, Any]:
+def export_nnunet(backend, out_dir: Path, *, opset: int | None, dynamic: bool, records) -> dict[str, Any]:
     """Write ``backend``'s network (loaded: ``backend.network``, ``backend.predictor``) as
-    ``out_dir/model.onnx``, traced and compared on ``images``' first patches."""
-    from zoo.training.onnx import export_module
-
-    predictor = backend.predictor
-    info = export_module(backend.network, sample_patches(predictor, images), out_dir / "model.onnx", opset=opset,
-                         dynamic=dynamic)
+    ``out_dir/model.onnx``, traced and compared on the first patch of each of ``records``."""
+    images = [network_input(r)[0] for r in records]
+    info = export_module(backend.network, sample_patches(backend.predictor, images), out_dir / "model.onnx",
+                         opset=opset, dynamic=dynamic)
     c = backend.config
     plan = backend.plan
     info["input"].update({

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from zoo.training.onnx import StandIn
+
 
 
 def export_classifier(backend, out_dir: Path, *, opset: int | None, dynamic: bool, batch,
@@ -102,7 +104,7 @@ def export_rcnn(backend, out_dir: Path, *, opset: int | None, dynamic: bool, ima
     }
 
 
-class OnnxRCNN:
+class OnnxRCNN(StandIn):
     """An exported R-CNN called as torchvision's: a list of ``(3, H, W)`` tensors in, a list
     of dicts of tensors out, one image per session run."""
 
@@ -120,12 +122,3 @@ class OnnxRCNN:
             got = self.graph.session.run(None, {"image": image.detach().cpu().float().numpy()})
             outs.append({k: torch.from_numpy(v) for k, v in zip(self.names, got)})
         return outs
-
-    def to(self, *args, **kwargs):
-        return self
-
-    def eval(self):
-        return self
-
-    def parameters(self):
-        return iter(())

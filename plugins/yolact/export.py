@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zoo.training.onnx import StandIn
+
 #: the graph's outputs, in order (anchors: a constant of the graph)
 OUTPUTS = ["conf", "loc", "coef", "proto", "anchors"]
 INPUT = "images"
@@ -98,7 +100,7 @@ def _RawOutputs(net, example):
     return RawOutputs().eval()
 
 
-class OnnxYolact:
+class OnnxYolact(StandIn):
     """The exported graph called as :class:`~zoo.plugins.yolact.model.YolactNet` is by
     ``predict``: ``net(x)`` -> the dict of raw outputs, ``net.anchors(out)``, no re-scoring."""
 
@@ -117,12 +119,3 @@ class OnnxYolact:
 
     def anchors(self, out: dict):
         return out["anchors"]
-
-    def to(self, *args, **kwargs) -> OnnxYolact:
-        return self
-
-    def eval(self) -> OnnxYolact:
-        return self
-
-    def parameters(self):
-        return iter(())

@@ -41,9 +41,13 @@ def show_export(result) -> None:
 
     p, raw = result.parity, result.raw_parity
     console = stdout_console()
-    console.print(f"{result.backend} ({result.task}) -> {result.out / 'model.onnx'} and model.json", markup=False)
+    ensemble = result.card.get("ensemble")
+    written = (f"the ensemble of {ensemble['k']}: {result.out}/member-0 .. member-{ensemble['k'] - 1} (one "
+               "model.onnx each) and model.json (the fusion rule)" if ensemble else
+               f"{result.out / 'model.onnx'} and model.json")
+    console.print(f"{result.backend} ({result.task}) -> {written}", markup=False)
     verdict = "parity ok" if p.ok else f"PARITY FAILED (more than {p.to_dict()['tolerance']:g} apart)"
-    console.print(f"val, {p.images} images: {p.metric} torch {p.torch:.4f}, onnxruntime {p.onnx:.4f} "
+    console.print(f"{p.split}, {p.images} images: {p.metric} torch {p.torch:.4f}, onnxruntime {p.onnx:.4f} "
                   f"(difference {p.difference:.2g}): {verdict}", markup=False)
     if raw:
         console.print(f"raw outputs: max |onnx - torch| {raw['max_abs_diff']:.2g} "

@@ -31,7 +31,7 @@ def predict(
     from zoo.cli.render import ConsoleReporter, predicted_line, show_ranking, stderr_console
 
     if ensemble:
-        _ensemble(run_dir, backend, images, out, conf=conf, device=device)
+        _ensemble(run_dir, backend, images, out, conf=conf, device=device, engine=engine, onnx_dir=onnx_dir)
         return
     if not images or out is None:
         raise typer.BadParameter("give the IMAGES to predict and --out", param_hint="IMAGES / --out")
@@ -51,8 +51,10 @@ def predict(
     stderr_console().print(predicted_line(result), markup=False, highlight=True, soft_wrap=True)
 
 
-def _ensemble(compare_dir: Path, backend: Optional[str], images, out, *, conf: float, device: str) -> None:
-    """``--ensemble``: score the fold ensemble on the test split; predict IMAGES with it if given."""
+def _ensemble(compare_dir: Path, backend: Optional[str], images, out, *, conf: float, device: str, engine: str,
+              onnx_dir: Optional[Path]) -> None:
+    """``--ensemble``: score the fold ensemble on the test split; predict IMAGES with it if given
+    (``--engine onnx``: with the members exported by ``zoo export --run COMPARE_DIR``)."""
     from zoo.cli.render import ConsoleReporter, predicted_line, stderr_console, stdout_console
     from zoo.errors import ZooError
     from zoo.pipeline.ensemble import load_ensemble, score_ensemble
@@ -60,14 +62,21 @@ def _ensemble(compare_dir: Path, backend: Optional[str], images, out, *, conf: f
 
     if not backend:
         raise ZooError("--ensemble: name the backend whose fold models to fuse (--backend B)")
+    if engine not in ("torch", "onnx"):
+        raise ZooError(f"--engine {engine}: expected torch or onnx")
+    if engine == "onnx" and not images:
+        raise ZooError("--ensemble --engine onnx: give IMAGES and --out (zoo export already scored the ONNX "
+                       "ensemble on the test split: its model.json 'parity')")
+    if images and out is None:
+        raise ZooError("--ensemble with IMAGES: say where to write them (--out)")
     dev = "cpu" if device == "auto" else device
+    graphs = None if engine == "torch" else (onnx_dir if onnx_dir is not None else compare_dir / "export" / "onnx")
+    model = load_ensemble(compare_dir, backend, dev, onnx_dir=graphs) if images else None  # a missing export fails first
     result = score_ensemble(compare_dir, backend, device=dev, reporter=ConsoleReporter())
     stdout_console().print(ensemble_line(result), markup=False)
     if images:
-        if out is None:
-            raise ZooError("--ensemble with IMAGES: say where to write them (--out)")
         written = predict_to_labelme(compare_dir, images, out, conf=conf, device=dev, reporter=ConsoleReporter(),
-                                     model=load_ensemble(compare_dir, backend, dev))
+                                     model=model)
         stderr_console().print(predicted_line(written), markup=False, highlight=True, soft_wrap=True)
 
 

@@ -156,10 +156,15 @@ class Ensemble:
         return ensemble_predict(self.members, self.task, images, self.meta)
 
 
-def load_ensemble(compare_dir: Path, backend: str, device: str = "cpu", registry=None):
-    """``(Ensemble, task, meta, name)`` of ``backend``'s fold models in a compare folder."""
-    members, task, meta, name = load_members(member_runs(compare_dir, backend), device, registry)
-    return Ensemble(members, task, meta), task, meta, f"{name} (ensemble of {len(members)})"
+def load_ensemble(compare_dir: Path, backend: str, device: str = "cpu", registry=None,
+                  onnx_dir: Path | None = None):
+    """``(Ensemble, task, meta, name)`` of ``backend``'s fold models in a compare folder;
+    ``onnx_dir``: the ensemble's ``zoo export`` folder, each member's graph run by onnxruntime."""
+    runs = member_runs(compare_dir, backend)
+    graphs = None if onnx_dir is None else [Path(onnx_dir) / f"member-{i}" for i in range(len(runs))]
+    members, task, meta, name = load_members(runs, device, registry, onnx=graphs)
+    engine = "" if onnx_dir is None else ", onnxruntime"
+    return Ensemble(members, task, meta), task, meta, f"{name} (ensemble of {len(members)}{engine})"
 
 
 # -- fusion ------------------------------------------------------------------------------------

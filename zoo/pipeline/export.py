@@ -126,7 +126,7 @@ def _export_one(run_dir: Path, *, opset: int | None, dynamic: bool, out: Path | 
     out = Path(out) if out is not None else Path(run_dir) / "export" / "onnx"
     _check_out(out)
     torch_backend, task, meta, name = _loaded(run_dir, device, registry)
-    truth = run_images(run_dir, data=data, labels=labels)
+    truth = run_images(run_dir, data=data, labels=labels, registry=registry)
     val = strip_annotations(truth)  # the images alone, as the run predicted them
     reporter.say(f"predicting {len(val)} val image(s) with torch ...")
     torch_preds, torch_ms = _timed(torch_backend, val, reporter, "torch")

@@ -225,7 +225,8 @@ def _engine_of(run_dir: Path, engine: str, onnx_dir: Path | None, reporter: Repo
         reporter.say(target.why)
     if target.is_ensemble:
         raise ZooError(f"{run_dir}: the winner is a fold ensemble; predict with it: zoo predict --run {run_dir} "
-                       f"--backend {target.backend} --ensemble IMAGES --out DIR")
+                       f"--backend {target.backend} --ensemble{' --engine onnx' if engine == 'onnx' else ''} "
+                       "IMAGES --out DIR")
     if engine == "torch":
         return target.run, None
     return target.run, checked_onnx(onnx_dir if onnx_dir is not None else target.run / "export" / "onnx", target.run)

@@ -124,10 +124,25 @@ def providers(device: str = "cpu") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-class OnnxNetwork:
+class StandIn:
+    """What a backend's ``predict`` asks of its torch network besides calling it: ``eval``,
+    ``to`` (no-ops: the graph runs where its session was made) and ``parameters`` (none to
+    count or train), for the classes that stand in for a network with an ONNX graph."""
+
+    def eval(self):
+        return self
+
+    def to(self, *args, **kwargs):
+        return self
+
+    def parameters(self):
+        return iter(())
+
+
+class OnnxNetwork(StandIn):
     """An ONNX graph with one input and one output, called as the torch network it replaces:
-    ``net(x)`` takes and returns a torch tensor (on ``x``'s device). ``eval``, ``to`` and
-    ``parameters`` exist so that a backend's ``predict`` runs unchanged."""
+    ``net(x)`` takes and returns a torch tensor (on ``x``'s device); :class:`StandIn` lets a
+    backend's ``predict`` run unchanged."""
 
     def __init__(self, path: Path, device: str = "cpu"):
         _, ort = require_onnx()
@@ -167,15 +182,6 @@ class OnnxNetwork:
         import torch
 
         return torch.from_numpy(self.run(x.detach().to("cpu").float().numpy())).to(x.device)
-
-    def eval(self) -> OnnxNetwork:
-        return self
-
-    def to(self, *args, **kwargs) -> OnnxNetwork:
-        return self
-
-    def parameters(self):
-        return iter(())
 
 
 def with_onnx_network(backend, onnx_file: Path):
