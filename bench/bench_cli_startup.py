@@ -1,4 +1,5 @@
-"""CLI start-up: wall time of `zoo --help` and `zoo list` against the anchor `yolo help`.
+"""CLI start-up: wall time of `zoo --help`, `zoo list` and a `zoo run` naming an unknown backend
+(its one-line error: the pipeline imported and the options checked) against the anchor `yolo help`.
 
 Median of 5 runs each, measured in one run so the ratio holds on any machine.
 Target (issue 2): at most 0.25 s each; the anchor took 2.1 s here when the issue was filed.
@@ -35,6 +36,8 @@ def main() -> None:
     rows = [
         ("zoo --help", wall([zoo, "--help"], env)),
         ("zoo list", wall([zoo, "list"], env)),
+        # the pipeline imported, the options checked: how soon a mistyped backend is one line
+        ("zoo run ?", wall([zoo, "run", "--task", "detect", "--backend", "no-such-backend"], env)),
     ]
     yolo = shutil.which("yolo", path=str(BIN))
     anchor = wall([yolo, "help"], env) if yolo else float("nan")
