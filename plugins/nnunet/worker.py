@@ -92,6 +92,10 @@ def train(job: dict) -> None:
     trainer.num_epochs = job["epochs"]
     trainer.num_iterations_per_epoch = job["iterations_per_epoch"]
     trainer.num_val_iterations_per_epoch = job["val_iterations_per_epoch"]
+    # nnU-Net's own flag (nnUNetv2_train --disable_checkpointing): zoo never reads nnU-Net's
+    # checkpoints (it writes its own, tensors only, below), and each is a pickle of the network
+    # and its optimiser written at the best epoch and at the end: seconds of a short budget
+    trainer.disable_checkpointing = True
     run_within_budget(trainer, job)
 
     network = trainer.network
