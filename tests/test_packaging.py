@@ -28,6 +28,8 @@ OPTIONAL = {
     "onnx": "zoo export (extra export)",
     "onnxruntime": "zoo export's parity check, zoo predict --engine onnx (extra export)",
     "ensemble_boxes": "weighted boxes fusion of fold ensembles, --ensemble on detections (extra export)",
+    "segmentation_models_pytorch": "the dense kit's Dice term (zoo.training.dense.loss): the extras of the "
+    "backends built on the kit (smp, monai) install it",
 }
 
 
