@@ -28,6 +28,10 @@ pytestmark = pytest.mark.slow
 
 NEEDS_D2 = pytest.mark.skipif(importlib.util.find_spec("detectron2") is None,
                               reason="detectron2 is not installed (zoo install detectron2)")
+#: the R-CNNs' RoI counts and keypoint head are sized for 800-px COCO images: a 64-px test
+#: needs far fewer (an untrained model keeps every RoI, and the head runs once per RoI)
+FEW_ROIS = {"max_detections": 20, "proposals": 50, "rois_per_image": 32}
+THIN_KEYPOINT_HEAD = {"keypoint_head_layers": 2, "keypoint_head_channels": 64}
 #: (backend, task, flags): one per exporting plugin, trained for one epoch on the tiny demo
 EXPORTABLE = [
     ("unet", "semantic-seg", {"imgsz": 64}),
@@ -35,15 +39,15 @@ EXPORTABLE = [
     ("resnet18", "classify", {"imgsz": 32}),
     ("yolov8", "detect", {"imgsz": 64, "model": "n"}),
     ("yolov8", "instance-seg", {"imgsz": 64, "model": "n"}),
-    ("faster-rcnn", "detect", {"imgsz": 64}),
-    ("mask-rcnn", "instance-seg", {"imgsz": 64}),
-    ("keypoint-rcnn", "keypoint", {"imgsz": 64}),
+    ("faster-rcnn", "detect", {"imgsz": 64, **FEW_ROIS}),
+    ("mask-rcnn", "instance-seg", {"imgsz": 64, **FEW_ROIS}),
+    ("keypoint-rcnn", "keypoint", {"imgsz": 64, **FEW_ROIS, **THIN_KEYPOINT_HEAD}),
     ("yolact", "instance-seg", {"imgsz": 64}),
     # nnU-Net plans its own patch (no imgsz): one epoch of two iterations, mirroring on
     ("nnunet", "semantic-seg", {"iterations_per_epoch": 2, "val_iterations_per_epoch": 1}),
     # score_threshold 0: a one-epoch detectron2 model scores every box low, and parity needs boxes
-    pytest.param("d2-faster-rcnn", "detect", {"imgsz": 64, "score_threshold": 0.0}, marks=NEEDS_D2),
-    pytest.param("d2-mask-rcnn", "instance-seg", {"imgsz": 64, "score_threshold": 0.0}, marks=NEEDS_D2),
+    pytest.param("d2-faster-rcnn", "detect", {"imgsz": 64, "score_threshold": 0.0, **FEW_ROIS}, marks=NEEDS_D2),
+    pytest.param("d2-mask-rcnn", "instance-seg", {"imgsz": 64, "score_threshold": 0.0, **FEW_ROIS}, marks=NEEDS_D2),
 ]
 
 
