@@ -32,10 +32,16 @@ def test_flags_and_physical_cores_from_cpuinfo(tmp_path, monkeypatch):
     assert cpu.cpu_flags(tmp_path / "missing") is None
 
 
-def test_jobs_share_of_the_cores_wins(monkeypatch):
+def test_jobs_share_of_the_cores_wins_then_the_users_omp_count(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
     monkeypatch.setenv("ZOO_THREADS", "3")
     assert cpu.training_threads() == 3
     monkeypatch.delenv("ZOO_THREADS")
+    assert cpu.training_threads() == 5  # the user keeps zoo off the cores other work needs
+    for unset in ("", "0", "auto"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert cpu.training_threads() == cpu.physical_cores()
+    monkeypatch.delenv("OMP_NUM_THREADS")
     assert cpu.training_threads() == cpu.physical_cores()
 
 

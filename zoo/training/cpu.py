@@ -98,11 +98,15 @@ def physical_cores(cpuinfo: Path = CPUINFO) -> int:
 
 def training_threads() -> int:
     """torch's threads for training: this process's share of the cores when ``--jobs``
-    split them (``ZOO_THREADS``, zoo.pipeline.executors), else every physical core (a
-    hyper-thread's twin shares the core's arithmetic units and only adds contention)."""
-    share = os.environ.get("ZOO_THREADS", "").strip()
-    if share.isdigit() and int(share) > 0:
-        return int(share)
+    split them (``ZOO_THREADS``, zoo.pipeline.executors), else the count the user set in
+    ``OMP_NUM_THREADS`` (the standard way to keep a process off cores other work needs),
+    else every physical core (a hyper-thread's twin shares the core's arithmetic units and
+    only adds contention). The user's count wins over zoo's guess: they know what else
+    runs on the machine."""
+    for name in ("ZOO_THREADS", "OMP_NUM_THREADS"):
+        share = os.environ.get(name, "").strip()
+        if share.isdigit() and int(share) > 0:
+            return int(share)
     return physical_cores()
 
 
