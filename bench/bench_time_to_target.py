@@ -16,7 +16,8 @@ zoo's shared evaluator, through the backend's own ``predict`` (the selection pro
 hook). Training stops at the first epoch that reaches the target. The seconds spent scoring
 are not counted. CPU seconds are those of the process and its workers (the schedstat sampler
 of bench_cpu_use.py): on a machine shared with other jobs, read those; wall seconds move
-with the other jobs' load. Metrics: ``mIoU``; ``AP50`` (boxes); ``segm.AP50`` (masks).
+with the other jobs' load. Metrics: ``mIoU``; ``AP50`` (detect: boxes; instance-seg: masks,
+its main metrics); ``bbox.AP50`` (instance-seg's boxes).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 from bench_cpu_use import TreeCpu
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ("unet:semantic-seg:mIoU:0.9,faster-rcnn:detect:AP50:0.8,mask-rcnn:instance-seg:segm.AP50:0.8")
+DEFAULT = ("unet:semantic-seg:mIoU:0.9,faster-rcnn:detect:AP50:0.8,mask-rcnn:instance-seg:AP50:0.8")
 
 
 class Reached(Exception):
@@ -41,7 +42,7 @@ class Reached(Exception):
 
 
 def metric(metrics: dict, name: str) -> float:
-    """``name`` (``AP50``, ``segm.AP50``) in the evaluator's metrics."""
+    """``name`` (``AP50``, ``bbox.AP50``) in the evaluator's metrics."""
     value = metrics
     for part in name.split("."):
         if not isinstance(value, dict) or part not in value:
