@@ -32,17 +32,34 @@ def test_flags_and_physical_cores_from_cpuinfo(tmp_path, monkeypatch):
     assert cpu.cpu_flags(tmp_path / "missing") is None
 
 
-def test_jobs_share_of_the_cores_wins_then_the_users_omp_count(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "5")
-    monkeypatch.setenv("ZOO_THREADS", "3")
-    assert cpu.training_threads() == 3
-    monkeypatch.delenv("ZOO_THREADS")
-    assert cpu.training_threads() == 5  # the user keeps zoo off the cores other work needs
-    for unset in ("", "0", "auto"):
-        monkeypatch.setenv("OMP_NUM_THREADS", unset)
-        assert cpu.training_threads() == cpu.physical_cores()
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    assert cpu.training_threads() == cpu.physical_cores()
+def _threads_in_a_fresh_process(env: dict, code: str) -> int:
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "ZOO_THREADS", "ZOO_USER_OMP_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", code + "\nfrom zoo.training.cpu import training_threads\n"
+                           "print(training_threads())"], env={**clean, **env}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1])
+
+
+def test_jobs_share_of_the_cores_wins_then_the_users_omp_count():
+    """ZOO_THREADS (--jobs' share) first, then the user's OMP_NUM_THREADS as zoo found it,
+    else every physical core; ultralytics setting OMP_NUM_THREADS=1 at its import (when
+    unset) is not the user's choice, in zoo's process nor in those it starts after."""
+    pytest.importorskip("ultralytics")  # it sets OMP_NUM_THREADS=1 in the environment at import when unset
+    assert _threads_in_a_fresh_process({"OMP_NUM_THREADS": "5", "ZOO_THREADS": "3"}, "import zoo") == 3
+    assert _threads_in_a_fresh_process({"OMP_NUM_THREADS": "5"}, "import zoo") == 5
+    cores = cpu.physical_cores()
+    for unset in ({}, {"OMP_NUM_THREADS": ""}, {"OMP_NUM_THREADS": "auto"}):
+        assert _threads_in_a_fresh_process(unset, "import zoo") == cores
+    framework_first = "import zoo, os, subprocess, sys, ultralytics\nassert os.environ['OMP_NUM_THREADS'] == '1'"
+    assert _threads_in_a_fresh_process({}, framework_first) == cores
+    child = (framework_first + "\nout = subprocess.run([sys.executable, '-c', 'from zoo.training.cpu import "
+             "training_threads; print(training_threads())'], capture_output=True, text=True).stdout\n"
+             "print(out.split()[-1]); raise SystemExit")
+    assert _threads_in_a_fresh_process({}, child) == cores  # a process zoo starts after the import
 
 
 def test_plan_follows_amp_the_backend_and_the_cpu(monkeypatch):

@@ -267,3 +267,26 @@ def test_ultralytics_trackers_are_off(tmp_path):
     add_integration_callbacks(trainer)
     modules = {f.__module__ for fns in trainer.callbacks.values() for f in fns}
     assert not {m for m in modules if m.rsplit(".", 1)[-1] in offline._INTEGRATIONS}, modules
+
+
+def test_trains_and_predicts_on_zoos_threads_not_ultralytics(tiny, tmp_path, monkeypatch):
+    """ultralytics sets torch's threads to cpu_count - 1 on a CPU (one of two cores idle on a
+    laptop); zoo sets its own count back for training and prediction, and records it."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    from zoo.data.reading import read_dataset
+    from zoo.testing import Conformance
+    from zoo.training.cpu import mark, records_since
+
+    ours = NUM_THREADS + 2  # differs from what ultralytics sets, on any machine
+    monkeypatch.setenv("ZOO_THREADS", str(ours))
+    before, position = torch.get_num_threads(), mark()
+    try:
+        c = Conformance("yolov8", "detect", tmp_path, dataset=read_dataset(tiny), imgsz=64)
+        assert len(c.fit().predictions) == len(c.val.images)
+        assert torch.get_num_threads() == ours  # prediction ran after ultralytics' select_device
+    finally:
+        torch.set_num_threads(before)
+    assert [r["threads"] for r in records_since(position)] == [ours]
+    assert records_since(position)[0]["precision"] == "fp32"

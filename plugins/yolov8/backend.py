@@ -205,6 +205,8 @@ class YoloV8(Backend):
         model.add_callback("on_train_start", budget.on_train_start)
         model.add_callback("on_train_batch_end", budget.on_train_batch_end)
         model.add_callback("on_train_epoch_end", budget.on_train_epoch_end)
+        if self._device == "cpu":
+            model.add_callback("on_train_start", _every_core_recorded(log))
         bar = _EpochBar(self.config.epochs)
         model.add_callback("on_train_start", bar.start)
         model.add_callback("on_fit_epoch_end", bar.advance)
@@ -418,6 +420,8 @@ class YoloV8(Backend):
         net.names = {int(k): str(v) for k, v in extra["names"].items()}
         net.args, net.task = model.model.args, model.task
         model.model = net.eval()
+        if self._device == "cpu":
+            model.add_callback("on_predict_start", _every_core)
         return model
 
     def _class_of_output(self, model) -> list[int]:
@@ -504,6 +508,37 @@ def _recorder(ledger, weights: Path):
         ledger.record(*(p for p in (weights / "last.pt", weights / "best.pt") if p.is_file()))
 
     return record
+
+
+def _every_core(trainer=None) -> int:
+    """An ultralytics callback (``on_train_start``, ``on_predict_start``): torch's threads back
+    to zoo's count (zoo.training.cpu) once ultralytics has set up, and what ultralytics had
+    set. On a CPU its ``select_device`` sets them to ``cpu_count - 1`` (at most 8), leaving
+    a core for data loading, yet it loads in the training process (``workers=0`` on a CPU):
+    on 2 cores, one core idled while the network trained and predicted. Measured on the
+    idle 2-core machine, the demo's 30 epochs: 83 s on ultralytics' 1 thread, 54 s on zoo's
+    2 (bench/README.md, issue 30). ``OMP_NUM_THREADS`` or ``--jobs`` set fewer."""
+    import torch
+
+    from zoo.training.cpu import training_threads
+
+    theirs = torch.get_num_threads()
+    torch.set_num_threads(training_threads())
+    return theirs
+
+
+def _every_core_recorded(log):
+    """:func:`_every_core` for training, logged and recorded for the run's manifest (``compute``)."""
+
+    def on_train_start(trainer=None) -> None:
+        from zoo.training.cpu import Compute, record, training_threads
+
+        theirs = _every_core()
+        compute = Compute("fp32", False, training_threads(), "ultralytics trains fp32 on a CPU; threads: zoo's")
+        record(compute)
+        log.info("yolov8: %d torch threads (ultralytics set %d)", compute.threads, theirs)
+
+    return on_train_start
 
 
 def _epoch_logger(log, epochs: int):

@@ -103,7 +103,8 @@ def training_threads() -> int:
     else every physical core (a hyper-thread's twin shares the core's arithmetic units and
     only adds contention). The user's count wins over zoo's guess: they know what else
     runs on the machine."""
-    for name in ("ZOO_THREADS", "OMP_NUM_THREADS"):
+    # the user's OMP_NUM_THREADS as zoo found it (zoo/__init__.py), not as a framework reset it
+    for name in ("ZOO_THREADS", "ZOO_USER_OMP_NUM_THREADS"):
         share = os.environ.get(name, "").strip()
         if share.isdigit() and int(share) > 0:
             return int(share)
