@@ -40,6 +40,7 @@ STD = (0.229, 0.224, 0.225)
 #: against 29 s): it and the networks not measured stay fp32.
 BF16_ARCHS = ("resnet18",)
 
+
 class ClassifierConfig(TrainConfig):
     """Settings of the classifier backends (plus those of :class:`zoo.training.TrainConfig`)."""
 
