@@ -129,3 +129,102 @@ def test_smp_samples_from_the_cache_are_the_ones_decoded_afresh(tmp_path, memory
     for record in dataset.images:
         (x, y), (x0, y0) = cached(record), fresh(record)
         assert torch.equal(x, x0) and torch.equal(y, y0)
+
+
+def _kept_records(dataset):
+    return [r for r in dataset.images if any(not i.ignore and i.category >= 0 for i in r.instances)]
+
+
+@pytest.mark.parametrize("kind", ["box", "mask"])
+@pytest.mark.parametrize("memory_bytes", [None, 0])
+def test_rcnn_samples_from_the_cache_are_the_ones_decoded_afresh(tmp_path, kind, memory_bytes, monkeypatch):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from zoo.data.demo import write_demo
+    from zoo.data.reading import read_dataset
+    from zoo.plugins.tv_models.rcnn import DetectionSamples, load_image
+    from zoo.training import cache as cache_module
+
+    write_demo(tmp_path / "demo", images=4, size=64)
+    dataset = read_dataset(tmp_path / "demo", "auto")
+    if memory_bytes is not None:
+        monkeypatch.setattr(cache_module, "memory_budget", lambda: memory_bytes)
+    cached = DetectionSamples(kind, imgsz=48)  # the demo's 64 px shrunk to 48: boxes scaled too
+    cached.decode_once(dataset.images, tmp_path / "work")
+    assert cached.cache.on_disk == (memory_bytes == 0) and len(cached.cache) == 4
+    fresh = DetectionSamples(kind, imgsz=48)
+    for record in _kept_records(dataset):
+        (x, t), (x0, t0) = cached(record), fresh(record)
+        assert torch.equal(x, x0) and torch.equal(x, load_image(record, 48)[0])  # prediction's pixels too
+        assert set(t) == set(t0) == ({"boxes", "labels", "masks"} if kind == "mask" else {"boxes", "labels"})
+        assert all(torch.equal(t[k], t0[k]) and t[k].dtype == t0[k].dtype for k in t)
+        assert len(t["boxes"]) == len(record.instances) and float(t["boxes"].max()) <= 48
+        assert x.shape == (3, 48, 48) and t["boxes"].dtype == torch.float32 and t["labels"].dtype == torch.int64
+        if kind == "mask":
+            assert t["masks"].shape == (len(record.instances), 48, 48) and t["masks"].dtype == torch.uint8
+        x.zero_(), t["boxes"].zero_()  # a sample is the caller's to change; the cache keeps its own
+        assert torch.equal(cached(record)[0], x0) and torch.equal(cached(record)[1]["boxes"], t0["boxes"])
+
+
+def test_rcnn_keypoint_samples_from_the_cache_keep_their_keypoints(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from PIL import Image
+
+    from zoo.dataset import ImageRecord, Instance
+    from zoo.plugins.tv_models.rcnn import DetectionSamples
+
+    Image.new("RGB", (200, 100), (40, 80, 120)).save(tmp_path / "a.png")
+    rec = ImageRecord(id="a", width=200, height=100, file=tmp_path / "a.png")
+    inst = Instance(0, (10.0, 20.0, 50.0, 60.0), keypoints=[(10.0, 20.0, 2), (50.0, 60.0, 2), (0.0, 0.0, 0)])
+    rec.instances = [inst, Instance(-1, (0.0, 0.0, 5.0, 5.0), ignore=True)]
+    cached = DetectionSamples("keypoint", imgsz=100, num_keypoints=3)
+    cached.decode_once([rec], None)
+    image, t = cached(rec)
+    assert tuple(image.shape) == (3, 50, 100) and float(image[2, 0, 0]) == pytest.approx(120 / 255)
+    assert t["boxes"].tolist() == [[5.0, 10.0, 25.0, 30.0]] and t["labels"].tolist() == [1]
+    assert t["keypoints"][0].tolist() == [[5.0, 10.0, 1.0], [25.0, 30.0, 1.0], [0.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("crop_scale, side", [(1.0, 48), (0.6, 72), (0.08, 196)])
+def test_classifier_decodes_once_with_the_pixels_its_smallest_crop_needs(tmp_path, crop_scale, side):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from zoo.data.demo import write_demo
+    from zoo.data.reading import read_dataset
+    from zoo.plugins.tv_models.classifiers import ClassSamples, ClassifierConfig, transforms
+
+    write_demo(tmp_path / "demo", images=4, size=300)
+    dataset = read_dataset(tmp_path / "demo", "auto")
+    config = ClassifierConfig(imgsz=48, crop_scale=crop_scale)
+    cached = ClassSamples(transforms(config, train=False), 48, crop_scale)
+    assert cached.side == side  # ceil(48 / sqrt(0.75 * crop_scale)): the smallest crop keeps 48 px each way
+    cached.decode_once(dataset.images, None)
+    for record in dataset.images:
+        rgb, label = cached.cache.get(str(record.id))
+        assert min(rgb.shape[:2]) == min(side, 300) and label.tolist() == [record.labels[0]]
+        x, y = cached(record)
+        assert x.shape == (3, 48, 48) and y == record.labels[0]
+        fresh = transforms(config, train=False)(record.open())  # the full image, squashed to 48 px once
+        assert float((x - fresh).abs().mean()) < 0.05  # two shrinks in place of one: the same picture
+
+
+def test_yolact_samples_from_the_cache_are_the_ones_decoded_afresh(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from zoo.data.demo import write_demo
+    from zoo.data.reading import read_dataset
+    from zoo.plugins.yolact.backend import YolactSamples, load_image
+    from zoo.training import cache as cache_module
+
+    write_demo(tmp_path / "demo", images=4, size=64)
+    dataset = read_dataset(tmp_path / "demo", "auto")
+    monkeypatch.setattr(cache_module, "memory_budget", lambda: 0)  # on disk: read-only views
+    cached = YolactSamples(48)
+    cached.decode_once(dataset.images, tmp_path / "work")
+    assert cached.cache.on_disk and sorted(p.name for p in (tmp_path / "work").iterdir()) == ["yolact.bin", "yolact.json"]
+    for record in dataset.images:
+        (x, t), (x0, t0) = cached(record), YolactSamples(48)(record)
+        assert torch.equal(x, x0) and torch.equal(x, load_image(record, 48))
+        assert set(t) == set(t0) == {"boxes", "labels", "masks", "ignore_boxes", "ignore"}
+        assert all(torch.equal(t[k], t0[k]) and t[k].dtype == t0[k].dtype for k in t)
+        assert t["masks"].shape[1:] == (48, 48) and len(t["labels"]) == len(t["boxes"]) > 0

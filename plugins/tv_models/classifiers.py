@@ -11,6 +11,7 @@ Which epoch is kept is zoo's selection protocol (:mod:`zoo.selection`), as for e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ from zoo.training import (
     predict_batches,
     restore,
 )
+from zoo.training.cache import DecodedOnce, cache_folder
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -76,14 +78,40 @@ def transforms(cfg: ClassifierConfig, train: bool):
     return v2.Compose(steps)
 
 
-class ClassSamples:
-    """``record -> (tensor, class index)``; picklable for DataLoader workers."""
+class ClassSamples(DecodedOnce):
+    """``record -> (tensor, class index)``; picklable for DataLoader workers.
 
-    def __init__(self, transform):
+    ``decode`` (once per run, :meth:`decode_once`) shrinks the image to the fewest pixels the
+    transform can use: its shorter side to ``imgsz`` / sqrt(3/4 ``crop_scale``), so that the
+    smallest crop :func:`transforms` draws (that share of the area, aspect 3/4) still has
+    ``imgsz`` pixels or more each way and is shrunk to ``imgsz``, never enlarged.
+    """
+
+    cache_name = "classify"
+
+    def __init__(self, transform, imgsz: int, crop_scale: float = 1.0):
         self.transform = transform
+        self.side = math.ceil(imgsz / math.sqrt(0.75 * crop_scale)) if crop_scale < 1 else imgsz
 
-    def __call__(self, record: ImageRecord):
-        return self.transform(record.open()), record.labels[0]
+    def params(self) -> dict[str, Any]:
+        return {"side": self.side}
+
+    def decode(self, record: ImageRecord):
+        import numpy as np
+        from PIL import Image
+
+        img = record.open()
+        W, H = img.size
+        s = self.side / min(W, H)
+        if s < 1:
+            img = img.resize((max(1, round(W * s)), max(1, round(H * s))), Image.BILINEAR)
+        return np.asarray(img), np.array([record.labels[0]], dtype=np.int64)
+
+    def sample(self, arrays):
+        import numpy as np
+
+        rgb, label = arrays
+        return self.transform(np.array(rgb)), int(label[0])  # a copy: a cache on disk is read-only
 
 
 def build_classifier(arch: str, num_classes: int, pretrained: bool):
@@ -171,8 +199,10 @@ class TvClassifier(Backend):
         if not usable:
             raise ZooError(f"{self.arch}: no training image has exactly one class label")
         _refuse_too_small(model, self.arch, self.config.imgsz)
+        samples = ClassSamples(transforms(self.config, train=True), self.config.imgsz, self.config.crop_scale)
+        samples.decode_once(usable, cache_folder(self.ctx.work_dir), "resize")  # not again every epoch
         result = fit_backend(
-            self, model, MappedDataset(usable, ClassSamples(transforms(self.config, train=True))), selection,
+            self, model, MappedDataset(usable, samples), selection,
             loss_fn=criterion_loss(torch.nn.CrossEntropyLoss(label_smoothing=self.config.label_smoothing)),
             extra={"backend": self.arch, "classes": list(self.meta.classes), "config": dump_config(self.config)},
             # a conv net on (N, 3, S, S) batches: in channels_last one training step cost 27 %

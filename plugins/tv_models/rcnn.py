@@ -40,6 +40,7 @@ from zoo.predictions import Detection, InstancePredictions
 from zoo.selection import Selection
 from zoo.tasks import Task
 from zoo.training import LAST, MappedDataset, TrainConfig, collate_lists, fit_backend, predict_batches, restore
+from zoo.training.cache import DecodedOnce, cache_folder
 
 _log = logging.getLogger("zoo.tv_models")
 
@@ -154,16 +155,21 @@ def build_model(kind: str, cfg: RCNNConfig, num_classes: int, num_keypoints: int
     raise ValueError(kind)
 
 
+
 # ----------------------------------------------------------------------------- data
 
 
-class DetectionSamples:
+class DetectionSamples(DecodedOnce):
     """``record -> (image tensor, target dict)`` for torchvision's detection models.
 
-    A picklable callable (it runs in DataLoader workers). Ignored instances are left out:
+    A picklable callable (it runs in DataLoader workers). ``decode`` makes the image at its
+    training size and the targets in its pixels (once per run, :meth:`decode_once`);
+    ``sample`` adds the random flip and makes the tensors. Ignored instances are left out:
     torchvision has no notion of an ignored region, and training on them as objects or as
     background would both be wrong.
     """
+
+    cache_name = "rcnn"
 
     def __init__(self, kind: str, imgsz: int, hflip: float = 0.0, num_keypoints: int = 0, flip_idx=None):
         self.kind = kind
@@ -172,53 +178,69 @@ class DetectionSamples:
         self.num_keypoints = num_keypoints
         self.flip_idx = flip_idx
 
-    def __call__(self, record: ImageRecord):
-        import numpy as np
-        import torch
+    def params(self) -> dict[str, Any]:
+        return {"kind": self.kind, "imgsz": self.imgsz, "num_keypoints": self.num_keypoints}
 
-        image, sx, sy = load_image(record, self.imgsz)
-        h, w = image.shape[-2:]
+    def decode(self, record: ImageRecord) -> tuple:
+        """``(image uint8 (h, w, 3), boxes float32 (n, 4), labels int64 (n,)[, masks uint8
+        (n, h, w)][, keypoints float32 (n, k, 3)])`` at the training size."""
+        import numpy as np
+
+        image, sx, sy = shrunk_rgb(record, self.imgsz)
+        h, w = image.shape[:2]
         insts = [i for i in record.instances if not i.ignore and i.category >= 0]
-        boxes = torch.zeros((len(insts), 4), dtype=torch.float32)
-        for k, inst in enumerate(insts):
-            x0, y0, x1, y1 = inst.bbox
-            x0, x1 = sorted((min(max(x0 * sx, 0.0), w), min(max(x1 * sx, 0.0), w)))
-            y0, y1 = sorted((min(max(y0 * sy, 0.0), h), min(max(y1 * sy, 0.0), h)))
-            # torchvision rejects empty boxes; a point-like object keeps a 1-px box
-            if x1 - x0 < 1:
-                c = min(max((x0 + x1) / 2, 0.5), w - 0.5)
-                x0, x1 = c - 0.5, c + 0.5
-            if y1 - y0 < 1:
-                c = min(max((y0 + y1) / 2, 0.5), h - 0.5)
-                y0, y1 = c - 0.5, c + 0.5
-            boxes[k] = torch.tensor([x0, y0, x1, y1])
-        target: dict[str, Any] = {
-            "boxes": boxes,
-            "labels": torch.tensor([i.category + 1 for i in insts], dtype=torch.int64),
-        }
+        boxes = np.array([_box_on(inst.bbox, sx, sy, w, h) for inst in insts], dtype=np.float32).reshape(-1, 4)
+        arrays = [image, boxes, np.array([i.category + 1 for i in insts], dtype=np.int64)]
         if self.kind == "mask":
-            target["masks"] = torch.from_numpy(
-                np.stack([_scaled_mask(i, record, w, h) for i in insts])
-                if insts
-                else np.zeros((0, h, w), dtype=np.uint8)
-            )
+            arrays.append(np.stack([_scaled_mask(i, record, w, h) for i in insts]) if insts
+                          else np.zeros((0, h, w), dtype=np.uint8))
         if self.kind == "keypoint":
-            kps = torch.zeros((len(insts), self.num_keypoints, 3), dtype=torch.float32)
+            kps = np.zeros((len(insts), self.num_keypoints, 3), dtype=np.float32)
             for k, inst in enumerate(insts):
                 for j, (x, y, v) in enumerate((inst.keypoints or [])[: self.num_keypoints]):
                     if v > 0:
-                        kps[k, j] = torch.tensor([x * sx, y * sy, 1.0])
-            target["keypoints"] = kps
+                        kps[k, j] = (x * sx, y * sy, 1.0)
+            arrays.append(kps)
+        return tuple(arrays)
+
+    def sample(self, arrays: tuple):
+        import numpy as np
+        import torch
+
+        # copies: a cache on disk hands out read-only views of its file
+        image = torch.from_numpy(np.array(arrays[0])).permute(2, 0, 1).float().div_(255.0)
+        w = image.shape[-1]
+        target: dict[str, Any] = {"boxes": torch.from_numpy(np.array(arrays[1])),
+                                  "labels": torch.from_numpy(np.array(arrays[2]))}
+        extra = iter(arrays[3:])
+        if self.kind == "mask":
+            target["masks"] = torch.from_numpy(np.array(next(extra)))
+        if self.kind == "keypoint":
+            target["keypoints"] = torch.from_numpy(np.array(next(extra)))
         if self.hflip > 0 and random.random() < self.hflip:
             image, target = _hflip(image, target, w, self.flip_idx)
         return image, target
 
 
-def load_image(record: ImageRecord, imgsz: int):
-    """``(3, h, w)`` float tensor in [0, 1] with the longer side at most ``imgsz``, and the
-    scale factors (x, y) from original pixels to tensor pixels."""
+def _box_on(bbox, sx: float, sy: float, w: int, h: int) -> tuple[float, float, float, float]:
+    """An xyxy box in original pixels -> in the ``w`` x ``h`` tensor's, clipped to it; at
+    least 1 px wide and high (torchvision rejects empty boxes: a point-like object keeps one)."""
+    x0, y0, x1, y1 = bbox
+    x0, x1 = sorted((min(max(x0 * sx, 0.0), w), min(max(x1 * sx, 0.0), w)))
+    y0, y1 = sorted((min(max(y0 * sy, 0.0), h), min(max(y1 * sy, 0.0), h)))
+    if x1 - x0 < 1:
+        c = min(max((x0 + x1) / 2, 0.5), w - 0.5)
+        x0, x1 = c - 0.5, c + 0.5
+    if y1 - y0 < 1:
+        c = min(max((y0 + y1) / 2, 0.5), h - 0.5)
+        y0, y1 = c - 0.5, c + 0.5
+    return x0, y0, x1, y1
+
+
+def shrunk_rgb(record: ImageRecord, imgsz: int):
+    """``(h, w, 3)`` uint8 with the longer side at most ``imgsz`` (never enlarged), and the
+    scale factors (x, y) from original pixels to these."""
     import numpy as np
-    import torch
     from PIL import Image
 
     img = record.open()
@@ -227,8 +249,17 @@ def load_image(record: ImageRecord, imgsz: int):
     if s < 1.0:
         img = img.resize((max(1, round(W * s)), max(1, round(H * s))), Image.BILINEAR)
     w, h = img.size
-    tensor = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div_(255.0)
-    return tensor, w / W, h / H
+    return np.asarray(img), w / W, h / H
+
+
+def load_image(record: ImageRecord, imgsz: int):
+    """``(3, h, w)`` float tensor in [0, 1] with the longer side at most ``imgsz``, and the
+    scale factors (x, y) from original pixels to tensor pixels."""
+    import numpy as np
+    import torch
+
+    rgb, sx, sy = shrunk_rgb(record, imgsz)
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div_(255.0), sx, sy
 
 
 def _scaled_mask(inst, record: ImageRecord, w: int, h: int):
@@ -314,9 +345,10 @@ class RCNNBackend(Backend):
 
             load_matching(model, weights_of(self.config.weights, trust=self.ctx.trust_weights),
                           str(self.config.weights))
-        data = MappedDataset(train.images, self._samples(train=True))
-        result = fit_backend(self, model, data, selection, collate=collate_lists, extra=self._extra(),
-                             bf16=self.kind in BF16_HEADS, description=self.name)
+        samples = self._samples(train=True)
+        samples.decode_once(train.images, cache_folder(self.ctx.work_dir), "resize")  # not again every epoch
+        result = fit_backend(self, model, MappedDataset(train.images, samples), selection, collate=collate_lists,
+                             extra=self._extra(), bf16=self.kind in BF16_HEADS, description=self.name)
         return result.summary()
 
     def _extra(self) -> dict[str, Any]:

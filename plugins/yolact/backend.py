@@ -28,6 +28,7 @@ from zoo.predictions import Detection, InstancePredictions
 from zoo.selection import Selection
 from zoo.tasks import Task
 from zoo.training import LAST, MappedDataset, TrainConfig, fit_backend, predict_batches, restore
+from zoo.training.cache import DecodedOnce, cache_folder
 
 _MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, which the ResNet backbone assumes
 _STD = (0.229, 0.224, 0.225)
@@ -89,47 +90,73 @@ class YolactPlusConfig(YolactConfig):
 # ----------------------------------------------------------------------------- data
 
 
-class YolactSamples:
+class YolactSamples(DecodedOnce):
     """``record -> (image (3, S, S), target dict)`` (see :mod:`.loss` for the target keys).
 
-    Picklable (it runs in DataLoader workers)."""
+    Picklable (it runs in DataLoader workers). ``decode`` makes the square image and the
+    targets at ``S`` (once per run, :meth:`decode_once`); ``sample`` adds the random flip."""
+
+    cache_name = "yolact"
 
     def __init__(self, imgsz: int, hflip: float = 0.0):
         self.imgsz = imgsz
         self.hflip = hflip
 
-    def __call__(self, record: ImageRecord):
+    def params(self) -> dict[str, Any]:
+        return {"imgsz": self.imgsz}
+
+    def decode(self, record: ImageRecord) -> tuple:
+        """``(image uint8 (S, S, 3), boxes, labels, masks uint8 (n, S, S), ignore_boxes,
+        ignore uint8 (S, S))``."""
         import numpy as np
-        import torch
 
         S = self.imgsz
-        image = load_image(record, S)
         sx, sy = S / record.width, S / record.height
         keep = [i for i in record.instances if not i.ignore and i.category >= 0]
         ignored = [i for i in record.instances if i.ignore]
-        target = {
-            "boxes": _boxes(keep, sx, sy, S),
-            "labels": torch.tensor([i.category for i in keep], dtype=torch.long),
-            "masks": torch.from_numpy(np.stack([_mask(i, record, S) for i in keep]) if keep else np.zeros((0, S, S), np.uint8)),
-            "ignore_boxes": _boxes(ignored, sx, sy, S),
-            "ignore": torch.from_numpy(
-                np.any([_mask(i, record, S) for i in ignored], axis=0).astype(np.uint8) if ignored else np.zeros((S, S), np.uint8)
-            ),
-        }
+        return (
+            square_rgb(record, S),
+            _boxes(keep, sx, sy, S).numpy(),
+            np.array([i.category for i in keep], dtype=np.int64),
+            np.stack([_mask(i, record, S) for i in keep]) if keep else np.zeros((0, S, S), np.uint8),
+            _boxes(ignored, sx, sy, S).numpy(),
+            np.any([_mask(i, record, S) for i in ignored], axis=0).astype(np.uint8) if ignored
+            else np.zeros((S, S), np.uint8),
+        )
+
+    def sample(self, arrays: tuple):
+        import numpy as np
+        import torch
+
+        rgb, *rest = (np.array(a) for a in arrays)  # copies: a cache on disk is read-only
+        target = dict(zip(("boxes", "labels", "masks", "ignore_boxes", "ignore"), map(torch.from_numpy, rest)))
+        image = normalised(rgb)
         if self.hflip > 0 and random.random() < self.hflip:
             image, target = _hflip(image, target)
         return image, target
 
 
+def square_rgb(record: ImageRecord, size: int):
+    """``(size, size, 3)`` uint8: the image stretched to a square."""
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(record.open().convert("RGB").resize((size, size), Image.BILINEAR))
+
+
+def normalised(rgb):
+    """``(S, S, 3)`` uint8 -> ``(3, S, S)`` float tensor, normalised with ImageNet's statistics."""
+    import torch
+
+    x = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+    return (x - torch.tensor(_MEAN)[:, None, None]) / torch.tensor(_STD)[:, None, None]
+
+
 def load_image(record: ImageRecord, size: int):
     """``(3, size, size)`` normalised float tensor of the image, stretched to a square."""
     import numpy as np
-    import torch
-    from PIL import Image
 
-    img = record.open().convert("RGB").resize((size, size), Image.BILINEAR)
-    x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div_(255.0)
-    return (x - torch.tensor(_MEAN)[:, None, None]) / torch.tensor(_STD)[:, None, None]
+    return normalised(np.array(square_rgb(record, size)))
 
 
 def _boxes(instances, sx: float, sy: float, size: int):
@@ -246,8 +273,9 @@ class Yolact(Backend):
             out = net(images)
             return criterion(out, targets, net.anchors(out), net.maskiou)
 
-        data = MappedDataset(train.images, YolactSamples(self.config.imgsz, self.config.hflip))
-        result = fit_backend(self, model, data, selection, loss_fn=loss_fn, collate=collate, extra=self._extra(),
+        samples = YolactSamples(self.config.imgsz, self.config.hflip)
+        samples.decode_once(train.images, cache_folder(self.ctx.work_dir), "resize")  # not again every epoch
+        result = fit_backend(self, model, MappedDataset(train.images, samples), selection, loss_fn=loss_fn, collate=collate, extra=self._extra(),
                              description=self.name)
         return result.summary()
 

@@ -1,9 +1,10 @@
 """Training pixels decoded once per run, as nnU-Net preprocesses once.
 
-A backend's sample function turns a record into arrays at the training size (decoded by
-:mod:`zoo.pixels`, oriented, through the intensity rule, resized or letterboxed); before
-the first epoch :meth:`PixelCache.fill` runs it once per training image, and every epoch's
-augmentation starts from :meth:`PixelCache.get`'s arrays. They stay in memory while they
+A backend's sample function (a :class:`DecodedOnce`: the dense networks', the R-CNNs',
+yolact's, the classifiers') turns a record into arrays at the training size (decoded by
+:mod:`zoo.pixels`, oriented, through the intensity rule, resized or letterboxed, with the
+targets drawn to match); before the first epoch :meth:`PixelCache.fill` runs it once per
+training image, and every epoch's augmentation starts from :meth:`PixelCache.get`'s arrays. They stay in memory while they
 fit in :data:`MEMORY_SHARE` of the machine's RAM; past that every array goes to one file
 in the run's ``work/`` folder, read through a memory map (the page cache holds what fits,
 the process's own memory stays flat), and a ``--resume`` of the same run reuses the file
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,14 @@ def source_stamp(record: Any) -> list:
     except OSError:
         return [None, None]
     return [st.st_size, st.st_mtime_ns]
+
+
+def annotated_stamp(record: Any) -> list:
+    """:func:`source_stamp` and a checksum of the record's annotations: for arrays drawn from
+    them too (label maps, boxes, masks), which an edited annotation file must remake."""
+    instances = getattr(record, "instances", None)
+    width, height = getattr(record, "width", None), getattr(record, "height", None)
+    return [*source_stamp(record), zlib.crc32(repr((instances, width, height)).encode())]
 
 
 class PixelCache:
@@ -218,6 +228,39 @@ class PixelCache:
         """Where the pixels are and how much they take, for the manifest."""
         return {"images": len(self), "bytes": self.nbytes, "where": "disk" if self.on_disk else "memory",
                 "memory_limit_bytes": self.limit}
+
+
+class DecodedOnce:
+    """A sample function in two halves, so that the first runs once per run: ``decode(record)``
+    (the deterministic part: pixels through the intensity rule at the training size, and the
+    targets drawn to match, as numeric arrays) and ``sample(arrays)`` (every step: the random
+    augmentation and the tensors). :meth:`decode_once` fills a :class:`PixelCache` with every
+    training record's ``decode``; a record it does not hold (prediction, a worker's own
+    record) is decoded as it comes. Subclasses set :attr:`cache_name` and :meth:`params`
+    (the settings ``decode`` depends on) and stay picklable for DataLoader workers."""
+
+    cache_name = "decoded"
+    cache: PixelCache | None = None
+
+    def params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def decode(self, record: Any) -> tuple[np.ndarray, ...]:
+        raise NotImplementedError
+
+    def sample(self, arrays: tuple[np.ndarray, ...]) -> Any:
+        raise NotImplementedError
+
+    def decode_once(self, records: Sequence[Any], folder: Path | None, description: str = "decode") -> None:
+        """Every record's ``decode`` made once (``folder``: where the arrays go when they
+        outgrow memory, the run's :func:`cache_folder`; None keeps them in memory)."""
+        intensity = sorted({r.intensity.spec for r in records if getattr(r, "intensity", None) is not None})
+        self.cache = PixelCache(self.cache_name, folder, {**self.params(), "intensity": intensity},
+                                stamp=annotated_stamp).fill(records, self.decode, description)
+
+    def __call__(self, record: Any) -> Any:
+        arrays = self.cache.get(str(record.id)) if self.cache is not None else None
+        return self.sample(arrays if arrays is not None else self.decode(record))
 
 
 def mark() -> int:

@@ -7,7 +7,6 @@ the padding marked ignored (see :mod:`zoo.training.dense.geometry`).
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 from zoo.data.raster import semantic_label_map
 from zoo.dataset import Dataset, ImageRecord
 from zoo.errors import DataError
-from zoo.training.cache import PixelCache, source_stamp
+from zoo.training.cache import DecodedOnce
 from zoo.training.dense.geometry import Letterbox
 
 # ImageNet statistics: what smp's pretrained encoders expect, and harmless from scratch.
@@ -63,13 +62,13 @@ def letterboxed_pair(record: ImageRecord, meta: Dataset, imgsz: int, side: int, 
 
 
 @dataclass
-class SegmentationSamples:
+class SegmentationSamples(DecodedOnce):
     """``load(record) -> (image tensor, label tensor)`` for :class:`zoo.training.MappedDataset`.
 
     A picklable callable (not a closure) so it also works in DataLoader workers.
     ``flip`` applies a random horizontal and vertical flip: segmentation targets are
-    flip-equivariant, and microscopy has no up or left. With a filled ``cache``
-    (:meth:`decode_once`) the letterboxed pairs come from it, decoded once per run.
+    flip-equivariant, and microscopy has no up or left. After :meth:`decode_once` the
+    letterboxed pairs come from its cache, decoded once per run.
     """
 
     meta: Dataset
@@ -80,23 +79,19 @@ class SegmentationSamples:
     deep: bool = False  # network_pixels' float pixels (MONAI), not 8-bit
     cache: Any = None  # a zoo.training.cache.PixelCache of letterboxed (image, label map) pairs
 
-    def decode_once(self, records, folder) -> None:
-        """Every record's letterboxed pair made once, into a cache (``folder``: where it
-        goes when it outgrows memory, the run's work folder)."""
-        params = {"imgsz": self.imgsz, "side": self.side, "keep_aspect": self.keep_aspect,
-                  "categories": list(self.meta.categories), "deep": self.deep,
-                  "intensity": sorted({r.intensity.spec for r in records if r.intensity is not None})}
-        self.cache = PixelCache("letterboxed", folder, params, stamp=annotated_stamp).fill(
-            records, self.pair, "letterbox")
+    cache_name = "letterboxed"
 
-    def pair(self, record: ImageRecord):
+    def params(self) -> dict[str, Any]:
+        return {"imgsz": self.imgsz, "side": self.side, "keep_aspect": self.keep_aspect,
+                "categories": list(self.meta.categories), "deep": self.deep}
+
+    def decode(self, record: ImageRecord):
         return letterboxed_pair(record, self.meta, self.imgsz, self.side, self.keep_aspect, self.deep)
 
-    def __call__(self, record: ImageRecord):
+    def sample(self, arrays):
         import torch
 
-        pair = self.cache.get(str(record.id)) if self.cache is not None else None
-        rgb, labels = pair if pair is not None else self.pair(record)
+        rgb, labels = arrays
         if self.flip:
             # torch's generator: seeded by the training loop (and per DataLoader worker)
             if torch.rand(()) < 0.5:
@@ -104,8 +99,3 @@ class SegmentationSamples:
             if torch.rand(()) < 0.5:
                 rgb, labels = rgb[::-1], labels[::-1]
         return to_tensor(rgb), torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64))
-
-
-def annotated_stamp(record: ImageRecord) -> list:
-    """The image file's stamp and a checksum of the annotations the label map is drawn from."""
-    return [*source_stamp(record), zlib.crc32(repr((record.instances, record.width, record.height)).encode())]
