@@ -283,3 +283,66 @@ def test_end_to_end_run_folder(tmp_path):
     for name in ("config.yaml", "split.json", "manifest.json", "metrics.json", "report.md", "checkpoint/last.pt"):
         assert (run / name).exists(), name
     assert result.metrics["main"] == "AP"
+
+
+def _pyramid(seed: int, dtype=None):
+    from collections import OrderedDict
+
+    g = torch.Generator().manual_seed(seed)
+    feats = OrderedDict((str(i), torch.randn(2, 8, 40 >> i, 48 >> i, generator=g, requires_grad=True))
+                        for i in range(4))
+    feats["pool"] = torch.randn(2, 8, 3, 3, generator=g)  # FPN's extra level: not pooled from
+    boxes = []
+    for _ in range(2):
+        b = torch.rand(60, 4, generator=g) * torch.tensor([150.0, 120, 150, 120])
+        b[:, 2:] = b[:, :2] + torch.rand(60, 2, generator=g) * 200 + 0.2  # some past the image
+        b[:3, :2] = 0  # on the top-left edge
+        b[3:6, 2], b[6:9, 3] = 192, 160  # on the right / bottom edge
+        b[9:12, 2:] = b[9:12, :2] + 0.3  # under a pixel wide: counted as one
+        b[12:14, :2] = -3  # starting outside: samples beyond one pixel count zero
+        b[14:17] = torch.tensor([-10.0, -10, 700, 650])  # large enough for the coarsest level, mostly outside
+        boxes.append(b)
+    return feats, boxes, [(160, 192)] * 2
+
+
+@pytest.mark.parametrize("output_size", [(7, 7), (14, 14)])  # the box and the mask heads' pools
+def test_sparse_roi_align_equals_torchvision_forward_and_backward(output_size):
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from zoo.plugins.tv_models.roi_align import SparseMultiScaleRoIAlign
+
+    reference = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size, 2)
+    sparse = SparseMultiScaleRoIAlign.like(reference).train()
+    feats, boxes, shapes = _pyramid(0)
+    want = reference(feats, boxes, shapes)
+    levels = reference.map_levels(boxes)
+    assert len(set(levels.tolist())) == 4  # every level pooled from
+    got = sparse(feats, boxes, shapes)
+    assert got.shape == want.shape == (120, 8, *output_size) and got.dtype == want.dtype
+    assert torch.allclose(got, want, atol=1e-4) and float(want.detach().abs().max()) > 1
+    grad = torch.randn_like(want)
+    levels = [feats[k] for k in "0123"]
+    for g_sparse, g_ref in zip(torch.autograd.grad(got, levels, grad), torch.autograd.grad(want, levels, grad)):
+        assert torch.allclose(g_sparse, g_ref, atol=1e-4) and float(g_ref.abs().max()) > 0.1
+    sparse.eval()  # evaluation (and export) run torchvision's own op
+    assert torch.equal(sparse(feats, boxes, shapes), want)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as the R-CNNs train on a bf16 CPU
+        half = {k: v.bfloat16() for k, v in feats.items()}
+        sparse.train()
+        got, want = sparse(half, boxes, shapes), reference(half, boxes, shapes)
+    assert got.dtype == want.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), want.float(), atol=0.02, rtol=0.01)
+
+
+def test_the_rcnns_pool_through_the_sparse_roi_align():
+    from zoo.plugins.tv_models.roi_align import SparseMultiScaleRoIAlign
+
+    cfg = RCNNConfig(imgsz=64)
+    for kind, pools in (("faster", ["box"]), ("mask", ["box", "mask"]), ("keypoint", ["box", "keypoint"])):
+        model = build_model(kind, cfg, 3, num_keypoints=4 if kind == "keypoint" else 0)
+        for name in ("box", "mask", "keypoint"):
+            pool = getattr(model.roi_heads, f"{name}_roi_pool", None)
+            assert isinstance(pool, SparseMultiScaleRoIAlign) == (name in pools)
+    feats, boxes, shapes = _pyramid(1)
+    pooled = SparseMultiScaleRoIAlign.like(model.roi_heads.box_roi_pool).train()(feats, boxes, shapes)
+    assert pooled.is_contiguous()  # the keypoint head's loss .view()s it, as torchvision's output

@@ -142,18 +142,30 @@ def build_model(kind: str, cfg: RCNNConfig, num_classes: int, num_keypoints: int
         rpn_post_nms_top_n_test=cfg.proposals,
     )
     if kind == "faster":
-        return FasterRCNN(backbone, **common)
+        return with_sparse_roi_align(FasterRCNN(backbone, **common))
     if kind == "mask":
-        return MaskRCNN(backbone, **common)
+        return with_sparse_roi_align(MaskRCNN(backbone, **common))
     if kind == "keypoint":
         from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
 
         layers = (cfg.keypoint_head_channels,) * cfg.keypoint_head_layers
         head = KeypointRCNNHeads(backbone.out_channels, layers)
         predictor = KeypointRCNNPredictor(layers[-1], num_keypoints)
-        return KeypointRCNN(backbone, keypoint_head=head, keypoint_predictor=predictor, **common)
+        return with_sparse_roi_align(KeypointRCNN(backbone, keypoint_head=head, keypoint_predictor=predictor, **common))
     raise ValueError(kind)
 
+
+def with_sparse_roi_align(model):
+    """``model`` with its RoI poolers pooling through one sparse matrix while it trains on a
+    CPU (:mod:`.roi_align`: the same output; the backward pass 30x as fast as torchvision's
+    serial kernel, which took 44 % of a Faster R-CNN step). No weights change."""
+    from zoo.plugins.tv_models.roi_align import SparseMultiScaleRoIAlign
+
+    for name in ("box_roi_pool", "mask_roi_pool", "keypoint_roi_pool"):
+        pool = getattr(model.roi_heads, name, None)
+        if pool is not None:
+            setattr(model.roi_heads, name, SparseMultiScaleRoIAlign.like(pool))
+    return model
 
 
 # ----------------------------------------------------------------------------- data
