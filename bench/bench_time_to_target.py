@@ -18,6 +18,10 @@ are not counted. CPU seconds are those of the process and its workers (the sched
 of bench_cpu_use.py): on a machine shared with other jobs, read those; wall seconds move
 with the other jobs' load. Metrics: ``mIoU``; ``AP50`` (detect: boxes; instance-seg: masks,
 its main metrics); ``bbox.AP50`` (instance-seg's boxes).
+
+yolov8 trains in ultralytics' loop, not zoo's: :class:`UltralyticsClock` times its epochs
+and reads its validator's mAP50 on the same held-out images (ultralytics' AP, close to but
+not zoo's evaluator's), e.g. ``--targets yolov8:detect:AP50:0.9``.
 """
 
 from __future__ import annotations
@@ -90,6 +94,45 @@ class TargetClock:
         return value
 
 
+class UltralyticsClock:
+    """yolov8 trains in ultralytics' own loop, which never calls zoo's scorer: its epochs are
+    timed from ultralytics' epoch callbacks (validation not counted) and scored by its
+    validator's mAP50 on the same held-out images (zoo's selection split here, which
+    ultralytics validates on after every epoch); ``trainer.stop`` ends training at the
+    target. Installed in ultralytics' default callbacks before the backend builds its model."""
+
+    KEY = {"AP50": "metrics/mAP50(B)", "AP": "metrics/mAP50-95(B)"}
+
+    def __init__(self, name: str, target: float):
+        from ultralytics.utils import callbacks
+
+        self.key, self.target = self.KEY[name], target
+        self.name, self.curve = name, []
+        self.cpu = TreeCpu().__enter__()
+        self.wall = self.cpu_s = 0.0
+        defaults = callbacks.default_callbacks
+        # plain functions: ultralytics deep-copies its defaults into each model, and a deep
+        # copy of a bound method would copy this clock with it
+        defaults["on_train_epoch_start"].append(lambda trainer: self.start(trainer))
+        defaults["on_train_epoch_end"].append(lambda trainer: self.end(trainer))
+        defaults["on_fit_epoch_end"].append(lambda trainer: self.score(trainer))
+
+    def start(self, trainer) -> None:
+        self.t0, self.c0 = time.perf_counter(), self.cpu.now()
+
+    def end(self, trainer) -> None:
+        self.wall += time.perf_counter() - self.t0
+        self.cpu_s += self.cpu.now() - self.c0
+
+    def score(self, trainer) -> None:
+        value = float((trainer.metrics or {}).get(self.key, 0.0))
+        self.curve.append({"epoch": len(self.curve) + 1, self.name: round(value, 4),
+                           "train_wall_s": round(self.wall, 1), "train_cpu_s": round(self.cpu_s, 1)})
+        print("EPOCH " + json.dumps(self.curve[-1]), flush=True)
+        if value >= self.target:
+            trainer.stop = True
+
+
 def train_to_target(backend: str, task: str, name: str, target: float, seed: int) -> dict:
     from zoo.backend import RunContext
     from zoo.checksums import Ledger
@@ -114,11 +157,12 @@ def train_to_target(backend: str, task: str, name: str, target: float, seed: int
             d.mkdir(parents=True, exist_ok=True)
         model = cls(t, data.meta(), config, ctx)
         clock = TargetClock(t, held, name, target)
+        own_loop = UltralyticsClock(name, target) if backend.startswith("yolov8") else None
         try:
             model.fit(train, clock.selection())
         except Reached:
             pass
-        curve = clock.curve
+        curve = own_loop.curve if own_loop else clock.curve
         reached = curve[-1] if curve and curve[-1][name] >= target else None
         return {"backend": backend, "task": task, "metric": name, "target": target, "seed": seed,
                 "epochs_max": config.epochs, "reached": reached, "curve": curve,
