@@ -221,7 +221,8 @@ def test_yolact_samples_from_the_cache_are_the_ones_decoded_afresh(tmp_path, mon
     monkeypatch.setattr(cache_module, "memory_budget", lambda: 0)  # on disk: read-only views
     cached = YolactSamples(48)
     cached.decode_once(dataset.images, tmp_path / "work")
-    assert cached.cache.on_disk and sorted(p.name for p in (tmp_path / "work").iterdir()) == ["yolact.bin", "yolact.json"]
+    assert cached.cache.on_disk
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["yolact.bin", "yolact.json"]
     for record in dataset.images:
         (x, t), (x0, t0) = cached(record), YolactSamples(48)(record)
         assert torch.equal(x, x0) and torch.equal(x, load_image(record, 48))

@@ -201,7 +201,7 @@ class TvClassifier(Backend):
             raise ZooError(f"{self.arch}: no training image has exactly one class label")
         _refuse_too_small(model, self.arch, self.config.imgsz)
         samples = ClassSamples(transforms(self.config, train=True), self.config.imgsz, self.config.crop_scale)
-        samples.decode_once(usable, cache_folder(self.ctx.work_dir), "resize")  # not again every epoch
+        samples.decode_once(usable, cache_folder(self.ctx.work_dir))  # not again every epoch
         result = fit_backend(
             self, model, MappedDataset(usable, samples), selection,
             loss_fn=criterion_loss(torch.nn.CrossEntropyLoss(label_smoothing=self.config.label_smoothing)),

@@ -151,7 +151,8 @@ def build_model(kind: str, cfg: RCNNConfig, num_classes: int, num_keypoints: int
         layers = (cfg.keypoint_head_channels,) * cfg.keypoint_head_layers
         head = KeypointRCNNHeads(backbone.out_channels, layers)
         predictor = KeypointRCNNPredictor(layers[-1], num_keypoints)
-        return with_sparse_roi_align(KeypointRCNN(backbone, keypoint_head=head, keypoint_predictor=predictor, **common))
+        model = KeypointRCNN(backbone, keypoint_head=head, keypoint_predictor=predictor, **common)
+        return with_sparse_roi_align(model)
     raise ValueError(kind)
 
 
@@ -358,7 +359,7 @@ class RCNNBackend(Backend):
             load_matching(model, weights_of(self.config.weights, trust=self.ctx.trust_weights),
                           str(self.config.weights))
         samples = self._samples(train=True)
-        samples.decode_once(train.images, cache_folder(self.ctx.work_dir), "resize")  # not again every epoch
+        samples.decode_once(train.images, cache_folder(self.ctx.work_dir))  # not again every epoch
         result = fit_backend(self, model, MappedDataset(train.images, samples), selection, collate=collate_lists,
                              extra=self._extra(), bf16=self.kind in BF16_HEADS, description=self.name)
         return result.summary()

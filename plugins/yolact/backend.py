@@ -274,9 +274,9 @@ class Yolact(Backend):
             return criterion(out, targets, net.anchors(out), net.maskiou)
 
         samples = YolactSamples(self.config.imgsz, self.config.hflip)
-        samples.decode_once(train.images, cache_folder(self.ctx.work_dir), "resize")  # not again every epoch
-        result = fit_backend(self, model, MappedDataset(train.images, samples), selection, loss_fn=loss_fn, collate=collate, extra=self._extra(),
-                             description=self.name)
+        samples.decode_once(train.images, cache_folder(self.ctx.work_dir))  # not again every epoch
+        result = fit_backend(self, model, MappedDataset(train.images, samples), selection, loss_fn=loss_fn,
+                             collate=collate, extra=self._extra(), description=self.name)
         return result.summary()
 
     def _extra(self) -> dict[str, Any]:

@@ -4,8 +4,8 @@ A backend's sample function (a :class:`DecodedOnce`: the dense networks', the R-
 yolact's, the classifiers') turns a record into arrays at the training size (decoded by
 :mod:`zoo.pixels`, oriented, through the intensity rule, resized or letterboxed, with the
 targets drawn to match); before the first epoch :meth:`PixelCache.fill` runs it once per
-training image, and every epoch's augmentation starts from :meth:`PixelCache.get`'s arrays. They stay in memory while they
-fit in :data:`MEMORY_SHARE` of the machine's RAM; past that every array goes to one file
+training image, and every epoch's augmentation starts from :meth:`PixelCache.get`'s
+arrays. They stay in memory while they fit in :data:`MEMORY_SHARE` of the machine's RAM; past that every array goes to one file
 in the run's ``work/`` folder, read through a memory map (the page cache holds what fits,
 the process's own memory stays flat), and a ``--resume`` of the same run reuses the file
 when the images and the settings that made it are unchanged.
@@ -235,11 +235,13 @@ class DecodedOnce:
     (the deterministic part: pixels through the intensity rule at the training size, and the
     targets drawn to match, as numeric arrays) and ``sample(arrays)`` (every step: the random
     augmentation and the tensors). :meth:`decode_once` fills a :class:`PixelCache` with every
-    training record's ``decode``; a record it does not hold (prediction, a worker's own
-    record) is decoded as it comes. Subclasses set :attr:`cache_name` and :meth:`params`
-    (the settings ``decode`` depends on) and stay picklable for DataLoader workers."""
+    training record's ``decode``; a record it does not hold is decoded as it comes.
+    Subclasses set :attr:`cache_name`, :attr:`decoding` (what the progress bar says) and
+    :meth:`params` (the settings ``decode`` depends on), and stay picklable for DataLoader
+    workers."""
 
     cache_name = "decoded"
+    decoding = "resize"
     cache: PixelCache | None = None
 
     def params(self) -> dict[str, Any]:
@@ -251,12 +253,13 @@ class DecodedOnce:
     def sample(self, arrays: tuple[np.ndarray, ...]) -> Any:
         raise NotImplementedError
 
-    def decode_once(self, records: Sequence[Any], folder: Path | None, description: str = "decode") -> None:
-        """Every record's ``decode`` made once (``folder``: where the arrays go when they
-        outgrow memory, the run's :func:`cache_folder`; None keeps them in memory)."""
+    def decode_once(self, records: Sequence[Any], folder: Path | None) -> None:
+        """Every record's ``decode`` made once, before the first epoch (``folder``: where the
+        arrays go when they outgrow memory, the run's :func:`cache_folder`; None keeps them
+        in memory)."""
         intensity = sorted({r.intensity.spec for r in records if getattr(r, "intensity", None) is not None})
         self.cache = PixelCache(self.cache_name, folder, {**self.params(), "intensity": intensity},
-                                stamp=annotated_stamp).fill(records, self.decode, description)
+                                stamp=annotated_stamp).fill(records, self.decode, self.decoding)
 
     def __call__(self, record: Any) -> Any:
         arrays = self.cache.get(str(record.id)) if self.cache is not None else None

@@ -80,6 +80,7 @@ class SegmentationSamples(DecodedOnce):
     cache: Any = None  # a zoo.training.cache.PixelCache of letterboxed (image, label map) pairs
 
     cache_name = "letterboxed"
+    decoding = "letterbox"
 
     def params(self) -> dict[str, Any]:
         return {"imgsz": self.imgsz, "side": self.side, "keep_aspect": self.keep_aspect,
